@@ -1,0 +1,65 @@
+"""fusejit: eager tensors on the CPU and NVIDIA GPUs, and a JIT that fuses their ops.
+
+>>> import fusejit
+>>> x = fusejit.arange(4, dtype=fusejit.float32)
+>>> (x * 2 + 1).tolist()
+[1.0, 3.0, 5.0, 7.0]
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+# In a source checkout, ``backends/`` and ``kernels/`` sit beside this package and are installed
+# inside it as ``fusejit.backends`` and ``fusejit.kernels``. Running from the checkout without
+# installing (PYTHONPATH=.), make the same names resolve to those folders.
+_here = _os.path.dirname(_os.path.abspath(__file__))
+_root = _os.path.dirname(_here)
+if not _os.path.isdir(_os.path.join(_here, "backends")) and _os.path.isfile(
+    _os.path.join(_root, "backends", "cpu.py")
+):
+    __path__.append(_root)  # type: ignore[name-defined]  # noqa: F821
+
+from . import dtypes as _dtypes  # noqa: E402
+from .creation import (  # noqa: E402
+    arange, empty, empty_like, eye, full, full_like, linspace, manual_seed, ones, ones_like,
+    rand, randint, randn, zeros, zeros_like,
+)  # fmt: skip
+from .device import Device, device  # noqa: E402
+from .dtypes import (  # noqa: E402
+    DType, bool_, float16, float32, float64, int8, int16, int32, int64, promote_types,
+    result_type, uint8,
+)  # fmt: skip
+from .errors import (  # noqa: E402
+    CompileError, DeviceError, DimError, DTypeError, FusejitError, ShapeError, TraceError,
+)  # fmt: skip
+from .functional import *  # noqa: E402, F403
+from .functional import cast, clamp, gelu, where  # noqa: E402
+from .ops.linalg import linear, matmul  # noqa: E402
+from .ops.movement import (  # noqa: E402
+    broadcast_shapes, broadcast_to, cat, chunk, flatten, permute, reshape, split, squeeze,
+    stack, transpose, unsqueeze, view, expand,
+)  # fmt: skip
+from .ops.reductions import (  # noqa: E402
+    all, amax, amin, any, argmax, argmin, layer_norm, log_softmax, logsumexp, max, mean, min,
+    prod, softmax, std, sum, var,
+)  # fmt: skip
+from .tensor import Tensor, from_dlpack, from_numpy, tensor  # noqa: E402
+
+bool = bool_  # noqa: A001 - fusejit.bool, as torch.bool
+half, float, double = float16, float32, float64  # noqa: A001
+short, int, long = int16, int32, int64  # noqa: A001
+clip = clamp
+concat = cat
+concatenate = cat
+
+__version__ = "0.1.0"
+
+
+def is_cuda_available() -> bool:  # noqa: D401
+    """True when cupy is importable and at least one CUDA GPU can be used."""
+    try:
+        from .backends.cuda import device_count
+    except ImportError:
+        return False
+    return device_count() > 0

@@ -1,0 +1,91 @@
+"""The body of a fused elementwise kernel, independent of the target.
+
+A ``KernelBody`` is the straight-line scalar program a fused region runs per element: its
+inputs (dtypes), a list of steps (op table entries with their operand references, attributes
+and compute/result dtypes) and the outputs. ``render_steps`` turns it into one assignment per
+step with a target's renderer; the targets only wrap loads, stores and the loop around it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .. import dtypes as dt
+from ..ops.registry import get_op
+from .expr import parse
+
+# An operand reference: ("in", i) region input i; ("t", j) result of step j;
+# ("c", value, dtype_name) a scalar constant baked into the kernel.
+Ref = tuple
+
+
+@dataclass(frozen=True)
+class Step:
+    op: str
+    args: tuple  # of Ref
+    attrs: tuple  # sorted (name, value) pairs; dtypes as names
+    compute: str  # dtype name the op computes in
+    out: str  # dtype name of the result
+
+
+@dataclass(frozen=True)
+class KernelBody:
+    in_dtypes: tuple  # dtype names of the inputs
+    steps: tuple  # of Step
+    outputs: tuple  # of Ref, each ("t", j) or ("in", i)
+
+    def key(self) -> str:
+        """Structural hash: equal bodies (same ops, wiring, dtypes, constants) hash equal."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:24]
+
+    def out_dtypes(self) -> tuple:
+        res = []
+        for ref in self.outputs:
+            res.append(self.in_dtypes[ref[1]] if ref[0] == "in" else self.steps[ref[1]].out)
+        return tuple(res)
+
+
+def ref_dtype(body: KernelBody, ref: Ref) -> str:
+    if ref[0] == "in":
+        return body.in_dtypes[ref[1]]
+    if ref[0] == "t":
+        return body.steps[ref[1]].out
+    return ref[2]
+
+
+def render_steps(body: KernelBody, renderer, in_codes: list, compute_of=lambda d: d):
+    """Render each step as (temp name, code, dtype). ``in_codes[i]`` is the code that reads
+    input i (already converted to ``compute_of`` its dtype). Returns (lines, out codes)."""
+    lines = []
+    vals = {}
+
+    def get(ref):
+        if ref[0] == "in":
+            return in_codes[ref[1]], compute_of(dt.as_dtype(body.in_dtypes[ref[1]]))
+        if ref[0] == "t":
+            return vals[ref[1]]
+        d = dt.as_dtype(ref[2])
+        return renderer.const(ref[1], compute_of(d)), compute_of(d)
+
+    for j, step in enumerate(body.steps):
+        op = get_op(step.op)
+        compute = compute_of(dt.as_dtype(step.compute))
+        out = compute_of(dt.as_dtype(step.out))
+        attrs = {k: (dt.as_dtype(v) if k == "dtype" else v) for k, v in step.attrs}
+        if "dtype" in attrs:
+            attrs["dtype"] = compute_of(attrs["dtype"])
+        env = {}
+        for name, ref in zip("xyz", step.args):
+            code, d = get(ref)
+            # where's condition stays as it is; other inputs convert to the compute dtype
+            if not (op.name == "where" and name == "x") and op.rule not in ("logical", "cast"):
+                code, d = renderer.cast(code, d, compute), compute
+            env[name] = (code, d)
+        code, d = renderer.render(parse(op.expr), env, compute, attrs)
+        code = renderer.cast(code, d, out)
+        name = f"t{j}"
+        lines.append((name, code, out))
+        vals[j] = (name, out)
+    outs = [get(r) for r in body.outputs]
+    return lines, outs

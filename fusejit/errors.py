@@ -1,0 +1,35 @@
+"""Exceptions raised at the public API. Each one names the op and what was wrong."""
+
+from __future__ import annotations
+
+
+class FusejitError(Exception):
+    """Base class of every error fusejit raises on purpose."""
+
+
+class ShapeError(FusejitError, ValueError):
+    """Shapes that do not fit the op (broadcasting, matmul, reshape, ...)."""
+
+
+class DTypeError(FusejitError, TypeError):
+    """A dtype the op does not support, or a result that cannot be cast."""
+
+
+class DeviceError(FusejitError, RuntimeError):
+    """Mixed devices in one op, or a device that cannot be used on this machine."""
+
+
+class DimError(FusejitError, IndexError, ValueError):
+    """A ``dim`` outside the tensor's rank (an IndexError as in PyTorch, and a ValueError)."""
+
+
+class CompileError(FusejitError, RuntimeError):
+    """Code generation or compilation of a kernel failed."""
+
+
+class TraceError(FusejitError, RuntimeError):
+    """Something in a traced function cannot be recorded into a graph."""
+
+
+def fmt_shape(shape) -> str:
+    return "[" + ", ".join(str(int(s)) for s in shape) + "]"

@@ -1,0 +1,1 @@
+"""The JIT: capture (trace), graph IR, passes, fusion, per-target kernels, cache, runtime."""

@@ -1,0 +1,187 @@
+"""Elementwise ops of the op table.
+
+``expr`` is written in the expression language of ``fusejit/codegen/expr.py``: Python syntax over
+the inputs ``x``, ``y``, ``z``; literals take the compute dtype; the functions are the primitives
+every target renders (exp, log, tanh, erf, sigmoid, where, isnan, floor, ...).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .registry import ANY, FLOAT_ONLY, INT_BOOL, NUM, OpDef, register
+
+_erf64 = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _np(name):
+    return getattr(np, name)
+
+
+def unary(name, expr, np_name=None, rule="float", allowed=ANY, ref=None, **kw):
+    return register(
+        OpDef(
+            name=name,
+            kind="elementwise",
+            arity=1,
+            rule=rule,
+            allowed=allowed,
+            np_name=np_name,
+            ref=ref if ref is not None else _np(np_name),
+            expr=expr,
+            methods=kw.pop("methods", (name,)),
+            inplace=kw.pop("inplace", None),
+            **kw,
+        )
+    )
+
+
+def binary(name, expr, np_name=None, rule="promote", allowed=ANY, ref=None, **kw):
+    return register(
+        OpDef(
+            name=name,
+            kind="elementwise",
+            arity=2,
+            rule=rule,
+            allowed=allowed,
+            np_name=np_name,
+            ref=ref if ref is not None else _np(np_name),
+            expr=expr,
+            methods=kw.pop("methods", (name,)),
+            **kw,
+        )
+    )
+
+
+# ---- arithmetic -----------------------------------------------------------------------------
+binary("add", "x + y", "add", exact=True, methods=("add", "__add__"), rmethods=("__radd__",),
+       inplace="add_")
+binary("sub", "x - y", "subtract", allowed=NUM, exact=True,
+       methods=("sub", "subtract", "__sub__"), rmethods=("__rsub__",), inplace="sub_")
+binary("mul", "x * y", "multiply", exact=True, methods=("mul", "multiply", "__mul__"),
+       rmethods=("__rmul__",), inplace="mul_")
+binary("div", "x / y", "true_divide", rule="float", exact=True,
+       methods=("div", "divide", "true_divide", "__truediv__"), rmethods=("__rtruediv__",),
+       inplace="div_")
+binary("floor_divide", "x // y", "floor_divide", allowed=NUM, exact=True,
+       methods=("floor_divide", "__floordiv__"), rmethods=("__rfloordiv__",), domain=(-20, 20))
+binary("remainder", "x % y", "remainder", allowed=NUM, exact=True,
+       methods=("remainder", "__mod__"), rmethods=("__rmod__",), domain=(-20, 20))
+binary("pow", "x ** y", "power", allowed=NUM, methods=("pow", "__pow__"),
+       rmethods=("__rpow__",), domain=(0.5, 3.0))
+binary("atan2", "atan2(x, y)", "arctan2", rule="float", allowed=NUM)
+binary("maximum", "where((x > y) | (x != x), x, y)", "maximum", allowed=NUM, exact=True)
+binary("minimum", "where((x < y) | (x != x), x, y)", "minimum", allowed=NUM, exact=True)
+
+# ---- comparisons and logic ------------------------------------------------------------------
+for _name, _sym, _np_name, _dunder in (
+    ("eq", "==", "equal", "__eq__"),
+    ("ne", "!=", "not_equal", "__ne__"),
+    ("lt", "<", "less", "__lt__"),
+    ("le", "<=", "less_equal", "__le__"),
+    ("gt", ">", "greater", "__gt__"),
+    ("ge", ">=", "greater_equal", "__ge__"),
+):
+    binary(_name, f"x {_sym} y", _np_name, rule="compare", exact=True,
+           methods=(_name, _dunder))
+
+binary("logical_and", "x and y", "logical_and", rule="logical", exact=True)
+binary("logical_or", "x or y", "logical_or", rule="logical", exact=True)
+binary("logical_xor", "x != y", "logical_xor", rule="logical", exact=True)
+unary("logical_not", "not x", "logical_not", rule="logical", exact=True)
+
+binary("bitwise_and", "x & y", "bitwise_and", allowed=INT_BOOL, exact=True,
+       methods=("bitwise_and", "__and__"), rmethods=("__rand__",))
+binary("bitwise_or", "x | y", "bitwise_or", allowed=INT_BOOL, exact=True,
+       methods=("bitwise_or", "__or__"), rmethods=("__ror__",))
+binary("bitwise_xor", "x ^ y", "bitwise_xor", allowed=INT_BOOL, exact=True,
+       methods=("bitwise_xor", "__xor__"), rmethods=("__rxor__",))
+unary("bitwise_not", "~x", "invert", rule="promote", allowed=INT_BOOL, exact=True,
+      methods=("bitwise_not", "__invert__"))
+
+# ---- sign and rounding ----------------------------------------------------------------------
+unary("neg", "-x", "negative", rule="promote", allowed=NUM, exact=True,
+      methods=("neg", "negative", "__neg__"))
+unary("abs", "abs(x)", "absolute", rule="promote", allowed=NUM, exact=True,
+      methods=("abs", "absolute", "__abs__"))
+unary("sign", "where(x > 0, 1, where(x < 0, -1, x))", "sign", rule="promote", allowed=NUM,
+      exact=True)
+unary("square", "x * x", "square", rule="promote", allowed=NUM, exact=True)
+unary("floor", "floor(x)", "floor", rule="promote", allowed=NUM, exact=True)
+unary("ceil", "ceil(x)", "ceil", rule="promote", allowed=NUM, exact=True)
+unary("trunc", "trunc(x)", "trunc", rule="promote", allowed=NUM, exact=True)
+unary("round", "rint(x)", "rint", rule="promote", allowed=NUM, exact=True)
+
+# ---- powers, exponentials, logarithms -------------------------------------------------------
+unary("sqrt", "sqrt(x)", "sqrt", allowed=NUM, exact=True, domain=(0.0, 100.0))
+unary("rsqrt", "1 / sqrt(x)", ref=lambda x: 1 / np.sqrt(x), allowed=NUM, domain=(0.01, 100.0))
+unary("reciprocal", "1 / x", "reciprocal", allowed=NUM, exact=True,
+      ref=lambda x: np.reciprocal(x.astype(np.result_type(x, np.float32))))
+unary("exp", "exp(x)", "exp", allowed=NUM)
+unary("exp2", "exp2(x)", "exp2", allowed=NUM)
+unary("expm1", "expm1(x)", "expm1", allowed=NUM)
+unary("log", "log(x)", "log", allowed=NUM, domain=(0.001, 1000.0))
+unary("log2", "log2(x)", "log2", allowed=NUM, domain=(0.001, 1000.0))
+unary("log10", "log10(x)", "log10", allowed=NUM, domain=(0.001, 1000.0))
+unary("log1p", "log1p(x)", "log1p", allowed=NUM, domain=(-0.999, 1000.0))
+
+# ---- trigonometric and hyperbolic -----------------------------------------------------------
+unary("sin", "sin(x)", "sin", allowed=NUM)
+unary("cos", "cos(x)", "cos", allowed=NUM)
+unary("tan", "tan(x)", "tan", allowed=NUM, domain=(-1.5, 1.5))
+unary("asin", "asin(x)", "arcsin", allowed=NUM, domain=(-1.0, 1.0), methods=("asin", "arcsin"))
+unary("acos", "acos(x)", "arccos", allowed=NUM, domain=(-1.0, 1.0), methods=("acos", "arccos"))
+unary("atan", "atan(x)", "arctan", allowed=NUM, methods=("atan", "arctan"))
+unary("sinh", "sinh(x)", "sinh", allowed=NUM)
+unary("cosh", "cosh(x)", "cosh", allowed=NUM)
+unary("tanh", "tanh(x)", "tanh", allowed=NUM)
+
+# ---- activations (no numpy kernel: eager runs the generated kernel) -------------------------
+unary("erf", "erf(x)", ref=_erf64, allowed=NUM)
+unary("sigmoid", "sigmoid(x)", ref=lambda x: 1 / (1 + np.exp(-x)), allowed=NUM)
+unary("relu", "where(x < 0, 0, x)", ref=lambda x: np.where(x < 0, np.zeros_like(x), x),
+      rule="promote", allowed=NUM, exact=True)
+unary("gelu", "0.5 * x * (1 + erf(x * 0.7071067811865476))",
+      ref=lambda x: 0.5 * x * (1 + _erf64(x * 0.7071067811865476)), allowed=NUM)
+unary("gelu_tanh", "0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))",
+      ref=lambda x: 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3))),
+      allowed=NUM)
+unary("silu", "x * sigmoid(x)", ref=lambda x: x / (1 + np.exp(-x)), allowed=NUM)
+# torch's softplus (beta=1, threshold=20): linear above the threshold
+unary("softplus", "where(x > 20, x, log1p(exp(x)))",
+      ref=lambda x: np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))), allowed=NUM)
+
+# ---- classification -------------------------------------------------------------------------
+unary("isnan", "isnan(x)", "isnan", rule="compare", exact=True)
+unary("isinf", "isinf(x)", "isinf", rule="compare", exact=True)
+unary("isfinite", "isfinite(x)", "isfinite", rule="compare", exact=True)
+
+# ---- selection and casts --------------------------------------------------------------------
+register(
+    OpDef(
+        name="where",
+        kind="elementwise",
+        arity=3,
+        rule="where",
+        np_name="where",
+        ref=np.where,
+        expr="where(x, y, z)",
+        exact=True,
+    )
+)
+register(
+    OpDef(
+        name="cast",
+        kind="elementwise",
+        arity=1,
+        rule="cast",
+        ref=lambda x, dtype: x.astype(dtype),
+        expr="cast(x)",
+        exact=True,
+        doc="convert to attribute 'dtype'; float to int truncates toward zero",
+    )
+)
+
+FLOAT_FUNCS = FLOAT_ONLY  # re-exported for the tests' value generators

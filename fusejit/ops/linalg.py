@@ -1,0 +1,61 @@
+"""Matrix products of the op table: ``matmul`` (numpy semantics, batched, broadcast) and
+``linear``."""
+
+from __future__ import annotations
+
+from .. import dispatch
+from .. import dtypes as dt
+from ..errors import ShapeError, fmt_shape
+from .registry import NUM, OpDef, check_allowed, register
+
+
+def _matmul_impl(b, x, y, dtype):
+    return b.xp.matmul(x.astype(dtype.np, copy=False), y.astype(dtype.np, copy=False))
+
+
+MATMUL = register(
+    OpDef(name="matmul", kind="matmul", arity=2, allowed=NUM, impl=_matmul_impl,
+          out_dtype=lambda a, b, dtype: dtype)
+)  # fmt: skip
+
+
+def matmul(x, y):
+    """Matrix product with numpy's rules: 1-D operands are vectors, leading dims broadcast.
+
+    >>> import fusejit
+    >>> (fusejit.ones(2, 3) @ fusejit.ones(3, 4)).shape
+    (2, 4)
+    """
+    for t in (x, y):
+        if not isinstance(t, dispatch._Tensor):
+            raise TypeError(f"matmul: expected tensors, got {type(t).__name__}")
+    if x.ndim == 0 or y.ndim == 0:
+        raise ShapeError("matmul: both operands must have at least one dim (got a 0-d tensor)")
+    check_allowed(MATMUL, (x.dtype, y.dtype))
+    k1 = x.shape[-1]
+    k2 = y.shape[-2] if y.ndim > 1 else y.shape[0]
+    bx, by = x.shape[:-2], y.shape[:-2]
+    ok = k1 == k2
+    if ok:
+        try:
+            import numpy as np
+
+            np.broadcast_shapes(bx, by)
+        except ValueError:
+            ok = False
+    if not ok:
+        raise ShapeError(
+            f"matmul: shapes {fmt_shape(x.shape)} and {fmt_shape(y.shape)} cannot be "
+            f"multiplied ({k1} != {k2} or batch dims do not broadcast)"
+        )
+    d = dt.promote_types(x.dtype, y.dtype)
+    return dispatch.apply(MATMUL, (x, y), {"dtype": d})
+
+
+def linear(x, weight, bias=None):
+    """``x @ weight.T + bias``, as ``torch.nn.functional.linear``."""
+    from ..functional import add
+    from .movement import t_
+
+    out = matmul(x, t_(weight))
+    return out if bias is None else add(out, bias)

@@ -1,0 +1,412 @@
+"""Movement ops (views and joins) of the op table, with their public functions.
+
+``reshape``, ``view``, ``transpose``, ``permute``, ``expand``, ``squeeze``, ``unsqueeze``,
+basic indexing and ``split`` return views that share storage with their input, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from .. import dispatch
+from .. import dtypes as dt
+from ..errors import DimError, ShapeError, fmt_shape
+from .registry import OpDef, register
+
+
+def norm_dim(name: str, dim, ndim: int) -> int:
+    """``dim`` as a non-negative int; a 0-d tensor accepts -1 and 0 (as in PyTorch)."""
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"{name}: dim must be an int, got {type(dim).__name__}")
+    n = builtins.max(ndim, 1)
+    if not -n <= dim < n:
+        raise DimError(
+            f"{name}: dim {dim} is out of range for a tensor of {ndim} dims "
+            f"(expected a dim in [{-n}, {n - 1}])"
+        )
+    return int(dim) % n if ndim else 0
+
+
+def norm_dims(name: str, dim, ndim: int):
+    """None (all dims) or a sorted tuple of distinct non-negative dims."""
+    if dim is None:
+        return None
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    out = tuple(norm_dim(name, d, ndim) for d in dims)
+    if len(set(out)) != len(out):
+        raise DimError(f"{name}: dim {tuple(dims)} names a dim more than once")
+    if ndim == 0:
+        return None
+    return tuple(sorted(out))
+
+
+def _shape_arg(shape) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+def _infer_shape(name: str, x, shape: tuple) -> tuple:
+    if builtins.sum(1 for s in shape if s == -1) > 1:
+        raise ShapeError(f"{name}: only one dimension can be -1, got shape {list(shape)}")
+    n = x.numel()
+    known = 1
+    for s in shape:
+        if s != -1:
+            if s < 0:
+                raise ShapeError(f"{name}: invalid size {s} in shape {list(shape)}")
+            known *= s
+    if -1 in shape:
+        if known == 0 or n % known:
+            raise ShapeError(
+                f"{name}: shape {list(shape)} is invalid for input of shape {fmt_shape(x.shape)}"
+            )
+        shape = tuple(n // known if s == -1 else s for s in shape)
+    elif known != n:
+        raise ShapeError(
+            f"{name}: shape {list(shape)} is invalid for input of shape {fmt_shape(x.shape)} "
+            f"({n} elements)"
+        )
+    return shape
+
+
+def _mv(name, impl, out_dtype=lambda d, *_, **__: d, n_out=1, arity=1):
+    return register(OpDef(name=name, kind="movement", arity=arity, impl=impl,
+                          out_dtype=out_dtype, n_out=n_out))  # fmt: skip
+
+
+def _reshape_impl(b, a, shape):
+    return b.xp.reshape(a, shape)
+
+
+def _view_impl(b, a, shape):
+    r = b.xp.reshape(a, shape)
+    if r.size and not b.xp.may_share_memory(r, a):
+        raise ShapeError(
+            f"view: shape {list(shape)} is not compatible with the input's shape "
+            f"{fmt_shape(a.shape)} and strides without a copy; use .reshape() instead"
+        )
+    return r
+
+
+RESHAPE = _mv("reshape", _reshape_impl)
+VIEW = _mv("view", _view_impl)
+PERMUTE = _mv("permute", lambda b, a, dims: b.xp.transpose(a, dims))
+EXPAND = _mv("expand", lambda b, a, shape: b.xp.broadcast_to(a, shape))
+GETITEM = _mv("getitem", lambda b, a, index: a[_decode_index(index)])
+CONTIGUOUS = _mv("contiguous", lambda b, a: b.xp.ascontiguousarray(a))
+CLONE = _mv("clone", lambda b, a: a.copy())
+CAT = _mv("cat", lambda b, *arrs, dim, dtype: b.xp.concatenate(
+    [x.astype(dtype.np, copy=False) for x in arrs], axis=dim),
+    out_dtype=lambda *ds, dim, dtype: dtype, arity=-1)  # fmt: skip
+STACK = _mv("stack", lambda b, *arrs, dim, dtype: b.xp.stack(
+    [x.astype(dtype.np, copy=False) for x in arrs], axis=dim),
+    out_dtype=lambda *ds, dim, dtype: dtype, arity=-1)  # fmt: skip
+SPLIT = _mv("split", lambda b, a, sections, dim: tuple(
+    b.xp.split(a, list(np.cumsum(sections)[:-1]), axis=dim)), n_out=-1)  # fmt: skip
+
+
+def _encode_index(index) -> tuple:
+    """A hashable, printable form of a basic index (ints, slices, None, Ellipsis)."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    out = []
+    for i in index:
+        if i is None:
+            out.append(("none",))
+        elif i is Ellipsis:
+            out.append(("ellipsis",))
+        elif isinstance(i, slice):
+            out.append(("slice", i.start, i.stop, i.step))
+        elif isinstance(i, (int, np.integer)) and not isinstance(i, bool):
+            out.append(("int", int(i)))
+        else:
+            return None
+    return tuple(out)
+
+
+def _decode_index(enc) -> tuple:
+    out = []
+    for e in enc:
+        tag = e[0]
+        if tag == "none":
+            out.append(None)
+        elif tag == "ellipsis":
+            out.append(Ellipsis)
+        elif tag == "slice":
+            out.append(slice(e[1], e[2], e[3]))
+        else:
+            out.append(e[1])
+    return tuple(out)
+
+
+def _check_index(x, index):
+    """Bounds and arity checks for a basic index, with PyTorch-style messages."""
+    n_consumed = builtins.sum(1 for e in index if e[0] in ("int", "slice"))
+    if n_consumed > x.ndim:
+        raise DimError(
+            f"getitem: too many indices for a tensor of {x.ndim} dims ({n_consumed} given)"
+        )
+    dim = 0
+    for e in index:
+        if e[0] == "ellipsis":
+            dim = x.ndim - builtins.sum(
+                1 for f in index[index.index(e) + 1 :] if f[0] in ("int", "slice")
+            )
+        elif e[0] == "int":
+            size = x.shape[dim]
+            if not -size <= e[1] < size:
+                raise DimError(
+                    f"getitem: index {e[1]} is out of bounds for dim {dim} with size {size}"
+                )
+            dim += 1
+        elif e[0] == "slice":
+            if e[3] is not None and e[3] <= 0:
+                raise ValueError("getitem: slice step must be positive")
+            dim += 1
+
+
+def getitem(x, index):
+    """``x[index]``: basic indices give a view; tensor (bool or int) indices give a copy."""
+    enc = _encode_index(index)
+    if enc is not None:
+        _check_index(x, enc)
+        return dispatch.apply(GETITEM, (x,), {"index": enc})
+    # advanced indexing: tensors as indices
+    tracer = dispatch.TRACER
+    if tracer is not None:
+        tracer.unsupported("indexing with tensors or lists")
+    parts = index if isinstance(index, tuple) else (index,)
+    conv = []
+    for p in parts:
+        if isinstance(p, dispatch._Tensor):
+            if p.device is not x.device:
+                raise dispatch.DeviceError(
+                    f"getitem: index on {p.device} for a tensor on {x.device}"
+                )
+            conv.append(p._data)
+        else:
+            conv.append(p)
+    try:
+        r = x._data[tuple(conv)]
+    except IndexError as e:
+        raise DimError(f"getitem: {e}") from None
+    return dispatch._Tensor._wrap(r, x.dtype, x.device)
+
+
+def setitem(x, index, value) -> None:
+    """``x[index] = value``, writing through to the storage ``x`` shares with its base."""
+    tracer = dispatch.TRACER
+    if tracer is not None:
+        tracer.unsupported("assignment into a tensor (__setitem__)")
+    parts = index if isinstance(index, tuple) else (index,)
+    conv = tuple(p._data if isinstance(p, dispatch._Tensor) else p for p in parts)
+    if isinstance(value, dispatch._Tensor):
+        if value.device is not x.device:
+            raise dispatch.DeviceError(
+                f"setitem: value on {value.device} for a tensor on {x.device}"
+            )
+        _check_inplace_dtype("setitem", x.dtype, value.dtype)
+        v = value._data
+    else:
+        _check_inplace_dtype("setitem", x.dtype, dt.result_type(value))
+        v = value
+    try:
+        x._data[conv] = v
+    except ValueError as e:
+        raise ShapeError(f"setitem: {e}") from None
+
+
+_KIND_ORDER = {"b": 0, "i": 1, "u": 1, "f": 2}
+
+
+def _check_inplace_dtype(name, target: dt.DType, result: dt.DType):
+    if _KIND_ORDER[result.kind] > _KIND_ORDER[target.kind]:
+        raise dispatch.DTypeError(
+            f"{name}: result dtype {result.name} cannot be written into a tensor of dtype "
+            f"{target.name} in place"
+        )
+
+
+def reshape(x, *shape):
+    """A tensor of the given shape with the same data (a view when strides allow)."""
+    shape = _infer_shape("reshape", x, _shape_arg(shape))
+    return dispatch.apply(RESHAPE, (x,), {"shape": shape})
+
+
+def view(x, *shape):
+    """Like ``reshape`` but never copies; an error when the strides do not allow a view."""
+    if len(shape) == 1 and isinstance(shape[0], (dt.DType, str, type)):
+        raise TypeError("view(dtype) is not supported; use .to(dtype)")
+    shape = _infer_shape("view", x, _shape_arg(shape))
+    return dispatch.apply(VIEW, (x,), {"shape": shape})
+
+
+def flatten(x, start_dim: int = 0, end_dim: int = -1):
+    if x.ndim == 0:
+        return reshape(x, 1)
+    s = norm_dim("flatten", start_dim, x.ndim)
+    e = norm_dim("flatten", end_dim, x.ndim)
+    if s > e:
+        raise DimError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    shape = x.shape[:s] + (-1,) + x.shape[e + 1 :]
+    return reshape(x, *shape) if x.numel() else reshape(
+        x, *(x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :])
+    )
+
+
+def permute(x, *dims):
+    dims = _shape_arg(dims)
+    if len(dims) != x.ndim:
+        raise DimError(f"permute: got {len(dims)} dims {list(dims)} for a tensor of {x.ndim}")
+    nd = tuple(norm_dim("permute", d, x.ndim) for d in dims)
+    if sorted(nd) != list(range(x.ndim)):
+        raise DimError(f"permute: dims {list(dims)} are not a permutation of {x.ndim} dims")
+    return dispatch.apply(PERMUTE, (x,), {"dims": nd})
+
+
+def transpose(x, dim0: int, dim1: int):
+    if x.ndim < 2 and x.ndim == 0:
+        return x
+    a = norm_dim("transpose", dim0, x.ndim)
+    b = norm_dim("transpose", dim1, x.ndim)
+    dims = list(range(x.ndim))
+    dims[a], dims[b] = dims[b], dims[a]
+    return dispatch.apply(PERMUTE, (x,), {"dims": tuple(dims)})
+
+
+def t_(x):
+    """``x.T``: all dims reversed."""
+    return dispatch.apply(PERMUTE, (x,), {"dims": tuple(range(x.ndim))[::-1]})
+
+
+def expand(x, *sizes):
+    sizes = _shape_arg(sizes)
+    if len(sizes) < x.ndim:
+        raise ShapeError(
+            f"expand: {len(sizes)} sizes {list(sizes)} for a tensor of {x.ndim} dims "
+            f"{fmt_shape(x.shape)}"
+        )
+    lead = len(sizes) - x.ndim
+    shape = []
+    for i, s in enumerate(sizes):
+        cur = x.shape[i - lead] if i >= lead else None
+        if s == -1:
+            if cur is None:
+                raise ShapeError("expand: -1 is not allowed for a new leading dim")
+            s = cur
+        if cur is not None and cur != 1 and cur != s:
+            raise ShapeError(
+                f"expand: cannot expand dim {i} of size {cur} to {s} "
+                f"(shape {fmt_shape(x.shape)} to {list(sizes)})"
+            )
+        shape.append(s)
+    return dispatch.apply(EXPAND, (x,), {"shape": tuple(shape)})
+
+
+def broadcast_to(x, shape):
+    return expand(x, *tuple(shape))
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    try:
+        return tuple(np.broadcast_shapes(*[tuple(s) for s in shapes]))
+    except ValueError:
+        raise ShapeError(
+            "broadcast_shapes: shapes " + " and ".join(fmt_shape(s) for s in shapes)
+            + " cannot be broadcast together"
+        ) from None
+
+
+def squeeze(x, dim=None):
+    if dim is None:
+        shape = tuple(s for s in x.shape if s != 1)
+    else:
+        dims = norm_dims("squeeze", dim, x.ndim) or ()
+        shape = tuple(s for i, s in enumerate(x.shape) if not (i in dims and s == 1))
+    return dispatch.apply(RESHAPE, (x,), {"shape": shape})
+
+
+def unsqueeze(x, dim: int):
+    d = norm_dim("unsqueeze", dim, x.ndim + 1)
+    shape = x.shape[:d] + (1,) + x.shape[d:]
+    return dispatch.apply(RESHAPE, (x,), {"shape": shape})
+
+
+def contiguous(x):
+    return dispatch.apply(CONTIGUOUS, (x,), {})
+
+
+def clone(x):
+    return dispatch.apply(CLONE, (x,), {})
+
+
+def _join_dtype(name, tensors):
+    if not tensors:
+        raise ValueError(f"{name}: expected a non-empty sequence of tensors")
+    for t in tensors:
+        if not isinstance(t, dispatch._Tensor):
+            raise TypeError(f"{name}: expected tensors, got {type(t).__name__}")
+    return dt.result_type(*tensors)
+
+
+def cat(tensors, dim: int = 0):
+    """Join tensors along an existing dim (dtypes promote as in elementwise ops)."""
+    tensors = tuple(tensors)
+    d = _join_dtype("cat", tensors)
+    ref = tensors[0]
+    dd = norm_dim("cat", dim, ref.ndim)
+    for t in tensors[1:]:
+        if t.ndim != ref.ndim or any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, ref.shape)) if i != dd
+        ):
+            raise ShapeError(
+                f"cat: shapes {' and '.join(fmt_shape(u.shape) for u in tensors)} differ "
+                f"outside dim {dim}"
+            )
+    return dispatch.apply(CAT, tensors, {"dim": dd, "dtype": d})
+
+
+def stack(tensors, dim: int = 0):
+    tensors = tuple(tensors)
+    d = _join_dtype("stack", tensors)
+    for t in tensors[1:]:
+        if t.shape != tensors[0].shape:
+            raise ShapeError(
+                f"stack: expected tensors of one shape, got "
+                f"{' and '.join(fmt_shape(u.shape) for u in tensors)}"
+            )
+    dd = norm_dim("stack", dim, tensors[0].ndim + 1)
+    return dispatch.apply(STACK, tensors, {"dim": dd, "dtype": d})
+
+
+def split(x, split_size_or_sections, dim: int = 0):
+    """Split into pieces of ``split_size`` (the last may be smaller) or of the given sizes."""
+    d = norm_dim("split", dim, x.ndim)
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        size = int(split_size_or_sections)
+        if size <= 0:
+            raise ValueError(f"split: split_size must be positive, got {size}")
+        sections = [size] * (n // size) + ([n % size] if n % size else [])
+        if n == 0:
+            sections = [0]
+    else:
+        sections = [int(s) for s in split_size_or_sections]
+        if builtins.sum(sections) != n:
+            raise ShapeError(
+                f"split: sections {sections} do not add up to the size {n} of dim {dim}"
+            )
+    return dispatch.apply(SPLIT, (x,), {"sections": tuple(sections), "dim": d})
+
+
+def chunk(x, chunks: int, dim: int = 0):
+    """Split into at most ``chunks`` pieces of equal size (the last may be smaller)."""
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+    d = norm_dim("chunk", dim, x.ndim)
+    n = x.shape[d]
+    size = builtins.max(1, -(-n // chunks))
+    return split(x, size, d)
