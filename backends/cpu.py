@@ -15,6 +15,7 @@ class CPUBackend:
 
     def __init__(self) -> None:
         self._ufuncs: dict = {}
+        self._expr_keys: dict = {}  # (op, compute, out, rank) -> kernel cache key
 
     # storage ----------------------------------------------------------------------------
     def asarray(self, data, dtype: dt.DType):
@@ -37,24 +38,48 @@ class CPUBackend:
         if fn is None:
             fn = self._ufuncs[op] = getattr(np, op.np_name) if op.np_name else None
         if fn is not None:
-            return fn(*vals)
+            r = fn(*vals)
+            # ufuncs give numpy scalars for 0-d inputs, and where(c, 1.5, 2.5) float64
+            if type(r) is not np.ndarray or r.dtype is not out.np:
+                r = np.asarray(r, dtype=out.np)
+            return r
         return self.run_expr_op(op, vals[0], compute, out)
 
     def run_expr_op(self, op, x: np.ndarray, compute: dt.DType, out: dt.DType):
         """An op numpy lacks, as a one-step generated kernel (float16 computed in float32)."""
-        from fusejit.jit.cpu_kernels import cpu_kernel
-
         c = dt.float32 if compute is dt.float16 else compute
         o = dt.float32 if out is dt.float16 else out
         if x.dtype != c.np:
             x = x.astype(c.np)
-        body = KernelBody(
-            in_dtypes=(c.name,),
-            steps=(Step(op.name, (("in", 0),), (), c.name, o.name),),
-            outputs=(("t", 0),),
-        )
-        res = cpu_kernel(body, x.ndim)(x)[0]
+        # the kernel cache's key of this one-op kernel, remembered so that a call does not
+        # rebuild the body and hash it; the kernel itself still comes from the kernel cache
+        memo = (op, c, o, max(x.ndim, 1))
+        key = self._expr_keys.get(memo)
+        k = None if key is None else _kernel_cache().get(key)
+        if k is None:
+            from fusejit.jit.cpu_kernels import cpu_kernel
+
+            body = KernelBody(
+                in_dtypes=(c.name,),
+                steps=(Step(op.name, (("in", 0),), (), c.name, o.name),),
+                outputs=(("t", 0),),
+            )
+            k = cpu_kernel(body, x.ndim)
+            self._expr_keys[memo] = k.key
+        res = k(x)[0]
         return res.astype(out.np) if o is not out else res
+
+
+_CACHE = None
+
+
+def _kernel_cache():
+    global _CACHE
+    if _CACHE is None:
+        from fusejit.jit.cache import CACHE
+
+        _CACHE = CACHE
+    return _CACHE
 
 
 BACKEND = CPUBackend()

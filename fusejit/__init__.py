@@ -63,3 +63,11 @@ def is_cuda_available() -> bool:  # noqa: D401
     except ImportError:
         return False
     return device_count() > 0
+
+
+from .jit.api import TracedFunction, trace  # noqa: E402
+from .jit.cache import cache_info, clear_cache  # noqa: E402
+from .jit.trace import TracerWarning  # noqa: E402
+from . import nn  # noqa: E402
+from .jit.explain import explain  # noqa: E402
+from .jit.optimize import optimize  # noqa: E402

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import dtypes as dt
 from .device import as_device
+from .errors import DTypeError
 from .tensor import Tensor
 
 _rng = np.random.default_rng()
@@ -104,7 +105,8 @@ def arange(start, end=None, step=1, *, dtype=None, device=None) -> Tensor:
         start, end = 0, start
     if step == 0:
         raise ValueError("arange: step must be nonzero")
-    default = dt.int64 if all(isinstance(v, int) for v in (start, end, step)) else dt.float32
+    ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+    default = dt.int64 if ints else dt.float32
     d = _dtype(dtype, default)
     arr = np.arange(start, end, step, dtype=np.float64 if d.is_floating_point else np.int64)
     return _make(arr.astype(d.np), d, device)
@@ -124,7 +126,7 @@ def rand(*size, dtype=None, device=None) -> Tensor:
     """Uniform on [0, 1)."""
     d = _dtype(dtype)
     if not d.is_floating_point:
-        raise TypeError(f"rand: expected a floating-point dtype, got {d.name}")
+        raise DTypeError(f"rand: expected a floating-point dtype, got {d.name}")
     return _make(_rng.random(_size(size)).astype(d.np), d, device)
 
 
@@ -132,15 +134,16 @@ def randn(*size, dtype=None, device=None) -> Tensor:
     """Standard normal."""
     d = _dtype(dtype)
     if not d.is_floating_point:
-        raise TypeError(f"randn: expected a floating-point dtype, got {d.name}")
+        raise DTypeError(f"randn: expected a floating-point dtype, got {d.name}")
     return _make(_rng.standard_normal(_size(size)).astype(d.np), d, device)
 
 
 def randint(low, high=None, size=(), *, dtype=None, device=None) -> Tensor:
     """Integers in [low, high); ``randint(high, size)`` draws from [0, high)."""
-    if high is None:
-        low, high = 0, low
+    if high is None or isinstance(high, (tuple, list)):  # randint(high) or randint(high, size)
+        low, high, size = 0, low, (size if high is None else high)
     if low >= high:
         raise ValueError(f"randint: low ({low}) must be less than high ({high})")
     d = _dtype(dtype, dt.int64)
-    return _make(_rng.integers(low, high, size=tuple(size)).astype(d.np), d, device)
+    shape = _size((size,) if isinstance(size, (int, np.integer)) else (tuple(size),))
+    return _make(_rng.integers(low, high, size=shape).astype(d.np), d, device)

@@ -30,7 +30,7 @@ class Device:
             )
         dev = object.__new__(cls)
         dev.type = kind
-        dev.index = int(idx) if kind == "cuda" else None
+        dev.index = int(idx or 0) if kind == "cuda" else None
         dev._backend = None
         dev._str = "cpu" if kind == "cpu" else f"cuda:{dev.index}"
         # "cuda" and "cuda:0" are the same object

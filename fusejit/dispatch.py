@@ -16,6 +16,7 @@ from .ops.registry import OpDef, check_allowed, dtype_rule
 TRACER = None
 
 _Tensor = None  # fusejit.tensor.Tensor, bound at import time of tensor.py
+_new = object.__new__
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _KIND = {bool: "b", int: "i", float: "f", np.bool_: "b"}
 
@@ -30,6 +31,35 @@ def _rule(op: OpDef, promoted: dt.DType):
         check_allowed(op, (promoted,))
         r = _RULES[key] = dtype_rule(op, promoted)
     return r
+
+
+def fast_entry(op: OpDef, dtype: dt.DType, device, scalar_type):
+    """The fast path of the generated op functions (``fusejit/functional.py``), for ``op``
+    between tensors of ``dtype`` on ``device`` (and a Python scalar of ``scalar_type`` unless it
+    is None): (array function, result dtype) where the general path would call that backend
+    function on the arrays as they are, with nothing to cast; None where it would not (casts,
+    dtype errors, ops without a numpy function, other devices). The caller still checks the
+    result's type and dtype and runs the general path on anything unexpected."""
+    if op.rule not in ("promote", "float", "compare", "logical"):
+        return None
+    if getattr(device, "type", None) != "cpu":
+        return None
+    promoted = dtype
+    if scalar_type is not None:
+        promoted = dt.promote_with_scalar(dtype, _KIND[scalar_type])
+    try:
+        compute, out = _rule(op, promoted)
+    except DTypeError:
+        return None
+    if compute is not dtype and op.rule != "logical":
+        return None
+    if op.np_name is None:  # a generated kernel, for unary ops computed in their own dtype
+        if op.arity != 1 or op.expr is None or compute is dt.float16 or out is dt.float16:
+            return None
+        run = device.backend.run_expr_op
+        return (lambda a: run(op, a, compute, out)), out, out.np
+    fn = getattr(np, op.np_name, None)
+    return None if fn is None else (fn, out, out.np)
 
 
 def _scalar_kind(v) -> str:
@@ -108,7 +138,8 @@ def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
     except ValueError as e:
         if "broadcast" in str(e):
             raise _broadcast_error(op, args) from None
-        raise
+        # e.g. numpy's "Integers to negative integer powers are not allowed."
+        raise DTypeError(f"{op.name}: {e} (computing in {compute.name})") from None
     except OverflowError as e:
         raise DTypeError(f"{op.name}: {e} (result dtype {out.name})") from None
     t = _Tensor._wrap(res, out, dev)
@@ -123,14 +154,61 @@ def apply(op: OpDef, tensors: tuple, attrs: dict):
     for t in tensors:
         if not isinstance(t, _Tensor):
             raise TypeError(f"{op.name}: expected tensors, got {type(t).__name__}")
-    dev = device_of(op.name, tensors)
-    out = op.out_dtype(*[t._dtype for t in tensors], **attrs)
-    res = op.impl(dev.backend, *[t._data for t in tensors], **attrs)
-    if op.n_out == 1:
-        result = (_Tensor._wrap(res, out, dev),)
+    if len(tensors) == 1:  # the common case, kept short
+        dev = t._device
+        out = op.out_dtype(t._dtype, **attrs)
+        res = op.impl(dev._backend or dev.backend, t._data, **attrs)
     else:
-        outs = out if isinstance(out, tuple) else (out,) * len(res)
-        result = tuple(_Tensor._wrap(r, d, dev) for r, d in zip(res, outs))
+        dev = device_of(op.name, tensors)
+        out = op.out_dtype(*[t._dtype for t in tensors], **attrs)
+        res = op.impl(dev.backend, *[t._data for t in tensors], **attrs)
+    if op.n_out == 1:
+        if isinstance(res, np.generic):  # numpy gives scalars for 0-d results (1-D @ 1-D)
+            res = np.asarray(res)
+        t = _new(_Tensor)
+        t._data, t._dtype, t._device = res, out, dev
+        if TRACER is not None:
+            TRACER.record(op, tensors, attrs, (t,))
+        return t
+    outs = out if isinstance(out, tuple) else (out,) * len(res)
+    result = tuple(_Tensor._wrap(r, d, dev) for r, d in zip(res, outs, strict=True))
     if TRACER is not None:
         TRACER.record(op, tensors, attrs, result)
-    return result[0] if op.n_out == 1 else result
+    return result
+
+
+def call(name: str, *inputs, **attrs):
+    """Run op-table op ``name`` on ``inputs`` with ``attrs`` (what the interpreter and the
+    code printed by ``TracedFunction.code`` call)."""
+    from .ops.registry import get_op
+
+    op = get_op(name)
+    if op.kind == "elementwise":
+        return elementwise(op, inputs, attrs or None)
+    return apply(op, inputs, attrs)
+
+
+def elementwise_dtypes(op: OpDef, operands, attrs: dict | None = None):
+    """(compute dtype, result dtype) of elementwise ``op`` whose operands are dtypes (for
+    tensors) or Python scalars; the same rules eager dispatch applies."""
+
+    def promote(items):
+        tdt = None
+        kinds = []
+        for a in items:
+            if isinstance(a, dt.DType):
+                tdt = a if tdt is None else dt._TABLE[(tdt, a)]
+            else:
+                kinds.append(_scalar_kind(a))
+        if tdt is None:
+            return dt.result_type(*items)
+        for k in kinds:
+            tdt = dt.promote_with_scalar(tdt, k)
+        return tdt
+
+    if op.rule == "where":
+        p = promote(operands[1:])
+        return p, p
+    if op.rule == "cast":
+        return attrs["dtype"], attrs["dtype"]
+    return _rule(op, promote(operands))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import DTypeError
+
 __all__ = [
     "DType",
     "bool_",
@@ -106,6 +108,10 @@ def as_dtype(obj) -> DType:
     """
     if isinstance(obj, DType):
         return obj
+    if isinstance(obj, np.dtype):  # the common case inside fusejit: an array's dtype
+        d = _BY_NP.get(obj)
+        if d is not None:
+            return d
     if isinstance(obj, str) and obj in _BY_NAME:
         return _BY_NAME[obj]
     if obj is bool:
@@ -121,7 +127,7 @@ def as_dtype(obj) -> DType:
     if npd is not None and npd in _BY_NP:
         return _BY_NP[npd]
     supported = ", ".join(d.name for d in ALL_DTYPES)
-    raise TypeError(f"unsupported dtype {obj!r}; fusejit supports {supported}")
+    raise DTypeError(f"unsupported dtype {obj!r}; fusejit supports {supported}")
 
 
 def _promote(a: DType, b: DType) -> DType:

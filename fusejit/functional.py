@@ -6,11 +6,14 @@ in-place form; adding an op to the table adds all of these.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import dispatch
 from . import dtypes as dt
+from .device import Device
 from .errors import ShapeError, fmt_shape
-from .ops import linalg, movement, reductions
 from .ops import elementwise as _ew_table  # noqa: F401 - registers the elementwise ops
+from .ops import linalg, movement, reductions
 from .ops.movement import _check_inplace_dtype
 from .ops.registry import OPS, OpDef
 from .tensor import Tensor
@@ -19,15 +22,71 @@ _elementwise = dispatch.elementwise
 __all__: list[str] = []
 
 
+# The generated functions first try a fast path: no trace recording, CPU tensors of one dtype
+# (or a tensor and a Python scalar) and an op the backend computes with one numpy function on
+# the arrays as they are (``dispatch.fast_entry``, looked up once per op, dtype and scalar
+# type). The result must come back as an array of the result dtype; anything else, including
+# an exception, goes through the general path, which gives the same result or raises the proper
+# error. Semantics are those of ``dispatch.elementwise`` in every case.
+_ndarray = np.ndarray
+_new = object.__new__
+_PY_SCALARS = (float, int, bool)
+_CPU = Device("cpu")
+
+
+def _fast_lookup(op, fast, key, dtype, scalar_type):
+    e = fast[key] = dispatch.fast_entry(op, dtype, _CPU, scalar_type)
+    return e
+
+
 def _make_function(op: OpDef):
+    # dtype or (dtype, scalar type) -> (numpy function, result dtype, its numpy dtype) or None
+    fast: dict = {}
+
     if op.arity == 1:
 
         def fn(x):
+            if type(x) is Tensor and x._device is _CPU and dispatch.TRACER is None:
+                d = x._dtype
+                e = fast.get(d, False)
+                if e is False:
+                    e = _fast_lookup(op, fast, d, d, None)
+                if e is not None:
+                    try:
+                        r = e[0](x._data)
+                    except Exception:
+                        return _elementwise(op, (x,))
+                    if type(r) is _ndarray and r.dtype is e[2]:
+                        t = _new(Tensor)
+                        t._data, t._dtype, t._device = r, e[1], _CPU
+                        return t
             return _elementwise(op, (x,))
 
     elif op.arity == 2:
 
         def fn(x, y):
+            if type(x) is Tensor and x._device is _CPU and dispatch.TRACER is None:
+                ty = type(y)
+                if ty is Tensor:
+                    key = x._dtype if y._dtype is x._dtype and y._device is _CPU else None
+                    b = y._data
+                elif ty in _PY_SCALARS:
+                    key, b = (x._dtype, ty), y
+                else:
+                    key = None
+                if key is not None:
+                    e = fast.get(key, False)
+                    if e is False:
+                        e = _fast_lookup(op, fast, key, x._dtype, None if ty is Tensor else ty)
+                    if e is not None:
+                        try:
+                            r = e[0](x._data, b)
+                        except Exception:
+                            return _elementwise(op, (x, y))
+                        if type(r) is _ndarray and r.dtype is e[2]:
+                            t = _new(Tensor)
+                            t._data, t._dtype, t._device = r, e[1], _CPU
+                            return t
             return _elementwise(op, (x, y))
 
     else:
@@ -41,7 +100,26 @@ def _make_function(op: OpDef):
 
 
 def _make_reflected(op: OpDef):
+    """``self.__radd__(other)``: ``other + self`` with a Python scalar (or tensor) ``other``."""
+    fast: dict = {}
+
     def fn(self, other):
+        ty = type(other)
+        fast_ok = type(self) is Tensor and self._device is _CPU and dispatch.TRACER is None
+        if ty in _PY_SCALARS and fast_ok:
+            key = (self._dtype, ty)
+            e = fast.get(key, False)
+            if e is False:
+                e = _fast_lookup(op, fast, key, self._dtype, ty)
+            if e is not None:
+                try:
+                    r = e[0](other, self._data)
+                except Exception:
+                    return _elementwise(op, (other, self))
+                if type(r) is _ndarray and r.dtype is e[2]:
+                    t = _new(Tensor)
+                    t._data, t._dtype, t._device = r, e[1], _CPU
+                    return t
         return _elementwise(op, (other, self))
 
     return fn
@@ -55,10 +133,21 @@ def _make_inplace(op: OpDef):
     return fn
 
 
+def _check_writeable(name: str, self: Tensor) -> None:
+    flags = getattr(self._data, "flags", None)
+    # cupy arrays have no writeable flag (an expanded cupy view writes through)
+    if flags is not None and not getattr(flags, "writeable", True):
+        raise ShapeError(
+            f"{name}: cannot write into this tensor of shape {fmt_shape(self.shape)}: it is an "
+            "expanded view whose elements share memory (or read-only memory); clone() it first"
+        )
+
+
 def _inplace(name: str, self: Tensor, result: Tensor) -> Tensor:
     if dispatch.TRACER is not None:
         dispatch.TRACER.unsupported(f"in-place op {name}")
     _check_inplace_dtype(name, self.dtype, result.dtype)
+    _check_writeable(name, self)
     if result.shape != self.shape:
         raise ShapeError(
             f"{name}: the result of shape {fmt_shape(result.shape)} does not fit the "
@@ -98,12 +187,33 @@ _CAST = OPS["cast"]
 
 def where(condition, x, y):
     """``x`` where ``condition`` is true, else ``y`` (dtypes of x and y promote)."""
+    tensors = type(condition) is Tensor and type(x) is Tensor and type(y) is Tensor
+    if (
+        tensors
+        and condition._dtype is dt.bool_
+        and x._dtype is y._dtype
+        and condition._device is x._device is y._device is _CPU
+        and dispatch.TRACER is None
+    ):  # fast path: what the general path computes here, np.where on the arrays as they are
+        try:
+            r = np.where(condition._data, x._data, y._data)
+        except Exception:
+            return _elementwise(_WHERE, (condition, x, y))
+        if type(r) is _ndarray and r.dtype is x._dtype.np:
+            t = _new(Tensor)
+            t._data, t._dtype, t._device = r, x._dtype, _CPU
+            return t
     return _elementwise(_WHERE, (condition, x, y))
 
 
 def cast(x, dtype):
     """``x`` converted to ``dtype`` (float to int truncates toward zero)."""
-    return _elementwise(_CAST, (x,), {"dtype": dt.as_dtype(dtype)})
+    d = dt.as_dtype(dtype)
+    if type(x) is Tensor and x._device is _CPU and dispatch.TRACER is None:
+        t = _new(Tensor)  # fast path: what the CPU backend does for a cast
+        t._data, t._dtype, t._device = x._data.astype(d.np), d, _CPU
+        return t
+    return _elementwise(_CAST, (x,), {"dtype": d})
 
 
 def gelu(x, approximate: str = "none"):
@@ -135,6 +245,7 @@ def fill_(self, value):
     if dispatch.TRACER is not None:
         dispatch.TRACER.unsupported("in-place op fill_")
     _check_inplace_dtype("fill_", self.dtype, dt.result_type(value))
+    _check_writeable("fill_", self)
     self._data.fill(value.item() if isinstance(value, Tensor) else value)
     return self
 
@@ -150,6 +261,7 @@ def copy_(self, src):
         dispatch.TRACER.unsupported("in-place op copy_")
     if src.device is not self.device:
         src = src.to(self.device)
+    _check_writeable("copy_", self)
     try:
         self._data[...] = src._data
     except ValueError:

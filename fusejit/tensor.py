@@ -16,7 +16,7 @@ import numpy as np
 from . import dispatch
 from . import dtypes as dt
 from .device import CPU, Device, as_device
-from .errors import DeviceError, DTypeError, fmt_shape
+from .errors import DeviceError, DTypeError, FusejitError, ShapeError, fmt_shape
 
 __all__ = ["Tensor", "tensor", "from_numpy", "from_dlpack"]
 
@@ -178,9 +178,7 @@ class Tensor:
         if dtype is not None:
             d = dt.as_dtype(dtype)
             if d is not t._dtype:
-                from .functional import cast
-
-                t = cast(t, d)
+                t = _functional().cast(t, d)
         if copy and t is self:
             t = self.clone()
         return t
@@ -232,7 +230,8 @@ class Tensor:
         )
         extras = []
         default = {dt.float32, dt.int64, dt.bool_}
-        if self._dtype not in default or (arr.size == 0):
+        # as torch: no dtype for the default float, and an empty tensor shows int64 and bool
+        if self._dtype not in default or (arr.size == 0 and self._dtype is not dt.float32):
             extras.append(f"dtype={self._dtype!r}")
         if self._device is not CPU:
             extras.append(f"device='{self._device}'")
@@ -246,6 +245,17 @@ class Tensor:
 
 
 dispatch._Tensor = Tensor
+_FUNCTIONAL = None
+
+
+def _functional():
+    """fusejit.functional (imported on first use: it imports this module)."""
+    global _FUNCTIONAL
+    if _FUNCTIONAL is None:
+        from . import functional
+
+        _FUNCTIONAL = functional
+    return _FUNCTIONAL
 
 
 def _read_value_hook(t: Tensor, what: str) -> None:
@@ -289,14 +299,15 @@ def _move(t: Tensor, dev: Device) -> Tensor:
 def _infer_dtype(data) -> dt.DType:
     """The dtype torch would give ``tensor(data)``: bool, int64 or the default float."""
     arr = np.asarray(data)
+    typed = isinstance(data, (np.ndarray, np.generic))  # numpy data keeps its dtype
     if arr.dtype.kind == "b":
         return dt.bool_
     if arr.dtype.kind in "iu":
         if arr.dtype.kind == "u" and arr.dtype != np.uint8:
             return dt.int64
-        return dt.as_dtype(arr.dtype) if isinstance(data, np.ndarray) else dt.int64
+        return dt.as_dtype(arr.dtype) if typed else dt.int64
     if arr.dtype.kind == "f":
-        if isinstance(data, np.ndarray):
+        if typed and arr.dtype in (np.float16, np.float32, np.float64):
             return dt.as_dtype(arr.dtype)
         return dt.default_float
     raise DTypeError(f"tensor: cannot make a tensor from data of numpy dtype {arr.dtype}")
@@ -316,11 +327,15 @@ def tensor(data, dtype=None, device=None) -> Tensor:
     if hasattr(data, "__cuda_array_interface__") and not isinstance(data, np.ndarray):
         src = from_dlpack(data)
         return tensor(src, dtype=dtype, device=device if device is not None else src.device)
-    d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
     try:
+        d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
         arr = np.array(data, dtype=d.np, copy=True)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"tensor: cannot convert data to a {d.name} tensor: {e}") from None
+    except FusejitError:
+        raise
+    except ValueError as e:  # ragged nested lists, ...
+        raise ShapeError(f"tensor: cannot convert data to a tensor: {e}") from None
+    except TypeError as e:
+        raise DTypeError(f"tensor: cannot convert data to a tensor: {e}") from None
     return Tensor._wrap(dev.backend.from_numpy(arr), d, dev)
 
 

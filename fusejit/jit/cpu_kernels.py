@@ -11,7 +11,6 @@ import importlib.util
 import logging
 import os
 import sys
-import time
 
 import numba
 import numpy as np
@@ -50,8 +49,6 @@ class CpuKernel:
         nd = getattr(module, f"{name}_nd{rank}", None)
         self.nd = numba.njit(**_JIT_OPTS)(nd) if nd is not None else None
         self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
-        self._nsigs = 0
-        self.compile_seconds = 0.0
 
     @property
     def par(self):
@@ -59,49 +56,52 @@ class CpuKernel:
             self._par = numba.njit(parallel=True, **_JIT_OPTS)(self._par_py)
         return self._par
 
-    def __call__(self, *arrays, shape=None):
-        if shape is None:
-            shape = arrays[0].shape
-            for a in arrays[1:]:
-                if a.shape != shape:
-                    shape = np.broadcast_shapes(*[x.shape for x in arrays])
-                    break
-        outs = [np.empty(shape, d) for d in self.out_np]
-        n = outs[0].size
-        if n == 0:
-            return outs
+    def __call__(self, *arrays):
+        shape = arrays[0].shape
         flat = True
         for a in arrays:
             if a.shape != shape or not a.flags.c_contiguous:
                 flat = False
                 break
-        t0 = time.perf_counter()
-        if flat:
-            args = [a.reshape(-1) for a in arrays] + [o.reshape(-1) for o in outs]
-            (self.par if n >= PARALLEL_THRESHOLD else self.flat)(*args)
-        elif len(shape) <= 1:
-            args = [np.broadcast_to(a, shape).reshape(-1) if a.ndim else np.broadcast_to(a, (n,))
-                    for a in arrays] + [o.reshape(-1) for o in outs]  # fmt: skip
-            self.flat(*args)
+        if not flat:
+            return self._call_broadcast(arrays)
+        outs = [np.empty(shape, d) for d in self.out_np]
+        n = outs[0].size
+        if n == 0:
+            return outs
+        fn = self.flat if n < PARALLEL_THRESHOLD else self.par
+        before = len(fn.overloads)
+        if len(shape) == 1:
+            fn(*arrays, *outs)
         else:
-            self.nd(*[np.broadcast_to(a, shape) for a in arrays], *outs)
-        self._after_call(t0)
+            fn(*[a.reshape(-1) for a in arrays], *[o.reshape(-1) for o in outs])
+        if len(fn.overloads) != before:
+            self._compiled()
         return outs
 
-    def _after_call(self, t0: float) -> None:
-        # numba compiles a new specialization on first use of an argument layout and writes it
-        # to its cache folder: refresh the manifest so the next process can verify it.
-        n = len(self.flat.signatures) + (len(self._par.signatures) if self._par else 0) + (
-            len(self.nd.signatures) if self.nd is not None else 0
-        )
-        if n != self._nsigs:
-            self._nsigs = n
-            self.compile_seconds += time.perf_counter() - t0
-            try:
-                write_manifest(self.folder)
-            except OSError as e:  # a read-only cache folder still runs, uncached
-                log.warning("fusejit: cannot write kernel cache manifest in %s: %s",
-                            self.folder, e)  # fmt: skip
+    def _call_broadcast(self, arrays):
+        shape = np.broadcast_shapes(*[a.shape for a in arrays])
+        outs = [np.empty(shape, d) for d in self.out_np]
+        if outs[0].size == 0:
+            return outs
+        fn = self.flat if len(shape) <= 1 else self.nd
+        before = len(fn.overloads)
+        if len(shape) <= 1:
+            n = outs[0].size
+            fn(*[np.broadcast_to(a, (n,)) for a in arrays], *[o.reshape(-1) for o in outs])
+        else:
+            fn(*[np.broadcast_to(a, shape) for a in arrays], *outs)
+        if len(fn.overloads) != before:
+            self._compiled()
+        return outs
+
+    def _compiled(self) -> None:
+        # numba compiled a new specialization (a new argument layout) and wrote it to its
+        # cache folder: refresh the manifest so the next process can verify the entry.
+        try:
+            write_manifest(self.folder)
+        except OSError as e:  # a read-only cache folder still runs, uncached
+            log.warning("fusejit: cannot write kernel cache manifest in %s: %s", self.folder, e)
 
 
 def _numba_version() -> str:
@@ -128,24 +128,38 @@ def _load_or_build(key: str, body: KernelBody, rank: int) -> CpuKernel:
     folder = cache_dir() / "cpu" / key
     src_path = folder / "kernel.py"
     origin = "compiled"
+    why = "not in the cache"
     if folder.exists():
         reason = verify_entry(folder)
+        if reason is None and not src_path.is_file():
+            reason = "missing kernel.py"
         if reason is None:
             origin = "disk"
+        elif reason == "no manifest":
+            # not corrupt: another process is building this entry right now (its manifest
+            # comes after numba's first compile), or a build was interrupted. Removing the
+            # folder would pull the files from under that process; build beside it instead.
+            why = "cache entry incomplete (no manifest yet)"
         else:
             log.warning("fusejit: kernel cache entry %s is corrupt (%s); rebuilding", key, reason)
             CACHE.stats["corrupt"] += 1
             remove_entry(folder)
+            why = f"cache entry corrupt ({reason})"
     if origin == "compiled":
         src = kernel_source(body, "k", CHUNK)
         if rank > 1:
             src += "\n\n" + nd_kernel_source(body, "k", rank)
         if debug_level() >= 1:
-            log.info("fusejit: compiling CPU kernel %s (%d ops, rank %d)", key, len(body.steps),
-                     rank)  # fmt: skip
+            log.info("fusejit: compiling CPU kernel %s (%d ops, rank %d): %s", key,
+                     len(body.steps), rank, why)  # fmt: skip
         if debug_level() >= 2:
             log.info("fusejit: source of %s:\n%s", key, src)
-        atomic_write(src_path, src.encode())
+        try:
+            same = src_path.read_bytes() == src.encode()
+        except OSError:
+            same = False
+        if not same:  # (an identical file keeps its mtime, so numba's cache stays valid)
+            atomic_write(src_path, src.encode())
     try:
         spec = importlib.util.spec_from_file_location(f"fusejit_kernel_{key}", src_path)
         module = importlib.util.module_from_spec(spec)

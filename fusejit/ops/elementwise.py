@@ -89,7 +89,8 @@ for _name, _sym, _np_name, _dunder in (
 
 binary("logical_and", "x and y", "logical_and", rule="logical", exact=True)
 binary("logical_or", "x or y", "logical_or", rule="logical", exact=True)
-binary("logical_xor", "x != y", "logical_xor", rule="logical", exact=True)
+# "(not x) != (not y)": the inputs are read as truth values, not compared as numbers
+binary("logical_xor", "(not x) != (not y)", "logical_xor", rule="logical", exact=True)
 unary("logical_not", "not x", "logical_not", rule="logical", exact=True)
 
 binary("bitwise_and", "x & y", "bitwise_and", allowed=INT_BOOL, exact=True,
@@ -106,13 +107,15 @@ unary("neg", "-x", "negative", rule="promote", allowed=NUM, exact=True,
       methods=("neg", "negative", "__neg__"))
 unary("abs", "abs(x)", "absolute", rule="promote", allowed=NUM, exact=True,
       methods=("abs", "absolute", "__abs__"))
-unary("sign", "where(x > 0, 1, where(x < 0, -1, x))", "sign", rule="promote", allowed=NUM,
-      exact=True)
+# sign(+-0.0) is +0.0 and sign(nan) is nan, as numpy's
+unary("sign", "where(x > 0, 1, where(x < 0, -1, where(x == 0, 0, x)))", "sign", rule="promote",
+      allowed=NUM, exact=True)
 unary("square", "x * x", "square", rule="promote", allowed=NUM, exact=True)
 unary("floor", "floor(x)", "floor", rule="promote", allowed=NUM, exact=True)
 unary("ceil", "ceil(x)", "ceil", rule="promote", allowed=NUM, exact=True)
 unary("trunc", "trunc(x)", "trunc", rule="promote", allowed=NUM, exact=True)
-unary("round", "rint(x)", "rint", rule="promote", allowed=NUM, exact=True)
+# np.round, not np.rint: the same half-to-even rounding, but integers stay integers
+unary("round", "rint(x)", "round", rule="promote", allowed=NUM, exact=True, ref=np.rint)
 
 # ---- powers, exponentials, logarithms -------------------------------------------------------
 unary("sqrt", "sqrt(x)", "sqrt", allowed=NUM, exact=True, domain=(0.0, 100.0))

@@ -57,5 +57,14 @@ def linear(x, weight, bias=None):
     from ..functional import add
     from .movement import t_
 
+    for t in (x, weight):
+        if not isinstance(t, dispatch._Tensor):
+            raise TypeError(f"linear: expected tensors, got {type(t).__name__}")
+    if x.ndim == 0 or weight.ndim not in (1, 2) or x.shape[-1] != weight.shape[-1]:
+        raise ShapeError(
+            f"linear: input of shape {fmt_shape(x.shape)} and weight of shape "
+            f"{fmt_shape(weight.shape)} do not fit (expected a weight [out_features, "
+            f"{x.shape[-1] if x.ndim else '?'}])"
+        )
     out = matmul(x, t_(weight))
     return out if bias is None else add(out, bias)

@@ -7,6 +7,7 @@ basic indexing and ``split`` return views that share storage with their input, a
 from __future__ import annotations
 
 import builtins
+import math
 
 import numpy as np
 
@@ -33,7 +34,10 @@ def norm_dims(name: str, dim, ndim: int):
     """None (all dims) or a sorted tuple of distinct non-negative dims."""
     if dim is None:
         return None
-    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    if type(dim) is int and -ndim <= dim < ndim:  # the common case, as the general one below
+        return (dim % ndim,)
+    # anything but a tuple or list is one dim (norm_dim rejects what is not an int)
+    dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
     out = tuple(norm_dim(name, d, ndim) for d in dims)
     if len(set(out)) != len(out):
         raise DimError(f"{name}: dim {tuple(dims)} names a dim more than once")
@@ -44,11 +48,17 @@ def norm_dims(name: str, dim, ndim: int):
 
 def _shape_arg(shape) -> tuple:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
+        shape = shape[0]
+    return tuple(map(int, shape))
 
 
 def _infer_shape(name: str, x, shape: tuple) -> tuple:
+    n, p = x._data.size, math.prod(shape)  # the common cases first, as the general code says
+    if p == n and -1 not in shape and min(shape, default=0) >= 0:
+        return shape
+    if p < 0 and shape.count(-1) == 1 and min(shape) == -1 and not n % p:  # one -1
+        i = shape.index(-1)
+        return shape[:i] + (n // -p,) + shape[i + 1 :]
     if builtins.sum(1 for s in shape if s == -1) > 1:
         raise ShapeError(f"{name}: only one dimension can be -1, got shape {list(shape)}")
     n = x.numel()
@@ -78,11 +88,11 @@ def _mv(name, impl, out_dtype=lambda d, *_, **__: d, n_out=1, arity=1):
 
 
 def _reshape_impl(b, a, shape):
-    return b.xp.reshape(a, shape)
+    return a.reshape(shape)
 
 
 def _view_impl(b, a, shape):
-    r = b.xp.reshape(a, shape)
+    r = a.reshape(shape)
     if r.size and not b.xp.may_share_memory(r, a):
         raise ShapeError(
             f"view: shape {list(shape)} is not compatible with the input's shape "
@@ -93,9 +103,18 @@ def _view_impl(b, a, shape):
 
 RESHAPE = _mv("reshape", _reshape_impl)
 VIEW = _mv("view", _view_impl)
-PERMUTE = _mv("permute", lambda b, a, dims: b.xp.transpose(a, dims))
+PERMUTE = _mv("permute", lambda b, a, dims: a.transpose(dims))
 EXPAND = _mv("expand", lambda b, a, shape: b.xp.broadcast_to(a, shape))
-GETITEM = _mv("getitem", lambda b, a, index: a[_decode_index(index)])
+
+
+def _getitem_impl(b, a, index):
+    idx = _decode_index(index)
+    # a trailing ``...`` changes nothing but makes numpy return a 0-d view, not a scalar copy,
+    # when every dim is indexed by an int (``x[0, 1]``): writes to it reach ``x``, as in torch
+    return a[idx if Ellipsis in idx else idx + (Ellipsis,)]
+
+
+GETITEM = _mv("getitem", _getitem_impl)
 CONTIGUOUS = _mv("contiguous", lambda b, a: b.xp.ascontiguousarray(a))
 CLONE = _mv("clone", lambda b, a: a.copy())
 CAT = _mv("cat", lambda b, *arrs, dim, dtype: b.xp.concatenate(
@@ -170,6 +189,10 @@ def _check_index(x, index):
 
 def getitem(x, index):
     """``x[index]``: basic indices give a view; tensor (bool or int) indices give a copy."""
+    if type(index) is slice and x._data.ndim and (index.step is None or index.step > 0):
+        # x[a:b]: what the general path below does for it, without its loops
+        enc = (("slice", index.start, index.stop, index.step),)
+        return dispatch.apply(GETITEM, (x,), {"index": enc})
     enc = _encode_index(index)
     if enc is not None:
         _check_index(x, enc)
@@ -360,7 +383,7 @@ def cat(tensors, dim: int = 0):
     dd = norm_dim("cat", dim, ref.ndim)
     for t in tensors[1:]:
         if t.ndim != ref.ndim or any(
-            a != b for i, (a, b) in enumerate(zip(t.shape, ref.shape)) if i != dd
+            a != b for i, (a, b) in enumerate(zip(t.shape, ref.shape, strict=True)) if i != dd
         ):
             raise ShapeError(
                 f"cat: shapes {' and '.join(fmt_shape(u.shape) for u in tensors)} differ "

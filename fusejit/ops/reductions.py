@@ -20,6 +20,12 @@ from .registry import ANY, NUM, OpDef, check_allowed, register
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
 
 
+def _dtype_of(a) -> dt.DType:
+    """The fusejit dtype of array ``a``."""
+    d = dt._BY_NP.get(a.dtype)
+    return d if d is not None else dt.as_dtype(a.dtype)
+
+
 def _acc(d: dt.DType) -> np.dtype | None:
     return np.float32 if d is dt.float16 else None
 
@@ -46,29 +52,29 @@ def _check_nonempty(name, a, dims):
 
 def _sum_impl(b, a, dim=None, keepdim=False, dtype=None):
     xp = b.xp
-    out = _sum_out(dt.as_dtype(a.dtype), dtype=dtype)
+    out = _sum_out(_dtype_of(a), dtype=dtype)
     acc = np.float32 if out is dt.float16 else out.np
-    r = xp.sum(a, axis=dim, keepdims=keepdim, dtype=acc)
+    r = a.sum(axis=dim, keepdims=keepdim, dtype=acc)  # the method: numpy's and cupy's
     return xp.asarray(r, dtype=out.np)
 
 
 def _prod_impl(b, a, dim=None, keepdim=False, dtype=None):
     xp = b.xp
-    out = _sum_out(dt.as_dtype(a.dtype), dtype=dtype)
+    out = _sum_out(_dtype_of(a), dtype=dtype)
     acc = np.float32 if out is dt.float16 else out.np
-    return xp.asarray(xp.prod(a, axis=dim, keepdims=keepdim, dtype=acc), dtype=out.np)
+    return xp.asarray(a.prod(axis=dim, keepdims=keepdim, dtype=acc), dtype=out.np)
 
 
 def _mean_impl(b, a, dim=None, keepdim=False):
     xp = b.xp
-    out = _float_out(dt.as_dtype(a.dtype))
+    out = _float_out(_dtype_of(a))
     acc = np.float32 if out is dt.float16 else out.np
-    return xp.asarray(xp.mean(a, axis=dim, keepdims=keepdim, dtype=acc), dtype=out.np)
+    return xp.asarray(a.mean(axis=dim, keepdims=keepdim, dtype=acc), dtype=out.np)
 
 
 def _var_impl(b, a, dim=None, correction=1, keepdim=False, sqrt=False):
     xp = b.xp
-    out = _float_out(dt.as_dtype(a.dtype))
+    out = _float_out(_dtype_of(a))
     acc = np.float32 if out is dt.float16 else out.np
     r = xp.var(a.astype(acc, copy=False), axis=dim, ddof=correction, keepdims=keepdim)
     if sqrt:
@@ -78,12 +84,12 @@ def _var_impl(b, a, dim=None, correction=1, keepdim=False, sqrt=False):
 
 def _amax_impl(b, a, dim=None, keepdim=False):
     _check_nonempty("amax", a, dim)
-    return b.xp.asarray(b.xp.max(a, axis=dim, keepdims=keepdim))
+    return b.xp.asarray(a.max(axis=dim, keepdims=keepdim))
 
 
 def _amin_impl(b, a, dim=None, keepdim=False):
     _check_nonempty("amin", a, dim)
-    return b.xp.asarray(b.xp.min(a, axis=dim, keepdims=keepdim))
+    return b.xp.asarray(a.min(axis=dim, keepdims=keepdim))
 
 
 def _arg_impl(fn):
@@ -111,7 +117,7 @@ def _max_dim_impl(fn, argfn):
 
 def _logsumexp_impl(b, a, dim=None, keepdim=False):
     xp = b.xp
-    out = _float_out(dt.as_dtype(a.dtype))
+    out = _float_out(_dtype_of(a))
     acc = np.float32 if out is dt.float16 else out.np
     x = a.astype(acc, copy=False)
     if x.size == 0:
@@ -136,23 +142,34 @@ def _any_impl(b, a, dim=None, keepdim=False):
 
 def _softmax_impl(b, a, dim, log=False):
     xp = b.xp
-    out = _float_out(dt.as_dtype(a.dtype))
+    out = _float_out(_dtype_of(a))
     acc = np.float32 if out is dt.float16 else out.np
     x = a.astype(acc, copy=False)
     if x.size == 0:
         return x.astype(out.np)
-    m = xp.max(x, axis=dim, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    m = x.max(axis=dim, keepdims=True)
+    # a row whose max is +-inf or nan is shifted by 0 instead (x - m would be nan everywhere)
+    if xp is np:  # on the CPU, only when there is such a row
+        fin = np.isfinite(m)
+        if not fin.all():
+            m = np.where(fin, m, 0)
+    else:
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     z = x - m
     e = xp.exp(z)
-    s = xp.sum(e, axis=dim, keepdims=True)
-    r = z - xp.log(s) if log else e / s
+    s = e.sum(axis=dim, keepdims=True)
+    if log:
+        z -= xp.log(s)  # z and e are temporaries of this function: in place
+        r = z
+    else:
+        e /= s
+        r = e
     return r.astype(out.np, copy=False)
 
 
 def _layer_norm_impl(b, a, *wb, normalized_ndim, eps=1e-5, has_weight=False, has_bias=False):
     xp = b.xp
-    out = _float_out(dt.as_dtype(a.dtype))
+    out = _float_out(_dtype_of(a))
     acc = np.float32 if out is dt.float16 else out.np
     x = a.astype(acc, copy=False)
     axes = tuple(range(a.ndim - normalized_ndim, a.ndim))
@@ -212,8 +229,9 @@ LAYER_NORM = register(OpDef(name="layer_norm", kind="composite", arity=3, allowe
 def _reduce(op: OpDef, x, dim, keepdim, **attrs):
     if not isinstance(x, dispatch._Tensor):
         raise TypeError(f"{op.name}: expected a tensor, got {type(x).__name__}")
-    check_allowed(op, (x.dtype,))
-    dims = norm_dims(op.name, dim, x.ndim)
+    if x._dtype.kind not in op.allowed:
+        check_allowed(op, (x._dtype,))
+    dims = None if dim is None else norm_dims(op.name, dim, x.ndim)
     return dispatch.apply(op, (x,), {"dim": dims, "keepdim": bool(keepdim), **attrs})
 
 

@@ -1,0 +1,372 @@
+"""fusejit on a GPU: eager vs traced/fused time and effective bandwidth of the anchor workloads.
+
+Measures, on cuda:0 (float32):
+
+- device-to-device copy bandwidth: a cupy copy of 2**26 float32, bytes read + written;
+- per workload (the formulas of the project's anchors): fusejit eager and traced/fused time
+  (median of timed calls with cupy events after warmup), effective bandwidth (unique bytes
+  read + written / time) and its share of the copy bandwidth; fused results are checked
+  against eager ones;
+- host time per call of the traced chain-8op on 4096 elements (perf_counter, no sync inside);
+- compile time of a never-seen fused kernel (cold, fresh FUSEJIT_CACHE_DIR) and the time a
+  NEW process takes to load it from the disk cache.
+
+Writes JSON to --json and prints a table last. Run from the checkout: PYTHONPATH=. python3
+bench/gpu_bench.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import fusejit as fj  # noqa: E402
+
+DEV = "cuda:0"
+LR, B1, B2, EPS, STEP = 1e-3, 0.9, 0.999, 1e-8, 10
+
+
+# ---- the workloads (the anchors' formulas) ----------------------------------------------------
+def chain(x):
+    return fj.tanh(fj.exp(x * 2 + 1) * fj.sigmoid(x)) + x * 0.5
+
+
+def gelu(x):
+    return 0.5 * x * (1 + fj.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+
+
+def bias_gelu(x, b):
+    return gelu(x + b)
+
+
+def adam(p, g, m, v):
+    m = B1 * m + (1 - B1) * g
+    v = B2 * v + (1 - B2) * g * g
+    p = p - LR * (m / (1 - B1**STEP)) / (fj.sqrt(v / (1 - B2**STEP)) + EPS)
+    return p, m, v
+
+
+def lstm(gates, c):
+    i, f, g, o = gates.chunk(4, 1)
+    c2 = fj.sigmoid(f) * c + fj.sigmoid(i) * fj.tanh(g)
+    return fj.sigmoid(o) * fj.tanh(c2), c2
+
+
+def workloads(scale: int):
+    """(name, fn, input shapes, unique bytes moved) at sizes divided by ``scale``."""
+    n = (1 << 24) // scale
+    m, k = 4096 // scale, 4096
+    b, h = 8192 // scale, 4096
+    return [
+        ("chain-8op", chain, [(n,)], 2 * n * 4),
+        ("gelu", gelu, [(n,)], 2 * n * 4),
+        ("bias-gelu", bias_gelu, [(m, k), (k,)], (2 * m * k + k) * 4),
+        ("adam", adam, [(n,)] * 4, 7 * n * 4),
+        ("lstm-cell", lstm, [(b, 4 * h), (b, h)], (4 * b * h + b * h + 2 * b * h) * 4),
+    ]
+
+
+# ---- timing ----------------------------------------------------------------------------------
+_FLUSH = None
+
+
+def gpu_time_ms(fn, warmup: int = 3, reps: int = 20) -> float:
+    """Median over ``reps`` of one call's time between two cupy events, each call after a
+    256 MB memset (as triton's do_bench): the L2 holds no inputs, and the GPU is busy while the
+    host prepares the call, so the events measure device time, not Python time."""
+    import cupy
+
+    global _FLUSH
+    if _FLUSH is None:
+        _FLUSH = cupy.empty(256 << 20, dtype=cupy.uint8)
+    for _ in range(warmup):
+        fn()
+    cupy.cuda.Device().synchronize()
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    times = []
+    for _ in range(reps):
+        _FLUSH.fill(0)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end))
+    return statistics.median(times)
+
+
+# launch settings compared per workload: (bytes per thread and array, blocks per SM cap);
+# the first is the backend's default
+CONFIGS = [(16, 32), (16, 1 << 16), (32, 1 << 16), (32, 32)]
+
+
+def copy_bandwidth() -> dict:
+    import cupy
+
+    a = cupy.random.standard_normal(1 << 26, dtype=cupy.float32)
+    b = cupy.empty_like(a)
+    ms = gpu_time_ms(lambda: cupy.copyto(b, a), warmup=5, reps=30)
+    return {"ms": ms, "gbs": 2 * a.nbytes / ms / 1e6, "bytes": 2 * a.nbytes}
+
+
+def _max_rel_diff(a: fj.Tensor, b: fj.Tensor) -> float:
+    """max |a - b| / max |b| (normwise, so values near zero do not dominate)."""
+    import cupy
+
+    x, y = a._data.astype(cupy.float64), b._data.astype(cupy.float64)
+    return float(cupy.max(cupy.abs(x - y)) / max(float(cupy.max(cupy.abs(y))), 1e-30))
+
+
+def _set_config(vec_bytes: int, blocks_per_sm: int) -> None:
+    from fusejit.backends.cuda import get_backend
+
+    b = get_backend(0)
+    b.vec_bytes = vec_bytes
+    b.max_blocks = b.sm_count * blocks_per_sm
+    b._fused.clear()  # kernels made from now on take the new vector width
+
+
+def bench_workload(name, fn, shapes, nbytes, copy_gbs, reps) -> dict:
+    import cupy
+
+    fj.manual_seed(0)
+    args = tuple(fj.randn(*s, device=DEV) for s in shapes)
+    if name == "adam":
+        args = (*args[:3], args[3].abs())
+    eager_out = fn(*args)
+    eager_out = eager_out if isinstance(eager_out, tuple) else (eager_out,)
+    eager_ms = gpu_time_ms(lambda: fn(*args), reps=reps)
+    configs = []
+    for vec_bytes, bps in CONFIGS:
+        _set_config(vec_bytes, bps)
+        t0 = time.perf_counter()
+        traced = fj.trace(fn, args)
+        cupy.cuda.Device().synchronize()
+        trace_s = time.perf_counter() - t0
+        fused_out = traced(*args)
+        fused_out = fused_out if isinstance(fused_out, tuple) else (fused_out,)
+        diff = max(_max_rel_diff(f, e) for f, e in zip(fused_out, eager_out, strict=True))
+        del fused_out
+        ms = gpu_time_ms(lambda traced=traced: traced(*args), reps=reps)
+        variants = [v for _, k in traced.plan.kernels for v in getattr(k, "variants", list)()]
+        configs.append(
+            {
+                "vec_bytes": vec_bytes,
+                "blocks_per_sm": bps,
+                "fused_ms": ms,
+                "pct_copy": 100 * nbytes / ms / 1e6 / copy_gbs,
+                "variants": variants,
+                "trace_and_first_call_s": trace_s,
+                "max_rel_diff_vs_eager": diff,
+            }
+        )
+    _set_config(*CONFIGS[0])
+    del eager_out
+    default = configs[0]
+    fused_ms, variants = default["fused_ms"], default["variants"]
+    trace_s, diff = default["trace_and_first_call_s"], default["max_rel_diff_vs_eager"]
+    row = {
+        "workload": name,
+        "shapes": [list(s) for s in shapes],
+        "bytes": nbytes,
+        "eager_ms": eager_ms,
+        "fused_ms": fused_ms,
+        "eager_gbs": nbytes / eager_ms / 1e6,
+        "fused_gbs": nbytes / fused_ms / 1e6,
+        "speedup": eager_ms / fused_ms,
+        "kernels": traced.kernel_count(),
+        "variants": variants,
+        "trace_and_first_call_s": trace_s,
+        "max_rel_diff_fused_vs_eager": diff,
+        "configs": configs,
+    }
+    row["eager_pct_copy"] = 100 * row["eager_gbs"] / copy_gbs
+    row["fused_pct_copy"] = 100 * row["fused_gbs"] / copy_gbs
+    return row
+
+
+def host_overhead(calls: int = 2000) -> dict:
+    import cupy
+
+    x = fj.randn(4096, device=DEV)
+    traced = fj.trace(chain, (x,))
+    res = {}
+    for label, f in (("fused", lambda: traced(x)), ("eager", lambda: chain(x))):
+        for _ in range(50):
+            f()
+        cupy.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            f()
+        t1 = time.perf_counter()
+        cupy.cuda.Device().synchronize()
+        res[f"{label}_us_per_call"] = (t1 - t0) / calls * 1e6
+    return res
+
+
+# ---- compile and disk-load times -------------------------------------------------------------
+_BODY_SRC = """
+from fusejit.codegen.body import KernelBody, Step
+
+def make_body(c):
+    f = "float32"
+    s = lambda op, *args: Step(op, args, (), f, f)
+    return KernelBody((f,), (
+        s("mul", ("in", 0), ("c", 2.0, f)), s("add", ("t", 0), ("c", c, f)), s("exp", ("t", 1)),
+        s("sigmoid", ("in", 0)), s("mul", ("t", 2), ("t", 3)), s("tanh", ("t", 4)),
+        s("mul", ("in", 0), ("c", 0.5, f)), s("add", ("t", 5), ("t", 6)),
+    ), (("t", 7),))
+"""
+
+_CHILD = (
+    _BODY_SRC
+    + """
+import json, sys, time
+t0 = time.perf_counter()
+import cupy
+import fusejit
+from fusejit.backends.cuda import get_backend
+t1 = time.perf_counter()
+b = get_backend(0)
+x = cupy.random.standard_normal(4096, dtype=cupy.float32)
+(x * 1).sum().item()  # context and cupy's own kernels up before timing
+k = b.fused_kernel(make_body(float(sys.argv[1])), 1)
+t2 = time.perf_counter()
+k(x)
+cupy.cuda.Device().synchronize()
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "first_call_s": t3 - t2,
+                  "cache": {k: v for k, v in fusejit.cache_info().items() if k != "dir"}}))
+"""
+)
+
+
+def compile_and_load_times() -> dict:
+    """Cold compile of a never-seen kernel in this process, then a new process loading it."""
+    import cupy
+    from fusejit.backends.cuda import get_backend
+
+    ns: dict = {}
+    exec(_BODY_SRC, ns)  # noqa: S102 - the same body definition the child runs
+    c = 1.0 + (time.time_ns() % 1_000_000) * 1e-9  # a constant no cache has seen
+    cache = tempfile.mkdtemp(prefix="fusejit-bench-cache-")
+    old = os.environ.get("FUSEJIT_CACHE_DIR")
+    os.environ["FUSEJIT_CACHE_DIR"] = cache
+    try:
+        b = get_backend(0)
+        x = cupy.random.standard_normal(4096, dtype=cupy.float32)
+        k = b.fused_kernel(ns["make_body"](c), 1)
+        t0 = time.perf_counter()
+        k(x)
+        cupy.cuda.Device().synchronize()
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        k(x)
+        cupy.cuda.Device().synchronize()
+        warm = time.perf_counter() - t0
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        res = subprocess.run([sys.executable, "-c", _CHILD, repr(c)], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        if res.returncode != 0:
+            child = {"error": res.stderr[-2000:]}
+        else:
+            child = json.loads(res.stdout.strip().splitlines()[-1])
+    finally:
+        if old is None:
+            os.environ.pop("FUSEJIT_CACHE_DIR", None)
+        else:
+            os.environ["FUSEJIT_CACHE_DIR"] = old
+    return {"cold_compile_first_call_s": cold, "warm_call_s": warm, "new_process": child}
+
+
+# ---- main ------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--scale", type=int, default=1, help="divide the sizes by this (quick runs)")
+    ap.add_argument("--reps", type=int, default=20)
+    args = ap.parse_args(argv)
+    if not fj.is_cuda_available():
+        from fusejit.backends.cuda import _problem
+
+        print(f"gpu_bench: no usable GPU: {_problem(0)}", file=sys.stderr)
+        return 2
+    import cupy
+    from fusejit.backends.cuda import get_backend
+
+    b = get_backend(0)
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    info = {
+        "device": props["name"].decode() if isinstance(props["name"], bytes) else props["name"],
+        "compute_capability": b.cc,
+        "arch": b.arch,
+        "nvrtc": list(b.nvrtc_version),
+        "cupy": cupy.__version__,
+        "fp16_include": b.fp16_include,
+        "sm_count": b.sm_count,
+    }
+    print(json.dumps(info), flush=True)
+    results: dict = {"info": info}
+    copy = copy_bandwidth()
+    results["copy"] = copy
+    print(f"copy: {copy['ms']:.4f} ms  {copy['gbs']:.0f} GB/s", flush=True)
+    rows = []
+    for name, fn, shapes, nbytes in workloads(args.scale):
+        try:
+            row = bench_workload(name, fn, shapes, nbytes, copy["gbs"], args.reps)
+        except Exception as e:  # one broken workload must not hide the others
+            row = {"workload": name, "error": f"{type(e).__name__}: {e}"[:2000]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        cupy.get_default_memory_pool().free_all_blocks()
+    results["workloads"] = rows
+    for key, f in (("host_overhead", host_overhead), ("compile", compile_and_load_times)):
+        try:
+            results[key] = f()
+        except Exception as e:
+            results[key] = {"error": f"{type(e).__name__}: {e}"[:2000]}
+        print(json.dumps({key: results[key]}), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print()
+    print(f"{info['device']} (sm_{b.cc}); copy {copy['gbs']:.0f} GB/s (read + written)")
+    print(f"{'workload':12s} {'eager ms':>9s} {'fused ms':>9s} {'x':>5s} {'eager %':>8s} "
+          f"{'fused %':>8s}  variants")  # fmt: skip
+    for r in rows:
+        if "error" in r:
+            print(f"{r['workload']:12s} ERROR {r['error'][:80]}")
+            continue
+        print(f"{r['workload']:12s} {r['eager_ms']:9.3f} {r['fused_ms']:9.3f} {r['speedup']:5.1f} "
+              f"{r['eager_pct_copy']:7.1f}% {r['fused_pct_copy']:7.1f}%  "
+              f"{','.join(r['variants'])}")  # fmt: skip
+    print("launch settings (bytes per thread and array / blocks per SM cap): fused % of copy")
+    print(f"{'workload':12s} " + " ".join(f"{v:>3d}B/{b:<6d}" for v, b in CONFIGS))
+    for r in rows:
+        if "configs" in r:
+            print(f"{r['workload']:12s} " + " ".join(
+                f"{c['pct_copy']:9.1f}%" for c in r["configs"]))  # fmt: skip
+    ho, co = results["host_overhead"], results["compile"]
+    if "error" not in ho:
+        print(f"host time per call, chain-8op @4096: fused {ho['fused_us_per_call']:.1f} us, "
+              f"eager {ho['eager_us_per_call']:.1f} us")  # fmt: skip
+    if "error" not in co:
+        child = co["new_process"]
+        load = child.get("first_call_s")
+        print(f"new kernel: cold compile + first call {co['cold_compile_first_call_s'] * 1e3:.0f} "
+              f"ms; new process, disk cache: first call "
+              f"{load * 1e3 if load is not None else float('nan'):.1f} ms "
+              f"(cache {child.get('cache')})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The GPU check, in one call on a machine with an NVIDIA GPU (no package registry needed):
+# the CUDA tests, the eager-vs-fused benchmark and, when present, the anchor systems
+# (.anchors/gpu_anchors.py: torch eager/compile, cupy eager/fuse). Logs and JSON go to $OUT
+# (a temporary folder when unset); a short table comes last. Run from anywhere; it works on the
+# checkout it sits in (PYTHONPATH=., nothing installed). Stays under 8 minutes: each step has a
+# timeout.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT="${OUT:-$(mktemp -d /tmp/fusejit-gpu-check.XXXXXX)}"
+mkdir -p "$OUT"
+export OUT
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+PY="${PYTHON:-python3}"
+# kernels the benchmark compiles go to a fresh cache outside $OUT (only logs travel back)
+export FUSEJIT_CACHE_DIR="${FUSEJIT_CACHE_DIR:-$(mktemp -d /tmp/fusejit-cache.XXXXXX)}"
+
+echo "== GPU"
+nvidia-smi -L || echo "nvidia-smi failed"
+"$PY" - <<'EOF' 2>&1
+import sys
+print("python", sys.version.split()[0])
+try:
+    import cupy
+    print("cupy", cupy.__version__, "| runtime", cupy.cuda.runtime.runtimeGetVersion(),
+          "| driver", cupy.cuda.runtime.driverGetVersion())
+except Exception as e:
+    print("cupy unusable:", type(e).__name__, e)
+import fusejit
+print("fusejit.is_cuda_available():", fusejit.is_cuda_available())
+EOF
+command -v nvcc >/dev/null && nvcc --version | tail -1
+
+echo "== pytest (tests/test_cuda.py tests/test_cuda_codegen.py) -> $OUT/pytest_cuda.log"
+timeout 220 "$PY" -m pytest -q -p no:cacheprovider --durations=15 \
+    tests/test_cuda.py tests/test_cuda_codegen.py >"$OUT/pytest_cuda.log" 2>&1
+echo "pytest exit status $?"
+grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda.log" | head -40
+tail -n 3 "$OUT/pytest_cuda.log"
+
+echo "== bench/gpu_bench.py -> $OUT/gpu_bench.json, $OUT/gpu_bench.log"
+timeout 110 "$PY" bench/gpu_bench.py --json "$OUT/gpu_bench.json" >"$OUT/gpu_bench.log" 2>&1
+echo "gpu_bench exit status $?"
+tail -n 12 "$OUT/gpu_bench.log"
+
+ANCHORS=""
+for f in .anchors/gpu_anchors.py shared/anchors/gpu_anchors.py; do
+    if [ -f "$f" ]; then ANCHORS="$ROOT/$f"; break; fi
+done
+if [ -n "$ANCHORS" ]; then
+    echo "== anchors ($ANCHORS) -> $OUT/anchors.log, $OUT/gpu_anchors.json"
+    (cd "$OUT" && timeout 140 "$PY" "$ANCHORS") >"$OUT/anchors.log" 2>&1
+    echo "anchors exit status $?"
+else
+    echo "== anchors: no .anchors/gpu_anchors.py here; skipped"
+fi
+
+echo "logs: $OUT"
+echo "== summary (% of the measured device-to-device copy bandwidth)"
+"$PY" - <<'EOF'
+import json, os
+out = os.environ["OUT"]
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+bench = load("gpu_bench.json") or {}
+anchors = load("gpu_anchors.json") or []
+copy = (bench.get("copy") or {}).get("gbs")
+pct = {}  # the anchors' bandwidth as % of fusejit's copy measurement, so columns compare
+for r in anchors:
+    if "gbs" in r and "pct" in r:
+        pct[(r["workload"], r["system"])] = 100 * r["gbs"] / copy if copy else r["pct"]
+if copy:
+    print(f"{bench.get('info', {}).get('device', '?')}: copy {copy:.0f} GB/s (cupy, read + "
+          "written); anchors' lstm-cell uses H=1024, fusejit's H=4096")
+print(f"{'workload':12s} {'fused':>7s} {'eager':>7s} {'torch.compile':>14s} {'cupy.fuse':>10s}")
+for r in bench.get("workloads", []):
+    w = r["workload"]
+    if "error" in r:
+        print(f"{w:12s} ERROR {r['error'][:60]}")
+        continue
+    tc, cf = pct.get((w, "torch.compile")), pct.get((w, "cupy.fuse"))
+    fmt = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
+    print(f"{w:12s} {fmt(r['fused_pct_copy']):>7s} {fmt(r['eager_pct_copy']):>7s} "
+          f"{fmt(tc):>14s} {fmt(cf):>10s}")
+ho = bench.get("host_overhead", {})
+if "fused_us_per_call" in ho:
+    print(f"host us/call chain-8op@4096: fused {ho['fused_us_per_call']:.1f}, "
+          f"eager {ho['eager_us_per_call']:.1f}")
+for r in anchors:
+    if r.get("workload") == "chain-8op@4096":
+        print(f"  anchor {r['system']}: {r['us_per_call']:.1f} us/call")
+co = bench.get("compile", {})
+if "cold_compile_first_call_s" in co:
+    child = co.get("new_process", {})
+    print(f"new kernel cold compile {co['cold_compile_first_call_s'] * 1e3:.0f} ms; "
+          f"new-process disk load {child.get('first_call_s', float('nan')) * 1e3:.1f} ms")
+if not bench:
+    print("no benchmark results (see gpu_bench.log)")
+EOF

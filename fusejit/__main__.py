@@ -1,0 +1,265 @@
+"""The ``fusejit`` command: ``bench``, ``info`` and ``cache``.
+
+    python -m fusejit bench [--device cpu|cuda] [--workloads a,b] [--size N] [--repeat R]
+                            [--json FILE] [--plot FILE.png] [--quiet]
+    python -m fusejit info
+    python -m fusejit cache info | clear
+
+>>> from fusejit.__main__ import main
+>>> main(["cache", "info"])  # doctest: +ELLIPSIS
+folder: ...
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _cache_summary() -> tuple[Path, int, dict]:
+    from fusejit.jit.cache import cache_dir
+
+    d = cache_dir()
+    size, per_target = 0, {}
+    if d.exists():
+        for p in d.rglob("*"):
+            if p.is_file():
+                size += p.stat().st_size
+        for t in sorted(d.iterdir()):
+            if t.is_dir():
+                per_target[t.name] = sum(1 for e in t.iterdir() if e.is_dir())
+    return d, size, per_target
+
+
+# ---- bench -------------------------------------------------------------------------------------
+def cmd_bench(a) -> int:
+    import fusejit as fj
+    from fusejit import harness
+    from fusejit.workloads import WORKLOADS
+
+    if a.plot:
+        if importlib.util.find_spec("matplotlib") is None:
+            print("fusejit bench: --plot needs matplotlib, which is not installed "
+                  "(pip install matplotlib); nothing was run", file=sys.stderr)  # fmt: skip
+            return 2
+    names = [n.strip() for n in a.workloads.split(",") if n.strip()] if a.workloads else None
+    unknown = [n for n in names or [] if n not in WORKLOADS]
+    if unknown:
+        print(f"fusejit bench: unknown workload(s) {', '.join(unknown)}; "
+              f"known: {', '.join(WORKLOADS)}", file=sys.stderr)  # fmt: skip
+        return 2
+    device = a.device or ("cuda" if fj.is_cuda_available() else "cpu")
+    try:
+        res = harness.run_bench(device, names, a.size, a.repeat, progress=not a.quiet)
+    except harness.MismatchError as e:
+        print(f"fusejit bench: RESULT MISMATCH, benchmark stopped: {e}", file=sys.stderr)
+        return 1
+    except fj.DeviceError as e:
+        print(f"fusejit bench: {e}", file=sys.stderr)
+        return 2
+    if a.json:  # files first: the table may go to a pipe that closes early
+        Path(a.json).write_text(harness.to_json(res))
+    if a.plot:
+        harness.plot(res, a.plot)
+    print(harness.format_table(res))
+    targets = harness.format_targets(res["targets"])
+    if targets:
+        print(targets)
+    for f in (a.json, a.plot):
+        if f:
+            print(f"wrote {f}")
+    return 0
+
+
+# ---- info --------------------------------------------------------------------------------------
+def _cpu_line() -> str:
+    from fusejit.harness import machine_info
+
+    m = machine_info("cpu")
+    return f"{m['cpu']}, {m['cores']} cores, {m['simd']} (LLVM cpu {m['llvm_cpu']})"
+
+
+def _nvcc() -> str | None:
+    p = shutil.which("nvcc")
+    if p:
+        return p
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        root = os.environ.get(env)
+        if root and os.path.isfile(os.path.join(root, "bin", "nvcc")):
+            return os.path.join(root, "bin", "nvcc")
+    return "/usr/local/cuda/bin/nvcc" if os.path.isfile("/usr/local/cuda/bin/nvcc") else None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _ver(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def cmd_info(a) -> int:
+    problems: list[str] = []
+    versions = [("python", f"{platform.python_version()} ({sys.executable})")]
+    import numpy as np
+
+    versions.append(("numpy", np.__version__))
+    try:
+        import numba
+
+        versions.append(("numba", numba.__version__))
+        svml = bool(getattr(numba.config, "USING_SVML", False))
+        numba_line = f"ok ({numba.__version__}, SVML {'yes' if svml else 'no'})"
+    except Exception as e:  # noqa: BLE001 - report any import failure
+        numba_line = f"NOT importable ({e})"
+        problems.append(f"numba is not importable ({e}): fused CPU kernels cannot be built; "
+                        "pip install numba")  # fmt: skip
+    import fusejit as fj
+
+    versions.append(("fusejit", f"{fj.__version__} ({os.path.dirname(fj.__file__)})"))
+    cupy, cupy_err = None, None
+    try:
+        import cupy
+    except Exception as e:  # noqa: BLE001
+        cupy, cupy_err = None, e
+    versions.append(("cupy", cupy.__version__ if cupy else "not installed"))
+
+    devices = [("cpu", _cpu_line())]
+    tool = [("numba", numba_line), ("nvcc", _nvcc() or "not found (not needed: NVRTC compiles)")]
+    if cupy is None:
+        tool.append(("cupy", f"not importable ({cupy_err})"))
+        problems.append(
+            f"cupy is not importable ({cupy_err}): no GPU support; install fusejit[cuda12] or "
+            "fusejit[cuda13] on a machine with an NVIDIA GPU"
+        )
+    else:
+        tool.append(("cupy", f"ok ({cupy.__version__})"))
+        try:
+            major, minor = cupy.cuda.nvrtc.getVersion()
+            tool.append(("NVRTC", f"{major}.{minor}"))
+        except Exception as e:  # noqa: BLE001
+            tool.append(("NVRTC", f"not usable ({_first_line(e)})"))
+            problems.append(
+                f"NVRTC is not usable through cupy ({_first_line(e)}): GPU kernels cannot be "
+                "compiled"
+            )
+        try:
+            drv = cupy.cuda.runtime.driverGetVersion()
+            tool.append(("CUDA driver", _ver(drv)))
+            tool.append(("CUDA runtime", _ver(cupy.cuda.runtime.runtimeGetVersion())))
+            n = cupy.cuda.runtime.getDeviceCount()
+        except Exception as e:  # noqa: BLE001
+            n = 0
+            problems.append(f"cupy found no usable CUDA GPU ({_first_line(e)})")
+        for i in range(n):
+            try:
+                props = cupy.cuda.runtime.getDeviceProperties(i)
+                cc = cupy.cuda.Device(i).compute_capability
+                mem = props["totalGlobalMem"] / 2**30
+                name = props["name"]
+                name = name.decode() if isinstance(name, bytes) else str(name)
+                devices.append((f"cuda:{i}", f"{name}, compute capability "
+                                f"{cc[:-1]}.{cc[-1]}, {mem:.0f} GiB"))  # fmt: skip
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"cuda:{i} cannot be queried ({e})")
+        if n:
+            if importlib.util.find_spec("fusejit.backends.cuda") is None:
+                problems.append("a GPU is present but fusejit's cuda backend "
+                                "(fusejit.backends.cuda) is missing from this install")  # fmt: skip
+            elif not fj.is_cuda_available():
+                problems.append("a GPU is present but fusejit.is_cuda_available() is False")
+    if len(devices) == 1:
+        devices.append(("cuda", "none found"))
+
+    d, size, per_target = _cache_summary()
+    kernels = ", ".join(f"{k} {v} kernels" for k, v in per_target.items()) or "0 kernels"
+    cache_lines = [("folder", str(d)), ("size", f"{_human(size)} in {kernels}")]
+    probe = d if d.exists() else next((p for p in d.parents if p.exists()), None)
+    if probe is None or not os.access(probe, os.W_OK):
+        problems.append(f"the kernel cache folder {d} is not writable: kernels are recompiled "
+                        "in every process (set FUSEJIT_CACHE_DIR)")  # fmt: skip
+
+    out = []
+    for title, items in (("Versions", versions), ("Devices", devices), ("Toolchain", tool),
+                         ("Cache", cache_lines)):  # fmt: skip
+        out.append(title)
+        w = max(len(k) for k, _ in items)
+        out += [f"  {k.ljust(w)}  {v}" for k, v in items]
+    out.append(f"Problems ({len(problems)})" if problems else "Problems: none")
+    out += [f"  - {p}" for p in problems]
+    print("\n".join(out))
+    return 1 if any(p.startswith("numba") for p in problems) else 0
+
+
+# ---- cache -------------------------------------------------------------------------------------
+def cmd_cache(a) -> int:
+    import fusejit as fj
+
+    d, size, per_target = _cache_summary()
+    if a.action == "info":
+        print(f"folder: {d}")
+        print(f"size: {_human(size)}")
+        for k, v in per_target.items():
+            print(f"{k}: {v} kernels")
+        return 0
+    n = sum(per_target.values())
+    fj.clear_cache(disk=True)
+    print(f"removed {n} kernel entries ({_human(size)}) from {d}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fusejit", description="fusejit: a kernel-fusing JIT.")
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bench", help="eager vs fused benchmark of the standard workloads")
+    b.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="default: cuda when a GPU is usable, else cpu")  # fmt: skip
+    from fusejit.workloads import names
+
+    b.add_argument("--workloads", help="comma-separated, of: " + ", ".join(names()))
+    b.add_argument("--size", type=int, help="elements of each workload's main tensor")
+    b.add_argument("--repeat", type=int, help="timed rounds (default: 3+ within a time budget)")
+    b.add_argument("--json", metavar="FILE", help="write every number to FILE")
+    b.add_argument("--plot", metavar="FILE.png", help="bar chart (needs matplotlib)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_bench)
+    i = sub.add_parser("info", help="versions, devices, toolchain check, kernel cache")
+    i.set_defaults(func=cmd_info)
+    c = sub.add_parser("cache", help="the kernel cache folder")
+    c.add_argument("action", choices=["info", "clear"])
+    c.set_defaults(func=cmd_cache)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m fusejit`` and the ``fusejit`` script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "size", None) is not None and args.size <= 0:
+        print("fusejit bench: --size must be positive", file=sys.stderr)
+        return 2
+    if getattr(args, "repeat", None) is not None and args.repeat <= 0:
+        print("fusejit bench: --repeat must be positive", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # stdout piped into a command that stopped reading (`| head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""``fusejit.trace`` and ``TracedFunction``: capture, optimize, compile, run."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..errors import TraceError
+from ..tensor import Tensor
+from . import trace as tr
+from .interpret import interpret
+from .ir import Graph
+from .passes.cleanup import cse, dce
+from .passes.fuse import fuse_elementwise
+from .passes.simplify import simplify
+from .printer import format_code
+from .runtime import Plan, run_plan
+from .verify import verify
+
+PIPELINE = (("simplify", simplify), ("cse", cse), ("dce", dce))
+
+
+def optimize_graph(g: Graph, target: str, *, check: bool = False, log: list | None = None):
+    """Run the cleanup passes to a fixed point, then fusion. ``check`` verifies after each."""
+    for _ in range(4):
+        changed_any = False
+        for name, p in PIPELINE:
+            g, changed = p(g)
+            if log is not None:
+                log.append((name, changed))
+            if check:
+                verify(g)
+            changed_any |= changed
+        if not changed_any:
+            break
+    g, changed = fuse_elementwise(g, target)
+    if log is not None:
+        log.append(("fuse_elementwise", changed))
+    if check:
+        verify(g)
+    return g
+
+
+def _target_of(g: Graph) -> str:
+    devs = {p.type.device.type for p in g.block.params}
+    return "cuda" if devs == {"cuda"} else "cpu"
+
+
+class TracedFunction:
+    """A function recorded into a graph, optimized and compiled for its traced signature.
+
+    ``graph`` is the optimized IR, ``raw_graph`` the IR as recorded, ``code`` Python source
+    equivalent to the graph. Calls with tensors of other dtypes, devices or ranks (or other
+    shapes, when the graph has shape-specific ops) raise ``GuardError``.
+    """
+
+    def __init__(self, fn, raw: Graph, in_spec, out_spec, tracer) -> None:
+        self.fn = fn
+        self.raw_graph = raw
+        self.in_spec = in_spec
+        self.out_spec = out_spec
+        self.value_reads = tracer.value_reads
+        t0 = time.perf_counter()
+        self.graph = optimize_graph(raw, _target_of(raw))
+        self.plan = Plan(self.graph)
+        self.compile_seconds = time.perf_counter() - t0
+        # fast path: plain tensor arguments and one tensor result need no (un)flattening
+        self._n_in = raw.n_inputs
+        self._flat_in = in_spec == ("tuple", ("T",) * raw.n_inputs)
+        self._single_out = out_spec == "T"
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    @property
+    def code(self) -> str:
+        return format_code(self.graph, self.__name__ if self.__name__.isidentifier() else "fn")
+
+    def kernel_count(self) -> int:
+        return len(self.plan.kernels)
+
+    def __call__(self, *args):
+        if self._flat_in and len(args) == self._n_in:
+            outs = run_plan(self.plan, args, self.graph.captured)
+            return outs[0] if self._single_out else tr.unflatten_outputs(self.out_spec, outs)
+        spec, tensors = tr.flatten_inputs(args)
+        if spec != self.in_spec:
+            raise TraceError(
+                "traced function called with a different structure or non-tensor arguments "
+                "than it was traced with"
+            )
+        outs = run_plan(self.plan, tensors, self.graph.captured)
+        return tr.unflatten_outputs(self.out_spec, outs)
+
+    def interpret(self, *args):
+        """Run the optimized graph through the reference interpreter (for tests)."""
+        _, tensors = tr.flatten_inputs(args)
+        return tr.unflatten_outputs(self.out_spec, interpret(self.graph, *tensors))
+
+    def __repr__(self) -> str:
+        return f"<TracedFunction {self.__name__}: {self.kernel_count()} fused kernels>"
+
+
+_TOL = {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}
+
+
+def _graph_tolerance(g: Graph) -> float:
+    """The tolerance of the least precise float dtype the graph computes in: a float32
+    computation cast to float64 at the end is only float32-accurate."""
+    types = [p.type for p in g.block.params] + [o.type for n in g.nodes for o in n.outputs]
+    return max([_TOL.get(t.dtype.name, 0) for t in types], default=0)
+
+
+def _compare(name, a: Tensor, b: Tensor, graph_tol: float = 0) -> str | None:
+    if a.dtype is not b.dtype:
+        return f"{name}: dtype {a.dtype.name} traced, {b.dtype.name} eager"
+    if a.shape != b.shape:
+        return f"{name}: shape {a.shape} traced, {b.shape} eager"
+    x, y = np.asarray(a.cpu().numpy(), np.float64), np.asarray(b.cpu().numpy(), np.float64)
+    tol = _TOL.get(a.dtype.name, 0)
+    if tol:
+        tol = max(tol, graph_tol)
+    if not np.allclose(x, y, rtol=tol, atol=tol, equal_nan=True):
+        return f"{name}: values differ (max abs difference {np.nanmax(np.abs(x - y)):.3g})"
+    return None
+
+
+def trace(fn, example_inputs, *, check_trace: bool = True) -> TracedFunction:
+    """Record the ops ``fn`` runs on ``example_inputs`` and compile them.
+
+    ``example_inputs`` is a tensor or a tuple of arguments (tensors, nested tuples/lists of
+    tensors, or other Python values, which are frozen into the graph). With ``check_trace`` the
+    traced function is run once more and compared with eager execution.
+
+    >>> import fusejit
+    >>> f = fusejit.trace(lambda x: (x * 2 + 1).exp(), fusejit.ones(4))
+    >>> f.kernel_count()
+    1
+    >>> round(f(fusejit.zeros(4))[0].item(), 4)
+    2.7183
+    """
+    if isinstance(example_inputs, Tensor):
+        example_inputs = (example_inputs,)
+    example_inputs = tuple(example_inputs)
+    graph, in_spec, out_spec, eager_out, tracer = tr.capture(fn, example_inputs)
+    verify(graph)
+    traced = TracedFunction(fn, graph, in_spec, out_spec, tracer)
+    if check_trace:
+        _, flat = tr.flatten_inputs((traced(*example_inputs),))
+        # run the function eagerly once more: a result that depends on hidden state (a
+        # counter, a random draw, a global flag) differs from what the trace recorded
+        again_spec, again = tr.flatten_inputs((fn(*example_inputs),))
+        if again_spec != ("tuple", (out_spec,)):
+            raise TraceError(
+                f"trace check failed for {traced.__name__}: a second eager run returned a "
+                "different structure of outputs"
+            )
+        tol = _graph_tolerance(graph)
+        for ref in (eager_out, again):
+            for i, (a, b) in enumerate(zip(flat, ref, strict=True)):
+                problem = _compare(f"output {i}", a, b, tol)
+                if problem is not None:
+                    raise TraceError(f"trace check failed for {traced.__name__}: {problem}")
+    return traced

@@ -1,0 +1,746 @@
+"""``fusejit.optimize``: a profiling executor that compiles the input signatures a function is
+really called with.
+
+Each call is keyed by its *signature*: per tensor argument its dtype, device and shape, per
+other argument its type and value, plus the training flags of the modules involved. The first
+``warmup`` calls of a signature run eager. Then the signature is traced and compiled, and later
+calls run the compiled plan. A plan whose graph is shape-generic (elementwise ops and
+reductions only) serves every size with the same rank and broadcast pattern (which dims are 1);
+other plans serve one exact shape, and a new shape fails their guards and re-specializes.
+
+What a trace cannot capture (in-place ops, tensor indexing, Python branching on tensor values,
+non-tensor results, dropout in training mode) runs eager for that signature, and the reason is
+kept for ``fusejit.explain``. ``strict=True`` raises ``TraceError`` instead.
+
+Concurrency: the tracer hook ``dispatch.TRACER`` is process-wide, so while one thread records a
+trace an op that another thread runs eagerly would be recorded into it. Optimized calls that
+run ops through dispatch (eager runs, plans with unfused ops) therefore hold a shared gate that
+a trace takes exclusively; plans of fused kernels only never touch dispatch and skip it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import threading
+import time
+import warnings
+from collections import deque
+
+from .. import dispatch
+from ..errors import TraceError, fmt_shape
+from ..nn import Module, _Version
+from ..tensor import Tensor
+from . import trace as tr
+from .api import TracedFunction, _compare
+from .cache import CACHE, debug_level
+from .runtime import GuardError
+from .verify import verify
+
+log = logging.getLogger("fusejit")
+
+__all__ = ["optimize", "Executor", "OptimizedModule", "OptimizeWarning"]
+
+_FAST_LIMIT = 4096  # exact-signature memo entries kept before the memo is reset
+
+
+class OptimizeWarning(UserWarning):
+    """An optimized function stopped compiling new signatures (``max_specializations``)."""
+
+
+# ---- the trace gate ----------------------------------------------------------------------------
+class _Gate:
+    """Shared for executions, exclusive for a trace; a waiting trace blocks new top-level
+    executions so it cannot starve. A thread already inside an optimized call re-enters without
+    waiting (a nested call must not wait for a trace that waits for its caller), and such
+    threads never trace."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._waiting = 0
+        self.writer: int | None = None  # ident of the thread recording a trace
+        self._tls = threading.local()
+
+    def depth(self) -> int:
+        return getattr(self._tls, "depth", 0)
+
+    def enter(self) -> None:
+        tls = self._tls
+        depth = getattr(tls, "depth", 0)
+        with self._cond:
+            if not depth:
+                while self.writer is not None or self._waiting:
+                    self._cond.wait()
+            self._readers += 1
+        tls.depth = depth + 1
+
+    def exit(self) -> None:
+        self._tls.depth -= 1
+        with self._cond:
+            self._readers -= 1
+            if not self._readers and self._waiting:
+                self._cond.notify_all()
+
+    def begin_write(self) -> None:
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._readers or self.writer is not None:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self.writer = threading.get_ident()
+
+    def end_write(self) -> None:
+        with self._cond:
+            self.writer = None
+            self._cond.notify_all()
+
+
+_GATE = _Gate()
+
+
+def _gated(fn, args):
+    _GATE.enter()
+    try:
+        return fn(*args)
+    finally:
+        _GATE.exit()
+
+
+# ---- signatures --------------------------------------------------------------------------------
+def _key(args, prefix) -> tuple:
+    """The exact signature, flat: a plain tensor adds (dtype, id of its device, shape), any
+    other argument one tuple naming its class, so the encoding cannot be ambiguous. Devices
+    are interned, and their ids hash in C where ``Device.__hash__`` runs Python. Scalars carry
+    their type: ``1`` and ``1.0`` promote differently."""
+    k = [prefix]
+    for a in args:
+        c = a.__class__
+        if c is Tensor:
+            k += (a._dtype, id(a._device), a._data.shape)
+        elif c is tuple or c is list:
+            k.append((c, _key(a, None)))
+        elif isinstance(a, Tensor):  # a subclass (Parameter): its calls need plain views
+            k.append((c, a._dtype, id(a._device), a._data.shape))
+        else:
+            k.append((c, a))
+    return tuple(k)
+
+
+def _pattern_key(args, prefix) -> tuple:
+    """The signature with sizes reduced to the rank and broadcast pattern."""
+    k = [prefix]
+    for a in args:
+        c = a.__class__
+        if isinstance(a, Tensor):
+            k.append((c, a._dtype, a._device, tuple(s == 1 for s in a._data.shape)))
+        elif c is tuple or c is list:
+            k.append((c, _pattern_key(a, None)))
+        else:
+            k.append((c, a))
+    return tuple(k)
+
+
+def _plain(args):
+    """Tensor subclasses (``Parameter``) as plain tensor views: a plan's guards want Tensor."""
+    out = []
+    for a in args:
+        if isinstance(a, Tensor) and a.__class__ is not Tensor:
+            a = Tensor._wrap(a._data, a._dtype, a._device)
+        elif isinstance(a, (tuple, list)):
+            a = type(a)(_plain(a))
+        out.append(a)
+    return tuple(out)
+
+
+def _has_subclass(args) -> bool:
+    for a in args:
+        if isinstance(a, Tensor) and a.__class__ is not Tensor:
+            return True
+        if isinstance(a, (tuple, list)) and _has_subclass(a):
+            return True
+    return False
+
+
+def _describe(args, names) -> str:
+    def one(a):
+        if isinstance(a, Tensor):
+            dev = "" if a.device.type == "cpu" else f" {a.device}"
+            return f"{a.dtype.name}{fmt_shape(a.shape)}{dev}"
+        if isinstance(a, (tuple, list)):
+            inner = ", ".join(one(x) for x in a)
+            return f"({inner})" if isinstance(a, tuple) else f"[{inner}]"
+        r = repr(a)
+        return r if len(r) <= 40 else r[:37] + "..."
+
+    n = len(args) - len(names)
+    parts = [one(a) for a in args[:n]]
+    parts += [f"{k}={one(a)}" for k, a in zip(names, args[n:], strict=True)]
+    return "(" + ", ".join(parts) + ")"
+
+
+def _outputs_all_tensors(spec) -> bool:
+    if spec == "T":
+        return True
+    kind, payload = spec
+    return kind != "const" and all(_outputs_all_tensors(s) for s in payload)
+
+
+class Specialization:
+    """One input signature of an optimized function and what the JIT did with it."""
+
+    __slots__ = (
+        "label", "status", "calls", "eager_calls", "traced", "reason", "why", "generic", "call",
+        "kernels", "trace_seconds", "compile_seconds", "param_ids", "pkey", "info", "warmup_runs",
+    )  # fmt: skip
+
+    def __init__(self, label: str, pkey) -> None:
+        self.label = label
+        self.pkey = pkey
+        self.status = "warmup"  # -> "compiled" | "eager" | "invalidated"
+        self.calls = 0  # calls counted toward the warmup
+        self.warmup_runs = 0  # of those, the ones that ran eager
+        self.eager_calls = 0  # calls run eager after falling back
+        self.traced: TracedFunction | None = None
+        self.reason: str | None = None  # why it runs eager / was invalidated
+        self.why: str | None = None  # why it was re-specialized
+        self.generic = False
+        self.call = None
+        self.kernels: list = []  # (ops, cache key, origin)
+        self.trace_seconds = 0.0
+        self.compile_seconds = 0.0
+        self.param_ids: frozenset = frozenset()
+        self.info: dict | None = None  # explain's view of a dropped plan
+
+    def __repr__(self) -> str:
+        return f"<Specialization {self.label}: {self.status}>"
+
+
+# ---- the executor ------------------------------------------------------------------------------
+class Executor:
+    """The state behind one optimized function or module: its specializations, the memo of
+    exact signatures, what happened (for ``explain``). Calls come through ``_make_call``."""
+
+    def __init__(self, fn, *, module: Module | None = None, warmup: int = 2,
+                 strict: bool = False, max_specializations: int = 8) -> None:  # fmt: skip
+        if warmup < 0 or max_specializations < 0:
+            raise ValueError("optimize: warmup and max_specializations must be >= 0")
+        self._fn = fn
+        self._module = module
+        if module is not None:
+            self._name = type(module).__name__
+        else:
+            self._name = getattr(fn, "__qualname__", getattr(fn, "__name__", type(fn).__name__))
+        self.warmup = int(warmup)
+        self.strict = bool(strict)
+        self.max_specializations = int(max_specializations)
+        self._lock = threading.RLock()  # held while deciding and specializing
+        self._fast: dict = {}  # exact signature -> Specialization (compiled or eager)
+        self._by_pattern: dict = {}  # pattern signature -> latest Specialization
+        self._invalidated: dict = {}  # pattern signature -> why its plan was dropped
+        self._specs: list[Specialization] = []
+        self._events: deque = deque(maxlen=1000)
+        self._n_traces = 0
+        self._warned = False
+        self._targets = {(): fn}
+        self._prefixes: dict = {}  # (mode, keyword names) -> small int heading every key
+        self._prefix_lock = threading.Lock()
+        self._seen_modules: list = []  # modules called during this function's traces
+        self._version = _Version.value
+        self._refresh_mode()
+
+    def _prefix_for(self, names: tuple) -> int:
+        # an int hashes faster than the tuple of training flags it stands for
+        k = (self._mode, names)
+        p = self._prefixes.get(k)
+        if p is None:
+            with self._prefix_lock:  # two modes must never get the same number
+                p = self._prefixes.setdefault(k, len(self._prefixes))
+        return p
+
+    def _call_slow(self, args, kwargs):
+        names = ()
+        if kwargs:  # keyword arguments go last, by name, and their names join the signature
+            names = tuple(sorted(kwargs))
+            args = (*args, *[kwargs[k] for k in names])
+        if dispatch.TRACER is None and self._version == _Version.value:
+            try:
+                spec = self._fast.get(_key(args, self._prefix_for(names)))
+            except TypeError:
+                spec = None
+            if spec is not None:
+                try:
+                    return spec.call(*args)
+                except GuardError as e:
+                    if spec.status == "eager":  # from the function itself
+                        raise
+                    return self._guard_error(spec, args, names, e)
+        return self._slow(args, names)
+
+    def __repr__(self) -> str:
+        return f"<fusejit.optimize executor for {self._name}: {self._n_traces} specializations>"
+
+    # ---- the slow path ----------------------------------------------------------------------
+    def _target(self, names: tuple):
+        """The callable taking keyword arguments (sorted by name) after the positional ones."""
+        t = self._targets.get(names)
+        if t is None:
+            fn = self._fn
+
+            def t(*a):
+                k = len(a) - len(names)
+                return fn(*a[:k], **dict(zip(names, a[k:], strict=True)))
+
+            t.__name__ = getattr(fn, "__name__", "fn")
+            self._targets[names] = t
+        return t
+
+    def _slow(self, args, names):
+        gate = _GATE
+        target = self._target(names)
+        if dispatch.TRACER is not None and gate.writer in (None, threading.get_ident()):
+            # inside a trace on this thread (ours or a direct fusejit.trace): run eagerly so
+            # the ops are recorded into the enclosing trace
+            return target(*args)
+        nested = gate.depth() > 0
+        # inside another optimized call, never wait for this function's lock: its holder may
+        # be waiting on the gate for our caller to finish
+        if not self._lock.acquire(blocking=not nested):
+            return _gated(target, args)
+        try:
+            kind, value = self._decide(args, names, target, nested)
+        finally:
+            self._lock.release()
+        if kind == "result":
+            return value
+        if kind == "call":
+            return value.call(*args)
+        return _gated(target, args)
+
+    def _decide(self, args, names, target, nested):
+        if self._version != _Version.value:
+            self._revalidate()
+        prefix = self._prefix_for(names)
+        try:
+            key = _key(args, prefix)
+            pkey = _pattern_key(args, prefix)
+        except TypeError as e:
+            self._event("fallback", _describe(args, names), f"unhashable argument ({e})")
+            return "eager", None
+        spec = self._fast.get(key)
+        if spec is not None:
+            return "call", spec
+        spec = self._by_pattern.get(pkey)
+        why = None
+        if spec is not None and spec.status == "compiled":
+            _, tensors = tr.flatten_inputs(_plain(args))
+            reason = spec.traced.plan.check(tensors)
+            if reason is None:  # a shape-generic plan takes these sizes
+                self._memo(key, spec)
+                return "call", spec
+            why = f"guard failure: {reason}"
+            self._event("guard_failure", spec.label, reason)
+            spec = None
+        elif spec is not None and spec.status == "eager":
+            self._memo(key, spec)
+            return "call", spec
+        if spec is None:
+            spec = Specialization(_describe(args, names) + self._mode_label(), pkey)
+            self._specs.append(spec)
+            if why is None and pkey in self._invalidated:
+                why = self._invalidated.pop(pkey)
+            if why is not None:
+                spec.calls = self.warmup  # hot already: re-specialize at once
+            else:
+                self._by_pattern[pkey] = spec
+                why = self._new_signature_reason(args)
+            spec.why = why
+        spec.calls += 1
+        if spec.calls <= self.warmup or nested:
+            spec.warmup_runs += 1
+            return "eager", None
+        return self._specialize(spec, args, names, target)
+
+    def _new_signature_reason(self, args) -> str | None:
+        """For a signature after the first: which guard of the latest plan it fails."""
+        for s in reversed(self._specs):
+            if s.status == "compiled":
+                _, tensors = tr.flatten_inputs(_plain(args))
+                r = s.traced.plan.check(tensors)
+                return f"new signature ({r})" if r else "new signature"
+        return None
+
+    def _specialize(self, spec, args, names, target):
+        if self._n_traces >= self.max_specializations:
+            reason = f"max_specializations={self.max_specializations} reached"
+            if spec.why:
+                reason += f" ({spec.why})"
+            return self._give_up(spec, args, names, target, reason, limit=True)
+        plain = _plain(args)
+        _, tensors = tr.flatten_inputs(plain)
+        if len({id(t) for t in tensors}) < len(tensors):
+            # a trace needs distinct input tensors; this call aliases two, a later one may not
+            spec.calls -= 1
+            return "eager", None
+        self._n_traces += 1
+        seen: list = []
+        t0 = time.perf_counter()
+        try:
+            _GATE.begin_write()
+            try:
+                _Version.seen = seen
+                with warnings.catch_warnings():
+                    # value reads are recorded by the tracer and become the fallback reason
+                    warnings.simplefilter("ignore", tr.TracerWarning)
+                    graph, in_spec, out_spec, eager_out, tracer = tr.capture(target, plain)
+            finally:
+                _Version.seen = None
+                _GATE.end_write()
+        except TraceError as e:
+            return self._give_up(spec, args, names, target, f"cannot be traced: {e}")
+        trace_s = time.perf_counter() - t0
+        self._watch(seen)
+        result = tr.unflatten_outputs(out_spec, eager_out)
+        reason = None
+        if tracer.value_reads:
+            what, where = tracer.value_reads[0]
+            reason = (f"data-dependent Python control flow: reads a tensor's value ({what}) at "
+                      f"{where}; a trace would freeze that decision")  # fmt: skip
+        elif not _outputs_all_tensors(out_spec):
+            reason = "returns a non-tensor value, which a trace would freeze as a constant"
+        if reason is not None:
+            return self._give_up(spec, args, names, target, reason, result=result)
+        try:
+            verify(graph)
+            # building the plan fetches or builds its kernels; holding the cache's lock makes
+            # each origin this plan's to report. Not held for the first run below: that waits
+            # on the gate, and a trace in progress may need the lock for an eager kernel.
+            with CACHE.lock:
+                before = set(CACHE.memory)
+                traced = TracedFunction(target, graph, in_spec, out_spec, tracer)
+                kernels = []
+                for node, k in traced.plan.kernels:
+                    ck = getattr(k, "key", None) or node.attr("kernel_key")
+                    origin = "memory" if ck in before else CACHE.origin.get(ck, "compiled")
+                    kernels.append(([n.op for n in node.blocks[0].nodes], ck, origin))
+            t1 = time.perf_counter()
+            out = _gated(traced, plain)  # numba compiles on the first call
+            first_run = time.perf_counter() - t1
+        except Exception as e:  # eager is always right: fall back rather than fail the call
+            return self._give_up(
+                spec,
+                args,
+                names,
+                target,
+                f"compilation failed: {type(e).__name__}: {e}",
+                result=result,
+            )
+        _, flat = tr.flatten_inputs((out,))
+        for i, (a, b) in enumerate(zip(flat, eager_out, strict=True)):
+            problem = _compare(f"output {i}", a, b)
+            if problem is not None:
+                return self._give_up(spec, args, names, target,
+                                     f"compiled result differs from eager: {problem}",
+                                     result=result)  # fmt: skip
+        plan = traced.plan
+        spec.traced = traced
+        spec.status = "compiled"
+        spec.generic = plan.shape_generic
+        spec.kernels = kernels
+        spec.trace_seconds = trace_s
+        spec.compile_seconds = trace_s + traced.compile_seconds + first_run
+        current = self._module_tensor_ids()
+        spec.param_ids = frozenset(id(t) for t in graph.captured if id(t) in current)
+        gated = len(plan.kernels) < len(plan.steps)  # unfused ops run through dispatch
+        spec.call = _compiled_caller(traced, gated, _has_subclass(args))
+        prefix = self._prefix_for(names)  # the trace may have added modules to the mode
+        spec.pkey = _pattern_key(args, prefix)
+        self._by_pattern[spec.pkey] = spec
+        self._memo(_key(args, prefix), spec)
+        self._event("specialize", spec.label, spec.why, kernels=len(kernels),
+                    seconds=round(spec.compile_seconds, 4))  # fmt: skip
+        return "result", out
+
+    def _give_up(self, spec, args, names, target, reason, *, result=None, limit=False):
+        """This signature runs eager from now on (or raise, with ``strict``)."""
+        msg = f"fusejit.optimize({self._name}): signature {spec.label} runs eager: {reason}"
+        if self.strict:
+            # the signature stays hot: each later call tries again and raises again
+            self._event("error", spec.label, reason)
+            spec.pkey = _pattern_key(args, self._prefix_for(names))
+            self._by_pattern[spec.pkey] = spec
+            raise TraceError(msg)
+        spec.status = "eager"
+        spec.reason = reason
+        spec.call = _eager_caller(spec, target)
+        prefix = self._prefix_for(names)
+        spec.pkey = _pattern_key(args, prefix)
+        self._by_pattern[spec.pkey] = spec
+        self._memo(_key(args, prefix), spec)
+        self._event("limit" if limit else "fallback", spec.label, reason)
+        if limit and not self._warned:
+            self._warned = True
+            warnings.warn(msg + "; later new signatures run eager too", OptimizeWarning,
+                          stacklevel=_user_stacklevel())  # fmt: skip
+        if result is not None:
+            spec.eager_calls += 1
+            return "result", result
+        return "call", spec
+
+    def _guard_error(self, spec, args, names, err):
+        if not self._lock.acquire(blocking=_GATE.depth() == 0):  # see _slow
+            return _gated(self._target(names), args)
+        try:
+            if spec.status == "compiled":
+                self._event("guard_failure", spec.label, str(err))
+                self._invalidate(spec, f"guard failure: {err}")
+        finally:
+            self._lock.release()
+        return self._slow(args, names)
+
+    # ---- bookkeeping ------------------------------------------------------------------------
+    def _memo(self, key, spec) -> None:
+        if len(self._fast) >= _FAST_LIMIT:
+            self._fast.clear()
+        self._fast[key] = spec
+
+    def _event(self, kind: str, label: str, detail, **extra) -> None:
+        ev = {"event": kind, "signature": label, "detail": detail, **extra}
+        self._events.append(ev)
+        if debug_level() >= 1:
+            log.info("fusejit.optimize(%s): %s %s%s", self._name, kind, label,
+                     f": {detail}" if detail else "")  # fmt: skip
+
+    def _watched(self) -> list:
+        mods = list(self._module.modules()) if self._module is not None else []
+        known = {id(m) for m in mods}
+        for m in self._seen_modules:
+            if id(m) not in known:
+                known.add(id(m))
+                mods.append(m)
+        return mods
+
+    def _watch(self, seen) -> None:
+        known = {id(m) for m in self._seen_modules}
+        for m in seen:
+            if id(m) not in known:
+                known.add(id(m))
+                self._seen_modules.append(m)
+        self._refresh_mode()
+
+    def _refresh_mode(self) -> None:
+        # training flags are part of every signature: a plan traced in eval mode has no dropout
+        self._mode = tuple(m.training for m in self._watched())
+        self._prefix = self._prefix_for(())
+
+    def _mode_label(self) -> str:
+        if not self._mode:
+            return ""
+        if all(self._mode):
+            return " training"
+        return " eval" if not any(self._mode) else " mixed train/eval"
+
+    def _module_tensor_ids(self) -> set:
+        ids = set()
+        for m in self._watched():
+            for store in (m._parameters, m._buffers):
+                ids.update(id(t) for t in store.values() if t is not None)
+        return ids
+
+    def _revalidate(self) -> None:
+        """Parameters were reassigned, moved or converted: drop plans reading stale ones."""
+        version = _Version.value
+        self._refresh_mode()
+        current = self._module_tensor_ids()
+        for spec in self._specs:
+            if spec.status != "compiled":
+                continue
+            problem = _stale(spec, current)
+            if problem is not None:
+                self._event("invalidate", spec.label, problem)
+                self._invalidate(spec, problem)
+        # last: the lock-free fast path trusts its memo only once this matches
+        self._version = version
+
+    def _invalidate(self, spec, why: str) -> None:
+        from .explain import _graph_info
+
+        spec.status = "invalidated"
+        spec.reason = why
+        # keep what explain shows, let go of the plan and the stale tensors it holds
+        spec.info = _graph_info(spec.traced, spec.kernels)
+        spec.traced = None
+        for k in [k for k, s in self._fast.items() if s is spec]:
+            del self._fast[k]
+        for k in [k for k, s in self._by_pattern.items() if s is spec]:
+            del self._by_pattern[k]
+            self._invalidated[k] = why
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the caller of the optimized function."""
+    f = sys._getframe(2)
+    level = 2
+    while f is not None and f.f_code.co_filename == __file__:
+        f = f.f_back
+        level += 1
+    return level
+
+
+def _stale(spec, current_ids) -> str | None:
+    g = spec.traced.graph
+    for v, t in zip(g.block.params[g.n_inputs :], g.captured, strict=True):
+        ty = v.type
+        if t._dtype is not ty.dtype or t._device is not ty.device or t._data.shape != ty.shape:
+            return (f"a captured tensor traced as {ty} is now {t._dtype.name}"
+                    f"{fmt_shape(t.shape)} on {t._device}")  # fmt: skip
+        if id(t) in spec.param_ids and id(t) not in current_ids:
+            return "a parameter it read was replaced by another tensor object"
+    return None
+
+
+def _compiled_caller(traced: TracedFunction, gated: bool, convert: bool):
+    if not gated and not convert:
+        return traced
+
+    def call(*args):
+        if convert:
+            args = _plain(args)
+        if not gated:
+            return traced(*args)
+        _GATE.enter()
+        try:
+            return traced(*args)
+        finally:
+            _GATE.exit()
+
+    return call
+
+
+def _eager_caller(spec: Specialization, target):
+    def call(*args):
+        spec.eager_calls += 1
+        _GATE.enter()
+        try:
+            return target(*args)
+        finally:
+            _GATE.exit()
+
+    return call
+
+
+def _make_call(ex: Executor):
+    """The optimized callable: one key, one dict lookup, then the plan. A closure rather than
+    a class with ``__call__``: that saves a frame on every call."""
+    fast = ex._fast
+    slow = ex._slow
+
+    def optimized(*args, **kwargs):
+        if kwargs or dispatch.TRACER is not None or ex._version != _Version.value:
+            return ex._call_slow(args, kwargs)
+        if len(args) == 1 and args[0].__class__ is Tensor:  # _key, inlined for one tensor
+            a = args[0]
+            spec = fast.get((ex._prefix, a._dtype, id(a._device), a._data.shape))
+        else:
+            try:
+                spec = fast.get(_key(args, ex._prefix))
+            except TypeError:  # an unhashable argument
+                spec = None
+        if spec is None:
+            return slow(args, ())
+        try:
+            return spec.call(*args)
+        except GuardError as e:
+            if spec.status == "eager":  # from the function itself
+                raise
+            return ex._guard_error(spec, args, (), e)
+
+    optimized._fusejit_executor = ex
+    return optimized
+
+
+# ---- modules -----------------------------------------------------------------------------------
+class OptimizedModule(Module):
+    """A module whose calls go through the profiling executor. It shares the wrapped module's
+    parameters, buffers and submodules (``state_dict`` keys are the same) and forwards other
+    attribute reads and writes to it."""
+
+    def __init__(self, module: Module, executor: Executor) -> None:
+        d = self.__dict__
+        d["_orig_mod"] = module
+        d["_fusejit_executor"] = executor
+        d["_fusejit_call"] = _make_call(executor)
+        for k in ("_parameters", "_buffers", "_modules", "_non_persistent"):
+            d[k] = module.__dict__[k]
+
+    @property
+    def training(self) -> bool:  # type: ignore[override]
+        return self._orig_mod.training
+
+    def __call__(self, *args, **kwargs):
+        return self._fusejit_call(*args, **kwargs)
+
+    forward = __call__
+
+    def __getattr__(self, name: str):
+        d = self.__dict__
+        if "_orig_mod" not in d:  # half-built (copy, unpickling)
+            raise AttributeError(name)
+        return getattr(d["_orig_mod"], name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._orig_mod, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._orig_mod, name)
+
+    def train(self, mode: bool = True) -> OptimizedModule:
+        self._orig_mod.train(mode)
+        return self
+
+    def to(self, *args, **kwargs) -> OptimizedModule:
+        self._orig_mod.to(*args, **kwargs)
+        return self
+
+    def __repr__(self) -> str:
+        inner = repr(self._orig_mod).replace("\n", "\n  ")
+        return f"OptimizedModule(\n  {inner}\n)"
+
+
+def optimize(model_or_fn=None, *, warmup: int = 2, strict: bool = False,
+             max_specializations: int = 8):  # fmt: skip
+    """Wrap a function or ``nn.Module`` so that its hot input signatures run compiled.
+
+    The first ``warmup`` calls of each signature run eager; the next one is traced and
+    compiled, and later calls run the compiled plan. Up to ``max_specializations`` traces
+    are made per function; then new signatures run eager (with one ``OptimizeWarning``).
+    What cannot be traced runs eager, or raises ``TraceError`` with ``strict=True``.
+    ``fusejit.explain`` reports what happened. Works as a decorator, with or without options.
+
+    >>> import fusejit
+    >>> @fusejit.optimize(warmup=1)
+    ... def f(x):
+    ...     return (x * 2 + 1).relu()
+    >>> [f(fusejit.ones(3)).tolist() for _ in range(3)][-1]
+    [3.0, 3.0, 3.0]
+    """
+    if model_or_fn is None:
+        return functools.partial(optimize, warmup=warmup, strict=strict,
+                                 max_specializations=max_specializations)  # fmt: skip
+    opts = dict(warmup=warmup, strict=strict, max_specializations=max_specializations)
+    if isinstance(model_or_fn, OptimizedModule):
+        model_or_fn = model_or_fn._orig_mod
+    if isinstance(model_or_fn, Module):
+        ex = Executor(model_or_fn.forward, module=model_or_fn, **opts)
+        return OptimizedModule(model_or_fn, ex)
+    ex = getattr(model_or_fn, "_fusejit_executor", None)
+    if isinstance(ex, Executor):  # re-optimizing: start over from the original function
+        model_or_fn = ex._fn
+    if not callable(model_or_fn):
+        raise TypeError(f"optimize: expected a function or a Module, got {model_or_fn!r}")
+    fn = _make_call(Executor(model_or_fn, **opts))
+    functools.update_wrapper(fn, model_or_fn, updated=())
+    return fn

@@ -1,0 +1,70 @@
+"""Safe algebraic simplification: rewrites that never change a value, NaN, -0.0 or a dtype.
+
+Kept: ``x * 1``, ``1 * x``, ``x / 1``, ``x - 0``, ``x ** 1``, ``neg(neg(x))``, a cast to the
+dtype ``x`` already has. Not done (they change results): ``x + 0`` (-0.0 + 0 is +0.0),
+``x * 0`` (NaN and inf), ``x - x`` (NaN).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..ir import Const, Graph, Value
+
+
+def _is(c, value) -> bool:
+    # -0.0 == 0 but x - (-0.0) is x + 0.0, which turns -0.0 into +0.0: zeros must be +0
+    return (
+        isinstance(c, Const)
+        and not isinstance(c.value, bool)
+        and c.value == value
+        and math.copysign(1.0, c.value) > 0
+    )
+
+
+def _identity_of(n):
+    """The input value ``n`` reduces to, or None."""
+    ins = n.inputs
+    out = n.outputs[0].type if n.outputs else None
+
+    def same(v):
+        return isinstance(v, Value) and v.type.dtype is out.dtype and v.type.shape == out.shape
+
+    if n.op == "mul":
+        if _is(ins[1], 1) and same(ins[0]):
+            return ins[0]
+        if _is(ins[0], 1) and same(ins[1]):
+            return ins[1]
+    if n.op == "div" and _is(ins[1], 1) and same(ins[0]):
+        return ins[0]
+    if n.op == "sub" and _is(ins[1], 0) and same(ins[0]):
+        return ins[0]
+    if n.op == "pow" and _is(ins[1], 1) and same(ins[0]):
+        return ins[0]
+    if n.op == "cast" and same(ins[0]):
+        return ins[0]
+    return None
+
+
+def simplify(g: Graph) -> tuple[Graph, bool]:
+    rep: dict = {}
+    producer: dict = {}
+    nodes = []
+    for n in g.block.nodes:
+        if rep:
+            n = type(n)(n.op, tuple(rep.get(v, v) if isinstance(v, Value) else v
+                                    for v in n.inputs), n.attrs, n.outputs, n.blocks)  # fmt: skip
+        target = _identity_of(n) if len(n.outputs) == 1 and not n.blocks else None
+        if target is None and n.op == "neg":
+            inner = producer.get(n.inputs[0])
+            if inner is not None and inner.op == "neg":
+                target = inner.inputs[0]
+        if target is not None:
+            rep[n.outputs[0]] = target
+            continue
+        for o in n.outputs:
+            producer[o] = n
+        nodes.append(n)
+    if not rep:
+        return g, False
+    return g.copy_with(nodes=nodes, results=[rep.get(v, v) for v in g.block.results]), True

@@ -1,0 +1,157 @@
+"""Running an optimized graph: a flat list of steps over numbered slots, behind guards.
+
+Compilation happens once, when the plan is built; a call checks the guards, runs each step
+(a fused kernel launch or one eager op) and wraps the outputs.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import dispatch
+from ..errors import TraceError, fmt_shape
+from ..ops.registry import OPS
+from ..tensor import Tensor
+from .ir import Const, Graph, Value
+
+SHAPE_GENERIC_KINDS = {"elementwise", "reduction"}
+
+
+def _kernel_for(node, device):
+    body = node.attr("body")
+    rank = len(node.outputs[0].type.shape)
+    if device.type == "cpu":
+        from .cpu_kernels import cpu_kernel
+
+        return cpu_kernel(body, rank)
+    return device.backend.fused_kernel(body, rank)
+
+
+class Plan:
+    """The compiled form of a graph for one input signature."""
+
+    def __init__(self, graph: Graph) -> None:
+        t0 = time.perf_counter()
+        self.graph = graph
+        slots: dict = {}
+        for p in graph.block.params:
+            slots[p] = len(slots)
+        self.n_params = len(slots)
+        self.steps = []
+        self.kernels = []  # (node, kernel) for explain()
+        for n in graph.block.nodes:
+            for o in n.outputs:
+                slots[o] = len(slots)
+            self.steps.append(self._step(n, slots))
+        self.n_slots = len(slots)
+        self.result_slots = [slots[v] for v in graph.block.results]
+        # A result that is an input (``x * 1`` simplified to ``x``) or repeats another result
+        # (CSE) is copied, so results never alias inputs or each other, as in eager mode.
+        seen: set = set()
+        self.copy_results = []
+        for k, s in enumerate(self.result_slots):
+            if s < self.n_params or s in seen:
+                self.copy_results.append(k)
+            seen.add(s)
+        self.shape_generic = all(
+            n.op == "fused" or OPS[n.op].kind in SHAPE_GENERIC_KINDS for n in graph.block.nodes
+        )
+        self.guards = []
+        for p in graph.inputs:
+            t = p.type
+            ones = tuple(s == 1 for s in t.shape)
+            self.guards.append((t.dtype, t.device, len(t.shape), ones, tuple(t.shape)))
+        self.compile_seconds = time.perf_counter() - t0
+
+    def _step(self, n, slots):
+        outs = [slots[o] for o in n.outputs]
+        if n.op == "fused":
+            dev = n.outputs[0].type.device
+            kernel = _kernel_for(n, dev)
+            self.kernels.append((n, kernel))
+            ins = [slots[v] for v in n.inputs]
+            dtypes = [o.type.dtype for o in n.outputs]
+            wrap = Tensor._wrap
+
+            def run_fused(env):
+                res = kernel(*[env[i]._data for i in ins])
+                for s, r, d in zip(outs, res, dtypes):
+                    env[s] = wrap(r, d, dev)
+
+            return run_fused
+        args = [v if isinstance(v, Const) else slots[v] for v in n.inputs]
+        consts = [a.value if isinstance(a, Const) else None for a in args]
+        is_const = [isinstance(a, Const) for a in args]
+        attrs = n.attr_dict
+        op = OPS[n.op]
+        call = dispatch.call
+        name = n.op
+
+        def run_op(env):
+            vals = [c if k else env[a] for a, c, k in zip(args, consts, is_const)]
+            res = call(name, *vals, **attrs)
+            if len(outs) == 1:
+                env[outs[0]] = res
+            else:
+                for s, r in zip(outs, res):
+                    env[s] = r
+
+        run_op.op = op
+        return run_op
+
+    def check(self, tensors) -> str | None:
+        """None when ``tensors`` fit this plan's guards, else the first mismatch."""
+        if len(tensors) != len(self.guards):
+            return f"expected {len(self.guards)} tensor inputs, got {len(tensors)}"
+        for t, (d, dev, _rank, _ones, shape) in zip(tensors, self.guards):
+            # the common case first: the traced dtype, device and shape
+            if not isinstance(t, Tensor) or t._dtype is not d or t._device is not dev:
+                return self._mismatch(tensors)
+            if t._data.shape != shape and (
+                not self.shape_generic
+                or len(t._data.shape) != len(shape)
+                or tuple(x == 1 for x in t._data.shape) != _ones
+            ):
+                return self._mismatch(tensors)
+        return None
+
+    def _mismatch(self, tensors) -> str:
+        for i, (t, (d, dev, rank, ones, shape)) in enumerate(zip(tensors, self.guards)):
+            if not isinstance(t, Tensor):
+                return f"input {i} is not a tensor"
+            if t._dtype is not d:
+                return f"input {i}: dtype {t._dtype.name}, traced with {d.name}"
+            if t._device is not dev:
+                return f"input {i}: device {t._device}, traced on {dev}"
+            s = t._data.shape
+            if len(s) != rank:
+                return f"input {i}: {len(s)} dims, traced with {rank}"
+            if not self.shape_generic and s != shape:
+                return f"input {i}: shape {fmt_shape(s)}, traced with {fmt_shape(shape)}"
+            if tuple(x == 1 for x in s) != ones:
+                return f"input {i}: broadcast pattern of shape {fmt_shape(s)} differs"
+        return "inputs differ"
+
+    def run(self, tensors, captured) -> list:
+        env = [*tensors, *captured]
+        env.extend([None] * (self.n_slots - len(env)))
+        for step in self.steps:
+            step(env)
+        out = [env[i] for i in self.result_slots]
+        for k in self.copy_results:
+            out[k] = out[k].clone()
+        return out
+
+
+class GuardError(TraceError):
+    """A call whose inputs do not fit the traced signature."""
+
+
+def run_plan(plan: Plan, tensors, captured) -> list:
+    reason = plan.check(tensors)
+    if reason is not None:
+        raise GuardError(f"traced function called with other inputs than traced: {reason}")
+    return plan.run(tensors, captured)
+
+
+__all__ = ["Plan", "run_plan", "GuardError", "Value"]

@@ -1,0 +1,150 @@
+"""The ``python -m fusejit`` command: info, bench (small, CPU) and cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args, cache_dir, timeout=120):
+    env = dict(os.environ, FUSEJIT_CACHE_DIR=str(cache_dir))
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-m", "fusejit", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def test_info_prints_sections(tmp_path):
+    p = _run(["info"], tmp_path / "cache")
+    assert p.returncode == 0, p.stderr
+    for section in ("Versions", "Devices", "Toolchain", "Cache", "Problems"):
+        assert section in p.stdout
+    assert "numba" in p.stdout and "cpu" in p.stdout
+    assert str(tmp_path / "cache") in p.stdout
+
+
+def test_bench_small_cpu_writes_json(tmp_path):
+    import importlib.util
+
+    out, png = tmp_path / "res.json", tmp_path / "res.png"
+    args = ["bench", "--device", "cpu", "--workloads", "arith-chain", "--size", "65536",
+            "--repeat", "3", "--json", str(out)]  # fmt: skip
+    has_mpl = importlib.util.find_spec("matplotlib") is not None
+    if has_mpl:
+        args += ["--plot", str(png)]
+    p = _run(args, tmp_path / "cache")
+    assert p.returncode == 0, p.stderr
+    if has_mpl:
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "arith-chain" in p.stdout and "speedup" in p.stdout
+    res = json.loads(out.read_text())
+    assert res["device"] == "cpu"
+    assert res["copy"]["gbs"] > 0
+    (row,) = res["workloads"]
+    assert row["name"] == "arith-chain" and row["size"] == 65536
+    assert row["verified"] is True and row["repeats"] == 3
+    for k in ("eager_s", "fused_s", "ref_s", "speedup", "vs_ref", "fused_gbs", "pct_copy"):
+        assert row[k] > 0, k
+    assert row["kernels"] == 1
+    comp = res["compile"]
+    assert comp["cold"]["workloads"]["arith-chain"]["kernels_compiled"] == 1
+    assert comp["warm"]["workloads"]["arith-chain"]["kernels_from_disk"] == 1
+    assert row["cold_compile_s"] > 0 and row["warm_compile_s"] > 0
+    assert res["host"]["fused_s"] > 0
+    assert {t["target"] for t in res["targets"]} >= {"arith-chain fused >= 6x numpy"}
+
+
+def test_every_workload_verified_against_reference(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
+    from fusejit import harness
+    from fusejit.workloads import WORKLOADS
+
+    for name in WORKLOADS:
+        r = harness.run_workload(name, "cpu", size=8192, repeat=1)
+        assert r["verified"] and r["fused_s"] > 0, name
+
+
+def test_mismatch_fails_loudly(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
+    from fusejit import harness
+    from fusejit.workloads import WORKLOADS, Workload
+
+    good = WORKLOADS["arith-chain"]
+    bad = Workload("wrong", "x*2+1 vs x*2", lambda x: x * 2 + 1, lambda xp, x: x * 2,
+                   good.make, good.default_size)  # fmt: skip
+    with pytest.raises(harness.MismatchError, match="differs from the reference"):
+        harness.run_workload(bad, "cpu", size=1024, repeat=1)
+
+
+def test_cache_clear_empties_folder(tmp_path, monkeypatch, capsys):
+    from fusejit.__main__ import main
+
+    cache = tmp_path / "cache"
+    entry = cache / "cpu" / "0123abcd"
+    entry.mkdir(parents=True)
+    (entry / "kernel.py").write_text("x = 1\n")
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(cache))
+    assert main(["cache", "info"]) == 0
+    assert "cpu: 1 kernels" in capsys.readouterr().out
+    p = _run(["cache", "clear"], cache)
+    assert p.returncode == 0, p.stderr
+    assert "removed 1 kernel entries" in p.stdout
+    assert not cache.exists() or not any(cache.rglob("*"))
+
+
+def test_bench_rejects_bad_arguments(capsys):
+    from fusejit.__main__ import main
+
+    assert main(["bench", "--workloads", "nope"]) == 2
+    assert "unknown workload" in capsys.readouterr().err
+    assert main(["bench", "--size", "0"]) == 2
+
+
+def test_bench_cuda_without_gpu_says_so(capsys):
+    import fusejit
+    from fusejit.__main__ import main
+
+    if fusejit.is_cuda_available():
+        pytest.skip("a CUDA GPU is usable here")
+    assert main(["bench", "--device", "cuda", "--workloads", "arith-chain", "--quiet"]) == 2
+    assert "no CUDA GPU is usable" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_says_so(tmp_path, capsys):
+    import importlib.util
+
+    from fusejit.__main__ import main
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        pytest.skip("matplotlib is installed")
+    args = [
+        "bench",
+        "--device",
+        "cpu",
+        "--workloads",
+        "arith-chain",
+        "--plot",
+        str(tmp_path / "p.png"),
+    ]
+    assert main(args) != 0
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+
+
+def test_check_tolerance_rule():
+    from fusejit.harness import MismatchError, _check
+    from fusejit.workloads import WORKLOADS
+
+    w = WORKLOADS["arith-chain"]
+    ref = np.ones(4, np.float32)
+    assert _check("t", "fused", ref * (1 + 1e-6), ref, w) < w.rtol
+    with pytest.raises(MismatchError, match="float64"):
+        _check("t", "fused", ref.astype(np.float64), ref, w)
+    with pytest.raises(MismatchError):
+        _check("t", "fused", np.array([1, 1, np.nan, 1], np.float32), ref, w)

@@ -1,0 +1,438 @@
+"""fusejit on an NVIDIA GPU (cupy + NVRTC): eager ops, interop and fused kernels against the
+CPU (numpy) results. Skipped, with the reason, where CUDA cannot be used."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fusejit
+from fusejit import dispatch
+from fusejit import dtypes as dt
+from fusejit.ops.registry import OPS, dtype_rule
+
+
+def _why_not() -> str:
+    try:
+        from fusejit.backends.cuda import _problem
+
+        return _problem(0) or "CUDA is usable"
+    except Exception as e:  # pragma: no cover - the backend module itself failed
+        return f"fusejit.backends.cuda failed to import: {e}"
+
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not fusejit.is_cuda_available(), reason=f"no usable GPU: {_why_not()}"),
+]
+
+GPU = "cuda:0"
+ROOT = Path(__file__).resolve().parent.parent
+EPS = {"float16": 2.0**-10, "float32": 2.0**-23, "float64": 2.0**-52}
+
+
+def gpu(a) -> fusejit.Tensor:
+    return fusejit.from_numpy(np.ascontiguousarray(a)).to(GPU)
+
+
+def close(got, ref, exact: bool, what: str, ulps: float = 16.0, scale: float = 1.0) -> None:
+    """Same dtype and shape; bitwise (NaN equal) when exact, else within ``ulps`` of the
+    result dtype relative and ``ulps * eps * scale`` absolute."""
+    got, ref = np.asarray(got), np.asarray(ref)
+    assert got.dtype == ref.dtype, f"{what}: dtype {got.dtype} != {ref.dtype}"
+    assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
+    if exact or got.dtype.kind != "f":
+        np.testing.assert_array_equal(got, ref, err_msg=what)
+        return
+    tol = ulps * EPS[got.dtype.name]
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * scale, equal_nan=True, err_msg=what)
+
+
+@contextlib.contextmanager
+def quiet():
+    """numpy's division-by-zero and overflow warnings off (the inputs include them)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        yield
+
+
+# ---- eager elementwise: every op x every dtype it allows --------------------------------------
+def _values(op, d: dt.DType, n: int, rng) -> np.ndarray:
+    lo, hi = op.domain
+    if d is dt.bool_:
+        return rng.random(n) < 0.5
+    if d.is_integer:
+        info = np.iinfo(d.np)
+        if op.exact and op.rule != "float":
+            v = rng.integers(info.min, info.max, size=n, endpoint=True)
+            v[:5] = [info.min, info.max, 0, 1, -1 if d.kind == "i" else 2]
+        else:
+            v = rng.integers(max(info.min, int(lo)), min(info.max, int(hi)), size=n, endpoint=True)
+        return v.astype(d.np)
+    v = rng.uniform(lo, hi, n)
+    if op.exact:
+        v[:6] = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0]
+    return v.astype(d.np)
+
+
+CASES = [
+    (op, d)
+    for op in OPS.values()
+    if op.kind == "elementwise" and op.rule not in ("cast", "where")
+    for d in dt.ALL_DTYPES
+    if d.kind in op.allowed
+]
+
+
+@pytest.mark.parametrize("op,d", CASES, ids=[f"{op.name}-{d.name}" for op, d in CASES])
+def test_eager_elementwise(op, d):
+    rng = np.random.default_rng(hash((op.name, d.name)) % 2**32)
+    arrays = [_values(op, d, 1000, rng) for _ in range(op.arity)]
+    if op.arity == 2:
+        arrays[1] = arrays[1][:40].reshape(40)  # broadcast: [25, 40] with [40]
+        arrays[0] = arrays[0].reshape(25, 40)
+    with quiet():
+        ref = dispatch.elementwise(op, tuple(fusejit.from_numpy(a) for a in arrays)).numpy()
+        got = dispatch.elementwise(op, tuple(gpu(a) for a in arrays))
+    assert got.device == fusejit.device(GPU)
+    compute, out = dtype_rule(op, d)
+    assert got.dtype is out
+    if op.name in ("round", "floor", "ceil", "trunc") and d.is_integer:
+        ref = arrays[0]  # rounding an integer is the identity (numpy goes through float)
+    a0 = arrays[0].astype(np.float64)
+    scale = max(1.0, float(np.abs(np.where(np.isfinite(a0), a0, 0)).max()))
+    close(got.numpy(), ref, op.exact, f"{op.name} {d.name}", scale=scale)
+
+
+def test_eager_where_cast_and_scalars():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 9)).astype(np.float32) * 5
+    c = x > 0
+    x = np.abs(x)  # negative floats into unsigned ints are undefined in C (numpy wraps on x86)
+    for dd in dt.ALL_DTYPES:
+        got = fusejit.where(gpu(c), gpu(x).to(dd), 2).numpy()
+        ref = fusejit.where(fusejit.from_numpy(c), fusejit.from_numpy(x).to(dd), 2).numpy()
+        close(got, ref, True, f"where {dd.name}")
+    for src in dt.ALL_DTYPES:
+        for dst in dt.ALL_DTYPES:
+            a = fusejit.from_numpy(x).to(src)
+            close(gpu(a.numpy()).to(dst).numpy(), a.to(dst).numpy(), True, f"{src}->{dst}")
+    t = gpu(x)
+    close((t * 2 + 1.5).numpy(), x * np.float32(2) + np.float32(1.5), True, "scalars")
+    close((2 - t).numpy(), np.float32(2) - x, True, "rsub")
+    i8 = gpu(np.arange(-5, 5, dtype=np.int8))
+    assert (i8 * 3).dtype is fusejit.int8 and (i8 * 2.5).dtype is fusejit.float32
+    close((i8 // 2).numpy(), np.arange(-5, 5, dtype=np.int8) // 2, True, "int8 //")
+    with pytest.raises(fusejit.DTypeError):
+        i8 + 1000
+
+
+def test_eager_float16_ops():
+    x = np.linspace(-4, 4, 301).astype(np.float16)
+    t = gpu(x)
+    for name in ("sigmoid", "gelu", "exp", "tanh", "silu"):
+        got = getattr(fusejit, name)(t)
+        ref = getattr(fusejit, name)(fusejit.from_numpy(x))
+        assert got.dtype is fusejit.float16
+        close(got.numpy(), ref.numpy(), False, name, ulps=2)
+
+
+# ---- reductions, movement, matmul ------------------------------------------------------------
+def test_reductions_match_cpu():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 7, 8)).astype(np.float32)
+    c, g = fusejit.from_numpy(x), gpu(x)
+    with quiet():
+        checks = [
+            lambda t: t.sum(), lambda t: t.sum(dim=1), lambda t: t.mean(dim=(0, 2)),
+            lambda t: t.var(dim=2), lambda t: t.std(), lambda t: t.prod(dim=0),
+            lambda t: t.amax(dim=1, keepdim=True), lambda t: t.amin(), lambda t: t.argmax(),
+            lambda t: t.argmin(dim=2), lambda t: t.max(dim=1).values,
+            lambda t: t.max(dim=1).indices, lambda t: t.logsumexp(dim=2),
+            lambda t: (t > 0).all(dim=0), lambda t: (t > 0).any(), lambda t: t.softmax(-1),
+            lambda t: t.log_softmax(1), lambda t: fusejit.layer_norm(t, (8,)),
+            lambda t: (t * 10).to(fusejit.int32).sum(dim=2),
+            lambda t: t.half().sum(dim=0), lambda t: t.double().mean(),
+        ]  # fmt: skip
+        for i, f in enumerate(checks):
+            ref, got = f(c), f(g)
+            assert got.device == fusejit.device(GPU)
+            close(got.numpy(), ref.numpy(), False, f"reduction {i}", ulps=64, scale=10)
+
+
+def test_movement_matches_cpu():
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    c, g = fusejit.from_numpy(x.copy()), gpu(x)
+    checks = [
+        lambda t: t.reshape(4, 6), lambda t: t.view(-1), lambda t: t.permute(2, 0, 1),
+        lambda t: t.transpose(0, 1), lambda t: t.T, lambda t: t[:, 1:, ::2],
+        lambda t: t[1, None, ..., 2], lambda t: t.unsqueeze(1).expand(2, 5, 3, 4),
+        lambda t: t.squeeze(), lambda t: t.flatten(1), lambda t: t.transpose(1, 2).contiguous(),
+        lambda t: fusejit.cat([t, t * 2], dim=1), lambda t: fusejit.stack([t, t], dim=3),
+        lambda t: t.split([1, 3], dim=2)[1], lambda t: t.chunk(2, dim=1)[-1], lambda t: t.clone(),
+        lambda t: t[t > 5], lambda t: t.reshape(6, 4)[fusejit.tensor([0, 2], device=t.device)],
+    ]  # fmt: skip
+    for i, f in enumerate(checks):
+        ref, got = f(c), f(g)
+        assert got.device == fusejit.device(GPU)
+        close(got.numpy(), ref.numpy(), True, f"movement {i}")
+    v = g[:, 1]
+    v.add_(100)  # a view writes through to its base
+    assert g.numpy()[0, 1, 0] == 104
+    g[0] = 7
+    assert (g.numpy()[0] == 7).all()
+
+
+def test_matmul_matches_cpu():
+    rng = np.random.default_rng(3)
+    for d in (fusejit.float32, fusejit.float64, fusejit.int32, fusejit.float16):
+        a = (rng.standard_normal((3, 5, 7)) * 3).astype(d.np)
+        b = (rng.standard_normal((7, 4)) * 3).astype(d.np)
+        ref = fusejit.from_numpy(a) @ fusejit.from_numpy(b)
+        got = gpu(a) @ gpu(b)
+        # the GPU may use TF32 / other summation orders: a loose bound for floats
+        close(got.numpy(), ref.numpy(), False, f"matmul {d.name}", ulps=2**13, scale=50)
+    w, bias, x = (rng.standard_normal(s).astype(np.float32) for s in ((6, 7), (6,), (4, 7)))
+    ref = fusejit.linear(fusejit.from_numpy(x), fusejit.from_numpy(w), fusejit.from_numpy(bias))
+    got = fusejit.linear(gpu(x), gpu(w), gpu(bias))
+    close(got.numpy(), ref.numpy(), False, "linear", ulps=2**13, scale=10)
+
+
+# ---- devices and interop ---------------------------------------------------------------------
+def test_device_moves_and_mixing_is_an_error():
+    x = fusejit.arange(6, dtype=fusejit.float32)
+    g = x.to(GPU)
+    assert g.is_cuda and g.device.type == "cuda" and str(g.device) == GPU
+    assert g.cpu().tolist() == x.tolist() and g.to("cpu").device.type == "cpu"
+    assert x.cuda(0).device == fusejit.device(GPU)
+    assert fusejit.randn(2, 3, device=GPU).is_cuda and fusejit.ones(4, device=GPU).sum().item() == 4
+    assert fusejit.tensor([1, 2], device=GPU).to(fusejit.float16).dtype is fusejit.float16
+    with pytest.raises(fusejit.DeviceError):
+        x + g
+    with pytest.raises(fusejit.DeviceError):
+        fusejit.cat([x, g])
+    assert "cuda:0" in repr(g)
+
+
+def test_plain_cuda_means_cuda_0():
+    x = fusejit.arange(3, dtype=fusejit.float32)
+    assert x.cuda().device == fusejit.device(GPU)
+    assert x.to("cuda").device == fusejit.device(GPU)
+    assert fusejit.zeros(3, device="cuda").device == fusejit.device(GPU)
+
+
+def test_dlpack_and_cuda_array_interface_share_memory():
+    import cupy
+
+    g = fusejit.arange(8, dtype=fusejit.float32, device=GPU)
+    c = cupy.from_dlpack(g)  # fusejit -> cupy, zero copy
+    c[0] = 42
+    assert g[0].item() == 42
+    assert g.__cuda_array_interface__["data"][0] == g.data_ptr() == c.data.ptr
+    src = cupy.arange(5, dtype=cupy.int32)
+    t = fusejit.from_dlpack(src)  # cupy -> fusejit, zero copy
+    assert t.device == fusejit.device(GPU) and t.dtype is fusejit.int32
+    src[1] = -7
+    assert t[1].item() == -7 and t.data_ptr() == src.data.ptr
+    assert fusejit.tensor(src).data_ptr() != src.data.ptr  # tensor() copies
+    with pytest.raises(AttributeError):
+        _ = fusejit.zeros(2).__cuda_array_interface__
+
+
+# ---- traced and fused on the GPU ---------------------------------------------------------------
+def _trace(fn, *args):
+    traced = fusejit.trace(fn, args)  # check_trace compares with eager on the GPU
+    assert traced.kernel_count() >= 1, traced.graph
+    return traced
+
+
+def _np(t):
+    return t.numpy().astype(np.float64)
+
+
+def chain(x):
+    return fusejit.tanh(fusejit.exp(x * 2 + 1) * fusejit.sigmoid(x)) + x * 0.5
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1 + fusejit.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+
+
+def adam(p, g, m, v, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, t=10):
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    p = p - lr * (m / (1 - b1**t)) / (fusejit.sqrt(v / (1 - b2**t)) + eps)
+    return p, m, v
+
+
+def lstm(gates, c):
+    i, f, g, o = gates.chunk(4, 1)
+    c2 = fusejit.sigmoid(f) * c + fusejit.sigmoid(i) * fusejit.tanh(g)
+    return fusejit.sigmoid(o) * fusejit.tanh(c2), c2
+
+
+def test_fused_chain_and_gelu_match_numpy():
+    x = np.random.default_rng(4).standard_normal(10_001).astype(np.float32)
+    for fn, ref in [
+        (chain, lambda a: np.tanh(np.exp(a * 2 + 1) / (1 + np.exp(-a))) + a * 0.5),
+        (gelu_tanh, lambda a: 0.5 * a * (1 + np.tanh(0.7978845608 * (a + 0.044715 * a**3)))),
+    ]:
+        f = _trace(fn, gpu(x))
+        assert f.kernel_count() == 1
+        out = f(gpu(x))
+        assert out.is_cuda and out.dtype is fusejit.float32
+        np.testing.assert_allclose(_np(out), ref(x.astype(np.float64)), rtol=1e-5, atol=1e-6)
+        # shape-generic: another size runs the same kernel (no new compile)
+        before = fusejit.cache_info()["compiled"]
+        y = x[:777].copy()
+        np.testing.assert_allclose(_np(f(gpu(y))), ref(y.astype(np.float64)), rtol=1e-5,
+                                   atol=1e-6)  # fmt: skip
+        assert fusejit.cache_info()["compiled"] == before
+
+
+def test_fused_adam_three_outputs():
+    rng = np.random.default_rng(5)
+    p, g, m = (rng.standard_normal(4099).astype(np.float32) for _ in range(3))
+    v = np.abs(rng.standard_normal(4099)).astype(np.float32)
+    f = _trace(adam, *map(gpu, (p, g, m, v)))
+    assert f.kernel_count() == 1
+    outs = f(*map(gpu, (p, g, m, v)))
+    p64, g64, m64, v64 = (a.astype(np.float64) for a in (p, g, m, v))
+    m2 = 0.9 * m64 + 0.1 * g64
+    v2 = 0.999 * v64 + 0.001 * g64 * g64
+    p2 = p64 - 1e-3 * (m2 / (1 - 0.9**10)) / (np.sqrt(v2 / (1 - 0.999**10)) + 1e-8)
+    for got, ref in zip(outs, (p2, m2, v2), strict=True):
+        np.testing.assert_allclose(_np(got), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_bias_gelu_broadcast_and_lstm_views():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((64, 256)).astype(np.float32)
+    b = rng.standard_normal(256).astype(np.float32)
+    f = _trace(lambda x, b: gelu_tanh(x + b), gpu(x), gpu(b))
+    ref = (lambda a: 0.5 * a * (1 + np.tanh(0.7978845608 * (a + 0.044715 * a**3))))(
+        x.astype(np.float64) + b
+    )
+    np.testing.assert_allclose(_np(f(gpu(x), gpu(b))), ref, rtol=1e-5, atol=1e-6)
+    gates = rng.standard_normal((32, 4 * 64)).astype(np.float32)
+    c = rng.standard_normal((32, 64)).astype(np.float32)
+    f = _trace(lstm, gpu(gates), gpu(c))
+    h, c2 = f(gpu(gates), gpu(c))
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    i, fg, g, o = np.split(gates.astype(np.float64), 4, axis=1)
+    c2r = sig(fg) * c + sig(i) * np.tanh(g)
+    np.testing.assert_allclose(_np(c2), c2r, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_np(h), sig(o) * np.tanh(c2r), rtol=1e-5, atol=1e-6)
+
+
+def test_fused_non_contiguous_and_odd_inputs():
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal((40, 66)).astype(np.float32)
+    fn = lambda x, y: (x * 3).sin() - y * y  # noqa: E731
+    ref = lambda x, y: np.sin(x * 3) - y * y  # noqa: E731
+    g = gpu(base)
+    views = [
+        (g.T[:, :30], g[:30].T.contiguous()),  # transposed
+        (g[:, 1:65], g[:, 2:66]),  # offset rows: misaligned for vector loads
+        (g[::2, ::3], g[1::2, ::3]),  # stepped
+        (g[:, :64], g[0, :64]),  # broadcast row
+        (g[:, :64], g[:, :1]),  # broadcast column
+    ]
+    for k, (a, b) in enumerate(views):
+        f = _trace(fn, a, b)
+        expect = ref(a.cpu().numpy().astype(np.float64), b.cpu().numpy().astype(np.float64))
+        np.testing.assert_allclose(_np(f(a, b)), expect, rtol=1e-5, atol=1e-5, err_msg=str(k))
+
+
+def test_fused_float16():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((33, 48)).astype(np.float16)
+    b = rng.standard_normal(48).astype(np.float16)
+    f = _trace(lambda x, b: gelu_tanh(x + b) * 2 - 1, gpu(x), gpu(b))
+    assert f.kernel_count() == 1
+    out = f(gpu(x), gpu(b))
+    assert out.dtype is fusejit.float16
+    eager = gelu_tanh(gpu(x) + gpu(b)) * 2 - 1
+    np.testing.assert_allclose(_np(out), _np(eager), rtol=2e-3, atol=2e-3)
+    a = x.astype(np.float64) + b
+    ref = (0.5 * a * (1 + np.tanh(0.7978845608 * (a + 0.044715 * a**3)))) * 2 - 1
+    np.testing.assert_allclose(_np(out), ref, rtol=1e-2, atol=1e-2)
+
+
+def test_fused_integer_and_bool_regions():
+    rng = np.random.default_rng(9)
+    i = rng.integers(-1000, 1000, 5000).astype(np.int32)
+    j = rng.integers(-9, 9, 5000).astype(np.int32)
+    fn = lambda a, b: ((a * 7 + b) // b % 5, (a > b) & (b != 0))  # noqa: E731
+    f = _trace(fn, gpu(i), gpu(j))
+    q, m = f(gpu(i), gpu(j))
+    with quiet():
+        ref_q, ref_m = fn(fusejit.from_numpy(i), fusejit.from_numpy(j))
+    close(q.numpy(), ref_q.numpy(), True, "int region")
+    close(m.numpy(), ref_m.numpy(), True, "bool region")
+
+
+def test_64bit_index_variant():
+    """More than 2**31 elements: the 64-bit index variant (about 4.3 GB of device memory)."""
+    import cupy
+    from fusejit.backends.cuda import get_backend
+
+    from fusejit.codegen.body import KernelBody, Step
+
+    n = (1 << 31) + 77
+    b = get_backend(0)
+    body = KernelBody(("uint8",), (Step("add", (("in", 0), ("c", 3, "uint8")), (), "uint8",
+                                        "uint8"),), (("t", 0),))  # fmt: skip
+    k = b.fused_kernel(body, 1)
+    x = cupy.arange(n, dtype=cupy.uint8)
+    (out,) = k(x)
+    assert "flat-i64-v16" in k.variants()
+    for sl in (slice(0, 50), slice(n - 50, n), slice((1 << 31) - 20, (1 << 31) + 50)):
+        expect = ((x[sl].get().astype(np.int64) + 3) % 256).astype(np.uint8)
+        np.testing.assert_array_equal(out[sl].get(), expect)
+    del x, out
+    cupy.get_default_memory_pool().free_all_blocks()
+
+
+# ---- the disk cache --------------------------------------------------------------------------
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import fusejit
+    x = fusejit.randn(1000, device="cuda:0")
+    f = fusejit.trace(lambda x: (x * 2 + 1).exp().tanh() + x * 0.5, (x,))
+    f(x)
+    info = fusejit.cache_info()
+    print(json.dumps({k: info[k] for k in ("compiled", "disk_hits", "rebuilt_corrupt")}))
+    """
+)
+
+
+def _child(cache: Path) -> dict:
+    env = dict(os.environ, FUSEJIT_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_disk_cache_new_process_loads_cubin_and_rebuilds_corrupt(tmp_path):
+    first = _child(tmp_path)
+    assert first["compiled"] >= 1 and first["disk_hits"] == 0
+    second = _child(tmp_path)
+    assert second["compiled"] == 0 and second["disk_hits"] >= 1, second
+    entries = [p for p in (tmp_path / "cuda").iterdir() if not p.name.startswith(".")]
+    assert entries and all((p / "MANIFEST.json").is_file() for p in entries)
+    (binary,) = [p for p in entries[0].iterdir() if p.suffix in (".cubin", ".ptx")]
+    binary.write_bytes(b"garbage")
+    third = _child(tmp_path)
+    assert third["rebuilt_corrupt"] >= 1 and third["compiled"] >= 1

@@ -1,0 +1,361 @@
+"""Elementwise fusion: kernel counts, exported intermediates, splits at non-elementwise ops,
+no cycles, float16 left eager on the CPU, and fused results equal to eager ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jit_helpers import assert_bitwise, module_cache_fixture
+
+import fusejit
+from fusejit.jit import cpu_kernels
+from fusejit.jit.interpret import interpret
+from fusejit.jit.passes.fuse import fuse_elementwise
+from fusejit.jit.trace import capture
+from fusejit.jit.verify import verify
+
+_cache = module_cache_fixture()
+
+
+def top_ops(t):
+    return [n.op for n in t.graph.nodes]
+
+
+def fused_nodes(t):
+    return [n for n in t.graph.nodes if n.op == "fused"]
+
+
+def check_against_eager(t, fn, *args, rtol=1e-6, atol=1e-6):
+    got, want = t(*args), fn(*args)
+    got = got if isinstance(got, tuple) else (got,)
+    want = want if isinstance(want, tuple) else (want,)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype is w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=rtol, atol=atol)
+    interp = t.interpret(*args)
+    for g, i in zip(got, interp if isinstance(interp, tuple) else (interp,), strict=True):
+        np.testing.assert_allclose(g.numpy(), i.numpy(), rtol=rtol, atol=atol)
+
+
+def chain8(x):
+    return fusejit.tanh((x * 2 + 1).exp() * fusejit.sigmoid(x)) + x * 0.5
+
+
+def test_chain_of_8_ops_is_one_kernel():
+    x = fusejit.randn(1000)
+    t = fusejit.trace(chain8, x)
+    assert t.kernel_count() == 1 and top_ops(t) == ["fused"]
+    body = fused_nodes(t)[0].blocks[0]
+    assert [n.op for n in body.nodes] == ["mul", "add", "exp", "sigmoid", "mul", "tanh", "mul",
+                                          "add"]  # fmt: skip
+    check_against_eager(t, chain8, fusejit.randn(1000) * 2)
+
+
+def adam(p, g, m, v):
+    m2 = m * 0.9 + g * 0.1
+    v2 = v * 0.999 + g * g * 0.001
+    p2 = p - 0.01 * (m2 / 0.1) / ((v2 / 0.001).sqrt() + 1e-8)
+    return p2, m2, v2
+
+
+def test_adam_step_is_one_kernel_with_three_outputs():
+    args = (fusejit.randn(256), fusejit.randn(256), fusejit.randn(256), fusejit.rand(256))
+    t = fusejit.trace(adam, args)
+    assert t.kernel_count() == 1 and top_ops(t) == ["fused"]
+    (node,) = fused_nodes(t)
+    assert len(node.inputs) == 4 and len(node.outputs) == 3
+    assert list(t.graph.outputs) == list(node.outputs)
+    assert node.attr("body").out_dtypes() == ("float32",) * 3
+    check_against_eager(t, adam, *args, rtol=1e-5)
+
+
+def test_an_intermediate_also_returned_is_an_extra_output_of_the_region():
+    def f(x):
+        a = x * 2 + 1
+        return (a.exp() * 3).tanh(), a
+
+    x = fusejit.randn(64)
+    t = fusejit.trace(f, x)
+    assert t.kernel_count() == 1
+    (node,) = fused_nodes(t)
+    assert len(node.outputs) == 2 and list(t.graph.outputs) == list(node.outputs)
+    check_against_eager(t, f, fusejit.randn(64))
+
+
+def test_matmul_splits_the_elementwise_ops():
+    w = fusejit.randn(16, 8)
+
+    def f(x):
+        h = (x * 2 + 1).relu()
+        return ((h @ w) * 0.5).tanh() + 1
+
+    t = fusejit.trace(f, fusejit.randn(4, 16))
+    assert t.kernel_count() == 2 and top_ops(t) == ["fused", "matmul", "fused"]
+    assert ("matmul", "matmul op (only elementwise ops fuse)") in t.graph.notes["unfused"]
+    check_against_eager(t, f, fusejit.randn(4, 16), rtol=1e-5)
+
+
+def test_a_reduction_in_the_middle_splits():
+    def f(x):
+        e = (x - 1).exp()
+        return (e / e.sum(-1, keepdim=True)).log() * 2
+
+    t = fusejit.trace(f, fusejit.randn(5, 7))
+    assert top_ops(t) == ["fused", "sum", "fused"] and t.kernel_count() == 2
+    assert any(op == "sum" and "reduction" in why for op, why in t.graph.notes["unfused"])
+    check_against_eager(t, f, fusejit.randn(5, 7), rtol=1e-5)
+
+
+def test_broadcasting_bias_add_fuses():
+    def f(x, b, s):
+        return ((x + b) * s).relu() - 1
+
+    args = (fusejit.randn(8, 16), fusejit.randn(16), fusejit.randn(8, 1))
+    t = fusejit.trace(f, args)
+    assert t.kernel_count() == 1 and top_ops(t) == ["fused"]
+    assert [v.type.shape for v in fused_nodes(t)[0].inputs] == [(8, 16), (16,), (8, 1)]
+    check_against_eager(t, f, *args)
+    other = (fusejit.randn(3, 5), fusejit.randn(5), fusejit.randn(3, 1))
+    check_against_eager(t, f, *other)
+
+
+def test_where_comparisons_and_casts_fuse():
+    def f(x, y):
+        m = (x > 0) & (y <= 1)
+        z = fusejit.where(m, x, y * 2).to(fusejit.float64)
+        return (z + 1).to(fusejit.int32), m.to(fusejit.float32) * 3
+
+    x, y = fusejit.randn(50) * 5, fusejit.randn(50) * 5
+    t = fusejit.trace(f, (x, y))
+    assert t.kernel_count() == 1
+    body_ops = {n.op for n in fused_nodes(t)[0].blocks[0].nodes}
+    assert {"gt", "le", "bitwise_and", "where", "cast", "add", "mul"} <= body_ops
+    for g, w in zip(t(x, y), f(x, y), strict=True):
+        assert_bitwise(g, w)
+
+
+def test_diamond_through_a_non_fusible_op_verifies_and_is_correct():
+    def f(x):
+        a = x * 2
+        b = a.sum(-1, keepdim=True)  # a -> sum -> c and a -> c: a cannot join c's region
+        c = a + b
+        return (c * a).exp()
+
+    x = fusejit.randn(6, 4)
+    t = fusejit.trace(f, x)
+    verify(t.graph)
+    assert top_ops(t) == ["mul", "sum", "fused"]
+    check_against_eager(t, f, x, rtol=1e-5)
+
+
+def test_no_cycle_when_a_region_would_reach_itself_through_another_region():
+    # a0 -> sum -> (b0 + s) puts b0's region downstream of a0; n = a0 + b2 must not merge
+    # a0's and b0's regions into one (it would need its own output through the sum)
+    def f(x, y):
+        a0 = x * 2
+        s = a0.sum(-1, keepdim=True)
+        b0 = y * 3
+        b1 = b0 + s
+        b2 = b0 * 2
+        return a0 + b2, b1
+
+    def g(x, y):  # the same, where the last op reads b0 directly
+        a0 = x * 2
+        s = a0.sum(-1, keepdim=True)
+        g0 = y * 3
+        g1 = g0 + s
+        return a0 * g0, g1
+
+    args = (fusejit.randn(4, 5), fusejit.randn(4, 5))
+    for fn in (f, g):
+        t = fusejit.trace(fn, args)
+        verify(t.graph)
+        assert top_ops(t) == ["mul", "sum", "fused"]
+        check_against_eager(t, fn, *args, rtol=1e-5)
+
+
+def test_float16_stays_eager_on_the_cpu_with_a_reason():
+    def f(x):
+        return (x * 2 + 1).exp()
+
+    x = fusejit.randn(8).half()
+    t = fusejit.trace(f, x)
+    assert t.kernel_count() == 0 and top_ops(t) == ["mul", "add", "exp"]
+    reasons = dict(t.graph.notes["unfused"])
+    assert set(reasons) == {"mul", "add", "exp"}
+    assert all("float16" in r for r in reasons.values())
+    assert_bitwise(t(x), f(x))
+
+
+def test_a_lone_elementwise_op_is_not_a_region():
+    t = fusejit.trace(lambda x: (x @ x).exp(), fusejit.randn(3, 3))
+    assert t.kernel_count() == 0
+    assert ("exp", "no elementwise neighbour to fuse with") in t.graph.notes["unfused"]
+
+
+def test_fused_kernels_take_views_and_empty_tensors():
+    def f(x, y):
+        return (x * y + 1).sin()
+
+    t = fusejit.trace(f, (fusejit.randn(8, 6), fusejit.randn(8, 6)))
+    base = fusejit.randn(8, 12)
+    cases = [
+        (base[:, ::2], fusejit.randn(6, 8).transpose(0, 1)),  # strided, transposed
+        (base[::2, :6], base[1::2, 6:]),  # row slices
+        (fusejit.randn(0, 6), fusejit.randn(0, 6)),  # empty
+    ]
+    for x, y in cases:
+        assert not x.is_contiguous() or x.numel() == 0
+        check_against_eager(t, f, x, y)
+
+
+def test_the_parallel_kernel_path(monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "PARALLEL_THRESHOLD", 1000)
+    x = fusejit.randn(50_000)
+    t = fusejit.trace(lambda x: x * 2 + 1, x)
+    check_against_eager(t, lambda x: x * 2 + 1, x)
+    assert t.plan.kernels[0][1]._par is not None  # the threaded variant ran
+
+
+def test_fuse_pass_reports_no_change_without_regions():
+    g = capture(lambda x: (x @ x).sum(), (fusejit.randn(3, 3),))[0]
+    out, changed = fuse_elementwise(g, "cpu")
+    assert not changed and [n.op for n in out.nodes] == ["matmul", "sum"]
+    verify(out)
+
+
+# ---- random mixes of fusible and non-fusible ops ---------------------------------------------
+
+_EW = ["add", "mul", "sub", "maximum"]
+_W = fusejit.randn(5, 5) * 0.3
+
+
+def _pick(draw, k):
+    where = draw(st.sampled_from(["recent", "input", "any"]))
+    if where == "input":
+        return draw(st.integers(0, 1))
+    return draw(st.integers(max(0, k - 3) if where == "recent" else 0, k - 1))
+
+
+@st.composite
+def mixed_graphs(draw):
+    """Steps over values of shape (4, 5): elementwise ops between two earlier values, and
+    non-fusible ones (a softmax, a matmul)."""
+    n = draw(st.integers(4, 14))
+    steps = []
+    for i in range(n):
+        k = 2 + i  # values so far: two inputs, then one per step
+        kind = draw(st.sampled_from(["ew", "ew", "softmax", "mm"]))
+        steps.append((kind, draw(st.sampled_from(_EW)), _pick(draw, k), _pick(draw, k)))
+    outs = draw(st.lists(st.integers(2, n + 1), min_size=1, max_size=3, unique=True))
+    return steps, outs
+
+
+def run_mixed(steps, outs, x, y):
+    vals = [x, y]
+    for kind, op, a, b in steps:
+        if kind == "ew":
+            vals.append(fusejit.ops.call(op, vals[a], vals[b]))
+        elif kind == "softmax":
+            vals.append(vals[a].softmax(-1))
+        else:
+            vals.append(vals[a] @ _W)
+    return tuple(vals[i] for i in outs)
+
+
+@settings(max_examples=120, deadline=None)
+@given(case=mixed_graphs())
+def test_random_mixed_graphs_fuse_without_cycles(case):
+    # the pass and the interpreter only (no kernels compiled): regions must never form a cycle,
+    # and the fused graph must compute what the recorded one does
+    steps, outs = case
+    x, y = fusejit.randn(4, 5), fusejit.randn(4, 5)
+    g = capture(lambda x, y: run_mixed(steps, outs, x, y), (x, y))[0]
+    fused, _ = fuse_elementwise(g, "cpu")
+    verify(fused)
+    assert sum(len(n.blocks[0].nodes) for n in fused.nodes if n.op == "fused") + sum(
+        n.op != "fused" for n in fused.nodes
+    ) == len(g.nodes)
+    for a, b in zip(interpret(fused, x, y), interpret(g, x, y), strict=True):
+        assert_bitwise(a, b)
+
+
+def _random_structure(rng, n):
+    """A graph of ``n`` nodes on (4, 5) values: ``add`` (fusible) or ``softmax`` (not),
+    reading earlier values (often recent ones, often the inputs)."""
+    from fusejit.jit.ir import Block, Graph, Node, TensorType, Value
+
+    ty = TensorType(fusejit.float32, (4, 5), fusejit.device("cpu"))
+    vals = [Value(ty, "x"), Value(ty, "y")]
+    nodes = []
+    for _ in range(n):
+
+        def pick():
+            k = len(vals)
+            r = rng.random()
+            return vals[rng.integers(0, 2) if r < 0.3 else rng.integers(max(0, k - 3) if r < 0.7
+                                                                         else 0, k)]  # fmt: skip
+
+        out = Value(ty)
+        if rng.random() < 0.7:
+            nodes.append(Node("add", (pick(), pick()), (), (out,)))
+        else:
+            nodes.append(Node("softmax", (pick(),), (("dim", 1),), (out,)))
+        vals.append(out)
+    used = {v for nd in nodes for v in nd.inputs}
+    outs = [v for v in vals[2:] if v not in used] or [vals[-1]]
+    return Graph(Block(vals[:2], nodes, outs), 2)
+
+
+def test_many_random_structures_fuse_without_cycles():
+    # structure only (no kernels, no data): thousands of small graphs through the pass
+    rng = np.random.default_rng(1234)
+    for _ in range(3000):
+        g = _random_structure(rng, int(rng.integers(3, 12)))
+        verify(g)
+        fused, _ = fuse_elementwise(g, "cpu")
+        verify(fused)
+        inner = sum(len(nd.blocks[0].nodes) for nd in fused.nodes if nd.op == "fused")
+        assert inner + sum(nd.op != "fused" for nd in fused.nodes) == len(g.nodes)
+
+
+def test_a_mixed_graph_compiles_and_runs():
+    steps = [("ew", "add", 0, 1), ("softmax", "", 2, 0), ("ew", "mul", 3, 2), ("mm", "", 4, 1),
+             ("ew", "sub", 5, 2), ("ew", "maximum", 6, 3), ("ew", "mul", 7, 7)]  # fmt: skip
+    x, y = fusejit.randn(4, 5), fusejit.randn(4, 5)
+
+    def fn(x, y):
+        return run_mixed(steps, [8, 4], x, y)
+
+    t = fusejit.trace(fn, (x, y))
+    verify(t.graph)
+    # add | softmax | mul (its inputs meet through the softmax) | matmul | sub, max, mul
+    assert top_ops(t) == ["add", "softmax", "mul", "matmul", "fused"]
+    check_against_eager(t, fn, x, y, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [fusejit.int8, fusejit.uint8, fusejit.int64])
+def test_integer_regions_match_eager_bitwise(dtype):
+    def f(x, y):
+        a = (x * 3 + y) // 2
+        return ((a - y) % 5) ^ (a & 6), a
+
+    x = fusejit.tensor(np.arange(40) % 100, dtype=dtype)
+    y = fusejit.tensor(np.arange(40) % 7 + 1, dtype=dtype)
+    t = fusejit.trace(f, (x, y))
+    assert t.kernel_count() == 1
+    for g, w in zip(t(x, y), f(x, y), strict=True):
+        assert_bitwise(g, w)
+
+
+def test_bool_regions_match_eager_bitwise():
+    def f(x, y):
+        return ((x & y) | (x ^ y)) != (~y)
+
+    x = fusejit.tensor(np.arange(12) % 2 == 0)
+    y = fusejit.tensor(np.arange(12) % 3 == 0)
+    t = fusejit.trace(f, (x, y))
+    assert t.kernel_count() == 1
+    assert_bitwise(t(x, y), f(x, y))
