@@ -26,6 +26,8 @@ import numpy as np
 
 from fusejit import dtypes as dt
 from fusejit.codegen import cuda as cg
+from fusejit.codegen import cuda_rows as cr
+from fusejit.codegen import rows
 from fusejit.codegen.body import KernelBody, Step
 from fusejit.errors import CompileError, DeviceError
 from fusejit.jit.cache import (
@@ -284,15 +286,28 @@ class CudaBackend:
             k = self._fused[body] = CudaKernel(self, body, rank)
         return k
 
+    def row_kernel(self, body: rows.RowBody) -> CudaRowKernel:
+        """The kernel of a fused row region (see ``CudaRowKernel``)."""
+        k = self._fused.get(body)
+        if k is None:
+            k = self._fused[body] = CudaRowKernel(self, body)
+        return k
+
     # compiling and loading ----------------------------------------------------------------
-    def function(self, body: KernelBody, v: cg.Variant):
-        """The launchable function of ``body`` in variant ``v``: from memory, the disk cache
-        or a fresh NVRTC compile."""
-        src = cg.kernel_source(body, v, KERNEL_NAME, fp16_header=self.fp16_include is not None)
+    def function(self, body, v):
+        """The launchable function of ``body`` (a ``KernelBody`` in a ``Variant``, or a
+        ``RowBody`` in a ``RowVariant``): from memory, the disk cache or a fresh NVRTC
+        compile."""
+        fp16 = self.fp16_include is not None
+        if isinstance(body, rows.RowBody):
+            src = cr.kernel_source(body, v, KERNEL_NAME, fp16_header=fp16)
+            parts = ("cuda-rows", body.key(), v.tag, cr.CUDA_ROWS_VERSION)
+        else:
+            src = cg.kernel_source(body, v, KERNEL_NAME, fp16_header=fp16)
+            parts = ("cuda", body.key(), v.tag, v.rank, body.in_dtypes)
         key = make_key(
-            "cuda", body.key(), v.tag, v.rank, body.in_dtypes, body.out_dtypes(), self.arch,
-            self.nvrtc_version, CODEGEN_VERSION, cg.CUDA_CODEGEN_VERSION,
-            hashlib.sha256(src.encode()).hexdigest(),
+            *parts, body.out_dtypes(), self.arch, self.nvrtc_version, CODEGEN_VERSION,
+            cg.CUDA_CODEGEN_VERSION, hashlib.sha256(src.encode()).hexdigest(),
         )  # fmt: skip
         mem_key = f"{key}@cuda:{self.index}"  # a loaded module belongs to one GPU's context
         fn = CACHE.get(mem_key)
@@ -483,4 +498,58 @@ class CudaKernel:
         return plan
 
 
-__all__ = ["CudaBackend", "CudaKernel", "device_count", "get_backend"]
+class CudaRowKernel:
+    """A fused row region on one GPU: ``k(*arrays)`` takes the region's input arrays (shapes
+    that broadcast as traced, any strides) and returns its outputs. The variant (a warp or a
+    block per row, rows cached in registers or not) follows the row length at each call."""
+
+    def __init__(self, backend: CudaBackend, body: rows.RowBody) -> None:
+        self.backend = backend
+        self.body = body
+        self.views = tuple(p[1] for p in body.ports)
+        self.port_in = tuple(p[0] for p in body.ports)
+        self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
+        self.forms = tuple(form for _, form in body.outputs)
+        self.fns: dict = {}  # RowVariant -> launchable function
+
+    def variants(self) -> list:
+        return [v.tag for v in self.fns]
+
+    def __call__(self, *arrays):
+        b, body, k = self.backend, self.body, self.body.k
+        xp = b.xp
+        srcs = [arrays[i] for i in self.port_in]
+        F = rows.domain_of([a.shape for a in srcs], self.views, body.rank, k)
+        lead = len(F) - k
+        R, N = int(np.prod(F[:lead], dtype=np.int64)), int(np.prod(F[lead:], dtype=np.int64))
+        with b._on():
+            outs = [xp.empty(rows.out_shape(f, F, k), d) for f, d in zip(self.forms, self.out_np)]
+            if R == 0:
+                return outs
+            if N == 0 and body.strict_empty:
+                from fusejit.errors import ShapeError
+
+                raise ShapeError(
+                    f"cannot reduce over an empty dimension of a tensor of shape {list(F)} "
+                    "(amax/amin have no identity)"
+                )
+            ports, lds = [], []
+            for a, view in zip(srcs, self.views):
+                arr = rows.port_array(xp, a, view, F, k)
+                if view == "full":
+                    item = arr.itemsize
+                    if arr.strides[1] != item or arr.strides[0] % item or arr.strides[0] < 0:
+                        arr = xp.ascontiguousarray(arr)
+                    lds.append(_I64(arr.strides[0] // item if R > 1 else N))
+                elif not arr.flags.c_contiguous:
+                    arr = xp.ascontiguousarray(arr)
+                ports.append(arr)
+            v = cr.plan_rows(body, N)
+            fn = self.fns.get(v)
+            if fn is None:
+                fn = self.fns[v] = b.function(body, v)
+            fn((cr.grid_rows(R, v),), (cg.BLOCK,), (*ports, *outs, _I64(R), _I64(N), *lds))
+        return outs
+
+
+__all__ = ["CudaBackend", "CudaKernel", "CudaRowKernel", "device_count", "get_backend"]

@@ -6,14 +6,25 @@ one dict lookup for the dtypes, one numpy call, one object construction.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import dtypes as dt
 from .errors import DeviceError, DTypeError, ShapeError, fmt_shape
 from .ops.registry import OpDef, check_allowed, dtype_rule
 
-# Set by fusejit.jit.trace while a trace is being recorded; None otherwise.
+# Set by fusejit.jit.trace while a trace is being recorded; None otherwise. The tracer acts only
+# on the thread that started it (see ``tracing``).
 TRACER = None
+
+
+def tracing():
+    """The tracer recording on this thread, or None."""
+    t = TRACER
+    if t is not None and t.owner == threading.get_ident():
+        return t
+    return None
 
 _Tensor = None  # fusejit.tensor.Tensor, bound at import time of tensor.py
 _new = object.__new__

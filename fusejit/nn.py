@@ -571,7 +571,7 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if dispatch.TRACER is not None:
+        if dispatch.tracing() is not None:
             # a traced graph would capture this call's random mask as a constant and apply
             # the same mask forever
             raise TraceError(

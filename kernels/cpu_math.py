@@ -14,19 +14,21 @@ Usage
 * All are ``@numba.njit(inline="always")``: numba inlines them into the caller's IR (each call
   site adds roughly 0.2-1 s of compile time). They can also be called from Python (slowly).
 * ``VECTOR_MATH[(name, "f32" | "f64")]`` is the function; ``MAX_ULP`` has the same keys and holds
-  the error bounds of the table below. sin, cos and tan are not provided (a branch-free full-range
-  argument reduction would cost more than it saves); callers fall back to ``math`` for any name
-  missing from ``VECTOR_MATH``.
-* Do not rely on them inside ``fastmath=True`` callers: the values stay close (rounding uses
-  ``llvm.rint``, not an add-and-subtract trick that reassociation would cancel), but the bounds
-  below and NaN / inf / signed-zero handling are then not guaranteed.
+  the error bounds of the table below. sin, cos and tan are not provided (they need a branch-free
+  Payne-Hanek reduction to be right for large arguments, not written yet); callers fall back to
+  ``math`` for any name missing from ``VECTOR_MATH``.
+* Do not call them from ``fastmath=True`` code: inlined, they take the caller's fast-math flags,
+  and reassociation breaks the exact steps (split constants, error terms, two-step scaling) --
+  results can be badly wrong near overflow and for expm1, log1p, sinh, cosh, not just less
+  accurate -- while nnan / ninf remove the NaN / inf handling. fusejit's kernels do not use it.
 
 Accuracy
 --------
 Max error in ulp of the correctly rounded result: float32 against numpy's float64 result rounded
-to float32, float64 against numpy's long double (x87, 64-bit mantissa) result rounded to float64.
-Measured on code compiled with FMA (AVX2 host) and without (``NUMBA_CPU_NAME=generic``); the bound
-is the larger of the two.
+to float32, float64 against numpy's long double (x87, 64-bit mantissa) result rounded to float64
+(erf: a long double series / continued fraction; sigmoid: 1 / (1 + exp(-x)) in the wider type).
+Measured with FMA (AVX2 host) and without (``NUMBA_CPU_NAME=generic``); the table gives the larger
+(log2 and log10 reach 2 only without FMA, 1 with it).
 
     ========  ===  ===
     function  f32  f64
@@ -41,19 +43,21 @@ is the larger of the two.
     tanh      1    1
     sigmoid   2    2
     erf       1    1
-    sinh      2    2
+    sinh      1    1
     cosh      1    1
     atan      1    1
-    asin      2    2
+    asin      1    1
     acos      1    1
     atan2     1    2
     ========  ===  ===
 
-Tested inputs. float32: every 7th bit pattern of all finite floats of both signs (1.2e9 inputs
-over the whole range, subnormals included); atan2: 6e6 pairs (random bit patterns, uniform in
-[-3, 3], near-diagonal) plus all pairs of special values. float64: per function 8e6 inputs, random
-bit patterns over all exponents, log-uniform magnitudes in [1e-324, 1e308] and uniform in [-5, 5]
-and [-0.25, 0.25] ([-1, 1] for asin, acos); atan2 as for float32.
+Tested inputs, per function. float32: every 7th bit pattern of all finite floats of both signs
+(6.1e8 inputs covering the whole range, subnormals included). float64: 8e6 inputs, 2e6 each of
+random bit patterns (all exponents, both signs), log-uniform magnitudes in [5e-324, 8e307] with
+random signs, uniform in [-5, 5] and uniform in [-0.25, 0.25] (for asin and acos: [-1, 1] and
+[-0.05, 0.05]). atan2, both precisions: 6e6 pairs (random bit patterns, uniform in [-3, 3],
+near-diagonal |y| ~ |x|) plus all pairs of +-0, +-inf, NaN, +-1, the smallest subnormal, the
+largest finite value.
 
 Special values follow numpy: NaN -> NaN; exp(-inf) = 0, exp(inf) = inf, overflow gives inf and
 underflow goes through the subnormals (gradual, no flush to zero) to 0; log(0) = -inf,
@@ -63,12 +67,14 @@ sigmoid(-inf) = 0, sigmoid(inf) = 1; signed zeros are preserved where numpy pres
 
 Coefficients
 ------------
-Derived for this module, not copied: each polynomial is a near-minimax fit of the remainder left
-after the exactly known leading terms (e.g. Q in e**r = 1 + r + r*r*Q(r)): weighted least
-squares on 400-1500 Chebyshev nodes iterated with Lawson's reweighting towards minimax relative
-error of the final result, against 60-digit ``decimal`` reference values (series or
-``Decimal.exp/ln``), residuals carried in long double; coefficients were then rounded to the
-target precision one at a time from the lowest order up, refitting the rest after each.
+Derived for this module, not copied. Each polynomial approximates the remainder left after the
+leading terms that are kept exact (e.g. Q in e**r = 1 + r + r*r*Q(r), P in
+erf(x) = x + x*P(x*x)); it is fitted by weighted least squares on 400-1500 Chebyshev nodes,
+iterated with Lawson's reweighting towards the minimax error of the final result (relative, or
+absolute where the result is near 1), against 60-digit ``decimal`` values (``Decimal.exp``/``ln``
+or Taylor series). float64 fits carry their residuals in long double. Coefficients were rounded to
+the target precision one at a time from the lowest order up, refitting the rest after each, and
+the result was then measured as above.
 """
 
 from __future__ import annotations
@@ -1344,10 +1350,10 @@ _BOUNDS = {
     "tanh": (1, 1),
     "sigmoid": (2, 2),
     "erf": (1, 1),
-    "sinh": (2, 2),
+    "sinh": (1, 1),
     "cosh": (1, 1),
     "atan": (1, 1),
-    "asin": (2, 2),
+    "asin": (1, 1),
     "acos": (1, 1),
     "atan2": (1, 2),
 }

@@ -162,4 +162,47 @@ __device__ __forceinline__ T fj_ipow(T a, T b) {
     return (T)r;
 }
 
+// ---- row kernels (fusejit/codegen/cuda_rows.py) ------------------------------------------------
+// Reduction combiners. Float max/min propagate NaN as numpy does (a NaN anywhere in a row gives
+// NaN); which zero wins between -0.0 and +0.0 is unspecified.
+template <typename T>
+__device__ __forceinline__ T fj_rsum(T a, T b) { return a + b; }
+template <typename T>
+__device__ __forceinline__ T fj_rmax(T a, T b) { return (a != a || a > b) ? a : b; }
+template <typename T>
+__device__ __forceinline__ T fj_rmin(T a, T b) { return (a != a || a < b) ? a : b; }
+
+// Online softmax: (m, s) is a running maximum and sum(exp(x - off(m))), with off(m) = m, or
+// for the stable form eager uses, off(m) = m where m is finite and 0 elsewhere. Rescaling a
+// zero sum is skipped: 0 * exp(inf) would be nan. A term met while the maximum is still -inf
+// (so the term is -inf too) counts 0: it is exp(-inf - m) = 0 for the final m unless every
+// element of the row is -inf, which the kernel settles at the end (see fj_online_sum).
+__device__ __forceinline__ float fj_off(float m, bool stable) {
+    return (stable && !fj_isfinite(m)) ? 0.0f : m;
+}
+__device__ __forceinline__ double fj_off(double m, bool stable) {
+    return (stable && !fj_isfinite(m)) ? 0.0 : m;
+}
+__device__ __forceinline__ float fj_rescale(float s, float from, float to) {
+    return (s == 0.0f || from == to) ? s : s * expf(from - to);
+}
+__device__ __forceinline__ double fj_rescale(double s, double from, double to) {
+    return (s == 0.0 || from == to) ? s : s * exp(from - to);
+}
+__device__ __forceinline__ float fj_oexp(float x, float off) {
+    return off == -__int_as_float(0x7f800000) ? 0.0f : expf(x - off);
+}
+__device__ __forceinline__ double fj_oexp(double x, double off) {
+    return off == -__longlong_as_double(0x7ff0000000000000LL) ? 0.0 : exp(x - off);
+}
+// the sum of exp(x - m) over a row whose maximum is m (off(m) = m): nan when m is -inf, as
+// (x - m) is -inf - -inf for every element
+__device__ __forceinline__ float fj_online_sum(float s, float m) {
+    return m == -__int_as_float(0x7f800000) ? __int_as_float(0x7fc00000) : s;
+}
+__device__ __forceinline__ double fj_online_sum(double s, double m) {
+    return m == -__longlong_as_double(0x7ff0000000000000LL)
+               ? __longlong_as_double(0x7ff8000000000000LL) : s;
+}
+
 #endif  // FJ_CUDA_PRELUDE

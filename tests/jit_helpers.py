@@ -509,7 +509,11 @@ def _eval64(name, attrs, compute, xs, ranges):
     ins = []
     for pos, x in enumerate(xs):
         if ranges[pos] is not None:
-            x = np.clip(x, *ranges[pos])
+            lo, hi = ranges[pos]
+            if compute.is_floating_point:
+                # the program clipped with weak scalars, i.e. bounds rounded to the compute dtype
+                lo, hi = (float(np.asarray(b, compute.np)) for b in (lo, hi))
+            x = np.clip(x, lo, hi)
         if (name == "where" and pos == 0) or op.rule == "logical" or compute is dt.bool_:
             ins.append(x != 0)
         elif name == "cast" or compute.is_floating_point:

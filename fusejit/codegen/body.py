@@ -54,6 +54,26 @@ def ref_dtype(body: KernelBody, ref: Ref) -> str:
     return ref[2]
 
 
+def render_step(step: Step, renderer, get, compute_of=lambda d: d):
+    """Render one step: (code, dtype). ``get(ref)`` gives an operand's (code, dtype), already
+    in ``compute_of`` its dtype; the targets' row kernels render their steps through this too."""
+    op = get_op(step.op)
+    compute = compute_of(dt.as_dtype(step.compute))
+    out = compute_of(dt.as_dtype(step.out))
+    attrs = {k: (dt.as_dtype(v) if k == "dtype" else v) for k, v in step.attrs}
+    if "dtype" in attrs:
+        attrs["dtype"] = compute_of(attrs["dtype"])
+    env = {}
+    for name, ref in zip("xyz", step.args):
+        code, d = get(ref)
+        # where's condition stays as it is; other inputs convert to the compute dtype
+        if not (op.name == "where" and name == "x") and op.rule not in ("logical", "cast"):
+            code, d = renderer.cast(code, d, compute), compute
+        env[name] = (code, d)
+    code, d = renderer.render(parse(op.expr), env, compute, attrs)
+    return renderer.cast(code, d, out), out
+
+
 def render_steps(body: KernelBody, renderer, in_codes: list, compute_of=lambda d: d):
     """Render each step as (temp name, code, dtype). ``in_codes[i]`` is the code that reads
     input i (already converted to ``compute_of`` its dtype). Returns (lines, out codes)."""
@@ -69,21 +89,7 @@ def render_steps(body: KernelBody, renderer, in_codes: list, compute_of=lambda d
         return renderer.const(ref[1], compute_of(d)), compute_of(d)
 
     for j, step in enumerate(body.steps):
-        op = get_op(step.op)
-        compute = compute_of(dt.as_dtype(step.compute))
-        out = compute_of(dt.as_dtype(step.out))
-        attrs = {k: (dt.as_dtype(v) if k == "dtype" else v) for k, v in step.attrs}
-        if "dtype" in attrs:
-            attrs["dtype"] = compute_of(attrs["dtype"])
-        env = {}
-        for name, ref in zip("xyz", step.args):
-            code, d = get(ref)
-            # where's condition stays as it is; other inputs convert to the compute dtype
-            if not (op.name == "where" and name == "x") and op.rule not in ("logical", "cast"):
-                code, d = renderer.cast(code, d, compute), compute
-            env[name] = (code, d)
-        code, d = renderer.render(parse(op.expr), env, compute, attrs)
-        code = renderer.cast(code, d, out)
+        code, out = render_step(step, renderer, get, compute_of)
         name = f"t{j}"
         lines.append((name, code, out))
         vals[j] = (name, out)

@@ -25,7 +25,26 @@ from pathlib import Path
 
 log = logging.getLogger("fusejit")
 
-CODEGEN_VERSION = "1"
+
+
+def _generator_fingerprint() -> str:
+    """A hash of the code that writes kernels (renderers, math library, op expressions), so
+    that a change to any of them changes every key and stale kernels are never served."""
+    from .. import codegen, kernels, ops
+
+    files = []
+    for pkg in (codegen, kernels):
+        folder = Path(pkg.__file__).parent
+        files += sorted(p for p in folder.iterdir() if p.suffix in (".py", ".cuh"))
+    files.append(Path(ops.__file__).parent / "elementwise.py")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+CODEGEN_VERSION = "1-" + _generator_fingerprint()
 
 
 def cache_dir() -> Path:

@@ -17,18 +17,25 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..codegen.body import KernelBody
+from ..codegen import rows
 from ..codegen.cpu import kernel_source, nd_kernel_source
-from ..errors import CompileError
+from ..codegen.cpu_rows import row_kernel_source
+from ..errors import CompileError, ShapeError
 from .cache import CACHE, CODEGEN_VERSION, cache_dir, debug_level, make_key, remove_entry
 from .cache import atomic_write, verify_entry, write_manifest
 
 log = logging.getLogger("fusejit")
 
 # Above this many elements a flat kernel splits its loop across threads. Measured on the 2-core
-# development machine with bench/bench_threads.py: below ~256K float32 elements the cost of
-# waking the thread pool exceeds the gain.
-PARALLEL_THRESHOLD = int(os.environ.get("FUSEJIT_CPU_PARALLEL_THRESHOLD", 1 << 18))
+# development machine (bench/bench_threads.py, bench/RESULTS.md): below 2^22 float32 elements
+# the parallel loop never won (waking the pool costs 0.1-20 ms, more when the cores are busy);
+# above it the gain was 0.8-1.8x depending on load. Override with the environment variable.
+PARALLEL_THRESHOLD = int(os.environ.get("FUSEJIT_CPU_PARALLEL_THRESHOLD", 1 << 22))
 CHUNK = 1 << 14
+# Row kernels split their rows across threads from this many elements (R * N) and 2 rows on.
+# Measured with bench/bench_rows.py on the 2-core development machine (softmax and layer norm,
+# rows of 64 to 4096 float32): from ~32K elements the threaded variant wins.
+ROW_PARALLEL_THRESHOLD = int(os.environ.get("FUSEJIT_CPU_ROW_PARALLEL_THRESHOLD", 1 << 15))
 _JIT_OPTS = dict(cache=True, error_model="numpy", nogil=True, boundscheck=False)
 
 
@@ -124,7 +131,7 @@ def cpu_kernel(body: KernelBody, rank: int) -> CpuKernel:
         return k
 
 
-def _load_or_build(key: str, body: KernelBody, rank: int) -> CpuKernel:
+def _load_or_build(key: str, body, rank: int):
     folder = cache_dir() / "cpu" / key
     src_path = folder / "kernel.py"
     origin = "compiled"
@@ -145,13 +152,17 @@ def _load_or_build(key: str, body: KernelBody, rank: int) -> CpuKernel:
             CACHE.stats["corrupt"] += 1
             remove_entry(folder)
             why = f"cache entry corrupt ({reason})"
+    row = isinstance(body, rows.RowBody)
     if origin == "compiled":
-        src = kernel_source(body, "k", CHUNK)
-        if rank > 1:
-            src += "\n\n" + nd_kernel_source(body, "k", rank)
+        if row:
+            src = row_kernel_source(body)
+        else:
+            src = kernel_source(body, "k", CHUNK)
+            if rank > 1:
+                src += "\n\n" + nd_kernel_source(body, "k", rank)
         if debug_level() >= 1:
-            log.info("fusejit: compiling CPU kernel %s (%d ops, rank %d): %s", key,
-                     len(body.steps), rank, why)  # fmt: skip
+            log.info("fusejit: compiling CPU %skernel %s (%d ops, rank %d): %s",
+                     "row " if row else "", key, len(body.steps), rank, why)  # fmt: skip
         if debug_level() >= 2:
             log.info("fusejit: source of %s:\n%s", key, src)
         try:
@@ -168,4 +179,71 @@ def _load_or_build(key: str, body: KernelBody, rank: int) -> CpuKernel:
         spec.loader.exec_module(module)
     except Exception as e:  # generated code that does not load is our bug: say which kernel
         raise CompileError(f"CPU kernel {key} failed to load from {src_path}: {e}") from e
+    if row:
+        return CpuRowKernel(key, body, folder, module, origin)
     return CpuKernel(key, body, rank, folder, module, origin)
+
+
+def cpu_row_kernel(body: rows.RowBody) -> CpuRowKernel:
+    """The compiled row kernel for ``body`` (shape-generic: the key holds no sizes)."""
+    key = make_key("cpu-rows", body.key(), CODEGEN_VERSION, _numba_version(),
+                   sys.version_info[:2])  # fmt: skip
+    k = CACHE.get(key)
+    if k is not None:
+        return k
+    with CACHE.lock:
+        k = CACHE.memory.get(key)
+        if k is None:
+            k = _load_or_build(key, body, body.rank)
+            CACHE.put(key, k, k.origin)
+        return k
+
+
+class CpuRowKernel:
+    """A compiled row region: ``k(*arrays)`` takes the region's input arrays (any shapes that
+    broadcast as traced, any strides) and returns its outputs (see ``codegen/rows.py``)."""
+
+    def __init__(self, key: str, body: rows.RowBody, folder, module, origin: str) -> None:
+        self.key = key
+        self.body = body
+        self.folder = folder
+        self.origin = origin
+        self.serial = module.k_serial
+        self.par = module.k_par
+        self.views = tuple(p[1] for p in body.ports)
+        self.port_in = tuple(p[0] for p in body.ports)
+        self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
+        self.forms = tuple(form for _, form in body.outputs)
+
+    def __call__(self, *arrays):
+        b, k = self.body, self.body.k
+        srcs = [arrays[i] for i in self.port_in]
+        F = rows.domain_of([a.shape for a in srcs], self.views, b.rank, k)
+        lead = len(F) - k
+        R, N = int(np.prod(F[:lead], dtype=np.int64)), int(np.prod(F[lead:], dtype=np.int64))
+        outs = [np.empty(rows.out_shape(f, F, k), d) for f, d in zip(self.forms, self.out_np)]
+        if R == 0:
+            return outs
+        if N == 0 and b.strict_empty:
+            raise ShapeError(
+                f"cannot reduce over an empty dimension of a tensor of shape {list(F)} "
+                "(amax/amin have no identity)"
+            )
+        ports = [rows.port_array(np, a, v, F, k) for a, v in zip(srcs, self.views)]
+        flat = [o.reshape(R, N) if f == "full" else o.reshape(R) for o, f in zip(outs, self.forms)]
+        threads = numba.get_num_threads()
+        if R >= 2 and R * N >= ROW_PARALLEL_THRESHOLD and threads > 1:
+            fn = self.par
+            chunk = max(1, -(-R // (4 * threads)))
+            args = (R, N, chunk, *ports, *flat)
+        else:
+            fn, args = self.serial, (R, N, *ports, *flat)
+        before = len(fn.overloads)
+        fn(*args)
+        if len(fn.overloads) != before:
+            try:
+                write_manifest(self.folder)
+            except OSError as e:
+                log.warning("fusejit: cannot write kernel cache manifest in %s: %s",
+                            self.folder, e)  # fmt: skip
+        return outs

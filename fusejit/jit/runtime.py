@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from .. import dispatch
+from ..codegen.rows import RowBody
 from ..errors import TraceError, fmt_shape
 from ..ops.registry import OPS
 from ..tensor import Tensor
@@ -19,6 +20,12 @@ SHAPE_GENERIC_KINDS = {"elementwise", "reduction"}
 
 def _kernel_for(node, device):
     body = node.attr("body")
+    if isinstance(body, RowBody):
+        if device.type == "cpu":
+            from .cpu_kernels import cpu_row_kernel
+
+            return cpu_row_kernel(body)
+        return device.backend.row_kernel(body)
     rank = len(node.outputs[0].type.shape)
     if device.type == "cpu":
         from .cpu_kernels import cpu_kernel
@@ -53,9 +60,11 @@ class Plan:
             if s < self.n_params or s in seen:
                 self.copy_results.append(k)
             seen.add(s)
+        # a row region holding a reshape the user wrote is as shape-specific as the reshape
         self.shape_generic = all(
-            n.op == "fused" or OPS[n.op].kind in SHAPE_GENERIC_KINDS for n in graph.block.nodes
-        )
+            n.attr("shape_generic", True) if n.op == "fused" else OPS[n.op].kind in
+            SHAPE_GENERIC_KINDS for n in graph.block.nodes
+        )  # fmt: skip
         self.guards = []
         for p in graph.inputs:
             t = p.type

@@ -25,7 +25,11 @@ class TracerWarning(UserWarning):
 
 
 class Tracer:
+    """Records ops into a graph. The hook is process-wide (``dispatch.TRACER``) but a tracer
+    only acts on the thread that started it: other threads run eager, unrecorded."""
+
     def __init__(self) -> None:
+        self.owner = threading.get_ident()
         self.values: dict[int, Value] = {}
         self.keep: list = []  # tensors seen, kept alive so their ids stay unique
         self.params: list[Value] = []
@@ -35,7 +39,7 @@ class Tracer:
         self.unsupported_reason: str | None = None
 
     def knows(self, t: Tensor) -> bool:
-        return id(t) in self.values
+        return self.owner == threading.get_ident() and id(t) in self.values
 
     def _type(self, t: Tensor) -> TensorType:
         return TensorType(t.dtype, tuple(t.shape), t.device)
@@ -57,6 +61,8 @@ class Tracer:
         return v
 
     def record(self, op, args, attrs: dict, outs) -> None:
+        if self.owner != threading.get_ident():
+            return
         inputs = tuple(self.value_of(a) if isinstance(a, Tensor) else Const(a) for a in args)
         outputs = []
         for t in outs:
@@ -70,6 +76,8 @@ class Tracer:
         self.value_reads.append((what, where))
 
     def unsupported(self, what: str) -> None:
+        if self.owner != threading.get_ident():
+            return
         raise TraceError(f"trace: {what} cannot be recorded into a graph")
 
 

@@ -107,10 +107,18 @@ def fuse_elementwise(g: Graph, target: str = "cpu", min_size: int = 2) -> tuple[
         if len(m) < min_size:
             for i in m:
                 unfused[i] = "no elementwise neighbour to fuse with"
-    g.notes.setdefault("unfused", [])
+    # a row region (a ``fused`` node from fuse_rows) is fused, not unfused; a reduction row
+    # fusion left out is reported with row fusion's reason
+    row_why = g.notes.get("unfused_rows", {})
+    notes = [
+        (nodes[i].op, row_why.get(nodes[i], r))
+        for i, r in sorted(unfused.items())
+        if nodes[i].op != "fused"
+    ]
     if not regions:
         out = g.copy_with()
-        out.notes["unfused"] = [(nodes[i].op, r) for i, r in sorted(unfused.items())]
+        out.notes.pop("unfused_rows", None)
+        out.notes["unfused"] = notes
         return out, False
     used_outside = _used_outside(g, regions)
     in_region = {i: k for k, m in enumerate(regions) for i in m}
@@ -124,7 +132,8 @@ def fuse_elementwise(g: Graph, target: str = "cpu", min_size: int = 2) -> tuple[
             emitted.add(k)
             new_nodes.append(_make_fused([nodes[j] for j in regions[k]], used_outside[k], target))
     out = g.copy_with(nodes=_toposort(new_nodes, g.block.params))
-    out.notes["unfused"] = [(nodes[i].op, r) for i, r in sorted(unfused.items())]
+    out.notes.pop("unfused_rows", None)
+    out.notes["unfused"] = notes
     return out, True
 
 

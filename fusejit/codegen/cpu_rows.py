@@ -1,0 +1,293 @@
+"""CPU target for row kernels: a ``RowBody`` as numba source (see ``codegen/rows.py``).
+
+Layout of the generated module: ``k_row(r, N, ports..., outputs..., scratch...)`` computes row
+``r``; ``k_serial`` runs every row on the calling thread; ``k_par`` splits the rows into chunks
+across numba's threads (``prange``), each chunk with its own scratch rows. Inside ``k_row`` each
+pass of the schedule is one loop over the row's N elements: plain scalar code over 1-D row
+views, which LLVM vectorizes (8 float32 lanes with AVX2) with the branch-free math of
+``fusejit.kernels.cpu_math``. Between passes the row-space steps run on scalars.
+
+Numerics (documented bounds, checked by tests/test_reduction_fusion.py):
+
+- Elementwise steps are exactly the elementwise kernels' code: each step rounded to its dtype,
+  IEEE semantics, no fast-math. Transcendentals carry cpu_math's error (<= 2 ulp).
+- Sums and means accumulate in the step's accumulation dtype (float32 for float32, float64 for
+  float64, int64 for integers and bool, as eager). A float sum adds with ``radd``: an ``fadd``
+  with only LLVM's ``reassoc`` flag, on that instruction alone, so the vectorizer may keep
+  several lane-wise partial sums (typically 8 lanes x 4 interleaved) and add them up at the
+  end. No other instruction is reassociated, and nothing assumes the absence of NaN, inf or
+  signed zeros (the sum starts at -0.0, the exact identity). Rows are summed in blocks of
+  ``BLOCK`` elements, each block's partial sum (in the accumulation dtype) added into a float64
+  total: the error of a float32 sum of n terms is at most about
+  (min(n, BLOCK) / 32 + 3) * eps32 * sum(|x|) + n / BLOCK * eps64 * sum(|x|), against numpy's
+  pairwise (log2 n) * eps32 * sum(|x|). ``mean`` divides the rounded sum by the row length in
+  the accumulation dtype, as numpy does.
+- amax / amin use ``llvm.maximum`` / ``llvm.minimum``: exact, NaN-propagating (a row holding
+  a NaN gives NaN, as numpy), and vectorized without flags. They order -0.0 below +0.0, where
+  numpy returns whichever zero it met first: only the sign of a zero result can differ.
+- A reduction of an empty row (N == 0) gives its identity (0, nan for mean, -inf/+inf for
+  amax/amin) unless the body is ``strict_empty``, where the launcher raises as eager does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+from .. import dtypes as dt
+from .body import render_step
+from .cpu import RENDERER, np_type
+from .rows import RowBody, expensive, schedule
+
+BLOCK = 4096  # elements per partial sum (see the module docstring)
+_FLOATS = (types.float32, types.float64)
+
+
+@intrinsic
+def radd(typingctx, a, b):
+    """``a + b`` marked ``reassoc`` (this instruction only): a loop summing with it vectorizes
+    into lane-wise partial sums. No other fast-math assumption is made."""
+    if a != b or a not in _FLOATS:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1], flags=("reassoc",))
+
+    return a(a, b), codegen
+
+
+def _minmax(name):
+    def typer(typingctx, a, b):
+        if a != b or a not in _FLOATS:
+            return None
+
+        def codegen(context, builder, sig, args):
+            ty = args[0].type
+            fn = builder.module.declare_intrinsic(
+                f"llvm.{name}", [ty], ir.FunctionType(ty, [ty, ty])
+            )
+            return builder.call(fn, args)
+
+        return a(a, b), codegen
+
+    typer.__name__ = f"f{name}"
+    typer.__doc__ = (f"IEEE 754-2019 {name}imum of two floats (``llvm.{name}``): NaN if either "
+                     "is NaN, -0.0 below +0.0; a loop reducing with it vectorizes.")  # fmt: skip
+    return intrinsic(typer)
+
+
+fmaximum = _minmax("maximum")
+fminimum = _minmax("minimum")
+
+_OPTS = 'dict(cache=True, error_model="numpy", nogil=True, boundscheck=False)'
+
+
+def _init(step) -> str:
+    d = dt.as_dtype(step.compute)
+    t = np_type(d)
+    if step.op in ("sum", "mean"):
+        return f"{t}(-0.0)" if d.is_floating_point else f"{t}(0)"
+    if d.is_floating_point:
+        return f"{t}({'-' if step.op == 'amax' else ''}np.inf)"
+    lim = np.iinfo(d.np).min if step.op == "amax" else np.iinfo(d.np).max
+    return f"{t}({int(lim)})"
+
+
+def _blocked(step) -> bool:
+    return step.op in ("sum", "mean") and dt.as_dtype(step.compute).is_floating_point
+
+
+def row_kernel_source(body: RowBody) -> str:
+    """The numba module of ``body`` (see the module docstring)."""
+    sch = schedule(body)
+    steps = body.steps
+    n_ports, n_out = len(body.ports), len(body.outputs)
+    # full steps needed by a later pass than the first that evaluates them, and costly enough
+    # to keep in a scratch row rather than recompute
+    cached = {
+        j: slot
+        for slot, j in enumerate(
+            j for j in sorted(sch.uses) if len(sch.uses[j]) > 1 and expensive(steps[j])
+        )
+    }
+    scratch = [f"c{s}" for s in range(len(cached))]
+    args = ["r", "N", *[f"a{i}" for i in range(n_ports)], *[f"o{i}" for i in range(n_out)]]
+    args += scratch
+    L = [f"@numba.njit(**{_OPTS})", f"def k_row({', '.join(args)}):"]
+    ind = "    "
+    for i, (_, view, _d) in enumerate(body.ports):
+        if view == "full":
+            L.append(f"{ind}a{i}r = a{i}[r]")
+        elif view in ("keep", "drop"):
+            L.append(f"{ind}v{i} = a{i}[r]")
+        elif view == "scalar":
+            L.append(f"{ind}v{i} = a{i}[0]")
+    for k, (_, form) in enumerate(body.outputs):
+        if form == "full":
+            L.append(f"{ind}o{k}r = o{k}[r]")
+
+    def get(ref):
+        if ref[0] == "in":
+            view, d = body.ports[ref[1]][1:]
+            name = f"x{ref[1]}" if view in ("full", "inner") else f"v{ref[1]}"
+            return name, dt.as_dtype(d)
+        if ref[0] == "t":
+            return f"t{ref[1]}", dt.as_dtype(steps[ref[1]].out)
+        d = dt.as_dtype(ref[2])
+        return RENDERER.const(ref[1], d), d
+
+    def row_steps(js, ind):
+        for j in js:
+            code, _ = render_step(steps[j], RENDERER, get)
+            L.append(f"{ind}t{j} = {code}")
+
+    done_cache: set = set()
+    for p, ps in enumerate(sch.passes):
+        row_steps(sch.before[p], ind)
+        reds = ps.reductions
+        for j in reds:
+            L.append(f"{ind}s{j} = {_init(steps[j])}")
+            if _blocked(steps[j]):
+                L.append(f"{ind}s{j} = np.float64(s{j})")
+        blocked = [j for j in reds if _blocked(steps[j])]
+        if blocked:
+            L.append(f"{ind}for j0 in range(0, N, {BLOCK}):")
+            L.append(f"{ind}    j1 = min(N, j0 + {BLOCK})")
+            for j in blocked:
+                L.append(f"{ind}    b{j} = {_init(steps[j])}")
+            L.append(f"{ind}    for j in range(j0, j1):")
+            inner = ind + "        "
+        else:
+            L.append(f"{ind}for j in range(N):")
+            inner = ind + "    "
+        order = _needed(body, ps, cached.keys() & done_cache)
+        # loads of the element ports this pass reads
+        reads = set()
+        for j in order:
+            if j in cached and j in done_cache:
+                continue
+            reads |= {r[1] for r in steps[j].args if r[0] == "in"}
+        for j in reds:
+            r = steps[j].args[0]
+            if r[0] == "in":
+                reads.add(r[1])
+        for i in sorted(reads):
+            view = body.ports[i][1]
+            if view == "full":
+                L.append(f"{inner}x{i} = a{i}r[j]")
+            elif view == "inner":
+                L.append(f"{inner}x{i} = a{i}[j]")
+        evaluated = set()
+        for j in order:
+            if j in cached and j in done_cache:
+                L.append(f"{inner}t{j} = c{cached[j]}[j]")
+                evaluated.add(j)
+                continue
+            code, _ = render_step(steps[j], RENDERER, get)
+            L.append(f"{inner}t{j} = {code}")
+            if j in cached:
+                L.append(f"{inner}c{cached[j]}[j] = t{j}")
+            evaluated.add(j)
+        done_cache |= evaluated & set(cached)
+        for j in reds:
+            s = steps[j]
+            acc = dt.as_dtype(s.compute)
+            code, d = get(s.args[0])
+            v = RENDERER.cast(code, d, acc)
+            if s.op in ("sum", "mean"):
+                if acc.is_floating_point:
+                    L.append(f"{inner}b{j} = _rk.radd(b{j}, {v})")
+                else:
+                    L.append(f"{inner}s{j} = {np_type(acc)}(s{j} + {v})")
+            elif acc.is_floating_point:
+                fn = "fmaximum" if s.op == "amax" else "fminimum"
+                L.append(f"{inner}s{j} = _rk.{fn}(s{j}, {v})")
+            else:
+                L.append(f"{inner}s{j} = {'max' if s.op == 'amax' else 'min'}(s{j}, {v})")
+        for i in ps.outputs:
+            ref, _ = body.outputs[i]
+            code, d = get(ref)
+            L.append(f"{inner}o{i}r[j] = {code}")
+        if blocked:
+            for j in blocked:
+                L.append(f"{ind}    s{j} = s{j} + np.float64(b{j})")
+        for j in reds:
+            s = steps[j]
+            acc, out = dt.as_dtype(s.compute), dt.as_dtype(s.out)
+            val = f"{np_type(acc)}(s{j})"
+            if s.op == "mean":
+                val = f"{np_type(acc)}({val} / {np_type(acc)}(N))"
+            L.append(f"{ind}t{j} = {RENDERER.cast(val, acc, out)}")
+    row_steps(sch.before[len(sch.passes)], ind)
+    for k, (ref, form) in enumerate(body.outputs):
+        if form != "full":
+            code, _ = get(ref)
+            L.append(f"{ind}o{k}[r] = {code}")
+    if len(L) == 2:
+        L.append(f"{ind}pass")
+
+    call = f"k_row(r, N, {', '.join(args[2:])})"
+    allocs = [
+        f"{s} = np.empty(N, {np_type(dt.as_dtype(steps[j].out))})"
+        for j, s in ((j, f"c{c}") for j, c in cached.items())
+    ]
+    io = ", ".join(args[2 : 2 + n_ports + n_out])
+    src = [
+        "import math",
+        "import numpy as np",
+        "import numba",
+        "from fusejit.codegen import cpu_rows as _rk",
+        "from fusejit.kernels import cpu_math as _vm",
+        "",
+        "",
+        *L,
+        "",
+        "",
+        f"@numba.njit(**{_OPTS})",
+        f"def k_serial(R, N, {io}):",
+        *[f"    {a}" for a in allocs],
+        "    for r in range(R):",
+        f"        {call}",
+        "",
+        "",
+        f"@numba.njit(parallel=True, **{_OPTS})",
+        f"def k_par(R, N, chunk, {io}):",
+        "    for c in numba.prange((R + chunk - 1) // chunk):",
+        *[f"        {a}" for a in allocs],
+        "        for r in range(c * chunk, min(R, (c + 1) * chunk)):",
+        f"            {call}",
+        "",
+    ]
+    return "\n".join(src)
+
+
+def _needed(body: RowBody, ps, stored: set) -> list:
+    """The full steps pass ``ps`` evaluates, in order; ``stored`` steps (kept in scratch rows
+    by an earlier pass) are reloaded, not recomputed from their inputs."""
+    roots = [body.steps[j].args[0] for j in ps.reductions]
+    roots += [body.outputs[i][0] for i in ps.outputs]
+    need: set = set()
+    stack = [r[1] for r in roots if r[0] == "t" and body.spaces[r[1]] == "full"]
+    while stack:
+        j = stack.pop()
+        if j in need:
+            continue
+        need.add(j)
+        if j not in stored:
+            stack += [r[1] for r in body.steps[j].args
+                      if r[0] == "t" and body.spaces[r[1]] == "full"]  # fmt: skip
+    return sorted(need)
+
+
+def supports(body: RowBody) -> str | None:
+    """None when the CPU target compiles ``body``, else why not."""
+    names = {p[2] for p in body.ports} | {s.out for s in body.steps}
+    names |= {s.compute for s in body.steps}
+    if "float16" in names:
+        return "numba has no float16 on the CPU; float16 regions run eager"
+    return None
+
+
+__all__ = ["row_kernel_source", "radd", "fmaximum", "fminimum", "BLOCK", "supports"]

@@ -1,0 +1,349 @@
+"""CUDA target for row kernels: a ``RowBody`` (see ``codegen/rows.py``) as CUDA C.
+
+Each row belongs to one warp (rows of up to ``WARP_MAX`` elements; 8 rows per block of 256
+threads) or to one block of 256 threads. Thread ``lane`` of a row handles its elements
+``lane, lane + T, lane + 2T, ...`` (T = 32 or 256), so each warp reads consecutive addresses.
+Every pass of the schedule is a loop over those elements; a reduction keeps one partial per
+thread, combined across the row with ``__shfl_xor_sync`` butterflies (every lane gets the
+result) and, for a block, through shared memory: a fixed order, so results are reproducible.
+
+Variants (``RowVariant``), chosen per launch by ``plan_rows`` from the row length N:
+
+- ``cache`` > 0: the input ports that more than one pass reads are kept in registers, ``cache``
+  elements per thread (a power of two, at most ``MAX_CACHE``): the input is read from global
+  memory once, whatever the number of passes. The loops are unrolled so the register arrays
+  are indexed statically.
+- ``cache`` = 0 (rows longer than 256 * ``MAX_CACHE`` elements, or nothing read twice): every
+  pass reads global memory again (L2 for rows that fit it), a multi-pass fallback.
+
+A softmax-like pair (``m = amax(f)``; ``s = sum(exp(f - m'))``, see ``rows.online_pairs``)
+accumulates online in one pass: each thread keeps (m, s) and rescales s by exp(m_old - m_new)
+when its maximum grows; partial states merge the same way. Softmax is then two passes over
+registers (max and sum; normalize) and one block-level reduction.
+
+Numerics: float16 is loaded as float32, every step computed in float32 and rounded back to
+float16 after each float16 step (as the elementwise kernels do); float16 sums and means
+accumulate in float32. A thread adds its elements in order, then the partials are combined
+pairwise: the error of a float32 sum of n terms is at most about (n / T + log2 T) * eps32 *
+sum(|x|). The online softmax sum carries one extra rounding per rescale (about log n of them per
+thread for random data). amax/amin propagate NaN; the sign of a zero max/min is unspecified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import dtypes as dt
+from ..errors import CompileError
+from . import cuda as cg
+from .body import render_step
+from .rows import RowBody, ref_dtype, schedule
+
+CUDA_ROWS_VERSION = "1"
+WARP = 32
+WARP_MAX = 1024  # rows up to this long go to one warp each
+MAX_CACHE = 32  # elements per thread kept in registers, at most
+_COMBINE = {"sum": "fj_rsum", "mean": "fj_rsum", "amax": "fj_rmax", "amin": "fj_rmin"}
+
+
+@dataclass(frozen=True)
+class RowVariant:
+    """How a row kernel maps rows to threads; part of the compiled kernel's cache key."""
+
+    mode: str  # "warp": a warp per row; "block": a block per row
+    cache: int = 0  # elements per thread of each re-read input kept in registers (0: none)
+
+    @property
+    def threads(self) -> int:
+        return WARP if self.mode == "warp" else cg.BLOCK
+
+    @property
+    def rows_per_block(self) -> int:
+        return cg.BLOCK // self.threads
+
+    @property
+    def tag(self) -> str:
+        return f"rows-{self.mode}-c{self.cache}"
+
+
+def reread_ports(body: RowBody) -> list:
+    """Element ports (full or inner) that more than one pass reads."""
+    sch = schedule(body, online=True)
+    seen: dict = {}
+    for p, ps in enumerate(sch.passes):
+        refs = [r for j in ps.steps for r in body.steps[j].args]
+        refs += [body.steps[j].args[0] for j in ps.reductions]
+        for r in refs:
+            if r[0] == "in" and body.ports[r[1]][1] in ("full", "inner"):
+                seen.setdefault(r[1], set()).add(p)
+    return sorted(i for i, ps in seen.items() if len(ps) > 1)
+
+
+def plan_rows(body: RowBody, N: int) -> RowVariant:
+    """The variant for rows of N elements (see the module docstring)."""
+    if N >= 1 << 31:
+        raise CompileError(f"CUDA row kernel: rows of {N} elements (at most 2**31 - 1)")
+    mode = "warp" if N <= WARP_MAX else "block"
+    per = -(-max(N, 1) // (WARP if mode == "warp" else cg.BLOCK))
+    cache = 0
+    if per <= MAX_CACHE and reread_ports(body):
+        cache = 1 << (per - 1).bit_length()
+    return RowVariant(mode, cache)
+
+
+def grid_rows(R: int, v: RowVariant) -> int:
+    return max(1, -(-R // v.rows_per_block))
+
+
+def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> str:
+    """The ``extern "C" __global__`` function of ``body`` in variant ``v`` (no prelude).
+
+    Arguments, in order: the port pointers ``a0..`` (full ports as (R, N) rows ``ld<i>_``
+    elements apart, inner ones as N elements, per-row ones as R, scalar ones as 1), the output
+    pointers ``o0..`` (full: (R, N) contiguous; per-row: R), then ``R_``, ``N_`` and each full
+    port's ``ld<i>_`` (all ``long long``).
+    """
+    body = cg._round_half_consts(body)
+    sch = schedule(body, online=True)
+    steps = body.steps
+    T = v.threads
+    cached = set(reread_ports(body)) if v.cache else set()
+    co = cg.compute_of
+
+    def cdt(name_):
+        return co(dt.as_dtype(name_))
+
+    ports = body.ports
+    outs = body.out_dtypes()
+    params = [f"const {cg.ctype(d)}* __restrict__ a{i}" for i, (_, _, d) in enumerate(ports)]
+    params += [f"{cg.ctype(d)}* __restrict__ o{k}" for k, d in enumerate(outs)]
+    params += ["long long R_", "long long N_"]
+    params += [f"long long ld{i}_" for i, p in enumerate(ports) if p[1] == "full"]
+    L = [
+        f'extern "C" __global__ void __launch_bounds__({cg.BLOCK}) {name}(',
+        "    " + ",\n    ".join(params) + ") {",
+    ]
+    if v.mode == "warp":
+        L += [
+            "    const int lane = threadIdx.x & 31;",
+            f"    const long long r = (long long)blockIdx.x * {v.rows_per_block}"
+            " + (threadIdx.x >> 5);",
+        ]
+    else:
+        L += ["    const int lane = threadIdx.x;", "    const long long r = blockIdx.x;"]
+    L += ["    if (r >= R_) return;  // a whole warp (or block) at once", "    const int N = (int)N_;"]
+    for i, (_, view, d) in enumerate(ports):
+        if view == "full":
+            L.append(f"    const {cg.ctype(d)}* a{i}r = a{i} + r * ld{i}_;")
+        elif view in ("keep", "drop"):
+            L.append(f"    const {cg.ctype(cdt(d))} v{i} = {cg._load(d, f'a{i}[r]')};")
+        elif view == "scalar":
+            L.append(f"    const {cg.ctype(cdt(d))} v{i} = {cg._load(d, f'a{i}[0]')};")
+    for k, (_, form) in enumerate(body.outputs):
+        if form == "full":
+            L.append(f"    {cg.ctype(outs[k])}* o{k}r = o{k} + r * N_;")
+    for i in sorted(cached):
+        L.append(f"    {cg.ctype(cdt(ports[i][2]))} xc{i}[{v.cache}];")
+
+    def get(ref):
+        if ref[0] == "in":
+            view, d = ports[ref[1]][1:]
+            return (f"x{ref[1]}" if view in ("full", "inner") else f"v{ref[1]}"), cdt(d)
+        if ref[0] == "t":
+            return f"t{ref[1]}", cdt(steps[ref[1]].out)
+        d = cdt(ref[2])
+        return cg.RENDERER.const(ref[1], d), d
+
+    def step_code(j):
+        s = steps[j]
+        code, d = render_step(s, cg.RENDERER, get, co)
+        if s.op == "cast" and s.out == "float16" and ref_dtype(body, s.args[0]) == "float64":
+            code = f"fj_h2f(fj_d2h({get(s.args[0])[0]}))"  # one rounding, not two
+        elif s.out == "float16":
+            code = f"fj_round_h({code})"
+        return code, d
+
+    def row_steps(js):
+        for j in js:
+            code, d = step_code(j)
+            L.append(f"    const {cg.ctype(d)} t{j} = {code};")
+
+    loaded: set = set()  # cached ports already in registers
+    for p, ps in enumerate(sch.passes):
+        row_steps(sch.before[p])
+        online = [m for m in ps.reductions if m in sch.online]
+        reds = list(ps.reductions) + [sch.online[m][0] for m in online]
+        for j in reds:
+            acc = cdt(steps[j].compute)
+            L.append(f"    {cg.ctype(acc)} s{j} = {_identity(steps[j].op, acc)};")
+        L.append(f"    // pass {p}")
+        if v.cache:
+            L += ["#pragma unroll", f"    for (int c = 0; c < {v.cache}; ++c) {{",
+                  f"        const int j = lane + c * {T};", "        if (j < N) {"]  # fmt: skip
+            ind = "            "
+        else:
+            L.append(f"    for (int j = lane; j < N; j += {T}) {{")
+            ind = "        "
+        roots = [steps[j].args[0] for j in ps.reductions]
+        reads = {r[1] for j in ps.steps for r in steps[j].args if r[0] == "in"}
+        reads |= {r[1] for r in roots if r[0] == "in"}
+        for i in sorted(reads):
+            view, d = ports[i][1:]
+            if view not in ("full", "inner"):
+                continue
+            ty = cg.ctype(cdt(d))
+            src = f"a{i}r[j]" if view == "full" else f"a{i}[j]"
+            if i in cached and i in loaded:
+                L.append(f"{ind}const {ty} x{i} = xc{i}[c];")
+            else:
+                L.append(f"{ind}const {ty} x{i} = {cg._load(d, src)};")
+                if i in cached:
+                    L.append(f"{ind}xc{i}[c] = x{i};")
+        loaded |= reads & cached
+        for j in ps.steps:
+            code, d = step_code(j)
+            L.append(f"{ind}const {cg.ctype(d)} t{j} = {code};")
+        for j in ps.reductions:
+            s = steps[j]
+            acc = cdt(s.compute)
+            code, d = get(s.args[0])
+            val = cg.RENDERER.cast(code, d, acc)
+            if j in sch.online:
+                js, stable = sch.online[j]
+                st = "true" if stable else "false"
+                L += [
+                    f"{ind}{{",
+                    f"{ind}    const {cg.ctype(acc)} mn = fj_rmax(s{j}, {val});",
+                    f"{ind}    const {cg.ctype(acc)} on = fj_off(mn, {st});",
+                    f"{ind}    s{js} = fj_rescale(s{js}, fj_off(s{j}, {st}), on) + "
+                    f"fj_oexp({val}, on);",
+                    f"{ind}    s{j} = mn;",
+                    f"{ind}}}",
+                ]
+            else:
+                L.append(f"{ind}s{j} = {_COMBINE[s.op]}(s{j}, {val});")
+        for k in ps.outputs:
+            code, _ = get(body.outputs[k][0])
+            L.append(f"{ind}o{k}r[j] = {cg._store(outs[k], code)};")
+        L += ["        }", "    }"] if v.cache else ["    }"]
+        _combine(L, body, ps.reductions, sch.online, v)
+        for j in ps.reductions:
+            _finalize(L, steps[j], j)
+            if j in sch.online:
+                js, stable = sch.online[j]
+                if not stable:
+                    L.append(f"    s{js} = fj_online_sum(s{js}, s{j});")
+                _finalize(L, steps[js], js)
+    row_steps(sch.before[len(sch.passes)])
+    for k, (ref, form) in enumerate(body.outputs):
+        if form != "full":
+            code, _ = get(ref)
+            L.append(f"    if (lane == 0) o{k}[r] = {cg._store(outs[k], code)};")
+    L.append("}")
+    return "\n".join(L) + "\n"
+
+
+def _identity(op: str, acc: dt.DType) -> str:
+    if op in ("sum", "mean"):
+        return "(-0.0f)" if acc is dt.float32 else ("(-0.0)" if acc is dt.float64 else "0")
+    neg = op == "amax"
+    if acc.is_floating_point:
+        inf = cg._F32_INF if acc is dt.float32 else cg._F64_INF
+        return f"(-{inf})" if neg else inf
+    info = np.iinfo(acc.np)
+    return cg.RENDERER.const(int(info.min if neg else info.max), acc)
+
+
+def _combine(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) -> None:
+    """Combine the per-thread partials of ``reds`` across the row's threads."""
+    if not reds:
+        return
+    steps = body.steps
+    L.append("#pragma unroll")
+    L.append("    for (int o = 16; o > 0; o >>= 1) {")
+    for j in reds:
+        if j in online:
+            js, stable = online[j]
+            L += _merge_lines(j, js, stable, f"__shfl_xor_sync(0xffffffffu, s{j}, o)",
+                              f"__shfl_xor_sync(0xffffffffu, s{js}, o)", "        ",
+                              cg.ctype(cg.compute_of(dt.as_dtype(steps[j].compute))))  # fmt: skip
+        else:
+            fn = _COMBINE[steps[j].op]
+            L.append(f"        s{j} = {fn}(s{j}, __shfl_xor_sync(0xffffffffu, s{j}, o));")
+    L.append("    }")
+    if v.mode == "warp":
+        return
+    n_warps = cg.BLOCK // WARP
+    parts = [(j, None) for j in reds] + [(online[j][0], j) for j in reds if j in online]
+    for j, _ in parts:
+        ty = cg.ctype(cg.compute_of(dt.as_dtype(steps[j].compute)))
+        L.append(f"    __shared__ {ty} sh{j}[{n_warps}];")
+    L.append("    if ((threadIdx.x & 31) == 0) {")
+    L += [f"        sh{j}[threadIdx.x >> 5] = s{j};" for j, _ in parts]
+    L += ["    }", "    __syncthreads();"]
+    for j in reds:
+        if j in online:
+            js, stable = online[j]
+            ty = cg.ctype(cg.compute_of(dt.as_dtype(steps[j].compute)))
+            L += [f"    s{j} = sh{j}[0];", f"    s{js} = sh{js}[0];"]
+            L.append(f"    for (int w = 1; w < {n_warps}; ++w) {{")
+            L += _merge_lines(j, js, stable, f"sh{j}[w]", f"sh{js}[w]", "        ", ty)
+            L.append("    }")
+        else:
+            fn = _COMBINE[steps[j].op]
+            L.append(f"    s{j} = sh{j}[0];")
+            L.append(f"    for (int w = 1; w < {n_warps}; ++w) s{j} = {fn}(s{j}, sh{j}[w]);")
+
+
+def _merge_lines(m, s, stable, m2, s2, ind, ty) -> list:
+    st = "true" if stable else "false"
+    return [
+        f"{ind}{{",
+        f"{ind}    const {ty} mo = {m2};",
+        f"{ind}    const {ty} so = {s2};",
+        f"{ind}    const {ty} mn = fj_rmax(s{m}, mo);",
+        f"{ind}    const {ty} on = fj_off(mn, {st});",
+        f"{ind}    s{s} = fj_rescale(s{s}, fj_off(s{m}, {st}), on) + "
+        f"fj_rescale(so, fj_off(mo, {st}), on);",
+        f"{ind}    s{m} = mn;",
+        f"{ind}}}",
+    ]
+
+
+def _finalize(L: list, step, j: int) -> None:
+    acc = cg.compute_of(dt.as_dtype(step.compute))
+    out = dt.as_dtype(step.out)
+    val = f"s{j}"
+    if step.op == "mean":
+        val = f"({val} / ({cg.ctype(acc)})N)"
+    code = cg.RENDERER.cast(val, acc, cg.compute_of(out))
+    if out is dt.float16:
+        code = f"fj_round_h({code})"
+    L.append(f"    const {cg.ctype(cg.compute_of(out))} t{j} = {code};")
+
+
+def kernel_source(body: RowBody, v: RowVariant, name: str = "fj_kernel",
+                  fp16_header: bool = True) -> str:  # fmt: skip
+    """A complete NVRTC source for one row kernel."""
+    head = ""
+    names = {p[2] for p in body.ports} | {s.out for s in body.steps}
+    if fp16_header and "float16" in names:
+        head = "#define FJ_HAVE_CUDA_FP16 1\n"
+    return (
+        f"// fusejit row kernel {name}: variant {v.tag}, CUDA rows codegen v{CUDA_ROWS_VERSION}\n"
+        + head
+        + cg.prelude()
+        + "\n"
+        + render_row_kernel(body, v, name)
+    )
+
+
+def uses_half(body: RowBody) -> bool:
+    return "float16" in ({p[2] for p in body.ports} | {s.out for s in body.steps}
+                         | {s.compute for s in body.steps})  # fmt: skip
+
+
+__all__ = ["RowVariant", "plan_rows", "grid_rows", "render_row_kernel", "kernel_source",
+           "reread_ports", "uses_half"]  # fmt: skip
