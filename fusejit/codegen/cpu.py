@@ -142,7 +142,8 @@ def kernel_source(body: KernelBody, fname: str, threads_chunk: int) -> str:
     ]
     text = "\n".join(src)
     if "_vm." in text:
-        text = text.replace("import numba\n", "import numba\nfrom fusejit.kernels import cpu_math as _vm\n", 1)
+        vm_import = "from fusejit.kernels import cpu_math as _vm\n"
+        text = text.replace("import numba\n", "import numba\n" + vm_import, 1)
     return text
 
 

@@ -1,11 +1,17 @@
 """CPU target for row kernels: a ``RowBody`` as numba source (see ``codegen/rows.py``).
 
-Layout of the generated module: ``k_row(r, N, ports..., outputs..., scratch...)`` computes row
-``r``; ``k_serial`` runs every row on the calling thread; ``k_par`` splits the rows into chunks
-across numba's threads (``prange``), each chunk with its own scratch rows. Inside ``k_row`` each
-pass of the schedule is one loop over the row's N elements: plain scalar code over 1-D row
-views, which LLVM vectorizes (8 float32 lanes with AVX2) with the branch-free math of
-``fusejit.kernels.cpu_math``. Between passes the row-space steps run on scalars.
+The generated module holds one function, ``k_rows(lo, hi, N, ports..., outputs...)``: rows
+``lo`` to ``hi``, one row per iteration of its outer loop. Inside, each pass of the schedule is
+one loop over the row's N elements: plain scalar code over 1-D row views, which LLVM vectorizes
+(8 float32 lanes with AVX2) with the branch-free math of ``fusejit.kernels.cpu_math``. Between
+passes the row-space steps run on scalars. A value needed by a later pass that is costly to
+recompute (exp, log, ...) is kept in a scratch row (softmax: exp is computed once).
+
+Large launches split the rows into contiguous ranges run at once on several threads (the
+kernel is ``nogil``: see ``jit/cpu_kernels.py``). Not numba's ``prange``: a ``parallel=True``
+function costs 1.5 to 2.5 s more to compile on the development machine (3 s per new row kernel,
+against the 1.5 s the benchmark harness allows), and OpenMP's spinning workers stall for
+milliseconds when another process holds a core.
 
 Numerics (documented bounds, checked by tests/test_reduction_fusion.py):
 
@@ -16,7 +22,7 @@ Numerics (documented bounds, checked by tests/test_reduction_fusion.py):
   with only LLVM's ``reassoc`` flag, on that instruction alone, so the vectorizer may keep
   several lane-wise partial sums (typically 8 lanes x 4 interleaved) and add them up at the
   end. No other instruction is reassociated, and nothing assumes the absence of NaN, inf or
-  signed zeros (the sum starts at -0.0, the exact identity). Rows are summed in blocks of
+  signed zeros (the sum starts at +0.0, as numpy's does). Rows are summed in blocks of
   ``BLOCK`` elements, each block's partial sum (in the accumulation dtype) added into a float64
   total: the error of a float32 sum of n terms is at most about
   (min(n, BLOCK) / 32 + 3) * eps32 * sum(|x|) + n / BLOCK * eps64 * sum(|x|), against numpy's
@@ -88,7 +94,7 @@ def _init(step) -> str:
     d = dt.as_dtype(step.compute)
     t = np_type(d)
     if step.op in ("sum", "mean"):
-        return f"{t}(-0.0)" if d.is_floating_point else f"{t}(0)"
+        return f"{t}(0)"  # +0.0, numpy's start: a row of -0.0 sums to +0.0 as in numpy
     if d.is_floating_point:
         return f"{t}({'-' if step.op == 'amax' else ''}np.inf)"
     lim = np.iinfo(d.np).min if step.op == "amax" else np.iinfo(d.np).max
@@ -112,11 +118,13 @@ def row_kernel_source(body: RowBody) -> str:
             j for j in sorted(sch.uses) if len(sch.uses[j]) > 1 and expensive(steps[j])
         )
     }
-    scratch = [f"c{s}" for s in range(len(cached))]
-    args = ["r", "N", *[f"a{i}" for i in range(n_ports)], *[f"o{i}" for i in range(n_out)]]
-    args += scratch
-    L = [f"@numba.njit(**{_OPTS})", f"def k_row({', '.join(args)}):"]
-    ind = "    "
+    io = [*[f"a{i}" for i in range(n_ports)], *[f"o{i}" for i in range(n_out)]]
+    L = [f"@numba.njit(**{_OPTS})", f"def k_rows(lo, hi, N, {', '.join(io)}):"]
+    # scratch rows (one per kept step), allocated once per call, not per row
+    for j, c in cached.items():
+        L.append(f"    c{c} = np.empty(N, {np_type(dt.as_dtype(steps[j].out))})")
+    L.append("    for r in range(lo, hi):")
+    ind = "        "
     for i, (_, view, _d) in enumerate(body.ports):
         if view == "full":
             L.append(f"{ind}a{i}r = a{i}[r]")
@@ -225,15 +233,6 @@ def row_kernel_source(body: RowBody) -> str:
         if form != "full":
             code, _ = get(ref)
             L.append(f"{ind}o{k}[r] = {code}")
-    if len(L) == 2:
-        L.append(f"{ind}pass")
-
-    call = f"k_row(r, N, {', '.join(args[2:])})"
-    allocs = [
-        f"{s} = np.empty(N, {np_type(dt.as_dtype(steps[j].out))})"
-        for j, s in ((j, f"c{c}") for j, c in cached.items())
-    ]
-    io = ", ".join(args[2 : 2 + n_ports + n_out])
     src = [
         "import math",
         "import numpy as np",
@@ -243,21 +242,6 @@ def row_kernel_source(body: RowBody) -> str:
         "",
         "",
         *L,
-        "",
-        "",
-        f"@numba.njit(**{_OPTS})",
-        f"def k_serial(R, N, {io}):",
-        *[f"    {a}" for a in allocs],
-        "    for r in range(R):",
-        f"        {call}",
-        "",
-        "",
-        f"@numba.njit(parallel=True, **{_OPTS})",
-        f"def k_par(R, N, chunk, {io}):",
-        "    for c in numba.prange((R + chunk - 1) // chunk):",
-        *[f"        {a}" for a in allocs],
-        "        for r in range(c * chunk, min(R, (c + 1) * chunk)):",
-        f"            {call}",
         "",
     ]
     return "\n".join(src)
@@ -281,13 +265,4 @@ def _needed(body: RowBody, ps, stored: set) -> list:
     return sorted(need)
 
 
-def supports(body: RowBody) -> str | None:
-    """None when the CPU target compiles ``body``, else why not."""
-    names = {p[2] for p in body.ports} | {s.out for s in body.steps}
-    names |= {s.compute for s in body.steps}
-    if "float16" in names:
-        return "numba has no float16 on the CPU; float16 regions run eager"
-    return None
-
-
-__all__ = ["row_kernel_source", "radd", "fmaximum", "fminimum", "BLOCK", "supports"]
+__all__ = ["row_kernel_source", "radd", "fmaximum", "fminimum", "BLOCK"]

@@ -133,7 +133,10 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
         ]
     else:
         L += ["    const int lane = threadIdx.x;", "    const long long r = blockIdx.x;"]
-    L += ["    if (r >= R_) return;  // a whole warp (or block) at once", "    const int N = (int)N_;"]
+    L += [
+        "    if (r >= R_) return;  // a whole warp (or block) at once",
+        "    const int N = (int)N_;",
+    ]
     for i, (_, view, d) in enumerate(ports):
         if view == "full":
             L.append(f"    const {cg.ctype(d)}* a{i}r = a{i} + r * ld{i}_;")
@@ -247,7 +250,7 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
 
 def _identity(op: str, acc: dt.DType) -> str:
     if op in ("sum", "mean"):
-        return "(-0.0f)" if acc is dt.float32 else ("(-0.0)" if acc is dt.float64 else "0")
+        return "0.0f" if acc is dt.float32 else ("0.0" if acc is dt.float64 else "0")
     neg = op == "amax"
     if acc.is_floating_point:
         inf = cg._F32_INF if acc is dt.float32 else cg._F64_INF
@@ -327,10 +330,7 @@ def _finalize(L: list, step, j: int) -> None:
 def kernel_source(body: RowBody, v: RowVariant, name: str = "fj_kernel",
                   fp16_header: bool = True) -> str:  # fmt: skip
     """A complete NVRTC source for one row kernel."""
-    head = ""
-    names = {p[2] for p in body.ports} | {s.out for s in body.steps}
-    if fp16_header and "float16" in names:
-        head = "#define FJ_HAVE_CUDA_FP16 1\n"
+    head = "#define FJ_HAVE_CUDA_FP16 1\n" if fp16_header and uses_half(body) else ""
     return (
         f"// fusejit row kernel {name}: variant {v.tag}, CUDA rows codegen v{CUDA_ROWS_VERSION}\n"
         + head

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import ast
-from functools import lru_cache
+from functools import cache
 
 from .. import dtypes as dt
 
@@ -29,7 +29,7 @@ _BINOPS = {
 _CMPOPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse(src: str):
     """Parse an op expression into nested tuples: (tag, ...) with tags var, const, bin, un,
     cmp, and, or, not, call."""

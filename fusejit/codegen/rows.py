@@ -30,7 +30,6 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
-from .. import dtypes as dt
 from ..ops.registry import get_op
 from .expr import FLOAT_FUNCS, parse
 
@@ -121,17 +120,56 @@ def port_array(xp, a, view: str, F: tuple, k: int):
     """Input array ``a`` in the 2-D / 1-D form its port is read as (a view where the strides
     allow; numpy/cupy copy otherwise, e.g. a tensor broadcast along some leading dims only)."""
     lead = len(F) - k
-    O, inner = F[:lead], F[lead:]
-    R, N = math.prod(O), math.prod(inner)
+    rows, inner = F[:lead], F[lead:]
+    R, N = math.prod(rows), math.prod(inner)
     if view == "full":
         return xp.broadcast_to(a, F).reshape(R, N)
     if view == "inner":
         return xp.broadcast_to(a, (1,) * lead + inner).reshape(N)
     if view == "keep":
-        return xp.broadcast_to(a, O + (1,) * k).reshape(R)
+        return xp.broadcast_to(a, rows + (1,) * k).reshape(R)
     if view == "drop":
-        return xp.broadcast_to(a, O).reshape(R)
+        return xp.broadcast_to(a, rows).reshape(R)
     return a.reshape(1)
+
+
+def port_shapes(view: str, F: tuple, k: int) -> tuple:
+    """(shape a port's tensor is broadcast to, shape the kernel reads it as)."""
+    lead = len(F) - k
+    rows, inner = F[:lead], F[lead:]
+    R, N = math.prod(rows), math.prod(inner)
+    return {
+        "full": (F, (R, N)),
+        "inner": ((1,) * lead + inner, (N,)),
+        "keep": (rows + (1,) * k, (R,)),
+        "drop": (rows, (R,)),
+        "scalar": (None, (1,)),
+    }[view]
+
+
+def launch_plan(shapes, views, rank: int, k: int, forms) -> tuple:
+    """What a launch with inputs of ``shapes`` (one per port) needs, computed once per shapes:
+    (F, R, N, per port (target shape or None when the tensor has it already, read shape), per
+    output (tensor shape, kernel shape))."""
+    F = domain_of(shapes, views, rank, k)
+    lead = len(F) - k
+    R, N = math.prod(F[:lead]), math.prod(F[lead:])
+    ports = []
+    for shape, view in zip(shapes, views):
+        target, read = port_shapes(view, F, k)
+        # a tensor that only lacks leading 1s of its target shape is reshaped, not broadcast
+        same = target is None or _strip(shape) == _strip(target)
+        ports.append((None if same else target, read))
+    outs = [(out_shape(f, F, k), (R, N) if f == "full" else (R,)) for f in forms]
+    return F, R, N, ports, outs
+
+
+def _strip(shape) -> tuple:
+    shape = tuple(shape)
+    i = 0
+    while i < len(shape) and shape[i] == 1:
+        i += 1
+    return shape[i:]
 
 
 def out_shape(form: str, F: tuple, k: int) -> tuple:
@@ -269,10 +307,6 @@ def _has_call(tree) -> bool:
     if tree[0] == "bin" and tree[1] == "**":
         return True
     return any(_has_call(t) for t in tree[1:] if isinstance(t, tuple))
-
-
-def accumulates(step) -> dt.DType:
-    return dt.as_dtype(step.compute)
 
 
 __all__ = ["RowBody", "Schedule", "schedule", "full_view", "row_view", "port_array",

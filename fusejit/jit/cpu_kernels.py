@@ -11,18 +11,29 @@ import importlib.util
 import logging
 import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
 from .. import dtypes as dt
-from ..codegen.body import KernelBody
 from ..codegen import rows
+from ..codegen.body import KernelBody
 from ..codegen.cpu import kernel_source, nd_kernel_source
 from ..codegen.cpu_rows import row_kernel_source
 from ..errors import CompileError, ShapeError
-from .cache import CACHE, CODEGEN_VERSION, cache_dir, debug_level, make_key, remove_entry
-from .cache import atomic_write, verify_entry, write_manifest
+from .cache import (
+    CACHE,
+    CODEGEN_VERSION,
+    atomic_write,
+    cache_dir,
+    debug_level,
+    make_key,
+    remove_entry,
+    verify_entry,
+    write_manifest,
+)
 
 log = logging.getLogger("fusejit")
 
@@ -33,9 +44,11 @@ log = logging.getLogger("fusejit")
 PARALLEL_THRESHOLD = int(os.environ.get("FUSEJIT_CPU_PARALLEL_THRESHOLD", 1 << 22))
 CHUNK = 1 << 14
 # Row kernels split their rows across threads from this many elements (R * N) and 2 rows on.
-# Measured with bench/bench_rows.py on the 2-core development machine (softmax and layer norm,
-# rows of 64 to 4096 float32): from ~32K elements the threaded variant wins.
-ROW_PARALLEL_THRESHOLD = int(os.environ.get("FUSEJIT_CPU_ROW_PARALLEL_THRESHOLD", 1 << 15))
+# Measured with bench/bench_rows.py on the 2-core development machine, idle (softmax and layer
+# norm, rows of 64 to 4096 float32): a split launch costs ~60-100 us of thread hand-off; at
+# 256K elements it wins 1.2x for softmax and loses 3x for layer norm, at 512K it wins 1.3-1.6x,
+# at 4M 1.9x.
+ROW_PARALLEL_THRESHOLD = int(os.environ.get("FUSEJIT_CPU_ROW_PARALLEL_THRESHOLD", 1 << 19))
 _JIT_OPTS = dict(cache=True, error_model="numpy", nogil=True, boundscheck=False)
 
 
@@ -199,6 +212,32 @@ def cpu_row_kernel(body: rows.RowBody) -> CpuRowKernel:
         return k
 
 
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        with _POOL_LOCK:
+            if _POOL is None:
+                _POOL = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1),
+                                           thread_name_prefix="fusejit-rows")  # fmt: skip
+    return _POOL
+
+
+def _run_split(fn, R: int, threads: int, args: tuple) -> None:
+    """Rows 0..R in ``threads`` contiguous ranges: the first on this thread, the others on the
+    pool at the same time (the kernels are ``nogil``). Waits for all; re-raises any error."""
+    bounds = [R * t // threads for t in range(threads + 1)]
+    futures = [_pool().submit(fn, bounds[t], bounds[t + 1], *args) for t in range(1, threads)]
+    try:
+        fn(bounds[0], bounds[1], *args)
+    finally:
+        for f in futures:
+            f.result()
+
+
 class CpuRowKernel:
     """A compiled row region: ``k(*arrays)`` takes the region's input arrays (any shapes that
     broadcast as traced, any strides) and returns its outputs (see ``codegen/rows.py``)."""
@@ -208,38 +247,48 @@ class CpuRowKernel:
         self.body = body
         self.folder = folder
         self.origin = origin
-        self.serial = module.k_serial
-        self.par = module.k_par
+        self.fn = module.k_rows
+        self.threaded = 0  # launches split across threads (for tests and explain)
         self.views = tuple(p[1] for p in body.ports)
         self.port_in = tuple(p[0] for p in body.ports)
         self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
         self.forms = tuple(form for _, form in body.outputs)
+        self._plans: dict = {}  # input shapes -> launch plan (rows.launch_plan)
 
     def __call__(self, *arrays):
-        b, k = self.body, self.body.k
         srcs = [arrays[i] for i in self.port_in]
-        F = rows.domain_of([a.shape for a in srcs], self.views, b.rank, k)
-        lead = len(F) - k
-        R, N = int(np.prod(F[:lead], dtype=np.int64)), int(np.prod(F[lead:], dtype=np.int64))
-        outs = [np.empty(rows.out_shape(f, F, k), d) for f, d in zip(self.forms, self.out_np)]
+        key = tuple(a.shape for a in srcs)
+        plan = self._plans.get(key)
+        if plan is None:
+            b = self.body
+            plan = rows.launch_plan(key, self.views, b.rank, b.k, self.forms)
+            if len(self._plans) < 256:
+                self._plans[key] = plan
+        F, R, N, port_plan, out_plan = plan
+        outs = [np.empty(shape, d) for (shape, _), d in zip(out_plan, self.out_np)]
         if R == 0:
             return outs
-        if N == 0 and b.strict_empty:
+        if N == 0 and self.body.strict_empty:
             raise ShapeError(
                 f"cannot reduce over an empty dimension of a tensor of shape {list(F)} "
                 "(amax/amin have no identity)"
             )
-        ports = [rows.port_array(np, a, v, F, k) for a, v in zip(srcs, self.views)]
-        flat = [o.reshape(R, N) if f == "full" else o.reshape(R) for o, f in zip(outs, self.forms)]
-        threads = numba.get_num_threads()
-        if R >= 2 and R * N >= ROW_PARALLEL_THRESHOLD and threads > 1:
-            fn = self.par
-            chunk = max(1, -(-R // (4 * threads)))
-            args = (R, N, chunk, *ports, *flat)
-        else:
-            fn, args = self.serial, (R, N, *ports, *flat)
+        ports = [
+            (a if target is None else np.broadcast_to(a, target)).reshape(read)
+            for a, (target, read) in zip(srcs, port_plan)
+        ]
+        flat = [o.reshape(read) for o, (_, read) in zip(outs, out_plan)]
+        fn = self.fn
         before = len(fn.overloads)
-        fn(*args)
+        args = (N, *ports, *flat)
+        threads = 1
+        if R >= 2 and R * N >= ROW_PARALLEL_THRESHOLD and before:
+            threads = min(R, numba.get_num_threads())  # (a call of ~2 us: big launches only)
+        if threads > 1:
+            self.threaded += 1
+            _run_split(fn, R, threads, args)
+        else:
+            fn(0, R, *args)
         if len(fn.overloads) != before:
             try:
                 write_manifest(self.folder)

@@ -147,14 +147,8 @@ def _softmax_impl(b, a, dim, log=False):
     x = a.astype(acc, copy=False)
     if x.size == 0:
         return x.astype(out.np)
+    # No guard for rows whose max is +-inf or nan: they give nan, as in PyTorch.
     m = x.max(axis=dim, keepdims=True)
-    # a row whose max is +-inf or nan is shifted by 0 instead (x - m would be nan everywhere)
-    if xp is np:  # on the CPU, only when there is such a row
-        fin = np.isfinite(m)
-        if not fin.all():
-            m = np.where(fin, m, 0)
-    else:
-        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     z = x - m
     e = xp.exp(z)
     s = e.sum(axis=dim, keepdims=True)

@@ -17,8 +17,8 @@ tracing, the interpreter, code generation for each target and the tests are all 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .. import dtypes as dt
 from ..errors import DTypeError

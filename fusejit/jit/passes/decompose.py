@@ -1,19 +1,20 @@
 """Decomposition: composite ops become the primitive ops of the op table, so that row fusion
 (``fuse_rows``) can put each into one kernel with its neighbours.
 
-- ``softmax(x, d)``: m = amax(x, d, keepdim); m = where(isfinite(m), m, 0); z = x - m;
-  e = exp(z); s = sum(e, d, keepdim); e / s (``log``: z - log(s));
-- ``logsumexp(x, dims, keepdim)``: the same m, then log(sum(exp(x - m))) + m, reshaped to drop
-  the reduced dims unless ``keepdim``;
+- ``softmax(x, d)``: m = amax(x, d, keepdim); z = x - m; e = exp(z); s = sum(e, d, keepdim);
+  e / s (``log``: z - log(s)). Like eager (and PyTorch), a row whose max is +-inf or nan gives
+  nan;
+- ``logsumexp(x, dims, keepdim)``: m = amax(x, dims, keepdim); m = where(isfinite(m), m, 0)
+  (eager's guard: a row of -inf gives -inf, not nan), then log(sum(exp(x - m))) + m, reshaped
+  to drop the reduced dims unless ``keepdim``;
 - ``layer_norm``: mu = mean(x); xc = x - mu; var = mean(xc * xc); xc * rsqrt(var + eps), then
   * weight, + bias.
 
 The steps, their order and their dtypes are those of the eager implementations in
-``fusejit/ops/reductions.py`` (which replace a non-finite row maximum by 0 the same way), so
-the decomposed graph computes what eager does up to the summation order; float16 and integer
-inputs are cast to the float32 eager computes them in, and the result back. The one deliberate
-difference: ``rsqrt`` and a multiply instead of eager's divide by ``sqrt`` (a multiply per
-element instead of a division; at most an ulp or two apart).
+``fusejit/ops/reductions.py``, so the decomposed graph computes what eager does up to the
+summation order; float16 and integer inputs are cast to the float32 eager computes them in, and
+the result back. The one deliberate difference: ``rsqrt`` and a multiply instead of eager's
+divide by ``sqrt`` (a multiply per element instead of a division; at most an ulp or two apart).
 
 ``mean`` stays a primitive: a row kernel divides the sum by the row length it is called with,
 where a rewrite to ``sum * (1/n)`` would bake the traced length into a shape-generic kernel.
@@ -30,10 +31,6 @@ from ... import dispatch
 from ... import dtypes as dt
 from ...ops.registry import OPS
 from ..ir import Const, Graph, Node, TensorType, Value
-
-
-def _float_out(d: dt.DType) -> dt.DType:
-    return d if d.is_floating_point else dt.default_float
 
 
 def target_computes(d: dt.DType, target: str) -> bool:
@@ -124,8 +121,7 @@ def _softmax(b: _Builder, n: Node):
     dims = (n.attr("dim"),)
     acc = _acc(out_v.type.dtype)
     xa = b.cast(x, acc)
-    m = _stable_max(b, xa, dims)
-    z = b.ew("sub", xa, m)
+    z = b.ew("sub", xa, b.reduce("amax", xa, dims))
     e = b.ew("exp", z)
     s = b.reduce("sum", e, dims)
     r = b.ew("sub", z, b.ew("log", s)) if n.attr("log") else b.ew("div", e, s)

@@ -38,6 +38,9 @@ from .fuse import _toposort
 
 
 class _Domain:
+    """Full shape F reduced over its k trailing dims: rows O = F[:-k]; per-row values have
+    shape ``keep`` = O + (1,)*k or ``drop`` = O."""
+
     __slots__ = ("F", "k", "O", "keep", "drop")
 
     def __init__(self, F: tuple, k: int) -> None:
@@ -116,7 +119,7 @@ def _role(n: Node, dom: _Domain, form_of: dict, target: str):
         return None
     ins = [form_of.get(v) for v in n.inputs if isinstance(v, Value)]
     if out == dom.F:
-        for v, f in zip([v for v in n.inputs if isinstance(v, Value)], ins):
+        for f in ins:
             if f is None or f == "full" or f == "keep":
                 continue
             if f == "drop" and not dom.O:  # per-row scalars of a single row
@@ -289,8 +292,8 @@ def _step_dtypes(n: Node):
 
 
 def make_row_node(members: list, exports: list, dom: _Domain, target: str, made) -> Node:
-    """The ``fused`` node of a row region: attrs body (a ``RowBody``), kernel_key, target and
-    shape_generic (False when it holds a reshape the user wrote: its shape is the traced one)."""
+    """The ``fused`` node of a row region: attrs body (a ``RowBody``), kernel_key, target, and
+    shape_generic=False when it holds a reshape the user wrote (its shape is the traced one)."""
     form_of: dict = {}
     ext: list = []
     ext_idx: dict = {}
@@ -352,9 +355,11 @@ def make_row_node(members: list, exports: list, dom: _Domain, target: str, made)
         strict_empty=strict,
     )
     block = Block(list(ext), list(members), list(exports))
-    attrs = (("body", body), ("kernel_key", body.key()), ("shape_generic", generic),
-             ("target", target))  # fmt: skip
-    return Node("fused", tuple(ext), attrs, tuple(exports), (block,))
+    attrs = [("body", body), ("kernel_key", body.key())]
+    if not generic:
+        attrs.append(("shape_generic", False))
+    attrs.append(("target", target))
+    return Node("fused", tuple(ext), tuple(attrs), tuple(exports), (block,))
 
 
 __all__ = ["fuse_rows", "make_row_node"]
