@@ -15,8 +15,11 @@ import numpy as np
 
 from . import dispatch
 from . import dtypes as dt
+from .backends.host_pool import POOL as _HOST_POOL
 from .device import CPU, Device, as_device
 from .errors import DeviceError, DTypeError, FusejitError, ShapeError, fmt_shape
+
+_POOL_IDS = _HOST_POOL.ids
 
 __all__ = ["Tensor", "tensor", "from_numpy", "from_dlpack"]
 
@@ -40,6 +43,16 @@ class Tensor:
         t._dtype = dtype
         t._device = device
         return t
+
+    def __del__(self) -> None:
+        # a large CPU array from the host pool goes back to it when nothing else uses it
+        # (backends/host_pool.py); the argument is passed without binding a local, which the
+        # pool's reference count check relies on
+        try:
+            if id(self._data.base) in _POOL_IDS:
+                _HOST_POOL.release(self._data)
+        except (AttributeError, TypeError):  # a half-built tensor, or interpreter shutdown
+            pass
 
     # ---- metadata ---------------------------------------------------------------------------
     @property

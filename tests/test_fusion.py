@@ -215,12 +215,26 @@ def test_fused_kernels_take_views_and_empty_tensors():
         check_against_eager(t, f, x, y)
 
 
-def test_the_parallel_kernel_path(monkeypatch):
+def test_the_threaded_kernel_path(monkeypatch):
+    # 3 threads over an odd size, two outputs, a 2-D input: every slice boundary is exercised
     monkeypatch.setattr(cpu_kernels, "PARALLEL_THRESHOLD", 1000)
-    x = fusejit.randn(50_000)
-    t = fusejit.trace(lambda x: x * 2 + 1, x)
-    check_against_eager(t, lambda x: x * 2 + 1, x)
-    assert t.plan.kernels[0][1]._par is not None  # the threaded variant ran
+    monkeypatch.setattr(cpu_kernels, "THREADS", 3)
+
+    def f(x, y):
+        a = x * 2 + y
+        return a, a.exp() - y
+
+    x, y = fusejit.randn(50_001), fusejit.randn(50_001)
+    t = fusejit.trace(f, (x, y))
+    check_against_eager(t, f, x, y)  # (the first call compiles on one thread)
+    check_against_eager(t, f, x, y)
+    k = t.plan.kernels[0][1]
+    assert k.threaded >= 1
+    x2, y2 = fusejit.randn(301, 7), fusejit.randn(301, 7)
+    t2 = fusejit.trace(f, (x2, y2))
+    for _ in range(2):
+        check_against_eager(t2, f, x2, y2)
+    assert t2.plan.kernels[0][1].threaded >= 1
 
 
 def test_fuse_pass_reports_no_change_without_regions():

@@ -105,10 +105,10 @@ def supports(body: KernelBody) -> str | None:
     return None
 
 
-def kernel_source(body: KernelBody, fname: str, threads_chunk: int) -> str:
-    """numba source for ``body``: ``{fname}_flat`` over 1-D arrays (same shape, contiguous),
-    ``{fname}_nd`` over N-D arrays of the output's shape (broadcast inputs are stride-0
-    views), and ``{fname}_par`` splitting the flat loop in chunks across threads."""
+def kernel_source(body: KernelBody, fname: str) -> str:
+    """numba source for ``body``: ``{fname}_flat`` over 1-D arrays (same shape, contiguous).
+    Large calls split it across threads by calling it on slices (``jit/cpu_kernels.py``), so
+    there is no second, parallel variant to compile."""
     n_in = len(body.in_dtypes)
     n_out = len(body.outputs)
     ins = [f"a{i}" for i in range(n_in)]
@@ -132,13 +132,6 @@ def kernel_source(body: KernelBody, fname: str, threads_chunk: int) -> str:
         f"    for i in range({outs[0]}.shape[0]):",
         *body_lines("i", "        "),
         "",
-        "",
-        f"def {fname}_par({params}):",
-        f"    n = {outs[0]}.shape[0]",
-        f"    for c in numba.prange((n + {threads_chunk - 1}) // {threads_chunk}):",
-        f"        for i in range(c * {threads_chunk}, min(n, (c + 1) * {threads_chunk})):",
-        *body_lines("i", "            "),
-        "",
     ]
     text = "\n".join(src)
     if "_vm." in text:
@@ -148,6 +141,8 @@ def kernel_source(body: KernelBody, fname: str, threads_chunk: int) -> str:
 
 
 def nd_kernel_source(body: KernelBody, fname: str, rank: int) -> str:
+    """numba source of ``{fname}_nd{rank}``: a loop nest over N-D arrays of the output's shape
+    (broadcast inputs are stride-0 views, strided inputs keep their strides)."""
     n_in = len(body.in_dtypes)
     n_out = len(body.outputs)
     ins = [f"a{i}" for i in range(n_in)]

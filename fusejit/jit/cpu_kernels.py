@@ -18,6 +18,7 @@ import numba
 import numpy as np
 
 from .. import dtypes as dt
+from ..backends.host_pool import MIN_BYTES, host_empty
 from ..codegen import rows
 from ..codegen.body import KernelBody
 from ..codegen.cpu import kernel_source, nd_kernel_source
@@ -37,12 +38,11 @@ from .cache import (
 
 log = logging.getLogger("fusejit")
 
-# Above this many elements a flat kernel splits its loop across threads. Measured on the 2-core
+# Above this many elements a flat kernel's loop is split across threads. Measured on the 2-core
 # development machine (bench/bench_threads.py, bench/RESULTS.md): below 2^22 float32 elements
-# the parallel loop never won (waking the pool costs 0.1-20 ms, more when the cores are busy);
+# the split never won (a hand-off to the pool costs 0.05-20 ms, more when the cores are busy);
 # above it the gain was 0.8-1.8x depending on load. Override with the environment variable.
 PARALLEL_THRESHOLD = int(os.environ.get("FUSEJIT_CPU_PARALLEL_THRESHOLD", 1 << 22))
-CHUNK = 1 << 14
 # Row kernels split their rows across threads from this many elements (R * N) and 2 rows on.
 # Measured with bench/bench_rows.py on the 2-core development machine, idle (softmax and layer
 # norm, rows of 64 to 4096 float32): a split launch costs ~60-100 us of thread hand-off; at
@@ -62,19 +62,12 @@ class CpuKernel:
         self.rank = rank
         self.folder = folder
         self.origin = origin
-        name = "k"
-        self.flat = numba.njit(**_JIT_OPTS)(getattr(module, f"{name}_flat"))
-        self._par_py = getattr(module, f"{name}_par")
-        self._par = None
-        nd = getattr(module, f"{name}_nd{rank}", None)
+        self.flat = numba.njit(**_JIT_OPTS)(module.k_flat)
+        nd = getattr(module, f"k_nd{rank}", None)
         self.nd = numba.njit(**_JIT_OPTS)(nd) if nd is not None else None
         self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
-
-    @property
-    def par(self):
-        if self._par is None:
-            self._par = numba.njit(parallel=True, **_JIT_OPTS)(self._par_py)
-        return self._par
+        self.n_in = len(body.in_dtypes)
+        self.threaded = 0  # launches split across threads (for tests and explain)
 
     def __call__(self, *arrays):
         shape = arrays[0].shape
@@ -85,23 +78,30 @@ class CpuKernel:
                 break
         if not flat:
             return self._call_broadcast(arrays)
-        outs = [np.empty(shape, d) for d in self.out_np]
-        n = outs[0].size
+        n = arrays[0].size
+        alloc = np.empty if n < _POOLED_FROM else host_empty  # (small calls: no pool lookup)
+        outs = [alloc(shape, d) for d in self.out_np]
         if n == 0:
             return outs
-        fn = self.flat if n < PARALLEL_THRESHOLD else self.par
+        fn = self.flat
         before = len(fn.overloads)
-        if len(shape) == 1:
-            fn(*arrays, *outs)
+        args = (*arrays, *outs) if len(shape) == 1 else (
+            *[a.reshape(-1) for a in arrays], *[o.reshape(-1) for o in outs])  # fmt: skip
+        threads = THREADS if n >= PARALLEL_THRESHOLD and before else 1
+        if threads > 1:
+            # the same compiled loop on contiguous slices, one per thread (the kernel is
+            # nogil); the first call compiles on this thread alone
+            self.threaded += 1
+            _run_split(_flat_slices, n, threads, (fn, args))
         else:
-            fn(*[a.reshape(-1) for a in arrays], *[o.reshape(-1) for o in outs])
+            fn(*args)
         if len(fn.overloads) != before:
             self._compiled()
         return outs
 
     def _call_broadcast(self, arrays):
         shape = np.broadcast_shapes(*[a.shape for a in arrays])
-        outs = [np.empty(shape, d) for d in self.out_np]
+        outs = [host_empty(shape, d) for d in self.out_np]
         if outs[0].size == 0:
             return outs
         fn = self.flat if len(shape) <= 1 else self.nd
@@ -170,7 +170,7 @@ def _load_or_build(key: str, body, rank: int):
         if row:
             src = row_kernel_source(body)
         else:
-            src = kernel_source(body, "k", CHUNK)
+            src = kernel_source(body, "k")
             if rank > 1:
                 src += "\n\n" + nd_kernel_source(body, "k", rank)
         if debug_level() >= 1:
@@ -212,6 +212,11 @@ def cpu_row_kernel(body: rows.RowBody) -> CpuRowKernel:
         return k
 
 
+_POOLED_FROM = MIN_BYTES // 8  # elements: no dtype of fewer than 8 bytes reaches the pool below
+
+# numba's setting (the CPUs this process may use, or NUMBA_NUM_THREADS), read without starting
+# numba's own threading layer, which fusejit does not use
+THREADS = max(1, int(numba.config.NUMBA_NUM_THREADS))
 _POOL = None
 _POOL_LOCK = threading.Lock()
 
@@ -221,9 +226,13 @@ def _pool() -> ThreadPoolExecutor:
     if _POOL is None:
         with _POOL_LOCK:
             if _POOL is None:
-                _POOL = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) - 1),
-                                           thread_name_prefix="fusejit-rows")  # fmt: skip
+                _POOL = ThreadPoolExecutor(max(1, THREADS - 1),
+                                           thread_name_prefix="fusejit-cpu")  # fmt: skip
     return _POOL
+
+
+def _flat_slices(lo: int, hi: int, fn, args: tuple) -> None:
+    fn(*[a[lo:hi] for a in args])
 
 
 def _run_split(fn, R: int, threads: int, args: tuple) -> None:
@@ -265,7 +274,7 @@ class CpuRowKernel:
             if len(self._plans) < 256:
                 self._plans[key] = plan
         F, R, N, port_plan, out_plan = plan
-        outs = [np.empty(shape, d) for (shape, _), d in zip(out_plan, self.out_np)]
+        outs = [host_empty(shape, d) for (shape, _), d in zip(out_plan, self.out_np)]
         if R == 0:
             return outs
         if N == 0 and self.body.strict_empty:
@@ -283,7 +292,7 @@ class CpuRowKernel:
         args = (N, *ports, *flat)
         threads = 1
         if R >= 2 and R * N >= ROW_PARALLEL_THRESHOLD and before:
-            threads = min(R, numba.get_num_threads())  # (a call of ~2 us: big launches only)
+            threads = min(R, THREADS)
         if threads > 1:
             self.threaded += 1
             _run_split(fn, R, threads, args)
