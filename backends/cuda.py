@@ -42,6 +42,8 @@ from fusejit.jit.cache import (
     write_manifest,
 )
 
+from . import cuda_tuning as tuning
+
 log = logging.getLogger("fusejit")
 
 _BACKENDS: dict = {}
@@ -186,6 +188,8 @@ class CudaBackend:
         self.sm_count = int(self.device.attributes["MultiProcessorCount"])
         self.max_blocks = self.sm_count * BLOCKS_PER_SM
         self.vec_bytes = VEC_BYTES
+        # large elementwise launches choose their grid by timing (off: always max_blocks)
+        self.tune = os.environ.get("FUSEJIT_CUDA_TUNE", "1") != "0"
         nvrtc = _nvrtc()
         self.nvrtc_version = tuple(nvrtc.getVersion())
         self.arch, self.binary = _target(nvrtc, self.cc)
@@ -411,6 +415,13 @@ def _scalar(v, op, compute: dt.DType):
         raise  # as numpy does (dispatch reports it as a DTypeError)
 
 
+_MAX_GRID = (1 << 31) - 1
+
+
+def _event_done(e) -> bool:
+    return e.done
+
+
 def _ptr(a) -> int:
     """Device address of an array's first element (a function, so host tests can swap it)."""
     return a.data.ptr
@@ -432,6 +443,7 @@ class CudaKernel:
         self.out_vbytes = tuple(np.dtype(d).itemsize * self.vmax for d in self.out_np)
         self.fns: dict = {}  # Variant -> launchable function
         self._flat = {}  # (vec, bits) -> Variant of the same-shape contiguous fast path
+        self.tuners: dict = {}  # (Variant, size class) -> GridTuner of large launches
 
     def variants(self) -> list:
         """Tags of the variants compiled so far."""
@@ -471,11 +483,41 @@ class CudaKernel:
             fn = self.fns.get(v)
             if fn is None:
                 fn = self.fns[v] = b.function(self.body, v)
-            blocks = cg.grid_size(n, v, b.max_blocks)
             # sizes and strides are `long long` parameters: pass 8-byte numpy scalars
             ints = (_I64(n), *map(_I64, extra)) if extra else (_I64(n),)
-            fn((blocks,), (cg.BLOCK,), (*arrays, *outs, *ints))
+            args = (*arrays, *outs, *ints)
+            if n < tuning.TUNE_FROM or not b.tune:
+                fn((cg.grid_size(n, v, b.max_blocks),), (cg.BLOCK,), args)
+            else:
+                self._tuned_launch(fn, v, n, args)
         return outs
+
+    def _tuned_launch(self, fn, v, n: int, args) -> None:
+        """A large launch: its grid size is chosen by timing (``backends/cuda_tuning.py``)."""
+        b = self.backend
+        key = (v, n.bit_length())
+        t = self.tuners.get(key)
+        if t is None:
+            t = self.tuners[key] = tuning.GridTuner()
+        if t.choice is None and t.settle(_event_done, b.xp.cuda.get_elapsed_time):
+            times = ", ".join(f"{c or 'uncapped'}: {ms:.4f} ms" for c, ms in t.times.items())
+            log.info("fusejit: CUDA kernel %s at 2^%d elements: %s blocks per SM (%s)",
+                     v.tag, key[1] - 1, t.choice or "uncapped", times)  # fmt: skip
+        cap, index = t.next_cap()
+        blocks = cg.grid_size(n, v, b.sm_count * cap if cap else _MAX_GRID)
+        if index is None:
+            fn((blocks,), (cg.BLOCK,), args)
+            return
+        Event = b.xp.cuda.Event
+        start, end = Event(), Event()
+        start.record()
+        fn((blocks,), (cg.BLOCK,), args)
+        end.record()
+        t.add(index, start, end)
+
+    def launch_choices(self) -> dict:
+        """Tag and size class -> blocks per SM chosen by timing (0: uncapped), for reports."""
+        return {f"{v.tag}@2^{bits - 1}": t.choice for (v, bits), t in self.tuners.items()}
 
     def _plan(self, arrays, outs, out_shape):
         aligned = tuple(_ptr(a) % s == 0 for a, s in zip(arrays, self.vbytes, strict=True))

@@ -31,59 +31,32 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import fusejit as fj  # noqa: E402
+from fusejit import workloads as W  # noqa: E402
 
 DEV = "cuda:0"
-LR, B1, B2, EPS, STEP = 1e-3, 0.9, 0.999, 1e-8, 10
+# the standard workloads (fusejit/workloads.py: the anchors' formulas and sizes on a GPU);
+# the row workloads take only the default launch (their grid is one row per warp or block)
+ELEMENTWISE = ("chain-8op", "gelu", "bias-gelu", "adam", "lstm-cell")
+ROWS = ("softmax", "layernorm", "softmax-1k", "layernorm-1k")
+chain = W.chain_8op
 
 
-# ---- the workloads (the anchors' formulas) ----------------------------------------------------
-def chain(x):
-    return fj.tanh(fj.exp(x * 2 + 1) * fj.sigmoid(x)) + x * 0.5
-
-
-def gelu(x):
-    return 0.5 * x * (1 + fj.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
-
-
-def bias_gelu(x, b):
-    return gelu(x + b)
-
-
-def adam(p, g, m, v):
-    m = B1 * m + (1 - B1) * g
-    v = B2 * v + (1 - B2) * g * g
-    p = p - LR * (m / (1 - B1**STEP)) / (fj.sqrt(v / (1 - B2**STEP)) + EPS)
-    return p, m, v
-
-
-def lstm(gates, c):
-    i, f, g, o = gates.chunk(4, 1)
-    c2 = fj.sigmoid(f) * c + fj.sigmoid(i) * fj.tanh(g)
-    return fj.sigmoid(o) * fj.tanh(c2), c2
-
-
-def workloads(scale: int):
-    """(name, fn, input shapes, unique bytes moved) at sizes divided by ``scale``."""
-    n = (1 << 24) // scale
-    m, k = 4096 // scale, 4096
-    b, h = 8192 // scale, 4096
-    return [
-        ("chain-8op", chain, [(n,)], 2 * n * 4),
-        ("gelu", gelu, [(n,)], 2 * n * 4),
-        ("bias-gelu", bias_gelu, [(m, k), (k,)], (2 * m * k + k) * 4),
-        ("adam", adam, [(n,)] * 4, 7 * n * 4),
-        ("lstm-cell", lstm, [(b, 4 * h), (b, h)], (4 * b * h + b * h + 2 * b * h) * 4),
-    ]
+def make_inputs(name: str, scale: int) -> tuple:
+    """(tensors on the GPU, shape label) of workload ``name`` at its GPU size / ``scale``."""
+    w = W.WORKLOADS[name]
+    arrays, shape = w.make(w.size_for("cuda") // scale, "cuda", 0)
+    return tuple(fj.tensor(a, device=DEV) for a in arrays), shape
 
 
 # ---- timing ----------------------------------------------------------------------------------
 _FLUSH = None
 
 
-def gpu_time_ms(fn, warmup: int = 3, reps: int = 20) -> float:
+def gpu_time_ms(fn, warmup: int = 12, reps: int = 20) -> float:
     """Median over ``reps`` of one call's time between two cupy events, each call after a
     256 MB memset (as triton's do_bench): the L2 holds no inputs, and the GPU is busy while the
-    host prepares the call, so the events measure device time, not Python time."""
+    host prepares the call, so the events measure device time, not Python time. The warm-up
+    covers the grid-size tuning of large launches (backends/cuda_tuning.py)."""
     import cupy
 
     global _FLUSH
@@ -104,9 +77,9 @@ def gpu_time_ms(fn, warmup: int = 3, reps: int = 20) -> float:
     return statistics.median(times)
 
 
-# launch settings compared per workload: (bytes per thread and array, blocks per SM cap);
-# the first is the backend's default
-CONFIGS = [(16, 32), (16, 1 << 16), (32, 1 << 16), (32, 32)]
+# launch settings compared per workload: (bytes per thread and array, blocks per SM cap, grid
+# chosen by timing); the first is the backend's default (16 B, grid tuned), the others fixed
+CONFIGS = [(16, 32, True), (16, 32, False), (16, 1 << 16, False), (32, 1 << 16, False)]
 
 
 def copy_bandwidth() -> dict:
@@ -126,28 +99,29 @@ def _max_rel_diff(a: fj.Tensor, b: fj.Tensor) -> float:
     return float(cupy.max(cupy.abs(x - y)) / max(float(cupy.max(cupy.abs(y))), 1e-30))
 
 
-def _set_config(vec_bytes: int, blocks_per_sm: int) -> None:
+def _set_config(vec_bytes: int, blocks_per_sm: int, tune: bool) -> None:
     from fusejit.backends.cuda import get_backend
 
     b = get_backend(0)
     b.vec_bytes = vec_bytes
     b.max_blocks = b.sm_count * blocks_per_sm
-    b._fused.clear()  # kernels made from now on take the new vector width
+    b.tune = tune
+    b._fused.clear()  # kernels made from now on take the new settings
 
 
-def bench_workload(name, fn, shapes, nbytes, copy_gbs, reps) -> dict:
+def bench_workload(name, scale, copy_gbs, reps) -> dict:
     import cupy
 
-    fj.manual_seed(0)
-    args = tuple(fj.randn(*s, device=DEV) for s in shapes)
-    if name == "adam":
-        args = (*args[:3], args[3].abs())
+    fn = W.WORKLOADS[name].fn
+    args, shape = make_inputs(name, scale)
     eager_out = fn(*args)
     eager_out = eager_out if isinstance(eager_out, tuple) else (eager_out,)
+    # unique bytes: every input read once, every output written once
+    nbytes = sum(a._data.nbytes for a in args) + sum(o._data.nbytes for o in eager_out)
     eager_ms = gpu_time_ms(lambda: fn(*args), reps=reps)
     configs = []
-    for vec_bytes, bps in CONFIGS:
-        _set_config(vec_bytes, bps)
+    for vec_bytes, bps, tune in CONFIGS if name in ELEMENTWISE else CONFIGS[:1]:
+        _set_config(vec_bytes, bps, tune)
         t0 = time.perf_counter()
         traced = fj.trace(fn, args)
         cupy.cuda.Device().synchronize()
@@ -158,10 +132,15 @@ def bench_workload(name, fn, shapes, nbytes, copy_gbs, reps) -> dict:
         del fused_out
         ms = gpu_time_ms(lambda traced=traced: traced(*args), reps=reps)
         variants = [v for _, k in traced.plan.kernels for v in getattr(k, "variants", list)()]
+        choices = {}
+        for _, k in traced.plan.kernels:
+            choices.update(getattr(k, "launch_choices", dict)())
         configs.append(
             {
                 "vec_bytes": vec_bytes,
                 "blocks_per_sm": bps,
+                "tuned": tune,
+                "grid_choices": choices,
                 "fused_ms": ms,
                 "pct_copy": 100 * nbytes / ms / 1e6 / copy_gbs,
                 "variants": variants,
@@ -176,7 +155,7 @@ def bench_workload(name, fn, shapes, nbytes, copy_gbs, reps) -> dict:
     trace_s, diff = default["trace_and_first_call_s"], default["max_rel_diff_vs_eager"]
     row = {
         "workload": name,
-        "shapes": [list(s) for s in shapes],
+        "shape": shape,
         "bytes": nbytes,
         "eager_ms": eager_ms,
         "fused_ms": fused_ms,
@@ -320,9 +299,9 @@ def main(argv=None) -> int:
     results["copy"] = copy
     print(f"copy: {copy['ms']:.4f} ms  {copy['gbs']:.0f} GB/s", flush=True)
     rows = []
-    for name, fn, shapes, nbytes in workloads(args.scale):
+    for name in ELEMENTWISE + ROWS:
         try:
-            row = bench_workload(name, fn, shapes, nbytes, copy["gbs"], args.reps)
+            row = bench_workload(name, args.scale, copy["gbs"], args.reps)
         except Exception as e:  # one broken workload must not hide the others
             row = {"workload": name, "error": f"{type(e).__name__}: {e}"[:2000]}
         rows.append(row)
@@ -339,21 +318,25 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(results, indent=1))
     print()
     print(f"{info['device']} (sm_{b.cc}); copy {copy['gbs']:.0f} GB/s (read + written)")
-    print(f"{'workload':12s} {'eager ms':>9s} {'fused ms':>9s} {'x':>5s} {'eager %':>8s} "
-          f"{'fused %':>8s}  variants")  # fmt: skip
+    print(f"{'workload':12s} {'shape':>12s} {'eager ms':>9s} {'fused ms':>9s} {'x':>5s} "
+          f"{'eager %':>8s} {'fused %':>8s}  variants")  # fmt: skip
     for r in rows:
         if "error" in r:
             print(f"{r['workload']:12s} ERROR {r['error'][:80]}")
             continue
-        print(f"{r['workload']:12s} {r['eager_ms']:9.3f} {r['fused_ms']:9.3f} {r['speedup']:5.1f} "
+        print(f"{r['workload']:12s} {r['shape']:>12s} {r['eager_ms']:9.3f} {r['fused_ms']:9.3f} "
+              f"{r['speedup']:5.1f} "
               f"{r['eager_pct_copy']:7.1f}% {r['fused_pct_copy']:7.1f}%  "
               f"{','.join(r['variants'])}")  # fmt: skip
-    print("launch settings (bytes per thread and array / blocks per SM cap): fused % of copy")
-    print(f"{'workload':12s} " + " ".join(f"{v:>3d}B/{b:<6d}" for v, b in CONFIGS))
+    print("launch settings (bytes per thread and array / blocks per SM cap, or the grid chosen "
+          "by timing): fused % of copy")  # fmt: skip
+    heads = [f"{v}B/{'tuned' if t else b}" for v, b, t in CONFIGS]
+    print(f"{'workload':12s} " + " ".join(f"{h:>10s}" for h in heads) + "  tuned choice")
     for r in rows:
-        if "configs" in r:
+        if len(r.get("configs", ())) > 1:
+            choice = ",".join(f"{k}:{c}" for k, c in r["configs"][0]["grid_choices"].items())
             print(f"{r['workload']:12s} " + " ".join(
-                f"{c['pct_copy']:9.1f}%" for c in r["configs"]))  # fmt: skip
+                f"{c['pct_copy']:9.1f}%" for c in r["configs"]) + f"  {choice}")  # fmt: skip
     ho, co = results["host_overhead"], results["compile"]
     if "error" not in ho:
         print(f"host time per call, chain-8op @4096: fused {ho['fused_us_per_call']:.1f} us, "

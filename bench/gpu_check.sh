@@ -33,16 +33,29 @@ EOF
 command -v nvcc >/dev/null && nvcc --version | tail -1
 
 echo "== pytest (tests/test_cuda.py tests/test_cuda_codegen.py) -> $OUT/pytest_cuda.log"
-timeout 220 "$PY" -m pytest -q -p no:cacheprovider --durations=15 \
+timeout 170 "$PY" -m pytest -q -p no:cacheprovider --durations=15 \
     tests/test_cuda.py tests/test_cuda_codegen.py >"$OUT/pytest_cuda.log" 2>&1
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda.log" | head -40
 tail -n 3 "$OUT/pytest_cuda.log"
 
+echo "== pytest, the GPU tests of the other files (-k cuda) -> $OUT/pytest_cuda_more.log"
+timeout 60 "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test_nn.py \
+    tests/test_optimize.py tests/test_reduction_fusion.py tests/test_save_load.py \
+    tests/test_errors.py >"$OUT/pytest_cuda_more.log" 2>&1
+echo "pytest exit status $?"
+grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda_more.log" | head -20
+tail -n 2 "$OUT/pytest_cuda_more.log"
+
 echo "== bench/gpu_bench.py -> $OUT/gpu_bench.json, $OUT/gpu_bench.log"
 timeout 110 "$PY" bench/gpu_bench.py --json "$OUT/gpu_bench.json" >"$OUT/gpu_bench.log" 2>&1
 echo "gpu_bench exit status $?"
-tail -n 12 "$OUT/gpu_bench.log"
+tail -n 22 "$OUT/gpu_bench.log"
+
+echo "== bench/bench_script_lstm.py -> $OUT/lstm.log"
+timeout 40 "$PY" bench/bench_script_lstm.py --reps 3 >"$OUT/lstm.log" 2>&1
+echo "lstm exit status $?"
+tail -n 5 "$OUT/lstm.log"
 
 ANCHORS=""
 for f in .anchors/gpu_anchors.py shared/anchors/gpu_anchors.py; do
@@ -50,7 +63,7 @@ for f in .anchors/gpu_anchors.py shared/anchors/gpu_anchors.py; do
 done
 if [ -n "$ANCHORS" ]; then
     echo "== anchors ($ANCHORS) -> $OUT/anchors.log, $OUT/gpu_anchors.json"
-    (cd "$OUT" && timeout 140 "$PY" "$ANCHORS") >"$OUT/anchors.log" 2>&1
+    (cd "$OUT" && timeout 120 "$PY" "$ANCHORS") >"$OUT/anchors.log" 2>&1
     echo "anchors exit status $?"
 else
     echo "== anchors: no .anchors/gpu_anchors.py here; skipped"

@@ -65,9 +65,27 @@ def is_cuda_available() -> bool:  # noqa: D401
     return device_count() > 0
 
 
+def empty_cache() -> None:
+    """Free the large host buffers kept for reuse by dead CPU tensors (and cupy's cached GPU
+    blocks, when cupy is in use). Tensors still alive keep their memory.
+
+    >>> import fusejit
+    >>> fusejit.empty_cache()
+    """
+    from .backends.host_pool import POOL
+
+    POOL.clear()
+    import sys as _sys
+
+    if "cupy" in _sys.modules:
+        _sys.modules["cupy"].get_default_memory_pool().free_all_blocks()
+
+
 from .jit.api import TracedFunction, trace  # noqa: E402
 from .jit.cache import cache_info, clear_cache  # noqa: E402
 from .jit.trace import TracerWarning  # noqa: E402
 from . import nn  # noqa: E402
 from .jit.explain import explain  # noqa: E402
 from .jit.optimize import optimize  # noqa: E402
+from .jit.script import ScriptError, script  # noqa: E402
+from .jit.archive import ArchiveError, load, save  # noqa: E402

@@ -26,6 +26,7 @@ def tracing():
         return t
     return None
 
+
 _Tensor = None  # fusejit.tensor.Tensor, bound at import time of tensor.py
 _new = object.__new__
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
@@ -125,9 +126,11 @@ def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
         cond, x, y = args
         if not isinstance(cond, _Tensor):
             raise TypeError("where: condition must be a tensor")
-        promoted = promote_args(op, (x, y)) if any(
-            isinstance(a, _Tensor) for a in (x, y)
-        ) else dt.result_type(x, y)
+        promoted = (
+            promote_args(op, (x, y))
+            if any(isinstance(a, _Tensor) for a in (x, y))
+            else dt.result_type(x, y)
+        )
         compute, out = promoted, promoted
     elif op.rule == "cast":
         compute = out = attrs["dtype"]

@@ -166,13 +166,16 @@ def _make_bias_gelu(size, device_type, seed=0):
     return (x, rng.standard_normal(c, dtype=np.float32)), f"{r}x{c} + {c}"
 
 
-def _make_layernorm(size, device_type, seed=0):
-    rng = _rng(seed)
-    r, c = _rows_cols(size, 4096)
-    x = rng.standard_normal((r, c), dtype=np.float32)
-    w = 1 + 0.1 * rng.standard_normal(c, dtype=np.float32)
-    b = 0.1 * rng.standard_normal(c, dtype=np.float32)
-    return (x, w, b), f"{r}x{c}"
+def _make_layernorm(cols):
+    def make(size, device_type, seed=0):
+        rng = _rng(seed)
+        r, c = _rows_cols(size, cols)
+        x = rng.standard_normal((r, c), dtype=np.float32)
+        w = 1 + 0.1 * rng.standard_normal(c, dtype=np.float32)
+        b = 0.1 * rng.standard_normal(c, dtype=np.float32)
+        return (x, w, b), f"{r}x{c}"
+
+    return make
 
 
 def _make_adam(size, device_type, seed=0):
@@ -230,7 +233,11 @@ _WL = [
     Workload("softmax", "softmax over the last dim (fusejit.softmax)", softmax, _softmax_ref,
              _make_rows(4096), {"cpu": _E}, rtol=1e-4, atol=1e-9),
     Workload("layernorm", "layer_norm over the last dim, eps 1e-5, weight and bias", layernorm,
-             _layernorm_ref, _make_layernorm, {"cpu": _E}, rtol=1e-4, atol=1e-4),
+             _layernorm_ref, _make_layernorm(4096), {"cpu": _E}, rtol=1e-4, atol=1e-4),
+    Workload("softmax-1k", "softmax over rows of 1024", softmax, _softmax_ref,
+             _make_rows(1024), {"cpu": _E}, rtol=1e-4, atol=1e-9),
+    Workload("layernorm-1k", "layer_norm over rows of 1024", layernorm,
+             _layernorm_ref, _make_layernorm(1024), {"cpu": _E}, rtol=1e-4, atol=1e-4),
     Workload("adam", "adam step: 4 inputs (p, g, m, v), 3 outputs", adam_step, _adam_ref,
              _make_adam, {"cpu": _E}, rtol=1e-5, atol=1e-6),
     Workload("lstm-cell", "lstm-cell pointwise: gates [B,4H] -> h, c2", lstm_cell, _lstm_ref,

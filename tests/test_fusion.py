@@ -215,6 +215,46 @@ def test_fused_kernels_take_views_and_empty_tensors():
         check_against_eager(t, f, x, y)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_every_way_an_input_moves_along_the_last_dim(monkeypatch, threads):
+    # unit stride, broadcast along it (one value per row), another stride, a reversed view
+    # (negative strides: passed as a copy), broadcast over leading dims, a 0-d tensor
+    monkeypatch.setattr(cpu_kernels, "PARALLEL_THRESHOLD", 1 if threads > 1 else 1 << 40)
+    monkeypatch.setattr(cpu_kernels, "THREADS", threads)
+
+    def f(a, b, c, d):
+        return (a * b - c).exp() + d, a * d
+
+    base = fusejit.randn(5, 7, 18)
+    reversed_ = np.random.default_rng(0).standard_normal((5, 7, 9)).astype(np.float32)[..., ::-1]
+    shapes = ((5, 7, 9), (5, 7, 1), (5, 7, 9), (9,))
+    t = fusejit.trace(f, tuple(fusejit.randn(*s) for s in shapes))
+    cases = [
+        (
+            base[:, :, ::2],
+            fusejit.randn(5, 7, 1),
+            fusejit.randn(9, 7, 5).permute(2, 1, 0),
+            fusejit.randn(9),
+        ),  # fmt: skip
+        (
+            fusejit.randn(5, 7, 9),
+            fusejit.randn(5, 7, 1),
+            fusejit.from_numpy(reversed_),
+            fusejit.randn(9),
+        ),  # fmt: skip
+    ]
+    for args in cases:
+        for _ in range(2):  # (the first call compiles on one thread)
+            check_against_eager(t, f, *args)
+    k = t.plan.kernels[0][1]
+    assert {"sbsu", "ubuu"} <= {inner for _, inner in k.nd}
+    if threads > 1:
+        assert k.threaded >= 1
+    x0 = fusejit.tensor(2.0)
+    t0 = fusejit.trace(lambda x, y: x * y + 1, (x0, fusejit.randn(3, 4)[:, ::2]))
+    check_against_eager(t0, lambda x, y: x * y + 1, x0, fusejit.randn(3, 4)[:, ::2])
+
+
 def test_the_threaded_kernel_path(monkeypatch):
     # 3 threads over an odd size, two outputs, a 2-D input: every slice boundary is exercised
     monkeypatch.setattr(cpu_kernels, "PARALLEL_THRESHOLD", 1000)

@@ -398,6 +398,7 @@ def test_threads_compile_each_kernel_once(fresh_cache):
         assert [s["status"] for s in r["signatures"]] == ["compiled"]
         for reg in r["signatures"][0]["fused_regions"]:
             keys.add(reg["kernel_key"])
+            keys.update(reg["broadcast_kernels"])
             assert reg["origin"] == "compiled"
     assert report(opt_inplace)["signatures"][0]["status"] == "eager"
     info = fusejit.cache_info()

@@ -115,46 +115,78 @@ def kernel_source(body: KernelBody, fname: str) -> str:
     outs = [f"o{k}" for k in range(n_out)]
     params = ", ".join(ins + outs)
 
-    def body_lines(index: str, indent: str) -> list[str]:
-        loads = [f"{a}[{index}]" for a in ins]
-        steps, out_codes = render_steps(body, RENDERER, loads)
-        lines = [f"{indent}{name} = {code}" for name, code, _ in steps]
-        lines += [f"{indent}{o}[{index}] = {code}" for o, (code, _) in zip(outs, out_codes)]
-        return lines
-
-    src = [
-        "import math",
-        "import numpy as np",
-        "import numba",
-        "",
-        "",
-        f"def {fname}_flat({params}):",
-        f"    for i in range({outs[0]}.shape[0]):",
-        *body_lines("i", "        "),
-        "",
-    ]
-    text = "\n".join(src)
-    if "_vm." in text:
-        vm_import = "from fusejit.kernels import cpu_math as _vm\n"
-        text = text.replace("import numba\n", "import numba\n" + vm_import, 1)
-    return text
-
-
-def nd_kernel_source(body: KernelBody, fname: str, rank: int) -> str:
-    """numba source of ``{fname}_nd{rank}``: a loop nest over N-D arrays of the output's shape
-    (broadcast inputs are stride-0 views, strided inputs keep their strides)."""
-    n_in = len(body.in_dtypes)
-    n_out = len(body.outputs)
-    ins = [f"a{i}" for i in range(n_in)]
-    outs = [f"o{k}" for k in range(n_out)]
-    idx = ", ".join(f"i{d}" for d in range(rank))
-    lines = [f"def {fname}_nd{rank}({', '.join(ins + outs)}):"]
-    indent = "    "
-    for d in range(rank):
-        lines.append(f"{indent}for i{d} in range({outs[0]}.shape[{d}]):")
-        indent += "    "
-    loads = [f"{a}[{idx}]" for a in ins]
+    loads = [f"{a}[i]" for a in ins]
     steps, out_codes = render_steps(body, RENDERER, loads)
-    lines += [f"{indent}{name} = {code}" for name, code, _ in steps]
-    lines += [f"{indent}{o}[{idx}] = {code}" for o, (code, _) in zip(outs, out_codes)]
-    return "\n".join(lines) + "\n"
+    lines = [f"def {fname}_flat({params}):", f"    for i in range({outs[0]}.shape[0]):"]
+    lines += [f"        {name} = {code}" for name, code, _ in steps]
+    lines += [f"        {o}[i] = {code}" for o, (code, _) in zip(outs, out_codes)]
+    return module_source("\n".join(lines) + "\n")
+
+
+# how an input of an N-D kernel moves along the output's last dim
+UNIT, BROADCAST, STRIDED = "u", "b", "s"
+
+
+def nd_kernel_source(body: KernelBody, fname: str, rank: int, inner: str) -> str:
+    """numba source of ``{fname}`` for broadcast and strided inputs, by rows.
+
+    Arguments: ``lo, hi`` (the range of the first dim to run, so threads can split it), each
+    input as a 1-D array holding its elements (``f<k>``), each output as a 1-D contiguous
+    array of the output's size, ``shape`` (the output's, int64) and ``st`` (each input's
+    stride per dim in elements, 0 where it is broadcast; int64 [n_in, rank]). ``inner`` gives,
+    per input, how it moves along the last dim: ``u`` unit stride, ``b`` broadcast (one value
+    per row, loaded outside the loop), ``s`` another stride. Loops over the leading dims
+    compute each input's row offset; the innermost loop runs over contiguous row slices, so it
+    vectorizes as the flat kernel does whenever no input is ``s``.
+    """
+    n_in, n_out = len(body.in_dtypes), len(body.outputs)
+    assert len(inner) == n_in and rank >= 1
+    ins = [f"f{k}" for k in range(n_in)]
+    outs = [f"o{m}" for m in range(n_out)]
+    L = [f"def {fname}(lo, hi, {', '.join(ins + outs)}, shape, st):",
+         f"    n = shape[{rank - 1}]"]  # fmt: skip
+    ind = "    "
+    if rank == 1:
+        base = ["0"] * n_in
+        L += [f"{ind}ob = 0"]
+        loop = "range(lo, hi)"
+    else:
+        for d in range(rank - 1):
+            L.append(f"{ind}for i{d} in {'range(lo, hi)' if d == 0 else f'range(shape[{d}])'}:")
+            ind += "    "
+            for k in range(n_in):
+                prev = f"b{k}_{d - 1} + " if d else ""
+                L.append(f"{ind}b{k}_{d} = {prev}i{d} * st[{k}, {d}]")
+            L.append(f"{ind}q{d} = {f'q{d - 1} * shape[{d}] + ' if d else ''}i{d}")
+        base = [f"b{k}_{rank - 2}" for k in range(n_in)]
+        L.append(f"{ind}ob = q{rank - 2} * n")
+        loop = "range(n)"
+    loads = []
+    for k, kind in enumerate(inner):
+        b = base[k]
+        if kind == UNIT:
+            L.append(f"{ind}r{k} = f{k}[{b}:{b} + n]")
+            loads.append(f"r{k}[j]")
+        elif kind == BROADCAST:
+            L.append(f"{ind}v{k} = f{k}[{b}]")
+            loads.append(f"v{k}")
+        else:
+            L.append(f"{ind}s{k} = st[{k}, {rank - 1}]")
+            L.append(f"{ind}r{k} = f{k}[{b}:{b} + (n - 1) * s{k} + 1:s{k}]")
+            loads.append(f"r{k}[j]")
+    for m in range(n_out):
+        L.append(f"{ind}w{m} = o{m}[ob:ob + n]")
+    L.append(f"{ind}for j in {loop}:")
+    ind += "    "
+    steps, out_codes = render_steps(body, RENDERER, loads)
+    L += [f"{ind}{name} = {code}" for name, code, _ in steps]
+    L += [f"{ind}w{m}[j] = {code}" for m, (code, _) in enumerate(out_codes)]
+    return module_source("\n".join(L) + "\n")
+
+
+def module_source(functions: str) -> str:
+    """A kernel module: the imports its functions need, then the functions."""
+    head = "import math\nimport numpy as np\nimport numba\n"
+    if "_vm." in functions:
+        head += "from fusejit.kernels import cpu_math as _vm\n"
+    return head + "\n\n" + functions

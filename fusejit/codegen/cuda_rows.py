@@ -9,17 +9,18 @@ result) and, for a block, through shared memory: a fixed order, so results are r
 
 Variants (``RowVariant``), chosen per launch by ``plan_rows`` from the row length N:
 
-- ``cache`` > 0: the input ports that more than one pass reads are kept in registers, ``cache``
-  elements per thread (a power of two, at most ``MAX_CACHE``): the input is read from global
-  memory once, whatever the number of passes. The loops are unrolled so the register arrays
-  are indexed statically.
-- ``cache`` = 0 (rows longer than 256 * ``MAX_CACHE`` elements, or nothing read twice): every
-  pass reads global memory again (L2 for rows that fit it), a multi-pass fallback.
-
-A softmax-like pair (``m = amax(f)``; ``s = sum(exp(f - m'))``, see ``rows.online_pairs``)
-accumulates online in one pass: each thread keeps (m, s) and rescales s by exp(m_old - m_new)
-when its maximum grows; partial states merge the same way. Softmax is then two passes over
-registers (max and sum; normalize) and one block-level reduction.
+- ``cache`` > 0 (rows of up to 256 * ``MAX_CACHE`` elements): every element input is loaded
+  into registers, ``cache`` elements per thread (a power of two), by a loop of its own that
+  holds nothing but the (predicated) loads, so all of a thread's loads are in flight at once;
+  the passes then run over registers and the input is read from global memory once, whatever
+  the number of passes. The loops are unrolled so the register arrays are indexed statically.
+  The passes are the plain ones (a max, then a sum of exponentials): over registers a pass
+  costs little, and the online form's serial rescaling would not.
+- ``cache`` = 0 (longer rows): every pass reads global memory again (L2 for rows that fit it),
+  a multi-pass fallback. A softmax-like pair (``m = amax(f)``; ``s = sum(exp(f - m'))``, see
+  ``rows.online_pairs``) accumulates online in one pass there: each thread keeps (m, s) and
+  rescales s by exp(m_old - m_new) when its maximum grows; partial states merge the same way,
+  so softmax reads its row twice (max and sum; normalize), not three times.
 
 Numerics: float16 is loaded as float32, every step computed in float32 and rounded back to
 float16 after each float16 step (as the elementwise kernels do); float16 sums and means
@@ -68,17 +69,9 @@ class RowVariant:
         return f"rows-{self.mode}-c{self.cache}"
 
 
-def reread_ports(body: RowBody) -> list:
-    """Element ports (full or inner) that more than one pass reads."""
-    sch = schedule(body, online=True)
-    seen: dict = {}
-    for p, ps in enumerate(sch.passes):
-        refs = [r for j in ps.steps for r in body.steps[j].args]
-        refs += [body.steps[j].args[0] for j in ps.reductions]
-        for r in refs:
-            if r[0] == "in" and body.ports[r[1]][1] in ("full", "inner"):
-                seen.setdefault(r[1], set()).add(p)
-    return sorted(i for i, ps in seen.items() if len(ps) > 1)
+def element_ports(body: RowBody) -> list:
+    """Ports read element by element (full rows or one row shared by all)."""
+    return [i for i, p in enumerate(body.ports) if p[1] in ("full", "inner")]
 
 
 def plan_rows(body: RowBody, N: int) -> RowVariant:
@@ -88,7 +81,8 @@ def plan_rows(body: RowBody, N: int) -> RowVariant:
     mode = "warp" if N <= WARP_MAX else "block"
     per = -(-max(N, 1) // (WARP if mode == "warp" else cg.BLOCK))
     cache = 0
-    if per <= MAX_CACHE and reread_ports(body):
+    # registers even for an input read once: its loads are then issued together
+    if per <= MAX_CACHE and element_ports(body):
         cache = 1 << (per - 1).bit_length()
     return RowVariant(mode, cache)
 
@@ -106,10 +100,10 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
     port's ``ld<i>_`` (all ``long long``).
     """
     body = cg._round_half_consts(body)
-    sch = schedule(body, online=True)
+    sch = schedule(body, online=not v.cache)
     steps = body.steps
     T = v.threads
-    cached = set(reread_ports(body)) if v.cache else set()
+    cached = set(element_ports(body)) if v.cache else set()
     co = cg.compute_of
 
     def cdt(name_):
@@ -173,7 +167,15 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
             code, d = step_code(j)
             L.append(f"    const {cg.ctype(d)} t{j} = {code};")
 
-    loaded: set = set()  # cached ports already in registers
+    if cached:
+        # every load first, in a loop of its own: all of a thread's loads are in flight at once
+        L += ["#pragma unroll", f"    for (int c = 0; c < {v.cache}; ++c) {{",
+              f"        const int j = lane + c * {T};"]  # fmt: skip
+        for i in sorted(cached):
+            d = ports[i][2]
+            src = f"a{i}r[j]" if ports[i][1] == "full" else f"a{i}[j]"
+            L.append(f"        xc{i}[c] = j < N ? {cg._load(d, src)} : ({cg.ctype(cdt(d))})0;")
+        L.append("    }")
     for p, ps in enumerate(sch.passes):
         row_steps(sch.before[p])
         online = [m for m in ps.reductions if m in sch.online]
@@ -182,6 +184,10 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
             acc = cdt(steps[j].compute)
             L.append(f"    {cg.ctype(acc)} s{j} = {_identity(steps[j].op, acc)};")
         L.append(f"    // pass {p}")
+        roots = [steps[j].args[0] for j in ps.reductions]
+        reads = {r[1] for j in ps.steps for r in steps[j].args if r[0] == "in"}
+        reads |= {r[1] for r in roots if r[0] == "in"}
+        reads = {i for i in reads if ports[i][1] in ("full", "inner")}
         if v.cache:
             L += ["#pragma unroll", f"    for (int c = 0; c < {v.cache}; ++c) {{",
                   f"        const int j = lane + c * {T};", "        if (j < N) {"]  # fmt: skip
@@ -189,22 +195,13 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
         else:
             L.append(f"    for (int j = lane; j < N; j += {T}) {{")
             ind = "        "
-        roots = [steps[j].args[0] for j in ps.reductions]
-        reads = {r[1] for j in ps.steps for r in steps[j].args if r[0] == "in"}
-        reads |= {r[1] for r in roots if r[0] == "in"}
         for i in sorted(reads):
-            view, d = ports[i][1:]
-            if view not in ("full", "inner"):
-                continue
-            ty = cg.ctype(cdt(d))
-            src = f"a{i}r[j]" if view == "full" else f"a{i}[j]"
-            if i in cached and i in loaded:
+            ty = cg.ctype(cdt(ports[i][2]))
+            if v.cache:
                 L.append(f"{ind}const {ty} x{i} = xc{i}[c];")
             else:
-                L.append(f"{ind}const {ty} x{i} = {cg._load(d, src)};")
-                if i in cached:
-                    L.append(f"{ind}xc{i}[c] = x{i};")
-        loaded |= reads & cached
+                src = f"a{i}r[j]" if ports[i][1] == "full" else f"a{i}[j]"
+                L.append(f"{ind}const {ty} x{i} = {cg._load(ports[i][2], src)};")
         for j in ps.steps:
             code, d = step_code(j)
             L.append(f"{ind}const {cg.ctype(d)} t{j} = {code};")
@@ -346,4 +343,4 @@ def uses_half(body: RowBody) -> bool:
 
 
 __all__ = ["RowVariant", "plan_rows", "grid_rows", "render_row_kernel", "kernel_source",
-           "reread_ports", "uses_half"]  # fmt: skip
+           "element_ports", "uses_half"]  # fmt: skip

@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import TraceError
 from ..tensor import Tensor
 from . import trace as tr
+from .control import has_control, optimize_blocks
 from .interpret import interpret
 from .ir import Graph
 from .passes.cleanup import cse, dce
@@ -29,7 +30,10 @@ FUSION = (("fuse_rows", fuse_rows), ("fuse_elementwise", fuse_elementwise))
 def optimize_graph(g: Graph, target: str, *, check: bool = False, log: list | None = None):
     """Run the cleanup passes and decomposition to a fixed point, then row fusion (reductions
     with their elementwise neighbours), then elementwise fusion. ``check`` verifies after
-    each pass."""
+    each pass. The blocks of control-flow nodes (``if``, ``loop``) are optimized first, each
+    as a graph of its own."""
+    if has_control(g):
+        g = optimize_blocks(g, target, lambda b, t: optimize_graph(b, t, check=check, log=log))
     for _ in range(4):
         changed_any = False
         for name, p in PIPELINE:

@@ -26,7 +26,6 @@ from pathlib import Path
 log = logging.getLogger("fusejit")
 
 
-
 def _generator_fingerprint() -> str:
     """A hash of the code that writes kernels (renderers, math library, op expressions), so
     that a change to any of them changes every key and stale kernels are never served."""

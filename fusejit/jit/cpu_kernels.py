@@ -63,8 +63,8 @@ class CpuKernel:
         self.folder = folder
         self.origin = origin
         self.flat = numba.njit(**_JIT_OPTS)(module.k_flat)
-        nd = getattr(module, f"k_nd{rank}", None)
-        self.nd = numba.njit(**_JIT_OPTS)(nd) if nd is not None else None
+        self.nd: dict = {}  # (rank, inner pattern) -> CpuNdKernel, built on first use
+        self._nd_plans: dict = {}  # input shapes and strides -> _NdPlan
         self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
         self.n_in = len(body.in_dtypes)
         self.threaded = 0  # launches split across threads (for tests and explain)
@@ -99,20 +99,39 @@ class CpuKernel:
             self._compiled()
         return outs
 
+    def entries(self) -> list:
+        """This kernel and the N-D kernels built for it so far (each a cache entry)."""
+        return [self, *self.nd.values()]
+
     def _call_broadcast(self, arrays):
-        shape = np.broadcast_shapes(*[a.shape for a in arrays])
-        outs = [host_empty(shape, d) for d in self.out_np]
-        if outs[0].size == 0:
+        """Inputs of other shapes (broadcast) or not contiguous: the row-wise N-D kernel."""
+        key = tuple((a.shape, a.strides) for a in arrays)
+        plan = self._nd_plans.get(key)
+        if plan is None:
+            plan = _NdPlan(arrays)
+            if len(self._nd_plans) < 256:
+                self._nd_plans[key] = plan
+        shape = plan.shape
+        size = plan.size
+        alloc = np.empty if size < _POOLED_FROM else host_empty
+        outs = [alloc(shape, d) for d in self.out_np]
+        if size == 0:
             return outs
-        fn = self.flat if len(shape) <= 1 else self.nd
+        k = self.nd.get(plan.variant)
+        if k is None:
+            k = self.nd[plan.variant] = cpu_nd_kernel(self.body, *plan.variant)
+        fn = k.fn
         before = len(fn.overloads)
-        if len(shape) <= 1:
-            n = outs[0].size
-            fn(*[np.broadcast_to(a, (n,)) for a in arrays], *[o.reshape(-1) for o in outs])
+        args = (*plan.flat_inputs(arrays), *[o.reshape(-1) for o in outs], plan.dims, plan.st)
+        rows = shape[0] if len(shape) > 1 else size
+        threads = THREADS if size >= PARALLEL_THRESHOLD and before and rows >= 2 else 1
+        if threads > 1:
+            self.threaded += 1
+            _run_split(fn, rows, threads, args)
         else:
-            fn(*[np.broadcast_to(a, shape) for a in arrays], *outs)
+            fn(0, rows, *args)
         if len(fn.overloads) != before:
-            self._compiled()
+            k.compiled()
         return outs
 
     def _compiled(self) -> None:
@@ -144,7 +163,7 @@ def cpu_kernel(body: KernelBody, rank: int) -> CpuKernel:
         return k
 
 
-def _load_or_build(key: str, body, rank: int):
+def _load_or_build(key: str, body, rank: int, inner: str | None = None):
     folder = cache_dir() / "cpu" / key
     src_path = folder / "kernel.py"
     origin = "compiled"
@@ -169,10 +188,10 @@ def _load_or_build(key: str, body, rank: int):
     if origin == "compiled":
         if row:
             src = row_kernel_source(body)
+        elif inner is not None:
+            src = nd_kernel_source(body, "k_nd", rank, inner)
         else:
             src = kernel_source(body, "k")
-            if rank > 1:
-                src += "\n\n" + nd_kernel_source(body, "k", rank)
         if debug_level() >= 1:
             log.info("fusejit: compiling CPU %skernel %s (%d ops, rank %d): %s",
                      "row " if row else "", key, len(body.steps), rank, why)  # fmt: skip
@@ -184,6 +203,12 @@ def _load_or_build(key: str, body, rank: int):
             same = False
         if not same:  # (an identical file keeps its mtime, so numba's cache stays valid)
             atomic_write(src_path, src.encode())
+        # the entry is usable (and can be shipped in an archive) from now on, even if numba
+        # never compiles one of its functions here; numba's files join the manifest later
+        try:
+            write_manifest(folder)
+        except OSError as e:
+            log.warning("fusejit: cannot write kernel cache manifest in %s: %s", folder, e)
     try:
         spec = importlib.util.spec_from_file_location(f"fusejit_kernel_{key}", src_path)
         module = importlib.util.module_from_spec(spec)
@@ -194,7 +219,94 @@ def _load_or_build(key: str, body, rank: int):
         raise CompileError(f"CPU kernel {key} failed to load from {src_path}: {e}") from e
     if row:
         return CpuRowKernel(key, body, folder, module, origin)
+    if inner is not None:
+        return CpuNdKernel(key, folder, module, origin)
     return CpuKernel(key, body, rank, folder, module, origin)
+
+
+def cpu_nd_kernel(body: KernelBody, rank: int, inner: str) -> CpuNdKernel:
+    """The row-wise N-D kernel of ``body`` at ``rank`` for the inputs' ``inner`` pattern
+    (see ``codegen/cpu.py``), from memory, disk or a fresh compile."""
+    key = make_key("cpu-nd", body.key(), rank, inner, CODEGEN_VERSION, _numba_version(),
+                   sys.version_info[:2])  # fmt: skip
+    k = CACHE.get(key)
+    if k is not None:
+        return k
+    with CACHE.lock:
+        k = CACHE.memory.get(key)
+        if k is None:
+            k = _load_or_build(key, body, rank, inner)
+            CACHE.put(key, k, k.origin)
+        return k
+
+
+class CpuNdKernel:
+    """A compiled N-D kernel: ``fn(lo, hi, *inputs, *outputs, shape, strides)``."""
+
+    def __init__(self, key: str, folder, module, origin: str) -> None:
+        self.key = key
+        self.folder = folder
+        self.origin = origin
+        self.fn = numba.njit(**_JIT_OPTS)(module.k_nd)
+
+    def compiled(self) -> None:
+        try:
+            write_manifest(self.folder)
+        except OSError as e:
+            log.warning("fusejit: cannot write kernel cache manifest in %s: %s", self.folder, e)
+
+
+def _c_strides(shape: tuple, item: int) -> tuple:
+    out, step = [], item
+    for n in reversed(shape):
+        out.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(out))
+
+
+class _NdPlan:
+    """How a call with given input shapes and strides runs the N-D kernel: the output shape,
+    each input's strides in elements over the output's dims (0 where broadcast), how each
+    moves along the last dim, and how to pass it as a 1-D array."""
+
+    def __init__(self, arrays) -> None:
+        shape = np.broadcast_shapes(*[a.shape for a in arrays])
+        self.shape = shape
+        self.size = int(np.prod(shape, dtype=np.int64))
+        rank = max(len(shape), 1)
+        dims = shape if shape else (1,)
+        st = np.zeros((len(arrays), rank), np.int64)
+        self.copy = []  # inputs passed as a contiguous copy (negative or odd strides)
+        self.spans = []  # elements each input's 1-D view covers
+        inner = []
+        for k, a in enumerate(arrays):
+            item = a.itemsize
+            odd = any(s < 0 or s % item for s in a.strides)
+            self.copy.append(odd)
+            strides = _c_strides(a.shape, item) if odd else a.strides
+            pad = rank - a.ndim
+            span = 1
+            for d, (n, s) in enumerate(zip(a.shape, strides)):
+                e = 0 if n == 1 else s // item
+                st[k, pad + d] = e
+                span += (n - 1) * e
+            self.spans.append(span)
+            last = st[k, rank - 1]
+            inner.append("b" if last == 0 else ("u" if last == 1 else "s"))
+        self.st = st
+        self.dims = np.asarray(dims, np.int64)
+        self.variant = (rank, "".join(inner))
+
+    def flat_inputs(self, arrays) -> list:
+        out = []
+        for a, copy, span in zip(arrays, self.copy, self.spans):
+            if copy:
+                a = np.ascontiguousarray(a)
+            if a.flags.c_contiguous:
+                out.append(a.reshape(-1))
+            else:  # the elements it reaches, as one 1-D view of its memory
+                out.append(np.lib.stride_tricks.as_strided(a, (span,), (a.itemsize,)))
+        return out
 
 
 def cpu_row_kernel(body: rows.RowBody) -> CpuRowKernel:

@@ -7,13 +7,16 @@ from .api import TracedFunction
 __all__ = ["explain"]
 
 
-def _region(node, kernel_key, origin) -> dict:
+def _region(node, kernel_key, origin, kernel=None) -> dict:
+    # a CPU kernel also builds, on first use, one kernel per way its inputs broadcast
+    extra = getattr(kernel, "entries", lambda: [kernel])()[1:]
     return {
         "ops": [n.op for n in node.blocks[0].nodes],
         "kernel_key": kernel_key,
         "origin": origin,
         "inputs": len(node.inputs),
         "outputs": len(node.outputs),
+        "broadcast_kernels": {e.key: e.origin for e in extra},
     }
 
 
@@ -28,7 +31,7 @@ def _graph_info(traced: TracedFunction, kernels=None) -> dict:
 
             key = getattr(k, "key", None) or node.attr("kernel_key")
             origin = CACHE.origin.get(key, getattr(k, "origin", "unknown"))
-        regions.append(_region(node, key, origin))
+        regions.append(_region(node, key, origin, k))
     return {
         "graph": str(g),
         "shape_generic": traced.plan.shape_generic,
@@ -153,6 +156,8 @@ def _text(r: dict) -> str:
         for j, reg in enumerate(s["fused_regions"]):
             lines.append(f"    [{j}] {len(reg['ops'])} ops: {', '.join(reg['ops'])}")
             lines.append(f"        kernel {reg['kernel_key']} ({reg['origin']})")
+            for key, origin in reg.get("broadcast_kernels", {}).items():
+                lines.append(f"        broadcast kernel {key} ({origin})")
         lines.append(f"  unfused nodes: {len(s['unfused'])}")
         for u in s["unfused"]:
             lines.append(f"    {u['op']}: {u['reason']}")

@@ -6,6 +6,7 @@ It is the spec: every compiled result is tested against it.
 from __future__ import annotations
 
 from .. import dispatch
+from .control import CONTROL_OPS, interpret_node
 from .ir import Block, Const, Graph
 
 
@@ -13,6 +14,9 @@ def run_block(block: Block, env: dict) -> list:
     for n in block.nodes:
         if n.op == "constant":
             env[n.outputs[0]] = n.attr("value")
+            continue
+        if n.op in CONTROL_OPS:
+            interpret_node(n, env, run_block)
             continue
         if n.op == "fused":
             inner = run_block(n.blocks[0], dict(env))
@@ -26,7 +30,7 @@ def run_block(block: Block, env: dict) -> list:
         else:
             for o, r in zip(n.outputs, res):
                 env[o] = r
-    return [env[r] for r in block.results]
+    return [r.value if isinstance(r, Const) else env[r] for r in block.results]
 
 
 def interpret(g: Graph, *inputs) -> list:

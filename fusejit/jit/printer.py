@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from .control import BLOCK_LABELS
 from .ir import Block, Const, Graph, Value
 
 
@@ -35,7 +36,15 @@ def _format_block(block: Block, name, indent: str, lines: list) -> None:
         args = ", ".join(name(v) for v in n.inputs)
         attrs = [_fmt_attr(k, v) for k, v in n.attrs if k not in ("body",)]
         attr_s = f"[{', '.join(attrs)}]" if attrs else ""
-        lines.append(f"{indent}{outs} = {n.op}{attr_s}({args})")
+        lines.append(f"{indent}{outs} = {n.op}{attr_s}({args})" if outs else
+                     f"{indent}{n.op}{attr_s}({args})")  # fmt: skip
+        if n.op in BLOCK_LABELS:  # control flow: each block under its label, with parameters
+            for label, b in zip(BLOCK_LABELS[n.op], n.blocks):
+                ps = ", ".join(f"{name(p)} : {p.type}" for p in b.params)
+                lines.append(f"{indent}  {label}({ps}):")
+                _format_block(b, name, indent + "    ", lines)
+                lines.append(f"{indent}    -> ({', '.join(name(v) for v in b.results)})")
+            continue
         for b in n.blocks:
             _format_block(b, name, indent + "    ", lines)
             if n.op != "fused":
@@ -55,7 +64,8 @@ def format_graph(g: Graph) -> str:
 
 
 def format_code(g: Graph, fname: str = "forward") -> str:
-    """Python source that computes the same results with eager fusejit calls."""
+    """Python source that computes the same results with eager fusejit calls (control flow
+    as Python ``if`` / ``while``)."""
     names: dict = {}
 
     def nm(v):
@@ -70,11 +80,53 @@ def format_code(g: Graph, fname: str = "forward") -> str:
     for i, p in enumerate(g.block.params[g.n_inputs :]):
         lines.append(f"    {nm(p)} = captured[{i}]  # {p.type}")
 
+    def assign(indent, targets, values):
+        if targets:
+            lines.append(f"{indent}{', '.join(nm(t) for t in targets)}, = "
+                         f"{', '.join(nm(v) for v in values)},")  # fmt: skip
+
     def emit(block: Block, indent: str):
         for n in block.nodes:
             if n.op == "fused":
                 lines.append(f"{indent}# fused region {n.attr('kernel_key', '')}")
                 emit(n.blocks[0], indent)
+                continue
+            if n.op == "if":
+                lines.append(f"{indent}if bool({nm(n.inputs[0])}):")
+                for k, b in enumerate(n.blocks):
+                    if k:
+                        lines.append(f"{indent}else:")
+                    assign(indent + "    ", b.params, n.inputs[1:])
+                    emit(b, indent + "    ")
+                    assign(indent + "    ", n.outputs, b.results)
+                    lines.append(f"{indent}    pass")
+                continue
+            if n.op == "loop":
+                k = n.attr("n_carried")
+                body = n.blocks[0]
+                it, go = f"i{len(names)}", f"go{len(names)}"
+                lines.append(f"{indent}{it}, {go} = 0, bool({nm(n.inputs[1])})")
+                assign(indent, n.outputs, n.inputs[2 : 2 + k])
+                trip = nm(n.inputs[0])
+                lines.append(f"{indent}while {go} and ({trip} < 0 or {it} < {trip}):")
+                inner = indent + "    "
+                lines.append(f"{inner}{nm(body.params[0])} = fusejit.tensor({it})")
+                assign(inner, body.params[1:], list(n.outputs) + list(n.inputs[2 + k :]))
+                emit(body, inner)
+                lines.append(f"{inner}{go} = bool({nm(body.results[0])})")
+                assign(inner, n.outputs, body.results[1:])
+                lines.append(f"{inner}{it} += 1")
+                continue
+            if n.op == "select":
+                x, i = (nm(v) for v in n.inputs)
+                sel = f"fusejit.jit.control.select({x}, {i}, dim={n.attr('dim')})"
+                lines.append(f"{indent}{nm(n.outputs[0])} = {sel}")
+                continue
+            if n.op == "print":
+                a = n.attr_dict
+                args = ", ".join(nm(v) for v in n.inputs)
+                lines.append(f"{indent}print({args}, sep={a.get('sep', ' ')!r}, "
+                             f"end={a.get('end', chr(10))!r})")  # fmt: skip
                 continue
             outs = ", ".join(nm(o) for o in n.outputs)
             args = [nm(v) for v in n.inputs]

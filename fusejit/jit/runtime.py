@@ -62,8 +62,8 @@ class Plan:
             seen.add(s)
         # a row region holding a reshape the user wrote is as shape-specific as the reshape
         self.shape_generic = all(
-            n.attr("shape_generic", True) if n.op == "fused" else OPS[n.op].kind in
-            SHAPE_GENERIC_KINDS for n in graph.block.nodes
+            n.attr("shape_generic", True) if n.op == "fused" else n.op in OPS and
+            OPS[n.op].kind in SHAPE_GENERIC_KINDS for n in graph.block.nodes
         )  # fmt: skip
         self.guards = []
         for p in graph.inputs:
@@ -73,6 +73,10 @@ class Plan:
         self.compile_seconds = time.perf_counter() - t0
 
     def _step(self, n, slots):
+        if n.op not in OPS and n.op != "fused":  # control flow (script): see control.py
+            from .control import build_step
+
+            return build_step(n, slots, self.kernels)
         outs = [slots[o] for o in n.outputs]
         if n.op == "fused":
             dev = n.outputs[0].type.device

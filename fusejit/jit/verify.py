@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from .. import dtypes as dt
 from ..ops.registry import OPS
+from .control import CONTROL_OPS, verify_node
 from .ir import Block, Const, Graph, TensorType, Value
 
-_JIT_OPS = {"fused", "constant"}
+_JIT_OPS = {"fused", "constant", "if", "loop", "print", "select"}
 
 
 class VerifyError(AssertionError):
     pass
+
+
+def _fail(i: int, msg: str):
+    raise VerifyError(f"node {i}: {msg}")
 
 
 def verify(g: Graph) -> None:
@@ -37,7 +42,12 @@ def _verify_block(block: Block, outer: set) -> None:
                     raise VerifyError(f"node {i} ({n.op}) uses {v!r} before it is defined")
             elif not isinstance(v, Const):
                 raise VerifyError(f"node {i} ({n.op}) has an input that is neither value nor const")
-        for b in n.blocks:
+        if n.op in CONTROL_OPS:
+            # control blocks are closed: they see only their own parameters
+            verify_node(n, lambda msg, i=i: _fail(i, msg))
+            for b in n.blocks:
+                _verify_block(b, set())
+        for b in n.blocks if n.op not in CONTROL_OPS else ():
             inner = set(defined)
             _verify_block(b, inner)
         for o in n.outputs:
@@ -50,5 +60,7 @@ def _verify_block(block: Block, outer: set) -> None:
             seen_defs.add(o)
             defined.add(o)
     for r in block.results:
+        if isinstance(r, Const):  # (a loop body's condition may be a constant)
+            continue
         if r not in defined:
             raise VerifyError(f"result {r!r} is not defined in its block")

@@ -56,21 +56,73 @@ def binary(name, expr, np_name=None, rule="promote", allowed=ANY, ref=None, **kw
 
 
 # ---- arithmetic -----------------------------------------------------------------------------
-binary("add", "x + y", "add", exact=True, methods=("add", "__add__"), rmethods=("__radd__",),
-       inplace="add_")
-binary("sub", "x - y", "subtract", allowed=NUM, exact=True,
-       methods=("sub", "subtract", "__sub__"), rmethods=("__rsub__",), inplace="sub_")
-binary("mul", "x * y", "multiply", exact=True, methods=("mul", "multiply", "__mul__"),
-       rmethods=("__rmul__",), inplace="mul_")
-binary("div", "x / y", "true_divide", rule="float", exact=True,
-       methods=("div", "divide", "true_divide", "__truediv__"), rmethods=("__rtruediv__",),
-       inplace="div_")
-binary("floor_divide", "x // y", "floor_divide", allowed=NUM, exact=True,
-       methods=("floor_divide", "__floordiv__"), rmethods=("__rfloordiv__",), domain=(-20, 20))
-binary("remainder", "x % y", "remainder", allowed=NUM, exact=True,
-       methods=("remainder", "__mod__"), rmethods=("__rmod__",), domain=(-20, 20))
-binary("pow", "x ** y", "power", allowed=NUM, methods=("pow", "__pow__"),
-       rmethods=("__rpow__",), domain=(0.5, 3.0))
+binary(
+    "add",
+    "x + y",
+    "add",
+    exact=True,
+    methods=("add", "__add__"),
+    rmethods=("__radd__",),
+    inplace="add_",
+)
+binary(
+    "sub",
+    "x - y",
+    "subtract",
+    allowed=NUM,
+    exact=True,
+    methods=("sub", "subtract", "__sub__"),
+    rmethods=("__rsub__",),
+    inplace="sub_",
+)
+binary(
+    "mul",
+    "x * y",
+    "multiply",
+    exact=True,
+    methods=("mul", "multiply", "__mul__"),
+    rmethods=("__rmul__",),
+    inplace="mul_",
+)
+binary(
+    "div",
+    "x / y",
+    "true_divide",
+    rule="float",
+    exact=True,
+    methods=("div", "divide", "true_divide", "__truediv__"),
+    rmethods=("__rtruediv__",),
+    inplace="div_",
+)
+binary(
+    "floor_divide",
+    "x // y",
+    "floor_divide",
+    allowed=NUM,
+    exact=True,
+    methods=("floor_divide", "__floordiv__"),
+    rmethods=("__rfloordiv__",),
+    domain=(-20, 20),
+)
+binary(
+    "remainder",
+    "x % y",
+    "remainder",
+    allowed=NUM,
+    exact=True,
+    methods=("remainder", "__mod__"),
+    rmethods=("__rmod__",),
+    domain=(-20, 20),
+)
+binary(
+    "pow",
+    "x ** y",
+    "power",
+    allowed=NUM,
+    methods=("pow", "__pow__"),
+    rmethods=("__rpow__",),
+    domain=(0.5, 3.0),
+)
 binary("atan2", "atan2(x, y)", "arctan2", rule="float", allowed=NUM)
 binary("maximum", "where((x > y) | (x != x), x, y)", "maximum", allowed=NUM, exact=True)
 binary("minimum", "where((x < y) | (x != x), x, y)", "minimum", allowed=NUM, exact=True)
@@ -84,8 +136,7 @@ for _name, _sym, _np_name, _dunder in (
     ("gt", ">", "greater", "__gt__"),
     ("ge", ">=", "greater_equal", "__ge__"),
 ):
-    binary(_name, f"x {_sym} y", _np_name, rule="compare", exact=True,
-           methods=(_name, _dunder))
+    binary(_name, f"x {_sym} y", _np_name, rule="compare", exact=True, methods=(_name, _dunder))
 
 binary("logical_and", "x and y", "logical_and", rule="logical", exact=True)
 binary("logical_or", "x or y", "logical_or", rule="logical", exact=True)
@@ -93,23 +144,71 @@ binary("logical_or", "x or y", "logical_or", rule="logical", exact=True)
 binary("logical_xor", "(not x) != (not y)", "logical_xor", rule="logical", exact=True)
 unary("logical_not", "not x", "logical_not", rule="logical", exact=True)
 
-binary("bitwise_and", "x & y", "bitwise_and", allowed=INT_BOOL, exact=True,
-       methods=("bitwise_and", "__and__"), rmethods=("__rand__",))
-binary("bitwise_or", "x | y", "bitwise_or", allowed=INT_BOOL, exact=True,
-       methods=("bitwise_or", "__or__"), rmethods=("__ror__",))
-binary("bitwise_xor", "x ^ y", "bitwise_xor", allowed=INT_BOOL, exact=True,
-       methods=("bitwise_xor", "__xor__"), rmethods=("__rxor__",))
-unary("bitwise_not", "~x", "invert", rule="promote", allowed=INT_BOOL, exact=True,
-      methods=("bitwise_not", "__invert__"))
+binary(
+    "bitwise_and",
+    "x & y",
+    "bitwise_and",
+    allowed=INT_BOOL,
+    exact=True,
+    methods=("bitwise_and", "__and__"),
+    rmethods=("__rand__",),
+)
+binary(
+    "bitwise_or",
+    "x | y",
+    "bitwise_or",
+    allowed=INT_BOOL,
+    exact=True,
+    methods=("bitwise_or", "__or__"),
+    rmethods=("__ror__",),
+)
+binary(
+    "bitwise_xor",
+    "x ^ y",
+    "bitwise_xor",
+    allowed=INT_BOOL,
+    exact=True,
+    methods=("bitwise_xor", "__xor__"),
+    rmethods=("__rxor__",),
+)
+unary(
+    "bitwise_not",
+    "~x",
+    "invert",
+    rule="promote",
+    allowed=INT_BOOL,
+    exact=True,
+    methods=("bitwise_not", "__invert__"),
+)
 
 # ---- sign and rounding ----------------------------------------------------------------------
-unary("neg", "-x", "negative", rule="promote", allowed=NUM, exact=True,
-      methods=("neg", "negative", "__neg__"))
-unary("abs", "abs(x)", "absolute", rule="promote", allowed=NUM, exact=True,
-      methods=("abs", "absolute", "__abs__"))
+unary(
+    "neg",
+    "-x",
+    "negative",
+    rule="promote",
+    allowed=NUM,
+    exact=True,
+    methods=("neg", "negative", "__neg__"),
+)
+unary(
+    "abs",
+    "abs(x)",
+    "absolute",
+    rule="promote",
+    allowed=NUM,
+    exact=True,
+    methods=("abs", "absolute", "__abs__"),
+)
 # sign(+-0.0) is +0.0 and sign(nan) is nan, as numpy's
-unary("sign", "where(x > 0, 1, where(x < 0, -1, where(x == 0, 0, x)))", "sign", rule="promote",
-      allowed=NUM, exact=True)
+unary(
+    "sign",
+    "where(x > 0, 1, where(x < 0, -1, where(x == 0, 0, x)))",
+    "sign",
+    rule="promote",
+    allowed=NUM,
+    exact=True,
+)
 unary("square", "x * x", "square", rule="promote", allowed=NUM, exact=True)
 unary("floor", "floor(x)", "floor", rule="promote", allowed=NUM, exact=True)
 unary("ceil", "ceil(x)", "ceil", rule="promote", allowed=NUM, exact=True)
@@ -120,8 +219,14 @@ unary("round", "rint(x)", "round", rule="promote", allowed=NUM, exact=True, ref=
 # ---- powers, exponentials, logarithms -------------------------------------------------------
 unary("sqrt", "sqrt(x)", "sqrt", allowed=NUM, exact=True, domain=(0.0, 100.0))
 unary("rsqrt", "1 / sqrt(x)", ref=lambda x: 1 / np.sqrt(x), allowed=NUM, domain=(0.01, 100.0))
-unary("reciprocal", "1 / x", "reciprocal", allowed=NUM, exact=True,
-      ref=lambda x: np.reciprocal(x.astype(np.result_type(x, np.float32))))
+unary(
+    "reciprocal",
+    "1 / x",
+    "reciprocal",
+    allowed=NUM,
+    exact=True,
+    ref=lambda x: np.reciprocal(x.astype(np.result_type(x, np.float32))),
+)
 unary("exp", "exp(x)", "exp", allowed=NUM)
 unary("exp2", "exp2(x)", "exp2", allowed=NUM)
 unary("expm1", "expm1(x)", "expm1", allowed=NUM)
@@ -144,17 +249,34 @@ unary("tanh", "tanh(x)", "tanh", allowed=NUM)
 # ---- activations (no numpy kernel: eager runs the generated kernel) -------------------------
 unary("erf", "erf(x)", ref=_erf64, allowed=NUM)
 unary("sigmoid", "sigmoid(x)", ref=lambda x: 1 / (1 + np.exp(-x)), allowed=NUM)
-unary("relu", "where(x < 0, 0, x)", ref=lambda x: np.where(x < 0, np.zeros_like(x), x),
-      rule="promote", allowed=NUM, exact=True)
-unary("gelu", "0.5 * x * (1 + erf(x * 0.7071067811865476))",
-      ref=lambda x: 0.5 * x * (1 + _erf64(x * 0.7071067811865476)), allowed=NUM)
-unary("gelu_tanh", "0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))",
-      ref=lambda x: 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3))),
-      allowed=NUM)
+unary(
+    "relu",
+    "where(x < 0, 0, x)",
+    ref=lambda x: np.where(x < 0, np.zeros_like(x), x),
+    rule="promote",
+    allowed=NUM,
+    exact=True,
+)
+unary(
+    "gelu",
+    "0.5 * x * (1 + erf(x * 0.7071067811865476))",
+    ref=lambda x: 0.5 * x * (1 + _erf64(x * 0.7071067811865476)),
+    allowed=NUM,
+)
+unary(
+    "gelu_tanh",
+    "0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))",
+    ref=lambda x: 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3))),
+    allowed=NUM,
+)
 unary("silu", "x * sigmoid(x)", ref=lambda x: x / (1 + np.exp(-x)), allowed=NUM)
 # torch's softplus (beta=1, threshold=20): linear above the threshold
-unary("softplus", "where(x > 20, x, log1p(exp(x)))",
-      ref=lambda x: np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))), allowed=NUM)
+unary(
+    "softplus",
+    "where(x > 20, x, log1p(exp(x)))",
+    ref=lambda x: np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))),
+    allowed=NUM,
+)
 
 # ---- classification -------------------------------------------------------------------------
 unary("isnan", "isnan(x)", "isnan", rule="compare", exact=True)

@@ -275,8 +275,10 @@ def flatten(x, start_dim: int = 0, end_dim: int = -1):
     if s > e:
         raise DimError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     shape = x.shape[:s] + (-1,) + x.shape[e + 1 :]
-    return reshape(x, *shape) if x.numel() else reshape(
-        x, *(x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :])
+    return (
+        reshape(x, *shape)
+        if x.numel()
+        else reshape(x, *(x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :]))
     )
 
 
@@ -338,7 +340,8 @@ def broadcast_shapes(*shapes) -> tuple:
         return tuple(np.broadcast_shapes(*[tuple(s) for s in shapes]))
     except ValueError:
         raise ShapeError(
-            "broadcast_shapes: shapes " + " and ".join(fmt_shape(s) for s in shapes)
+            "broadcast_shapes: shapes "
+            + " and ".join(fmt_shape(s) for s in shapes)
             + " cannot be broadcast together"
         ) from None
 

@@ -121,9 +121,7 @@ def _logsumexp_impl(b, a, dim=None, keepdim=False):
     acc = np.float32 if out is dt.float16 else out.np
     x = a.astype(acc, copy=False)
     if x.size == 0:
-        return xp.asarray(
-            xp.log(xp.sum(xp.exp(x), axis=dim, keepdims=keepdim)), dtype=out.np
-        )
+        return xp.asarray(xp.log(xp.sum(xp.exp(x), axis=dim, keepdims=keepdim)), dtype=out.np)
     m = xp.max(x, axis=dim, keepdims=True)
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     r = xp.log(xp.sum(xp.exp(x - m), axis=dim, keepdims=True)) + m

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..control import has_effect
 from ..interpret import run_block
 from ..ir import Block, Const, Graph, Value
 
@@ -11,7 +12,7 @@ def dce(g: Graph) -> tuple[Graph, bool]:
     live = set(g.block.results)
     keep = []
     for n in reversed(g.block.nodes):
-        if any(o in live for o in n.outputs):
+        if any(o in live for o in n.outputs) or has_effect(n):
             keep.append(n)
             live.update(v for v in n.inputs if isinstance(v, Value))
             for b in n.blocks:
@@ -40,7 +41,7 @@ def cse(g: Graph) -> tuple[Graph, bool]:
     rep: dict = {}
     nodes = []
     for n in g.block.nodes:
-        if n.blocks:
+        if n.blocks or has_effect(n):
             nodes.append(_rewire(n, rep))
             continue
         try:

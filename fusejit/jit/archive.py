@@ -1,0 +1,757 @@
+"""``fusejit.save`` / ``fusejit.load``: a model as a file that runs without its Python code.
+
+Format (version 1): a zip archive with these members and no others.
+
+``fusejit-archive.json``
+    ``{"format": "fusejit-archive", "version": 1, "kind": "traced" | "script" | "optimized",
+    "name": str, "entries": [...], "tensors": [...], "kernels": {...}}``. Each entry is one
+    compiled input signature: ``{"graph": "graphs/<i>.json", "flavor": "traced" | "script",
+    "in_spec": ..., "out_spec": ...}`` (the argument and result structures, see below).
+    ``tensors`` lists every tensor member: ``{"member": "tensors/<j>.npy", "dtype": name,
+    "shape": [ints], "name": str}``. ``kernels`` (optional) lists compiled kernels shipped with
+    the model: ``{"files": [{"member", "sha256", "mtime_ns", "size"}], "hmac": hex}``.
+``graphs/<i>.json``
+    The graph IR as compiled (before optimization, which is deterministic and runs again on
+    load): ``{"n_inputs": k, "values": [{"dtype", "shape", "device", "hint"}],
+    "captured": [tensor index], "block": B}`` with ``B = {"params": [value ids],
+    "nodes": [{"op", "inputs": [{"v": id} | {"c": x}], "attrs": {name: x},
+    "outputs": [ids], "blocks": [B]}], "results": [{"v": id} | {"c": x}]}``. Control flow
+    (``if``, ``loop``, ``print``, ``select``) is described in ``fusejit/jit/control.py``.
+``tensors/<j>.npy``
+    Parameters, buffers and constants, as numpy ``.npy`` files (read with
+    ``allow_pickle=False``).
+``kernels/<target>/<key>/...``
+    Kernel cache entries (see ``fusejit/jit/cache.py``) for the targets already built.
+
+Values ``x`` in attributes and specs are JSON with tagged forms for what JSON lacks:
+``{"tuple": [...]}``, ``{"float": "nan" | "inf" | "-inf"}``, ``{"dtype": name}``,
+``{"device": "cpu" | "cuda:N"}``, ``{"tensor": j}`` (a constant node's value).
+
+Loading never runs code from the file: the graph names op-table ops only, tensors are plain
+arrays, and shipped kernels (which hold compiled code) are installed only when their HMAC
+verifies with this machine's archive key (``$FUSEJIT_ARCHIVE_KEY``, or a random key kept in
+``$XDG_CONFIG_HOME/fusejit/archive-key``); otherwise they are recompiled from the graph. Any
+problem with the file raises ``ArchiveError`` naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import math
+import os
+import re
+import secrets
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import dtypes as dt
+from ..errors import FusejitError
+from ..ops.registry import OPS
+from ..tensor import Tensor
+from .ir import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
+
+FORMAT = "fusejit-archive"
+VERSION = 1
+MANIFEST = "fusejit-archive.json"
+MAX_JSON = 64 << 20  # bytes of one JSON member
+MAX_MEMBERS = 100_000
+MAX_KERNEL_FILE = 256 << 20
+_JIT_OPS = {"fused", "constant", "if", "loop", "print", "select"}
+_MEMBER = re.compile(
+    r"^(fusejit-archive\.json|graphs/[0-9]{1,6}\.json|tensors/[0-9]{1,7}\.npy|"
+    r"kernels/[a-z0-9_]{1,16}/[0-9a-f]{8,64}/[A-Za-z0-9_.\-]{1,128}(/[A-Za-z0-9_.\-]{1,128})?)$"
+)
+
+__all__ = ["save", "load", "ArchiveError", "LoadedFunction", "FORMAT", "VERSION"]
+
+
+class ArchiveError(FusejitError, ValueError):
+    """A file that is not a readable fusejit archive (truncated, malformed, another version,
+    or with members that are not allowed); the message names the problem."""
+
+
+# ---- values <-> JSON ------------------------------------------------------------------------
+def _enc(x, tensors=None):
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else {"float": repr(x)}
+    if isinstance(x, tuple):
+        return {"tuple": [_enc(v, tensors) for v in x]}
+    if isinstance(x, list):
+        return [_enc(v, tensors) for v in x]
+    if isinstance(x, dt.DType):
+        return {"dtype": x.name}
+    from ..device import Device
+
+    if isinstance(x, Device):
+        return {"device": str(x)}
+    if isinstance(x, Tensor) and tensors is not None:
+        tensors.append(x)
+        return {"tensor": len(tensors) - 1}
+    raise ArchiveError(f"save: cannot store a {type(x).__name__} ({x!r:.60}) in an archive")
+
+
+def _dec(x, ctx, tensors=None, depth=0):
+    if depth > 64:
+        raise ArchiveError(f"{ctx}: values nested too deeply")
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    if isinstance(x, list):
+        return [_dec(v, ctx, tensors, depth + 1) for v in x]
+    if isinstance(x, dict) and len(x) == 1:
+        ((k, v),) = x.items()
+        if k == "tuple" and isinstance(v, list):
+            return tuple(_dec(i, ctx, tensors, depth + 1) for i in v)
+        if k == "float" and v in ("nan", "inf", "-inf"):
+            return float(v)
+        if k == "dtype" and isinstance(v, str) and v in dt._BY_NAME:
+            return dt.as_dtype(v)
+        if k == "device" and isinstance(v, str) and re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", v):
+            return _device(v, ctx)
+        if k == "tensor" and isinstance(v, int) and tensors is not None and 0 <= v < len(tensors):
+            return tensors[v]
+    raise ArchiveError(f"{ctx}: malformed value {str(x)[:80]}")
+
+
+_DEVICE_OVERRIDE: list = [None]
+
+
+def _device(s: str, ctx: str):
+    from ..device import as_device
+
+    if _DEVICE_OVERRIDE[0] is not None:
+        return _DEVICE_OVERRIDE[0]
+    try:
+        return as_device(s)
+    except FusejitError as e:
+        raise ArchiveError(f"{ctx}: device {s} is not usable here ({e}); pass device= to "
+                           "fusejit.load") from None  # fmt: skip
+
+
+def _graph_json(g: Graph, tensor_index, tensors: list) -> dict:
+    ids: dict = {}
+    values = []
+
+    def vid(v):
+        if v not in ids:
+            ids[v] = len(values)
+            t = v.type
+            values.append({"dtype": t.dtype.name, "shape": list(t.shape), "device": str(t.device),
+                           "hint": v.hint})  # fmt: skip
+        return ids[v]
+
+    def operand(v):
+        return {"v": vid(v)} if isinstance(v, Value) else {"c": _enc(v.value)}
+
+    def block(b: Block):
+        return {
+            "params": [vid(p) for p in b.params],
+            "nodes": [{
+                "op": n.op,
+                "inputs": [operand(v) for v in n.inputs],
+                "attrs": {k: _enc(v, tensors) for k, v in n.attrs},
+                "outputs": [vid(o) for o in n.outputs],
+                "blocks": [block(sb) for sb in n.blocks],
+            } for n in b.nodes],
+            "results": [operand(v) for v in b.results],
+        }  # fmt: skip
+
+    body = block(g.block)
+    return {"n_inputs": g.n_inputs, "values": values,
+            "captured": [tensor_index(t) for t in g.captured], "block": body}  # fmt: skip
+
+
+def _graph_from_json(d, ctx: str, tensors: list) -> Graph:
+    _need(isinstance(d, dict), ctx, "graph is not an object")
+    vals = d.get("values")
+    _need(isinstance(vals, list) and len(vals) < 10_000_000, ctx, "bad value table")
+    values = []
+    for i, v in enumerate(vals):
+        _need(isinstance(v, dict), ctx, f"value {i} is not an object")
+        name = v.get("dtype")
+        shape = v.get("shape")
+        _need(isinstance(name, str) and name in dt._BY_NAME, ctx, f"value {i}: unknown dtype")
+        _need(isinstance(shape, list) and len(shape) <= 32 and all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 1 << 48 for s in shape),
+            ctx, f"value {i}: bad shape")  # fmt: skip
+        dev = v.get("device")
+        _need(isinstance(dev, str), ctx, f"value {i}: bad device")
+        hint = v.get("hint", "")
+        _need(isinstance(hint, str) and len(hint) < 200, ctx, f"value {i}: bad hint")
+        t = TensorType(dt.as_dtype(name), tuple(shape), _device(dev, ctx))
+        values.append(Value(t, hint))
+    defined: set = set()
+
+    def val(i):
+        _need(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(values), ctx,
+              f"value id {i!r} out of range")  # fmt: skip
+        return values[i]
+
+    def operand(o):
+        _need(isinstance(o, dict) and len(o) == 1, ctx, "bad operand")
+        if "v" in o:
+            return val(o["v"])
+        c = _dec(o.get("c"), ctx)
+        _need(isinstance(c, (bool, int, float, str, type(None))), ctx, "bad constant operand")
+        return Const(c)
+
+    def block(b, depth):
+        _need(depth < 64, ctx, "blocks nested too deeply")
+        _need(isinstance(b, dict), ctx, "block is not an object")
+        params = [val(i) for i in _list(b.get("params"), ctx)]
+        nodes = []
+        for nd in _list(b.get("nodes"), ctx):
+            _need(isinstance(nd, dict), ctx, "node is not an object")
+            op = nd.get("op")
+            _need(isinstance(op, str) and (op in OPS or op in _JIT_OPS), ctx,
+                  f"unknown op {str(op)[:40]!r}")  # fmt: skip
+            _need(op != "fused", ctx, "fused nodes are not stored (fusion runs on load)")
+            attrs = nd.get("attrs", {})
+            _need(isinstance(attrs, dict), ctx, "attrs is not an object")
+            a = {str(k): _dec(v, ctx, tensors) for k, v in attrs.items()}
+            for v in a.values():
+                _hashable(v, ctx)
+            outs = [val(i) for i in _list(nd.get("outputs"), ctx)]
+            for o in outs:
+                _need(o not in defined, ctx, "a value is defined twice")
+                defined.add(o)
+            nodes.append(
+                Node(
+                    op,
+                    tuple(operand(o) for o in _list(nd.get("inputs"), ctx)),
+                    freeze_attrs(a),
+                    tuple(outs),
+                    tuple(block(sb, depth + 1) for sb in _list(nd.get("blocks"), ctx)),
+                )
+            )
+        results = [operand(o) for o in _list(b.get("results"), ctx)]
+        return Block(params, nodes, results)
+
+    top = block(d.get("block"), 0)
+    n_inputs = d.get("n_inputs")
+    cap = [tensors[_index(i, len(tensors), ctx)] for i in _list(d.get("captured"), ctx)]
+    _need(isinstance(n_inputs, int) and 0 <= n_inputs <= len(top.params), ctx, "bad n_inputs")
+    _need(len(top.params) == n_inputs + len(cap), ctx, "params do not match inputs + captured")
+    for p, t in zip(top.params[n_inputs:], cap):
+        _need(p.type.dtype is t.dtype and p.type.shape == tuple(t.shape), ctx,
+              "a captured tensor does not match its parameter's type")  # fmt: skip
+    g = Graph(top, n_inputs, cap)
+    from .verify import VerifyError, verify
+
+    try:
+        verify(g)
+    except (VerifyError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ArchiveError(f"{ctx}: the graph is not well formed: {e}") from None
+    return g
+
+
+def _hashable(v, ctx):
+    try:
+        hash(v)
+    except TypeError:
+        raise ArchiveError(f"{ctx}: attribute values must be scalars or tuples") from None
+
+
+def _need(cond, ctx, msg):
+    if not cond:
+        raise ArchiveError(f"{ctx}: {msg}")
+
+
+def _list(x, ctx):
+    _need(isinstance(x, list), ctx, "expected a list")
+    return x
+
+
+def _index(i, n, ctx):
+    _need(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n, ctx,
+          f"index {i!r} out of range")  # fmt: skip
+    return i
+
+
+# ---- the archive key (for shipped kernels) -------------------------------------------------------
+def _key_bytes(create: bool) -> bytes | None:
+    env = os.environ.get("FUSEJIT_ARCHIVE_KEY")
+    if env:
+        return env.encode()
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    path = Path(base) / "fusejit" / "archive-key"
+    try:
+        return path.read_bytes()
+    except OSError:
+        if not create:
+            return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_hex(32).encode())
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _sign(files: list, key: bytes) -> str:
+    msg = json.dumps(files, sort_keys=True).encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+# ---- what an object holds --------------------------------------------------------------------
+def _entries_of(obj) -> tuple[str, str, list]:
+    """(kind, name, [(flavor, raw graph, in_spec, out_spec, plan)]) of a saveable object."""
+    from .api import TracedFunction
+    from .script import BoundScript, ScriptFunction
+
+    if isinstance(obj, LoadedFunction):
+        return obj.kind, obj.__name__, [(e.flavor, e.raw, e.in_spec, e.out_spec, e.plan)
+                                        for e in obj.entries]  # fmt: skip
+    if isinstance(obj, TracedFunction):
+        return "traced", obj.__name__, [("traced", obj.raw_graph, obj.in_spec, obj.out_spec,
+                                         obj.plan)]  # fmt: skip
+    from ..nn import Module
+
+    if isinstance(obj, Module) and not isinstance(obj, type):
+        fwd = obj.__dict__.get("forward") or getattr(obj, "forward", None)
+        ex = getattr(obj, "_fusejit_executor", None)
+        if ex is None and isinstance(fwd, (BoundScript, ScriptFunction)):
+            obj = fwd
+    if isinstance(obj, (ScriptFunction, BoundScript)):
+        specs = obj.specializations()
+        if not specs:
+            raise ArchiveError(
+                f"save: {obj.__name__} has not been called yet; a scripted "
+                "function is compiled per input signature on its first call"
+            )
+        return "script", obj.__name__, [("script", c.raw_graph, c.in_spec, c.out_spec, c.plan)
+                                         for c in specs]  # fmt: skip
+    ex = getattr(obj, "_fusejit_executor", None)
+    if ex is not None:
+        traced = [s.traced for s in ex._specs if s.traced is not None and s.status == "compiled"]
+        if not traced:
+            raise ArchiveError(
+                "save: this optimized function has no compiled signature yet "
+                "(call it past its warmup first, or use fusejit.trace)"
+            )
+        return "optimized", ex._name, [("traced", t.raw_graph, t.in_spec, t.out_spec, t.plan)
+                                       for t in traced]  # fmt: skip
+    raise ArchiveError(f"save: cannot save a {type(obj).__name__}; save a fusejit.trace, "
+                       "fusejit.script or fusejit.optimize object")  # fmt: skip
+
+
+def save(obj, path, *, kernels: bool = True) -> None:
+    """Write ``obj`` (traced, scripted or optimized; also a loaded archive) to ``path``.
+
+    The archive holds every compiled input signature's graph (control flow included), the
+    tensors they read (parameters, buffers, constants), the input / output structures and,
+    with ``kernels``, the compiled kernels built so far.
+
+    >>> import fusejit, os, tempfile
+    >>> f = fusejit.trace(lambda x: (x * 2).exp(), fusejit.ones(3))
+    >>> p = os.path.join(tempfile.mkdtemp(), "f.fjz")
+    >>> fusejit.save(f, p)
+    >>> fusejit.load(p)(fusejit.zeros(3)).tolist()
+    [1.0, 1.0, 1.0]
+    """
+    kind, name, entries = _entries_of(obj)
+    tensors: list = []
+    index: dict = {}
+
+    def tensor_index(t):
+        k = id(t)
+        if k not in index:
+            index[k] = len(tensors)
+            tensors.append(t)
+        return index[k]
+
+    graphs, meta = [], []
+    for i, (flavor, raw, in_spec, out_spec, _plan) in enumerate(entries):
+        const_tensors: list = []
+        gj = _graph_json(raw, tensor_index, const_tensors)
+        # tensors stored in node attributes (constant nodes) go to the same table
+        remap = {j: tensor_index(t) for j, t in enumerate(const_tensors)}
+        _retag(gj["block"], remap)
+        graphs.append(gj)
+        meta.append({"graph": f"graphs/{i}.json", "flavor": flavor,
+                     "in_spec": _enc(in_spec), "out_spec": _enc(out_spec)})  # fmt: skip
+    tensor_meta = []
+    names = _tensor_names(obj)
+    for j, t in enumerate(tensors):
+        tensor_meta.append({"member": f"tensors/{j}.npy", "dtype": t.dtype.name,
+                            "shape": list(t.shape), "name": names.get(id(t), "")})  # fmt: skip
+    manifest = {"format": FORMAT, "version": VERSION, "kind": kind, "name": name,
+                "entries": meta, "tensors": tensor_meta}  # fmt: skip
+    kfiles = _kernel_files(entries) if kernels else []
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        if kfiles:
+            key = _key_bytes(create=True)
+            listing = [{"member": m, "sha256": hashlib.sha256(b).hexdigest(), "mtime_ns": mt,
+                        "size": len(b)} for m, b, mt in kfiles]  # fmt: skip
+            manifest["kernels"] = {"files": listing, "hmac": _sign(listing, key) if key else ""}
+            for m, b, _ in kfiles:
+                z.writestr(m, b)
+        z.writestr(MANIFEST, json.dumps(manifest, indent=1))
+        for i, gj in enumerate(graphs):
+            z.writestr(f"graphs/{i}.json", json.dumps(gj))
+        for j, t in enumerate(tensors):
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(t.cpu().numpy()), allow_pickle=False)
+            z.writestr(f"tensors/{j}.npy", buf.getvalue())
+    os.replace(tmp, path)
+
+
+def _retag(b: dict, remap: dict) -> None:
+    for n in b["nodes"]:
+        for k, v in n["attrs"].items():
+            if isinstance(v, dict) and "tensor" in v:
+                n["attrs"][k] = {"tensor": remap[v["tensor"]]}
+        for sb in n["blocks"]:
+            _retag(sb, remap)
+
+
+def _tensor_names(obj) -> dict:
+    from ..nn import Module
+
+    mod = getattr(obj, "obj", None) if not isinstance(obj, Module) else obj
+    if mod is None or not isinstance(mod, Module):
+        return {}
+    out = {}
+    for k, t in list(mod.named_parameters()) + list(mod.named_buffers()):
+        out[id(t)] = k
+    return out
+
+
+def _kernel_files(entries) -> list:
+    """(member, bytes, mtime_ns) of every verified kernel cache entry the plans use."""
+    from .cache import cache_dir, verify_entry
+
+    out, seen = [], set()
+    root = cache_dir()
+    for *_, plan in entries:
+        kernels = [e for _node, k in plan.kernels for e in getattr(k, "entries", lambda k=k: [k])()]
+        for k in kernels:
+            folder = getattr(k, "folder", None)
+            if folder is None or folder in seen:
+                continue
+            seen.add(folder)
+            folder = Path(folder)
+            try:
+                rel = folder.relative_to(root)
+            except ValueError:
+                continue
+            if len(rel.parts) != 2 or verify_entry(folder) is not None:
+                continue
+            for p in sorted(folder.rglob("*")):
+                if not p.is_file() or p.name.startswith(".tmp-"):
+                    continue
+                r = p.relative_to(folder).as_posix()
+                member = f"kernels/{rel.parts[0]}/{rel.parts[1]}/{r}"
+                if not _MEMBER.match(member):
+                    continue
+                st = p.stat()
+                out.append((member, p.read_bytes(), st.st_mtime_ns))
+    return out
+
+
+# ---- loading --------------------------------------------------------------------------------
+class _Entry:
+    def __init__(self, flavor, raw: Graph, in_spec, out_spec) -> None:
+        from .api import _target_of, optimize_graph
+        from .runtime import Plan
+
+        self.flavor, self.raw, self.in_spec, self.out_spec = flavor, raw, in_spec, out_spec
+        self.graph = optimize_graph(raw, _target_of(raw))
+        self.plan = Plan(self.graph)
+
+
+class LoadedFunction:
+    """A model loaded from an archive: call it, read ``graph`` / ``code``, save it again.
+
+    It runs the input signatures it was saved with (``signatures()`` lists them); others
+    raise ``GuardError``. ``tensors`` maps stored names (``state_dict`` keys for modules) to
+    the tensors the graphs read, and ``kernel_origin`` says where its kernels came from.
+    """
+
+    def __init__(self, kind, name, entries, tensors, names, note) -> None:
+        self.kind = kind
+        self.__name__ = name if name.isidentifier() else "forward"
+        self.entries = entries
+        self.tensors = {n or f"tensor{j}": t for j, (t, n) in enumerate(zip(tensors, names))}
+        self.kernel_note = note
+
+    @property
+    def graph(self) -> Graph:
+        return self.entries[0].graph
+
+    @property
+    def raw_graph(self) -> Graph:
+        return self.entries[0].raw
+
+    @property
+    def code(self) -> str:
+        from .printer import format_code
+
+        return format_code(self.graph, self.__name__)
+
+    def kernel_origin(self) -> dict:
+        return {k.key: getattr(k, "origin", "?") for e in self.entries for _, k in e.plan.kernels}
+
+    def signatures(self) -> list:
+        return [e.in_spec for e in self.entries]
+
+    def __call__(self, *args):
+        from . import trace as tr
+        from .runtime import GuardError
+        from .script import _device_of_args, _kind_of, _scalar_input, _specialize, unflatten_out
+
+        problems = []
+        for e in self.entries:
+            if e.flavor == "traced":
+                spec, tensors = tr.flatten_inputs(args)
+                if spec != e.in_spec:
+                    problems.append("argument structure differs")
+                    continue
+                why = e.plan.check(tensors)
+                if why is None:
+                    outs = e.plan.run(tensors, e.graph.captured)
+                    return tr.unflatten_outputs(e.out_spec, outs)
+                problems.append(why)
+            else:
+                try:
+                    spec, flat = _specialize(args, constants=False)
+                except TypeError as ex:
+                    problems.append(str(ex))
+                    continue
+                if spec != e.in_spec:
+                    problems.append("argument types differ from the saved signature")
+                    continue
+                dev = _device_of_args(flat)
+                tensors = [v if isinstance(v, Tensor) else _scalar_input(v, _kind_of(v), dev)
+                           for v in flat]  # fmt: skip
+                outs = e.plan.run(tensors, e.graph.captured)
+                return unflatten_out(e.out_spec, iter(outs))
+        raise GuardError(f"{self.__name__} (loaded) has no saved signature for these inputs: "
+                         + "; ".join(dict.fromkeys(problems)))  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"<LoadedFunction {self.__name__} ({self.kind}, {len(self.entries)} signatures)>"
+
+
+def _read(z: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    if info.file_size > cap:
+        raise ArchiveError(f"member {info.filename} is too large ({info.file_size} bytes, "
+                           f"at most {cap} expected)")  # fmt: skip
+    try:
+        with z.open(info) as f:
+            data = f.read(cap + 1)
+    except zipfile.BadZipFile as e:
+        raise ArchiveError(f"member {info.filename} is corrupt ({e})") from None
+    except (OSError, EOFError, ValueError, NotImplementedError) as e:
+        raise ArchiveError(f"member {info.filename} cannot be read ({e})") from None
+    except Exception as e:  # zlib.error and friends from a damaged stream
+        raise ArchiveError(f"member {info.filename} is corrupt ({type(e).__name__}: {e})") \
+            from None  # fmt: skip
+    if len(data) > cap:
+        raise ArchiveError(f"member {info.filename} is larger than it says")
+    return data
+
+
+def _json(z, infos, name):
+    info = infos.get(name)
+    if info is None:
+        raise ArchiveError(f"member {name} is missing")
+    data = _read(z, info, MAX_JSON)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ArchiveError(f"member {name} is not valid JSON ({str(e)[:80]})") from None
+
+
+def load(path, device=None) -> LoadedFunction:
+    """Read an archive written by ``fusejit.save``; the result runs without the model's code.
+
+    ``device`` (``"cpu"``, ``"cuda"``, ...) moves every tensor and graph to that device;
+    by default each keeps the device it was saved on. Raises ``ArchiveError`` for a file that
+    is not a valid archive of a version this fusejit reads.
+    """
+    from ..device import as_device
+
+    _DEVICE_OVERRIDE[0] = None if device is None else as_device(device)
+    try:
+        return _load(path)
+    except ArchiveError:
+        raise
+    except RecursionError:
+        raise ArchiveError(f"{path}: the archive is nested too deeply") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ArchiveError(f"{path}: malformed archive ({type(e).__name__}: {e})") from None
+    finally:
+        _DEVICE_OVERRIDE[0] = None
+
+
+def _load(path) -> LoadedFunction:
+    try:
+        z = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise ArchiveError(f"{path} is not a fusejit archive (not a readable zip file: {e})") \
+            from None  # fmt: skip
+    with z:
+        infos = {}
+        members = z.infolist()
+        if len(members) > MAX_MEMBERS:
+            raise ArchiveError(f"{path}: too many members ({len(members)})")
+        for info in members:
+            if not _MEMBER.match(info.filename) or ".." in info.filename.split("/"):
+                raise ArchiveError(f"{path}: unexpected member {info.filename[:100]!r} "
+                                   "(not part of the format)")  # fmt: skip
+            if info.filename in infos:
+                raise ArchiveError(f"{path}: member {info.filename} appears twice")
+            infos[info.filename] = info
+        man = _json(z, infos, MANIFEST)
+        ctx = MANIFEST
+        _need(isinstance(man, dict), ctx, "not an object")
+        if man.get("format") != FORMAT:
+            raise ArchiveError(f"{path} is not a fusejit archive (format {man.get('format')!r})")
+        ver = man.get("version")
+        if ver != VERSION:
+            raise ArchiveError(f"{path}: archive format version {ver!r} is not supported "
+                               f"(this fusejit reads version {VERSION})")  # fmt: skip
+        kind, name = man.get("kind"), man.get("name")
+        _need(kind in ("traced", "script", "optimized"), ctx, f"unknown kind {kind!r}")
+        _need(isinstance(name, str) and len(name) < 256, ctx, "bad name")
+        tensors, names = _load_tensors(z, infos, _list(man.get("tensors"), ctx))
+        note = _install_kernels(z, infos, man.get("kernels"))
+        entries = []
+        for k, e in enumerate(_list(man.get("entries"), ctx)):
+            ectx = f"{ctx} entry {k}"
+            _need(isinstance(e, dict), ectx, "not an object")
+            flavor = e.get("flavor")
+            _need(flavor in ("traced", "script"), ectx, "unknown flavor")
+            member = e.get("graph")
+            _need(isinstance(member, str) and member in infos, ectx, f"graph member {member!r} "
+                  "is missing")  # fmt: skip
+            g = _graph_from_json(_json(z, infos, member), member, tensors)
+            in_spec = _dec(e.get("in_spec"), ectx)
+            out_spec = _dec(e.get("out_spec"), ectx)
+            _check_spec(in_spec, ectx)
+            _check_spec(out_spec, ectx)
+            entries.append(_Entry(flavor, g, in_spec, out_spec))
+        _need(entries, ctx, "no entries")
+    return LoadedFunction(kind, name, entries, tensors, names, note)
+
+
+def _check_spec(spec, ctx, depth=0):
+    _need(depth < 32, ctx, "spec nested too deeply")
+    if isinstance(spec, str):
+        _need(spec == "T", ctx, "bad spec")
+        return
+    _need(isinstance(spec, tuple) and spec, ctx, "bad spec")
+    tag = spec[0]
+    if all(isinstance(s, (tuple, str)) for s in spec) and not isinstance(tag, str):
+        for s in spec:  # a scripted signature: one spec per argument
+            _check_spec(s, ctx, depth + 1)
+        return
+    if tag in ("tuple", "list") and len(spec) == 2 and isinstance(spec[1], tuple):
+        for s in spec[1]:
+            _check_spec(s, ctx, depth + 1)
+        return
+    _need(tag in ("T", "S", "C", "const"), ctx, f"bad spec tag {str(tag)[:20]!r}")
+
+
+def _load_tensors(z, infos, metas):
+    tensors, names = [], []
+    for j, m in enumerate(metas):
+        ctx = f"tensor {j}"
+        _need(isinstance(m, dict), ctx, "not an object")
+        member, name, shape = m.get("member"), m.get("dtype"), m.get("shape")
+        _need(member == f"tensors/{j}.npy", ctx, "bad member name")
+        _need(member in infos, ctx, f"member {member} is missing")
+        _need(isinstance(name, str) and name in dt._BY_NAME, ctx, "unknown dtype")
+        _need(isinstance(shape, list) and len(shape) <= 32 and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape), ctx,
+            "bad shape")  # fmt: skip
+        d = dt.as_dtype(name)
+        nbytes = int(np.prod(shape, dtype=object)) * d.itemsize
+        data = _read(z, infos[member], nbytes + 65536)
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ArchiveError(f"member {member} is not a valid .npy file ({str(e)[:80]})") \
+                from None  # fmt: skip
+        if not isinstance(arr, np.ndarray) or arr.dtype != d.np or list(arr.shape) != shape:
+            raise ArchiveError(f"member {member} holds {getattr(arr, 'dtype', '?')}"
+                               f"{list(getattr(arr, 'shape', []))}, the manifest says "
+                               f"{name}{shape}")  # fmt: skip
+        dev = _DEVICE_OVERRIDE[0]
+        t = Tensor._wrap(np.ascontiguousarray(arr), d, _device("cpu", ctx))
+        if dev is not None and str(dev) != "cpu":
+            t = t.to(dev)
+        tensors.append(t)
+        nm = m.get("name", "")
+        names.append(nm if isinstance(nm, str) else "")
+    return tensors, names
+
+
+def _install_kernels(z, infos, meta) -> str:
+    """Copy shipped kernel cache entries into the local cache when their signature verifies.
+    Returns a note saying what happened."""
+    if meta is None:
+        return "no kernels in the archive"
+    _need(isinstance(meta, dict), "kernels", "not an object")
+    files = _list(meta.get("files"), "kernels")
+    for f in files:
+        _need(isinstance(f, dict) and isinstance(f.get("member"), str)
+              and f["member"] in infos and f["member"].startswith("kernels/")
+              and isinstance(f.get("sha256"), str) and isinstance(f.get("mtime_ns"), int)
+              and isinstance(f.get("size"), int) and 0 <= f["size"] <= MAX_KERNEL_FILE,
+              "kernels", f"bad file entry {str(f)[:80]}")  # fmt: skip
+    listed = {f["member"] for f in files}
+    extra = [m for m in infos if m.startswith("kernels/") and m not in listed]
+    _need(not extra, "kernels", f"member {extra[0] if extra else ''} is not listed")
+    datas = {}
+    for f in files:  # every member is checked, installed or not
+        data = _read(z, infos[f["member"]], f["size"])
+        if len(data) != f["size"] or hashlib.sha256(data).hexdigest() != f["sha256"]:
+            raise ArchiveError(f"member {f['member']} does not match its checksum")
+        datas[f["member"]] = data
+    key = _key_bytes(create=False)
+    sig = meta.get("hmac")
+    if not key or not isinstance(sig, str) or not hmac.compare_digest(_sign(files, key), sig):
+        return "kernels in the archive not installed (not signed with this machine's archive " \
+               "key); they are compiled from the graph"  # fmt: skip
+    from .cache import atomic_write, cache_dir, remove_entry, verify_entry
+
+    root = cache_dir()
+    folders: dict = {}
+    for f in files:
+        parts = f["member"].split("/")
+        folders.setdefault((parts[1], parts[2]), []).append(f)
+    installed = 0
+    for (target, key_), fs in folders.items():
+        dest = root / target / key_
+        if dest.exists() and verify_entry(dest) is None:
+            continue
+        remove_entry(dest)
+        for f in fs:
+            data = datas[f["member"]]
+            rel = "/".join(f["member"].split("/")[3:])
+            p = dest / rel
+            atomic_write(p, data)
+            # the compiler's cache checks the source file's time stamp: keep the original
+            os.utime(p, ns=(f["mtime_ns"], f["mtime_ns"]))
+        if verify_entry(dest) is not None:
+            remove_entry(dest)
+        else:
+            installed += 1
+    return f"{installed} kernel cache entries installed from the archive"

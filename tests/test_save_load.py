@@ -1,0 +1,233 @@
+"""fusejit.save / fusejit.load: archives load in a fresh process that never imported the model's
+code, shipped kernels are used without compiling, and damaged or hostile files raise
+ArchiveError (never another exception, never code execution)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fusejit
+from fusejit.jit.archive import ArchiveError
+
+REPO = Path(__file__).resolve().parents[1]
+
+MODEL_SRC = """
+import fusejit
+from fusejit import nn
+
+
+@fusejit.script
+class Net(nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.ih = nn.Linear(n, 4 * n)
+        self.hh = nn.Linear(n, 4 * n)
+
+    def forward(self, x, h, c, gain: float):
+        for t in range(x.shape[0]):
+            i, f, g, o = (self.ih(x[t]) + self.hh(h)).chunk(4, 1)
+            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+            h = o.sigmoid() * c.tanh()
+        if h.sum() > 0:
+            h = h * gain
+        return h, c
+"""
+
+LOADER = """
+import json, sys
+import numpy as np
+import fusejit
+m = fusejit.load(sys.argv[1])
+d = np.load(sys.argv[2])
+args = [fusejit.from_numpy(d[k]) for k in ("x", "h", "c")] + [float(d["gain"])]
+h, c = m(*args)
+assert "netmodel" not in sys.modules
+ok = bool(np.array_equal(h.numpy(), d["h_out"]) and np.array_equal(c.numpy(), d["c_out"]))
+text = str(m.graph) + m.code
+fusejit.save(m, sys.argv[1] + ".again")
+m2 = fusejit.load(sys.argv[1] + ".again")
+ok2 = bool(np.array_equal(m2(*args)[0].numpy(), d["h_out"]))
+print(json.dumps({"ok": ok, "ok2": ok2, "loop": "loop[" in text and "while " in text,
+                  "note": m.kernel_note, **fusejit.cache_info()}))
+"""
+
+
+def _env(cache: Path, key: str):
+    env = dict(os.environ)
+    env["FUSEJIT_CACHE_DIR"] = str(cache)
+    env["FUSEJIT_ARCHIVE_KEY"] = key
+    env["PYTHONPATH"] = str(REPO)
+    env.pop("FUSEJIT_DEBUG", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """The model saved by a child process that imports its source (netmodel.py)."""
+    d = tmp_path_factory.mktemp("saved")
+    (d / "netmodel.py").write_text(MODEL_SRC)
+    saver = textwrap.dedent(f"""
+        import sys, numpy as np, fusejit
+        sys.path.insert(0, {str(d)!r})
+        import netmodel
+        fusejit.manual_seed(0)
+        m = netmodel.Net(6)
+        x, h, c = fusejit.randn(5, 2, 6), fusejit.randn(2, 6), fusejit.randn(2, 6)
+        ho, co = m(x, h, c, 1.5)
+        fusejit.save(m, {str(d / "net.fjz")!r})
+        np.savez({str(d / "io.npz")!r}, x=x.numpy(), h=h.numpy(), c=c.numpy(), gain=1.5,
+                 h_out=ho.numpy(), c_out=co.numpy())
+    """)
+    r = subprocess.run(
+        [sys.executable, "-c", saver],
+        env=_env(d / "cache", "k1"),
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def _load_in_child(saved: Path, tmp_path: Path, key: str) -> dict:
+    r = subprocess.run([sys.executable, "-c", LOADER, str(saved / "net.fjz"),
+                        str(saved / "io.npz")], env=_env(tmp_path / "fresh", key), cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_load_in_fresh_process_uses_shipped_kernels(saved, tmp_path):
+    info = _load_in_child(saved, tmp_path, "k1")
+    assert info["ok"] and info["ok2"] and info["loop"]
+    assert info["compiled"] == 0 and info["disk_hits"] >= 2, info
+
+
+def test_unsigned_kernels_are_compiled_not_installed(saved, tmp_path):
+    info = _load_in_child(saved, tmp_path, "another-key")
+    assert info["ok"] and info["compiled"] >= 2 and "not installed" in info["note"]
+
+
+def test_traced_and_optimized_round_trip(tmp_path):
+    f = fusejit.trace(
+        lambda x, y: ((x * y).tanh() + 1, x.sum()), (fusejit.ones(4), fusejit.ones(4))
+    )
+    fusejit.save(f, tmp_path / "t.fjz")
+    g = fusejit.load(tmp_path / "t.fjz")
+    x, y = fusejit.randn(4), fusejit.randn(4)
+    for a, b in zip(g(x, y), f(x, y)):
+        assert np.array_equal(a.numpy(), b.numpy())
+    opt = fusejit.optimize(lambda x: (x * 3).relu() - 1, warmup=0)
+    opt(x)
+    fusejit.save(opt, tmp_path / "o.fjz")
+    assert np.array_equal(fusejit.load(tmp_path / "o.fjz")(x).numpy(), opt(x).numpy())
+    with pytest.raises(fusejit.TraceError, match="no saved signature"):
+        g(fusejit.ones(4, dtype=fusejit.int32), y)
+
+
+def test_script_not_called_yet_cannot_be_saved(tmp_path):
+    @fusejit.script
+    def f(x):
+        return x
+
+    with pytest.raises(ArchiveError, match="not been called"):
+        fusejit.save(f, tmp_path / "f.fjz")
+
+
+@pytest.mark.skipif(not fusejit.is_cuda_available(), reason="no usable GPU (CUDA tests only)")
+def test_cuda_round_trip(tmp_path):
+    @fusejit.script
+    def f(x):
+        if x.sum() > 0:
+            x = x.exp()
+        return x * 2
+
+    x = fusejit.randn(64, device="cuda")
+    y = f(x)
+    fusejit.save(f, tmp_path / "c.fjz")
+    np.testing.assert_allclose(fusejit.load(tmp_path / "c.fjz")(x).cpu().numpy(),
+                               y.cpu().numpy(), rtol=1e-6)  # fmt: skip
+    cpu = fusejit.load(tmp_path / "c.fjz", device="cpu")
+    np.testing.assert_allclose(cpu(x.cpu()).numpy(), y.cpu().numpy(), rtol=1e-5)
+
+
+# ---- damaged and hostile files --------------------------------------------------------------
+def _members(path: Path) -> dict:
+    with zipfile.ZipFile(path) as z:
+        return {i.filename: z.read(i) for i in z.infolist()}
+
+
+def _write(path: Path, members: dict) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for k, v in members.items():
+            z.writestr(k, v)
+    return path
+
+
+def _expect_error(path, match=None):
+    with pytest.raises(ArchiveError, match=match):
+        fusejit.load(path)
+
+
+def test_fuzzed_archives_raise_archive_error(saved, tmp_path):
+    good = (saved / "net.fjz").read_bytes()
+    rng = np.random.default_rng(3)
+    p = tmp_path / "bad.fjz"
+    for n in (0, 10, len(good) // 3, len(good) - 30):  # truncated
+        p.write_bytes(good[:n])
+        _expect_error(p)
+    flipped = 0
+    for _ in range(40):  # bit flips: caught by CRCs, the format checks, or harmless
+        b = bytearray(good)
+        k = int(rng.integers(len(b)))
+        b[k] ^= 1 << int(rng.integers(8))
+        p.write_bytes(bytes(b))
+        try:
+            fusejit.load(p)
+        except ArchiveError:
+            flipped += 1
+    assert flipped >= 34  # (the rest hit zip fields nothing reads, e.g. timestamps)
+    base = _members(saved / "net.fjz")
+    for name in base:  # every member removed in turn
+        m = dict(base)
+        del m[name]
+        _expect_error(_write(p, m))
+
+
+def test_hostile_archives(saved, tmp_path):
+    base = _members(saved / "net.fjz")
+    p = tmp_path / "h.fjz"
+    _expect_error(_write(p, {**base, "../evil.py": b"import os"}), "unexpected member")
+    _expect_error(_write(p, {**base, "kernels/cpu/abcdef12/../../x": b""}), "unexpected member")
+    man = json.loads(base["fusejit-archive.json"])
+    _expect_error(
+        _write(p, {**base, "fusejit-archive.json": json.dumps({**man, "version": 99})}),
+        "version 99 is not supported",
+    )
+    # a pickled object array where a tensor should be
+    buf = io.BytesIO()
+    np.save(buf, np.array([object()], dtype=object), allow_pickle=True)
+    _expect_error(_write(p, {**base, "tensors/0.npy": buf.getvalue()}))
+    # a member far larger than the manifest's dtype and shape allow
+    _expect_error(_write(p, {**base, "tensors/0.npy": b"\0" * (8 << 20)}), "too large")
+    # an op outside the table, and a graph that is not well formed
+    g = json.loads(base["graphs/0.json"])
+    g["block"]["nodes"][0]["op"] = "os.system"
+    _expect_error(_write(p, {**base, "graphs/0.json": json.dumps(g)}), "unknown op")
+    g = json.loads(base["graphs/0.json"])
+    g["block"]["results"] = [{"v": 10**6}]
+    _expect_error(_write(p, {**base, "graphs/0.json": json.dumps(g)}), "out of range")
+    _expect_error(_write(p, {**base, "graphs/0.json": b"{not json"}), "not valid JSON")
+    p.write_bytes(b"PK\x03\x04 not really a zip")
+    _expect_error(p, "not a fusejit archive")
