@@ -3,10 +3,14 @@ generated from the op table's expressions (compiled with numba) where it does no
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from fusejit import dtypes as dt
 from fusejit.codegen.body import KernelBody, Step
+
+_NULL = contextlib.nullcontext()
 
 
 class CPUBackend:
@@ -29,6 +33,10 @@ class CPUBackend:
 
     def synchronize(self) -> None:
         pass
+
+    def scope(self):
+        """The context ops of this backend run in (the CPU needs none)."""
+        return _NULL
 
     # elementwise ------------------------------------------------------------------------
     def elementwise(self, op, vals, compute: dt.DType, out: dt.DType, attrs):

@@ -42,8 +42,6 @@ from fusejit.jit.cache import (
     write_manifest,
 )
 
-from . import cuda_tuning as tuning
-
 log = logging.getLogger("fusejit")
 
 _BACKENDS: dict = {}
@@ -60,10 +58,13 @@ OWN_KERNEL_OPS = frozenset({"floor_divide", "remainder", "maximum", "minimum", "
 # cupy (like numpy) rounds integers through float64, which loses int64 precision: the table
 # makes rounding an integer the identity
 _ROUNDING = frozenset({"floor", "ceil", "trunc", "round"})
-# Launch shape, tunable per backend (bench/gpu_bench.py compares settings): at most this many
-# blocks per SM (threads then loop, grid-stride), and the bytes of the widest array a thread
-# moves per iteration (16: one 16-byte load or store per array; 32: two, more bytes in flight).
-BLOCKS_PER_SM = int(os.environ.get("FUSEJIT_CUDA_BLOCKS_PER_SM", 32))
+# Launch shape, tunable per backend (bench/gpu_bench.py compares settings): a cap on the grid
+# of elementwise kernels in blocks per SM (0: none, one chunk per thread), and the bytes of the
+# widest array a thread moves per iteration (16: one 16-byte load or store per array; 32: two).
+# Measured on an H200 (bench/RESULTS.md): uncapped 16-byte chunks are the fastest on every
+# standard workload (capped at 32 blocks per SM: 1-4 points of the copy bandwidth slower;
+# 32-byte chunks: 2-13 points slower).
+GRID_CAP = int(os.environ.get("FUSEJIT_CUDA_GRID_CAP", 0))
 VEC_BYTES = int(os.environ.get("FUSEJIT_CUDA_VEC_BYTES", 16))
 _INSTALL_HINT = "pip install 'fusejit[cuda12]' (CUDA 12) or 'fusejit[cuda13]' (CUDA 13)"
 
@@ -186,10 +187,9 @@ class CudaBackend:
         self._ndarray = cupy.ndarray
         self.cc = str(self.device.compute_capability)
         self.sm_count = int(self.device.attributes["MultiProcessorCount"])
-        self.max_blocks = self.sm_count * BLOCKS_PER_SM
+        self.grid_cap = GRID_CAP
+        self.max_grid = cg.MAX_GRID  # (the tests lower it to make threads loop)
         self.vec_bytes = VEC_BYTES
-        # large elementwise launches choose their grid by timing (off: always max_blocks)
-        self.tune = os.environ.get("FUSEJIT_CUDA_TUNE", "1") != "0"
         nvrtc = _nvrtc()
         self.nvrtc_version = tuple(nvrtc.getVersion())
         self.arch, self.binary = _target(nvrtc, self.cc)
@@ -206,6 +206,8 @@ class CudaBackend:
     def _on(self):
         """This GPU as the current device, for the calls that allocate or launch."""
         return _NULL if self._get_device() == self.index else self.device
+
+    scope = _on  # (the name the other modules use)
 
     # storage ----------------------------------------------------------------------------
     def asarray(self, data, dtype: dt.DType):
@@ -415,13 +417,6 @@ def _scalar(v, op, compute: dt.DType):
         raise  # as numpy does (dispatch reports it as a DTypeError)
 
 
-_MAX_GRID = (1 << 31) - 1
-
-
-def _event_done(e) -> bool:
-    return e.done
-
-
 def _ptr(a) -> int:
     """Device address of an array's first element (a function, so host tests can swap it)."""
     return a.data.ptr
@@ -443,7 +438,9 @@ class CudaKernel:
         self.out_vbytes = tuple(np.dtype(d).itemsize * self.vmax for d in self.out_np)
         self.fns: dict = {}  # Variant -> launchable function
         self._flat = {}  # (vec, bits) -> Variant of the same-shape contiguous fast path
-        self.tuners: dict = {}  # (Variant, size class) -> GridTuner of large launches
+        # the grid: one chunk per thread unless capped (threads then loop), see GRID_CAP
+        cap = backend.grid_cap
+        self.max_blocks = min(backend.max_grid, backend.sm_count * cap if cap else cg.MAX_GRID)
 
     def variants(self) -> list:
         """Tags of the variants compiled so far."""
@@ -485,39 +482,8 @@ class CudaKernel:
                 fn = self.fns[v] = b.function(self.body, v)
             # sizes and strides are `long long` parameters: pass 8-byte numpy scalars
             ints = (_I64(n), *map(_I64, extra)) if extra else (_I64(n),)
-            args = (*arrays, *outs, *ints)
-            if n < tuning.TUNE_FROM or not b.tune:
-                fn((cg.grid_size(n, v, b.max_blocks),), (cg.BLOCK,), args)
-            else:
-                self._tuned_launch(fn, v, n, args)
+            fn((cg.grid_size(n, v, self.max_blocks),), (cg.BLOCK,), (*arrays, *outs, *ints))
         return outs
-
-    def _tuned_launch(self, fn, v, n: int, args) -> None:
-        """A large launch: its grid size is chosen by timing (``backends/cuda_tuning.py``)."""
-        b = self.backend
-        key = (v, n.bit_length())
-        t = self.tuners.get(key)
-        if t is None:
-            t = self.tuners[key] = tuning.GridTuner()
-        if t.choice is None and t.settle(_event_done, b.xp.cuda.get_elapsed_time):
-            times = ", ".join(f"{c or 'uncapped'}: {ms:.4f} ms" for c, ms in t.times.items())
-            log.info("fusejit: CUDA kernel %s at 2^%d elements: %s blocks per SM (%s)",
-                     v.tag, key[1] - 1, t.choice or "uncapped", times)  # fmt: skip
-        cap, index = t.next_cap()
-        blocks = cg.grid_size(n, v, b.sm_count * cap if cap else _MAX_GRID)
-        if index is None:
-            fn((blocks,), (cg.BLOCK,), args)
-            return
-        Event = b.xp.cuda.Event
-        start, end = Event(), Event()
-        start.record()
-        fn((blocks,), (cg.BLOCK,), args)
-        end.record()
-        t.add(index, start, end)
-
-    def launch_choices(self) -> dict:
-        """Tag and size class -> blocks per SM chosen by timing (0: uncapped), for reports."""
-        return {f"{v.tag}@2^{bits - 1}": t.choice for (v, bits), t in self.tuners.items()}
 
     def _plan(self, arrays, outs, out_shape):
         aligned = tuple(_ptr(a) % s == 0 for a, s in zip(arrays, self.vbytes, strict=True))

@@ -52,11 +52,11 @@ def make_inputs(name: str, scale: int) -> tuple:
 _FLUSH = None
 
 
-def gpu_time_ms(fn, warmup: int = 12, reps: int = 20) -> float:
+def gpu_time_ms(fn, warmup: int = 3, reps: int = 20) -> float:
     """Median over ``reps`` of one call's time between two cupy events, each call after a
     256 MB memset (as triton's do_bench): the L2 holds no inputs, and the GPU is busy while the
     host prepares the call, so the events measure device time, not Python time. The warm-up
-    covers the grid-size tuning of large launches (backends/cuda_tuning.py)."""
+    ends with a synchronization, so the timed calls start on an idle GPU."""
     import cupy
 
     global _FLUSH
@@ -77,9 +77,11 @@ def gpu_time_ms(fn, warmup: int = 12, reps: int = 20) -> float:
     return statistics.median(times)
 
 
-# launch settings compared per workload: (bytes per thread and array, blocks per SM cap, grid
-# chosen by timing); the first is the backend's default (16 B, grid tuned), the others fixed
-CONFIGS = [(16, 32, True), (16, 32, False), (16, 1 << 16, False), (32, 1 << 16, False)]
+# launch settings compared per workload: (bytes per thread and array, grid cap in blocks per
+# SM, 0: none); the first is the backend's default
+CONFIGS = [(16, 0), (16, 32), (32, 0)]
+# row kernels compared at these WARP_MAX (the first: the default)
+ROW_WARP_MAX = (256, 1024, 128)
 
 
 def copy_bandwidth() -> dict:
@@ -99,13 +101,12 @@ def _max_rel_diff(a: fj.Tensor, b: fj.Tensor) -> float:
     return float(cupy.max(cupy.abs(x - y)) / max(float(cupy.max(cupy.abs(y))), 1e-30))
 
 
-def _set_config(vec_bytes: int, blocks_per_sm: int, tune: bool) -> None:
+def _set_config(vec_bytes: int, cap: int | None) -> None:
     from fusejit.backends.cuda import get_backend
 
     b = get_backend(0)
     b.vec_bytes = vec_bytes
-    b.max_blocks = b.sm_count * blocks_per_sm
-    b.tune = tune
+    b.grid_cap = cap
     b._fused.clear()  # kernels made from now on take the new settings
 
 
@@ -120,8 +121,14 @@ def bench_workload(name, scale, copy_gbs, reps) -> dict:
     nbytes = sum(a._data.nbytes for a in args) + sum(o._data.nbytes for o in eager_out)
     eager_ms = gpu_time_ms(lambda: fn(*args), reps=reps)
     configs = []
-    for vec_bytes, bps, tune in CONFIGS if name in ELEMENTWISE else CONFIGS[:1]:
-        _set_config(vec_bytes, bps, tune)
+    from fusejit.codegen import cuda_rows
+
+    default_warp_max = cuda_rows.WARP_MAX
+    settings = CONFIGS if name in ELEMENTWISE else [(*CONFIGS[0], w) for w in ROW_WARP_MAX]
+    for vec_bytes, cap, *rest in settings:
+        _set_config(vec_bytes, cap)
+        # rows up to this long go to a warp each, longer ones to a block (cuda_rows.plan_rows)
+        cuda_rows.WARP_MAX = rest[0] if rest else default_warp_max
         t0 = time.perf_counter()
         traced = fj.trace(fn, args)
         cupy.cuda.Device().synchronize()
@@ -132,15 +139,13 @@ def bench_workload(name, scale, copy_gbs, reps) -> dict:
         del fused_out
         ms = gpu_time_ms(lambda traced=traced: traced(*args), reps=reps)
         variants = [v for _, k in traced.plan.kernels for v in getattr(k, "variants", list)()]
-        choices = {}
-        for _, k in traced.plan.kernels:
-            choices.update(getattr(k, "launch_choices", dict)())
+        caps = [getattr(k, "max_blocks", None) for _, k in traced.plan.kernels]
         configs.append(
             {
                 "vec_bytes": vec_bytes,
-                "blocks_per_sm": bps,
-                "tuned": tune,
-                "grid_choices": choices,
+                "grid_cap": cap,
+                "warp_max": cuda_rows.WARP_MAX,
+                "max_blocks": caps,
                 "fused_ms": ms,
                 "pct_copy": 100 * nbytes / ms / 1e6 / copy_gbs,
                 "variants": variants,
@@ -149,6 +154,7 @@ def bench_workload(name, scale, copy_gbs, reps) -> dict:
             }
         )
     _set_config(*CONFIGS[0])
+    cuda_rows.WARP_MAX = default_warp_max
     del eager_out
     default = configs[0]
     fused_ms, variants = default["fused_ms"], default["variants"]
@@ -328,15 +334,20 @@ def main(argv=None) -> int:
               f"{r['speedup']:5.1f} "
               f"{r['eager_pct_copy']:7.1f}% {r['fused_pct_copy']:7.1f}%  "
               f"{','.join(r['variants'])}")  # fmt: skip
-    print("launch settings (bytes per thread and array / blocks per SM cap, or the grid chosen "
-          "by timing): fused % of copy")  # fmt: skip
-    heads = [f"{v}B/{'tuned' if t else b}" for v, b, t in CONFIGS]
-    print(f"{'workload':12s} " + " ".join(f"{h:>10s}" for h in heads) + "  tuned choice")
+    print("launch settings (bytes per thread and array / grid cap in blocks per SM, 0: none): "
+          "fused % of copy")  # fmt: skip
+    print("row kernels (rows up to WARP_MAX elements to a warp each): fused % of copy")
+    print(f"{'workload':12s} " + " ".join(f"{'warp<=' + str(w):>10s}" for w in ROW_WARP_MAX))
     for r in rows:
-        if len(r.get("configs", ())) > 1:
-            choice = ",".join(f"{k}:{c}" for k, c in r["configs"][0]["grid_choices"].items())
+        if r.get("workload") in ROWS and "configs" in r:
             print(f"{r['workload']:12s} " + " ".join(
-                f"{c['pct_copy']:9.1f}%" for c in r["configs"]) + f"  {choice}")  # fmt: skip
+                f"{c['pct_copy']:9.1f}%" for c in r["configs"]))  # fmt: skip
+    heads = [f"{v}B/{c}" for v, c in CONFIGS]
+    print(f"{'workload':12s} " + " ".join(f"{h:>10s}" for h in heads))
+    for r in rows:
+        if r.get("workload") in ELEMENTWISE and "configs" in r:
+            print(f"{r['workload']:12s} " + " ".join(
+                f"{c['pct_copy']:9.1f}%" for c in r["configs"]))  # fmt: skip
     ho, co = results["host_overhead"], results["compile"]
     if "error" not in ho:
         print(f"host time per call, chain-8op @4096: fused {ho['fused_us_per_call']:.1f} us, "

@@ -50,26 +50,30 @@ def full(size, fill_value, *, dtype=None, device=None) -> Tensor:
     d = _dtype(dtype, dt.result_type(fill_value))
     dev = as_device(device)
     shape = _size((size,) if isinstance(size, int) else (tuple(size),))
-    return Tensor._wrap(dev.backend.xp.full(shape, fill_value, dtype=d.np), d, dev)
+    with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
+        return Tensor._wrap(dev.backend.xp.full(shape, fill_value, dtype=d.np), d, dev)
 
 
 def zeros(*size, dtype=None, device=None) -> Tensor:
     """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``."""
     d = _dtype(dtype)
     dev = as_device(device)
-    return Tensor._wrap(dev.backend.xp.zeros(_size(size), dtype=d.np), d, dev)
+    with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
+        return Tensor._wrap(dev.backend.xp.zeros(_size(size), dtype=d.np), d, dev)
 
 
 def ones(*size, dtype=None, device=None) -> Tensor:
     d = _dtype(dtype)
     dev = as_device(device)
-    return Tensor._wrap(dev.backend.xp.ones(_size(size), dtype=d.np), d, dev)
+    with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
+        return Tensor._wrap(dev.backend.xp.ones(_size(size), dtype=d.np), d, dev)
 
 
 def empty(*size, dtype=None, device=None) -> Tensor:
     d = _dtype(dtype)
     dev = as_device(device)
-    return Tensor._wrap(dev.backend.xp.empty(_size(size), dtype=d.np), d, dev)
+    with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
+        return Tensor._wrap(dev.backend.xp.empty(_size(size), dtype=d.np), d, dev)
 
 
 def _like(x: Tensor, dtype, device):

@@ -171,11 +171,17 @@ def apply(op: OpDef, tensors: tuple, attrs: dict):
     if len(tensors) == 1:  # the common case, kept short
         dev = t._device
         out = op.out_dtype(t._dtype, **attrs)
-        res = op.impl(dev._backend or dev.backend, t._data, **attrs)
+        arrays = (t._data,)
     else:
         dev = device_of(op.name, tensors)
         out = op.out_dtype(*[t._dtype for t in tensors], **attrs)
-        res = op.impl(dev.backend, *[t._data for t in tensors], **attrs)
+        arrays = [t._data for t in tensors]
+    backend = dev._backend or dev.backend
+    if backend.name == "cpu":
+        res = op.impl(backend, *arrays, **attrs)
+    else:
+        with backend.scope():  # (cuda:N: launch on that GPU)
+            res = op.impl(backend, *arrays, **attrs)
     if op.n_out == 1:
         if isinstance(res, np.generic):  # numpy gives scalars for 0-d results (1-D @ 1-D)
             res = np.asarray(res)

@@ -236,12 +236,6 @@ def run_workload(
         "fused": lambda: traced(*tensors),
         "ref": lambda: w.ref(xp, *ref_in),
     }
-    if dev.type == "cuda":
-        # the first calls of a large launch time its grid sizes (backends/cuda_tuning.py):
-        # let them finish, so the timed calls measure the steady state
-        for _ in range(12):
-            traced(*tensors)
-        sync()
     # the verification calls above were the warm-up (compiled, memory touched)
     t = time_interleaved(calls, repeat=repeat, sync=sync, budget_s=budget_s, warmup=0)
     med = {k: statistics.median(v) for k, v in t.items()}

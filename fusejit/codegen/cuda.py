@@ -3,7 +3,9 @@ nvcc in the tests), and plans how a kernel is launched over given arrays.
 
 Semantics follow numpy op by op, as the CPU target does: every integer intermediate is cast
 back to its dtype (wrapping), ``//`` and ``%`` are Python's, float32 uses the ``f`` versions
-of libm (``expf``, ``tanhf``, ...; accurate to a few ulp, no fast-math intrinsics). float16 is
+of libm (``expf``, ``tanhf``, ...; accurate to a few ulp, no fast-math flags; the one fast
+intrinsic is float32 sigmoid's division, by a divisor in [1, 2] where it is accurate: see
+``kernels/cuda_prelude.cuh``, at most ~4 ulp). float16 is
 stored as ``fj_half`` and computed in float32, each float16 step rounded back to float16 so that
 fused results equal eager ones.
 
@@ -501,6 +503,9 @@ def plan_launch(out_shape, in_shapes, in_strides, in_aligned, out_aligned: bool,
             vec, inner = vmax, cand
     extra = tuple(shape) + tuple(x for st in strides for x in st)
     return Variant("nd", vec, len(shape), bits, inner), extra
+
+
+MAX_GRID = (1 << 31) - 1  # blocks in a grid's x dimension
 
 
 def grid_size(n: int, v: Variant, max_blocks: int) -> int:

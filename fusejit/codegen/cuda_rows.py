@@ -40,11 +40,14 @@ from .. import dtypes as dt
 from ..errors import CompileError
 from . import cuda as cg
 from .body import render_step
-from .rows import RowBody, ref_dtype, schedule
+from .rows import RowBody, deps, expensive, ref_dtype, schedule
 
 CUDA_ROWS_VERSION = "1"
 WARP = 32
-WARP_MAX = 1024  # rows up to this long go to one warp each
+# rows up to this long go to one warp each, longer ones to a block. Measured on an H200
+# (bench/RESULTS.md): rows of 1024 ran at 30% (softmax) and 60% (layer norm) of the copy
+# bandwidth with a warp each (32 elements per lane: few warps fit), 68% and 79% with a block
+WARP_MAX = 256
 MAX_CACHE = 32  # elements per thread kept in registers, at most
 _COMBINE = {"sum": "fj_rsum", "mean": "fj_rsum", "amax": "fj_rmax", "amin": "fj_rmin"}
 
@@ -143,6 +146,15 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
             L.append(f"    {cg.ctype(outs[k])}* o{k}r = o{k} + r * N_;")
     for i in sorted(cached):
         L.append(f"    {cg.ctype(cdt(ports[i][2]))} xc{i}[{v.cache}];")
+    # with the row in registers, an expensive value (an exp, a tanh) that several passes use
+    # is computed once and kept in registers too (softmax: exp(x - max) for the sum and the
+    # normalization), rather than recomputed in each pass
+    keep = set()
+    if v.cache:
+        keep = {j for j, ps_ in sch.uses.items() if len(ps_) > 1 and expensive(steps[j])}
+    for j in sorted(keep):
+        L.append(f"    {cg.ctype(cdt(steps[j].out))} tc{j}[{v.cache}];")
+    kept: set = set()  # kept values already stored
 
     def get(ref):
         if ref[0] == "in":
@@ -153,8 +165,15 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
         d = cdt(ref[2])
         return cg.RENDERER.const(ref[1], d), d
 
+    recips: dict = {}  # div step by a per-row value -> name of the reciprocal (see _reciprocal)
+
     def step_code(j):
         s = steps[j]
+        if j in recips:  # x / d as (x * (1 / (d * sc))) * sc, see _reciprocal
+            a, ad = get(s.args[0])
+            a = cg.RENDERER.cast(a, ad, cdt(s.compute))
+            code, d = f"(({a} * {recips[j]}) * sc{j})", cdt(s.out)
+            return (f"fj_round_h({code})" if s.out == "float16" else code), d
         code, d = render_step(s, cg.RENDERER, get, co)
         if s.op == "cast" and s.out == "float16" and ref_dtype(body, s.args[0]) == "float64":
             code = f"fj_h2f(fj_d2h({get(s.args[0])[0]}))"  # one rounding, not two
@@ -185,49 +204,65 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
             L.append(f"    {cg.ctype(acc)} s{j} = {_identity(steps[j].op, acc)};")
         L.append(f"    // pass {p}")
         roots = [steps[j].args[0] for j in ps.reductions]
-        reads = {r[1] for j in ps.steps for r in steps[j].args if r[0] == "in"}
+        pass_steps, from_regs = _pass_steps(body, ps, kept)
+        reads = {r[1] for j in pass_steps for r in steps[j].args if r[0] == "in"}
         reads |= {r[1] for r in roots if r[0] == "in"}
         reads = {i for i in reads if ports[i][1] in ("full", "inner")}
-        if v.cache:
-            L += ["#pragma unroll", f"    for (int c = 0; c < {v.cache}; ++c) {{",
-                  f"        const int j = lane + c * {T};", "        if (j < N) {"]  # fmt: skip
-            ind = "            "
-        else:
-            L.append(f"    for (int j = lane; j < N; j += {T}) {{")
-            ind = "        "
-        for i in sorted(reads):
-            ty = cg.ctype(cdt(ports[i][2]))
+        for j in pass_steps:
+            if _row_divisor(body, j) and j not in recips:
+                _reciprocal(L, j, get(steps[j].args[1]), cdt(steps[j].compute))
+                recips[j] = f"rcp{j}"
+
+        def pass_loop(ps=ps, reads=reads, regs=from_regs, js=pass_steps) -> list:
+            M: list = []
             if v.cache:
-                L.append(f"{ind}const {ty} x{i} = xc{i}[c];")
+                M += ["#pragma unroll", f"    for (int c = 0; c < {v.cache}; ++c) {{",
+                      f"        const int j = lane + c * {T};", "        if (j < N) {"]  # fmt: skip
+                ind = "            "
             else:
-                src = f"a{i}r[j]" if ports[i][1] == "full" else f"a{i}[j]"
-                L.append(f"{ind}const {ty} x{i} = {cg._load(ports[i][2], src)};")
-        for j in ps.steps:
-            code, d = step_code(j)
-            L.append(f"{ind}const {cg.ctype(d)} t{j} = {code};")
-        for j in ps.reductions:
-            s = steps[j]
-            acc = cdt(s.compute)
-            code, d = get(s.args[0])
-            val = cg.RENDERER.cast(code, d, acc)
-            if j in sch.online:
-                js, stable = sch.online[j]
-                st = "true" if stable else "false"
-                L += [
-                    f"{ind}{{",
-                    f"{ind}    const {cg.ctype(acc)} mn = fj_rmax(s{j}, {val});",
-                    f"{ind}    const {cg.ctype(acc)} on = fj_off(mn, {st});",
-                    f"{ind}    s{js} = fj_rescale(s{js}, fj_off(s{j}, {st}), on) + "
-                    f"fj_oexp({val}, on);",
-                    f"{ind}    s{j} = mn;",
-                    f"{ind}}}",
-                ]
-            else:
-                L.append(f"{ind}s{j} = {_COMBINE[s.op]}(s{j}, {val});")
-        for k in ps.outputs:
-            code, _ = get(body.outputs[k][0])
-            L.append(f"{ind}o{k}r[j] = {cg._store(outs[k], code)};")
-        L += ["        }", "    }"] if v.cache else ["    }"]
+                M.append(f"    for (int j = lane; j < N; j += {T}) {{")
+                ind = "        "
+            for i in sorted(reads):
+                ty = cg.ctype(cdt(ports[i][2]))
+                if v.cache:
+                    M.append(f"{ind}const {ty} x{i} = xc{i}[c];")
+                else:
+                    src = f"a{i}r[j]" if ports[i][1] == "full" else f"a{i}[j]"
+                    M.append(f"{ind}const {ty} x{i} = {cg._load(ports[i][2], src)};")
+            for j in sorted(regs):
+                M.append(f"{ind}const {cg.ctype(cdt(steps[j].out))} t{j} = tc{j}[c];")
+            for j in js:
+                code, d = step_code(j)
+                M.append(f"{ind}const {cg.ctype(d)} t{j} = {code};")
+                if j in keep and j not in kept:  # noqa: B023 (called at once)
+                    M.append(f"{ind}tc{j}[c] = t{j};")
+            for j in ps.reductions:
+                s = steps[j]
+                acc = cdt(s.compute)
+                code, d = get(s.args[0])
+                val = cg.RENDERER.cast(code, d, acc)
+                if j in sch.online:
+                    js, stable = sch.online[j]
+                    st = "true" if stable else "false"
+                    M += [
+                        f"{ind}{{",
+                        f"{ind}    const {cg.ctype(acc)} mn = fj_rmax(s{j}, {val});",
+                        f"{ind}    const {cg.ctype(acc)} on = fj_off(mn, {st});",
+                        f"{ind}    s{js} = fj_rescale(s{js}, fj_off(s{j}, {st}), on) + "
+                        f"fj_oexp({val}, on);",
+                        f"{ind}    s{j} = mn;",
+                        f"{ind}}}",
+                    ]
+                else:
+                    M.append(f"{ind}s{j} = {_COMBINE[s.op]}(s{j}, {val});")
+            for k in ps.outputs:
+                code, _ = get(body.outputs[k][0])
+                M.append(f"{ind}o{k}r[j] = {cg._store(outs[k], code)};")
+            M += ["        }", "    }"] if v.cache else ["    }"]
+            return M
+
+        L += pass_loop()
+        kept |= keep & set(pass_steps)
         _combine(L, body, ps.reductions, sch.online, v)
         for j in ps.reductions:
             _finalize(L, steps[j], j)
@@ -243,6 +278,57 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
             L.append(f"    if (lane == 0) o{k}[r] = {cg._store(outs[k], code)};")
     L.append("}")
     return "\n".join(L) + "\n"
+
+
+def _reciprocal(L: list, j: int, divisor, ty: dt.DType) -> None:
+    """Per row, the reciprocal ``rcp<j>`` of div step ``j``'s divisor and a power-of-two
+    scale ``sc<j>``: the step then multiplies, ``(x * rcp) * sc``, one IEEE division per row
+    instead of one per element (each a call to a slow path on the GPU). The divisor is scaled
+    by ``sc`` first when it is so small or so large that its reciprocal would overflow or be
+    subnormal, so the result is x / d within about 1 ulp, with the same infinities, zeros and
+    NaNs as the division (d = 0: rcp = inf; d = inf: rcp = 0; NaN stays NaN)."""
+    code, d = divisor
+    c = cg.ctype(ty)
+    k = 64 if ty is not dt.float64 else 512
+    d_ = cg.RENDERER.cast(code, d, ty)
+    L.append(f"    const {c} d{j} = {d_};")
+    ab = f"{'fabs' if ty is dt.float64 else 'fabsf'}(d{j})"
+    L.append(f"    const {c} sc{j} = {ab} < ({c})0x1p-{k} ? ({c})0x1p{k} : "
+             f"({ab} > ({c})0x1p{k} ? ({c})0x1p-{k} : ({c})1);")  # fmt: skip
+    L.append(f"    const {c} rcp{j} = ({c})1 / (d{j} * sc{j});")
+
+
+def _row_divisor(body: RowBody, j: int) -> bool:
+    """Whether step ``j`` divides floats by a value that is the same along the row."""
+    s = body.steps[j]
+    if s.op != "div" or s.compute not in ("float32", "float64", "float16"):
+        return False
+    ref = s.args[1]
+    if ref[0] == "t":
+        return body.spaces[ref[1]] == "row"
+    if ref[0] == "in":
+        return body.ports[ref[1]][1] in ("keep", "drop", "scalar")
+    return False  # a constant: the compiler divides as it sees fit (exactly)
+
+
+def _pass_steps(body: RowBody, ps, kept: set) -> tuple[list, set]:
+    """The full steps pass ``ps`` evaluates, in order, and the kept values it reads from
+    registers instead (their inputs are then not evaluated, unless needed otherwise)."""
+    roots = [body.steps[j].args[0] for j in ps.reductions]
+    roots += [body.outputs[i][0] for i in ps.outputs]
+    need: set = set()
+    regs: set = set()
+    stack = [r[1] for r in roots if r[0] == "t" and body.spaces[r[1]] == "full"]
+    while stack:
+        j = stack.pop()
+        if j in need or j in regs:
+            continue
+        if j in kept:
+            regs.add(j)
+            continue
+        need.add(j)
+        stack += [d for d in deps(body, j) if body.spaces[d] == "full"]
+    return sorted(need), regs
 
 
 def _identity(op: str, acc: dt.DType) -> str:

@@ -309,5 +309,7 @@ def _has_call(tree) -> bool:
     return any(_has_call(t) for t in tree[1:] if isinstance(t, tuple))
 
 
-__all__ = ["RowBody", "Schedule", "schedule", "full_view", "row_view", "port_array",
+deps = _deps  # the steps a step reads (public name for the row targets)
+
+__all__ = ["RowBody", "Schedule", "schedule", "deps", "full_view", "row_view", "port_array",
            "domain_of", "out_shape", "expensive", "ROW_REDUCTIONS"]  # fmt: skip
