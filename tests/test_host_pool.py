@@ -95,3 +95,11 @@ def test_disabled_pool_allocates_plain_arrays():
     pool = HostPool(limit=0)
     a = pool.empty((MIN_BYTES,), np.float64)
     assert a.base is None and a.flags.owndata
+
+
+def test_empty_cache_frees_the_kept_buffers(traced):
+    f, x = traced
+    f(x)  # its result dies at once: its buffer is kept
+    assert POOL.cached_bytes > 0
+    fusejit.empty_cache()
+    assert POOL.cached_bytes == 0

@@ -114,6 +114,47 @@ def test_load_in_fresh_process_uses_shipped_kernels(saved, tmp_path):
     assert info["compiled"] == 0 and info["disk_hits"] >= 2, info
 
 
+MOVER = """
+import json, sys
+import numpy as np
+import fusejit
+dev = sys.argv[3]
+m = fusejit.load(sys.argv[1], device=dev)
+d = np.load(sys.argv[2])
+args = [fusejit.from_numpy(d[k]).to(dev) for k in ("x", "h", "c")] + [float(d["gain"])]
+assert "netmodel" not in sys.modules
+
+
+def same(t, want):
+    return t.device.type == dev.split(":")[0] and bool(
+        np.allclose(t.cpu().numpy(), want, rtol=1e-4, atol=1e-6))
+
+
+h, c = m(*args)
+ok = same(h, d["h_out"]) and same(c, d["c_out"])
+fusejit.save(m, sys.argv[1] + "." + dev)  # saved from that device, loaded where it was saved
+m2 = fusejit.load(sys.argv[1] + "." + dev)
+ok2 = same(m2(*args)[0], d["h_out"])
+print(json.dumps({"ok": ok, "ok2": ok2}))
+"""
+
+
+@pytest.mark.parametrize(
+    "dev",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+        not fusejit.is_cuda_available(), reason="no usable GPU (CUDA tests only)"))],
+)  # fmt: skip
+def test_load_onto_a_device_in_a_fresh_process(saved, tmp_path, dev):
+    # the CPU-saved model loaded onto ``dev`` by a process that never imported its source,
+    # run there, saved from there and loaded again
+    r = subprocess.run([sys.executable, "-c", MOVER, str(saved / "net.fjz"),
+                        str(saved / "io.npz"), dev], env=_env(tmp_path / "fresh", "k1"),
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert info["ok"] and info["ok2"], info
+
+
 def test_unsigned_kernels_are_compiled_not_installed(saved, tmp_path):
     info = _load_in_child(saved, tmp_path, "another-key")
     assert info["ok"] and info["compiled"] >= 2 and "not installed" in info["note"]
