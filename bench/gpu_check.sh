@@ -52,6 +52,13 @@ timeout 110 "$PY" bench/gpu_bench.py --json "$OUT/gpu_bench.json" >"$OUT/gpu_ben
 echo "gpu_bench exit status $?"
 tail -n 22 "$OUT/gpu_bench.log"
 
+echo "== python -m fusejit bench --device cuda (eager, traced, optimized, cupy) -> $OUT/harness.log"
+timeout 150 "$PY" -m fusejit bench --device cuda --quiet --repeat 5 \
+    --workloads chain-8op,gelu,bias-gelu,adam,lstm-cell,softmax,layernorm,mlp \
+    --json "$OUT/harness.json" >"$OUT/harness.log" 2>&1
+echo "harness exit status $?"
+tail -n 16 "$OUT/harness.log"
+
 echo "== bench/bench_script_lstm.py -> $OUT/lstm.log"
 timeout 40 "$PY" bench/bench_script_lstm.py --reps 3 >"$OUT/lstm.log" 2>&1
 echo "lstm exit status $?"
