@@ -273,21 +273,9 @@ def build_step(n: Node, slots: dict, kernels: list):
     """The step that runs node ``n`` on a slot list (fused kernels, op-table ops, control)."""
     outs = [slots[o] for o in n.outputs]
     if n.op == "fused":
-        from .runtime import _kernel_for
+        from .runtime import fused_step
 
-        dev = n.outputs[0].type.device
-        kernel = _kernel_for(n, dev)
-        kernels.append((n, kernel))
-        ins = [slots[v] for v in n.inputs]
-        dtypes = [o.type.dtype for o in n.outputs]
-        wrap = Tensor._wrap
-
-        def run_fused(env):
-            res = kernel(*[env[i]._data for i in ins])
-            for s, r, d in zip(outs, res, dtypes):
-                env[s] = wrap(r, d, dev)
-
-        return run_fused
+        return fused_step(n, slots, kernels)
     if n.op == "constant":
         value = n.attr("value")
 

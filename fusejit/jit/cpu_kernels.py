@@ -151,15 +151,20 @@ def cpu_kernel(body: KernelBody, rank: int) -> CpuKernel:
     """The compiled kernel for ``body`` at ``rank``, from memory, disk or a fresh compile."""
     rank = max(rank, 1)
     key = make_key("cpu", body.key(), rank, CODEGEN_VERSION, _numba_version(), sys.version_info[:2])
+    return _cached(key, body, rank)
+
+
+def _cached(key: str, body, rank: int, inner: str | None = None):
+    """The kernel of cache key ``key``: from memory, else loaded or built once (under the
+    cache's lock, so threads asking at once share one build)."""
     k = CACHE.get(key)
     if k is not None:
         return k
     with CACHE.lock:
         k = CACHE.memory.get(key)
-        if k is not None:
-            return k
-        k = _load_or_build(key, body, rank)
-        CACHE.put(key, k, k.origin)
+        if k is None:
+            k = _load_or_build(key, body, rank, inner)
+            CACHE.put(key, k, k.origin)
         return k
 
 
@@ -229,15 +234,7 @@ def cpu_nd_kernel(body: KernelBody, rank: int, inner: str) -> CpuNdKernel:
     (see ``codegen/cpu.py``), from memory, disk or a fresh compile."""
     key = make_key("cpu-nd", body.key(), rank, inner, CODEGEN_VERSION, _numba_version(),
                    sys.version_info[:2])  # fmt: skip
-    k = CACHE.get(key)
-    if k is not None:
-        return k
-    with CACHE.lock:
-        k = CACHE.memory.get(key)
-        if k is None:
-            k = _load_or_build(key, body, rank, inner)
-            CACHE.put(key, k, k.origin)
-        return k
+    return _cached(key, body, rank, inner)
 
 
 class CpuNdKernel:
@@ -313,15 +310,7 @@ def cpu_row_kernel(body: rows.RowBody) -> CpuRowKernel:
     """The compiled row kernel for ``body`` (shape-generic: the key holds no sizes)."""
     key = make_key("cpu-rows", body.key(), CODEGEN_VERSION, _numba_version(),
                    sys.version_info[:2])  # fmt: skip
-    k = CACHE.get(key)
-    if k is not None:
-        return k
-    with CACHE.lock:
-        k = CACHE.memory.get(key)
-        if k is None:
-            k = _load_or_build(key, body, body.rank)
-            CACHE.put(key, k, k.origin)
-        return k
+    return _cached(key, body, body.rank)
 
 
 _POOLED_FROM = MIN_BYTES // 8  # elements: no dtype of fewer than 8 bytes reaches the pool below

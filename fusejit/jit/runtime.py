@@ -34,6 +34,25 @@ def _kernel_for(node, device):
     return device.backend.fused_kernel(body, rank)
 
 
+def fused_step(n, slots: dict, kernels: list):
+    """The step that runs fused node ``n``: its kernel on the input slots' arrays, the results
+    wrapped as tensors into the output slots. Appends (node, kernel) to ``kernels``."""
+    outs = [slots[o] for o in n.outputs]
+    dev = n.outputs[0].type.device
+    kernel = _kernel_for(n, dev)
+    kernels.append((n, kernel))
+    ins = [slots[v] for v in n.inputs]
+    dtypes = [o.type.dtype for o in n.outputs]
+    wrap = Tensor._wrap
+
+    def run_fused(env):
+        res = kernel(*[env[i]._data for i in ins])
+        for s, r, d in zip(outs, res, dtypes):
+            env[s] = wrap(r, d, dev)
+
+    return run_fused
+
+
 class Plan:
     """The compiled form of a graph for one input signature."""
 
@@ -79,19 +98,7 @@ class Plan:
             return build_step(n, slots, self.kernels)
         outs = [slots[o] for o in n.outputs]
         if n.op == "fused":
-            dev = n.outputs[0].type.device
-            kernel = _kernel_for(n, dev)
-            self.kernels.append((n, kernel))
-            ins = [slots[v] for v in n.inputs]
-            dtypes = [o.type.dtype for o in n.outputs]
-            wrap = Tensor._wrap
-
-            def run_fused(env):
-                res = kernel(*[env[i]._data for i in ins])
-                for s, r, d in zip(outs, res, dtypes):
-                    env[s] = wrap(r, d, dev)
-
-            return run_fused
+            return fused_step(n, slots, self.kernels)
         args = [v if isinstance(v, Const) else slots[v] for v in n.inputs]
         consts = [a.value if isinstance(a, Const) else None for a in args]
         is_const = [isinstance(a, Const) for a in args]
