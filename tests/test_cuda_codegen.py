@@ -18,7 +18,6 @@ compile the generated sources), else they are skipped.
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import subprocess
 import warnings
@@ -27,6 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cuda_host import (
+    SHIM,
+    aligned_empty,
+    find_gxx,
+    find_nvcc,
+    host_cuda_backend,
+    require_nvcc,
+)  # fmt: skip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,30 +52,14 @@ NVCC_FLAGS = ["-std=c++17", "-diag-suppress", "177,186,550"]
 
 
 # ---- the compilers ---------------------------------------------------------------------------
-def _find_nvcc() -> str | None:
-    path = shutil.which("nvcc")
-    if path is None and os.access("/usr/local/cuda/bin/nvcc", os.X_OK):
-        path = "/usr/local/cuda/bin/nvcc"
-    return path
-
-
 @pytest.fixture(scope="module")
 def nvcc() -> str:
-    path = _find_nvcc()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("nvcc not found (PATH or /usr/local/cuda/bin): CI must compile the "
-                        "generated CUDA sources")  # fmt: skip
-        pytest.skip("nvcc not found (PATH or /usr/local/cuda/bin); CUDA sources not compiled")
-    return path
+    return require_nvcc("the generated CUDA sources")
 
 
 @pytest.fixture(scope="module")
 def gxx() -> str:
-    path = shutil.which("g++") or shutil.which("c++")
-    if path is None:
-        pytest.skip("no host C++ compiler to run generated kernels on the CPU")
-    return path
+    return find_gxx()
 
 
 def _nvcc_cmd(nvcc: str, arch: str, src: Path, kind: str) -> list:
@@ -237,31 +228,15 @@ def test_plan_launch_picks_variants():
 
 
 # ---- host emulation --------------------------------------------------------------------------
-SHIM = r"""
-#include <math.h>
-#include <string.h>
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(n)
-struct fj_dim3 { unsigned int x, y, z; };
-static fj_dim3 blockIdx, threadIdx, blockDim, gridDim;
-static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
-static inline double __longlong_as_double(long long i) { double f; memcpy(&f, &i, 8); return f; }
-static inline float __fdividef(float a, float b) { return a / b; }  // (a faster a / b on a GPU)
-#define FJ_HALF_PROVIDED 1
-typedef _Float16 fj_half;
-static inline float fj_h2f(fj_half h) { return (float)h; }
-static inline fj_half fj_f2h(float f) { return (fj_half)f; }
-static inline fj_half fj_d2h(double d) { return (fj_half)d; }
-"""
+# element kernels run one thread at a time: plain globals for the thread and block indices
+ELEMENT_SHIM = SHIM + "static fj_dim3 blockIdx, threadIdx, blockDim, gridDim;\n"
 
 
 class HostLib:
     """Generated kernels compiled as host C++; ``launch`` runs a grid block by block."""
 
     def __init__(self, gxx: str, folder: Path, kernels: list) -> None:
-        parts = [SHIM, cg.prelude()]
+        parts = [ELEMENT_SHIM, cg.prelude()]
         for name, body, v in kernels:
             parts.append(cg.render_kernel(body, v, name))
             parts.append(self._launcher(name, body, v))
@@ -575,30 +550,10 @@ class _HostFunction:
         self.lib.launch("k", self.body, self.v, extra, arrays, outs)
 
 
-def _aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
-    """np.empty aligned like a device allocation (numpy only promises 16 bytes)."""
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buf = np.empty(nbytes + align, np.uint8)
-    off = (-buf.ctypes.data) % align
-    return buf[off : off + nbytes].view(dtype).reshape(shape)
-
-
 def _aligned(a: np.ndarray) -> np.ndarray:
-    out = _aligned_empty(a.shape, a.dtype)
+    out = aligned_empty(a.shape, a.dtype)
     out[...] = a
     return out
-
-
-class _NumpyAsCupy:
-    """numpy where the backend expects cupy, with device-like aligned allocations."""
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def empty(shape, dtype):
-        return _aligned_empty(shape, dtype)
 
 
 @pytest.fixture(params=[16, 32], ids=["vec16B", "vec32B"])
@@ -607,19 +562,13 @@ def host_backend(gxx, tmp_path, monkeypatch, request):
     host C++: the eager and fused launch paths of the backend, run without a GPU."""
     from fusejit.backends import cuda as cb
 
-    b = object.__new__(cb.CudaBackend)
-    b.xp, b.index, b._ndarray = _NumpyAsCupy(), 0, np.ndarray
-    b.max_grid, b.sm_count, b.grid_cap = 2, 1, 0  # 2 blocks at most: threads loop
-    b.vec_bytes = request.param
-    b._get_device = lambda: 0
-    b._ufuncs, b._expr_kernels, b._fused, b._scalars, b._modules = {}, {}, {}, {}, []
     made = []
 
     def function(body, v):
         made.append(v)
         return _HostFunction(gxx, tmp_path / f"f{len(made)}", body, v)
 
-    b.function = function
+    b = host_cuda_backend(function, request.param)
     b.made = made
     monkeypatch.setattr(cb, "_ptr", lambda a: a.ctypes.data)
     return b
@@ -785,7 +734,7 @@ def _variant_matrix_source(fp16_header: bool) -> str:
 @pytest.fixture(scope="module", autouse=True)
 def nvcc_jobs(tmp_path_factory):
     """nvcc processes by name, started at once (the OS shares them out over the cores)."""
-    path = _find_nvcc()
+    path = find_nvcc()
     jobs: dict = {}
     if path is not None:
         folder = tmp_path_factory.mktemp("nvcc")

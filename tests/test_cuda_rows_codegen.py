@@ -10,7 +10,6 @@ nvcc missing: the compile tests fail when ``CI`` is set, else they are skipped.
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import subprocess
 import warnings
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cuda_host import SHIM, find_gxx, host_cuda_backend, require_nvcc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cuda_codegen import _EmulatedKernels
@@ -184,30 +184,19 @@ def test_float16_accumulates_in_float32():
 
 
 # ---- host emulation ----------------------------------------------------------------------------
-SHIM = r"""
-#include <math.h>
-#include <string.h>
+# row kernels run a block's threads as real threads (barriers, warp exchanges): the thread
+# index is per thread, and __syncthreads / __shfl_xor_sync are built from barriers
+ROW_SHIM = (
+    SHIM
+    + r"""
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(n)
 #define __shared__ static
-struct fj_dim3 { unsigned int x, y, z; };
 static fj_dim3 blockIdx, blockDim, gridDim;
 static thread_local fj_dim3 threadIdx;
-static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
-static inline double __longlong_as_double(long long i) { double f; memcpy(&f, &i, 8); return f; }
-static inline float __fdividef(float a, float b) { return a / b; }  // (a faster a / b on a GPU)
-#define FJ_HALF_PROVIDED 1
-typedef _Float16 fj_half;
-static inline float fj_h2f(fj_half h) { return (float)h; }
-static inline fj_half fj_f2h(float f) { return (fj_half)f; }
-static inline fj_half fj_d2h(double d) { return (fj_half)d; }
 struct fj_barrier {  // a reusable barrier for n threads (C++17: no std::barrier)
     explicit fj_barrier(unsigned n) : n(n) {}
     void arrive_and_wait() {
@@ -241,6 +230,7 @@ static inline T __shfl_xor_sync(unsigned, T v, int o) {
     return r;
 }
 """
+)
 
 
 def _launcher(name: str, body: RowBody) -> str:
@@ -273,7 +263,7 @@ class RowHostLib:
     """Row kernels compiled as host C++ (one shared library for many kernels)."""
 
     def __init__(self, gxx: str, folder: Path, kernels: list) -> None:
-        parts = [SHIM, cg.prelude()]
+        parts = [ROW_SHIM, cg.prelude()]
         for name, body, v in kernels:
             parts.append(cr.render_row_kernel(body, v, name))
             parts.append(_launcher(name, body))
@@ -307,33 +297,18 @@ class RowHostLib:
 
 @pytest.fixture(scope="module")
 def gxx() -> str:
-    path = shutil.which("g++") or shutil.which("c++")
-    if path is None:
-        pytest.skip("no host C++ compiler to run generated kernels on the CPU")
-    return path
-
-
-class _NumpyAsCupy:
-    def __getattr__(self, name):
-        return getattr(np, name)
+    return find_gxx()
 
 
 def _host_backend(lib_kernels: dict):
     """``backends.cuda.CudaBackend`` with numpy for cupy, launching prebuilt host kernels."""
-    from fusejit.backends import cuda as cb
-
-    b = object.__new__(cb.CudaBackend)
-    b.xp, b.index, b._ndarray, b.vec_bytes = _NumpyAsCupy(), 0, np.ndarray, 16
-    b.max_grid, b.sm_count, b.grid_cap = 2, 1, 0  # 2 blocks at most: threads loop
-    b._get_device = lambda: 0
-    b._ufuncs, b._expr_kernels, b._fused, b._scalars, b._modules = {}, {}, {}, {}, []
-    b.launched = []
 
     def function(body, v):
         b.launched.append(v)
         return lib_kernels[(body, v)]
 
-    b.function = function
+    b = host_cuda_backend(function)
+    b.launched = []
     return b
 
 
@@ -526,13 +501,6 @@ def test_emulated_random_graphs_match_eager(tmp_path_factory, prog, half):
 
 
 # ---- nvcc --------------------------------------------------------------------------------------
-def _find_nvcc() -> str | None:
-    path = shutil.which("nvcc")
-    if path is None and os.access("/usr/local/cuda/bin/nvcc", os.X_OK):
-        path = "/usr/local/cuda/bin/nvcc"
-    return path
-
-
 VARIANTS = [
     cr.RowVariant("warp", 1),
     cr.RowVariant("warp", 32),
@@ -559,11 +527,7 @@ def _source(fp16_header: bool) -> str:
 @pytest.fixture(scope="module")
 def nvcc_jobs(tmp_path_factory):
     """nvcc processes started once for the module (they run while the emulation tests do)."""
-    path = _find_nvcc()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("nvcc not found: CI must compile the generated CUDA row kernels")
-        pytest.skip("nvcc not found (PATH or /usr/local/cuda/bin); CUDA sources not compiled")
+    path = require_nvcc("the generated CUDA row kernels")
     folder = tmp_path_factory.mktemp("nvcc_rows")
     jobs = {}
     for tag, fp16 in (("hdr", True), ("ptx", False)):
