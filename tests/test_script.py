@@ -421,3 +421,23 @@ def test_graph_and_code_print_control_flow():
     code = early_return.code
     assert "while " in code and "if bool(" in code
     compile(code, "<code>", "exec")
+
+
+def test_a_bound_method_shows_its_own_modules_graph():
+    @fusejit.script
+    class Scale(nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+
+        def forward(self, x):
+            return x * self.k
+
+    a, b = Scale(2.0), Scale(3.0)
+    np.testing.assert_array_equal(a(fusejit.ones(3)).numpy(), np.full(3, 2.0, np.float32))
+    b(fusejit.ones(5, 2))
+    assert a.forward.graph.inputs[0].type.shape == (3,)
+    assert b.forward.graph.inputs[0].type.shape == (5, 2)
+    assert "def forward" in a.forward.code
+    with pytest.raises(fusejit.ScriptError, match="not been called on this Scale"):
+        Scale(1.0).forward.graph

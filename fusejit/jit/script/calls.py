@@ -9,7 +9,6 @@ from ... import dtypes as dt
 from ...tensor import Tensor
 from .. import trace as tr
 from ..ir import Const
-from .errors import ScriptError
 from .values import _KINDS, _SCALAR_DTYPE, Dyn, _contains_dyn, _kind_of, _wrap_lists
 
 
@@ -267,10 +266,7 @@ class CallsMixin:
 
         if kwargs:
             args = sf.bind_args(args, kwargs, self.err(node, "bad keyword arguments"))
-        try:
-            return inline_script(self.cc, sf, args, node, self)
-        except ScriptError:
-            raise
+        return inline_script(self.cc, sf, args, node, self)
 
     def call_traced(self, fn, args, kwargs, node):
         if kwargs:

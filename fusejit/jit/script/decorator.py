@@ -51,6 +51,8 @@ class ScriptFunction:
         self._by_obj: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.RLock()
         self._last: Compiled | None = None
+        # per module instance, its latest specialization (what its bound method shows)
+        self._last_by_obj: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         functools.update_wrapper(self, fn)
 
     def __get__(self, obj, owner=None):
@@ -93,6 +95,8 @@ class ScriptFunction:
                     c = compile_function(self, obj, spec, flat, stack)
                     table[key] = c
         self._last = c
+        if obj is not None:
+            self._last_by_obj[obj] = c
         return c
 
     def _call(self, obj, args, kwargs):
@@ -126,7 +130,15 @@ class ScriptFunction:
 
         return format_code(self._latest().graph, self.__name__)
 
-    def _latest(self) -> Compiled:
+    def _latest(self, obj=None) -> Compiled:
+        if obj is not None:
+            c = self._last_by_obj.get(obj)
+            if c is not None:
+                return c
+            raise ScriptError(f"{self.__name__} has not been called on this "
+                              f"{type(obj).__name__} yet: its graph is made for the types of "
+                              "its first call", self.src.filename, self.src.start, 1, "",
+                              "call it once first")  # fmt: skip
         if self._last is None:
             raise ScriptError(f"{self.__name__} has not been called yet: its graph is made "
                               "for the types of its first call", self.src.filename,
@@ -163,11 +175,14 @@ class BoundScript:
 
     @property
     def graph(self) -> Graph:
-        return self.sf.graph
+        """The latest specialization of this module's method (not another instance's)."""
+        return self.sf._latest(self.obj).graph
 
     @property
     def code(self) -> str:
-        return self.sf.code
+        from ..printer import format_code
+
+        return format_code(self.graph, self.__name__)
 
     def __repr__(self) -> str:
         return f"<scripted method {self.sf.__qualname__} of {type(self.obj).__name__}>"
@@ -195,7 +210,7 @@ def _record_into_trace(tracer, c: Compiled, tensors):
     finally:
         dispatch.TRACER = prev
     refs = [tracer.value_of(t) for t in tensors]
-    vals = splice(tracer, c.raw_graph, refs, None)
+    vals = splice(tracer, c.raw_graph, refs)
     for t, v in zip(outs, vals):
         tracer.values[id(t)] = v
         tracer.keep.append(t)

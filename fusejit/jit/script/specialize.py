@@ -72,9 +72,8 @@ def compile_function(sf: ScriptFunction, self_obj, spec, flat, stack=()) -> Comp
                 args = []
                 it = iter(flat)
                 names = sf.param_names[1:] if sf.is_method else sf.param_names
-                inputs = []
                 for leaf_spec, name in zip(spec, names):
-                    args.append(_make_inputs(leaf_spec, it, tracer, cc, inputs, name))
+                    args.append(_make_inputs(leaf_spec, it, tracer, cc, name))
                 result = _run_body(cc, sf, self_obj, args)
         finally:
             dispatch.TRACER = prev
@@ -97,7 +96,7 @@ def _used_values(nodes) -> set:
     return out
 
 
-def _make_inputs(spec, it, tracer, cc, inputs, name):
+def _make_inputs(spec, it, tracer, cc, name):
     tag = spec[0]
     if tag == "T":
         t = next(it)
@@ -115,7 +114,7 @@ def _make_inputs(spec, it, tracer, cc, inputs, name):
         return Dyn(ex, spec[1])
     if tag == "C":
         return spec[1]
-    items = [_make_inputs(s, it, tracer, cc, inputs, f"{name}{i}") for i, s in enumerate(spec[1])]
+    items = [_make_inputs(s, it, tracer, cc, f"{name}{i}") for i, s in enumerate(spec[1])]
     return tuple(items) if tag == "tuple" else items
 
 
@@ -187,20 +186,17 @@ def inline_script(cc: Compiler, sf, args, node, fc) -> object:
         raise fc.err(node, f"recursive call of {sfn.__name__} is not supported",
                      "a loop")  # fmt: skip
     spec, flat = _specialize(args, constants=True)
-    try:
-        compiled = sfn.specialization(self_obj, spec, flat, cc.stack)
-    except ScriptError:
-        raise
+    compiled = sfn.specialization(self_obj, spec, flat, cc.stack)
     g = compiled.raw_graph
     vals = []
     for v in flat:
         if isinstance(v, (Tensor, Dyn)):
             vals.append(cc.ref(v))
-    outs = splice(cc.tr, g, vals, cc)
+    outs = splice(cc.tr, g, vals)
     return unflatten_sym(compiled.out_spec, iter(outs), fc)
 
 
-def splice(tracer, g: Graph, input_refs: list, cc: Compiler | None) -> list:
+def splice(tracer, g: Graph, input_refs: list) -> list:
     """Copy ``g``'s top-level nodes into ``tracer``'s current node list, its inputs replaced
     by ``input_refs`` and its captured tensors captured again; returns the result values."""
     m = dict(zip(g.inputs, input_refs))
