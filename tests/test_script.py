@@ -440,4 +440,4 @@ def test_a_bound_method_shows_its_own_modules_graph():
     assert b.forward.graph.inputs[0].type.shape == (5, 2)
     assert "def forward" in a.forward.code
     with pytest.raises(fusejit.ScriptError, match="not been called on this Scale"):
-        Scale(1.0).forward.graph
+        _ = Scale(1.0).forward.graph
