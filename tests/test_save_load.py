@@ -168,7 +168,11 @@ def test_traced_and_optimized_round_trip(tmp_path):
     g = fusejit.load(tmp_path / "t.fjz")
     x, y = fusejit.randn(4), fusejit.randn(4)
     for a, b in zip(g(x, y), f(x, y)):
-        assert np.array_equal(a.numpy(), b.numpy())
+        # (the graphs in the message: a rare 1-ulp difference of the sum was seen once and
+        # not reproduced since; they tell whether the two plans differ)
+        assert np.array_equal(a.numpy(), b.numpy()), (
+            f"{x.numpy().tolist()}\n{f.graph}\n{g.entries[0].graph}"
+        )
     opt = fusejit.optimize(lambda x: (x * 3).relu() - 1, warmup=0)
     opt(x)
     fusejit.save(opt, tmp_path / "o.fjz")
