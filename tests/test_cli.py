@@ -58,7 +58,10 @@ def test_bench_small_cpu_writes_json(tmp_path):
     assert comp["warm"]["workloads"]["arith-chain"]["kernels_from_disk"] == 1
     assert row["cold_compile_s"] > 0 and row["warm_compile_s"] > 0
     assert res["host"]["fused_s"] > 0
-    assert {t["target"] for t in res["targets"]} >= {"arith-chain fused >= 6x numpy"}
+    # the workload targets are for the default sizes: not judged at --size 65536
+    names = {t["target"] for t in res["targets"]}
+    assert "arith-chain fused >= 6x numpy" not in names
+    assert "optimized within 10% of traced (worst workload)" in names
 
 
 def test_every_workload_verified_against_reference(tmp_path, monkeypatch):
