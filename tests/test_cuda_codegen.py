@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 import fusejit
 from fusejit import dispatch
 from fusejit import dtypes as dt
+from fusejit import workloads as W
 from fusejit.codegen import cuda as cg
 from fusejit.codegen.body import KernelBody, Step
 from fusejit.jit import runtime
@@ -126,16 +127,7 @@ def _with_vec(v: cg.Variant, body: KernelBody) -> cg.Variant:
 def _traced_bodies() -> list:
     """Fused-region bodies (targeting cuda, so float16 regions fuse) of real functions."""
 
-    def chain(x):
-        return (x * 2 + 1).exp().mul(x.sigmoid()).tanh() + x * 0.5
-
-    def adam(p, g, m, v):
-        m2 = 0.9 * m + 0.1 * g
-        v2 = 0.999 * v + 0.001 * g * g
-        return p - 1e-3 * (m2 / 0.1) / ((v2 / 0.001).sqrt() + 1e-8), m2, v2
-
-    def bias_gelu(x, b):
-        return fusejit.gelu(x + b, approximate="tanh")
+    chain, adam, bias_gelu = W.chain_8op, W.adam_step, W.bias_gelu
 
     def mixed(x, i):
         y = fusejit.where(x > 0, x, x * 0.1) // 0.7 % 3
@@ -495,18 +487,8 @@ def _assert_outputs(outs, eager, what):
 
 
 def test_emulated_fused_regions_match_eager(gxx, tmp_path, monkeypatch):
-    def chain(x):
-        return (x * 2 + 1).exp().mul(x.sigmoid()).tanh() + x * 0.5
-
-    def adam(p, g, m, v):
-        m2 = 0.9 * m + 0.1 * g
-        v2 = 0.999 * v + 0.001 * g * g
-        return p - 1e-3 * (m2 / 0.1) / ((v2 / 0.001).sqrt() + 1e-8), m2, v2
-
-    def lstm(gates, c):
-        i, f, g, o = gates.chunk(4, 1)
-        c2 = f.sigmoid() * c + i.sigmoid() * g.tanh()
-        return o.sigmoid() * c2.tanh(), c2
+    # the standard workloads' formulas (fusejit/workloads.py), and two odd ones
+    chain, adam, lstm = W.chain_8op, W.adam_step, W.lstm_cell
 
     def mixed(x, i):
         y = fusejit.where(x > 0, x, x * 0.1) // 0.7 % 3
@@ -518,8 +500,7 @@ def test_emulated_fused_regions_match_eager(gxx, tmp_path, monkeypatch):
         ("chain16", chain, (r(203).half(),)),
         ("adam", adam, tuple(r(77).abs() for _ in range(4))),
         ("lstm", lstm, (r(6, 32), r(6, 8))),
-        ("bias_gelu16", lambda x, b: fusejit.gelu(x + b, approximate="tanh"),
-         (r(5, 24).half(), r(24).half())),
+        ("bias_gelu16", W.bias_gelu, (r(5, 24).half(), r(24).half())),
         ("mixed", mixed, (r(4, 8), fusejit.randint(-9, 9, (4, 8), dtype=fusejit.int32))),
         ("transposed", lambda x, y: (x.T * 3).sin() - y, (r(8, 12), r(12, 8))),
     ]  # fmt: skip

@@ -66,7 +66,6 @@ class CpuKernel:
         self.nd: dict = {}  # (rank, inner pattern) -> CpuNdKernel, built on first use
         self._nd_plans: dict = {}  # input shapes and strides -> _NdPlan
         self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
-        self.n_in = len(body.in_dtypes)
         self.threaded = 0  # launches split across threads (for tests and explain)
 
     def __call__(self, *arrays):
