@@ -49,6 +49,7 @@ _LOCK = threading.Lock()
 _NULL = contextlib.nullcontext()
 _MISSING = object()
 _I64 = np.int64
+_BLOCK = (cg.BLOCK,)
 KERNEL_NAME = "fj_kernel"
 # Ops that have a cupy function but run as generated kernels: cupy's float floor division is
 # floor(x / y) (numpy snaps the divmod quotient, so 1.0 // 0.1 is 9.0, not 10.0), and its
@@ -438,6 +439,10 @@ class CudaKernel:
         self.out_vbytes = tuple(np.dtype(d).itemsize * self.vmax for d in self.out_np)
         self.fns: dict = {}  # Variant -> launchable function
         self._flat = {}  # (vec, bits) -> Variant of the same-shape contiguous fast path
+        self._one_out = len(self.out_np) == 1
+        self._out0 = self.out_np[0] if self.out_np else None
+        self._flat_fns: dict = {}  # (vec, 32-bit indices) -> (function, Variant), one output
+        self._grids: dict = {}  # (elements, vec, max_blocks) -> grid, one-output flat call
         # the grid: one chunk per thread unless capped (threads then loop), see GRID_CAP
         cap = backend.grid_cap
         self.max_blocks = min(backend.max_grid, backend.sm_count * cap if cap else cg.MAX_GRID)
@@ -456,6 +461,8 @@ class CudaKernel:
             if a.shape != shape or not a.flags.c_contiguous:
                 same = False
                 break
+        if same and self._one_out:
+            return self._call_flat1(arrays, shape)
         out_shape = shape if same else np.broadcast_shapes(*[a.shape for a in arrays])
         with b._on():
             outs = [b.xp.empty(out_shape, d) for d in self.out_np]
@@ -484,6 +491,42 @@ class CudaKernel:
             ints = (_I64(n), *map(_I64, extra)) if extra else (_I64(n),)
             fn((cg.grid_size(n, v, self.max_blocks),), (cg.BLOCK,), (*arrays, *outs, *ints))
         return outs
+
+    def _call_flat1(self, arrays, shape):
+        """The same-shape contiguous call with one output, without the general path's
+        generators and lists: a small call's host time is mostly this method's."""
+        b = self.backend
+        with b._on():
+            o = b.xp.empty(shape, self._out0)
+            n = o.size
+            if n == 0:
+                return (o,)
+            vec = self.vmax
+            if vec > 1:
+                if _ptr(o) % self.out_vbytes[0]:
+                    vec = 1
+                else:
+                    for a, s in zip(arrays, self.vbytes):
+                        if _ptr(a) % s:
+                            vec = 1
+                            break
+            key = (vec, n < 1 << 31)
+            launch = self._flat_fns.get(key)
+            if launch is None:
+                v = cg.Variant("flat", vec, 1, 32 if key[1] else 64)
+                fn = self.fns.get(v)
+                if fn is None:
+                    fn = self.fns[v] = b.function(self.body, v)
+                launch = self._flat_fns[key] = (fn, v)
+            fn, v = launch
+            gkey = (n, vec, self.max_blocks)
+            grid = self._grids.get(gkey)
+            if grid is None:
+                grid = (cg.grid_size(n, v, self.max_blocks),)
+                if len(self._grids) < 64:
+                    self._grids[gkey] = grid
+            fn(grid, _BLOCK, (*arrays, o, _I64(n)))
+        return (o,)
 
     def _plan(self, arrays, outs, out_shape):
         aligned = tuple(_ptr(a) % s == 0 for a, s in zip(arrays, self.vbytes, strict=True))

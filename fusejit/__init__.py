@@ -77,8 +77,12 @@ def empty_cache() -> None:
     POOL.clear()
     import sys as _sys
 
-    if "cupy" in _sys.modules:
-        _sys.modules["cupy"].get_default_memory_pool().free_all_blocks()
+    # only where a GPU is in use: cupy imported on a machine without a usable driver raises
+    cuda = _sys.modules.get(f"{__name__}.backends.cuda")
+    if cuda is not None and cuda._BACKENDS:
+        for b in list(cuda._BACKENDS.values()):
+            with b.scope():
+                b.xp.get_default_memory_pool().free_all_blocks()
 
 
 from .jit.api import TracedFunction, trace  # noqa: E402

@@ -35,6 +35,7 @@ from .workloads import WORKLOADS, Workload, arith_chain, chain_8op
 __all__ = [
     "MismatchError", "run_bench", "run_workload", "copy_bandwidth", "host_overhead",
     "compile_times", "format_table", "check_targets", "format_targets", "machine_info",
+    "TARGETS", "TARGETS_CUDA",
 ]  # fmt: skip
 
 # The issue's acceptance targets for the CPU: (label, workload, metric, op, bound). Compile
@@ -59,6 +60,22 @@ TARGETS = [
      "warm_max_ms", "<=", 100.0, " ms"),
     ("first kernel of a new process from disk <= 100 ms", None, "warm_first_ms", "<=", 100.0,
      " ms"),
+]  # fmt: skip
+
+
+# The CUDA issues' targets (an H100 or H200, fp32): effective bandwidth as % of the measured
+# device copy, host time per call, compile and disk-load time of a new kernel.
+TARGETS_CUDA = [
+    *[(f"{w} fused >= 85% of copy bandwidth", w, "pct_copy", ">=", 85.0, "%")
+      for w in ("chain-8op", "gelu", "adam", "bias-gelu", "lstm-cell", "softmax", "layernorm",
+                "softmax-1k", "layernorm-1k")],
+    ("chain-8op call on 4096 elements <= 15 us of host time", None, "host_fused_us", "<=", 15.0,
+     " us"),
+    ("optimized within 10% of traced (worst workload)", None, "opt_vs_traced_max", "<=", 1.1,
+     "x"),
+    ("new fused kernel cold <= 200 ms (worst workload)", None, "cold_max_s", "<=", 0.2, " s"),
+    ("new fused kernel from disk in a new process <= 10 ms (worst workload)", None,
+     "warm_max_ms", "<=", 10.0, " ms"),
 ]  # fmt: skip
 
 
@@ -612,7 +629,7 @@ def run_bench(
             r[f"{k}_kernels_compiled"] = c["kernels_compiled"] if c else None
             r[f"{k}_kernels_from_disk"] = c["kernels_from_disk"] if c else None
     res["loadavg_end"] = _loadavg()
-    res["targets"] = check_targets(res) if dev.type == "cpu" else []
+    res["targets"] = check_targets(res)
     res["total_s"] = time.perf_counter() - t_start
     return res
 
@@ -722,7 +739,8 @@ def format_table(res: dict) -> str:
 
 
 def check_targets(res: dict) -> list[dict]:
-    """The issue's CPU acceptance targets, each with the measured value and met / not met.
+    """The issues' acceptance targets for the result's device (CPU or CUDA), each with the
+    measured value and met / not met.
 
     >>> res = run_bench("cpu", ["adam"], size=4096, repeat=1, compile_probe=False,
     ...                 host_probe=False, progress=False)
@@ -750,7 +768,8 @@ def check_targets(res: dict) -> list[dict]:
         derived["cold_first_s"] = comp["cold"]["process_first_kernel_s"]
         derived["warm_first_ms"] = comp["warm"]["process_first_kernel_s"] * 1e3
     out = []
-    for label, wl, metric, op, bound, unit in TARGETS:
+    cuda = str(res["device"]).startswith("cuda")
+    for label, wl, metric, op, bound, unit in TARGETS_CUDA if cuda else TARGETS:
         if wl is not None:
             # the workload targets speak of the default sizes (2^24 elements)
             if wl not in by or res.get("size_override"):
@@ -761,7 +780,8 @@ def check_targets(res: dict) -> list[dict]:
         else:
             continue
         met = val >= bound if op == ">=" else val <= bound
-        out.append({"target": label, "value": val, "unit": unit, "bound": bound, "met": bool(met)})
+        out.append({"target": label, "value": val, "unit": unit, "bound": bound, "met": bool(met),
+                    "device": "cuda" if cuda else "cpu"})  # fmt: skip
     return out
 
 
@@ -769,7 +789,7 @@ def format_targets(targets: list[dict]) -> str:
     """The targets of :func:`check_targets`, one line each."""
     if not targets:
         return ""
-    lines = ["targets (CPU):"]
+    lines = [f"targets ({targets[0].get('device', 'cpu').upper()}):"]
     for t in targets:
         lines.append(
             f"  {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['value']:.3g}{t['unit']}"

@@ -151,3 +151,35 @@ def test_check_tolerance_rule():
         _check("t", "fused", ref.astype(np.float64), ref, w)
     with pytest.raises(MismatchError):
         _check("t", "fused", np.array([1, 1, np.nan, 1], np.float32), ref, w)
+
+
+def test_targets_follow_the_device():
+    """A CUDA result is judged by the CUDA issues' targets (% of copy, host time, compile),
+    never by the CPU ones; the values are the result's own."""
+    from fusejit.harness import TARGETS_CUDA, check_targets, format_targets
+
+    def row(name, pct, ratio):
+        return {"name": name, "pct_copy": pct, "optimized_vs_fused": ratio, "vs_ref": 50.0}
+
+    res = {
+        "device": "cuda:0", "size_override": None,
+        "workloads": [row("chain-8op", 86.0, 1.02), row("softmax", 51.9, 1.08)],
+        "host": {"fused_s": 14.0e-6, "optimized_s": 15.5e-6},
+        "compile": {
+            "cold": {"workloads": {"chain-8op": {"kernels_compiled": 1, "compile_s": 0.057}},
+                     "process_first_kernel_s": 0.3},
+            "warm": {"workloads": {"chain-8op": {"kernels_compiled": 0, "compile_s": 0.0016}},
+                     "process_first_kernel_s": 0.01},
+        },
+    }  # fmt: skip
+    got = {t["target"]: (t["value"], t["met"]) for t in check_targets(res)}
+    assert set(got) <= {t[0] for t in TARGETS_CUDA}
+    assert got["chain-8op fused >= 85% of copy bandwidth"] == (86.0, True)
+    assert got["softmax fused >= 85% of copy bandwidth"] == (51.9, False)
+    assert got["chain-8op call on 4096 elements <= 15 us of host time"][1] is True
+    assert got["optimized within 10% of traced (worst workload)"] == (1.08, True)
+    assert got["new fused kernel cold <= 200 ms (worst workload)"] == (0.057, True)
+    assert got["new fused kernel from disk in a new process <= 10 ms (worst workload)"][1]
+    assert "gelu fused >= 85% of copy bandwidth" not in got  # not measured: not judged
+    text = format_targets(check_targets(res))
+    assert text.startswith("targets (CUDA):") and "NOT met  softmax" in text

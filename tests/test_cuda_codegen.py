@@ -618,6 +618,20 @@ def test_backend_fused_launch_paths_on_host(host_backend):
     # new sizes reuse the compiled variants (shape-generic)
     outs = k(*[_aligned(rng.random(64).astype(np.float32)) for _ in range(4)])
     assert len(b.made) == 3 and outs[0].shape == (64,)
+    # a region of one output takes its own fast path: aligned (vectorized), then misaligned
+    traced1 = fusejit.trace(lambda x, y: (x * y).tanh() + 1, args[:2], check_trace=False)
+    g1 = optimize_graph(traced1.raw_graph, "cuda")
+    (node1,) = [n for n in g1.block.nodes if n.op == "fused"]
+    k1 = b.fused_kernel(node1.attr("body"), 1)
+    order1 = [g1.block.params.index(v) for v in node1.inputs]
+    for c, arrays in enumerate(cases[:2]):
+        ref = np.tanh(arrays[0].astype(np.float64) * arrays[1]) + 1
+        (o,) = k1(*[arrays[i] for i in order1])
+        np.testing.assert_allclose(o, ref, rtol=1e-6, atol=1e-7, err_msg=f"one output, case {c}")
+    assert k1.variants() == [f"flat-i32-v{w}", "flat-i32"]
+    (o,) = k1(*[_aligned(rng.random(64).astype(np.float32)) for _ in range(2)])
+    assert o.shape == (64,) and k1.variants() == [f"flat-i32-v{w}", "flat-i32"]
+    assert k1(*[np.zeros(0, np.float32)] * 2)[0].shape == (0,)
     empty = k(*[np.zeros((0, 3), np.float32)] * 4)
     assert [o.shape for o in empty] == [(0, 3)] * 3
 

@@ -18,7 +18,7 @@ from .passes.fuse import fuse_elementwise
 from .passes.fuse_rows import fuse_rows
 from .passes.simplify import simplify
 from .printer import format_code
-from .runtime import Plan, run_plan
+from .runtime import GuardError, Plan, run_plan
 from .verify import verify
 
 # decompose runs inside the loop so cse merges what two composites share (softmax and
@@ -93,7 +93,11 @@ class TracedFunction:
 
     def __call__(self, *args):
         if self._flat_in and len(args) == self._n_in:
-            outs = run_plan(self.plan, args, self.graph.captured)
+            plan = self.plan
+            reason = plan.check(args)
+            if reason is not None:
+                raise GuardError(f"traced function called with other inputs than traced: {reason}")
+            outs = plan.run(args, self.graph.captured)
             return outs[0] if self._single_out else tr.unflatten_outputs(self.out_spec, outs)
         spec, tensors = tr.flatten_inputs(args)
         if spec != self.in_spec:

@@ -66,10 +66,13 @@ class CpuKernel:
         self.nd: dict = {}  # (rank, inner pattern) -> CpuNdKernel, built on first use
         self._nd_plans: dict = {}  # input shapes and strides -> _NdPlan
         self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
+        self._one_out = len(self.out_np) == 1
+        self._out0 = self.out_np[0].type if self.out_np else None  # (faster for np.empty)
         self.threaded = 0  # launches split across threads (for tests and explain)
 
     def __call__(self, *arrays):
-        shape = arrays[0].shape
+        a0 = arrays[0]
+        shape = a0.shape
         flat = True
         for a in arrays:
             if a.shape != shape or not a.flags.c_contiguous:
@@ -77,7 +80,17 @@ class CpuKernel:
                 break
         if not flat:
             return self._call_broadcast(arrays)
-        n = arrays[0].size
+        n = a0.size
+        if self._one_out and len(shape) == 1 and 0 < n < _POOLED_FROM:
+            # the small 1-D call, whose time is mostly this method's: one output, no pool,
+            # no threads, no reshapes
+            fn = self.flat
+            before = len(fn.overloads)
+            o = np.empty(shape, self._out0)
+            fn(*arrays, o)
+            if len(fn.overloads) != before:
+                self._compiled()
+            return (o,)
         alloc = np.empty if n < _POOLED_FROM else host_empty  # (small calls: no pool lookup)
         outs = [alloc(shape, d) for d in self.out_np]
         if n == 0:

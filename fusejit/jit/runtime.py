@@ -84,6 +84,7 @@ class Plan:
             n.attr("shape_generic", True) if n.op == "fused" else n.op in OPS and
             OPS[n.op].kind in SHAPE_GENERIC_KINDS for n in graph.block.nodes
         )  # fmt: skip
+        self.run = self._single_runner(graph, slots) or self._run_steps
         self.guards = []
         for p in graph.inputs:
             t = p.type
@@ -152,7 +153,37 @@ class Plan:
                 return f"input {i}: broadcast pattern of shape {fmt_shape(s)} differs"
         return "inputs differ"
 
-    def run(self, tensors, captured) -> list:
+    def _single_runner(self, graph: Graph, slots: dict):
+        """For a plan that is one fused kernel whose outputs are the results (the usual
+        traced elementwise function): a ``run`` without the slot list and step closures,
+        which are most of a small call's host time."""
+        nodes = graph.block.nodes
+        if len(nodes) != 1 or nodes[0].op != "fused" or self.copy_results:
+            return None
+        n = nodes[0]
+        if list(graph.block.results) != list(n.outputs):
+            return None
+        kernel = self.kernels[0][1]
+        ins = tuple(slots[v] for v in n.inputs)
+        dtypes = tuple(o.type.dtype for o in n.outputs)
+        dev = n.outputs[0].type.device
+        wrap = Tensor._wrap
+        if ins == (0,) and len(dtypes) == 1:
+            (d,) = dtypes
+
+            def run_one(tensors, captured) -> list:
+                return [wrap(kernel(tensors[0]._data)[0], d, dev)]
+
+            return run_one
+
+        def run_single(tensors, captured) -> list:
+            env = (*tensors, *captured) if captured else tensors
+            res = kernel(*[env[i]._data for i in ins])
+            return [wrap(r, d, dev) for r, d in zip(res, dtypes)]
+
+        return run_single
+
+    def _run_steps(self, tensors, captured) -> list:
         env = [*tensors, *captured]
         env.extend([None] * (self.n_slots - len(env)))
         for step in self.steps:
