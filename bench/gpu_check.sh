@@ -52,6 +52,11 @@ timeout 110 "$PY" bench/gpu_bench.py --json "$OUT/gpu_bench.json" >"$OUT/gpu_ben
 echo "gpu_bench exit status $?"
 tail -n 22 "$OUT/gpu_bench.log"
 
+echo "== bench/bench_rows_cuda.py (row-kernel variants) -> $OUT/rows_cuda.json, $OUT/rows_cuda.log"
+timeout 90 "$PY" bench/bench_rows_cuda.py --json "$OUT/rows_cuda.json" >"$OUT/rows_cuda.log" 2>&1
+echo "rows exit status $?"
+tail -n 34 "$OUT/rows_cuda.log"
+
 echo "== python -m fusejit bench --device cuda (eager, traced, optimized, cupy) -> $OUT/harness.log"
 timeout 150 "$PY" -m fusejit bench --device cuda --quiet --repeat 5 \
     --workloads chain-8op,gelu,bias-gelu,adam,lstm-cell,softmax,layernorm,mlp \
@@ -121,4 +126,18 @@ if "cold_compile_first_call_s" in co:
           f"new-process disk load {child.get('first_call_s', float('nan')) * 1e3:.1f} ms")
 if not bench:
     print("no benchmark results (see gpu_bench.log)")
+rows = (load("rows_cuda.json") or {}).get("results", [])
+best = {}
+for r in rows:
+    if "pct_copy" in r and r["variant"] != "fusejit call":
+        p = min(r["pct_copy"])
+        if p > best.get(r["workload"], ("", -1))[1]:
+            best[r["workload"]] = (r["variant"], p)
+for w, (v, p) in best.items():
+    print(f"row variants: {w} best {v} {p:.1f}% of copy (see rows_cuda.log)")
+harness = load("harness.json") or {}
+if harness.get("targets"):
+    print("targets (python -m fusejit bench):")
+for t in harness.get("targets", []):
+    print(f"  {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['value']:.3g}{t['unit']}")
 EOF

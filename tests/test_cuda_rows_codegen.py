@@ -553,4 +553,24 @@ def test_nvcc_compiles_every_row_kernel(nvcc_jobs, arch, tag):
     assert nvcc_jobs[(tag, arch)].returncode == 0, out.decode()[-6000:]
 
 
+def test_nvcc_compiles_the_row_experiment_variants(tmp_path):
+    """bench/bench_rows_cuda.py times variants of the planned row kernels on a GPU (threads
+    per row, fast exp, no register cache): they must stay valid CUDA for when it runs."""
+    import importlib.util
+
+    path = require_nvcc("the row-kernel experiment's sources")
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_rows_cuda.py"
+    spec = importlib.util.spec_from_file_location("bench_rows_cuda", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    src = tmp_path / "rows_experiment.cu"
+    src.write_text(mod.combined_source())
+    assert src.read_text().count("__global__") >= 20
+    assert cg.BLOCK == 256  # (the variants render with other block sizes, then restore it)
+    cmd = [path, "--cubin", "-arch=sm_90", "-std=c++17", "-Werror", "all-warnings",
+           "-o", str(tmp_path / "rows_experiment.cubin"), "-x", "cu", str(src)]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-6000:]
+
+
 _ = dt  # (dtype names in the helpers above come from the codegen)

@@ -1,0 +1,235 @@
+"""Row kernels on a GPU: the generated softmax and layer-norm kernels beside variants of them.
+
+Softmax on rows of 4096 runs at about half the copy bandwidth while layer norm, the same
+schedule with one more input, runs at 85% (bench/RESULTS.md). Each variant changes one thing
+the kernel does, so one run on a GPU tells which of them matters:
+
+- ``planned``: what fusejit launches for these rows (``plan_rows``);
+- ``block-T``: a block of T threads per row (T = 128 ... 1024), the row in registers;
+- ``fast-exp``: the planned kernel with ``__expf`` for ``expf`` (compute vs memory bound);
+- ``no-cache``: the planned block, every pass reading memory again (the long-row fallback);
+- ``warp``: a warp per row, for rows that fit 32 registers a lane.
+
+Every variant's result is checked against the workload's cupy reference; each is timed twice,
+the list in order and then reversed, since the order has changed results on these machines.
+Effective bandwidth counts the unique bytes read and written, as ``python -m fusejit bench``.
+
+    PYTHONPATH=. python bench/bench_rows_cuda.py [--json FILE]
+    PYTHONPATH=. python bench/bench_rows_cuda.py --source-only DIR   # no GPU: write sources
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import fusejit as fj
+from fusejit.codegen import cuda as cg
+from fusejit.codegen import cuda_rows as cr
+from fusejit.errors import CompileError
+from fusejit.jit.api import optimize_graph
+from fusejit.workloads import WORKLOADS
+
+NAMES = ("softmax", "layernorm", "softmax-1k", "layernorm-1k")
+THREADS = (128, 256, 512, 1024)
+
+
+@contextlib.contextmanager
+def _block(threads: int):
+    """Render with ``threads`` per block (the codegen's block size is a module constant)."""
+    old = cg.BLOCK
+    cg.BLOCK = threads
+    try:
+        yield
+    finally:
+        cg.BLOCK = old
+
+
+def row_body(name: str, device: str = "cpu"):
+    """The fused row region of workload ``name`` (its RowBody) and the region's inputs, in
+    order, from the workload's default-size arrays."""
+    w = WORKLOADS[name]
+    arrays, shape = w.make(w.size_for("cuda"), "cuda", 0)
+    tensors = tuple(fj.from_numpy(a) for a in arrays)
+    if device != "cpu":
+        tensors = tuple(t.to(device) for t in tensors)
+    traced = fj.trace(w.fn, tensors, check_trace=False)
+    g = optimize_graph(traced.raw_graph, "cuda")
+    (node,) = [n for n in g.block.nodes if n.op == "fused"]
+    params = list(g.block.params)
+    region_in = [tensors[params.index(v)] for v in node.inputs]
+    return node.attr("body"), region_in, tensors, arrays, shape, traced
+
+
+def variants(body, N: int) -> list[tuple[str, int, cr.RowVariant, str]]:
+    """(label, threads per block, RowVariant, source transform) of each variant for rows of N."""
+    planned = cr.plan_rows(body, N)
+    out = [("planned", cg.BLOCK, planned, "")]
+    for t in THREADS:
+        per = -(-N // t)
+        if per <= cr.MAX_CACHE:
+            v = cr.RowVariant("block", 1 << (per - 1).bit_length())
+            if (t, v) != (cg.BLOCK, planned):
+                out.append((f"block-{t}", t, v, ""))
+    uses_exp = "expf(" in cr.render_row_kernel(body, planned)
+    if uses_exp:
+        out.append(("fast-exp", cg.BLOCK, planned, "fast-exp"))
+    if planned.mode == "block":
+        out.append(("no-cache", cg.BLOCK, cr.RowVariant("block", 0), ""))
+    if N <= cr.WARP * cr.MAX_CACHE and planned.mode != "warp":
+        per = -(-N // cr.WARP)
+        out.append(("warp", cg.BLOCK, cr.RowVariant("warp", 1 << (per - 1).bit_length()), ""))
+    return out
+
+
+def source(body, threads: int, v: cr.RowVariant, transform: str, fp16: bool = True) -> str:
+    with _block(threads):
+        src = cr.kernel_source(body, v, "fj_kernel", fp16_header=fp16)
+    if transform == "fast-exp":
+        src = src.replace(" expf(", " __expf(")
+    return src
+
+
+def combined_source() -> str:
+    """Every variant of every workload as one translation unit, for a compile check."""
+    parts = [cg.prelude()]
+    for name in NAMES:
+        body, _, _, arrays, _, _ = row_body(name)
+        for label, t, v, tr in variants(body, arrays[0].shape[-1]):
+            kname = f"k_{name}_{label}".replace("-", "_")
+            with _block(t):
+                src = cr.render_row_kernel(body, v, kname)
+            parts.append(src.replace(" expf(", " __expf(") if tr == "fast-exp" else src)
+    return "\n".join(parts)
+
+
+def _write_sources(folder: str) -> int:
+    os.makedirs(folder, exist_ok=True)
+    count = 0
+    for name in NAMES:
+        body, _, _, arrays, _, _ = row_body(name)
+        N = arrays[0].shape[-1]
+        for label, t, v, tr in variants(body, N):
+            path = os.path.join(folder, f"{name}-{label}.cu")
+            with open(path, "w") as f:
+                f.write(source(body, t, v, tr, fp16=False))
+            count += 1
+    print(f"{count} sources in {folder}")
+    return 0
+
+
+def _time(f, sync, reps: int = 20, samples: int = 7) -> float:
+    import cupy
+
+    f()
+    sync()
+    ts = []
+    for _ in range(samples):
+        e0, e1 = cupy.cuda.Event(), cupy.cuda.Event()
+        e0.record()
+        for _ in range(reps):
+            f()
+        e1.record()
+        e1.synchronize()
+        ts.append(cupy.cuda.get_elapsed_time(e0, e1) / 1e3 / reps)
+    return statistics.median(ts)
+
+
+def _launcher(b, body, threads, v, transform):
+    """A function the row kernel's own call path launches (its ports, strides and outputs),
+    run with this variant's grid and block instead of the planned ones."""
+    src = source(body, threads, v, transform, fp16=b.fp16_include is not None)
+    binary = b._compile(src, f"rows-experiment-{threads}-{v.tag}-{transform or 'plain'}")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, f"kernel.{b.binary}")
+        with open(path, "wb") as f:
+            f.write(binary)
+        raw = b._load(Path(path))
+    n_args = len(body.ports) + len(body.outputs)
+    rows_per_block = threads // cr.WARP if v.mode == "warp" else 1
+
+    def launch(grid, block, args):
+        R = int(args[n_args])
+        raw((-(-R // rows_per_block),), (threads,), args)
+
+    return launch
+
+
+def run(json_path: str | None) -> int:
+    import cupy
+    from fusejit.backends import cuda as cb
+
+    from fusejit.harness import MismatchError, _check, copy_bandwidth
+
+    dev = fj.Device("cuda:0")
+    b = dev.backend
+    sync = b.synchronize
+    copy = copy_bandwidth("cuda", repeat=20)["gbs"]
+    print(f"{cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}: copy {copy:.0f} GB/s")
+    results = []
+    for name in NAMES:
+        w = WORKLOADS[name]
+        body, region_in, tensors, arrays, shape, traced = row_body(name, "cuda")
+        N = arrays[0].shape[-1]
+        ref = w.ref(cupy, *[cupy.asarray(a) for a in arrays])
+        outs = ref if isinstance(ref, tuple) else (ref,)
+        nbytes = sum(a.nbytes for a in arrays) + sum(int(o.nbytes) for o in outs)
+        ins = [t._data for t in region_in]
+        calls = {}
+        for label, t, v, tr in variants(body, N):
+            k = cb.CudaRowKernel(b, body)
+            try:
+                k.fns[cr.plan_rows(body, N)] = _launcher(b, body, t, v, tr)
+                out = k(*ins)
+                _check(name, label, out, ref, w)
+            except (MismatchError, CompileError, cupy.cuda.driver.CUDADriverError) as e:
+                print(f"{name} {label}: {type(e).__name__}: {str(e).splitlines()[0][:150]}")
+                results.append({"workload": name, "variant": label, "error": str(e)[:500]})
+                continue
+            calls[label] = (lambda k=k, ins=ins: k(*ins), v.tag, t)
+        calls["fusejit call"] = (lambda f=traced, a=tensors: f(*a), "traced", cg.BLOCK)
+        order = list(calls)
+        times = {k: [] for k in order}
+        for seq in (order, order[::-1]):
+            for label in seq:
+                times[label].append(_time(calls[label][0], sync))
+        for label in order:
+            pct = [100 * nbytes / s / 1e9 / copy for s in times[label]]
+            results.append({"workload": name, "shape": shape, "variant": label,
+                            "tag": calls[label][1], "threads": calls[label][2],
+                            "us": [s * 1e6 for s in times[label]], "pct_copy": pct})  # fmt: skip
+    print(f"{'workload':13s} {'variant':13s} {'tag':16s} {'% copy (in order / reversed)':>30s}")
+    for r in results:
+        if "error" in r:
+            print(f"{r['workload']:13s} {r['variant']:13s} ERROR")
+            continue
+        p = r["pct_copy"]
+        print(f"{r['workload']:13s} {r['variant']:13s} {r['tag']:16s} "
+              f"{p[0]:13.1f}% / {p[1]:5.1f}%")  # fmt: skip
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"copy_gbs": copy, "results": results}, f, indent=1)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--source-only", metavar="DIR", help="write the variants' sources (no GPU)")
+    a = p.parse_args(argv)
+    if a.source_only:
+        return _write_sources(a.source_only)
+    if not fj.is_cuda_available():
+        print("no usable GPU: nothing timed (--source-only writes the sources)", file=sys.stderr)
+        return 2
+    return run(a.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
