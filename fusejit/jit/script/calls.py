@@ -32,7 +32,7 @@ class _ListMethod:
         self.lst, self.name = lst, name
 
     def call(self, fc, args, node):
-        if fc.list_depth.get(id(self.lst), 0) < fc.dynamic:
+        if fc.list_depth(self.lst) < fc.dynamic:
             raise fc.err(
                 node,
                 "a list made outside a data-dependent branch or loop cannot "
@@ -92,9 +92,7 @@ class CallsMixin:
         if fn in (tuple, list):
             (x,) = args
             out = fn(x)
-            if fn is list:
-                self.list_depth[id(out)] = self.dynamic
-            return out
+            return self.mark_list(out) if fn is list else out
         if fn is isinstance:
             raise self.err(node, "isinstance() is not supported", "separate scripted functions")
         if fn in (range, enumerate, zip):

@@ -88,8 +88,20 @@ class FunctionCompiler(StatementsMixin, ExpressionsMixin, CallsMixin, ControlFlo
                     pass
         self.declared: dict = {}  # name -> (kind, line) of its first binding
         self.dynamic = 0  # depth of data-dependent regions (lists cannot change there)
-        self.list_depth: dict = {}  # id(list) -> dynamic depth it was made at
+        # id(list) -> (dynamic depth it was made at, the list): holding the list keeps its id
+        # from going to another list while this function compiles
+        self._list_depth: dict = {}
         self.loop_depth = 0
+
+    def mark_list(self, lst: list) -> list:
+        """Record that ``lst`` was made at the current data-dependent depth."""
+        self._list_depth[id(lst)] = (self.dynamic, lst)
+        return lst
+
+    def list_depth(self, lst: list) -> int:
+        """The depth ``lst`` was made at (0 for a list from outside the function)."""
+        entry = self._list_depth.get(id(lst))
+        return entry[0] if entry is not None and entry[1] is lst else 0
 
     def err(self, node, msg, hint="") -> ScriptError:
         return self.src.error(node, msg, hint)

@@ -7,7 +7,7 @@ that close a block over the values it reads from outside."""
 from __future__ import annotations
 
 import ast
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from ... import dtypes as dt
 from ...tensor import Tensor
@@ -20,6 +20,18 @@ from .values import _MISSING, Dyn, Undef, _describe, _flat, _kind_of, _rebuild, 
 class _Retry(Exception):
     def __init__(self, extra) -> None:
         self.extra = extra
+
+
+@dataclass
+class _Join:
+    """Where the two branches of a data-dependent ``if`` meet: the condition, each branch's
+    nodes, and the values each branch hands to the ``if`` node's outputs (collected)."""
+
+    cond: Dyn
+    nodes1: list
+    nodes2: list
+    outs1: list = field(default_factory=list)
+    outs2: list = field(default_factory=list)
 
 
 class ControlFlowMixin:
@@ -54,7 +66,6 @@ class ControlFlowMixin:
             branches.append((nodes, self.env))
         self.env = dict(before)
         (n1, e1), (n2, e2) = branches
-        self.env_cond = cond
         names = [k for k in dict.fromkeys(list(e1) + list(e2))
                  if e1.get(k, _MISSING) is not before.get(k, _MISSING)
                  or e2.get(k, _MISSING) is not before.get(k, _MISSING)]  # fmt: skip
@@ -75,10 +86,9 @@ class ControlFlowMixin:
                 continue
             merged_specs.append((k, a, b))
         # leaves that differ between the branches become outputs of the if node
-        outs1, outs2, rebuild = [], [], []
-        for k, a, b in merged_specs:
-            spec = self.merge_spec(k, a, b, node, n1, n2, outs1, outs2)
-            rebuild.append((k, spec))
+        join = _Join(cond, n1, n2)
+        rebuild = [(k, self.merge_spec(k, a, b, node, join)) for k, a, b in merged_specs]
+        outs1, outs2 = join.outs1, join.outs2
         blk1, caps1 = _close(n1, [self.cc.ref(v) for v in outs1], ())
         blk2, caps2 = _close(n2, [self.cc.ref(v) for v in outs2], ())
         caps = list(dict.fromkeys(caps1 + caps2))
@@ -92,7 +102,7 @@ class ControlFlowMixin:
         for k, spec in rebuild:
             self.env[k] = _rebuild(spec, it)
 
-    def merge_spec(self, name, a, b, node, n1, n2, outs1, outs2):
+    def merge_spec(self, name, a, b, node, join: _Join):
         """The structure of a variable after an if; collects the leaves that become outputs."""
         label = "the return value" if name == "$retval" else f"variable `{name}`"
         if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
@@ -102,8 +112,7 @@ class ControlFlowMixin:
                     f"{label} is a {_describe(a)} in one branch and a {_describe(b)} in the other",
                     "the same type on both branches",
                 )
-            return (type(a), [self.merge_spec(name, x, y, node, n1, n2, outs1, outs2)
-                              for x, y in zip(a, b)])  # fmt: skip
+            return (type(a), [self.merge_spec(name, x, y, node, join) for x, y in zip(a, b)])
         if a is b:
             return ("same", a)
         if isinstance(a, Tensor) or isinstance(b, Tensor):
@@ -118,8 +127,8 @@ class ControlFlowMixin:
                                f"{_describe(b)} in the other (types must match where branches "
                                "meet)", "cast or reshape so both branches give one dtype and "
                                "shape")  # fmt: skip
-            outs1.append(a)
-            outs2.append(b)
+            join.outs1.append(a)
+            join.outs2.append(b)
             return ("out",)
         ka, kb = _kind_of(a), _kind_of(b)
         if ka != kb or ka not in ("int", "float", "bool"):
@@ -134,10 +143,10 @@ class ControlFlowMixin:
             if a == b:
                 return ("same", a)
             if ka == "bool":  # True on one side, False on the other: the condition itself
-                c = self.env_cond
+                c = join.cond
                 return ("same", c if a else Dyn(c.t.logical_not(), "bool"))
-        outs1.append(self.into(n1, lambda: self.cc.materialize(a, ka)))
-        outs2.append(self.into(n2, lambda: self.cc.materialize(b, kb)))
+        join.outs1.append(self.into(join.nodes1, lambda: self.cc.materialize(a, ka)))
+        join.outs2.append(self.into(join.nodes2, lambda: self.cc.materialize(b, kb)))
         return ("out",)
 
     def into(self, nodes, fn):

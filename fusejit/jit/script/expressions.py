@@ -96,9 +96,7 @@ class ExpressionsMixin:
         return tuple(self.expr(x) for x in e.elts)
 
     def e_List(self, e):
-        out = [self.expr(x) for x in e.elts]
-        self.list_depth[id(out)] = self.dynamic
-        return out
+        return self.mark_list([self.expr(x) for x in e.elts])
 
     def e_Attribute(self, e):
         obj = self.expr(e.value)

@@ -116,6 +116,4 @@ def _contains_dyn(v) -> bool:
 
 
 def _wrap_lists(fc, v):
-    if isinstance(v, list):
-        fc.list_depth[id(v)] = fc.dynamic
-    return v
+    return fc.mark_list(v) if isinstance(v, list) else v
