@@ -1,0 +1,171 @@
+"""LLVM-level building blocks of ``cpu_math``: bit casts, fused multiply-add, selects and the
+other operations that numba would otherwise lower with branches or error checks, each as one
+LLVM instruction or intrinsic so that loops using them stay vectorizable."""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+
+@intrinsic
+def bits(typingctx, x):
+    """Reinterpret float32 -> int32 or float64 -> int64 (LLVM bitcast)."""
+    if x == types.float32:
+        sig, lty = types.int32(x), ir.IntType(32)
+    elif x == types.float64:
+        sig, lty = types.int64(x), ir.IntType(64)
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], lty)
+
+    return sig, codegen
+
+
+@intrinsic
+def f32_from_bits(typingctx, i):
+    """Reinterpret an integer's low 32 bits as a float32."""
+    if not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = builder.trunc(args[0], ir.IntType(32)) if i.bitwidth > 32 else args[0]
+        if i.bitwidth < 32:
+            v = builder.sext(v, ir.IntType(32))
+        return builder.bitcast(v, ir.FloatType())
+
+    return types.float32(i), codegen
+
+
+@intrinsic
+def f64_from_bits(typingctx, i):
+    """Reinterpret an integer (sign-extended to 64 bits) as a float64."""
+    if not isinstance(i, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = builder.sext(args[0], ir.IntType(64)) if i.bitwidth < 64 else args[0]
+        return builder.bitcast(v, ir.DoubleType())
+
+    return types.float64(i), codegen
+
+
+def llvm_call(builder, name, args):
+    """A call of the LLVM intrinsic ``llvm.<name>`` for the type of the first argument."""
+    ty = args[0].type
+    fn = builder.module.declare_intrinsic(
+        "llvm." + name, [ty], ir.FunctionType(ty, [ty] * len(args))
+    )
+    return builder.call(fn, args)
+
+
+def _is_float(*tys):
+    return tys[0] in (types.float32, types.float64) and all(t == tys[0] for t in tys)
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c via llvm.fmuladd: fused where the target has FMA, accurate either way."""
+    if not _is_float(a, b, c):
+        return None
+    return a(a, b, c), lambda context, builder, sig, args: llvm_call(builder, "fmuladd", args)
+
+
+@intrinsic
+def fabs(typingctx, a):
+    """|a| (clears the sign bit)."""
+    if not _is_float(a):
+        return None
+    return a(a), lambda context, builder, sig, args: llvm_call(builder, "fabs", args)
+
+
+@intrinsic
+def copysign(typingctx, a, b):
+    """|a| with the sign bit of b."""
+    if not _is_float(a, b):
+        return None
+    return a(a, b), lambda context, builder, sig, args: llvm_call(builder, "copysign", args)
+
+
+@intrinsic
+def sqrt(typingctx, a):
+    """IEEE square root (vsqrtps/vsqrtpd); NaN for negative input."""
+    if not _is_float(a):
+        return None
+    return a(a), lambda context, builder, sig, args: llvm_call(builder, "sqrt", args)
+
+
+@intrinsic
+def rint(typingctx, a):
+    """Round to nearest integer, ties to even (vroundps/vroundpd)."""
+    if not _is_float(a):
+        return None
+    return a(a), lambda context, builder, sig, args: llvm_call(builder, "rint", args)
+
+
+@intrinsic
+def div(typingctx, a, b):
+    """Plain IEEE division: no ZeroDivisionError check, so the loop stays branch-free."""
+    if not _is_float(a, b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fdiv(args[0], args[1])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def sel(typingctx, c, a, b):
+    """``a if c else b`` as an LLVM select (never a branch)."""
+    if not isinstance(c, types.Boolean) or a != b:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(args[0], args[1], args[2])
+
+    return a(c, a, b), codegen
+
+
+def _horner(builder, x, coef: list):
+    """coef[0] + x * (coef[1] + ...) as a chain of fmuladd, highest order first."""
+    acc = llvm_call(builder, "fmuladd", [x, coef[-1], coef[-2]])
+    for c in reversed(coef[:-2]):
+        acc = llvm_call(builder, "fmuladd", [acc, x, c])
+    return acc
+
+
+@intrinsic
+def poly(typingctx, x, c):
+    """``c[0] + x * (c[1] + x * (... + x * c[-1]))`` by Horner's rule in ``fmuladd``s, for a
+    tuple ``c`` of constants of x's type (lowest order first, at least two)."""
+    if not (isinstance(c, types.UniTuple) and _is_float(x) and c.dtype == x and c.count >= 2):
+        return None
+    n = c.count
+
+    def codegen(context, builder, sig, args):
+        xv, cv = args
+        return _horner(builder, xv, [builder.extract_value(cv, k) for k in range(n)])
+
+    return x(x, c), codegen
+
+
+@intrinsic
+def poly_sel(typingctx, x, cond, a, b):
+    """``poly(x, a if cond else b)`` with the coefficients picked per lane: one Horner chain
+    instead of two chains and a select."""
+    ok = isinstance(a, types.UniTuple) and a == b and a.dtype == x and a.count >= 2
+    if not (ok and _is_float(x) and isinstance(cond, types.Boolean)):
+        return None
+    n = a.count
+
+    def codegen(context, builder, sig, args):
+        xv, cv, av, bv = args
+        coef = [builder.select(cv, builder.extract_value(av, k), builder.extract_value(bv, k))
+                for k in range(n)]  # fmt: skip
+        return _horner(builder, xv, coef)
+
+    return x(x, cond, a, b), codegen
