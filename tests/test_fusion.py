@@ -180,6 +180,47 @@ def test_no_cycle_when_a_region_would_reach_itself_through_another_region():
         check_against_eager(t, fn, *args, rtol=1e-5)
 
 
+def test_siblings_reading_one_value_share_a_kernel():
+    # no edge joins them, but both read x (and h): one kernel each time, reading it once
+    w = fusejit.randn(16, 8)
+
+    def f(x):
+        return x.exp(), (x * 3).tanh() + 1, x.sigmoid()
+
+    def g(x):
+        h = x @ w
+        return h.relu() * 2, h.sigmoid()
+
+    x = fusejit.randn(4, 16)
+    t = fusejit.trace(f, x)
+    assert t.kernel_count() == 1 and top_ops(t) == ["fused"]
+    (node,) = fused_nodes(t)
+    assert len(node.inputs) == 1 and len(node.outputs) == 3
+    check_against_eager(t, f, fusejit.randn(4, 16), rtol=1e-5)
+    t = fusejit.trace(g, x)
+    assert top_ops(t) == ["matmul", "fused"] and len(fused_nodes(t)[0].outputs) == 2
+    check_against_eager(t, g, fusejit.randn(4, 16), rtol=1e-5)
+
+
+def test_siblings_with_a_path_between_them_or_other_shapes_stay_apart():
+    w = fusejit.randn(8, 8)
+
+    def through_matmul(x):  # a -> matmul -> c: a and c both read x, but c needs a
+        a = x.exp()
+        return a, x * (a @ w)
+
+    def other_shape(x):  # both read x; a row of it is another iteration space
+        return x.exp(), x[0] * 2
+
+    x = fusejit.randn(4, 8)
+    for fn, ops in ((through_matmul, ["exp", "matmul", "mul"]),
+                    (other_shape, ["exp", "getitem", "mul"])):  # fmt: skip
+        t = fusejit.trace(fn, x)
+        verify(t.graph)
+        assert t.kernel_count() == 0 and top_ops(t) == ops, top_ops(t)
+        check_against_eager(t, fn, fusejit.randn(4, 8), rtol=1e-5)
+
+
 def test_float16_stays_eager_on_the_cpu_with_a_reason():
     def f(x):
         return (x * 2 + 1).exp()

@@ -2,7 +2,9 @@
 
 A region holds elementwise ops (with broadcasting, Python-scalar operands, casts, ``where``,
 comparisons) of one output shape on one device. Merging never creates a cycle: a node joins a
-region only when none of its inputs reaches the region through a node outside it. A value made
+region only when none of its inputs reaches the region through a node outside it. Regions that
+read a common value (siblings: ``x.exp()`` and ``x.sin()``) then join when neither reaches the
+other, so the value is read once. A value made
 inside a region and also needed outside is exported as an extra output. Each node left unfused
 gets a reason in ``graph.notes["unfused"]``.
 """
@@ -99,6 +101,7 @@ def fuse_elementwise(g: Graph, target: str = "cpu", min_size: int = 2) -> tuple[
             uf.parent[i] = i
         group[i] = gid
         preds.setdefault(gid, set()).update(in_units)
+    _merge_siblings(nodes, group, uf, preds)
     members: dict = {}
     for i in group:
         members.setdefault(uf.find(group[i]), []).append(i)
@@ -135,6 +138,41 @@ def fuse_elementwise(g: Graph, target: str = "cpu", min_size: int = 2) -> tuple[
     out.notes.pop("unfused_rows", None)
     out.notes["unfused"] = notes
     return out, True
+
+
+def _merge_siblings(nodes: list, group: dict, uf: _UF, preds: dict) -> None:
+    """Join units (regions, or single fusible nodes) of one output shape and device that read a
+    common value and have no path between them: the value is then read once and one kernel
+    runs instead of two. With no path either way, contracting the two makes no cycle."""
+    members: dict = {}
+    for i in group:
+        members.setdefault(uf.find(group[i]), []).append(i)
+    readers: dict = {}  # value -> units that read it from outside themselves, in node order
+    for root in sorted(members, key=lambda r: min(members[r])):
+        m = members[root]
+        inside = {o for i in m for o in nodes[i].outputs}
+        for i in m:
+            for v in nodes[i].inputs:
+                if isinstance(v, Value) and v not in inside:
+                    units = readers.setdefault(v, [])
+                    if root not in units:
+                        units.append(root)
+
+    def kind(u):
+        t = nodes[u].outputs[0].type
+        return t.shape, t.device
+
+    for units in readers.values():
+        for k, u in enumerate(units):
+            for w in units[:k]:
+                a, b = uf.find(w), uf.find(u)
+                if a == b:
+                    break
+                if kind(a) != kind(b) or _reaches(a, b, preds, uf) or _reaches(b, a, preds, uf):
+                    continue
+                uf.union(a, b)
+                preds[a] = preds.get(a, set()) | preds.pop(b, set())
+                break
 
 
 def _reaches(src, dst, preds, uf) -> bool:
