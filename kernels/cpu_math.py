@@ -18,9 +18,14 @@ Usage
   Where the two precisions need different steps (expm1's rounding term, erf's tail pieces) the
   table says which.
 * ``VECTOR_MATH[(name, "f32" | "f64")]`` is the function; ``MAX_ULP`` has the same keys and holds
-  the error bounds of the table below. sin, cos and tan are not provided (they need a branch-free
-  Payne-Hanek reduction to be right for large arguments, not written yet); callers fall back to
-  ``math`` for any name missing from ``VECTOR_MATH``.
+  the error bounds of the table below. Callers fall back to ``math`` for any name missing from
+  ``VECTOR_MATH``.
+* sin, cos and tan exist in float32 only, and are right only for |x| <= 1e6 (and for inf and
+  NaN): beyond, the reduction by pi/2 would need more bits of pi than the branch-free one here
+  (a Payne-Hanek reduction is not written). ``GUARDED`` names them with the check a caller
+  must make, ``trig_in_range_f32(x)``; fusejit's kernels make it over the whole loop and run
+  the loop again with libm when any argument was out of range. They compute in float64, so the
+  float32 results are correctly rounded on every input tested. float64 sin, cos, tan: libm.
 * Do not call them from ``fastmath=True`` code: inlined, they take the caller's fast-math flags,
   and reassociation breaks the exact steps (split constants, error terms, two-step scaling) --
   results can be badly wrong near overflow and for expm1, log1p, sinh, cosh, not just less
@@ -53,15 +58,19 @@ Measured with FMA (AVX2 host) and without (``NUMBA_CPU_NAME=generic``); the tabl
     asin      1    1
     acos      1    1
     atan2     1    2
+    sin       1    -
+    cos       1    -
+    tan       1    -
     ========  ===  ===
 
 Tested inputs, per function. float32: every 7th bit pattern of all finite floats of both signs
 (6.1e8 inputs covering the whole range, subnormals included). float64: 8e6 inputs, 2e6 each of
 random bit patterns (all exponents, both signs), log-uniform magnitudes in [5e-324, 8e307] with
 random signs, uniform in [-5, 5] and uniform in [-0.25, 0.25] (for asin and acos: [-1, 1] and
-[-0.05, 0.05]). atan2, both precisions: 6e6 pairs (random bit patterns, uniform in [-3, 3],
-near-diagonal |y| ~ |x|) plus all pairs of +-0, +-inf, NaN, +-1, the smallest subnormal, the
-largest finite value.
+[-0.05, 0.05]). sin, cos, tan (float32): every 37th float32 of |x| <= 1e6, and the float32
+values nearest each multiple of pi/2 there with their neighbours (6.9e7 inputs). atan2, both
+precisions: 6e6 pairs (random bit patterns, uniform in [-3, 3], near-diagonal |y| ~ |x|) plus
+all pairs of +-0, +-inf, NaN, +-1, the smallest subnormal, the largest finite value.
 
 Special values follow numpy: NaN -> NaN; exp(-inf) = 0, exp(inf) = inf, overflow gives inf and
 underflow goes through the subnormals (gradual, no flush to zero) to 0; log(0) = -inf,
@@ -94,7 +103,12 @@ from .math_constants import F32, F64
 __all__ = [
     "MAX_ULP",
     "VECTOR_MATH",
+    "GUARDED",
     "define",
+    "sin_f32",
+    "cos_f32",
+    "tan_f32",
+    "trig_in_range_f32",
     *[f"{name}_{prec}" for name in ("acos", "asin", "atan2", "atan", "cosh", "erf", "exp2",
                                     "exp", "expm1", "log10", "log1p", "log2", "log", "sigmoid",
                                     "sinh", "tanh") for prec in ("f32", "f64")],
@@ -462,12 +476,76 @@ def _inverse_trig_family(K) -> SimpleNamespace:
     return SimpleNamespace(atan=atan, atan2=atan2, asin=asin, acos=acos)
 
 
+def _trig_family(K) -> SimpleNamespace:
+    """sin, cos, tan for |x| <= K.TRIG_MAX (and NaN for inf and NaN), computed in float64;
+    ``trig_in_range(x)`` tells whether x is such an argument."""
+    FT, ZERO, INF, MAX = K.FT, K.ZERO, K.INF, K.TRIG_MAX
+    TWO_OVER_PI, PIO2_HI, PIO2_LO, SIN_P, COS_P = (K.TWO_OVER_PI, K.PIO2_HI, K.PIO2_LO, K.SIN_P,
+                                                   K.COS_P)  # fmt: skip
+    BIG_K = 2.0**30
+
+    @_JIT
+    def reduce(x):
+        """(s, c, q): sin and cos of r = x - k * pi/2 (in float64) and q = k mod 4."""
+        xd = np.float64(x)
+        k = rint(xd * TWO_OVER_PI)
+        # |k| < 2**20 here: k * PIO2_HI is exact, and so is xd - k * PIO2_HI (the two are within
+        # a factor of two of each other when k != 0)
+        r = (xd - k * PIO2_HI) - k * PIO2_LO
+        z = r * r
+        s = fma(r * z, poly(z, SIN_P), r)
+        c = fma(z, poly(z, COS_P), 1.0)
+        # (a NaN or infinite k is never converted: NaN < BIG_K is false)
+        q = np.int32(sel(fabs(k) < BIG_K, k, 0.0)) & 3
+        return s, c, q
+
+    @_JIT
+    def finish(x, y):
+        """y rounded to x's type; NaN for infinite and NaN x; x itself for +-0 (sign kept)."""
+        y = FT(y)
+        y = sel(x == ZERO, x, y)
+        return sel(x - x == ZERO, y, x - x)
+
+    @_JIT
+    def sin(x):
+        x = FT(x)
+        s, c, q = reduce(x)
+        y = sel((q & 1) == 0, s, c)
+        return finish(x, sel(q >= 2, -y, y))
+
+    @_JIT
+    def cos(x):
+        x = FT(x)
+        s, c, q = reduce(x)
+        y = sel((q & 1) == 0, c, s)
+        y = sel((q == 1) | (q == 2), -y, y)
+        return sel(x - x == ZERO, FT(y), x - x)
+
+    @_JIT
+    def tan(x):
+        x = FT(x)
+        s, c, q = reduce(x)
+        # an odd quadrant: tan(r + pi/2) = -cos(r) / sin(r)
+        return finish(x, sel((q & 1) == 0, div(s, c), div(-c, s)))
+
+    @_JIT
+    def trig_in_range(x):
+        """Whether sin, cos and tan of ``x`` are right here (else the caller uses libm)."""
+        a = fabs(FT(x))
+        return (a <= MAX) | (a == INF) | (a != a)
+
+    return SimpleNamespace(sin=sin, cos=cos, tan=tan, trig_in_range=trig_in_range)
+
+
 def define(K) -> SimpleNamespace:
     """Every function of this module for the precision of constants table ``K``
     (``math_constants.F32`` or ``F64``), by name."""
     ex = _exp_family(K)
     out = SimpleNamespace(exp=ex.exp, exp2=ex.exp2, expm1=ex.expm1)
-    for family in (_log_family(K), _hyperbolic_family(K, ex), _inverse_trig_family(K)):
+    families = [_log_family(K), _hyperbolic_family(K, ex), _inverse_trig_family(K)]
+    if K.TRIG:
+        families.append(_trig_family(K))
+    for family in families:
         out.__dict__.update(family.__dict__)
     for name, f in out.__dict__.items():
         f.__doc__ = f.__doc__ or f"{name} in {np.dtype(K.FT).name}."
@@ -491,6 +569,9 @@ atan_f32, atan_f64 = _32.atan, _64.atan
 atan2_f32, atan2_f64 = _32.atan2, _64.atan2
 asin_f32, asin_f64 = _32.asin, _64.asin
 acos_f32, acos_f64 = _32.acos, _64.acos
+# float32 only, and only for |x| <= TRIG_MAX: fused kernels check trig_in_range_f32 and
+# recompute a call that had a larger argument with libm (codegen/cpu.py)
+sin_f32, cos_f32, tan_f32, trig_in_range_f32 = _32.sin, _32.cos, _32.tan, _32.trig_in_range
 
 # ---------------------------------------------------------------------------------------------
 # registry
@@ -513,12 +594,26 @@ _BOUNDS = {
     "asin": (1, 1),
     "acos": (1, 1),
     "atan2": (1, 2),
+    "sin": (1, None),  # None: no vectorizable version in that precision (libm is used)
+    "cos": (1, None),
+    "tan": (1, None),
 }
 
 VECTOR_MATH: dict[tuple[str, str], object] = {
-    (name, prec): getattr(ns, name) for name in _BOUNDS for prec, ns in (("f32", _32), ("f64", _64))
+    (name, prec): getattr(ns, name)
+    for name, b in _BOUNDS.items()
+    for prec, ns, ulp in (("f32", _32, b[0]), ("f64", _64, b[1]))
+    if ulp is not None
 }
 
 MAX_ULP: dict[tuple[str, str], int] = {
-    (name, prec): b[i] for name, b in _BOUNDS.items() for i, prec in enumerate(("f32", "f64"))
+    (name, prec): b[i]
+    for name, b in _BOUNDS.items()
+    for i, prec in enumerate(("f32", "f64"))
+    if b[i] is not None
+}
+
+# functions right only for arguments where ``trig_in_range_<prec>`` holds (see codegen/cpu.py)
+GUARDED: dict[tuple[str, str], object] = {
+    (name, "f32"): trig_in_range_f32 for name in ("sin", "cos", "tan")
 }

@@ -8,6 +8,8 @@ were derived is in ``cpu_math``'s module notes. Values are the target format's s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .llvm_ops import f32_from_bits, f64_from_bits
@@ -96,6 +98,18 @@ class F32:
     ASIN_P = _f32(0.16666659712791443, 0.07500521093606949, 0.04451369121670723,
                   0.0318349190056324, 0.014336468651890755, 0.03765835240483284)  # fmt: skip
     ASIN_CUT_MASK = 0xFFFFF000  # keeps 12 significant bits
+
+    # sin, cos, tan: computed in float64 (the float32 result rounds a value ~1e-13 off).
+    # x = k * pi/2 + r with pi/2 = PIO2_HI + PIO2_LO, PIO2_HI cut to 33 bits: k * PIO2_HI and
+    # x - k * PIO2_HI are exact while |k| < 2**20, i.e. |x| <= TRIG_MAX; beyond, the kernels
+    # recompute with libm (see codegen/cpu.py).
+    TRIG = True
+    TRIG_MAX = np.float32(1e6)
+    TWO_OVER_PI, PIO2_HI, PIO2_LO = 0.6366197723675814, 1.5707963267341256, 6.077100506506192e-11
+    # Taylor series on |r| <= pi/4: sin r = r + r**3 * S(r*r), cos r = 1 + r*r * C(r*r); the
+    # first omitted terms are below 2e-14 relative
+    SIN_P = tuple(-((-1) ** n) / math.factorial(2 * n + 3) for n in range(6))
+    COS_P = tuple(-((-1) ** n) / math.factorial(2 * n + 2) for n in range(7))
 
 
 class F64:
@@ -189,3 +203,5 @@ class F64:
               0.011398984489301529, 0.010779874989633247, 0.003707748071652038,
               0.021704373030044893, -0.02099494134367036, 0.032626173588691514)  # fmt: skip
     ASIN_CUT_MASK = -0x100000000  # keeps 21 significant bits
+
+    TRIG = False  # sin, cos, tan in float64: libm (a vectorizable reduction is not written)

@@ -66,6 +66,9 @@ REFS = {
     "atan": np.arctan,
     "asin": np.arcsin,
     "acos": np.arccos,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
 }
 
 
@@ -171,7 +174,11 @@ UNIFORM = {
     "atan": (-5, 5),
     "asin": (-1.05, 1.05),
     "acos": (-1.05, 1.05),
+    "sin": (-20, 20),
+    "cos": (-20, 20),
+    "tan": (-20, 20),
 }
+TRIG_MAX = 1e6  # sin, cos, tan (GUARDED): right for |x| <= TRIG_MAX, inf and NaN
 
 THRESHOLDS = {
     "exp": {"f32": [88.72284, -87.33655, -103.27893, -103.97208],
@@ -189,7 +196,16 @@ THRESHOLDS = {
     "atan": {p: [7 / 16, 11 / 16, 19 / 16, 39 / 16, 1e30] for p in DTYPES},
     "asin": {p: [0.5, 1] for p in DTYPES},
     "acos": {p: [0.5, 1] for p in DTYPES},
+    **{n: {"f32": [np.pi / 2, np.pi, 3 * np.pi / 2, 1e6, 710.0 * np.pi, 1e-20]}
+       for n in ("sin", "cos", "tan")},
 }  # fmt: skip
+
+
+def _in_range(name, prec, x):
+    """The inputs a GUARDED function is right for (all inputs for the others)."""
+    if (name, prec) not in cm.GUARDED:
+        return x
+    return x[~(np.abs(x.astype(np.float64)) > TRIG_MAX) | ~np.isfinite(x)]
 
 
 def bit_sweep(prec, per_sign):
@@ -208,14 +224,14 @@ def edge_values(name, prec):
     v = np.array(base, dtype=dtype)
     with np.errstate(over="ignore"):
         v = np.concatenate([v, np.nextafter(v, dtype(np.inf)), np.nextafter(v, dtype(-np.inf))])
-    return np.concatenate([v, -v])
+    return _in_range(name, prec, np.concatenate([v, -v]))
 
 
 def sweep(name, prec):
     rng = np.random.default_rng(1234)
     lo, hi = UNIFORM[name][prec] if isinstance(UNIFORM[name], dict) else UNIFORM[name]
     uniform = rng.uniform(lo, hi, 200_000).astype(DTYPES[prec])
-    return np.concatenate([bit_sweep(prec, 400_000), uniform])
+    return _in_range(name, prec, np.concatenate([bit_sweep(prec, 400_000), uniform]))
 
 
 # --- tests ------------------------------------------------------------------------------------
@@ -225,11 +241,21 @@ def test_registry_matches_documented_bounds():
     assert set(cm.MAX_ULP) == set(cm.VECTOR_MATH)
     for (name, prec), f in cm.VECTOR_MATH.items():
         assert getattr(cm, f"{name}_{prec}") is f
-    rows = re.findall(r"^\s{4}(\w+)\s+(\d+)\s+(\d+)\s*$", cm.__doc__, re.M)
-    table = {(n, p): int(u) for n, a, b in rows for p, u in (("f32", a), ("f64", b))}
+    rows = re.findall(r"^\s{4}(\w+)\s+(\d+|-)\s+(\d+|-)\s*$", cm.__doc__, re.M)
+    table = {(n, p): int(u) for n, a, b in rows for p, u in (("f32", a), ("f64", b)) if u != "-"}
     assert table == cm.MAX_ULP
-    for name in ("sin", "cos", "tan"):  # not provided: callers fall back to math
-        assert not hasattr(cm, f"{name}_f32") and (name, "f32") not in cm.VECTOR_MATH
+    for name in ("sin", "cos", "tan"):  # float32 only, and guarded; float64 falls back to math
+        assert (name, "f32") in cm.GUARDED and (name, "f32") in cm.VECTOR_MATH
+        assert not hasattr(cm, f"{name}_f64") and (name, "f64") not in cm.VECTOR_MATH
+    assert set(cm.GUARDED) <= set(cm.VECTOR_MATH)
+
+
+def test_trig_range_check():
+    check = cm.trig_in_range_f32
+    x = np.array([0, 1, -1e6, 1e6, np.inf, -np.inf, np.nan, np.nextafter(np.float32(1e6),
+                  np.float32(2e6)), 3e6, -1e30, np.finfo(np.float32).max], np.float32)  # fmt: skip
+    got = [bool(check(v)) for v in x]
+    assert got == [True] * 7 + [False] * 4
 
 
 @pytest.mark.parametrize("name,prec", UNARY, ids=[f"{n}_{p}" for n, p in UNARY])
@@ -259,12 +285,16 @@ SPECIAL = [
     ("sigmoid", _NAN, _NAN), ("sinh", -0.0, -0.0), ("sinh", -_INF, -_INF), ("cosh", -_INF, _INF),
     ("cosh", 0.0, 1.0), ("atan", -0.0, -0.0), ("atan", _INF, math.pi / 2),
     ("asin", 1.0, math.pi / 2), ("asin", 1.5, _NAN), ("acos", 1.0, 0.0), ("acos", -1.0, math.pi),
+    ("sin", -0.0, -0.0), ("sin", _INF, _NAN), ("sin", _NAN, _NAN), ("cos", 0.0, 1.0),
+    ("cos", -_INF, _NAN), ("tan", -0.0, -0.0), ("tan", _INF, _NAN),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("prec", sorted(DTYPES))
 def test_spec_special_values(prec):
     for name, x, want in SPECIAL:
+        if (name, prec) not in cm.VECTOR_MATH:
+            continue
         got = run(name, prec, np.array([x], DTYPES[prec]))[0]
         want = DTYPES[prec](want)
         same = got == want and np.signbit(got) == np.signbit(want)
@@ -320,8 +350,12 @@ def test_loop_vectorizes(name, prec):
     features = llvm.get_host_cpu_features() if numba.config.CPU_NAME is None else {}
     # 256-bit vectors with AVX (LLVM often prefers them on AVX-512 parts too), else 128-bit.
     want = (8 if features.get("avx") else 4) // (2 if prec == "f64" else 1)
+    if name in ("sin", "cos", "tan"):  # float32 in, float64 inside: float64 lanes
+        want, prec = want // 2, "f64"
     assert max(_vector_widths(text, prec), default=0) >= want, f"{name}_{prec} did not vectorize"
     # no scalar libm call left in the loop
-    assert not re.search(r"call [^\n]*@(exp|log|tanh|erf|sinh|cosh|atan|asin|acos)f?\b", text)
+    assert not re.search(
+        r"call [^\n]*@(exp|log|tanh|erf|sinh|cosh|atan|asin|acos|sin|cos|tan)f?\b", text
+    )
     if features.get("avx") and (name, prec) in {("exp", "f32"), ("tanh", "f32")}:
         assert re.search(r"%[yz]mm\d", loop.inspect_asm(sig))

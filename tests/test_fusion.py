@@ -221,6 +221,54 @@ def test_siblings_with_a_path_between_them_or_other_shapes_stay_apart():
         check_against_eager(t, fn, fusejit.randn(4, 8), rtol=1e-5)
 
 
+def _trig_ref(x, b):
+    """trig_fn in float64 from each float32 intermediate, rounded to float32 after each op."""
+    f32, f64 = np.float32, np.float64
+    with np.errstate(all="ignore"):
+        s = (np.sin((x * f32(2)).astype(f64)).astype(f32) * f32(3)).astype(f32)
+        c = np.cos((x + b).astype(f32).astype(f64)).astype(f32)
+        return (s + c).astype(f32), np.tan(x.astype(f64)).astype(f32)
+
+
+def trig_fn(x, b):
+    return (x * 2).sin() * 3 + (x + b).cos(), x.tan()
+
+
+def test_sin_cos_tan_regions_vectorize_and_recompute_large_arguments_with_libm():
+    from fusejit.codegen.cpu import kernel_source, nd_kernel_source
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((6, 40)) * 30).astype(np.float32)
+    big = x.copy()
+    big[2, 5], big[4, 0], big[5, 7] = 3e6, -1e30, np.inf
+    big[0, 1], big[1, 1] = np.nan, -0.0
+    # [6, 40] plus a bias [40]: the N-D kernel; [240] plus [240]: the flat kernel
+    b = rng.standard_normal(40).astype(np.float32)
+    cases = [(x, b), (big, b), (x.ravel(), np.tile(b, 6)), (big.ravel(), np.tile(b, 6))]
+    traced = {}
+    for xs, bs in cases:
+        key = (xs.ndim, bs.shape)
+        if key not in traced:
+            traced[key] = fusejit.trace(trig_fn, (fusejit.from_numpy(xs), fusejit.from_numpy(bs)))
+        t = traced[key]
+        assert t.kernel_count() == 1
+        got = t(fusejit.from_numpy(xs), fusejit.from_numpy(bs))
+        for g, r in zip(got, _trig_ref(xs, bs), strict=True):
+            np.testing.assert_allclose(g.numpy(), r, rtol=2e-6, atol=2e-6)
+            zero = xs == 0
+            assert np.array_equal(np.signbit(g.numpy()[zero]), np.signbit(r[zero]))
+    body = fused_nodes(traced[(2, (40,))])[0].attr("body")
+    for src in (kernel_source(body, "k"), nd_kernel_source(body, "k_nd", 2, "ub")):
+        # the vectorizable calls, the range check over the loop, and the libm loop after it
+        assert "_vm.sin_f32(" in src and "_vm.trig_in_range_f32(" in src
+        assert "math.sin(" in src and "if not ok:" in src
+    # float64: libm (no vectorizable float64 sin here), and no range check
+    t64 = fusejit.trace(trig_fn, (fusejit.from_numpy(x.astype(np.float64)),
+                                  fusejit.from_numpy(b.astype(np.float64))))  # fmt: skip
+    src = kernel_source(fused_nodes(t64)[0].attr("body"), "k")
+    assert "math.sin(" in src and "_vm.sin" not in src and "ok" not in src
+
+
 def test_float16_stays_eager_on_the_cpu_with_a_reason():
     def f(x):
         return (x * 2 + 1).exp()

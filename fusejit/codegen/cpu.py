@@ -4,6 +4,11 @@ Every intermediate is cast back to its dtype (``np.float32(...)``, ``np.int8(...
 numba widens small integers and some math calls to 64 bits; this keeps fused results equal to
 eager ones op by op. Transcendental functions come from ``fusejit.kernels.cpu_math`` when it has
 a vectorizable version, else from ``math`` (scalar libm calls, correct but not vectorized).
+
+sin, cos and tan (``GUARDED``) have vectorizable versions for arguments up to a bound only
+(``cpu_math.trig_in_range_*``): a kernel that uses them also ands together, over its loop,
+whether every argument was in range, and when one was not it runs the loop again with libm.
+Row kernels use libm for them.
 """
 
 from __future__ import annotations
@@ -32,7 +37,17 @@ def np_type(d: dt.DType) -> str:
     return "np.bool_" if d is dt.bool_ else f"np.{d.np.name}"
 
 
+GUARDED = ("sin", "cos", "tan")
+
+
 class NumbaRenderer(Renderer):
+    """Numba source for expressions. With ``guards`` (a list), sin / cos / tan use the
+    vectorizable versions and their (argument code, precision) pairs are collected there;
+    without, they call libm."""
+
+    def __init__(self, guards: list | None = None) -> None:
+        self.guards = guards
+
     def const(self, value, d):
         if d is dt.bool_:
             return "True" if value else "False"
@@ -65,7 +80,11 @@ class NumbaRenderer(Renderer):
 
     def func(self, name, args, d):
         short = _SHORT.get(d.name)
-        if (name, short) in VECTOR_MATH:
+        if name in GUARDED:
+            if self.guards is not None and (name, short) in VECTOR_MATH:
+                self.guards.append((args[0], short))
+                return f"_vm.{name}_{short}({args[0]})"
+        elif (name, short) in VECTOR_MATH:
             return f"_vm.{name}_{short}({', '.join(args)})"
         if name == "sigmoid":
             one = self.const(1, d)
@@ -116,11 +135,38 @@ def kernel_source(body: KernelBody, fname: str) -> str:
     params = ", ".join(ins + outs)
 
     loads = [f"{a}[i]" for a in ins]
-    steps, out_codes = render_steps(body, RENDERER, loads)
-    lines = [f"def {fname}_flat({params}):", f"    for i in range({outs[0]}.shape[0]):"]
-    lines += [f"        {name} = {code}" for name, code, _ in steps]
-    lines += [f"        {o}[i] = {code}" for o, (code, _) in zip(outs, out_codes)]
-    return module_source("\n".join(lines) + "\n")
+
+    def loop(renderer, ind):
+        steps, out_codes = render_steps(body, renderer, loads)
+        lines = [f"{ind}for i in range({outs[0]}.shape[0]):"]
+        lines += [f"{ind}    {name} = {code}" for name, code, _ in steps]
+        lines += _guard_lines(renderer, ind + "    ")
+        lines += [f"{ind}    {o}[i] = {code}" for o, (code, _) in zip(outs, out_codes)]
+        return lines
+
+    return module_source("\n".join(_guarded(f"def {fname}_flat({params}):", loop)) + "\n")
+
+
+def _guard_lines(renderer, ind: str) -> list:
+    """In the loop body: and together whether each guarded call's argument was in range."""
+    if not renderer.guards:
+        return []
+    return [f"{ind}ok = ok & _vm.trig_in_range_{short}({arg})"
+            for arg, short in dict.fromkeys(renderer.guards)]  # fmt: skip
+
+
+def _guarded(header: str, loop) -> list:
+    """A kernel function: ``header``, then ``loop(renderer, indent)``'s lines. Where the loop
+    calls a guarded function, it runs with the vectorizable versions and, if an argument was
+    out of their range, once more with libm (whose results overwrite every output)."""
+    fast = NumbaRenderer(guards=[])
+    lines = loop(fast, "    ")
+    if not fast.guards:
+        return [header, *lines]
+    redo = loop(RENDERER, "        ")
+    return [header, "    ok = True", *lines,
+            "    if not ok:  # an argument beyond the vectorizable range: libm for all",
+            *redo]  # fmt: skip
 
 
 # how an input of an N-D kernel moves along the output's last dim
@@ -143,45 +189,50 @@ def nd_kernel_source(body: KernelBody, fname: str, rank: int, inner: str) -> str
     assert len(inner) == n_in and rank >= 1
     ins = [f"f{k}" for k in range(n_in)]
     outs = [f"o{m}" for m in range(n_out)]
-    L = [f"def {fname}(lo, hi, {', '.join(ins + outs)}, shape, st):",
-         f"    n = shape[{rank - 1}]"]  # fmt: skip
-    ind = "    "
-    if rank == 1:
-        base = ["0"] * n_in
-        L += [f"{ind}ob = 0"]
-        loop = "range(lo, hi)"
-    else:
-        for d in range(rank - 1):
-            L.append(f"{ind}for i{d} in {'range(lo, hi)' if d == 0 else f'range(shape[{d}])'}:")
-            ind += "    "
-            for k in range(n_in):
-                prev = f"b{k}_{d - 1} + " if d else ""
-                L.append(f"{ind}b{k}_{d} = {prev}i{d} * st[{k}, {d}]")
-            L.append(f"{ind}q{d} = {f'q{d - 1} * shape[{d}] + ' if d else ''}i{d}")
-        base = [f"b{k}_{rank - 2}" for k in range(n_in)]
-        L.append(f"{ind}ob = q{rank - 2} * n")
-        loop = "range(n)"
-    loads = []
-    for k, kind in enumerate(inner):
-        b = base[k]
-        if kind == UNIT:
-            L.append(f"{ind}r{k} = f{k}[{b}:{b} + n]")
-            loads.append(f"r{k}[j]")
-        elif kind == BROADCAST:
-            L.append(f"{ind}v{k} = f{k}[{b}]")
-            loads.append(f"v{k}")
+    header = f"def {fname}(lo, hi, {', '.join(ins + outs)}, shape, st):"
+
+    def nest(renderer, ind):
+        L = [f"{ind}n = shape[{rank - 1}]"]
+        if rank == 1:
+            base = ["0"] * n_in
+            L += [f"{ind}ob = 0"]
+            loop = "range(lo, hi)"
         else:
-            L.append(f"{ind}s{k} = st[{k}, {rank - 1}]")
-            L.append(f"{ind}r{k} = f{k}[{b}:{b} + (n - 1) * s{k} + 1:s{k}]")
-            loads.append(f"r{k}[j]")
-    for m in range(n_out):
-        L.append(f"{ind}w{m} = o{m}[ob:ob + n]")
-    L.append(f"{ind}for j in {loop}:")
-    ind += "    "
-    steps, out_codes = render_steps(body, RENDERER, loads)
-    L += [f"{ind}{name} = {code}" for name, code, _ in steps]
-    L += [f"{ind}w{m}[j] = {code}" for m, (code, _) in enumerate(out_codes)]
-    return module_source("\n".join(L) + "\n")
+            for d in range(rank - 1):
+                rng = "range(lo, hi)" if d == 0 else f"range(shape[{d}])"
+                L.append(f"{ind}for i{d} in {rng}:")
+                ind += "    "
+                for k in range(n_in):
+                    prev = f"b{k}_{d - 1} + " if d else ""
+                    L.append(f"{ind}b{k}_{d} = {prev}i{d} * st[{k}, {d}]")
+                L.append(f"{ind}q{d} = {f'q{d - 1} * shape[{d}] + ' if d else ''}i{d}")
+            base = [f"b{k}_{rank - 2}" for k in range(n_in)]
+            L.append(f"{ind}ob = q{rank - 2} * n")
+            loop = "range(n)"
+        loads = []
+        for k, kind in enumerate(inner):
+            b = base[k]
+            if kind == UNIT:
+                L.append(f"{ind}r{k} = f{k}[{b}:{b} + n]")
+                loads.append(f"r{k}[j]")
+            elif kind == BROADCAST:
+                L.append(f"{ind}v{k} = f{k}[{b}]")
+                loads.append(f"v{k}")
+            else:
+                L.append(f"{ind}s{k} = st[{k}, {rank - 1}]")
+                L.append(f"{ind}r{k} = f{k}[{b}:{b} + (n - 1) * s{k} + 1:s{k}]")
+                loads.append(f"r{k}[j]")
+        for m in range(n_out):
+            L.append(f"{ind}w{m} = o{m}[ob:ob + n]")
+        L.append(f"{ind}for j in {loop}:")
+        ind += "    "
+        steps, out_codes = render_steps(body, renderer, loads)
+        L += [f"{ind}{name} = {code}" for name, code, _ in steps]
+        L += _guard_lines(renderer, ind)
+        L += [f"{ind}w{m}[j] = {code}" for m, (code, _) in enumerate(out_codes)]
+        return L
+
+    return module_source("\n".join(_guarded(header, nest)) + "\n")
 
 
 def module_source(functions: str) -> str:
