@@ -20,12 +20,12 @@ Usage
 * ``VECTOR_MATH[(name, "f32" | "f64")]`` is the function; ``MAX_ULP`` has the same keys and holds
   the error bounds of the table below. Callers fall back to ``math`` for any name missing from
   ``VECTOR_MATH``.
-* sin, cos and tan exist in float32 only, and are right only for |x| <= 1e6 (and for inf and
-  NaN): beyond, the reduction by pi/2 would need more bits of pi than the branch-free one here
-  (a Payne-Hanek reduction is not written). ``GUARDED`` names them with the check a caller
-  must make, ``trig_in_range_f32(x)``; fusejit's kernels make it over the whole loop and run
-  the loop again with libm when any argument was out of range. They compute in float64, so the
-  float32 results are correctly rounded on every input tested. float64 sin, cos, tan: libm.
+* sin, cos and tan are right only for |x| <= 1e6 (and for inf and NaN): beyond, the reduction
+  by pi/2 would need more bits of pi than the branch-free one here (a Payne-Hanek reduction is
+  not written). ``GUARDED`` names them with the check a caller must make,
+  ``trig_in_range_<prec>(x)``; fusejit's kernels make it over the whole loop and run the loop
+  again with libm when any argument was out of range. float32 computes in float64 (correctly
+  rounded on every input tested); float64 carries the reduced argument in two doubles.
 * Do not call them from ``fastmath=True`` code: inlined, they take the caller's fast-math flags,
   and reassociation breaks the exact steps (split constants, error terms, two-step scaling) --
   results can be badly wrong near overflow and for expm1, log1p, sinh, cosh, not just less
@@ -58,9 +58,9 @@ Measured with FMA (AVX2 host) and without (``NUMBA_CPU_NAME=generic``); the tabl
     asin      1    1
     acos      1    1
     atan2     1    2
-    sin       1    -
-    cos       1    -
-    tan       1    -
+    sin       1    1
+    cos       1    1
+    tan       1    3
     ========  ===  ===
 
 Tested inputs, per function. float32: every 7th bit pattern of all finite floats of both signs
@@ -68,7 +68,9 @@ Tested inputs, per function. float32: every 7th bit pattern of all finite floats
 random bit patterns (all exponents, both signs), log-uniform magnitudes in [5e-324, 8e307] with
 random signs, uniform in [-5, 5] and uniform in [-0.25, 0.25] (for asin and acos: [-1, 1] and
 [-0.05, 0.05]). sin, cos, tan (float32): every 37th float32 of |x| <= 1e6, and the float32
-values nearest each multiple of pi/2 there with their neighbours (6.9e7 inputs). atan2, both
+values nearest each multiple of pi/2 there with their neighbours (6.9e7 inputs); float64: 4e6
+uniform in [-1e6, 1e6] and [-10, 10], 1e6 log-uniform magnitudes in [1e-300, 1e6], and the
+doubles nearest each multiple of pi/2 below 1e6 with their neighbours (1.2e7 inputs). atan2, both
 precisions: 6e6 pairs (random bit patterns, uniform in [-3, 3], near-diagonal |y| ~ |x|) plus
 all pairs of +-0, +-inf, NaN, +-1, the smallest subnormal, the largest finite value.
 
@@ -106,9 +108,13 @@ __all__ = [
     "GUARDED",
     "define",
     "sin_f32",
+    "sin_f64",
     "cos_f32",
+    "cos_f64",
     "tan_f32",
+    "tan_f64",
     "trig_in_range_f32",
+    "trig_in_range_f64",
     *[f"{name}_{prec}" for name in ("acos", "asin", "atan2", "atan", "cosh", "erf", "exp2",
                                     "exp", "expm1", "log10", "log1p", "log2", "log", "sigmoid",
                                     "sinh", "tanh") for prec in ("f32", "f64")],
@@ -476,25 +482,60 @@ def _inverse_trig_family(K) -> SimpleNamespace:
     return SimpleNamespace(atan=atan, atan2=atan2, asin=asin, acos=acos)
 
 
+@_JIT
+def _two_sum(a, b):
+    """(s, e) with s = a + b rounded and a + b = s + e exactly."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
 def _trig_family(K) -> SimpleNamespace:
-    """sin, cos, tan for |x| <= K.TRIG_MAX (and NaN for inf and NaN), computed in float64;
-    ``trig_in_range(x)`` tells whether x is such an argument."""
+    """sin, cos, tan for |x| <= K.TRIG_MAX (and NaN for inf and NaN); ``trig_in_range(x)``
+    tells whether x is such an argument. float32 computes in float64; float64 carries the
+    reduced argument in two doubles."""
     FT, ZERO, INF, MAX = K.FT, K.ZERO, K.INF, K.TRIG_MAX
-    TWO_OVER_PI, PIO2_HI, PIO2_LO, SIN_P, COS_P = (K.TWO_OVER_PI, K.PIO2_HI, K.PIO2_LO, K.SIN_P,
-                                                   K.COS_P)  # fmt: skip
+    TWO_OVER_PI, SIN_P, COS_P = K.TWO_OVER_PI, K.SIN_P, K.COS_P
     BIG_K = 2.0**30
+
+    if K.TRIG == "float64":
+        PIO2_HI, PIO2_LO = K.PIO2_HI, K.PIO2_LO
+
+        @_JIT
+        def sin_cos(x, k):
+            """sin and cos of r = x - k * pi/2, in float64."""
+            xd = np.float64(x)
+            # |k| < 2**20: k * PIO2_HI is exact, and so is xd - k * PIO2_HI (the two are within
+            # a factor of two of each other when k != 0)
+            r = (xd - k * PIO2_HI) - k * PIO2_LO
+            z = r * r
+            return fma(r * z, poly(z, SIN_P), r), fma(z, poly(z, COS_P), 1.0)
+
+    else:
+        P1, P2, P3, P4 = K.PIO2
+
+        @_JIT
+        def sin_cos(x, k):
+            """sin and cos of r = x - k * pi/2, with r carried as r_hi + r_lo."""
+            t = x - k * P1  # exact (k * P1 has at most 53 bits; Sterbenz for the difference)
+            s1, e1 = _two_sum(t, -(k * P2))
+            s2, e2 = _two_sum(s1, -(k * P3))
+            lo = (e1 + e2) - k * P4
+            r = s2 + lo
+            r_lo = lo - (r - s2)
+            z = r * r
+            # sin(r + r_lo) ~= sin(r) + r_lo * (1 - z/2); cos(r + r_lo) ~= cos(r) - r * r_lo
+            s = r + fma(r * z, poly(z, SIN_P), r_lo * (1.0 - 0.5 * z))
+            hz = 0.5 * z
+            w = 1.0 - hz
+            c = w + (((1.0 - w) - hz) + fma(z * z, poly(z, COS_P), -(r * r_lo)))
+            return s, c
 
     @_JIT
     def reduce(x):
-        """(s, c, q): sin and cos of r = x - k * pi/2 (in float64) and q = k mod 4."""
-        xd = np.float64(x)
-        k = rint(xd * TWO_OVER_PI)
-        # |k| < 2**20 here: k * PIO2_HI is exact, and so is xd - k * PIO2_HI (the two are within
-        # a factor of two of each other when k != 0)
-        r = (xd - k * PIO2_HI) - k * PIO2_LO
-        z = r * r
-        s = fma(r * z, poly(z, SIN_P), r)
-        c = fma(z, poly(z, COS_P), 1.0)
+        """(s, c, q): sin and cos of the reduced argument, and q = k mod 4."""
+        k = rint(np.float64(x) * TWO_OVER_PI)
+        s, c = sin_cos(x, k)
         # (a NaN or infinite k is never converted: NaN < BIG_K is false)
         q = np.int32(sel(fabs(k) < BIG_K, k, 0.0)) & 3
         return s, c, q
@@ -543,8 +584,7 @@ def define(K) -> SimpleNamespace:
     ex = _exp_family(K)
     out = SimpleNamespace(exp=ex.exp, exp2=ex.exp2, expm1=ex.expm1)
     families = [_log_family(K), _hyperbolic_family(K, ex), _inverse_trig_family(K)]
-    if K.TRIG:
-        families.append(_trig_family(K))
+    families.append(_trig_family(K))
     for family in families:
         out.__dict__.update(family.__dict__)
     for name, f in out.__dict__.items():
@@ -569,9 +609,12 @@ atan_f32, atan_f64 = _32.atan, _64.atan
 atan2_f32, atan2_f64 = _32.atan2, _64.atan2
 asin_f32, asin_f64 = _32.asin, _64.asin
 acos_f32, acos_f64 = _32.acos, _64.acos
-# float32 only, and only for |x| <= TRIG_MAX: fused kernels check trig_in_range_f32 and
-# recompute a call that had a larger argument with libm (codegen/cpu.py)
-sin_f32, cos_f32, tan_f32, trig_in_range_f32 = _32.sin, _32.cos, _32.tan, _32.trig_in_range
+# right only for |x| <= TRIG_MAX: fused kernels check trig_in_range_* and recompute a loop that
+# had a larger argument with libm (codegen/cpu.py)
+sin_f32, sin_f64 = _32.sin, _64.sin
+cos_f32, cos_f64 = _32.cos, _64.cos
+tan_f32, tan_f64 = _32.tan, _64.tan
+trig_in_range_f32, trig_in_range_f64 = _32.trig_in_range, _64.trig_in_range
 
 # ---------------------------------------------------------------------------------------------
 # registry
@@ -594,26 +637,22 @@ _BOUNDS = {
     "asin": (1, 1),
     "acos": (1, 1),
     "atan2": (1, 2),
-    "sin": (1, None),  # None: no vectorizable version in that precision (libm is used)
-    "cos": (1, None),
-    "tan": (1, None),
+    "sin": (1, 1),
+    "cos": (1, 1),
+    "tan": (1, 3),
 }
 
 VECTOR_MATH: dict[tuple[str, str], object] = {
-    (name, prec): getattr(ns, name)
-    for name, b in _BOUNDS.items()
-    for prec, ns, ulp in (("f32", _32, b[0]), ("f64", _64, b[1]))
-    if ulp is not None
+    (name, prec): getattr(ns, name) for name in _BOUNDS for prec, ns in (("f32", _32), ("f64", _64))
 }
 
 MAX_ULP: dict[tuple[str, str], int] = {
-    (name, prec): b[i]
-    for name, b in _BOUNDS.items()
-    for i, prec in enumerate(("f32", "f64"))
-    if b[i] is not None
+    (name, prec): b[i] for name, b in _BOUNDS.items() for i, prec in enumerate(("f32", "f64"))
 }
 
 # functions right only for arguments where ``trig_in_range_<prec>`` holds (see codegen/cpu.py)
 GUARDED: dict[tuple[str, str], object] = {
-    (name, "f32"): trig_in_range_f32 for name in ("sin", "cos", "tan")
+    (name, prec): ns.trig_in_range
+    for name in ("sin", "cos", "tan")
+    for prec, ns in (("f32", _32), ("f64", _64))
 }

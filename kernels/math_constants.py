@@ -103,7 +103,7 @@ class F32:
     # x = k * pi/2 + r with pi/2 = PIO2_HI + PIO2_LO, PIO2_HI cut to 33 bits: k * PIO2_HI and
     # x - k * PIO2_HI are exact while |k| < 2**20, i.e. |x| <= TRIG_MAX; beyond, the kernels
     # recompute with libm (see codegen/cpu.py).
-    TRIG = True
+    TRIG = "float64"  # how the reduction is carried (see cpu_math._trig_family)
     TRIG_MAX = np.float32(1e6)
     TWO_OVER_PI, PIO2_HI, PIO2_LO = 0.6366197723675814, 1.5707963267341256, 6.077100506506192e-11
     # Taylor series on |r| <= pi/4: sin r = r + r**3 * S(r*r), cos r = 1 + r*r * C(r*r); the
@@ -204,4 +204,14 @@ class F64:
               0.021704373030044893, -0.02099494134367036, 0.032626173588691514)  # fmt: skip
     ASIN_CUT_MASK = -0x100000000  # keeps 21 significant bits
 
-    TRIG = False  # sin, cos, tan in float64: libm (a vectorizable reduction is not written)
+    # sin, cos, tan: x = k * pi/2 + (r_hi + r_lo), pi/2 = P1 + P2 + P3 + P4 with P1..P3 cut to
+    # 33 bits: k * P1..P3 are exact while |k| < 2**20 (|x| <= TRIG_MAX), the sum is carried in
+    # two doubles, and P1..P4 hold pi/2 to ~2**-160
+    TRIG = "double-double"
+    TRIG_MAX = 1e6
+    TWO_OVER_PI = 0.6366197723675814
+    PIO2 = (1.5707963267341256, 6.077100506303966e-11, 2.0222662487111665e-21,
+            8.4784276603689e-32)  # fmt: skip
+    # Taylor series on |r| <= pi/4, first omitted terms below 1e-19 relative
+    SIN_P = tuple(-((-1) ** n) / math.factorial(2 * n + 3) for n in range(8))
+    COS_P = tuple(((-1) ** n) / math.factorial(2 * n + 4) for n in range(8))  # from r**4 on

@@ -196,7 +196,7 @@ THRESHOLDS = {
     "atan": {p: [7 / 16, 11 / 16, 19 / 16, 39 / 16, 1e30] for p in DTYPES},
     "asin": {p: [0.5, 1] for p in DTYPES},
     "acos": {p: [0.5, 1] for p in DTYPES},
-    **{n: {"f32": [np.pi / 2, np.pi, 3 * np.pi / 2, 1e6, 710.0 * np.pi, 1e-20]}
+    **{n: {p: [np.pi / 2, np.pi, 3 * np.pi / 2, 1e6, 710.0 * np.pi, 1e-20] for p in DTYPES}
        for n in ("sin", "cos", "tan")},
 }  # fmt: skip
 
@@ -244,16 +244,15 @@ def test_registry_matches_documented_bounds():
     rows = re.findall(r"^\s{4}(\w+)\s+(\d+|-)\s+(\d+|-)\s*$", cm.__doc__, re.M)
     table = {(n, p): int(u) for n, a, b in rows for p, u in (("f32", a), ("f64", b)) if u != "-"}
     assert table == cm.MAX_ULP
-    for name in ("sin", "cos", "tan"):  # float32 only, and guarded; float64 falls back to math
-        assert (name, "f32") in cm.GUARDED and (name, "f32") in cm.VECTOR_MATH
-        assert not hasattr(cm, f"{name}_f64") and (name, "f64") not in cm.VECTOR_MATH
+    assert set(cm.GUARDED) == {(n, p) for n in ("sin", "cos", "tan") for p in DTYPES}
     assert set(cm.GUARDED) <= set(cm.VECTOR_MATH)
 
 
-def test_trig_range_check():
-    check = cm.trig_in_range_f32
-    x = np.array([0, 1, -1e6, 1e6, np.inf, -np.inf, np.nan, np.nextafter(np.float32(1e6),
-                  np.float32(2e6)), 3e6, -1e30, np.finfo(np.float32).max], np.float32)  # fmt: skip
+@pytest.mark.parametrize("prec", sorted(DTYPES))
+def test_trig_range_check(prec):
+    check, dtype = cm.GUARDED[("sin", prec)], DTYPES[prec]
+    x = np.array([0, 1, -1e6, 1e6, np.inf, -np.inf, np.nan, np.nextafter(dtype(1e6), dtype(2e6)),
+                  3e6, -1e30, np.finfo(dtype).max], dtype)  # fmt: skip
     got = [bool(check(v)) for v in x]
     assert got == [True] * 7 + [False] * 4
 
@@ -350,7 +349,7 @@ def test_loop_vectorizes(name, prec):
     features = llvm.get_host_cpu_features() if numba.config.CPU_NAME is None else {}
     # 256-bit vectors with AVX (LLVM often prefers them on AVX-512 parts too), else 128-bit.
     want = (8 if features.get("avx") else 4) // (2 if prec == "f64" else 1)
-    if name in ("sin", "cos", "tan"):  # float32 in, float64 inside: float64 lanes
+    if name in ("sin", "cos", "tan") and prec == "f32":  # float64 inside: float64 lanes
         want, prec = want // 2, "f64"
     assert max(_vector_widths(text, prec), default=0) >= want, f"{name}_{prec} did not vectorize"
     # no scalar libm call left in the loop

@@ -262,11 +262,17 @@ def test_sin_cos_tan_regions_vectorize_and_recompute_large_arguments_with_libm()
         # the vectorizable calls, the range check over the loop, and the libm loop after it
         assert "_vm.sin_f32(" in src and "_vm.trig_in_range_f32(" in src
         assert "math.sin(" in src and "if not ok:" in src
-    # float64: libm (no vectorizable float64 sin here), and no range check
-    t64 = fusejit.trace(trig_fn, (fusejit.from_numpy(x.astype(np.float64)),
-                                  fusejit.from_numpy(b.astype(np.float64))))  # fmt: skip
+    # float64 the same way, with its own range check
+    x64, big64, b64 = x.astype(np.float64), big.astype(np.float64), b.astype(np.float64)
+    t64 = fusejit.trace(trig_fn, (fusejit.from_numpy(x64), fusejit.from_numpy(b64)))
     src = kernel_source(fused_nodes(t64)[0].attr("body"), "k")
-    assert "math.sin(" in src and "_vm.sin" not in src and "ok" not in src
+    assert "_vm.sin_f64(" in src and "_vm.trig_in_range_f64(" in src and "math.sin(" in src
+    with np.errstate(all="ignore"):
+        for xs in (x64, big64):
+            got = t64(fusejit.from_numpy(xs), fusejit.from_numpy(b64))
+            want = (np.sin(xs * 2) * 3 + np.cos(xs + b64), np.tan(xs))
+            for g, r in zip(got, want, strict=True):
+                np.testing.assert_allclose(g.numpy(), r, rtol=1e-14, atol=1e-14)
 
 
 def test_float16_stays_eager_on_the_cpu_with_a_reason():
