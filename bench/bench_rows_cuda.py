@@ -7,6 +7,8 @@ the kernel does, so one run on a GPU tells which of them matters:
 - ``planned``: what fusejit launches for these rows (``plan_rows``);
 - ``block-T``: a block of T threads per row (T = 128 ... 1024), the row in registers;
 - ``fast-exp``: the planned kernel with ``__expf`` for ``expf`` (compute vs memory bound);
+- ``min-blocks-8``: the planned kernel with ``__launch_bounds__(256, 8)``, registers capped so
+  that 8 blocks fit an SM (occupancy vs the spills it may cost);
 - ``no-cache``: the planned block, every pass reading memory again (the long-row fallback);
 - ``warp``: a warp per row, for rows that fit 32 registers a lane.
 
@@ -80,6 +82,7 @@ def variants(body, N: int) -> list[tuple[str, int, cr.RowVariant, str]]:
     uses_exp = "expf(" in cr.render_row_kernel(body, planned)
     if uses_exp:
         out.append(("fast-exp", cg.BLOCK, planned, "fast-exp"))
+    out.append(("min-blocks-8", cg.BLOCK, planned, "min-blocks-8"))
     if planned.mode == "block":
         out.append(("no-cache", cg.BLOCK, cr.RowVariant("block", 0), ""))
     if N <= cr.WARP * cr.MAX_CACHE and planned.mode != "warp":
@@ -91,8 +94,15 @@ def variants(body, N: int) -> list[tuple[str, int, cr.RowVariant, str]]:
 def source(body, threads: int, v: cr.RowVariant, transform: str, fp16: bool = True) -> str:
     with _block(threads):
         src = cr.kernel_source(body, v, "fj_kernel", fp16_header=fp16)
+    return _transform(src, transform)
+
+
+def _transform(src: str, transform: str) -> str:
+    """The variant's change to the generated source (for blocks of ``cg.BLOCK`` threads)."""
+    if transform == "min-blocks-8":
+        return src.replace(f"__launch_bounds__({cg.BLOCK})", f"__launch_bounds__({cg.BLOCK}, 8)")
     if transform == "fast-exp":
-        src = src.replace(" expf(", " __expf(")
+        return src.replace(" expf(", " __expf(")
     return src
 
 
@@ -105,7 +115,7 @@ def combined_source() -> str:
             kname = f"k_{name}_{label}".replace("-", "_")
             with _block(t):
                 src = cr.render_row_kernel(body, v, kname)
-            parts.append(src.replace(" expf(", " __expf(") if tr == "fast-exp" else src)
+            parts.append(_transform(src, tr))
     return "\n".join(parts)
 
 
