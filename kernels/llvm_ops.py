@@ -66,44 +66,43 @@ def _is_float(*tys):
     return tys[0] in (types.float32, types.float64) and all(t == tys[0] for t in tys)
 
 
-@intrinsic
-def fma(typingctx, a, b, c):
-    """a * b + c via llvm.fmuladd: fused where the target has FMA, accurate either way."""
-    if not _is_float(a, b, c):
-        return None
-    return a(a, b, c), lambda context, builder, sig, args: llvm_call(builder, "fmuladd", args)
+def _float_intrinsic(llvm_name: str, arity: int, doc: str):
+    """An intrinsic calling ``llvm.<llvm_name>`` on ``arity`` floats of one type."""
+
+    def codegen(context, builder, sig, args):
+        return llvm_call(builder, llvm_name, args)
+
+    def typed(args):
+        return (args[0](*args), codegen) if _is_float(*args) else None
+
+    # (numba reads the arity off the typer's own parameters)
+    if arity == 1:
+
+        def typer(typingctx, a):
+            return typed((a,))
+
+    elif arity == 2:
+
+        def typer(typingctx, a, b):
+            return typed((a, b))
+
+    else:
+
+        def typer(typingctx, a, b, c):
+            return typed((a, b, c))
+
+    typer.__name__ = typer.__qualname__ = llvm_name
+    typer.__doc__ = doc
+    return intrinsic(typer)
 
 
-@intrinsic
-def fabs(typingctx, a):
-    """|a| (clears the sign bit)."""
-    if not _is_float(a):
-        return None
-    return a(a), lambda context, builder, sig, args: llvm_call(builder, "fabs", args)
-
-
-@intrinsic
-def copysign(typingctx, a, b):
-    """|a| with the sign bit of b."""
-    if not _is_float(a, b):
-        return None
-    return a(a, b), lambda context, builder, sig, args: llvm_call(builder, "copysign", args)
-
-
-@intrinsic
-def sqrt(typingctx, a):
-    """IEEE square root (vsqrtps/vsqrtpd); NaN for negative input."""
-    if not _is_float(a):
-        return None
-    return a(a), lambda context, builder, sig, args: llvm_call(builder, "sqrt", args)
-
-
-@intrinsic
-def rint(typingctx, a):
-    """Round to nearest integer, ties to even (vroundps/vroundpd)."""
-    if not _is_float(a):
-        return None
-    return a(a), lambda context, builder, sig, args: llvm_call(builder, "rint", args)
+fma = _float_intrinsic(
+    "fmuladd", 3, "a * b + c via llvm.fmuladd: fused where the target has FMA, accurate either way."
+)
+fabs = _float_intrinsic("fabs", 1, "|a| (clears the sign bit).")
+copysign = _float_intrinsic("copysign", 2, "|a| with the sign bit of b.")
+sqrt = _float_intrinsic("sqrt", 1, "IEEE square root (vsqrtps/vsqrtpd); NaN for negative input.")
+rint = _float_intrinsic("rint", 1, "Round to nearest integer, ties to even (vroundps/vroundpd).")
 
 
 @intrinsic
