@@ -84,6 +84,7 @@ class Plan:
             n.attr("shape_generic", True) if n.op == "fused" else n.op in OPS and
             OPS[n.op].kind in SHAPE_GENERIC_KINDS for n in graph.block.nodes
         )  # fmt: skip
+        # run(tensors, captured) -> the result tensors, without checking the guards
         self.run = self._single_runner(graph, slots) or self._run_steps
         self.guards = []
         for p in graph.inputs:
