@@ -305,6 +305,20 @@ class CudaBackend:
         """The launchable function of ``body`` (a ``KernelBody`` in a ``Variant``, or a
         ``RowBody`` in a ``RowVariant``): from memory, the disk cache or a fresh NVRTC
         compile."""
+        key, src = self._key(body, v)
+        mem_key = f"{key}@cuda:{self.index}"  # a loaded module belongs to one GPU's context
+        fn = CACHE.get(mem_key)
+        if fn is not None:
+            return fn
+        with CACHE.lock:
+            fn = CACHE.memory.get(mem_key)
+            if fn is None:
+                fn, origin = self._load_or_build(key, src, body, v)
+                CACHE.put(mem_key, fn, origin)
+        return fn
+
+    def _key(self, body, v) -> tuple[str, str]:
+        """The cache key of ``body`` in variant ``v`` on this GPU's toolchain, and its source."""
         fp16 = self.fp16_include is not None
         if isinstance(body, rows.RowBody):
             src = cr.kernel_source(body, v, KERNEL_NAME, fp16_header=fp16)
@@ -316,16 +330,13 @@ class CudaBackend:
             *parts, body.out_dtypes(), self.arch, self.nvrtc_version, CODEGEN_VERSION,
             cg.CUDA_CODEGEN_VERSION, hashlib.sha256(src.encode()).hexdigest(),
         )  # fmt: skip
-        mem_key = f"{key}@cuda:{self.index}"  # a loaded module belongs to one GPU's context
-        fn = CACHE.get(mem_key)
-        if fn is not None:
-            return fn
-        with CACHE.lock:
-            fn = CACHE.memory.get(mem_key)
-            if fn is None:
-                fn, origin = self._load_or_build(key, src, body, v)
-                CACHE.put(mem_key, fn, origin)
-        return fn
+        return key, src
+
+    def entries(self, body, variants) -> list:
+        """The disk cache entries of ``body``'s compiled ``variants`` (objects with a
+        ``folder``), for archives that ship the kernels they use."""
+        root = cache_dir() / "cuda"
+        return [_Entry(root / self._key(body, v)[0]) for v in variants]
 
     def _load_or_build(self, key: str, src: str, body: KernelBody, v: cg.Variant):
         folder = cache_dir() / "cuda" / key
@@ -406,6 +417,13 @@ class CudaBackend:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
+class _Entry:
+    """A kernel cache entry by its folder (what ``archive.save`` collects)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+
 def _scalar(v, op, compute: dt.DType):
     """A Python scalar as a numpy scalar of the compute dtype, so cupy computes in exactly the
     dtype the op table's rules give whatever its own scalar promotion is."""
@@ -450,6 +468,10 @@ class CudaKernel:
     def variants(self) -> list:
         """Tags of the variants compiled so far."""
         return [v.tag for v in self.fns]
+
+    def entries(self) -> list:
+        """The disk cache entries of the variants compiled so far."""
+        return self.backend.entries(self.body, list(self.fns))
 
     def __call__(self, *arrays):
         b = self.backend
@@ -565,6 +587,10 @@ class CudaRowKernel:
 
     def variants(self) -> list:
         return [v.tag for v in self.fns]
+
+    def entries(self) -> list:
+        """The disk cache entries of the variants compiled so far."""
+        return self.backend.entries(self.body, list(self.fns))
 
     def __call__(self, *arrays):
         b, body, k = self.backend, self.body, self.body.k

@@ -556,6 +556,38 @@ def host_backend(gxx, tmp_path, monkeypatch, request):
 
 
 @pytest.mark.parametrize("host_backend", [16], indirect=True, ids=["vec16B"])
+def test_kernel_entries_are_the_cache_folders_archives_ship(host_backend, tmp_path, monkeypatch):
+    # the disk entries of the variants a kernel compiled are what fusejit.save ships
+    import os
+    from types import SimpleNamespace
+
+    from fusejit.jit import archive
+    from fusejit.jit.cache import cache_dir, write_manifest
+
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
+    b = host_backend
+    b.arch, b.binary, b.nvrtc_version, b.fp16_include = "sm_90", "cubin", (13, 0), None
+    x = fusejit.randn(300)
+    traced = fusejit.trace(lambda x: (x * 2).exp() + 1, (x,), check_trace=False)
+    (node,) = [n for n in optimize_graph(traced.raw_graph, "cuda").block.nodes if n.op == "fused"]
+    k = b.fused_kernel(node.attr("body"), 1)
+    assert k.entries() == []
+    k(_aligned(x.numpy()))
+    (v,) = k.fns
+    (entry,) = k.entries()
+    key, src = b._key(k.body, v)
+    assert entry.folder == cache_dir() / "cuda" / key
+    # (what _store_and_load writes for a compiled variant)
+    entry.folder.mkdir(parents=True)
+    (entry.folder / "kernel.cu").write_text(src)
+    (entry.folder / "kernel.cubin").write_bytes(b"compiled code")
+    write_manifest(entry.folder)
+    files = archive._kernel_files([(SimpleNamespace(kernels=[(node, k)]),)])
+    want = {f"kernels/cuda/{key}/{name}" for name in os.listdir(entry.folder)}
+    assert {member for member, *_ in files} == want and len(want) == 3
+
+
+@pytest.mark.parametrize("host_backend", [16], indirect=True, ids=["vec16B"])
 def test_backend_eager_ops_on_host(host_backend):
     b = host_backend
     rng = np.random.default_rng(5)

@@ -153,6 +153,31 @@ def test_load_onto_a_device_in_a_fresh_process(saved, tmp_path, dev):
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout.strip().splitlines()[-1])
     assert info["ok"] and info["ok2"], info
+    # the archive saved on ``dev`` ships the kernels built there (for cuda: binaries for this
+    # GPU): a new process with an empty cache installs them, and runs them from disk
+    r = subprocess.run([sys.executable, "-c", RELOADER, str(saved / "net.fjz") + "." + dev,
+                        str(saved / "io.npz"), dev], env=_env(tmp_path / "fresh2", "k1"),
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert info["ok"] and info["disk_hits"] >= 2 and "installed" in info["note"], info
+    if dev == "cpu":
+        assert info["compiled"] == 0, info
+
+
+RELOADER = """
+import json, sys
+import numpy as np
+import fusejit
+dev = sys.argv[3]
+m = fusejit.load(sys.argv[1])
+d = np.load(sys.argv[2])
+args = [fusejit.from_numpy(d[k]).to(dev) for k in ("x", "h", "c")] + [float(d["gain"])]
+h, c = m(*args)
+ok = h.device.type == dev and bool(np.allclose(h.cpu().numpy(), d["h_out"], rtol=1e-4,
+                                               atol=1e-6))
+print(json.dumps({"ok": ok, "note": m.kernel_note, **fusejit.cache_info()}))
+"""
 
 
 def test_unsigned_kernels_are_compiled_not_installed(saved, tmp_path):

@@ -21,7 +21,9 @@ Format (version 1): a zip archive with these members and no others.
     Parameters, buffers and constants, as numpy ``.npy`` files (read with
     ``allow_pickle=False``).
 ``kernels/<target>/<key>/...``
-    Kernel cache entries (see ``fusejit/jit/cache.py``) for the targets already built.
+    Kernel cache entries (see ``fusejit/jit/cache.py``) for the targets already built: numba's
+    cached code for ``cpu``, a cubin (or PTX) for ``cuda``, keyed on the GPU's architecture and
+    the NVRTC version, so that only a matching machine ever loads it.
 
 Values ``x`` in attributes and specs are JSON with tagged forms for what JSON lacks:
 ``{"tuple": [...]}``, ``{"float": "nan" | "inf" | "-inf"}``, ``{"dtype": name}``,
