@@ -4,7 +4,7 @@
 # (.anchors/gpu_anchors.py: torch eager/compile, cupy eager/fuse). Logs and JSON go to $OUT
 # (a temporary folder when unset); a short table comes last. Run from anywhere; it works on the
 # checkout it sits in (PYTHONPATH=., nothing installed). Stays under 8 minutes: each step has a
-# timeout.
+# timeout, cut to what is left of GPU_CHECK_BUDGET_S (430 s) for the steps after a slow one.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -15,6 +15,14 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PYTHON:-python3}"
 # kernels the benchmark compiles go to a fresh cache outside $OUT (only logs travel back)
 export FUSEJIT_CACHE_DIR="${FUSEJIT_CACHE_DIR:-$(mktemp -d /tmp/fusejit-cache.XXXXXX)}"
+
+START=$(date +%s)
+BUDGET=${GPU_CHECK_BUDGET_S:-430}
+# budget N: N seconds, or what is left of the budget if that is less (at least 5)
+budget() {
+    local left=$((BUDGET - ($(date +%s) - START)))
+    if [ "$left" -lt "$1" ]; then echo $((left > 5 ? left : 5)); else echo "$1"; fi
+}
 
 echo "== GPU"
 nvidia-smi -L || echo "nvidia-smi failed"
@@ -33,14 +41,14 @@ EOF
 command -v nvcc >/dev/null && nvcc --version | tail -1
 
 echo "== pytest (tests/test_cuda.py tests/test_cuda_codegen.py) -> $OUT/pytest_cuda.log"
-timeout 170 "$PY" -m pytest -q -p no:cacheprovider --durations=15 \
+timeout "$(budget 170)" "$PY" -m pytest -q -p no:cacheprovider --durations=15 \
     tests/test_cuda.py tests/test_cuda_codegen.py >"$OUT/pytest_cuda.log" 2>&1
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda.log" | head -40
 tail -n 3 "$OUT/pytest_cuda.log"
 
 echo "== pytest, the GPU tests of the other files (-k cuda) -> $OUT/pytest_cuda_more.log"
-timeout 90 "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test_nn.py \
+timeout "$(budget 90)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test_nn.py \
     tests/test_optimize.py tests/test_reduction_fusion.py tests/test_save_load.py \
     tests/test_errors.py >"$OUT/pytest_cuda_more.log" 2>&1
 echo "pytest exit status $?"
@@ -48,24 +56,24 @@ grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda_more.log" | head -20
 tail -n 2 "$OUT/pytest_cuda_more.log"
 
 echo "== bench/gpu_bench.py -> $OUT/gpu_bench.json, $OUT/gpu_bench.log"
-timeout 110 "$PY" bench/gpu_bench.py --json "$OUT/gpu_bench.json" >"$OUT/gpu_bench.log" 2>&1
+timeout "$(budget 110)" "$PY" bench/gpu_bench.py --json "$OUT/gpu_bench.json" >"$OUT/gpu_bench.log" 2>&1
 echo "gpu_bench exit status $?"
 tail -n 22 "$OUT/gpu_bench.log"
 
 echo "== bench/bench_rows_cuda.py (row-kernel variants) -> $OUT/rows_cuda.json, $OUT/rows_cuda.log"
-timeout 90 "$PY" bench/bench_rows_cuda.py --json "$OUT/rows_cuda.json" >"$OUT/rows_cuda.log" 2>&1
+timeout "$(budget 90)" "$PY" bench/bench_rows_cuda.py --json "$OUT/rows_cuda.json" >"$OUT/rows_cuda.log" 2>&1
 echo "rows exit status $?"
 tail -n 34 "$OUT/rows_cuda.log"
 
 echo "== python -m fusejit bench --device cuda (eager, traced, optimized, cupy) -> $OUT/harness.log"
-timeout 150 "$PY" -m fusejit bench --device cuda --quiet --repeat 5 \
+timeout "$(budget 150)" "$PY" -m fusejit bench --device cuda --quiet --repeat 5 \
     --workloads chain-8op,gelu,bias-gelu,adam,lstm-cell,softmax,layernorm,mlp \
     --json "$OUT/harness.json" >"$OUT/harness.log" 2>&1
 echo "harness exit status $?"
 tail -n 16 "$OUT/harness.log"
 
 echo "== bench/bench_script_lstm.py -> $OUT/lstm.log"
-timeout 40 "$PY" bench/bench_script_lstm.py --reps 3 >"$OUT/lstm.log" 2>&1
+timeout "$(budget 40)" "$PY" bench/bench_script_lstm.py --reps 3 >"$OUT/lstm.log" 2>&1
 echo "lstm exit status $?"
 tail -n 5 "$OUT/lstm.log"
 
@@ -75,7 +83,7 @@ for f in .anchors/gpu_anchors.py shared/anchors/gpu_anchors.py; do
 done
 if [ -n "$ANCHORS" ]; then
     echo "== anchors ($ANCHORS) -> $OUT/anchors.log, $OUT/gpu_anchors.json"
-    (cd "$OUT" && timeout 120 "$PY" "$ANCHORS") >"$OUT/anchors.log" 2>&1
+    (cd "$OUT" && timeout "$(budget 120)" "$PY" "$ANCHORS") >"$OUT/anchors.log" 2>&1
     echo "anchors exit status $?"
 else
     echo "== anchors: no .anchors/gpu_anchors.py here; skipped"
