@@ -727,11 +727,24 @@ def test_max_min_with_dim(name, args):
     if x.ndim == 0:
         assert vals.item() == x.item() and idx.item() == 0
         return
-    assert_same(vals.numpy(), np.asarray(npf(x, axis=dim, keepdims=keepdim)))
     assert_same(idx.numpy(), np.asarray(argf(x, axis=dim, keepdims=keepdim)))
+    # the values are the elements at the indices (as in PyTorch), bit for bit; numpy's own max
+    # gives the same values, but which zero it keeps among +0.0 and -0.0 depends on its SIMD
+    # path, so only the values are compared with it
+    at = np.take_along_axis(x, idx.numpy() if keepdim else np.expand_dims(idx.numpy(), dim), dim)
+    assert_same(vals.numpy(), at if keepdim else np.squeeze(at, dim))
+    np.testing.assert_array_equal(vals.numpy(), np.asarray(npf(x, axis=dim, keepdims=keepdim)))
     res = getattr(t, name)(dim, keepdim)
     assert_same(res.values.numpy(), vals.numpy())
     assert_same(res.indices.numpy(), idx.numpy())
+
+
+def test_max_min_with_dim_take_the_first_of_equal_zeros():
+    x = np.array([[-0.0, 1.0, 0.0], [0.0, 1.0, -0.0]], np.float32)
+    for fn in (F.max, F.min):
+        vals, idx = fn(F.from_numpy(x), 0)
+        assert idx.tolist() == [0, 0, 0]
+        assert np.signbit(vals.numpy()).tolist() == [True, False, False]
 
 
 def test_max_of_two_tensors_is_maximum():
