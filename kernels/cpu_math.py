@@ -99,14 +99,30 @@ from types import SimpleNamespace
 import numba
 import numpy as np
 
-from .llvm_ops import bits, copysign, div, fabs, fma, poly, poly_sel, rint, sel, sqrt
+from .llvm_ops import (
+    bits,
+    copysign,
+    div,
+    f32_from_bits,
+    fabs,
+    fma,
+    poly,
+    poly_sel,
+    rint,
+    sel,
+    sqrt,
+)
 from .math_constants import F32, F64
 
 __all__ = [
     "MAX_ULP",
     "VECTOR_MATH",
     "GUARDED",
+    "d2h",
     "define",
+    "f2h",
+    "h2f",
+    "round_h",
     "sin_f32",
     "sin_f64",
     "cos_f32",
@@ -615,6 +631,73 @@ sin_f32, sin_f64 = _32.sin, _64.sin
 cos_f32, cos_f64 = _32.cos, _64.cos
 tan_f32, tan_f64 = _32.tan, _64.tan
 trig_in_range_f32, trig_in_range_f64 = _32.trig_in_range, _64.trig_in_range
+
+# ---------------------------------------------------------------------------------------------
+# float16 storage (numba has no float16 type on the CPU: kernels see float16 arrays as uint16
+# and compute in float32, as CUDA kernels do)
+
+_H_SIGN, _H_EXP, _H_MANT = 0x8000, 0x7C00, 0x3FF
+_H_QNAN = 0x7E00
+_F32_TO_H_BIAS = (127 - 15) << 23  # the exponent bias difference, in float32 bit position
+_F32_HALF_MIN = 0x38800000  # float32 bits of 2**-14, the smallest normal float16
+_F32_HALF_OVER = 0x477FF000  # float32 bits of 65520: from here on, float16 rounds to inf
+_F64_TO_H_BIAS = (1023 - 15) << 52
+_F64_HALF_MIN = 0x3F10000000000000  # float64 bits of 2**-14
+_F64_HALF_OVER = 0x40EFFE0000000000  # float64 bits of 65520
+_TWO24_F32 = np.float32(2.0**24)
+_TWO_M24_F32 = np.float32(2.0**-24)
+
+
+@_JIT
+def h2f(u):
+    """The float32 value of float16 bits ``u`` (an unsigned 16-bit integer), exactly."""
+    u = np.int32(u) & 0xFFFF
+    sign = (u & _H_SIGN) << 16
+    e = u & _H_EXP
+    m = u & _H_MANT
+    normal = f32_from_bits(sign | ((u & 0x7FFF) + ((127 - 15) << 10)) << 13)
+    special = f32_from_bits(sign | 0x7F800000 | (m << 13))  # inf and NaN (payload kept)
+    sub = copysign(np.float32(m) * _TWO_M24_F32, f32_from_bits(sign | 0x3F800000))
+    return sel(e == 0, sub, sel(e == _H_EXP, special, normal))
+
+
+@_JIT
+def f2h(x):
+    """float32 ``x`` rounded to float16 (to nearest, ties to even), as its uint16 bits."""
+    x = np.float32(x)
+    b = bits(x)
+    sign = np.int32((b >> 16) & _H_SIGN)
+    a = b & 0x7FFFFFFF
+    # normal range: drop 13 mantissa bits, rounding to nearest even (a carry moves the exponent)
+    normal = np.int32(((a - _F32_TO_H_BIAS) + 0xFFF + ((a >> 13) & 1)) >> 13)
+    # below 2**-14: the float16 is the integer nearest |x| / 2**-24 (exact in float32)
+    sub = np.int32(rint(fabs(x) * _TWO24_F32))
+    h = sel(a < _F32_HALF_MIN, sub, normal)
+    h = sel(a >= _F32_HALF_OVER, np.int32(_H_EXP), h)
+    h = sel(a > 0x7F800000, np.int32(_H_QNAN), h)
+    return np.uint16(sign | h)
+
+
+@_JIT
+def d2h(x):
+    """float64 ``x`` rounded once to float16 (not through float32), as its uint16 bits."""
+    x = np.float64(x)
+    b = bits(x)
+    sign = np.int32((b >> 48) & _H_SIGN)
+    a = b & 0x7FFFFFFFFFFFFFFF
+    normal = np.int32(((a - _F64_TO_H_BIAS) + 0x1FFFFFFFFFF + ((a >> 42) & 1)) >> 42)
+    sub = np.int32(rint(fabs(x) * 16777216.0))
+    h = sel(a < _F64_HALF_MIN, sub, normal)
+    h = sel(a >= _F64_HALF_OVER, np.int32(_H_EXP), h)
+    h = sel(a > 0x7FF0000000000000, np.int32(_H_QNAN), h)
+    return np.uint16(sign | h)
+
+
+@_JIT
+def round_h(x):
+    """float32 ``x`` rounded to float16 and back: a float16 step computed in float32."""
+    return h2f(f2h(x))
+
 
 # ---------------------------------------------------------------------------------------------
 # registry

@@ -358,3 +358,75 @@ def test_loop_vectorizes(name, prec):
     )
     if features.get("avx") and (name, prec) in {("exp", "f32"), ("tanh", "f32")}:
         assert re.search(r"%[yz]mm\d", loop.inspect_asm(sig))
+
+
+# --- float16 storage ----------------------------------------------------------------------
+
+
+@numba.njit
+def _h2f_loop(u, out):
+    for i in range(u.shape[0]):
+        out[i] = cm.h2f(u[i])
+
+
+@numba.njit
+def _f2h_loop(x, out):
+    for i in range(x.shape[0]):
+        out[i] = cm.f2h(x[i])
+
+
+@numba.njit
+def _d2h_loop(x, out):
+    for i in range(x.shape[0]):
+        out[i] = cm.d2h(x[i])
+
+
+def _same_half_bits(got, x):
+    with np.errstate(all="ignore"):
+        want = x.astype(np.float16).view(np.uint16)
+    nan = np.isnan(x)
+    assert np.array_equal(got[~nan], want[~nan]), x[~nan][got[~nan] != want[~nan]][:5]
+    assert ((got[nan] & 0x7C00) == 0x7C00).all() and ((got[nan] & 0x3FF) != 0).all()
+
+
+def test_float16_conversions_match_numpy():
+    # every float16 to float32, exactly
+    u = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    out = np.empty(u.size, np.float32)
+    _h2f_loop(u, out)
+    want = u.view(np.float16).astype(np.float32)
+    ok = ~np.isnan(want)
+    assert np.array_equal(out[ok].view(np.uint32), want[ok].view(np.uint32))
+    assert np.isnan(out[~ok]).all()
+    # float32 / float64 to float16, rounded to nearest even once: every float16, the midpoints
+    # between neighbours and the values next to them (the ties and the double-rounding cases),
+    # plus a sweep of bit patterns and random values
+    h = u.view(np.float16)
+    exact = np.unique(h[np.isfinite(h)].astype(np.float64))
+    mids = (exact[1:] + exact[:-1]) / 2
+    near = np.concatenate([exact, mids, np.nextafter(mids, np.inf), np.nextafter(mids, -np.inf)])
+    sweep = np.arange(0, 2**31 - 1, 4099, dtype=np.int64).astype(np.int32).view(np.float32)
+    x32 = np.concatenate(
+        [
+            near.astype(np.float32),
+            sweep,
+            -sweep,
+            np.array([np.inf, -np.inf, np.nan, 65520, -65520, 1e-8], np.float32),
+        ]
+    )
+    got = np.empty(x32.size, np.uint16)
+    _f2h_loop(x32, got)
+    _same_half_bits(got, x32)
+    rng = np.random.default_rng(16)
+    x64 = np.concatenate(
+        [
+            near,
+            -near,
+            rng.standard_normal(200_000) * 1e3,
+            rng.standard_normal(200_000) * 1e-5,
+            np.array([np.inf, np.nan, 1e300, -1e-300, np.nextafter(65520.0, 0)]),
+        ]
+    )
+    got = np.empty(x64.size, np.uint16)
+    _d2h_loop(x64, got)
+    _same_half_bits(got, x64)

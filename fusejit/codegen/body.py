@@ -9,7 +9,9 @@ step with a target's renderer; the targets only wrap loads, stores and the loop 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from .. import dtypes as dt
 from ..ops.registry import get_op
@@ -95,3 +97,24 @@ def render_steps(body: KernelBody, renderer, in_codes: list, compute_of=lambda d
         vals[j] = (name, out)
     outs = [get(r) for r in body.outputs]
     return lines, outs
+
+
+def half_as_float32(d: dt.DType) -> dt.DType:
+    """The dtype a value of dtype ``d`` is held in inside a kernel: float16 computes in float32
+    (each float16 step rounded back to float16, as eager float16 ops are)."""
+    return dt.float32 if d is dt.float16 else d
+
+
+def round_half_consts(body: KernelBody) -> KernelBody:
+    """The body with the scalar operands of float16 steps rounded to float16, the value eager
+    dispatch converts them to (the steps themselves compute in float32)."""
+
+    def fix(ref):
+        if ref[0] == "c" and ref[2] == "float16":
+            with np.errstate(over="ignore"):
+                return ("c", float(np.float16(ref[1])), "float16")
+        return ref
+
+    if not any(r[0] == "c" and r[2] == "float16" for s in body.steps for r in s.args):
+        return body
+    return replace(body, steps=tuple(replace(s, args=tuple(map(fix, s.args))) for s in body.steps))

@@ -14,7 +14,7 @@ Row kernels use libm for them.
 from __future__ import annotations
 
 from .. import dtypes as dt
-from .body import KernelBody, render_steps
+from .body import KernelBody, half_as_float32, ref_dtype, render_steps, round_half_consts
 from .expr import Renderer
 
 try:  # the vectorizable math library; absent names fall back to libm
@@ -117,10 +117,8 @@ RENDERER = NumbaRenderer()
 
 
 def supports(body: KernelBody) -> str | None:
-    """None when the CPU target can compile ``body``, else the reason it cannot."""
-    names = set(body.in_dtypes) | {s.out for s in body.steps} | {s.compute for s in body.steps}
-    if "float16" in names:
-        return "numba has no float16 on the CPU; float16 regions run eager"
+    """None when the CPU target can compile ``body``, else the reason it cannot (every
+    elementwise body compiles: float16 computes in float32, stored as its bits)."""
     return None
 
 
@@ -134,17 +132,50 @@ def kernel_source(body: KernelBody, fname: str) -> str:
     outs = [f"o{k}" for k in range(n_out)]
     params = ", ".join(ins + outs)
 
-    loads = [f"{a}[i]" for a in ins]
+    body = round_half_consts(body)
+    loads = [_load(d, f"{a}[i]") for a, d in zip(ins, body.in_dtypes)]
 
     def loop(renderer, ind):
-        steps, out_codes = render_steps(body, renderer, loads)
+        steps, out_codes = _render(body, renderer, loads)
         lines = [f"{ind}for i in range({outs[0]}.shape[0]):"]
-        lines += [f"{ind}    {name} = {code}" for name, code, _ in steps]
+        lines += [f"{ind}    {name} = {code}" for name, code in steps]
         lines += _guard_lines(renderer, ind + "    ")
-        lines += [f"{ind}    {o}[i] = {code}" for o, (code, _) in zip(outs, out_codes)]
+        lines += [f"{ind}    {o}[i] = {code}" for o, code in zip(outs, out_codes)]
         return lines
 
     return module_source("\n".join(_guarded(f"def {fname}_flat({params}):", loop)) + "\n")
+
+
+def _load(d: str, code: str) -> str:
+    # float16 arrays reach the kernels as their uint16 bits (numba has no float16 type)
+    return f"_vm.h2f({code})" if d == "float16" else code
+
+
+def _render(body: KernelBody, renderer, loads: list) -> tuple[list, list]:
+    """(temp name, code) of each step and the code of each output. float16 computes in float32,
+    each float16 step rounded back to float16 as eager float16 ops are, and is stored as bits."""
+    steps, out_codes = render_steps(body, renderer, loads, half_as_float32)
+    lines = []
+    for step, (name, code, _) in zip(body.steps, steps, strict=True):
+        if step.out == "float16":
+            src = step.args[0]
+            if step.op == "cast" and ref_dtype(body, src) == "float64":
+                # float64 -> float16 in one rounding, not through float32 (double rounding)
+                code = f"_vm.h2f(_vm.d2h({_ref_code(body, src, renderer, loads)}))"
+            else:
+                code = f"_vm.round_h({code})"
+        lines.append((name, code))
+    outs = [f"_vm.f2h({code})" if d == "float16" else code
+            for (code, _), d in zip(out_codes, body.out_dtypes())]  # fmt: skip
+    return lines, outs
+
+
+def _ref_code(body: KernelBody, ref, renderer, loads: list) -> str:
+    if ref[0] == "in":
+        return loads[ref[1]]
+    if ref[0] == "t":
+        return f"t{ref[1]}"
+    return renderer.const(ref[1], half_as_float32(dt.as_dtype(ref[2])))
 
 
 def _guard_lines(renderer, ind: str) -> list:
@@ -185,6 +216,7 @@ def nd_kernel_source(body: KernelBody, fname: str, rank: int, inner: str) -> str
     compute each input's row offset; the innermost loop runs over contiguous row slices, so it
     vectorizes as the flat kernel does whenever no input is ``s``.
     """
+    body = round_half_consts(body)
     n_in, n_out = len(body.in_dtypes), len(body.outputs)
     assert len(inner) == n_in and rank >= 1
     ins = [f"f{k}" for k in range(n_in)]
@@ -211,25 +243,25 @@ def nd_kernel_source(body: KernelBody, fname: str, rank: int, inner: str) -> str
             loop = "range(n)"
         loads = []
         for k, kind in enumerate(inner):
-            b = base[k]
+            b, d = base[k], body.in_dtypes[k]
             if kind == UNIT:
                 L.append(f"{ind}r{k} = f{k}[{b}:{b} + n]")
-                loads.append(f"r{k}[j]")
+                loads.append(_load(d, f"r{k}[j]"))
             elif kind == BROADCAST:
-                L.append(f"{ind}v{k} = f{k}[{b}]")
+                L.append(f"{ind}v{k} = {_load(d, f'f{k}[{b}]')}")
                 loads.append(f"v{k}")
             else:
                 L.append(f"{ind}s{k} = st[{k}, {rank - 1}]")
                 L.append(f"{ind}r{k} = f{k}[{b}:{b} + (n - 1) * s{k} + 1:s{k}]")
-                loads.append(f"r{k}[j]")
+                loads.append(_load(d, f"r{k}[j]"))
         for m in range(n_out):
             L.append(f"{ind}w{m} = o{m}[ob:ob + n]")
         L.append(f"{ind}for j in {loop}:")
         ind += "    "
-        steps, out_codes = render_steps(body, renderer, loads)
-        L += [f"{ind}{name} = {code}" for name, code, _ in steps]
+        steps, out_codes = _render(body, renderer, loads)
+        L += [f"{ind}{name} = {code}" for name, code in steps]
         L += _guard_lines(renderer, ind)
-        L += [f"{ind}w{m}[j] = {code}" for m, (code, _) in enumerate(out_codes)]
+        L += [f"{ind}w{m}[j] = {code}" for m, code in enumerate(out_codes)]
         return L
 
     return module_source("\n".join(_guarded(header, nest)) + "\n")

@@ -24,7 +24,7 @@ one compiled kernel serves every shape:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..errors import CompileError
-from .body import KernelBody, ref_dtype, render_steps
+from .body import KernelBody, half_as_float32, ref_dtype, render_steps, round_half_consts
 from .expr import Renderer
 
 CUDA_CODEGEN_VERSION = "1"
@@ -50,9 +50,7 @@ _F32_INF = "__int_as_float(0x7f800000)"
 _F64_INF = "__longlong_as_double(0x7ff0000000000000LL)"
 
 
-def compute_of(d: dt.DType) -> dt.DType:
-    """The dtype a value of dtype ``d`` is held in inside a kernel (float16 -> float32)."""
-    return dt.float32 if d is dt.float16 else d
+compute_of = half_as_float32  # the dtype a value is held in inside a kernel
 
 
 def ctype(d) -> str:
@@ -235,20 +233,6 @@ def prelude() -> str:
     )
 
 
-def _round_half_consts(body: KernelBody) -> KernelBody:
-    # float16 steps compute in float32: give their scalar operands the float16 value eager
-    # dispatch converts them to
-    def fix(ref):
-        if ref[0] == "c" and ref[2] == "float16":
-            with np.errstate(over="ignore"):
-                return ("c", float(np.float16(ref[1])), "float16")
-        return ref
-
-    if not any(r[0] == "c" and r[2] == "float16" for s in body.steps for r in s.args):
-        return body
-    return replace(body, steps=tuple(replace(s, args=tuple(map(fix, s.args))) for s in body.steps))
-
-
 def _compute_lines(body: KernelBody, loads: list, indent: str):
     """Declarations of the loaded inputs and of every step; returns (lines, output codes)."""
     lines = []
@@ -300,7 +284,7 @@ def render_kernel(body: KernelBody, v: Variant, name: str = "fj_kernel") -> str:
     """
     if v.layout not in ("flat", "nd"):
         raise CompileError(f"CUDA codegen: unknown kernel layout {v.layout!r}")
-    body = _round_half_consts(body)
+    body = round_half_consts(body)
     ins = list(body.in_dtypes)
     outs = list(body.out_dtypes())
     nd = v.layout == "nd"

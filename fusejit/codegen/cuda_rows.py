@@ -42,7 +42,7 @@ import numpy as np
 from .. import dtypes as dt
 from ..errors import CompileError
 from . import cuda as cg
-from .body import render_step
+from .body import render_step, round_half_consts
 from .rows import RowBody, deps, expensive, ref_dtype, schedule
 
 CUDA_ROWS_VERSION = "1"
@@ -105,7 +105,7 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
     pointers ``o0..`` (full: (R, N) contiguous; per-row: R), then ``R_``, ``N_`` and each full
     port's ``ld<i>_`` (all ``long long``).
     """
-    body = cg._round_half_consts(body)
+    body = round_half_consts(body)
     sch = schedule(body, online=not v.cache)
     steps = body.steps
     T = v.threads

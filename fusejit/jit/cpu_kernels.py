@@ -155,6 +155,30 @@ class CpuKernel:
             log.warning("fusejit: cannot write kernel cache manifest in %s: %s", self.folder, e)
 
 
+_F16, _U16 = np.dtype(np.float16), np.dtype(np.uint16)
+
+
+class CpuHalfKernel(CpuKernel):
+    """A kernel with float16 inputs or outputs: numba has no float16 type, so the compiled
+    code reads and writes their bits as uint16 (``codegen/cpu.py`` converts in the loop);
+    this call passes such views and gives float16 arrays back."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.half_out = tuple(d == _F16 for d in self.out_np)
+        self.out_np = tuple(_U16 if h else d for d, h in zip(self.out_np, self.half_out))
+        self._out0 = self.out_np[0].type if self.out_np else None
+
+    def __call__(self, *arrays):
+        views = [a.view(_U16) if a.dtype == _F16 else a for a in arrays]
+        outs = CpuKernel.__call__(self, *views)
+        return [o.view(_F16) if h else o for o, h in zip(outs, self.half_out)]
+
+
+def _uses_half(body) -> bool:
+    return "float16" in (*body.in_dtypes, *body.out_dtypes())
+
+
 def _numba_version() -> str:
     return numba.__version__
 
@@ -238,7 +262,8 @@ def _load_or_build(key: str, body, rank: int, inner: str | None = None):
         return CpuRowKernel(key, body, folder, module, origin)
     if inner is not None:
         return CpuNdKernel(key, folder, module, origin)
-    return CpuKernel(key, body, rank, folder, module, origin)
+    cls = CpuHalfKernel if _uses_half(body) else CpuKernel
+    return cls(key, body, rank, folder, module, origin)
 
 
 def cpu_nd_kernel(body: KernelBody, rank: int, inner: str) -> CpuNdKernel:

@@ -32,8 +32,6 @@ def _fusible(n: Node, target: str) -> str | None:
     types = [v.type for v in n.inputs if isinstance(v, Value)] + [o.type for o in n.outputs]
     if len({t.device for t in types}) > 1:
         return "inputs on several devices"
-    if target == "cpu" and any(t.dtype.name == "float16" for t in types):
-        return "numba has no float16 on the CPU; float16 regions run eager"
     return None
 
 
