@@ -638,13 +638,6 @@ trig_in_range_f32, trig_in_range_f64 = _32.trig_in_range, _64.trig_in_range
 
 _H_SIGN, _H_EXP, _H_MANT = 0x8000, 0x7C00, 0x3FF
 _H_QNAN = 0x7E00
-_F32_TO_H_BIAS = (127 - 15) << 23  # the exponent bias difference, in float32 bit position
-_F32_HALF_MIN = 0x38800000  # float32 bits of 2**-14, the smallest normal float16
-_F32_HALF_OVER = 0x477FF000  # float32 bits of 65520: from here on, float16 rounds to inf
-_F64_TO_H_BIAS = (1023 - 15) << 52
-_F64_HALF_MIN = 0x3F10000000000000  # float64 bits of 2**-14
-_F64_HALF_OVER = 0x40EFFE0000000000  # float64 bits of 65520
-_TWO24_F32 = np.float32(2.0**24)
 _TWO_M24_F32 = np.float32(2.0**-24)
 
 
@@ -661,36 +654,40 @@ def h2f(u):
     return sel(e == 0, sub, sel(e == _H_EXP, special, normal))
 
 
-@_JIT
-def f2h(x):
-    """float32 ``x`` rounded to float16 (to nearest, ties to even), as its uint16 bits."""
-    x = np.float32(x)
-    b = bits(x)
-    sign = np.int32((b >> 16) & _H_SIGN)
-    a = b & 0x7FFFFFFF
-    # normal range: drop 13 mantissa bits, rounding to nearest even (a carry moves the exponent)
-    normal = np.int32(((a - _F32_TO_H_BIAS) + 0xFFF + ((a >> 13) & 1)) >> 13)
-    # below 2**-14: the float16 is the integer nearest |x| / 2**-24 (exact in float32)
-    sub = np.int32(rint(fabs(x) * _TWO24_F32))
-    h = sel(a < _F32_HALF_MIN, sub, normal)
-    h = sel(a >= _F32_HALF_OVER, np.int32(_H_EXP), h)
-    h = sel(a > 0x7F800000, np.int32(_H_QNAN), h)
-    return np.uint16(sign | h)
+def _to_half(K):
+    """The rounding of K's floats to float16 bits (to nearest, ties to even, in one step)."""
+    FT, BITS = K.FT, 8 * np.dtype(K.FT).itemsize
+    DROP = K.MANT_BITS - 10  # mantissa bits dropped
+    BIAS = (K.EXP_BIAS - 15) << K.MANT_BITS  # the exponent bias difference, in place
+    ABS = (1 << (BITS - 1)) - 1
+    INF_BITS = ((1 << (BITS - K.MANT_BITS - 1)) - 1) << K.MANT_BITS
+    HALF_MIN = int(np.array(2.0**-14, FT).view(f"i{BITS // 8}"))  # smallest normal float16
+    HALF_OVER = int(np.array(65520.0, FT).view(f"i{BITS // 8}"))  # from here on: inf
+    TWO24 = FT(2.0**24)
+
+    @_JIT
+    def to_half(x):
+        x = FT(x)
+        b = bits(x)
+        sign = np.int32((b >> (BITS - 16)) & _H_SIGN)
+        a = b & ABS
+        # normal range: drop the extra mantissa bits, rounding to nearest even (a carry moves
+        # the exponent up, to inf at the top)
+        normal = np.int32(((a - BIAS) + ((1 << (DROP - 1)) - 1) + ((a >> DROP) & 1)) >> DROP)
+        # below 2**-14: the float16 is the integer nearest |x| / 2**-24 (exact in K's type)
+        sub = np.int32(rint(fabs(x) * TWO24))
+        h = sel(a < HALF_MIN, sub, normal)
+        h = sel(a >= HALF_OVER, np.int32(_H_EXP), h)
+        h = sel(a > INF_BITS, np.int32(_H_QNAN), h)
+        return np.uint16(sign | h)
+
+    return to_half
 
 
-@_JIT
-def d2h(x):
-    """float64 ``x`` rounded once to float16 (not through float32), as its uint16 bits."""
-    x = np.float64(x)
-    b = bits(x)
-    sign = np.int32((b >> 48) & _H_SIGN)
-    a = b & 0x7FFFFFFFFFFFFFFF
-    normal = np.int32(((a - _F64_TO_H_BIAS) + 0x1FFFFFFFFFF + ((a >> 42) & 1)) >> 42)
-    sub = np.int32(rint(fabs(x) * 16777216.0))
-    h = sel(a < _F64_HALF_MIN, sub, normal)
-    h = sel(a >= _F64_HALF_OVER, np.int32(_H_EXP), h)
-    h = sel(a > 0x7FF0000000000000, np.int32(_H_QNAN), h)
-    return np.uint16(sign | h)
+f2h = _to_half(F32)
+f2h.__doc__ = "float32 ``x`` rounded to float16 (to nearest, ties to even), as its uint16 bits."
+d2h = _to_half(F64)
+d2h.__doc__ = "float64 ``x`` rounded once to float16 (not through float32), as its bits."
 
 
 @_JIT
