@@ -307,15 +307,7 @@ class CudaBackend:
         compile."""
         key, src = self._key(body, v)
         mem_key = f"{key}@cuda:{self.index}"  # a loaded module belongs to one GPU's context
-        fn = CACHE.get(mem_key)
-        if fn is not None:
-            return fn
-        with CACHE.lock:
-            fn = CACHE.memory.get(mem_key)
-            if fn is None:
-                fn, origin = self._load_or_build(key, src, body, v)
-                CACHE.put(mem_key, fn, origin)
-        return fn
+        return CACHE.get_or_build(mem_key, lambda: self._load_or_build(key, src, body, v))
 
     def _key(self, body, v) -> tuple[str, str]:
         """The cache key of ``body`` in variant ``v`` on this GPU's toolchain, and its source."""

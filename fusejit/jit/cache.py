@@ -137,6 +137,19 @@ class KernelCache:
         self.origin[key] = origin
         self.stats["disk_hits" if origin == "disk" else "misses"] += 1
 
+    def get_or_build(self, key: str, build):
+        """The kernel of ``key``: from memory, else ``build()`` -> (kernel, origin) run once
+        under the lock, so threads asking at once share one build."""
+        k = self.get(key)
+        if k is not None:
+            return k
+        with self.lock:
+            k = self.memory.get(key)
+            if k is None:
+                k, origin = build()
+                self.put(key, k, origin)
+            return k
+
     def clear_memory(self) -> None:
         self.memory.clear()
         self.origin.clear()

@@ -191,17 +191,13 @@ def cpu_kernel(body: KernelBody, rank: int) -> CpuKernel:
 
 
 def _cached(key: str, body, rank: int, inner: str | None = None):
-    """The kernel of cache key ``key``: from memory, else loaded or built once (under the
-    cache's lock, so threads asking at once share one build)."""
-    k = CACHE.get(key)
-    if k is not None:
-        return k
-    with CACHE.lock:
-        k = CACHE.memory.get(key)
-        if k is None:
-            k = _load_or_build(key, body, rank, inner)
-            CACHE.put(key, k, k.origin)
-        return k
+    """The kernel of cache key ``key``: from memory, else loaded or built once."""
+
+    def build():
+        k = _load_or_build(key, body, rank, inner)
+        return k, k.origin
+
+    return CACHE.get_or_build(key, build)
 
 
 def _load_or_build(key: str, body, rank: int, inner: str | None = None):
