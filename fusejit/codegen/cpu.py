@@ -9,6 +9,10 @@ sin, cos and tan (``GUARDED``) have vectorizable versions for arguments up to a 
 (``cpu_math.trig_in_range_*``): a kernel that uses them also ands together, over its loop,
 whether every argument was in range, and when one was not it runs the loop again with libm.
 Row kernels use libm for them.
+
+float16 (which numba cannot type) reaches the kernels as uint16 bits: loads convert to float32
+(``_vm.h2f``), every float16 step computes in float32 and is rounded back (``_vm.round_h``; a
+float64 -> float16 cast rounds once, ``_vm.d2h``), stores convert to bits (``_vm.f2h``).
 """
 
 from __future__ import annotations
