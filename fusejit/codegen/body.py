@@ -118,3 +118,14 @@ def round_half_consts(body: KernelBody) -> KernelBody:
     if not any(r[0] == "c" and r[2] == "float16" for s in body.steps for r in s.args):
         return body
     return replace(body, steps=tuple(replace(s, args=tuple(map(fix, s.args))) for s in body.steps))
+
+
+def half_rounding(body: KernelBody, step: Step) -> str | None:
+    """How a step's float32 result becomes float16, on targets that compute float16 in
+    float32: ``"from_float64"`` for a cast of a float64 value (rounded once, from the float64,
+    never through float32), ``"round"`` for any other float16 step, None for other dtypes."""
+    if step.out != "float16":
+        return None
+    if step.op == "cast" and ref_dtype(body, step.args[0]) == "float64":
+        return "from_float64"
+    return "round"

@@ -18,7 +18,7 @@ float64 -> float16 cast rounds once, ``_vm.d2h``), stores convert to bits (``_vm
 from __future__ import annotations
 
 from .. import dtypes as dt
-from .body import KernelBody, half_as_float32, ref_dtype, render_steps, round_half_consts
+from .body import KernelBody, half_as_float32, half_rounding, render_steps, round_half_consts
 from .expr import Renderer
 
 try:  # the vectorizable math library; absent names fall back to libm
@@ -161,13 +161,11 @@ def _render(body: KernelBody, renderer, loads: list) -> tuple[list, list]:
     steps, out_codes = render_steps(body, renderer, loads, half_as_float32)
     lines = []
     for step, (name, code, _) in zip(body.steps, steps, strict=True):
-        if step.out == "float16":
-            src = step.args[0]
-            if step.op == "cast" and ref_dtype(body, src) == "float64":
-                # float64 -> float16 in one rounding, not through float32 (double rounding)
-                code = f"_vm.h2f(_vm.d2h({_ref_code(body, src, renderer, loads)}))"
-            else:
-                code = f"_vm.round_h({code})"
+        how = half_rounding(body, step)
+        if how == "from_float64":
+            code = f"_vm.h2f(_vm.d2h({_ref_code(body, step.args[0], renderer, loads)}))"
+        elif how == "round":
+            code = f"_vm.round_h({code})"
         lines.append((name, code))
     outs = [f"_vm.f2h({code})" if d == "float16" else code
             for (code, _), d in zip(out_codes, body.out_dtypes())]  # fmt: skip

@@ -32,7 +32,13 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..errors import CompileError
-from .body import KernelBody, half_as_float32, ref_dtype, render_steps, round_half_consts
+from .body import (
+    KernelBody,
+    half_as_float32,
+    half_rounding,
+    render_steps,
+    round_half_consts,
+)
 from .expr import Renderer
 
 CUDA_CODEGEN_VERSION = "1"
@@ -242,14 +248,10 @@ def _compute_lines(body: KernelBody, loads: list, indent: str):
         names.append(f"x{i}")
     steps, outs = render_steps(body, RENDERER, names, compute_of)
     for step, (name, code, d) in zip(body.steps, steps, strict=True):
-        if (
-            step.op == "cast"
-            and step.out == "float16"
-            and ref_dtype(body, step.args[0]) == ("float64")
-        ):
-            # float64 -> float16 in one rounding, not through float32 (double rounding)
+        how = half_rounding(body, step)
+        if how == "from_float64":
             code = f"fj_h2f(fj_d2h({_ref_code(body, step.args[0])}))"
-        elif step.out == "float16":
+        elif how == "round":
             code = f"fj_round_h({code})"
         lines.append(f"{indent}const {ctype(d)} {name} = {code};")
     return lines, [code for code, _ in outs]

@@ -100,9 +100,7 @@ def fuse_elementwise(g: Graph, target: str = "cpu", min_size: int = 2) -> tuple[
         group[i] = gid
         preds.setdefault(gid, set()).update(in_units)
     _merge_siblings(nodes, group, uf, preds)
-    members: dict = {}
-    for i in group:
-        members.setdefault(uf.find(group[i]), []).append(i)
+    members = _members(group, uf)
     regions = [sorted(m) for m in members.values() if len(m) >= min_size]
     for m in members.values():
         if len(m) < min_size:
@@ -138,13 +136,19 @@ def fuse_elementwise(g: Graph, target: str = "cpu", min_size: int = 2) -> tuple[
     return out, True
 
 
+def _members(group: dict, uf: _UF) -> dict:
+    """Unit root -> the node indices in it, in node order."""
+    members: dict = {}
+    for i in group:
+        members.setdefault(uf.find(group[i]), []).append(i)
+    return members
+
+
 def _merge_siblings(nodes: list, group: dict, uf: _UF, preds: dict) -> None:
     """Join units (regions, or single fusible nodes) of one output shape and device that read a
     common value and have no path between them: the value is then read once and one kernel
     runs instead of two. With no path either way, contracting the two makes no cycle."""
-    members: dict = {}
-    for i in group:
-        members.setdefault(uf.find(group[i]), []).append(i)
+    members = _members(group, uf)
     readers: dict = {}  # value -> units that read it from outside themselves, in node order
     for root in sorted(members, key=lambda r: min(members[r])):
         m = members[root]
