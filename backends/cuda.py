@@ -576,6 +576,7 @@ class CudaRowKernel:
         self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
         self.forms = tuple(form for _, form in body.outputs)
         self.fns: dict = {}  # RowVariant -> launchable function
+        self.vec = cr.row_vec(body)  # elements per wide load, when every row is aligned for it
 
     def variants(self) -> list:
         return [v.tag for v in self.fns]
@@ -603,17 +604,23 @@ class CudaRowKernel:
                     "(amax/amin have no identity)"
                 )
             ports, lds = [], []
+            V = self.vec
+            aligned = V > 1 and N % V == 0  # (outputs: fresh allocations, rows N apart)
             for a, view in zip(srcs, self.views):
                 arr = rows.port_array(xp, a, view, F, k)
                 if view == "full":
                     item = arr.itemsize
                     if arr.strides[1] != item or arr.strides[0] % item or arr.strides[0] < 0:
                         arr = xp.ascontiguousarray(arr)
-                    lds.append(_I64(arr.strides[0] // item if R > 1 else N))
+                    ld = arr.strides[0] // item if R > 1 else N
+                    lds.append(_I64(ld))
+                    aligned = aligned and ld % V == 0 and _ptr(arr) % (V * item) == 0
                 elif not arr.flags.c_contiguous:
                     arr = xp.ascontiguousarray(arr)
+                if view == "inner":
+                    aligned = aligned and _ptr(arr) % (V * arr.itemsize) == 0
                 ports.append(arr)
-            v = cr.plan_rows(body, N)
+            v = cr.plan_rows(body, N, aligned)
             fn = self.fns.get(v)
             if fn is None:
                 fn = self.fns[v] = b.function(body, v)

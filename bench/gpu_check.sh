@@ -41,7 +41,7 @@ EOF
 command -v nvcc >/dev/null && nvcc --version | tail -1
 
 echo "== pytest (tests/test_cuda.py tests/test_cuda_codegen.py) -> $OUT/pytest_cuda.log"
-timeout "$(budget 170)" "$PY" -m pytest -q -p no:cacheprovider --durations=15 \
+timeout "$(budget 200)" "$PY" -m pytest -q -p no:cacheprovider --durations=15 \
     tests/test_cuda.py tests/test_cuda_codegen.py >"$OUT/pytest_cuda.log" 2>&1
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda.log" | head -40

@@ -14,6 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from jit_helpers import programs as jit_programs
+from test_jit_random import check_program
+from test_reduction_fusion import EPS as ROW_EPS
+from test_reduction_fusion import PATTERNS as ROW_PATTERNS
+from test_reduction_fusion import TINY, _tuple, check_row_program
+from test_reduction_fusion import _softmax64 as softmax64
+from test_reduction_fusion import _special as special_rows
+from test_reduction_fusion import close as row_close
+from test_reduction_fusion import programs as row_programs
 
 import fusejit
 from fusejit import dispatch
@@ -436,3 +446,108 @@ def test_disk_cache_new_process_loads_cubin_and_rebuilds_corrupt(tmp_path):
     binary.write_bytes(b"garbage")
     third = _child(tmp_path)
     assert third["rebuilt_corrupt"] >= 1 and third["compiled"] >= 1
+
+
+# ---- the CPU test bodies again on the GPU ------------------------------------------------------
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+@given(p=jit_programs("float"))
+def test_random_float_programs_on_cuda(p):
+    check_program(p, GPU)
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+@given(p=jit_programs("int"))
+def test_random_int_programs_on_cuda(p):
+    check_program(p, GPU)
+
+
+@settings(max_examples=20, deadline=None)
+@given(prog=row_programs())
+def test_random_row_graphs_on_cuda(prog):
+    check_row_program(prog, GPU)
+
+
+# ---- row kernels (softmax, norms, losses) on the GPU -------------------------------------------
+@pytest.mark.parametrize("name", list(ROW_PATTERNS))
+def test_row_pattern_is_one_kernel_and_matches_the_cpu(name):
+    fn, make = ROW_PATTERNS[name]
+    args = make()
+    want = _tuple(fn(*args))
+    g = tuple(a.to(GPU) for a in args)
+    t = fusejit.trace(fn, g)
+    assert t.kernel_count() == 1 and [n.op for n in t.graph.nodes] == ["fused"], t.graph
+    for k, (got, w) in enumerate(zip(_tuple(t(*g)), want, strict=True)):
+        assert got.is_cuda
+        row_close(got, w, f"{name} output {k}")
+
+
+def _rows(x: np.ndarray, offset: bool):
+    """``x`` on the GPU, its rows contiguous and 16-byte aligned, or (offset) one element
+    past that: rows of a wider array, so the kernel takes its path without wide loads."""
+    if not offset:
+        return gpu(x)
+    wide = np.zeros((x.shape[0], x.shape[1] + 1), x.dtype)
+    wide[:, 1:] = x
+    return gpu(wide)[:, 1:]
+
+
+def S_gpu(n: int) -> float:
+    # a thread adds n / T elements in order (T = 32 for rows up to 256 elements, else 256),
+    # then log2(T) pairwise steps combine the threads' partials
+    return min(n, 256) / 32 + n / 256 + 8
+
+
+@pytest.mark.parametrize("offset", [False, True], ids=["aligned", "offset"])
+@pytest.mark.parametrize("n", [1, 2, 33, 256, 1024, 1500, 4096, 8192, 10_000])
+def test_row_kernel_numerics_against_float64(n, offset):
+    rng = np.random.default_rng(n)
+    x = special_rows(n, rng)
+    tx = _rows(x, offset)
+    assert tx.is_contiguous() is not offset
+    sm = fusejit.trace(lambda x: x.softmax(-1), tx)
+    p = sm(tx).numpy().astype(np.float64)
+    x64 = x.astype(np.float64)
+    with quiet():
+        p64, z = softmax64(x64)
+    ok = np.isfinite(p64).all(-1)
+    zf = np.abs(np.where(np.isfinite(z), z, 0))
+    zmax = zf.max(-1, keepdims=True)
+    bound = ROW_EPS * p64 * (zf + zmax + S_gpu(n) + 4) + 2 * TINY
+    err = np.abs(p - p64)
+    assert np.all(err[ok] <= bound[ok]), np.max(err[ok] / bound[ok])
+    assert np.isnan(p[4]).all() and np.isnan(p[5]).all()  # a nan; all -inf
+    np.testing.assert_allclose(p[2], 1 / n, rtol=4 * ROW_EPS * S_gpu(n))  # all equal
+    # layer norm with an affine transform, on finite rows
+    x[3:7] = rng.standard_normal((4, n)) + 5
+    w = (1 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    b = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    tx, tw, tb = _rows(x, offset), gpu(w), gpu(b)
+    ln = fusejit.trace(lambda x, w, b: fusejit.layer_norm(x, (n,), w, b), (tx, tw, tb))
+    y = ln(tx, tw, tb).numpy()
+    x64 = x.astype(np.float64)
+    mu = x64.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(((x64 - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+    y64 = (x64 - mu) * rstd * w + b
+    scale = np.abs(w) * (np.abs(x64 - mu) + np.abs(x64).mean(-1, keepdims=True)) * rstd
+    bound = ROW_EPS * (S_gpu(n) + 8) * (scale + np.abs(b))
+    err = np.abs(y - y64)
+    assert np.all(err <= bound), np.max(err / bound)
+
+
+@pytest.mark.parametrize("n", [8, 1000, 1024, 4096])
+def test_float16_rows_accumulate_in_float32(n):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((16, n)) * 3).astype(np.float16)
+    w = (1 + 0.1 * rng.standard_normal(n)).astype(np.float16)
+    f = fusejit.trace(lambda x, w: (x.softmax(-1), fusejit.layer_norm(x, (n,), w)),
+                      (gpu(x), gpu(w)))  # fmt: skip
+    p, y = f(gpu(x), gpu(w))
+    assert p.dtype is fusejit.float16 and y.dtype is fusejit.float16
+    x64 = x.astype(np.float64)
+    p64, _ = softmax64(x64)
+    np.testing.assert_allclose(p.numpy().astype(np.float64), p64, rtol=4e-3, atol=1e-7)
+    mu = x64.mean(-1, keepdims=True)
+    y64 = (x64 - mu) / np.sqrt(((x64 - mu) ** 2).mean(-1, keepdims=True) + 1e-5) * w
+    np.testing.assert_allclose(y.numpy().astype(np.float64), y64, rtol=4e-3, atol=4e-3)

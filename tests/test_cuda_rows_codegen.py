@@ -155,6 +155,16 @@ def test_plan_rows_picks_warp_block_and_cache():
     assert cr.plan_rows(one_pass, 100).cache == 4
     assert cr.grid_rows(17, cr.RowVariant("warp", 1)) == 3
     assert cr.grid_rows(17, cr.RowVariant("block", 0)) == 17
+    # rows aligned for 16-byte accesses: chunks of 4 float32 elements per load and store
+    assert cr.row_vec(body) == 4 and cr.row_vec(dict(_row_bodies())["layer_norm16"]) == 8
+    assert cr.plan_rows(body, 4096, aligned=True) == cr.RowVariant("block", 16, 4)
+    assert cr.plan_rows(body, 1024, aligned=True) == cr.RowVariant("block", 4, 4)
+    assert cr.plan_rows(body, 100, aligned=True) == cr.RowVariant("warp", 4, 4)
+    assert cr.plan_rows(body, 8, aligned=True) == cr.RowVariant("warp", 4, 4)
+    assert cr.plan_rows(body, 8192, aligned=True) == cr.RowVariant("block", 32, 4)
+    assert cr.plan_rows(body, 1026, aligned=True) == cr.RowVariant("block", 8)  # N % 4 != 0
+    assert cr.plan_rows(body, 8193, aligned=True) == cr.RowVariant("block", 0)
+    assert cr.RowVariant("block", 16, 4).tag == "rows-block-c16-v4"
 
 
 def test_softmax_reads_its_input_once():
@@ -174,6 +184,11 @@ def test_softmax_reads_its_input_once():
     assert long_rows.count("a0r[j]") == 2 and "fj_rescale" in long_rows
     warp = cr.render_row_kernel(body, cr.RowVariant("warp", 2))
     assert "__syncthreads" not in warp and "__shfl_xor_sync" in warp
+    # wide: one 16-byte load and one 16-byte store per chunk of 4 elements
+    wide = cr.render_row_kernel(body, cr.RowVariant("block", 16, 4))
+    assert wide.count("reinterpret_cast<const fj_vec<float, 4>*>(a0r + j0)") == 1
+    assert wide.count("reinterpret_cast<fj_vec<float, 4>*>(o0r + j0) = w0") == 1
+    assert "a0r[j]" not in wide and "o0r[j]" not in wide
 
 
 def test_float16_accumulates_in_float32():
@@ -181,6 +196,16 @@ def test_float16_accumulates_in_float32():
     src = cr.render_row_kernel(body, cr.RowVariant("block", 8))
     assert "fj_h2f(" in src and "fj_f2h(" in src and "fj_round_h(" in src
     assert "double" not in src and "fj_half s" not in src  # partials are float
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _host_addresses():
+    # the launch path asks an array for its device address (row alignment): numpy's, here
+    from fusejit.backends import cuda as cb
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cb, "_ptr", lambda a: a.ctypes.data)
+        yield
 
 
 # ---- host emulation ----------------------------------------------------------------------------
@@ -360,8 +385,9 @@ def test_emulated_row_kernels_match_eager(gxx, tmp_path, monkeypatch):
         body = node.attr("body")
         assert isinstance(body, RowBody)
         N = int(np.prod(arrays[0].shape[-body.k :]))  # (the row: the last k dims)
-        v = cr.plan_rows(body, N)
-        kernels.append((f"k{len(kernels)}", body, v))
+        # (wide loads where the rows are aligned for them: the launch decides)
+        for v in {cr.plan_rows(body, N), cr.plan_rows(body, N, aligned=True)}:
+            kernels.append((f"k{len(kernels)}", body, v))
         runs.append((cname, fn, arrays, g))
     lib = RowHostLib(gxx, tmp_path, kernels)
     prebuilt = {(body, v): lib.function(name, body) for name, body, v in kernels}
@@ -386,7 +412,8 @@ def test_emulated_row_kernels_match_eager(gxx, tmp_path, monkeypatch):
                                        err_msg=f"{cname} output {k}")  # fmt: skip
         seen.add(backend.launched[-1].tag)
     # (traced with rows of length 1, the input is a per-row port: "c0", nothing re-read)
-    assert {"rows-warp-c0", "rows-warp-c2", "rows-block-c8", "rows-block-c0"} <= seen, seen
+    assert {"rows-warp-c0", "rows-warp-c2", "rows-block-c8", "rows-block-c8-v4",
+            "rows-block-c0"} <= seen, seen  # fmt: skip
 
 
 def test_emulated_strided_and_broadcast_inputs(gxx, tmp_path, monkeypatch):
@@ -508,6 +535,9 @@ VARIANTS = [
     cr.RowVariant("block", 8),
     cr.RowVariant("block", 32),
     cr.RowVariant("block", 0),
+    cr.RowVariant("warp", 8, 4),
+    cr.RowVariant("block", 16, 4),
+    cr.RowVariant("block", 16, 8),
 ]
 
 

@@ -63,9 +63,13 @@ def _tuple(x):
     return x if isinstance(x, tuple) else (x,)
 
 
-def check_program(p: Program) -> None:
+def check_program(p: Program, device: str = "cpu") -> None:
+    """The checks above for program ``p`` with its inputs on ``device`` (tests/test_cuda.py
+    runs them on a GPU: there the inputs are contiguous copies)."""
     arrays = p.arrays()
     inputs = p.inputs(arrays)
+    if device != "cpu":
+        inputs = tuple(t.to(device) for t in inputs)
     eager = _tuple(p.fn(*inputs))
     traced = fusejit.trace(p.fn, inputs, check_trace=False)
     verify(traced.graph)

@@ -536,10 +536,16 @@ def _run(shape, steps, outs, x, y, v, xp):
 @settings(max_examples=30, deadline=None)
 @given(programs())
 def test_random_graphs_match_eager_and_float64(prog):
+    check_row_program(prog)
+
+
+def check_row_program(prog, device: str = "cpu") -> None:
+    """A program of ``programs()`` traced on ``device``: equal to eager there (and to the
+    interpreter), and normwise close to float64 numpy (also run by tests/test_cuda.py)."""
     shape, steps, outs = prog
     rng = np.random.default_rng(len(steps))
     arrays = [rng.standard_normal(s).astype(np.float32) for s in (shape, shape, shape[-1:])]
-    tensors = [fusejit.tensor(a) for a in arrays]
+    tensors = [fusejit.tensor(a, device=device) for a in arrays]
 
     def fn(x, y, v):
         return _run(shape, steps, outs, x, y, v, None)

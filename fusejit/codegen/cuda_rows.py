@@ -61,6 +61,7 @@ class RowVariant:
 
     mode: str  # "warp": a warp per row; "block": a block per row
     cache: int = 0  # elements per thread of each re-read input kept in registers (0: none)
+    vec: int = 1  # consecutive elements a thread moves with one load or store (cached rows)
 
     @property
     def threads(self) -> int:
@@ -72,7 +73,7 @@ class RowVariant:
 
     @property
     def tag(self) -> str:
-        return f"rows-{self.mode}-c{self.cache}"
+        return f"rows-{self.mode}-c{self.cache}" + (f"-v{self.vec}" if self.vec > 1 else "")
 
 
 def element_ports(body: RowBody) -> list:
@@ -80,17 +81,31 @@ def element_ports(body: RowBody) -> list:
     return [i for i, p in enumerate(body.ports) if p[1] in ("full", "inner")]
 
 
-def plan_rows(body: RowBody, N: int) -> RowVariant:
-    """The variant for rows of N elements (see the module docstring)."""
+def row_vec(body: RowBody) -> int:
+    """Elements per wide load or store: 16 bytes of the widest element port or full output
+    (at most 8 elements)."""
+    sizes = [dt.as_dtype(body.ports[i][2]).itemsize for i in element_ports(body)]
+    full_outs = [d for d, (_, form) in zip(body.out_dtypes(), body.outputs) if form == "full"]
+    sizes += [dt.as_dtype(d).itemsize for d in full_outs]
+    return max(1, min(8, 16 // max(sizes))) if sizes else 1
+
+
+def plan_rows(body: RowBody, N: int, aligned: bool = False) -> RowVariant:
+    """The variant for rows of N elements (see the module docstring). ``aligned``: every
+    element port's rows start on a multiple of ``row_vec(body)`` elements (so do the full
+    outputs'), which allows wide loads and stores when N is such a multiple too."""
     if N >= 1 << 31:
         raise CompileError(f"CUDA row kernel: rows of {N} elements (at most 2**31 - 1)")
     mode = "warp" if N <= WARP_MAX else "block"
-    per = -(-max(N, 1) // (WARP if mode == "warp" else cg.BLOCK))
-    cache = 0
+    T = WARP if mode == "warp" else cg.BLOCK
+    V = row_vec(body)
+    if not aligned or N % V or V == 1:
+        V = 1
+    chunks = -(-max(N, 1) // (T * V))
     # registers even for an input read once: its loads are then issued together
-    if per <= MAX_CACHE and element_ports(body):
-        cache = 1 << (per - 1).bit_length()
-    return RowVariant(mode, cache)
+    if chunks * V <= MAX_CACHE and element_ports(body):
+        return RowVariant(mode, (1 << (chunks - 1).bit_length()) * V, V)
+    return RowVariant(mode, 0)
 
 
 def grid_rows(R: int, v: RowVariant) -> int:
@@ -189,7 +204,15 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
             code, d = step_code(j)
             L.append(f"    const {cg.ctype(d)} t{j} = {code};")
 
-    if cached:
+    V = v.vec
+    # thread lane's chunk cc holds elements (lane + cc T) V ... (lane + cc T) V + V - 1
+    chunk_open = [
+        "#pragma unroll",
+        f"    for (int cc = 0; cc < {v.cache // V}; ++cc) {{",
+        f"        const int j0 = (lane + cc * {T}) * {V};",
+        "        if (j0 < N) {",
+    ]
+    if cached and V == 1:
         # every load first, in a loop of its own: all of a thread's loads are in flight at once
         L += ["#pragma unroll", f"    for (int c = 0; c < {v.cache}; ++c) {{",
               f"        const int j = lane + c * {T};"]  # fmt: skip
@@ -198,6 +221,23 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
             src = f"a{i}r[j]" if ports[i][1] == "full" else f"a{i}[j]"
             L.append(f"        xc{i}[c] = j < N ? {cg._load(d, src)} : ({cg.ctype(cdt(d))})0;")
         L.append("    }")
+    elif cached:
+        # the same with wide loads, a chunk at a time
+        L += chunk_open
+        for i in sorted(cached):
+            d = ports[i][2]
+            base = f"a{i}r" if ports[i][1] == "full" else f"a{i}"
+            vt = cg._vec_t(d, V)
+            L.append(f"            const {vt} u{i} = *reinterpret_cast<const {vt}*>({base} + j0);")
+        L += ["#pragma unroll", f"            for (int e = 0; e < {V}; ++e) {{"]
+        for i in sorted(cached):
+            val = cg._load(ports[i][2], f"u{i}.v[e]")
+            L.append(f"                xc{i}[cc * {V} + e] = {val};")
+        L += ["            }", "        } else {", "#pragma unroll",
+              f"            for (int e = 0; e < {V}; ++e) {{"]  # fmt: skip
+        for i in sorted(cached):
+            L.append(f"                xc{i}[cc * {V} + e] = ({cg.ctype(cdt(ports[i][2]))})0;")
+        L += ["            }", "        }", "    }"]
     for p, ps in enumerate(sch.passes):
         row_steps(sch.before[p])
         online = [m for m in ps.reductions if m in sch.online]
@@ -218,7 +258,13 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
 
         def pass_loop(ps=ps, reads=reads, regs=from_regs, js=pass_steps) -> list:
             M: list = []
-            if v.cache:
+            if V > 1:
+                M += chunk_open
+                M += [f"            {cg._vec_t(outs[k], V)} w{k};" for k in ps.outputs]
+                M += ["#pragma unroll", f"            for (int e = 0; e < {V}; ++e) {{",
+                      f"                const int c = cc * {V} + e;"]  # fmt: skip
+                ind = "                "
+            elif v.cache:
                 M += ["#pragma unroll", f"    for (int c = 0; c < {v.cache}; ++c) {{",
                       f"        const int j = lane + c * {T};", "        if (j < N) {"]  # fmt: skip
                 ind = "            "
@@ -260,7 +306,13 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
                     M.append(f"{ind}s{j} = {_COMBINE[s.op]}(s{j}, {val});")
             for k in ps.outputs:
                 code, _ = get(body.outputs[k][0])
-                M.append(f"{ind}o{k}r[j] = {cg._store(outs[k], code)};")
+                dst = f"w{k}.v[e]" if V > 1 else f"o{k}r[j]"
+                M.append(f"{ind}{dst} = {cg._store(outs[k], code)};")
+            if V > 1:
+                M.append("            }")
+                for k in ps.outputs:
+                    vt = cg._vec_t(outs[k], V)
+                    M.append(f"            *reinterpret_cast<{vt}*>(o{k}r + j0) = w{k};")
             M += ["        }", "    }"] if v.cache else ["    }"]
             return M
 
@@ -431,5 +483,5 @@ def uses_half(body: RowBody) -> bool:
                          | {s.compute for s in body.steps})  # fmt: skip
 
 
-__all__ = ["RowVariant", "plan_rows", "grid_rows", "render_row_kernel", "kernel_source",
+__all__ = ["RowVariant", "plan_rows", "row_vec", "grid_rows", "render_row_kernel", "kernel_source",
            "element_ports", "uses_half"]  # fmt: skip
