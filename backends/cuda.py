@@ -624,7 +624,11 @@ class CudaRowKernel:
             fn = self.fns.get(v)
             if fn is None:
                 fn = self.fns[v] = b.function(body, v)
-            fn((cr.grid_rows(R, v),), (cg.BLOCK,), (*ports, *outs, _I64(R), _I64(N), *lds))
+            fn(
+                (cr.grid_rows(R, v, b.sm_count),),
+                (v.block_threads,),
+                (*ports, *outs, _I64(R), _I64(N), *lds),
+            )
         return outs
 
 

@@ -10,13 +10,16 @@ the kernel does, so one run on a GPU tells which of them matters:
 - ``blocks-4``: the planned kernel holding 47 KB of shared memory, so at most 4 blocks fit an
   SM (does the number of rows in flight matter, in either direction?);
 - ``fast-exp``: the planned kernel with ``__expf`` for ``expf`` (compute vs memory bound);
-- ``min-blocks-8``: the planned kernel with ``__launch_bounds__(256, 8)``, registers capped so
-  that 8 blocks fit an SM (occupancy vs the spills it may cost);
+- ``full-occupancy``: the planned kernel with ``__launch_bounds__(T, 2048 / T)``, registers
+  capped so that 2048 threads fit an SM (occupancy vs the spills it may cost);
 - ``no-cache``: the planned block, every pass reading memory again (the long-row fallback);
+- ``persistent``: the planned kernel on a grid that fits the GPU at once, each block looping
+  over rows, the inputs shared by all rows (a layer norm's weight, bias) loaded once;
 - ``warp``: a warp per row, for rows that fit 32 registers a lane.
 
 Every variant's result is checked against the workload's cupy reference; each is timed twice,
-the list in order and then reversed, since the order has changed results on these machines.
+the list in order and then reversed, since the order has changed results on these machines,
+each call after a flush of the L2 (as the other GPU benchmarks time).
 Effective bandwidth counts the unique bytes read and written, as ``python -m fusejit bench``.
 
     PYTHONPATH=. python bench/bench_rows_cuda.py [--json FILE]
@@ -27,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -77,7 +82,8 @@ def _cached(mode: str, threads: int, N: int, vec: int) -> cr.RowVariant | None:
     chunks = -(-N // (threads * vec))
     if chunks * vec > cr.MAX_CACHE:
         return None
-    return cr.RowVariant(mode, (1 << (chunks - 1).bit_length()) * vec, vec)
+    group = threads if mode == "block" and threads != cg.BLOCK else 0
+    return cr.RowVariant(mode, (1 << (chunks - 1).bit_length()) * vec, vec, group)
 
 
 def variants(body, N: int) -> list[tuple[str, int, cr.RowVariant, str]]:
@@ -85,20 +91,23 @@ def variants(body, N: int) -> list[tuple[str, int, cr.RowVariant, str]]:
     (stored in aligned rows, as the benchmark's are)."""
     planned = cr.plan_rows(body, N, aligned=True)
     scalar = cr.plan_rows(body, N)
-    out = [("planned", cg.BLOCK, planned, "")]
+    T = planned.block_threads
+    out = [("planned", T, planned, "")]
     if scalar != planned:
-        out.append(("scalar", cg.BLOCK, scalar, ""))
+        out.append(("scalar", T, scalar, ""))
     for t in THREADS:
         v = _cached("block", t, N, planned.vec)
-        if v is not None and (t, v) != (cg.BLOCK, planned):
+        if v is not None and v.tag != planned.tag:
             out.append((f"block-{t}", t, v, ""))
     uses_exp = "expf(" in cr.render_row_kernel(body, planned)
     if uses_exp:
-        out.append(("fast-exp", cg.BLOCK, planned, "fast-exp"))
-    out.append(("min-blocks-8", cg.BLOCK, planned, "min-blocks-8"))
-    out.append(("blocks-4", cg.BLOCK, planned, "blocks-4"))
+        out.append(("fast-exp", T, planned, "fast-exp"))
+    out.append(("full-occupancy", T, planned, "full-occupancy"))
+    if not planned.persist:
+        out.append(("persistent", T, dataclasses.replace(planned, persist=True), ""))
+    out.append(("blocks-4", T, planned, "blocks-4"))
     if planned.mode == "block":
-        out.append(("no-cache", cg.BLOCK, cr.RowVariant("block", 0), ""))
+        out.append(("no-cache", T, cr.RowVariant("block", 0, 1, planned.group), ""))
     v = _cached("warp", cr.WARP, N, planned.vec)
     if v is not None and planned.mode != "warp":
         out.append(("warp", cg.BLOCK, v, ""))
@@ -112,9 +121,10 @@ def source(body, threads: int, v: cr.RowVariant, transform: str, fp16: bool = Tr
 
 
 def _transform(src: str, transform: str) -> str:
-    """The variant's change to the generated source (for blocks of ``cg.BLOCK`` threads)."""
-    if transform == "min-blocks-8":
-        return src.replace(f"__launch_bounds__({cg.BLOCK})", f"__launch_bounds__({cg.BLOCK}, 8)")
+    """The variant's change to the generated source."""
+    if transform == "full-occupancy":  # registers capped so that 2048 threads fit an SM
+        return re.sub(r"__launch_bounds__\((\d+)\)",
+                      lambda m: f"__launch_bounds__({m[1]}, {2048 // int(m[1])})", src)  # fmt: skip
     if transform == "fast-exp":
         return src.replace(" expf(", " __expf(")
     if transform == "blocks-4":
@@ -156,21 +166,15 @@ def _write_sources(folder: str) -> int:
     return 0
 
 
-def _time(f, sync, reps: int = 20, samples: int = 7) -> float:
-    import cupy
+def _time(f, sync, reps: int = 15) -> float:
+    """Median device seconds of one call (``fusejit.harness.GpuTimer``: the L2 flushed first,
+    as ``python -m fusejit bench`` and bench/gpu_bench.py time)."""
+    from fusejit.harness import device_timer
 
+    timer = device_timer(fj.Device("cuda:0"))
     f()
     sync()
-    ts = []
-    for _ in range(samples):
-        e0, e1 = cupy.cuda.Event(), cupy.cuda.Event()
-        e0.record()
-        for _ in range(reps):
-            f()
-        e1.record()
-        e1.synchronize()
-        ts.append(cupy.cuda.get_elapsed_time(e0, e1) / 1e3 / reps)
-    return statistics.median(ts)
+    return statistics.median(timer(f) for _ in range(reps))
 
 
 def _launcher(b, body, threads, v, transform):
@@ -184,11 +188,9 @@ def _launcher(b, body, threads, v, transform):
             f.write(binary)
         raw = b._load(Path(path))
     n_args = len(body.ports) + len(body.outputs)
-    rows_per_block = threads // cr.WARP if v.mode == "warp" else 1
 
     def launch(grid, block, args):
-        R = int(args[n_args])
-        raw((-(-R // rows_per_block),), (threads,), args)
+        raw((cr.grid_rows(int(args[n_args]), v, b.sm_count),), (threads,), args)
 
     return launch
 

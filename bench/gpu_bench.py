@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import fusejit as fj  # noqa: E402
+from fusejit import harness  # noqa: E402
 from fusejit import workloads as W  # noqa: E402
 
 DEV = "cuda:0"
@@ -49,32 +50,17 @@ def make_inputs(name: str, scale: int) -> tuple:
 
 
 # ---- timing ----------------------------------------------------------------------------------
-_FLUSH = None
-
-
 def gpu_time_ms(fn, warmup: int = 3, reps: int = 20) -> float:
-    """Median over ``reps`` of one call's time between two cupy events, each call after a
-    256 MB memset (as triton's do_bench): the L2 holds no inputs, and the GPU is busy while the
-    host prepares the call, so the events measure device time, not Python time. The warm-up
-    ends with a synchronization, so the timed calls start on an idle GPU."""
+    """Median over ``reps`` of one call's device time (``fusejit.harness.GpuTimer``: events
+    around the call, each after a 256 MB fill that flushes the L2). The warm-up ends with a
+    synchronization, so the timed calls start on an idle GPU."""
     import cupy
 
-    global _FLUSH
-    if _FLUSH is None:
-        _FLUSH = cupy.empty(256 << 20, dtype=cupy.uint8)
+    timer = harness.device_timer(fj.Device("cuda:0"))
     for _ in range(warmup):
         fn()
     cupy.cuda.Device().synchronize()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for _ in range(reps):
-        _FLUSH.fill(0)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end))
-    return statistics.median(times)
+    return statistics.median(timer(fn) for _ in range(reps)) * 1e3
 
 
 # launch settings compared per workload: (bytes per thread and array, grid cap in blocks per

@@ -144,9 +144,11 @@ def test_plan_rows_picks_warp_block_and_cache():
     assert cr.plan_rows(body, 1) == cr.RowVariant("warp", 1)
     assert cr.plan_rows(body, 100) == cr.RowVariant("warp", 4)
     assert cr.plan_rows(body, 256) == cr.RowVariant("warp", 8)
-    assert cr.plan_rows(body, 257) == cr.RowVariant("block", 2)
-    assert cr.plan_rows(body, 1024) == cr.RowVariant("block", 4)
-    assert cr.plan_rows(body, 1025) == cr.RowVariant("block", 8)
+    # rows of up to SMALL_ROWS elements: blocks of 128 threads
+    assert cr.plan_rows(body, 257) == cr.RowVariant("block", 4, 1, 128)
+    assert cr.plan_rows(body, 1024) == cr.RowVariant("block", 8, 1, 128)
+    assert cr.plan_rows(body, 1025) == cr.RowVariant("block", 16, 1, 128)
+    assert cr.plan_rows(body, 2049) == cr.RowVariant("block", 16)
     assert cr.plan_rows(body, 4096) == cr.RowVariant("block", 16)
     assert cr.plan_rows(body, 8192) == cr.RowVariant("block", 32)
     assert cr.plan_rows(body, 8193) == cr.RowVariant("block", 0)  # multi-pass fallback
@@ -158,13 +160,16 @@ def test_plan_rows_picks_warp_block_and_cache():
     # rows aligned for 16-byte accesses: chunks of 4 float32 elements per load and store
     assert cr.row_vec(body) == 4 and cr.row_vec(dict(_row_bodies())["layer_norm16"]) == 8
     assert cr.plan_rows(body, 4096, aligned=True) == cr.RowVariant("block", 16, 4)
-    assert cr.plan_rows(body, 1024, aligned=True) == cr.RowVariant("block", 4, 4)
+    assert cr.plan_rows(body, 1024, aligned=True) == cr.RowVariant("block", 8, 4, 128)
     assert cr.plan_rows(body, 100, aligned=True) == cr.RowVariant("warp", 4, 4)
     assert cr.plan_rows(body, 8, aligned=True) == cr.RowVariant("warp", 4, 4)
     assert cr.plan_rows(body, 8192, aligned=True) == cr.RowVariant("block", 32, 4)
-    assert cr.plan_rows(body, 1026, aligned=True) == cr.RowVariant("block", 8)  # N % 4 != 0
+    assert cr.plan_rows(body, 1026, aligned=True) == cr.RowVariant("block", 16, 1, 128)
     assert cr.plan_rows(body, 8193, aligned=True) == cr.RowVariant("block", 0)
     assert cr.RowVariant("block", 16, 4).tag == "rows-block-c16-v4"
+    assert cr.RowVariant("block", 8, 4, 128).tag == "rows-block-c8-v4-t128"
+    assert cr.RowVariant("block", 8, 4, 128).block_threads == 128
+    assert cr.RowVariant("warp", 8).block_threads == 256
 
 
 def test_softmax_reads_its_input_once():
@@ -258,7 +263,8 @@ static inline T __shfl_xor_sync(unsigned, T v, int o) {
 )
 
 
-def _launcher(name: str, body: RowBody) -> str:
+def _launcher(name: str, body: RowBody, v: cr.RowVariant) -> str:
+    T = v.block_threads
     n_p = len(body.ports)
     args = [f"(const {cg.ctype(d)}*)p[{i}]" for i, (_, _, d) in enumerate(body.ports)]
     args += [f"({cg.ctype(d)}*)p[{n_p + k}]" for k, d in enumerate(body.out_dtypes())]
@@ -266,18 +272,18 @@ def _launcher(name: str, body: RowBody) -> str:
     args += [f"q[{j}]" for j in range(2 + n_ld)]
     return (
         f'extern "C" void launch_{name}(void** p, long long* q, unsigned grid) {{\n'
-        f"  gridDim.x = grid; blockDim.x = {cg.BLOCK};\n"
-        f"  fj_barrier block({cg.BLOCK});\n"
+        f"  gridDim.x = grid; blockDim.x = {T};\n"
+        f"  fj_barrier block({T});\n"
         "  fj_block_bar = &block;\n"
         "  std::vector<std::unique_ptr<fj_barrier>> warps;\n"
-        f"  for (int w = 0; w < {cg.BLOCK // 32}; ++w) {{\n"
+        f"  for (int w = 0; w < {T // 32}; ++w) {{\n"
         "    warps.emplace_back(new fj_barrier(32));\n"
         "    fj_warp_bar[w] = warps.back().get();\n"
         "  }\n"
         "  for (unsigned b = 0; b < grid; ++b) {\n"
         "    blockIdx.x = b;\n"
         "    std::vector<std::thread> ts;\n"
-        f"    for (unsigned t = 0; t < {cg.BLOCK}; ++t)\n"
+        f"    for (unsigned t = 0; t < {T}; ++t)\n"
         f"      ts.emplace_back([=] {{ threadIdx.x = t; {name}({', '.join(args)}); }});\n"
         "    for (auto& th : ts) th.join();\n"
         "  }\n}\n"
@@ -289,9 +295,10 @@ class RowHostLib:
 
     def __init__(self, gxx: str, folder: Path, kernels: list) -> None:
         parts = [ROW_SHIM, cg.prelude()]
+        self.variants = {name: v for name, _, v in kernels}
         for name, body, v in kernels:
             parts.append(cr.render_row_kernel(body, v, name))
-            parts.append(_launcher(name, body))
+            parts.append(_launcher(name, body, v))
         src = folder / "rows.cpp"
         src.write_text("\n".join(parts))
         lib = folder / "rows.so"
@@ -307,7 +314,7 @@ class RowHostLib:
         n_arr = len(body.ports) + len(body.outputs)
 
         def launch(grid, block, args):
-            assert block == (cg.BLOCK,) and len(grid) == 1
+            assert block == (self.variants[name].block_threads,) and len(grid) == 1
             arrays, ints = args[:n_arr], args[n_arr:]
             assert all(type(i) is np.int64 for i in ints)  # the kernel's `long long`s
             for a in arrays:
@@ -351,15 +358,15 @@ def _special_rows(x: np.ndarray, rng) -> np.ndarray:
     return x
 
 
-# N: warp rows (cached), block rows (cached), block rows too long to cache, length 1
-_LENGTHS = (1, 37, 1500, 8200)
+# N: length 1, warp rows, rows in blocks of 128 and of 256 threads (cached), rows too long to cache
+_LENGTHS = (1, 37, 1500, 3000, 8200)
 
 
 def _cases(rng):
     cases = []
     for N in _LENGTHS:
         for name, fn, args in _fns(N):
-            if N == 8200 and name not in ("softmax", "layer_norm16", "cross_entropy"):
+            if N in (3000, 8200) and name not in ("softmax", "layer_norm16", "cross_entropy"):
                 continue  # the uncached fallback: a few, it is slow to emulate
             arrays = [_special_rows(a.numpy(), rng) if i == 0 else a.numpy()
                       for i, a in enumerate(args)]  # fmt: skip
@@ -412,7 +419,8 @@ def test_emulated_row_kernels_match_eager(gxx, tmp_path, monkeypatch):
                                        err_msg=f"{cname} output {k}")  # fmt: skip
         seen.add(backend.launched[-1].tag)
     # (traced with rows of length 1, the input is a per-row port: "c0", nothing re-read)
-    assert {"rows-warp-c0", "rows-warp-c2", "rows-block-c8", "rows-block-c8-v4",
+    assert {"rows-warp-c0", "rows-warp-c2", "rows-block-c16-t128", "rows-block-c16-v4-t128",
+            "rows-block-c16-v4",
             "rows-block-c0"} <= seen, seen  # fmt: skip
 
 
@@ -440,6 +448,41 @@ def test_emulated_strided_and_broadcast_inputs(gxx, tmp_path, monkeypatch):
     want = f(*[fusejit.from_numpy(a) for a in (x, s, c)]).numpy()
     np.testing.assert_allclose(got, want, rtol=3e-5, atol=3e-5)
     assert k.variants() == [v.tag]
+
+
+@pytest.mark.parametrize("N", [37, 1500, 3000])
+def test_emulated_persistent_blocks_loop_over_rows(gxx, tmp_path, monkeypatch, N):
+    # fewer blocks than rows: each loops over rows, the weight and bias loaded once
+    monkeypatch.setattr(cr, "PERSIST", "always")
+    rng = np.random.default_rng(N)
+    R = 40 if N < 3000 else 20
+    wide = rng.standard_normal((R, N + 4)).astype(np.float32)
+    w, b = (rng.standard_normal(N).astype(np.float32) for _ in range(2))
+
+    def f(x, w, b):
+        return fusejit.layer_norm(x, (N,), w, b), x.softmax(-1)
+
+    for n, x in enumerate(
+        (wide[:, :N], wide[:, 1 : N + 1])
+    ):  # rows aligned for wide loads, and not
+        args = tuple(fusejit.from_numpy(a) for a in (x, w, b))
+        g = _optimized(f, args)
+        (node,) = [n for n in g.nodes if n.op == "fused"]
+        body = node.attr("body")
+        aligned = x.ctypes.data % 16 == 0 and (N + 4) % 4 == 0
+        v = cr.plan_rows(body, N, aligned)
+        assert v.persist and cr.grid_rows(R, v, 1) < R and v.vec == (4 if aligned else 1)
+        folder = tmp_path / f"k{n}"
+        folder.mkdir()
+        lib = RowHostLib(gxx, folder, [("k", body, v)])
+        backend = _host_backend({(body, v): lib.function("k", body)})
+        backend.sm_count = 1
+        k = backend.row_kernel(body)
+        order = [g.block.params.index(p) for p in node.inputs]
+        got = k(*[(x, w, b)[i] for i in order])
+        for out, want in zip(got, f(*args), strict=True):
+            np.testing.assert_allclose(out, want.numpy(), rtol=3e-5, atol=3e-5)
+        assert k.variants() == [v.tag]
 
 
 def test_short_rows_and_no_rows_on_host(gxx, tmp_path):
@@ -538,6 +581,11 @@ VARIANTS = [
     cr.RowVariant("warp", 8, 4),
     cr.RowVariant("block", 16, 4),
     cr.RowVariant("block", 16, 8),
+    cr.RowVariant("block", 8, 4, 128),
+    cr.RowVariant("block", 0, 1, 128),
+    cr.RowVariant("block", 8, 4, 128, True),
+    cr.RowVariant("block", 0, 1, 0, True),
+    cr.RowVariant("warp", 8, 4, 0, True),
 ]
 
 

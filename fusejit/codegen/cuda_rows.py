@@ -51,6 +51,14 @@ WARP = 32
 # (bench/RESULTS.md): rows of 1024 ran at 30% (softmax) and 60% (layer norm) of the copy
 # bandwidth with a warp each (32 elements per lane: few warps fit), 68% and 79% with a block
 WARP_MAX = 256
+# rows up to this long go to a block of SMALL_BLOCK threads, longer ones to cg.BLOCK threads.
+# Measured on an H200 (bench/RESULTS.md), rows of 1024 in blocks of 128 threads against 256:
+# softmax 85-89% of the copy bandwidth against 82-84%, layer norm 77% against 71-74%
+SMALL_ROWS = 2048
+SMALL_BLOCK = 128
+# which rows get a persistent variant (RowVariant.persist): "never", "inner" (rows with an
+# input constant over the rows, loaded once per block then) or "always"
+PERSIST = "never"
 MAX_CACHE = 32  # elements per thread kept in registers, at most
 _COMBINE = {"sum": "fj_rsum", "mean": "fj_rsum", "amax": "fj_rmax", "amin": "fj_rmin"}
 
@@ -62,18 +70,30 @@ class RowVariant:
     mode: str  # "warp": a warp per row; "block": a block per row
     cache: int = 0  # elements per thread of each re-read input kept in registers (0: none)
     vec: int = 1  # consecutive elements a thread moves with one load or store (cached rows)
+    group: int = 0  # "block": threads per block (a row), 0 for cg.BLOCK
+    # a grid of at most as many blocks as fit the GPU at once, each looping over rows; the
+    # inputs the same for every row (a layer norm's weight and bias) are loaded once per block
+    persist: bool = False
 
     @property
     def threads(self) -> int:
-        return WARP if self.mode == "warp" else cg.BLOCK
+        """Threads per row."""
+        return WARP if self.mode == "warp" else (self.group or cg.BLOCK)
+
+    @property
+    def block_threads(self) -> int:
+        return cg.BLOCK if self.mode == "warp" else self.threads
 
     @property
     def rows_per_block(self) -> int:
-        return cg.BLOCK // self.threads
+        return self.block_threads // self.threads
 
     @property
     def tag(self) -> str:
-        return f"rows-{self.mode}-c{self.cache}" + (f"-v{self.vec}" if self.vec > 1 else "")
+        tag = f"rows-{self.mode}-c{self.cache}"
+        tag += f"-v{self.vec}" if self.vec > 1 else ""
+        tag += f"-t{self.group}" if self.group else ""
+        return tag + ("-p" if self.persist else "")
 
 
 def element_ports(body: RowBody) -> list:
@@ -97,19 +117,28 @@ def plan_rows(body: RowBody, N: int, aligned: bool = False) -> RowVariant:
     if N >= 1 << 31:
         raise CompileError(f"CUDA row kernel: rows of {N} elements (at most 2**31 - 1)")
     mode = "warp" if N <= WARP_MAX else "block"
-    T = WARP if mode == "warp" else cg.BLOCK
+    group = SMALL_BLOCK if mode == "block" and N <= SMALL_ROWS else 0
+    T = WARP if mode == "warp" else (group or cg.BLOCK)
     V = row_vec(body)
     if not aligned or N % V or V == 1:
         V = 1
     chunks = -(-max(N, 1) // (T * V))
     # registers even for an input read once: its loads are then issued together
+    persist = PERSIST == "always" or (
+        PERSIST == "inner" and any(p[1] == "inner" for p in body.ports)
+    )
     if chunks * V <= MAX_CACHE and element_ports(body):
-        return RowVariant(mode, (1 << (chunks - 1).bit_length()) * V, V)
-    return RowVariant(mode, 0)
+        return RowVariant(mode, (1 << (chunks - 1).bit_length()) * V, V, group, persist)
+    return RowVariant(mode, 0, 1, group, persist)
 
 
-def grid_rows(R: int, v: RowVariant) -> int:
-    return max(1, -(-R // v.rows_per_block))
+def grid_rows(R: int, v: RowVariant, sm_count: int = 1) -> int:
+    """Blocks to launch for R rows: one per row (or per ``rows_per_block`` rows), or for a
+    persistent variant at most as many as fit ``sm_count`` SMs at full occupancy."""
+    blocks = max(1, -(-R // v.rows_per_block))
+    if v.persist:
+        return min(blocks, sm_count * max(1, 2048 // v.block_threads))
+    return blocks
 
 
 def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> str:
@@ -137,21 +166,28 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
     params += ["long long R_", "long long N_"]
     params += [f"long long ld{i}_" for i, p in enumerate(ports) if p[1] == "full"]
     L = [
-        f'extern "C" __global__ void __launch_bounds__({cg.BLOCK}) {name}(',
+        f'extern "C" __global__ void __launch_bounds__({v.block_threads}) {name}(',
         "    " + ",\n    ".join(params) + ") {",
     ]
-    if v.mode == "warp":
-        L += [
-            "    const int lane = threadIdx.x & 31;",
-            f"    const long long r = (long long)blockIdx.x * {v.rows_per_block}"
-            " + (threadIdx.x >> 5);",
-        ]
+    rpb = v.rows_per_block
+    first_row = "(long long)blockIdx.x" + (f" * {rpb} + (threadIdx.x >> 5)" if rpb > 1 else "")
+    L.append("    const int lane = threadIdx.x" + (" & 31;" if v.mode == "warp" else ";"))
+    # persistent: the inputs constant over the rows are loaded once, before the row loop
+    hoisted = sorted(i for i in cached if ports[i][1] == "inner") if v.persist else []
+    row_cached = sorted(cached - set(hoisted))
+    if v.persist:
+        L.append("    const int N = (int)N_;")
+        for i in hoisted:
+            L.append(f"    {cg.ctype(cdt(ports[i][2]))} xc{i}[{v.cache}];")
+        L += _load_loop(hoisted, ports, v, cdt)
+        head, L = L, []  # the row loop's body from here on (see the end)
+        L.append("    const long long r = r_;")
     else:
-        L += ["    const int lane = threadIdx.x;", "    const long long r = blockIdx.x;"]
-    L += [
-        "    if (r >= R_) return;  // a whole warp (or block) at once",
-        "    const int N = (int)N_;",
-    ]
+        L += [
+            f"    const long long r = {first_row};",
+            "    if (r >= R_) return;  // a whole warp (or block) at once",
+            "    const int N = (int)N_;",
+        ]
     for i, (_, view, d) in enumerate(ports):
         if view == "full":
             L.append(f"    const {cg.ctype(d)}* a{i}r = a{i} + r * ld{i}_;")
@@ -162,7 +198,7 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
     for k, (_, form) in enumerate(body.outputs):
         if form == "full":
             L.append(f"    {cg.ctype(outs[k])}* o{k}r = o{k} + r * N_;")
-    for i in sorted(cached):
+    for i in row_cached:
         L.append(f"    {cg.ctype(cdt(ports[i][2]))} xc{i}[{v.cache}];")
     # with the row in registers, an expensive value (an exp, a tanh) that several passes use
     # is computed once and kept in registers too (softmax: exp(x - max) for the sum and the
@@ -212,32 +248,7 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
         f"        const int j0 = (lane + cc * {T}) * {V};",
         "        if (j0 < N) {",
     ]
-    if cached and V == 1:
-        # every load first, in a loop of its own: all of a thread's loads are in flight at once
-        L += ["#pragma unroll", f"    for (int c = 0; c < {v.cache}; ++c) {{",
-              f"        const int j = lane + c * {T};"]  # fmt: skip
-        for i in sorted(cached):
-            d = ports[i][2]
-            src = f"a{i}r[j]" if ports[i][1] == "full" else f"a{i}[j]"
-            L.append(f"        xc{i}[c] = j < N ? {cg._load(d, src)} : ({cg.ctype(cdt(d))})0;")
-        L.append("    }")
-    elif cached:
-        # the same with wide loads, a chunk at a time
-        L += chunk_open
-        for i in sorted(cached):
-            d = ports[i][2]
-            base = f"a{i}r" if ports[i][1] == "full" else f"a{i}"
-            vt = cg._vec_t(d, V)
-            L.append(f"            const {vt} u{i} = *reinterpret_cast<const {vt}*>({base} + j0);")
-        L += ["#pragma unroll", f"            for (int e = 0; e < {V}; ++e) {{"]
-        for i in sorted(cached):
-            val = cg._load(ports[i][2], f"u{i}.v[e]")
-            L.append(f"                xc{i}[cc * {V} + e] = {val};")
-        L += ["            }", "        } else {", "#pragma unroll",
-              f"            for (int e = 0; e < {V}; ++e) {{"]  # fmt: skip
-        for i in sorted(cached):
-            L.append(f"                xc{i}[cc * {V} + e] = ({cg.ctype(cdt(ports[i][2]))})0;")
-        L += ["            }", "        }", "    }"]
+    L += _load_loop(row_cached, ports, v, cdt)
     for p, ps in enumerate(sch.passes):
         row_steps(sch.before[p])
         online = [m for m in ps.reductions if m in sch.online]
@@ -331,8 +342,54 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
         if form != "full":
             code, _ = get(ref)
             L.append(f"    if (lane == 0) o{k}[r] = {cg._store(outs[k], code)};")
+    if v.persist:
+        step = "gridDim.x" + (f" * {rpb}" if rpb > 1 else "")
+        body_lines = L
+        L = head + [f"    for (long long r_ = {first_row}; r_ < R_; r_ += {step}) {{"]
+        L += [("    " + x if x.startswith(" ") else x) for x in body_lines]
+        if v.mode == "block":  # the next row rewrites the shared partials this one read
+            L.append("        __syncthreads();")
+        L.append("    }")
     L.append("}")
     return "\n".join(L) + "\n"
+
+
+def _load_loop(which: list, ports, v: RowVariant, cdt) -> list:
+    """The loop loading ports ``which`` into their registers ``xc<i>``, all loads of a thread
+    in flight at once: nothing else in the loop (zeros past the row's end)."""
+    if not which:
+        return []
+    T, V = v.threads, v.vec
+    L: list = []
+    if V == 1:
+        L += ["#pragma unroll", f"    for (int c = 0; c < {v.cache}; ++c) {{",
+              f"        const int j = lane + c * {T};"]  # fmt: skip
+        for i in which:
+            d = ports[i][2]
+            src = f"a{i}r[j]" if ports[i][1] == "full" else f"a{i}[j]"
+            L.append(f"        xc{i}[c] = j < N ? {cg._load(d, src)} : ({cg.ctype(cdt(d))})0;")
+        return L + ["    }"]
+    # wide loads, a chunk of V elements at a time: elements (lane + cc T) V ... + V - 1
+    L += [
+        "#pragma unroll",
+        f"    for (int cc = 0; cc < {v.cache // V}; ++cc) {{",
+        f"        const int j0 = (lane + cc * {T}) * {V};",
+        "        if (j0 < N) {",
+    ]
+    for i in which:
+        d = ports[i][2]
+        base = f"a{i}r" if ports[i][1] == "full" else f"a{i}"
+        vt = cg._vec_t(d, V)
+        L.append(f"            const {vt} u{i} = *reinterpret_cast<const {vt}*>({base} + j0);")
+    L += ["#pragma unroll", f"            for (int e = 0; e < {V}; ++e) {{"]
+    for i in which:
+        val = cg._load(ports[i][2], f"u{i}.v[e]")
+        L.append(f"                xc{i}[cc * {V} + e] = {val};")
+    L += ["            }", "        } else {", "#pragma unroll",
+          f"            for (int e = 0; e < {V}; ++e) {{"]  # fmt: skip
+    for i in which:
+        L.append(f"                xc{i}[cc * {V} + e] = ({cg.ctype(cdt(ports[i][2]))})0;")
+    return L + ["            }", "        }", "    }"]
 
 
 def _reciprocal(L: list, j: int, divisor, ty: dt.DType) -> None:
@@ -416,7 +473,7 @@ def _combine(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) ->
     L.append("    }")
     if v.mode == "warp":
         return
-    n_warps = cg.BLOCK // WARP
+    n_warps = v.block_threads // WARP
     parts = [(j, None) for j in reds] + [(online[j][0], j) for j in reds if j in online]
     for j, _ in parts:
         ty = cg.ctype(cg.compute_of(dt.as_dtype(steps[j].compute)))
