@@ -301,7 +301,8 @@ def _move(t: Tensor, dev: Device) -> Tensor:
     src = t._device.backend
     dst = dev.backend
     if t._device.type == "cpu":
-        data = dst.from_numpy(np.ascontiguousarray(t._data))
+        # (np.ascontiguousarray would make a 0-d array 1-d)
+        data = dst.from_numpy(np.asarray(t._data, order="C"))
     elif dev.type == "cpu":
         data = src.to_numpy(t._data)
     else:

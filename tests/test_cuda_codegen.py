@@ -797,3 +797,22 @@ def test_nvcc_compiles_every_variant_and_fused_region(nvcc, nvcc_jobs, arch):
 
 def test_nvcc_compiles_float16_without_cuda_fp16_header(nvcc, nvcc_jobs):
     _check(nvcc_jobs["half-ptx-cvt-sm_80"], "float16 kernels converting with PTX cvt")
+
+
+def test_byte_arrays_are_loaded_one_byte_per_register(nvcc, tmp_path):
+    # (cuda.BYTE_VECTOR_MAX) 16-byte vectors of int8 were unpacked into 16-bit halves whose
+    # low byte lost its sign extension; 4-element vectors load each byte on its own
+    def f(x):
+        return fusejit.where(-1 * x > 0, x, 0)
+
+    x = fusejit.from_numpy(np.arange(-128, 128, dtype=np.int8))
+    g = optimize_graph(fusejit.trace(f, (x,), check_trace=False).raw_graph, "cuda")
+    (node,) = [n for n in g.block.nodes if n.op == "fused"]
+    body = node.attr("body")
+    assert cg.vector_width(body) == cg.BYTE_VECTOR_MAX == 4
+    src = tmp_path / "bytes.cu"
+    src.write_text(cg.prelude() + cg.render_kernel(body, cg.Variant("flat", 4, 1, 32), "k"))
+    res = subprocess.run(_nvcc_cmd(nvcc, "sm_90", src, "ptx"), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ptx = src.with_suffix(".sm_90.ptx").read_text()
+    assert "ld.global.nc.v4.u8" in ptx and "v4.u32" not in ptx

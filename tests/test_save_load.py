@@ -206,6 +206,16 @@ def test_traced_and_optimized_round_trip(tmp_path):
         g(fusejit.ones(4, dtype=fusejit.int32), y)
 
 
+def test_captured_zero_dim_tensors_keep_their_shape(tmp_path):
+    # a 0-d tensor the function captures is stored and loaded as 0-d (not as shape [1])
+    s, x = fusejit.tensor(2.5), fusejit.tensor([1.0, 2.0])
+    f = fusejit.trace(lambda x: (x * s + 1, s * 2), (x,))
+    assert [tuple(t.shape) for t in f.graph.captured] == [()]
+    fusejit.save(f, tmp_path / "s.fjz")
+    y, z = fusejit.load(tmp_path / "s.fjz")(x)
+    assert y.tolist() == [3.5, 6.0] and z.shape == () and z.item() == 5.0
+
+
 def test_script_not_called_yet_cannot_be_saved(tmp_path):
     @fusejit.script
     def f(x):

@@ -218,11 +218,25 @@ def uses_half(body: KernelBody) -> bool:
     return "float16" in _dtypes_of(body)
 
 
+# Elements per vector when every array has 1-byte elements. NVRTC/nvcc 13.0 for sm_90
+# miscompiles wider ones: a 16-byte vector of int8 is unpacked into 16-bit register halves, and
+# the low byte of a half is then used without its sign extension (PTX: `neg.s16` and
+# `setp.gt.s16` on the half, no `cvt.s16.s8`), so `(int8)(-x) > 0` tested the pair of bytes:
+# wrong results on an H200 for x = -7 beside a positive neighbour. With 4 elements the bytes
+# are loaded one per register (`ld.v4.u8`) and sign-extended as they should be.
+BYTE_VECTOR_MAX = 4
+
+
 def vector_width(body: KernelBody, max_bytes: int = 16) -> int:
     """Elements per thread and iteration: ``max_bytes`` of the widest array dtype (at most 16
-    elements). Above 16 bytes a thread issues several 16-byte loads per array at once."""
+    elements; at most ``BYTE_VECTOR_MAX`` when every array has 1-byte elements). Above 16
+    bytes a thread issues several 16-byte loads per array at once."""
     sizes = [dt.as_dtype(d).itemsize for d in (*body.in_dtypes, *body.out_dtypes())]
-    return max(1, min(16, max_bytes // max(sizes))) if sizes else 1
+    if not sizes:
+        return 1
+    if max(sizes) == 1:
+        return BYTE_VECTOR_MAX
+    return max(1, min(16, max_bytes // max(sizes)))
 
 
 @lru_cache(maxsize=1)

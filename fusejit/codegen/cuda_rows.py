@@ -107,6 +107,8 @@ def row_vec(body: RowBody) -> int:
     sizes = [dt.as_dtype(body.ports[i][2]).itemsize for i in element_ports(body)]
     full_outs = [d for d, (_, form) in zip(body.out_dtypes(), body.outputs) if form == "full"]
     sizes += [dt.as_dtype(d).itemsize for d in full_outs]
+    if sizes and max(sizes) == 1:
+        return cg.BYTE_VECTOR_MAX  # (see cuda.BYTE_VECTOR_MAX: a compiler bug)
     return max(1, min(8, 16 // max(sizes))) if sizes else 1
 
 

@@ -406,7 +406,7 @@ def save(obj, path, *, kernels: bool = True) -> None:
             z.writestr(f"graphs/{i}.json", json.dumps(gj))
         for j, t in enumerate(tensors):
             buf = io.BytesIO()
-            np.save(buf, np.ascontiguousarray(t.cpu().numpy()), allow_pickle=False)
+            np.save(buf, np.asarray(t.cpu().numpy(), order="C"), allow_pickle=False)
             z.writestr(f"tensors/{j}.npy", buf.getvalue())
     os.replace(tmp, path)
 
@@ -695,9 +695,13 @@ def _load_tensors(z, infos, metas):
             raise ArchiveError(f"member {member} holds {getattr(arr, 'dtype', '?')}"
                                f"{list(getattr(arr, 'shape', []))}, the manifest says "
                                f"{name}{shape}")  # fmt: skip
+        from ..device import CPU
+
+        # the data is on the host: a CPU tensor, then moved where the archive's graphs run
+        # (not _device("cpu"), which names the target device when load(device=) is given)
+        t = Tensor._wrap(np.asarray(arr, order="C"), d, CPU)
         dev = _DEVICE_OVERRIDE[0]
-        t = Tensor._wrap(np.ascontiguousarray(arr), d, _device("cpu", ctx))
-        if dev is not None and str(dev) != "cpu":
+        if dev is not None and dev.type != "cpu":
             t = t.to(dev)
         tensors.append(t)
         nm = m.get("name", "")
