@@ -118,26 +118,51 @@ def _sync_fn(dev: fj.Device):
 FLUSH_BYTES = 256 << 20  # more than any GPU's L2
 
 
+# reads a buffer larger than the L2 and writes nothing (``sink`` only if the buffer, all
+# zeros, were not): the L2 is left holding clean lines of it, the previous call's data gone
+_FLUSH_SRC = r"""
+extern "C" __global__ void fj_l2_flush(const unsigned long long* __restrict__ p, long long n,
+                                       unsigned long long* sink) {
+    unsigned long long acc = 0;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x)
+        acc |= p[i];
+    if (acc != 0ULL) sink[0] = acc;
+}
+"""
+
+
 class GpuTimer:
     """Device seconds of one call on a GPU: the time between two events recorded around it,
-    after a 256 MB fill. The fill empties the L2 of the previous call's data (each call reads
-    its inputs from memory, as a model's layer does) and keeps the GPU busy while the host
-    issues the call, so a call's own host time is not counted (it is ``host_overhead``'s).
+    after a 256 MB read that flushes the L2. Each call then reads its inputs from memory (as
+    a model's layer does), and the GPU is busy while the host issues the call, so the call's
+    own host time is not counted (``host_overhead`` measures it).
 
-    A host clock around a synchronized call would count the launch and the synchronization
-    too: ~15 us on a 40 us kernel. With no GPU, ``GpuTimer`` cannot be made.
+    The flush reads rather than writes: after a 256 MB memset (triton's ``do_bench``) the L2
+    holds dirty lines, and writing them back during the timed call cost up to ~30% of a
+    memory-bound kernel's time, more or less from one call to the next (an H200:
+    layer norm 4096x4096 at 57% or 86% of the copy bandwidth). A host clock around a
+    synchronized call would count the launch and the synchronization too.
     """
 
     def __init__(self, dev: fj.Device) -> None:
         import cupy
 
         self._cupy = cupy
-        with dev.backend.scope():
-            self._flush = cupy.empty(FLUSH_BYTES, dtype=cupy.uint8)
+        b = dev.backend
+        with b.scope():
+            self._buf = cupy.zeros(FLUSH_BYTES // 8, dtype=cupy.uint64)
+            self._sink = cupy.zeros(1, dtype=cupy.uint64)
+            self._kernel = cupy.RawKernel(_FLUSH_SRC, "fj_l2_flush")
+            self._args = (self._buf, np.int64(self._buf.size), self._sink)
+            self._grid = (int(getattr(b, "sm_count", 132)) * 8,)
         self._start, self._end = cupy.cuda.Event(), cupy.cuda.Event()
 
+    def flush(self) -> None:
+        self._kernel(self._grid, (256,), self._args)
+
     def __call__(self, f) -> float:
-        self._flush.fill(0)
+        self.flush()
         self._start.record()
         f()
         self._end.record()

@@ -216,6 +216,22 @@ def test_captured_zero_dim_tensors_keep_their_shape(tmp_path):
     assert y.tolist() == [3.5, 6.0] and z.shape == () and z.item() == 5.0
 
 
+def test_tensors_load_onto_the_device_they_were_saved_from(tmp_path):
+    s, x = fusejit.tensor([2.0, 3.0]), fusejit.tensor([1.0, 2.0])
+    fusejit.save(fusejit.trace(lambda x: x * s, (x,)), tmp_path / "d.fjz")
+    members = _members(tmp_path / "d.fjz")
+    man = json.loads(members["fusejit-archive.json"])
+    assert [t["device"] for t in man["tensors"]] == ["cpu"]
+    # an archive whose tensors were saved from a GPU this machine lacks: a clear error, or
+    # loaded onto the device load() is given
+    man["tensors"][0]["device"] = "cuda:999"
+    members["fusejit-archive.json"] = json.dumps(man)
+    path = _write(tmp_path / "gpu.fjz", members)
+    with pytest.raises(ArchiveError, match="device cuda:999 is not usable here"):
+        fusejit.load(path)
+    assert fusejit.load(path, device="cpu")(x).tolist() == [2.0, 6.0]
+
+
 def test_script_not_called_yet_cannot_be_saved(tmp_path):
     @fusejit.script
     def f(x):

@@ -8,7 +8,8 @@ Format (version 1): a zip archive with these members and no others.
     compiled input signature: ``{"graph": "graphs/<i>.json", "flavor": "traced" | "script",
     "in_spec": ..., "out_spec": ...}`` (the argument and result structures, see below).
     ``tensors`` lists every tensor member: ``{"member": "tensors/<j>.npy", "dtype": name,
-    "shape": [ints], "name": str}``. ``kernels`` (optional) lists compiled kernels shipped with
+    "shape": [ints], "device": "cpu" | "cuda:N" (where it was saved from; absent: cpu),
+    "name": str}``. ``kernels`` (optional) lists compiled kernels shipped with
     the model: ``{"files": [{"member", "sha256", "mtime_ns", "size"}], "hmac": hex}``.
 ``graphs/<i>.json``
     The graph IR as compiled (before optimization, which is deterministic and runs again on
@@ -387,7 +388,8 @@ def save(obj, path, *, kernels: bool = True) -> None:
     names = _tensor_names(obj)
     for j, t in enumerate(tensors):
         tensor_meta.append({"member": f"tensors/{j}.npy", "dtype": t.dtype.name,
-                            "shape": list(t.shape), "name": names.get(id(t), "")})  # fmt: skip
+                            "shape": list(t.shape), "device": str(t.device),
+                            "name": names.get(id(t), "")})  # fmt: skip
     manifest = {"format": FORMAT, "version": VERSION, "kind": kind, "name": name,
                 "entries": meta, "tensors": tensor_meta}  # fmt: skip
     kfiles = _kernel_files(entries) if kernels else []
@@ -697,12 +699,19 @@ def _load_tensors(z, infos, metas):
                                f"{name}{shape}")  # fmt: skip
         from ..device import CPU
 
-        # the data is on the host: a CPU tensor, then moved where the archive's graphs run
-        # (not _device("cpu"), which names the target device when load(device=) is given)
+        # the data is read on the host, then moved to the device it was saved from (archives
+        # without "device" were saved from the CPU), or to load(device=)'s
+        where = m.get("device", "cpu")
+        _need(isinstance(where, str) and re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", where), ctx,
+              "bad device")  # fmt: skip
+        dev = _device(where, ctx)
         t = Tensor._wrap(np.asarray(arr, order="C"), d, CPU)
-        dev = _DEVICE_OVERRIDE[0]
-        if dev is not None and dev.type != "cpu":
-            t = t.to(dev)
+        if dev.type != "cpu":
+            try:
+                t = t.to(dev)
+            except FusejitError as e:
+                raise ArchiveError(f"{ctx}: device {dev} is not usable here ({e}); pass "
+                                   "device= to fusejit.load") from None  # fmt: skip
         tensors.append(t)
         nm = m.get("name", "")
         names.append(nm if isinstance(nm, str) else "")
