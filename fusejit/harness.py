@@ -118,51 +118,30 @@ def _sync_fn(dev: fj.Device):
 FLUSH_BYTES = 256 << 20  # more than any GPU's L2
 
 
-# reads a buffer larger than the L2 and writes nothing (``sink`` only if the buffer, all
-# zeros, were not): the L2 is left holding clean lines of it, the previous call's data gone
-_FLUSH_SRC = r"""
-extern "C" __global__ void fj_l2_flush(const unsigned long long* __restrict__ p, long long n,
-                                       unsigned long long* sink) {
-    unsigned long long acc = 0;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
-         i += (long long)gridDim.x * blockDim.x)
-        acc |= p[i];
-    if (acc != 0ULL) sink[0] = acc;
-}
-"""
-
-
 class GpuTimer:
     """Device seconds of one call on a GPU: the time between two events recorded around it,
-    after a 256 MB read that flushes the L2. Each call then reads its inputs from memory (as
-    a model's layer does), and the GPU is busy while the host issues the call, so the call's
-    own host time is not counted (``host_overhead`` measures it).
+    after a 256 MB memset that flushes the L2 (as triton's ``do_bench``, which the anchor
+    systems were timed with). Each call then reads its inputs from memory, as a model's layer
+    does, and the GPU is busy while the host issues the call, so the call's own host time is
+    not counted (``host_overhead`` measures it). A host clock around a synchronized call would
+    count the launch and the synchronization too: ~15 us on a 40 us kernel.
 
-    The flush reads rather than writes: after a 256 MB memset (triton's ``do_bench``) the L2
-    holds dirty lines, and writing them back during the timed call cost up to ~30% of a
-    memory-bound kernel's time, more or less from one call to the next (an H200:
-    layer norm 4096x4096 at 57% or 86% of the copy bandwidth). A host clock around a
-    synchronized call would count the launch and the synchronization too.
+    The memset leaves the L2 full of dirty lines that the timed call may have to write back.
+    A flush that only reads was tried on an H200 (bench/RESULTS.md): every workload measured
+    5-10 points higher; it is not used, so that these numbers stay comparable with the
+    anchors'.
     """
 
     def __init__(self, dev: fj.Device) -> None:
         import cupy
 
         self._cupy = cupy
-        b = dev.backend
-        with b.scope():
-            self._buf = cupy.zeros(FLUSH_BYTES // 8, dtype=cupy.uint64)
-            self._sink = cupy.zeros(1, dtype=cupy.uint64)
-            self._kernel = cupy.RawKernel(_FLUSH_SRC, "fj_l2_flush")
-            self._args = (self._buf, np.int64(self._buf.size), self._sink)
-            self._grid = (int(getattr(b, "sm_count", 132)) * 8,)
+        with dev.backend.scope():
+            self._flush = cupy.empty(FLUSH_BYTES, dtype=cupy.uint8)
         self._start, self._end = cupy.cuda.Event(), cupy.cuda.Event()
 
-    def flush(self) -> None:
-        self._kernel(self._grid, (256,), self._args)
-
     def __call__(self, f) -> float:
-        self.flush()
+        self._flush.fill(0)
         self._start.record()
         f()
         self._end.record()
@@ -230,8 +209,13 @@ def time_interleaved(
     times: dict = {k: [] for k in calls}
     t_start = time.perf_counter()
     rounds = 0
+    items = list(calls.items())
     while True:
-        for k, f in calls.items():
+        # each round starts one call later, so that an effect of the call before (on an H200
+        # the fused layer norm, always timed right after the eager one, measured 1.6x the
+        # same kernel timed next, through optimize) falls on every call in turn
+        r = rounds % len(items)
+        for k, f in items[r:] + items[:r]:
             if timer is not None:
                 times[k].append(timer(f))
                 continue
