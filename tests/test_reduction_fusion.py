@@ -260,6 +260,37 @@ def _softmax64(x):
     return e / e.sum(-1, keepdims=True), x - m
 
 
+def assert_softmax_bound(p: np.ndarray, x: np.ndarray, s: float) -> None:
+    """``p``, a float32 softmax of the rows of ``_special`` ``x``, against float64: within
+    eps * p * (|z| + max |z| + s + 4) (z = x - max, s: roundings of the sum), uniform on the
+    all-equal row, NaN on the rows holding a NaN or only -inf."""
+    n = x.shape[-1]
+    x64 = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        p64, z = _softmax64(x64)
+    ok = np.isfinite(p64).all(-1)  # rows without nan/inf results
+    zf = np.abs(np.where(np.isfinite(z), z, 0))
+    bound = EPS * p64 * (zf + zf.max(-1, keepdims=True) + s + 4) + 2 * TINY
+    err = np.abs(p.astype(np.float64) - p64)
+    assert np.all(err[ok] <= bound[ok]), np.max(err[ok] / bound[ok])
+    # rows of all-equal values are uniform; length-1 rows are 1
+    np.testing.assert_allclose(p[2], 1 / n, rtol=4 * EPS * s)
+    assert np.isnan(p[4]).all() and np.isnan(p[5]).all()
+
+
+def assert_layer_norm_bound(y: np.ndarray, x: np.ndarray, w, b, s: float) -> None:
+    """``y``, a float32 layer norm (eps 1e-5) of finite rows ``x`` times ``w`` plus ``b``,
+    within eps * (s + 8) * (|w| (|x - mean| + mean |x|) / std + |b|) of float64."""
+    x64 = x.astype(np.float64)
+    mu = x64.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt(((x64 - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+    y64 = (x64 - mu) * rstd * w + b
+    scale = np.abs(w) * (np.abs(x64 - mu) + np.abs(x64).mean(-1, keepdims=True)) * rstd
+    bound = EPS * (s + 8) * (scale + np.abs(b))
+    err = np.abs(y - y64)
+    assert np.all(err <= bound), np.max(err / bound)
+
+
 @pytest.mark.parametrize("n", LENGTHS)
 def test_softmax_logsumexp_numerics(n):
     rng = np.random.default_rng(n)
@@ -270,22 +301,15 @@ def test_softmax_logsumexp_numerics(n):
     p, lse = sm(tx), ls(tx)
     close(p, tx.softmax(-1))  # NaN exactly where eager has NaN
     close(lse, fusejit.logsumexp(tx, -1))
+    assert_softmax_bound(p.numpy(), x, S(n))
     x64 = x.astype(np.float64)
     with np.errstate(all="ignore"):
-        p64, z = _softmax64(x64)
+        _, z = _softmax64(x64)
         lse64 = np.log(np.exp(z).sum(-1)) + np.where(np.isfinite(x64.max(-1)), x64.max(-1), 0)
-    ok = np.isfinite(p64).all(-1)  # rows without nan/inf results
-    zmax = np.abs(np.where(np.isfinite(z), z, 0)).max(-1, keepdims=True)
-    zf = np.abs(np.where(np.isfinite(z), z, 0))
-    bound = EPS * p64 * (zf + zmax + S(n) + 4) + 2 * TINY
-    err = np.abs(p.numpy().astype(np.float64) - p64)
-    assert np.all(err[ok] <= bound[ok]), np.max(err[ok] / bound[ok])
+    zmax = np.abs(np.where(np.isfinite(z), z, 0)).max(-1)
     ok = np.isfinite(lse64)
-    bl = EPS * (S(n) + zmax[:, 0] + 2 + np.abs(lse64))
+    bl = EPS * (S(n) + zmax + 2 + np.abs(lse64))
     assert np.all(np.abs(lse.numpy() - lse64)[ok] <= bl[ok])
-    # rows of all-equal values are uniform; length-1 rows are 1
-    np.testing.assert_allclose(p.numpy()[2], 1 / n, rtol=4 * EPS * S(n))
-    assert np.isnan(p.numpy()[4]).all() and np.isnan(p.numpy()[5]).all()
 
 
 @pytest.mark.parametrize("n", LENGTHS)
@@ -299,14 +323,8 @@ def test_layer_norm_and_rms_norm_numerics(n):
     ln = fusejit.trace(lambda x, w, b: fusejit.layer_norm(x, (n,), w, b), (tx, tw, tb))
     y = ln(tx, tw, tb)
     close(y, fusejit.layer_norm(tx, (n,), tw, tb), tol=1e-4)
+    assert_layer_norm_bound(y.numpy(), x, w, b, S(n))
     x64 = x.astype(np.float64)
-    mu = x64.mean(-1, keepdims=True)
-    rstd = 1 / np.sqrt(((x64 - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
-    y64 = (x64 - mu) * rstd * w + b
-    scale = np.abs(w) * (np.abs(x64 - mu) + np.abs(x64).mean(-1, keepdims=True)) * rstd
-    bound = EPS * (S(n) + 8) * (scale + np.abs(b))
-    err = np.abs(y.numpy() - y64)
-    assert np.all(err <= bound), np.max(err / bound)
     rms = fusejit.trace(lambda x, w: x * fusejit.rsqrt((x * x).mean(-1, keepdim=True) + 1e-6)
                         * w, (tx, tw))  # fmt: skip
     r64 = x64 / np.sqrt((x64 * x64).mean(-1, keepdims=True) + 1e-6) * w
