@@ -625,7 +625,7 @@ class CudaRowKernel:
             if fn is None:
                 fn = self.fns[v] = b.function(body, v)
             fn(
-                (cr.grid_rows(R, v, b.sm_count),),
+                (cr.grid_rows(R, v),),
                 (v.block_threads,),
                 (*ports, *outs, _I64(R), _I64(N), *lds),
             )

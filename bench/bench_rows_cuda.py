@@ -13,8 +13,6 @@ the kernel does, so one run on a GPU tells which of them matters:
 - ``full-occupancy``: the planned kernel with ``__launch_bounds__(T, 2048 / T)``, registers
   capped so that 2048 threads fit an SM (occupancy vs the spills it may cost);
 - ``no-cache``: the planned block, every pass reading memory again (the long-row fallback);
-- ``persistent``: the planned kernel on a grid that fits the GPU at once, each block looping
-  over rows, the inputs shared by all rows (a layer norm's weight, bias) loaded once;
 - ``warp``: a warp per row, for rows that fit 32 registers a lane.
 
 Every variant's result is checked against the workload's cupy reference; each is timed twice,
@@ -29,8 +27,6 @@ Effective bandwidth counts the unique bytes read and written, as ``python -m fus
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -48,17 +44,6 @@ from fusejit.workloads import WORKLOADS
 
 NAMES = ("softmax", "layernorm", "softmax-1k", "layernorm-1k")
 THREADS = (128, 256, 512, 1024)
-
-
-@contextlib.contextmanager
-def _block(threads: int):
-    """Render with ``threads`` per block (the codegen's block size is a module constant)."""
-    old = cg.BLOCK
-    cg.BLOCK = threads
-    try:
-        yield
-    finally:
-        cg.BLOCK = old
 
 
 def row_body(name: str, device: str = "cpu"):
@@ -86,38 +71,32 @@ def _cached(mode: str, threads: int, N: int, vec: int) -> cr.RowVariant | None:
     return cr.RowVariant(mode, (1 << (chunks - 1).bit_length()) * vec, vec, group)
 
 
-def variants(body, N: int) -> list[tuple[str, int, cr.RowVariant, str]]:
-    """(label, threads per block, RowVariant, source transform) of each variant for rows of N
-    (stored in aligned rows, as the benchmark's are)."""
+def variants(body, N: int) -> list[tuple[str, cr.RowVariant, str]]:
+    """(label, RowVariant, source transform) of each variant for rows of N (stored in aligned
+    rows, as the benchmark's are)."""
     planned = cr.plan_rows(body, N, aligned=True)
     scalar = cr.plan_rows(body, N)
-    T = planned.block_threads
-    out = [("planned", T, planned, "")]
+    out = [("planned", planned, "")]
     if scalar != planned:
-        out.append(("scalar", T, scalar, ""))
+        out.append(("scalar", scalar, ""))
     for t in THREADS:
         v = _cached("block", t, N, planned.vec)
         if v is not None and v.tag != planned.tag:
-            out.append((f"block-{t}", t, v, ""))
-    uses_exp = "expf(" in cr.render_row_kernel(body, planned)
-    if uses_exp:
-        out.append(("fast-exp", T, planned, "fast-exp"))
-    out.append(("full-occupancy", T, planned, "full-occupancy"))
-    if not planned.persist:
-        out.append(("persistent", T, dataclasses.replace(planned, persist=True), ""))
-    out.append(("blocks-4", T, planned, "blocks-4"))
+            out.append((f"block-{t}", v, ""))
+    if "expf(" in cr.render_row_kernel(body, planned):
+        out.append(("fast-exp", planned, "fast-exp"))
+    out.append(("full-occupancy", planned, "full-occupancy"))
+    out.append(("blocks-4", planned, "blocks-4"))
     if planned.mode == "block":
-        out.append(("no-cache", T, cr.RowVariant("block", 0, 1, planned.group), ""))
+        out.append(("no-cache", cr.RowVariant("block", 0, 1, planned.group), ""))
     v = _cached("warp", cr.WARP, N, planned.vec)
     if v is not None and planned.mode != "warp":
-        out.append(("warp", cg.BLOCK, v, ""))
+        out.append(("warp", v, ""))
     return out
 
 
-def source(body, threads: int, v: cr.RowVariant, transform: str, fp16: bool = True) -> str:
-    with _block(threads):
-        src = cr.kernel_source(body, v, "fj_kernel", fp16_header=fp16)
-    return _transform(src, transform)
+def source(body, v: cr.RowVariant, transform: str, fp16: bool = True) -> str:
+    return _transform(cr.kernel_source(body, v, "fj_kernel", fp16_header=fp16), transform)
 
 
 def _transform(src: str, transform: str) -> str:
@@ -143,11 +122,9 @@ def combined_source() -> str:
     parts = [cg.prelude()]
     for name in NAMES:
         body, _, _, arrays, _, _ = row_body(name)
-        for label, t, v, tr in variants(body, arrays[0].shape[-1]):
+        for label, v, tr in variants(body, arrays[0].shape[-1]):
             kname = f"k_{name}_{label}".replace("-", "_")
-            with _block(t):
-                src = cr.render_row_kernel(body, v, kname)
-            parts.append(_transform(src, tr))
+            parts.append(_transform(cr.render_row_kernel(body, v, kname), tr))
     return "\n".join(parts)
 
 
@@ -157,10 +134,10 @@ def _write_sources(folder: str) -> int:
     for name in NAMES:
         body, _, _, arrays, _, _ = row_body(name)
         N = arrays[0].shape[-1]
-        for label, t, v, tr in variants(body, N):
+        for label, v, tr in variants(body, N):
             path = os.path.join(folder, f"{name}-{label}.cu")
             with open(path, "w") as f:
-                f.write(source(body, t, v, tr, fp16=False))
+                f.write(source(body, v, tr, fp16=False))
             count += 1
     print(f"{count} sources in {folder}")
     return 0
@@ -177,11 +154,11 @@ def _time(f, sync, reps: int = 15) -> float:
     return statistics.median(timer(f) for _ in range(reps))
 
 
-def _launcher(b, body, threads, v, transform):
+def _launcher(b, body, v, transform):
     """A function the row kernel's own call path launches (its ports, strides and outputs),
     run with this variant's grid and block instead of the planned ones."""
-    src = source(body, threads, v, transform, fp16=b.fp16_include is not None)
-    binary = b._compile(src, f"rows-experiment-{threads}-{v.tag}-{transform or 'plain'}")
+    src = source(body, v, transform, fp16=b.fp16_include is not None)
+    binary = b._compile(src, f"rows-experiment-{v.tag}-{transform or 'plain'}")
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, f"kernel.{b.binary}")
         with open(path, "wb") as f:
@@ -190,7 +167,7 @@ def _launcher(b, body, threads, v, transform):
     n_args = len(body.ports) + len(body.outputs)
 
     def launch(grid, block, args):
-        raw((cr.grid_rows(int(args[n_args]), v, b.sm_count),), (threads,), args)
+        raw((cr.grid_rows(int(args[n_args]), v),), (v.block_threads,), args)
 
     return launch
 
@@ -216,10 +193,10 @@ def run(json_path: str | None) -> int:
         nbytes = sum(a.nbytes for a in arrays) + sum(int(o.nbytes) for o in outs)
         ins = [t._data for t in region_in]
         calls = {}
-        for label, t, v, tr in variants(body, N):
+        for label, v, tr in variants(body, N):
             k = cb.CudaRowKernel(b, body)
             try:
-                fn = _launcher(b, body, t, v, tr)
+                fn = _launcher(b, body, v, tr)
                 k.fns[cr.plan_rows(body, N)] = k.fns[cr.plan_rows(body, N, True)] = fn
                 out = k(*ins)
                 _check(name, label, out, ref, w)
@@ -227,8 +204,9 @@ def run(json_path: str | None) -> int:
                 print(f"{name} {label}: {type(e).__name__}: {str(e).splitlines()[0][:150]}")
                 results.append({"workload": name, "variant": label, "error": str(e)[:500]})
                 continue
-            calls[label] = (lambda k=k, ins=ins: k(*ins), v.tag, t)
-        calls["fusejit call"] = (lambda f=traced, a=tensors: f(*a), "traced", cg.BLOCK)
+            calls[label] = (lambda k=k, ins=ins: k(*ins), v.tag, v.block_threads)
+        planned = cr.plan_rows(body, N, aligned=True)
+        calls["fusejit call"] = (lambda f=traced, a=tensors: f(*a), "traced", planned.block_threads)
         order = list(calls)
         times = {k: [] for k in order}
         for seq in (order, order[::-1]):

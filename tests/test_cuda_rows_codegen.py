@@ -451,33 +451,28 @@ def test_emulated_strided_and_broadcast_inputs(gxx, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("N", [37, 1500, 3000])
-def test_emulated_persistent_blocks_loop_over_rows(gxx, tmp_path, monkeypatch, N):
-    # fewer blocks than rows: each loops over rows, the weight and bias loaded once
-    monkeypatch.setattr(cr, "PERSIST", "always")
+def test_emulated_rows_aligned_and_offset(gxx, tmp_path, N):
+    # the same rows, aligned for 16-byte accesses and one element off: the launch takes the
+    # wide variant only for the first, and both compute the eager values
     rng = np.random.default_rng(N)
-    R = 40 if N < 3000 else 20
-    wide = rng.standard_normal((R, N + 4)).astype(np.float32)
+    wide = rng.standard_normal((6, N + 4)).astype(np.float32)
     w, b = (rng.standard_normal(N).astype(np.float32) for _ in range(2))
 
     def f(x, w, b):
         return fusejit.layer_norm(x, (N,), w, b), x.softmax(-1)
 
-    for n, x in enumerate(
-        (wide[:, :N], wide[:, 1 : N + 1])
-    ):  # rows aligned for wide loads, and not
+    for n, x in enumerate((wide[:, :N], wide[:, 1 : N + 1])):
         args = tuple(fusejit.from_numpy(a) for a in (x, w, b))
         g = _optimized(f, args)
         (node,) = [n for n in g.nodes if n.op == "fused"]
         body = node.attr("body")
-        aligned = x.ctypes.data % 16 == 0 and (N + 4) % 4 == 0
+        aligned = n == 0 and x.ctypes.data % 16 == 0 and N % 4 == 0
         v = cr.plan_rows(body, N, aligned)
-        assert v.persist and cr.grid_rows(R, v, 1) < R and v.vec == (4 if aligned else 1)
+        assert v.vec == (4 if aligned else 1)
         folder = tmp_path / f"k{n}"
         folder.mkdir()
         lib = RowHostLib(gxx, folder, [("k", body, v)])
-        backend = _host_backend({(body, v): lib.function("k", body)})
-        backend.sm_count = 1
-        k = backend.row_kernel(body)
+        k = _host_backend({(body, v): lib.function("k", body)}).row_kernel(body)
         order = [g.block.params.index(p) for p in node.inputs]
         got = k(*[(x, w, b)[i] for i in order])
         for out, want in zip(got, f(*args), strict=True):
@@ -583,9 +578,6 @@ VARIANTS = [
     cr.RowVariant("block", 16, 8),
     cr.RowVariant("block", 8, 4, 128),
     cr.RowVariant("block", 0, 1, 128),
-    cr.RowVariant("block", 8, 4, 128, True),
-    cr.RowVariant("block", 0, 1, 0, True),
-    cr.RowVariant("warp", 8, 4, 0, True),
 ]
 
 
@@ -644,7 +636,6 @@ def test_nvcc_compiles_the_row_experiment_variants(tmp_path):
     src = tmp_path / "rows_experiment.cu"
     src.write_text(mod.combined_source())
     assert src.read_text().count("__global__") >= 20
-    assert cg.BLOCK == 256  # (the variants render with other block sizes, then restore it)
     cmd = [path, "--cubin", "-arch=sm_90", "-std=c++17", "-Werror", "all-warnings",
            "-o", str(tmp_path / "rows_experiment.cubin"), "-x", "cu", str(src)]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)

@@ -227,16 +227,23 @@ def uses_half(body: KernelBody) -> bool:
 BYTE_VECTOR_MAX = 4
 
 
-def vector_width(body: KernelBody, max_bytes: int = 16) -> int:
-    """Elements per thread and iteration: ``max_bytes`` of the widest array dtype (at most 16
-    elements; at most ``BYTE_VECTOR_MAX`` when every array has 1-byte elements). Above 16
-    bytes a thread issues several 16-byte loads per array at once."""
-    sizes = [dt.as_dtype(d).itemsize for d in (*body.in_dtypes, *body.out_dtypes())]
-    if not sizes:
+def access_width(itemsizes, max_bytes: int = 16, most: int = 16) -> int:
+    """Elements per wide access for arrays of these element sizes: ``max_bytes`` of the widest
+    (at most ``most`` elements; ``BYTE_VECTOR_MAX`` when every array has 1-byte elements)."""
+    widest = max(itemsizes, default=0)
+    if widest == 0:
         return 1
-    if max(sizes) == 1:
+    if widest == 1:
         return BYTE_VECTOR_MAX
-    return max(1, min(16, max_bytes // max(sizes)))
+    return max(1, min(most, max_bytes // widest))
+
+
+def vector_width(body: KernelBody, max_bytes: int = 16) -> int:
+    """Elements per thread and iteration (``access_width`` of every array of ``body``). Above
+    16 bytes a thread issues several 16-byte loads per array at once."""
+    return access_width(
+        [dt.as_dtype(d).itemsize for d in (*body.in_dtypes, *body.out_dtypes())], max_bytes
+    )
 
 
 @lru_cache(maxsize=1)

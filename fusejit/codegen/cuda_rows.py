@@ -25,9 +25,10 @@ Variants (``RowVariant``), chosen per launch by ``plan_rows`` from the row lengt
   ``rows.online_pairs``) accumulates online in one pass there: each thread keeps (m, s) and
   rescales s by exp(m_old - m_new) when its maximum grows; partial states merge the same way,
   so softmax reads its row twice (max and sum; normalize), not three times.
-- ``persist``: a grid of as many blocks as fit the GPU at once, each looping over rows, the
-  inputs constant over the rows loaded once per block. Measured slower (3-8 points of the copy
-  bandwidth on an H200) and off by default (``PERSIST``).
+
+A persistent form (a grid that fits the GPU, each block looping over rows, a layer norm's weight
+loaded once per block) was measured 3-8 points of the copy bandwidth slower on an H200 and
+removed (bench/RESULTS.md).
 
 Numerics: float16 is loaded as float32, every step computed in float32 and rounded back to
 float16 after each float16 step (as the elementwise kernels do); float16 sums and means
@@ -63,9 +64,6 @@ WARP_MAX = 256
 # softmax 85-89% of the copy bandwidth against 82-84%, layer norm 77% against 71-74%
 SMALL_ROWS = 2048
 SMALL_BLOCK = 128
-# which rows get a persistent variant (RowVariant.persist): "never", "inner" (rows with an
-# input constant over the rows, loaded once per block then) or "always"
-PERSIST = "never"
 MAX_CACHE = 32  # elements per thread kept in registers, at most
 _COMBINE = {"sum": "fj_rsum", "mean": "fj_rsum", "amax": "fj_rmax", "amin": "fj_rmin"}
 
@@ -78,9 +76,6 @@ class RowVariant:
     cache: int = 0  # elements per thread of each re-read input kept in registers (0: none)
     vec: int = 1  # consecutive elements a thread moves with one load or store (cached rows)
     group: int = 0  # "block": threads per block (a row), 0 for cg.BLOCK
-    # a grid of at most as many blocks as fit the GPU at once, each looping over rows; the
-    # inputs the same for every row (a layer norm's weight and bias) are loaded once per block
-    persist: bool = False
 
     @property
     def threads(self) -> int:
@@ -99,8 +94,7 @@ class RowVariant:
     def tag(self) -> str:
         tag = f"rows-{self.mode}-c{self.cache}"
         tag += f"-v{self.vec}" if self.vec > 1 else ""
-        tag += f"-t{self.group}" if self.group else ""
-        return tag + ("-p" if self.persist else "")
+        return tag + (f"-t{self.group}" if self.group else "")
 
 
 def element_ports(body: RowBody) -> list:
@@ -109,14 +103,12 @@ def element_ports(body: RowBody) -> list:
 
 
 def row_vec(body: RowBody) -> int:
-    """Elements per wide load or store: 16 bytes of the widest element port or full output
-    (at most 8 elements)."""
+    """Elements per wide load or store (``cuda.access_width`` of the element ports and the
+    full outputs, at most 8 elements)."""
     sizes = [dt.as_dtype(body.ports[i][2]).itemsize for i in element_ports(body)]
     full_outs = [d for d, (_, form) in zip(body.out_dtypes(), body.outputs) if form == "full"]
     sizes += [dt.as_dtype(d).itemsize for d in full_outs]
-    if sizes and max(sizes) == 1:
-        return cg.BYTE_VECTOR_MAX  # (see cuda.BYTE_VECTOR_MAX: a compiler bug)
-    return max(1, min(8, 16 // max(sizes))) if sizes else 1
+    return cg.access_width(sizes, most=8)
 
 
 def plan_rows(body: RowBody, N: int, aligned: bool = False) -> RowVariant:
@@ -133,21 +125,14 @@ def plan_rows(body: RowBody, N: int, aligned: bool = False) -> RowVariant:
         V = 1
     chunks = -(-max(N, 1) // (T * V))
     # registers even for an input read once: its loads are then issued together
-    persist = PERSIST == "always" or (
-        PERSIST == "inner" and any(p[1] == "inner" for p in body.ports)
-    )
     if chunks * V <= MAX_CACHE and element_ports(body):
-        return RowVariant(mode, (1 << (chunks - 1).bit_length()) * V, V, group, persist)
-    return RowVariant(mode, 0, 1, group, persist)
+        return RowVariant(mode, (1 << (chunks - 1).bit_length()) * V, V, group)
+    return RowVariant(mode, 0, 1, group)
 
 
-def grid_rows(R: int, v: RowVariant, sm_count: int = 1) -> int:
-    """Blocks to launch for R rows: one per row (or per ``rows_per_block`` rows), or for a
-    persistent variant at most as many as fit ``sm_count`` SMs at full occupancy."""
-    blocks = max(1, -(-R // v.rows_per_block))
-    if v.persist:
-        return min(blocks, sm_count * max(1, 2048 // v.block_threads))
-    return blocks
+def grid_rows(R: int, v: RowVariant) -> int:
+    """Blocks to launch for R rows: one per ``rows_per_block`` rows."""
+    return max(1, -(-R // v.rows_per_block))
 
 
 def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> str:
@@ -180,23 +165,12 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
     ]
     rpb = v.rows_per_block
     first_row = "(long long)blockIdx.x" + (f" * {rpb} + (threadIdx.x >> 5)" if rpb > 1 else "")
-    L.append("    const int lane = threadIdx.x" + (" & 31;" if v.mode == "warp" else ";"))
-    # persistent: the inputs constant over the rows are loaded once, before the row loop
-    hoisted = sorted(i for i in cached if ports[i][1] == "inner") if v.persist else []
-    row_cached = sorted(cached - set(hoisted))
-    if v.persist:
-        L.append("    const int N = (int)N_;")
-        for i in hoisted:
-            L.append(f"    {cg.ctype(cdt(ports[i][2]))} xc{i}[{v.cache}];")
-        L += _load_loop(hoisted, ports, v, cdt)
-        head, L = L, []  # the row loop's body from here on (see the end)
-        L.append("    const long long r = r_;")
-    else:
-        L += [
-            f"    const long long r = {first_row};",
-            "    if (r >= R_) return;  // a whole warp (or block) at once",
-            "    const int N = (int)N_;",
-        ]
+    L += [
+        "    const int lane = threadIdx.x" + (" & 31;" if v.mode == "warp" else ";"),
+        f"    const long long r = {first_row};",
+        "    if (r >= R_) return;  // a whole warp (or block) at once",
+        "    const int N = (int)N_;",
+    ]
     for i, (_, view, d) in enumerate(ports):
         if view == "full":
             L.append(f"    const {cg.ctype(d)}* a{i}r = a{i} + r * ld{i}_;")
@@ -207,7 +181,7 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
     for k, (_, form) in enumerate(body.outputs):
         if form == "full":
             L.append(f"    {cg.ctype(outs[k])}* o{k}r = o{k} + r * N_;")
-    for i in row_cached:
+    for i in sorted(cached):
         L.append(f"    {cg.ctype(cdt(ports[i][2]))} xc{i}[{v.cache}];")
     # with the row in registers, an expensive value (an exp, a tanh) that several passes use
     # is computed once and kept in registers too (softmax: exp(x - max) for the sum and the
@@ -250,14 +224,7 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
             L.append(f"    const {cg.ctype(d)} t{j} = {code};")
 
     V = v.vec
-    # thread lane's chunk cc holds elements (lane + cc T) V ... (lane + cc T) V + V - 1
-    chunk_open = [
-        "#pragma unroll",
-        f"    for (int cc = 0; cc < {v.cache // V}; ++cc) {{",
-        f"        const int j0 = (lane + cc * {T}) * {V};",
-        "        if (j0 < N) {",
-    ]
-    L += _load_loop(row_cached, ports, v, cdt)
+    L += _load_loop(sorted(cached), ports, v, cdt)
     for p, ps in enumerate(sch.passes):
         row_steps(sch.before[p])
         online = [m for m in ps.reductions if m in sch.online]
@@ -279,7 +246,7 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
         def pass_loop(ps=ps, reads=reads, regs=from_regs, js=pass_steps) -> list:
             M: list = []
             if V > 1:
-                M += chunk_open
+                M += _chunk_open(v)
                 M += [f"            {cg._vec_t(outs[k], V)} w{k};" for k in ps.outputs]
                 M += ["#pragma unroll", f"            for (int e = 0; e < {V}; ++e) {{",
                       f"                const int c = cc * {V} + e;"]  # fmt: skip
@@ -351,16 +318,20 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
         if form != "full":
             code, _ = get(ref)
             L.append(f"    if (lane == 0) o{k}[r] = {cg._store(outs[k], code)};")
-    if v.persist:
-        step = "gridDim.x" + (f" * {rpb}" if rpb > 1 else "")
-        body_lines = L
-        L = head + [f"    for (long long r_ = {first_row}; r_ < R_; r_ += {step}) {{"]
-        L += [("    " + x if x.startswith(" ") else x) for x in body_lines]
-        if v.mode == "block":  # the next row rewrites the shared partials this one read
-            L.append("        __syncthreads();")
-        L.append("    }")
     L.append("}")
     return "\n".join(L) + "\n"
+
+
+def _chunk_open(v: RowVariant) -> list:
+    """The head of a loop over a thread's chunks (``vec`` > 1): chunk ``cc`` holds elements
+    ``(lane + cc T) V ... (lane + cc T) V + V - 1``, all in the row or none (N % V == 0)."""
+    V = v.vec
+    return [
+        "#pragma unroll",
+        f"    for (int cc = 0; cc < {v.cache // V}; ++cc) {{",
+        f"        const int j0 = (lane + cc * {v.threads}) * {V};",
+        "        if (j0 < N) {",
+    ]
 
 
 def _load_loop(which: list, ports, v: RowVariant, cdt) -> list:
@@ -378,13 +349,7 @@ def _load_loop(which: list, ports, v: RowVariant, cdt) -> list:
             src = f"a{i}r[j]" if ports[i][1] == "full" else f"a{i}[j]"
             L.append(f"        xc{i}[c] = j < N ? {cg._load(d, src)} : ({cg.ctype(cdt(d))})0;")
         return L + ["    }"]
-    # wide loads, a chunk of V elements at a time: elements (lane + cc T) V ... + V - 1
-    L += [
-        "#pragma unroll",
-        f"    for (int cc = 0; cc < {v.cache // V}; ++cc) {{",
-        f"        const int j0 = (lane + cc * {T}) * {V};",
-        "        if (j0 < N) {",
-    ]
+    L += _chunk_open(v)  # wide loads, a chunk of V elements at a time
     for i in which:
         d = ports[i][2]
         base = f"a{i}r" if ports[i][1] == "full" else f"a{i}"

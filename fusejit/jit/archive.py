@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import dtypes as dt
+from ..device import CPU
 from ..errors import FusejitError
 from ..ops.registry import OPS
 from ..tensor import Tensor
@@ -118,7 +119,7 @@ def _dec(x, ctx, tensors=None, depth=0):
             return float(v)
         if k == "dtype" and isinstance(v, str) and v in dt._BY_NAME:
             return dt.as_dtype(v)
-        if k == "device" and isinstance(v, str) and re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", v):
+        if k == "device" and isinstance(v, str) and _DEVICE_NAME.fullmatch(v):
             return _device(v, ctx)
         if k == "tensor" and isinstance(v, int) and tensors is not None and 0 <= v < len(tensors):
             return tensors[v]
@@ -126,6 +127,7 @@ def _dec(x, ctx, tensors=None, depth=0):
 
 
 _DEVICE_OVERRIDE: list = [None]
+_DEVICE_NAME = re.compile(r"cpu|cuda(:[0-9]{1,3})?")
 
 
 def _device(s: str, ctx: str):
@@ -136,8 +138,12 @@ def _device(s: str, ctx: str):
     try:
         return as_device(s)
     except FusejitError as e:
-        raise ArchiveError(f"{ctx}: device {s} is not usable here ({e}); pass device= to "
-                           "fusejit.load") from None  # fmt: skip
+        raise _unusable(ctx, s, e) from None
+
+
+def _unusable(ctx: str, device, e: Exception) -> ArchiveError:
+    return ArchiveError(f"{ctx}: device {device} is not usable here ({e}); pass device= to "
+                        "fusejit.load")  # fmt: skip
 
 
 def _graph_json(g: Graph, tensor_index, tensors: list) -> dict:
@@ -697,21 +703,17 @@ def _load_tensors(z, infos, metas):
             raise ArchiveError(f"member {member} holds {getattr(arr, 'dtype', '?')}"
                                f"{list(getattr(arr, 'shape', []))}, the manifest says "
                                f"{name}{shape}")  # fmt: skip
-        from ..device import CPU
-
         # the data is read on the host, then moved to the device it was saved from (archives
         # without "device" were saved from the CPU), or to load(device=)'s
         where = m.get("device", "cpu")
-        _need(isinstance(where, str) and re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", where), ctx,
-              "bad device")  # fmt: skip
+        _need(isinstance(where, str) and _DEVICE_NAME.fullmatch(where), ctx, "bad device")
         dev = _device(where, ctx)
         t = Tensor._wrap(np.asarray(arr, order="C"), d, CPU)
         if dev.type != "cpu":
             try:
                 t = t.to(dev)
             except FusejitError as e:
-                raise ArchiveError(f"{ctx}: device {dev} is not usable here ({e}); pass "
-                                   "device= to fusejit.load") from None  # fmt: skip
+                raise _unusable(ctx, dev, e) from None
         tensors.append(t)
         nm = m.get("name", "")
         names.append(nm if isinstance(nm, str) else "")
