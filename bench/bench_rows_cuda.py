@@ -144,14 +144,12 @@ def _write_sources(folder: str) -> int:
 
 
 def _time(f, sync, reps: int = 15) -> float:
-    """Median device seconds of one call (``fusejit.harness.GpuTimer``: the L2 flushed first,
-    as ``python -m fusejit bench`` and bench/gpu_bench.py time)."""
-    from fusejit.harness import device_timer
+    """Median device seconds of one call, timed as ``python -m fusejit bench`` and
+    bench/gpu_bench.py time (``harness.device_timing``: a warm-up, the L2 flushed first)."""
+    from fusejit import harness
 
-    timer = device_timer(fj.Device("cuda:0"))
-    f()
-    sync()
-    return statistics.median(timer(f) for _ in range(reps))
+    timing = {**harness.device_timing(fj.Device("cuda:0")), "repeat": reps}
+    return statistics.median(harness.time_interleaved({"f": f}, sync=sync, **timing)["f"])
 
 
 def _launcher(b, body, v, transform):

@@ -50,17 +50,14 @@ def make_inputs(name: str, scale: int) -> tuple:
 
 
 # ---- timing ----------------------------------------------------------------------------------
-def gpu_time_ms(fn, warmup: int = 3, reps: int = 20) -> float:
-    """Median over ``reps`` of one call's device time (``fusejit.harness.GpuTimer``: events
-    around the call, each after a 256 MB fill that flushes the L2). The warm-up ends with a
-    synchronization, so the timed calls start on an idle GPU."""
-    import cupy
-
-    timer = harness.device_timer(fj.Device("cuda:0"))
-    for _ in range(warmup):
-        fn()
-    cupy.cuda.Device().synchronize()
-    return statistics.median(timer(fn) for _ in range(reps)) * 1e3
+def gpu_time_ms(fn, reps: int = 20) -> float:
+    """Median over ``reps`` of one call's device time, timed as ``python -m fusejit bench``
+    times (``harness.device_timing``: a 25 ms warm-up, then events around each call, after a
+    256 MB fill that flushes the L2)."""
+    dev = fj.Device(DEV)
+    t = harness.time_interleaved({"f": fn}, sync=dev.backend.synchronize,
+                                 **{**harness.device_timing(dev), "repeat": reps})  # fmt: skip
+    return statistics.median(t["f"]) * 1e3
 
 
 # launch settings compared per workload: (bytes per thread and array, grid cap in blocks per
@@ -75,7 +72,7 @@ def copy_bandwidth() -> dict:
 
     a = cupy.random.standard_normal(1 << 26, dtype=cupy.float32)
     b = cupy.empty_like(a)
-    ms = gpu_time_ms(lambda: cupy.copyto(b, a), warmup=5, reps=30)
+    ms = gpu_time_ms(lambda: cupy.copyto(b, a), reps=30)
     return {"ms": ms, "gbs": 2 * a.nbytes / ms / 1e6, "bytes": 2 * a.nbytes}
 
 

@@ -151,6 +151,14 @@ class GpuTimer:
 
 _TIMERS: dict = {}
 
+# Before timing on a GPU, the calls run for this long: as triton's ``do_bench`` (the anchors'
+# timer) warms up for 25 ms. A GPU idle during the host's verification needs it: in a run with
+# no warm-up (5 timed rounds, bench/RESULTS.md) the fused layer norm on an H200 measured 144,
+# 60, 57, 52, 50 us in turn, and 37 us after a warm-up.
+GPU_WARMUP_S = 0.025
+GPU_MIN_ROUNDS = 20  # timed rounds at least (a round of a workload costs ~1-15 ms on a GPU)
+GPU_MAX_ROUNDS = 100
+
 
 def device_timer(dev: fj.Device):
     """The timer of one call on ``dev``: None on the CPU (a host clock around the call), a
@@ -161,6 +169,32 @@ def device_timer(dev: fj.Device):
     if t is None:
         t = _TIMERS[str(dev)] = GpuTimer(dev)
     return t
+
+
+def device_timing(dev: fj.Device) -> dict:
+    """The keyword arguments of :func:`time_interleaved` that time calls on ``dev``: none on
+    the CPU; on a GPU its :class:`GpuTimer`, a warm-up of ``GPU_WARMUP_S`` and at least
+    ``GPU_MIN_ROUNDS`` rounds.
+
+    >>> device_timing(fj.Device("cpu"))
+    {}
+    """
+    if dev.type == "cpu":
+        return {}
+    return {"timer": device_timer(dev), "warmup": 1, "warmup_s": GPU_WARMUP_S,
+            "min_repeat": GPU_MIN_ROUNDS, "max_repeat": GPU_MAX_ROUNDS}  # fmt: skip
+
+
+def warm_up(calls, sync, rounds: int = 1, seconds: float = 0.0) -> None:
+    """Run every callable of ``calls`` in turn, round after round, for at least ``rounds``
+    rounds and ``seconds`` seconds (synchronized after each round)."""
+    t0 = time.perf_counter()
+    done = 0
+    while done < rounds or time.perf_counter() - t0 < seconds:
+        for f in calls:
+            f()
+        sync()
+        done += 1
 
 
 def _to_tensors(arrays, dev: fj.Device) -> tuple:
@@ -191,9 +225,11 @@ def time_interleaved(
     min_repeat: int = 3,
     max_repeat: int = 15,
     timer=None,
+    warmup_s: float = 0.0,
 ) -> dict:
     """Per-call seconds of each callable in ``calls``, timed in turn round after round.
 
+    First ``warmup`` rounds, and more until ``warmup_s`` seconds have passed, untimed.
     ``repeat=None`` times at least ``min_repeat`` rounds and stops once ``budget_s`` is spent
     (at most ``max_repeat``). ``timer(f)``, when given, times one call (``device_timer``);
     else a host clock does, around the call and ``sync``. Returns ``{name: [seconds, ...]}``.
@@ -202,18 +238,14 @@ def time_interleaved(
     >>> len(t["a"])
     3
     """
-    for _ in range(warmup):
-        for f in calls.values():
-            f()
-        sync()
+    warm_up(list(calls.values()), sync, warmup, warmup_s)
     times: dict = {k: [] for k in calls}
     t_start = time.perf_counter()
     rounds = 0
     items = list(calls.items())
     while True:
-        # each round starts one call later, so that an effect of the call before (on an H200
-        # the fused layer norm, always timed right after the eager one, measured 1.6x the
-        # same kernel timed next, through optimize) falls on every call in turn
+        # each round starts one call later, so that an effect of the call before (a cache or
+        # clock state it leaves) falls on every call in turn, not always on the same one
         r = rounds % len(items)
         for k, f in items[r:] + items[:r]:
             if timer is not None:
@@ -239,7 +271,7 @@ def copy_bandwidth(device: str = "cpu", n: int = 1 << 26, repeat: int = 5) -> di
     """The machine's copy bandwidth: (bytes read + written) / time of a float32 array copy.
 
     On the CPU ``np.copyto``; on a GPU a device-to-device copy, timed as the workloads are
-    (``device_timer``).
+    (``device_timing``).
 
     >>> copy_bandwidth("cpu", n=1 << 16, repeat=2)["gbs"] > 0
     True
@@ -250,7 +282,7 @@ def copy_bandwidth(device: str = "cpu", n: int = 1 << 26, repeat: int = 5) -> di
     src = xp.ones(n, dtype=xp.float32)
     dst = xp.zeros(n, dtype=xp.float32)
     t = time_interleaved({"copy": lambda: xp.copyto(dst, src)}, repeat=repeat, sync=sync,
-                         timer=device_timer(dev))  # fmt: skip
+                         **device_timing(dev))  # fmt: skip
     med = statistics.median(t["copy"])
     nbytes = 2 * n * 4
     return {"elements": n, "bytes": nbytes, "seconds": med, "gbs": nbytes / med / 1e9}
@@ -327,9 +359,10 @@ def run_workload(
         "optimized": lambda: opt(*tensors),
         "ref": lambda: w.ref(xp, *ref_in),
     }
-    # the verification calls above were the warm-up (compiled, memory touched)
-    t = time_interleaved(calls, repeat=repeat, sync=sync, budget_s=budget_s, warmup=0,
-                         timer=device_timer(dev))  # fmt: skip
+    # on the CPU the verification calls above were the warm-up (compiled, memory touched); a
+    # GPU, idle while the host verified, warms up again (device_timing)
+    timing = {"warmup": 0, "budget_s": budget_s, **device_timing(dev)}
+    t = time_interleaved(calls, repeat=repeat, sync=sync, **timing)
     med = {k: statistics.median(v) for k, v in t.items()}
     res = {
         "name": w.name, "formula": w.formula, "shape": shape, "size": size,

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,32 @@ def test_every_workload_verified_against_reference(tmp_path, monkeypatch):
     for name in WORKLOADS:
         r = harness.run_workload(name, "cpu", size=8192, repeat=1)
         assert r["verified"] and r["fused_s"] > 0, name
+
+
+def test_interleaved_timing_warms_up_by_time_then_times_every_call_in_turn():
+    from fusejit.harness import time_interleaved
+
+    log = []
+    calls = {k: (lambda k=k: log.append(k) or time.sleep(0.002)) for k in "abc"}
+    timed, first = [], []
+
+    def timer(f):  # a timer of one call, as a GPU's events are
+        first.append(first[0] if first else time.perf_counter())
+        n = len(log)
+        f()
+        timed.append(log[n])
+        return 1e-3 * len(timed)
+
+    t0 = time.perf_counter()
+    t = time_interleaved(calls, repeat=None, sync=lambda: None, warmup=1, warmup_s=0.05,
+                         min_repeat=4, max_repeat=4, timer=timer)  # fmt: skip
+    warm = len(log) - len(timed)
+    # untimed whole rounds first, more than the one asked for: 50 ms of them
+    assert warm % 3 == 0 and warm > 3 and first[0] - t0 >= 0.05
+    assert len(timed) == 12 and {k: len(v) for k, v in t.items()} == {"a": 4, "b": 4, "c": 4}
+    # each round starts one call later: a, b, c / b, c, a / c, a, b / a, b, c
+    assert "".join(timed) == "abcbcacababc"
+    assert t["a"] == [1e-3, 6e-3, 8e-3, 10e-3]
 
 
 def test_mismatch_fails_loudly(tmp_path, monkeypatch):

@@ -562,3 +562,19 @@ def test_float16_rows_accumulate_in_float32(n):
     mu = x64.mean(-1, keepdims=True)
     y64 = (x64 - mu) / np.sqrt(((x64 - mu) ** 2).mean(-1, keepdims=True) + 1e-5) * w
     np.testing.assert_allclose(y.numpy().astype(np.float64), y64, rtol=4e-3, atol=4e-3)
+
+
+# ---- the benchmark harness on the GPU ----------------------------------------------------------
+def test_the_harness_times_gpu_calls_with_events_after_a_warm_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
+    from fusejit import harness
+
+    timing = harness.device_timing(fusejit.Device(GPU))
+    assert isinstance(timing["timer"], harness.GpuTimer)
+    assert timing["warmup_s"] == harness.GPU_WARMUP_S
+    assert harness.copy_bandwidth("cuda", n=1 << 20, repeat=3)["gbs"] > 0
+    r = harness.run_workload("softmax", "cuda", size=64 * 4096)
+    assert r["verified"] and r["kernels"] == 1
+    # at least the GPU's minimum of rounds (a round costs well under the time budget here)
+    assert r["repeats"] >= harness.GPU_MIN_ROUNDS
+    assert all(s > 0 for v in r["times"].values() for s in v)
