@@ -110,7 +110,8 @@ for r in anchors:
 if copy:
     print(f"{bench.get('info', {}).get('device', '?')}: copy {copy:.0f} GB/s (cupy, read + "
           "written); anchors' lstm-cell uses H=1024, fusejit's H=4096")
-print(f"{'workload':12s} {'fused':>7s} {'eager':>7s} {'torch.compile':>14s} {'cupy.fuse':>10s}")
+print(f"{'workload':12s} {'fused':>7s} {'in turn':>8s} {'eager':>7s} {'torch.compile':>14s} "
+      f"{'cupy.fuse':>10s}")
 for r in bench.get("workloads", []):
     w = r["workload"]
     if "error" in r:
@@ -118,7 +119,8 @@ for r in bench.get("workloads", []):
         continue
     tc, cf = pct.get((w, "torch.compile")), pct.get((w, "cupy.fuse"))
     fmt = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
-    print(f"{w:12s} {fmt(r['fused_pct_copy']):>7s} {fmt(r['eager_pct_copy']):>7s} "
+    print(f"{w:12s} {fmt(r['fused_pct_copy']):>7s} "
+          f"{fmt(r.get('fused_in_turn_with_eager_pct_copy')):>8s} {fmt(r['eager_pct_copy']):>7s} "
           f"{fmt(tc):>14s} {fmt(cf):>10s}")
 ho = bench.get("host_overhead", {})
 if "fused_us_per_call" in ho:

@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import os
 import platform
@@ -229,7 +230,8 @@ def time_interleaved(
 ) -> dict:
     """Per-call seconds of each callable in ``calls``, timed in turn round after round.
 
-    First ``warmup`` rounds, and more until ``warmup_s`` seconds have passed, untimed.
+    First ``warmup`` rounds, and more until ``warmup_s`` seconds have passed, untimed; the
+    timed rounds run with the garbage collector off.
     ``repeat=None`` times at least ``min_repeat`` rounds and stops once ``budget_s`` is spent
     (at most ``max_repeat``). ``timer(f)``, when given, times one call (``device_timer``);
     else a host clock does, around the call and ``sync``. Returns ``{name: [seconds, ...]}``.
@@ -240,30 +242,39 @@ def time_interleaved(
     """
     warm_up(list(calls.values()), sync, warmup, warmup_s)
     times: dict = {k: [] for k in calls}
-    t_start = time.perf_counter()
-    rounds = 0
     items = list(calls.items())
-    while True:
-        # each round starts one call later, so that an effect of the call before (a cache or
-        # clock state it leaves) falls on every call in turn, not always on the same one
-        r = rounds % len(items)
-        for k, f in items[r:] + items[:r]:
-            if timer is not None:
-                times[k].append(timer(f))
-                continue
-            sync()
-            t0 = time.perf_counter()
-            f()
-            sync()
-            times[k].append(time.perf_counter() - t0)
-        rounds += 1
-        if repeat is not None:
-            if rounds >= repeat:
+    # no garbage collection while timing (as timeit): a collection of the eager calls' garbage
+    # would land on whichever call happens to run, and on a GPU stall the launch after the flush
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t_start = time.perf_counter()
+        rounds = 0
+        while True:
+            # each round starts one call later, so that an effect of the call before (a cache
+            # or clock state it leaves) falls on every call in turn, not always on the same one
+            r = rounds % len(items)
+            for k, f in items[r:] + items[:r]:
+                if timer is not None:
+                    times[k].append(timer(f))
+                    continue
+                sync()
+                t0 = time.perf_counter()
+                f()
+                sync()
+                times[k].append(time.perf_counter() - t0)
+            rounds += 1
+            if repeat is not None:
+                if rounds >= repeat:
+                    break
+            elif rounds >= max_repeat or (
+                rounds >= min_repeat and time.perf_counter() - t_start > budget_s
+            ):
                 break
-        elif rounds >= max_repeat or (
-            rounds >= min_repeat and time.perf_counter() - t_start > budget_s
-        ):
-            break
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return times
 
 

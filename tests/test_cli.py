@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -80,10 +81,11 @@ def test_interleaved_timing_warms_up_by_time_then_times_every_call_in_turn():
 
     log = []
     calls = {k: (lambda k=k: log.append(k) or time.sleep(0.002)) for k in "abc"}
-    timed, first = [], []
+    timed, first, gc_on = [], [], []
 
     def timer(f):  # a timer of one call, as a GPU's events are
         first.append(first[0] if first else time.perf_counter())
+        gc_on.append(gc.isenabled())
         n = len(log)
         f()
         timed.append(log[n])
@@ -99,6 +101,7 @@ def test_interleaved_timing_warms_up_by_time_then_times_every_call_in_turn():
     # each round starts one call later: a, b, c / b, c, a / c, a, b / a, b, c
     assert "".join(timed) == "abcbcacababc"
     assert t["a"] == [1e-3, 6e-3, 8e-3, 10e-3]
+    assert not any(gc_on) and gc.isenabled()  # no collection while timing, as timeit
 
 
 def test_mismatch_fails_loudly(tmp_path, monkeypatch):
