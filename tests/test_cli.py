@@ -213,3 +213,13 @@ def test_targets_follow_the_device():
     assert "gelu fused >= 85% of copy bandwidth" not in got  # not measured: not judged
     text = format_targets(check_targets(res))
     assert text.startswith("targets (CUDA):") and "NOT met  softmax" in text
+
+
+def test_harness_docstring_examples(tmp_path, monkeypatch):
+    import doctest
+
+    from fusejit import harness
+
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
+    res = doctest.testmod(harness)
+    assert res.attempted > 0 and res.failed == 0
