@@ -200,6 +200,7 @@ class CudaBackend:
         self._fused: dict = {}
         self._modules: list = []
         self._scalars: dict = {}  # (type, value, dtype) -> 0-d device array
+        self._split_scratch: dict = {}  # stream -> (partials, counters) of split row kernels
 
     def __repr__(self) -> str:
         return f"<CudaBackend cuda:{self.index} sm_{self.cc} NVRTC {self.nvrtc_version}>"
@@ -299,6 +300,21 @@ class CudaBackend:
         if k is None:
             k = self._fused[body] = CudaRowKernel(self, body)
         return k
+
+    def split_scratch(self, slots: int, counters: int) -> tuple:
+        """Work arrays of split row kernels on the current stream: ``slots`` 8-byte partials
+        and ``counters`` zero counters (each launch leaves its counters zero again). One pair
+        per stream, grown as needed: launches on one stream run in order, so they share it."""
+        cuda = getattr(self.xp, "cuda", None)
+        stream = cuda.get_current_stream().ptr if cuda is not None else 0
+        ws, cnt = self._split_scratch.get(stream, (None, None))
+        with self._on():
+            if ws is None or ws.size < slots:
+                ws = self.xp.empty(max(slots, 1024), np.uint64)
+            if cnt is None or cnt.size < counters:
+                cnt = self.xp.zeros(max(counters, 64), np.uint32)
+        self._split_scratch[stream] = (ws, cnt)
+        return ws, cnt
 
     # compiling and loading ----------------------------------------------------------------
     def function(self, body, v):
@@ -566,7 +582,8 @@ class CudaKernel:
 class CudaRowKernel:
     """A fused row region on one GPU: ``k(*arrays)`` takes the region's input arrays (shapes
     that broadcast as traced, any strides) and returns its outputs. The variant (a warp or a
-    block per row, rows cached in registers or not) follows the row length at each call."""
+    block per row, rows cached in registers or not, or several blocks per row when the rows
+    are few and long) follows the row count and length at each call."""
 
     def __init__(self, backend: CudaBackend, body: rows.RowBody) -> None:
         self.backend = backend
@@ -577,6 +594,7 @@ class CudaRowKernel:
         self.forms = tuple(form for _, form in body.outputs)
         self.fns: dict = {}  # RowVariant -> launchable function
         self.vec = cr.row_vec(body)  # elements per wide load, when every row is aligned for it
+        self.partials = cr.partials(body)  # 8-byte slots a block of a split row fills
 
     def variants(self) -> list:
         return [v.tag for v in self.fns]
@@ -620,15 +638,18 @@ class CudaRowKernel:
                 if view == "inner":
                     aligned = aligned and _ptr(arr) % (V * arr.itemsize) == 0
                 ports.append(arr)
-            v = cr.plan_rows(body, N, aligned)
+            S = cr.split_blocks(body, R, N, b.sm_count)
+            v = cr.split_variant(body, aligned) if S > 1 else cr.plan_rows(body, N, aligned)
             fn = self.fns.get(v)
             if fn is None:
                 fn = self.fns[v] = b.function(body, v)
-            fn(
-                (cr.grid_rows(R, v),),
-                (v.block_threads,),
-                (*ports, *outs, _I64(R), _I64(N), *lds),
-            )
+            if S > 1:  # few long rows: S blocks a row (cuda_rows.split_blocks)
+                ws, cnt = b.split_scratch(R * S * self.partials, R)
+                args = (*ports, *outs, ws, cnt, _I64(R), _I64(N), *lds, _I64(S))
+                fn((R * S,), (v.block_threads,), args)
+            else:
+                args = (*ports, *outs, _I64(R), _I64(N), *lds)
+                fn((cr.grid_rows(R, v),), (v.block_threads,), args)
         return outs
 
 

@@ -67,7 +67,7 @@ tail -n 34 "$OUT/rows_cuda.log"
 
 echo "== python -m fusejit bench --device cuda (eager, traced, optimized, cupy) -> $OUT/harness.log"
 timeout "$(budget 150)" "$PY" -m fusejit bench --device cuda --quiet \
-    --workloads chain-8op,gelu,bias-gelu,adam,lstm-cell,softmax,layernorm,softmax-1k,layernorm-1k,mlp \
+    --workloads chain-8op,gelu,bias-gelu,adam,lstm-cell,softmax,layernorm,softmax-1k,layernorm-1k,mse,mlp \
     --json "$OUT/harness.json" >"$OUT/harness.log" 2>&1
 echo "harness exit status $?"
 tail -n 16 "$OUT/harness.log"

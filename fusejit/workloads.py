@@ -91,6 +91,11 @@ def layernorm(x, w, b):
     return fj.layer_norm(x, (x.shape[-1],), w, b, eps=1e-5)
 
 
+def mse(a, b):
+    d = a - b
+    return (d * d).mean()
+
+
 def adam_step(p, g, m, v):
     m2 = B1 * m + (1 - B1) * g
     v2 = B2 * v + (1 - B2) * g * g
@@ -128,6 +133,10 @@ def _layernorm_ref(xp, x, w, b):
     d = x - mu
     var = (d * d).mean(axis=-1, keepdims=True)
     return d / xp.sqrt(var + 1e-5) * w + b
+
+
+def _mse_ref(xp, a, b):
+    return xp.asarray(((a - b) ** 2).mean())
 
 
 def _adam_ref(xp, p, g, m, v):
@@ -176,6 +185,12 @@ def _make_layernorm(cols):
         return (x, w, b), f"{r}x{c}"
 
     return make
+
+
+def _make_pair(size, device_type, seed=0):
+    rng = _rng(seed)
+    a, b = (rng.standard_normal(size, dtype=np.float32) for _ in range(2))
+    return (a, b), f"2 x {size}"
 
 
 def _make_adam(size, device_type, seed=0):
@@ -238,6 +253,8 @@ _WL = [
              _make_rows(1024), {"cpu": _E}, rtol=1e-4, atol=1e-9),
     Workload("layernorm-1k", "layer_norm over rows of 1024", layernorm,
              _layernorm_ref, _make_layernorm(1024), {"cpu": _E}, rtol=1e-4, atol=1e-4),
+    Workload("mse", "mean((a-b)^2) of whole tensors (a loss)", mse, _mse_ref, _make_pair,
+             {"cpu": _E}, rtol=1e-5, atol=0),
     Workload("adam", "adam step: 4 inputs (p, g, m, v), 3 outputs", adam_step, _adam_ref,
              _make_adam, {"cpu": _E}, rtol=1e-5, atol=1e-6),
     Workload("lstm-cell", "lstm-cell pointwise: gates [B,4H] -> h, c2", lstm_cell, _lstm_ref,

@@ -89,5 +89,6 @@ def host_cuda_backend(function, vec_bytes: int = 16):
     b.max_grid, b.sm_count, b.grid_cap = 2, 1, 0
     b._get_device = lambda: 0
     b._ufuncs, b._expr_kernels, b._fused, b._scalars, b._modules = {}, {}, {}, {}, []
+    b._split_scratch = {}
     b.function = function
     return b

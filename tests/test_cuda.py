@@ -502,14 +502,54 @@ def test_row_pattern_is_one_kernel_and_matches_the_cpu(name):
     want = _tuple(fn(*args))
     g = tuple(a.to(GPU) for a in args)
     t = fusejit.trace(fn, g)
-    if name == "whole_tensor_sum":  # one row would be one block: left to cupy, with a reason
-        reasons = [why for _, why in t.graph.notes["unfused"]]
-        assert any("reduction of the whole tensor" in r for r in reasons), reasons
-    else:
-        assert t.kernel_count() == 1 and [n.op for n in t.graph.nodes] == ["fused"], t.graph
+    assert t.kernel_count() == 1 and [n.op for n in t.graph.nodes] == ["fused"], t.graph
     for k, (got, w) in enumerate(zip(_tuple(t(*g)), want, strict=True)):
         assert got.is_cuda
         row_close(got, w, f"{name} output {k}")
+
+
+@pytest.mark.parametrize("n", [1 << 24, 3 << 20, 100_003])
+def test_few_long_rows_split_over_blocks(n):
+    # a whole tensor (one row) and two long rows: several blocks a row (cuda_rows.SPLIT),
+    # against float64; called twice, since each launch must leave its counters zero
+    rng = np.random.default_rng(n)
+    x, y = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    if n == 100_003:
+        x[n // 3] = np.nan
+    gx, gy = gpu(x), gpu(y)
+
+    def f(x, y):
+        d = x - y
+        return (x * y).sum(), (d * d).mean(), d.abs().amax(), (x > 0).sum()
+
+    t = fusejit.trace(f, (gx, gy))
+    assert t.kernel_count() == 1
+    sm = fusejit.Device(GPU).backend.sm_count
+    S = min(sm * 4, n // 4096)  # blocks (cuda_rows.split_blocks)
+    # roundings: a product, n / (256 S) adds a thread, 8 pairwise steps in each block, S / 256
+    # partials a thread of the last block, 8 steps again
+    bound = (n / (256 * S) + 8 + S / 256 + 8 + 3) * 2.0**-24
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    for _ in range(2):
+        dot, mse, mx, count = (o.numpy() for o in t(gx, gy))
+        d64 = x64 - y64
+        if n == 100_003:  # a NaN: every float result is NaN, the count is not
+            assert np.isnan(dot) and np.isnan(mse) and np.isnan(mx)
+        else:
+            assert abs(dot - (x64 * y64).sum()) <= bound * np.abs(x64 * y64).sum()
+            assert abs(mse - (d64 * d64).mean()) <= bound * (d64 * d64).mean()
+            assert mx == np.abs(x - y).max()
+        assert count == (x > 0).sum() and count.dtype == np.int64
+    two = gpu(np.stack([x, y]))
+    lse = fusejit.trace(lambda z: fusejit.logsumexp(z * 2, -1), (two,))
+    got = lse(two).numpy().astype(np.float64)
+    z = 2 * np.stack([x64, y64])
+    m = z.max(-1, keepdims=True)
+    want = (np.log(np.exp(z - m).sum(-1, keepdims=True)) + m)[:, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, equal_nan=True)
+    for traced in (t, lse):  # 16-byte loads where the rows allow them
+        tags = [v for _, k in traced.plan.kernels for v in k.variants()]
+        assert tags == ["rows-split-c0-v4" if n % 4 == 0 else "rows-split-c0"], tags
 
 
 def _rows(x: np.ndarray, offset: bool):

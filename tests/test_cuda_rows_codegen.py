@@ -28,6 +28,7 @@ from fusejit import dtypes as dt
 from fusejit.codegen import cuda as cg
 from fusejit.codegen import cuda_rows as cr
 from fusejit.codegen.rows import RowBody, schedule
+from fusejit.errors import CompileError
 from fusejit.jit import runtime
 from fusejit.jit.api import optimize_graph
 from fusejit.jit.runtime import Plan
@@ -249,6 +250,13 @@ static fj_barrier* fj_block_bar;
 static fj_barrier* fj_warp_bar[32];
 static long long fj_xchg[32][32];
 static inline void __syncthreads() { fj_block_bar->arrive_and_wait(); }
+// (blocks run one after another: a block's writes are seen by the next ones)
+static inline void __threadfence() {}
+static inline unsigned atomicAdd(unsigned* p, unsigned v) {
+    const unsigned o = *p;
+    *p += v;
+    return o;
+}
 template <typename T>
 static inline T __shfl_xor_sync(unsigned, T v, int o) {
     const unsigned w = threadIdx.x >> 5, l = threadIdx.x & 31;
@@ -267,9 +275,13 @@ def _launcher(name: str, body: RowBody, v: cr.RowVariant) -> str:
     T = v.block_threads
     n_p = len(body.ports)
     args = [f"(const {cg.ctype(d)}*)p[{i}]" for i, (_, _, d) in enumerate(body.ports)]
+    n_o = len(body.outputs)
     args += [f"({cg.ctype(d)}*)p[{n_p + k}]" for k, d in enumerate(body.out_dtypes())]
+    split = v.mode == "split"
+    if split:  # the partials and the counters
+        args += [f"(unsigned long long*)p[{n_p + n_o}]", f"(unsigned*)p[{n_p + n_o + 1}]"]
     n_ld = sum(v == "full" for _, v, _ in body.ports)
-    args += [f"q[{j}]" for j in range(2 + n_ld)]
+    args += [f"q[{j}]" for j in range(2 + n_ld + split)]
     return (
         f'extern "C" void launch_{name}(void** p, long long* q, unsigned grid) {{\n'
         f"  gridDim.x = grid; blockDim.x = {T};\n"
@@ -311,7 +323,7 @@ class RowHostLib:
     def function(self, name: str, body: RowBody):
         """``fn(grid, block, args)`` as the CUDA backend launches it."""
         fn = getattr(self.lib, f"launch_{name}")
-        n_arr = len(body.ports) + len(body.outputs)
+        n_arr = len(body.ports) + len(body.outputs) + 2 * (self.variants[name].mode == "split")
 
         def launch(grid, block, args):
             assert block == (self.variants[name].block_threads,) and len(grid) == 1
@@ -496,6 +508,96 @@ def test_short_rows_and_no_rows_on_host(gxx, tmp_path):
     assert out.shape == (0, 7) and len(backend.launched) == 1
 
 
+# ---- split rows: few long rows, a whole tensor -------------------------------------------------
+def _exported(x):
+    y = x * 2
+    return y, y.sum()
+
+
+def _split_fns():
+    """(name, fn, args): one pass over a whole tensor, or over two long rows."""
+    rng = np.random.default_rng(5)
+    big = lambda *s: fusejit.from_numpy(rng.standard_normal(s).astype(np.float32))  # noqa: E731
+    a = rng.standard_normal((30, 1000)).astype(np.float32)
+    a[7, 3] = np.nan
+    nan = fusejit.from_numpy(a)
+    return [
+        ("dot", lambda x, y: (x * y).sum(), (big(30, 1000), big(30, 1000))),
+        ("dot_offset", lambda x, y: (x * y).sum(), (big(30001)[1:], big(30001)[1:])),
+        ("mse", lambda x, y: ((x - y) ** 2).mean(), (big(30, 1000), big(30, 1000))),
+        ("max_abs_nan", lambda x: x.abs().amax(), (nan,)),
+        ("min_keepdim", lambda x: (x * 3).amin((0, 1), keepdim=True), (big(30, 1000),)),
+        ("count", lambda x: (x > 0.5).sum(), (big(30, 1000),)),
+        ("int_sum", lambda i: (i * 3 - 1).sum(),
+         (fusejit.randint(-50, 50, (30, 1000), dtype=fusejit.int32),)),
+        ("half_sum", lambda h: (h * 2).sum(), (big(30, 1000).half(),)),
+        ("norm", lambda x: (x * x).sum().sqrt() + 1, (big(30000),)),
+        ("exported", _exported, (big(30, 1000),)),
+        ("two_rows", lambda x: (x * x).mean(-1), (big(2, 20000),)),
+        ("two_rows_lse", lambda x: fusejit.logsumexp(x * 2, -1), (big(2, 20000),)),
+        ("sum_of_several_rows", lambda x, y: (x - y).sum(-1), (big(3, 20000), big(3, 20000))),
+    ]  # fmt: skip
+
+
+def test_split_rows_are_planned_for_few_long_rows_of_one_pass():
+    bodies = {name: [n.attr("body") for n in _optimized(fn, args).nodes if n.op == "fused"]
+              for name, fn, args in _split_fns()}  # fmt: skip
+    assert all(len(b) == 1 and cr.splittable(b[0]) for b in bodies.values()), bodies
+    (dot,) = bodies["dot"]
+    assert cr.split_blocks(dot, 1, 1 << 24, 132) == 132 * cr.SPLIT_BLOCKS_PER_SM
+    assert cr.split_blocks(dot, 1, 3 * cr.SPLIT_CHUNK, 132) == 3  # a block reduces a chunk at least
+    assert cr.split_blocks(dot, 1, cr.SPLIT_CHUNK, 132) == 1  # one block is enough
+    assert cr.split_blocks(dot, 33, 1 << 20, 132) == 16
+    assert cr.split_blocks(dot, 300, 1 << 20, 132) == 1  # rows enough to fill the GPU
+    (two_pass,) = [b for name, b in _row_bodies() if name == "softmax"]
+    assert not cr.splittable(two_pass) and cr.split_blocks(two_pass, 1, 1 << 24, 132) == 1
+    with pytest.raises(CompileError, match="one pass"):
+        cr.render_row_kernel(two_pass, cr.SPLIT)
+    (lse,) = bodies["two_rows_lse"]  # an online softmax pair: two partials a block
+    assert cr.partials(lse) == 2 and cr.partials(dot) == 1 and cr.partials(two_pass) == 0
+
+
+def test_emulated_split_rows_match_eager_and_float64(gxx, tmp_path, monkeypatch):
+    # the host backend has 1 SM: split rows run on 4 blocks (2 a row for two rows, 1 for 3),
+    # blocks one after another, a block's 256 threads as real threads
+    backend = _lazy_backend(gxx, tmp_path)
+    monkeypatch.setattr(runtime, "_kernel_for", lambda node, dev: backend.row_kernel(
+        node.attr("body")))  # fmt: skip
+    seen = set()
+    for name, fn, args in _split_fns():
+        g = _optimized(fn, args)
+        before = len(backend.launched)
+        with np.errstate(all="ignore"):
+            got = Plan(g).run(list(args), g.captured)
+        want = fn(*args)
+        launched = backend.launched[before:]
+        assert len(launched) == 1, name
+        if name != "sum_of_several_rows":
+            assert launched[0].mode == "split", (name, launched)
+        seen.add(launched[0].tag)
+        for k, (a, e) in enumerate(zip(got, want if isinstance(want, tuple) else (want,),
+                                       strict=True)):  # fmt: skip
+            x, y = a.numpy(), e.numpy()
+            assert x.dtype == y.dtype and x.shape == y.shape, (name, k)
+            tol = _tol(x.dtype) * (10 if x.dtype == np.float16 else 1)
+            np.testing.assert_allclose(x.astype(np.float64), y.astype(np.float64), rtol=tol,
+                                       atol=tol * np.nanmax(np.abs(y.astype(np.float64)),
+                                                            initial=1), equal_nan=True,
+                                       err_msg=f"{name} output {k}")  # fmt: skip
+        if name == "dot":  # against float64: a float32 sum's bound (cuda_rows docstring)
+            x64, y64 = (a.numpy().astype(np.float64) for a in args)
+            terms = np.abs(x64 * y64).sum()
+            err = abs(float(got[0].numpy()) - (x64 * y64).sum())
+            # roundings: the product, ~30 adds a thread (1024 threads), 8 + 8 pairwise steps in
+            # the blocks and 4 block partials: about 50
+            assert err <= 64 * 2.0**-24 * terms
+    # 16-byte loads where the rows are aligned for them (as plan_rows), 4-byte ones elsewhere
+    assert {"rows-split-c0", "rows-split-c0-v4", "rows-split-c0-v8"} <= seen, seen
+    # every launch left its counters zero (the next launch counts from 0)
+    for _, cnt in backend._split_scratch.values():
+        assert not cnt.any()
+
+
 # ---- random graphs through the CUDA target ----------------------------------------------------
 def _lazy_backend(gxx: str, folder: Path):
     """A host backend compiling each (row body, variant) as it is first launched."""
@@ -591,6 +693,12 @@ def _source(fp16_header: bool) -> str:
     for name, body in bodies:
         for v in VARIANTS:
             parts.append(cr.render_row_kernel(body, v, f"k_{name}_{v.tag.replace('-', '_')}"))
+    splits = [(f"few_{name}", n.attr("body")) for name, fn, args in _split_fns()
+              for n in _optimized(fn, args).nodes if n.op == "fused"]  # fmt: skip
+    for name, body in splits + [(n, b) for n, b in bodies if cr.splittable(b)]:
+        if fp16_header or cr.uses_half(body):
+            for v in dict.fromkeys([cr.SPLIT, cr.split_variant(body, aligned=True)]):
+                parts.append(cr.render_row_kernel(body, v, f"k_{name}_{v.tag.replace('-', '_')}"))
     return "\n".join(parts)
 
 

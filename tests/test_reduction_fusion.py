@@ -171,11 +171,27 @@ def _tuple(x):
 
 def test_the_cuda_target_fuses_the_same_patterns_into_one_node():
     for name, (fn, make) in PATTERNS.items():
-        if name == "whole_tensor_sum":
-            continue  # on the GPU one row would be one block: left to cupy
         g = optimize_graph(capture(fn, make())[0], "cuda")
         assert [n.op for n in g.nodes] == ["fused"], name
         assert isinstance(g.nodes[0].attr("body"), RowBody), name
+
+
+def test_on_cuda_a_whole_tensor_region_is_one_pass():
+    # a whole tensor is one row, which the GPU splits over many blocks (cuda_rows.SPLIT): the
+    # region must not need the tensor's reduction to go on reading the tensor
+    def center(x):
+        return x - (x * 2).mean()
+
+    cpu = optimize_graph(capture(center, (R(6, 50),))[0], "cpu")
+    assert [n.op for n in cpu.nodes] == ["fused"]
+    g = optimize_graph(capture(center, (R(6, 50),))[0], "cuda")
+    assert [n.op for n in g.nodes] == ["fused", "sub"]
+    (body,) = [n.attr("body") for n in g.nodes if isinstance(n.attr("body"), RowBody)]
+    assert [s.op for s in body.steps] == ["mul", "mean"]
+    # rows of their own (not the whole tensor) keep the second pass in the kernel
+    g = optimize_graph(capture(lambda x: x - (x * 2).mean(-1, keepdim=True), (R(6, 50),))[0],
+                       "cuda")  # fmt: skip
+    assert [n.op for n in g.nodes] == ["fused"]
 
 
 def test_a_batch_mean_of_per_row_losses_is_a_second_small_kernel():

@@ -26,6 +26,17 @@ Variants (``RowVariant``), chosen per launch by ``plan_rows`` from the row lengt
   rescales s by exp(m_old - m_new) when its maximum grows; partial states merge the same way,
   so softmax reads its row twice (max and sum; normalize), not three times.
 
+- ``split`` (rows too few to fill the GPU, each long, the body one pass over a row: a sum,
+  mean, amax or amin of an elementwise expression, a whole tensor being one row): ``S_``
+  blocks of 256 threads per row (``split_blocks``: about ``SPLIT_BLOCKS_PER_SM`` blocks per SM
+  in all, each reducing ``SPLIT_CHUNK`` elements or more), block b reading the stretches
+  b, b + S_, ... of 256 elements. Each block stores its partial results in a work array and
+  counts itself done in the row's counter (``__threadfence`` first, so the partials are
+  visible before the count); the row's last block combines the S_ partials in block order
+  (a fixed order: the result depends on S_, so on the GPU's SM count, not on timing), sets
+  the counter back to zero for the next launch, and computes and stores the row's results.
+  One kernel: no second launch for the final reduction.
+
 A persistent form (a grid that fits the GPU, each block looping over rows, a layer norm's weight
 loaded once per block) was measured 3-8 points of the copy bandwidth slower on an H200 and
 removed (bench/RESULTS.md).
@@ -65,6 +76,10 @@ WARP_MAX = 256
 SMALL_ROWS = 2048
 SMALL_BLOCK = 128
 MAX_CACHE = 32  # elements per thread kept in registers, at most
+# few long rows (a whole tensor is one row) with one pass over them: several blocks per row
+# ("split"), each reducing a part, the row's last block combining the parts
+SPLIT_CHUNK = 4096  # elements a block of a split row reduces at least (16 a thread)
+SPLIT_BLOCKS_PER_SM = 4  # blocks of 256 threads the split rows fill each SM with
 _COMBINE = {"sum": "fj_rsum", "mean": "fj_rsum", "amax": "fj_rmax", "amin": "fj_rmin"}
 
 
@@ -72,7 +87,7 @@ _COMBINE = {"sum": "fj_rsum", "mean": "fj_rsum", "amax": "fj_rmax", "amin": "fj_
 class RowVariant:
     """How a row kernel maps rows to threads; part of the compiled kernel's cache key."""
 
-    mode: str  # "warp": a warp per row; "block": a block per row
+    mode: str  # "warp": a warp per row; "block": a block per row; "split": blocks per row
     cache: int = 0  # elements per thread of each re-read input kept in registers (0: none)
     vec: int = 1  # consecutive elements a thread moves with one load or store (cached rows)
     group: int = 0  # "block": threads per block (a row), 0 for cg.BLOCK
@@ -135,16 +150,43 @@ def grid_rows(R: int, v: RowVariant) -> int:
     return max(1, -(-R // v.rows_per_block))
 
 
+SPLIT = RowVariant("split")  # (4-byte loads; ``split_variant`` gives 16-byte ones if it can)
+
+
+def split_variant(body: RowBody, aligned: bool) -> RowVariant:
+    """The split variant: 16-byte loads and stores when ``aligned`` (as ``plan_rows``)."""
+    V = row_vec(body)
+    return RowVariant("split", 0, V) if aligned and V > 1 else SPLIT
+
+
+def splittable(body: RowBody) -> bool:
+    """Whether ``body`` can run as a split row: one pass over the row (its reductions need
+    nothing the row reduces to), so the blocks of a row need each other only at the end."""
+    return len(schedule(body, online=True).passes) == 1
+
+
+def split_blocks(body: RowBody, R: int, N: int, sm_count: int) -> int:
+    """Blocks per row for R rows of N elements: more than one when the rows are too few to
+    fill the GPU with ``SPLIT_BLOCKS_PER_SM`` blocks per SM, each block then reducing at least
+    ``SPLIT_CHUNK`` elements, and the body ``splittable``; else 1 (``plan_rows``'s kernels)."""
+    blocks = min(sm_count * SPLIT_BLOCKS_PER_SM // max(R, 1), N // SPLIT_CHUNK)
+    return blocks if blocks >= 2 and splittable(body) else 1
+
+
 def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> str:
     """The ``extern "C" __global__`` function of ``body`` in variant ``v`` (no prelude).
 
     Arguments, in order: the port pointers ``a0..`` (full ports as (R, N) rows ``ld<i>_``
     elements apart, inner ones as N elements, per-row ones as R, scalar ones as 1), the output
     pointers ``o0..`` (full: (R, N) contiguous; per-row: R), then ``R_``, ``N_`` and each full
-    port's ``ld<i>_`` (all ``long long``).
+    port's ``ld<i>_`` (all ``long long``). A ``split`` kernel (``S_`` blocks per row, a grid of
+    R * S_) also takes, after the outputs, ``ws_`` (R * S_ * partials slots of 8 bytes) and
+    ``cnt_`` (R counters, zero), and ``S_`` last.
     """
     body = round_half_consts(body)
     sch = schedule(body, online=not v.cache)
+    if v.mode == "split" and len(sch.passes) != 1:
+        raise CompileError(f"a split row kernel makes one pass over a row, not {len(sch.passes)}")
     steps = body.steps
     T = v.threads
     cached = set(element_ports(body)) if v.cache else set()
@@ -157,20 +199,31 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
     outs = body.out_dtypes()
     params = [f"const {cg.ctype(d)}* __restrict__ a{i}" for i, (_, _, d) in enumerate(ports)]
     params += [f"{cg.ctype(d)}* __restrict__ o{k}" for k, d in enumerate(outs)]
+    split = v.mode == "split"
+    if split:
+        params += ["unsigned long long* __restrict__ ws_", "unsigned int* __restrict__ cnt_"]
     params += ["long long R_", "long long N_"]
     params += [f"long long ld{i}_" for i, p in enumerate(ports) if p[1] == "full"]
+    if split:
+        params.append("long long S_")
     L = [
         f'extern "C" __global__ void __launch_bounds__({v.block_threads}) {name}(',
         "    " + ",\n    ".join(params) + ") {",
     ]
     rpb = v.rows_per_block
     first_row = "(long long)blockIdx.x" + (f" * {rpb} + (threadIdx.x >> 5)" if rpb > 1 else "")
+    if split:
+        first_row = "(long long)blockIdx.x / S_"
     L += [
         "    const int lane = threadIdx.x" + (" & 31;" if v.mode == "warp" else ";"),
         f"    const long long r = {first_row};",
         "    if (r >= R_) return;  // a whole warp (or block) at once",
         "    const int N = (int)N_;",
     ]
+    if split:
+        L.append(
+            "    const long long b_ = (long long)blockIdx.x % S_;  // this block's part of row r"
+        )
     for i, (_, view, d) in enumerate(ports):
         if view == "full":
             L.append(f"    const {cg.ctype(d)}* a{i}r = a{i} + r * ld{i}_;")
@@ -245,7 +298,15 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
 
         def pass_loop(ps=ps, reads=reads, regs=from_regs, js=pass_steps) -> list:
             M: list = []
-            if V > 1:
+            wide_split = split and V > 1
+            if wide_split:  # the block's part: every S_-th stretch of T chunks of V elements
+                M.append(f"    for (long long j0 = (b_ * {T} + lane) * {V}; j0 < N; "
+                         f"j0 += S_ * {T * V}) {{")  # fmt: skip
+                M += [_wide_load(i, ports, V, "        ") for i in sorted(reads)]
+                M += [f"        {cg._vec_t(outs[k], V)} w{k};" for k in ps.outputs]
+                M += ["#pragma unroll", f"        for (int e = 0; e < {V}; ++e) {{"]
+                ind = "            "
+            elif V > 1:
                 M += _chunk_open(v)
                 M += [f"            {cg._vec_t(outs[k], V)} w{k};" for k in ps.outputs]
                 M += ["#pragma unroll", f"            for (int e = 0; e < {V}; ++e) {{",
@@ -255,6 +316,9 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
                 M += ["#pragma unroll", f"    for (int c = 0; c < {v.cache}; ++c) {{",
                       f"        const int j = lane + c * {T};", "        if (j < N) {"]  # fmt: skip
                 ind = "            "
+            elif split:  # the block's part: every S_-th stretch of T elements
+                M.append(f"    for (long long j = b_ * {T} + lane; j < N; j += S_ * {T}) {{")
+                ind = "        "
             else:
                 M.append(f"    for (int j = lane; j < N; j += {T}) {{")
                 ind = "        "
@@ -262,6 +326,8 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
                 ty = cg.ctype(cdt(ports[i][2]))
                 if v.cache:
                     M.append(f"{ind}const {ty} x{i} = xc{i}[c];")
+                elif wide_split:
+                    M.append(f"{ind}const {ty} x{i} = {cg._load(ports[i][2], f'u{i}.v[e]')};")
                 else:
                     src = f"a{i}r[j]" if ports[i][1] == "full" else f"a{i}[j]"
                     M.append(f"{ind}const {ty} x{i} = {cg._load(ports[i][2], src)};")
@@ -296,16 +362,19 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
                 dst = f"w{k}.v[e]" if V > 1 else f"o{k}r[j]"
                 M.append(f"{ind}{dst} = {cg._store(outs[k], code)};")
             if V > 1:
-                M.append("            }")
+                close = "        " if wide_split else "            "
+                M.append(close + "}")
                 for k in ps.outputs:
                     vt = cg._vec_t(outs[k], V)
-                    M.append(f"            *reinterpret_cast<{vt}*>(o{k}r + j0) = w{k};")
+                    M.append(f"{close}*reinterpret_cast<{vt}*>(o{k}r + j0) = w{k};")
             M += ["        }", "    }"] if v.cache else ["    }"]
             return M
 
         L += pass_loop()
         kept |= keep & set(pass_steps)
         _combine(L, body, ps.reductions, sch.online, v)
+        if split:
+            _gather(L, body, ps.reductions, sch.online, v)
         for j in ps.reductions:
             _finalize(L, steps[j], j)
             if j in sch.online:
@@ -350,11 +419,7 @@ def _load_loop(which: list, ports, v: RowVariant, cdt) -> list:
             L.append(f"        xc{i}[c] = j < N ? {cg._load(d, src)} : ({cg.ctype(cdt(d))})0;")
         return L + ["    }"]
     L += _chunk_open(v)  # wide loads, a chunk of V elements at a time
-    for i in which:
-        d = ports[i][2]
-        base = f"a{i}r" if ports[i][1] == "full" else f"a{i}"
-        vt = cg._vec_t(d, V)
-        L.append(f"            const {vt} u{i} = *reinterpret_cast<const {vt}*>({base} + j0);")
+    L += [_wide_load(i, ports, V, "            ") for i in which]
     L += ["#pragma unroll", f"            for (int e = 0; e < {V}; ++e) {{"]
     for i in which:
         val = cg._load(ports[i][2], f"u{i}.v[e]")
@@ -364,6 +429,13 @@ def _load_loop(which: list, ports, v: RowVariant, cdt) -> list:
     for i in which:
         L.append(f"                xc{i}[cc * {V} + e] = ({cg.ctype(cdt(ports[i][2]))})0;")
     return L + ["            }", "        }", "    }"]
+
+
+def _wide_load(i: int, ports, V: int, ind: str) -> str:
+    """Port ``i``'s V elements from ``j0`` on, in one load (``u<i>``)."""
+    vt = cg._vec_t(ports[i][2], V)
+    base = f"a{i}r" if ports[i][1] == "full" else f"a{i}"
+    return f"{ind}const {vt} u{i} = *reinterpret_cast<const {vt}*>({base} + j0);"
 
 
 def _reciprocal(L: list, j: int, divisor, ty: dt.DType) -> None:
@@ -469,6 +541,62 @@ def _combine(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) ->
             L.append(f"    for (int w = 1; w < {n_warps}; ++w) s{j} = {fn}(s{j}, sh{j}[w]);")
 
 
+def partials(body: RowBody) -> int:
+    """The partial results a block of a split row stores: one per reduction (two for an
+    online softmax pair's)."""
+    if not splittable(body):
+        return 0
+    sch = schedule(body, online=True)
+    return sum(len(ps.reductions) + len([m for m in ps.reductions if m in sch.online])
+               for ps in sch.passes)  # fmt: skip
+
+
+def _gather(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) -> None:
+    """Split rows: each block stores its partials of ``reds`` in ``ws_`` (8 bytes each) and
+    counts itself in ``cnt_[r]``; the row's last block to count (which sets the count back to
+    0 for the next launch) combines every block's partials, in a fixed order, and goes on with
+    the row's results. The other blocks return."""
+    steps = body.steps
+    parts = list(reds) + [online[j][0] for j in reds if j in online]
+    slot = {j: p for p, j in enumerate(parts)}
+    P = len(parts)
+
+    def acc(j):
+        return cg.compute_of(dt.as_dtype(steps[j].compute))
+
+    def ty(j):
+        return cg.ctype(acc(j))
+
+    def load(j):
+        return f"*reinterpret_cast<const volatile {ty(j)}*>(w_ + {slot[j]})"
+
+    L += ["    __shared__ int last_;", "    if (threadIdx.x == 0) {",
+          f"        unsigned long long* w_ = ws_ + (r * S_ + b_) * {P};"]  # fmt: skip
+    L += [f"        *reinterpret_cast<{ty(j)}*>(w_ + {slot[j]}) = s{j};" for j in parts]
+    L += [
+        "        __threadfence();  // the partials are seen by the other blocks before the count",
+        "        last_ = atomicAdd(cnt_ + r, 1u) == (unsigned int)(S_ - 1);",
+        "    }",
+        "    __syncthreads();",
+        "    if (!last_) return;",
+        "    __threadfence();",
+        "    if (threadIdx.x == 0) cnt_[r] = 0u;",
+    ]
+    L += [f"    s{j} = {_identity(steps[j].op, acc(j))};" for j in parts]
+    L += [f"    for (long long w = lane; w < S_; w += {v.threads}) {{",
+          f"        const volatile unsigned long long* w_ = ws_ + (r * S_ + w) * {P};"]  # fmt: skip
+    for j in reds:
+        if j in online:
+            js, stable = online[j]
+            L += _merge_lines(j, js, stable, load(j), load(js), "        ", ty(j))
+        else:
+            L.append(f"        s{j} = {_COMBINE[steps[j].op]}(s{j}, {load(j)});")
+    L.append("    }")
+    L.append("    {  // (a scope of its own for the combine's shared arrays)")
+    _combine(L, body, reds, online, v)
+    L.append("    }")
+
+
 def _merge_lines(m, s, stable, m2, s2, ind, ty) -> list:
     st = "true" if stable else "false"
     return [
@@ -515,4 +643,5 @@ def uses_half(body: RowBody) -> bool:
 
 
 __all__ = ["RowVariant", "plan_rows", "row_vec", "grid_rows", "render_row_kernel", "kernel_source",
-           "element_ports", "uses_half"]  # fmt: skip
+           "element_ports", "uses_half", "SPLIT", "split_variant", "splittable", "split_blocks",
+           "partials"]  # fmt: skip

@@ -19,10 +19,15 @@ keeps the region convex: no path leaves it and comes back (through a node, or th
 another region, which becomes a single node too). Tensors from outside are broadcast into the
 kernel (a weight of shape I, a per-row bias, a scalar).
 
+On CUDA a reduction of the whole tensor (one row) runs on many blocks, each reducing a part
+(``cuda_rows.split_blocks``), which needs the region to be one pass over the tensor: there, an
+elementwise op that reads the reduction's result (``x - x.mean()``) does not join the region
+and runs as a kernel of its own after it.
+
 Not fused, with the reason in ``graph.notes["unfused"]``: reductions over leading or middle
 dims (a row kernel reads rows along the trailing dims), other reductions (prod, var, argmax,
 ...), a reduction with no fusible neighbour, dtypes the target does not compute (float16 on
-the CPU), and on CUDA reductions of the whole tensor (one row would run on a single block).
+the CPU).
 """
 
 from __future__ import annotations
@@ -76,8 +81,6 @@ def _domain(n: Node, target: str) -> tuple[_Domain | None, str | None]:
     if dims != tuple(range(rank - len(dims), rank)):
         return None, ("reduces over leading or middle dims; only reductions over the trailing "
                       "dims fuse (a row kernel reads one row along them)")  # fmt: skip
-    if target == "cuda" and len(dims) == rank:
-        return None, "reduction of the whole tensor: on the GPU one row would run on one block"
     types = [x.type, n.outputs[0].type]
     if not all(target_computes(t.dtype, target) for t in types):
         return None, "numba has no float16 on the CPU; float16 reductions run eager"
@@ -120,7 +123,11 @@ def _role(n: Node, dom: _Domain, form_of: dict, target: str):
     ins = [form_of.get(v) for v in n.inputs if isinstance(v, Value)]
     if out == dom.F:
         for f in ins:
-            if f is None or f == "full" or f == "keep":
+            if f is None or f == "full":
+                continue
+            if target == "cuda" and not dom.O:
+                return None  # a second pass over the whole tensor (see the module docstring)
+            if f == "keep":
                 continue
             if f == "drop" and not dom.O:  # per-row scalars of a single row
                 continue
