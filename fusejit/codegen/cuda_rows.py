@@ -218,7 +218,8 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
         "    const int lane = threadIdx.x" + (" & 31;" if v.mode == "warp" else ";"),
         f"    const long long r = {first_row};",
         "    if (r >= R_) return;  // a whole warp (or block) at once",
-        "    const int N = (int)N_;",
+        # (a split row may be a whole tensor of 2**31 elements or more)
+        "    const long long N = N_;" if split else "    const int N = (int)N_;",
     ]
     if split:
         L.append(
