@@ -15,6 +15,10 @@ the kernel does, so one run on a GPU tells which of them matters:
 - ``no-cache``: the planned block, every pass reading memory again (the long-row fallback);
 - ``warp``: a warp per row, for rows that fit 32 registers a lane.
 
+And for a whole-tensor reduction (``mse``: one row, split over many blocks, ``cuda_rows.SPLIT``):
+``P/SM``, blocks of 256 threads filling each SM P deep (``SPLIT_BLOCKS_PER_SM``, 2 ... 16),
+each thread's loop unrolled ``SPLIT_UNROLL`` times or (``no-unroll``) not.
+
 Every variant's result is checked against the workload's cupy reference; each is timed twice,
 the list in order and then reversed, since the order has changed results on these machines,
 each call after a flush of the L2 (as the other GPU benchmarks time).
@@ -44,6 +48,8 @@ from fusejit.workloads import WORKLOADS
 
 NAMES = ("softmax", "layernorm", "softmax-1k", "layernorm-1k")
 THREADS = (128, 256, 512, 1024)
+SPLIT_NAMES = ("mse",)  # whole-tensor reductions: rows split over blocks (cuda_rows.SPLIT)
+SPLIT_PER_SM = (2, 4, 8, 16)
 
 
 def row_body(name: str, device: str = "cpu"):
@@ -95,6 +101,14 @@ def variants(body, N: int) -> list[tuple[str, cr.RowVariant, str]]:
     return out
 
 
+def split_variants(body) -> list[tuple[str, cr.RowVariant, str, int]]:
+    """(label, RowVariant, source transform, blocks per SM) of the split-row experiment: a
+    whole tensor reduced by blocks filling each SM 2 ... 16 deep, loops unrolled or not."""
+    v = cr.split_variant(body, aligned=True)
+    return [(f"{per_sm}/SM" + (" no-unroll" if tr else ""), v, tr, per_sm)
+            for per_sm in SPLIT_PER_SM for tr in ("", "no-unroll")]  # fmt: skip
+
+
 def source(body, v: cr.RowVariant, transform: str, fp16: bool = True) -> str:
     return _transform(cr.kernel_source(body, v, "fj_kernel", fp16_header=fp16), transform)
 
@@ -106,6 +120,10 @@ def _transform(src: str, transform: str) -> str:
                       lambda m: f"__launch_bounds__({m[1]}, {2048 // int(m[1])})", src)  # fmt: skip
     if transform == "fast-exp":
         return src.replace(" expf(", " __expf(")
+    if transform == "no-unroll":  # a split row's loop as written, not unrolled
+        return src.replace(
+            f"#pragma unroll {cr.SPLIT_UNROLL}\n    for (long long j", "    for (long long j"
+        )
     if transform == "blocks-4":
         # 47 KB of shared memory per block: at most 4 blocks of the kernel fit an SM (228 KB)
         pad = (
@@ -124,6 +142,11 @@ def combined_source() -> str:
         body, _, _, arrays, _, _ = row_body(name)
         for label, v, tr in variants(body, arrays[0].shape[-1]):
             kname = f"k_{name}_{label}".replace("-", "_")
+            parts.append(_transform(cr.render_row_kernel(body, v, kname), tr))
+    for name in SPLIT_NAMES:
+        body = row_body(name)[0]
+        for v, tr in dict.fromkeys((v, tr) for _, v, tr, _ in split_variants(body)):
+            kname = f"k_{name}_{v.tag}_{tr or 'plain'}".replace("-", "_")
             parts.append(_transform(cr.render_row_kernel(body, v, kname), tr))
     return "\n".join(parts)
 
@@ -152,22 +175,43 @@ def _time(f, sync, reps: int = 15) -> float:
     return statistics.median(harness.time_interleaved({"f": f}, sync=sync, **timing)["f"])
 
 
-def _launcher(b, body, v, transform):
-    """A function the row kernel's own call path launches (its ports, strides and outputs),
-    run with this variant's grid and block instead of the planned ones."""
+def _load(b, body, v, transform):
+    """The variant's kernel, compiled and loaded (``raw(grid, block, args)``)."""
     src = source(body, v, transform, fp16=b.fp16_include is not None)
     binary = b._compile(src, f"rows-experiment-{v.tag}-{transform or 'plain'}")
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, f"kernel.{b.binary}")
         with open(path, "wb") as f:
             f.write(binary)
-        raw = b._load(Path(path))
+        return b._load(Path(path))
+
+
+def _launcher(b, body, v, transform):
+    """A function the row kernel's own call path launches (its ports, strides and outputs),
+    run with this variant's grid and block instead of the planned ones."""
+    raw = _load(b, body, v, transform)
     n_args = len(body.ports) + len(body.outputs)
 
     def launch(grid, block, args):
         raw((cr.grid_rows(int(args[n_args]), v),), (v.block_threads,), args)
 
     return launch
+
+
+def _time_calls(name, shape, calls: dict, bytes_per_copy_gbs: float, sync) -> list:
+    """Each call timed twice, in order and reversed; results as % of the copy bandwidth."""
+    order = list(calls)
+    times = {k: [] for k in order}
+    for seq in (order, order[::-1]):
+        for label in seq:
+            times[label].append(_time(calls[label][0], sync))
+    out = []
+    for label in order:
+        pct = [100 * bytes_per_copy_gbs / s / 1e9 for s in times[label]]
+        out.append({"workload": name, "shape": shape, "variant": label,
+                    "tag": calls[label][1], "threads": calls[label][2],
+                    "us": [s * 1e6 for s in times[label]], "pct_copy": pct})  # fmt: skip
+    return out
 
 
 def run(json_path: str | None) -> int:
@@ -205,16 +249,34 @@ def run(json_path: str | None) -> int:
             calls[label] = (lambda k=k, ins=ins: k(*ins), v.tag, v.block_threads)
         planned = cr.plan_rows(body, N, aligned=True)
         calls["fusejit call"] = (lambda f=traced, a=tensors: f(*a), "traced", planned.block_threads)
-        order = list(calls)
-        times = {k: [] for k in order}
-        for seq in (order, order[::-1]):
-            for label in seq:
-                times[label].append(_time(calls[label][0], sync))
-        for label in order:
-            pct = [100 * nbytes / s / 1e9 / copy for s in times[label]]
-            results.append({"workload": name, "shape": shape, "variant": label,
-                            "tag": calls[label][1], "threads": calls[label][2],
-                            "us": [s * 1e6 for s in times[label]], "pct_copy": pct})  # fmt: skip
+        results += _time_calls(name, shape, calls, nbytes / copy, sync)
+    for name in SPLIT_NAMES:
+        w = WORKLOADS[name]
+        body, region_in, tensors, arrays, shape, traced = row_body(name, "cuda")
+        ref = w.ref(cupy, *[cupy.asarray(a) for a in arrays])
+        nbytes = sum(a.nbytes for a in arrays) + int(ref.nbytes)
+        ins = [t._data for t in region_in]
+        calls = {}
+        for label, v, tr, per_sm in split_variants(body):
+            k = cb.CudaRowKernel(b, body)
+
+            def call(k=k, per_sm=per_sm, ins=ins):  # (the launch reads the blocks per SM)
+                default, cr.SPLIT_BLOCKS_PER_SM = cr.SPLIT_BLOCKS_PER_SM, per_sm
+                try:
+                    return k(*ins)
+                finally:
+                    cr.SPLIT_BLOCKS_PER_SM = default
+
+            try:
+                k.fns[v] = _load(b, body, v, tr)
+                _check(name, label, call(), ref, w)
+            except (MismatchError, CompileError, cupy.cuda.driver.CUDADriverError) as e:
+                print(f"{name} {label}: {type(e).__name__}: {str(e).splitlines()[0][:150]}")
+                results.append({"workload": name, "variant": label, "error": str(e)[:500]})
+                continue
+            calls[label] = (call, v.tag, v.block_threads)
+        calls["fusejit call"] = (lambda f=traced, a=tensors: f(*a), "traced", cg.BLOCK)
+        results += _time_calls(name, shape, calls, nbytes / copy, sync)
     print(f"{'workload':13s} {'variant':13s} {'tag':16s} {'% copy (in order / reversed)':>30s}")
     for r in results:
         if "error" in r:

@@ -32,6 +32,7 @@ from test_reduction_fusion import programs as row_programs
 import fusejit
 from fusejit import dispatch
 from fusejit import dtypes as dt
+from fusejit.codegen import cuda_rows as cr
 from fusejit.ops.registry import OPS, dtype_rule
 
 
@@ -525,7 +526,7 @@ def test_few_long_rows_split_over_blocks(n):
     t = fusejit.trace(f, (gx, gy))
     assert t.kernel_count() == 1
     sm = fusejit.Device(GPU).backend.sm_count
-    S = min(sm * 4, n // 4096)  # blocks (cuda_rows.split_blocks)
+    S = min(sm * cr.SPLIT_BLOCKS_PER_SM, n // cr.SPLIT_CHUNK)  # blocks (cr.split_blocks)
     # roundings: a product, n / (256 S) adds a thread, 8 pairwise steps in each block, S / 256
     # partials a thread of the last block, 8 steps again
     bound = (n / (256 * S) + 8 + S / 256 + 8 + 3) * 2.0**-24

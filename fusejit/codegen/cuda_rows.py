@@ -78,8 +78,12 @@ SMALL_BLOCK = 128
 MAX_CACHE = 32  # elements per thread kept in registers, at most
 # few long rows (a whole tensor is one row) with one pass over them: several blocks per row
 # ("split"), each reducing a part, the row's last block combining the parts
+# Not measured yet (bench/bench_rows_cuda.py times the alternatives): as CUB's reductions, a
+# grid that fills the GPU (8 blocks of 256 threads: 2048 threads an SM) and each thread's
+# loop unrolled 4 times, 4 loads of 16 bytes in flight
 SPLIT_CHUNK = 4096  # elements a block of a split row reduces at least (16 a thread)
-SPLIT_BLOCKS_PER_SM = 4  # blocks of 256 threads the split rows fill each SM with
+SPLIT_BLOCKS_PER_SM = 8  # blocks of 256 threads the split rows fill each SM with
+SPLIT_UNROLL = 4
 _COMBINE = {"sum": "fj_rsum", "mean": "fj_rsum", "amax": "fj_rmax", "amin": "fj_rmin"}
 
 
@@ -301,8 +305,9 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
             M: list = []
             wide_split = split and V > 1
             if wide_split:  # the block's part: every S_-th stretch of T chunks of V elements
-                M.append(f"    for (long long j0 = (b_ * {T} + lane) * {V}; j0 < N; "
-                         f"j0 += S_ * {T * V}) {{")  # fmt: skip
+                M += [f"#pragma unroll {SPLIT_UNROLL}",
+                      f"    for (long long j0 = (b_ * {T} + lane) * {V}; j0 < N; "
+                      f"j0 += S_ * {T * V}) {{"]  # fmt: skip
                 M += [_wide_load(i, ports, V, "        ") for i in sorted(reads)]
                 M += [f"        {cg._vec_t(outs[k], V)} w{k};" for k in ps.outputs]
                 M += ["#pragma unroll", f"        for (int e = 0; e < {V}; ++e) {{"]
@@ -318,7 +323,10 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
                       f"        const int j = lane + c * {T};", "        if (j < N) {"]  # fmt: skip
                 ind = "            "
             elif split:  # the block's part: every S_-th stretch of T elements
-                M.append(f"    for (long long j = b_ * {T} + lane; j < N; j += S_ * {T}) {{")
+                M += [
+                    f"#pragma unroll {SPLIT_UNROLL}",
+                    f"    for (long long j = b_ * {T} + lane; j < N; j += S_ * {T}) {{",
+                ]
                 ind = "        "
             else:
                 M.append(f"    for (int j = lane; j < N; j += {T}) {{")
