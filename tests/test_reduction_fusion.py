@@ -433,6 +433,45 @@ def test_threaded_launches_are_bitwise_the_serial_ones(monkeypatch):
     assert k.threaded  # the rows were split across threads
 
 
+def test_few_long_rows_are_split_over_threads_in_parts(monkeypatch):
+    # rows fewer than the threads (a whole tensor is one row), one pass over them: a row's
+    # elements in THREADS parts, their partials combined in order (k_part, k_final)
+    monkeypatch.setattr(cpu_kernels, "THREADS", 3)
+    monkeypatch.setattr(cpu_kernels, "ROW_PARALLEL_THRESHOLD", 0)
+    rng = np.random.default_rng(3)
+    x, y = (rng.standard_normal((2, 10_007)).astype(np.float32) for _ in range(2))
+    x[1, 5000] = np.nan
+    i = rng.integers(-9, 9, (2, 10_007)).astype(np.int32)
+
+    def f(x, y, i):
+        d = x - y
+        return (d * d).mean(-1), d.amax(-1), d * 2, (i * 3).sum(-1), (y > 0).sum(), (y * y).sum()
+
+    args = tuple(fusejit.tensor(a) for a in (x, y, i))
+    t = fusejit.trace(f, args, check_trace=False)
+    first, again = t(*args), t(*args)  # compiling (one thread), then on the threads
+    for a, b in zip(first, again, strict=True):
+        assert_bitwise(a, b)
+    kernels = [k for _, k in t.plan.kernels if hasattr(k, "split")]
+    assert len(kernels) == 2 and all(k.split == 2 for k in kernels)
+    assert all(k.threaded == 1 for k in kernels)
+    mse, mx, d2, isum, count, ysq = (o.numpy() for o in again)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    d64 = x64 - y64
+    assert np.isnan(mse[1]) and np.isnan(mx[1])  # the NaN of row 1
+    want = (d64[0] * d64[0]).mean()
+    assert abs(mse[0] - want) <= (4096 / 32 + 3 + 3) * 2.0**-24 * want
+    assert mx[0] == np.float32(x[0] - y[0]).max()
+    np.testing.assert_array_equal(d2, (x - y) * 2)
+    assert isum.tolist() == (i.astype(np.int64) * 3).sum(-1).tolist() and isum.dtype == np.int64
+    assert count == (y > 0).sum()
+    assert abs(ysq - (y64 * y64).sum()) <= (4096 / 32 + 3 + 3) * 2.0**-24 * (y64 * y64).sum()
+    # the same kernels with the parts off: the rows whole, one thread each
+    monkeypatch.setattr(cpu_kernels, "THREADS", 1)
+    for a, b in zip(t(*args), again, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, equal_nan=True)
+
+
 def test_the_source_uses_restricted_reassociation_and_vectorizes():
     import llvmlite.binding as llvm
 

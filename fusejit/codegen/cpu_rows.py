@@ -1,6 +1,6 @@
 """CPU target for row kernels: a ``RowBody`` as numba source (see ``codegen/rows.py``).
 
-The generated module holds one function, ``k_rows(lo, hi, N, ports..., outputs...)``: rows
+The generated module holds ``k_rows(lo, hi, N, ports..., outputs...)``: rows
 ``lo`` to ``hi``, one row per iteration of its outer loop. Inside, each pass of the schedule is
 one loop over the row's N elements: plain scalar code over 1-D row views, which LLVM vectorizes
 (8 float32 lanes with AVX2) with the branch-free math of ``fusejit.kernels.cpu_math``. Between
@@ -12,6 +12,12 @@ kernel is ``nogil``: see ``jit/cpu_kernels.py``). Not numba's ``prange``: a ``pa
 function costs 1.5 to 2.5 s more to compile on the development machine (3 s per new row kernel,
 against the 1.5 s the benchmark harness allows), and OpenMP's spinning workers stall for
 milliseconds when another process holds a core.
+
+When the rows are fewer than the threads (a whole tensor is one row) and the body is one pass
+over a row (a sum, mean, amax or amin of an elementwise expression), the module also holds
+``k_part``, which reduces a range of one row's elements into partial results (float sums as
+float64 totals of whole ``BLOCK``s), and ``k_final``, which combines a row's partials in order
+and computes the row's results: the launcher runs a row's parts on the threads at once.
 
 Numerics (documented bounds, checked by tests/test_reduction_fusion.py):
 
@@ -26,8 +32,9 @@ Numerics (documented bounds, checked by tests/test_reduction_fusion.py):
   ``BLOCK`` elements, each block's partial sum (in the accumulation dtype) added into a float64
   total: the error of a float32 sum of n terms is at most about
   (min(n, BLOCK) / 32 + 3) * eps32 * sum(|x|) + n / BLOCK * eps64 * sum(|x|), against numpy's
-  pairwise (log2 n) * eps32 * sum(|x|). ``mean`` divides the rounded sum by the row length in
-  the accumulation dtype, as numpy does.
+  pairwise (log2 n) * eps32 * sum(|x|). A row in parts adds the parts' float64 totals in
+  order (the same blocks, a few more float64 roundings). ``mean`` divides the rounded sum by
+  the row length in the accumulation dtype, as numpy does.
 - amax / amin use ``llvm.maximum`` / ``llvm.minimum``: exact, NaN-propagating (a row holding
   a NaN gives NaN, as numpy), and vectorized without flags. They order -0.0 below +0.0, where
   numpy returns whichever zero it met first: only the sign of a zero result can differ.
@@ -108,6 +115,45 @@ def _blocked(step) -> bool:
 def row_kernel_source(body: RowBody) -> str:
     """The numba module of ``body`` (see the module docstring)."""
     sch = schedule(body)
+    L = _function(body, sch, "rows")
+    if splittable(body):
+        L += ["", ""] + _function(body, sch, "part") + ["", ""] + _function(body, sch, "final")
+    src = [
+        "import math",
+        "import numpy as np",
+        "import numba",
+        "from fusejit.codegen import cpu_rows as _rk",
+        "from fusejit.kernels import cpu_math as _vm",
+        "",
+        "",
+        *L,
+        "",
+    ]
+    return "\n".join(src)
+
+
+def splittable(body: RowBody) -> bool:
+    """Whether ``body`` is one pass over a row: its module then also holds ``k_part`` and
+    ``k_final``, which split a row's elements over threads."""
+    return len(schedule(body).passes) == 1
+
+
+def partial_dtypes(body: RowBody) -> list:
+    """The numpy dtype of each reduction's partial results (``k_part``'s ``w`` arrays), in
+    step order: float64 for float sums (their blocks' total), else the accumulation dtype."""
+    out = []
+    for s in body.steps:
+        if s.op in ("sum", "mean", "amax", "amin"):
+            out.append(np.float64 if _blocked(s) else dt.as_dtype(s.compute).np)
+    return out
+
+
+def _function(body: RowBody, sch, mode: str) -> list:
+    """The lines of one generated function: ``mode`` "rows" is ``k_rows(lo, hi, N, ...)``,
+    rows lo to hi; "part" is ``k_part(r, t, jlo, jhi, N, ..., w...)``, the partial results
+    of row r's elements jlo to jhi into ``w<j>[t]`` (and its full outputs there); "final" is
+    ``k_final(r, T, N, ..., w...)``, which combines the T partials of row r in order, then
+    computes and stores the row's results."""
     steps = body.steps
     n_ports, n_out = len(body.ports), len(body.outputs)
     # full steps needed by a later pass than the first that evaluates them, and costly enough
@@ -119,12 +165,22 @@ def row_kernel_source(body: RowBody) -> str:
         )
     }
     io = [*[f"a{i}" for i in range(n_ports)], *[f"o{i}" for i in range(n_out)]]
-    L = [f"@numba.njit(**{_OPTS})", f"def k_rows(lo, hi, N, {', '.join(io)}):"]
-    # scratch rows (one per kept step), allocated once per call, not per row
-    for j, c in cached.items():
-        L.append(f"    c{c} = np.empty(N, {np_type(dt.as_dtype(steps[j].out))})")
-    L.append("    for r in range(lo, hi):")
-    ind = "        "
+    reds_all = [j for j, s in enumerate(steps) if s.op in ("sum", "mean", "amax", "amin")]
+    ws = [f"w{j}" for j in reds_all]
+    head = {
+        "rows": f"def k_rows(lo, hi, N, {', '.join(io)}):",
+        "part": f"def k_part(r, t, jlo, jhi, N, {', '.join(io + ws)}):",
+        "final": f"def k_final(r, T, N, {', '.join(io + ws)}):",
+    }[mode]
+    L = [f"@numba.njit(**{_OPTS})", head]
+    if mode == "rows":
+        # scratch rows (one per kept step), allocated once per call, not per row
+        for j, c in cached.items():
+            L.append(f"    c{c} = np.empty(N, {np_type(dt.as_dtype(steps[j].out))})")
+        L.append("    for r in range(lo, hi):")
+        ind = "        "
+    else:
+        ind = "    "
     for i, (_, view, _d) in enumerate(body.ports):
         if view == "full":
             L.append(f"{ind}a{i}r = a{i}[r]")
@@ -133,7 +189,7 @@ def row_kernel_source(body: RowBody) -> str:
         elif view == "scalar":
             L.append(f"{ind}v{i} = a{i}[0]")
     for k, (_, form) in enumerate(body.outputs):
-        if form == "full":
+        if form == "full" and mode != "final":
             L.append(f"{ind}o{k}r = o{k}[r]")
 
     def get(ref):
@@ -151,76 +207,21 @@ def row_kernel_source(body: RowBody) -> str:
             code, _ = render_step(steps[j], RENDERER, get)
             L.append(f"{ind}t{j} = {code}")
 
+    first, end = ("jlo", "jhi") if mode == "part" else ("0", "N")
     done_cache: set = set()
     for p, ps in enumerate(sch.passes):
         row_steps(sch.before[p], ind)
         reds = ps.reductions
-        for j in reds:
-            L.append(f"{ind}s{j} = {_init(steps[j])}")
-            if _blocked(steps[j]):
-                L.append(f"{ind}s{j} = np.float64(s{j})")
-        blocked = [j for j in reds if _blocked(steps[j])]
-        if blocked:
-            L.append(f"{ind}for j0 in range(0, N, {BLOCK}):")
-            L.append(f"{ind}    j1 = min(N, j0 + {BLOCK})")
-            for j in blocked:
-                L.append(f"{ind}    b{j} = {_init(steps[j])}")
-            L.append(f"{ind}    for j in range(j0, j1):")
-            inner = ind + "        "
+        if mode == "final":  # the partials of the T parts, in order
+            for j in reds:
+                L.append(f"{ind}s{j} = w{j}[0]")
+                L.append(f"{ind}for t in range(1, T):")
+                L.append(f"{ind}    s{j} = {_combine(steps[j], f's{j}', f'w{j}[t]')}")
         else:
-            L.append(f"{ind}for j in range(N):")
-            inner = ind + "    "
-        order = _needed(body, ps, cached.keys() & done_cache)
-        # loads of the element ports this pass reads
-        reads = set()
-        for j in order:
-            if j in cached and j in done_cache:
-                continue
-            reads |= {r[1] for r in steps[j].args if r[0] == "in"}
-        for j in reds:
-            r = steps[j].args[0]
-            if r[0] == "in":
-                reads.add(r[1])
-        for i in sorted(reads):
-            view = body.ports[i][1]
-            if view == "full":
-                L.append(f"{inner}x{i} = a{i}r[j]")
-            elif view == "inner":
-                L.append(f"{inner}x{i} = a{i}[j]")
-        evaluated = set()
-        for j in order:
-            if j in cached and j in done_cache:
-                L.append(f"{inner}t{j} = c{cached[j]}[j]")
-                evaluated.add(j)
-                continue
-            code, _ = render_step(steps[j], RENDERER, get)
-            L.append(f"{inner}t{j} = {code}")
-            if j in cached:
-                L.append(f"{inner}c{cached[j]}[j] = t{j}")
-            evaluated.add(j)
-        done_cache |= evaluated & set(cached)
-        for j in reds:
-            s = steps[j]
-            acc = dt.as_dtype(s.compute)
-            code, d = get(s.args[0])
-            v = RENDERER.cast(code, d, acc)
-            if s.op in ("sum", "mean"):
-                if acc.is_floating_point:
-                    L.append(f"{inner}b{j} = _rk.radd(b{j}, {v})")
-                else:
-                    L.append(f"{inner}s{j} = {np_type(acc)}(s{j} + {v})")
-            elif acc.is_floating_point:
-                fn = "fmaximum" if s.op == "amax" else "fminimum"
-                L.append(f"{inner}s{j} = _rk.{fn}(s{j}, {v})")
-            else:
-                L.append(f"{inner}s{j} = {'max' if s.op == 'amax' else 'min'}(s{j}, {v})")
-        for i in ps.outputs:
-            ref, _ = body.outputs[i]
-            code, d = get(ref)
-            L.append(f"{inner}o{i}r[j] = {code}")
-        if blocked:
-            for j in blocked:
-                L.append(f"{ind}    s{j} = s{j} + np.float64(b{j})")
+            _element_loop(L, body, sch, ps, cached, done_cache, get, ind, first, end)
+        if mode == "part":
+            L += [f"{ind}w{j}[t] = s{j}" for j in reds]
+            return L
         for j in reds:
             s = steps[j]
             acc, out = dt.as_dtype(s.compute), dt.as_dtype(s.out)
@@ -233,18 +234,91 @@ def row_kernel_source(body: RowBody) -> str:
         if form != "full":
             code, _ = get(ref)
             L.append(f"{ind}o{k}[r] = {code}")
-    src = [
-        "import math",
-        "import numpy as np",
-        "import numba",
-        "from fusejit.codegen import cpu_rows as _rk",
-        "from fusejit.kernels import cpu_math as _vm",
-        "",
-        "",
-        *L,
-        "",
-    ]
-    return "\n".join(src)
+    return L
+
+
+def _combine(step, a: str, b: str) -> str:
+    """Reduction ``step`` of two partial results (float sums are float64 block totals)."""
+    acc = dt.as_dtype(step.compute)
+    if step.op in ("sum", "mean"):
+        return f"{a} + {b}" if acc.is_floating_point else f"{np_type(acc)}({a} + {b})"
+    if acc.is_floating_point:
+        return f"_rk.{'fmaximum' if step.op == 'amax' else 'fminimum'}({a}, {b})"
+    return f"{'max' if step.op == 'amax' else 'min'}({a}, {b})"
+
+
+def _element_loop(L, body, sch, ps, cached, done_cache, get, ind, first, end) -> None:
+    """One pass's loop over the elements ``first`` to ``end`` of a row: its reductions
+    (``s<j>``, float sums by blocks of ``BLOCK``), its full outputs."""
+    steps = body.steps
+    reds = ps.reductions
+    for j in reds:
+        L.append(f"{ind}s{j} = {_init(steps[j])}")
+        if _blocked(steps[j]):
+            L.append(f"{ind}s{j} = np.float64(s{j})")
+    blocked = [j for j in reds if _blocked(steps[j])]
+    if blocked:
+        L.append(f"{ind}for j0 in range({first}, {end}, {BLOCK}):")
+        L.append(f"{ind}    j1 = min({end}, j0 + {BLOCK})")
+        for j in blocked:
+            L.append(f"{ind}    b{j} = {_init(steps[j])}")
+        L.append(f"{ind}    for j in range(j0, j1):")
+        inner = ind + "        "
+    else:
+        L.append(f"{ind}for j in range({end}):" if first == "0" else
+                 f"{ind}for j in range({first}, {end}):")  # fmt: skip
+        inner = ind + "    "
+    order = _needed(body, ps, cached.keys() & done_cache)
+    # loads of the element ports this pass reads
+    reads = set()
+    for j in order:
+        if j in cached and j in done_cache:
+            continue
+        reads |= {r[1] for r in steps[j].args if r[0] == "in"}
+    for j in reds:
+        r = steps[j].args[0]
+        if r[0] == "in":
+            reads.add(r[1])
+    for i in sorted(reads):
+        view = body.ports[i][1]
+        if view == "full":
+            L.append(f"{inner}x{i} = a{i}r[j]")
+        elif view == "inner":
+            L.append(f"{inner}x{i} = a{i}[j]")
+    evaluated = set()
+    for j in order:
+        if j in cached and j in done_cache:
+            L.append(f"{inner}t{j} = c{cached[j]}[j]")
+            evaluated.add(j)
+            continue
+        code, _ = render_step(steps[j], RENDERER, get)
+        L.append(f"{inner}t{j} = {code}")
+        if j in cached:
+            L.append(f"{inner}c{cached[j]}[j] = t{j}")
+        evaluated.add(j)
+    done_cache |= evaluated & set(cached)
+    for j in reds:
+        s = steps[j]
+        acc = dt.as_dtype(s.compute)
+        code, d = get(s.args[0])
+        v = RENDERER.cast(code, d, acc)
+        if s.op in ("sum", "mean"):
+            if acc.is_floating_point:
+                L.append(f"{inner}b{j} = _rk.radd(b{j}, {v})")
+            else:
+                L.append(f"{inner}s{j} = {np_type(acc)}(s{j} + {v})")
+        elif acc.is_floating_point:
+            fn = "fmaximum" if s.op == "amax" else "fminimum"
+            L.append(f"{inner}s{j} = _rk.{fn}(s{j}, {v})")
+        else:
+            L.append(f"{inner}s{j} = {'max' if s.op == 'amax' else 'min'}(s{j}, {v})")
+    for i in ps.outputs:
+        ref, _ = body.outputs[i]
+        code, d = get(ref)
+        L.append(f"{inner}o{i}r[j] = {code}")
+    if blocked:
+        for j in blocked:
+            L.append(f"{ind}    s{j} = s{j} + np.float64(b{j})")
 
 
 def _needed(body: RowBody, ps, stored: set) -> list:

@@ -22,7 +22,7 @@ from ..backends.host_pool import MIN_BYTES, host_empty
 from ..codegen import rows
 from ..codegen.body import KernelBody
 from ..codegen.cpu import kernel_source, nd_kernel_source
-from ..codegen.cpu_rows import row_kernel_source
+from ..codegen.cpu_rows import BLOCK, partial_dtypes, row_kernel_source
 from ..errors import CompileError, ShapeError
 from .cache import (
     CACHE,
@@ -391,7 +391,12 @@ class CpuRowKernel:
         self.folder = folder
         self.origin = origin
         self.fn = module.k_rows
+        # one-pass bodies: a row's elements split over threads (few long rows, a whole tensor)
+        self.part = getattr(module, "k_part", None)
+        self.final = getattr(module, "k_final", None)
+        self.partials = partial_dtypes(body)
         self.threaded = 0  # launches split across threads (for tests and explain)
+        self.split = 0  # launches that split rows into parts (for tests)
         self.views = tuple(p[1] for p in body.ports)
         self.port_in = tuple(p[0] for p in body.ports)
         self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
@@ -422,20 +427,51 @@ class CpuRowKernel:
         ]
         flat = [o.reshape(read) for o, (_, read) in zip(outs, out_plan)]
         fn = self.fn
-        before = len(fn.overloads)
+        before = self._compiled()
         args = (N, *ports, *flat)
         threads = 1
-        if R >= 2 and R * N >= ROW_PARALLEL_THRESHOLD and before:
+        if R >= 2 and R * N >= ROW_PARALLEL_THRESHOLD and before[0]:
             threads = min(R, THREADS)
-        if threads > 1:
+        if self.part is not None and R < THREADS and R * N >= ROW_PARALLEL_THRESHOLD:
+            self._run_parts(R, N, ports, flat, threaded=all(before[1:]))
+        elif threads > 1:
             self.threaded += 1
             _run_split(fn, R, threads, args)
         else:
             fn(0, R, *args)
-        if len(fn.overloads) != before:
+        if self._compiled() != before:
             try:
                 write_manifest(self.folder)
             except OSError as e:
                 log.warning("fusejit: cannot write kernel cache manifest in %s: %s",
                             self.folder, e)  # fmt: skip
         return outs
+
+    def _compiled(self) -> tuple:
+        """How many signatures each function of the module has compiled (0: not yet)."""
+        return tuple(len(f.overloads) for f in (self.fn, self.part, self.final) if f is not None)
+
+    def _run_parts(self, R: int, N: int, ports: list, flat: list, threaded: bool) -> None:
+        """Rows too few for the threads: each row's elements in ``THREADS`` parts (bounds on
+        multiples of ``BLOCK``, so the float sums' blocks are those of one whole row), the
+        parts at once on several threads (``threaded``: once compiled), then each row's
+        partials combined in order by ``k_final``. The parts do not depend on the timing:
+        results repeat exactly on one machine."""
+        T = THREADS
+        w = [np.empty((R, T), d) for d in self.partials]
+        bounds = [min(N, -(-N * t // (T * BLOCK)) * BLOCK) for t in range(T + 1)]
+        tasks = [(r, t) for r in range(R) for t in range(T)]
+        part, io = self.part, (*ports, *flat)
+
+        def run(lo: int, hi: int) -> None:
+            for r, t in tasks[lo:hi]:
+                part(r, t, bounds[t], bounds[t + 1], N, *io, *[a[r] for a in w])
+
+        self.split += 1
+        if threaded:
+            self.threaded += 1
+            _run_split(run, len(tasks), min(len(tasks), THREADS), ())
+        else:  # (the first call compiles k_part, on this thread)
+            run(0, len(tasks))
+        for r in range(R):
+            self.final(r, T, N, *io, *[a[r] for a in w])
