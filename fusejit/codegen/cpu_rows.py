@@ -181,16 +181,23 @@ def _function(body: RowBody, sch, mode: str) -> list:
         ind = "        "
     else:
         ind = "    "
+    # a part works on slices of its range, indexed from 0: LLVM vectorizes a loop over
+    # range(jlo, jhi) 2-3x slower (measured) than one over range(jhi - jlo)
+    cut = ", jlo:jhi" if mode == "part" else ""
     for i, (_, view, _d) in enumerate(body.ports):
         if view == "full":
-            L.append(f"{ind}a{i}r = a{i}[r]")
+            L.append(f"{ind}a{i}r = a{i}[r{cut}]")
+        elif view == "inner" and cut:
+            L.append(f"{ind}a{i} = a{i}[jlo:jhi]")
         elif view in ("keep", "drop"):
             L.append(f"{ind}v{i} = a{i}[r]")
         elif view == "scalar":
             L.append(f"{ind}v{i} = a{i}[0]")
     for k, (_, form) in enumerate(body.outputs):
         if form == "full" and mode != "final":
-            L.append(f"{ind}o{k}r = o{k}[r]")
+            L.append(f"{ind}o{k}r = o{k}[r{cut}]")
+    if cut:
+        L.append(f"{ind}n_ = jhi - jlo")
 
     def get(ref):
         if ref[0] == "in":
@@ -207,7 +214,7 @@ def _function(body: RowBody, sch, mode: str) -> list:
             code, _ = render_step(steps[j], RENDERER, get)
             L.append(f"{ind}t{j} = {code}")
 
-    first, end = ("jlo", "jhi") if mode == "part" else ("0", "N")
+    end = "n_" if mode == "part" else "N"
     done_cache: set = set()
     for p, ps in enumerate(sch.passes):
         row_steps(sch.before[p], ind)
@@ -218,7 +225,7 @@ def _function(body: RowBody, sch, mode: str) -> list:
                 L.append(f"{ind}for t in range(1, T):")
                 L.append(f"{ind}    s{j} = {_combine(steps[j], f's{j}', f'w{j}[t]')}")
         else:
-            _element_loop(L, body, sch, ps, cached, done_cache, get, ind, first, end)
+            _element_loop(L, body, sch, ps, cached, done_cache, get, ind, end)
         if mode == "part":
             L += [f"{ind}w{j}[t] = s{j}" for j in reds]
             return L
@@ -247,9 +254,9 @@ def _combine(step, a: str, b: str) -> str:
     return f"{'max' if step.op == 'amax' else 'min'}({a}, {b})"
 
 
-def _element_loop(L, body, sch, ps, cached, done_cache, get, ind, first, end) -> None:
-    """One pass's loop over the elements ``first`` to ``end`` of a row: its reductions
-    (``s<j>``, float sums by blocks of ``BLOCK``), its full outputs."""
+def _element_loop(L, body, sch, ps, cached, done_cache, get, ind, end) -> None:
+    """One pass's loop over the elements 0 to ``end`` of a row: its reductions (``s<j>``,
+    float sums by blocks of ``BLOCK``), its full outputs."""
     steps = body.steps
     reds = ps.reductions
     for j in reds:
@@ -258,15 +265,14 @@ def _element_loop(L, body, sch, ps, cached, done_cache, get, ind, first, end) ->
             L.append(f"{ind}s{j} = np.float64(s{j})")
     blocked = [j for j in reds if _blocked(steps[j])]
     if blocked:
-        L.append(f"{ind}for j0 in range({first}, {end}, {BLOCK}):")
+        L.append(f"{ind}for j0 in range(0, {end}, {BLOCK}):")
         L.append(f"{ind}    j1 = min({end}, j0 + {BLOCK})")
         for j in blocked:
             L.append(f"{ind}    b{j} = {_init(steps[j])}")
         L.append(f"{ind}    for j in range(j0, j1):")
         inner = ind + "        "
     else:
-        L.append(f"{ind}for j in range({end}):" if first == "0" else
-                 f"{ind}for j in range({first}, {end}):")  # fmt: skip
+        L.append(f"{ind}for j in range({end}):")
         inner = ind + "    "
     order = _needed(body, ps, cached.keys() & done_cache)
     # loads of the element ports this pass reads
