@@ -52,7 +52,7 @@ from numba.extending import intrinsic
 from .. import dtypes as dt
 from .body import render_step
 from .cpu import RENDERER, np_type
-from .rows import RowBody, expensive, schedule
+from .rows import RowBody, expensive, is_reduction, schedule
 
 BLOCK = 4096  # elements per partial sum (see the module docstring)
 _FLOATS = (types.float32, types.float64)
@@ -143,7 +143,7 @@ def partial_dtypes(body: RowBody) -> list:
     step order: float64 for float sums (their blocks' total), else the accumulation dtype."""
     out = []
     for s in body.steps:
-        if s.op in ("sum", "mean", "amax", "amin"):
+        if is_reduction(s):
             out.append(np.float64 if _blocked(s) else dt.as_dtype(s.compute).np)
     return out
 
@@ -165,7 +165,7 @@ def _function(body: RowBody, sch, mode: str) -> list:
         )
     }
     io = [*[f"a{i}" for i in range(n_ports)], *[f"o{i}" for i in range(n_out)]]
-    reds_all = [j for j, s in enumerate(steps) if s.op in ("sum", "mean", "amax", "amin")]
+    reds_all = [j for j, s in enumerate(steps) if is_reduction(s)]
     ws = [f"w{j}" for j in reds_all]
     head = {
         "rows": f"def k_rows(lo, hi, N, {', '.join(io)}):",

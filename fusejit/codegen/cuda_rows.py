@@ -30,12 +30,13 @@ Variants (``RowVariant``), chosen per launch by ``plan_rows`` from the row lengt
   mean, amax or amin of an elementwise expression, a whole tensor being one row): ``S_``
   blocks of 256 threads per row (``split_blocks``: about ``SPLIT_BLOCKS_PER_SM`` blocks per SM
   in all, each reducing ``SPLIT_CHUNK`` elements or more), block b reading the stretches
-  b, b + S_, ... of 256 elements. Each block stores its partial results in a work array and
-  counts itself done in the row's counter (``__threadfence`` first, so the partials are
-  visible before the count); the row's last block combines the S_ partials in block order
-  (a fixed order: the result depends on S_, so on the GPU's SM count, not on timing), sets
-  the counter back to zero for the next launch, and computes and stores the row's results.
-  One kernel: no second launch for the final reduction.
+  b, b + S_, ... of 256 elements (of 256 chunks of 16 bytes, with wide loads). Each block
+  stores its partial results in a work array and counts itself done in the row's counter
+  (``__threadfence`` first, so the partials are visible before the count); the row's last
+  block combines the S_ partials in block order (a fixed order: the result depends on S_, so
+  on the GPU's SM count, not on timing), sets the counter back to zero for the next launch,
+  and computes and stores the row's results. One kernel: no second launch for the final
+  reduction.
 
 A persistent form (a grid that fits the GPU, each block looping over rows, a layer norm's weight
 loaded once per block) was measured 3-8 points of the copy bandwidth slower on an H200 and
@@ -76,11 +77,9 @@ WARP_MAX = 256
 SMALL_ROWS = 2048
 SMALL_BLOCK = 128
 MAX_CACHE = 32  # elements per thread kept in registers, at most
-# few long rows (a whole tensor is one row) with one pass over them: several blocks per row
-# ("split"), each reducing a part, the row's last block combining the parts
-# Not measured yet (bench/bench_rows_cuda.py times the alternatives): as CUB's reductions, a
-# grid that fills the GPU (8 blocks of 256 threads: 2048 threads an SM) and each thread's
-# loop unrolled 4 times, 4 loads of 16 bytes in flight
+# split rows (see the module docstring), not measured yet (bench/bench_rows_cuda.py times the
+# alternatives): as CUB's reductions, a grid that fills the GPU (8 blocks of 256 threads: 2048
+# threads an SM), each thread's loop unrolled 4 times (4 loads of 16 bytes in flight)
 SPLIT_CHUNK = 4096  # elements a block of a split row reduces at least (16 a thread)
 SPLIT_BLOCKS_PER_SM = 8  # blocks of 256 threads the split rows fill each SM with
 SPLIT_UNROLL = 4
@@ -552,12 +551,12 @@ def _combine(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) ->
 
 def partials(body: RowBody) -> int:
     """The partial results a block of a split row stores: one per reduction (two for an
-    online softmax pair's)."""
-    if not splittable(body):
-        return 0
+    online softmax pair's); 0 when ``body`` is not ``splittable``."""
     sch = schedule(body, online=True)
-    return sum(len(ps.reductions) + len([m for m in ps.reductions if m in sch.online])
-               for ps in sch.passes)  # fmt: skip
+    if len(sch.passes) != 1:
+        return 0
+    reds = sch.passes[0].reductions
+    return len(reds) + sum(m in sch.online for m in reds)
 
 
 def _gather(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) -> None:
