@@ -638,7 +638,8 @@ class CudaRowKernel:
                 if view == "inner":
                     aligned = aligned and _ptr(arr) % (V * arr.itemsize) == 0
                 ports.append(arr)
-            S = cr.split_blocks(body, R, N, b.sm_count)
+            # (partials: 0 for a body that is not one pass, known once, not per call)
+            S = cr.split_blocks(R, N, b.sm_count) if self.partials else 1
             v = cr.split_variant(body, aligned) if S > 1 else cr.plan_rows(body, N, aligned)
             fn = self.fns.get(v)
             if fn is None:

@@ -544,16 +544,16 @@ def test_split_rows_are_planned_for_few_long_rows_of_one_pass():
               for name, fn, args in _split_fns()}  # fmt: skip
     assert all(len(b) == 1 and cr.splittable(b[0]) for b in bodies.values()), bodies
     (dot,) = bodies["dot"]
-    assert cr.split_blocks(dot, 1, 1 << 24, 132) == 132 * cr.SPLIT_BLOCKS_PER_SM
-    assert cr.split_blocks(dot, 1, 3 * cr.SPLIT_CHUNK, 132) == 3  # a block reduces a chunk at least
-    assert cr.split_blocks(dot, 1, cr.SPLIT_CHUNK, 132) == 1  # one block is enough
-    assert cr.split_blocks(dot, 33, 1 << 20, 132) == 132 * cr.SPLIT_BLOCKS_PER_SM // 33
-    assert cr.split_blocks(dot, 2000, 1 << 20, 132) == 1  # rows enough to fill the GPU
+    assert cr.split_blocks(1, 1 << 24, 132) == 132 * cr.SPLIT_BLOCKS_PER_SM
+    assert cr.split_blocks(1, 3 * cr.SPLIT_CHUNK, 132) == 3  # a block reduces a chunk at least
+    assert cr.split_blocks(1, cr.SPLIT_CHUNK, 132) == 1  # one block is enough
+    assert cr.split_blocks(33, 1 << 20, 132) == 132 * cr.SPLIT_BLOCKS_PER_SM // 33
+    assert cr.split_blocks(2000, 1 << 20, 132) == 1  # rows enough to fill the GPU
     # a whole tensor of 2**31 elements or more is one row too: 64-bit indices
-    assert cr.split_blocks(dot, 1, 1 << 33, 132) == 132 * cr.SPLIT_BLOCKS_PER_SM
+    assert cr.split_blocks(1, 1 << 33, 132) == 132 * cr.SPLIT_BLOCKS_PER_SM
     assert "const long long N = N_;" in cr.render_row_kernel(dot, cr.SPLIT)
     (two_pass,) = [b for name, b in _row_bodies() if name == "softmax"]
-    assert not cr.splittable(two_pass) and cr.split_blocks(two_pass, 1, 1 << 24, 132) == 1
+    assert not cr.splittable(two_pass)
     with pytest.raises(CompileError, match="one pass"):
         cr.render_row_kernel(two_pass, cr.SPLIT)
     (lse,) = bodies["two_rows_lse"]  # an online softmax pair: two partials a block

@@ -168,12 +168,12 @@ def splittable(body: RowBody) -> bool:
     return len(schedule(body, online=True).passes) == 1
 
 
-def split_blocks(body: RowBody, R: int, N: int, sm_count: int) -> int:
-    """Blocks per row for R rows of N elements: more than one when the rows are too few to
-    fill the GPU with ``SPLIT_BLOCKS_PER_SM`` blocks per SM, each block then reducing at least
-    ``SPLIT_CHUNK`` elements, and the body ``splittable``; else 1 (``plan_rows``'s kernels)."""
+def split_blocks(R: int, N: int, sm_count: int) -> int:
+    """Blocks per row for R rows of N elements of a ``splittable`` body: more than one when
+    the rows are too few to fill the GPU with ``SPLIT_BLOCKS_PER_SM`` blocks per SM, each
+    block then reducing at least ``SPLIT_CHUNK`` elements; else 1 (``plan_rows``'s kernels)."""
     blocks = min(sm_count * SPLIT_BLOCKS_PER_SM // max(R, 1), N // SPLIT_CHUNK)
-    return blocks if blocks >= 2 and splittable(body) else 1
+    return blocks if blocks >= 2 else 1
 
 
 def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> str:
