@@ -11,6 +11,7 @@ from jit_helpers import assert_bitwise, module_cache_fixture
 
 import fusejit
 from fusejit.errors import TraceError
+from fusejit.jit import check
 from fusejit.jit.runtime import GuardError
 from fusejit.jit.verify import verify
 
@@ -152,6 +153,63 @@ def test_check_trace_accepts_float32_math_cast_to_float64():
     for seed in range(3):
         fusejit.manual_seed(seed)
         fusejit.trace(f, fusejit.randn(32, 16) * 3)
+
+
+def _cancelling_rows(rows=16, cols=4096, seed=1):
+    """Rows whose sums cancel to +-1e-3 (in float64; the sign alternates): dividing by them is
+    ill-conditioned, so float32 results computed in two summation orders differ by far more
+    than float32's tolerance."""
+    x = np.random.default_rng(seed).standard_normal((rows, cols))
+    x[:, -1] -= x.sum(-1) - 1e-3 * (-1.0) ** np.arange(rows)
+    return x.astype(np.float32)
+
+
+def _normalize(x):
+    return x / x.sum(-1, keepdim=True)
+
+
+def test_check_trace_accepts_an_ill_conditioned_reduction():
+    """Fused and eager differ by rounding only: the check tells it from a wrong kernel by the
+    graph evaluated in float64, which both are (about) as close to."""
+    xs = _cancelling_rows()
+    x = fusejit.tensor(xs)
+    traced = fusejit.trace(_normalize, x)  # raised a TraceError before
+    fused, eager = traced(x).numpy().astype(np.float64), _normalize(x).numpy().astype(np.float64)
+    x64 = xs.astype(np.float64)
+    exact = x64 / x64.sum(-1, keepdims=True)
+    err_fused, err_eager = np.abs(fused - exact).max(), np.abs(eager - exact).max()
+    assert np.abs(fused - eager).max() > 1e-3 * np.abs(exact).max()  # the case is ill-conditioned
+    assert err_fused <= check.ROUNDING_FACTOR * err_eager
+
+
+def test_check_outputs_still_catches_a_wrong_result_of_an_ill_conditioned_graph():
+    xs = _cancelling_rows()
+    x = fusejit.tensor(xs)
+    traced = fusejit.trace(_normalize, x)
+    eager = _normalize(x)
+    # a kernel that reads the wrong row's sum: each row has the wrong sign, where rounding
+    # (float32 sums cancelling to 1e-3) moves eager by about 1%
+    sums = xs.sum(-1, keepdims=True, dtype=np.float64)
+    wrong = fusejit.tensor((xs / np.roll(sums, 1, axis=0)).astype(np.float32))
+    problem = check.check_outputs(traced.raw_graph, [x], [wrong], [eager], 2e-5)
+    assert problem is not None and "values differ" in problem and "float64 evaluation" in problem
+    assert check.check_outputs(traced.raw_graph, [x], [traced(x)], [eager], 2e-5) is None
+
+
+def test_check_outputs_never_excuses_a_different_nan():
+    x = fusejit.tensor([[1.0, 2.0], [3.0, 4.0]])
+    traced = fusejit.trace(_normalize, x)
+    eager = _normalize(x)
+    wrong = fusejit.tensor([[float("nan"), 2 / 3], [3 / 7, 4 / 7]])
+    assert "values differ" in check.check_outputs(traced.raw_graph, [x], [wrong], [eager], 2e-5)
+
+
+def test_optimize_keeps_an_ill_conditioned_reduction_compiled():
+    x = fusejit.tensor(_cancelling_rows())
+    opt = fusejit.optimize(_normalize, warmup=1, strict=True)  # strict: a fallback raises
+    for _ in range(3):
+        assert opt(x).shape == x.shape
+    assert fusejit.explain(opt, as_dict=True)["signatures"][0]["status"] == "compiled"
 
 
 # ---- captured tensors ------------------------------------------------------------------------

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from ..errors import TraceError
 from ..tensor import Tensor
 from . import trace as tr
 from .control import has_control, optimize_blocks
+from .check import check_outputs, compare, graph_tolerance
 from .interpret import interpret
 from .ir import Graph
 from .passes.cleanup import cse, dce
@@ -117,35 +116,6 @@ class TracedFunction:
         return f"<TracedFunction {self.__name__}: {self.kernel_count()} fused kernels>"
 
 
-_TOL = {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}
-
-
-def _graph_tolerance(g: Graph) -> float:
-    """The tolerance of the least precise float dtype the graph computes in: a float32
-    computation cast to float64 at the end is only float32-accurate."""
-    types = [p.type for p in g.block.params] + [o.type for n in g.nodes for o in n.outputs]
-    return max([_TOL.get(t.dtype.name, 0) for t in types], default=0)
-
-
-def _compare(name, a: Tensor, b: Tensor, graph_tol: float = 0) -> str | None:
-    if a.dtype is not b.dtype:
-        return f"{name}: dtype {a.dtype.name} traced, {b.dtype.name} eager"
-    if a.shape != b.shape:
-        return f"{name}: shape {a.shape} traced, {b.shape} eager"
-    x, y = np.asarray(a.cpu().numpy(), np.float64), np.asarray(b.cpu().numpy(), np.float64)
-    tol = _TOL.get(a.dtype.name, 0)
-    atol = tol
-    if tol:
-        tol = max(tol, graph_tol)
-        # normwise: a fused sum adds in another order than numpy's pairwise sum, and a sum
-        # that cancels to near 0 has an error relative to its terms, not to itself
-        finite = np.abs(y[np.isfinite(y)])
-        atol = tol * max(1.0, float(finite.max()) if finite.size else 1.0)
-    if not np.allclose(x, y, rtol=tol, atol=atol, equal_nan=True):
-        return f"{name}: values differ (max abs difference {np.nanmax(np.abs(x - y)):.3g})"
-    return None
-
-
 def trace(fn, example_inputs, *, check_trace: bool = True) -> TracedFunction:
     """Record the ops ``fn`` runs on ``example_inputs`` and compile them.
 
@@ -176,10 +146,16 @@ def trace(fn, example_inputs, *, check_trace: bool = True) -> TracedFunction:
                 f"trace check failed for {traced.__name__}: a second eager run returned a "
                 "different structure of outputs"
             )
-        tol = _graph_tolerance(graph)
-        for ref in (eager_out, again):
-            for i, (a, b) in enumerate(zip(flat, ref, strict=True)):
-                problem = _compare(f"output {i}", a, b, tol)
-                if problem is not None:
-                    raise TraceError(f"trace check failed for {traced.__name__}: {problem}")
+        tol = graph_tolerance(graph)
+        for i, (a, b) in enumerate(zip(again, eager_out, strict=True)):
+            problem = compare(f"output {i}", a, b, tol, labels=("second run", "first run"))
+            if problem is not None:
+                raise TraceError(
+                    f"trace check failed for {traced.__name__}: a second eager run gave "
+                    f"other results than the traced one ({problem})"
+                )
+        _, flat_in = tr.flatten_inputs(example_inputs)
+        problem = check_outputs(graph, flat_in, flat, eager_out, tol)
+        if problem is not None:
+            raise TraceError(f"trace check failed for {traced.__name__}: {problem}")
     return traced

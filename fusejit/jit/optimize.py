@@ -33,7 +33,8 @@ from ..errors import TraceError, fmt_shape
 from ..nn import Module, _Version
 from ..tensor import Tensor
 from . import trace as tr
-from .api import TracedFunction, _compare
+from .api import TracedFunction
+from .check import check_outputs
 from .cache import CACHE, debug_level
 from .runtime import GuardError
 from .verify import verify
@@ -439,12 +440,11 @@ class Executor:
                 result=result,
             )
         _, flat = tr.flatten_inputs((out,))
-        for i, (a, b) in enumerate(zip(flat, eager_out, strict=True)):
-            problem = _compare(f"output {i}", a, b)
-            if problem is not None:
-                return self._give_up(spec, args, names, target,
-                                     f"compiled result differs from eager: {problem}",
-                                     result=result)  # fmt: skip
+        problem = check_outputs(graph, tensors, flat, eager_out, 0)
+        if problem is not None:
+            return self._give_up(spec, args, names, target,
+                                 f"compiled result differs from eager: {problem}",
+                                 result=result)  # fmt: skip
         plan = traced.plan
         spec.traced = traced
         spec.status = "compiled"

@@ -1,0 +1,124 @@
+"""Checking a compiled result against eager execution (``trace``'s check, ``optimize``'s first
+compiled call).
+
+A fused kernel computes in another order than eager ops (a sum over a row in lanes, not
+numpy's pairwise order), so its results differ from eager by rounding. Mostly that difference
+is far inside a tolerance. Where a computation is ill-conditioned, it is not: in
+``x / x.sum(-1, keepdim=True)`` on a random 4096x4096 float32 tensor, a row sum can cancel to
+0.003, the quotients reach 1000, and fused and eager differ by 10 while both are as close to
+the exact result as float32 allows. Such a difference is told from a wrong kernel by a third
+result: the graph evaluated in float64 (``float64_reference``). A compiled result that is no
+more than ``ROUNDING_FACTOR`` times as far from it as eager is (normwise) differs by rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..tensor import Tensor
+from .interpret import run_block
+from .ir import Graph
+
+# relative tolerance of a result by the least precise float dtype it was computed in
+TOL = {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}
+
+# how much farther from float64 a compiled result may be than eager is. The two sum in other
+# orders: in float32 rows of 1024 to 100000 elements, with sums that cancel, a lane-wise fused
+# sum measured 0.6 to 6 times eager's (pairwise) error normwise; a wrong kernel is off by
+# about the result's own magnitude, thousands of times the rounding of a well-conditioned
+# result.
+ROUNDING_FACTOR = 16
+
+
+def graph_tolerance(g: Graph) -> float:
+    """The tolerance of the least precise float dtype the graph computes in: a float32
+    computation cast to float64 at the end is only float32-accurate."""
+    types = [p.type for p in g.block.params] + [o.type for n in g.nodes for o in n.outputs]
+    return max([TOL.get(t.dtype.name, 0) for t in types], default=0)
+
+
+def _host(t: Tensor) -> np.ndarray:
+    return np.asarray(t.cpu().numpy(), np.float64)
+
+
+def compare(
+    name: str, a: Tensor, b: Tensor, graph_tol: float = 0, labels=("traced", "eager")
+) -> str | None:
+    """What differs between ``a`` (compiled) and ``b`` (eager), or None: dtype, shape, then
+    values within the tolerance of their dtype (or ``graph_tol``, if larger)."""
+    la, lb = labels
+    if a.dtype is not b.dtype:
+        return f"{name}: dtype {a.dtype.name} {la}, {b.dtype.name} {lb}"
+    if a.shape != b.shape:
+        return f"{name}: shape {a.shape} {la}, {b.shape} {lb}"
+    x, y = _host(a), _host(b)
+    tol = TOL.get(a.dtype.name, 0)
+    atol = tol
+    if tol:
+        tol = max(tol, graph_tol)
+        # normwise: a fused sum adds in another order than numpy's pairwise sum, and a sum
+        # that cancels to near 0 has an error relative to its terms, not to itself
+        finite = np.abs(y[np.isfinite(y)])
+        atol = tol * max(1.0, float(finite.max()) if finite.size else 1.0)
+    if not np.allclose(x, y, rtol=tol, atol=atol, equal_nan=True):
+        return f"{name}: values differ (max abs difference {np.nanmax(np.abs(x - y)):.3g})"
+    return None
+
+
+def float64_reference(g: Graph, inputs) -> list:
+    """Run ``g`` through the interpreter with its float inputs and captured tensors in
+    float64 (ops that name a dtype still compute in it)."""
+
+    def widen(t):
+        if isinstance(t, Tensor) and t.dtype.is_floating_point:
+            return t.double()
+        return t
+
+    values = [widen(t) for t in [*inputs, *g.captured]]
+    return run_block(g.block, dict(zip(g.block.params, values)))
+
+
+def rounding_explains(a: Tensor, b: Tensor, exact: Tensor, tol: float) -> tuple[bool, str]:
+    """Whether compiled ``a`` differs from eager ``b`` by rounding only, judged against
+    ``exact`` (the float64 reference): the same non-finite entries, and ``a`` at most
+    ``ROUNDING_FACTOR`` times as far from ``exact`` as ``b`` (plus ``tol`` of its magnitude).
+    The second value says how far each is."""
+    x, y = _host(a), _host(b)
+    z = np.asarray(exact.cpu().numpy(), np.float64)
+    if z.shape != x.shape:
+        return False, ""
+    fx, fy = np.isfinite(x), np.isfinite(y)
+    if not (np.array_equal(fx, fy) and np.array_equal(x[~fx], y[~fy], equal_nan=True)):
+        return False, ""
+    ok = fx & np.isfinite(z)
+    if not ok.any():
+        return False, ""
+    err_a = float(np.abs(x[ok] - z[ok]).max())
+    err_b = float(np.abs(y[ok] - z[ok]).max())
+    scale = float(np.abs(z[ok]).max())
+    how = f"float64 evaluation: max error {err_a:.3g} traced, {err_b:.3g} eager"
+    return err_a <= ROUNDING_FACTOR * err_b + tol * max(1.0, scale), how
+
+
+def check_outputs(g: Graph, inputs, compiled: list, eager: list, graph_tol: float) -> str | None:
+    """The first difference of a compiled run from the eager one that rounding does not
+    explain, or None. ``g`` is the graph as recorded, run on ``inputs``."""
+    reference = None
+    for i, (a, b) in enumerate(zip(compiled, eager, strict=True)):
+        problem = compare(f"output {i}", a, b, graph_tol)
+        if problem is None:
+            continue
+        if a.dtype is not b.dtype or a.shape != b.shape or not a.dtype.is_floating_point:
+            return problem
+        if reference is None:
+            try:
+                reference = float64_reference(g, inputs)
+            except Exception:  # an op without float64: the plain comparison stands
+                return problem
+        exact = reference[i]
+        if not isinstance(exact, Tensor):
+            return problem
+        explained, how = rounding_explains(a, b, exact, max(TOL[a.dtype.name], graph_tol))
+        if not explained:
+            return f"{problem}; {how}" if how else problem
+    return None
