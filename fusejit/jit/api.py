@@ -7,8 +7,8 @@ import time
 from ..errors import TraceError
 from ..tensor import Tensor
 from . import trace as tr
-from .control import has_control, optimize_blocks
 from .check import check_outputs, compare, graph_tolerance
+from .control import has_control, optimize_blocks
 from .interpret import interpret
 from .ir import Graph
 from .passes.cleanup import cse, dce

@@ -34,8 +34,8 @@ from ..nn import Module, _Version
 from ..tensor import Tensor
 from . import trace as tr
 from .api import TracedFunction
-from .check import check_outputs
 from .cache import CACHE, debug_level
+from .check import check_outputs
 from .runtime import GuardError
 from .verify import verify
 
