@@ -121,7 +121,10 @@ def trace(fn, example_inputs, *, check_trace: bool = True) -> TracedFunction:
 
     ``example_inputs`` is a tensor or a tuple of arguments (tensors, nested tuples/lists of
     tensors, or other Python values, which are frozen into the graph). With ``check_trace`` the
-    traced function is run once more and compared with eager execution.
+    function runs eagerly once more (a result that changed means hidden state: ``TraceError``)
+    and the traced function's result is compared with eager; a difference beyond the dtype's
+    tolerance passes only if rounding explains it, judged against the graph evaluated in
+    float64 (``fusejit.jit.check``).
 
     >>> import fusejit
     >>> f = fusejit.trace(lambda x: (x * 2 + 1).exp(), fusejit.ones(4))
