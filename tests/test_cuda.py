@@ -33,6 +33,7 @@ import fusejit
 from fusejit import dispatch
 from fusejit import dtypes as dt
 from fusejit.codegen import cuda_rows as cr
+from fusejit.jit.check import ROUNDING_FACTOR
 from fusejit.ops.registry import OPS, dtype_rule
 
 
@@ -551,6 +552,21 @@ def test_few_long_rows_split_over_blocks(n):
     for traced in (t, lse):  # 16-byte loads where the rows allow them
         tags = [v for _, k in traced.plan.kernels for v in k.variants()]
         assert tags == ["rows-split-c0-v4" if n % 4 == 0 else "rows-split-c0"], tags
+
+
+def test_trace_check_accepts_an_ill_conditioned_reduction_on_the_gpu():
+    # rows whose sums cancel: fused (a reciprocal, another summation order) and eager differ
+    # by far more than float32's tolerance; the check judges both against float64
+    from test_trace import _cancelling_rows, _normalize
+
+    xs = _cancelling_rows()
+    x = gpu(xs)
+    traced = fusejit.trace(_normalize, x)  # raises if the check cannot tell rounding apart
+    x64 = xs.astype(np.float64)
+    exact = x64 / x64.sum(-1, keepdims=True)
+    err_fused = np.abs(traced(x).numpy() - exact).max()
+    err_eager = np.abs(_normalize(x).numpy() - exact).max()
+    assert err_fused <= ROUNDING_FACTOR * err_eager
 
 
 def _rows(x: np.ndarray, offset: bool):
