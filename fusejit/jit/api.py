@@ -155,7 +155,7 @@ def trace(fn, example_inputs, *, check_trace: bool = True) -> TracedFunction:
             if problem is not None:
                 raise TraceError(
                     f"trace check failed for {traced.__name__}: a second eager run gave "
-                    f"other results than the traced one ({problem})"
+                    f"other results than the run that was recorded ({problem})"
                 )
         _, flat_in = tr.flatten_inputs(example_inputs)
         problem = check_outputs(graph, flat_in, flat, eager_out, tol)
