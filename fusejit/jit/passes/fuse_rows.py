@@ -22,7 +22,7 @@ kernel (a weight of shape I, a per-row bias, a scalar).
 On CUDA a reduction of the whole tensor (one row) runs on many blocks, each reducing a part
 (``cuda_rows.split_blocks``), which needs the region to be one pass over the tensor: there, an
 elementwise op that reads the reduction's result (``x - x.mean()``) does not join the region
-and runs as a kernel of its own after it.
+and runs as a kernel of its own after it, with that reason in the notes.
 
 Not fused, with the reason in ``graph.notes["unfused"]``: reductions over leading or middle
 dims (a row kernel reads rows along the trailing dims), other reductions (prod, var, argmax,
@@ -224,6 +224,35 @@ def _grow(seed: int, dom: _Domain, G: _Graph, region_of: dict, regions: list, ta
     return S
 
 
+def _second_pass(S: set, dom: _Domain, G: _Graph, target: str) -> dict:
+    """The elementwise nodes outside ``S`` that read a per-row value of ``S`` over the full
+    shape (node -> the node of ``S`` it reads): where ``S`` reduces a whole tensor on CUDA,
+    they cannot join it (see the module docstring)."""
+    if target != "cuda" or dom.O:
+        return {}
+    out: dict = {}
+    for m in sorted(S):
+        if G.nodes[m].outputs[0].type.shape == dom.F:
+            continue
+        for c in sorted(G.consumers[m] - S):
+            n = G.nodes[c]
+            op = OPS.get(n.op)
+            if op is not None and op.kind == "elementwise" and len(n.outputs) == 1:
+                if n.outputs[0].type.shape == dom.F:
+                    out.setdefault(c, m)
+    return out
+
+
+# on cuda, one kernel would need every block to wait for a whole-tensor reduction
+_READER_WHY = (
+    "reads the whole tensor's {red} and the tensor again: on cuda one kernel would "
+    "need every block to wait for the reduction, so this runs as a second kernel"
+)
+_REDUCTION_WHY = ("{op} reads this whole-tensor reduction and the tensor again: on cuda one "
+                  "kernel would need every block to wait for the reduction, so {op} runs as a "
+                  "second kernel")  # fmt: skip
+
+
 def fuse_rows(g: Graph, target: str = "cpu") -> tuple[Graph, bool]:
     """Form row regions (see the module docstring). Reasons for the reductions left unfused go
     to ``graph.notes["unfused_rows"]`` (node -> reason), which ``fuse_elementwise`` reports."""
@@ -245,8 +274,14 @@ def fuse_rows(g: Graph, target: str = "cpu") -> tuple[Graph, bool]:
             why[i] = reason
             continue
         S = _grow(i, dom, G, region_of, regions, target)
+        later = _second_pass(S, dom, G, target)
+        for c, m in later.items():
+            why.setdefault(c, _READER_WHY.format(red=G.nodes[m].op))
         if len(S) < 2:
-            why[i] = "no elementwise neighbour to fuse with"
+            if later:
+                why[i] = _REDUCTION_WHY.format(op=G.nodes[min(later)].op)
+            else:
+                why[i] = "no elementwise neighbour to fuse with"
             continue
         for m in S:
             region_of[m] = len(regions)
