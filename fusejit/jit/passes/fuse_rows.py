@@ -248,9 +248,11 @@ _READER_WHY = (
     "reads the whole tensor's {red} and the tensor again: on cuda one kernel would "
     "need every block to wait for the reduction, so this runs as a second kernel"
 )
-_REDUCTION_WHY = ("{op} reads this whole-tensor reduction and the tensor again: on cuda one "
-                  "kernel would need every block to wait for the reduction, so {op} runs as a "
-                  "second kernel")  # fmt: skip
+_REDUCTION_WHY = (
+    "{op} reads this whole-tensor reduction and the tensor again: on cuda one "
+    "kernel would need every block to wait for the reduction, so {op} runs as a "
+    "second kernel"
+)
 
 
 def fuse_rows(g: Graph, target: str = "cpu") -> tuple[Graph, bool]:
