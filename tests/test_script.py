@@ -338,6 +338,76 @@ def test_error_call_to_arbitrary_function():
     _where(e, "# arbitrary call")
 
 
+SEQ = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+LAYERS = nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 3)])
+
+
+@fusejit.script
+def builtins_on_values(x, n: int):
+    parts = list((x, x + 1))
+    parts.append(x * 3)
+    pair = tuple([parts[0], parts[2]])
+    k = max(n, 2) + min(n, 1) + abs(n - 5) + len(parts) + len(x) + len(x.shape)
+    for m in LAYERS:
+        x = m(x)
+    return SEQ(x) * k + len(LAYERS), pair[0] + pair[1]
+
+
+def test_builtins_len_min_max_abs_tuple_list_and_module_containers():
+    for n in (0, 4, 9):
+        check(builtins_on_values, T(5, 3), n, make=lambda n=n: (T(5, 3), n))
+
+
+def _max_of_tensor(x, n: int, v: float):
+    return max(x.sum(), 0.5)
+
+
+def _max_of_three(x, n: int, v: float):
+    return x * max(n, 1, 3)
+
+
+def _round_of_float(x, n: int, v: float):
+    return x * round(v)
+
+
+def _isinstance(x, n: int, v: float):
+    return x if isinstance(x, fusejit.Tensor) else x
+
+
+def _range_kept(x, n: int, v: float):
+    r = range(n)  # noqa: F841
+    return x
+
+
+def _call_module_list(x, n: int, v: float):
+    return LAYERS(x)
+
+
+def _call_optimized(x, n: int, v: float):
+    return OPTIMIZED(x)
+
+
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (_max_of_tensor, r"max\(\) of a tensor is not supported"),
+        (_max_of_three, "takes two scalars"),
+        (_round_of_float, r"round\(\) of a run-time value"),
+        (_isinstance, r"isinstance\(\) is not supported"),
+        (_range_kept, "can only be iterated over by a for loop"),
+        (_call_module_list, "a ModuleList is not callable"),
+        (_call_optimized, "calling a fusejit.optimize function"),
+    ],
+)
+def test_errors_of_builtins_and_callables(fn, message):
+    f = fusejit.script(fn)
+    with pytest.raises(fusejit.ScriptError, match=message):
+        f(T(5, 3), 2, 2.5)
+
+
+OPTIMIZED = fusejit.optimize(lambda x: x * 2)
+
+
 def test_error_closure_over_unsupported_object():
     table = {"a": 1}
 

@@ -131,7 +131,7 @@ class CallsMixin:
             raise self.err(
                 node,
                 "calling a fusejit.optimize function from a scripted one is not supported",
-                "call the function it wraps, or trace it",
+                "decorate the function it wraps with @fusejit.script, or trace it",
             )
         name = getattr(fn, "__qualname__", repr(fn))
         raise self.err(
@@ -227,9 +227,13 @@ class CallsMixin:
             return Dyn(x.t.abs(), x.kind) if isinstance(x, Dyn) else x.abs()
         if fn is round:
             raise self.err(node, "round() of a run-time value is not supported", "fusejit.round")
-        if len(args) != 2 or any(isinstance(a, Tensor) for a in args):
-            raise self.err(node, f"{fn.__name__}() of run-time values takes two scalars",
-                           "fusejit.maximum / fusejit.minimum for tensors")  # fmt: skip
+        if any(isinstance(a, Tensor) for a in args):
+            # Python's max compares with bool(), which a graph cannot keep for a tensor
+            raise self.err(node, f"{fn.__name__}() of a tensor is not supported",
+                           "fusejit.maximum / fusejit.minimum (elementwise), or .amax() / "
+                           ".amin()")  # fmt: skip
+        if len(args) != 2:
+            raise self.err(node, f"{fn.__name__}() of run-time values takes two scalars")
         kinds = {_kind_of(a) for a in args}
         k = "float" if "float" in kinds else "int"
         a, b = (self.as_kind(a, k) for a in args)  # a constant stays a weak Python scalar

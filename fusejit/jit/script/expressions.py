@@ -65,8 +65,8 @@ class ExpressionsMixin:
             return tuple(v)
         from ...nn import Module
 
-        if isinstance(v, Module):
-            return v
+        if isinstance(v, Module) or getattr(v, "_fusejit_executor", None) is not None:
+            return v  # (calling an optimize() function gets its own error in calls.py)
         if callable(v):
             raise self.err(node, f"`{name}` is a Python {type(v).__name__}: calls to arbitrary "
                            "Python functions are not supported in fusejit.script",
