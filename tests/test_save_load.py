@@ -301,6 +301,98 @@ def test_fuzzed_archives_raise_archive_error(saved, tmp_path):
         _expect_error(_write(p, m))
 
 
+def _edit_node(base: dict, op: str, edit) -> dict:
+    """``base`` with ``edit(node)`` applied to the first node of ``op`` in the stored graph."""
+    g = json.loads(base["graphs/0.json"])
+
+    def find(b):
+        for n in b["nodes"]:
+            if n["op"] == op:
+                return n
+            for sb in n.get("blocks", []):
+                if (hit := find(sb)) is not None:
+                    return hit
+        return None
+
+    edit(find(g["block"]))
+    return {**base, "graphs/0.json": json.dumps(g).encode()}
+
+
+def test_edited_nodes_are_refused_at_load_or_at_the_call(saved, tmp_path):
+    base = _members(saved / "net.fjz")
+    p = tmp_path / "e.fjz"
+    io_ = np.load(saved / "io.npz")
+    args = [fusejit.from_numpy(io_[k]) for k in ("x", "h", "c")] + [1.5]
+    # what a node's op entry tells: attributes, their types, operands
+    _expect_error(_write(p, _edit_node(base, "split", lambda n: n["attrs"].pop("dim"))),
+                  "do not fit the op")  # fmt: skip
+    _expect_error(_write(p, _edit_node(base, "permute", lambda n: n["attrs"].update(
+        dims={"tuple": [1.0, 0]}))), "dims is not a tuple of ints")  # fmt: skip
+    _expect_error(_write(p, _edit_node(base, "matmul", lambda n: n["inputs"].pop())),
+                  "do not fit the op")  # fmt: skip
+    _expect_error(_write(p, _edit_node(base, "matmul", lambda n: n["inputs"].__setitem__(
+        0, {"c": 1.0}))), "an operand that is not a tensor")  # fmt: skip
+    # what only the data tells: the loaded function refuses to run, naming the archive
+    f = fusejit.load(_write(p, _edit_node(base, "permute", lambda n: n["attrs"].update(
+        dims={"tuple": [0, 0]}))))  # fmt: skip
+    with pytest.raises(ArchiveError, match="damaged or was edited"):
+        f(*args)
+
+
+def _json_paths(x, path=()):
+    yield path
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from _json_paths(v, (*path, k))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield from _json_paths(v, (*path, i))
+
+
+_ODD_VALUES = [None, True, 0, -1, 2**40, 1.5, "", "T", "float32", "cuda:0", [], {}, [1, 2],
+               {"tuple": []}, {"tensor": 0}, {"tensor": 99}, {"dtype": "int8"}]  # fmt: skip
+
+
+def test_structurally_fuzzed_archives(saved, tmp_path):
+    """Values of the stored JSON replaced, deleted or shifted at random: each archive loads
+    and runs (an edit can be harmless, or change a constant), or raises a FusejitError (an
+    ArchiveError at load or at the call); never another exception."""
+    import random
+
+    base = _members(saved / "net.fjz")
+    io_ = np.load(saved / "io.npz")
+    args = [fusejit.from_numpy(io_[k]) for k in ("x", "h", "c")] + [1.5]
+    rng = random.Random(1)
+    p = tmp_path / "f.fjz"
+    outcomes = {"refused": 0, "ran": 0, "call error": 0}
+    for _ in range(600):
+        name = rng.choice([k for k in base if k.endswith(".json")])
+        doc = json.loads(base[name])
+        path = rng.choice(list(_json_paths(doc))[1:])
+        parent = doc
+        for k in path[:-1]:
+            parent = parent[k]
+        r, k = rng.random(), path[-1]
+        if r < 0.25:
+            del parent[k]
+        elif r < 0.4 and type(parent[k]) is int:
+            parent[k] += rng.choice([-1, 1, 7])
+        else:
+            parent[k] = rng.choice(_ODD_VALUES)
+        _write(p, {**base, name: json.dumps(doc).encode()})
+        try:
+            f = fusejit.load(p)
+        except ArchiveError:
+            outcomes["refused"] += 1
+            continue
+        try:
+            f(*args)
+            outcomes["ran"] += 1
+        except fusejit.FusejitError:
+            outcomes["call error"] += 1
+    assert outcomes["refused"] > 500 and outcomes["call error"] > 0, outcomes
+
+
 def test_hostile_archives(saved, tmp_path):
     base = _members(saved / "net.fjz")
     p = tmp_path / "h.fjz"

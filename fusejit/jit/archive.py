@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import io
 import json
 import math
@@ -233,10 +234,13 @@ def _graph_from_json(d, ctx: str, tensors: list) -> Graph:
             for o in outs:
                 _need(o not in defined, ctx, "a value is defined twice")
                 defined.add(o)
+            inputs = tuple(operand(o) for o in _list(nd.get("inputs"), ctx))
+            if op in OPS:
+                _check_call(OPS[op], inputs, a, f"{ctx}: node {len(nodes)} ({op})")
             nodes.append(
                 Node(
                     op,
-                    tuple(operand(o) for o in _list(nd.get("inputs"), ctx)),
+                    inputs,
                     freeze_attrs(a),
                     tuple(outs),
                     tuple(block(sb, depth + 1) for sb in _list(nd.get("blocks"), ctx)),
@@ -261,6 +265,43 @@ def _graph_from_json(d, ctx: str, tensors: list) -> Graph:
     except (VerifyError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise ArchiveError(f"{ctx}: the graph is not well formed: {e}") from None
     return g
+
+
+def _check_call(op, inputs: tuple, attrs: dict, where: str) -> None:
+    """The inputs and attributes of a stored node fit its op-table entry: as many operands as
+    the op takes, tensors where it takes tensors, the attributes its implementation names (a
+    dtype where it names one). What only the data can tell (a permutation of the right
+    length, sections that add up) is caught when the graph runs (``LoadedFunction``)."""
+    n_values = sum(isinstance(v, Value) for v in inputs)
+    if op.kind == "elementwise":
+        _need(len(inputs) == op.arity and n_values >= 1, where, "wrong operands")
+        want = {"dtype"} if op.rule == "cast" else set()
+        _need(set(attrs) == want, where, f"attributes {sorted(attrs)}, expected {sorted(want)}")
+        if want:
+            _need(isinstance(attrs["dtype"], dt.DType), where, "dtype is not a dtype")
+        return
+    if op.impl is None:  # (composites are decomposed before they run)
+        return
+    _need(n_values == len(inputs) >= 1, where, "an operand that is not a tensor")
+    try:  # (binding checks the number of operands too)
+        inspect.signature(op.impl).bind(None, *inputs, **attrs)
+    except TypeError as e:
+        raise ArchiveError(f"{where}: its attributes do not fit the op ({e})") from None
+    for k, v in attrs.items():
+        if k == "dtype":
+            _need(v is None or isinstance(v, dt.DType), where, "dtype is not a dtype")
+        elif k in ("keepdim", "log", "sqrt", "has_weight", "has_bias"):
+            _need(isinstance(v, bool), where, f"{k} is not a bool")
+        elif k in ("dims", "shape", "sections"):
+            _need(isinstance(v, tuple) and all(_is_int(i) for i in v), where,
+                  f"{k} is not a tuple of ints")  # fmt: skip
+        elif k in ("dim", "normalized_ndim"):
+            ok = v is None or _is_int(v) or (isinstance(v, tuple) and all(map(_is_int, v)))
+            _need(ok, where, f"{k} is not an int or a tuple of ints")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _hashable(v, ctx):
@@ -532,8 +573,7 @@ class LoadedFunction:
                     continue
                 why = e.plan.check(tensors)
                 if why is None:
-                    outs = e.plan.run(tensors, e.graph.captured)
-                    return tr.unflatten_outputs(e.out_spec, outs)
+                    return self._run(e, tensors, tr.unflatten_outputs)
                 problems.append(why)
             else:
                 try:
@@ -547,10 +587,23 @@ class LoadedFunction:
                 dev = _device_of_args(flat)
                 tensors = [v if isinstance(v, Tensor) else _scalar_input(v, _kind_of(v), dev)
                            for v in flat]  # fmt: skip
-                outs = e.plan.run(tensors, e.graph.captured)
-                return unflatten_out(e.out_spec, iter(outs))
+                return self._run(e, tensors, lambda spec, outs: unflatten_out(spec, iter(outs)))
         raise GuardError(f"{self.__name__} (loaded) has no saved signature for these inputs: "
                          + "; ".join(dict.fromkeys(problems)))  # fmt: skip
+
+    def _run(self, e, tensors, unflatten):
+        """Run entry ``e``. The loader checked the graph's structure and each node against
+        its op; what only the data can tell (an edited permutation, sections that do not add
+        up) fails here, and is reported as a damaged archive, not as an error of the op."""
+        try:
+            return unflatten(e.out_spec, e.plan.run(tensors, e.graph.captured))
+        except (FusejitError, MemoryError):
+            raise
+        except Exception as ex:
+            raise ArchiveError(
+                f"{self.__name__} (loaded): its graph cannot run ({type(ex).__name__}: "
+                f"{str(ex)[:200]}); the archive is damaged or was edited"
+            ) from ex
 
     def __repr__(self) -> str:
         return f"<LoadedFunction {self.__name__} ({self.kind}, {len(self.entries)} signatures)>"
