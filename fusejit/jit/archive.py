@@ -270,8 +270,8 @@ def _graph_from_json(d, ctx: str, tensors: list) -> Graph:
 def _check_call(op, inputs: tuple, attrs: dict, where: str) -> None:
     """The inputs and attributes of a stored node fit its op-table entry: as many operands as
     the op takes, tensors where it takes tensors, the attributes its implementation names (a
-    dtype where it names one). What only the data can tell (a permutation of the right
-    length, sections that add up) is caught when the graph runs (``LoadedFunction``)."""
+    dtype where it names one). What only the data can tell (a permutation that repeats a
+    dim) fails when the graph runs (``LoadedFunction._run``)."""
     n_values = sum(isinstance(v, Value) for v in inputs)
     if op.kind == "elementwise":
         _need(len(inputs) == op.arity and n_values >= 1, where, "wrong operands")
@@ -593,8 +593,8 @@ class LoadedFunction:
 
     def _run(self, e, tensors, unflatten):
         """Run entry ``e``. The loader checked the graph's structure and each node against
-        its op; what only the data can tell (an edited permutation, sections that do not add
-        up) fails here, and is reported as a damaged archive, not as an error of the op."""
+        its op; what only the data can tell (a permutation that repeats a dim) fails here,
+        and is reported as a damaged archive, not as an error from inside the op."""
         try:
             return unflatten(e.out_spec, e.plan.run(tensors, e.graph.captured))
         except (FusejitError, MemoryError):
