@@ -83,8 +83,7 @@ def rounding_explains(a: Tensor, b: Tensor, exact: Tensor, tol: float) -> tuple[
     ``exact`` (the float64 reference): the same non-finite entries, and ``a`` at most
     ``ROUNDING_FACTOR`` times as far from ``exact`` as ``b`` (plus ``tol`` of its magnitude).
     The second value says how far each is."""
-    x, y = _host(a), _host(b)
-    z = np.asarray(exact.cpu().numpy(), np.float64)
+    x, y, z = _host(a), _host(b), _host(exact)
     if z.shape != x.shape:
         return False, ""
     fx, fy = np.isfinite(x), np.isfinite(y)
