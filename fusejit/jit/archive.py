@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import inspect
 import io
 import json
 import math
@@ -56,7 +55,7 @@ import numpy as np
 from .. import dtypes as dt
 from ..device import CPU
 from ..errors import FusejitError
-from ..ops.registry import OPS
+from ..ops.registry import OPS, call_problem
 from ..tensor import Tensor
 from .ir import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
 
@@ -236,7 +235,11 @@ def _graph_from_json(d, ctx: str, tensors: list) -> Graph:
                 defined.add(o)
             inputs = tuple(operand(o) for o in _list(nd.get("inputs"), ctx))
             if op in OPS:
-                _check_call(OPS[op], inputs, a, f"{ctx}: node {len(nodes)} ({op})")
+                # what the op table tells of a call; what only the data can tell (a
+                # permutation that repeats a dim) fails at the call (LoadedFunction._run)
+                n_tensors = sum(isinstance(v, Value) for v in inputs)
+                problem = call_problem(OPS[op], n_tensors, len(inputs), a)
+                _need(problem is None, ctx, f"node {len(nodes)} ({op}): {problem}")
             nodes.append(
                 Node(
                     op,
@@ -265,43 +268,6 @@ def _graph_from_json(d, ctx: str, tensors: list) -> Graph:
     except (VerifyError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise ArchiveError(f"{ctx}: the graph is not well formed: {e}") from None
     return g
-
-
-def _check_call(op, inputs: tuple, attrs: dict, where: str) -> None:
-    """The inputs and attributes of a stored node fit its op-table entry: as many operands as
-    the op takes, tensors where it takes tensors, the attributes its implementation names (a
-    dtype where it names one). What only the data can tell (a permutation that repeats a
-    dim) fails when the graph runs (``LoadedFunction._run``)."""
-    n_values = sum(isinstance(v, Value) for v in inputs)
-    if op.kind == "elementwise":
-        _need(len(inputs) == op.arity and n_values >= 1, where, "wrong operands")
-        want = {"dtype"} if op.rule == "cast" else set()
-        _need(set(attrs) == want, where, f"attributes {sorted(attrs)}, expected {sorted(want)}")
-        if want:
-            _need(isinstance(attrs["dtype"], dt.DType), where, "dtype is not a dtype")
-        return
-    if op.impl is None:  # (composites are decomposed before they run)
-        return
-    _need(n_values == len(inputs) >= 1, where, "an operand that is not a tensor")
-    try:  # (binding checks the number of operands too)
-        inspect.signature(op.impl).bind(None, *inputs, **attrs)
-    except TypeError as e:
-        raise ArchiveError(f"{where}: its attributes do not fit the op ({e})") from None
-    for k, v in attrs.items():
-        if k == "dtype":
-            _need(v is None or isinstance(v, dt.DType), where, "dtype is not a dtype")
-        elif k in ("keepdim", "log", "sqrt", "has_weight", "has_bias"):
-            _need(isinstance(v, bool), where, f"{k} is not a bool")
-        elif k in ("dims", "shape", "sections"):
-            _need(isinstance(v, tuple) and all(_is_int(i) for i in v), where,
-                  f"{k} is not a tuple of ints")  # fmt: skip
-        elif k in ("dim", "normalized_ndim"):
-            ok = v is None or _is_int(v) or (isinstance(v, tuple) and all(map(_is_int, v)))
-            _need(ok, where, f"{k} is not an int or a tuple of ints")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _hashable(v, ctx):

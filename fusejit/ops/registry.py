@@ -17,6 +17,7 @@ tracing, the interpreter, code generation for each target and the tests are all 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,6 +79,52 @@ def get_op(name: str) -> OpDef:
         return OPS[name]
     except KeyError:
         raise KeyError(f"no op named {name!r} in the op table") from None
+
+
+# The types of the attributes the op table's implementations take, by name (one convention
+# for every op): what a graph read from a file is checked against (``call_problem``).
+_BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias")
+_INT_TUPLE_ATTRS = ("dims", "shape", "sections")
+_DIM_ATTRS = ("dim", "normalized_ndim")  # an int, a tuple of ints, or None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def call_problem(op: OpDef, n_tensors: int, n_operands: int, attrs: dict) -> str | None:
+    """What is wrong with calling ``op`` on ``n_operands`` operands (``n_tensors`` of them
+    tensors, the rest Python scalars) with ``attrs``, or None: the operand count and kinds,
+    the attribute names its implementation takes, and their types."""
+    if op.kind == "elementwise":
+        if n_operands != op.arity or n_tensors < 1:
+            return f"{n_operands} operands ({n_tensors} tensors), expected {op.arity}"
+        want = {"dtype"} if op.rule == "cast" else set()
+        if set(attrs) != want:
+            return f"attributes {sorted(attrs)}, expected {sorted(want)}"
+        if want and not isinstance(attrs["dtype"], dt.DType):
+            return "dtype is not a dtype"
+        return None
+    if op.impl is None:  # (composites without an implementation are decomposed)
+        return None
+    if not n_tensors == n_operands >= 1:
+        return "an operand that is not a tensor"
+    try:  # (binding checks the number of operands too)
+        inspect.signature(op.impl).bind(None, *[None] * n_operands, **attrs)
+    except TypeError as e:
+        return f"its attributes do not fit the op ({e})"
+    for k, v in attrs.items():
+        if k == "dtype" and not (v is None or isinstance(v, dt.DType)):
+            return "dtype is not a dtype"
+        if k in _BOOL_ATTRS and not isinstance(v, bool):
+            return f"{k} is not a bool"
+        if k in _INT_TUPLE_ATTRS and not (isinstance(v, tuple) and all(map(_is_int, v))):
+            return f"{k} is not a tuple of ints"
+        if k in _DIM_ATTRS and not (
+            v is None or _is_int(v) or (isinstance(v, tuple) and all(map(_is_int, v)))
+        ):
+            return f"{k} is not an int or a tuple of ints"
+    return None
 
 
 _KIND_WORD = {"b": "bool", "i": "integer", "u": "integer", "f": "floating-point"}
