@@ -371,6 +371,36 @@ def test_every_way_an_input_moves_along_the_last_dim(monkeypatch, threads):
     check_against_eager(t0, lambda x, y: x * y + 1, x0, fusejit.randn(3, 4)[:, ::2])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_loop_over_permuted_inputs_follows_their_memory_order(monkeypatch, threads):
+    # As numpy's and PyTorch's elementwise ops do, the kernel loops in the first input's
+    # memory order and lays its results out the same way.
+    monkeypatch.setattr(cpu_kernels, "PARALLEL_THRESHOLD", 1 if threads > 1 else 1 << 40)
+    monkeypatch.setattr(cpu_kernels, "THREADS", threads)
+
+    def f(x, y, z):
+        return x * 2 + y, (x - z).exp()
+
+    x = fusejit.randn(6, 5, 4).permute(2, 0, 1)  # (4, 6, 5), element strides (1, 20, 4)
+    y = fusejit.randn(1, 6, 1)
+    z = fusejit.randn(4, 6, 5)  # in the output's order: x decides, z is read with strides
+    t = fusejit.trace(f, (x, y, z))
+    for _ in range(2):  # (the first call compiles on one thread)
+        check_against_eager(t, f, x, y, z)
+    for out in t(x, y, z):
+        assert out.numpy().strides == x.numpy().strides
+    k = t.plan.kernels[0][1]
+    assert {inner for _, inner in k.nd} == {"ubs"}
+    # a 2-D transpose, the common case, and an input laid out as the output: unchanged
+    a = fusejit.randn(64, 48)
+    t2 = fusejit.trace(lambda a, b: a * b + 1, (a.transpose(0, 1), fusejit.randn(48, 64)))
+    for b in (a.transpose(0, 1), fusejit.randn(48, 64)):
+        for _ in range(2):
+            check_against_eager(t2, lambda a, b: a * b + 1, a.transpose(0, 1), b)
+        assert t2(a.transpose(0, 1), b).numpy().flags.f_contiguous
+    assert t2(b, b).numpy().flags.c_contiguous
+
+
 def test_the_threaded_kernel_path(monkeypatch):
     # 3 threads over an odd size, two outputs, a 2-D input: every slice boundary is exercised
     monkeypatch.setattr(cpu_kernels, "PARALLEL_THRESHOLD", 1000)

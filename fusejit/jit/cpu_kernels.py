@@ -123,10 +123,12 @@ class CpuKernel:
             plan = _NdPlan(arrays)
             if len(self._nd_plans) < 256:
                 self._nd_plans[key] = plan
-        shape = plan.shape
         size = plan.size
         alloc = np.empty if size < _POOLED_FROM else host_empty
-        outs = [alloc(shape, d) for d in self.out_np]
+        # the outputs are laid out in the loop's order (the inputs' memory order), as numpy's
+        # and PyTorch's elementwise results are: contiguous in that order
+        bufs = [alloc(plan.loop_shape, d) for d in self.out_np]
+        outs = bufs if plan.perm is None else [b.transpose(plan.inverse) for b in bufs]
         if size == 0:
             return outs
         k = self.nd.get(plan.variant)
@@ -134,8 +136,8 @@ class CpuKernel:
             k = self.nd[plan.variant] = cpu_nd_kernel(self.body, *plan.variant)
         fn = k.fn
         before = len(fn.overloads)
-        args = (*plan.flat_inputs(arrays), *[o.reshape(-1) for o in outs], plan.dims, plan.st)
-        rows = shape[0] if len(shape) > 1 else size
+        args = (*plan.flat_inputs(arrays), *[b.reshape(-1) for b in bufs], plan.dims, plan.st)
+        rows = plan.loop_shape[0] if len(plan.loop_shape) > 1 else size
         threads = THREADS if size >= PARALLEL_THRESHOLD and before and rows >= 2 else 1
         if threads > 1:
             self.threaded += 1
@@ -294,21 +296,44 @@ def _c_strides(shape: tuple, item: int) -> tuple:
     return tuple(reversed(out))
 
 
+def _memory_order(st: np.ndarray) -> list:
+    """The output's dims ordered outermost first for a loop that follows the inputs' memory:
+    a stable insertion sort in which the first input that moves along both of two dims (a
+    stride of 0 is a broadcast or a dim of 1: no say) puts the dim with the larger stride
+    outside. Inputs laid out in the output's order keep the identity."""
+    n_in, rank = st.shape
+    perm = list(range(rank))
+
+    def outer_first(a: int, b: int) -> bool:  # should dim a be looped outside dim b?
+        for k in range(n_in):
+            sa, sb = abs(int(st[k, a])), abs(int(st[k, b]))
+            if sa and sb and sa != sb:
+                return sa > sb
+        return True  # no input decides: keep the output's order
+
+    for i in range(1, rank):
+        j = i
+        while j > 0 and not outer_first(perm[j - 1], perm[j]):
+            perm[j - 1], perm[j] = perm[j], perm[j - 1]
+            j -= 1
+    return perm
+
+
 class _NdPlan:
-    """How a call with given input shapes and strides runs the N-D kernel: the output shape,
-    each input's strides in elements over the output's dims (0 where broadcast), how each
-    moves along the last dim, and how to pass it as a 1-D array."""
+    """How a call with given input shapes and strides runs the N-D kernel: the dims of its
+    loop nest (the output's dims in the inputs' memory order), each input's strides in
+    elements over them (0 where broadcast), how each moves along the innermost dim, and how
+    to pass it as a 1-D array. The outputs are allocated contiguous in the loop's order and
+    handed back as views in the output's order (``perm``, ``inverse``; None: the same)."""
 
     def __init__(self, arrays) -> None:
         shape = np.broadcast_shapes(*[a.shape for a in arrays])
-        self.shape = shape
         self.size = int(np.prod(shape, dtype=np.int64))
         rank = max(len(shape), 1)
         dims = shape if shape else (1,)
         st = np.zeros((len(arrays), rank), np.int64)
         self.copy = []  # inputs passed as a contiguous copy (negative or odd strides)
         self.spans = []  # elements each input's 1-D view covers
-        inner = []
         for k, a in enumerate(arrays):
             item = a.itemsize
             odd = any(s < 0 or s % item for s in a.strides)
@@ -321,9 +346,18 @@ class _NdPlan:
                 st[k, pad + d] = e
                 span += (n - 1) * e
             self.spans.append(span)
-            last = st[k, rank - 1]
-            inner.append("b" if last == 0 else ("u" if last == 1 else "s"))
-        self.st = st
+        # The innermost loop walks the smallest strides: over a transposed input a loop in the
+        # output's own order reads a new cache line for every element (5-6x slower than
+        # numpy, which also iterates in memory order).
+        perm = _memory_order(st)
+        self.perm = self.inverse = None
+        self.loop_shape = shape
+        if perm != list(range(rank)):
+            self.perm, self.inverse = perm, tuple(int(i) for i in np.argsort(perm))
+            st = st[:, perm]
+            dims = self.loop_shape = tuple(dims[d] for d in perm)
+        inner = ["b" if s == 0 else ("u" if s == 1 else "s") for s in st[:, rank - 1]]
+        self.st = np.ascontiguousarray(st)
         self.dims = np.asarray(dims, np.int64)
         self.variant = (rank, "".join(inner))
 
