@@ -36,6 +36,14 @@ def ops(g):
     return [n.op for n in g.nodes]
 
 
+def compiled_ops(g):
+    """The ops an optimized graph runs, a fused region's as its kernel's steps."""
+    out = []
+    for n in g.nodes:
+        out += [s.op for s in n.attr("body").steps] if n.op == "fused" else [n.op]
+    return out
+
+
 def same_results(g1, g2, *inputs):
     for a, b in zip(interpret(g1, *inputs), interpret(g2, *inputs), strict=True):
         assert_bitwise(a, b)
@@ -207,14 +215,14 @@ def test_simplify_leaves_value_changing_rewrites_alone(f, why):
     out, changed = run_pass(simplify, g)
     assert not changed, why
     t = fusejit.trace(f, x)
-    assert ops(t.graph) == ops(g)
+    assert compiled_ops(t.graph) == ops(g)
     assert_bitwise(t(x), f(x))
 
 
 def test_x_plus_zero_keeps_negative_zero_end_to_end():
     x = fusejit.tensor([-0.0, 0.0, -0.0])
     t = fusejit.trace(lambda x: (x + 0) * 1, x)
-    assert ops(t.graph) == ["add"]  # * 1 removed, + 0 kept
+    assert compiled_ops(t.graph) == ["add"]  # * 1 removed, + 0 kept
     got = t(x).numpy()
     assert not np.signbit(got).any()  # -0.0 + 0 == +0.0, as eager
     assert_bitwise(t(x), (x + 0) * 1)
