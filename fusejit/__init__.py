@@ -34,11 +34,13 @@ from .errors import (  # noqa: E402
     CompileError, DeviceError, DimError, DTypeError, FusejitError, ShapeError, TraceError,
 )  # fmt: skip
 from .functional import *  # noqa: E402, F403
-from .functional import cast, clamp, gelu, where  # noqa: E402
-from .ops.linalg import linear, matmul  # noqa: E402
+from .functional import (  # noqa: E402
+    addcdiv, addcmul, cast, clamp, clamp_max, clamp_min, gelu, lerp, masked_fill, where,
+)  # fmt: skip
+from .ops.linalg import bmm, dot, linear, matmul, mv, outer  # noqa: E402
 from .ops.movement import (  # noqa: E402
-    broadcast_shapes, broadcast_to, cat, chunk, flatten, permute, reshape, split, squeeze,
-    stack, transpose, unsqueeze, view, expand,
+    broadcast_shapes, broadcast_to, cat, chunk, flatten, movedim, narrow, permute, reshape,
+    split, squeeze, stack, swapaxes, t, transpose, unbind, unsqueeze, view, expand,
 )  # fmt: skip
 from .ops.reductions import (  # noqa: E402
     all, amax, amin, any, argmax, argmin, layer_norm, log_softmax, logsumexp, max, mean, min,
@@ -51,6 +53,8 @@ half, float, double = float16, float32, float64  # noqa: A001
 short, int, long = int16, int32, int64  # noqa: A001
 clip = clamp
 concat = cat
+swapdims = swapaxes
+moveaxis = movedim
 concatenate = cat
 
 __version__ = "0.1.0"

@@ -6,12 +6,14 @@ in-place form; adding an op to the table adds all of these.
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 from . import dispatch
 from . import dtypes as dt
 from .device import Device
-from .errors import ShapeError, fmt_shape
+from .errors import DTypeError, ShapeError, fmt_shape
 from .ops import elementwise as _ew_table  # noqa: F401 - registers the elementwise ops
 from .ops import linalg, movement, reductions
 from .ops.movement import _check_inplace_dtype
@@ -237,6 +239,89 @@ def clamp(x, min=None, max=None):  # noqa: A002 - torch's names
     return out
 
 
+def clamp_min(x, min):  # noqa: A002
+    """``clamp(x, min=min)``."""
+    return clamp(x, min=min)
+
+
+def clamp_max(x, max):  # noqa: A002
+    """``clamp(x, max=max)``."""
+    return clamp(x, max=max)
+
+
+def masked_fill(x, mask, value):
+    """``x`` with ``value`` where the bool tensor ``mask`` (broadcast to x's shape) is true,
+    as ``torch.Tensor.masked_fill``: ``value`` (a Python scalar or a 0-d tensor) is converted
+    to x's dtype.
+
+    >>> import fusejit
+    >>> x = fusejit.tensor([1.0, 2.0, 3.0])
+    >>> x.masked_fill(x > 1.5, 0.0).tolist()
+    [1.0, 0.0, 0.0]
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"masked_fill: expected a tensor, got {type(x).__name__}")
+    if not isinstance(mask, Tensor) or mask.dtype is not dt.bool_:
+        got = mask.dtype.name if isinstance(mask, Tensor) else type(mask).__name__
+        raise DTypeError(f"masked_fill: mask must be a bool tensor, got {got}")
+    if isinstance(value, Tensor) and value.ndim:
+        raise ShapeError(
+            "masked_fill: value must be a Python scalar or a 0-d tensor, got a tensor of "
+            f"shape {fmt_shape(value.shape)}"
+        )
+    try:
+        fits = movement.broadcast_shapes(x.shape, mask.shape) == x.shape
+    except ShapeError:
+        fits = False
+    if not fits:
+        raise ShapeError(
+            f"masked_fill: mask of shape {fmt_shape(mask.shape)} does not broadcast to the "
+            f"tensor's shape {fmt_shape(x.shape)}"
+        )
+    out = where(mask, value, x)
+    return out if out.dtype is x.dtype else cast(out, x.dtype)
+
+
+def lerp(start, end, weight):
+    """``start + weight * (end - start)`` for float tensors, as ``torch.lerp`` computes it:
+    from ``end`` back (``end - (end - start) * (1 - weight)``) where ``|weight| >= 0.5``, so that
+    a weight of 1 gives ``end`` exactly.
+
+    >>> import fusejit
+    >>> fusejit.lerp(fusejit.zeros(2), fusejit.ones(2) * 10, 0.25).tolist()
+    [2.5, 2.5]
+    """
+    for name, v in (("start", start), ("end", end)):
+        if not isinstance(v, Tensor) or not v.dtype.is_floating_point:
+            got = v.dtype.name if isinstance(v, Tensor) else type(v).__name__
+            raise DTypeError(f"lerp: {name} must be a floating-point tensor, got {got}")
+    if start.dtype is not end.dtype:
+        raise DTypeError(
+            f"lerp: start and end must have one dtype, got {start.dtype.name} and {end.dtype.name}"
+        )
+    diff = end - start
+    if isinstance(weight, Tensor):
+        return where(abs(weight) < 0.5, start + weight * diff, end - diff * (1 - weight))
+    return start + weight * diff if builtins.abs(weight) < 0.5 else end - diff * (1 - weight)
+
+
+def addcmul(x, tensor1, tensor2, *, value=1):
+    """``x + value * tensor1 * tensor2`` (as ``torch.addcmul``)."""
+    return x + value * tensor1 * tensor2
+
+
+def addcdiv(x, tensor1, tensor2, *, value=1):
+    """``x + value * tensor1 / tensor2`` (as ``torch.addcdiv``; not for integer tensors)."""
+    ints = [t for t in (tensor1, tensor2) if isinstance(t, Tensor) and t.dtype.kind in "biu"]
+    if len(ints) == 2:
+        raise DTypeError(
+            "addcdiv: integer division is not supported (tensor1 and tensor2 are "
+            f"{tensor1.dtype.name} and {tensor2.dtype.name}); use x + value * (t1 / t2) or "
+            "floor division"
+        )
+    return x + value * tensor1 / tensor2
+
+
 def clamp_(self, min=None, max=None):  # noqa: A002
     return _inplace("clamp_", self, clamp(self, min, max))
 
@@ -290,6 +375,13 @@ def _attach_methods() -> None:
         "__rmatmul__": lambda self, other: linalg.matmul(other, self),
         "__getitem__": m.getitem, "__setitem__": m.setitem,
         "T": property(m.t_), "mT": property(lambda self: m.transpose(self, -2, -1)),
+        "t": m.t, "swapaxes": m.swapaxes, "swapdims": m.swapaxes, "movedim": m.movedim,
+        "moveaxis": m.movedim, "narrow": m.narrow, "unbind": m.unbind,
+        "masked_fill": masked_fill, "clamp_min": clamp_min, "clamp_max": clamp_max,
+        "lerp": lerp, "addcmul": addcmul, "addcdiv": addcdiv,
+        "type_as": lambda self, other: cast(self, other.dtype),
+        "is_floating_point": lambda self: self.dtype.is_floating_point,
+        "outer": linalg.outer, "dot": linalg.dot, "mv": linalg.mv, "bmm": linalg.bmm,
         "expand_as": lambda self, other: m.expand(self, *other.shape),
         "view_as": lambda self, other: m.view(self, *other.shape),
         "reshape_as": lambda self, other: m.reshape(self, *other.shape),

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from jit_helpers import programs as jit_programs
+from test_composite_api import _update as composite_update
 from test_jit_random import check_program
 from test_reduction_fusion import PATTERNS as ROW_PATTERNS
 from test_reduction_fusion import _softmax64 as softmax64
@@ -635,3 +636,24 @@ def test_the_harness_times_gpu_calls_with_events_after_a_warm_up(tmp_path, monke
     # at least the GPU's minimum of rounds (a round costs well under the time budget here)
     assert r["repeats"] >= harness.GPU_MIN_ROUNDS
     assert all(s > 0 for v in r["times"].values() for s in v)
+
+
+def test_torch_compositions_on_the_gpu_match_the_cpu():
+    # masked_fill, lerp, addcmul, addcdiv, clamp_min traced into one CUDA kernel; the views
+    # and products eager
+    rng = np.random.default_rng(12)
+    host = [rng.standard_normal((64, 32)).astype(np.float32) for _ in range(3)]
+    host.append(rng.standard_normal((64, 32)) > -1)
+    cpu_args = [fusejit.from_numpy(a) for a in host]
+    args = [gpu(a) for a in host]
+    t = fusejit.trace(composite_update, tuple(args))
+    assert t.kernel_count() == 1
+    for got, want in zip(t(*args), composite_update(*cpu_args), strict=True):
+        assert got.is_cuda
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    x, v = gpu(host[0][:4, :5]), gpu(host[1][0, :4])
+    np.testing.assert_allclose(x.t().mv(v).numpy(), host[0][:4, :5].T @ host[1][0, :4],
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    parts = x.movedim(0, -1).narrow(0, 1, 3).unbind(1)
+    assert [p.shape for p in parts] == [(3,)] * 4 and all(p.is_cuda for p in parts)
+    np.testing.assert_array_equal(parts[2].numpy(), host[0][2, 1:4])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import dispatch
 from .. import dtypes as dt
-from ..errors import ShapeError, fmt_shape
+from ..errors import DTypeError, ShapeError, fmt_shape
 from .registry import NUM, OpDef, check_allowed, register
 
 
@@ -50,6 +50,55 @@ def matmul(x, y):
         )
     d = dt.promote_types(x.dtype, y.dtype)
     return dispatch.apply(MATMUL, (x, y), {"dtype": d})
+
+
+def _need_dims(name: str, **tensors) -> None:
+    """Each keyword names a tensor argument and the ranks it may have: (tensor, ranks)."""
+    for arg, (t, ranks) in tensors.items():
+        if not isinstance(t, dispatch._Tensor):
+            raise TypeError(f"{name}: {arg} must be a tensor, got {type(t).__name__}")
+        if t.ndim not in ranks:
+            want = " or ".join(f"{r}-D" for r in ranks)
+            raise ShapeError(f"{name}: {arg} must be {want}, got shape {fmt_shape(t.shape)}")
+
+
+def dot(x, y):
+    """The dot product of two 1-D tensors of one dtype (as ``torch.dot``): a 0-d tensor."""
+    _need_dims("dot", x=(x, (1,)), y=(y, (1,)))
+    if x.dtype is not y.dtype:
+        raise DTypeError(f"dot: expected one dtype, got {x.dtype.name} and {y.dtype.name}")
+    return matmul(x, y)
+
+
+def mv(mat, vec):
+    """Matrix times vector: ``mat`` 2-D, ``vec`` 1-D (as ``torch.mv``)."""
+    _need_dims("mv", mat=(mat, (2,)), vec=(vec, (1,)))
+    return matmul(mat, vec)
+
+
+def bmm(x, y):
+    """Batched matrix product of two 3-D tensors with the same batch size (as ``torch.bmm``;
+    ``matmul`` also broadcasts the batch)."""
+    _need_dims("bmm", x=(x, (3,)), y=(y, (3,)))
+    if x.shape[0] != y.shape[0]:
+        raise ShapeError(
+            f"bmm: batch sizes differ: shapes {fmt_shape(x.shape)} and {fmt_shape(y.shape)}"
+        )
+    return matmul(x, y)
+
+
+def outer(x, y):
+    """The outer product ``x[i] * y[j]`` of two 1-D tensors (as ``torch.outer``; the dtypes
+    promote as for ``*``).
+
+    >>> import fusejit
+    >>> fusejit.outer(fusejit.tensor([1, 2]), fusejit.tensor([1, 10, 100])).tolist()
+    [[1, 10, 100], [2, 20, 200]]
+    """
+    from .movement import unsqueeze
+
+    _need_dims("outer", x=(x, (1,)), y=(y, (1,)))
+    return unsqueeze(x, 1) * unsqueeze(y, 0)
 
 
 def linear(x, weight, bias=None):

@@ -307,6 +307,88 @@ def t_(x):
     return dispatch.apply(PERMUTE, (x,), {"dims": tuple(range(x.ndim))[::-1]})
 
 
+def t(x):
+    """``x.t()``: a 2-D tensor transposed; 0-D and 1-D tensors as they are (as ``torch.t``).
+
+    >>> import fusejit
+    >>> fusejit.ones(2, 3).t().shape
+    (3, 2)
+    """
+    if x.ndim > 2:
+        raise DimError(
+            f"t: expects a tensor of at most 2 dims, got shape {fmt_shape(x.shape)}; "
+            "use transpose(dim0, dim1), permute or .mT"
+        )
+    return x if x.ndim < 2 else transpose(x, 0, 1)
+
+
+def swapaxes(x, axis0: int, axis1: int):
+    """``transpose(x, axis0, axis1)``, under numpy's name."""
+    return transpose(x, axis0, axis1)
+
+
+def movedim(x, source, destination):
+    """``x`` with the dims ``source`` moved to the positions ``destination`` (ints or
+    sequences of ints), the other dims keeping their order (as ``torch.movedim``).
+
+    >>> import fusejit
+    >>> fusejit.zeros(2, 3, 4).movedim(0, -1).shape
+    (3, 4, 2)
+    """
+    src = (source,) if isinstance(source, (int, np.integer)) else tuple(source)
+    dst = (destination,) if isinstance(destination, (int, np.integer)) else tuple(destination)
+    if len(src) != len(dst):
+        raise DimError(
+            f"movedim: source {list(src)} and destination {list(dst)} have different lengths"
+        )
+    s = [norm_dim("movedim", d, x.ndim) for d in src]
+    d = [norm_dim("movedim", d, x.ndim) for d in dst]
+    for what, dims, given in (("source", s, src), ("destination", d, dst)):
+        if len(set(dims)) != len(dims):
+            raise DimError(f"movedim: {what} {list(given)} names a dim more than once")
+    order = [None] * x.ndim
+    for a, b in zip(s, d):
+        order[b] = a
+    rest = iter(i for i in range(x.ndim) if i not in s)
+    return permute(x, *[next(rest) if o is None else o for o in order])
+
+
+def narrow(x, dim: int, start: int, length: int):
+    """The view of ``x`` holding ``length`` entries of ``dim`` from ``start`` (negative:
+    counted from the end), as ``torch.narrow``.
+
+    >>> import fusejit
+    >>> fusejit.arange(6).narrow(0, 2, 3).tolist()
+    [2, 3, 4]
+    """
+    d = norm_dim("narrow", dim, x.ndim)
+    n = x.shape[d]
+    if not -n <= start <= n:
+        raise DimError(f"narrow: start {start} is out of range for dim {dim} of size {n}")
+    begin = start + n if start < 0 else start
+    if length < 0 or begin + length > n:
+        raise ShapeError(
+            f"narrow: start {start} and length {length} exceed dim {dim} of size {n} "
+            f"(shape {fmt_shape(x.shape)})"
+        )
+    return getitem(x, (slice(None),) * d + (slice(begin, begin + length),))
+
+
+def unbind(x, dim: int = 0) -> tuple:
+    """The slices of ``x`` along ``dim``, that dim removed (as ``torch.unbind``).
+
+    >>> import fusejit
+    >>> [t.tolist() for t in fusejit.tensor([[1, 2], [3, 4]]).unbind(1)]
+    [[1, 3], [2, 4]]
+    """
+    if x.ndim == 0:
+        raise DimError("unbind: a 0-d tensor has no dim to unbind")
+    d = norm_dim("unbind", dim, x.ndim)
+    if x.shape[d] == 0:
+        return ()
+    return tuple(squeeze(p, d) for p in split(x, 1, d))
+
+
 def expand(x, *sizes):
     sizes = _shape_arg(sizes)
     if len(sizes) < x.ndim:

@@ -1,0 +1,209 @@
+"""PyTorch functions written with the op table's ops (``t``, ``movedim``, ``narrow``, ``unbind``,
+``masked_fill``, ``lerp``, ``addcmul``, ``addcdiv``, ``outer``, ``dot``, ``mv``, ``bmm``, ...):
+against numpy, their errors, and how they trace and fuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from jit_helpers import module_cache_fixture
+
+import fusejit
+from fusejit import DimError, DTypeError, ShapeError
+
+_cache = module_cache_fixture()
+RNG = np.random.default_rng(11)
+
+
+def arr(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+def same(got, want):
+    got = got.numpy()
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+# ---- views -------------------------------------------------------------------------------------
+def test_t_swapaxes_movedim_as_numpy():
+    a = arr(2, 3, 4)
+    x = fusejit.from_numpy(a)
+    same(fusejit.from_numpy(a[0]).t(), a[0].T)
+    same(fusejit.from_numpy(a[0, 0]).t(), a[0, 0])  # 1-D and 0-D: as they are
+    same(fusejit.tensor(2.5).t(), np.asarray(np.float32(2.5)))
+    same(x.swapaxes(0, 2), np.swapaxes(a, 0, 2))
+    same(fusejit.swapdims(x, -1, 1), np.swapaxes(a, -1, 1))
+    for src, dst in ((0, -1), (-1, 0), ((0, 1), (2, 0)), ([2, 0], [0, 1]), ((), ())):
+        same(x.movedim(src, dst), np.moveaxis(a, src, dst))
+        same(fusejit.moveaxis(x, src, dst), np.moveaxis(a, src, dst))
+    with pytest.raises(DimError, match=r"t: expects a tensor of at most 2 dims, got shape"):
+        x.t()
+    with pytest.raises(DimError, match="different lengths"):
+        x.movedim((0, 1), 2)
+    with pytest.raises(DimError, match="names a dim more than once"):
+        x.movedim((0, 0), (1, 2))
+    with pytest.raises(DimError, match="dim 3 is out of range"):
+        x.movedim(3, 0)
+
+
+def test_narrow_and_unbind_as_numpy():
+    a = arr(4, 5)
+    x = fusejit.from_numpy(a)
+    same(x.narrow(1, 1, 3), a[:, 1:4])
+    same(x.narrow(0, -2, 2), a[-2:])
+    same(fusejit.narrow(x, 1, 5, 0), a[:, 5:5])
+    got = x.narrow(1, 1, 3)
+    assert np.shares_memory(got.numpy(), a)  # a view, as torch.narrow
+    for dim in (0, 1, -1):
+        parts = x.unbind(dim)
+        want = [np.take(a, i, axis=dim) for i in range(a.shape[dim])]
+        assert len(parts) == len(want)
+        for p, w in zip(parts, want, strict=True):
+            same(p, w)
+    assert fusejit.zeros(0, 3).unbind(0) == ()
+    with pytest.raises(ShapeError, match=r"narrow: start 3 and length 3 exceed dim 0 of size 4"):
+        x.narrow(0, 3, 3)
+    with pytest.raises(DimError, match="narrow: start -5 is out of range for dim 0 of size 4"):
+        x.narrow(0, -5, 1)
+    with pytest.raises(DimError, match="0-d"):
+        fusejit.tensor(1.0).unbind()
+
+
+# ---- elementwise compositions ------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.bool_, np.float16])
+def test_masked_fill_as_torch(dtype):
+    a = (arr(3, 4) * 4).astype(dtype)
+    m = arr(1, 4) > 0  # broadcasts over the rows
+    x, mask = fusejit.from_numpy(a), fusejit.from_numpy(m)
+    value = True if dtype is np.bool_ else 2.75
+    # torch converts the value to the tensor's dtype (2.75 -> 2 for int32)
+    same(x.masked_fill(mask, value), np.where(m, np.asarray(value).astype(dtype), a))
+    same(fusejit.masked_fill(x, mask, fusejit.tensor(1.0, dtype=fusejit.float64)),
+         np.where(m, np.asarray(1.0).astype(dtype), a))  # fmt: skip
+
+
+def test_masked_fill_errors_name_the_problem():
+    x = fusejit.zeros(3, 4)
+    with pytest.raises(DTypeError, match="mask must be a bool tensor, got float32"):
+        x.masked_fill(fusejit.ones(3, 4), 1.0)
+    with pytest.raises(ShapeError, match=r"mask of shape \[2, 4\] does not broadcast to .*4\]"):
+        x.masked_fill(fusejit.ones(2, 4) > 0, 1.0)
+    with pytest.raises(ShapeError, match="Python scalar or a 0-d tensor"):
+        x.masked_fill(fusejit.ones(3, 4) > 0, fusejit.ones(4))
+    with pytest.raises(ShapeError, match="does not broadcast"):  # a mask may not grow x
+        fusejit.zeros(4).masked_fill(fusejit.ones(3, 4) > 0, 1.0)
+
+
+def _lerp64(s, e, w):
+    s, e, w = (np.asarray(v, np.float64) for v in (s, e, w))
+    return np.where(np.abs(w) < 0.5, s + w * (e - s), e - (e - s) * (1 - w))
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.5, 1.0, -0.7, 2.0, "tensor"])
+def test_lerp_as_torch(weight):
+    s, e = arr(50) * 100, arr(50)
+    w = arr(50) * 2 if weight == "tensor" else weight
+    ts, te = fusejit.from_numpy(s), fusejit.from_numpy(e)
+    tw = fusejit.from_numpy(w) if weight == "tensor" else weight
+    got = fusejit.lerp(ts, te, tw).numpy()
+    assert got.dtype == np.float32
+    # each branch is three float32 roundings of its float64 value
+    np.testing.assert_allclose(got, _lerp64(s, e, w), rtol=4e-7 * 4, atol=4e-7 * 4 * 200)
+    if weight == 1.0:
+        same(ts.lerp(te, 1.0), e)  # the weight 1 gives end exactly
+    if weight == 0.0:
+        same(ts.lerp(te, 0.0), s)
+
+
+def test_lerp_errors():
+    with pytest.raises(DTypeError, match="start must be a floating-point tensor, got int64"):
+        fusejit.lerp(fusejit.arange(3), fusejit.ones(3), 0.5)
+    with pytest.raises(DTypeError, match="one dtype, got float32 and float64"):
+        fusejit.lerp(fusejit.ones(3), fusejit.ones(3, dtype=fusejit.float64), 0.5)
+
+
+def test_addcmul_addcdiv_clamp_min_max_type_as():
+    x, a, b = arr(3, 4), arr(3, 4), arr(4) + 3
+    tx, ta, tb = (fusejit.from_numpy(v) for v in (x, a, b))
+    f32 = np.float32
+    same(tx.addcmul(ta, tb, value=0.5), x + f32(0.5) * a * b)
+    same(fusejit.addcmul(tx, ta, tb), x + a * b)
+    same(tx.addcdiv(ta, tb, value=-2), x + f32(-2) * a / b)
+    same(tx.clamp_min(0.25), np.maximum(x, f32(0.25)))
+    same(fusejit.clamp_max(tx, tb), np.minimum(x, b))
+    same(tx.type_as(fusejit.zeros(1, dtype=fusejit.float16)), x.astype(np.float16))
+    assert tx.is_floating_point() and not fusejit.arange(2).is_floating_point()
+    ints = fusejit.arange(4)
+    with pytest.raises(DTypeError, match="addcdiv: integer division is not supported"):
+        tx.addcdiv(ints, ints)
+
+
+# ---- products ----------------------------------------------------------------------------------
+def test_outer_dot_mv_bmm_as_numpy():
+    v, w = arr(5), arr(7)
+    m, b1, b2 = arr(7, 5), arr(3, 4, 5), arr(3, 5, 2)
+    T = fusejit.from_numpy
+    same(fusejit.outer(T(v), T(w)), np.multiply.outer(v, w))
+    same(T(v).outer(T(np.arange(3))), np.multiply.outer(v, np.arange(3)).astype(np.float32))
+    np.testing.assert_allclose(fusejit.dot(T(v), T(v)).numpy(), np.dot(v, v), rtol=1e-6)
+    assert fusejit.dot(T(v), T(v)).shape == ()
+    np.testing.assert_allclose(T(m).mv(T(v)).numpy(), m @ v, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(T(b1).bmm(T(b2)).numpy(), b1 @ b2, rtol=1e-5, atol=1e-6)
+
+
+def test_product_errors_name_the_shapes():
+    T = fusejit.from_numpy
+    with pytest.raises(ShapeError, match=r"outer: x must be 1-D, got shape \[2, 2\]"):
+        fusejit.outer(T(arr(2, 2)), T(arr(2)))
+    with pytest.raises(DTypeError, match="dot: expected one dtype, got float32 and int64"):
+        fusejit.dot(T(arr(3)), fusejit.arange(3))
+    with pytest.raises(ShapeError, match="matmul: shapes"):
+        fusejit.dot(T(arr(3)), T(arr(4)))
+    with pytest.raises(ShapeError, match=r"mv: vec must be 1-D, got shape \[5, 1\]"):
+        fusejit.mv(T(arr(7, 5)), T(arr(5, 1)))
+    with pytest.raises(ShapeError, match=r"bmm: batch sizes differ"):
+        fusejit.bmm(T(arr(3, 4, 5)), T(arr(2, 5, 2)))
+    with pytest.raises(TypeError, match="bmm: y must be a tensor, got list"):
+        fusejit.bmm(T(arr(3, 4, 5)), [1])
+
+
+# ---- the JIT -----------------------------------------------------------------------------------
+def _update(p, g, m, keep):
+    m = m.lerp(g, 0.1)  # an exponential moving average
+    p = p.addcmul(m, m, value=-0.01).addcdiv(g, m.abs() + 1, value=0.5)
+    return p.masked_fill(~keep, 0.0).clamp_min(-1.0), m
+
+
+def test_traced_compositions_fuse_into_one_kernel_and_match_eager():
+    args = (fusejit.from_numpy(arr(64, 32)), fusejit.from_numpy(arr(64, 32)),
+            fusejit.from_numpy(arr(64, 32)), fusejit.from_numpy(arr(64, 32) > -1))  # fmt: skip
+    t = fusejit.trace(_update, args)
+    assert t.kernel_count() == 1 and [n.op for n in t.graph.nodes] == ["fused"]
+    for got, want in zip(t(*args), _update(*args), strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+    s = fusejit.script(_update)
+    for got, want in zip(s(*args), _update(*args), strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_traced_views_and_products():
+    def f(x, v):
+        a, b = x.movedim(0, -1).unbind(0)
+        return fusejit.outer(a.narrow(0, 1, 3), v).t() + b.sum(), x.t().mv(v)
+
+    x, v = fusejit.from_numpy(arr(4, 2)), fusejit.from_numpy(arr(4))
+    t = fusejit.trace(f, (x, v))
+    for got, want in zip(t(x, v), f(x, v), strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from fusejit import functional
+    from fusejit.ops import linalg, movement
+
+    for mod in (movement, linalg, functional):
+        res = doctest.testmod(mod)
+        assert res.attempted > 0 and res.failed == 0, mod.__name__
