@@ -39,12 +39,13 @@ from .functional import (  # noqa: E402
 )  # fmt: skip
 from .ops.linalg import bmm, dot, linear, matmul, mv, outer  # noqa: E402
 from .ops.movement import (  # noqa: E402
-    broadcast_shapes, broadcast_to, cat, chunk, flatten, movedim, narrow, permute, reshape,
-    split, squeeze, stack, swapaxes, t, transpose, unbind, unsqueeze, view, expand,
+    broadcast_shapes, broadcast_to, cat, chunk, flatten, flip, gather, index_select, movedim,
+    narrow, permute, repeat, reshape, roll, split, squeeze, stack, swapaxes, t, tile,
+    transpose, tril, triu, unbind, unsqueeze, view, expand,
 )  # fmt: skip
 from .ops.reductions import (  # noqa: E402
-    all, amax, amin, any, argmax, argmin, layer_norm, log_softmax, logsumexp, max, mean, min,
-    prod, softmax, std, sum, var,
+    all, amax, amin, any, argmax, argmin, cumprod, cumsum, layer_norm, log_softmax, logsumexp,
+    max, mean, min, prod, softmax, std, sum, var,
 )  # fmt: skip
 from .tensor import Tensor, from_dlpack, from_numpy, tensor  # noqa: E402
 

@@ -10,7 +10,7 @@ import builtins
 
 import numpy as np
 
-from . import dispatch
+from . import creation, dispatch
 from . import dtypes as dt
 from .device import Device
 from .errors import DTypeError, ShapeError, fmt_shape
@@ -382,6 +382,18 @@ def _attach_methods() -> None:
         "type_as": lambda self, other: cast(self, other.dtype),
         "is_floating_point": lambda self: self.dtype.is_floating_point,
         "outer": linalg.outer, "dot": linalg.dot, "mv": linalg.mv, "bmm": linalg.bmm,
+        "flip": lambda self, *dims: m.flip(self, m._shape_arg(dims)), "roll": m.roll,
+        "repeat": m.repeat, "tile": m.tile, "tril": m.tril, "triu": m.triu,
+        "index_select": m.index_select, "gather": m.gather,
+        "cumsum": r.cumsum, "cumprod": r.cumprod,
+        "new_zeros": lambda self, *size, dtype=None, device=None: creation.zeros(
+            *size, dtype=dtype or self.dtype, device=device or self.device),
+        "new_ones": lambda self, *size, dtype=None, device=None: creation.ones(
+            *size, dtype=dtype or self.dtype, device=device or self.device),
+        "new_empty": lambda self, *size, dtype=None, device=None: creation.empty(
+            *size, dtype=dtype or self.dtype, device=device or self.device),
+        "new_full": lambda self, size, fill_value, *, dtype=None, device=None: creation.full(
+            size, fill_value, dtype=dtype or self.dtype, device=device or self.device),
         "expand_as": lambda self, other: m.expand(self, *other.shape),
         "view_as": lambda self, other: m.view(self, *other.shape),
         "reshape_as": lambda self, other: m.reshape(self, *other.shape),

@@ -1,6 +1,8 @@
-"""PyTorch functions written with the op table's ops (``t``, ``movedim``, ``narrow``, ``unbind``,
-``masked_fill``, ``lerp``, ``addcmul``, ``addcdiv``, ``outer``, ``dot``, ``mv``, ``bmm``, ...):
-against numpy, their errors, and how they trace and fuse."""
+"""PyTorch functions beyond the core ops: those written with the op table's ops (``t``,
+``movedim``, ``narrow``, ``unbind``, ``masked_fill``, ``lerp``, ``addcmul``, ``addcdiv``, ``outer``,
+``dot``, ``mv``, ``bmm``, ...) and the table's copying and indexing ops (``flip``, ``roll``,
+``repeat``, ``tril``, ``cumsum``, ``index_select``, ``gather``, ...): against numpy, their
+errors, and how they trace, fuse, save and load."""
 
 from __future__ import annotations
 
@@ -166,6 +168,98 @@ def test_product_errors_name_the_shapes():
         fusejit.bmm(T(arr(3, 4, 5)), T(arr(2, 5, 2)))
     with pytest.raises(TypeError, match="bmm: y must be a tensor, got list"):
         fusejit.bmm(T(arr(3, 4, 5)), [1])
+
+
+# ---- copying, scanning and indexing ops of the table -------------------------------------------
+def test_flip_roll_repeat_tile_tril_triu_as_numpy():
+    a = arr(3, 4, 5)
+    x = fusejit.from_numpy(a)
+    same(x.flip(0), a[::-1])
+    same(x.flip(0, 2), a[::-1, :, ::-1])
+    same(fusejit.flip(x, (-1,)), a[..., ::-1])
+    assert x.flip(1).numpy().flags.c_contiguous  # a copy, as torch.flip
+    same(x.roll(7), np.roll(a, 7))
+    same(x.roll(-2, 1), np.roll(a, -2, axis=1))
+    same(fusejit.roll(x, (1, 3), (0, 2)), np.roll(a, (1, 3), axis=(0, 2)))
+    same(x.repeat(2, 1, 3), np.tile(a, (2, 1, 3)))
+    same(x.repeat(2, 1, 1, 1), np.tile(a, (2, 1, 1, 1)))  # a new leading dim
+    same(x.tile(2), np.tile(a, 2))
+    same(fusejit.tile(x, (2, 1)), np.tile(a, (1, 2, 1)))
+    for k in (-1, 0, 2):
+        same(x.tril(k), np.tril(a, k))
+        same(fusejit.triu(x, k), np.triu(a, k))
+    with pytest.raises(DimError, match=r"flip: dims \[0, 0\] name a dim more than once"):
+        x.flip(0, 0)
+    with pytest.raises(DimError, match=r"roll: shifts \[1\] and dims \[0, 1\] differ"):
+        x.roll(1, (0, 1))
+    with pytest.raises(DimError, match="repeat: 2 sizes"):
+        x.repeat(2, 2)
+    with pytest.raises(DimError, match="tril: expects a tensor of at least 2 dims"):
+        fusejit.ones(3).tril()
+
+
+@pytest.mark.parametrize(
+    "dtype, want",
+    [(np.float32, np.float32), (np.float64, np.float64), (np.int32, np.int64),
+     (np.uint8, np.int64), (np.bool_, np.int64), (np.float16, np.float16)],
+)  # fmt: skip
+def test_cumsum_cumprod_dtypes_as_torch(dtype, want):
+    a = (arr(4, 6) * 2).astype(dtype)
+    x = fusejit.from_numpy(a)
+    for name, ref in (("cumsum", np.cumsum), ("cumprod", np.cumprod)):
+        for dim in (0, 1, -1):
+            got = getattr(x, name)(dim)
+            # the reference: accumulated in float64 (float16 in float32), rounded once
+            acc = np.float32 if dtype is np.float16 else np.float64
+            r = ref(a.astype(acc if a.dtype.kind == "f" else np.int64), axis=dim).astype(want)
+            assert got.dtype.np == want
+            if a.dtype.kind == "f" and dtype is not np.float16:
+                np.testing.assert_allclose(got.numpy(), r, rtol=8 * np.finfo(dtype).eps)
+            else:
+                same(got, r)
+    same(fusejit.cumsum(x, 1, dtype=fusejit.float64), np.cumsum(a, 1, dtype=np.float64))
+    same(fusejit.tensor(2.5).cumsum(0), np.asarray(np.float32(2.5)))  # 0-d: the value
+
+
+def test_index_select_and_gather_as_torch():
+    a = arr(4, 5)
+    x = fusejit.from_numpy(a)
+    idx = fusejit.tensor([3, 0, 3], dtype=fusejit.int32)
+    same(x.index_select(0, idx), a[[3, 0, 3]])
+    same(fusejit.index_select(x, -1, fusejit.tensor([4, 1])), a[:, [4, 1]])
+    same(x.index_select(1, fusejit.tensor(2)), a[:, [2]])  # a 0-d index: one entry
+    gi = np.array([[0, 3], [2, 1], [4, 4]])  # smaller than x in dim 0: reads rows 0..2
+    same(x.gather(1, fusejit.from_numpy(gi)), np.take_along_axis(a[:3, :], gi, axis=1))
+    gi0 = np.array([[3, 0, 1, 2, 0]])
+    same(fusejit.gather(x, 0, fusejit.from_numpy(gi0)), np.take_along_axis(a, gi0, axis=0))
+    with pytest.raises(DimError, match=r"index_select: index values -1..3 out of range"):
+        x.index_select(0, fusejit.tensor([3, -1]))
+    with pytest.raises(DimError, match=r"gather: index values 0..5 out of range for a dim of"):
+        x.gather(1, fusejit.tensor([[0, 5]]))
+    with pytest.raises(DTypeError, match="index must be an int32 or int64 tensor, got float32"):
+        x.index_select(0, fusejit.tensor([1.0]))
+    with pytest.raises(ShapeError, match=r"gather: index of shape \[5, 1\] does not fit"):
+        x.gather(1, fusejit.tensor([[0]] * 5))
+    with pytest.raises(ShapeError, match="index_select: index must be 1-D"):
+        x.index_select(0, fusejit.tensor([[0]]))
+
+
+def _table_ops(x, idx):
+    y = (x.flip(1).roll(1, 0) * 2).tril(-1) + x.cumsum(1)
+    return y.index_select(0, idx).gather(1, idx.reshape(-1, 1)).repeat(1, 2), x.triu().cumprod(0)
+
+
+def test_table_ops_trace_save_and_load(tmp_path):
+    x, idx = fusejit.from_numpy(arr(4, 4)), fusejit.tensor([2, 0, 3])
+    t = fusejit.trace(_table_ops, (x, idx))
+    path = tmp_path / "ops.fjz"
+    fusejit.save(t, path)
+    loaded = fusejit.load(path)
+    for args in ((x, idx), (fusejit.from_numpy(arr(4, 4)), fusejit.tensor([1, 1, 0]))):
+        want = _table_ops(*args)
+        for f in (t, loaded):
+            for got, w in zip(f(*args), want, strict=True):
+                np.testing.assert_allclose(got.numpy(), w.numpy(), rtol=1e-6, atol=1e-6)
 
 
 # ---- the JIT -----------------------------------------------------------------------------------

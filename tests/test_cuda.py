@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from jit_helpers import programs as jit_programs
+from test_composite_api import _table_ops as table_ops
 from test_composite_api import _update as composite_update
 from test_jit_random import check_program
 from test_reduction_fusion import PATTERNS as ROW_PATTERNS
@@ -657,3 +658,24 @@ def test_torch_compositions_on_the_gpu_match_the_cpu():
     parts = x.movedim(0, -1).narrow(0, 1, 3).unbind(1)
     assert [p.shape for p in parts] == [(3,)] * 4 and all(p.is_cuda for p in parts)
     np.testing.assert_array_equal(parts[2].numpy(), host[0][2, 1:4])
+
+
+def test_flip_roll_repeat_tril_cumsum_index_select_gather_on_the_gpu():
+    rng = np.random.default_rng(13)
+    a = rng.standard_normal((4, 4)).astype(np.float32)
+    idx = np.array([2, 0, 3])
+    want = table_ops(fusejit.from_numpy(a), fusejit.from_numpy(idx))
+    got = table_ops(gpu(a), gpu(idx))
+    t = fusejit.trace(table_ops, (gpu(a), gpu(idx)))
+    for out in (got, t(gpu(a), gpu(idx))):
+        for g, w in zip(out, want, strict=True):
+            assert g.is_cuda
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+    # cupy's take wraps an out-of-range index around: the op raises, as on the CPU
+    with pytest.raises(fusejit.DimError, match="out of range"):
+        gpu(a).index_select(0, gpu(np.array([4])))
+    with pytest.raises(fusejit.DimError, match="out of range"):
+        gpu(a).gather(0, gpu(np.array([[0, -1, 0, 0]])))
+    h = rng.standard_normal(1000).astype(np.float16)
+    np.testing.assert_array_equal(gpu(h).cumsum(0).numpy(),
+                                  np.cumsum(h.astype(np.float32)).astype(np.float16))  # fmt: skip

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import dispatch
 from .. import dtypes as dt
-from ..errors import DimError, ShapeError, fmt_shape
+from ..errors import DimError, DTypeError, ShapeError, fmt_shape
 from .registry import OpDef, register
 
 
@@ -123,6 +123,12 @@ CAT = _mv("cat", lambda b, *arrs, dim, dtype: b.xp.concatenate(
 STACK = _mv("stack", lambda b, *arrs, dim, dtype: b.xp.stack(
     [x.astype(dtype.np, copy=False) for x in arrs], axis=dim),
     out_dtype=lambda *ds, dim, dtype: dtype, arity=-1)  # fmt: skip
+# (flip, roll, tile and tril/triu copy, as PyTorch's do)
+FLIP = _mv("flip", lambda b, a, dims: b.xp.ascontiguousarray(b.xp.flip(a, axis=dims)))
+ROLL = _mv("roll", lambda b, a, shifts, dims: b.xp.roll(a, shifts, axis=dims))
+TILE = _mv("tile", lambda b, a, reps: b.xp.tile(a, reps))
+TRIL = _mv("tril", lambda b, a, diagonal: b.xp.tril(a, diagonal))
+TRIU = _mv("triu", lambda b, a, diagonal: b.xp.triu(a, diagonal))
 SPLIT = _mv("split", lambda b, a, sections, dim: tuple(
     b.xp.split(a, list(np.cumsum(sections)[:-1]), axis=dim)), n_out=-1)  # fmt: skip
 
@@ -217,6 +223,78 @@ def getitem(x, index):
     except IndexError as e:
         raise DimError(f"getitem: {e}") from None
     return dispatch._Tensor._wrap(r, x.dtype, x.device)
+
+
+def _check_index_values(name: str, b, index, n: int) -> None:
+    # numpy takes negative indices from the end and cupy wraps any index around: both would
+    # give a result where PyTorch raises (on a GPU this check waits for the index's values)
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= n):
+        lo, hi = int(index.min()), int(index.max())
+        raise DimError(f"{name}: index values {lo}..{hi} out of range for a dim of size {n}")
+
+
+def _index_select_impl(b, a, index, dim):
+    _check_index_values("index_select", b, index, a.shape[dim])
+    return b.xp.take(a, index, axis=dim)
+
+
+def _gather_impl(b, a, index, dim):
+    _check_index_values("gather", b, index, a.shape[dim])
+    # PyTorch's gather reads only the part of ``a`` the index covers in the other dims
+    part = a[tuple(slice(None) if d == dim else slice(0, s) for d, s in enumerate(index.shape))]
+    return b.xp.take_along_axis(part, index, axis=dim)
+
+
+INDEX_SELECT = _mv("index_select", _index_select_impl, arity=2)
+GATHER = _mv("gather", _gather_impl, arity=2)
+
+
+def _index_arg(name: str, x, index):
+    if not isinstance(index, dispatch._Tensor) or index.dtype not in (dt.int32, dt.int64):
+        got = index.dtype.name if isinstance(index, dispatch._Tensor) else type(index).__name__
+        raise DTypeError(f"{name}: index must be an int32 or int64 tensor, got {got}")
+    if index.device is not x.device:
+        raise dispatch.DeviceError(f"{name}: index on {index.device} for a tensor on {x.device}")
+
+
+def index_select(x, dim: int, index):
+    """The entries of ``x`` at positions ``index`` (a 1-D int tensor) along ``dim``
+    (``torch.index_select``). A copy.
+
+    >>> import fusejit
+    >>> fusejit.tensor([[1, 2], [3, 4]]).index_select(0, fusejit.tensor([1, 1, 0])).tolist()
+    [[3, 4], [3, 4], [1, 2]]
+    """
+    _index_arg("index_select", x, index)
+    if index.ndim > 1:
+        raise ShapeError(f"index_select: index must be 1-D, got shape {fmt_shape(index.shape)}")
+    d = norm_dim("index_select", dim, x.ndim)
+    if x.ndim == 0:
+        return reshape(index_select(reshape(x, 1), 0, index), *index.shape)
+    return dispatch.apply(INDEX_SELECT, (x, reshape(index, -1)), {"dim": d})
+
+
+def gather(x, dim: int, index):
+    """``out[i][j] = x[index[i][j]][j]`` for ``dim`` 0 (and so on): ``index`` has x's number
+    of dims and at most x's size in the others (``torch.gather``).
+
+    >>> import fusejit
+    >>> fusejit.tensor([[1, 2], [3, 4]]).gather(1, fusejit.tensor([[0, 0], [1, 0]])).tolist()
+    [[1, 1], [4, 3]]
+    """
+    _index_arg("gather", x, index)
+    d = norm_dim("gather", dim, x.ndim)
+    if index.ndim != x.ndim or any(
+        i > s for k, (i, s) in enumerate(zip(index.shape, x.shape)) if k != d
+    ):
+        raise ShapeError(
+            f"gather: index of shape {fmt_shape(index.shape)} does not fit a tensor of shape "
+            f"{fmt_shape(x.shape)} along dim {dim} (same number of dims, no larger in the "
+            "others)"
+        )
+    if x.ndim == 0:
+        return reshape(gather(reshape(x, 1), 0, reshape(index, 1)), *index.shape)
+    return dispatch.apply(GATHER, (x, index), {"dim": d})
 
 
 def setitem(x, index, value) -> None:
@@ -387,6 +465,98 @@ def unbind(x, dim: int = 0) -> tuple:
     if x.shape[d] == 0:
         return ()
     return tuple(squeeze(p, d) for p in split(x, 1, d))
+
+
+def _dims_arg(name: str, x, dims) -> tuple:
+    dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
+    out = tuple(norm_dim(name, d, x.ndim) for d in dims)
+    if len(set(out)) != len(out):
+        raise DimError(f"{name}: dims {list(dims)} name a dim more than once")
+    return out
+
+
+def flip(x, dims):
+    """A copy of ``x`` with the order of the entries along ``dims`` reversed (``torch.flip``).
+
+    >>> import fusejit
+    >>> fusejit.tensor([[1, 2], [3, 4]]).flip(1).tolist()
+    [[2, 1], [4, 3]]
+    """
+    return dispatch.apply(FLIP, (x,), {"dims": _dims_arg("flip", x, dims)})
+
+
+def roll(x, shifts, dims=None):
+    """``x`` with its entries shifted by ``shifts`` along ``dims``, wrapping around
+    (``torch.roll``); without ``dims`` the flattened tensor is rolled.
+
+    >>> import fusejit
+    >>> fusejit.arange(5).roll(2).tolist()
+    [3, 4, 0, 1, 2]
+    """
+    sh = (shifts,) if isinstance(shifts, (int, np.integer)) else tuple(shifts)
+    if not all(isinstance(s, (int, np.integer)) for s in sh):
+        raise TypeError(f"roll: shifts must be ints, got {shifts!r}")
+    if dims is None:
+        if len(sh) != 1:
+            raise DimError(f"roll: {len(sh)} shifts need as many dims, got none")
+        flat = reshape(x, -1)
+        return reshape(dispatch.apply(ROLL, (flat,), {"shifts": (int(sh[0]),), "dims": (0,)}),
+                       *x.shape)  # fmt: skip
+    d = _dims_arg("roll", x, dims)
+    if len(d) != len(sh):
+        raise DimError(f"roll: shifts {list(sh)} and dims {list(d)} differ in length")
+    return dispatch.apply(ROLL, (x,), {"shifts": tuple(int(s) for s in sh), "dims": d})
+
+
+def repeat(x, *sizes):
+    """``x`` repeated ``sizes[i]`` times along dim i (``torch.Tensor.repeat``: at least one
+    size per dim; more add leading dims). A copy.
+
+    >>> import fusejit
+    >>> fusejit.tensor([1, 2]).repeat(2, 2).tolist()
+    [[1, 2, 1, 2], [1, 2, 1, 2]]
+    """
+    reps = _shape_arg(sizes)
+    if len(reps) < x.ndim:
+        raise DimError(
+            f"repeat: {len(reps)} sizes {list(reps)} for a tensor of {x.ndim} dims; give at "
+            "least one per dim"
+        )
+    if any(r < 0 for r in reps):
+        raise ValueError(f"repeat: sizes must be non-negative, got {list(reps)}")
+    return dispatch.apply(TILE, (x,), {"reps": tuple(int(r) for r in reps)})
+
+
+def tile(x, dims):
+    """``x`` repeated ``dims[i]`` times along dim i (``torch.tile``: fewer reps than dims are
+    padded with leading ones)."""
+    reps = _shape_arg((dims,) if isinstance(dims, (int, np.integer)) else tuple(dims))
+    return repeat(x, *((1,) * (x.ndim - len(reps)) + tuple(reps)))
+
+
+def _tri(op, x, diagonal: int):
+    if x.ndim < 2:
+        raise DimError(f"{op.name}: expects a tensor of at least 2 dims, got shape "
+                       f"{fmt_shape(x.shape)}")  # fmt: skip
+    if not isinstance(diagonal, (int, np.integer)) or isinstance(diagonal, bool):
+        raise TypeError(f"{op.name}: diagonal must be an int, got {type(diagonal).__name__}")
+    return dispatch.apply(op, (x,), {"diagonal": int(diagonal)})
+
+
+def tril(x, diagonal: int = 0):
+    """The lower triangle of the last two dims, the rest zero (``torch.tril``); ``diagonal``
+    > 0 keeps that many diagonals above the main one.
+
+    >>> import fusejit
+    >>> fusejit.ones(2, 2).tril().tolist()
+    [[1.0, 0.0], [1.0, 1.0]]
+    """
+    return _tri(TRIL, x, diagonal)
+
+
+def triu(x, diagonal: int = 0):
+    """The upper triangle of the last two dims, the rest zero (``torch.triu``)."""
+    return _tri(TRIU, x, diagonal)
 
 
 def expand(x, *sizes):

@@ -218,6 +218,52 @@ LAYER_NORM = register(OpDef(name="layer_norm", kind="composite", arity=3, allowe
                             out_dtype=lambda d, *_, **__: _float_out(d)))  # fmt: skip
 
 
+def _scan_impl(fn: str):
+    def impl(b, a, dim, dtype):
+        acc = np.float32 if dtype is dt.float16 else dtype.np  # (float16 adds in float32)
+        return getattr(b.xp, fn)(a, axis=dim, dtype=acc).astype(dtype.np, copy=False)
+
+    return impl
+
+
+def _scan(name: str):
+    return register(OpDef(name=name, kind="scan", arity=1, impl=_scan_impl(name),
+                          out_dtype=lambda d, dim, dtype: dtype))  # fmt: skip
+
+
+CUMSUM = _scan("cumsum")
+CUMPROD = _scan("cumprod")
+
+
+def _cumulative(op: OpDef, x, dim: int, dtype):
+    if not isinstance(x, dispatch._Tensor):
+        raise TypeError(f"{op.name}: expected a tensor, got {type(x).__name__}")
+    d = norm_dim(op.name, dim, x.ndim)
+    if dtype is not None:
+        out = dt.as_dtype(dtype)
+    else:
+        out = dt.int64 if x.dtype.kind in "biu" else x.dtype
+    if x.ndim == 0:  # (numpy has no axis 0 there; PyTorch gives the value)
+        return _cumulative(op, x.reshape(1), 0, out).reshape(())
+    return dispatch.apply(op, (x,), {"dim": d, "dtype": out})
+
+
+def cumsum(x, dim: int, *, dtype=None):
+    """Running sums along ``dim`` (``torch.cumsum``): ints and bool add up in int64, float16
+    in float32 (each running sum rounded to float16 once).
+
+    >>> import fusejit
+    >>> fusejit.tensor([1, 2, 3]).cumsum(0).tolist()
+    [1, 3, 6]
+    """
+    return _cumulative(CUMSUM, x, dim, dtype)
+
+
+def cumprod(x, dim: int, *, dtype=None):
+    """Running products along ``dim`` (``torch.cumprod``), with cumsum's dtypes."""
+    return _cumulative(CUMPROD, x, dim, dtype)
+
+
 def _reduce(op: OpDef, x, dim, keepdim, **attrs):
     if not isinstance(x, dispatch._Tensor):
         raise TypeError(f"{op.name}: expected a tensor, got {type(x).__name__}")
