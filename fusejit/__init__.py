@@ -37,7 +37,7 @@ from .functional import *  # noqa: E402, F403
 from .functional import (  # noqa: E402
     addcdiv, addcmul, cast, clamp, clamp_max, clamp_min, gelu, lerp, masked_fill, where,
 )  # fmt: skip
-from .ops.linalg import bmm, dot, linear, matmul, mv, outer  # noqa: E402
+from .ops.linalg import bmm, dot, einsum, linear, matmul, mv, outer  # noqa: E402
 from .ops.movement import (  # noqa: E402
     broadcast_shapes, broadcast_to, cat, chunk, flatten, flip, gather, index_select, movedim,
     narrow, permute, repeat, reshape, roll, split, squeeze, stack, swapaxes, t, tile,
@@ -47,6 +47,7 @@ from .ops.reductions import (  # noqa: E402
     all, amax, amin, any, argmax, argmin, cumprod, cumsum, layer_norm, log_softmax, logsumexp,
     max, mean, min, prod, softmax, std, sum, var,
 )  # fmt: skip
+from .ops.sorting import argsort, sort, topk  # noqa: E402
 from .tensor import Tensor, from_dlpack, from_numpy, tensor  # noqa: E402
 
 bool = bool_  # noqa: A001 - fusejit.bool, as torch.bool

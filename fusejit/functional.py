@@ -15,7 +15,7 @@ from . import dtypes as dt
 from .device import Device
 from .errors import DTypeError, ShapeError, fmt_shape
 from .ops import elementwise as _ew_table  # noqa: F401 - registers the elementwise ops
-from .ops import linalg, movement, reductions
+from .ops import linalg, movement, reductions, sorting
 from .ops.movement import _check_inplace_dtype
 from .ops.registry import OPS, OpDef
 from .tensor import Tensor
@@ -386,6 +386,7 @@ def _attach_methods() -> None:
         "repeat": m.repeat, "tile": m.tile, "tril": m.tril, "triu": m.triu,
         "index_select": m.index_select, "gather": m.gather,
         "cumsum": r.cumsum, "cumprod": r.cumprod,
+        "sort": sorting.sort, "argsort": sorting.argsort, "topk": sorting.topk,
         "new_zeros": lambda self, *size, dtype=None, device=None: creation.zeros(
             *size, dtype=dtype or self.dtype, device=device or self.device),
         "new_ones": lambda self, *size, dtype=None, device=None: creation.ones(

@@ -246,7 +246,10 @@ def test_index_select_and_gather_as_torch():
 
 def _table_ops(x, idx):
     y = (x.flip(1).roll(1, 0) * 2).tril(-1) + x.cumsum(1)
-    return y.index_select(0, idx).gather(1, idx.reshape(-1, 1)).repeat(1, 2), x.triu().cumprod(0)
+    z = fusejit.einsum("ij,kj->ik", x.sort(1, descending=True).values, x.triu().cumprod(0))
+    return y.index_select(0, idx).gather(1, idx.reshape(-1, 1)).repeat(1, 2), z + x.topk(
+        2
+    ).values.sum()
 
 
 def test_table_ops_trace_save_and_load(tmp_path):
@@ -260,6 +263,76 @@ def test_table_ops_trace_save_and_load(tmp_path):
         for f in (t, loaded):
             for got, w in zip(f(*args), want, strict=True):
                 np.testing.assert_allclose(got.numpy(), w.numpy(), rtol=1e-6, atol=1e-6)
+
+
+# ---- sorting and einsum ------------------------------------------------------------------------
+def _sort_ref(a, axis, descending):
+    """PyTorch's stable order: NaN largest; equal entries keep their order."""
+    keyed = np.where(np.isnan(a), np.inf, a)
+    rank_nan = np.isnan(a)
+    n = a.shape[axis]
+    pos = np.arange(n).reshape([-1 if d == axis % a.ndim else 1 for d in range(a.ndim)])
+    pos = np.broadcast_to(pos, a.shape)
+    if descending:
+        order = np.lexsort((pos, ~rank_nan, -keyed), axis=axis)
+    else:
+        order = np.lexsort((pos, rank_nan, keyed), axis=axis)
+    return np.take_along_axis(a, order, axis=axis), order
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_argsort_topk_as_torch(descending):
+    a = np.round(arr(5, 9) * 2)  # many ties
+    a[1, 3] = a[3, 0] = np.nan
+    a[2, 2] = np.inf
+    x = fusejit.from_numpy(a)
+    for dim in (0, 1, -1):
+        vals, idx = x.sort(dim, descending=descending)
+        want_v, want_i = _sort_ref(a, dim, descending)
+        same(vals, want_v)
+        same(idx, want_i.astype(np.int64))
+        same(fusejit.argsort(x, dim, descending=descending), want_i.astype(np.int64))
+        k = 3
+        top = x.topk(k, dim, largest=descending)
+        part = [slice(None)] * 2
+        part[dim] = slice(0, k)
+        same(top.values, want_v[tuple(part)])
+        same(top.indices, want_i[tuple(part)].astype(np.int64))
+    ints = fusejit.tensor([[3, 1, 2], [1, 1, 0]], dtype=fusejit.int32)
+    assert ints.sort().values.tolist() == [[1, 2, 3], [0, 1, 1]]
+    assert ints.sort().values.dtype is fusejit.int32
+    with pytest.raises(ShapeError, match=r"topk: k=10 is out of range for dim -1 of size 9"):
+        x.topk(10)
+
+
+def test_einsum_as_numpy():
+    a, b, c = arr(2, 3, 4), arr(4, 5), arr(5)
+    T = fusejit.from_numpy
+    cases = [("bij,jk->bik", (a, b)), ("...j,jk", (a, b)), ("ij->ji", (b,)), ("ii", (arr(3, 3),)),
+             ("bij,jk,k->bi", (a, b, c)), ("i,i->", (c, c)), ("bij->b", (a,))]  # fmt: skip
+    for eq, ops in cases:
+        got = fusejit.einsum(eq, *[T(o) for o in ops]).numpy()
+        want = np.einsum(eq, *[o.astype(np.float64) for o in ops])
+        assert got.dtype == np.float32 and got.shape == want.shape, eq
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=eq)
+    got = fusejit.einsum("ij,j->i", [T(b), fusejit.arange(5)])  # a list; int64 promotes
+    np.testing.assert_allclose(got.numpy(), b @ np.arange(5), rtol=1e-5, atol=1e-5)
+
+
+def test_einsum_errors_name_the_term():
+    x, y = fusejit.ones(2, 3), fusejit.ones(4, 5)
+    with pytest.raises(ShapeError, match=r"2 operand terms in 'ij,jk' for 1 tensors"):
+        fusejit.einsum("ij,jk", x)
+    with pytest.raises(ShapeError, match=r"term 'ijk' names 3 dims for operand 0 of shape"):
+        fusejit.einsum("ijk,jk", x, y)
+    with pytest.raises(ShapeError, match="dim 'j' has size 3 in one operand and 4 in another"):
+        fusejit.einsum("ij,jk->ik", x, y)
+    with pytest.raises(ShapeError, match="output 'iz' names z, which no operand has"):
+        fusejit.einsum("ij->iz", x)
+    with pytest.raises(ShapeError, match="characters other than letters"):
+        fusejit.einsum("i1,j", x, y)
+    with pytest.raises(DTypeError, match="einsum: expected floating-point or integer inputs"):
+        fusejit.einsum("ij->i", x > 0)
 
 
 # ---- the JIT -----------------------------------------------------------------------------------
@@ -296,8 +369,8 @@ def test_docstring_examples():
     import doctest
 
     from fusejit import functional
-    from fusejit.ops import linalg, movement
+    from fusejit.ops import linalg, movement, sorting
 
-    for mod in (movement, linalg, functional):
+    for mod in (movement, linalg, functional, sorting):
         res = doctest.testmod(mod)
         assert res.attempted > 0 and res.failed == 0, mod.__name__

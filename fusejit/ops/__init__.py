@@ -10,6 +10,6 @@ def call(name: str, *inputs, **attrs):
     return _call(name, *inputs, **attrs)
 
 
-from . import elementwise, linalg, movement, reductions  # noqa: E402, F401 - registration
+from . import elementwise, linalg, movement, reductions, sorting  # noqa: E402, F401 - registration
 
 __all__ = ["OPS", "OpDef", "get_op", "call"]

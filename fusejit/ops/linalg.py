@@ -52,6 +52,84 @@ def matmul(x, y):
     return dispatch.apply(MATMUL, (x, y), {"dtype": d})
 
 
+def _einsum_impl(b, *arrays, equation, dtype):
+    return b.xp.einsum(equation, *[a.astype(dtype.np, copy=False) for a in arrays],
+                       optimize=len(arrays) > 2)  # fmt: skip
+
+
+EINSUM = register(
+    OpDef(name="einsum", kind="matmul", arity=-1, allowed=NUM, impl=_einsum_impl,
+          out_dtype=lambda *ds, equation, dtype: dtype)
+)  # fmt: skip
+
+
+def _einsum_problem(equation: str, tensors) -> str | None:
+    """What is wrong with ``equation`` for these operands, or None."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(tensors):
+        return f"{len(terms)} operand terms in {equation!r} for {len(tensors)} tensors"
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.")
+    if not set(lhs.replace(",", "")) | set(rhs) <= allowed:
+        return f"{equation!r} holds characters other than letters, ',', '->' and '...'"
+    sizes: dict = {}
+    for k, (term, t) in enumerate(zip(terms, tensors)):
+        if "." in term:
+            if term.count("...") != 1 or term.count(".") != 3:
+                return f"term {term!r}: an ellipsis is written '...'"
+            if len(term) - 3 > t.ndim:
+                return (f"term {term!r} names {len(term) - 3} dims and an ellipsis for operand "
+                        f"{k} of shape {fmt_shape(t.shape)}")  # fmt: skip
+            head, _, tail = term.partition("...")
+            dims = list(zip(head, t.shape)) + list(zip(tail, t.shape[t.ndim - len(tail) :]))
+        else:
+            if len(term) != t.ndim:
+                return (f"term {term!r} names {len(term)} dims for operand {k} of shape "
+                        f"{fmt_shape(t.shape)}")  # fmt: skip
+            dims = list(zip(term, t.shape))
+        for label, n in dims:
+            m = sizes.setdefault(label, n)
+            if m != n and 1 not in (m, n):
+                return f"dim {label!r} has size {m} in one operand and {n} in another"
+            sizes[label] = max(m, n)
+    if arrow:
+        out = rhs.replace("...", "")
+        if len(set(out)) != len(out):
+            return f"output {rhs!r} names a dim more than once"
+        missing = set(out) - set(sizes)
+        if missing:
+            return f"output {rhs!r} names {''.join(sorted(missing))}, which no operand has"
+    return None
+
+
+def einsum(equation: str, *operands):
+    """Einstein summation over the operands' labelled dims (``torch.einsum``; the operands
+    may also be one list). The dtypes promote as for ``matmul``.
+
+    >>> import fusejit
+    >>> fusejit.einsum("ij,jk->ik", fusejit.ones(2, 3), fusejit.ones(3, 4)).shape
+    (2, 4)
+    """
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not isinstance(equation, str):
+        raise TypeError(f"einsum: the equation must be a string, got {type(equation).__name__}")
+    if not operands:
+        raise ValueError("einsum: expected at least one operand")
+    for t in operands:
+        if not isinstance(t, dispatch._Tensor):
+            raise TypeError(f"einsum: expected tensors, got {type(t).__name__}")
+    check_allowed(EINSUM, [t.dtype for t in operands])
+    why = _einsum_problem(equation, operands)
+    if why is not None:
+        raise ShapeError(f"einsum: {why}")
+    d = operands[0].dtype
+    for t in operands[1:]:
+        d = dt.promote_types(d, t.dtype)
+    return dispatch.apply(EINSUM, tuple(operands), {"equation": equation, "dtype": d})
+
+
 def _need_dims(name: str, **tensors) -> None:
     """Each keyword names a tensor argument and the ranks it may have: (tensor, ranks)."""
     for arg, (t, ranks) in tensors.items():

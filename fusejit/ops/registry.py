@@ -3,8 +3,8 @@
 An entry holds what every part of the system needs to know about an op, so that eager dispatch,
 tracing, the interpreter, code generation for each target and the tests are all driven from it:
 
-- ``name``, ``kind`` (elementwise, reduction, scan, movement, matmul, composite, creation),
-  ``arity``
+- ``name``, ``kind`` (elementwise, reduction, scan, sort, movement, matmul, composite,
+  creation), ``arity``
 - ``rule``: how the result dtype follows from the inputs (see ``dtype_rule``)
 - ``allowed``: the input dtype kinds the op accepts
 - ``ref``: a numpy reference (the spec tests compare against)
@@ -84,9 +84,10 @@ def get_op(name: str) -> OpDef:
 
 # The types of the attributes the op table's implementations take, by name (one convention
 # for every op): what a graph read from a file is checked against (``call_problem``).
-_BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias")
+_BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias", "descending")
 _INT_TUPLE_ATTRS = ("dims", "shape", "sections", "shifts", "reps")
 _INT_ATTRS = ("diagonal",)
+_STR_ATTRS = ("equation",)
 _DIM_ATTRS = ("dim", "normalized_ndim")  # an int, a tuple of ints, or None
 
 
@@ -122,6 +123,8 @@ def call_problem(op: OpDef, n_tensors: int, n_operands: int, attrs: dict) -> str
             return f"{k} is not a bool"
         if k in _INT_ATTRS and not _is_int(v):
             return f"{k} is not an int"
+        if k in _STR_ATTRS and not isinstance(v, str):
+            return f"{k} is not a string"
         if k in _INT_TUPLE_ATTRS and not (isinstance(v, tuple) and all(map(_is_int, v))):
             return f"{k} is not a tuple of ints"
         if k in _DIM_ATTRS and not (
