@@ -35,12 +35,13 @@ from .errors import (  # noqa: E402
 )  # fmt: skip
 from .functional import *  # noqa: E402, F403
 from .functional import (  # noqa: E402
-    addcdiv, addcmul, cast, clamp, clamp_max, clamp_min, gelu, lerp, masked_fill, where,
+    addcdiv, addcmul, allclose, cast, clamp, clamp_max, clamp_min, equal, gelu, isclose, lerp,
+    masked_fill, nan_to_num, norm, where,
 )  # fmt: skip
 from .ops.linalg import bmm, dot, einsum, linear, matmul, mv, outer  # noqa: E402
 from .ops.movement import (  # noqa: E402
-    broadcast_shapes, broadcast_to, cat, chunk, flatten, flip, gather, index_select, movedim,
-    narrow, permute, repeat, reshape, roll, split, squeeze, stack, swapaxes, t, tile,
+    broadcast_shapes, broadcast_to, cat, chunk, diag, flatten, flip, gather, index_select,
+    movedim, narrow, permute, repeat, reshape, roll, split, squeeze, stack, swapaxes, t, tile,
     transpose, tril, triu, unbind, unsqueeze, view, expand,
 )  # fmt: skip
 from .ops.reductions import (  # noqa: E402

@@ -322,6 +322,94 @@ def addcdiv(x, tensor1, tensor2, *, value=1):
     return x + value * tensor1 / tensor2
 
 
+def _float_tensor(name: str, x) -> None:
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        got = x.dtype.name if isinstance(x, Tensor) else type(x).__name__
+        raise DTypeError(f"{name}: expected a floating-point tensor, got {got}")
+
+
+def norm(x, p="fro", dim=None, keepdim: bool = False):
+    """The vector ``p``-norm of ``x`` over ``dim`` (all dims when None), as ``torch.norm`` /
+    ``torch.linalg.vector_norm``: ``p`` is 2 (or "fro"), 1, ``inf``, ``-inf``, 0 (the count
+    of nonzeros) or any other number (``sum(|x|**p) ** (1/p)``). Written with reductions, so
+    ``x / x.norm(dim=-1, keepdim=True)`` is one row kernel.
+
+    >>> import fusejit
+    >>> fusejit.tensor([3.0, 4.0]).norm().item()
+    5.0
+    """
+    _float_tensor("norm", x)
+    if p == "fro":
+        p = 2
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise ValueError(f"norm: p must be a number or 'fro', got {p!r}")
+    if p == 2:
+        return reductions.sum(x * x, dim, keepdim).sqrt()
+    ax = x.abs()
+    if p == 1:
+        return reductions.sum(ax, dim, keepdim)
+    if p == float("inf"):
+        return reductions.amax(ax, dim, keepdim)
+    if p == float("-inf"):
+        return reductions.amin(ax, dim, keepdim)
+    if p == 0:
+        return cast(reductions.sum(x != 0, dim, keepdim), x.dtype)
+    return reductions.sum(ax**p, dim, keepdim) ** (1.0 / p)
+
+
+def isclose(a, b, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False):
+    """``|a - b| <= atol + rtol * |b|`` elementwise, as ``torch.isclose`` (equal infinities
+    are close; NaN is close to NaN only with ``equal_nan``). Integer and bool tensors compare
+    in float64. A bool tensor.
+
+    >>> import fusejit
+    >>> fusejit.isclose(fusejit.tensor([1.0, 2.0]), fusejit.tensor([1.0 + 1e-7, 2.1])).tolist()
+    [True, False]
+    """
+    for name, v in (("a", a), ("b", b)):
+        if not isinstance(v, Tensor):
+            raise TypeError(f"isclose: {name} must be a tensor, got {type(v).__name__}")
+    if rtol < 0 or atol < 0:
+        raise ValueError(f"isclose: rtol and atol must be non-negative, got {rtol} and {atol}")
+    if not a.dtype.is_floating_point:
+        a = cast(a, dt.float64)
+    if not b.dtype.is_floating_point:
+        b = cast(b, dt.float64)
+    # (infinities are close only to themselves: |inf - x| <= rtol * inf would hold for any x)
+    finite = a.isfinite() & b.isfinite()
+    close = (a == b) | (finite & ((a - b).abs() <= atol + rtol * b.abs()))
+    if equal_nan:
+        close = close | (a.isnan() & b.isnan())
+    return close
+
+
+def allclose(a, b, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    """Whether every entry of ``a`` is close to ``b`` (``isclose``), as a Python bool."""
+    return bool(isclose(a, b, rtol, atol, equal_nan).all().item())
+
+
+def equal(a, b) -> bool:
+    """Whether ``a`` and ``b`` have the same shape and the same values (``torch.equal``)."""
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise TypeError("equal: expected two tensors")
+    return a.shape == b.shape and bool((a == b).all().item())
+
+
+def nan_to_num(x, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None):
+    """``x`` with NaN, +inf and -inf replaced (by default by 0 and the dtype's largest and
+    lowest finite values), as ``torch.nan_to_num``; other dtypes are returned unchanged."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"nan_to_num: expected a tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        return x
+    info = np.finfo(x.dtype.np)
+    hi = float(info.max) if posinf is None else posinf
+    lo = float(info.min) if neginf is None else neginf
+    out = where(x.isnan(), nan, x)
+    out = where(out == float("inf"), hi, out)
+    return where(out == float("-inf"), lo, out)
+
+
 def clamp_(self, min=None, max=None):  # noqa: A002
     return _inplace("clamp_", self, clamp(self, min, max))
 
@@ -387,6 +475,8 @@ def _attach_methods() -> None:
         "index_select": m.index_select, "gather": m.gather,
         "cumsum": r.cumsum, "cumprod": r.cumprod,
         "sort": sorting.sort, "argsort": sorting.argsort, "topk": sorting.topk,
+        "norm": norm, "isclose": isclose, "allclose": allclose, "equal": equal,
+        "nan_to_num": nan_to_num, "diag": m.diag, "trace": m.trace,
         "new_zeros": lambda self, *size, dtype=None, device=None: creation.zeros(
             *size, dtype=dtype or self.dtype, device=device or self.device),
         "new_ones": lambda self, *size, dtype=None, device=None: creation.ones(

@@ -335,6 +335,76 @@ def test_einsum_errors_name_the_term():
         fusejit.einsum("ij->i", x > 0)
 
 
+# ---- norms, closeness, diagonals ---------------------------------------------------------------
+@pytest.mark.parametrize("p", [2, "fro", 1, np.inf, -np.inf, 0, 3, 0.5, -1])
+def test_norm_as_numpy(p):
+    a = arr(6, 7)
+    a[2, 3] = 0.0
+    x = fusejit.from_numpy(a)
+    ordp = 2 if p == "fro" else p
+    a64 = a.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        for dim, keep in ((None, False), (1, False), (0, True), ((0, 1), False)):
+            got = x.norm(p, dim=dim, keepdim=keep)
+            if dim is None or isinstance(dim, tuple):
+                want = np.linalg.norm(a64.ravel(), ord=ordp)
+                want = np.reshape(want, ())
+            else:
+                want = np.linalg.norm(a64, ord=ordp, axis=dim, keepdims=keep)
+            assert got.dtype is fusejit.float32 and got.shape == np.shape(want)
+            np.testing.assert_allclose(got.numpy(), want, rtol=2e-6, atol=1e-30)
+    with pytest.raises(DTypeError, match="norm: expected a floating-point tensor, got int64"):
+        fusejit.arange(3).norm()
+    with pytest.raises(ValueError, match="norm: p must be a number or 'fro', got 'nuc'"):
+        x.norm("nuc")
+
+
+def test_isclose_allclose_equal_nan_to_num():
+    inf, nan = np.inf, np.nan
+    a = np.array([1.0, 1.0, 1e10, inf, -inf, inf, nan, 0.0, 1e-9], np.float32)
+    b = np.array([1.0, 1.0 + 1e-6, 1.0001e10, inf, -inf, -inf, nan, 1e-9, 0.0], np.float32)
+    ta, tb = fusejit.from_numpy(a), fusejit.from_numpy(b)
+    for equal_nan in (False, True):
+        same(fusejit.isclose(ta, tb, equal_nan=equal_nan), np.isclose(a, b, equal_nan=equal_nan))
+    same(ta.isclose(tb, rtol=0, atol=0), np.isclose(a, b, rtol=0, atol=0))
+    ints = fusejit.tensor([1, 2, 3])
+    same(fusejit.isclose(ints, fusejit.tensor([1, 2, 4])), np.array([True, True, False]))
+    assert fusejit.allclose(ta[:2], tb[:2]) and not fusejit.allclose(ta, tb)
+    assert fusejit.allclose(ta[6:7], tb[6:7], equal_nan=True)
+    assert fusejit.equal(ints, fusejit.tensor([1, 2, 3])) and not fusejit.equal(ints, ints[:2])
+    big = np.finfo(np.float32)
+    same(fusejit.nan_to_num(ta), np.nan_to_num(a))
+    same(ta.nan_to_num(nan=-1.0, posinf=9.0), np.nan_to_num(a, nan=-1.0, posinf=9.0))
+    assert float(fusejit.nan_to_num(ta)[3]) == big.max
+    same(ints.nan_to_num(), np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="rtol and atol must be non-negative"):
+        fusejit.isclose(ta, tb, rtol=-1)
+
+
+def test_diag_and_trace_as_numpy():
+    m, v = arr(4, 5), arr(3)
+    for k in (-2, 0, 1, 4):
+        same(fusejit.from_numpy(m).diag(k), np.diag(m, k))
+        same(fusejit.diag(fusejit.from_numpy(v), k), np.diag(v, k))
+    np.testing.assert_allclose(fusejit.from_numpy(m).trace().numpy(), np.trace(m), rtol=1e-6)
+    with pytest.raises(DimError, match=r"diag: expects a 1-D or 2-D tensor, got shape \[2, 2, 2\]"):
+        fusejit.ones(2, 2, 2).diag()
+    with pytest.raises(DimError, match="trace: expects a 2-D tensor"):
+        fusejit.ones(3).trace()
+
+
+def test_normalizing_by_the_norm_is_one_row_kernel():
+    def f(x):
+        return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    x = fusejit.from_numpy(arr(64, 100))
+    t = fusejit.trace(f, x)
+    assert t.kernel_count() == 1 and [n.op for n in t.graph.nodes] == ["fused"]
+    a64 = x.numpy().astype(np.float64)
+    want = a64 / np.linalg.norm(a64, axis=-1, keepdims=True)
+    np.testing.assert_allclose(t(x).numpy(), want, rtol=2e-6, atol=1e-7)
+
+
 # ---- the JIT -----------------------------------------------------------------------------------
 def _update(p, g, m, keep):
     m = m.lerp(g, 0.1)  # an exponential moving average

@@ -655,6 +655,13 @@ def test_torch_compositions_on_the_gpu_match_the_cpu():
     x, v = gpu(host[0][:4, :5]), gpu(host[1][0, :4])
     np.testing.assert_allclose(x.t().mv(v).numpy(), host[0][:4, :5].T @ host[1][0, :4],
                                rtol=1e-5, atol=1e-6)  # fmt: skip
+    g = gpu(host[0])
+    t = fusejit.trace(lambda x: x / x.norm(dim=-1, keepdim=True), g)
+    assert t.kernel_count() == 1
+    h64 = host[0].astype(np.float64)
+    np.testing.assert_allclose(t(g).numpy(), h64 / np.linalg.norm(h64, axis=-1, keepdims=True),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert fusejit.allclose(g, g + 1e-9) and fusejit.isclose(g, g).all().item()
     parts = x.movedim(0, -1).narrow(0, 1, 3).unbind(1)
     assert [p.shape for p in parts] == [(3,)] * 4 and all(p.is_cuda for p in parts)
     np.testing.assert_array_equal(parts[2].numpy(), host[0][2, 1:4])

@@ -129,6 +129,7 @@ ROLL = _mv("roll", lambda b, a, shifts, dims: b.xp.roll(a, shifts, axis=dims))
 TILE = _mv("tile", lambda b, a, reps: b.xp.tile(a, reps))
 TRIL = _mv("tril", lambda b, a, diagonal: b.xp.tril(a, diagonal))
 TRIU = _mv("triu", lambda b, a, diagonal: b.xp.triu(a, diagonal))
+DIAG = _mv("diag", lambda b, a, diagonal: b.xp.diag(a, diagonal).copy())
 SPLIT = _mv("split", lambda b, a, sections, dim: tuple(
     b.xp.split(a, list(np.cumsum(sections)[:-1]), axis=dim)), n_out=-1)  # fmt: skip
 
@@ -557,6 +558,31 @@ def tril(x, diagonal: int = 0):
 def triu(x, diagonal: int = 0):
     """The upper triangle of the last two dims, the rest zero (``torch.triu``)."""
     return _tri(TRIU, x, diagonal)
+
+
+def diag(x, diagonal: int = 0):
+    """A 1-D tensor as a square matrix with it on the ``diagonal``-th diagonal, or the
+    ``diagonal``-th diagonal of a 2-D tensor as a 1-D copy (``torch.diag``).
+
+    >>> import fusejit
+    >>> fusejit.tensor([[1, 2], [3, 4]]).diag().tolist()
+    [1, 4]
+    """
+    if x.ndim not in (1, 2):
+        raise DimError(f"diag: expects a 1-D or 2-D tensor, got shape {fmt_shape(x.shape)}")
+    if not isinstance(diagonal, (int, np.integer)) or isinstance(diagonal, bool):
+        raise TypeError(f"diag: diagonal must be an int, got {type(diagonal).__name__}")
+    return dispatch.apply(DIAG, (x,), {"diagonal": int(diagonal)})
+
+
+def trace(x):
+    """The sum of the main diagonal of a 2-D tensor (``Tensor.trace``, as ``torch.trace``;
+    ``fusejit.trace`` is the JIT's tracer)."""
+    from .reductions import sum as sum_
+
+    if x.ndim != 2:
+        raise DimError(f"trace: expects a 2-D tensor, got shape {fmt_shape(x.shape)}")
+    return sum_(diag(x))
 
 
 def expand(x, *sizes):
