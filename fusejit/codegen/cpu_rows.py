@@ -23,6 +23,9 @@ Numerics (documented bounds, checked by tests/test_reduction_fusion.py):
 
 - Elementwise steps are exactly the elementwise kernels' code: each step rounded to its dtype,
   IEEE semantics, no fast-math. Transcendentals carry cpu_math's error (<= 2 ulp).
+- float16 is read and written as its bits and held in float32: each float16 step computed in
+  float32 and rounded to float16, as eager float16 ops are; float16 sums and means accumulate
+  in float32 (as eager), amax/amin are exact.
 - Sums and means accumulate in the step's accumulation dtype (float32 for float32, float64 for
   float64, int64 for integers and bool, as eager). A float sum adds with ``radd``: an ``fadd``
   with only LLVM's ``reassoc`` flag, on that instruction alone, so the vectorizer may keep
@@ -50,9 +53,9 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from .. import dtypes as dt
-from .body import render_step
+from .body import half_as_float32, render_step, round_half_consts
 from .cpu import RENDERER, np_type
-from .rows import RowBody, expensive, is_reduction, schedule
+from .rows import RowBody, expensive, is_reduction, ref_dtype, schedule
 
 BLOCK = 4096  # elements per partial sum (see the module docstring)
 _FLOATS = (types.float32, types.float64)
@@ -97,8 +100,14 @@ fminimum = _minmax("minimum")
 _OPTS = 'dict(cache=True, error_model="numpy", nogil=True, boundscheck=False)'
 
 
+def _held(name: str) -> dt.DType:
+    """The dtype a value of dtype ``name`` is held in inside the kernel: float16 in float32
+    (read from and written as its bits, as the elementwise kernels do)."""
+    return half_as_float32(dt.as_dtype(name))
+
+
 def _init(step) -> str:
-    d = dt.as_dtype(step.compute)
+    d = _held(step.compute)
     t = np_type(d)
     if step.op in ("sum", "mean"):
         return f"{t}(0)"  # +0.0, numpy's start: a row of -0.0 sums to +0.0 as in numpy
@@ -109,11 +118,12 @@ def _init(step) -> str:
 
 
 def _blocked(step) -> bool:
-    return step.op in ("sum", "mean") and dt.as_dtype(step.compute).is_floating_point
+    return step.op in ("sum", "mean") and _held(step.compute).is_floating_point
 
 
 def row_kernel_source(body: RowBody) -> str:
     """The numba module of ``body`` (see the module docstring)."""
+    body = round_half_consts(body)
     sch = schedule(body)
     L = _function(body, sch, "rows")
     if splittable(body):
@@ -144,7 +154,7 @@ def partial_dtypes(body: RowBody) -> list:
     out = []
     for s in body.steps:
         if is_reduction(s):
-            out.append(np.float64 if _blocked(s) else dt.as_dtype(s.compute).np)
+            out.append(np.float64 if _blocked(s) else _held(s.compute).np)
     return out
 
 
@@ -176,7 +186,7 @@ def _function(body: RowBody, sch, mode: str) -> list:
     if mode == "rows":
         # scratch rows (one per kept step), allocated once per call, not per row
         for j, c in cached.items():
-            L.append(f"    c{c} = np.empty(N, {np_type(dt.as_dtype(steps[j].out))})")
+            L.append(f"    c{c} = np.empty(N, {np_type(_held(steps[j].out))})")
         L.append("    for r in range(lo, hi):")
         ind = "        "
     else:
@@ -190,9 +200,9 @@ def _function(body: RowBody, sch, mode: str) -> list:
         elif view == "inner" and cut:
             L.append(f"{ind}a{i} = a{i}[jlo:jhi]")
         elif view in ("keep", "drop"):
-            L.append(f"{ind}v{i} = a{i}[r]")
+            L.append(f"{ind}v{i} = {_load(_d, f'a{i}[r]')}")
         elif view == "scalar":
-            L.append(f"{ind}v{i} = a{i}[0]")
+            L.append(f"{ind}v{i} = {_load(_d, f'a{i}[0]')}")
     for k, (_, form) in enumerate(body.outputs):
         if form == "full" and mode != "final":
             L.append(f"{ind}o{k}r = o{k}[r{cut}]")
@@ -203,16 +213,15 @@ def _function(body: RowBody, sch, mode: str) -> list:
         if ref[0] == "in":
             view, d = body.ports[ref[1]][1:]
             name = f"x{ref[1]}" if view in ("full", "inner") else f"v{ref[1]}"
-            return name, dt.as_dtype(d)
+            return name, _held(d)
         if ref[0] == "t":
-            return f"t{ref[1]}", dt.as_dtype(steps[ref[1]].out)
-        d = dt.as_dtype(ref[2])
+            return f"t{ref[1]}", _held(steps[ref[1]].out)
+        d = _held(ref[2])
         return RENDERER.const(ref[1], d), d
 
     def row_steps(js, ind):
         for j in js:
-            code, _ = render_step(steps[j], RENDERER, get)
-            L.append(f"{ind}t{j} = {code}")
+            L.append(f"{ind}t{j} = {_step_code(body, j, get)}")
 
     end = "n_" if mode == "part" else "N"
     done_cache: set = set()
@@ -231,22 +240,48 @@ def _function(body: RowBody, sch, mode: str) -> list:
             return L
         for j in reds:
             s = steps[j]
-            acc, out = dt.as_dtype(s.compute), dt.as_dtype(s.out)
+            acc, out = _held(s.compute), _held(s.out)
             val = f"{np_type(acc)}(s{j})"
             if s.op == "mean":
                 val = f"{np_type(acc)}({val} / {np_type(acc)}(N))"
-            L.append(f"{ind}t{j} = {RENDERER.cast(val, acc, out)}")
+            val = RENDERER.cast(val, acc, out)
+            L.append(f"{ind}t{j} = {_vm_round(val) if s.out == 'float16' else val}")
     row_steps(sch.before[len(sch.passes)], ind)
     for k, (ref, form) in enumerate(body.outputs):
         if form != "full":
             code, _ = get(ref)
-            L.append(f"{ind}o{k}[r] = {code}")
+            L.append(f"{ind}o{k}[r] = {_store(ref_dtype(body, ref), code)}")
     return L
+
+
+def _load(d: str, code: str) -> str:
+    # float16 arrays reach the kernel as their uint16 bits (numba has no float16 type)
+    return f"_vm.h2f({code})" if d == "float16" else code
+
+
+def _store(d: str, code: str) -> str:
+    return f"_vm.f2h({code})" if d == "float16" else code
+
+
+def _vm_round(code: str) -> str:
+    return f"_vm.round_h({code})"
+
+
+def _step_code(body: RowBody, j: int, get) -> str:
+    """Step j's code; a float16 step computes in float32 and is rounded to float16 after it,
+    as eager float16 ops are (a cast from float64 rounds once, from the float64)."""
+    s = body.steps[j]
+    code, _ = render_step(s, RENDERER, get, half_as_float32)
+    if s.out != "float16":
+        return code
+    if s.op == "cast" and ref_dtype(body, s.args[0]) == "float64":
+        return f"_vm.h2f(_vm.d2h({get(s.args[0])[0]}))"
+    return _vm_round(code)
 
 
 def _combine(step, a: str, b: str) -> str:
     """Reduction ``step`` of two partial results (float sums are float64 block totals)."""
-    acc = dt.as_dtype(step.compute)
+    acc = _held(step.compute)
     if step.op in ("sum", "mean"):
         return f"{a} + {b}" if acc.is_floating_point else f"{np_type(acc)}({a} + {b})"
     if acc.is_floating_point:
@@ -286,26 +321,25 @@ def _element_loop(L, body, sch, ps, cached, done_cache, get, ind, end) -> None:
         if r[0] == "in":
             reads.add(r[1])
     for i in sorted(reads):
-        view = body.ports[i][1]
+        view, d = body.ports[i][1:]
         if view == "full":
-            L.append(f"{inner}x{i} = a{i}r[j]")
+            L.append(f"{inner}x{i} = {_load(d, f'a{i}r[j]')}")
         elif view == "inner":
-            L.append(f"{inner}x{i} = a{i}[j]")
+            L.append(f"{inner}x{i} = {_load(d, f'a{i}[j]')}")
     evaluated = set()
     for j in order:
         if j in cached and j in done_cache:
             L.append(f"{inner}t{j} = c{cached[j]}[j]")
             evaluated.add(j)
             continue
-        code, _ = render_step(steps[j], RENDERER, get)
-        L.append(f"{inner}t{j} = {code}")
+        L.append(f"{inner}t{j} = {_step_code(body, j, get)}")
         if j in cached:
             L.append(f"{inner}c{cached[j]}[j] = t{j}")
         evaluated.add(j)
     done_cache |= evaluated & set(cached)
     for j in reds:
         s = steps[j]
-        acc = dt.as_dtype(s.compute)
+        acc = _held(s.compute)
         code, d = get(s.args[0])
         v = RENDERER.cast(code, d, acc)
         if s.op in ("sum", "mean"):
@@ -321,7 +355,7 @@ def _element_loop(L, body, sch, ps, cached, done_cache, get, ind, end) -> None:
     for i in ps.outputs:
         ref, _ = body.outputs[i]
         code, d = get(ref)
-        L.append(f"{inner}o{i}r[j] = {code}")
+        L.append(f"{inner}o{i}r[j] = {_store(ref_dtype(body, ref), code)}")
     if blocked:
         for j in blocked:
             L.append(f"{ind}    s{j} = s{j} + np.float64(b{j})")

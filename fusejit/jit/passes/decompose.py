@@ -20,7 +20,7 @@ divide by ``sqrt`` (a multiply per element instead of a division; at most an ulp
 where a rewrite to ``sum * (1/n)`` would bake the traced length into a shape-generic kernel.
 
 An op is decomposed only where a row kernel can take it: its reduced dims are the trailing
-ones, and the target computes its dtypes (no float16 on the CPU). Values made here are listed
+ones. Values made here are listed
 in ``graph.notes["decomposed"]``: ``fuse_rows`` lets their max of an empty row be -inf (eager
 softmax and logsumexp never raise there) and treats their reshapes as shape-generic.
 """
@@ -31,11 +31,6 @@ from ... import dispatch
 from ... import dtypes as dt
 from ...ops.registry import OPS
 from ..ir import Const, Graph, Node, TensorType, Value
-
-
-def target_computes(d: dt.DType, target: str) -> bool:
-    """Whether a row kernel on ``target`` handles values of dtype ``d``."""
-    return not (target == "cpu" and d is dt.float16)
 
 
 class _Builder:
@@ -169,8 +164,6 @@ def _plan(n: Node, target: str):
     types = [v.type for v in n.inputs if isinstance(v, Value)] + [o.type for o in n.outputs]
     if len({t.device for t in types}) != 1:
         return None
-    if not all(target_computes(t.dtype, target) for t in types):
-        return None
     x = n.inputs[0]
     rank = len(x.type.shape)
     if n.op == "softmax":
@@ -209,4 +202,4 @@ def decompose(g: Graph, target: str = "cpu") -> tuple[Graph, bool]:
     return out, True
 
 
-__all__ = ["decompose", "target_computes"]
+__all__ = ["decompose"]

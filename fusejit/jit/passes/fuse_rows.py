@@ -26,8 +26,8 @@ and runs as a kernel of its own after it, with that reason in the notes.
 
 Not fused, with the reason in ``graph.notes["unfused"]``: reductions over leading or middle
 dims (a row kernel reads rows along the trailing dims), other reductions (prod, var, argmax,
-...), a reduction with no fusible neighbour, dtypes the target does not compute (float16 on
-the CPU).
+...), a reduction with no fusible neighbour. float16 is computed in float32 on both targets,
+read and written as float16.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from ...codegen.body import Step
 from ...codegen.rows import ROW_REDUCTIONS, RowBody, full_view, row_view
 from ...ops.registry import OPS
 from ..ir import Block, Const, Graph, Node, Value, uses
-from .decompose import target_computes
 from .fuse import _toposort
 
 
@@ -81,9 +80,6 @@ def _domain(n: Node, target: str) -> tuple[_Domain | None, str | None]:
     if dims != tuple(range(rank - len(dims), rank)):
         return None, ("reduces over leading or middle dims; only reductions over the trailing "
                       "dims fuse (a row kernel reads one row along them)")  # fmt: skip
-    types = [x.type, n.outputs[0].type]
-    if not all(target_computes(t.dtype, target) for t in types):
-        return None, "numba has no float16 on the CPU; float16 reductions run eager"
     if n.op in ("amax", "amin") and x.type.dtype is dt.bool_:
         return None, f"{n.op} of a bool tensor runs eager"
     if x.type.device != n.outputs[0].type.device:
@@ -96,9 +92,7 @@ def _ew_ok(n: Node, target: str) -> bool:
     if op is None or n.blocks or op.kind != "elementwise" or op.expr is None:
         return False
     types = [v.type for v in n.inputs if isinstance(v, Value)] + [o.type for o in n.outputs]
-    if len({t.device for t in types}) > 1:
-        return False
-    return all(target_computes(t.dtype, target) for t in types)
+    return len({t.device for t in types}) <= 1
 
 
 def _role(n: Node, dom: _Domain, form_of: dict, target: str):
