@@ -194,6 +194,52 @@ def host_overhead(calls: int = 2000) -> dict:
     return res
 
 
+# ---- a lone elementwise op: eager (cupy) or a kernel of its own --------------------------------
+def _trace_lone(fn, args):
+    """``fn`` traced with a lone op as a region of its own (the CPU's default; on CUDA a
+    region needs two ops: ``passes.fuse.MIN_REGION``)."""
+    from fusejit.jit import api
+    from fusejit.jit.passes import fuse
+
+    saved = api.FUSION
+    lone = lambda g, target="cuda": fuse.fuse_elementwise(g, target, 1)  # noqa: E731
+    api.FUSION = (saved[0], ("fuse_elementwise", lone))
+    try:
+        return fj.trace(fn, args)
+    finally:
+        api.FUSION = saved
+
+
+def lone_ops(reps: int) -> list:
+    """Device time of a lone op run eagerly (cupy's kernel) and as a generated kernel, and
+    the host time per call of each on 4096 elements: whether CUDA should fuse lone ops too."""
+    import cupy
+
+    x, y = fj.randn(1 << 24, device=DEV), fj.randn(1 << 24, device=DEV)
+    m, b = fj.randn(4096, 4096, device=DEV), fj.randn(4096, device=DEV)
+    cases = [("x + 1", lambda x: x + 1, (x,)), ("x * y", lambda x, y: x * y, (x, y)),
+             ("exp", fj.exp, (x,)), ("bias add", lambda m, b: m + b, (m, b)),
+             ("to float16", lambda x: x.half(), (x,))]  # fmt: skip
+    out = []
+    for label, fn, args in cases:
+        eager, region = fj.trace(fn, args), _trace_lone(fn, args)
+        row = {"op": label, "kernels": [eager.kernel_count(), region.kernel_count()]}
+        for name, f in (("eager", eager), ("region", region)):
+            row[f"{name}_ms"] = gpu_time_ms(lambda f=f, a=args: f(*a), reps)
+        small = tuple(a.reshape(-1)[:4096] if a.ndim == 1 else a[:1] for a in args)
+        for name, f in (("eager", fj.trace(fn, small)), ("region", _trace_lone(fn, small))):
+            for _ in range(50):
+                f(*small)
+            cupy.cuda.Device().synchronize()
+            t0 = time.perf_counter()
+            for _ in range(2000):
+                f(*small)
+            row[f"{name}_host_us"] = (time.perf_counter() - t0) / 2000 * 1e6
+            cupy.cuda.Device().synchronize()
+        out.append(row)
+    return out
+
+
 # ---- compile and disk-load times -------------------------------------------------------------
 _BODY_SRC = """
 from fusejit.codegen.body import KernelBody, Step
@@ -270,11 +316,23 @@ def compile_and_load_times() -> dict:
 
 
 # ---- main ------------------------------------------------------------------------------------
+def _print_lone(rows: list) -> int:
+    print(json.dumps({"lone_ops": rows}), flush=True)
+    print("a lone op, eager (cupy) / a kernel of its own: device ms on 2^24 or 4096^2 "
+          "elements; host us per call on 4096")  # fmt: skip
+    for r in rows:
+        print(f"  {r['op']:12s} {r['eager_ms']:.3f} / {r['region_ms']:.3f} ms   "
+              f"{r['eager_host_us']:.1f} / {r['region_host_us']:.1f} us")  # fmt: skip
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--scale", type=int, default=1, help="divide the sizes by this (quick runs)")
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--lone", action="store_true",
+                    help="only time lone ops, eager against a kernel of their own")  # fmt: skip
     args = ap.parse_args(argv)
     if not fj.is_cuda_available():
         from fusejit.backends.cuda import _problem
@@ -297,6 +355,8 @@ def main(argv=None) -> int:
     }
     print(json.dumps(info), flush=True)
     results: dict = {"info": info}
+    if args.lone:
+        return _print_lone(lone_ops(args.reps))
     copy = copy_bandwidth()
     results["copy"] = copy
     print(f"copy: {copy['ms']:.4f} ms  {copy['gbs']:.0f} GB/s", flush=True)

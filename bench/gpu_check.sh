@@ -60,6 +60,11 @@ timeout "$(budget 110)" "$PY" bench/gpu_bench.py --json "$OUT/gpu_bench.json" >"
 echo "gpu_bench exit status $?"
 tail -n 22 "$OUT/gpu_bench.log"
 
+echo "== bench/gpu_bench.py --lone (a lone op: eager or a kernel of its own) -> $OUT/lone.log"
+timeout "$(budget 30)" "$PY" bench/gpu_bench.py --lone >"$OUT/lone.log" 2>&1
+echo "lone exit status $?"
+tail -n 6 "$OUT/lone.log"
+
 echo "== bench/bench_rows_cuda.py (row-kernel variants) -> $OUT/rows_cuda.json, $OUT/rows_cuda.log"
 timeout "$(budget 90)" "$PY" bench/bench_rows_cuda.py --json "$OUT/rows_cuda.json" >"$OUT/rows_cuda.log" 2>&1
 echo "rows exit status $?"
