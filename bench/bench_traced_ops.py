@@ -29,7 +29,6 @@ except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import fusejit as F
 
-from fusejit.jit import api
 from fusejit.jit.passes import fuse
 
 RNG = np.random.default_rng(0)
@@ -89,13 +88,8 @@ def _best(timers: dict, budget: float) -> dict:
 def _trace(fn, args, min_size: int | None = None):
     if min_size is None:
         return F.trace(fn, args)
-    saved = api.FUSION
-    lone = lambda g, target="cpu": fuse.fuse_elementwise(g, target, min_size)  # noqa: E731
-    api.FUSION = (saved[0], ("fuse_elementwise", lone))
-    try:
+    with fuse.min_region("cpu", min_size):
         return F.trace(fn, args)
-    finally:
-        api.FUSION = saved
 
 
 def lone_ops(budget: float) -> None:

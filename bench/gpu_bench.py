@@ -198,16 +198,10 @@ def host_overhead(calls: int = 2000) -> dict:
 def _trace_lone(fn, args):
     """``fn`` traced with a lone op as a region of its own (the CPU's default; on CUDA a
     region needs two ops: ``passes.fuse.MIN_REGION``)."""
-    from fusejit.jit import api
     from fusejit.jit.passes import fuse
 
-    saved = api.FUSION
-    lone = lambda g, target="cuda": fuse.fuse_elementwise(g, target, 1)  # noqa: E731
-    api.FUSION = (saved[0], ("fuse_elementwise", lone))
-    try:
+    with fuse.min_region("cuda", 1):
         return fj.trace(fn, args)
-    finally:
-        api.FUSION = saved
 
 
 def lone_ops(reps: int) -> list:

@@ -12,6 +12,7 @@ from jit_helpers import assert_bitwise, module_cache_fixture
 import fusejit
 from fusejit.jit import cpu_kernels
 from fusejit.jit.interpret import interpret
+from fusejit.jit.passes import fuse
 from fusejit.jit.passes.fuse import fuse_elementwise
 from fusejit.jit.trace import capture
 from fusejit.jit.verify import verify
@@ -327,6 +328,9 @@ def test_a_lone_elementwise_op_is_a_region_on_the_cpu_only():
     out, changed = fuse_elementwise(g, "cuda")
     assert not changed and [n.op for n in out.nodes] == ["matmul", "exp"]
     assert ("exp", "no elementwise neighbour to fuse with") in out.notes["unfused"]
+    with fuse.min_region("cpu", 2):  # (what benchmarks compare)
+        assert fusejit.trace(f, x).kernel_count() == 0
+    assert fuse.MIN_REGION["cpu"] == 1
 
 
 def test_fused_kernels_take_views_and_empty_tensors():

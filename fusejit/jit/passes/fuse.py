@@ -16,6 +16,7 @@ vectorized transcendental functions, and with less host time than the eager op (
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 from ... import dispatch
@@ -55,6 +56,18 @@ class _UF:
 
 # the fewest ops that make a region, per target (see the module's docstring)
 MIN_REGION = {"cpu": 1, "cuda": 2}
+
+
+@contextlib.contextmanager
+def min_region(target: str, n: int):
+    """Within the block, a region on ``target`` needs ``n`` ops (for benchmarks that compare
+    a lone op run eagerly with a kernel of its own)."""
+    old = MIN_REGION[target]
+    MIN_REGION[target] = n
+    try:
+        yield
+    finally:
+        MIN_REGION[target] = old
 
 
 def fuse_elementwise(
@@ -302,4 +315,4 @@ def _block_free(b: Block, n: Node):
     return [v for m in b.nodes for v in m.inputs if isinstance(v, Value) and v not in inner]
 
 
-__all__ = ["fuse_elementwise", "region_body", "replace"]
+__all__ = ["fuse_elementwise", "min_region", "MIN_REGION", "region_body", "replace"]
