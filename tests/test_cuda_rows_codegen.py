@@ -66,6 +66,10 @@ def center(x):
     return x - x.mean(-1, keepdim=True)
 
 
+def standardize(x):
+    return (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True)
+
+
 def cross_entropy(z, y):
     return fusejit.logsumexp(z, -1) - (z * y).sum(-1)
 
@@ -109,6 +113,7 @@ def _fns(N):
         ("layer_norm16", layer_norm, (f16(5, N), f16(N), f16(N))),
         ("rms_norm", rms_norm, (R_(5, N), R_(N))),
         ("center", center, (R_(5, N),)),
+        ("standardize", standardize, (R_(5, N) * 3 + 5,)),
         ("cross_entropy", cross_entropy, (R_(5, N), (R_(5, N) > 1).float())),
         ("sum_expr", sum_expr, (R_(5, N), R_(5, N))),
         ("primitive_softmax", primitive_softmax, (R_(5, N),)),

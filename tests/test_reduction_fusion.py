@@ -102,6 +102,12 @@ PATTERNS = {
         lambda: (R(6, 50), R(50)),
     ),
     "center": (lambda x: x - x.mean(-1, keepdim=True), lambda: (R(6, 50),)),
+    "var": (lambda x: x.var(-1), lambda: (R(6, 50) * 3 + 5,)),
+    "standardize": (
+        lambda x: (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True),
+        lambda: (R(6, 50) * 3 + 5,),
+    ),
+    "var_2dims_population": (lambda x: x.var((1, 2), correction=0), lambda: (R(3, 4, 5),)),
     "cross_entropy": (
         lambda z, y: fusejit.logsumexp(z, -1) - (z * y).sum(-1),
         lambda: (R(6, 50), _onehot(6, 50)),
@@ -237,7 +243,8 @@ def test_a_user_reshape_makes_the_region_shape_specific():
     [
         (lambda x: (x * 2).sum(0), (R(4, 6),), "sum", "leading or middle dims"),
         (lambda x: (x * 2).sum(1), (R(3, 4, 6),), "sum", "leading or middle dims"),
-        (lambda x: (x * 2).var(-1), (R(4, 6),), "var", "does not fuse into a row kernel"),
+        (lambda x: (x * 2).var(0), (R(4, 6),), "var", "not decomposed: it runs along a leading"),
+        (lambda x: (x * 2).prod(-1), (R(4, 6),), "prod", "does not fuse into a row kernel"),
         (lambda x: (x * 2).argmax(-1), (R(4, 6),), "argmax", "does not fuse"),
         (lambda x: (x * 2).softmax(0), (R(4, 6),), "softmax", "not decomposed"),
         (lambda x: x.sum(-1) @ x, (R(4, 4),), "sum", "no elementwise neighbour"),
@@ -248,6 +255,35 @@ def test_unfused_reductions_say_why(fn, args, op, why):
     reasons = [r for o, r in t.graph.notes["unfused"] if o == op]
     assert reasons and why in reasons[0], t.graph.notes["unfused"]
     assert f"{op}: " in fusejit.explain(t)
+
+
+@pytest.mark.parametrize("correction", [0, 1, 2])
+def test_var_and_std_match_eager_and_float64_on_special_rows(correction):
+    # numpy's two-pass formula: sum((x - mean)^2) / max(n - correction, 0), the row length
+    # counted in the kernel (the same kernel serves rows of another length)
+    rng = np.random.default_rng(correction)
+    for n in (1, 2, 7, 300):
+        x = _special(n, rng)
+        tx = fusejit.from_numpy(x)
+
+        def f(x):
+            return x.var(-1, correction=correction), x.std(-1, keepdim=True, correction=correction)
+
+        t = fusejit.trace(f, tx)
+        # (rows of one element leave the dropping reshape out of the kernel, as logsumexp's)
+        assert t.kernel_count() == 1 and (t.plan.shape_generic or n == 1)
+        x64 = x.astype(np.float64)
+        with np.errstate(all="ignore"):
+            v64 = ((x64 - x64.mean(-1, keepdims=True)) ** 2).sum(-1) / max(n - correction, 0)
+        got_v, got_s = t(tx)
+        want_v, want_s = f(tx)
+        close(got_v, want_v, f"var n={n}", 1e-5)
+        close(got_s, want_s, f"std n={n}", 1e-5)
+        ok = np.isfinite(v64)
+        # (atol: a variance below float32's smallest normal, as the tiny row's, is 0 there)
+        tiny = float(np.finfo(np.float32).tiny)
+        np.testing.assert_allclose(got_v.numpy()[ok], v64[ok], rtol=1e-5, atol=tiny)
+        np.testing.assert_array_equal(np.isnan(got_v.numpy()), np.isnan(want_v.numpy()))
 
 
 @pytest.mark.parametrize("n", [1, 8, 1000, 5000])

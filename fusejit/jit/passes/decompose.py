@@ -8,7 +8,10 @@
   (eager's guard: a row of -inf gives -inf, not nan), then log(sum(exp(x - m))) + m, reshaped
   to drop the reduced dims unless ``keepdim``;
 - ``layer_norm``: mu = mean(x); xc = x - mu; var = mean(xc * xc); xc * rsqrt(var + eps), then
-  * weight, + bias.
+  * weight, + bias;
+- ``var`` (and ``std``, its square root): mu = mean(x); d = x - mu; sum(d * d) / max(n -
+  correction, 0), numpy's two-pass formula, where n is the row length counted in the kernel
+  (the sum of a bool that is true everywhere), so that the plan stays shape-generic.
 
 The steps, their order and their dtypes are those of the eager implementations in
 ``fusejit/ops/reductions.py``, so the decomposed graph computes what eager does up to the
@@ -159,6 +162,29 @@ def _layer_norm(b: _Builder, n: Node):
     b.finish(y, out_v)
 
 
+def _var(b: _Builder, n: Node, dims):
+    (x,) = n.inputs
+    out_v = n.outputs[0]
+    acc = _acc(out_v.type.dtype)
+    xa = b.cast(x, acc)
+    mu = b.reduce("mean", xa, dims)
+    d = b.ew("sub", xa, mu)
+    ssq = b.reduce("sum", b.ew("mul", d, d), dims)
+    # the row length, counted in the kernel (a constant would tie the plan to the traced
+    # shape): a bool that is true for every entry, NaN and infinities included, summed
+    isnan = b.ew("isnan", xa)
+    count = b.reduce("sum", b.ew("logical_or", isnan, b.ew("logical_not", isnan)), dims)
+    # numpy's divisor: max(N - correction, 0) (0 gives inf or nan, as numpy and eager)
+    dof = b.ew("maximum", b.ew("sub", b.cast(count, acc), Const(n.attr("correction"))), Const(0))
+    r = b.ew("div", ssq, dof)
+    if n.attr("sqrt"):
+        r = b.ew("sqrt", r)
+    if n.attr("keepdim"):
+        b.finish(r, out_v)
+        return
+    b.reshape(b.cast(r, out_v.type.dtype), out_v.type.shape, out=out_v)
+
+
 def _plan(n: Node, target: str):
     """The decomposition for ``n`` on ``target``, or None to keep it."""
     types = [v.type for v in n.inputs if isinstance(v, Value)] + [o.type for o in n.outputs]
@@ -177,17 +203,24 @@ def _plan(n: Node, target: str):
         return lambda b, n: _logsumexp(b, n, dims)
     if n.op == "layer_norm":
         return _layer_norm
+    if n.op == "var":
+        dims = _trailing(n.attr("dim"), rank)
+        return None if dims is None else (lambda b, n: _var(b, n, dims))
     return None
 
 
+_COMPOSITES = ("softmax", "logsumexp", "layer_norm", "var")
+
+
 def decompose(g: Graph, target: str = "cpu") -> tuple[Graph, bool]:
-    """Rewrite softmax, log_softmax, logsumexp and layer_norm into primitives (see above).
+    """Rewrite softmax, log_softmax, logsumexp, layer_norm, var and std into primitives (see
+    above).
     Each composite's output value is kept as the output of its last primitive, so nothing
     downstream (nested blocks included) needs rewiring."""
     nodes = []
     made: set = set()
     for n in g.block.nodes:
-        how = _plan(n, target) if n.op in ("softmax", "logsumexp", "layer_norm") else None
+        how = _plan(n, target) if n.op in _COMPOSITES else None
         if how is None:
             nodes.append(n)
             continue

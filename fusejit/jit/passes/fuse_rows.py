@@ -25,9 +25,9 @@ elementwise op that reads the reduction's result (``x - x.mean()``) does not joi
 and runs as a kernel of its own after it, with that reason in the notes.
 
 Not fused, with the reason in ``graph.notes["unfused"]``: reductions over leading or middle
-dims (a row kernel reads rows along the trailing dims), other reductions (prod, var, argmax,
-...), a reduction with no fusible neighbour. float16 is computed in float32 on both targets,
-read and written as float16.
+dims (a row kernel reads rows along the trailing dims), other reductions (prod, argmax, ...;
+var and std are decomposed into sums first), a reduction with no fusible neighbour. float16
+is computed in float32 on both targets, read and written as float16.
 """
 
 from __future__ import annotations
@@ -264,9 +264,9 @@ def fuse_rows(g: Graph, target: str = "cpu") -> tuple[Graph, bool]:
             continue
         dom, reason = _domain(n, target)
         if dom is None:
-            if op.kind == "composite":
-                reason = (f"{n.op} not decomposed: it runs along a leading or middle dim, or "
-                          "in a dtype the target's row kernels do not compute")  # fmt: skip
+            if op.kind == "composite" or n.op == "var":
+                reason = (f"{n.op} not decomposed: it runs along a leading or middle dim (a "
+                          "row kernel reads one row along the trailing dims)")  # fmt: skip
             why[i] = reason
             continue
         S = _grow(i, dom, G, region_of, regions, target)
