@@ -433,21 +433,24 @@ class CpuRowKernel:
         self.split = 0  # launches that split rows into parts (for tests)
         self.views = tuple(p[1] for p in body.ports)
         self.port_in = tuple(p[0] for p in body.ports)
-        # float16 reaches the kernel as its uint16 bits (numba has no float16 type)
+        # float16 reaches the kernel as its uint16 bits (numba has no float16 type): known
+        # from the body, so a call without float16 pays nothing for it
         out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
         self.half_out = tuple(d == _F16 for d in out_np)
         self.out_np = tuple(_U16 if h else d for d, h in zip(out_np, self.half_out))
+        self.half = "float16" in {p[2] for p in body.ports} or any(self.half_out)
         self.forms = tuple(form for _, form in body.outputs)
         self._plans: dict = {}  # input shapes -> launch plan (rows.launch_plan)
 
     def __call__(self, *arrays):
-        outs = self._launch(arrays)
-        if any(self.half_out):
-            return [o.view(_F16) if h else o for o, h in zip(outs, self.half_out)]
-        return outs
+        if not self.half:
+            return self._launch(arrays)
+        views = [a.view(_U16) if a.dtype == _F16 else a for a in arrays]
+        outs = self._launch(views)
+        return [o.view(_F16) if h else o for o, h in zip(outs, self.half_out)]
 
     def _launch(self, arrays):
-        srcs = [a.view(_U16) if a.dtype == _F16 else a for a in (arrays[i] for i in self.port_in)]
+        srcs = [arrays[i] for i in self.port_in]
         key = tuple(a.shape for a in srcs)
         plan = self._plans.get(key)
         if plan is None:
