@@ -282,6 +282,14 @@ def masked_fill(x, mask, value):
     return out if out.dtype is x.dtype else cast(out, x.dtype)
 
 
+def _float_tensor(name: str, x, arg: str | None = None) -> None:
+    """A DTypeError unless ``x`` (argument ``arg`` of ``name``) is a floating-point tensor."""
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        got = x.dtype.name if isinstance(x, Tensor) else type(x).__name__
+        what = f"{arg} must be" if arg else "expected"
+        raise DTypeError(f"{name}: {what} a floating-point tensor, got {got}")
+
+
 def lerp(start, end, weight):
     """``start + weight * (end - start)`` for float tensors, as ``torch.lerp`` computes it:
     from ``end`` back (``end - (end - start) * (1 - weight)``) where ``|weight| >= 0.5``, so that
@@ -291,10 +299,8 @@ def lerp(start, end, weight):
     >>> fusejit.lerp(fusejit.zeros(2), fusejit.ones(2) * 10, 0.25).tolist()
     [2.5, 2.5]
     """
-    for name, v in (("start", start), ("end", end)):
-        if not isinstance(v, Tensor) or not v.dtype.is_floating_point:
-            got = v.dtype.name if isinstance(v, Tensor) else type(v).__name__
-            raise DTypeError(f"lerp: {name} must be a floating-point tensor, got {got}")
+    _float_tensor("lerp", start, "start")
+    _float_tensor("lerp", end, "end")
     if start.dtype is not end.dtype:
         raise DTypeError(
             f"lerp: start and end must have one dtype, got {start.dtype.name} and {end.dtype.name}"
@@ -320,12 +326,6 @@ def addcdiv(x, tensor1, tensor2, *, value=1):
             "floor division"
         )
     return x + value * tensor1 / tensor2
-
-
-def _float_tensor(name: str, x) -> None:
-    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
-        got = x.dtype.name if isinstance(x, Tensor) else type(x).__name__
-        raise DTypeError(f"{name}: expected a floating-point tensor, got {got}")
 
 
 def norm(x, p="fro", dim=None, keepdim: bool = False):
@@ -445,6 +445,16 @@ def copy_(self, src):
     return self
 
 
+def _new_like(factory):
+    """``Tensor.new_<kind>``: ``factory`` with the tensor's dtype and device by default."""
+
+    def new(self, *args, dtype=None, device=None):
+        return factory(*args, dtype=self.dtype if dtype is None else dtype,
+                       device=self.device if device is None else device)  # fmt: skip
+
+    return new
+
+
 def _attach_methods() -> None:
     m = movement
     r = reductions
@@ -477,14 +487,8 @@ def _attach_methods() -> None:
         "sort": sorting.sort, "argsort": sorting.argsort, "topk": sorting.topk,
         "norm": norm, "isclose": isclose, "allclose": allclose, "equal": equal,
         "nan_to_num": nan_to_num, "diag": m.diag, "trace": m.trace,
-        "new_zeros": lambda self, *size, dtype=None, device=None: creation.zeros(
-            *size, dtype=dtype or self.dtype, device=device or self.device),
-        "new_ones": lambda self, *size, dtype=None, device=None: creation.ones(
-            *size, dtype=dtype or self.dtype, device=device or self.device),
-        "new_empty": lambda self, *size, dtype=None, device=None: creation.empty(
-            *size, dtype=dtype or self.dtype, device=device or self.device),
-        "new_full": lambda self, size, fill_value, *, dtype=None, device=None: creation.full(
-            size, fill_value, dtype=dtype or self.dtype, device=device or self.device),
+        "new_zeros": _new_like(creation.zeros), "new_ones": _new_like(creation.ones),
+        "new_empty": _new_like(creation.empty), "new_full": _new_like(creation.full),
         "expand_as": lambda self, other: m.expand(self, *other.shape),
         "view_as": lambda self, other: m.view(self, *other.shape),
         "reshape_as": lambda self, other: m.reshape(self, *other.shape),

@@ -136,6 +136,12 @@ def test_addcmul_addcdiv_clamp_min_max_type_as():
     same(fusejit.clamp_max(tx, tb), np.minimum(x, b))
     same(tx.type_as(fusejit.zeros(1, dtype=fusejit.float16)), x.astype(np.float16))
     assert tx.is_floating_point() and not fusejit.arange(2).is_floating_point()
+    ints = fusejit.arange(4, dtype=fusejit.int16)
+    same(ints.new_zeros(2, 3), np.zeros((2, 3), np.int16))
+    same(ints.new_ones((2,)), np.ones(2, np.int16))
+    same(ints.new_full((2, 2), 7), np.full((2, 2), 7, np.int16))
+    same(ints.new_zeros(3, dtype=fusejit.float64), np.zeros(3))
+    assert ints.new_empty(4, 1).shape == (4, 1) and ints.new_empty(1).dtype is fusejit.int16
     ints = fusejit.arange(4)
     with pytest.raises(DTypeError, match="addcdiv: integer division is not supported"):
         tx.addcdiv(ints, ints)

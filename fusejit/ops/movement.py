@@ -226,21 +226,23 @@ def getitem(x, index):
     return dispatch._Tensor._wrap(r, x.dtype, x.device)
 
 
-def _check_index_values(name: str, b, index, n: int) -> None:
+def _check_index_values(name: str, index, n: int) -> None:
     # numpy takes negative indices from the end and cupy wraps any index around: both would
     # give a result where PyTorch raises (on a GPU this check waits for the index's values)
-    if index.size and (int(index.min()) < 0 or int(index.max()) >= n):
-        lo, hi = int(index.min()), int(index.max())
+    if not index.size:
+        return
+    lo, hi = int(index.min()), int(index.max())
+    if lo < 0 or hi >= n:
         raise DimError(f"{name}: index values {lo}..{hi} out of range for a dim of size {n}")
 
 
 def _index_select_impl(b, a, index, dim):
-    _check_index_values("index_select", b, index, a.shape[dim])
+    _check_index_values("index_select", index, a.shape[dim])
     return b.xp.take(a, index, axis=dim)
 
 
 def _gather_impl(b, a, index, dim):
-    _check_index_values("gather", b, index, a.shape[dim])
+    _check_index_values("gather", index, a.shape[dim])
     # PyTorch's gather reads only the part of ``a`` the index covers in the other dims
     part = a[tuple(slice(None) if d == dim else slice(0, s) for d, s in enumerate(index.shape))]
     return b.xp.take_along_axis(part, index, axis=dim)
@@ -535,13 +537,17 @@ def tile(x, dims):
     return repeat(x, *((1,) * (x.ndim - len(reps)) + tuple(reps)))
 
 
+def _diagonal_arg(name: str, diagonal) -> int:
+    if not isinstance(diagonal, (int, np.integer)) or isinstance(diagonal, bool):
+        raise TypeError(f"{name}: diagonal must be an int, got {type(diagonal).__name__}")
+    return int(diagonal)
+
+
 def _tri(op, x, diagonal: int):
     if x.ndim < 2:
         raise DimError(f"{op.name}: expects a tensor of at least 2 dims, got shape "
                        f"{fmt_shape(x.shape)}")  # fmt: skip
-    if not isinstance(diagonal, (int, np.integer)) or isinstance(diagonal, bool):
-        raise TypeError(f"{op.name}: diagonal must be an int, got {type(diagonal).__name__}")
-    return dispatch.apply(op, (x,), {"diagonal": int(diagonal)})
+    return dispatch.apply(op, (x,), {"diagonal": _diagonal_arg(op.name, diagonal)})
 
 
 def tril(x, diagonal: int = 0):
@@ -570,9 +576,7 @@ def diag(x, diagonal: int = 0):
     """
     if x.ndim not in (1, 2):
         raise DimError(f"diag: expects a 1-D or 2-D tensor, got shape {fmt_shape(x.shape)}")
-    if not isinstance(diagonal, (int, np.integer)) or isinstance(diagonal, bool):
-        raise TypeError(f"diag: diagonal must be an int, got {type(diagonal).__name__}")
-    return dispatch.apply(DIAG, (x,), {"diagonal": int(diagonal)})
+    return dispatch.apply(DIAG, (x,), {"diagonal": _diagonal_arg("diag", diagonal)})
 
 
 def trace(x):
