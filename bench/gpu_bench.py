@@ -195,12 +195,12 @@ def host_overhead(calls: int = 2000) -> dict:
 
 
 # ---- a lone elementwise op: eager (cupy) or a kernel of its own --------------------------------
-def _trace_lone(fn, args):
-    """``fn`` traced with a lone op as a region of its own (the CPU's default; on CUDA a
-    region needs two ops: ``passes.fuse.MIN_REGION``)."""
+def _trace_lone(fn, args, ops: int):
+    """``fn`` traced with regions of at least ``ops`` ops on CUDA: 1 makes a lone op a
+    kernel of its own (the default, ``passes.fuse.MIN_REGION``), 2 leaves it to cupy."""
     from fusejit.jit.passes import fuse
 
-    with fuse.min_region("cuda", 1):
+    with fuse.min_region("cuda", ops):
         return fj.trace(fn, args)
 
 
@@ -216,12 +216,13 @@ def lone_ops(reps: int) -> list:
              ("to float16", lambda x: x.half(), (x,))]  # fmt: skip
     out = []
     for label, fn, args in cases:
-        eager, region = fj.trace(fn, args), _trace_lone(fn, args)
+        eager, region = _trace_lone(fn, args, 2), _trace_lone(fn, args, 1)
         row = {"op": label, "kernels": [eager.kernel_count(), region.kernel_count()]}
         for name, f in (("eager", eager), ("region", region)):
             row[f"{name}_ms"] = gpu_time_ms(lambda f=f, a=args: f(*a), reps)
         small = tuple(a.reshape(-1)[:4096] if a.ndim == 1 else a[:1] for a in args)
-        for name, f in (("eager", fj.trace(fn, small)), ("region", _trace_lone(fn, small))):
+        for name, ops in (("eager", 2), ("region", 1)):
+            f = _trace_lone(fn, small, ops)
             for _ in range(50):
                 f(*small)
             cupy.cuda.Device().synchronize()

@@ -37,6 +37,7 @@ def _graph_info(traced: TracedFunction, kernels=None) -> dict:
         "shape_generic": traced.plan.shape_generic,
         "fused_regions": regions,
         "unfused": [{"op": op, "reason": r} for op, r in g.notes.get("unfused", [])],
+        "second_kernel": [{"op": op, "reason": r} for op, r in g.notes.get("second_kernel", [])],
         "nodes": len(g.nodes),
     }
 
@@ -158,6 +159,8 @@ def _text(r: dict) -> str:
             lines.append(f"        kernel {reg['kernel_key']} ({reg['origin']})")
             for key, origin in reg.get("broadcast_kernels", {}).items():
                 lines.append(f"        broadcast kernel {key} ({origin})")
+        for u in s.get("second_kernel", []):
+            lines.append(f"    (a kernel of its own) {u['op']}: {u['reason']}")
         lines.append(f"  unfused nodes: {len(s['unfused'])}")
         for u in s["unfused"]:
             lines.append(f"    {u['op']}: {u['reason']}")
