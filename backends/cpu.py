@@ -28,6 +28,9 @@ class CPUBackend:
     def from_numpy(self, arr: np.ndarray) -> np.ndarray:
         return arr
 
+    def fill(self, arr: np.ndarray, value) -> None:
+        arr.fill(value)
+
     def to_numpy(self, arr: np.ndarray) -> np.ndarray:
         return arr
 

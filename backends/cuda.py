@@ -201,6 +201,7 @@ class CudaBackend:
         self._modules: list = []
         self._scalars: dict = {}  # (type, value, dtype) -> 0-d device array
         self._split_scratch: dict = {}  # stream -> (partials, counters) of split row kernels
+        CACHE.memos += [self._expr_kernels, self._fused]
 
     def __repr__(self) -> str:
         return f"<CudaBackend cuda:{self.index} sm_{self.cc} NVRTC {self.nvrtc_version}>"
@@ -212,14 +213,35 @@ class CudaBackend:
     scope = _on  # (the name the other modules use)
 
     # storage ----------------------------------------------------------------------------
+    # cupy makes a 0-d array from a host value with ``fill``, which writes zeros with a memset:
+    # -0.0 would arrive as +0.0. Host scalars travel as one-element arrays, fills are mended.
     def asarray(self, data, dtype: dt.DType):
+        if isinstance(data, (bool, int, float, complex, np.generic)) or (
+            isinstance(data, np.ndarray) and data.ndim == 0
+        ):
+            return self._one_value(data, dtype.np)
         with self._on():
             return self.xp.asarray(data, dtype=dtype.np)
 
     def from_numpy(self, arr: np.ndarray):
         """Host to device (a copy on this GPU)."""
+        if arr.ndim == 0:
+            return self._one_value(arr, arr.dtype)
         with self._on():
             return self.xp.asarray(arr)
+
+    def _one_value(self, v, np_dtype):
+        """A 0-d device array of the host value ``v``, copied as one element."""
+        with self._on():
+            return self.xp.asarray(np.asarray(v, dtype=np_dtype).reshape(1)).reshape(())
+
+    def fill(self, arr, value) -> None:
+        """``arr.fill(value)``, keeping the sign of a -0.0."""
+        with self._on():
+            arr.fill(value)
+            if isinstance(value, (float, np.floating)) and value == 0 and np.signbit(value):
+                if arr.dtype.kind == "f":
+                    self.xp.negative(arr, out=arr)
 
     def to_numpy(self, arr) -> np.ndarray:
         """Device to host (a copy; waits for the work that writes ``arr``)."""
@@ -278,27 +300,29 @@ class CudaBackend:
         return k(*arrays)[0]
 
     def _device_scalar(self, v, d: dt.DType):
-        key = (type(v), v, d.name)
+        key = (type(v), repr(v), d.name)  # (repr: 0.0 == -0.0 would share an entry)
         a = self._scalars.get(key)
         if a is None:
-            with self._on():
-                a = self.xp.asarray(np.asarray(v, dtype=d.np))
+            a = self._one_value(v, d.np)
             if len(self._scalars) < 1024:
                 self._scalars[key] = a
         return a
 
     def fused_kernel(self, body: KernelBody, rank: int) -> CudaKernel:
         """The kernel of a fused region: ``k(*arrays) -> [outputs]`` (see ``CudaKernel``)."""
-        k = self._fused.get(body)
+        # by the structural key: bodies compare equal when constants do (0.0 == -0.0, 1 == True)
+        key = body.key()
+        k = self._fused.get(key)
         if k is None:
-            k = self._fused[body] = CudaKernel(self, body, rank)
+            k = self._fused[key] = CudaKernel(self, body, rank)
         return k
 
     def row_kernel(self, body: rows.RowBody) -> CudaRowKernel:
         """The kernel of a fused row region (see ``CudaRowKernel``)."""
-        k = self._fused.get(body)
+        key = body.key()
+        k = self._fused.get(key)
         if k is None:
-            k = self._fused[body] = CudaRowKernel(self, body)
+            k = self._fused[key] = CudaRowKernel(self, body)
         return k
 
     def split_scratch(self, slots: int, counters: int) -> tuple:

@@ -51,7 +51,9 @@ def full(size, fill_value, *, dtype=None, device=None) -> Tensor:
     dev = as_device(device)
     shape = _size((size,) if isinstance(size, int) else (tuple(size),))
     with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
-        return Tensor._wrap(dev.backend.xp.full(shape, fill_value, dtype=d.np), d, dev)
+        a = dev.backend.xp.empty(shape, dtype=d.np)
+    dev.backend.fill(a, fill_value)  # (cupy's own full would store -0.0 as +0.0)
+    return Tensor._wrap(a, d, dev)
 
 
 def zeros(*size, dtype=None, device=None) -> Tensor:

@@ -419,7 +419,7 @@ def fill_(self, value):
         dispatch.TRACER.unsupported("in-place op fill_")
     _check_inplace_dtype("fill_", self.dtype, dt.result_type(value))
     _check_writeable("fill_", self)
-    self._data.fill(value.item() if isinstance(value, Tensor) else value)
+    self.device.backend.fill(self._data, value.item() if isinstance(value, Tensor) else value)
     return self
 
 

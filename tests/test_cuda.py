@@ -241,6 +241,27 @@ def test_device_moves_and_mixing_is_an_error():
     assert "cuda:0" in repr(g)
 
 
+def test_negative_zero_keeps_its_sign_on_the_gpu():
+    # cupy writes a 0-d array from a host value, and fills, with a memset for zeros: -0.0 once
+    # reached the GPU as +0.0 (found by the random programs: 0.1 * x of a 0-d x = -0.0)
+    def signs(t):
+        return np.signbit(t.cpu().numpy()).tolist()
+
+    z = np.float32(-0.0)
+    assert signs(fusejit.tensor(z).to(GPU)) is True
+    assert signs(fusejit.tensor(-0.0, device=GPU)) is True
+    assert signs(fusejit.tensor(np.array(-0.0), device=GPU)) is True
+    assert signs(fusejit.from_numpy(np.full((), z)).to(GPU)) is True
+    assert signs(fusejit.full((3,), -0.0, device=GPU)) == [True] * 3
+    assert signs(fusejit.full((3,), 0.0, device=GPU)) == [False] * 3
+    assert signs(fusejit.ones(2, 2, device=GPU)[:, 0].fill_(-0.0)) == [True, True]
+    assert fusejit.full((2,), -0.0, dtype=fusejit.int32, device=GPU).tolist() == [0, 0]
+    x = fusejit.tensor(z).to(GPU)
+    for f in (lambda x: 0.1 * x, lambda x: x + -0.0, lambda x: x + 0.0):
+        want = np.signbit(f(np.float32(-0.0)))
+        assert signs(f(x)) == want and signs(fusejit.trace(f, (x,))(x)) == want
+
+
 def test_plain_cuda_means_cuda_0():
     x = fusejit.arange(3, dtype=fusejit.float32)
     assert x.cuda().device == fusejit.device(GPU)
@@ -521,7 +542,8 @@ def test_few_long_rows_split_over_blocks(n):
     if n == 100_003:
         x[n // 3] = np.nan
     gx, gy = gpu(x), gpu(y)
-    # kernels of their own: a kernel object shared with another n would list its variants too
+    # kernels of their own (loaded from disk): a kernel shared with another n would list the
+    # variants that n compiled too
     fusejit.clear_cache(disk=False)
 
     def f(x, y):

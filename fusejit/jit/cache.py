@@ -125,6 +125,9 @@ class KernelCache:
         self.stats: Counter = Counter()
         self.lock = threading.RLock()
         self.origin: dict[str, str] = {}  # key -> "compiled" / "disk"
+        # dicts elsewhere that hold kernels (a backend's kernel per body): emptied with the
+        # memory, so that after ``clear_cache(disk=False)`` kernels load as in a new process
+        self.memos: list[dict] = []
 
     def get(self, key: str):
         k = self.memory.get(key)
@@ -153,6 +156,8 @@ class KernelCache:
     def clear_memory(self) -> None:
         self.memory.clear()
         self.origin.clear()
+        for m in self.memos:
+            m.clear()
 
 
 CACHE = KernelCache()
@@ -179,7 +184,9 @@ def cache_info() -> dict:
 
 
 def clear_cache(disk: bool = True) -> None:
-    """Empty the in-memory cache and (by default) the disk cache folder."""
+    """Empty the in-memory cache (with the kernels each backend holds) and, by default, the
+    disk cache folder. With ``disk=False`` the next calls load their kernels from disk, as a
+    new process would."""
     with CACHE.lock:
         CACHE.clear_memory()
         CACHE.stats.clear()
