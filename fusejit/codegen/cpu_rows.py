@@ -37,7 +37,8 @@ Numerics (documented bounds, checked by tests/test_reduction_fusion.py):
   (min(n, BLOCK) / 32 + 3) * eps32 * sum(|x|) + n / BLOCK * eps64 * sum(|x|), against numpy's
   pairwise (log2 n) * eps32 * sum(|x|). A row in parts adds the parts' float64 totals in
   order (the same blocks, a few more float64 roundings). ``mean`` divides the rounded sum by
-  the row length in the accumulation dtype, as numpy does.
+  the row length in the accumulation dtype, as numpy does. The order depends on the row
+  length alone, never on where the buffers lie (``APART``): equal inputs give equal bits.
 - amax / amin use ``llvm.maximum`` / ``llvm.minimum``: exact, NaN-propagating (a row holding
   a NaN gives NaN, as numpy), and vectorized without flags. They order -0.0 below +0.0, where
   numpy returns whichever zero it met first: only the sign of a zero result can differ.
@@ -58,6 +59,12 @@ from .cpu import RENDERER, np_type
 from .rows import RowBody, expensive, is_reduction, ref_dtype, schedule
 
 BLOCK = 4096  # elements per partial sum (see the module docstring)
+# Bytes between the start of a buffer a row kernel writes in an element loop (a full output, a
+# scratch row) and the start of any other buffer. LLVM guards a vectorized loop that stores
+# with a runtime alias check, which fails when two starts lie closer than the vector loop's
+# step (up to a few hundred bytes): the loop then runs scalar and sums in another order, so a
+# row's results would depend on where malloc put small buffers (1 ulp, seen in tests).
+APART = 1024
 _FLOATS = (types.float32, types.float64)
 
 
@@ -186,7 +193,9 @@ def _function(body: RowBody, sch, mode: str) -> list:
     if mode == "rows":
         # scratch rows (one per kept step), allocated once per call, not per row
         for j, c in cached.items():
-            L.append(f"    c{c} = np.empty(N, {np_type(_held(steps[j].out))})")
+            d = _held(steps[j].out)
+            pad = APART // d.itemsize  # (see APART: padded both sides)
+            L.append(f"    c{c} = np.empty(N + {2 * pad}, {np_type(d)})[{pad} : {pad} + N]")
         L.append("    for r in range(lo, hi):")
         ind = "        "
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import sys
 import threading
@@ -22,7 +23,7 @@ from ..backends.host_pool import MIN_BYTES, host_empty
 from ..codegen import rows
 from ..codegen.body import KernelBody
 from ..codegen.cpu import kernel_source, nd_kernel_source
-from ..codegen.cpu_rows import BLOCK, partial_dtypes, row_kernel_source
+from ..codegen.cpu_rows import APART, BLOCK, partial_dtypes, row_kernel_source
 from ..errors import CompileError, ShapeError
 from .cache import (
     CACHE,
@@ -415,6 +416,17 @@ def _run_split(fn, R: int, threads: int, args: tuple) -> None:
             f.result()
 
 
+def _apart(shape, dtype: np.dtype, n: int) -> np.ndarray:
+    """An empty array of ``n`` elements whose start lies ``APART`` bytes or more from any
+    other buffer's start (see ``codegen.cpu_rows.APART``): the full outputs of row kernels."""
+    pad = APART // dtype.itemsize
+    if (n + pad) * dtype.itemsize < MIN_BYTES:  # (small: no pool lookup)
+        buf = np.empty(pad + max(n, pad), dtype)
+    else:
+        buf = host_empty((pad + n,), dtype)
+    return buf[pad : pad + n].reshape(shape)
+
+
 class CpuRowKernel:
     """A compiled row region: ``k(*arrays)`` takes the region's input arrays (any shapes that
     broadcast as traced, any strides) and returns its outputs (see ``codegen/rows.py``)."""
@@ -459,7 +471,10 @@ class CpuRowKernel:
             if len(self._plans) < 256:
                 self._plans[key] = plan
         F, R, N, port_plan, out_plan = plan
-        outs = [host_empty(shape, d) for (shape, _), d in zip(out_plan, self.out_np)]
+        outs = [
+            _apart(shape, d, math.prod(shape)) if form == "full" else host_empty(shape, d)
+            for (shape, _), d, form in zip(out_plan, self.out_np, self.forms)
+        ]
         if R == 0:
             return outs
         if N == 0 and self.body.strict_empty:
