@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, in one call on a machine with an NVIDIA GPU (no package registry needed):
 # the CUDA tests, the eager-vs-fused benchmark and, when present, the anchor systems
-# (.anchors/gpu_anchors.py: torch eager/compile, cupy eager/fuse). Logs and JSON go to $OUT
+# (.anchors/gpu_anchors.py: torch eager/compile, cupy eager/fuse), and the CPU call-time targets
+# on the host's own CPU (AVX-512 on the lent machines). Logs and JSON go to $OUT
 # (a temporary folder when unset); a short table comes last. Run from anywhere; it works on the
 # checkout it sits in (PYTHONPATH=., nothing installed). Stays under 8 minutes: each step has a
 # timeout, cut to what is left of GPU_CHECK_BUDGET_S (430 s) for the steps after a slow one.
@@ -77,6 +78,12 @@ timeout "$(budget 150)" "$PY" -m fusejit bench --device cuda --quiet \
 echo "harness exit status $?"
 tail -n 16 "$OUT/harness.log"
 
+echo "== python -m fusejit bench --device cpu --workloads chain-8op (this host's CPU) -> $OUT/harness_cpu.log"
+timeout "$(budget 45)" "$PY" -m fusejit bench --device cpu --quiet --workloads chain-8op \
+    --json "$OUT/harness_cpu.json" >"$OUT/harness_cpu.log" 2>&1
+echo "harness (cpu) exit status $?"
+head -n 1 "$OUT/harness_cpu.log"
+
 echo "== bench/bench_script_lstm.py -> $OUT/lstm.log"
 timeout "$(budget 40)" "$PY" bench/bench_script_lstm.py --reps 3 >"$OUT/lstm.log" 2>&1
 echo "lstm exit status $?"
@@ -150,9 +157,10 @@ for r in rows:
             best[r["workload"]] = (r["variant"], p)
 for w, (v, p) in best.items():
     print(f"row variants: {w} best {v} {p:.1f}% of copy (see rows_cuda.log)")
-harness = load("harness.json") or {}
-if harness.get("targets"):
-    print("targets (python -m fusejit bench):")
-for t in harness.get("targets", []):
-    print(f"  {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['value']:.3g}{t['unit']}")
+for name, what in (("harness_cpu.json", "--device cpu, this host"), ("harness.json", "cuda")):
+    harness = load(name) or {}
+    if harness.get("targets"):
+        print(f"targets (python -m fusejit bench, {what}):")
+    for t in harness.get("targets", []):
+        print(f"  {'met    ' if t['met'] else 'NOT met'}  {t['target']}: {t['value']:.3g}{t['unit']}")
 EOF
