@@ -104,8 +104,11 @@ from .llvm_ops import (
     copysign,
     div,
     f32_from_bits,
+    f32_round_half,
+    f32_to_half,
     fabs,
     fma,
+    half_to_f32,
     poly,
     poly_sel,
     rint,
@@ -642,7 +645,7 @@ _TWO_M24_F32 = np.float32(2.0**-24)
 
 
 @_JIT
-def h2f(u):
+def h2f_soft(u):
     """The float32 value of float16 bits ``u`` (an unsigned 16-bit integer), exactly."""
     u = np.int32(u) & 0xFFFF
     sign = (u & _H_SIGN) << 16
@@ -684,16 +687,49 @@ def _to_half(K):
     return to_half
 
 
-f2h = _to_half(F32)
-f2h.__doc__ = "float32 ``x`` rounded to float16 (to nearest, ties to even), as its uint16 bits."
+f2h_soft = _to_half(F32)
+f2h_soft.__doc__ = "float32 ``x`` rounded to float16 (to nearest, ties to even), as its bits."
 d2h = _to_half(F64)
 d2h.__doc__ = "float64 ``x`` rounded once to float16 (not through float32), as its bits."
 
 
 @_JIT
-def round_h(x):
+def round_h_soft(x):
     """float32 ``x`` rounded to float16 and back: a float16 step computed in float32."""
-    return h2f(f2h(x))
+    return h2f_soft(f2h_soft(x))
+
+
+def _has_f16c() -> bool:
+    """Whether the CPU numba compiles for converts float16 in hardware (x86 F16C; other
+    CPUs keep the integer versions above)."""
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("f16c", False))
+
+
+# The kernels' float16 conversions: the CPU's own instructions where it has them (float16
+# kernels 3.6-16x faster: bench/RESULTS.md, seventh round), else the integer versions; both
+# are exact and round to nearest even. (d2h stays in integers: LLVM lowers a float64 to
+# float16 conversion to a compiler-rt call on x86.)
+@_JIT
+def h2f_hw(u):
+    return half_to_f32(u)
+
+
+@_JIT
+def f2h_hw(x):
+    return f32_to_half(np.float32(x))
+
+
+@_JIT
+def round_h_hw(x):
+    return f32_round_half(np.float32(x))
+
+
+F16C = _has_f16c()
+h2f = h2f_hw if F16C else h2f_soft
+f2h = f2h_hw if F16C else f2h_soft
+round_h = round_h_hw if F16C else round_h_soft
 
 
 # ---------------------------------------------------------------------------------------------

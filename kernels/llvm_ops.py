@@ -168,3 +168,47 @@ def poly_sel(typingctx, x, cond, a, b):
         return _horner(builder, xv, coef)
 
     return x(x, cond, a, b), codegen
+
+
+# float16 by LLVM's own conversions: one instruction a vector with F16C (vcvtph2ps, vcvtps2ph),
+# exact IEEE conversions (round to nearest, ties to even). cpu_math uses them only where the
+# CPU has F16C: without it LLVM calls compiler-rt helpers that a JIT may not find.
+@intrinsic
+def half_to_f32(typingctx, u):
+    """The float32 value of the float16 bits in an integer's low 16 bits (LLVM fpext)."""
+    if not isinstance(u, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i16, v = ir.IntType(16), args[0]
+        if u.bitwidth > 16:
+            v = builder.trunc(v, i16)
+        elif u.bitwidth < 16:
+            v = builder.zext(v, i16)
+        return builder.fpext(builder.bitcast(v, ir.HalfType()), ir.FloatType())
+
+    return types.float32(u), codegen
+
+
+@intrinsic
+def f32_to_half(typingctx, x):
+    """float32 ``x`` rounded to float16, as its bits in a uint16 (LLVM fptrunc)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return types.uint16(x), codegen
+
+
+@intrinsic
+def f32_round_half(typingctx, x):
+    """float32 ``x`` rounded to float16 and back (LLVM fptrunc, then fpext)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(x), codegen

@@ -363,16 +363,29 @@ def test_loop_vectorizes(name, prec):
 # --- float16 storage ----------------------------------------------------------------------
 
 
-@numba.njit
-def _h2f_loop(u, out):
-    for i in range(u.shape[0]):
-        out[i] = cm.h2f(u[i])
+def _half_loops(h2f, f2h, round_h):
+    @numba.njit
+    def h2f_loop(u, out):
+        for i in range(u.shape[0]):
+            out[i] = h2f(u[i])
+
+    @numba.njit
+    def f2h_loop(x, out):
+        for i in range(x.shape[0]):
+            out[i] = f2h(x[i])
+
+    @numba.njit
+    def round_loop(x, out):
+        for i in range(x.shape[0]):
+            out[i] = round_h(x[i])
+
+    return h2f_loop, f2h_loop, round_loop
 
 
-@numba.njit
-def _f2h_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = cm.f2h(x[i])
+# the integer versions, and the CPU's instructions (F16C) where it has them: both are tested
+_HALF_IMPLS = {"integer": (cm.h2f_soft, cm.f2h_soft, cm.round_h_soft)}
+if cm.F16C:
+    _HALF_IMPLS["f16c"] = (cm.h2f_hw, cm.f2h_hw, cm.round_h_hw)
 
 
 @numba.njit
@@ -389,7 +402,13 @@ def _same_half_bits(got, x):
     assert ((got[nan] & 0x7C00) == 0x7C00).all() and ((got[nan] & 0x3FF) != 0).all()
 
 
-def test_float16_conversions_match_numpy():
+def test_the_kernels_use_the_cpus_float16_conversions_where_it_has_them():
+    assert (cm.h2f, cm.f2h, cm.round_h) == _HALF_IMPLS["f16c" if cm.F16C else "integer"]
+
+
+@pytest.mark.parametrize("impl", sorted(_HALF_IMPLS))
+def test_float16_conversions_match_numpy(impl):
+    _h2f_loop, _f2h_loop, _round_loop = _half_loops(*_HALF_IMPLS[impl])
     # every float16 to float32, exactly
     u = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
     out = np.empty(u.size, np.float32)
@@ -417,6 +436,12 @@ def test_float16_conversions_match_numpy():
     got = np.empty(x32.size, np.uint16)
     _f2h_loop(x32, got)
     _same_half_bits(got, x32)
+    back = np.empty(x32.size, np.float32)
+    _round_loop(x32, back)
+    with np.errstate(all="ignore"):
+        want = x32.astype(np.float16).astype(np.float32)
+    assert np.array_equal(back, want, equal_nan=True)
+    assert np.array_equal(np.signbit(back), np.signbit(want))
     rng = np.random.default_rng(16)
     x64 = np.concatenate(
         [
