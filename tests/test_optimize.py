@@ -466,6 +466,17 @@ def test_explain_lists_unfused_nodes_guard_failures_and_fallbacks():
     assert [e["event"] for e in r["events"]] == ["specialize", "guard_failure", "limit"]
 
 
+def test_explain_says_why_an_op_is_a_kernel_of_its_own():
+    # on cuda, row fusion leaves the reader of a whole tensor's reduction to a second kernel
+    # (tests/test_reduction_fusion.py); explain shows the reason beside the fused regions
+    t = fusejit.trace(lambda x: x.exp() + 1, (fusejit.randn(4),))
+    why = "reads the whole tensor's mean and the tensor again"
+    t.graph.notes["second_kernel"] = [("sub", why)]
+    assert f"(a kernel of its own) sub: {why}" in fusejit.explain(t)
+    sig = fusejit.explain(t, as_dict=True)["signatures"][0]
+    assert sig["second_kernel"] == [{"op": "sub", "reason": why}]
+
+
 def test_debug_logging(monkeypatch, caplog):
     monkeypatch.setenv("FUSEJIT_DEBUG", "1")
     opt = fusejit.optimize(branchy, warmup=0)
