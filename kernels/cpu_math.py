@@ -701,9 +701,14 @@ def round_h_soft(x):
 
 def _has_f16c() -> bool:
     """Whether the CPU numba compiles for converts float16 in hardware (x86 F16C; other
-    CPUs keep the integer versions above)."""
+    CPUs keep the integer versions above). numba compiles for the host's features unless
+    NUMBA_CPU_FEATURES names others (NUMBA_CPU_NAME=generic implies none): without F16C in
+    them, LLVM would call compiler-rt helpers that the JIT cannot find (a crash)."""
     import llvmlite.binding as llvm
+    from numba.core import config
 
+    if config.CPU_FEATURES is not None:
+        return "+f16c" in config.CPU_FEATURES.split(",")
     return bool(llvm.get_host_cpu_features().get("f16c", False))
 
 

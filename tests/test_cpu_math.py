@@ -406,6 +406,40 @@ def test_the_kernels_use_the_cpus_float16_conversions_where_it_has_them():
     assert (cm.h2f, cm.f2h, cm.round_h) == _HALF_IMPLS["f16c" if cm.F16C else "integer"]
 
 
+_GENERIC_CHILD = """
+import json, numpy as np, fusejit
+from fusejit.kernels import cpu_math
+x = np.linspace(-3, 3, 257).astype(np.float16)
+t = fusejit.trace(lambda x: (x * 2 + 1).exp() - x, (fusejit.from_numpy(x),))
+print(json.dumps({"f16c": cpu_math.F16C, "got": t(fusejit.from_numpy(x)).numpy().tolist()}))
+"""
+
+
+def test_float16_kernels_compiled_for_a_cpu_without_f16c(tmp_path):
+    # NUMBA_CPU_NAME=generic compiles without the host's features: the hardware conversions
+    # would call helpers the JIT cannot resolve (a crash), so the integer ones are used
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", FUSEJIT_CACHE_DIR=str(tmp_path))
+    env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.pop("NUMBA_CPU_FEATURES", None)
+    out = subprocess.run([sys.executable, "-c", _GENERIC_CHILD], env=env, cwd=repo,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["f16c"] is False
+    x = np.linspace(-3, 3, 257).astype(np.float16)
+    with np.errstate(all="ignore"):
+        want = (np.exp(x * np.float16(2) + np.float16(1)) - x).astype(np.float64)
+    got = np.array(res["got"])
+    assert np.allclose(got, want, rtol=2e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("impl", sorted(_HALF_IMPLS))
 def test_float16_conversions_match_numpy(impl):
     _h2f_loop, _f2h_loop, _round_loop = _half_loops(*_HALF_IMPLS[impl])
