@@ -471,10 +471,13 @@ class CpuRowKernel:
             if len(self._plans) < 256:
                 self._plans[key] = plan
         F, R, N, port_plan, out_plan = plan
-        outs = [
-            _apart(shape, d, math.prod(shape)) if form == "full" else host_empty(shape, d)
-            for (shape, _), d, form in zip(out_plan, self.out_np, self.forms)
-        ]
+        outs = []
+        for (shape, _), d, form in zip(out_plan, self.out_np, self.forms):
+            n = math.prod(shape)
+            if form == "full":
+                outs.append(_apart(shape, d, n))
+            else:  # (small: no pool lookup, 1.2 us less a call)
+                outs.append(np.empty(shape, d) if n < _POOLED_FROM else host_empty(shape, d))
         if R == 0:
             return outs
         if N == 0 and self.body.strict_empty:
