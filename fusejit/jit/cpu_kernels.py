@@ -39,11 +39,14 @@ from .cache import (
 
 log = logging.getLogger("fusejit")
 
-# Above this many elements a flat kernel's loop is split across threads. Measured on the 2-core
-# development machine (bench/bench_threads.py, bench/RESULTS.md): below 2^22 float32 elements
-# the split never won (a hand-off to the pool costs 0.05-20 ms, more when the cores are busy);
-# above it the gain was 0.8-1.8x depending on load. Override with the environment variable.
-PARALLEL_THRESHOLD = int(os.environ.get("FUSEJIT_CPU_PARALLEL_THRESHOLD", 1 << 22))
+# A fused kernel's loop is split across threads from this much work: elements times (1 + the
+# transcendental steps of its body), since a step like exp or tanh costs several times an add.
+# Measured on the 2-core development machine (bench/bench_threads.py, bench/RESULTS.md,
+# seventh round, one core's worth of other load): the split won from 2^20 elements for a
+# chain of arithmetic and from 2^17 for chain-8op (3 transcendental steps), 1.6-1.9x above;
+# a hand-off to the pool costs 0.05-20 ms, more when the cores are busy, hence the margin.
+# Override with the environment variable.
+PARALLEL_THRESHOLD = int(os.environ.get("FUSEJIT_CPU_PARALLEL_THRESHOLD", 1 << 21))
 # Row kernels split their rows across threads from this many elements (R * N) and 2 rows on.
 # Measured with bench/bench_rows.py on the 2-core development machine, idle (softmax and layer
 # norm, rows of 64 to 4096 float32): a split launch costs ~60-100 us of thread hand-off; at
@@ -70,6 +73,8 @@ class CpuKernel:
         self._one_out = len(self.out_np) == 1
         self._out0 = self.out_np[0].type if self.out_np else None  # (faster for np.empty)
         self.threaded = 0  # launches split across threads (for tests and explain)
+        # work per element, in units of an add (see PARALLEL_THRESHOLD)
+        self.weight = 1 + sum(rows.expensive(s) for s in body.steps)
 
     def __call__(self, *arrays):
         a0 = arrays[0]
@@ -100,7 +105,7 @@ class CpuKernel:
         before = len(fn.overloads)
         args = (*arrays, *outs) if len(shape) == 1 else (
             *[a.reshape(-1) for a in arrays], *[o.reshape(-1) for o in outs])  # fmt: skip
-        threads = THREADS if n >= PARALLEL_THRESHOLD and before else 1
+        threads = THREADS if n * self.weight >= PARALLEL_THRESHOLD and before else 1
         if threads > 1:
             # the same compiled loop on contiguous slices, one per thread (the kernel is
             # nogil); the first call compiles on this thread alone
@@ -139,7 +144,9 @@ class CpuKernel:
         before = len(fn.overloads)
         args = (*plan.flat_inputs(arrays), *[b.reshape(-1) for b in bufs], plan.dims, plan.st)
         rows = plan.loop_shape[0] if len(plan.loop_shape) > 1 else size
-        threads = THREADS if size >= PARALLEL_THRESHOLD and before and rows >= 2 else 1
+        threads = (
+            THREADS if size * self.weight >= PARALLEL_THRESHOLD and before and rows >= 2 else 1
+        )
         if threads > 1:
             self.threaded += 1
             _run_split(fn, rows, threads, args)
