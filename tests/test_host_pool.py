@@ -113,3 +113,31 @@ def test_empty_cache_with_cupy_imported_but_no_gpu_in_use():
 
     fusejit.empty_cache()
     assert POOL.cached_bytes == 0
+
+
+def test_large_eager_ops_reuse_the_buffers_of_dead_results():
+    # eager ufunc ops on contiguous inputs of one shape write into pooled buffers; a view of
+    # a result keeps its memory out of later results, and other layouts stay numpy's own
+    x, y = fusejit.randn(N), fusejit.randn(N)
+    xn, yn = x.numpy().copy(), y.numpy().copy()
+    (x * 2).exp()  # warms the pool with dead results
+    before = _stats()
+    a = x + y
+    b = (x * 3 - 1).abs()
+    c = 2.5 / (y * y + 1)
+    after = _stats()
+    assert after["reused"] - before["reused"] >= 3
+    np.testing.assert_array_equal(a.numpy(), xn + yn)
+    np.testing.assert_array_equal(b.numpy(), np.abs(xn * np.float32(3) - np.float32(1)))
+    np.testing.assert_array_equal(c.numpy(), np.float32(2.5) / (yn * yn + np.float32(1)))
+    held = a.numpy()[::2]
+    snapshot = held.copy()
+    del a
+    gc.collect()
+    others = [x * 0 - 7 for _ in range(4)]
+    np.testing.assert_array_equal(held, snapshot)
+    assert all((o.numpy() == -7).all() for o in others)
+    # a transposed input: the result's layout is numpy's (not a pooled C-order buffer)
+    m = fusejit.randn(512, N // 512).T
+    r = m * 2
+    assert r.numpy().strides == (m.numpy() * np.float32(2)).strides
