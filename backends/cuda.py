@@ -231,9 +231,13 @@ class CudaBackend:
             return self.xp.asarray(arr)
 
     def _one_value(self, v, np_dtype):
-        """A 0-d device array of the host value ``v``, copied as one element."""
+        """A 0-d device array of the host value ``v``: cupy's own way, but a -0.0 copied as
+        one element."""
+        h = np.asarray(v, dtype=np_dtype)
         with self._on():
-            return self.xp.asarray(np.asarray(v, dtype=np_dtype).reshape(1)).reshape(())
+            if h.dtype.kind == "f" and h == 0 and np.signbit(h):
+                return self.xp.asarray(h.reshape(1)).reshape(())
+            return self.xp.asarray(h)
 
     def fill(self, arr, value) -> None:
         """``arr.fill(value)``, keeping the sign of a -0.0."""
