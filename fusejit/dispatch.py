@@ -78,21 +78,18 @@ def fast_entry(op: OpDef, dtype: dt.DType, device, scalar_type):
     return fn, out, out.np
 
 
-_POOLED_FROM = (1 << 20) // 4  # elements (of 4 bytes): the host pool's 1 MiB floor
-
-
 def _pooled(fn, arity: int, np_dtype):
     """``fn`` (a ufunc whose result has its inputs' dtype) writing a large result into a
     buffer from the host pool. A fresh large array costs a page fault per 4 KiB on first touch
     (``x * 2`` on 2^24 float32: 17.4 ms fresh, 11.4 ms into a used buffer); the pool hands
     back the buffers of dead tensors, so a chain of eager ops reuses its temporaries' memory.
     Only contiguous inputs of one shape: numpy's own result would follow other layouts."""
-    from .backends.host_pool import host_empty
+    from .backends.host_pool import MIN_BYTES, host_empty
 
     if arity == 1:
 
         def run(a):
-            if a.size < _POOLED_FROM or not a.flags.c_contiguous:
+            if a.nbytes < MIN_BYTES or not a.flags.c_contiguous:
                 return fn(a)  # (small: numpy's own allocation is cheaper)
             return fn(a, out=host_empty(a.shape, np_dtype))
 
@@ -102,7 +99,7 @@ def _pooled(fn, arity: int, np_dtype):
 
     def run2(a, b):
         big = a if type(a) is ndarray else b  # (the other one: an array or a Python scalar)
-        if big.size < _POOLED_FROM:
+        if big.nbytes < MIN_BYTES:
             return fn(a, b)
         if not big.flags.c_contiguous or (
             type(b) is ndarray and (b.shape != a.shape or not b.flags.c_contiguous)
