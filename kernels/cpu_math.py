@@ -718,16 +718,19 @@ def _has_f16c() -> bool:
 # float16 conversion to a compiler-rt call on x86.)
 @_JIT
 def h2f_hw(u):
+    """The float32 value of float16 bits ``u``, exactly (vcvtph2ps)."""
     return half_to_f32(u)
 
 
 @_JIT
 def f2h_hw(x):
+    """``x`` as float32, rounded to float16 (to nearest, ties to even), as its bits."""
     return f32_to_half(np.float32(x))
 
 
 @_JIT
 def round_h_hw(x):
+    """float32 ``x`` rounded to float16 and back: a float16 step computed in float32."""
     return f32_round_half(np.float32(x))
 
 
