@@ -200,15 +200,3 @@ def f32_to_half(typingctx, x):
         return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
 
     return types.uint16(x), codegen
-
-
-@intrinsic
-def f32_round_half(typingctx, x):
-    """float32 ``x`` rounded to float16 and back (LLVM fptrunc, then fpext)."""
-    if x != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
-
-    return types.float32(x), codegen
