@@ -7,7 +7,7 @@ import contextlib
 
 import numpy as np
 
-from fusejit import dtypes as dt
+from fusejit.base import dtypes as dt
 from fusejit.codegen.body import KernelBody, Step
 
 _NULL = contextlib.nullcontext()
@@ -68,7 +68,7 @@ class CPUBackend:
         key = self._expr_keys.get(memo)
         k = None if key is None else _kernel_cache().get(key)
         if k is None:
-            from fusejit.jit.cpu_kernels import cpu_kernel
+            from fusejit.backends.cpu_kernels import cpu_kernel
 
             body = KernelBody(
                 in_dtypes=(c.name,),
@@ -87,7 +87,7 @@ _CACHE = None
 def _kernel_cache():
     global _CACHE
     if _CACHE is None:
-        from fusejit.jit.cache import CACHE
+        from fusejit.store.cache import CACHE
 
         _CACHE = CACHE
     return _CACHE

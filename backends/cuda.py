@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fusejit import dtypes as dt
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import CompileError, DeviceError
 from fusejit.codegen import cuda as cg
 from fusejit.codegen import cuda_rows as cr
 from fusejit.codegen import rows
 from fusejit.codegen.body import KernelBody, Step
-from fusejit.errors import CompileError, DeviceError
-from fusejit.jit.cache import (
+from fusejit.store.cache import (
     CACHE,
     CODEGEN_VERSION,
     atomic_write,
@@ -653,7 +653,7 @@ class CudaRowKernel:
             if R == 0:
                 return outs
             if N == 0 and body.strict_empty:
-                from fusejit.errors import ShapeError
+                from fusejit.base.errors import ShapeError
 
                 raise ShapeError(
                     f"cannot reduce over an empty dimension of a tensor of shape {list(F)} "

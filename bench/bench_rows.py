@@ -15,9 +15,9 @@ import argparse
 import timeit
 
 import numpy as np
+from fusejit.backends import cpu_kernels
 
 import fusejit
-from fusejit.jit import cpu_kernels
 
 
 def _best(fn, number: int, repeat: int = 5) -> float:

@@ -40,11 +40,11 @@ import tempfile
 from pathlib import Path
 
 import fusejit as fj
+from fusejit.base.errors import CompileError
+from fusejit.bench.workloads import WORKLOADS
 from fusejit.codegen import cuda as cg
 from fusejit.codegen import cuda_rows as cr
-from fusejit.errors import CompileError
 from fusejit.jit.api import optimize_graph
-from fusejit.workloads import WORKLOADS
 
 NAMES = ("softmax", "layernorm", "softmax-1k", "layernorm-1k")
 THREADS = (128, 256, 512, 1024)
@@ -169,7 +169,7 @@ def _write_sources(folder: str) -> int:
 def _time(f, sync, reps: int = 15) -> float:
     """Median device seconds of one call, timed as ``python -m fusejit bench`` and
     bench/gpu_bench.py time (``harness.device_timing``: a warm-up, the L2 flushed first)."""
-    from fusejit import harness
+    from fusejit.bench import harness
 
     timing = {**harness.device_timing(fj.Device("cuda:0")), "repeat": reps}
     return statistics.median(harness.time_interleaved({"f": f}, sync=sync, **timing)["f"])
@@ -218,7 +218,7 @@ def run(json_path: str | None) -> int:
     import cupy
     from fusejit.backends import cuda as cb
 
-    from fusejit.harness import MismatchError, _check, copy_bandwidth
+    from fusejit.bench.harness import MismatchError, _check, copy_bandwidth
 
     dev = fj.Device("cuda:0")
     b = dev.backend

@@ -27,10 +27,10 @@ ALWAYS_PARALLEL, ALWAYS_SERIAL = 1, 1 << 62
 def measure(min_exp: int, max_exp: int, target_s: float = 0.03, samples: int = 7) -> dict:
     """In this process: per-call seconds of each traced function at each size 2^e."""
     import numpy as np
+    from fusejit.backends.cpu_kernels import PARALLEL_THRESHOLD
 
     import fusejit as fj
-    from fusejit.jit.cpu_kernels import PARALLEL_THRESHOLD
-    from fusejit.workloads import WORKLOADS
+    from fusejit.bench.workloads import WORKLOADS
 
     out = {"threshold": PARALLEL_THRESHOLD, "times": {}}
     for name in FUNCS:

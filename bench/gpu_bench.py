@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import fusejit as fj  # noqa: E402
-from fusejit import harness  # noqa: E402
-from fusejit import workloads as W  # noqa: E402
+from fusejit.bench import harness  # noqa: E402
+from fusejit.bench import workloads as W  # noqa: E402
 
 DEV = "cuda:0"
 # the standard workloads (fusejit/workloads.py: the anchors' formulas and sizes on a GPU);

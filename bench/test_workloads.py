@@ -17,8 +17,8 @@ import os
 import pytest
 
 import fusejit as fj
-from fusejit import harness
-from fusejit.workloads import WORKLOADS
+from fusejit.bench import harness
+from fusejit.bench.workloads import WORKLOADS
 
 DEVICE = os.environ.get("FUSEJIT_BENCH_DEVICE", "cpu")
 SIZE = int(os.environ["FUSEJIT_BENCH_SIZE"]) if os.environ.get("FUSEJIT_BENCH_SIZE") else None

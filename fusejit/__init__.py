@@ -20,36 +20,36 @@ if not _os.path.isdir(_os.path.join(_here, "backends")) and _os.path.isfile(
 ):
     __path__.append(_root)  # type: ignore[name-defined]  # noqa: F821
 
-from . import dtypes as _dtypes  # noqa: E402
-from .creation import (  # noqa: E402
+from fusejit.base import dtypes as _dtypes  # noqa: E402
+from fusejit.eager.creation import (  # noqa: E402
     arange, empty, empty_like, eye, full, full_like, linspace, manual_seed, ones, ones_like,
     rand, randint, randn, zeros, zeros_like,
 )  # fmt: skip
-from .device import Device, device  # noqa: E402
-from .dtypes import (  # noqa: E402
+from fusejit.base.device import Device, device  # noqa: E402
+from fusejit.base.dtypes import (  # noqa: E402
     DType, bool_, float16, float32, float64, int8, int16, int32, int64, promote_types,
     result_type, uint8,
 )  # fmt: skip
-from .errors import (  # noqa: E402
+from fusejit.base.errors import (  # noqa: E402
     CompileError, DeviceError, DimError, DTypeError, FusejitError, ShapeError, TraceError,
 )  # fmt: skip
-from .functional import *  # noqa: E402, F403
-from .functional import (  # noqa: E402
+from fusejit.eager.functional import *  # noqa: E402, F403
+from fusejit.eager.functional import (  # noqa: E402
     addcdiv, addcmul, allclose, cast, clamp, clamp_max, clamp_min, equal, gelu, isclose, lerp,
     masked_fill, nan_to_num, norm, where,
 )  # fmt: skip
-from .ops.linalg import bmm, dot, einsum, linear, matmul, mv, outer  # noqa: E402
-from .ops.movement import (  # noqa: E402
+from fusejit.ops.linalg import bmm, dot, einsum, linear, matmul, mv, outer  # noqa: E402
+from fusejit.ops.movement import (  # noqa: E402
     broadcast_shapes, broadcast_to, cat, chunk, diag, flatten, flip, gather, index_select,
     movedim, narrow, permute, repeat, reshape, roll, split, squeeze, stack, swapaxes, t, tile,
     transpose, tril, triu, unbind, unsqueeze, view, expand,
 )  # fmt: skip
-from .ops.reductions import (  # noqa: E402
+from fusejit.ops.reductions import (  # noqa: E402
     all, amax, amin, any, argmax, argmin, cumprod, cumsum, layer_norm, log_softmax, logsumexp,
     max, mean, min, prod, softmax, std, sum, var,
 )  # fmt: skip
-from .ops.sorting import argsort, sort, topk  # noqa: E402
-from .tensor import Tensor, from_dlpack, from_numpy, tensor  # noqa: E402
+from fusejit.ops.sorting import argsort, sort, topk  # noqa: E402
+from fusejit.eager.tensor import Tensor, from_dlpack, from_numpy, tensor  # noqa: E402
 
 bool = bool_  # noqa: A001 - fusejit.bool, as torch.bool
 half, float, double = float16, float32, float64  # noqa: A001
@@ -66,7 +66,7 @@ __version__ = "0.1.0"
 def is_cuda_available() -> bool:  # noqa: D401
     """True when cupy is importable and at least one CUDA GPU can be used."""
     try:
-        from .backends.cuda import device_count
+        from fusejit.backends.cuda import device_count
     except ImportError:
         return False
     return device_count() > 0
@@ -79,7 +79,7 @@ def empty_cache() -> None:
     >>> import fusejit
     >>> fusejit.empty_cache()
     """
-    from .backends.host_pool import POOL
+    from fusejit.backends.host_pool import POOL
 
     POOL.clear()
     import sys as _sys
@@ -92,11 +92,11 @@ def empty_cache() -> None:
                 b.xp.get_default_memory_pool().free_all_blocks()
 
 
-from .jit.api import TracedFunction, trace  # noqa: E402
-from .jit.cache import cache_info, clear_cache  # noqa: E402
-from .jit.trace import TracerWarning  # noqa: E402
-from . import nn  # noqa: E402
-from .jit.explain import explain  # noqa: E402
-from .jit.optimize import optimize  # noqa: E402
-from .jit.script import ScriptError, script  # noqa: E402
-from .jit.archive import ArchiveError, load, save  # noqa: E402
+from fusejit.jit.api import TracedFunction, trace  # noqa: E402
+from fusejit.store.cache import cache_info, clear_cache  # noqa: E402
+from fusejit.jit.tracer import TracerWarning  # noqa: E402
+from fusejit import nn  # noqa: E402
+from fusejit.jit.explain import explain  # noqa: E402
+from fusejit.jit.optimize import optimize  # noqa: E402
+from fusejit.jit.scripting import ScriptError, script  # noqa: E402
+from fusejit.jit.archive import ArchiveError, load, save  # noqa: E402

@@ -31,7 +31,7 @@ def _human(n: float) -> str:
 
 
 def _cache_summary() -> tuple[Path, int, dict]:
-    from fusejit.jit.cache import cache_dir
+    from fusejit.store.cache import cache_dir
 
     d = cache_dir()
     size, per_target = 0, {}
@@ -48,8 +48,8 @@ def _cache_summary() -> tuple[Path, int, dict]:
 # ---- bench -------------------------------------------------------------------------------------
 def cmd_bench(a) -> int:
     import fusejit as fj
-    from fusejit import harness
-    from fusejit.workloads import WORKLOADS
+    from fusejit.bench import harness
+    from fusejit.bench.workloads import WORKLOADS
 
     if a.plot:
         if importlib.util.find_spec("matplotlib") is None:
@@ -87,7 +87,7 @@ def cmd_bench(a) -> int:
 
 # ---- info --------------------------------------------------------------------------------------
 def _cpu_line() -> str:
-    from fusejit.harness import machine_info
+    from fusejit.bench.harness import machine_info
 
     m = machine_info("cpu")
     return f"{m['cpu']}, {m['cores']} cores, {m['simd']} (LLVM cpu {m['llvm_cpu']})"
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="eager vs fused benchmark of the standard workloads")
     b.add_argument("--device", choices=["cpu", "cuda"], default=None,
                    help="default: cuda when a GPU is usable, else cpu")  # fmt: skip
-    from fusejit.workloads import names
+    from fusejit.bench.workloads import names
 
     b.add_argument("--workloads", help="comma-separated, of: " + ", ".join(names()))
     b.add_argument("--size", type=int, help="elements of each workload's main tensor")

@@ -98,8 +98,7 @@ from types import SimpleNamespace
 
 import numba
 import numpy as np
-
-from .llvm_ops import (
+from fusejit.kernels.llvm_ops import (
     bits,
     copysign,
     div,
@@ -114,7 +113,7 @@ from .llvm_ops import (
     sel,
     sqrt,
 )
-from .math_constants import F32, F64
+from fusejit.kernels.math_constants import F32, F64
 
 __all__ = [
     "MAX_ULP",

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from .llvm_ops import f32_from_bits, f64_from_bits
+from fusejit.kernels.llvm_ops import f32_from_bits, f64_from_bits
 
 
 def _f32(*values) -> tuple:

@@ -33,9 +33,9 @@ import pytest
 from hypothesis import strategies as st
 
 import fusejit
-from fusejit import dispatch
-from fusejit import dtypes as dt
-from fusejit.errors import DTypeError
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import DTypeError
+from fusejit.eager import dispatch
 from fusejit.ops.registry import OPS
 
 # ---- environment ------------------------------------------------------------------------------

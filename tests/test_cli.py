@@ -68,8 +68,8 @@ def test_bench_small_cpu_writes_json(tmp_path):
 
 def test_every_workload_verified_against_reference(tmp_path, monkeypatch):
     monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
-    from fusejit import harness
-    from fusejit.workloads import WORKLOADS
+    from fusejit.bench import harness
+    from fusejit.bench.workloads import WORKLOADS
 
     for name in WORKLOADS:
         r = harness.run_workload(name, "cpu", size=8192, repeat=1)
@@ -77,7 +77,7 @@ def test_every_workload_verified_against_reference(tmp_path, monkeypatch):
 
 
 def test_interleaved_timing_warms_up_by_time_then_times_every_call_in_turn():
-    from fusejit.harness import time_interleaved
+    from fusejit.bench.harness import time_interleaved
 
     log = []
     calls = {k: (lambda k=k: log.append(k) or time.sleep(0.002)) for k in "abc"}
@@ -106,8 +106,8 @@ def test_interleaved_timing_warms_up_by_time_then_times_every_call_in_turn():
 
 def test_mismatch_fails_loudly(tmp_path, monkeypatch):
     monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
-    from fusejit import harness
-    from fusejit.workloads import WORKLOADS, Workload
+    from fusejit.bench import harness
+    from fusejit.bench.workloads import WORKLOADS, Workload
 
     good = WORKLOADS["arith-chain"]
     bad = Workload("wrong", "x*2+1 vs x*2", lambda x: x * 2 + 1, lambda xp, x: x * 2,
@@ -171,8 +171,8 @@ def test_plot_without_matplotlib_says_so(tmp_path, capsys):
 
 
 def test_check_tolerance_rule():
-    from fusejit.harness import MismatchError, _check
-    from fusejit.workloads import WORKLOADS
+    from fusejit.bench.harness import MismatchError, _check
+    from fusejit.bench.workloads import WORKLOADS
 
     w = WORKLOADS["arith-chain"]
     ref = np.ones(4, np.float32)
@@ -186,7 +186,7 @@ def test_check_tolerance_rule():
 def test_targets_follow_the_device():
     """A CUDA result is judged by the CUDA issues' targets (% of copy, host time, compile),
     never by the CPU ones; the values are the result's own."""
-    from fusejit.harness import TARGETS_CUDA, check_targets, format_targets
+    from fusejit.bench.harness import TARGETS_CUDA, check_targets, format_targets
 
     def row(name, pct, ratio):
         return {"name": name, "pct_copy": pct, "optimized_vs_fused": ratio, "vs_ref": 50.0}
@@ -218,7 +218,7 @@ def test_targets_follow_the_device():
 def test_harness_docstring_examples(tmp_path, monkeypatch):
     import doctest
 
-    from fusejit import harness
+    from fusejit.bench import harness
 
     monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
     res = doctest.testmod(harness)

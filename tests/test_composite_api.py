@@ -444,7 +444,7 @@ def test_traced_views_and_products():
 def test_docstring_examples():
     import doctest
 
-    from fusejit import functional
+    from fusejit.eager import functional
     from fusejit.ops import linalg, movement, sorting
 
     for mod in (movement, linalg, functional, sorting):

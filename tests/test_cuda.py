@@ -32,9 +32,9 @@ from test_reduction_fusion import close as row_close
 from test_reduction_fusion import programs as row_programs
 
 import fusejit
-from fusejit import dispatch
-from fusejit import dtypes as dt
+from fusejit.base import dtypes as dt
 from fusejit.codegen import cuda_rows as cr
+from fusejit.eager import dispatch
 from fusejit.jit.check import ROUNDING_FACTOR
 from fusejit.ops.registry import OPS, dtype_rule
 
@@ -650,7 +650,7 @@ def test_float16_rows_accumulate_in_float32(n):
 # ---- the benchmark harness on the GPU ----------------------------------------------------------
 def test_the_harness_times_gpu_calls_with_events_after_a_warm_up(tmp_path, monkeypatch):
     monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
-    from fusejit import harness
+    from fusejit.bench import harness
 
     timing = harness.device_timing(fusejit.Device(GPU))
     assert isinstance(timing["timer"], harness.GpuTimer)

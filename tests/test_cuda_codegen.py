@@ -38,11 +38,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fusejit
-from fusejit import dispatch
-from fusejit import dtypes as dt
-from fusejit import workloads as W
+from fusejit.base import dtypes as dt
+from fusejit.bench import workloads as W
 from fusejit.codegen import cuda as cg
 from fusejit.codegen.body import KernelBody, Step
+from fusejit.eager import dispatch
 from fusejit.jit import runtime
 from fusejit.jit.api import optimize_graph
 from fusejit.jit.runtime import Plan
@@ -562,7 +562,7 @@ def test_kernel_entries_are_the_cache_folders_archives_ship(host_backend, tmp_pa
     from types import SimpleNamespace
 
     from fusejit.jit import archive
-    from fusejit.jit.cache import cache_dir, write_manifest
+    from fusejit.store.cache import cache_dir, write_manifest
 
     monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
     b = host_backend

@@ -24,11 +24,11 @@ from test_cuda_codegen import _EmulatedKernels
 from test_reduction_fusion import _run, programs
 
 import fusejit
-from fusejit import dtypes as dt
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import CompileError
 from fusejit.codegen import cuda as cg
 from fusejit.codegen import cuda_rows as cr
 from fusejit.codegen.rows import RowBody, schedule
-from fusejit.errors import CompileError
 from fusejit.jit import runtime
 from fusejit.jit.api import optimize_graph
 from fusejit.jit.passes import fuse

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fusejit as F
-from fusejit import dtypes as fdt
+from fusejit.base import dtypes as fdt
 
 ALL = (F.bool, F.uint8, F.int8, F.int16, F.int32, F.int64, F.float16, F.float32, F.float64)
 PAIRS = list(itertools.product(ALL, ALL))

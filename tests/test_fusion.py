@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fusejit.backends import cpu_kernels
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jit_helpers import assert_bitwise, module_cache_fixture
 
 import fusejit
-from fusejit.jit import cpu_kernels
+from fusejit.ir.verify import verify
 from fusejit.jit.interpret import interpret
 from fusejit.jit.passes import fuse
 from fusejit.jit.passes.fuse import fuse_elementwise
-from fusejit.jit.trace import capture
-from fusejit.jit.verify import verify
+from fusejit.jit.tracer import capture
 
 _cache = module_cache_fixture()
 
@@ -511,7 +511,7 @@ def test_random_mixed_graphs_fuse_without_cycles(case):
 def _random_structure(rng, n):
     """A graph of ``n`` nodes on (4, 5) values: ``add`` (fusible) or ``softmax`` (not),
     reading earlier values (often recent ones, often the inputs)."""
-    from fusejit.jit.ir import Block, Graph, Node, TensorType, Value
+    from fusejit.ir.graph import Block, Graph, Node, TensorType, Value
 
     ty = TensorType(fusejit.float32, (4, 5), fusejit.device("cpu"))
     vals = [Value(ty, "x"), Value(ty, "y")]

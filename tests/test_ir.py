@@ -9,10 +9,10 @@ import pytest
 from jit_helpers import assert_bitwise, module_cache_fixture
 
 import fusejit
+from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
+from fusejit.ir.printer import format_code, format_graph
+from fusejit.ir.verify import VerifyError, verify
 from fusejit.jit.interpret import interpret
-from fusejit.jit.ir import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
-from fusejit.jit.printer import format_code, format_graph
-from fusejit.jit.verify import VerifyError, verify
 
 _cache = module_cache_fixture()
 

@@ -47,7 +47,7 @@ from jit_helpers import (
 )
 
 import fusejit
-from fusejit.jit.verify import verify
+from fusejit.ir.verify import verify
 
 _cache = module_cache_fixture()
 

@@ -21,7 +21,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fusejit as F
-from fusejit import dispatch
+from fusejit.eager import dispatch
 from fusejit.ops.registry import OPS
 
 ALL = (F.bool, F.uint8, F.int8, F.int16, F.int32, F.int64, F.float16, F.float32, F.float64)
@@ -517,9 +517,10 @@ def test_integer_pow_to_negative_power_is_an_error():
 # ---- the table's expressions (what fused kernels run) equal numpy -----------------------------
 def _expr_kernel(ops, d):
     """One generated CPU kernel computing every op in ``ops`` on the same inputs of dtype d."""
-    from fusejit import dtypes as fdt
+    from fusejit.backends.cpu_kernels import cpu_kernel
+
+    from fusejit.base import dtypes as fdt
     from fusejit.codegen.body import KernelBody, Step
-    from fusejit.jit.cpu_kernels import cpu_kernel
 
     steps = []
     for op in ops:

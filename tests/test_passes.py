@@ -7,12 +7,12 @@ import pytest
 from jit_helpers import assert_bitwise, module_cache_fixture
 
 import fusejit
+from fusejit.ir.verify import verify
 from fusejit.jit.api import optimize_graph
 from fusejit.jit.interpret import interpret
 from fusejit.jit.passes.cleanup import constant_fold, cse, dce
 from fusejit.jit.passes.simplify import simplify
-from fusejit.jit.trace import capture
-from fusejit.jit.verify import verify
+from fusejit.jit.tracer import capture
 
 _cache = module_cache_fixture()
 # inf and NaN inputs on purpose (x * 0 with inf, nan - nan)

@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fusejit.backends import cpu_kernels
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jit_helpers import assert_bitwise, module_cache_fixture
 
 import fusejit
+from fusejit.base.errors import ShapeError
 from fusejit.codegen import cpu_rows
 from fusejit.codegen.rows import RowBody
-from fusejit.errors import ShapeError
-from fusejit.jit import cpu_kernels
+from fusejit.ir.verify import verify
 from fusejit.jit.api import optimize_graph
-from fusejit.jit.trace import capture
-from fusejit.jit.verify import verify
+from fusejit.jit.tracer import capture
 
 _cache = module_cache_fixture()
 # eager numpy on rows holding inf and nan warns; the values are what the tests check

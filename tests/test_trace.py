@@ -10,10 +10,10 @@ import pytest
 from jit_helpers import assert_bitwise, module_cache_fixture
 
 import fusejit
-from fusejit.errors import TraceError
+from fusejit.base.errors import TraceError
+from fusejit.ir.verify import verify
 from fusejit.jit import check
 from fusejit.jit.runtime import GuardError
-from fusejit.jit.verify import verify
 
 _cache = module_cache_fixture()
 

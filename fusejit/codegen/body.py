@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import dtypes as dt
-from ..ops.registry import get_op
-from .expr import parse
+from fusejit.base import dtypes as dt
+from fusejit.codegen.expr import parse
+from fusejit.ops.registry import get_op
 
 # An operand reference: ("in", i) region input i; ("t", j) result of step j;
 # ("c", value, dtype_name) a scalar constant baked into the kernel.

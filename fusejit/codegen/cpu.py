@@ -17,12 +17,18 @@ float64 -> float16 cast rounds once, ``_vm.d2h``), stores convert to bits (``_vm
 
 from __future__ import annotations
 
-from .. import dtypes as dt
-from .body import KernelBody, half_as_float32, half_rounding, render_steps, round_half_consts
-from .expr import Renderer
+from fusejit.base import dtypes as dt
+from fusejit.codegen.body import (
+    KernelBody,
+    half_as_float32,
+    half_rounding,
+    render_steps,
+    round_half_consts,
+)
+from fusejit.codegen.expr import Renderer
 
 try:  # the vectorizable math library; absent names fall back to libm
-    from ..kernels.cpu_math import VECTOR_MATH
+    from fusejit.kernels.cpu_math import VECTOR_MATH
 except ImportError:  # pragma: no cover - only while the library is being written
     VECTOR_MATH = {}
 

@@ -53,10 +53,10 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-from .. import dtypes as dt
-from .body import half_as_float32, render_step, round_half_consts
-from .cpu import RENDERER, np_type
-from .rows import RowBody, expensive, is_reduction, ref_dtype, schedule
+from fusejit.base import dtypes as dt
+from fusejit.codegen.body import half_as_float32, render_step, round_half_consts
+from fusejit.codegen.cpu import RENDERER, np_type
+from fusejit.codegen.rows import RowBody, expensive, is_reduction, ref_dtype, schedule
 
 BLOCK = 4096  # elements per partial sum (see the module docstring)
 # Bytes between the start of a buffer a row kernel writes in an element loop (a full output, a

@@ -30,16 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import dtypes as dt
-from ..errors import CompileError
-from .body import (
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import CompileError
+from fusejit.codegen.body import (
     KernelBody,
     half_as_float32,
     half_rounding,
     render_steps,
     round_half_consts,
 )
-from .expr import Renderer
+from fusejit.codegen.expr import Renderer
 
 CUDA_CODEGEN_VERSION = "1"
 BLOCK = 256  # threads per block; every kernel is compiled with __launch_bounds__(BLOCK)

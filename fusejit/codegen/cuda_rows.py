@@ -59,11 +59,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import dtypes as dt
-from ..errors import CompileError
-from . import cuda as cg
-from .body import render_step, round_half_consts
-from .rows import RowBody, deps, expensive, ref_dtype, schedule
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import CompileError
+from fusejit.codegen import cuda as cg
+from fusejit.codegen.body import render_step, round_half_consts
+from fusejit.codegen.rows import RowBody, deps, expensive, ref_dtype, schedule
 
 CUDA_ROWS_VERSION = "1"
 WARP = 32

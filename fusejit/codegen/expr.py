@@ -12,7 +12,7 @@ import abc
 import ast
 from functools import cache
 
-from .. import dtypes as dt
+from fusejit.base import dtypes as dt
 
 BOOL_FUNCS = {"isnan", "isinf", "isfinite"}
 SAME_FUNCS = {"abs", "floor", "ceil", "trunc", "rint"}

@@ -30,8 +30,8 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
-from ..ops.registry import get_op
-from .expr import FLOAT_FUNCS, parse
+from fusejit.codegen.expr import FLOAT_FUNCS, parse
+from fusejit.ops.registry import get_op
 
 ROW_REDUCTIONS = ("sum", "mean", "amax", "amin")
 VIEWS = ("full", "inner", "keep", "drop", "scalar")

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import time
 
-from ..errors import TraceError
-from ..tensor import Tensor
-from . import trace as tr
-from .check import check_outputs, compare, graph_tolerance
-from .control import has_control, optimize_blocks
-from .interpret import interpret
-from .ir import Graph
-from .passes.cleanup import cse, dce
-from .passes.decompose import decompose
-from .passes.fuse import fuse_elementwise
-from .passes.fuse_rows import fuse_rows
-from .passes.simplify import simplify
-from .printer import format_code
-from .runtime import GuardError, Plan, run_plan
-from .verify import verify
+from fusejit.base.errors import TraceError
+from fusejit.eager.tensor import Tensor
+from fusejit.ir.graph import Graph
+from fusejit.ir.printer import format_code
+from fusejit.ir.verify import verify
+from fusejit.jit import tracer as tr
+from fusejit.jit.check import check_outputs, compare, graph_tolerance
+from fusejit.jit.control import has_control, optimize_blocks
+from fusejit.jit.interpret import interpret
+from fusejit.jit.passes.cleanup import cse, dce
+from fusejit.jit.passes.decompose import decompose
+from fusejit.jit.passes.fuse import fuse_elementwise
+from fusejit.jit.passes.fuse_rows import fuse_rows
+from fusejit.jit.passes.simplify import simplify
+from fusejit.jit.runtime import GuardError, Plan, run_plan
 
 # decompose runs inside the loop so cse merges what two composites share (softmax and
 # log_softmax of one tensor) and the cleanup passes see the primitives

@@ -52,12 +52,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import dtypes as dt
-from ..device import CPU
-from ..errors import FusejitError
-from ..ops.registry import OPS, call_problem
-from ..tensor import Tensor
-from .ir import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
+from fusejit.base import dtypes as dt
+from fusejit.base.device import CPU
+from fusejit.base.errors import FusejitError
+from fusejit.eager.tensor import Tensor
+from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
+from fusejit.ops.registry import OPS, call_problem
 
 FORMAT = "fusejit-archive"
 VERSION = 1
@@ -94,7 +94,7 @@ def _enc(x, tensors=None):
         return [_enc(v, tensors) for v in x]
     if isinstance(x, dt.DType):
         return {"dtype": x.name}
-    from ..device import Device
+    from fusejit.base.device import Device
 
     if isinstance(x, Device):
         return {"device": str(x)}
@@ -131,7 +131,7 @@ _DEVICE_NAME = re.compile(r"cpu|cuda(:[0-9]{1,3})?")
 
 
 def _device(s: str, ctx: str):
-    from ..device import as_device
+    from fusejit.base.device import as_device
 
     if _DEVICE_OVERRIDE[0] is not None:
         return _DEVICE_OVERRIDE[0]
@@ -261,7 +261,7 @@ def _graph_from_json(d, ctx: str, tensors: list) -> Graph:
         _need(p.type.dtype is t.dtype and p.type.shape == tuple(t.shape), ctx,
               "a captured tensor does not match its parameter's type")  # fmt: skip
     g = Graph(top, n_inputs, cap)
-    from .verify import VerifyError, verify
+    from fusejit.ir.verify import VerifyError, verify
 
     try:
         verify(g)
@@ -323,8 +323,8 @@ def _sign(files: list, key: bytes) -> str:
 # ---- what an object holds --------------------------------------------------------------------
 def _entries_of(obj) -> tuple[str, str, list]:
     """(kind, name, [(flavor, raw graph, in_spec, out_spec, plan)]) of a saveable object."""
-    from .api import TracedFunction
-    from .script import BoundScript, ScriptFunction
+    from fusejit.jit.api import TracedFunction
+    from fusejit.jit.scripting import BoundScript, ScriptFunction
 
     if isinstance(obj, LoadedFunction):
         return obj.kind, obj.__name__, [(e.flavor, e.raw, e.in_spec, e.out_spec, e.plan)
@@ -332,7 +332,7 @@ def _entries_of(obj) -> tuple[str, str, list]:
     if isinstance(obj, TracedFunction):
         return "traced", obj.__name__, [("traced", obj.raw_graph, obj.in_spec, obj.out_spec,
                                          obj.plan)]  # fmt: skip
-    from ..nn import Module
+    from fusejit.nn import Module
 
     if isinstance(obj, Module) and not isinstance(obj, type):
         fwd = obj.__dict__.get("forward") or getattr(obj, "forward", None)
@@ -436,7 +436,7 @@ def _retag(b: dict, remap: dict) -> None:
 
 
 def _tensor_names(obj) -> dict:
-    from ..nn import Module
+    from fusejit.nn import Module
 
     mod = getattr(obj, "obj", None) if not isinstance(obj, Module) else obj
     if mod is None or not isinstance(mod, Module):
@@ -449,7 +449,7 @@ def _tensor_names(obj) -> dict:
 
 def _kernel_files(entries) -> list:
     """(member, bytes, mtime_ns) of every verified kernel cache entry the plans use."""
-    from .cache import cache_dir, verify_entry
+    from fusejit.store.cache import cache_dir, verify_entry
 
     out, seen = [], set()
     root = cache_dir()
@@ -482,8 +482,8 @@ def _kernel_files(entries) -> list:
 # ---- loading --------------------------------------------------------------------------------
 class _Entry:
     def __init__(self, flavor, raw: Graph, in_spec, out_spec) -> None:
-        from .api import _target_of, optimize_graph
-        from .runtime import Plan
+        from fusejit.jit.api import _target_of, optimize_graph
+        from fusejit.jit.runtime import Plan
 
         self.flavor, self.raw, self.in_spec, self.out_spec = flavor, raw, in_spec, out_spec
         self.graph = optimize_graph(raw, _target_of(raw))
@@ -515,7 +515,7 @@ class LoadedFunction:
 
     @property
     def code(self) -> str:
-        from .printer import format_code
+        from fusejit.ir.printer import format_code
 
         return format_code(self.graph, self.__name__)
 
@@ -526,9 +526,15 @@ class LoadedFunction:
         return [e.in_spec for e in self.entries]
 
     def __call__(self, *args):
-        from . import trace as tr
-        from .runtime import GuardError
-        from .script import _device_of_args, _kind_of, _scalar_input, _specialize, unflatten_out
+        from fusejit.jit import tracer as tr
+        from fusejit.jit.runtime import GuardError
+        from fusejit.jit.scripting import (
+            _device_of_args,
+            _kind_of,
+            _scalar_input,
+            _specialize,
+            unflatten_out,
+        )
 
         problems = []
         for e in self.entries:
@@ -612,7 +618,7 @@ def load(path, device=None) -> LoadedFunction:
     by default each keeps the device it was saved on. Raises ``ArchiveError`` for a file that
     is not a valid archive of a version this fusejit reads.
     """
-    from ..device import as_device
+    from fusejit.base.device import as_device
 
     _DEVICE_OVERRIDE[0] = None if device is None else as_device(device)
     try:
@@ -766,7 +772,7 @@ def _install_kernels(z, infos, meta) -> str:
     if not key or not isinstance(sig, str) or not hmac.compare_digest(_sign(files, key), sig):
         return "kernels in the archive not installed (not signed with this machine's archive " \
                "key); they are compiled from the graph"  # fmt: skip
-    from .cache import atomic_write, cache_dir, remove_entry, verify_entry
+    from fusejit.store.cache import atomic_write, cache_dir, remove_entry, verify_entry
 
     root = cache_dir()
     folders: dict = {}

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tensor import Tensor
-from .interpret import run_block
-from .ir import Graph
+from fusejit.eager.tensor import Tensor
+from fusejit.ir.graph import Graph
+from fusejit.jit.interpret import run_block
 
 # relative tolerance of a result by the least precise float dtype it was computed in
 TOL = {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}

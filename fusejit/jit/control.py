@@ -34,11 +34,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from .. import dispatch
-from .. import dtypes as dt
-from ..errors import DimError
-from ..tensor import Tensor
-from .ir import Block, Const, Graph, Node, TensorType, Value
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import DimError
+from fusejit.eager import dispatch
+from fusejit.eager.tensor import Tensor
+from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value
 
 CONTROL_OPS = frozenset({"if", "loop", "print", "select"})
 BLOCK_LABELS = {"if": ("then", "else"), "loop": ("body",)}
@@ -273,7 +273,7 @@ def build_step(n: Node, slots: dict, kernels: list):
     """The step that runs node ``n`` on a slot list (fused kernels, op-table ops, control)."""
     outs = [slots[o] for o in n.outputs]
     if n.op == "fused":
-        from .runtime import fused_step
+        from fusejit.jit.runtime import fused_step
 
         return fused_step(n, slots, kernels)
     if n.op == "constant":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .api import TracedFunction
+from fusejit.jit.api import TracedFunction
 
 __all__ = ["explain"]
 
@@ -27,7 +27,7 @@ def _graph_info(traced: TracedFunction, kernels=None) -> dict:
         if kernels is not None and i < len(kernels):
             _, key, origin = kernels[i]
         else:  # a bare TracedFunction: its kernels' first origin, from the cache
-            from .cache import CACHE
+            from fusejit.store.cache import CACHE
 
             key = getattr(k, "key", None) or node.attr("kernel_key")
             origin = CACHE.origin.get(key, getattr(k, "origin", "unknown"))
@@ -64,7 +64,7 @@ def _report_traced(traced: TracedFunction) -> dict:
 
 def report(optimized) -> dict:
     """The facts behind ``explain`` as a dict (see ``explain``)."""
-    from .optimize import Executor, OptimizedModule
+    from fusejit.jit.optimize import Executor, OptimizedModule
 
     if isinstance(optimized, TracedFunction):
         return _report_traced(optimized)

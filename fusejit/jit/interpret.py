@@ -5,9 +5,9 @@ It is the spec: every compiled result is tested against it.
 
 from __future__ import annotations
 
-from .. import dispatch
-from .control import CONTROL_OPS, interpret_node
-from .ir import Block, Const, Graph
+from fusejit.eager import dispatch
+from fusejit.ir.graph import Block, Const, Graph
+from fusejit.jit.control import CONTROL_OPS, interpret_node
 
 
 def run_block(block: Block, env: dict) -> list:

@@ -28,16 +28,16 @@ import time
 import warnings
 from collections import deque
 
-from .. import dispatch
-from ..errors import TraceError, fmt_shape
-from ..nn import Module, _Version
-from ..tensor import Tensor
-from . import trace as tr
-from .api import TracedFunction
-from .cache import CACHE, debug_level
-from .check import check_outputs
-from .runtime import GuardError
-from .verify import verify
+from fusejit.base.errors import TraceError, fmt_shape
+from fusejit.eager import dispatch
+from fusejit.eager.tensor import Tensor
+from fusejit.ir.verify import verify
+from fusejit.jit import tracer as tr
+from fusejit.jit.api import TracedFunction
+from fusejit.jit.check import check_outputs
+from fusejit.jit.runtime import GuardError
+from fusejit.nn import Module, _Version
+from fusejit.store.cache import CACHE, debug_level
 
 log = logging.getLogger("fusejit")
 
@@ -566,7 +566,7 @@ class Executor:
         self._version = version
 
     def _invalidate(self, spec, why: str) -> None:
-        from .explain import _graph_info
+        from fusejit.jit.explain import _graph_info
 
         spec.status = "invalidated"
         spec.reason = why

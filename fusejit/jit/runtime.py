@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 
-from .. import dispatch
-from ..codegen.rows import RowBody
-from ..errors import TraceError, fmt_shape
-from ..ops.registry import OPS
-from ..tensor import Tensor
-from .ir import Const, Graph, Value
+from fusejit.base.errors import TraceError, fmt_shape
+from fusejit.codegen.rows import RowBody
+from fusejit.eager import dispatch
+from fusejit.eager.tensor import Tensor
+from fusejit.ir.graph import Const, Graph, Value
+from fusejit.ops.registry import OPS
 
 SHAPE_GENERIC_KINDS = {"elementwise", "reduction"}
 
@@ -22,13 +22,13 @@ def _kernel_for(node, device):
     body = node.attr("body")
     if isinstance(body, RowBody):
         if device.type == "cpu":
-            from .cpu_kernels import cpu_row_kernel
+            from fusejit.backends.cpu_kernels import cpu_row_kernel
 
             return cpu_row_kernel(body)
         return device.backend.row_kernel(body)
     rank = len(node.outputs[0].type.shape)
     if device.type == "cpu":
-        from .cpu_kernels import cpu_kernel
+        from fusejit.backends.cpu_kernels import cpu_kernel
 
         return cpu_kernel(body, rank)
     return device.backend.fused_kernel(body, rank)
@@ -95,7 +95,7 @@ class Plan:
 
     def _step(self, n, slots):
         if n.op not in OPS and n.op != "fused":  # control flow (script): see control.py
-            from .control import build_step
+            from fusejit.jit.control import build_step
 
             return build_step(n, slots, self.kernels)
         outs = [slots[o] for o in n.outputs]

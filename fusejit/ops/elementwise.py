@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .registry import ANY, FLOAT_ONLY, INT_BOOL, NUM, OpDef, register
+from fusejit.ops.registry import ANY, FLOAT_ONLY, INT_BOOL, NUM, OpDef, register
 
 _erf64 = np.vectorize(math.erf, otypes=[np.float64])
 

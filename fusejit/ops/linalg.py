@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from .. import dispatch
-from .. import dtypes as dt
-from ..errors import DTypeError, ShapeError, fmt_shape
-from .registry import NUM, OpDef, check_allowed, register
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import DTypeError, ShapeError, fmt_shape
+from fusejit.eager import dispatch
+from fusejit.ops.registry import NUM, OpDef, check_allowed, register
 
 
 def _matmul_impl(b, x, y, dtype):
@@ -173,7 +173,7 @@ def outer(x, y):
     >>> fusejit.outer(fusejit.tensor([1, 2]), fusejit.tensor([1, 10, 100])).tolist()
     [[1, 10, 100], [2, 20, 200]]
     """
-    from .movement import unsqueeze
+    from fusejit.ops.movement import unsqueeze
 
     _need_dims("outer", x=(x, (1,)), y=(y, (1,)))
     return unsqueeze(x, 1) * unsqueeze(y, 0)
@@ -181,8 +181,8 @@ def outer(x, y):
 
 def linear(x, weight, bias=None):
     """``x @ weight.T + bias``, as ``torch.nn.functional.linear``."""
-    from ..functional import add
-    from .movement import t_
+    from fusejit.eager.functional import add
+    from fusejit.ops.movement import t_
 
     for t in (x, weight):
         if not isinstance(t, dispatch._Tensor):

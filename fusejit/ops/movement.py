@@ -11,10 +11,10 @@ import math
 
 import numpy as np
 
-from .. import dispatch
-from .. import dtypes as dt
-from ..errors import DimError, DTypeError, ShapeError, fmt_shape
-from .registry import OpDef, register
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import DimError, DTypeError, ShapeError, fmt_shape
+from fusejit.eager import dispatch
+from fusejit.ops.registry import OpDef, register
 
 
 def norm_dim(name: str, dim, ndim: int) -> int:
@@ -582,7 +582,7 @@ def diag(x, diagonal: int = 0):
 def trace(x):
     """The sum of the main diagonal of a 2-D tensor (``Tensor.trace``, as ``torch.trace``;
     ``fusejit.trace`` is the JIT's tracer)."""
-    from .reductions import sum as sum_
+    from fusejit.ops.reductions import sum as sum_
 
     if x.ndim != 2:
         raise DimError(f"trace: expects a 2-D tensor, got shape {fmt_shape(x.shape)}")

@@ -11,11 +11,11 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import dispatch
-from .. import dtypes as dt
-from ..errors import ShapeError, fmt_shape
-from .movement import norm_dim, norm_dims
-from .registry import ANY, NUM, OpDef, check_allowed, register
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import ShapeError, fmt_shape
+from fusejit.eager import dispatch
+from fusejit.ops.movement import norm_dim, norm_dims
+from fusejit.ops.registry import ANY, NUM, OpDef, check_allowed, register
 
 MaxMin = namedtuple("MaxMin", ["values", "indices"])
 
@@ -344,13 +344,13 @@ def _max_min(name, op_all, op_dim, elementwise, x, dim, keepdim):
 def max(x, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
     """``max(x)`` the largest element; ``max(x, dim)`` a (values, indices) pair;
     ``max(x, y)`` the elementwise maximum."""
-    from ..functional import maximum
+    from fusejit.eager.functional import maximum
 
     return _max_min("max", AMAX, MAX_DIM, maximum, x, dim, keepdim)
 
 
 def min(x, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
-    from ..functional import minimum
+    from fusejit.eager.functional import minimum
 
     return _max_min("min", AMIN, MIN_DIM, minimum, x, dim, keepdim)
 

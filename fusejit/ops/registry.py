@@ -22,8 +22,8 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import dtypes as dt
-from ..errors import DTypeError
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import DTypeError
 
 __all__ = ["OpDef", "OPS", "register", "get_op"]
 

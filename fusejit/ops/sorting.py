@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-from .. import dispatch
-from .. import dtypes as dt
-from ..errors import ShapeError, fmt_shape
-from .movement import getitem, norm_dim
-from .registry import OpDef, register
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import ShapeError, fmt_shape
+from fusejit.eager import dispatch
+from fusejit.ops.movement import getitem, norm_dim
+from fusejit.ops.registry import OpDef, register
 
 SortResult = namedtuple("SortResult", ["values", "indices"])
 

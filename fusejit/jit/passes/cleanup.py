@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..control import has_effect
-from ..interpret import run_block
-from ..ir import Block, Const, Graph, Value
+from fusejit.ir.graph import Block, Const, Graph, Value
+from fusejit.jit.control import has_effect
+from fusejit.jit.interpret import run_block
 
 
 def dce(g: Graph) -> tuple[Graph, bool]:

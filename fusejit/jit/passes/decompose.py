@@ -30,10 +30,10 @@ softmax and logsumexp never raise there) and treats their reshapes as shape-gene
 
 from __future__ import annotations
 
-from ... import dispatch
-from ... import dtypes as dt
-from ...ops.registry import OPS
-from ..ir import Const, Graph, Node, TensorType, Value
+from fusejit.base import dtypes as dt
+from fusejit.eager import dispatch
+from fusejit.ir.graph import Const, Graph, Node, TensorType, Value
+from fusejit.ops.registry import OPS
 
 
 class _Builder:

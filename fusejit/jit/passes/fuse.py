@@ -21,11 +21,11 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 
-from ... import dispatch
-from ...codegen import cpu as cpu_codegen
-from ...codegen.body import KernelBody, Step
-from ...ops.registry import OPS
-from ..ir import Block, Const, Graph, Node, Value
+from fusejit.codegen import cpu as cpu_codegen
+from fusejit.codegen.body import KernelBody, Step
+from fusejit.eager import dispatch
+from fusejit.ir.graph import Block, Const, Graph, Node, Value
+from fusejit.ops.registry import OPS
 
 
 def _fusible(n: Node, target: str) -> str | None:

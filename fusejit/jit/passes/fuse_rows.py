@@ -32,13 +32,13 @@ is computed in float32 on both targets, read and written as float16.
 
 from __future__ import annotations
 
-from ... import dispatch
-from ... import dtypes as dt
-from ...codegen.body import Step
-from ...codegen.rows import ROW_REDUCTIONS, RowBody, full_view, row_view
-from ...ops.registry import OPS
-from ..ir import Block, Const, Graph, Node, Value, uses
-from .fuse import _toposort
+from fusejit.base import dtypes as dt
+from fusejit.codegen.body import Step
+from fusejit.codegen.rows import ROW_REDUCTIONS, RowBody, full_view, row_view
+from fusejit.eager import dispatch
+from fusejit.ir.graph import Block, Const, Graph, Node, Value, uses
+from fusejit.jit.passes.fuse import _toposort
+from fusejit.ops.registry import OPS
 
 
 class _Domain:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ..ir import Const, Graph, Value
+from fusejit.ir.graph import Const, Graph, Value
 
 
 def _is(c, value) -> bool:

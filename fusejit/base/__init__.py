@@ -1,0 +1,1 @@
+"""The bottom layer: dtypes, devices, errors and shape helpers. Imports nothing of fusejit."""

@@ -1,0 +1,87 @@
+"""Devices: ``"cpu"``, ``"cuda"`` and ``"cuda:N"``, each served by one backend module."""
+
+from __future__ import annotations
+
+import importlib
+
+from fusejit.base.errors import DeviceError
+
+__all__ = ["Device", "device", "as_device"]
+
+
+class Device:
+    """A device a tensor lives on. ``Device("cuda")`` means ``cuda:0``."""
+
+    __slots__ = ("type", "index", "_backend", "_str")
+
+    _cache: dict[str, Device] = {}
+
+    def __new__(cls, spec: str | Device = "cpu") -> Device:
+        if isinstance(spec, Device):
+            return spec
+        key = str(spec)
+        dev = cls._cache.get(key)
+        if dev is not None:
+            return dev
+        kind, _, idx = key.partition(":")
+        if kind not in ("cpu", "cuda") or (idx and not idx.isdigit()) or (kind == "cpu" and idx):
+            raise DeviceError(
+                f"unknown device {spec!r}; expected 'cpu', 'cuda' or 'cuda:N' (N a GPU index)"
+            )
+        dev = object.__new__(cls)
+        dev.type = kind
+        dev.index = int(idx or 0) if kind == "cuda" else None
+        dev._backend = None
+        dev._str = "cpu" if kind == "cpu" else f"cuda:{dev.index}"
+        # "cuda" and "cuda:0" are the same object
+        cls._cache[key] = cls._cache.setdefault(dev._str, dev)
+        return cls._cache[key]
+
+    @property
+    def backend(self):
+        """The backend module object serving this device, loaded on first use."""
+        if self._backend is None:
+            if self.type == "cpu":
+                from fusejit.backends import cpu
+
+                self._backend = cpu.BACKEND
+            else:
+                cuda = importlib.import_module("fusejit.backends.cuda")
+                self._backend = cuda.get_backend(self.index)
+        return self._backend
+
+    def __repr__(self) -> str:
+        return f"device(type='{self.type}'" + (
+            f", index={self.index})" if self.index is not None else ")"
+        )
+
+    def __str__(self) -> str:
+        return self._str
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, str):
+            try:
+                other = Device(other)
+            except DeviceError:
+                return False
+        return self is other
+
+    def __hash__(self) -> int:
+        return hash(self._str)
+
+    def __reduce__(self):
+        return (Device, (self._str,))
+
+
+CPU = Device("cpu")
+device = Device
+
+
+def as_device(spec) -> Device:
+    if spec is None:
+        return CPU
+    if isinstance(spec, Device):
+        return spec
+    if isinstance(spec, int):
+        return Device(f"cuda:{spec}")
+    return Device(str(spec))

@@ -1,0 +1,213 @@
+"""dtypes and type promotion.
+
+Promotion between tensors follows the Array API standard inside a kind (bool, signed int,
+unsigned int, float) and PyTorch across kinds (an int tensor with a float tensor gives the float
+tensor's dtype; bool with anything gives the other). Python scalars are *weak*: they never widen
+a tensor of their own kind; a Python float with a bool or int tensor gives the default float
+dtype (float32); a Python int with a bool tensor gives int64.
+
+The full table is written out in ``CONTRIBUTING.md`` and ``tests/test_dtypes.py`` checks it
+against numpy 2 on the pairs both define.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fusejit.base.errors import DTypeError
+
+__all__ = [
+    "DType",
+    "bool_",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "float16",
+    "float32",
+    "float64",
+    "ALL_DTYPES",
+    "as_dtype",
+    "promote_types",
+    "result_type",
+    "default_float",
+]
+
+
+class DType:
+    """A tensor element type. Compare with ``is`` or ``==``; print as ``fusejit.float32``."""
+
+    __slots__ = ("name", "np", "kind", "itemsize", "rank", "short")
+
+    def __init__(self, name: str, np_dtype: type, kind: str, rank: int, short: str) -> None:
+        self.name = name
+        self.np = np.dtype(np_dtype)
+        self.kind = kind  # "b" bool, "i" signed int, "u" unsigned int, "f" float
+        self.itemsize = self.np.itemsize
+        self.rank = rank  # position inside its kind's lattice
+        self.short = short  # used in kernel names and cache keys
+
+    @property
+    def is_floating_point(self) -> bool:
+        return self.kind == "f"
+
+    @property
+    def is_integer(self) -> bool:
+        return self.kind in "iu"
+
+    @property
+    def is_bool(self) -> bool:
+        return self.kind == "b"
+
+    def __repr__(self) -> str:
+        return f"fusejit.{self.name}"
+
+    def __reduce__(self):  # dtypes are singletons, also through copy/deepcopy
+        return (as_dtype, (self.name,))
+
+
+bool_ = DType("bool", np.bool_, "b", 0, "b1")
+int8 = DType("int8", np.int8, "i", 1, "i1")
+int16 = DType("int16", np.int16, "i", 2, "i2")
+int32 = DType("int32", np.int32, "i", 3, "i4")
+int64 = DType("int64", np.int64, "i", 4, "i8")
+uint8 = DType("uint8", np.uint8, "u", 1, "u1")
+float16 = DType("float16", np.float16, "f", 1, "f2")
+float32 = DType("float32", np.float32, "f", 2, "f4")
+float64 = DType("float64", np.float64, "f", 3, "f8")
+
+ALL_DTYPES: tuple[DType, ...] = (
+    bool_,
+    uint8,
+    int8,
+    int16,
+    int32,
+    int64,
+    float16,
+    float32,
+    float64,
+)
+INT_DTYPES = tuple(d for d in ALL_DTYPES if d.is_integer)
+FLOAT_DTYPES = tuple(d for d in ALL_DTYPES if d.is_floating_point)
+
+default_float = float32
+default_int = int64
+
+_BY_NAME = {d.name: d for d in ALL_DTYPES}
+_BY_NAME.update({"bool_": bool_, "half": float16, "float": float32, "double": float64})
+_BY_NAME.update({"long": int64, "int": int32, "short": int16})
+_BY_NP = {d.np: d for d in ALL_DTYPES}
+
+
+def as_dtype(obj) -> DType:
+    """Turn a fusejit dtype, numpy dtype, Python type or name into a ``DType``.
+
+    >>> as_dtype("float32") is float32
+    True
+    """
+    if isinstance(obj, DType):
+        return obj
+    if isinstance(obj, np.dtype):  # the common case inside fusejit: an array's dtype
+        d = _BY_NP.get(obj)
+        if d is not None:
+            return d
+    if isinstance(obj, str) and obj in _BY_NAME:
+        return _BY_NAME[obj]
+    if obj is bool:
+        return bool_
+    if obj is int:
+        return int64
+    if obj is float:
+        return default_float
+    try:
+        npd = np.dtype(obj)
+    except TypeError:
+        npd = None
+    if npd is not None and npd in _BY_NP:
+        return _BY_NP[npd]
+    supported = ", ".join(d.name for d in ALL_DTYPES)
+    raise DTypeError(f"unsupported dtype {obj!r}; fusejit supports {supported}")
+
+
+def _promote(a: DType, b: DType) -> DType:
+    if a is b:
+        return a
+    if a.kind == "b":
+        return b
+    if b.kind == "b":
+        return a
+    if a.kind == b.kind:
+        return a if a.rank >= b.rank else b
+    if a.kind == "f" and b.kind != "f":
+        return a
+    if b.kind == "f" and a.kind != "f":
+        return b
+    # signed with unsigned: the only unsigned type is uint8, so the signed type wins when it is
+    # wider than 8 bits, and int8 with uint8 gives int16 (as in the Array API).
+    s, u = (a, b) if a.kind == "i" else (b, a)
+    return s if s.itemsize > u.itemsize else int16
+
+
+_TABLE: dict[tuple[DType, DType], DType] = {
+    (a, b): _promote(a, b) for a in ALL_DTYPES for b in ALL_DTYPES
+}
+
+
+def promote_types(a: DType, b: DType) -> DType:
+    """The dtype of an elementwise op between tensors of dtypes ``a`` and ``b``.
+
+    >>> promote_types(int32, float16)
+    fusejit.float16
+    """
+    return _TABLE[(as_dtype(a), as_dtype(b))]
+
+
+def scalar_kind(value) -> str | None:
+    """'b', 'i' or 'f' for a Python (or numpy) scalar, None for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return "b"
+    if isinstance(value, (int, np.integer)):
+        return "i"
+    if isinstance(value, (float, np.floating)):
+        return "f"
+    return None
+
+
+_KIND_ORDER = {"b": 0, "i": 1, "u": 1, "f": 2}
+
+
+def promote_with_scalar(t: DType, kind: str) -> DType:
+    """The dtype when a tensor of dtype ``t`` meets a weak Python scalar of ``kind``."""
+    if _KIND_ORDER[kind] <= _KIND_ORDER[t.kind]:
+        return t
+    return default_float if kind == "f" else default_int
+
+
+def result_type(*operands) -> DType:
+    """Promote tensors, dtypes and Python scalars the way elementwise ops do.
+
+    >>> import fusejit
+    >>> result_type(fusejit.ones(2, dtype=fusejit.int32), 2.5)
+    fusejit.float32
+    """
+    tensor_dtype = None
+    scalar_kinds = []
+    for op in operands:
+        dt = getattr(op, "dtype", None)
+        if isinstance(dt, DType):
+            tensor_dtype = dt if tensor_dtype is None else _TABLE[(tensor_dtype, dt)]
+        elif isinstance(op, DType):
+            tensor_dtype = op if tensor_dtype is None else _TABLE[(tensor_dtype, op)]
+        else:
+            kind = scalar_kind(op)
+            if kind is None:
+                raise TypeError(f"cannot promote a value of type {type(op).__name__}")
+            scalar_kinds.append(kind)
+    if tensor_dtype is None:
+        # scalars only: the default dtype of the highest kind
+        top = max(scalar_kinds, key=_KIND_ORDER.__getitem__)
+        return {"b": bool_, "i": default_int, "f": default_float}[top]
+    for kind in scalar_kinds:
+        tensor_dtype = promote_with_scalar(tensor_dtype, kind)
+    return tensor_dtype

@@ -1,0 +1,1 @@
+"""The benchmark harness behind ``python -m fusejit bench`` and its standard workloads."""

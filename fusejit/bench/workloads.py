@@ -1,0 +1,271 @@
+"""The standard workloads that ``python -m fusejit bench`` and ``bench/`` measure.
+
+The formulas are the project's anchors (so numbers compare across systems). Each workload has a
+fusejit function (run eagerly and traced), a reference written against an array module ``xp``
+(numpy on the CPU, cupy on a GPU) and an input builder. ``size`` is always the element count of
+the workload's main tensor; 2-D workloads keep their column count and take ``size // cols`` rows.
+
+>>> from fusejit.bench.workloads import WORKLOADS
+>>> w = WORKLOADS["arith-chain"]
+>>> arrays, shape = w.make(1024, "cpu", seed=0)
+>>> shape, w.ref(__import__("numpy"), *arrays).shape
+('1024', (1024,))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+import fusejit as fj
+
+__all__ = ["Workload", "WORKLOADS", "ELEMENTWISE_SIZE", "names"]
+
+ELEMENTWISE_SIZE = 1 << 24
+
+# adam hyper-parameters (step 10 so the bias corrections are not trivial)
+LR, B1, B2, EPS, STEP = 1e-3, 0.9, 0.999, 1e-8, 10
+BC1, BC2 = 1.0 - B1**STEP, 1.0 - B2**STEP
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark workload.
+
+    ``fn(*tensors)`` is the fusejit function; ``ref(xp, *arrays)`` the reference; ``make(size,
+    device_type, seed)`` returns ``(float32 numpy arrays, shape text)``; ``default_size`` maps a
+    device type to the default ``size``; ``flops(arrays)`` counts floating-point work where that
+    (not memory traffic) bounds the workload. Results must match the reference within ``rtol`` /
+    ``atol`` (``|fused - ref| <= atol + rtol * |ref|``). ``probe_size`` caps the size at which
+    compile time is measured, where the eager part would otherwise drown it.
+    """
+
+    name: str
+    formula: str
+    fn: Callable
+    ref: Callable
+    make: Callable
+    default_size: dict
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    flops: Callable | None = None
+    probe_size: int | None = None  # cap on the compile probe's size (matmul-bound workloads)
+
+    def size_for(self, device_type: str) -> int:
+        return self.default_size.get(device_type, self.default_size["cpu"])
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _rows_cols(size: int, cols: int) -> tuple[int, int]:
+    cols = max(1, min(cols, size))
+    return max(1, size // cols), cols
+
+
+# ---- formulas: fusejit -------------------------------------------------------------------------
+def arith_chain(x):
+    return ((x * 2 + 1) * x - 3) * x + x * 0.5
+
+
+def chain_8op(x):
+    return fj.tanh(fj.exp(x * 2 + 1) * fj.sigmoid(x)) + x * 0.5
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1 + fj.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+
+
+def bias_gelu(x, b):
+    return gelu_tanh(x + b)
+
+
+def softmax(x):
+    return fj.softmax(x, dim=-1)
+
+
+def layernorm(x, w, b):
+    return fj.layer_norm(x, (x.shape[-1],), w, b, eps=1e-5)
+
+
+def mse(a, b):
+    d = a - b
+    return (d * d).mean()
+
+
+def adam_step(p, g, m, v):
+    m2 = B1 * m + (1 - B1) * g
+    v2 = B2 * v + (1 - B2) * g * g
+    p2 = p - LR * (m2 / BC1) / (fj.sqrt(v2 / BC2) + EPS)
+    return p2, m2, v2
+
+
+def lstm_cell(gates, c):
+    i, f, g, o = fj.chunk(gates, 4, dim=1)
+    c2 = fj.sigmoid(f) * c + fj.sigmoid(i) * fj.tanh(g)
+    h = fj.sigmoid(o) * fj.tanh(c2)
+    return h, c2
+
+
+def mlp_block(x, w1, b1, w2, b2):
+    return fj.linear(gelu_tanh(fj.linear(x, w1, b1)), w2, b2)
+
+
+# ---- formulas: reference (xp is numpy or cupy) -------------------------------------------------
+def _sig(xp, x):
+    return 1 / (1 + xp.exp(-x))
+
+
+def _gelu_ref(xp, x):
+    return 0.5 * x * (1 + xp.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+
+
+def _softmax_ref(xp, x):
+    e = xp.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _layernorm_ref(xp, x, w, b):
+    mu = x.mean(axis=-1, keepdims=True)
+    d = x - mu
+    var = (d * d).mean(axis=-1, keepdims=True)
+    return d / xp.sqrt(var + 1e-5) * w + b
+
+
+def _mse_ref(xp, a, b):
+    return xp.asarray(((a - b) ** 2).mean())
+
+
+def _adam_ref(xp, p, g, m, v):
+    m2 = B1 * m + (1 - B1) * g
+    v2 = B2 * v + (1 - B2) * g * g
+    return p - LR * (m2 / BC1) / (xp.sqrt(v2 / BC2) + EPS), m2, v2
+
+
+def _lstm_ref(xp, gates, c):
+    i, f, g, o = xp.split(gates, 4, axis=1)
+    c2 = _sig(xp, f) * c + _sig(xp, i) * xp.tanh(g)
+    return _sig(xp, o) * xp.tanh(c2), c2
+
+
+def _mlp_ref(xp, x, w1, b1, w2, b2):
+    return _gelu_ref(xp, x @ w1.T + b1) @ w2.T + b2
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+def _make_vector(size, device_type, seed=0):
+    return (_rng(seed).standard_normal(size, dtype=np.float32),), f"{size}"
+
+
+def _make_rows(cols):
+    def make(size, device_type, seed=0):
+        r, c = _rows_cols(size, cols)
+        return (_rng(seed).standard_normal((r, c), dtype=np.float32),), f"{r}x{c}"
+
+    return make
+
+
+def _make_bias_gelu(size, device_type, seed=0):
+    rng = _rng(seed)
+    r, c = _rows_cols(size, 4096)
+    x = rng.standard_normal((r, c), dtype=np.float32)
+    return (x, rng.standard_normal(c, dtype=np.float32)), f"{r}x{c} + {c}"
+
+
+def _make_layernorm(cols):
+    def make(size, device_type, seed=0):
+        rng = _rng(seed)
+        r, c = _rows_cols(size, cols)
+        x = rng.standard_normal((r, c), dtype=np.float32)
+        w = 1 + 0.1 * rng.standard_normal(c, dtype=np.float32)
+        b = 0.1 * rng.standard_normal(c, dtype=np.float32)
+        return (x, w, b), f"{r}x{c}"
+
+    return make
+
+
+def _make_pair(size, device_type, seed=0):
+    rng = _rng(seed)
+    a, b = (rng.standard_normal(size, dtype=np.float32) for _ in range(2))
+    return (a, b), f"2 x {size}"
+
+
+def _make_adam(size, device_type, seed=0):
+    rng = _rng(seed)
+    p = rng.standard_normal(size, dtype=np.float32)
+    g = rng.standard_normal(size, dtype=np.float32)
+    m = 0.1 * rng.standard_normal(size, dtype=np.float32)
+    v = 0.01 * rng.random(size, dtype=np.float32)
+    return (p, g, m, v), f"4 x {size}"
+
+
+def _lstm_hidden(device_type):
+    return 4096 if device_type == "cuda" else 1024
+
+
+def _make_lstm(size, device_type, seed=0):
+    rng = _rng(seed)
+    b, h = _rows_cols(size, _lstm_hidden(device_type))
+    gates = rng.standard_normal((b, 4 * h), dtype=np.float32)
+    c = rng.standard_normal((b, h), dtype=np.float32)
+    return (gates, c), f"B={b} H={h}"
+
+
+MLP_IN, MLP_HIDDEN = 1024, 4096
+
+
+def _make_mlp(size, device_type, seed=0):
+    rng = _rng(seed)
+    batch = max(1, size // MLP_HIDDEN)
+    s1, s2 = 1 / np.sqrt(MLP_IN), 1 / np.sqrt(MLP_HIDDEN)
+    x = rng.standard_normal((batch, MLP_IN), dtype=np.float32)
+    w1 = (s1 * rng.standard_normal((MLP_HIDDEN, MLP_IN), dtype=np.float32)).astype(np.float32)
+    b1 = 0.1 * rng.standard_normal(MLP_HIDDEN, dtype=np.float32)
+    w2 = (s2 * rng.standard_normal((MLP_IN, MLP_HIDDEN), dtype=np.float32)).astype(np.float32)
+    b2 = 0.1 * rng.standard_normal(MLP_IN, dtype=np.float32)
+    return (x, w1, b1, w2, b2), f"{batch}x{MLP_IN}>{MLP_HIDDEN}>{MLP_IN}"
+
+
+def _mlp_flops(arrays):
+    batch = arrays[0].shape[0]
+    return 2 * 2 * batch * MLP_IN * MLP_HIDDEN
+
+
+_E = ELEMENTWISE_SIZE
+_WL = [
+    Workload("arith-chain", "((x*2+1)*x-3)*x + x*0.5", arith_chain,
+             lambda xp, x: ((x * 2 + 1) * x - 3) * x + x * 0.5, _make_vector, {"cpu": _E}),
+    Workload("chain-8op", "tanh(exp(x*2+1) * sigmoid(x)) + x*0.5", chain_8op,
+             lambda xp, x: xp.tanh(xp.exp(x * 2 + 1) * _sig(xp, x)) + x * 0.5,
+             _make_vector, {"cpu": _E}),
+    Workload("gelu", "0.5*x*(1+tanh(0.7978845608*(x+0.044715*x^3)))", gelu_tanh, _gelu_ref,
+             _make_vector, {"cpu": _E}),
+    Workload("bias-gelu", "gelu(x + b), x [N,H], b [H]", bias_gelu,
+             lambda xp, x, b: _gelu_ref(xp, x + b), _make_bias_gelu, {"cpu": _E}),
+    Workload("softmax", "softmax over the last dim (fusejit.softmax)", softmax, _softmax_ref,
+             _make_rows(4096), {"cpu": _E}, rtol=1e-4, atol=1e-9),
+    Workload("layernorm", "layer_norm over the last dim, eps 1e-5, weight and bias", layernorm,
+             _layernorm_ref, _make_layernorm(4096), {"cpu": _E}, rtol=1e-4, atol=1e-4),
+    Workload("softmax-1k", "softmax over rows of 1024", softmax, _softmax_ref,
+             _make_rows(1024), {"cpu": _E}, rtol=1e-4, atol=1e-9),
+    Workload("layernorm-1k", "layer_norm over rows of 1024", layernorm,
+             _layernorm_ref, _make_layernorm(1024), {"cpu": _E}, rtol=1e-4, atol=1e-4),
+    Workload("mse", "mean((a-b)^2) of whole tensors (a loss)", mse, _mse_ref, _make_pair,
+             {"cpu": _E}, rtol=1e-5, atol=0),
+    Workload("adam", "adam step: 4 inputs (p, g, m, v), 3 outputs", adam_step, _adam_ref,
+             _make_adam, {"cpu": _E}, rtol=1e-5, atol=1e-6),
+    Workload("lstm-cell", "lstm-cell pointwise: gates [B,4H] -> h, c2", lstm_cell, _lstm_ref,
+             _make_lstm, {"cpu": 2048 * 1024, "cuda": 8192 * 4096}),
+    Workload("mlp", "linear -> gelu (tanh) -> linear, with biases", mlp_block, _mlp_ref,
+             _make_mlp, {"cpu": 256 * MLP_HIDDEN, "cuda": 8192 * MLP_HIDDEN},
+             rtol=1e-3, atol=1e-4, flops=_mlp_flops, probe_size=8 * MLP_HIDDEN),
+]  # fmt: skip
+WORKLOADS: dict[str, Workload] = {w.name: w for w in _WL}
+
+
+def names() -> list[str]:
+    """The workload names, in benchmark order."""
+    return list(WORKLOADS)

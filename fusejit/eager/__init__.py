@@ -1,0 +1,1 @@
+"""Eager execution: the Tensor class, dispatch, factories, and the public functions and methods."""

@@ -1,0 +1,380 @@
+"""The eager ``Tensor``: a dtype, a device and an array of that device's backend.
+
+Views (slicing, ``view``, ``transpose``, ...) share storage with their base, as in PyTorch.
+Methods and operators of elementwise ops are attached from the op table at import time
+(see ``fusejit/functional.py``).
+"""
+
+from __future__ import annotations
+
+import linecache
+import sys
+import warnings
+
+import numpy as np
+
+from fusejit.backends.host_pool import POOL as _HOST_POOL
+from fusejit.base import dtypes as dt
+from fusejit.base.device import CPU, Device, as_device
+from fusejit.base.errors import DeviceError, DTypeError, FusejitError, ShapeError, fmt_shape
+from fusejit.eager import dispatch
+
+_POOL_IDS = _HOST_POOL.ids
+
+__all__ = ["Tensor", "tensor", "from_numpy", "from_dlpack"]
+
+
+class Tensor:
+    """An n-dimensional array on a device.
+
+    >>> import fusejit
+    >>> t = fusejit.tensor([[1.0, 2.0], [3.0, 4.0]])
+    >>> (t * 2 + 1).sum().item()
+    24.0
+    """
+
+    __slots__ = ("_data", "_dtype", "_device", "__weakref__")
+    __array_priority__ = 1000  # so numpy defers ``ndarray + Tensor`` to Tensor.__radd__
+
+    @classmethod
+    def _wrap(cls, data, dtype: dt.DType, device: Device) -> Tensor:
+        t = object.__new__(cls)
+        t._data = data
+        t._dtype = dtype
+        t._device = device
+        return t
+
+    def __del__(self) -> None:
+        # a large CPU array from the host pool goes back to it when nothing else uses it
+        # (backends/host_pool.py); the argument is passed without binding a local, which the
+        # pool's reference count check relies on
+        try:
+            if id(self._data.base) in _POOL_IDS:
+                _HOST_POOL.release(self._data)
+        except (AttributeError, TypeError):  # a half-built tensor, or interpreter shutdown
+            pass
+
+    # ---- metadata ---------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def dtype(self) -> dt.DType:
+        return self._dtype
+
+    @property
+    def device(self) -> Device:
+        return self._device
+
+    @property
+    def is_cuda(self) -> bool:
+        return self._device.type == "cuda"
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return self._data.shape
+        from fusejit.ops.movement import norm_dim
+
+        return self._data.shape[norm_dim("size", dim, self.ndim)]
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def is_contiguous(self) -> bool:
+        return bool(self._data.flags.c_contiguous)
+
+    def contiguous(self) -> Tensor:
+        if self.is_contiguous():
+            return self
+        from fusejit.ops.movement import contiguous
+
+        return contiguous(self)
+
+    def stride(self, dim: int | None = None):
+        st = tuple(s // self._dtype.itemsize for s in self._data.strides)
+        return st if dim is None else st[dim]
+
+    def data_ptr(self) -> int:
+        if self._device.type == "cpu":
+            return self._data.__array_interface__["data"][0]
+        return self._data.data.ptr
+
+    # ---- conversion -------------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The data as a numpy array (shares memory on the CPU, copies from a GPU)."""
+        _read_value_hook(self, "numpy")
+        return self._device.backend.to_numpy(self._data)
+
+    def tolist(self):
+        _read_value_hook(self, "tolist")
+        return self._device.backend.to_numpy(self._data).tolist()
+
+    def item(self):
+        _read_value_hook(self, "item")
+        if self.numel() != 1:
+            raise ValueError(
+                f"item: a tensor with {self.numel()} elements cannot be converted to a scalar"
+            )
+        return self._device.backend.to_numpy(self._data).reshape(()).item()
+
+    def __bool__(self) -> bool:
+        if self.numel() != 1:
+            raise RuntimeError(
+                f"bool: the truth value of a tensor of shape {fmt_shape(self.shape)} "
+                "is ambiguous; use .any() or .all()"
+            )
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self._dtype.is_floating_point or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return int(self.item())
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        _read_value_hook(self, "__iter__")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self._device.backend.to_numpy(self._data)
+        if dtype is not None:
+            arr = arr.astype(dtype)
+        return np.array(arr, copy=True) if copy else arr
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._data.__dlpack_device__()
+
+    @property
+    def __cuda_array_interface__(self):
+        if self._device.type != "cuda":
+            raise AttributeError("__cuda_array_interface__ exists only on CUDA tensors")
+        return self._data.__cuda_array_interface__
+
+    def to(self, *args, device=None, dtype=None, copy: bool = False) -> Tensor:
+        """Move to ``device`` and/or convert to ``dtype``: ``t.to("cuda")``,
+        ``t.to(fusejit.float64)``, ``t.to("cpu", fusejit.int32)``."""
+        for a in args:
+            if isinstance(a, (dt.DType, type)) or (isinstance(a, str) and a in dt._BY_NAME):
+                dtype = a
+            elif isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            else:
+                device = a
+        t = self
+        if device is not None:
+            dev = as_device(device)
+            if dev is not t._device:
+                t = _move(t, dev)
+        if dtype is not None:
+            d = dt.as_dtype(dtype)
+            if d is not t._dtype:
+                t = _functional().cast(t, d)
+        if copy and t is self:
+            t = self.clone()
+        return t
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, device: int | str | None = None) -> Tensor:
+        if device is None:
+            device = "cuda"
+        return self.to(as_device(device) if not isinstance(device, int) else f"cuda:{device}")
+
+    def float(self) -> Tensor:
+        return self.to(dtype=dt.float32)
+
+    def double(self) -> Tensor:
+        return self.to(dtype=dt.float64)
+
+    def half(self) -> Tensor:
+        return self.to(dtype=dt.float16)
+
+    def int(self) -> Tensor:
+        return self.to(dtype=dt.int32)
+
+    def long(self) -> Tensor:
+        return self.to(dtype=dt.int64)
+
+    def bool(self) -> Tensor:
+        return self.to(dtype=dt.bool_)
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return self._dtype.name
+        return self.to(dtype=dtype)
+
+    def clone(self) -> Tensor:
+        from fusejit.ops.movement import clone
+
+        return clone(self)
+
+    def detach(self) -> Tensor:
+        return self
+
+    # ---- printing ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        arr = self._device.backend.to_numpy(self._data)
+        body = np.array2string(
+            arr, separator=", ", prefix="tensor(", threshold=1000, edgeitems=3, precision=4
+        )
+        extras = []
+        default = {dt.float32, dt.int64, dt.bool_}
+        # as torch: no dtype for the default float, and an empty tensor shows int64 and bool
+        if self._dtype not in default or (arr.size == 0 and self._dtype is not dt.float32):
+            extras.append(f"dtype={self._dtype!r}")
+        if self._device is not CPU:
+            extras.append(f"device='{self._device}'")
+        if arr.size == 0:
+            body = "[]"
+            if self.ndim != 1:
+                extras.insert(0, f"size={fmt_shape(self.shape)}")
+        return "tensor(" + ", ".join([body, *extras]) + ")"
+
+    __str__ = __repr__
+
+
+dispatch._Tensor = Tensor
+_FUNCTIONAL = None
+
+
+def _functional():
+    """fusejit.functional (imported on first use: it imports this module)."""
+    global _FUNCTIONAL
+    if _FUNCTIONAL is None:
+        from fusejit.eager import functional
+
+        _FUNCTIONAL = functional
+    return _FUNCTIONAL
+
+
+def _read_value_hook(t: Tensor, what: str) -> None:
+    """Warn when a trace reads a tensor's value into Python: the trace cannot generalize."""
+    tracer = dispatch.TRACER
+    if tracer is None or not tracer.knows(t):
+        return
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
+        frame = frame.f_back
+    where = "<unknown>"
+    if frame is not None:
+        src = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}: {src}"
+    from fusejit.jit.tracer import TracerWarning
+
+    warnings.warn(
+        f"trace: converting a tensor to a Python value ({what}) at {where}; the traced graph "
+        "treats the result as a constant and will not generalize to other inputs",
+        TracerWarning,
+        stacklevel=3,
+    )
+    tracer.note_value_read(what, where)
+
+
+_PKG_DIR = __file__.rsplit("/", 1)[0]
+
+
+def _move(t: Tensor, dev: Device) -> Tensor:
+    src = t._device.backend
+    dst = dev.backend
+    if t._device.type == "cpu":
+        # (np.ascontiguousarray would make a 0-d array 1-d)
+        data = dst.from_numpy(np.asarray(t._data, order="C"))
+    elif dev.type == "cpu":
+        data = src.to_numpy(t._data)
+    else:
+        data = dst.from_numpy(src.to_numpy(t._data))
+    return Tensor._wrap(data, t._dtype, dev)
+
+
+def _infer_dtype(data) -> dt.DType:
+    """The dtype torch would give ``tensor(data)``: bool, int64 or the default float."""
+    arr = np.asarray(data)
+    typed = isinstance(data, (np.ndarray, np.generic))  # numpy data keeps its dtype
+    if arr.dtype.kind == "b":
+        return dt.bool_
+    if arr.dtype.kind in "iu":
+        if arr.dtype.kind == "u" and arr.dtype != np.uint8:
+            return dt.int64
+        return dt.as_dtype(arr.dtype) if typed else dt.int64
+    if arr.dtype.kind == "f":
+        if typed and arr.dtype in (np.float16, np.float32, np.float64):
+            return dt.as_dtype(arr.dtype)
+        return dt.default_float
+    raise DTypeError(f"tensor: cannot make a tensor from data of numpy dtype {arr.dtype}")
+
+
+def tensor(data, dtype=None, device=None) -> Tensor:
+    """Make a tensor from a Python number, nested list, numpy array or tensor (copies).
+
+    >>> import fusejit
+    >>> fusejit.tensor([1, 2, 3]).dtype
+    fusejit.int64
+    """
+    dev = as_device(device)
+    if isinstance(data, Tensor):
+        out = data.to(device=dev, dtype=dtype)
+        return out.clone() if out is data else out
+    if hasattr(data, "__cuda_array_interface__") and not isinstance(data, np.ndarray):
+        src = from_dlpack(data)
+        return tensor(src, dtype=dtype, device=device if device is not None else src.device)
+    try:
+        d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
+        arr = np.array(data, dtype=d.np, copy=True)
+    except FusejitError:
+        raise
+    except ValueError as e:  # ragged nested lists, ...
+        raise ShapeError(f"tensor: cannot convert data to a tensor: {e}") from None
+    except TypeError as e:
+        raise DTypeError(f"tensor: cannot convert data to a tensor: {e}") from None
+    return Tensor._wrap(dev.backend.from_numpy(arr), d, dev)
+
+
+def from_numpy(arr: np.ndarray) -> Tensor:
+    """A CPU tensor sharing memory with numpy array ``arr``.
+
+    >>> import numpy as np, fusejit
+    >>> a = np.zeros(3, np.float32); t = fusejit.from_numpy(a); t.add_(1); a
+    array([1., 1., 1.], dtype=float32)
+    """
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(arr).__name__}")
+    return Tensor._wrap(arr, dt.as_dtype(arr.dtype), CPU)
+
+
+def from_dlpack(obj) -> Tensor:
+    """A tensor sharing memory with any DLPack-capable array (numpy, cupy, torch, ...)."""
+    if isinstance(obj, Tensor):
+        return obj
+    dev_type, dev_id = obj.__dlpack_device__()
+    if dev_type == 1:  # kDLCPU
+        arr = np.from_dlpack(obj)
+        return Tensor._wrap(arr, dt.as_dtype(arr.dtype), CPU)
+    if dev_type == 2:  # kDLCUDA
+        dev = Device(f"cuda:{dev_id}")
+        arr = dev.backend.from_dlpack(obj)
+        return Tensor._wrap(arr, dt.as_dtype(arr.dtype), dev)
+    raise DeviceError(f"from_dlpack: unsupported DLPack device type {dev_type}")

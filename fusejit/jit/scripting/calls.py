@@ -1,0 +1,300 @@
+"""Calls in a scripted function: the callable objects the compiler knows (tensor methods,
+list methods, methods of user modules, fusejit ops) and ``FunctionCompiler``'s ``CallsMixin``,
+which resolves a call to a built-in, an op, a tensor method, a layer, a scripted or traced
+function or a user module, and rejects arbitrary Python callables."""
+
+from __future__ import annotations
+
+from fusejit.base import dtypes as dt
+from fusejit.eager.tensor import Tensor
+from fusejit.ir.graph import Const
+from fusejit.jit import tracer as tr
+from fusejit.jit.scripting.values import (
+    _KINDS,
+    _SCALAR_DTYPE,
+    Dyn,
+    _contains_dyn,
+    _kind_of,
+    _wrap_lists,
+)
+
+
+# ---- callable objects the compiler knows -----------------------------------------------------
+class _TensorMethod:
+    __slots__ = ("obj", "name")
+
+    def __init__(self, obj, name) -> None:
+        self.obj, self.name = obj, name
+
+
+class _UserMethod:
+    __slots__ = ("obj", "func")
+
+    def __init__(self, obj, func) -> None:
+        self.obj, self.func = obj, func
+
+
+class _ListMethod:
+    def __init__(self, lst, name) -> None:
+        self.lst, self.name = lst, name
+
+    def call(self, fc, args, node):
+        if fc.list_depth(self.lst) < fc.dynamic:
+            raise fc.err(
+                node,
+                "a list made outside a data-dependent branch or loop cannot "
+                "change inside it (its length must be known when compiling)",
+                "build the list before the branch, or stack tensors with fusejit.cat",
+            )
+        return getattr(self.lst, self.name)(*args)
+
+
+def _is_fusejit_fn(fn) -> bool:
+    mod = getattr(fn, "__module__", None) or ""
+    return callable(fn) and mod.startswith("fusejit") and not isinstance(fn, type) and \
+        not mod.startswith("fusejit.jit")  # fmt: skip
+
+
+def _is_known_callable(v) -> bool:
+    from fusejit.jit.api import TracedFunction
+    from fusejit.jit.scripting.decorator import ScriptFunction
+
+    return (
+        isinstance(v, (ScriptFunction, TracedFunction))
+        or _is_fusejit_fn(v)
+        or v in (range, len, print, int, float, bool, min, max, abs, enumerate, zip)
+    )
+
+
+class CallsMixin:
+    """Calls, resolved by what is called."""
+
+    def e_Call(self, e):
+        fn = self.expr(e.func)
+        args = [self.expr(a) for a in e.args]
+        kwargs = {k.arg: self.expr(k.value) for k in e.keywords}
+        if None in kwargs:
+            raise self.err(e, "`**` in calls is not supported")
+        return self.call(fn, args, kwargs, e)
+
+    def call(self, fn, args, kwargs, node):
+        from fusejit.jit.scripting.decorator import BoundScript, ScriptFunction, _method_script
+        from fusejit.nn import Module, ModuleList, Sequential
+
+        if fn is print:
+            return self.print_(args, kwargs, node)
+        if fn in (int, float, bool):
+            return self.convert(fn, args, node)
+        if fn is len:
+            (x,) = args
+            if isinstance(x, Tensor):
+                return x.shape[0]
+            if isinstance(x, (list, tuple, Module)):
+                return len(x)
+            raise self.err(node, f"len() of a {_kind_of(x)}")
+        if fn in (min, max, abs, round):
+            if any(isinstance(a, Dyn) for a in args) or any(isinstance(a, Tensor) for a in args):
+                return self.scalar_builtin(fn, args, node)
+            return fn(*args, **kwargs)
+        if fn in (tuple, list):
+            (x,) = args
+            out = fn(x)
+            return self.mark_list(out) if fn is list else out
+        if fn is isinstance:
+            raise self.err(node, "isinstance() is not supported", "separate scripted functions")
+        if fn in (range, enumerate, zip):
+            raise self.err(node, f"{fn.__name__}() can only be iterated over by a for loop")
+        if isinstance(fn, _ListMethod):
+            return fn.call(self, args, node)
+        if isinstance(fn, _TensorMethod):
+            return self.tensor_method(fn, args, kwargs, node)
+        if isinstance(fn, (ScriptFunction, BoundScript)):
+            return self.call_script(fn, args, kwargs, node)
+        if isinstance(fn, _UserMethod):
+            sf = _method_script(fn.func)
+            return self.call_script(BoundScript(sf, fn.obj), args, kwargs, node)
+        from fusejit.jit.api import TracedFunction
+
+        if isinstance(fn, TracedFunction):
+            return self.call_traced(fn, args, kwargs, node)
+        if isinstance(fn, Sequential):
+            (x,) = args
+            for m in fn._modules.values():
+                x = self.call(m, [x], {}, node)
+            return x
+        if isinstance(fn, ModuleList):
+            raise self.err(node, "a ModuleList is not callable", "iterate over it with for")
+        if isinstance(fn, Module):
+            if getattr(fn, "_fusejit_executor", None) is not None:
+                fn = fn._orig_mod
+            if type(fn).__module__ == "fusejit.nn":  # built-in layers: no control flow
+                return self.call_fusejit(fn, args, kwargs, node)
+            fwd = type(fn).forward
+            sf = fwd if isinstance(fwd, ScriptFunction) else _method_script(fwd)
+            return self.call_script(BoundScript(sf, fn), args, kwargs, node)
+        if _is_fusejit_fn(fn):
+            return self.call_fusejit(fn, args, kwargs, node)
+        if getattr(fn, "_fusejit_executor", None) is not None:
+            raise self.err(
+                node,
+                "calling a fusejit.optimize function from a scripted one is not supported",
+                "decorate the function it wraps with @fusejit.script, or trace it",
+            )
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise self.err(
+            node,
+            f"cannot call `{name}`: calls to arbitrary Python functions are "
+            "not supported in fusejit.script",
+            "fusejit ops and tensor methods, "
+            "nn modules, @fusejit.script functions or fusejit.trace functions",
+        )
+
+    def call_fusejit(self, fn, args, kwargs, node):
+        from fusejit.ops.registry import OPS
+
+        name = getattr(fn, "__name__", "")
+        op = OPS.get(name)
+        elementwise = op is not None and op.kind == "elementwise"
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        conv = []
+        for a in list(args) + list(kwargs.values()):
+            if _contains_dyn(a):
+                if not elementwise or not tensors or not isinstance(a, Dyn):
+                    raise self.err(
+                        node,
+                        f"{name or fn!r}: a run-time {_kind_of(a)} cannot be "
+                        "passed here; sizes, dims and options must be known when "
+                        "compiling",
+                        "literals, .shape sizes or module attributes",
+                    )
+        tdt = (
+            (tensors[0].dtype if len(tensors) == 1 else dt.result_type(*tensors))
+            if tensors
+            else None
+        )
+        conv = [self.weak(a, tdt) if isinstance(a, Dyn) else a for a in args]
+        kw = {k: (self.weak(v, tdt) if isinstance(v, Dyn) else v) for k, v in kwargs.items()}
+        return _wrap_lists(self, fn(*conv, **kw))
+
+    def tensor_method(self, m, args, kwargs, node):
+        name = m.name
+        if name == "item":
+            return self.convert(None, [m.obj], node)
+        if name in ("tolist", "numpy", "__iter__"):
+            raise self.err(node, f".{name}() reads a tensor's values into Python, which "
+                           "fusejit.script cannot do", ".item() on one element, or keep "
+                           "working with tensors")  # fmt: skip
+        if name.endswith("_") and not name.startswith("_"):
+            raise self.err(node, f"in-place .{name}() is not supported in fusejit.script",
+                           f"the out-of-place form: x = x.{name[:-1]}(...)")  # fmt: skip
+        for a in list(args) + list(kwargs.values()):
+            if _contains_dyn(a):
+                from fusejit.ops.registry import OPS
+
+                op = OPS.get(name)
+                if op is None or op.kind != "elementwise" or not isinstance(a, Dyn):
+                    raise self.err(
+                        node,
+                        f".{name}(): a run-time {_kind_of(a)} cannot be "
+                        "passed here; sizes, dims and options must be known when "
+                        "compiling",
+                        "literals, .shape sizes or module attributes",
+                    )
+        tdt = m.obj.dtype
+        conv = [self.weak(a, tdt) for a in args]
+        kw = {k: self.weak(v, tdt) for k, v in kwargs.items()}
+        return _wrap_lists(self, getattr(m.obj, name)(*conv, **kw))
+
+    def convert(self, fn, args, node):
+        """int(x) / float(x) / bool(x) / x.item() of a tensor or run-time scalar."""
+        if len(args) != 1:
+            raise self.err(node, "conversion takes one argument")
+        (x,) = args
+        if isinstance(x, Tensor):
+            if x.numel() != 1:
+                raise self.err(node, f"cannot convert a tensor of shape {list(x.shape)} to a "
+                               "Python scalar", "a one-element tensor")  # fmt: skip
+            t = x.reshape(()) if x.shape else x
+            if fn is None:
+                fn = bool if t.dtype is dt.bool_ else float if t.dtype.is_floating_point else int
+            kind = _KINDS[fn]
+            if kind == "bool":
+                return Dyn(t if t.dtype is dt.bool_ else t != 0, "bool")
+            return Dyn(t.to(_SCALAR_DTYPE[kind]), kind)
+        if isinstance(x, Dyn):
+            kind = _KINDS[fn]
+            if kind == "bool":
+                return self.truth(x, node)
+            return Dyn(x.t.to(_SCALAR_DTYPE[kind]), kind)
+        return fn(x)
+
+    def scalar_builtin(self, fn, args, node):
+        if fn is abs:
+            (x,) = args
+            return Dyn(x.t.abs(), x.kind) if isinstance(x, Dyn) else x.abs()
+        if fn is round:
+            raise self.err(node, "round() of a run-time value is not supported", "fusejit.round")
+        if any(isinstance(a, Tensor) for a in args):
+            # Python's max compares with bool(), which a graph cannot keep for a tensor
+            raise self.err(node, f"{fn.__name__}() of a tensor is not supported",
+                           "fusejit.maximum / fusejit.minimum (elementwise), or .amax() / "
+                           ".amin()")  # fmt: skip
+        if len(args) != 2:
+            raise self.err(node, f"{fn.__name__}() of run-time values takes two scalars")
+        kinds = {_kind_of(a) for a in args}
+        k = "float" if "float" in kinds else "int"
+        a, b = (self.as_kind(a, k) for a in args)  # a constant stays a weak Python scalar
+        from fusejit.eager import functional as F
+
+        return Dyn((F.maximum if fn is max else F.minimum)(a, b), k)
+
+    def print_(self, args, kwargs, node):
+        sep = kwargs.pop("sep", " ")
+        end = kwargs.pop("end", "\n")
+        if kwargs or not isinstance(sep, str) or not isinstance(end, str):
+            raise self.err(node, "print() takes values and constant sep= / end= only")
+        kinds, inputs = [], []
+        for a in args:
+            if isinstance(a, Tensor):
+                kinds.append("tensor")
+                inputs.append(self.cc.ref(a))
+            elif isinstance(a, Dyn):
+                kinds.append(a.kind)
+                inputs.append(self.cc.ref(a))
+            elif isinstance(a, (str, int, float, bool, type(None))):
+                kinds.append("const")
+                inputs.append(Const(a))
+            else:
+                raise self.err(node, f"print() of a {_kind_of(a)} is not supported",
+                               "print tensors, numbers and strings")  # fmt: skip
+        self.cc.emit("print", inputs, {"kinds": tuple(kinds), "sep": sep, "end": end}, [])
+        return None
+
+    def call_script(self, sf, args, kwargs, node):
+        from fusejit.jit.scripting.specialize import inline_script
+
+        if kwargs:
+            args = sf.bind_args(args, kwargs, self.err(node, "bad keyword arguments"))
+        return inline_script(self.cc, sf, args, node, self)
+
+    def call_traced(self, fn, args, kwargs, node):
+        if kwargs:
+            raise self.err(node, "keyword arguments to a traced function")
+        if any(_contains_dyn(a) for a in args):
+            raise self.err(node, "a traced function takes tensors (its Python scalars were "
+                           "frozen when it was traced)")  # fmt: skip
+        spec, tensors = tr.flatten_inputs(tuple(args))
+        if spec != fn.in_spec:
+            raise self.err(node, f"{fn.__name__} was traced with another structure of "
+                           "arguments")  # fmt: skip
+        problem = fn.plan.check(tensors)
+        if problem is not None:
+            raise self.err(
+                node,
+                f"{fn.__name__} was traced for other inputs: {problem}",
+                "script the function instead, or trace it for these inputs",
+            )
+        from fusejit.jit.interpret import interpret
+
+        outs = interpret(fn.raw_graph, *tensors)
+        return _wrap_lists(self, tr.unflatten_outputs(fn.out_spec, outs))

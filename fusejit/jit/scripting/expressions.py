@@ -1,0 +1,326 @@
+"""Names and expressions of a scripted function (``FunctionCompiler``'s
+``ExpressionsMixin``): name lookup (locals, closure, globals, the allowed built-ins),
+constants, attributes, indexing, operators with Python's rules for run-time scalars and eager
+promotion against tensors, truth values, ``and`` / ``or`` / ``not`` and conditional
+expressions. Calls are in ``calls.py``."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import types
+
+import numpy as np
+
+from fusejit.base import dtypes as dt
+from fusejit.eager.tensor import Tensor
+from fusejit.ir.graph import TensorType
+from fusejit.jit.scripting.calls import (
+    _is_fusejit_fn,
+    _is_known_callable,
+    _ListMethod,
+    _TensorMethod,
+    _UserMethod,
+)
+from fusejit.jit.scripting.values import _IMMUTABLE, _SCALAR_DTYPE, Dyn, Undef, _kind_of
+
+_BUILTINS = {"range", "len", "print", "int", "float", "bool", "min", "max", "abs", "enumerate",
+             "zip", "tuple", "list", "isinstance", "round"}  # fmt: skip
+
+_OPS = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b,
+    ast.Mod: lambda a, b: a % b, ast.Pow: lambda a, b: a**b, ast.MatMult: lambda a, b: a @ b,
+    ast.BitAnd: lambda a, b: a & b, ast.BitOr: lambda a, b: a | b,
+    ast.BitXor: lambda a, b: a ^ b, ast.LShift: lambda a, b: a << b,
+    ast.RShift: lambda a, b: a >> b,
+    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
+}  # fmt: skip
+_COMPARE = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
+
+
+class ExpressionsMixin:
+    """Names and expressions, evaluated on example tensors while the tracer records them."""
+
+    # -- names --------------------------------------------------------------------------------
+    def load(self, name: str, node):
+        if name in self.env:
+            v = self.env[name]
+            if isinstance(v, Undef):
+                raise self.err(node, f"`{name}` {v.why}", "define it before the branch or loop")
+            return v
+        if name in self.closure:
+            return self.check_global(name, self.closure[name], node)
+        if name in self.globals:
+            return self.check_global(name, self.globals[name], node)
+        if name in _BUILTINS:
+            return getattr(builtins, name)
+        if hasattr(builtins, name):
+            raise self.err(node, f"the built-in `{name}` is not supported in fusejit.script",
+                           "range, len, print, int, float, bool, min, max, abs, enumerate, "
+                           "zip, tuple, list")  # fmt: skip
+        raise self.err(node, f"name `{name}` is not defined")
+
+    def check_global(self, name, v, node):
+        """A global or closure value: usable when it is a constant, a tensor, a module or
+        something callable that the compiler knows."""
+        if isinstance(v, (*_IMMUTABLE, Tensor, types.ModuleType)) or _is_known_callable(v):
+            return v
+        if isinstance(v, (tuple, list)) and all(isinstance(x, (*_IMMUTABLE, Tensor)) for x in v):
+            return tuple(v)
+        from fusejit.nn import Module
+
+        if isinstance(v, Module) or getattr(v, "_fusejit_executor", None) is not None:
+            return v  # (calling an optimize() function gets its own error in calls.py)
+        if callable(v):
+            raise self.err(node, f"`{name}` is a Python {type(v).__name__}: calls to arbitrary "
+                           "Python functions are not supported in fusejit.script",
+                           "decorate it with @fusejit.script, trace it with fusejit.trace, "
+                           "or use fusejit ops and tensor methods")  # fmt: skip
+        raise self.err(node, f"`{name}` refers to a {type(v).__name__}, which fusejit.script "
+                       "cannot use", "tensors, numbers, strings, fusejit ops, nn modules, "
+                       "@fusejit.script or fusejit.trace functions")  # fmt: skip
+
+    # -- expressions --------------------------------------------------------------------------
+    def expr(self, e):
+        m = getattr(self, "e_" + type(e).__name__, None)
+        if m is None:
+            raise self.err(e, f"`{type(e).__name__}` expressions are not supported in "
+                           "fusejit.script")  # fmt: skip
+        return m(e)
+
+    def e_Constant(self, e):
+        if isinstance(e.value, (bool, int, float, str, type(None))):
+            return e.value
+        raise self.err(e, f"constant {e.value!r} is not supported")
+
+    def e_Name(self, e):
+        return self.load(e.id, e)
+
+    def e_Tuple(self, e):
+        return tuple(self.expr(x) for x in e.elts)
+
+    def e_List(self, e):
+        return self.mark_list([self.expr(x) for x in e.elts])
+
+    def e_Attribute(self, e):
+        obj = self.expr(e.value)
+        name = e.attr
+        if isinstance(obj, list) and name in ("append", "extend", "insert", "pop"):
+            return _ListMethod(obj, name)  # so that growth inside a loop is caught
+        if isinstance(obj, Dyn):
+            raise self.err(e, f"attribute `{name}` of a run-time {obj.kind}")
+        if isinstance(obj, Tensor):
+            if name in ("shape", "dtype", "device", "ndim", "T", "mT", "is_cuda"):
+                return getattr(obj, name)
+            if name in ("item", "tolist", "numpy", "__iter__") or name.endswith("_"):
+                return _TensorMethod(obj, name)
+            if not hasattr(obj, name):
+                raise self.err(e, f"tensors have no attribute `{name}`")
+            return _TensorMethod(obj, name)
+        try:
+            v = getattr(obj, name)
+        except AttributeError:
+            raise self.err(e, f"{type(obj).__name__} has no attribute `{name}`") from None
+        from fusejit.nn import Module
+
+        if isinstance(obj, Module) and isinstance(v, types.MethodType) and not _is_fusejit_fn(v):
+            return _UserMethod(obj, v.__func__)
+        if isinstance(v, list):
+            return tuple(v)
+        return v
+
+    def e_Subscript(self, e):
+        obj = self.expr(e.value)
+        idx = self.index(e.slice)
+        if isinstance(obj, Tensor):
+            if isinstance(idx, Dyn):
+                return self.select(obj, idx, 0, e)
+            if isinstance(idx, tuple) and any(isinstance(i, Dyn) for i in idx):
+                raise self.err(e, "a run-time index must be the only index", "x[i] or x[i][j]")
+            if isinstance(idx, Tensor):
+                raise self.err(e, "indexing with a tensor is not supported",
+                               "fusejit.where, or a run-time int index x[i]")  # fmt: skip
+            return obj[idx]
+        if isinstance(idx, Dyn):
+            raise self.err(e, f"indexing a {type(obj).__name__} with a run-time int",
+                           "an index known when compiling (a literal, a range over a constant, "
+                           "or a for loop over the list)")  # fmt: skip
+        return obj[idx]
+
+    def index(self, s):
+        if isinstance(s, ast.Slice):
+            parts = [None if p is None else self.expr(p) for p in (s.lower, s.upper, s.step)]
+            if any(isinstance(p, (Dyn, Tensor)) for p in parts):
+                raise self.err(s, "slice bounds must be known when compiling",
+                               "literals or sizes from .shape")  # fmt: skip
+            return slice(*parts)
+        if isinstance(s, ast.Tuple):
+            return tuple(self.index(x) for x in s.elts)
+        return self.expr(s)
+
+    def select(self, x: Tensor, i: Dyn, dim: int, node) -> Tensor:
+        if i.kind != "int":
+            raise self.err(node, f"a tensor index must be an int, got a {i.kind}")
+        shape = tuple(x.shape)
+        if not shape:
+            raise self.err(node, "cannot index a 0-d tensor")
+        from fusejit.jit.control import select
+
+        ex = select(x, 0 if shape[dim] else 0, dim) if shape[dim] else None
+        if ex is None:
+            raise self.err(node, "cannot index an empty dim at run time")
+        (v,) = self.cc.emit(
+            "select",
+            [self.cc.ref(x), self.cc.ref(i)],
+            {"dim": dim},
+            [TensorType(x.dtype, shape[:dim] + shape[dim + 1 :], x.device)],
+        )
+        ex = Tensor._wrap(ex._data, ex._dtype, ex._device)
+        self.cc.bind(ex, v)
+        return ex
+
+    def e_UnaryOp(self, e):
+        v = self.expr(e.operand)
+        if isinstance(e.op, ast.Not):
+            b = self.truth(v, e)
+            return (not b) if isinstance(b, bool) else Dyn(b.t.logical_not(), "bool")
+        if isinstance(v, Dyn):
+            if isinstance(e.op, ast.USub):
+                return self.binop(ast.Sub, 0 if v.kind != "float" else 0.0, v, e)
+            if isinstance(e.op, ast.UAdd):
+                return v
+            raise self.err(e, "`~` on a run-time scalar is not supported")
+        op = {ast.USub: lambda a: -a, ast.UAdd: lambda a: +a, ast.Invert: lambda a: ~a}
+        return op[type(e.op)](v)
+
+    def e_BinOp(self, e):
+        return self.binop(type(e.op), self.expr(e.left), self.expr(e.right), e)
+
+    def e_BoolOp(self, e):
+        vals = [self.truth(self.expr(x), x) for x in e.values]
+        is_and = isinstance(e.op, ast.And)
+        out = vals[0]
+        for v in vals[1:]:
+            if isinstance(out, bool) and isinstance(v, bool):
+                out = (out and v) if is_and else (out or v)
+            elif isinstance(out, bool) or isinstance(v, bool):
+                c, d = (out, v) if isinstance(out, bool) else (v, out)
+                out = (d if c else False) if is_and else (True if c else d)
+            else:
+                out = Dyn(out.t.logical_and(v.t) if is_and else out.t.logical_or(v.t), "bool")
+        return out
+
+    def e_Compare(self, e):
+        left = self.expr(e.left)
+        result = True
+        for op, comp in zip(e.ops, e.comparators):
+            right = self.expr(comp)
+            if isinstance(op, (ast.Is, ast.IsNot)):
+                if isinstance(left, (Tensor, Dyn)) or isinstance(right, (Tensor, Dyn)):
+                    r = False
+                else:
+                    r = left is right
+                r = r if isinstance(op, ast.Is) else not r
+            elif isinstance(op, (ast.In, ast.NotIn)):
+                raise self.err(e, "`in` is not supported in fusejit.script", "== comparisons")
+            else:
+                r = self.binop(type(op), left, right, e)
+            if result is True:
+                result = r
+            elif isinstance(result, Tensor) or isinstance(r, Tensor):
+                raise self.err(e, "chained comparisons of tensors are not supported",
+                               "(a < b) & (b < c)")  # fmt: skip
+            else:
+                result = self.e_bool_and(result, r)
+            left = right
+        return result
+
+    def e_bool_and(self, a, b):
+        a, b = self.truth(a, None), self.truth(b, None)
+        if isinstance(a, bool):
+            return b if a else False
+        if isinstance(b, bool):
+            return a if b else False
+        return Dyn(a.t.logical_and(b.t), "bool")
+
+    def e_bool_or(self, a, b):
+        a, b = self.truth(a, None), self.truth(b, None)
+        if isinstance(a, bool):
+            return True if a else b
+        if isinstance(b, bool):
+            return True if b else a
+        return Dyn(a.t.logical_or(b.t), "bool")
+
+    def e_IfExp(self, e):
+        c = self.truth(self.expr(e.test), e.test)
+        if isinstance(c, bool):
+            return self.expr(e.body if c else e.orelse)
+        self.env["$ifexp"] = Undef("")
+        self.dyn_if(c, lambda: self.env.__setitem__("$ifexp", self.expr(e.body)),
+                    lambda: self.env.__setitem__("$ifexp", self.expr(e.orelse)), e)  # fmt: skip
+        return self.env.pop("$ifexp")
+
+    def binop(self, op, a, b, node):
+        fn = _OPS.get(op)
+        if fn is None:
+            raise self.err(node, f"operator {op.__name__} is not supported")
+        ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
+        da, db = isinstance(a, Dyn), isinstance(b, Dyn)
+        if not (ta or tb or da or db):
+            return fn(a, b)  # constants fold when compiling
+        for v in (a, b):
+            if not isinstance(v, (Tensor, Dyn, bool, int, float, np.number)):
+                raise self.err(node, f"operator {op.__name__} with a {_kind_of(v)}")
+        if ta or tb:
+            tensors = [x for x in (a, b) if isinstance(x, Tensor)]
+            tdt = tensors[0].dtype if len(tensors) == 1 else dt.result_type(*tensors)
+            a = self.weak(a, tdt)
+            b = self.weak(b, tdt)
+            return fn(a, b)
+        # run-time scalars only: Python's rules on 0-d int64 / float64 / bool tensors
+        ka, kb = _kind_of(a), _kind_of(b)
+        kinds = {ka, kb}
+        if op in _COMPARE:
+            k = "float" if "float" in kinds else "int"
+            return Dyn(fn(self.as_kind(a, k), self.as_kind(b, k)), "bool")
+        if op in (ast.BitAnd, ast.BitOr, ast.BitXor) and kinds == {"bool"}:
+            return Dyn(fn(self.as_kind(a, "bool"), self.as_kind(b, "bool")), "bool")
+        k = "float" if "float" in kinds or op is ast.Div else "int"
+        if op is ast.MatMult:
+            raise self.err(node, "`@` needs tensors")
+        return Dyn(fn(self.as_kind(a, k), self.as_kind(b, k)), k)
+
+    def as_kind(self, v, kind: str):
+        """A run-time scalar as a 0-d tensor of ``kind``'s dtype; constants stay Python values
+        (weak scalars) unless the kind differs."""
+        d = _SCALAR_DTYPE[kind]
+        if isinstance(v, Dyn):
+            return v.t if v.t.dtype is d else v.t.to(d)
+        return {"int": int, "float": float, "bool": bool}[kind](v)
+
+    def weak(self, v, tdt: dt.DType):
+        """A run-time scalar meeting tensors of dtype ``tdt``: cast to the dtype a weak Python
+        scalar of its kind would take there, so promotion is as in eager mode."""
+        if not isinstance(v, Dyn):
+            return v
+        kind = {"bool": "b", "int": "i", "float": "f"}[v.kind]
+        return v.t.to(dt.promote_with_scalar(tdt, kind))
+
+    def truth(self, v, node):
+        """Python bool (when known) or a run-time bool ``Dyn``."""
+        if isinstance(v, Dyn):
+            return v if v.kind == "bool" else Dyn(v.t != 0, "bool")
+        if isinstance(v, Tensor):
+            if v.numel() != 1:
+                raise self.err(
+                    node,
+                    f"the truth value of a tensor of shape {list(v.shape)} is ambiguous",
+                    "a one-element tensor, or .any() / .all()",
+                )
+            t = v.reshape(()) if v.shape else v
+            return Dyn(t if t.dtype is dt.bool_ else t != 0, "bool")
+        if isinstance(v, (list, tuple)):
+            return bool(len(v))
+        return bool(v)

@@ -1,0 +1,172 @@
+"""Statements of a scripted function (``FunctionCompiler``'s ``StatementsMixin``): blocks
+whose rest is guarded by the ``break`` / ``continue`` / ``return`` flags, assignments (a
+variable keeps one kind for its whole life), annotations, and Python errors raised while
+compiling a statement turned into ``ScriptError``. ``if``, ``for`` and ``while`` are in
+``control_flow.py``."""
+
+from __future__ import annotations
+
+import ast
+
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import FusejitError
+from fusejit.eager.tensor import Tensor
+from fusejit.jit.scripting.errors import ScriptError
+from fusejit.jit.scripting.values import Dyn, Undef, _kind_of
+
+
+class StatementsMixin:
+    """Statements and assignment, compiled into the current block."""
+
+    def exit_flag(self):
+        """True / False / a run-time bool: whether the current block has been left."""
+        flags = [self.env.get(f) for f in ("$ret", "$brk", "$cont") if f in self.env]
+        if any(f is True for f in flags):
+            return True
+        dyn = [f for f in flags if isinstance(f, Dyn)]
+        if not dyn:
+            return False
+        out = dyn[0]
+        for f in dyn[1:]:
+            out = Dyn(out.t.logical_or(f.t), "bool")
+        return out
+
+    def block(self, stmts) -> None:
+        for k, s in enumerate(stmts):
+            self.stmt(s)
+            flag = self.exit_flag()
+            if flag is True:
+                return
+            if flag is False:
+                continue
+            rest = stmts[k + 1 :]
+            if rest:  # the rest of the block runs only if nothing above left it
+                go = Dyn(flag.t.logical_not(), "bool")
+                dyn = [f for f in ("$ret", "$brk", "$cont") if isinstance(self.env.get(f), Dyn)]
+
+                def left(dyn=dyn):
+                    # on the other side the block was left; with one flag in play, it is set
+                    if len(dyn) == 1:
+                        self.env[dyn[0]] = True
+
+                self.dyn_if(go, lambda r=rest: self.block(r), left, rest[0])
+            return
+
+    def stmt(self, s) -> None:
+        try:
+            self._stmt(s)
+        except ScriptError:
+            raise
+        except FusejitError as e:
+            raise self.err(s, str(e)) from None
+        except (TypeError, ValueError, IndexError, AttributeError, KeyError,
+                ZeroDivisionError, OverflowError) as e:  # fmt: skip
+            raise self.err(s, f"{type(e).__name__}: {e}") from None
+
+    def _stmt(self, s) -> None:
+        if isinstance(s, ast.Expr):
+            if isinstance(s.value, ast.Constant) and isinstance(s.value.value, str):
+                return  # a docstring
+            self.expr(s.value)
+        elif isinstance(s, ast.Assign):
+            value = self.expr(s.value)
+            for target in s.targets:
+                self.assign(target, value, s)
+        elif isinstance(s, ast.AnnAssign):
+            if s.value is None:
+                raise self.err(s, "a declaration needs a value", "x: float = 0.0")
+            value = self.annotated(self.expr(s.value), s.annotation, s)
+            self.assign(s.target, value, s)
+        elif isinstance(s, ast.AugAssign):
+            if not isinstance(s.target, ast.Name):
+                raise self.err(s, "augmented assignment to an attribute or item is not "
+                               "supported", "x = x + y on a local name")  # fmt: skip
+            cur = self.load(s.target.id, s.target)
+            if isinstance(cur, list):
+                raise self.err(s, "`+=` on a list is not supported", "xs.append(v)")
+            self.assign(s.target, self.binop(type(s.op), cur, self.expr(s.value), s), s)
+        elif isinstance(s, ast.If):
+            self.if_stmt(s)
+        elif isinstance(s, ast.For):
+            self.for_stmt(s)
+        elif isinstance(s, ast.While):
+            self.while_stmt(s)
+        elif isinstance(s, ast.Break):
+            if not self.loop_depth:
+                raise self.err(s, "`break` outside a loop")
+            self.env["$brk"] = True
+        elif isinstance(s, ast.Continue):
+            if not self.loop_depth:
+                raise self.err(s, "`continue` outside a loop")
+            self.env["$cont"] = True
+        elif isinstance(s, ast.Return):
+            value = None if s.value is None else self.expr(s.value)
+            self.env["$retval"] = value
+            self.env["$ret"] = True
+        elif isinstance(s, ast.Pass):
+            return
+        else:
+            raise self.err(s, f"`{type(s).__name__}` statements are not supported in "
+                           "fusejit.script")  # fmt: skip
+
+    def annotated(self, value, ann, node):
+        name = ast.unparse(ann)
+        base = name.split("[")[0].split(".")[-1]
+        if base in ("float", "int", "bool"):
+            if isinstance(value, (bool, int, float)) and not isinstance(value, Dyn):
+                if base == "float" and not isinstance(value, bool):
+                    return float(value)
+                if _kind_of(value) == base:
+                    return value
+            elif isinstance(value, Dyn):
+                if value.kind == base:
+                    return value
+                if base == "float" and value.kind == "int":
+                    return Dyn(value.t.to(dt.float64), "float")
+            raise self.err(node, f"annotated {base}, but the value is of kind {_kind_of(value)}")
+        if base == "Tensor" and not isinstance(value, Tensor):
+            raise self.err(node, f"annotated Tensor, but the value is of kind {_kind_of(value)}")
+        if base in ("List", "list") and not isinstance(value, list):
+            raise self.err(node, f"annotated {name}, but the value is of kind {_kind_of(value)}")
+        if base in ("Tuple", "tuple") and not isinstance(value, tuple):
+            raise self.err(node, f"annotated {name}, but the value is of kind {_kind_of(value)}")
+        return value
+
+    def assign(self, target, value, node) -> None:
+        if isinstance(target, ast.Name):
+            name = target.id
+            kind = _kind_of(value)
+            prev = self.declared.get(name)
+            if prev is not None and prev[0] != kind and not isinstance(self.env.get(name), Undef):
+                raise self.err(
+                    target,
+                    f"variable `{name}` was first assigned a value of kind {prev[0]} "
+                    f"(line {prev[1]}) and is now assigned a {kind}",
+                    "one kind per variable: use a new name, or convert with int() / float()",
+                )
+            if prev is None:
+                self.declared[name] = (kind, self.src.start + target.lineno - 1)
+            self.env[name] = value
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            if not isinstance(value, (tuple, list)):
+                raise self.err(target, f"cannot unpack a value of kind {_kind_of(value)}",
+                               "unpack a tuple or list")  # fmt: skip
+            if len(value) != len(target.elts):
+                raise self.err(target, f"cannot unpack {len(value)} values into "
+                               f"{len(target.elts)} names")  # fmt: skip
+            for t, v in zip(target.elts, value):
+                self.assign(t, v, node)
+        elif isinstance(target, ast.Subscript):
+            raise self.err(
+                target,
+                "assignment into a tensor or list item is not supported",
+                "build a new tensor with fusejit.where / cat, or a new list",
+            )
+        elif isinstance(target, ast.Attribute):
+            raise self.err(
+                target,
+                "assignment to attributes is not supported in fusejit.script",
+                "keep state in local variables and return it",
+            )
+        else:
+            raise self.err(target, "unsupported assignment target")

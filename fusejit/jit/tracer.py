@@ -1,0 +1,148 @@
+"""``fusejit.trace``: record the ops a function runs on example inputs into a graph.
+
+As in ``torch.jit.trace``, Python control flow is frozen at trace time. Where the function
+reads a tensor's value into Python (``bool(t)``, ``.item()``, ``.tolist()``, iterating), a
+``TracerWarning`` names the source line. Tensors the function reads that are not inputs (module
+weights, globals, tensors it creates with factories) become *captured* inputs: the graph reads
+them live at every call, so updated weights are always seen.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+from fusejit.base.errors import TraceError
+from fusejit.eager import dispatch
+from fusejit.eager.tensor import Tensor
+from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
+
+_trace_lock = threading.RLock()  # the tracer hook is process-wide: one trace at a time
+
+
+class TracerWarning(UserWarning):
+    """A traced function did something whose result will not generalize to other inputs."""
+
+
+class Tracer:
+    """Records ops into a graph. The hook is process-wide (``dispatch.TRACER``) but a tracer
+    only acts on the thread that started it: other threads run eager, unrecorded."""
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.values: dict[int, Value] = {}
+        self.keep: list = []  # tensors seen, kept alive so their ids stay unique
+        self.params: list[Value] = []
+        self.captured: list = []
+        self.nodes: list[Node] = []
+        self.value_reads: list[tuple[str, str]] = []
+        self.unsupported_reason: str | None = None
+
+    def knows(self, t: Tensor) -> bool:
+        return self.owner == threading.get_ident() and id(t) in self.values
+
+    def _type(self, t: Tensor) -> TensorType:
+        return TensorType(t.dtype, tuple(t.shape), t.device)
+
+    def add_input(self, t: Tensor, hint: str) -> Value:
+        v = Value(self._type(t), hint)
+        self.values[id(t)] = v
+        self.keep.append(t)
+        self.params.append(v)
+        return v
+
+    def value_of(self, t: Tensor) -> Value:
+        v = self.values.get(id(t))
+        if v is None:  # a tensor from outside the inputs: capture it
+            v = Value(self._type(t), "")
+            self.values[id(t)] = v
+            self.keep.append(t)
+            self.captured.append((v, t))
+        return v
+
+    def record(self, op, args, attrs: dict, outs) -> None:
+        if self.owner != threading.get_ident():
+            return
+        inputs = tuple(self.value_of(a) if isinstance(a, Tensor) else Const(a) for a in args)
+        outputs = []
+        for t in outs:
+            v = Value(self._type(t))
+            self.values[id(t)] = v
+            self.keep.append(t)
+            outputs.append(v)
+        self.nodes.append(Node(op.name, inputs, freeze_attrs(attrs), tuple(outputs)))
+
+    def note_value_read(self, what: str, where: str) -> None:
+        self.value_reads.append((what, where))
+
+    def unsupported(self, what: str) -> None:
+        if self.owner != threading.get_ident():
+            return
+        raise TraceError(f"trace: {what} cannot be recorded into a graph")
+
+
+def _flatten(obj, out: list, path: str):
+    if isinstance(obj, Tensor):
+        out.append((path, obj))
+        return "T"
+    if isinstance(obj, (tuple, list)):
+        spec = [_flatten(o, out, f"{path}[{i}]") for i, o in enumerate(obj)]
+        return (type(obj).__name__, tuple(spec))
+    return ("const", obj)
+
+
+def _unflatten(spec, it):
+    if spec == "T":
+        return next(it)
+    kind, payload = spec
+    if kind == "const":
+        return payload
+    items = [_unflatten(s, it) for s in payload]
+    return tuple(items) if kind == "tuple" else items
+
+
+def capture(fn, example_inputs: tuple):
+    """Run ``fn(*example_inputs)`` eagerly while recording. Returns (graph, input spec,
+    output spec, eager outputs, tracer)."""
+    flat_in: list = []
+    in_spec = _flatten(tuple(example_inputs), flat_in, "input")
+    with _trace_lock:
+        tracer = Tracer()
+        for i, (_path, t) in enumerate(flat_in):
+            if tracer.knows(t):
+                raise TraceError("trace: the same tensor is passed as two inputs")
+            tracer.add_input(t, f"x{i}" if len(flat_in) > 1 else "x")
+        prev = dispatch.TRACER
+        if prev is not None:
+            raise TraceError("trace: a trace is already being recorded in this process")
+        dispatch.TRACER = tracer
+        try:
+            result = fn(*example_inputs)
+        finally:
+            dispatch.TRACER = None
+    flat_out: list = []
+    out_spec = _flatten(result, flat_out, "output")
+    results = []
+    for path, t in flat_out:
+        if not tracer.knows(t):
+            raise TraceError(f"trace: {path} is not a tensor computed from the inputs")
+        results.append(tracer.values[id(t)])
+    n_inputs = len(tracer.params)
+    params = tracer.params + [v for v, _ in tracer.captured]
+    block = Block(params, tracer.nodes, results)
+    graph = Graph(block, n_inputs, [t for _, t in tracer.captured])
+    return graph, in_spec, out_spec, [t for _, t in flat_out], tracer
+
+
+def flatten_inputs(args: tuple) -> tuple[object, list]:
+    flat: list = []
+    spec = _flatten(tuple(args), flat, "input")
+    return spec, [t for _, t in flat]
+
+
+def unflatten_outputs(spec, tensors):
+    return _unflatten(spec, iter(tensors))
+
+
+def warn(msg: str) -> None:
+    warnings.warn(msg, TracerWarning, stacklevel=3)

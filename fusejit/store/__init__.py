@@ -1,0 +1,1 @@
+"""The kernel store: one load-or-build protocol (memory, disk, manifests, keys) for every target."""
