@@ -1,12 +1,24 @@
-"""Devices: ``"cpu"``, ``"cuda"`` and ``"cuda:N"``, each served by one backend module."""
+"""Devices: ``"cpu"``, ``"cuda"`` and ``"cuda:N"``, each served by one backend module.
+
+The backends live two layers up (``fusejit.backends``), so they register a loader per kind of
+device here (``register_backend``) and a device asks for its backend on first use.
+"""
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 
 from fusejit.base.errors import DeviceError
 
-__all__ = ["Device", "device", "as_device"]
+__all__ = ["Device", "device", "as_device", "register_backend"]
+
+# kind of device -> loader(index) returning the backend object that serves it
+_LOADERS: dict[str, Callable[[int | None], object]] = {}
+
+
+def register_backend(kind: str, loader: Callable[[int | None], object]) -> None:
+    """Serve devices of ``kind`` ("cpu" or "cuda") with ``loader(index)``'s backend."""
+    _LOADERS[kind] = loader
 
 
 class Device:
@@ -41,13 +53,10 @@ class Device:
     def backend(self):
         """The backend module object serving this device, loaded on first use."""
         if self._backend is None:
-            if self.type == "cpu":
-                from fusejit.backends import cpu
-
-                self._backend = cpu.BACKEND
-            else:
-                cuda = importlib.import_module("fusejit.backends.cuda")
-                self._backend = cuda.get_backend(self.index)
+            loader = _LOADERS.get(self.type)
+            if loader is None:
+                raise DeviceError(f"no backend is registered for {self._str} devices")
+            self._backend = loader(self.index)
         return self._backend
 
     def __repr__(self) -> str:

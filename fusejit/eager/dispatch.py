@@ -6,28 +6,14 @@ one dict lookup for the dtypes, one numpy call, one object construction.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DeviceError, DTypeError, ShapeError, fmt_shape
+from fusejit.eager import recording
+from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OpDef, check_allowed, dtype_rule
 
-# Set by fusejit.jit.trace while a trace is being recorded; None otherwise. The tracer acts only
-# on the thread that started it (see ``tracing``).
-TRACER = None
-
-
-def tracing():
-    """The tracer recording on this thread, or None."""
-    t = TRACER
-    if t is not None and t.owner == threading.get_ident():
-        return t
-    return None
-
-
-_Tensor = None  # fusejit.tensor.Tensor, bound at import time of tensor.py
 _new = object.__new__
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
 _KIND = {bool: "b", int: "i", float: "f", np.bool_: "b"}
@@ -132,11 +118,13 @@ def device_of(op_name: str, tensors) -> object:
 
 
 def promote_args(op: OpDef, args) -> dt.DType:
-    """The promoted dtype of tensors and weak Python scalars among ``args``."""
+    """The promoted dtype of tensors and weak Python scalars among ``args``: the rule of
+    ``dtypes.result_type``, written out for tensors because every eager op that casts runs it
+    (result_type's general operand handling costs 0.3-1 us more a call)."""
     tdt = None
     kinds = []
     for a in args:
-        if isinstance(a, _Tensor):
+        if isinstance(a, Tensor):
             tdt = a._dtype if tdt is None else dt._TABLE[(tdt, a._dtype)]
         else:
             kinds.append(_scalar_kind(a))
@@ -148,23 +136,23 @@ def promote_args(op: OpDef, args) -> dt.DType:
 
 
 def _broadcast_error(op: OpDef, args) -> ShapeError:
-    shapes = " and ".join(fmt_shape(a.shape) for a in args if isinstance(a, _Tensor))
+    shapes = " and ".join(fmt_shape(a.shape) for a in args if isinstance(a, Tensor))
     return ShapeError(f"{op.name}: shapes {shapes} cannot be broadcast together")
 
 
 def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
     """Run elementwise ``op`` eagerly on tensors and Python scalars."""
-    tensors = [a for a in args if isinstance(a, _Tensor)]
+    tensors = [a for a in args if isinstance(a, Tensor)]
     if not tensors:
         raise TypeError(f"{op.name}: expected at least one tensor argument")
     dev = device_of(op.name, tensors) if len(tensors) > 1 else tensors[0]._device
     if op.rule == "where":
         cond, x, y = args
-        if not isinstance(cond, _Tensor):
+        if not isinstance(cond, Tensor):
             raise TypeError("where: condition must be a tensor")
         promoted = (
             promote_args(op, (x, y))
-            if any(isinstance(a, _Tensor) for a in (x, y))
+            if any(isinstance(a, Tensor) for a in (x, y))
             else dt.result_type(x, y)
         )
         compute, out = promoted, promoted
@@ -176,7 +164,7 @@ def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
     no_cast = op.rule in ("logical", "cast")
     vals = []
     for i, a in enumerate(args):
-        if isinstance(a, _Tensor):
+        if isinstance(a, Tensor):
             d = a._data
             if a._dtype is not compute and not no_cast and not (op.rule == "where" and i == 0):
                 d = d.astype(compute.np)
@@ -192,9 +180,10 @@ def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
         raise DTypeError(f"{op.name}: {e} (computing in {compute.name})") from None
     except OverflowError as e:
         raise DTypeError(f"{op.name}: {e} (result dtype {out.name})") from None
-    t = _Tensor._wrap(res, out, dev)
-    if TRACER is not None:
-        TRACER.record(op, args, attrs or {}, (t,))
+    t = Tensor._wrap(res, out, dev)
+    tracer = recording.TRACER
+    if tracer is not None:
+        tracer.record(op, args, attrs or {}, (t,))
     return t
 
 
@@ -202,7 +191,7 @@ def apply(op: OpDef, tensors: tuple, attrs: dict):
     """Run a non-elementwise op through its table entry: ``op.out_dtype`` gives the result
     dtype(s), ``op.impl(backend, *arrays, **attrs)`` computes the result array(s)."""
     for t in tensors:
-        if not isinstance(t, _Tensor):
+        if not isinstance(t, Tensor):
             raise TypeError(f"{op.name}: expected tensors, got {type(t).__name__}")
     if len(tensors) == 1:  # the common case, kept short
         dev = t._device
@@ -221,15 +210,17 @@ def apply(op: OpDef, tensors: tuple, attrs: dict):
     if op.n_out == 1:
         if isinstance(res, np.generic):  # numpy gives scalars for 0-d results (1-D @ 1-D)
             res = np.asarray(res)
-        t = _new(_Tensor)
+        t = _new(Tensor)
         t._data, t._dtype, t._device = res, out, dev
-        if TRACER is not None:
-            TRACER.record(op, tensors, attrs, (t,))
+        tracer = recording.TRACER
+        if tracer is not None:
+            tracer.record(op, tensors, attrs, (t,))
         return t
     outs = out if isinstance(out, tuple) else (out,) * len(res)
-    result = tuple(_Tensor._wrap(r, d, dev) for r, d in zip(res, outs, strict=True))
-    if TRACER is not None:
-        TRACER.record(op, tensors, attrs, result)
+    result = tuple(Tensor._wrap(r, d, dev) for r, d in zip(res, outs, strict=True))
+    tracer = recording.TRACER
+    if tracer is not None:
+        tracer.record(op, tensors, attrs, result)
     return result
 
 
@@ -247,24 +238,9 @@ def call(name: str, *inputs, **attrs):
 def elementwise_dtypes(op: OpDef, operands, attrs: dict | None = None):
     """(compute dtype, result dtype) of elementwise ``op`` whose operands are dtypes (for
     tensors) or Python scalars; the same rules eager dispatch applies."""
-
-    def promote(items):
-        tdt = None
-        kinds = []
-        for a in items:
-            if isinstance(a, dt.DType):
-                tdt = a if tdt is None else dt._TABLE[(tdt, a)]
-            else:
-                kinds.append(_scalar_kind(a))
-        if tdt is None:
-            return dt.result_type(*items)
-        for k in kinds:
-            tdt = dt.promote_with_scalar(tdt, k)
-        return tdt
-
     if op.rule == "where":
-        p = promote(operands[1:])
+        p = dt.result_type(*operands[1:])
         return p, p
     if op.rule == "cast":
         return attrs["dtype"], attrs["dtype"]
-    return _rule(op, promote(operands))
+    return _rule(op, dt.result_type(*operands))

@@ -13,7 +13,7 @@ import numpy as np
 from fusejit.base import dtypes as dt
 from fusejit.base.device import Device
 from fusejit.base.errors import DTypeError, ShapeError, fmt_shape
-from fusejit.eager import creation, dispatch
+from fusejit.eager import creation, dispatch, recording
 from fusejit.eager.tensor import Tensor
 from fusejit.ops import elementwise as _ew_table  # noqa: F401 - registers the elementwise ops
 from fusejit.ops import linalg, movement, reductions, sorting
@@ -48,7 +48,7 @@ def _make_function(op: OpDef):
     if op.arity == 1:
 
         def fn(x):
-            if type(x) is Tensor and x._device is _CPU and dispatch.TRACER is None:
+            if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
                 d = x._dtype
                 e = fast.get(d, False)
                 if e is False:
@@ -67,7 +67,7 @@ def _make_function(op: OpDef):
     elif op.arity == 2:
 
         def fn(x, y):
-            if type(x) is Tensor and x._device is _CPU and dispatch.TRACER is None:
+            if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
                 ty = type(y)
                 if ty is Tensor:
                     key = x._dtype if y._dtype is x._dtype and y._device is _CPU else None
@@ -107,7 +107,7 @@ def _make_reflected(op: OpDef):
 
     def fn(self, other):
         ty = type(other)
-        fast_ok = type(self) is Tensor and self._device is _CPU and dispatch.TRACER is None
+        fast_ok = type(self) is Tensor and self._device is _CPU and recording.TRACER is None
         if ty in _PY_SCALARS and fast_ok:
             key = (self._dtype, ty)
             e = fast.get(key, False)
@@ -146,8 +146,8 @@ def _check_writeable(name: str, self: Tensor) -> None:
 
 
 def _inplace(name: str, self: Tensor, result: Tensor) -> Tensor:
-    if dispatch.TRACER is not None:
-        dispatch.TRACER.unsupported(f"in-place op {name}")
+    if recording.TRACER is not None:
+        recording.TRACER.unsupported(f"in-place op {name}")
     _check_inplace_dtype(name, self.dtype, result.dtype)
     _check_writeable(name, self)
     if result.shape != self.shape:
@@ -195,7 +195,7 @@ def where(condition, x, y):
         and condition._dtype is dt.bool_
         and x._dtype is y._dtype
         and condition._device is x._device is y._device is _CPU
-        and dispatch.TRACER is None
+        and recording.TRACER is None
     ):  # fast path: what the general path computes here, np.where on the arrays as they are
         try:
             r = np.where(condition._data, x._data, y._data)
@@ -211,7 +211,7 @@ def where(condition, x, y):
 def cast(x, dtype):
     """``x`` converted to ``dtype`` (float to int truncates toward zero)."""
     d = dt.as_dtype(dtype)
-    if type(x) is Tensor and x._device is _CPU and dispatch.TRACER is None:
+    if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
         t = _new(Tensor)  # fast path: what the CPU backend does for a cast
         t._data, t._dtype, t._device = x._data.astype(d.np), d, _CPU
         return t
@@ -415,8 +415,8 @@ def clamp_(self, min=None, max=None):  # noqa: A002
 
 
 def fill_(self, value):
-    if dispatch.TRACER is not None:
-        dispatch.TRACER.unsupported("in-place op fill_")
+    if recording.TRACER is not None:
+        recording.TRACER.unsupported("in-place op fill_")
     _check_inplace_dtype("fill_", self.dtype, dt.result_type(value))
     _check_writeable("fill_", self)
     self.device.backend.fill(self._data, value.item() if isinstance(value, Tensor) else value)
@@ -430,8 +430,8 @@ def zero_(self):
 def copy_(self, src):
     if not isinstance(src, Tensor):
         raise TypeError(f"copy_: expected a tensor, got {type(src).__name__}")
-    if dispatch.TRACER is not None:
-        dispatch.TRACER.unsupported("in-place op copy_")
+    if recording.TRACER is not None:
+        recording.TRACER.unsupported("in-place op copy_")
     if src.device is not self.device:
         src = src.to(self.device)
     _check_writeable("copy_", self)

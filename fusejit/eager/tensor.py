@@ -7,17 +7,13 @@ Methods and operators of elementwise ops are attached from the op table at impor
 
 from __future__ import annotations
 
-import linecache
-import sys
-import warnings
-
 import numpy as np
 
 from fusejit.backends.host_pool import POOL as _HOST_POOL
 from fusejit.base import dtypes as dt
 from fusejit.base.device import CPU, Device, as_device
 from fusejit.base.errors import DeviceError, DTypeError, FusejitError, ShapeError, fmt_shape
-from fusejit.eager import dispatch
+from fusejit.eager.recording import read_value_hook
 
 _POOL_IDS = _HOST_POOL.ids
 
@@ -115,15 +111,15 @@ class Tensor:
     # ---- conversion -------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
         """The data as a numpy array (shares memory on the CPU, copies from a GPU)."""
-        _read_value_hook(self, "numpy")
+        read_value_hook(self, "numpy")
         return self._device.backend.to_numpy(self._data)
 
     def tolist(self):
-        _read_value_hook(self, "tolist")
+        read_value_hook(self, "tolist")
         return self._device.backend.to_numpy(self._data).tolist()
 
     def item(self):
-        _read_value_hook(self, "item")
+        read_value_hook(self, "item")
         if self.numel() != 1:
             raise ValueError(
                 f"item: a tensor with {self.numel()} elements cannot be converted to a scalar"
@@ -152,7 +148,7 @@ class Tensor:
     def __iter__(self):
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
-        _read_value_hook(self, "__iter__")
+        read_value_hook(self, "__iter__")
         return (self[i] for i in range(self.shape[0]))
 
     def __array__(self, dtype=None, copy=None):
@@ -257,7 +253,6 @@ class Tensor:
     __str__ = __repr__
 
 
-dispatch._Tensor = Tensor
 _FUNCTIONAL = None
 
 
@@ -269,32 +264,6 @@ def _functional():
 
         _FUNCTIONAL = functional
     return _FUNCTIONAL
-
-
-def _read_value_hook(t: Tensor, what: str) -> None:
-    """Warn when a trace reads a tensor's value into Python: the trace cannot generalize."""
-    tracer = dispatch.TRACER
-    if tracer is None or not tracer.knows(t):
-        return
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
-        frame = frame.f_back
-    where = "<unknown>"
-    if frame is not None:
-        src = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
-        where = f"{frame.f_code.co_filename}:{frame.f_lineno}: {src}"
-    from fusejit.jit.tracer import TracerWarning
-
-    warnings.warn(
-        f"trace: converting a tensor to a Python value ({what}) at {where}; the traced graph "
-        "treats the result as a constant and will not generalize to other inputs",
-        TracerWarning,
-        stacklevel=3,
-    )
-    tracer.note_value_read(what, where)
-
-
-_PKG_DIR = __file__.rsplit("/", 1)[0]
 
 
 def _move(t: Tensor, dev: Device) -> Tensor:

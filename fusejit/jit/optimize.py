@@ -12,7 +12,7 @@ What a trace cannot capture (in-place ops, tensor indexing, Python branching on 
 non-tensor results, dropout in training mode) runs eager for that signature, and the reason is
 kept for ``fusejit.explain``. ``strict=True`` raises ``TraceError`` instead.
 
-Concurrency: the tracer hook ``dispatch.TRACER`` is process-wide, so while one thread records a
+Concurrency: the tracer hook ``recording.TRACER`` is process-wide, so while one thread records a
 trace an op that another thread runs eagerly would be recorded into it. Optimized calls that
 run ops through dispatch (eager runs, plans with unfused ops) therefore hold a shared gate that
 a trace takes exclusively; plans of fused kernels only never touch dispatch and skip it.
@@ -29,7 +29,7 @@ import warnings
 from collections import deque
 
 from fusejit.base.errors import TraceError, fmt_shape
-from fusejit.eager import dispatch
+from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
@@ -267,7 +267,7 @@ class Executor:
         if kwargs:  # keyword arguments go last, by name, and their names join the signature
             names = tuple(sorted(kwargs))
             args = (*args, *[kwargs[k] for k in names])
-        if dispatch.TRACER is None and self._version == _Version.value:
+        if recording.TRACER is None and self._version == _Version.value:
             try:
                 spec = self._fast.get(_key(args, self._prefix_for(names)))
             except TypeError:
@@ -302,7 +302,7 @@ class Executor:
     def _slow(self, args, names):
         gate = _GATE
         target = self._target(names)
-        if dispatch.TRACER is not None and gate.writer in (None, threading.get_ident()):
+        if recording.TRACER is not None and gate.writer in (None, threading.get_ident()):
             # inside a trace on this thread (ours or a direct fusejit.trace): run eagerly so
             # the ops are recorded into the enclosing trace
             return target(*args)
@@ -639,7 +639,7 @@ def _make_call(ex: Executor):
     slow = ex._slow
 
     def optimized(*args, **kwargs):
-        if kwargs or dispatch.TRACER is not None or ex._version != _Version.value:
+        if kwargs or recording.TRACER is not None or ex._version != _Version.value:
             return ex._call_slow(args, kwargs)
         if len(args) == 1 and args[0].__class__ is Tensor:  # _key, inlined for one tensor
             a = args[0]

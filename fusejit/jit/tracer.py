@@ -13,19 +13,16 @@ import threading
 import warnings
 
 from fusejit.base.errors import TraceError
-from fusejit.eager import dispatch
+from fusejit.eager import recording
+from fusejit.eager.recording import TracerWarning
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
 
 _trace_lock = threading.RLock()  # the tracer hook is process-wide: one trace at a time
 
 
-class TracerWarning(UserWarning):
-    """A traced function did something whose result will not generalize to other inputs."""
-
-
 class Tracer:
-    """Records ops into a graph. The hook is process-wide (``dispatch.TRACER``) but a tracer
+    """Records ops into a graph. The hook is process-wide (``fusejit.eager.recording``) but a tracer
     only acts on the thread that started it: other threads run eager, unrecorded."""
 
     def __init__(self) -> None:
@@ -112,14 +109,10 @@ def capture(fn, example_inputs: tuple):
             if tracer.knows(t):
                 raise TraceError("trace: the same tensor is passed as two inputs")
             tracer.add_input(t, f"x{i}" if len(flat_in) > 1 else "x")
-        prev = dispatch.TRACER
-        if prev is not None:
+        if recording.TRACER is not None:
             raise TraceError("trace: a trace is already being recorded in this process")
-        dispatch.TRACER = tracer
-        try:
+        with recording.recording(tracer):
             result = fn(*example_inputs)
-        finally:
-            dispatch.TRACER = None
     flat_out: list = []
     out_spec = _flatten(result, flat_out, "output")
     results = []

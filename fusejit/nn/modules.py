@@ -22,7 +22,7 @@ from collections import OrderedDict, namedtuple
 from fusejit.base import dtypes as dt
 from fusejit.base.device import as_device
 from fusejit.base.errors import FusejitError, TraceError, fmt_shape
-from fusejit.eager import dispatch
+from fusejit.eager import recording
 from fusejit.eager.creation import ones, rand, randn, zeros
 from fusejit.eager.functional import gelu, relu, sigmoid, silu, tanh, where
 from fusejit.eager.tensor import Tensor, tensor
@@ -571,7 +571,7 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if dispatch.tracing() is not None:
+        if recording.tracing() is not None:
             # a traced graph would capture this call's random mask as a constant and apply
             # the same mask forever
             raise TraceError(

@@ -11,7 +11,7 @@ import threading
 import types
 import weakref
 
-from fusejit.eager import dispatch
+from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Graph
 from fusejit.jit.scripting.errors import ScriptError
@@ -111,7 +111,7 @@ class ScriptFunction:
         dev = _device_of_args(flat)
         tensors = [v if isinstance(v, Tensor) else _scalar_input(v, _kind_of(v), dev)
                    for v in flat]  # fmt: skip
-        tracer = dispatch.tracing()
+        tracer = recording.tracing()
         if tracer is not None:  # called while fusejit.trace records: keep the control flow
             return _record_into_trace(tracer, c, tensors)
         outs = c.plan.run(tensors, c.graph.captured)
@@ -203,12 +203,8 @@ def _method_script(func) -> ScriptFunction:
 def _record_into_trace(tracer, c: Compiled, tensors):
     """A scripted function called inside ``fusejit.trace``: its graph (with its control flow)
     joins the trace, and the real outputs are bound to the spliced results."""
-    prev = dispatch.TRACER
-    dispatch.TRACER = None
-    try:
+    with recording.recording(None):
         outs = c.plan.run(tensors, c.graph.captured)
-    finally:
-        dispatch.TRACER = prev
     refs = [tracer.value_of(t) for t in tensors]
     vals = splice(tracer, c.raw_graph, refs)
     for t, v in zip(outs, vals):

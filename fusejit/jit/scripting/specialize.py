@@ -12,7 +12,7 @@ import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.device import Device
-from fusejit.eager import dispatch
+from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Block, Graph, TensorType, Value
 from fusejit.jit import tracer as tr
@@ -65,18 +65,13 @@ def compile_function(sf: ScriptFunction, self_obj, spec, flat, stack=()) -> Comp
     dev = _device_of_args(flat)
     cc = Compiler(tracer, dev, stack + (sf,))
     with tr._trace_lock:
-        prev = dispatch.TRACER
-        dispatch.TRACER = tracer
-        try:
-            with np.errstate(all="ignore"):
-                args = []
-                it = iter(flat)
-                names = sf.param_names[1:] if sf.is_method else sf.param_names
-                for leaf_spec, name in zip(spec, names):
-                    args.append(_make_inputs(leaf_spec, it, tracer, cc, name))
-                result = _run_body(cc, sf, self_obj, args)
-        finally:
-            dispatch.TRACER = prev
+        with recording.recording(tracer), np.errstate(all="ignore"):
+            args = []
+            it = iter(flat)
+            names = sf.param_names[1:] if sf.is_method else sf.param_names
+            for leaf_spec, name in zip(spec, names):
+                args.append(_make_inputs(leaf_spec, it, tracer, cc, name))
+            result = _run_body(cc, sf, self_obj, args)
     out_flat: list = []
     out_spec = _out_spec(result, out_flat, sf)
     results = [cc.ref(v) for v in out_flat]
