@@ -5,6 +5,7 @@ Importing this package registers them with ``fusejit.base.device``.
 """
 
 from fusejit.backends import cpu
+
 from fusejit.base.device import register_backend
 
 
