@@ -14,7 +14,7 @@ import numpy as np
 
 import fusejit
 from fusejit import nn
-from fusejit.jit.control import count_fused
+from fusejit.ir.control import count_fused
 
 
 class LSTM(nn.Module):

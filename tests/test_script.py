@@ -8,8 +8,8 @@ import pytest
 
 import fusejit
 from fusejit import nn
+from fusejit.ir.control import count_fused
 from fusejit.ir.verify import verify
-from fusejit.jit.control import count_fused
 
 RNG = np.random.default_rng(7)
 

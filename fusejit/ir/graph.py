@@ -9,54 +9,18 @@
 - A ``Block`` has parameters, nodes in topological order, and results. A ``Graph`` is a top
   block plus the tensors bound to its captured inputs.
 
-``structural_hash`` numbers values by position, so two identical graphs hash the same.
+``structural_hash`` numbers values by position, so two identical graphs hash the same. The
+operands (``TensorType``, ``Value``, ``Const``) are defined in ``values.py`` and importable
+from here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 from dataclasses import dataclass, field
 
-from fusejit.base import dtypes as dt
-
-_ids = itertools.count()
-
-
-@dataclass(frozen=True)
-class TensorType:
-    dtype: dt.DType
-    shape: tuple
-    device: object
-
-    def __str__(self) -> str:
-        dims = ", ".join(str(s) for s in self.shape)
-        dev = "" if str(self.device) == "cpu" else f", {self.device}"
-        return f"{self.dtype.name}[{dims}]{dev}"
-
-
-class Value:
-    """An SSA value. Identity matters (``is``); ``id`` orders values by creation."""
-
-    __slots__ = ("id", "type", "hint")
-
-    def __init__(self, type_: TensorType, hint: str = "") -> None:
-        self.id = next(_ids)
-        self.type = type_
-        self.hint = hint
-
-    def __repr__(self) -> str:
-        return f"Value({self.id}: {self.type})"
-
-
-@dataclass(frozen=True)
-class Const:
-    """A Python scalar operand, weak in promotion exactly as in eager mode."""
-
-    value: object
-
-    def __str__(self) -> str:
-        return repr(self.value)
+from fusejit.ir.printer import format_graph
+from fusejit.ir.values import Const, TensorType, Value
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,8 +90,6 @@ class Graph:
         return hashlib.sha256(_structure(self.block).encode()).hexdigest()[:24]
 
     def __str__(self) -> str:
-        from fusejit.ir.printer import format_graph
-
         return format_graph(self)
 
 
@@ -161,3 +123,8 @@ def uses(block: Block) -> dict:
             for v, ns in uses(b).items():
                 out.setdefault(v, []).extend([n] * len(ns))
     return out
+
+
+__all__ = [
+    "TensorType", "Value", "Const", "Node", "freeze_attrs", "Block", "Graph", "uses",
+]  # fmt: skip

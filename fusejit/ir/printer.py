@@ -1,14 +1,22 @@
 """Readable forms of a graph: ``format_graph`` (the IR, one node a line) and ``format_code``
-(equivalent Python source calling fusejit ops)."""
+(equivalent Python source calling fusejit ops).
+
+``Graph.__str__`` is ``format_graph``, so the graph module imports this one; graphs and blocks
+are read here through their attributes, and imported for type hints only.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fusejit.ir.graph import Block, Const, Graph, Value
-from fusejit.jit.control import BLOCK_LABELS
+from fusejit.ir.control import BLOCK_LABELS
+from fusejit.ir.values import Const
+
+if TYPE_CHECKING:
+    from fusejit.ir.graph import Block, Graph
 
 
 class _Names:
@@ -149,4 +157,4 @@ def _py_attr(v) -> str:
     return repr(v)
 
 
-__all__ = ["format_graph", "format_code", "Value"]
+__all__ = ["format_graph", "format_code"]

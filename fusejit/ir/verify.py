@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fusejit.base import dtypes as dt
+from fusejit.ir.control import CONTROL_OPS, verify_node
 from fusejit.ir.graph import Block, Const, Graph, TensorType, Value
-from fusejit.jit.control import CONTROL_OPS, verify_node
 from fusejit.ops.registry import OPS
 
-_JIT_OPS = {"fused", "constant", "if", "loop", "print", "select"}
+# the ops a graph may name besides the op table's: fused regions, frozen tensors, control
+JIT_OPS = frozenset({"fused", "constant"}) | CONTROL_OPS
 
 
 class VerifyError(AssertionError):
@@ -34,7 +35,7 @@ def _verify_block(block: Block, outer: set) -> None:
         defined.add(p)
     seen_defs: set = set()
     for i, n in enumerate(block.nodes):
-        if n.op not in OPS and n.op not in _JIT_OPS:
+        if n.op not in OPS and n.op not in JIT_OPS:
             raise VerifyError(f"node {i}: unknown op {n.op!r}")
         for v in n.inputs:
             if isinstance(v, Value):
@@ -64,3 +65,6 @@ def _verify_block(block: Block, outer: set) -> None:
             continue
         if r not in defined:
             raise VerifyError(f"result {r!r} is not defined in its block")
+
+
+__all__ = ["JIT_OPS", "VerifyError", "verify"]

@@ -6,12 +6,13 @@ import time
 
 from fusejit.base.errors import TraceError
 from fusejit.eager.tensor import Tensor
+from fusejit.ir.control import has_control
 from fusejit.ir.graph import Graph
 from fusejit.ir.printer import format_code
 from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
 from fusejit.jit.check import check_outputs, compare, graph_tolerance
-from fusejit.jit.control import has_control, optimize_blocks
+from fusejit.jit.control import optimize_blocks
 from fusejit.jit.interpret import interpret
 from fusejit.jit.passes.cleanup import cse, dce
 from fusejit.jit.passes.decompose import decompose

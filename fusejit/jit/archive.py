@@ -13,11 +13,9 @@ Format (version 1): a zip archive with these members and no others.
     the model: ``{"files": [{"member", "sha256", "mtime_ns", "size"}], "hmac": hex}``.
 ``graphs/<i>.json``
     The graph IR as compiled (before optimization, which is deterministic and runs again on
-    load): ``{"n_inputs": k, "values": [{"dtype", "shape", "device", "hint"}],
-    "captured": [tensor index], "block": B}`` with ``B = {"params": [value ids],
-    "nodes": [{"op", "inputs": [{"v": id} | {"c": x}], "attrs": {name: x},
-    "outputs": [ids], "blocks": [B]}], "results": [{"v": id} | {"c": x}]}``. Control flow
-    (``if``, ``loop``, ``print``, ``select``) is described in ``fusejit/jit/control.py``.
+    load), in the JSON form of ``fusejit/ir/codec.py``: ``{"n_inputs": k, "values": [...],
+    "captured": [tensor index], "block": B}``, tensors as indices into ``tensors``. Control
+    flow (``if``, ``loop``, ``print``, ``select``) is described in ``fusejit/ir/control.py``.
 ``tensors/<j>.npy``
     Parameters, buffers and constants, as numpy ``.npy`` files (read with
     ``allow_pickle=False``).
@@ -26,8 +24,8 @@ Format (version 1): a zip archive with these members and no others.
     cached code for ``cpu``, a cubin (or PTX) for ``cuda``, keyed on the GPU's architecture and
     the NVRTC version, so that only a matching machine ever loads it.
 
-Values ``x`` in attributes and specs are JSON with tagged forms for what JSON lacks:
-``{"tuple": [...]}``, ``{"float": "nan" | "inf" | "-inf"}``, ``{"dtype": name}``,
+Values ``x`` in attributes and specs are JSON with the codec's tagged forms for what JSON
+lacks: ``{"tuple": [...]}``, ``{"float": "nan" | "inf" | "-inf"}``, ``{"dtype": name}``,
 ``{"device": "cpu" | "cuda:N"}``, ``{"tensor": j}`` (a constant node's value).
 
 Loading never runs code from the file: the graph names op-table ops only, tensors are plain
@@ -43,7 +41,6 @@ import hashlib
 import hmac
 import io
 import json
-import math
 import os
 import re
 import secrets
@@ -53,11 +50,18 @@ from pathlib import Path
 import numpy as np
 
 from fusejit.base import dtypes as dt
-from fusejit.base.device import CPU
+from fusejit.base.device import CPU, as_device
 from fusejit.base.errors import FusejitError
 from fusejit.eager.tensor import Tensor
-from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
-from fusejit.ops.registry import OPS, call_problem
+from fusejit.ir.codec import (
+    DEVICE_NAME,
+    CodecError,
+    decode_graph,
+    decode_value,
+    encode_graph,
+    encode_value,
+)
+from fusejit.ir.graph import Graph
 
 FORMAT = "fusejit-archive"
 VERSION = 1
@@ -65,7 +69,6 @@ MANIFEST = "fusejit-archive.json"
 MAX_JSON = 64 << 20  # bytes of one JSON member
 MAX_MEMBERS = 100_000
 MAX_KERNEL_FILE = 256 << 20
-_JIT_OPS = {"fused", "constant", "if", "loop", "print", "select"}
 _MEMBER = re.compile(
     r"^(fusejit-archive\.json|graphs/[0-9]{1,6}\.json|tensors/[0-9]{1,7}\.npy|"
     r"kernels/[a-z0-9_]{1,16}/[0-9a-f]{8,64}/[A-Za-z0-9_.\-]{1,128}(/[A-Za-z0-9_.\-]{1,128})?)$"
@@ -79,60 +82,12 @@ class ArchiveError(FusejitError, ValueError):
     or with members that are not allowed); the message names the problem."""
 
 
-# ---- values <-> JSON ------------------------------------------------------------------------
-def _enc(x, tensors=None):
-    if x is None or isinstance(x, (bool, str)):
-        return x
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if math.isfinite(x) else {"float": repr(x)}
-    if isinstance(x, tuple):
-        return {"tuple": [_enc(v, tensors) for v in x]}
-    if isinstance(x, list):
-        return [_enc(v, tensors) for v in x]
-    if isinstance(x, dt.DType):
-        return {"dtype": x.name}
-    from fusejit.base.device import Device
-
-    if isinstance(x, Device):
-        return {"device": str(x)}
-    if isinstance(x, Tensor) and tensors is not None:
-        tensors.append(x)
-        return {"tensor": len(tensors) - 1}
-    raise ArchiveError(f"save: cannot store a {type(x).__name__} ({x!r:.60}) in an archive")
-
-
-def _dec(x, ctx, tensors=None, depth=0):
-    if depth > 64:
-        raise ArchiveError(f"{ctx}: values nested too deeply")
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    if isinstance(x, list):
-        return [_dec(v, ctx, tensors, depth + 1) for v in x]
-    if isinstance(x, dict) and len(x) == 1:
-        ((k, v),) = x.items()
-        if k == "tuple" and isinstance(v, list):
-            return tuple(_dec(i, ctx, tensors, depth + 1) for i in v)
-        if k == "float" and v in ("nan", "inf", "-inf"):
-            return float(v)
-        if k == "dtype" and isinstance(v, str) and v in dt._BY_NAME:
-            return dt.as_dtype(v)
-        if k == "device" and isinstance(v, str) and _DEVICE_NAME.fullmatch(v):
-            return _device(v, ctx)
-        if k == "tensor" and isinstance(v, int) and tensors is not None and 0 <= v < len(tensors):
-            return tensors[v]
-    raise ArchiveError(f"{ctx}: malformed value {str(x)[:80]}")
-
-
+# ---- devices (load(device=) moves everything) -----------------------------------------------
 _DEVICE_OVERRIDE: list = [None]
-_DEVICE_NAME = re.compile(r"cpu|cuda(:[0-9]{1,3})?")
 
 
 def _device(s: str, ctx: str):
-    from fusejit.base.device import as_device
-
+    """The device stored name ``s`` loads onto (the codec's ``DeviceOf``)."""
     if _DEVICE_OVERRIDE[0] is not None:
         return _DEVICE_OVERRIDE[0]
     try:
@@ -146,137 +101,6 @@ def _unusable(ctx: str, device, e: Exception) -> ArchiveError:
                         "fusejit.load")  # fmt: skip
 
 
-def _graph_json(g: Graph, tensor_index, tensors: list) -> dict:
-    ids: dict = {}
-    values = []
-
-    def vid(v):
-        if v not in ids:
-            ids[v] = len(values)
-            t = v.type
-            values.append({"dtype": t.dtype.name, "shape": list(t.shape), "device": str(t.device),
-                           "hint": v.hint})  # fmt: skip
-        return ids[v]
-
-    def operand(v):
-        return {"v": vid(v)} if isinstance(v, Value) else {"c": _enc(v.value)}
-
-    def block(b: Block):
-        return {
-            "params": [vid(p) for p in b.params],
-            "nodes": [{
-                "op": n.op,
-                "inputs": [operand(v) for v in n.inputs],
-                "attrs": {k: _enc(v, tensors) for k, v in n.attrs},
-                "outputs": [vid(o) for o in n.outputs],
-                "blocks": [block(sb) for sb in n.blocks],
-            } for n in b.nodes],
-            "results": [operand(v) for v in b.results],
-        }  # fmt: skip
-
-    body = block(g.block)
-    return {"n_inputs": g.n_inputs, "values": values,
-            "captured": [tensor_index(t) for t in g.captured], "block": body}  # fmt: skip
-
-
-def _graph_from_json(d, ctx: str, tensors: list) -> Graph:
-    _need(isinstance(d, dict), ctx, "graph is not an object")
-    vals = d.get("values")
-    _need(isinstance(vals, list) and len(vals) < 10_000_000, ctx, "bad value table")
-    values = []
-    for i, v in enumerate(vals):
-        _need(isinstance(v, dict), ctx, f"value {i} is not an object")
-        name = v.get("dtype")
-        shape = v.get("shape")
-        _need(isinstance(name, str) and name in dt._BY_NAME, ctx, f"value {i}: unknown dtype")
-        _need(isinstance(shape, list) and len(shape) <= 32 and all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 1 << 48 for s in shape),
-            ctx, f"value {i}: bad shape")  # fmt: skip
-        dev = v.get("device")
-        _need(isinstance(dev, str), ctx, f"value {i}: bad device")
-        hint = v.get("hint", "")
-        _need(isinstance(hint, str) and len(hint) < 200, ctx, f"value {i}: bad hint")
-        t = TensorType(dt.as_dtype(name), tuple(shape), _device(dev, ctx))
-        values.append(Value(t, hint))
-    defined: set = set()
-
-    def val(i):
-        _need(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(values), ctx,
-              f"value id {i!r} out of range")  # fmt: skip
-        return values[i]
-
-    def operand(o):
-        _need(isinstance(o, dict) and len(o) == 1, ctx, "bad operand")
-        if "v" in o:
-            return val(o["v"])
-        c = _dec(o.get("c"), ctx)
-        _need(isinstance(c, (bool, int, float, str, type(None))), ctx, "bad constant operand")
-        return Const(c)
-
-    def block(b, depth):
-        _need(depth < 64, ctx, "blocks nested too deeply")
-        _need(isinstance(b, dict), ctx, "block is not an object")
-        params = [val(i) for i in _list(b.get("params"), ctx)]
-        nodes = []
-        for nd in _list(b.get("nodes"), ctx):
-            _need(isinstance(nd, dict), ctx, "node is not an object")
-            op = nd.get("op")
-            _need(isinstance(op, str) and (op in OPS or op in _JIT_OPS), ctx,
-                  f"unknown op {str(op)[:40]!r}")  # fmt: skip
-            _need(op != "fused", ctx, "fused nodes are not stored (fusion runs on load)")
-            attrs = nd.get("attrs", {})
-            _need(isinstance(attrs, dict), ctx, "attrs is not an object")
-            a = {str(k): _dec(v, ctx, tensors) for k, v in attrs.items()}
-            for v in a.values():
-                _hashable(v, ctx)
-            outs = [val(i) for i in _list(nd.get("outputs"), ctx)]
-            for o in outs:
-                _need(o not in defined, ctx, "a value is defined twice")
-                defined.add(o)
-            inputs = tuple(operand(o) for o in _list(nd.get("inputs"), ctx))
-            if op in OPS:
-                # what the op table tells of a call; what only the data can tell (a
-                # permutation that repeats a dim) fails at the call (LoadedFunction._run)
-                n_tensors = sum(isinstance(v, Value) for v in inputs)
-                problem = call_problem(OPS[op], n_tensors, len(inputs), a)
-                _need(problem is None, ctx, f"node {len(nodes)} ({op}): {problem}")
-            nodes.append(
-                Node(
-                    op,
-                    inputs,
-                    freeze_attrs(a),
-                    tuple(outs),
-                    tuple(block(sb, depth + 1) for sb in _list(nd.get("blocks"), ctx)),
-                )
-            )
-        results = [operand(o) for o in _list(b.get("results"), ctx)]
-        return Block(params, nodes, results)
-
-    top = block(d.get("block"), 0)
-    n_inputs = d.get("n_inputs")
-    cap = [tensors[_index(i, len(tensors), ctx)] for i in _list(d.get("captured"), ctx)]
-    _need(isinstance(n_inputs, int) and 0 <= n_inputs <= len(top.params), ctx, "bad n_inputs")
-    _need(len(top.params) == n_inputs + len(cap), ctx, "params do not match inputs + captured")
-    for p, t in zip(top.params[n_inputs:], cap):
-        _need(p.type.dtype is t.dtype and p.type.shape == tuple(t.shape), ctx,
-              "a captured tensor does not match its parameter's type")  # fmt: skip
-    g = Graph(top, n_inputs, cap)
-    from fusejit.ir.verify import VerifyError, verify
-
-    try:
-        verify(g)
-    except (VerifyError, KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ArchiveError(f"{ctx}: the graph is not well formed: {e}") from None
-    return g
-
-
-def _hashable(v, ctx):
-    try:
-        hash(v)
-    except TypeError:
-        raise ArchiveError(f"{ctx}: attribute values must be scalars or tuples") from None
-
-
 def _need(cond, ctx, msg):
     if not cond:
         raise ArchiveError(f"{ctx}: {msg}")
@@ -285,12 +109,6 @@ def _need(cond, ctx, msg):
 def _list(x, ctx):
     _need(isinstance(x, list), ctx, "expected a list")
     return x
-
-
-def _index(i, n, ctx):
-    _need(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n, ctx,
-          f"index {i!r} out of range")  # fmt: skip
-    return i
 
 
 # ---- the archive key (for shipped kernels) -------------------------------------------------------
@@ -381,6 +199,10 @@ def save(obj, path, *, kernels: bool = True) -> None:
     index: dict = {}
 
     def tensor_index(t):
+        """``t``'s index in the table (captured tensors and constant nodes' values alike);
+        None for what is not a tensor."""
+        if not isinstance(t, Tensor):
+            return None
         k = id(t)
         if k not in index:
             index[k] = len(tensors)
@@ -388,15 +210,13 @@ def save(obj, path, *, kernels: bool = True) -> None:
         return index[k]
 
     graphs, meta = [], []
-    for i, (flavor, raw, in_spec, out_spec, _plan) in enumerate(entries):
-        const_tensors: list = []
-        gj = _graph_json(raw, tensor_index, const_tensors)
-        # tensors stored in node attributes (constant nodes) go to the same table
-        remap = {j: tensor_index(t) for j, t in enumerate(const_tensors)}
-        _retag(gj["block"], remap)
-        graphs.append(gj)
-        meta.append({"graph": f"graphs/{i}.json", "flavor": flavor,
-                     "in_spec": _enc(in_spec), "out_spec": _enc(out_spec)})  # fmt: skip
+    try:
+        for i, (flavor, raw, in_spec, out_spec, _plan) in enumerate(entries):
+            graphs.append(encode_graph(raw, tensor_index))
+            spec = {"in_spec": encode_value(in_spec), "out_spec": encode_value(out_spec)}
+            meta.append({"graph": f"graphs/{i}.json", "flavor": flavor, **spec})
+    except CodecError as e:  # a value that cannot be stored
+        raise ArchiveError(str(e)) from None
     tensor_meta = []
     names = _tensor_names(obj)
     for j, t in enumerate(tensors):
@@ -424,15 +244,6 @@ def save(obj, path, *, kernels: bool = True) -> None:
             np.save(buf, np.asarray(t.cpu().numpy(), order="C"), allow_pickle=False)
             z.writestr(f"tensors/{j}.npy", buf.getvalue())
     os.replace(tmp, path)
-
-
-def _retag(b: dict, remap: dict) -> None:
-    for n in b["nodes"]:
-        for k, v in n["attrs"].items():
-            if isinstance(v, dict) and "tensor" in v:
-                n["attrs"][k] = {"tensor": remap[v["tensor"]]}
-        for sb in n["blocks"]:
-            _retag(sb, remap)
 
 
 def _tensor_names(obj) -> dict:
@@ -618,13 +429,13 @@ def load(path, device=None) -> LoadedFunction:
     by default each keeps the device it was saved on. Raises ``ArchiveError`` for a file that
     is not a valid archive of a version this fusejit reads.
     """
-    from fusejit.base.device import as_device
-
     _DEVICE_OVERRIDE[0] = None if device is None else as_device(device)
     try:
         return _load(path)
     except ArchiveError:
         raise
+    except CodecError as e:  # a malformed graph or value: the same message, as ArchiveError
+        raise ArchiveError(str(e)) from None
     except RecursionError:
         raise ArchiveError(f"{path}: the archive is nested too deeply") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
@@ -676,9 +487,9 @@ def _load(path) -> LoadedFunction:
             member = e.get("graph")
             _need(isinstance(member, str) and member in infos, ectx, f"graph member {member!r} "
                   "is missing")  # fmt: skip
-            g = _graph_from_json(_json(z, infos, member), member, tensors)
-            in_spec = _dec(e.get("in_spec"), ectx)
-            out_spec = _dec(e.get("out_spec"), ectx)
+            g = decode_graph(_json(z, infos, member), member, tensors, _device)
+            in_spec = decode_value(e.get("in_spec"), ectx, device=_device)
+            out_spec = decode_value(e.get("out_spec"), ectx, device=_device)
             _check_spec(in_spec, ectx)
             _check_spec(out_spec, ectx)
             entries.append(_Entry(flavor, g, in_spec, out_spec))
@@ -731,7 +542,7 @@ def _load_tensors(z, infos, metas):
         # the data is read on the host, then moved to the device it was saved from (archives
         # without "device" were saved from the CPU), or to load(device=)'s
         where = m.get("device", "cpu")
-        _need(isinstance(where, str) and _DEVICE_NAME.fullmatch(where), ctx, "bad device")
+        _need(isinstance(where, str) and DEVICE_NAME.fullmatch(where), ctx, "bad device")
         dev = _device(where, ctx)
         t = Tensor._wrap(np.asarray(arr, order="C"), d, CPU)
         if dev.type != "cpu":

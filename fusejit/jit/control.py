@@ -1,127 +1,26 @@
-"""Control flow in the graph IR: the ``if``, ``loop``, ``print`` and ``select`` nodes.
+"""Control nodes executed: in the reference interpreter, in a plan's steps, and the passes run
+on their blocks one by one. The node forms (``if``, ``loop``, ``print``, ``select``) and their
+checks are in ``fusejit.ir.control``.
 
-Blocks of control nodes are *closed*: a block reads nothing from the enclosing block except
-through its own parameters, so every block is a self-contained graph and the ordinary passes
-(cleanup, decomposition, fusion) run on it unchanged. The node forms:
-
-``if``
-    ``outs = if(cond, *captures)`` with two blocks, *then* and *else*. Each block takes one
-    parameter per capture and returns one result per output. ``cond`` is a one-element tensor
-    (or a ``Const`` bool); its truth value picks the block.
-``loop``
-    ``outs = loop[n_carried=k](trip_count, cond, *init, *captures)`` with one *body* block taking
-    ``(i, *carried, *captures)`` and returning ``(cond_next, *carried_next)``; ``i`` is the
-    iteration number (int64, 0-d). The body runs while ``i < trip_count`` (a negative trip count
-    means no bound) and the condition holds; the outputs are the carried values after the last
-    iteration (the initial values when it runs zero times). ``for i in range(n)``, ``while``
-    and ``break`` all map onto it.
-``print``
-    ``print[kinds=..., sep=..., end=...](*args)``: writes its arguments to stdout; a side effect
-    that the cleanup passes never remove or merge. ``kinds`` says how each argument prints
-    (``tensor``, ``int``, ``float``, ``bool`` or ``const``).
-``select``
-    ``y = select[dim=d](x, i)``: ``x`` indexed by the 0-d int64 tensor ``i`` along ``d`` (a view),
-    for ``x[i]`` with a loop index.
-
-This module verifies, interprets, optimizes (block by block) and runs these nodes; a loop
+A closed block is a graph of its own, so the straight-line passes optimize it unchanged; a loop
 body's steps, and so its kernels, are built once when the enclosing plan is built.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DimError
-from fusejit.eager import dispatch
 from fusejit.eager.tensor import Tensor
-from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value
+from fusejit.ir.graph import Block, Const, Graph, Node
 
-CONTROL_OPS = frozenset({"if", "loop", "print", "select"})
-BLOCK_LABELS = {"if": ("then", "else"), "loop": ("body",)}
-
-
-# ---- checking ------------------------------------------------------------------------------
-def verify_node(n: Node, fail) -> None:
-    """Check the arity and types of a control node; ``fail(msg)`` raises."""
-    if n.op == "if":
-        if len(n.blocks) != 2 or not n.inputs:
-            fail("if needs a condition and two blocks")
-        caps = n.inputs[1:]
-        for b in n.blocks:
-            _check_params(b, caps, fail, "if")
-            _check_results(b.results, n.outputs, fail, "if")
-        _check_cond(n.inputs[0], fail, "if")
-    elif n.op == "loop":
-        k = n.attr("n_carried")
-        if len(n.blocks) != 1 or not isinstance(k, int) or len(n.inputs) < 2 + k:
-            fail("loop needs a trip count, a condition, its carried values and one block")
-        body = n.blocks[0]
-        trip = n.inputs[0]
-        if isinstance(trip, Value) and (trip.type.dtype is not dt.int64 or trip.type.shape):
-            fail("loop trip count must be a 0-d int64 tensor")
-        _check_cond(n.inputs[1], fail, "loop")
-        init, caps = n.inputs[2 : 2 + k], n.inputs[2 + k :]
-        if len(body.params) != 1 + k + len(caps) or len(body.results) != 1 + k:
-            fail("loop body must take (i, *carried, *captures) and return (cond, *carried)")
-        i = body.params[0]
-        if i.type.dtype is not dt.int64 or i.type.shape:
-            fail("loop body's first parameter (the iteration number) must be int64[]")
-        _check_params(Block(body.params[1:], [], []), list(init) + list(caps), fail, "loop")
-        _check_results(body.results[1:], n.outputs, fail, "loop")
-        if len(n.outputs) != k:
-            fail("loop must have one output per carried value")
-        for v, o in zip(init, n.outputs):
-            if not isinstance(v, Value) or v.type != o.type:
-                fail("loop carried values must keep their type")
-        _check_cond(body.results[0], fail, "loop body")
-    elif n.op == "select":
-        x, idx = n.inputs
-        d = n.attr("dim")
-        if not isinstance(x, Value) or not 0 <= d < len(x.type.shape):
-            fail("select needs a tensor and a dim inside its rank")
-        shape = x.type.shape[:d] + x.type.shape[d + 1 :]
-        if len(n.outputs) != 1 or n.outputs[0].type.shape != shape:
-            fail("select output shape must drop the selected dim")
-    elif n.op == "print":
-        if n.outputs or len(n.attr("kinds", ())) != len(n.inputs):
-            fail("print has no outputs and one kind per argument")
-
-
-def _check_params(b: Block, values, fail, what) -> None:
-    if len(b.params) != len(values):
-        fail(f"{what}: a block has {len(b.params)} parameters for {len(values)} inputs")
-    for p, v in zip(b.params, values):
-        if not isinstance(v, Value) or p.type != v.type:
-            fail(f"{what}: block parameter {p!r} does not match its input")
-
-
-def _check_results(results, outputs, fail, what) -> None:
-    if len(results) != len(outputs):
-        fail(f"{what}: a block returns {len(results)} values for {len(outputs)} outputs")
-    for r, o in zip(results, outputs):
-        if r.type != o.type:
-            fail(f"{what}: block result {r!r} has another type than output {o!r}")
-
-
-def _check_cond(c, fail, what) -> None:
-    if isinstance(c, Const):
-        if not isinstance(c.value, bool):
-            fail(f"{what}: a constant condition must be a bool")
-    elif int(np.prod(c.type.shape, dtype=np.int64)) != 1:
-        fail(f"{what}: the condition must be a one-element tensor")
-
-
-def has_effect(n: Node) -> bool:
-    """Whether ``n`` (or a node in its blocks) has a side effect the passes must keep."""
-    return n.op == "print" or any(has_effect(m) for b in n.blocks for m in b.nodes)
-
-
-def has_control(g: Graph) -> bool:
-    return any(n.op in CONTROL_OPS for n in g.block.nodes)
+# builds the step that runs one node on a slot list: (node, slots) -> step(env)
+StepBuilder = Callable[[Node, dict], Callable[[list], None]]
 
 
 # ---- optimizing ----------------------------------------------------------------------------
@@ -237,9 +136,10 @@ def _device_of(n: Node):
 
 # ---- running -------------------------------------------------------------------------------
 class BlockRunner:
-    """A block's steps over numbered slots, built (and its kernels compiled) once."""
+    """A block's steps over numbered slots, built (and its kernels compiled) once by
+    ``node_step``, the builder of the plan that holds the block."""
 
-    def __init__(self, block: Block, kernels: list) -> None:
+    def __init__(self, block: Block, node_step: StepBuilder) -> None:
         slots: dict = {}
         for p in block.params:
             slots[p] = len(slots)
@@ -248,7 +148,7 @@ class BlockRunner:
         for n in block.nodes:
             for o in n.outputs:
                 slots[o] = len(slots)
-            self.steps.append(build_step(n, slots, kernels))
+            self.steps.append(node_step(n, slots))
         self.n_slots = len(slots)
         # a result may be a Const (a loop body's condition when it has no break)
         self.results = [_getter(v, slots) for v in block.results]
@@ -269,13 +169,11 @@ def _getter(v, slots):
     return lambda env: env[s]
 
 
-def build_step(n: Node, slots: dict, kernels: list):
-    """The step that runs node ``n`` on a slot list (fused kernels, op-table ops, control)."""
+def control_step(n: Node, slots: dict, node_step: StepBuilder):
+    """The step that runs ``n`` (a control node or a constant) on a slot list. The nodes of
+    its blocks get their steps from ``node_step`` (fused kernels, op-table ops, control), so
+    the plan passes its own builder and this module needs nothing of the plan's."""
     outs = [slots[o] for o in n.outputs]
-    if n.op == "fused":
-        from fusejit.jit.runtime import fused_step
-
-        return fused_step(n, slots, kernels)
     if n.op == "constant":
         value = n.attr("value")
 
@@ -286,7 +184,7 @@ def build_step(n: Node, slots: dict, kernels: list):
     if n.op == "if":
         cond = _getter(n.inputs[0], slots)
         caps = [slots[v] for v in n.inputs[1:]]
-        then_r, else_r = (BlockRunner(b, kernels) for b in n.blocks)
+        then_r, else_r = (BlockRunner(b, node_step) for b in n.blocks)
 
         def run_if(env):
             r = then_r if truth(cond(env)) else else_r
@@ -301,7 +199,7 @@ def build_step(n: Node, slots: dict, kernels: list):
         cond_of = _getter(n.inputs[1], slots)
         init = [slots[v] for v in n.inputs[2 : 2 + k]]
         caps = [slots[v] for v in n.inputs[2 + k :]]
-        body = BlockRunner(n.blocks[0], kernels)
+        body = BlockRunner(n.blocks[0], node_step)
         dev = _device_of(n)
         # a body whose next condition is the constant True (no break) needs no truth test
         first = n.blocks[0].results[0]
@@ -339,40 +237,10 @@ def build_step(n: Node, slots: dict, kernels: list):
             sys.stdout.write(format_print(kinds, [g(env) for g in getters], sep, end))
 
         return run_print
-    args = [_getter(v, slots) for v in n.inputs]
-    attrs = n.attr_dict
-    name = n.op
-    call = dispatch.call
-
-    def run_op(env):
-        res = call(name, *[g(env) for g in args], **attrs)
-        if len(outs) == 1:
-            env[outs[0]] = res
-        else:
-            for s, r in zip(outs, res):
-                env[s] = r
-
-    return run_op
-
-
-def count_fused(block: Block) -> int:
-    """Fused nodes in ``block`` and in the blocks of its control nodes."""
-    total = 0
-    for n in block.nodes:
-        if n.op == "fused":
-            total += 1
-        else:
-            total += sum(count_fused(b) for b in n.blocks)
-    return total
-
-
-def scalar_type(kind: str, device) -> TensorType:
-    """The IR type of a Python scalar local: int -> int64, float -> float64, bool -> bool."""
-    d = {"int": dt.int64, "float": dt.float64, "bool": dt.bool_}[kind]
-    return TensorType(d, (), device)
+    raise AssertionError(f"not a control node: {n.op}")  # the plan builds the others
 
 
 __all__ = [
-    "CONTROL_OPS", "verify_node", "has_effect", "optimize_blocks", "interpret_node",
-    "BlockRunner", "build_step", "select", "count_fused", "scalar_type",
+    "optimize_blocks", "interpret_node", "BlockRunner", "control_step", "select", "truth",
+    "truth_int", "format_print",
 ]  # fmt: skip

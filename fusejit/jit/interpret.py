@@ -6,8 +6,9 @@ It is the spec: every compiled result is tested against it.
 from __future__ import annotations
 
 from fusejit.eager import dispatch
+from fusejit.ir.control import CONTROL_OPS
 from fusejit.ir.graph import Block, Const, Graph
-from fusejit.jit.control import CONTROL_OPS, interpret_node
+from fusejit.jit.control import interpret_node
 
 
 def run_block(block: Block, env: dict) -> list:

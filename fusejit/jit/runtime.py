@@ -13,6 +13,7 @@ from fusejit.codegen.rows import RowBody
 from fusejit.eager import dispatch
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Const, Graph, Value
+from fusejit.jit.control import control_step
 from fusejit.ops.registry import OPS
 
 SHAPE_GENERIC_KINDS = {"elementwise", "reduction"}
@@ -94,10 +95,8 @@ class Plan:
         self.compile_seconds = time.perf_counter() - t0
 
     def _step(self, n, slots):
-        if n.op not in OPS and n.op != "fused":  # control flow (script): see control.py
-            from fusejit.jit.control import build_step
-
-            return build_step(n, slots, self.kernels)
+        if n.op not in OPS and n.op != "fused":  # constants, control flow (script)
+            return control_step(n, slots, self._step)
         outs = [slots[o] for o in n.outputs]
         if n.op == "fused":
             return fused_step(n, slots, self.kernels)

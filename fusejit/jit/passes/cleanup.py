@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from fusejit.ir.control import has_effect
 from fusejit.ir.graph import Block, Const, Graph, Value
-from fusejit.jit.control import has_effect
 from fusejit.jit.interpret import run_block
 
 

@@ -1,5 +1,5 @@
 """``fusejit.script``: compile a typed subset of Python straight into the graph IR, keeping
-its control flow as ``if`` / ``loop`` nodes (see ``fusejit.jit.control``).
+its control flow as ``if`` / ``loop`` nodes (see ``fusejit.ir.control``).
 
 The compiler walks the function's syntax tree once per input signature (dtypes, shapes and
 devices of the tensors, kinds of the Python scalars). Tensor expressions are evaluated on

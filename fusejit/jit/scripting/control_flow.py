@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 
 from fusejit.base import dtypes as dt
 from fusejit.eager.tensor import Tensor
+from fusejit.ir.control import scalar_type
 from fusejit.ir.graph import Block, Const, Node, Value
-from fusejit.jit.control import scalar_type
 from fusejit.jit.scripting.source import _assigned_names
 from fusejit.jit.scripting.values import (
     _MISSING,

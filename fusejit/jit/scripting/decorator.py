@@ -13,7 +13,9 @@ import weakref
 
 from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
+from fusejit.ir.control import count_fused
 from fusejit.ir.graph import Graph
+from fusejit.ir.printer import format_code
 from fusejit.jit.scripting.errors import ScriptError
 from fusejit.jit.scripting.source import _params_of, _Source
 from fusejit.jit.scripting.specialize import (
@@ -126,8 +128,6 @@ class ScriptFunction:
 
     @property
     def code(self) -> str:
-        from fusejit.ir.printer import format_code
-
         return format_code(self._latest().graph, self.__name__)
 
     def _latest(self, obj=None) -> Compiled:
@@ -149,8 +149,6 @@ class ScriptFunction:
         return list(self._table(obj).values())
 
     def kernel_count(self) -> int:
-        from fusejit.jit.control import count_fused
-
         return count_fused(self._latest().graph.block)
 
     def __repr__(self) -> str:
@@ -180,8 +178,6 @@ class BoundScript:
 
     @property
     def code(self) -> str:
-        from fusejit.ir.printer import format_code
-
         return format_code(self.graph, self.__name__)
 
     def __repr__(self) -> str:
