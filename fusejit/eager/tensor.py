@@ -16,7 +16,14 @@ import numpy as np
 from fusejit.backends.host_pool import POOL as _HOST_POOL
 from fusejit.base import dtypes as dt
 from fusejit.base.device import CPU, Device, as_device
-from fusejit.base.errors import DeviceError, DTypeError, FusejitError, ShapeError, fmt_shape
+from fusejit.base.errors import (
+    DeviceError,
+    DTypeError,
+    FusejitError,
+    ShapeError,
+    TracerWarning,
+    fmt_shape,
+)
 from fusejit.base.shapes import norm_dim
 from fusejit.eager import dispatch
 
@@ -236,8 +243,6 @@ def _read_value_hook(t: Tensor, what: str) -> None:
     if frame is not None:
         src = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
         where = f"{frame.f_code.co_filename}:{frame.f_lineno}: {src}"
-    from fusejit.jit.tracer import TracerWarning
-
     warnings.warn(
         f"trace: converting a tensor to a Python value ({what}) at {where}; the traced graph "
         "treats the result as a constant and will not generalize to other inputs",

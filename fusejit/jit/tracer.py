@@ -12,16 +12,12 @@ from __future__ import annotations
 import threading
 import warnings
 
-from fusejit.base.errors import TraceError
+from fusejit.base.errors import TraceError, TracerWarning
 from fusejit.eager import dispatch
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
 
 _trace_lock = threading.RLock()  # the tracer hook is process-wide: one trace at a time
-
-
-class TracerWarning(UserWarning):
-    """A traced function did something whose result will not generalize to other inputs."""
 
 
 class Tracer:
