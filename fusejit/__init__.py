@@ -33,22 +33,25 @@ from fusejit.base.dtypes import (  # noqa: E402
 from fusejit.base.errors import (  # noqa: E402
     CompileError, DeviceError, DimError, DTypeError, FusejitError, ShapeError, TraceError,
 )  # fmt: skip
-from fusejit.eager.functional import *  # noqa: E402, F403
-from fusejit.eager.functional import (  # noqa: E402
-    addcdiv, addcmul, allclose, cast, clamp, clamp_max, clamp_min, equal, gelu, isclose, lerp,
-    masked_fill, nan_to_num, norm, where,
+from fusejit.base.shapes import broadcast_shapes  # noqa: E402
+from fusejit.eager.composites import (  # noqa: E402
+    addcdiv, addcmul, allclose, clamp, clamp_max, clamp_min, equal, isclose, lerp, masked_fill,
+    nan_to_num, norm,
 )  # fmt: skip
-from fusejit.ops.linalg import bmm, dot, einsum, linear, matmul, mv, outer  # noqa: E402
-from fusejit.ops.movement import (  # noqa: E402
-    broadcast_shapes, broadcast_to, cat, chunk, diag, flatten, flip, gather, index_select,
-    movedim, narrow, permute, repeat, reshape, roll, split, squeeze, stack, swapaxes, t, tile,
-    transpose, tril, triu, unbind, unsqueeze, view, expand,
+from fusejit.eager.elementwise import *  # noqa: E402, F403
+from fusejit.eager.elementwise import cast, gelu, where  # noqa: E402
+from fusejit.eager.indexing import gather, index_select, narrow  # noqa: E402
+from fusejit.eager.linalg import bmm, dot, einsum, linear, matmul, mv, outer  # noqa: E402
+from fusejit.eager.movement import (  # noqa: E402
+    broadcast_to, cat, chunk, diag, expand, flatten, flip, movedim, moveaxis, permute, repeat,
+    reshape, roll, split, squeeze, stack, swapaxes, swapdims, t, tile, transpose, tril, triu,
+    unbind, unsqueeze, view,
 )  # fmt: skip
-from fusejit.ops.reductions import (  # noqa: E402
+from fusejit.eager.reductions import (  # noqa: E402
     all, amax, amin, any, argmax, argmin, cumprod, cumsum, layer_norm, log_softmax, logsumexp,
     max, mean, min, prod, softmax, std, sum, var,
 )  # fmt: skip
-from fusejit.ops.sorting import argsort, sort, topk  # noqa: E402
+from fusejit.eager.sorting import argsort, sort, topk  # noqa: E402
 from fusejit.eager.tensor import Tensor, from_dlpack, from_numpy, tensor  # noqa: E402
 
 bool = bool_  # noqa: A001 - fusejit.bool, as torch.bool
@@ -56,8 +59,6 @@ half, float, double = float16, float32, float64  # noqa: A001
 short, int, long = int16, int32, int64  # noqa: A001
 clip = clamp
 concat = cat
-swapdims = swapaxes
-moveaxis = movedim
 concatenate = cat
 
 __version__ = "0.1.0"
@@ -94,7 +95,7 @@ def empty_cache() -> None:
 
 from fusejit.jit.api import TracedFunction, trace  # noqa: E402
 from fusejit.store.cache import cache_info, clear_cache  # noqa: E402
-from fusejit.eager.recording import TracerWarning  # noqa: E402
+from fusejit.base.errors import TracerWarning  # noqa: E402
 from fusejit import nn  # noqa: E402
 from fusejit.jit.explain import explain  # noqa: E402
 from fusejit.jit.optimize import optimize  # noqa: E402

@@ -3,7 +3,7 @@ elementwise programs drawn from the op table with two references to check them a
 
 A *program* is a straight-line list of op-table calls over some input tensors ("leaves"),
 Python scalars and earlier results. ``programs(mode)`` draws one (a hypothesis strategy);
-``Program.fn`` runs it eagerly through ``fusejit.ops.call`` (what ``fusejit.trace`` records).
+``Program.fn`` runs it eagerly through ``fusejit.eager.call`` (what ``fusejit.trace`` records).
 
 References (see ``tests/test_jit_random.py`` for the bounds they are used with):
 
@@ -191,7 +191,7 @@ class Program:
                 vals.append(tensors[args])
                 continue
             ins = [vals[a[1]] if a[0] == "v" else a[1] for a in args]
-            vals.append(fusejit.ops.call(name, *ins, **attrs))
+            vals.append(fusejit.eager.call(name, *ins, **attrs))
         out = tuple(vals[i] for i in self.outputs)
         return out[0] if len(out) == 1 else out
 

@@ -444,9 +444,8 @@ def test_traced_views_and_products():
 def test_docstring_examples():
     import doctest
 
-    from fusejit.eager import functional
-    from fusejit.ops import linalg, movement, sorting
+    from fusejit.eager import composites, indexing, linalg, movement, reductions, sorting
 
-    for mod in (movement, linalg, functional, sorting):
+    for mod in (movement, linalg, composites, sorting, indexing, reductions):
         res = doctest.testmod(mod)
         assert res.attempted > 0 and res.failed == 0, mod.__name__

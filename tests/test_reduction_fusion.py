@@ -688,7 +688,7 @@ def _run(shape, steps, outs, x, y, v, xp):
         elif kind == "binary":
             w = vals[step[3]]
             if xp is None:
-                r = fusejit.ops.call(op, u, w)
+                r = fusejit.eager.call(op, u, w)
             else:
                 r = {"add": np.add, "mul": np.multiply, "sub": np.subtract,
                      "maximum": np.maximum}[op](u, w)  # fmt: skip

@@ -1,4 +1,5 @@
-"""Exceptions raised at the public API. Each one names the op and what was wrong."""
+"""Exceptions raised at the public API (each one names the op and what was wrong), and the
+warning of a trace that will not generalize."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ class CompileError(FusejitError, RuntimeError):
 
 class TraceError(FusejitError, RuntimeError):
     """Something in a traced function cannot be recorded into a graph."""
+
+
+class TracerWarning(UserWarning):
+    """A traced function did something whose result will not generalize to other inputs."""
 
 
 def fmt_shape(shape) -> str:

@@ -32,7 +32,7 @@ def _rule(op: OpDef, promoted: dt.DType):
 
 
 def fast_entry(op: OpDef, dtype: dt.DType, device, scalar_type):
-    """The fast path of the generated op functions (``fusejit/functional.py``), for ``op``
+    """The fast path of the generated op functions (``fusejit/eager/elementwise.py``), for ``op``
     between tensors of ``dtype`` on ``device`` (and a Python scalar of ``scalar_type`` unless it
     is None): (array function, result dtype) where the general path would call that backend
     function on the arrays as they are, with nothing to cast; None where it would not (casts,

@@ -15,13 +15,11 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["TRACER", "TracerWarning", "tracing", "recording", "read_value_hook"]
+from fusejit.base.errors import TracerWarning
+
+__all__ = ["TRACER", "tracing", "recording", "read_value_hook"]
 
 TRACER = None
-
-
-class TracerWarning(UserWarning):
-    """A traced function did something whose result will not generalize to other inputs."""
 
 
 def tracing():

@@ -1,8 +1,8 @@
 """The eager ``Tensor``: a dtype, a device and an array of that device's backend.
 
 Views (slicing, ``view``, ``transpose``, ...) share storage with their base, as in PyTorch.
-Methods and operators of elementwise ops are attached from the op table at import time
-(see ``fusejit/functional.py``).
+The methods and operators of the ops, and ``to``, are attached at import time of
+``fusejit.eager`` (``fusejit/eager/methods.py``): the modules defining them import this one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,14 @@ import numpy as np
 from fusejit.backends.host_pool import POOL as _HOST_POOL
 from fusejit.base import dtypes as dt
 from fusejit.base.device import CPU, Device, as_device
-from fusejit.base.errors import DeviceError, DTypeError, FusejitError, ShapeError, fmt_shape
+from fusejit.base.errors import (
+    DeviceError,
+    DTypeError,
+    FusejitError,
+    ShapeError,
+    fmt_shape,
+)
+from fusejit.base.shapes import norm_dim
 from fusejit.eager.recording import read_value_hook
 
 _POOL_IDS = _HOST_POOL.ids
@@ -77,8 +84,6 @@ class Tensor:
     def size(self, dim: int | None = None):
         if dim is None:
             return self._data.shape
-        from fusejit.ops.movement import norm_dim
-
         return self._data.shape[norm_dim("size", dim, self.ndim)]
 
     def numel(self) -> int:
@@ -91,13 +96,6 @@ class Tensor:
 
     def is_contiguous(self) -> bool:
         return bool(self._data.flags.c_contiguous)
-
-    def contiguous(self) -> Tensor:
-        if self.is_contiguous():
-            return self
-        from fusejit.ops.movement import contiguous
-
-        return contiguous(self)
 
     def stride(self, dim: int | None = None):
         st = tuple(s // self._dtype.itemsize for s in self._data.strides)
@@ -169,29 +167,6 @@ class Tensor:
             raise AttributeError("__cuda_array_interface__ exists only on CUDA tensors")
         return self._data.__cuda_array_interface__
 
-    def to(self, *args, device=None, dtype=None, copy: bool = False) -> Tensor:
-        """Move to ``device`` and/or convert to ``dtype``: ``t.to("cuda")``,
-        ``t.to(fusejit.float64)``, ``t.to("cpu", fusejit.int32)``."""
-        for a in args:
-            if isinstance(a, (dt.DType, type)) or (isinstance(a, str) and a in dt._BY_NAME):
-                dtype = a
-            elif isinstance(a, Tensor):
-                device, dtype = a.device, a.dtype
-            else:
-                device = a
-        t = self
-        if device is not None:
-            dev = as_device(device)
-            if dev is not t._device:
-                t = _move(t, dev)
-        if dtype is not None:
-            d = dt.as_dtype(dtype)
-            if d is not t._dtype:
-                t = _functional().cast(t, d)
-        if copy and t is self:
-            t = self.clone()
-        return t
-
     def cpu(self) -> Tensor:
         return self.to("cpu")
 
@@ -223,11 +198,6 @@ class Tensor:
             return self._dtype.name
         return self.to(dtype=dtype)
 
-    def clone(self) -> Tensor:
-        from fusejit.ops.movement import clone
-
-        return clone(self)
-
     def detach(self) -> Tensor:
         return self
 
@@ -251,32 +221,6 @@ class Tensor:
         return "tensor(" + ", ".join([body, *extras]) + ")"
 
     __str__ = __repr__
-
-
-_FUNCTIONAL = None
-
-
-def _functional():
-    """fusejit.functional (imported on first use: it imports this module)."""
-    global _FUNCTIONAL
-    if _FUNCTIONAL is None:
-        from fusejit.eager import functional
-
-        _FUNCTIONAL = functional
-    return _FUNCTIONAL
-
-
-def _move(t: Tensor, dev: Device) -> Tensor:
-    src = t._device.backend
-    dst = dev.backend
-    if t._device.type == "cpu":
-        # (np.ascontiguousarray would make a 0-d array 1-d)
-        data = dst.from_numpy(np.asarray(t._data, order="C"))
-    elif dev.type == "cpu":
-        data = src.to_numpy(t._data)
-    else:
-        data = dst.from_numpy(src.to_numpy(t._data))
-    return Tensor._wrap(data, t._dtype, dev)
 
 
 def _infer_dtype(data) -> dt.DType:

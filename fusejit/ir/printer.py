@@ -139,7 +139,7 @@ def format_code(g: Graph, fname: str = "forward") -> str:
             outs = ", ".join(nm(o) for o in n.outputs)
             args = [nm(v) for v in n.inputs]
             args += [f"{k}={_py_attr(v)}" for k, v in n.attrs]
-            lines.append(f"{indent}{outs} = fusejit.ops.call({n.op!r}, {', '.join(args)})")
+            lines.append(f"{indent}{outs} = fusejit.eager.call({n.op!r}, {', '.join(args)})")
 
     emit(g.block, "    ")
     res = ", ".join(nm(v) for v in g.block.results)

@@ -12,9 +12,8 @@ from __future__ import annotations
 import threading
 import warnings
 
-from fusejit.base.errors import TraceError
+from fusejit.base.errors import TraceError, TracerWarning
 from fusejit.eager import recording
-from fusejit.eager.recording import TracerWarning
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
 

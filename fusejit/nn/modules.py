@@ -24,10 +24,10 @@ from fusejit.base.device import as_device
 from fusejit.base.errors import FusejitError, TraceError, fmt_shape
 from fusejit.eager import recording
 from fusejit.eager.creation import ones, rand, randn, zeros
-from fusejit.eager.functional import gelu, relu, sigmoid, silu, tanh, where
+from fusejit.eager.elementwise import gelu, relu, sigmoid, silu, tanh, where
+from fusejit.eager.linalg import linear
+from fusejit.eager.reductions import layer_norm, softmax
 from fusejit.eager.tensor import Tensor, tensor
-from fusejit.ops.linalg import linear
-from fusejit.ops.reductions import layer_norm, softmax
 
 __all__ = [
     "Module", "Parameter", "Linear", "LayerNorm", "Embedding", "Dropout", "ReLU", "GELU",

@@ -294,6 +294,7 @@ register(
         ref=np.where,
         expr="where(x, y, z)",
         exact=True,
+        methods=("where",),  # x.where(condition, y) is where(condition, x, y)
     )
 )
 register(

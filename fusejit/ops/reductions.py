@@ -1,4 +1,5 @@
-"""Reductions and normalizations of the op table, with their public functions.
+"""Reductions, normalizations and scans of the op table (their public functions:
+``fusejit/eager/reductions.py``).
 
 Accumulation: float16 inputs are accumulated in float32 and the result rounded to float16 (as
 PyTorch does); sums and products of bool and integer tensors are int64.
@@ -7,17 +8,12 @@ PyTorch does); sums and products of bool and integer tensors are int64.
 from __future__ import annotations
 
 import builtins
-from collections import namedtuple
 
 import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import ShapeError, fmt_shape
-from fusejit.eager import dispatch
-from fusejit.ops.movement import norm_dim, norm_dims
-from fusejit.ops.registry import ANY, NUM, OpDef, check_allowed, register
-
-MaxMin = namedtuple("MaxMin", ["values", "indices"])
+from fusejit.ops.registry import ANY, NUM, OpDef, register
 
 
 def _dtype_of(a) -> dt.DType:
@@ -177,10 +173,11 @@ def _layer_norm_impl(b, a, *wb, normalized_ndim, eps=1e-5, has_weight=False, has
     return y.astype(out.np, copy=False)
 
 
-def _red(name, impl, out_dtype, allowed=ANY, n_out=1, ref=None):
+def _red(name, impl, out_dtype, allowed=ANY, n_out=1, ref=None, methods=None):
     return register(
         OpDef(name=name, kind="reduction", arity=1, allowed=allowed, impl=impl,
-              out_dtype=out_dtype, n_out=n_out, ref=ref)
+              out_dtype=out_dtype, n_out=n_out, ref=ref,
+              methods=(name,) if methods is None else methods)
     )  # fmt: skip
 
 
@@ -199,20 +196,21 @@ def _bool(d, **_):
 SUM = _red("sum", _sum_impl, _sum_out, ref=np.sum)
 PROD = _red("prod", _prod_impl, _sum_out, ref=np.prod)
 MEAN = _red("mean", _mean_impl, _float_out, NUM, ref=np.mean)
-VAR = _red("var", _var_impl, _float_out, NUM, ref=np.var)
+VAR = _red("var", _var_impl, _float_out, NUM, ref=np.var, methods=("var", "std"))
 AMAX = _red("amax", _amax_impl, _same, ref=np.max)
 AMIN = _red("amin", _amin_impl, _same, ref=np.min)
 ARGMAX = _red("argmax", _arg_impl("argmax"), _i64, ref=np.argmax)
 ARGMIN = _red("argmin", _arg_impl("argmin"), _i64, ref=np.argmin)
 MAX_DIM = _red("max_dim", _max_dim_impl("max", "argmax"),
-               lambda d, **_: (d, dt.int64), n_out=2)  # fmt: skip
+               lambda d, **_: (d, dt.int64), n_out=2, methods=("max",))  # fmt: skip
 MIN_DIM = _red("min_dim", _max_dim_impl("min", "argmin"),
-               lambda d, **_: (d, dt.int64), n_out=2)  # fmt: skip
+               lambda d, **_: (d, dt.int64), n_out=2, methods=("min",))  # fmt: skip
 LOGSUMEXP = _red("logsumexp", _logsumexp_impl, _float_out, NUM)
 ALL = _red("all", _all_impl, _bool)
 ANY_ = _red("any", _any_impl, _bool)
 SOFTMAX = register(OpDef(name="softmax", kind="composite", arity=1, allowed=NUM,
-                         impl=_softmax_impl, out_dtype=_float_out))  # fmt: skip
+                         impl=_softmax_impl, out_dtype=_float_out,
+                         methods=("softmax", "log_softmax")))  # fmt: skip
 LAYER_NORM = register(OpDef(name="layer_norm", kind="composite", arity=3, allowed=NUM,
                             impl=_layer_norm_impl,
                             out_dtype=lambda d, *_, **__: _float_out(d)))  # fmt: skip
@@ -228,183 +226,8 @@ def _scan_impl(fn: str):
 
 def _scan(name: str):
     return register(OpDef(name=name, kind="scan", arity=1, impl=_scan_impl(name),
-                          out_dtype=lambda d, dim, dtype: dtype))  # fmt: skip
+                          out_dtype=lambda d, dim, dtype: dtype, methods=(name,)))  # fmt: skip
 
 
 CUMSUM = _scan("cumsum")
 CUMPROD = _scan("cumprod")
-
-
-def _cumulative(op: OpDef, x, dim: int, dtype):
-    if not isinstance(x, dispatch._Tensor):
-        raise TypeError(f"{op.name}: expected a tensor, got {type(x).__name__}")
-    d = norm_dim(op.name, dim, x.ndim)
-    if dtype is not None:
-        out = dt.as_dtype(dtype)
-    else:
-        out = dt.int64 if x.dtype.kind in "biu" else x.dtype
-    if x.ndim == 0:  # (numpy has no axis 0 there; PyTorch gives the value)
-        return _cumulative(op, x.reshape(1), 0, out).reshape(())
-    return dispatch.apply(op, (x,), {"dim": d, "dtype": out})
-
-
-def cumsum(x, dim: int, *, dtype=None):
-    """Running sums along ``dim`` (``torch.cumsum``): ints and bool add up in int64, float16
-    in float32 (each running sum rounded to float16 once).
-
-    >>> import fusejit
-    >>> fusejit.tensor([1, 2, 3]).cumsum(0).tolist()
-    [1, 3, 6]
-    """
-    return _cumulative(CUMSUM, x, dim, dtype)
-
-
-def cumprod(x, dim: int, *, dtype=None):
-    """Running products along ``dim`` (``torch.cumprod``), with cumsum's dtypes."""
-    return _cumulative(CUMPROD, x, dim, dtype)
-
-
-def _reduce(op: OpDef, x, dim, keepdim, **attrs):
-    if not isinstance(x, dispatch._Tensor):
-        raise TypeError(f"{op.name}: expected a tensor, got {type(x).__name__}")
-    if x._dtype.kind not in op.allowed:
-        check_allowed(op, (x._dtype,))
-    dims = None if dim is None else norm_dims(op.name, dim, x.ndim)
-    return dispatch.apply(op, (x,), {"dim": dims, "keepdim": bool(keepdim), **attrs})
-
-
-def sum(x, dim=None, keepdim: bool = False, *, dtype=None):  # noqa: A001 - torch's name
-    """Sum over ``dim`` (int, tuple or None for all). Ints and bool sum to int64.
-
-    >>> import fusejit
-    >>> fusejit.tensor([[1, 2], [3, 4]]).sum(dim=0).tolist()
-    [4, 6]
-    """
-    return _reduce(SUM, x, dim, keepdim, dtype=None if dtype is None else dt.as_dtype(dtype))
-
-
-def prod(x, dim=None, keepdim: bool = False, *, dtype=None):
-    return _reduce(PROD, x, dim, keepdim, dtype=None if dtype is None else dt.as_dtype(dtype))
-
-
-def mean(x, dim=None, keepdim: bool = False):
-    """Mean over ``dim``; integer inputs give the default float dtype."""
-    return _reduce(MEAN, x, dim, keepdim)
-
-
-def var(x, dim=None, *, correction: int = 1, keepdim: bool = False, unbiased=None):
-    if unbiased is not None:
-        correction = int(bool(unbiased))
-    return _reduce(VAR, x, dim, keepdim, correction=correction)
-
-
-def std(x, dim=None, *, correction: int = 1, keepdim: bool = False, unbiased=None):
-    if unbiased is not None:
-        correction = int(bool(unbiased))
-    return _reduce(VAR, x, dim, keepdim, correction=correction, sqrt=True)
-
-
-def amax(x, dim=None, keepdim: bool = False):
-    return _reduce(AMAX, x, dim, keepdim)
-
-
-def amin(x, dim=None, keepdim: bool = False):
-    return _reduce(AMIN, x, dim, keepdim)
-
-
-def _argreduce(op, x, dim, keepdim):
-    if not isinstance(x, dispatch._Tensor):
-        raise TypeError(f"{op.name}: expected a tensor, got {type(x).__name__}")
-    d = None if dim is None else norm_dim(op.name, dim, x.ndim)
-    if x.ndim == 0:
-        d = None
-    return dispatch.apply(op, (x,), {"dim": d, "keepdim": bool(keepdim)})
-
-
-def argmax(x, dim=None, keepdim: bool = False):
-    return _argreduce(ARGMAX, x, dim, keepdim)
-
-
-def argmin(x, dim=None, keepdim: bool = False):
-    return _argreduce(ARGMIN, x, dim, keepdim)
-
-
-def _max_min(name, op_all, op_dim, elementwise, x, dim, keepdim):
-    if isinstance(dim, dispatch._Tensor):
-        return elementwise(x, dim)
-    if dim is None:
-        return _reduce(op_all, x, None, keepdim)
-    if x.ndim == 0:
-        return MaxMin(x, argmax(x))
-    d = norm_dim(name, dim, x.ndim)
-    vals, idx = dispatch.apply(op_dim, (x,), {"dim": d, "keepdim": bool(keepdim)})
-    return MaxMin(vals, idx)
-
-
-def max(x, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
-    """``max(x)`` the largest element; ``max(x, dim)`` a (values, indices) pair;
-    ``max(x, y)`` the elementwise maximum."""
-    from fusejit.eager.functional import maximum
-
-    return _max_min("max", AMAX, MAX_DIM, maximum, x, dim, keepdim)
-
-
-def min(x, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
-    from fusejit.eager.functional import minimum
-
-    return _max_min("min", AMIN, MIN_DIM, minimum, x, dim, keepdim)
-
-
-def logsumexp(x, dim=None, keepdim: bool = False):
-    return _reduce(LOGSUMEXP, x, dim, keepdim)
-
-
-def all(x, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
-    return _reduce(ALL, x, dim, keepdim)
-
-
-def any(x, dim=None, keepdim: bool = False):  # noqa: A001 - torch's name
-    return _reduce(ANY_, x, dim, keepdim)
-
-
-def softmax(x, dim: int = -1):
-    """Softmax along ``dim``, computed stably (the row maximum is subtracted first)."""
-    check_allowed(SOFTMAX, (x.dtype,))
-    return dispatch.apply(SOFTMAX, (x,), {"dim": norm_dim("softmax", dim, x.ndim)})
-
-
-def log_softmax(x, dim: int = -1):
-    check_allowed(SOFTMAX, (x.dtype,))
-    d = norm_dim("log_softmax", dim, x.ndim)
-    return dispatch.apply(SOFTMAX, (x,), {"dim": d, "log": True})
-
-
-def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
-    """Normalize over the trailing ``normalized_shape`` dims (biased variance), then scale by
-    ``weight`` and shift by ``bias`` when given."""
-    if isinstance(normalized_shape, int):
-        normalized_shape = (normalized_shape,)
-    normalized_shape = tuple(int(s) for s in normalized_shape)
-    k = len(normalized_shape)
-    if k == 0 or tuple(x.shape[x.ndim - k :]) != normalized_shape or k > x.ndim:
-        raise ShapeError(
-            f"layer_norm: normalized_shape {list(normalized_shape)} does not match the "
-            f"trailing dims of input of shape {fmt_shape(x.shape)}"
-        )
-    tensors = [x]
-    for name, t in (("weight", weight), ("bias", bias)):
-        if t is not None:
-            if tuple(t.shape) != normalized_shape:
-                raise ShapeError(
-                    f"layer_norm: {name} of shape {fmt_shape(t.shape)} does not match "
-                    f"normalized_shape {list(normalized_shape)}"
-                )
-            tensors.append(t)
-    check_allowed(LAYER_NORM, tuple(t.dtype for t in tensors))
-    attrs = {
-        "normalized_ndim": k,
-        "eps": float(eps),
-        "has_weight": weight is not None,
-        "has_bias": bias is not None,
-    }
-    return dispatch.apply(LAYER_NORM, tuple(tensors), attrs)

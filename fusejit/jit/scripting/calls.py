@@ -6,6 +6,7 @@ function or a user module, and rejects arbitrary Python callables."""
 from __future__ import annotations
 
 from fusejit.base import dtypes as dt
+from fusejit.eager.elementwise import maximum, minimum
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Const
 from fusejit.jit import tracer as tr
@@ -17,6 +18,8 @@ from fusejit.jit.scripting.values import (
     _kind_of,
     _wrap_lists,
 )
+from fusejit.nn import Module, ModuleList, Sequential
+from fusejit.ops.registry import OPS
 
 
 # ---- callable objects the compiler knows -----------------------------------------------------
@@ -79,7 +82,6 @@ class CallsMixin:
 
     def call(self, fn, args, kwargs, node):
         from fusejit.jit.scripting.decorator import BoundScript, ScriptFunction, _method_script
-        from fusejit.nn import Module, ModuleList, Sequential
 
         if fn is print:
             return self.print_(args, kwargs, node)
@@ -150,8 +152,6 @@ class CallsMixin:
         )
 
     def call_fusejit(self, fn, args, kwargs, node):
-        from fusejit.ops.registry import OPS
-
         name = getattr(fn, "__name__", "")
         op = OPS.get(name)
         elementwise = op is not None and op.kind == "elementwise"
@@ -189,8 +189,6 @@ class CallsMixin:
                            f"the out-of-place form: x = x.{name[:-1]}(...)")  # fmt: skip
         for a in list(args) + list(kwargs.values()):
             if _contains_dyn(a):
-                from fusejit.ops.registry import OPS
-
                 op = OPS.get(name)
                 if op is None or op.kind != "elementwise" or not isinstance(a, Dyn):
                     raise self.err(
@@ -244,9 +242,7 @@ class CallsMixin:
         kinds = {_kind_of(a) for a in args}
         k = "float" if "float" in kinds else "int"
         a, b = (self.as_kind(a, k) for a in args)  # a constant stays a weak Python scalar
-        from fusejit.eager import functional as F
-
-        return Dyn((F.maximum if fn is max else F.minimum)(a, b), k)
+        return Dyn((maximum if fn is max else minimum)(a, b), k)
 
     def print_(self, args, kwargs, node):
         sep = kwargs.pop("sep", " ")

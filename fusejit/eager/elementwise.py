@@ -1,0 +1,192 @@
+"""Public functions of the elementwise ops, generated from the op table (``fusejit.<name>``
+for each entry and each of its method names), with ``where``, ``cast`` and ``gelu``.
+
+Adding an elementwise op to the table adds its function here, and its methods, operators and
+in-place form (``fusejit/eager/methods.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fusejit.base import dtypes as dt
+from fusejit.base.device import Device
+from fusejit.eager import dispatch, recording
+from fusejit.eager.inplace import write_inplace
+from fusejit.eager.tensor import Tensor
+from fusejit.ops.registry import OPS, OpDef
+
+_elementwise = dispatch.elementwise
+__all__: list[str] = []
+
+
+# The generated functions first try a fast path: no trace recording, CPU tensors of one dtype
+# (or a tensor and a Python scalar) and an op the backend computes with one numpy function on
+# the arrays as they are (``dispatch.fast_entry``, looked up once per op, dtype and scalar
+# type). The result must come back as an array of the result dtype; anything else, including
+# an exception, goes through the general path, which gives the same result or raises the proper
+# error. Semantics are those of ``dispatch.elementwise`` in every case.
+_ndarray = np.ndarray
+_new = object.__new__
+_PY_SCALARS = (float, int, bool)
+_CPU = Device("cpu")
+
+
+def _fast_lookup(op, fast, key, dtype, scalar_type):
+    e = fast[key] = dispatch.fast_entry(op, dtype, _CPU, scalar_type)
+    return e
+
+
+def _make_function(op: OpDef):
+    # dtype or (dtype, scalar type) -> (numpy function, result dtype, its numpy dtype) or None
+    fast: dict = {}
+
+    if op.arity == 1:
+
+        def fn(x):
+            if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
+                d = x._dtype
+                e = fast.get(d, False)
+                if e is False:
+                    e = _fast_lookup(op, fast, d, d, None)
+                if e is not None:
+                    try:
+                        r = e[0](x._data)
+                    except Exception:
+                        return _elementwise(op, (x,))
+                    if type(r) is _ndarray and r.dtype is e[2]:
+                        t = _new(Tensor)
+                        t._data, t._dtype, t._device = r, e[1], _CPU
+                        return t
+            return _elementwise(op, (x,))
+
+    elif op.arity == 2:
+
+        def fn(x, y):
+            if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
+                ty = type(y)
+                if ty is Tensor:
+                    key = x._dtype if y._dtype is x._dtype and y._device is _CPU else None
+                    b = y._data
+                elif ty in _PY_SCALARS:
+                    key, b = (x._dtype, ty), y
+                else:
+                    key = None
+                if key is not None:
+                    e = fast.get(key, False)
+                    if e is False:
+                        e = _fast_lookup(op, fast, key, x._dtype, None if ty is Tensor else ty)
+                    if e is not None:
+                        try:
+                            r = e[0](x._data, b)
+                        except Exception:
+                            return _elementwise(op, (x, y))
+                        if type(r) is _ndarray and r.dtype is e[2]:
+                            t = _new(Tensor)
+                            t._data, t._dtype, t._device = r, e[1], _CPU
+                            return t
+            return _elementwise(op, (x, y))
+
+    else:
+
+        def fn(x, y, z):
+            return _elementwise(op, (x, y, z))
+
+    fn.__name__ = fn.__qualname__ = op.name
+    fn.__doc__ = f"Elementwise ``{op.expr}`` (op table entry ``{op.name}``)."
+    return fn
+
+
+def make_reflected(op: OpDef):
+    """``self.__radd__(other)``: ``other + self`` with a Python scalar (or tensor) ``other``."""
+    fast: dict = {}
+
+    def fn(self, other):
+        ty = type(other)
+        fast_ok = type(self) is Tensor and self._device is _CPU and recording.TRACER is None
+        if ty in _PY_SCALARS and fast_ok:
+            key = (self._dtype, ty)
+            e = fast.get(key, False)
+            if e is False:
+                e = _fast_lookup(op, fast, key, self._dtype, ty)
+            if e is not None:
+                try:
+                    r = e[0](other, self._data)
+                except Exception:
+                    return _elementwise(op, (other, self))
+                if type(r) is _ndarray and r.dtype is e[2]:
+                    t = _new(Tensor)
+                    t._data, t._dtype, t._device = r, e[1], _CPU
+                    return t
+        return _elementwise(op, (other, self))
+
+    return fn
+
+
+def make_inplace(op: OpDef):
+    """``self.add_(other)``: the op's result written into ``self``."""
+
+    def fn(self, other=None):
+        args = (self,) if op.arity == 1 else (self, other)
+        return write_inplace(op.name + "_", self, _elementwise(op, args))
+
+    return fn
+
+
+def _install() -> None:
+    g = globals()
+    for op in OPS.values():
+        if op.kind != "elementwise" or op.name in ("where", "cast"):
+            continue
+        fn = _make_function(op)
+        g[op.name] = fn
+        __all__.append(op.name)
+        for m in op.methods:
+            if not m.startswith("__") and m not in g:
+                g[m] = fn
+                __all__.append(m)
+
+
+_install()
+_WHERE = OPS["where"]
+_CAST = OPS["cast"]
+
+
+def where(condition, x, y):
+    """``x`` where ``condition`` is true, else ``y`` (dtypes of x and y promote)."""
+    tensors = type(condition) is Tensor and type(x) is Tensor and type(y) is Tensor
+    if (
+        tensors
+        and condition._dtype is dt.bool_
+        and x._dtype is y._dtype
+        and condition._device is x._device is y._device is _CPU
+        and recording.TRACER is None
+    ):  # fast path: what the general path computes here, np.where on the arrays as they are
+        try:
+            r = np.where(condition._data, x._data, y._data)
+        except Exception:
+            return _elementwise(_WHERE, (condition, x, y))
+        if type(r) is _ndarray and r.dtype is x._dtype.np:
+            t = _new(Tensor)
+            t._data, t._dtype, t._device = r, x._dtype, _CPU
+            return t
+    return _elementwise(_WHERE, (condition, x, y))
+
+
+def cast(x, dtype):
+    """``x`` converted to ``dtype`` (float to int truncates toward zero)."""
+    d = dt.as_dtype(dtype)
+    if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
+        t = _new(Tensor)  # fast path: what the CPU backend does for a cast
+        t._data, t._dtype, t._device = x._data.astype(d.np), d, _CPU
+        return t
+    return _elementwise(_CAST, (x,), {"dtype": d})
+
+
+def gelu(x, approximate: str = "none"):
+    """GELU: ``x * Phi(x)``; ``approximate="tanh"`` uses the tanh form."""
+    if approximate == "none":
+        return _elementwise(OPS["gelu"], (x,))
+    if approximate == "tanh":
+        return _elementwise(OPS["gelu_tanh"], (x,))
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
