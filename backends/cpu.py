@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+from fusejit.backends.cpu_kernels import cpu_kernel
 
 from fusejit.base import dtypes as dt
 from fusejit.codegen.body import KernelBody, Step
+from fusejit.store import CACHE
 
 _NULL = contextlib.nullcontext()
 
@@ -66,10 +68,8 @@ class CPUBackend:
         # rebuild the body and hash it; the kernel itself still comes from the kernel cache
         memo = (op, c, o, max(x.ndim, 1))
         key = self._expr_keys.get(memo)
-        k = None if key is None else _kernel_cache().get(key)
+        k = None if key is None else CACHE.get(key)
         if k is None:
-            from fusejit.backends.cpu_kernels import cpu_kernel
-
             body = KernelBody(
                 in_dtypes=(c.name,),
                 steps=(Step(op.name, (("in", 0),), (), c.name, o.name),),
@@ -79,18 +79,6 @@ class CPUBackend:
             self._expr_keys[memo] = k.key
         res = k(x)[0]
         return res.astype(out.np) if o is not out else res
-
-
-_CACHE = None
-
-
-def _kernel_cache():
-    global _CACHE
-    if _CACHE is None:
-        from fusejit.store.cache import CACHE
-
-        _CACHE = CACHE
-    return _CACHE
 
 
 BACKEND = CPUBackend()

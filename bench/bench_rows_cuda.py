@@ -216,7 +216,7 @@ def _time_calls(name, shape, calls: dict, bytes_per_copy_gbs: float, sync) -> li
 
 def run(json_path: str | None) -> int:
     import cupy
-    from fusejit.backends import cuda as cb
+    from fusejit.backends import cuda_kernels as cb
 
     from fusejit.bench.harness import MismatchError, _check, copy_bandwidth
 

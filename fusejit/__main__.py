@@ -21,6 +21,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from fusejit.store import cache_dir
+
 
 def _human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
@@ -31,8 +33,6 @@ def _human(n: float) -> str:
 
 
 def _cache_summary() -> tuple[Path, int, dict]:
-    from fusejit.store.cache import cache_dir
-
     d = cache_dir()
     size, per_target = 0, {}
     if d.exists():
@@ -41,7 +41,10 @@ def _cache_summary() -> tuple[Path, int, dict]:
                 size += p.stat().st_size
         for t in sorted(d.iterdir()):
             if t.is_dir():
-                per_target[t.name] = sum(1 for e in t.iterdir() if e.is_dir())
+                # (a folder being written is named .tmp-...: not an entry yet)
+                per_target[t.name] = sum(
+                    1 for e in t.iterdir() if e.is_dir() and not e.name.startswith(".")
+                )
     return d, size, per_target
 
 

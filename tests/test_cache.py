@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fusejit
-from fusejit.store.cache import CACHE, cache_dir, verify_entry
+from fusejit.store import CACHE, cache_dir, verify_entry
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "lambda x: ((x * 2 + 1).tanh() * 3) - x"  # numpy ops eagerly: no eager kernels

@@ -541,7 +541,7 @@ def _aligned(a: np.ndarray) -> np.ndarray:
 def host_backend(gxx, tmp_path, monkeypatch, request):
     """``backends.cuda.CudaBackend`` with numpy standing in for cupy and kernels compiled as
     host C++: the eager and fused launch paths of the backend, run without a GPU."""
-    from fusejit.backends import cuda as cb
+    from fusejit.backends import cuda_kernels as cb
 
     made = []
 
@@ -562,7 +562,7 @@ def test_kernel_entries_are_the_cache_folders_archives_ship(host_backend, tmp_pa
     from types import SimpleNamespace
 
     from fusejit.jit import archive
-    from fusejit.store.cache import cache_dir, write_manifest
+    from fusejit.store import cache_dir, write_manifest
 
     monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
     b = host_backend

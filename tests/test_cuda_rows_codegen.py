@@ -213,7 +213,7 @@ def test_float16_accumulates_in_float32():
 @pytest.fixture(autouse=True, scope="module")
 def _host_addresses():
     # the launch path asks an array for its device address (row alignment): numpy's, here
-    from fusejit.backends import cuda as cb
+    from fusejit.backends import cuda_kernels as cb
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(cb, "_ptr", lambda a: a.ctypes.data)

@@ -20,7 +20,7 @@ Format (version 1): a zip archive with these members and no others.
     Parameters, buffers and constants, as numpy ``.npy`` files (read with
     ``allow_pickle=False``).
 ``kernels/<target>/<key>/...``
-    Kernel cache entries (see ``fusejit/jit/cache.py``) for the targets already built: numba's
+    Kernel cache entries (see ``fusejit/store/``) for the targets already built: numba's
     cached code for ``cpu``, a cubin (or PTX) for ``cuda``, keyed on the GPU's architecture and
     the NVRTC version, so that only a matching machine ever loads it.
 
@@ -62,6 +62,7 @@ from fusejit.ir.codec import (
     encode_value,
 )
 from fusejit.ir.graph import Graph
+from fusejit.store import export_entry, install_entry
 
 FORMAT = "fusejit-archive"
 VERSION = 1
@@ -260,10 +261,7 @@ def _tensor_names(obj) -> dict:
 
 def _kernel_files(entries) -> list:
     """(member, bytes, mtime_ns) of every verified kernel cache entry the plans use."""
-    from fusejit.store.cache import cache_dir, verify_entry
-
     out, seen = [], set()
-    root = cache_dir()
     for *_, plan in entries:
         kernels = [e for _node, k in plan.kernels for e in getattr(k, "entries", lambda k=k: [k])()]
         for k in kernels:
@@ -271,22 +269,14 @@ def _kernel_files(entries) -> list:
             if folder is None or folder in seen:
                 continue
             seen.add(folder)
-            folder = Path(folder)
-            try:
-                rel = folder.relative_to(root)
-            except ValueError:
+            entry = export_entry(Path(folder))
+            if entry is None:
                 continue
-            if len(rel.parts) != 2 or verify_entry(folder) is not None:
-                continue
-            for p in sorted(folder.rglob("*")):
-                if not p.is_file() or p.name.startswith(".tmp-"):
-                    continue
-                r = p.relative_to(folder).as_posix()
-                member = f"kernels/{rel.parts[0]}/{rel.parts[1]}/{r}"
-                if not _MEMBER.match(member):
-                    continue
-                st = p.stat()
-                out.append((member, p.read_bytes(), st.st_mtime_ns))
+            target, key, files = entry
+            for rel, data, mtime_ns in files:
+                member = f"kernels/{target}/{key}/{rel}"
+                if _MEMBER.match(member):
+                    out.append((member, data, mtime_ns))
     return out
 
 
@@ -583,28 +573,9 @@ def _install_kernels(z, infos, meta) -> str:
     if not key or not isinstance(sig, str) or not hmac.compare_digest(_sign(files, key), sig):
         return "kernels in the archive not installed (not signed with this machine's archive " \
                "key); they are compiled from the graph"  # fmt: skip
-    from fusejit.store.cache import atomic_write, cache_dir, remove_entry, verify_entry
-
-    root = cache_dir()
     folders: dict = {}
     for f in files:
-        parts = f["member"].split("/")
-        folders.setdefault((parts[1], parts[2]), []).append(f)
-    installed = 0
-    for (target, key_), fs in folders.items():
-        dest = root / target / key_
-        if dest.exists() and verify_entry(dest) is None:
-            continue
-        remove_entry(dest)
-        for f in fs:
-            data = datas[f["member"]]
-            rel = "/".join(f["member"].split("/")[3:])
-            p = dest / rel
-            atomic_write(p, data)
-            # the compiler's cache checks the source file's time stamp: keep the original
-            os.utime(p, ns=(f["mtime_ns"], f["mtime_ns"]))
-        if verify_entry(dest) is not None:
-            remove_entry(dest)
-        else:
-            installed += 1
+        _, target, key_, rel = f["member"].split("/", 3)
+        folders.setdefault((target, key_), []).append((rel, datas[f["member"]], f["mtime_ns"]))
+    installed = sum(install_entry(target, key_, fs) for (target, key_), fs in folders.items())
     return f"{installed} kernel cache entries installed from the archive"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fusejit.jit.api import TracedFunction
+from fusejit.store import CACHE
 
 __all__ = ["explain"]
 
@@ -27,8 +28,6 @@ def _graph_info(traced: TracedFunction, kernels=None) -> dict:
         if kernels is not None and i < len(kernels):
             _, key, origin = kernels[i]
         else:  # a bare TracedFunction: its kernels' first origin, from the cache
-            from fusejit.store.cache import CACHE
-
             key = getattr(k, "key", None) or node.attr("kernel_key")
             origin = CACHE.origin.get(key, getattr(k, "origin", "unknown"))
         regions.append(_region(node, key, origin, k))

@@ -37,7 +37,7 @@ from fusejit.jit.api import TracedFunction
 from fusejit.jit.check import check_outputs
 from fusejit.jit.runtime import GuardError
 from fusejit.nn import Module, _Version
-from fusejit.store.cache import CACHE, debug_level
+from fusejit.store import CACHE, debug_level
 
 log = logging.getLogger("fusejit")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from fusejit.backends.cpu_kernels import cpu_kernel, cpu_row_kernel
 from fusejit.base.errors import TraceError, fmt_shape
 from fusejit.codegen.rows import RowBody
 from fusejit.eager import dispatch
@@ -23,14 +24,10 @@ def _kernel_for(node, device):
     body = node.attr("body")
     if isinstance(body, RowBody):
         if device.type == "cpu":
-            from fusejit.backends.cpu_kernels import cpu_row_kernel
-
             return cpu_row_kernel(body)
         return device.backend.row_kernel(body)
     rank = len(node.outputs[0].type.shape)
     if device.type == "cpu":
-        from fusejit.backends.cpu_kernels import cpu_kernel
-
         return cpu_kernel(body, rank)
     return device.backend.fused_kernel(body, rank)
 
