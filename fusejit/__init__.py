@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os as _os
+import sys as _sys
 
 # In a source checkout, ``backends/`` and ``kernels/`` sit beside this package and are installed
 # inside it as ``fusejit.backends`` and ``fusejit.kernels``. Running from the checkout without
@@ -20,6 +21,7 @@ if not _os.path.isdir(_os.path.join(_here, "backends")) and _os.path.isfile(
 ):
     __path__.append(_root)  # type: ignore[name-defined]  # noqa: F821
 
+from fusejit.backends.host_pool import POOL as _HOST_POOL  # noqa: E402
 from fusejit.base import dtypes as _dtypes  # noqa: E402
 from fusejit.eager.creation import (  # noqa: E402
     arange, empty, empty_like, eye, full, full_like, linspace, manual_seed, ones, ones_like,
@@ -66,7 +68,7 @@ __version__ = "0.1.0"
 
 def is_cuda_available() -> bool:  # noqa: D401
     """True when cupy is importable and at least one CUDA GPU can be used."""
-    try:
+    try:  # (imported here: it imports cupy, an optional dependency that is slow to load)
         from fusejit.backends.cuda import device_count
     except ImportError:
         return False
@@ -80,11 +82,7 @@ def empty_cache() -> None:
     >>> import fusejit
     >>> fusejit.empty_cache()
     """
-    from fusejit.backends.host_pool import POOL
-
-    POOL.clear()
-    import sys as _sys
-
+    _HOST_POOL.clear()
     # only where a GPU is in use: cupy imported on a machine without a usable driver raises
     cuda = _sys.modules.get(f"{__name__}.backends.cuda")
     if cuda is not None and cuda._BACKENDS:

@@ -21,6 +21,10 @@ import shutil
 import sys
 from pathlib import Path
 
+import fusejit as fj
+from fusejit.bench import harness
+from fusejit.bench.harness import machine_info
+from fusejit.bench.workloads import WORKLOADS, names
 from fusejit.store import cache_dir
 
 
@@ -50,10 +54,6 @@ def _cache_summary() -> tuple[Path, int, dict]:
 
 # ---- bench -------------------------------------------------------------------------------------
 def cmd_bench(a) -> int:
-    import fusejit as fj
-    from fusejit.bench import harness
-    from fusejit.bench.workloads import WORKLOADS
-
     if a.plot:
         if importlib.util.find_spec("matplotlib") is None:
             print("fusejit bench: --plot needs matplotlib, which is not installed "
@@ -90,8 +90,6 @@ def cmd_bench(a) -> int:
 
 # ---- info --------------------------------------------------------------------------------------
 def _cpu_line() -> str:
-    from fusejit.bench.harness import machine_info
-
     m = machine_info("cpu")
     return f"{m['cpu']}, {m['cores']} cores, {m['simd']} (LLVM cpu {m['llvm_cpu']})"
 
@@ -131,8 +129,6 @@ def cmd_info(a) -> int:
         numba_line = f"NOT importable ({e})"
         problems.append(f"numba is not importable ({e}): fused CPU kernels cannot be built; "
                         "pip install numba")  # fmt: skip
-    import fusejit as fj
-
     versions.append(("fusejit", f"{fj.__version__} ({os.path.dirname(fj.__file__)})"))
     cupy, cupy_err = None, None
     try:
@@ -210,8 +206,6 @@ def cmd_info(a) -> int:
 
 # ---- cache -------------------------------------------------------------------------------------
 def cmd_cache(a) -> int:
-    import fusejit as fj
-
     d, size, per_target = _cache_summary()
     if a.action == "info":
         print(f"folder: {d}")
@@ -231,8 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="eager vs fused benchmark of the standard workloads")
     b.add_argument("--device", choices=["cpu", "cuda"], default=None,
                    help="default: cuda when a GPU is usable, else cpu")  # fmt: skip
-    from fusejit.bench.workloads import names
-
     b.add_argument("--workloads", help="comma-separated, of: " + ", ".join(names()))
     b.add_argument("--size", type=int, help="elements of each workload's main tensor")
     b.add_argument("--repeat", type=int, help="timed rounds (default: 3+ within a time budget)")

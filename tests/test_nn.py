@@ -10,6 +10,7 @@ import pytest
 
 import fusejit
 from fusejit import nn
+from fusejit.nn import modules as nn_modules
 
 erf = np.vectorize(math.erf)
 
@@ -345,5 +346,5 @@ def test_blocks_on_cuda():
 
 
 def test_docstring_examples():
-    res = doctest.testmod(nn, optionflags=doctest.ELLIPSIS)
+    res = doctest.testmod(nn_modules, optionflags=doctest.ELLIPSIS)
     assert res.attempted > 5 and res.failed == 0

@@ -30,7 +30,9 @@ import time
 import numpy as np
 
 import fusejit as fj
+from fusejit.backends import cpu_kernels
 from fusejit.bench.workloads import WORKLOADS, Workload, arith_chain, chain_8op
+from fusejit.jit.runtime import GuardError
 
 __all__ = [
     "MismatchError", "run_bench", "run_workload", "copy_bandwidth", "host_overhead",
@@ -447,8 +449,6 @@ def host_overhead(
 def compile_size(device_type: str, size: int | None) -> int:
     """The size the compile probe uses: above the CPU kernels' thread threshold (so the kernel
     compiled is the one large calls run), capped by ``size``."""
-    from fusejit.backends import cpu_kernels
-
     cs = (
         2 * getattr(cpu_kernels, "PARALLEL_THRESHOLD", 1 << 18) if device_type == "cpu" else 1 << 20
     )
@@ -494,8 +494,6 @@ def _probe(device: str, names: list[str], size: int) -> dict:
 
 
 def _probe_one(w: Workload, small: tuple, tensors: tuple, timed) -> dict:
-    from fusejit.jit.runtime import GuardError
-
     t_eager_first, _ = timed(lambda: w.fn(*small))  # builds the eager-op kernels, if any
     c0 = time.process_time()
     t_eager = min(timed(lambda: w.fn(*small))[0] for _ in range(5))

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusejit.backends.host_pool import MIN_BYTES, host_empty
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DeviceError, DTypeError, ShapeError, fmt_shape
 from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
-from fusejit.ops.registry import OpDef, check_allowed, dtype_rule
+from fusejit.ops.registry import OpDef, check_allowed, dtype_rule, get_op
 
 _new = object.__new__
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
@@ -70,8 +71,6 @@ def _pooled(fn, arity: int, np_dtype):
     (``x * 2`` on 2^24 float32: 17.4 ms fresh, 11.4 ms into a used buffer); the pool hands
     back the buffers of dead tensors, so a chain of eager ops reuses its temporaries' memory.
     Only contiguous inputs of one shape: numpy's own result would follow other layouts."""
-    from fusejit.backends.host_pool import MIN_BYTES, host_empty
-
     if arity == 1:
 
         def run(a):
@@ -227,8 +226,6 @@ def apply(op: OpDef, tensors: tuple, attrs: dict):
 def call(name: str, *inputs, **attrs):
     """Run op-table op ``name`` on ``inputs`` with ``attrs`` (what the interpreter and the
     code printed by ``TracedFunction.code`` call)."""
-    from fusejit.ops.registry import get_op
-
     op = get_op(name)
     if op.kind == "elementwise":
         return elementwise(op, inputs, attrs or None)

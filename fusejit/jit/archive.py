@@ -62,6 +62,20 @@ from fusejit.ir.codec import (
     encode_value,
 )
 from fusejit.ir.graph import Graph
+from fusejit.ir.printer import format_code
+from fusejit.jit import tracer as tr
+from fusejit.jit.api import TracedFunction, _target_of, optimize_graph
+from fusejit.jit.runtime import GuardError, Plan
+from fusejit.jit.scripting import (
+    BoundScript,
+    ScriptFunction,
+    _device_of_args,
+    _kind_of,
+    _scalar_input,
+    _specialize,
+    unflatten_out,
+)
+from fusejit.nn import Module
 from fusejit.store import export_entry, install_entry
 
 FORMAT = "fusejit-archive"
@@ -142,17 +156,12 @@ def _sign(files: list, key: bytes) -> str:
 # ---- what an object holds --------------------------------------------------------------------
 def _entries_of(obj) -> tuple[str, str, list]:
     """(kind, name, [(flavor, raw graph, in_spec, out_spec, plan)]) of a saveable object."""
-    from fusejit.jit.api import TracedFunction
-    from fusejit.jit.scripting import BoundScript, ScriptFunction
-
     if isinstance(obj, LoadedFunction):
         return obj.kind, obj.__name__, [(e.flavor, e.raw, e.in_spec, e.out_spec, e.plan)
                                         for e in obj.entries]  # fmt: skip
     if isinstance(obj, TracedFunction):
         return "traced", obj.__name__, [("traced", obj.raw_graph, obj.in_spec, obj.out_spec,
                                          obj.plan)]  # fmt: skip
-    from fusejit.nn import Module
-
     if isinstance(obj, Module) and not isinstance(obj, type):
         fwd = obj.__dict__.get("forward") or getattr(obj, "forward", None)
         ex = getattr(obj, "_fusejit_executor", None)
@@ -248,8 +257,6 @@ def save(obj, path, *, kernels: bool = True) -> None:
 
 
 def _tensor_names(obj) -> dict:
-    from fusejit.nn import Module
-
     mod = getattr(obj, "obj", None) if not isinstance(obj, Module) else obj
     if mod is None or not isinstance(mod, Module):
         return {}
@@ -283,9 +290,6 @@ def _kernel_files(entries) -> list:
 # ---- loading --------------------------------------------------------------------------------
 class _Entry:
     def __init__(self, flavor, raw: Graph, in_spec, out_spec) -> None:
-        from fusejit.jit.api import _target_of, optimize_graph
-        from fusejit.jit.runtime import Plan
-
         self.flavor, self.raw, self.in_spec, self.out_spec = flavor, raw, in_spec, out_spec
         self.graph = optimize_graph(raw, _target_of(raw))
         self.plan = Plan(self.graph)
@@ -316,8 +320,6 @@ class LoadedFunction:
 
     @property
     def code(self) -> str:
-        from fusejit.ir.printer import format_code
-
         return format_code(self.graph, self.__name__)
 
     def kernel_origin(self) -> dict:
@@ -327,16 +329,6 @@ class LoadedFunction:
         return [e.in_spec for e in self.entries]
 
     def __call__(self, *args):
-        from fusejit.jit import tracer as tr
-        from fusejit.jit.runtime import GuardError
-        from fusejit.jit.scripting import (
-            _device_of_args,
-            _kind_of,
-            _scalar_input,
-            _specialize,
-            unflatten_out,
-        )
-
         problems = []
         for e in self.entries:
             if e.flavor == "traced":

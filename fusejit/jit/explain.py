@@ -3,42 +3,10 @@
 from __future__ import annotations
 
 from fusejit.jit.api import TracedFunction
-from fusejit.store import CACHE
+from fusejit.jit.graph_info import graph_info
+from fusejit.jit.optimize import Executor, OptimizedModule
 
 __all__ = ["explain"]
-
-
-def _region(node, kernel_key, origin, kernel=None) -> dict:
-    # a CPU kernel also builds, on first use, one kernel per way its inputs broadcast
-    extra = getattr(kernel, "entries", lambda: [kernel])()[1:]
-    return {
-        "ops": [n.op for n in node.blocks[0].nodes],
-        "kernel_key": kernel_key,
-        "origin": origin,
-        "inputs": len(node.inputs),
-        "outputs": len(node.outputs),
-        "broadcast_kernels": {e.key: e.origin for e in extra},
-    }
-
-
-def _graph_info(traced: TracedFunction, kernels=None) -> dict:
-    g = traced.graph
-    regions = []
-    for i, (node, k) in enumerate(traced.plan.kernels):
-        if kernels is not None and i < len(kernels):
-            _, key, origin = kernels[i]
-        else:  # a bare TracedFunction: its kernels' first origin, from the cache
-            key = getattr(k, "key", None) or node.attr("kernel_key")
-            origin = CACHE.origin.get(key, getattr(k, "origin", "unknown"))
-        regions.append(_region(node, key, origin, k))
-    return {
-        "graph": str(g),
-        "shape_generic": traced.plan.shape_generic,
-        "fused_regions": regions,
-        "unfused": [{"op": op, "reason": r} for op, r in g.notes.get("unfused", [])],
-        "second_kernel": [{"op": op, "reason": r} for op, r in g.notes.get("second_kernel", [])],
-        "nodes": len(g.nodes),
-    }
 
 
 def _report_traced(traced: TracedFunction) -> dict:
@@ -51,7 +19,7 @@ def _report_traced(traced: TracedFunction) -> dict:
         "respecialized_because": None,
         "trace_seconds": None,
         "compile_seconds": traced.compile_seconds,
-        **_graph_info(traced),
+        **graph_info(traced),
     }
     return {
         "name": traced.__name__, "kind": "traced function", "warmup": None, "strict": None,
@@ -63,8 +31,6 @@ def _report_traced(traced: TracedFunction) -> dict:
 
 def report(optimized) -> dict:
     """The facts behind ``explain`` as a dict (see ``explain``)."""
-    from fusejit.jit.optimize import Executor, OptimizedModule
-
     if isinstance(optimized, TracedFunction):
         return _report_traced(optimized)
     if isinstance(optimized, OptimizedModule):
@@ -93,7 +59,7 @@ def report(optimized) -> dict:
             "compile_seconds": s.compile_seconds if was_compiled else None,
         }
         if s.traced is not None:
-            d.update(_graph_info(s.traced, s.kernels))
+            d.update(graph_info(s.traced, s.kernels))
         elif s.info is not None:
             d.update(s.info)
         sigs.append(d)

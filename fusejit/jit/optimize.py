@@ -35,6 +35,7 @@ from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
 from fusejit.jit.api import TracedFunction
 from fusejit.jit.check import check_outputs
+from fusejit.jit.graph_info import graph_info
 from fusejit.jit.runtime import GuardError
 from fusejit.nn import Module, _Version
 from fusejit.store import CACHE, debug_level
@@ -566,12 +567,10 @@ class Executor:
         self._version = version
 
     def _invalidate(self, spec, why: str) -> None:
-        from fusejit.jit.explain import _graph_info
-
         spec.status = "invalidated"
         spec.reason = why
         # keep what explain shows, let go of the plan and the stale tensors it holds
-        spec.info = _graph_info(spec.traced, spec.kernels)
+        spec.info = graph_info(spec.traced, spec.kernels)
         spec.traced = None
         for k in [k for k, s in self._fast.items() if s is spec]:
             del self._fast[k]

@@ -10,6 +10,13 @@ from fusejit.eager.elementwise import maximum, minimum
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Const
 from fusejit.jit import tracer as tr
+from fusejit.jit.api import TracedFunction
+from fusejit.jit.interpret import interpret
+
+# A scripted function that calls another compiles it (decorator -> specialize -> compiler ->
+# calls -> decorator, specialize): a mutual recursion inside this folder, so the two modules
+# are imported as modules and their names read at call time.
+from fusejit.jit.scripting import decorator, specialize
 from fusejit.jit.scripting.values import (
     _KINDS,
     _SCALAR_DTYPE,
@@ -59,11 +66,8 @@ def _is_fusejit_fn(fn) -> bool:
 
 
 def _is_known_callable(v) -> bool:
-    from fusejit.jit.api import TracedFunction
-    from fusejit.jit.scripting.decorator import ScriptFunction
-
     return (
-        isinstance(v, (ScriptFunction, TracedFunction))
+        isinstance(v, (decorator.ScriptFunction, TracedFunction))
         or _is_fusejit_fn(v)
         or v in (range, len, print, int, float, bool, min, max, abs, enumerate, zip)
     )
@@ -81,8 +85,6 @@ class CallsMixin:
         return self.call(fn, args, kwargs, e)
 
     def call(self, fn, args, kwargs, node):
-        from fusejit.jit.scripting.decorator import BoundScript, ScriptFunction, _method_script
-
         if fn is print:
             return self.print_(args, kwargs, node)
         if fn in (int, float, bool):
@@ -110,13 +112,11 @@ class CallsMixin:
             return fn.call(self, args, node)
         if isinstance(fn, _TensorMethod):
             return self.tensor_method(fn, args, kwargs, node)
-        if isinstance(fn, (ScriptFunction, BoundScript)):
+        if isinstance(fn, (decorator.ScriptFunction, decorator.BoundScript)):
             return self.call_script(fn, args, kwargs, node)
         if isinstance(fn, _UserMethod):
-            sf = _method_script(fn.func)
-            return self.call_script(BoundScript(sf, fn.obj), args, kwargs, node)
-        from fusejit.jit.api import TracedFunction
-
+            sf = decorator._method_script(fn.func)
+            return self.call_script(decorator.BoundScript(sf, fn.obj), args, kwargs, node)
         if isinstance(fn, TracedFunction):
             return self.call_traced(fn, args, kwargs, node)
         if isinstance(fn, Sequential):
@@ -129,11 +129,12 @@ class CallsMixin:
         if isinstance(fn, Module):
             if getattr(fn, "_fusejit_executor", None) is not None:
                 fn = fn._orig_mod
-            if type(fn).__module__ == "fusejit.nn":  # built-in layers: no control flow
+            # built-in layers (the modules of fusejit.nn): no control flow
+            if type(fn).__module__.startswith("fusejit.nn."):
                 return self.call_fusejit(fn, args, kwargs, node)
             fwd = type(fn).forward
-            sf = fwd if isinstance(fwd, ScriptFunction) else _method_script(fwd)
-            return self.call_script(BoundScript(sf, fn), args, kwargs, node)
+            sf = fwd if isinstance(fwd, decorator.ScriptFunction) else decorator._method_script(fwd)
+            return self.call_script(decorator.BoundScript(sf, fn), args, kwargs, node)
         if _is_fusejit_fn(fn):
             return self.call_fusejit(fn, args, kwargs, node)
         if getattr(fn, "_fusejit_executor", None) is not None:
@@ -267,11 +268,9 @@ class CallsMixin:
         return None
 
     def call_script(self, sf, args, kwargs, node):
-        from fusejit.jit.scripting.specialize import inline_script
-
         if kwargs:
             args = sf.bind_args(args, kwargs, self.err(node, "bad keyword arguments"))
-        return inline_script(self.cc, sf, args, node, self)
+        return specialize.inline_script(self.cc, sf, args, node, self)
 
     def call_traced(self, fn, args, kwargs, node):
         if kwargs:
@@ -290,7 +289,5 @@ class CallsMixin:
                 f"{fn.__name__} was traced for other inputs: {problem}",
                 "script the function instead, or trace it for these inputs",
             )
-        from fusejit.jit.interpret import interpret
-
         outs = interpret(fn.raw_graph, *tensors)
         return _wrap_lists(self, tr.unflatten_outputs(fn.out_spec, outs))

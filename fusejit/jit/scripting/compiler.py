@@ -6,7 +6,7 @@ together from mixins, one module each: statements, expressions, calls and contro
 from __future__ import annotations
 
 from fusejit.base import dtypes as dt
-from fusejit.eager.tensor import Tensor
+from fusejit.eager.tensor import Tensor, tensor
 from fusejit.ir.graph import Const, Node, TensorType, Value, freeze_attrs
 from fusejit.jit import tracer as tr
 from fusejit.jit.scripting.calls import CallsMixin
@@ -43,8 +43,6 @@ class Compiler:
         return t
 
     def const_tensor(self, value, dtype: dt.DType) -> Tensor:
-        from fusejit.eager.tensor import tensor
-
         return tensor(value, dtype=dtype, device=self.dev)
 
     def materialize(self, v, kind: str | None = None) -> Dyn:

@@ -10,7 +10,7 @@ import ast
 from dataclasses import dataclass, field, replace
 
 from fusejit.base import dtypes as dt
-from fusejit.eager.tensor import Tensor
+from fusejit.eager.tensor import Tensor, tensor
 from fusejit.ir.control import scalar_type
 from fusejit.ir.graph import Block, Const, Node, Value
 from fusejit.jit.scripting.source import _assigned_names
@@ -25,6 +25,7 @@ from fusejit.jit.scripting.values import (
     _spec,
     _type_of,
 )
+from fusejit.nn import ModuleList, Sequential
 
 
 class _Retry(Exception):
@@ -175,8 +176,6 @@ class ControlFlowMixin:
         if isinstance(like, Tensor):
             z = self.cc.const_tensor(0, like.dtype) if like.device == self.cc.dev else None
             if z is None:
-                from fusejit.eager.tensor import tensor
-
                 z = tensor(0, dtype=like.dtype, device=like.device)
             return z.expand(*like.shape) if like.shape else z.clone()
         if isinstance(like, Dyn):
@@ -214,8 +213,6 @@ class ControlFlowMixin:
         return self.unrolled(s, self.static_items(seq, it))
 
     def static_items(self, seq, node):
-        from fusejit.nn import ModuleList, Sequential
-
         if isinstance(seq, (ModuleList, Sequential)):
             return list(seq._modules.values())
         if isinstance(seq, (list, tuple)):

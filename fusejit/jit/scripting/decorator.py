@@ -28,6 +28,7 @@ from fusejit.jit.scripting.specialize import (
     unflatten_out,
 )
 from fusejit.jit.scripting.values import _IMMUTABLE, _kind_of
+from fusejit.nn import Module, _Version
 
 
 class ScriptFunction:
@@ -85,8 +86,6 @@ class ScriptFunction:
         return t
 
     def specialization(self, obj, spec, flat, stack=()) -> Compiled:
-        from fusejit.nn import _Version
-
         key = (spec, _Version.value if obj is not None else 0)
         table = self._table(obj)
         c = table.get(key)
@@ -228,8 +227,6 @@ def script(obj):
     >>> clip_sum(fusejit.ones(4), 10.0).tolist()
     [1.0, 1.0, 1.0, 1.0]
     """
-    from fusejit.nn import Module
-
     if isinstance(obj, (ScriptFunction, BoundScript)):
         return obj
     if isinstance(obj, type):

@@ -15,6 +15,7 @@ import numpy as np
 from fusejit.base import dtypes as dt
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import TensorType
+from fusejit.jit.control import select
 from fusejit.jit.scripting.calls import (
     _is_fusejit_fn,
     _is_known_callable,
@@ -23,6 +24,7 @@ from fusejit.jit.scripting.calls import (
     _UserMethod,
 )
 from fusejit.jit.scripting.values import _IMMUTABLE, _SCALAR_DTYPE, Dyn, Undef, _kind_of
+from fusejit.nn import Module
 
 _BUILTINS = {"range", "len", "print", "int", "float", "bool", "min", "max", "abs", "enumerate",
              "zip", "tuple", "list", "isinstance", "round"}  # fmt: skip
@@ -69,8 +71,6 @@ class ExpressionsMixin:
             return v
         if isinstance(v, (tuple, list)) and all(isinstance(x, (*_IMMUTABLE, Tensor)) for x in v):
             return tuple(v)
-        from fusejit.nn import Module
-
         if isinstance(v, Module) or getattr(v, "_fusejit_executor", None) is not None:
             return v  # (calling an optimize() function gets its own error in calls.py)
         if callable(v):
@@ -123,8 +123,6 @@ class ExpressionsMixin:
             v = getattr(obj, name)
         except AttributeError:
             raise self.err(e, f"{type(obj).__name__} has no attribute `{name}`") from None
-        from fusejit.nn import Module
-
         if isinstance(obj, Module) and isinstance(v, types.MethodType) and not _is_fusejit_fn(v):
             return _UserMethod(obj, v.__func__)
         if isinstance(v, list):
@@ -166,8 +164,6 @@ class ExpressionsMixin:
         shape = tuple(x.shape)
         if not shape:
             raise self.err(node, "cannot index a 0-d tensor")
-        from fusejit.jit.control import select
-
         ex = select(x, 0 if shape[dim] else 0, dim) if shape[dim] else None
         if ex is None:
             raise self.err(node, "cannot index an empty dim at run time")

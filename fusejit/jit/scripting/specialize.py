@@ -11,14 +11,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fusejit.base import dtypes as dt
-from fusejit.base.device import Device
+from fusejit.base.device import Device, as_device
 from fusejit.eager import recording
-from fusejit.eager.tensor import Tensor
+from fusejit.eager.creation import zeros
+from fusejit.eager.tensor import Tensor, tensor
 from fusejit.ir.graph import Block, Graph, TensorType, Value
+from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
+from fusejit.jit.api import _target_of, optimize_graph
+from fusejit.jit.runtime import Plan
+
+# (decorator imports this module: see the note in calls.py)
+from fusejit.jit.scripting import decorator
 from fusejit.jit.scripting.compiler import Compiler, FunctionCompiler
 from fusejit.jit.scripting.errors import ScriptError
 from fusejit.jit.scripting.values import _SCALAR_DTYPE, Dyn, _kind_of, _wrap_lists
+from fusejit.nn import Module
 
 if TYPE_CHECKING:
     from fusejit.jit.scripting.decorator import ScriptFunction
@@ -28,10 +36,6 @@ class Compiled:
     """One specialization: the graph as compiled, the optimized graph and its plan."""
 
     def __init__(self, raw: Graph, in_spec, out_spec, name: str) -> None:
-        from fusejit.ir.verify import verify
-        from fusejit.jit.api import _target_of, optimize_graph
-        from fusejit.jit.runtime import Plan
-
         verify(raw)
         self.raw_graph = raw
         self.in_spec = in_spec
@@ -42,8 +46,6 @@ class Compiled:
 
 
 def _scalar_input(v, kind, device) -> Tensor:
-    from fusejit.eager.tensor import tensor
-
     d = _SCALAR_DTYPE[kind]
     if getattr(device, "type", "cpu") == "cpu":
         return Tensor._wrap(np.asarray(v, d.np), d, device)
@@ -51,8 +53,6 @@ def _scalar_input(v, kind, device) -> Tensor:
 
 
 def _device_of_args(flat) -> Device:
-    from fusejit.base.device import as_device
-
     for v in flat:
         if isinstance(v, Tensor):
             return v.device
@@ -171,9 +171,7 @@ def unflatten_out(spec, it):
 def inline_script(cc: Compiler, sf, args, node, fc) -> object:
     """Compile the scripted callee for these arguments and copy its graph into the current
     block; constants stay constants in the callee (it is specialized on them)."""
-    from fusejit.jit.scripting.decorator import BoundScript
-
-    if isinstance(sf, BoundScript):
+    if isinstance(sf, decorator.BoundScript):
         sfn, self_obj = sf.sf, sf.obj
     else:
         sfn, self_obj = sf, None
@@ -225,8 +223,6 @@ def unflatten_sym(spec, it, fc):
 
 
 def _example(t: TensorType) -> Tensor:
-    from fusejit.eager.creation import zeros
-
     if str(t.device) == "cpu":
         return Tensor._wrap(np.zeros(t.shape, t.dtype.np), t.dtype, t.device)
     return zeros(*t.shape, dtype=t.dtype, device=t.device)
@@ -258,8 +254,6 @@ def _spec_arg(v, flat, constants):
         return (type(v).__name__, tuple(_spec_arg(x, flat, constants) for x in v))
     if isinstance(v, (str, type(None), dt.DType, Device)):
         return ("C", v)
-    from fusejit.nn import Module
-
     if isinstance(v, Module):
         return ("C", v)
     raise TypeError(
