@@ -49,7 +49,7 @@ _INSTALL_HINT = "pip install 'fusejit[cuda12]' (CUDA 12) or 'fusejit[cuda13]' (C
 def _problem(index: int | None) -> str | None:
     """None when CUDA can be used (on GPU ``index`` when given), else what is missing."""
     where = f"cuda:{index}" if index is not None else "CUDA"
-    try:
+    try:  # (optional dependency: only a machine with a GPU has it)
         import cupy
     except ImportError:
         return f"{where} needs cupy, which is not installed; install it with {_INSTALL_HINT}"

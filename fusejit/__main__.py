@@ -21,6 +21,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import fusejit as fj
 from fusejit.bench import harness
 from fusejit.bench.harness import machine_info
@@ -116,10 +118,9 @@ def _ver(v: int) -> str:
 def cmd_info(a) -> int:
     problems: list[str] = []
     versions = [("python", f"{platform.python_version()} ({sys.executable})")]
-    import numpy as np
 
     versions.append(("numpy", np.__version__))
-    try:
+    try:  # (imported here so that a broken numba is reported, not raised)
         import numba
 
         versions.append(("numba", numba.__version__))
@@ -131,7 +132,7 @@ def cmd_info(a) -> int:
                         "pip install numba")  # fmt: skip
     versions.append(("fusejit", f"{fj.__version__} ({os.path.dirname(fj.__file__)})"))
     cupy, cupy_err = None, None
-    try:
+    try:  # (optional dependency)
         import cupy
     except Exception as e:  # noqa: BLE001
         cupy, cupy_err = None, e

@@ -96,6 +96,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import llvmlite.binding as llvm
 import numba
 import numpy as np
 from fusejit.kernels.llvm_ops import (
@@ -114,6 +115,7 @@ from fusejit.kernels.llvm_ops import (
     sqrt,
 )
 from fusejit.kernels.math_constants import F32, F64
+from numba.core import config
 
 __all__ = [
     "MAX_ULP",
@@ -702,9 +704,6 @@ def _has_f16c() -> bool:
     CPUs keep the integer versions above). numba compiles for the host's features unless
     NUMBA_CPU_FEATURES names others (NUMBA_CPU_NAME=generic implies none): without F16C in
     them, LLVM would call compiler-rt helpers that the JIT cannot find (a crash)."""
-    import llvmlite.binding as llvm
-    from numba.core import config
-
     if config.CPU_FEATURES is not None:
         return "+f16c" in config.CPU_FEATURES.split(",")
     return bool(llvm.get_host_cpu_features().get("f16c", False))

@@ -21,7 +21,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fusejit as F
-from fusejit.eager import dispatch
+from fusejit.eager import dispatch, recording
 from fusejit.ops.registry import OPS
 
 ALL = (F.bool, F.uint8, F.int8, F.int16, F.int32, F.int64, F.float16, F.float32, F.float64)
@@ -369,13 +369,13 @@ class _Recorder:
 def test_fast_paths_step_aside_while_a_trace_records(monkeypatch):
     x, y = F.ones(3), F.full((3,), 2.0)
     rec = _Recorder()
-    monkeypatch.setattr(dispatch, "TRACER", rec)
+    monkeypatch.setattr(recording, "TRACER", rec)
     z = x + y
     x * 2.0, 2.0 * x, -x, F.exp(x), F.relu(x), F.where(x > 0, x, y), x.half(), x.sum()
     x.reshape(3, 1), x[1:], x.T
     assert rec.ops == ["add", "mul", "mul", "neg", "exp", "relu", "gt", "where", "cast", "sum",
                        "reshape", "getitem", "permute"]  # fmt: skip
-    monkeypatch.setattr(dispatch, "TRACER", None)
+    monkeypatch.setattr(recording, "TRACER", None)
     assert z.tolist() == [3.0, 3.0, 3.0]
 
 

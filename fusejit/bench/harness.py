@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import gc
 import json
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import time
 
+import llvmlite.binding
+import numba
 import numpy as np
 
 import fusejit as fj
@@ -107,7 +110,7 @@ def _xp(dev: fj.Device):
         return np
     xp = getattr(dev.backend, "xp", None)
     if xp is None:
-        import cupy as xp  # noqa: F811
+        import cupy as xp  # noqa: F811 - optional dependency, there when a GPU is in use
     return xp
 
 
@@ -135,7 +138,7 @@ class GpuTimer:
     """
 
     def __init__(self, dev: fj.Device) -> None:
-        import cupy
+        import cupy  # (optional dependency, there when a GPU is in use)
 
         self._cupy = cupy
         with dev.backend.scope():
@@ -530,8 +533,6 @@ def _probe_one(w: Workload, small: tuple, tensors: tuple, timed) -> dict:
 
 
 def _probe_main(argv: list[str]) -> int:
-    import argparse
-
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cpu")
     p.add_argument("--size", type=int, required=True)
@@ -634,8 +635,6 @@ def _loadavg() -> float | None:
 
 def machine_info(device: str = "cpu") -> dict:
     """The machine and versions a result was measured with."""
-    import numba
-
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -651,7 +650,7 @@ def machine_info(device: str = "cpu") -> dict:
         feats = {}
     simd = "AVX-512" if feats.get("AVX512F") else "AVX2" if feats.get("AVX2") else "unknown"
     try:
-        import llvmlite.binding as ll
+        ll = llvmlite.binding
 
         llvm_cpu = ll.get_host_cpu_name()
     except Exception:  # noqa: BLE001 - informational only
@@ -663,7 +662,7 @@ def machine_info(device: str = "cpu") -> dict:
         "loadavg": _loadavg(),
     }  # fmt: skip
     if _as_device(device).type == "cuda":
-        try:
+        try:  # (optional dependency)
             import cupy
 
             info["cupy"] = cupy.__version__
@@ -906,7 +905,7 @@ def to_json(res: dict) -> str:
 
 def plot(res: dict, path: str) -> None:
     """A bar chart of eager / fused (/ reference) median times per workload (needs matplotlib)."""
-    import matplotlib
+    import matplotlib  # (optional dependency, for --plot only)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fusejit.ir.control import has_effect
 from fusejit.ir.graph import Block, Const, Graph, Value
 from fusejit.jit.interpret import run_block
@@ -67,8 +69,6 @@ def cse(g: Graph) -> tuple[Graph, bool]:
 def _rewire(n, rep):
     if not rep or not any(isinstance(v, Value) and v in rep for v in n.inputs):
         return n
-    from dataclasses import replace
-
     return replace(n, inputs=tuple(rep.get(v, v) if isinstance(v, Value) else v
                                    for v in n.inputs))  # fmt: skip
 
