@@ -10,6 +10,7 @@ from fusejit.backends.cpu_kernels import cpu_kernel
 
 from fusejit.base import dtypes as dt
 from fusejit.codegen.body import KernelBody, Step
+from fusejit.ops.registry import accumulation_dtype
 from fusejit.store import CACHE
 
 _NULL = contextlib.nullcontext()
@@ -60,8 +61,7 @@ class CPUBackend:
 
     def run_expr_op(self, op, x: np.ndarray, compute: dt.DType, out: dt.DType):
         """An op numpy lacks, as a one-step generated kernel (float16 computed in float32)."""
-        c = dt.float32 if compute is dt.float16 else compute
-        o = dt.float32 if out is dt.float16 else out
+        c, o = accumulation_dtype(compute), accumulation_dtype(out)
         if x.dtype != c.np:
             x = x.astype(c.np)
         # the kernel cache's key of this one-op kernel, remembered so that a call does not

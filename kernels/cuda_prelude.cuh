@@ -169,10 +169,9 @@ __device__ __forceinline__ T fj_ipow(T a, T b) {
 }
 
 // ---- row kernels (fusejit/codegen/cuda_rows.py) ------------------------------------------------
-// Reduction combiners. Float max/min propagate NaN as numpy does (a NaN anywhere in a row gives
-// NaN); which zero wins between -0.0 and +0.0 is unspecified.
-template <typename T>
-__device__ __forceinline__ T fj_rsum(T a, T b) { return a + b; }
+// The expression language's max / min (the combine steps of amax / amin): NaN-propagating as
+// numpy's (a NaN anywhere in a row gives NaN); which zero wins between -0.0 and +0.0 is
+// unspecified.
 template <typename T>
 __device__ __forceinline__ T fj_rmax(T a, T b) { return (a != a || a > b) ? a : b; }
 template <typename T>

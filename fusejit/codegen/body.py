@@ -15,7 +15,7 @@ import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.codegen.expr import parse
-from fusejit.ops.registry import get_op
+from fusejit.ops.registry import accumulation_dtype, get_op
 
 # An operand reference: ("in", i) region input i; ("t", j) result of step j;
 # ("c", value, dtype_name) a scalar constant baked into the kernel.
@@ -101,8 +101,9 @@ def render_steps(body: KernelBody, renderer, in_codes: list, compute_of=lambda d
 
 def half_as_float32(d: dt.DType) -> dt.DType:
     """The dtype a value of dtype ``d`` is held in inside a kernel: float16 computes in float32
-    (each float16 step rounded back to float16, as eager float16 ops are)."""
-    return dt.float32 if d is dt.float16 else d
+    (each float16 step rounded back to float16, as eager float16 ops are), the op table's
+    ``accumulation_dtype``."""
+    return accumulation_dtype(d)
 
 
 def round_half_consts(body: KernelBody) -> KernelBody:

@@ -26,20 +26,13 @@ from fusejit.codegen.body import (
     round_half_consts,
 )
 from fusejit.codegen.expr import Renderer
+from fusejit.kernels import cpu_math
+from fusejit.kernels.cpu_math import VECTOR_MATH  # (names it lacks fall back to libm)
 
-try:  # the vectorizable math library; absent names fall back to libm
-    from fusejit.kernels.cpu_math import VECTOR_MATH
-except ImportError:  # pragma: no cover - only while the library is being written
-    VECTOR_MATH = {}
-
-_MATH_NAMES = {
-    "exp": "math.exp", "expm1": "math.expm1", "log": "math.log", "log2": "math.log2",
-    "log10": "math.log10", "log1p": "math.log1p", "sqrt": "np.sqrt", "sin": "math.sin",
-    "cos": "math.cos", "tan": "math.tan", "asin": "math.asin", "acos": "math.acos",
-    "atan": "math.atan", "atan2": "math.atan2", "sinh": "math.sinh", "cosh": "math.cosh",
-    "tanh": "math.tanh", "erf": "math.erf", "floor": "np.floor", "ceil": "np.ceil",
-    "trunc": "np.trunc", "rint": "np.rint", "abs": "abs",
-}  # fmt: skip
+# primitives spelled with numpy's function rather than math's: math has no rint, numba's
+# math.floor, ceil and trunc give ints, and sqrt is the eager op's ufunc; abs is the builtin.
+# The others are math's function of the primitive's name (or, vectorized, cpu_math's).
+_NUMPY_FUNCS = frozenset({"sqrt", "floor", "ceil", "trunc", "rint"})
 _SHORT = {"float32": "f32", "float64": "f64"}
 
 
@@ -47,7 +40,7 @@ def np_type(d: dt.DType) -> str:
     return "np.bool_" if d is dt.bool_ else f"np.{d.np.name}"
 
 
-GUARDED = ("sin", "cos", "tan")
+GUARDED = frozenset(name for name, _ in cpu_math.GUARDED)  # sin, cos, tan
 
 
 class NumbaRenderer(Renderer):
@@ -102,7 +95,15 @@ class NumbaRenderer(Renderer):
             return f"{np_type(d)}({one} / ({one} + {e}))"
         if name == "exp2":
             return f"{np_type(d)}({self.const(2, d)} ** {args[0]})"
-        return f"{np_type(d)}({_MATH_NAMES[name]}({', '.join(args)}))"
+        fn = "abs" if name == "abs" else f"{'np' if name in _NUMPY_FUNCS else 'math'}.{name}"
+        return f"{np_type(d)}({fn}({', '.join(args)}))"
+
+    def extreme(self, name, a, b, d):
+        if not d.is_floating_point:
+            return f"{name}({a}, {b})"
+        # a select, as the elementwise maximum's: NaN-propagating (row kernels use the LLVM
+        # intrinsics, see cpu_rows)
+        return f"({a} if ({a} {'>' if name == 'max' else '<'} {b}) | ({a} != {a}) else {b})"
 
     def where(self, c, a, b, d):
         return f"({a} if {c} else {b})"

@@ -55,8 +55,16 @@ from numba.extending import intrinsic
 
 from fusejit.base import dtypes as dt
 from fusejit.codegen.body import half_as_float32, render_step, round_half_consts
-from fusejit.codegen.cpu import RENDERER, np_type
-from fusejit.codegen.rows import RowBody, expensive, is_reduction, ref_dtype, schedule
+from fusejit.codegen.cpu import RENDERER, NumbaRenderer, np_type
+from fusejit.codegen.expr import parse
+from fusejit.codegen.rows import (
+    RowBody,
+    expensive,
+    is_reduction,
+    reduce_facts,
+    ref_dtype,
+    schedule,
+)
 
 BLOCK = 4096  # elements per partial sum (see the module docstring)
 # Bytes between the start of a buffer a row kernel writes in an element loop (a full output, a
@@ -113,19 +121,44 @@ def _held(name: str) -> dt.DType:
     return half_as_float32(dt.as_dtype(name))
 
 
+class _Combiner(NumbaRenderer):
+    """Renders a reduction's combine step (the op table's ``Reduce.combine``): float max / min
+    as ``fmaximum`` / ``fminimum``, which vectorize; with ``reassoc``, a float ``+`` as
+    ``radd`` (the element loop's, whose sum then vectorizes into lane-wise partial sums)."""
+
+    def __init__(self, reassoc: bool) -> None:
+        super().__init__()
+        self.reassoc = reassoc
+
+    def binop(self, op, a, b, d):
+        if self.reassoc and op == "+" and d.is_floating_point:
+            return f"_rk.radd({a}, {b})"
+        return super().binop(op, a, b, d)
+
+    def extreme(self, name, a, b, d):
+        if d.is_floating_point:
+            return f"_rk.f{name}imum({a}, {b})"
+        return super().extreme(name, a, b, d)
+
+
+_ELEMENTS, _PARTIALS = _Combiner(reassoc=True), _Combiner(reassoc=False)
+
+
+def _combine(step, a: str, b: str, d: dt.DType, renderer=_PARTIALS) -> str:
+    """Reduction ``step``'s combine of ``a`` and ``b`` (of dtype ``d``)."""
+    facts = reduce_facts(step.op)
+    return renderer.render(parse(facts.combine), {"x": (a, d), "y": (b, d)}, d)[0]
+
+
 def _init(step) -> str:
     d = _held(step.compute)
-    t = np_type(d)
-    if step.op in ("sum", "mean"):
-        return f"{t}(0)"  # +0.0, numpy's start: a row of -0.0 sums to +0.0 as in numpy
-    if d.is_floating_point:
-        return f"{t}({'-' if step.op == 'amax' else ''}np.inf)"
-    lim = np.iinfo(d.np).min if step.op == "amax" else np.iinfo(d.np).max
-    return f"{t}({int(lim)})"
+    return RENDERER.const(reduce_facts(step.op).identity_of(d), d)
 
 
 def _blocked(step) -> bool:
-    return step.op in ("sum", "mean") and _held(step.compute).is_floating_point
+    """Whether ``step`` adds floats: it then sums by blocks (see the module docstring)."""
+    combine = parse(reduce_facts(step.op).combine)
+    return combine[:2] == ("bin", "+") and _held(step.compute).is_floating_point
 
 
 def row_kernel_source(body: RowBody) -> str:
@@ -239,9 +272,10 @@ def _function(body: RowBody, sch, mode: str) -> list:
         reds = ps.reductions
         if mode == "final":  # the partials of the T parts, in order
             for j in reds:
+                d = dt.float64 if _blocked(steps[j]) else _held(steps[j].compute)
                 L.append(f"{ind}s{j} = w{j}[0]")
                 L.append(f"{ind}for t in range(1, T):")
-                L.append(f"{ind}    s{j} = {_combine(steps[j], f's{j}', f'w{j}[t]')}")
+                L.append(f"{ind}    s{j} = {_combine(steps[j], f's{j}', f'w{j}[t]', d)}")
         else:
             _element_loop(L, body, sch, ps, cached, done_cache, get, ind, end)
         if mode == "part":
@@ -251,8 +285,10 @@ def _function(body: RowBody, sch, mode: str) -> list:
             s = steps[j]
             acc, out = _held(s.compute), _held(s.out)
             val = f"{np_type(acc)}(s{j})"
-            if s.op == "mean":
-                val = f"{np_type(acc)}({val} / {np_type(acc)}(N))"
+            finalize = reduce_facts(s.op).finalize
+            if finalize is not None:  # n: the row length
+                env = {"x": (val, acc), "n": (f"{np_type(acc)}(N)", acc)}
+                val = RENDERER.render(parse(finalize), env, acc)[0]
             val = RENDERER.cast(val, acc, out)
             L.append(f"{ind}t{j} = {_vm_round(val) if s.out == 'float16' else val}")
     row_steps(sch.before[len(sch.passes)], ind)
@@ -286,16 +322,6 @@ def _step_code(body: RowBody, j: int, get) -> str:
     if s.op == "cast" and ref_dtype(body, s.args[0]) == "float64":
         return f"_vm.h2f(_vm.d2h({get(s.args[0])[0]}))"
     return _vm_round(code)
-
-
-def _combine(step, a: str, b: str) -> str:
-    """Reduction ``step`` of two partial results (float sums are float64 block totals)."""
-    acc = _held(step.compute)
-    if step.op in ("sum", "mean"):
-        return f"{a} + {b}" if acc.is_floating_point else f"{np_type(acc)}({a} + {b})"
-    if acc.is_floating_point:
-        return f"_rk.{'fmaximum' if step.op == 'amax' else 'fminimum'}({a}, {b})"
-    return f"{'max' if step.op == 'amax' else 'min'}({a}, {b})"
 
 
 def _element_loop(L, body, sch, ps, cached, done_cache, get, ind, end) -> None:
@@ -351,16 +377,8 @@ def _element_loop(L, body, sch, ps, cached, done_cache, get, ind, end) -> None:
         acc = _held(s.compute)
         code, d = get(s.args[0])
         v = RENDERER.cast(code, d, acc)
-        if s.op in ("sum", "mean"):
-            if acc.is_floating_point:
-                L.append(f"{inner}b{j} = _rk.radd(b{j}, {v})")
-            else:
-                L.append(f"{inner}s{j} = {np_type(acc)}(s{j} + {v})")
-        elif acc.is_floating_point:
-            fn = "fmaximum" if s.op == "amax" else "fminimum"
-            L.append(f"{inner}s{j} = _rk.{fn}(s{j}, {v})")
-        else:
-            L.append(f"{inner}s{j} = {'max' if s.op == 'amax' else 'min'}(s{j}, {v})")
+        into = f"b{j}" if _blocked(s) else f"s{j}"  # (a float sum: into its block's sum)
+        L.append(f"{inner}{into} = {_combine(s, into, v, acc, _ELEMENTS)}")
     for i in ps.outputs:
         ref, _ = body.outputs[i]
         code, d = get(ref)

@@ -121,6 +121,9 @@ class CudaRenderer(Renderer):
             fn = name if d is dt.float64 else name + "f"
         return f"{fn}({', '.join(args)})"
 
+    def extreme(self, name, a, b, d):
+        return f"fj_r{name}({a}, {b})"  # (the prelude's NaN-propagating templates)
+
     def where(self, c, a, b, d):
         if d.is_integer:
             return f"(({ctype(d)})({c} ? {a} : {b}))"

@@ -57,13 +57,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import CompileError
 from fusejit.codegen import cuda as cg
 from fusejit.codegen.body import render_step, round_half_consts
-from fusejit.codegen.rows import RowBody, deps, expensive, ref_dtype, schedule
+from fusejit.codegen.expr import parse
+from fusejit.codegen.rows import RowBody, deps, expensive, reduce_facts, ref_dtype, schedule
 
 CUDA_ROWS_VERSION = "1"
 WARP = 32
@@ -83,7 +82,6 @@ MAX_CACHE = 32  # elements per thread kept in registers, at most
 SPLIT_CHUNK = 4096  # elements a block of a split row reduces at least (16 a thread)
 SPLIT_BLOCKS_PER_SM = 8  # blocks of 256 threads the split rows fill each SM with
 SPLIT_UNROLL = 4
-_COMBINE = {"sum": "fj_rsum", "mean": "fj_rsum", "amax": "fj_rmax", "amin": "fj_rmin"}
 
 
 @dataclass(frozen=True)
@@ -288,7 +286,7 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
         reds = list(ps.reductions) + [sch.online[m][0] for m in online]
         for j in reds:
             acc = cdt(steps[j].compute)
-            L.append(f"    {cg.ctype(acc)} s{j} = {_identity(steps[j].op, acc)};")
+            L.append(f"    {cg.ctype(acc)} s{j} = {_identity(steps[j], acc)};")
         L.append(f"    // pass {p}")
         roots = [steps[j].args[0] for j in ps.reductions]
         pass_steps, from_regs = _pass_steps(body, ps, kept)
@@ -364,7 +362,7 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
                         f"{ind}}}",
                     ]
                 else:
-                    M.append(f"{ind}s{j} = {_COMBINE[s.op]}(s{j}, {val});")
+                    M.append(f"{ind}s{j} = {_combine_code(s, f's{j}', val, acc)};")
             for k in ps.outputs:
                 code, _ = get(body.outputs[k][0])
                 dst = f"w{k}.v[e]" if V > 1 else f"o{k}r[j]"
@@ -497,15 +495,20 @@ def _pass_steps(body: RowBody, ps, kept: set) -> tuple[list, set]:
     return sorted(need), regs
 
 
-def _identity(op: str, acc: dt.DType) -> str:
-    if op in ("sum", "mean"):
-        return "0.0f" if acc is dt.float32 else ("0.0" if acc is dt.float64 else "0")
-    neg = op == "amax"
-    if acc.is_floating_point:
-        inf = cg._F32_INF if acc is dt.float32 else cg._F64_INF
-        return f"(-{inf})" if neg else inf
-    info = np.iinfo(acc.np)
-    return cg.RENDERER.const(int(info.min if neg else info.max), acc)
+def _acc(step) -> dt.DType:
+    """The dtype reduction ``step`` accumulates in, inside the kernel."""
+    return cg.compute_of(dt.as_dtype(step.compute))
+
+
+def _identity(step, acc: dt.DType) -> str:
+    """The neutral element of reduction ``step`` in its accumulation dtype ``acc``."""
+    return cg.RENDERER.const(reduce_facts(step.op).identity_of(acc), acc)
+
+
+def _combine_code(step, a: str, b: str, acc: dt.DType) -> str:
+    """Reduction ``step``'s combine of ``a`` and ``b`` (of its accumulation dtype ``acc``)."""
+    env = {"x": (a, acc), "y": (b, acc)}
+    return cg.RENDERER.render(parse(reduce_facts(step.op).combine), env, acc)[0]
 
 
 def _combine(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) -> None:
@@ -522,8 +525,8 @@ def _combine(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) ->
                               f"__shfl_xor_sync(0xffffffffu, s{js}, o)", "        ",
                               cg.ctype(cg.compute_of(dt.as_dtype(steps[j].compute))))  # fmt: skip
         else:
-            fn = _COMBINE[steps[j].op]
-            L.append(f"        s{j} = {fn}(s{j}, __shfl_xor_sync(0xffffffffu, s{j}, o));")
+            other = f"__shfl_xor_sync(0xffffffffu, s{j}, o)"
+            L.append(f"        s{j} = {_combine_code(steps[j], f's{j}', other, _acc(steps[j]))};")
     L.append("    }")
     if v.mode == "warp":
         return
@@ -544,9 +547,9 @@ def _combine(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) ->
             L += _merge_lines(j, js, stable, f"sh{j}[w]", f"sh{js}[w]", "        ", ty)
             L.append("    }")
         else:
-            fn = _COMBINE[steps[j].op]
+            both = _combine_code(steps[j], f"s{j}", f"sh{j}[w]", _acc(steps[j]))
             L.append(f"    s{j} = sh{j}[0];")
-            L.append(f"    for (int w = 1; w < {n_warps}; ++w) s{j} = {fn}(s{j}, sh{j}[w]);")
+            L.append(f"    for (int w = 1; w < {n_warps}; ++w) s{j} = {both};")
 
 
 def partials(body: RowBody) -> int:
@@ -590,7 +593,7 @@ def _gather(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) -> 
         "    __threadfence();",
         "    if (threadIdx.x == 0) cnt_[r] = 0u;",
     ]
-    L += [f"    s{j} = {_identity(steps[j].op, acc(j))};" for j in parts]
+    L += [f"    s{j} = {_identity(steps[j], acc(j))};" for j in parts]
     L += [f"    for (long long w = lane; w < S_; w += {v.threads}) {{",
           f"        const volatile unsigned long long* w_ = ws_ + (r * S_ + w) * {P};"]  # fmt: skip
     for j in reds:
@@ -598,7 +601,7 @@ def _gather(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) -> 
             js, stable = online[j]
             L += _merge_lines(j, js, stable, load(j), load(js), "        ", ty(j))
         else:
-            L.append(f"        s{j} = {_COMBINE[steps[j].op]}(s{j}, {load(j)});")
+            L.append(f"        s{j} = {_combine_code(steps[j], f's{j}', load(j), acc(j))};")
     L.append("    }")
     L.append("    {  // (a scope of its own for the combine's shared arrays)")
     _combine(L, body, reds, online, v)
@@ -621,11 +624,15 @@ def _merge_lines(m, s, stable, m2, s2, ind, ty) -> list:
 
 
 def _finalize(L: list, step, j: int) -> None:
-    acc = cg.compute_of(dt.as_dtype(step.compute))
+    """The row's result ``t<j>`` of reduction ``step`` (its ``Reduce.finalize``, n the row
+    length), rounded to float16 for a float16 result."""
+    acc = _acc(step)
     out = dt.as_dtype(step.out)
     val = f"s{j}"
-    if step.op == "mean":
-        val = f"({val} / ({cg.ctype(acc)})N)"
+    finalize = reduce_facts(step.op).finalize
+    if finalize is not None:
+        env = {"x": (val, acc), "n": (f"({cg.ctype(acc)})N", acc)}
+        val = cg.RENDERER.render(parse(finalize), env, acc)[0]
     code = cg.RENDERER.cast(val, acc, cg.compute_of(out))
     if out is dt.float16:
         code = f"fj_round_h({code})"

@@ -1,9 +1,10 @@
 """The expression language of the op table, and the base renderer every target shares.
 
-An op's ``expr`` is Python syntax over its inputs ``x``, ``y``, ``z``. It is parsed once into a
-small tree; ``infer`` types each subexpression; a target's ``Renderer`` subclass turns the tree
-into source for that target (numba Python for the CPU, CUDA C for the GPU). The base class
-renders what the targets share; subclasses override what differs.
+An op's ``expr`` is Python syntax over its inputs ``x``, ``y``, ``z``, calling the primitive
+functions of ``fusejit/ops/primitives.py``. It is parsed once into a small tree; a target's
+``Renderer`` subclass turns the tree into source for that target (numba Python for the CPU,
+CUDA C for the GPU), typing each subexpression as it goes. The base class renders what the
+targets share; subclasses override what differs.
 """
 
 from __future__ import annotations
@@ -13,14 +14,7 @@ import ast
 from functools import cache
 
 from fusejit.base import dtypes as dt
-
-BOOL_FUNCS = {"isnan", "isinf", "isfinite"}
-SAME_FUNCS = {"abs", "floor", "ceil", "trunc", "rint"}
-FLOAT_FUNCS = {
-    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sqrt", "sin", "cos", "tan",
-    "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "erf", "sigmoid",
-}  # fmt: skip
-PRIMITIVES = BOOL_FUNCS | SAME_FUNCS | FLOAT_FUNCS | {"where", "cast"}
+from fusejit.ops.primitives import PRIMITIVES
 
 _BINOPS = {
     ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
@@ -101,18 +95,20 @@ class Renderer(abc.ABC):
                 to = attrs["dtype"]
                 return self.cast(a, ta, to), to
             rendered = [self.render(a, env, compute, attrs) for a in args]
-            if name == "where":
+            kind = PRIMITIVES[name].kind
+            if kind == "select":
                 (c, tc), (a, ta), (b, tb) = rendered
                 t = dt.promote_types(ta, tb)
                 return self.where(self.truth(c, tc), a, b, t), t
             codes = [r[0] for r in rendered]
             t = rendered[0][1]
-            if name in BOOL_FUNCS:
+            if kind == "bool":
                 return self.classify(name, codes[0], t), dt.bool_
-            if name in SAME_FUNCS:
-                if not t.is_floating_point:
-                    return (self.intabs(codes[0], t) if name == "abs" else codes[0]), t
-                return self.func(name, codes, t), t
+            if kind == "extreme":
+                t = dt.promote_types(t, rendered[1][1])
+                return self.extreme(name, codes[0], codes[1], t), t
+            if kind == "same" and not t.is_floating_point:
+                return (self.intabs(codes[0], t) if name == "abs" else codes[0]), t
             return self.func(name, codes, t), t
         raise AssertionError(tree)
 
@@ -124,7 +120,12 @@ class Renderer(abc.ABC):
     def cast(self, a, src, dst): ...
 
     @abc.abstractmethod
-    def func(self, name, args, dtype): ...
+    def func(self, name, args, dtype):
+        """A ``float`` primitive, or a ``same`` one on floats."""
+
+    @abc.abstractmethod
+    def extreme(self, name, a, b, dtype):
+        """``max`` or ``min`` of ``a`` and ``b`` (of ``dtype``), NaN-propagating."""
 
     @abc.abstractmethod
     def where(self, c, a, b, dtype): ...

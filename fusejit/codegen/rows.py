@@ -8,12 +8,14 @@ value of the region lives in one of two spaces:
 - *row*: one value per row, a scalar inside the kernel. Its tensor shape is either O + (1,)*k
   (``keep``, what a keepdim reduction gives, which broadcasts back over the row) or O (``drop``).
 
-Reductions (sum, mean, amax, amin) take a full value to a row value. A full value that reads
-the result of a reduction can only be computed once that reduction is complete, so the work of
-a row is cut into *passes* over its elements: pass p accumulates the reductions whose input
-needs the results of p earlier passes, and stores the full outputs available by then. Between
-passes the row-space steps run on scalars. Softmax is three passes (max; sum of exp; divide),
-layer norm three (mean; mean of squares; scale), a sum of an elementwise expression one.
+Reductions (the op table's entries with ``Reduce`` facts: sum, mean, amax, amin) take a full
+value to a row value; each target renders their identity, combine step and finalization from
+those facts. A full value that reads the result of a reduction can only be computed once that
+reduction is complete, so the work of a row is cut into *passes* over its elements: pass p
+accumulates the reductions whose input needs the results of p earlier passes, and stores the
+full outputs available by then. Between passes the row-space steps run on scalars. Softmax is
+three passes (max; sum of exp; divide), layer norm three (mean; mean of squares; scale), a sum
+of an elementwise expression one.
 
 Kernel inputs are *ports*: an input tensor seen through one view (a tensor read both per
 element and per row is two ports):
@@ -30,10 +32,10 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 
-from fusejit.codegen.expr import FLOAT_FUNCS, parse
-from fusejit.ops.registry import get_op
+from fusejit.codegen.expr import parse
+from fusejit.ops.primitives import of_kind
+from fusejit.ops.registry import OPS, Reduce, get_op
 
-ROW_REDUCTIONS = ("sum", "mean", "amax", "amin")
 VIEWS = ("full", "inner", "keep", "drop", "scalar")
 
 
@@ -42,11 +44,11 @@ class RowBody:
     """A fused row region.
 
     ``ports``: (input index, view, dtype name) per port; refs ("in", i) name ports. ``steps``:
-    ``Step``s (elementwise ops, or a reduction: op in ``ROW_REDUCTIONS``, ``compute`` the
+    ``Step``s (elementwise ops, or a reduction: an op of ``row_reductions()``, ``compute`` the
     accumulation dtype, ``out`` the result dtype); ``spaces[j]`` is "full" or "row".
     ``outputs``: (ref, form) with form "full", "keep" or "drop". ``strict_empty``: an empty row
     (N == 0) is an error, as eager amax/amin over an empty dim is; otherwise reductions of an
-    empty row give their identity (sum 0, mean nan, amax -inf, amin +inf).
+    empty row give their finalized identity (sum 0, mean nan, amax -inf, amin +inf).
     """
 
     k: int
@@ -76,8 +78,19 @@ def ref_dtype(body: RowBody, ref) -> str:
     return ref[2]
 
 
+def reduce_facts(op: str) -> Reduce | None:
+    """How op ``op`` reduces a row (the op table's ``Reduce``), or None: not a row reduction."""
+    entry = OPS.get(op)
+    return None if entry is None else entry.reduce
+
+
+def row_reductions() -> tuple:
+    """The names of the ops that reduce in row kernels, in op-table order."""
+    return tuple(name for name, op in OPS.items() if op.reduce is not None)
+
+
 def is_reduction(step) -> bool:
-    return step.op in ROW_REDUCTIONS
+    return reduce_facts(step.op) is not None
 
 
 # ---- views of the inputs -----------------------------------------------------------------------
@@ -301,9 +314,12 @@ def expensive(step) -> bool:
     return _has_call(parse(get_op(step.op).expr))
 
 
+_COSTLY = of_kind("float")  # transcendental functions and sqrt
+
+
 def _has_call(tree) -> bool:
     if tree[0] == "call":
-        return tree[1] in FLOAT_FUNCS or any(_has_call(a) for a in tree[2])
+        return tree[1] in _COSTLY or any(_has_call(a) for a in tree[2])
     if tree[0] == "bin" and tree[1] == "**":
         return True
     return any(_has_call(t) for t in tree[1:] if isinstance(t, tuple))
@@ -312,4 +328,5 @@ def _has_call(tree) -> bool:
 deps = _deps  # the steps a step reads (public name for the row targets)
 
 __all__ = ["RowBody", "Schedule", "schedule", "deps", "full_view", "row_view", "port_array",
-           "domain_of", "out_shape", "expensive", "ROW_REDUCTIONS"]  # fmt: skip
+           "domain_of", "out_shape", "expensive", "reduce_facts", "row_reductions",
+           "is_reduction"]  # fmt: skip

@@ -2,7 +2,8 @@
 
 ``expr`` is written in the expression language of ``fusejit/codegen/expr.py``: Python syntax over
 the inputs ``x``, ``y``, ``z``; literals take the compute dtype; the functions are the primitives
-every target renders (exp, log, tanh, erf, sigmoid, where, isnan, floor, ...).
+of ``fusejit/ops/primitives.py``, which every target renders (exp, log, tanh, erf, sigmoid,
+where, isnan, floor, ...); ``register`` refuses any other name.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 ``fusejit/eager/reductions.py``).
 
 Accumulation: float16 inputs are accumulated in float32 and the result rounded to float16 (as
-PyTorch does); sums and products of bool and integer tensors are int64.
+PyTorch does: ``registry.accumulation_dtype``); sums and products of bool and integer tensors
+are int64. The reductions row kernels compute state how in their ``Reduce`` facts.
 """
 
 from __future__ import annotations
@@ -13,17 +14,13 @@ import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import ShapeError, fmt_shape
-from fusejit.ops.registry import ANY, NUM, OpDef, register
+from fusejit.ops.registry import ANY, NUM, OpDef, Reduce, accumulation_dtype, register
 
 
 def _dtype_of(a) -> dt.DType:
     """The fusejit dtype of array ``a``."""
     d = dt._BY_NP.get(a.dtype)
     return d if d is not None else dt.as_dtype(a.dtype)
-
-
-def _acc(d: dt.DType) -> np.dtype | None:
-    return np.float32 if d is dt.float16 else None
 
 
 def _float_out(d, **_):
@@ -49,7 +46,7 @@ def _check_nonempty(name, a, dims):
 def _sum_impl(b, a, dim=None, keepdim=False, dtype=None):
     xp = b.xp
     out = _sum_out(_dtype_of(a), dtype=dtype)
-    acc = np.float32 if out is dt.float16 else out.np
+    acc = accumulation_dtype(out).np
     r = a.sum(axis=dim, keepdims=keepdim, dtype=acc)  # the method: numpy's and cupy's
     return xp.asarray(r, dtype=out.np)
 
@@ -57,21 +54,21 @@ def _sum_impl(b, a, dim=None, keepdim=False, dtype=None):
 def _prod_impl(b, a, dim=None, keepdim=False, dtype=None):
     xp = b.xp
     out = _sum_out(_dtype_of(a), dtype=dtype)
-    acc = np.float32 if out is dt.float16 else out.np
+    acc = accumulation_dtype(out).np
     return xp.asarray(a.prod(axis=dim, keepdims=keepdim, dtype=acc), dtype=out.np)
 
 
 def _mean_impl(b, a, dim=None, keepdim=False):
     xp = b.xp
     out = _float_out(_dtype_of(a))
-    acc = np.float32 if out is dt.float16 else out.np
+    acc = accumulation_dtype(out).np
     return xp.asarray(a.mean(axis=dim, keepdims=keepdim, dtype=acc), dtype=out.np)
 
 
 def _var_impl(b, a, dim=None, correction=1, keepdim=False, sqrt=False):
     xp = b.xp
     out = _float_out(_dtype_of(a))
-    acc = np.float32 if out is dt.float16 else out.np
+    acc = accumulation_dtype(out).np
     r = xp.var(a.astype(acc, copy=False), axis=dim, ddof=correction, keepdims=keepdim)
     if sqrt:
         r = xp.sqrt(r)
@@ -114,7 +111,7 @@ def _max_dim_impl(fn, argfn):
 def _logsumexp_impl(b, a, dim=None, keepdim=False):
     xp = b.xp
     out = _float_out(_dtype_of(a))
-    acc = np.float32 if out is dt.float16 else out.np
+    acc = accumulation_dtype(out).np
     x = a.astype(acc, copy=False)
     if x.size == 0:
         return xp.asarray(xp.log(xp.sum(xp.exp(x), axis=dim, keepdims=keepdim)), dtype=out.np)
@@ -137,7 +134,7 @@ def _any_impl(b, a, dim=None, keepdim=False):
 def _softmax_impl(b, a, dim, log=False):
     xp = b.xp
     out = _float_out(_dtype_of(a))
-    acc = np.float32 if out is dt.float16 else out.np
+    acc = accumulation_dtype(out).np
     x = a.astype(acc, copy=False)
     if x.size == 0:
         return x.astype(out.np)
@@ -158,7 +155,7 @@ def _softmax_impl(b, a, dim, log=False):
 def _layer_norm_impl(b, a, *wb, normalized_ndim, eps=1e-5, has_weight=False, has_bias=False):
     xp = b.xp
     out = _float_out(_dtype_of(a))
-    acc = np.float32 if out is dt.float16 else out.np
+    acc = accumulation_dtype(out).np
     x = a.astype(acc, copy=False)
     axes = tuple(range(a.ndim - normalized_ndim, a.ndim))
     mu = xp.mean(x, axis=axes, keepdims=True)
@@ -173,11 +170,11 @@ def _layer_norm_impl(b, a, *wb, normalized_ndim, eps=1e-5, has_weight=False, has
     return y.astype(out.np, copy=False)
 
 
-def _red(name, impl, out_dtype, allowed=ANY, n_out=1, ref=None, methods=None):
+def _red(name, impl, out_dtype, allowed=ANY, n_out=1, ref=None, methods=None, reduce=None):
     return register(
         OpDef(name=name, kind="reduction", arity=1, allowed=allowed, impl=impl,
               out_dtype=out_dtype, n_out=n_out, ref=ref,
-              methods=(name,) if methods is None else methods)
+              methods=(name,) if methods is None else methods, reduce=reduce)
     )  # fmt: skip
 
 
@@ -193,12 +190,18 @@ def _bool(d, **_):
     return dt.bool_
 
 
-SUM = _red("sum", _sum_impl, _sum_out, ref=np.sum)
+# How row kernels compute a reduction (``Reduce``); a sum starts at +0.0, as numpy's does, so a
+# row of -0.0 sums to +0.0. The others (prod, var, ...) have none: var and std are decomposed
+# into sums (``jit/passes/decompose.py``), the rest run eager.
+SUM = _red("sum", _sum_impl, _sum_out, ref=np.sum, reduce=Reduce(combine="x + y", identity=0))
 PROD = _red("prod", _prod_impl, _sum_out, ref=np.prod)
-MEAN = _red("mean", _mean_impl, _float_out, NUM, ref=np.mean)
+MEAN = _red("mean", _mean_impl, _float_out, NUM, ref=np.mean,
+            reduce=Reduce(combine="x + y", identity=0, finalize="x / n"))  # fmt: skip
 VAR = _red("var", _var_impl, _float_out, NUM, ref=np.var, methods=("var", "std"))
-AMAX = _red("amax", _amax_impl, _same, ref=np.max)
-AMIN = _red("amin", _amin_impl, _same, ref=np.min)
+AMAX = _red("amax", _amax_impl, _same, ref=np.max,
+            reduce=Reduce(combine="max(x, y)", identity=-np.inf, widen=False))  # fmt: skip
+AMIN = _red("amin", _amin_impl, _same, ref=np.min,
+            reduce=Reduce(combine="min(x, y)", identity=np.inf, widen=False))  # fmt: skip
 ARGMAX = _red("argmax", _arg_impl("argmax"), _i64, ref=np.argmax)
 ARGMIN = _red("argmin", _arg_impl("argmin"), _i64, ref=np.argmin)
 MAX_DIM = _red("max_dim", _max_dim_impl("max", "argmax"),
@@ -218,7 +221,7 @@ LAYER_NORM = register(OpDef(name="layer_norm", kind="composite", arity=3, allowe
 
 def _scan_impl(fn: str):
     def impl(b, a, dim, dtype):
-        acc = np.float32 if dtype is dt.float16 else dtype.np  # (float16 adds in float32)
+        acc = accumulation_dtype(dtype).np
         return getattr(b.xp, fn)(a, axis=dim, dtype=acc).astype(dtype.np, copy=False)
 
     return impl

@@ -11,21 +11,28 @@ tracing, the interpreter, code generation for each target and the tests are all 
 - ``np_name``: the numpy/cupy function eager dispatch calls, when one exists; otherwise
   eager dispatch compiles ``expr`` into a kernel
 - ``expr``: the op as an expression over ``x``, ``y``, ``z`` (and attributes), in the small
-  expression language every code-generation target renders (see ``fusejit/codegen/expr.py``)
+  expression language every code-generation target renders (see ``fusejit/codegen/expr.py``;
+  the functions it may call: ``fusejit/ops/primitives.py``)
 - ``exact``: the op is correctly rounded in every dtype, so results compare bitwise
 - ``domain``: the input range tests draw values from
+- ``reduce``: how a reduction is computed in a kernel (``Reduce``); the reductions that have it
+  fuse into row kernels
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DTypeError
+from fusejit.ops.primitives import check_expr
 
-__all__ = ["OpDef", "OPS", "register", "get_op"]
+__all__ = ["OpDef", "Reduce", "OPS", "register", "get_op", "accumulation_dtype"]
 
 # kinds of dtypes accepted by an op
 NUM = frozenset("iuf")  # numbers, no bool
@@ -33,6 +40,53 @@ ANY = frozenset("biuf")
 FLOAT_ONLY = frozenset("f")
 INT_BOOL = frozenset("biu")
 INT_ONLY = frozenset("iu")
+
+
+def accumulation_dtype(d: dt.DType) -> dt.DType:
+    """The dtype values of dtype ``d`` are summed (and, in kernels, computed) in: float16 in
+    float32, the result rounded to float16 (as PyTorch, and numpy's float16 matmul); any other
+    dtype in itself. Reductions, normalizations and scans accumulate so, eagerly and in kernels."""
+    return dt.float32 if d is dt.float16 else d
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """How a reduction is computed, for the code-generation targets (row kernels).
+
+    ``combine`` is an expression (in the expression language, over ``x`` the running value and
+    ``y`` an element or another partial result, both in the accumulation dtype) that every
+    target renders with its renderer; ``identity`` its neutral element, where ``-inf`` and
+    ``inf`` stand for an integer dtype's lowest and highest value; ``widen``: float16
+    accumulates in float32 (``accumulation_dtype``), else a reduction accumulates in its result
+    dtype (max and min are exact); ``finalize``: the row's result from the combined value ``x``
+    and the number of elements reduced ``n`` (in the accumulation dtype), or None for ``x``.
+    """
+
+    combine: str
+    identity: float
+    widen: bool = True
+    finalize: str | None = None
+
+    def __post_init__(self) -> None:
+        check_expr(self.combine, "xy")
+        if self.finalize is not None:
+            check_expr(self.finalize, "xn")
+
+    def acc_dtype(self, out: dt.DType) -> dt.DType:
+        """The accumulation dtype of a reduction whose result has dtype ``out``."""
+        return accumulation_dtype(out) if self.widen else out
+
+    def identity_of(self, d: dt.DType) -> bool | int | float:
+        """The neutral element in dtype ``d`` (a Python number)."""
+        v = self.identity
+        if d.is_floating_point:
+            return float(v)
+        if d is dt.bool_:
+            return v > 0
+        if math.isinf(v):
+            info = np.iinfo(d.np)
+            return int(info.min if v < 0 else info.max)
+        return int(v)
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,6 +110,7 @@ class OpDef:
     impl: Callable | None = None
     out_dtype: Callable | None = None
     n_out: int = 1
+    reduce: Reduce | None = None
 
     @property
     def fusible(self) -> bool:
@@ -71,6 +126,8 @@ OPS: dict[str, OpDef] = {}
 def register(op: OpDef) -> OpDef:
     if op.name in OPS:
         raise ValueError(f"op {op.name!r} registered twice")
+    if op.expr is not None:
+        check_expr(op.expr, "xyz")
     OPS[op.name] = op
     return op
 

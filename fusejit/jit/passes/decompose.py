@@ -33,7 +33,7 @@ from __future__ import annotations
 from fusejit.base import dtypes as dt
 from fusejit.eager import dispatch
 from fusejit.ir.graph import Const, Graph, Node, TensorType, Value
-from fusejit.ops.registry import OPS
+from fusejit.ops.registry import OPS, accumulation_dtype
 
 
 class _Builder:
@@ -103,10 +103,6 @@ def _trailing(dims, rank: int) -> tuple | None:
     return ds if ds == tuple(range(rank - len(ds), rank)) and ds else None
 
 
-def _acc(out: dt.DType) -> dt.DType:
-    return dt.float32 if out is dt.float16 else out
-
-
 def _stable_max(b: _Builder, x, dims):
     m = b.reduce("amax", x, dims)
     fin = b.ew("isfinite", m)
@@ -117,7 +113,7 @@ def _softmax(b: _Builder, n: Node):
     (x,) = n.inputs
     out_v = n.outputs[0]
     dims = (n.attr("dim"),)
-    acc = _acc(out_v.type.dtype)
+    acc = accumulation_dtype(out_v.type.dtype)
     xa = b.cast(x, acc)
     z = b.ew("sub", xa, b.reduce("amax", xa, dims))
     e = b.ew("exp", z)
@@ -129,7 +125,7 @@ def _softmax(b: _Builder, n: Node):
 def _logsumexp(b: _Builder, n: Node, dims):
     (x,) = n.inputs
     out_v = n.outputs[0]
-    acc = _acc(out_v.type.dtype)
+    acc = accumulation_dtype(out_v.type.dtype)
     xa = b.cast(x, acc)
     m = _stable_max(b, xa, dims)
     e = b.ew("exp", b.ew("sub", xa, m))
@@ -147,7 +143,7 @@ def _layer_norm(b: _Builder, n: Node):
     k = n.attr("normalized_ndim")
     rank = len(x.type.shape)
     dims = tuple(range(rank - k, rank))
-    acc = _acc(out_v.type.dtype)
+    acc = accumulation_dtype(out_v.type.dtype)
     xa = b.cast(x, acc)
     mu = b.reduce("mean", xa, dims)
     xc = b.ew("sub", xa, mu)
@@ -165,7 +161,7 @@ def _layer_norm(b: _Builder, n: Node):
 def _var(b: _Builder, n: Node, dims):
     (x,) = n.inputs
     out_v = n.outputs[0]
-    acc = _acc(out_v.type.dtype)
+    acc = accumulation_dtype(out_v.type.dtype)
     xa = b.cast(x, acc)
     mu = b.reduce("mean", xa, dims)
     d = b.ew("sub", xa, mu)

@@ -7,8 +7,9 @@ that domain:
 
 - *full*: an elementwise op with output shape F whose region inputs are full values or
   per-row values of shape O + (1,)*k (which broadcast over the row);
-- *reduction*: sum, mean, amax or amin of a full value over exactly the k trailing dims (dim=None
-  counts as every dim: the whole tensor is one row), keepdim or not;
+- *reduction*: a row reduction (sum, mean, amax or amin: the op table's entries with ``Reduce``
+  facts) of a full value over exactly the k trailing dims (dim=None counts as every dim: the
+  whole tensor is one row), keepdim or not;
 - *row*: an elementwise op with output shape O + (1,)*k or O whose region inputs are per-row
   values of that same shape;
 - *view*: a reshape of a per-row value between those two shapes.
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 from fusejit.base import dtypes as dt
 from fusejit.codegen.body import Step
-from fusejit.codegen.rows import ROW_REDUCTIONS, RowBody, full_view, row_view
+from fusejit.codegen.rows import RowBody, full_view, reduce_facts, row_reductions, row_view
 from fusejit.eager import dispatch
 from fusejit.ir.graph import Block, Const, Graph, Node, Value, uses
 from fusejit.jit.passes.fuse import _toposort
@@ -69,8 +70,9 @@ def _dims_of(n: Node, rank: int):
 
 def _domain(n: Node, target: str) -> tuple[_Domain | None, str | None]:
     """The domain a reduction node seeds, or (None, why it cannot be fused)."""
-    if n.op not in ROW_REDUCTIONS:
-        return None, f"{n.op} does not fuse into a row kernel (only {', '.join(ROW_REDUCTIONS)})"
+    if reduce_facts(n.op) is None:
+        only = ", ".join(row_reductions())
+        return None, f"{n.op} does not fuse into a row kernel (only {only})"
     x = n.inputs[0]
     F = tuple(x.type.shape)
     rank = len(F)
@@ -101,7 +103,7 @@ def _role(n: Node, dom: _Domain, form_of: dict, target: str):
     out = n.outputs[0].type.shape if len(n.outputs) == 1 else None
     if out is None:
         return None
-    if n.op in ROW_REDUCTIONS:
+    if reduce_facts(n.op) is not None:
         d, _ = _domain(n, target)
         if d != dom or form_of.get(n.inputs[0], "full") != "full":
             return None
@@ -318,13 +320,11 @@ def _exports(G: _Graph, regions: list) -> list:
 
 def _step_dtypes(n: Node):
     """(compute, out) dtypes of member ``n``: for a reduction, the accumulation dtype and the
-    result dtype eager gives (float16 accumulates in float32)."""
+    result dtype eager gives (the op table's ``Reduce.acc_dtype``)."""
     op = OPS[n.op]
-    if n.op in ROW_REDUCTIONS:
+    if op.reduce is not None:
         res = n.outputs[0].type.dtype
-        if n.op in ("amax", "amin"):
-            return res, res
-        return (dt.float32 if res is dt.float16 else res), res
+        return op.reduce.acc_dtype(res), res
     operands = [v.type.dtype if isinstance(v, Value) else v.value for v in n.inputs]
     return dispatch.elementwise_dtypes(op, operands, n.attr_dict)
 
