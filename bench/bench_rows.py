@@ -6,7 +6,7 @@ layer norm against numpy.
 
 For each size (R rows x N elements) the same compiled kernel runs on one thread and with its
 rows split across threads; the last column is the speedup of the split launch.
-``ROW_PARALLEL_THRESHOLD`` in ``fusejit/jit/cpu_kernels.py`` is set from where it passes ~1.1x.
+``ROW_PARALLEL_THRESHOLD`` in ``backends/cpu_kernels.py`` is set from where it passes ~1.1x.
 """
 
 from __future__ import annotations

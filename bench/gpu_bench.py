@@ -36,7 +36,7 @@ from fusejit.bench import harness  # noqa: E402
 from fusejit.bench import workloads as W  # noqa: E402
 
 DEV = "cuda:0"
-# the standard workloads (fusejit/workloads.py: the anchors' formulas and sizes on a GPU);
+# the standard workloads (fusejit/bench/workloads.py: the anchors' formulas and sizes on a GPU);
 # the row workloads take only the default launch (their grid is one row per warp or block)
 ELEMENTWISE = ("chain-8op", "gelu", "bias-gelu", "adam", "lstm-cell")
 ROWS = ("softmax", "layernorm", "softmax-1k", "layernorm-1k", "mse")

@@ -487,7 +487,7 @@ def _assert_outputs(outs, eager, what):
 
 
 def test_emulated_fused_regions_match_eager(gxx, tmp_path, monkeypatch):
-    # the standard workloads' formulas (fusejit/workloads.py), and two odd ones
+    # the standard workloads' formulas (fusejit/bench/workloads.py), and two odd ones
     chain, adam, lstm = W.chain_8op, W.adam_step, W.lstm_cell
 
     def mixed(x, i):

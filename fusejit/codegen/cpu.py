@@ -135,7 +135,7 @@ def supports(body: KernelBody) -> str | None:
 
 def kernel_source(body: KernelBody, fname: str) -> str:
     """numba source for ``body``: ``{fname}_flat`` over 1-D arrays (same shape, contiguous).
-    Large calls split it across threads by calling it on slices (``jit/cpu_kernels.py``), so
+    Large calls split it across threads by calling it on slices (``backends/cpu_kernels.py``), so
     there is no second, parallel variant to compile."""
     n_in = len(body.in_dtypes)
     n_out = len(body.outputs)

@@ -8,7 +8,7 @@ passes the row-space steps run on scalars. A value needed by a later pass that i
 recompute (exp, log, ...) is kept in a scratch row (softmax: exp is computed once).
 
 Large launches split the rows into contiguous ranges run at once on several threads (the
-kernel is ``nogil``: see ``jit/cpu_kernels.py``). Not numba's ``prange``: a ``parallel=True``
+kernel is ``nogil``: see ``backends/cpu_kernels.py``). Not numba's ``prange``: a ``parallel=True``
 function costs 1.5 to 2.5 s more to compile on the development machine (3 s per new row kernel,
 against the 1.5 s the benchmark harness allows), and OpenMP's spinning workers stall for
 milliseconds when another process holds a core.
