@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("grimp", reason="grimp comes with import-linter (the test extra)")
@@ -113,3 +114,14 @@ def test_no_import_circle_crosses_a_folder(import_graph):
 def test_the_circle_finder_finds_a_circle():
     edges = {"a": ["b"], "b": ["c"], "c": ["a", "d"], "d": []}
     assert _strongly_connected(edges) == [["a", "b", "c"]]
+
+
+def test_jit_trace_and_script_are_the_functions_as_in_torch_jit():
+    import fusejit
+    import fusejit.jit
+
+    assert fusejit.jit.trace is fusejit.trace and fusejit.jit.script is fusejit.script
+    x = fusejit.arange(4, dtype=fusejit.float32)
+    f = fusejit.jit.trace(lambda x: (x * 2).exp(), (x,))
+    np.testing.assert_allclose(f(x).numpy(), np.exp(np.arange(4, dtype=np.float64) * 2),
+                               rtol=1e-6)  # fmt: skip
