@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fusejit
+import fusejit.jit
+
 pytest.importorskip("grimp", reason="grimp comes with import-linter (the test extra)")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,9 +120,6 @@ def test_the_circle_finder_finds_a_circle():
 
 
 def test_jit_trace_and_script_are_the_functions_as_in_torch_jit():
-    import fusejit
-    import fusejit.jit
-
     assert fusejit.jit.trace is fusejit.trace and fusejit.jit.script is fusejit.script
     x = fusejit.arange(4, dtype=fusejit.float32)
     f = fusejit.jit.trace(lambda x: (x * 2).exp(), (x,))
