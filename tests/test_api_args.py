@@ -1,8 +1,8 @@
 """Arguments of the public API: a size, count or dim that is not an int (a float, even 2.0 or
-nan, a string, None, a bool), a negative size and data ``tensor`` cannot take raise a fusejit
-error naming the call and the bad argument; the forms PyTorch accepts (``zeros(2, 3)``,
-``zeros((2, 3))``, ``zeros([2, 3])``, ``zeros(())``, numpy ints, ``x.shape``, -1 in ``reshape``
-and ``expand``) keep working, checked against numpy."""
+nan, a string, None, a bool), a negative size, data ``tensor`` cannot take and what ``trace``
+cannot record raise a fusejit error naming the call and the bad argument; the forms PyTorch
+accepts (``zeros(2, 3)``, ``zeros((2, 3))``, ``zeros([2, 3])``, ``zeros(())``, numpy ints,
+``x.shape``, -1 in ``reshape`` and ``expand``) keep working, checked against numpy."""
 
 from __future__ import annotations
 
@@ -201,7 +201,37 @@ TENSOR_CASES = {
                           "ragged"),
 }  # fmt: skip
 
+# ---- trace: inputs and outputs it cannot record -----------------------------------------------
+ONE = F.ones(3)
+TRACE_CASES = {
+    "constant output": (lambda: F.trace(lambda x: 3, (ONE,)), "output is int 3",
+                        "not a tensor computed from the inputs"),
+    "None output": (lambda: F.trace(lambda x: None, ONE), "output is None", "not a tensor"),
+    "float output": (lambda: F.trace(lambda x: 2.5, ONE), "output is float 2.5"),
+    "string output": (lambda: F.trace(lambda x: "abc", ONE), "output is str 'abc'"),
+    "number in a tuple": (lambda: F.trace(lambda x: (x * 2, 3), ONE), "output[1] is int 3"),
+    "None in a list": (lambda: F.trace(lambda x: [x * 2, [None]], ONE), "output[1][0] is None"),
+    "dict output": (lambda: F.trace(lambda x: {"y": x * 2}, ONE), "output is dict"),
+    "numpy output": (lambda: F.trace(lambda x: np.ones(3), ONE), "output is ndarray"),
+    "factory output": (lambda: F.trace(lambda x: (x * 2, F.ones(2)), ONE), "output[1]",
+                       "not a tensor computed from the inputs"),
+    "numpy input": (lambda: F.trace(lambda x: x * 2, np.ones(3)), "example_inputs",
+                    "numpy array", "fusejit.from_numpy"),
+    "numpy in the tuple": (lambda: F.trace(lambda x: x * 2, (np.ones(3),)),
+                           "example_inputs[0]", "fusejit.from_numpy"),
+    "numpy nested": (lambda: F.trace(lambda x, y: x * 2, (ONE, [np.ones(3)])),
+                     "example_inputs[1][0]", "fusejit.from_numpy"),
+    "None inputs": (lambda: F.trace(lambda x: x * 2, None), "example_inputs", "None"),
+    "int inputs": (lambda: F.trace(lambda x: x * 2, 3), "example_inputs", "int 3"),
+    "dict input": (lambda: F.trace(lambda x: x["a"] * 2, ({"a": ONE},)), "example_inputs[0]",
+                   "dict"),
+    "object input": (lambda: F.trace(lambda x, f: f(x), (ONE, object())),
+                     "example_inputs[1]", "object"),
+}  # fmt: skip
+
 CASES = {**SIZE_CASES, **FACTORY_CASES, **MOVEMENT_CASES, **TENSOR_CASES}
+CASES.update({f"trace {k}": (fn, F.TraceError, "trace:", *w) for k, (fn, *w) in
+              TRACE_CASES.items()})  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
