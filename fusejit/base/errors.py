@@ -9,11 +9,13 @@ class FusejitError(Exception):
 
 
 class ShapeError(FusejitError, ValueError):
-    """Shapes that do not fit the op (broadcasting, matmul, reshape, ...)."""
+    """Shapes or sizes that do not fit the op (broadcasting, matmul, reshape, a negative size,
+    a zero count, ...)."""
 
 
 class DTypeError(FusejitError, TypeError):
-    """A dtype the op does not support, or a result that cannot be cast."""
+    """A dtype the op does not support, a result that cannot be cast, or an argument of a type
+    the op does not take (a float, a string or None where a size or a dim must be an int)."""
 
 
 class DeviceError(FusejitError, RuntimeError):

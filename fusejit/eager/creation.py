@@ -6,11 +6,15 @@ so a seed gives the same values on every device.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.device import as_device
-from fusejit.base.errors import DTypeError
+from fusejit.base.errors import DTypeError, ShapeError, fmt_shape
+from fusejit.base.shapes import describe, int_arg, shape_arg
 from fusejit.eager.tensor import Tensor
 
 _rng = np.random.default_rng()
@@ -28,13 +32,9 @@ def manual_seed(seed: int) -> None:
     _rng = np.random.default_rng(int(seed))
 
 
-def _size(size) -> tuple:
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    shape = tuple(int(s) for s in size)
-    if any(s < 0 for s in shape):
-        raise ValueError(f"negative dimension in size {list(shape)}")
-    return shape
+def _size(name: str, size: tuple) -> tuple:
+    """``name(*size)`` or ``name(size)`` as a shape of non-negative ints."""
+    return shape_arg(name, size, nonnegative=True)
 
 
 def _make(arr: np.ndarray, dtype: dt.DType, device) -> Tensor:
@@ -47,9 +47,15 @@ def _dtype(dtype, default=dt.default_float) -> dt.DType:
 
 
 def full(size, fill_value, *, dtype=None, device=None) -> Tensor:
+    """A tensor of ``size`` filled with ``fill_value`` (a number or a one-element tensor)."""
+    shape = _size("full", (size,))
+    if isinstance(fill_value, Tensor) and fill_value.numel() != 1:
+        raise ShapeError(f"full: fill_value must be a number or a one-element tensor, got a "
+                         f"tensor of shape {fmt_shape(fill_value.shape)}")  # fmt: skip
+    if not isinstance(fill_value, (numbers.Real, np.bool_, Tensor)):
+        raise DTypeError(f"full: fill_value must be a real number, got {describe(fill_value)}")
     d = _dtype(dtype, dt.result_type(fill_value))
     dev = as_device(device)
-    shape = _size((size,) if isinstance(size, int) else (tuple(size),))
     with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
         a = dev.backend.xp.empty(shape, dtype=d.np)
     dev.backend.fill(a, fill_value)  # (cupy's own full would store -0.0 as +0.0)
@@ -61,21 +67,21 @@ def zeros(*size, dtype=None, device=None) -> Tensor:
     d = _dtype(dtype)
     dev = as_device(device)
     with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
-        return Tensor._wrap(dev.backend.xp.zeros(_size(size), dtype=d.np), d, dev)
+        return Tensor._wrap(dev.backend.xp.zeros(_size("zeros", size), dtype=d.np), d, dev)
 
 
 def ones(*size, dtype=None, device=None) -> Tensor:
     d = _dtype(dtype)
     dev = as_device(device)
     with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
-        return Tensor._wrap(dev.backend.xp.ones(_size(size), dtype=d.np), d, dev)
+        return Tensor._wrap(dev.backend.xp.ones(_size("ones", size), dtype=d.np), d, dev)
 
 
 def empty(*size, dtype=None, device=None) -> Tensor:
     d = _dtype(dtype)
     dev = as_device(device)
     with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
-        return Tensor._wrap(dev.backend.xp.empty(_size(size), dtype=d.np), d, dev)
+        return Tensor._wrap(dev.backend.xp.empty(_size("empty", size), dtype=d.np), d, dev)
 
 
 def _like(x: Tensor, dtype, device):
@@ -105,13 +111,33 @@ def full_like(x: Tensor, fill_value, *, dtype=None, device=None) -> Tensor:
     return full(x.shape, fill_value, dtype=d, device=dev)
 
 
+def _number(name: str, what: str, v):
+    """``v`` as a Python int or float: a real number, or a one-element tensor."""
+    if isinstance(v, Tensor) and v.numel() == 1:
+        v = v.item()
+    if not isinstance(v, numbers.Real):
+        raise DTypeError(f"{name}: {what} must be a real number, got {describe(v)}")
+    return v
+
+
 def arange(start, end=None, step=1, *, dtype=None, device=None) -> Tensor:
     """Values from ``start`` to ``end`` (exclusive); int64 for int arguments, else float32."""
     if end is None:
         start, end = 0, start
+    bounds = {
+        w: _number("arange", w, v) for w, v in (("start", start), ("end", end), ("step", step))
+    }
+    for what, v in bounds.items():
+        if not math.isfinite(v):
+            raise ShapeError(f"arange: {what} must be finite, got {v}")
+    start, end, step = bounds.values()
     if step == 0:
-        raise ValueError("arange: step must be nonzero")
-    ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+        raise ShapeError("arange: step must be nonzero")
+    if (end - start) * step < 0:  # as PyTorch; numpy would give an empty tensor
+        raise ShapeError(
+            f"arange: step {step} goes the other way than from start {start} to end {end}"
+        )
+    ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
     default = dt.int64 if ints else dt.float32
     d = _dtype(dtype, default)
     arr = np.arange(start, end, step, dtype=np.float64 if d.is_floating_point else np.int64)
@@ -119,11 +145,21 @@ def arange(start, end=None, step=1, *, dtype=None, device=None) -> Tensor:
 
 
 def linspace(start, end, steps: int, *, dtype=None, device=None) -> Tensor:
+    """``steps`` values evenly spaced from ``start`` to ``end`` (both included)."""
+    start, end = _number("linspace", "start", start), _number("linspace", "end", end)
+    n = int_arg("linspace", steps, "steps")
+    if n < 0:
+        raise ShapeError(f"linspace: steps must be non-negative, got {n}")
     d = _dtype(dtype)
-    return _make(np.linspace(start, end, int(steps)).astype(d.np), d, device)
+    return _make(np.linspace(start, end, n).astype(d.np), d, device)
 
 
 def eye(n: int, m: int | None = None, *, dtype=None, device=None) -> Tensor:
+    """The ``n`` x ``m`` (default ``n`` x ``n``) identity matrix."""
+    n = int_arg("eye", n, "n")
+    m = n if m is None else int_arg("eye", m, "m")
+    if n < 0 or m < 0:
+        raise ShapeError(f"eye: n and m must be non-negative, got n={n}, m={m}")
     d = _dtype(dtype)
     return _make(np.eye(n, m, dtype=d.np), d, device)
 
@@ -133,7 +169,7 @@ def rand(*size, dtype=None, device=None) -> Tensor:
     d = _dtype(dtype)
     if not d.is_floating_point:
         raise DTypeError(f"rand: expected a floating-point dtype, got {d.name}")
-    return _make(_rng.random(_size(size)).astype(d.np), d, device)
+    return _make(_rng.random(_size("rand", size)).astype(d.np), d, device)
 
 
 def randn(*size, dtype=None, device=None) -> Tensor:
@@ -141,15 +177,16 @@ def randn(*size, dtype=None, device=None) -> Tensor:
     d = _dtype(dtype)
     if not d.is_floating_point:
         raise DTypeError(f"randn: expected a floating-point dtype, got {d.name}")
-    return _make(_rng.standard_normal(_size(size)).astype(d.np), d, device)
+    return _make(_rng.standard_normal(_size("randn", size)).astype(d.np), d, device)
 
 
 def randint(low, high=None, size=(), *, dtype=None, device=None) -> Tensor:
     """Integers in [low, high); ``randint(high, size)`` draws from [0, high)."""
     if high is None or isinstance(high, (tuple, list)):  # randint(high) or randint(high, size)
         low, high, size = 0, low, (size if high is None else high)
+    low, high = int_arg("randint", low, "low"), int_arg("randint", high, "high")
+    shape = _size("randint", (size,))
     if low >= high:
-        raise ValueError(f"randint: low ({low}) must be less than high ({high})")
+        raise ShapeError(f"randint: low ({low}) must be less than high ({high})")
     d = _dtype(dtype, dt.int64)
-    shape = _size((size,) if isinstance(size, (int, np.integer)) else (tuple(size),))
     return _make(_rng.integers(low, high, size=shape).astype(d.np), d, device)

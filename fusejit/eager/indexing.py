@@ -10,7 +10,7 @@ import builtins
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DeviceError, DimError, DTypeError, ShapeError, fmt_shape
-from fusejit.base.shapes import norm_dim
+from fusejit.base.shapes import int_arg, norm_dim
 from fusejit.eager import dispatch, recording
 from fusejit.eager.inplace import check_inplace_dtype
 from fusejit.eager.movement import reshape
@@ -104,11 +104,14 @@ def narrow(x, dim: int, start: int, length: int):
     [2, 3, 4]
     """
     d = norm_dim("narrow", dim, x.ndim)
+    start, length = int_arg("narrow", start, "start"), int_arg("narrow", length, "length")
     n = x.shape[d]
     if not -n <= start <= n:
         raise DimError(f"narrow: start {start} is out of range for dim {dim} of size {n}")
+    if length < 0:
+        raise ShapeError(f"narrow: length must be non-negative, got {length}")
     begin = start + n if start < 0 else start
-    if length < 0 or begin + length > n:
+    if begin + length > n:
         raise ShapeError(
             f"narrow: start {start} and length {length} exceed dim {dim} of size {n} "
             f"(shape {fmt_shape(x.shape)})"

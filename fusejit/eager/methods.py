@@ -33,7 +33,7 @@ _FUNCTION_MODULES = (elementwise, movement, indexing, reductions, linalg, sortin
 # methods whose arguments differ from their function's
 _METHOD_FORMS = {
     "where": lambda self, cond, other: elementwise.where(cond, self, other),
-    "flip": lambda self, *dims: movement.flip(self, shape_arg(dims)),
+    "flip": lambda self, *dims: movement.flip(self, shape_arg("flip", dims, "dims")),
 }
 
 

@@ -12,8 +12,8 @@ import math
 import numpy as np
 
 from fusejit.base import dtypes as dt
-from fusejit.base.errors import DimError, ShapeError, fmt_shape
-from fusejit.base.shapes import dims_arg, norm_dim, norm_dims, shape_arg
+from fusejit.base.errors import DimError, DTypeError, ShapeError, fmt_shape
+from fusejit.base.shapes import describe, dims_arg, int_arg, norm_dim, norm_dims, shape_arg
 from fusejit.eager import dispatch
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.movement import (
@@ -67,15 +67,16 @@ def _infer_shape(name: str, x, shape: tuple) -> tuple:
 
 def reshape(x, *shape):
     """A tensor of the given shape with the same data (a view when strides allow)."""
-    shape = _infer_shape("reshape", x, shape_arg(shape))
+    shape = _infer_shape("reshape", x, shape_arg("reshape", shape, "shape"))
     return dispatch.apply(RESHAPE, (x,), {"shape": shape})
 
 
 def view(x, *shape):
     """Like ``reshape`` but never copies; an error when the strides do not allow a view."""
     if len(shape) == 1 and isinstance(shape[0], (dt.DType, str, type)):
-        raise TypeError("view(dtype) is not supported; use .to(dtype)")
-    shape = _infer_shape("view", x, shape_arg(shape))
+        raise DTypeError(f"view: view(dtype) is not supported, got {describe(shape[0])}; use "
+                         ".to(dtype) to convert")  # fmt: skip
+    shape = _infer_shape("view", x, shape_arg("view", shape, "shape"))
     return dispatch.apply(VIEW, (x,), {"shape": shape})
 
 
@@ -105,7 +106,7 @@ def flatten(x, start_dim: int = 0, end_dim: int = -1):
 
 
 def permute(x, *dims):
-    dims = shape_arg(dims)
+    dims = shape_arg("permute", dims, "dims")
     if len(dims) != x.ndim:
         raise DimError(f"permute: got {len(dims)} dims {list(dims)} for a tensor of {x.ndim}")
     nd = tuple(norm_dim("permute", d, x.ndim) for d in dims)
@@ -219,19 +220,17 @@ def roll(x, shifts, dims=None):
     >>> fusejit.arange(5).roll(2).tolist()
     [3, 4, 0, 1, 2]
     """
-    sh = (shifts,) if isinstance(shifts, (int, np.integer)) else tuple(shifts)
-    if not all(isinstance(s, (int, np.integer)) for s in sh):
-        raise TypeError(f"roll: shifts must be ints, got {shifts!r}")
+    sh = shape_arg("roll", (shifts,), "shifts")
     if dims is None:
         if len(sh) != 1:
             raise DimError(f"roll: {len(sh)} shifts need as many dims, got none")
         flat = reshape(x, -1)
-        return reshape(dispatch.apply(ROLL, (flat,), {"shifts": (int(sh[0]),), "dims": (0,)}),
+        return reshape(dispatch.apply(ROLL, (flat,), {"shifts": sh, "dims": (0,)}),
                        *x.shape)  # fmt: skip
     d = dims_arg("roll", dims, x.ndim)
     if len(d) != len(sh):
         raise DimError(f"roll: shifts {list(sh)} and dims {list(d)} differ in length")
-    return dispatch.apply(ROLL, (x,), {"shifts": tuple(int(s) for s in sh), "dims": d})
+    return dispatch.apply(ROLL, (x,), {"shifts": sh, "dims": d})
 
 
 def repeat(x, *sizes):
@@ -242,28 +241,24 @@ def repeat(x, *sizes):
     >>> fusejit.tensor([1, 2]).repeat(2, 2).tolist()
     [[1, 2, 1, 2], [1, 2, 1, 2]]
     """
-    reps = shape_arg(sizes)
+    reps = shape_arg("repeat", sizes, "sizes", nonnegative=True)
     if len(reps) < x.ndim:
         raise DimError(
             f"repeat: {len(reps)} sizes {list(reps)} for a tensor of {x.ndim} dims; give at "
             "least one per dim"
         )
-    if any(r < 0 for r in reps):
-        raise ValueError(f"repeat: sizes must be non-negative, got {list(reps)}")
-    return dispatch.apply(TILE, (x,), {"reps": tuple(int(r) for r in reps)})
+    return dispatch.apply(TILE, (x,), {"reps": reps})
 
 
 def tile(x, dims):
     """``x`` repeated ``dims[i]`` times along dim i (``torch.tile``: fewer reps than dims are
     padded with leading ones)."""
-    reps = shape_arg((dims,) if isinstance(dims, (int, np.integer)) else tuple(dims))
-    return repeat(x, *((1,) * (x.ndim - len(reps)) + tuple(reps)))
+    reps = shape_arg("tile", (dims,), "dims", nonnegative=True)
+    return repeat(x, *((1,) * (x.ndim - len(reps)) + reps))
 
 
 def _diagonal_arg(name: str, diagonal) -> int:
-    if not isinstance(diagonal, (int, np.integer)) or isinstance(diagonal, bool):
-        raise TypeError(f"{name}: diagonal must be an int, got {type(diagonal).__name__}")
-    return int(diagonal)
+    return int_arg(name, diagonal, "diagonal")
 
 
 def _tri(op, x, diagonal: int):
@@ -303,23 +298,33 @@ def diag(x, diagonal: int = 0):
 
 
 def expand(x, *sizes):
-    sizes = shape_arg(sizes)
+    """A view of ``x`` with its size-1 dims repeated to ``sizes`` (-1 keeps a dim), and new
+    leading dims."""
+    return _expand("expand", x, shape_arg("expand", sizes, "sizes"))
+
+
+def _expand(name: str, x, sizes: tuple):
     if len(sizes) < x.ndim:
         raise ShapeError(
-            f"expand: {len(sizes)} sizes {list(sizes)} for a tensor of {x.ndim} dims "
+            f"{name}: {len(sizes)} sizes {list(sizes)} for a tensor of {x.ndim} dims "
             f"{fmt_shape(x.shape)}"
         )
     lead = len(sizes) - x.ndim
     shape = []
     for i, s in enumerate(sizes):
         cur = x.shape[i - lead] if i >= lead else None
-        if s == -1:
+        if s < 0:
+            if s != -1:
+                raise ShapeError(
+                    f"{name}: invalid size {s} at dim {i} of {list(sizes)}; sizes must be "
+                    "non-negative, or -1 to keep a dim"
+                )
             if cur is None:
-                raise ShapeError("expand: -1 is not allowed for a new leading dim")
+                raise ShapeError(f"{name}: -1 is not allowed for a new leading dim")
             s = cur
         if cur is not None and cur != 1 and cur != s:
             raise ShapeError(
-                f"expand: cannot expand dim {i} of size {cur} to {s} "
+                f"{name}: cannot expand dim {i} of size {cur} to {s} "
                 f"(shape {fmt_shape(x.shape)} to {list(sizes)})"
             )
         shape.append(s)
@@ -332,7 +337,8 @@ def expand_as(x, other):
 
 
 def broadcast_to(x, shape):
-    return expand(x, *tuple(shape))
+    """``expand(x, *shape)``."""
+    return _expand("broadcast_to", x, shape_arg("broadcast_to", (shape,), "shape"))
 
 
 def squeeze(x, dim=None):
@@ -404,26 +410,25 @@ def split(x, split_size_or_sections, dim: int = 0):
     """Split into pieces of ``split_size`` (the last may be smaller) or of the given sizes."""
     d = norm_dim("split", dim, x.ndim)
     n = x.shape[d]
-    if isinstance(split_size_or_sections, (int, np.integer)):
-        size = int(split_size_or_sections)
-        if size <= 0:
-            raise ValueError(f"split: split_size must be positive, got {size}")
-        sections = [size] * (n // size) + ([n % size] if n % size else [])
-        if n == 0:
-            sections = [0]
-    else:
-        sections = [int(s) for s in split_size_or_sections]
+    if isinstance(split_size_or_sections, (tuple, list)):
+        sections = shape_arg("split", (split_size_or_sections,), "sections", nonnegative=True)
         if builtins.sum(sections) != n:
             raise ShapeError(
-                f"split: sections {sections} do not add up to the size {n} of dim {dim}"
+                f"split: sections {list(sections)} do not add up to the size {n} of dim {dim}"
             )
+    else:
+        size = int_arg("split", split_size_or_sections, "split_size")
+        if size <= 0 and not (size == 0 and n == 0):
+            raise ShapeError(f"split: split_size must be positive, got {size}")
+        sections = (size,) * (n // size) + ((n % size,) if n % size else ()) if n else (0,)
     return dispatch.apply(SPLIT, (x,), {"sections": tuple(sections), "dim": d})
 
 
 def chunk(x, chunks: int, dim: int = 0):
     """Split into at most ``chunks`` pieces of equal size (the last may be smaller)."""
+    chunks = int_arg("chunk", chunks, "chunks")
     if chunks <= 0:
-        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        raise ShapeError(f"chunk: chunks must be positive, got {chunks}")
     d = norm_dim("chunk", dim, x.ndim)
     n = x.shape[d]
     size = builtins.max(1, -(-n // chunks))

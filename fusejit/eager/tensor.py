@@ -7,6 +7,8 @@ The methods and operators of the ops, and ``to``, are attached at import time of
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from fusejit.backends.host_pool import POOL as _HOST_POOL
@@ -19,7 +21,7 @@ from fusejit.base.errors import (
     ShapeError,
     fmt_shape,
 )
-from fusejit.base.shapes import norm_dim
+from fusejit.base.shapes import describe, norm_dim
 from fusejit.eager.recording import read_value_hook
 
 _POOL_IDS = _HOST_POOL.ids
@@ -257,13 +259,37 @@ def tensor(data, dtype=None, device=None) -> Tensor:
     try:
         d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
         arr = np.array(data, dtype=d.np, copy=True)
-    except FusejitError:
-        raise
-    except ValueError as e:  # ragged nested lists, ...
-        raise ShapeError(f"tensor: cannot convert data to a tensor: {e}") from None
-    except TypeError as e:
-        raise DTypeError(f"tensor: cannot convert data to a tensor: {e}") from None
-    return Tensor._wrap(dev.backend.from_numpy(arr), d, dev)
+    except (FusejitError, ValueError, TypeError) as e:
+        error = e
+    else:
+        return Tensor._wrap(dev.backend.from_numpy(arr), d, dev)
+    _check_data(data, "data")  # what numpy refused, in the user's terms
+    if isinstance(error, FusejitError):
+        raise error
+    kind = ShapeError if isinstance(error, ValueError) else DTypeError
+    raise kind(f"tensor: cannot convert data to a tensor: {error}")
+
+
+def _check_data(data, path: str) -> tuple:
+    """The shape of ``tensor(data)``; a leaf that is not a number (DTypeError) or nested lists
+    of different shapes (ShapeError) raise, naming where they are (``data[1][0]``)."""
+    if isinstance(data, (list, tuple)):
+        shapes = [_check_data(v, f"{path}[{i}]") for i, v in enumerate(data)]
+        for i, sh in enumerate(shapes[1:], 1):
+            if sh != shapes[0]:
+                raise ShapeError(
+                    f"tensor: ragged nested lists: {path}[0] has shape {fmt_shape(shapes[0])} "
+                    f"but {path}[{i}] has shape {fmt_shape(sh)}"
+                )
+        return (len(data), *(shapes[0] if shapes else ()))
+    if isinstance(data, (np.ndarray, Tensor)):
+        return tuple(data.shape)
+    if isinstance(data, (numbers.Number, np.bool_)):
+        return ()
+    raise DTypeError(
+        f"tensor: {path} is {describe(data)}; expected a number, a (nested) list of numbers, "
+        "a numpy array or a tensor"
+    )
 
 
 def from_numpy(arr: np.ndarray) -> Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fusejit.base.errors import TraceError
+from fusejit.base.shapes import describe
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.control import has_control
 from fusejit.ir.graph import Graph
@@ -121,11 +122,13 @@ def trace(fn, example_inputs, *, check_trace: bool = True) -> TracedFunction:
     """Record the ops ``fn`` runs on ``example_inputs`` and compile them.
 
     ``example_inputs`` is a tensor or a tuple of arguments (tensors, nested tuples/lists of
-    tensors, or other Python values, which are frozen into the graph). With ``check_trace`` the
-    function runs eagerly once more (a result that changed means hidden state: ``TraceError``)
-    and the traced function's result is compared with eager; a difference beyond the dtype's
-    tolerance passes only if rounding explains it, judged against the graph evaluated in
-    float64 (``fusejit.jit.check``).
+    tensors, or Python numbers, strings, None, dtypes and devices, frozen into the graph; a
+    numpy array or another object is a ``TraceError``). The function returns tensors computed
+    from them, or nested tuples/lists of such tensors. With ``check_trace`` the function runs
+    eagerly once more (a result that changed means hidden state: ``TraceError``) and the traced
+    function's result is compared with eager; a difference beyond the dtype's tolerance passes
+    only if rounding explains it, judged against the graph evaluated in float64
+    (``fusejit.jit.check``).
 
     >>> import fusejit
     >>> f = fusejit.trace(lambda x: (x * 2 + 1).exp(), fusejit.ones(4))
@@ -136,8 +139,16 @@ def trace(fn, example_inputs, *, check_trace: bool = True) -> TracedFunction:
     """
     if isinstance(example_inputs, Tensor):
         example_inputs = (example_inputs,)
+    elif not isinstance(example_inputs, (tuple, list)):
+        tr.check_example_inputs(example_inputs)  # a numpy array: says to convert it
+        raise TraceError(
+            f"trace: example_inputs must be a tensor or a tuple of arguments, got "
+            f"{describe(example_inputs)}"
+        )
     example_inputs = tuple(example_inputs)
+    tr.check_example_inputs(example_inputs)
     graph, in_spec, out_spec, eager_out, tracer = tr.capture(fn, example_inputs)
+    tr.check_outputs(out_spec)
     verify(graph)
     traced = TracedFunction(fn, graph, in_spec, out_spec, tracer)
     if check_trace:

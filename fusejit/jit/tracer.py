@@ -12,7 +12,12 @@ from __future__ import annotations
 import threading
 import warnings
 
+import numpy as np
+
+from fusejit.base.device import Device
+from fusejit.base.dtypes import DType
 from fusejit.base.errors import TraceError, TracerWarning
+from fusejit.base.shapes import describe
 from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
@@ -124,6 +129,50 @@ def capture(fn, example_inputs: tuple):
     block = Block(params, tracer.nodes, results)
     graph = Graph(block, n_inputs, [t for _, t in tracer.captured])
     return graph, in_spec, out_spec, [t for _, t in flat_out], tracer
+
+
+# example inputs that are not tensors are frozen into the graph: these kinds of Python values
+_CONSTANTS = (type(None), bool, int, float, complex, str, bytes, np.generic, DType, Device)
+
+
+def check_example_inputs(obj, path: str = "example_inputs") -> None:
+    """A TraceError naming the first part of ``obj`` a trace cannot take: inputs are tensors,
+    (nested) tuples and lists of them, and Python values of ``_CONSTANTS`` (frozen)."""
+    if isinstance(obj, (Tensor, *_CONSTANTS)):
+        return
+    if isinstance(obj, (tuple, list)):
+        for i, o in enumerate(obj):
+            check_example_inputs(o, f"{path}[{i}]")
+        return
+    if isinstance(obj, np.ndarray):
+        raise TraceError(
+            f"trace: {path} is a numpy array of shape {list(obj.shape)}; convert it with "
+            "fusejit.from_numpy (or fusejit.tensor, which copies)"
+        )
+    if hasattr(obj, "__dlpack__") or hasattr(obj, "__cuda_array_interface__"):
+        raise TraceError(
+            f"trace: {path} is {describe(obj)}, an array of another library; convert it with "
+            "fusejit.from_dlpack (or fusejit.tensor, which copies)"
+        )
+    raise TraceError(
+        f"trace: {path} is {describe(obj)}; example inputs are tensors, (nested) tuples or "
+        "lists of tensors, and Python numbers, strings or None (frozen into the graph)"
+    )
+
+
+def check_outputs(spec, path: str = "output") -> None:
+    """A TraceError naming the first output (of an output spec) that is not a tensor."""
+    if spec == "T":
+        return
+    kind, payload = spec
+    if kind != "const":
+        for i, s in enumerate(payload):
+            check_outputs(s, f"{path}[{i}]")
+        return
+    raise TraceError(
+        f"trace: {path} is {describe(payload)}, not a tensor computed from the inputs; a traced "
+        "function returns tensors, or (nested) tuples or lists of tensors"
+    )
 
 
 def flatten_inputs(args: tuple) -> tuple[object, list]:
