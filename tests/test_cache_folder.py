@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -177,6 +178,52 @@ def test_numba_caches_in_the_entries_and_nowhere_else(tmp_path):
     for e in entries:
         assert verify_entry(e) is None
         assert any(e.glob("__pycache__/*.nbc")), sorted(e.rglob("*"))
+
+
+def _read_only_mounts() -> bool:
+    """Whether this process may bind-mount a folder read-only in a private mount namespace
+    (root in most containers): how a read-only cache is made for root, who writes anyway
+    into a mode-555 folder."""
+    if not AS_ROOT or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            "mount --bind -o ro / / 2>/dev/null || mount -o remount,bind,ro / /"],
+                           capture_output=True, timeout=10)  # fmt: skip
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _read_only_mounts(), reason="needs root and unshare for a read-only mount")
+def test_a_read_only_cache_and_home_are_read_and_never_written(tmp_path):
+    """A filled cache on a read-only file system, with a read-only home: its kernels load
+    (numba's code too: no recompiling), a new kernel is compiled in memory, one warning."""
+    cache, home = tmp_path / "cache", tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, FUSEJIT_CACHE_DIR=str(cache), HOME=str(home), PYTHONPATH=str(REPO))
+    env.pop("NUMBA_CACHE_DIR", None)
+    env.pop("XDG_CACHE_HOME", None)
+    first = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=REPO,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    n = json.loads(first.stdout.strip().splitlines()[-1])["compiled"]
+    files = sorted(p.relative_to(cache) for p in cache.rglob("*"))
+    new = (
+        "y = (x * 5).sigmoid().numpy()\n"  # a kernel not in the cache
+        "assert np.allclose(y, 1 / (1 + np.exp(-xn * 5)), rtol=1e-5, atol=1e-6)\n"
+    )
+    child = CHILD.replace("print(", new + "print(")
+    script = (f"mount --bind -o ro {cache} {cache} && mount --bind -o ro {home} {home} && "
+              f'exec "$0" -c "$1"')  # fmt: skip
+    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                          sys.executable, child], env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["ok"] and info["disk_hits"] == n and info["compiled"] == 1
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("fusejit:")]
+    assert len(warnings) == 1 and str(cache) in warnings[0] and "not writable" in warnings[0]
+    assert "NumbaWarning" not in out.stderr and "cannot cache" not in out.stderr
+    assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == files
+    assert not any(home.rglob("*"))
 
 
 # ---- clearing ---------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ written whole, shipped and installed by archives), ``memory`` (the in-process le
 counters), ``root`` (the cache folder: marked, checked, writable or not), ``clearing``,
 ``protocol``, ``api`` (``fusejit.cache_info`` / ``fusejit.clear_cache``).
 
-Disk layout: ``$FUSEJIT_CACHE_DIR`` (default ``~/.cache/fusejit``) / ``<target>`` / ``<key>/``.
+Disk layout: ``$FUSEJIT_CACHE_DIR`` (default ``~/.cache/fusejit``) / ``<target>`` / ``<key>/``,
+the folder marked as fusejit's by ``CACHEDIR.TAG``.
 """
 
 from fusejit.store.api import cache_info, clear_cache
