@@ -28,6 +28,7 @@ from fusejit.bench import harness
 from fusejit.bench.harness import machine_info
 from fusejit.bench.workloads import WORKLOADS, names
 from fusejit.store import CacheError, cache_dir, folder_size, remove_entries
+from fusejit.store.root import inspect_root
 
 
 def _human(n: float) -> str:
@@ -190,10 +191,11 @@ def cmd_info(a) -> int:
     d, size, per_target = _cache_summary()
     kernels = ", ".join(f"{k} {v} kernels" for k, v in per_target.items()) or "0 kernels"
     cache_lines = [("folder", str(d)), ("size", f"{_human(size)} in {kernels}")]
-    probe = d if d.exists() else next((p for p in d.parents if p.exists()), None)
-    if probe is None or not os.access(probe, os.W_OK):
-        problems.append(f"the kernel cache folder {d} is not writable: kernels are recompiled "
-                        "in every process (set FUSEJIT_CACHE_DIR)")  # fmt: skip
+    root = inspect_root(d)
+    if not root.writable:
+        problems.append(f"the kernel cache folder {d} is not used for new kernels: "
+                        f"{root.reason}; they are recompiled in every process "
+                        "(set FUSEJIT_CACHE_DIR)")  # fmt: skip
 
     out = []
     for title, items in (("Versions", versions), ("Devices", devices), ("Toolchain", tool),

@@ -138,6 +138,21 @@ def test_an_existing_empty_folder_is_marked_and_used(fresh, tmp_path, monkeypatc
     assert (folder / MARKER).exists() and any((folder / "cpu").iterdir())
 
 
+def test_info_names_an_unusable_cache_folder_and_changes_nothing(
+    fresh, tmp_path, monkeypatch, capsys
+):
+    folder = group_writable(tmp_path)
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(folder))
+    main(["info"])
+    out = capsys.readouterr().out
+    assert f"the kernel cache folder {folder} is not used" in out and "mode 775" in out
+    fresh_folder = tmp_path / "not-yet"
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(fresh_folder))
+    main(["info"])
+    assert "kernel cache folder" not in capsys.readouterr().out and not fresh_folder.exists()
+    assert not any(folder.iterdir())
+
+
 CHILD = """
 import json
 import numpy as np

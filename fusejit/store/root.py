@@ -109,9 +109,22 @@ def make_folder(path: Path) -> None:
         pass
 
 
-def _inspect(path: Path) -> Root:
+def inspect_root(path: Path) -> Root:
+    """What ``cache_root`` would decide for ``path``, without creating or marking anything
+    (for ``python -m fusejit info``)."""
+    return _inspect(Path(path), create=False)
+
+
+def _inspect(path: Path, create: bool = True) -> Root:
     if os.path.islink(path) and not os.path.exists(path):
         return Root(path, "none", "it is a symbolic link to a missing folder")
+    if not os.path.exists(path) and not create:
+        parent = next((p for p in path.parents if os.path.exists(p)), None)
+        if parent is None or not parent.is_dir():
+            return Root(path, "none", "it cannot be created (a part of its path is a file)")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return Root(path, "none", f"it cannot be created ({parent} is not writable)")
+        return Root(path, "write")
     if not os.path.exists(path):
         try:
             os.makedirs(path.parent, exist_ok=True)
@@ -139,7 +152,7 @@ def _inspect(path: Path) -> Root:
             return Root(path, "none", f"it cannot be listed ({e.strerror or e})")
         if names and not looks_like_a_cache(path, names):
             return Root(path, "none", f"it holds files fusejit did not create (no {MARKER})")
-        if writable:
+        if writable and create:
             try:
                 atomic_write(path / MARKER, MARKER_TEXT)
             except OSError as e:
