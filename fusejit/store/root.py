@@ -136,10 +136,10 @@ def _inspect(path: Path, create: bool = True) -> Root:
     if not path.is_dir():
         return Root(path, "none", "it is not a folder")
     st = os.stat(path)
-    uid = os.geteuid() if hasattr(os, "geteuid") else None  # (POSIX; Windows has no owner here)
-    if uid is not None and st.st_uid != uid:
+    posix = os.name == "posix"  # (elsewhere the owner and mode bits mean nothing here)
+    if posix and st.st_uid != os.geteuid():
         return Root(path, "none", f"it is owned by another user (uid {st.st_uid})")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if posix and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         mode = f"{stat.S_IMODE(st.st_mode):o}"
         return Root(path, "none", f"it is writable by group or others (mode {mode}; chmod go-w)")
     if not os.access(path, os.R_OK | os.X_OK):
