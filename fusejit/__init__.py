@@ -92,7 +92,7 @@ def empty_cache() -> None:
 
 
 from fusejit.jit.api import TracedFunction, trace  # noqa: E402
-from fusejit.store import cache_info, clear_cache  # noqa: E402
+from fusejit.store import CacheError, cache_info, clear_cache  # noqa: E402
 from fusejit.base.errors import TracerWarning  # noqa: E402
 from fusejit import nn  # noqa: E402
 from fusejit.jit.explain import explain  # noqa: E402

@@ -27,7 +27,8 @@ import fusejit as fj
 from fusejit.bench import harness
 from fusejit.bench.harness import machine_info
 from fusejit.bench.workloads import WORKLOADS, names
-from fusejit.store import cache_dir
+from fusejit.store import CacheError, cache_dir, folder_size, remove_entries
+from fusejit.store.root import inspect_root
 
 
 def _human(n: float) -> str:
@@ -39,19 +40,21 @@ def _human(n: float) -> str:
 
 
 def _cache_summary() -> tuple[Path, int, dict]:
+    """(folder, bytes, entries per target); entries removed while they are counted (a clear
+    in another process) are not counted."""
     d = cache_dir()
-    size, per_target = 0, {}
-    if d.exists():
-        for p in d.rglob("*"):
-            if p.is_file():
-                size += p.stat().st_size
+    per_target = {}
+    if d.is_dir():
         for t in sorted(d.iterdir()):
-            if t.is_dir():
-                # (a folder being written is named .tmp-...: not an entry yet)
-                per_target[t.name] = sum(
-                    1 for e in t.iterdir() if e.is_dir() and not e.name.startswith(".")
-                )
-    return d, size, per_target
+            try:
+                if t.is_dir():
+                    # (a folder being written is named .tmp-..., one being removed .trash-...)
+                    per_target[t.name] = sum(
+                        1 for e in t.iterdir() if e.is_dir() and not e.name.startswith(".")
+                    )
+            except FileNotFoundError:
+                pass
+    return d, folder_size(d), per_target
 
 
 # ---- bench -------------------------------------------------------------------------------------
@@ -188,10 +191,11 @@ def cmd_info(a) -> int:
     d, size, per_target = _cache_summary()
     kernels = ", ".join(f"{k} {v} kernels" for k, v in per_target.items()) or "0 kernels"
     cache_lines = [("folder", str(d)), ("size", f"{_human(size)} in {kernels}")]
-    probe = d if d.exists() else next((p for p in d.parents if p.exists()), None)
-    if probe is None or not os.access(probe, os.W_OK):
-        problems.append(f"the kernel cache folder {d} is not writable: kernels are recompiled "
-                        "in every process (set FUSEJIT_CACHE_DIR)")  # fmt: skip
+    root = inspect_root(d)
+    if not root.writable:
+        problems.append(f"the kernel cache folder {d} is not used for new kernels: "
+                        f"{root.reason}; they are recompiled in every process "
+                        "(set FUSEJIT_CACHE_DIR)")  # fmt: skip
 
     out = []
     for title, items in (("Versions", versions), ("Devices", devices), ("Toolchain", tool),
@@ -214,8 +218,11 @@ def cmd_cache(a) -> int:
         for k, v in per_target.items():
             print(f"{k}: {v} kernels")
         return 0
-    n = sum(per_target.values())
-    fj.clear_cache(disk=True)
+    try:
+        n, size = remove_entries(d, call="fusejit cache clear")
+    except CacheError as e:
+        print(e, file=sys.stderr)
+        return 1
     print(f"removed {n} kernel entries ({_human(size)}) from {d}")
     return 0
 

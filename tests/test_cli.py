@@ -120,7 +120,7 @@ def test_cache_clear_empties_folder(tmp_path, monkeypatch, capsys):
     from fusejit.__main__ import main
 
     cache = tmp_path / "cache"
-    entry = cache / "cpu" / "0123abcd"
+    entry = cache / "cpu" / "0123456789abcdef0123456789abcdef"  # (a cache without marker)
     entry.mkdir(parents=True)
     (entry / "kernel.py").write_text("x = 1\n")
     monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(cache))

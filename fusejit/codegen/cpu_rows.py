@@ -112,7 +112,8 @@ def _minmax(name):
 fmaximum = _minmax("maximum")
 fminimum = _minmax("minimum")
 
-_OPTS = 'dict(cache=True, error_model="numpy", nogil=True, boundscheck=False)'
+# (no cache=True: the backend gives each function the disk cache of its entry)
+_OPTS = 'dict(error_model="numpy", nogil=True, boundscheck=False)'
 
 
 def _held(name: str) -> dt.DType:

@@ -5,29 +5,36 @@ source files its kernels are generated from) and asking ``protocol.load_or_build
 kernel with a ``Recipe`` saying how to build and load it. Modules: ``settings`` (cache folder,
 debug level), ``keys``, ``manifest`` (checksums, atomic writes), ``entries`` (disk entries:
 written whole, shipped and installed by archives), ``memory`` (the in-process level and its
-counters), ``protocol``, ``api`` (``fusejit.cache_info`` / ``fusejit.clear_cache``).
+counters), ``root`` (the cache folder: marked, checked, writable or not), ``clearing``,
+``protocol``, ``api`` (``fusejit.cache_info`` / ``fusejit.clear_cache``).
 
-Disk layout: ``$FUSEJIT_CACHE_DIR`` (default ``~/.cache/fusejit``) / ``<target>`` / ``<key>/``.
+Disk layout: ``$FUSEJIT_CACHE_DIR`` (default ``~/.cache/fusejit``) / ``<target>`` / ``<key>/``,
+the folder marked as fusejit's by ``CACHEDIR.TAG``.
 """
 
 from fusejit.store.api import cache_info, clear_cache
+from fusejit.store.clearing import CacheError, folder_size, remove_entries
 from fusejit.store.entries import (
     Entry,
     build_entry,
+    entry_access,
     entry_folder,
     export_entry,
     install_entry,
+    refresh_manifest,
     remove_entry,
 )
 from fusejit.store.keys import Target, make_key, register_target
 from fusejit.store.manifest import atomic_write, update_manifest, verify_entry, write_manifest
 from fusejit.store.memory import CACHE
 from fusejit.store.protocol import Recipe, load_or_build
+from fusejit.store.root import MARKER, cache_root
 from fusejit.store.settings import cache_dir, debug_level
 
 __all__ = [
-    "CACHE", "Entry", "Recipe", "Target", "atomic_write", "build_entry", "cache_dir",
-    "cache_info", "clear_cache", "debug_level", "entry_folder", "export_entry",
-    "install_entry", "load_or_build", "make_key", "register_target", "remove_entry",
-    "update_manifest", "verify_entry", "write_manifest",
+    "CACHE", "MARKER", "CacheError", "Entry", "Recipe", "Target", "atomic_write", "build_entry",
+    "cache_dir", "cache_info", "cache_root", "clear_cache", "debug_level", "entry_access",
+    "entry_folder", "export_entry", "folder_size", "install_entry", "load_or_build", "make_key",
+    "refresh_manifest", "register_target", "remove_entries", "remove_entry", "update_manifest",
+    "verify_entry", "write_manifest",
 ]  # fmt: skip

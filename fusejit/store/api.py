@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import shutil
-
+from fusejit.store.clearing import folder_size, remove_entries
 from fusejit.store.memory import CACHE
+from fusejit.store.root import forget_roots
 from fusejit.store.settings import cache_dir
 
 
@@ -17,7 +17,7 @@ def cache_info() -> dict:
     ['compiled', 'dir', 'disk_bytes']
     """
     d = cache_dir()
-    size = sum(p.stat().st_size for p in d.rglob("*") if p.is_file()) if d.exists() else 0
+    size = folder_size(d)
     return {
         "memory_hits": CACHE.stats["memory_hits"],
         "disk_hits": CACHE.stats["disk_hits"],
@@ -31,12 +31,14 @@ def cache_info() -> dict:
 
 def clear_cache(disk: bool = True) -> None:
     """Empty the in-memory cache (with the kernels each backend holds) and, by default, the
-    disk cache folder. With ``disk=False`` the next calls load their kernels from disk, as a
-    new process would."""
+    disk cache folder's kernel entries (safe while other processes compile into it). With
+    ``disk=False`` the next calls load their kernels from disk, as a new process would.
+
+    Raises ``CacheError`` (nothing removed) when the folder is not a fusejit cache: one that
+    holds files fusejit did not create and not its marker ``CACHEDIR.TAG``."""
     with CACHE.lock:
         CACHE.clear_memory()
         CACHE.stats.clear()
+        forget_roots()
         if disk:
-            d = cache_dir()
-            if d.exists():
-                shutil.rmtree(d, ignore_errors=True)
+            remove_entries(cache_dir())

@@ -6,7 +6,8 @@ last, then renamed into place, so another process sees no entry or a complete on
 processes building one kernel both succeed (the first rename wins). A compiler may add files
 to an entry later (numba does, per specialization) and then updates the manifest. A cache
 folder that cannot be written still runs: its kernels are built in a private folder of this
-process, removed at exit.
+process, removed at exit. Entries are removed by renaming them away first (``remove_entry``),
+so clearing the cache while other processes compile is safe.
 """
 
 from __future__ import annotations
@@ -17,11 +18,19 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusejit.store.manifest import TMP_PREFIX, verify_entry, write_manifest
+from fusejit.store.manifest import (
+    MANIFEST,
+    TMP_PREFIX,
+    update_manifest,
+    verify_entry,
+    write_manifest,
+)
+from fusejit.store.root import TRASH_PREFIX, cache_root, demote, forget_roots, make_folder
 from fusejit.store.settings import cache_dir
 
 log = logging.getLogger("fusejit")
@@ -39,20 +48,42 @@ def entry_folder(target: str, key: str) -> Path:
     return cache_dir() / target / key
 
 
+def entry_access(folder: Path) -> str:
+    """What this process may do with the entry in ``folder``: "write", "read" (a read-only
+    cache folder) or "none" (a private folder of this process, or no usable cache)."""
+    root = cache_root()
+    if Path(folder).parent.parent != root.path:
+        return "none"
+    return root.access
+
+
 def remove_entry(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+    """Remove an entry: renamed away first, so that no process finds it half removed (one
+    loading it then fails on a missing file, as a removed entry, and builds it again)."""
+    trash = folder.with_name(f"{TRASH_PREFIX}{folder.name}-{uuid.uuid4().hex[:12]}")
+    try:
+        os.rename(folder, trash)
+    except FileNotFoundError:
+        return
+    except OSError:
+        trash = folder
+    shutil.rmtree(trash, ignore_errors=True)
 
 
-def build_entry(folder: Path, write: Callable[[Path], None]) -> Path:
+def refresh_manifest(folder: Path) -> None:
+    """``update_manifest`` after a compiler added files to the entry in ``folder``, when the
+    entry is still there and the cache can be written (a cleared entry is not brought back)."""
+    if entry_access(folder) == "write" and (folder / MANIFEST).exists():
+        update_manifest(folder)
+
+
+def build_entry(folder: Path, write: Callable[[Path], None], private: bool = False) -> Path:
     """Have ``write(stage)`` write an entry's files into a new folder, add the manifest and
     move it to ``folder``. Returns the folder now holding the entry: ``folder`` (ours, or an
     equal one another process stored first), or a private one when the cache cannot be
-    written. Errors of ``write`` propagate, leaving nothing behind."""
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}-", dir=folder.parent))
-    except OSError as e:  # a read-only cache folder still runs, uncached
-        log.warning("fusejit: cannot write the kernel cache in %s: %s", folder.parent, e)
+    written (or ``private``). Errors of ``write`` propagate, leaving nothing behind."""
+    stage = None if private else _stage(folder)
+    if stage is None:  # (the cache folder is not writable: reported once by ``cache_root``)
         stage = _private(folder)
         write(stage)
         write_manifest(stage)
@@ -64,13 +95,31 @@ def build_entry(folder: Path, write: Callable[[Path], None]) -> Path:
             return folder
         # neither ours nor a good entry could be put in place: run ours from a private folder
         log.warning("fusejit: cannot store kernel cache entry %s", folder)
-        private = _private(folder)
-        shutil.rmtree(private)
-        shutil.move(stage, private)
-        return private
+        private_folder = _private(folder)
+        shutil.rmtree(private_folder)
+        shutil.move(stage, private_folder)
+        return private_folder
     finally:
         if stage.exists():
             remove_entry(stage)
+
+
+def _stage(folder: Path) -> Path | None:
+    """A new empty folder beside ``folder`` to write its entry in; None when the cache folder
+    cannot be written."""
+    for _ in range(3):  # (a clear may remove the target folder between two steps)
+        root = cache_root()
+        if not root.writable or folder.parent.parent != root.path:
+            return None
+        try:
+            make_folder(folder.parent)
+            return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}-", dir=folder.parent))
+        except FileNotFoundError:  # the cache folder was removed meanwhile: make it again
+            forget_roots()
+        except OSError as e:  # a read-only file system, a target folder made read-only
+            demote(root, e.strerror or str(e))
+            return None
+    return None
 
 
 def install_entry(target: str, key: str, files: list[tuple[str, bytes, int]]) -> bool:
@@ -82,17 +131,16 @@ def install_entry(target: str, key: str, files: list[tuple[str, bytes, int]]) ->
         return False  # (a path that leaves the entry)
     if folder.exists() and verify_entry(folder) is None:
         return False
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key}-", dir=folder.parent))
-    except OSError as e:  # (the kernel is then compiled when used, and runs uncached)
-        log.warning("fusejit: cannot write the kernel cache in %s: %s", folder.parent, e)
+    stage = _stage(folder)
+    if stage is None:  # (the kernel is then compiled when used, and runs uncached)
         return False
     try:
         for rel, data, mtime_ns in files:
             p = stage / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
+            p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             # numba's cache checks the source file's time stamp: keep the original
             os.utime(p, ns=(mtime_ns, mtime_ns))
         return verify_entry(stage) is None and _publish(stage, folder)
@@ -148,5 +196,5 @@ def _private(folder: Path) -> Path:
     return private
 
 
-__all__ = ["Entry", "build_entry", "entry_folder", "export_entry", "install_entry",
-           "remove_entry"]  # fmt: skip
+__all__ = ["Entry", "build_entry", "entry_access", "entry_folder", "export_entry",
+           "install_entry", "refresh_manifest", "remove_entry"]  # fmt: skip

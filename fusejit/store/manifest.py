@@ -19,8 +19,8 @@ TMP_PREFIX = ".tmp-"  # files and folders being written (never part of an entry)
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` under a temporary name, then rename it into place: a reader
-    sees the old file or the new one, never part of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    sees the old file or the new one, never part of it. The folder must exist (an entry
+    removed meanwhile is not brought back as a folder holding only this file)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -3,7 +3,9 @@
 From memory; else from the kernel's disk entry when it matches its manifest and loads; else
 built (the compiler writes the entry's files), stored whole and loaded. An entry that does not
 match its manifest, or does not load, is corrupt: it is counted, reported and rebuilt, never
-used. One without a manifest was left by an interrupted write: it is rebuilt, not counted.
+used. One without a manifest was left by an interrupted write: it is rebuilt, not counted; one
+removed while it was read (a clear in another process) is rebuilt. A cache folder that cannot
+be written is read (or not used at all) and its new kernels are kept in memory (``root``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fusejit.store.entries import build_entry, entry_folder, remove_entry
 from fusejit.store.keys import Target
 from fusejit.store.manifest import verify_entry
 from fusejit.store.memory import CACHE
+from fusejit.store.root import cache_root
 from fusejit.store.settings import debug_level
 
 log = logging.getLogger("fusejit")
@@ -51,25 +54,37 @@ def load_or_build(target: Target, key: str, recipe: Recipe[K], memory_key: str |
 def _from_disk_or_build(target: Target, key: str, recipe: Recipe[K]) -> tuple[K, str]:
     folder = entry_folder(target.name, key)
     why = "not in the cache"
-    if folder.exists():
+    root = cache_root()
+    if root.readable and folder.exists():
         reason = verify_entry(folder)
         if reason is None:
             try:
                 return recipe.load(folder, "disk"), "disk"
             except Exception as e:  # a binary the driver refuses, a source that fails to load
                 reason = f"does not load: {type(e).__name__}: {e}"
-        if reason == "no manifest":
+        if not folder.exists():  # removed meanwhile (a clear in another process): not corrupt
+            why = "cache entry removed while it was read"
+        elif reason == "no manifest":
             why = "cache entry incomplete (no manifest yet)"
         else:
             log.warning("fusejit: %s kernel cache entry %s is corrupt (%s); rebuilding",
                         target.name.upper(), key, reason)  # fmt: skip
             CACHE.stats["corrupt"] += 1
             why = f"cache entry corrupt ({reason})"
-        remove_entry(folder)
+        if root.writable:
+            remove_entry(folder)
     if debug_level() >= 1:
         log.info("fusejit: compiling %s: %s", recipe.what, why)
     src = recipe.source()
     if debug_level() >= 2:
         log.info("fusejit: source of %s:\n%s", key, src)
     stored = build_entry(folder, lambda stage: recipe.build(stage, src))
+    try:
+        return recipe.load(stored, "compiled"), "compiled"
+    except Exception:
+        if stored.exists():
+            raise
+    # the entry was removed between storing and loading it (a clear in another process):
+    # this process builds it again in a folder of its own
+    stored = build_entry(folder, lambda stage: recipe.build(stage, src), private=True)
     return recipe.load(stored, "compiled"), "compiled"
