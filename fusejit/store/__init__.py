@@ -5,7 +5,8 @@ source files its kernels are generated from) and asking ``protocol.load_or_build
 kernel with a ``Recipe`` saying how to build and load it. Modules: ``settings`` (cache folder,
 debug level), ``keys``, ``manifest`` (checksums, atomic writes), ``entries`` (disk entries:
 written whole, shipped and installed by archives), ``memory`` (the in-process level and its
-counters), ``protocol``, ``api`` (``fusejit.cache_info`` / ``fusejit.clear_cache``).
+counters), ``signing`` (the machine-local key that signs manifests and archives), ``protocol``,
+``api`` (``fusejit.cache_info`` / ``fusejit.clear_cache``).
 
 Disk layout: ``$FUSEJIT_CACHE_DIR`` (default ``~/.cache/fusejit``) / ``<target>`` / ``<key>/``.
 """
@@ -24,10 +25,11 @@ from fusejit.store.manifest import atomic_write, update_manifest, verify_entry, 
 from fusejit.store.memory import CACHE
 from fusejit.store.protocol import Recipe, load_or_build
 from fusejit.store.settings import cache_dir, debug_level
+from fusejit.store.signing import MachineKey, machine_key
 
 __all__ = [
     "CACHE", "Entry", "Recipe", "Target", "atomic_write", "build_entry", "cache_dir",
     "cache_info", "clear_cache", "debug_level", "entry_folder", "export_entry",
-    "install_entry", "load_or_build", "make_key", "register_target", "remove_entry",
-    "update_manifest", "verify_entry", "write_manifest",
+    "install_entry", "load_or_build", "MachineKey", "machine_key", "make_key",
+    "register_target", "remove_entry", "update_manifest", "verify_entry", "write_manifest",
 ]  # fmt: skip
