@@ -112,7 +112,9 @@ def _minmax(name):
 fmaximum = _minmax("maximum")
 fminimum = _minmax("minimum")
 
-_OPTS = 'dict(cache=True, error_model="numpy", nogil=True, boundscheck=False)'
+# (no cache=True: the CPU compiler caches each function in its store entry, see
+# ``backends/numba_cache.py``)
+_OPTS = 'dict(error_model="numpy", nogil=True, boundscheck=False)'
 
 
 def _held(name: str) -> dt.DType:

@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusejit.store.manifest import TMP_PREFIX, verify_entry, write_manifest
+from fusejit.store.manifest import TMP_PREFIX, adopt_manifest, verify_entry, write_manifest
 from fusejit.store.settings import cache_dir
+from fusejit.store.signing import machine_key
 
 log = logging.getLogger("fusejit")
 
@@ -48,18 +49,17 @@ def build_entry(folder: Path, write: Callable[[Path], None]) -> Path:
     move it to ``folder``. Returns the folder now holding the entry: ``folder`` (ours, or an
     equal one another process stored first), or a private one when the cache cannot be
     written. Errors of ``write`` propagate, leaving nothing behind."""
+    if not machine_key().persistent:  # (no later process could verify what it signs)
+        return _build_private(folder, write)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}-", dir=folder.parent))
     except OSError as e:  # a read-only cache folder still runs, uncached
         log.warning("fusejit: cannot write the kernel cache in %s: %s", folder.parent, e)
-        stage = _private(folder)
-        write(stage)
-        write_manifest(stage)
-        return stage
+        return _build_private(folder, write)
     try:
         write(stage)
-        write_manifest(stage)
+        write_manifest(stage, folder.parent.name, folder.name)
         if _publish(stage, folder):
             return folder
         # neither ours nor a good entry could be put in place: run ours from a private folder
@@ -95,7 +95,8 @@ def install_entry(target: str, key: str, files: list[tuple[str, bytes, int]]) ->
             p.write_bytes(data)
             # numba's cache checks the source file's time stamp: keep the original
             os.utime(p, ns=(mtime_ns, mtime_ns))
-        return verify_entry(stage) is None and _publish(stage, folder)
+        # (the archive's signature verified: the entry is signed with this machine's key)
+        return adopt_manifest(stage, target, key) is None and _publish(stage, folder)
     finally:
         if stage.exists():
             remove_entry(stage)
@@ -130,6 +131,14 @@ def _publish(stage: Path, folder: Path) -> bool:
             if attempt == 0:
                 remove_entry(folder)
     return False
+
+
+def _build_private(folder: Path, write: Callable[[Path], None]) -> Path:
+    """``build_entry`` into a private folder of this process, shared with nobody."""
+    private = _private(folder)
+    write(private)
+    write_manifest(private, folder.parent.name, folder.name)
+    return private
 
 
 _PRIVATE: list[Path] = []

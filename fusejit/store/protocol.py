@@ -1,9 +1,13 @@
 """The one way every target gets a kernel: ``load_or_build``.
 
-From memory; else from the kernel's disk entry when it matches its manifest and loads; else
-built (the compiler writes the entry's files), stored whole and loaded. An entry that does not
-match its manifest, or does not load, is corrupt: it is counted, reported and rebuilt, never
-used. One without a manifest was left by an interrupted write: it is rebuilt, not counted.
+From memory; else from the kernel's disk entry when it matches its manifest (signed with this
+machine's key, naming this target and key, listing exactly the entry's files: see
+``manifest``) and loads; else built (the compiler writes the entry's files), stored whole and
+loaded. An entry that does not match its manifest (damaged, unsigned, planted, moved from
+another key), or does not load, is corrupt: it is counted, reported and rebuilt, never used.
+One without a manifest was left by an interrupted write: it is rebuilt, not counted. Either is
+removed whole, with every file a compiler put in it. A process without a persistent machine
+key (``signing``) neither reads nor writes the disk cache.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from fusejit.store.keys import Target
 from fusejit.store.manifest import verify_entry
 from fusejit.store.memory import CACHE
 from fusejit.store.settings import debug_level
+from fusejit.store.signing import machine_key
 
 log = logging.getLogger("fusejit")
 
@@ -51,7 +56,7 @@ def load_or_build(target: Target, key: str, recipe: Recipe[K], memory_key: str |
 def _from_disk_or_build(target: Target, key: str, recipe: Recipe[K]) -> tuple[K, str]:
     folder = entry_folder(target.name, key)
     why = "not in the cache"
-    if folder.exists():
+    if folder.exists() and machine_key().persistent:
         reason = verify_entry(folder)
         if reason is None:
             try:
