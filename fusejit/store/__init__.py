@@ -3,10 +3,11 @@
 Compilers plug in by registering a target (``keys.register_target``: its cache folder and the
 source files its kernels are generated from) and asking ``protocol.load_or_build`` for each
 kernel with a ``Recipe`` saying how to build and load it. Modules: ``settings`` (cache folder,
-debug level), ``keys``, ``manifest`` (checksums, atomic writes), ``entries`` (disk entries:
-written whole, shipped and installed by archives), ``memory`` (the in-process level and its
-counters), ``signing`` (the machine-local key that signs manifests and archives), ``protocol``,
-``api`` (``fusejit.cache_info`` / ``fusejit.clear_cache``).
+debug level), ``keys``, ``manifest`` (checksums signed and bound to a target and key, atomic
+writes), ``entries`` (disk entries: written whole, shipped and installed by archives),
+``memory`` (the in-process level and its counters), ``signing`` (the machine-local key that
+signs manifests and archives), ``protocol``, ``api`` (``fusejit.cache_info`` /
+``fusejit.clear_cache``).
 
 Disk layout: ``$FUSEJIT_CACHE_DIR`` (default ``~/.cache/fusejit``) / ``<target>`` / ``<key>/``.
 """

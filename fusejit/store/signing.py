@@ -86,10 +86,11 @@ class _Refused(Exception):
 
 def _read_key(path: Path) -> bytes:
     """The contents of the key file, after checking, on the open file itself (no race with a
-    rename), that it is a regular file of the current user that nobody else may read or
-    write: anyone who can read it can sign kernels this machine runs, anyone who can write it
-    can choose the key."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    rename; a link is judged by the file it leads to, as ssh does), that it is a regular file
+    of the current user that nobody else may read or write: anyone who can read it can sign
+    kernels this machine runs, anyone who can write it can choose the key."""
+    # (non-blocking: a FIFO put there must be refused, not waited on)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode):
