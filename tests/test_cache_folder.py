@@ -169,7 +169,7 @@ print(json.dumps({"ok": bool(ok), **fusejit.cache_info()}))
 """
 
 
-def test_numba_caches_in_the_entries_and_nowhere_else(tmp_path):
+def test_numba_caches_in_the_entries_and_nowhere_else(tmp_path, monkeypatch):
     """With ``NUMBA_CACHE_DIR`` set and a writable home, numba's compiled code still goes into
     the kernels' entries (numba's own locators would put it in either)."""
     cache, numba_dir, home = tmp_path / "cache", tmp_path / "numba", tmp_path / "home"
@@ -187,9 +187,14 @@ def test_numba_caches_in_the_entries_and_nowhere_else(tmp_path):
     assert all(i["ok"] for i in infos)
     assert infos[0]["compiled"] >= 3 and infos[1]["compiled"] == 0
     assert infos[1]["disk_hits"] == infos[0]["compiled"]
-    assert not any(numba_dir.rglob("*")) and not any(home.rglob("*"))
+    assert not any(numba_dir.rglob("*"))
+    # (the home holds the machine key that signs the entries, and nothing else)
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file()) == [
+        ".config/fusejit/archive-key"
+    ]
     entries = [e for e in (cache / "cpu").iterdir()]
     assert len(entries) == infos[0]["compiled"]
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))  # (the children's key)
     for e in entries:
         assert verify_entry(e) is None
         assert any(e.glob("__pycache__/*.nbc")), sorted(e.rglob("*"))
@@ -221,6 +226,7 @@ def test_a_read_only_cache_and_home_are_read_and_never_written(tmp_path):
     assert first.returncode == 0, first.stderr
     n = json.loads(first.stdout.strip().splitlines()[-1])["compiled"]
     files = sorted(p.relative_to(cache) for p in cache.rglob("*"))
+    home_files = sorted(p.relative_to(home) for p in home.rglob("*"))  # (the machine key)
     new = (
         "y = (x * 5).sigmoid().numpy()\n"  # a kernel not in the cache
         "assert np.allclose(y, 1 / (1 + np.exp(-xn * 5)), rtol=1e-5, atol=1e-6)\n"
@@ -238,7 +244,7 @@ def test_a_read_only_cache_and_home_are_read_and_never_written(tmp_path):
     assert len(warnings) == 1 and str(cache) in warnings[0] and "not writable" in warnings[0]
     assert "NumbaWarning" not in out.stderr and "cannot cache" not in out.stderr
     assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == files
-    assert not any(home.rglob("*"))
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == home_files
 
 
 # ---- clearing ---------------------------------------------------------------------------------

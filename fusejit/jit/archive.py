@@ -30,20 +30,19 @@ lacks: ``{"tuple": [...]}``, ``{"float": "nan" | "inf" | "-inf"}``, ``{"dtype": 
 
 Loading never runs code from the file: the graph names op-table ops only, tensors are plain
 arrays, and shipped kernels (which hold compiled code) are installed only when their HMAC
-verifies with this machine's archive key (``$FUSEJIT_ARCHIVE_KEY``, or a random key kept in
-``$XDG_CONFIG_HOME/fusejit/archive-key``); otherwise they are recompiled from the graph. Any
-problem with the file raises ``ArchiveError`` naming it.
+verifies with this machine's key (``fusejit/store/signing.py``: ``$FUSEJIT_ARCHIVE_KEY``, or a
+random key kept in ``$XDG_CONFIG_HOME/fusejit/archive-key``), and are then signed into the
+kernel cache with it; otherwise they are recompiled from the graph. Any problem with the file
+raises ``ArchiveError`` naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import io
 import json
 import os
 import re
-import secrets
 import zipfile
 from pathlib import Path
 
@@ -76,7 +75,7 @@ from fusejit.jit.scripting import (
     unflatten_out,
 )
 from fusejit.nn import Module
-from fusejit.store import export_entry, install_entry
+from fusejit.store import export_entry, install_entry, machine_key
 
 FORMAT = "fusejit-archive"
 VERSION = 1
@@ -127,30 +126,9 @@ def _list(x, ctx):
 
 
 # ---- the archive key (for shipped kernels) -------------------------------------------------------
-def _key_bytes(create: bool) -> bytes | None:
-    env = os.environ.get("FUSEJIT_ARCHIVE_KEY")
-    if env:
-        return env.encode()
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    path = Path(base) / "fusejit" / "archive-key"
-    try:
-        return path.read_bytes()
-    except OSError:
-        if not create:
-            return None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_hex(32).encode())
-        return path.read_bytes()
-    except OSError:
-        return None
-
-
-def _sign(files: list, key: bytes) -> str:
-    msg = json.dumps(files, sort_keys=True).encode()
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+def _signed(files: list) -> bytes:
+    """What the archive's HMAC signs: the canonical JSON of its kernel file listing."""
+    return json.dumps(files, sort_keys=True).encode()
 
 
 # ---- what an object holds --------------------------------------------------------------------
@@ -240,10 +218,9 @@ def save(obj, path, *, kernels: bool = True) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         if kfiles:
-            key = _key_bytes(create=True)
             listing = [{"member": m, "sha256": hashlib.sha256(b).hexdigest(), "mtime_ns": mt,
                         "size": len(b)} for m, b, mt in kfiles]  # fmt: skip
-            manifest["kernels"] = {"files": listing, "hmac": _sign(listing, key) if key else ""}
+            manifest["kernels"] = {"files": listing, "hmac": machine_key().sign(_signed(listing))}
             for m, b, _ in kfiles:
                 z.writestr(m, b)
         z.writestr(MANIFEST, json.dumps(manifest, indent=1))
@@ -560,9 +537,7 @@ def _install_kernels(z, infos, meta) -> str:
         if len(data) != f["size"] or hashlib.sha256(data).hexdigest() != f["sha256"]:
             raise ArchiveError(f"member {f['member']} does not match its checksum")
         datas[f["member"]] = data
-    key = _key_bytes(create=False)
-    sig = meta.get("hmac")
-    if not key or not isinstance(sig, str) or not hmac.compare_digest(_sign(files, key), sig):
+    if not machine_key().verify(_signed(files), meta.get("hmac")):
         return "kernels in the archive not installed (not signed with this machine's archive " \
                "key); they are compiled from the graph"  # fmt: skip
     folders: dict = {}

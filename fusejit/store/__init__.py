@@ -3,10 +3,12 @@
 Compilers plug in by registering a target (``keys.register_target``: its cache folder and the
 source files its kernels are generated from) and asking ``protocol.load_or_build`` for each
 kernel with a ``Recipe`` saying how to build and load it. Modules: ``settings`` (cache folder,
-debug level), ``keys``, ``manifest`` (checksums, atomic writes), ``entries`` (disk entries:
-written whole, shipped and installed by archives), ``memory`` (the in-process level and its
-counters), ``root`` (the cache folder: marked, checked, writable or not), ``clearing``,
-``protocol``, ``api`` (``fusejit.cache_info`` / ``fusejit.clear_cache``).
+debug level), ``keys``, ``manifest`` (checksums signed and bound to a target and key, atomic
+writes), ``entries`` (disk entries: written whole, shipped and installed by archives),
+``memory`` (the in-process level and its counters), ``root`` (the cache folder: marked,
+checked, writable or not), ``clearing``, ``signing`` (the machine-local key that signs
+manifests and archives), ``protocol``, ``api`` (``fusejit.cache_info`` /
+``fusejit.clear_cache``).
 
 Disk layout: ``$FUSEJIT_CACHE_DIR`` (default ``~/.cache/fusejit``) / ``<target>`` / ``<key>/``,
 the folder marked as fusejit's by ``CACHEDIR.TAG``.
@@ -30,11 +32,12 @@ from fusejit.store.memory import CACHE
 from fusejit.store.protocol import Recipe, load_or_build
 from fusejit.store.root import MARKER, cache_root
 from fusejit.store.settings import cache_dir, debug_level
+from fusejit.store.signing import MachineKey, machine_key
 
 __all__ = [
-    "CACHE", "MARKER", "CacheError", "Entry", "Recipe", "Target", "atomic_write", "build_entry",
-    "cache_dir", "cache_info", "cache_root", "clear_cache", "debug_level", "entry_access",
-    "entry_folder", "export_entry", "folder_size", "install_entry", "load_or_build", "make_key",
-    "refresh_manifest", "register_target", "remove_entries", "remove_entry", "update_manifest",
-    "verify_entry", "write_manifest",
+    "CACHE", "MARKER", "CacheError", "Entry", "MachineKey", "Recipe", "Target", "atomic_write",
+    "build_entry", "cache_dir", "cache_info", "cache_root", "clear_cache", "debug_level",
+    "entry_access", "entry_folder", "export_entry", "folder_size", "install_entry",
+    "load_or_build", "machine_key", "make_key", "refresh_manifest", "register_target",
+    "remove_entries", "remove_entry", "update_manifest", "verify_entry", "write_manifest",
 ]  # fmt: skip

@@ -26,12 +26,14 @@ from pathlib import Path
 from fusejit.store.manifest import (
     MANIFEST,
     TMP_PREFIX,
+    adopt_manifest,
     update_manifest,
     verify_entry,
     write_manifest,
 )
 from fusejit.store.root import TRASH_PREFIX, cache_root, demote, forget_roots, make_folder
 from fusejit.store.settings import cache_dir
+from fusejit.store.signing import machine_key
 
 log = logging.getLogger("fusejit")
 
@@ -82,15 +84,13 @@ def build_entry(folder: Path, write: Callable[[Path], None], private: bool = Fal
     move it to ``folder``. Returns the folder now holding the entry: ``folder`` (ours, or an
     equal one another process stored first), or a private one when the cache cannot be
     written (or ``private``). Errors of ``write`` propagate, leaving nothing behind."""
-    stage = None if private else _stage(folder)
+    # (without a persistent machine key no later process could verify what this one signs)
+    stage = None if private or not machine_key().persistent else _stage(folder)
     if stage is None:  # (the cache folder is not writable: reported once by ``cache_root``)
-        stage = _private(folder)
-        write(stage)
-        write_manifest(stage)
-        return stage
+        return _build_private(folder, write)
     try:
         write(stage)
-        write_manifest(stage)
+        write_manifest(stage, folder.parent.name, folder.name)
         if _publish(stage, folder):
             return folder
         # neither ours nor a good entry could be put in place: run ours from a private folder
@@ -143,7 +143,8 @@ def install_entry(target: str, key: str, files: list[tuple[str, bytes, int]]) ->
                 f.write(data)
             # numba's cache checks the source file's time stamp: keep the original
             os.utime(p, ns=(mtime_ns, mtime_ns))
-        return verify_entry(stage) is None and _publish(stage, folder)
+        # (the archive's signature verified: the entry is signed with this machine's key)
+        return adopt_manifest(stage, target, key) is None and _publish(stage, folder)
     finally:
         if stage.exists():
             remove_entry(stage)
@@ -178,6 +179,14 @@ def _publish(stage: Path, folder: Path) -> bool:
             if attempt == 0:
                 remove_entry(folder)
     return False
+
+
+def _build_private(folder: Path, write: Callable[[Path], None]) -> Path:
+    """``build_entry`` into a private folder of this process, shared with nobody."""
+    private = _private(folder)
+    write(private)
+    write_manifest(private, folder.parent.name, folder.name)
+    return private
 
 
 _PRIVATE: list[Path] = []

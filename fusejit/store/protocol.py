@@ -1,11 +1,15 @@
 """The one way every target gets a kernel: ``load_or_build``.
 
-From memory; else from the kernel's disk entry when it matches its manifest and loads; else
-built (the compiler writes the entry's files), stored whole and loaded. An entry that does not
-match its manifest, or does not load, is corrupt: it is counted, reported and rebuilt, never
-used. One without a manifest was left by an interrupted write: it is rebuilt, not counted; one
-removed while it was read (a clear in another process) is rebuilt. A cache folder that cannot
-be written is read (or not used at all) and its new kernels are kept in memory (``root``).
+From memory; else from the kernel's disk entry when it matches its manifest (signed with this
+machine's key, naming this target and key, listing exactly the entry's files: see
+``manifest``) and loads; else built (the compiler writes the entry's files), stored whole and
+loaded. An entry that does not match its manifest (damaged, unsigned, planted, moved from
+another key), or does not load, is corrupt: it is counted, reported and rebuilt, never used.
+One without a manifest was left by an interrupted write: it is rebuilt, not counted; one
+removed while it was read (a clear in another process) is rebuilt. Either is removed whole,
+with every file a compiler put in it. A cache folder that cannot be written is read (or not
+used at all) and its new kernels are kept in memory (``root``); a process without a
+persistent machine key (``signing``) neither reads nor writes the disk cache.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from fusejit.store.manifest import verify_entry
 from fusejit.store.memory import CACHE
 from fusejit.store.root import cache_root
 from fusejit.store.settings import debug_level
+from fusejit.store.signing import machine_key
 
 log = logging.getLogger("fusejit")
 
@@ -55,7 +60,7 @@ def _from_disk_or_build(target: Target, key: str, recipe: Recipe[K]) -> tuple[K,
     folder = entry_folder(target.name, key)
     why = "not in the cache"
     root = cache_root()
-    if root.readable and folder.exists():
+    if root.readable and folder.exists() and machine_key().persistent:
         reason = verify_entry(folder)
         if reason is None:
             try:
