@@ -346,3 +346,49 @@ def test_max_bytes_bounds_each_graph_value(tmp_path):
 
 def test_archive_module_names_the_default_bound():
     assert archive.MAX_BYTES == 4 << 30
+
+
+def _int_paths(x, path=()):
+    """The paths of the ints in the JSON value ``x``."""
+    if isinstance(x, int) and not isinstance(x, bool):
+        yield path
+    elif isinstance(x, (dict, list)):
+        for k, v in x.items() if isinstance(x, dict) else enumerate(x):
+            yield from _int_paths(v, path + (k,))
+
+
+def test_extreme_attribute_values_are_refused_at_load_or_at_the_call(tmp_path):
+    x, w = fusejit.randn(4, 6), fusejit.randn(6, 3)
+
+    def fn(x):
+        y = (x @ w).softmax(-1) * 2 + 1
+        a, b = y.split([1, 2], 1)
+        z = fusejit.cat([a, b], 1).repeat(2, 1).reshape(-1, 3).permute(1, 0)
+        s, i = z.sort(1)
+        e = z[None, :, 1:].expand(2, 3, 7)
+        return z.sum(0, keepdim=True) + s[:, :1], i.max(1)[1], z.cumsum(1), e, z.flip(0).tril(1)
+
+    p = tmp_path / "m.fjz"
+    fusejit.save(fusejit.trace(fn, x), p)
+    g0 = json.loads(_members(p)["graphs/0.json"])
+    tried = 0
+    for k, node in enumerate(g0["block"]["nodes"]):
+        for path in _int_paths(node["attrs"]):
+            for big in (1 << 70, -(1 << 70), 1 << 40, -1, 0, 10**6):
+
+                def edit(g, k=k, path=path, big=big):
+                    t = g["block"]["nodes"][k]["attrs"]
+                    for key in path[:-1]:
+                        t = t[key]
+                    t[path[-1]] = big
+
+                tried += 1
+                try:
+                    f = fusejit.load(_edit_graph(p, edit))
+                except ArchiveError:
+                    continue
+                try:  # what only the data tells: an error of fusejit's, never numpy's
+                    f(x)
+                except fusejit.FusejitError:
+                    pass
+    assert tried > 100

@@ -80,7 +80,7 @@ def _expected(n: Node, where: str) -> list | None:
     except ShapeRuleError as e:
         raise VerifyError(f"{where}: its inputs {[str(v.type) for v in tensors]} do not fit "
                           f"the op ({e})") from None  # fmt: skip
-    except (TypeError, ValueError, KeyError, AttributeError) as e:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
         raise VerifyError(f"{where}: the op cannot type its inputs ({type(e).__name__}: "
                           f"{str(e)[:100]})") from None  # fmt: skip
     if shapes is None:

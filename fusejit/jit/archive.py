@@ -487,7 +487,7 @@ def load(path, device=None, *, max_bytes: int | None = MAX_BYTES) -> LoadedFunct
         raise ArchiveError(str(e)) from None
     except RecursionError:
         raise ArchiveError(f"{path}: the archive is nested too deeply") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
         raise ArchiveError(f"{path}: malformed archive ({type(e).__name__}: {e})") from None
     finally:
         _DEVICE_OVERRIDE[0] = None

@@ -224,7 +224,7 @@ def out_shapes(op: OpDef, shapes: list, attrs: dict) -> list | None:
         return None if rule is None else [tuple(s) for s in rule(op, shapes, attrs)]
     except ShapeRuleError:
         raise
-    except (ValueError, TypeError, IndexError, KeyError) as e:  # numpy's AxisError included
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError) as e:  # AxisError too
         raise ShapeRuleError(str(e)[:200]) from None
 
 
