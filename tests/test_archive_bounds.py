@@ -128,8 +128,9 @@ def test_load_names_a_bad_argument(tmp_path):
         fusejit.load(p, max_bytes="1G")
     with pytest.raises(ValueError, match="max_bytes must be >= 0"):
         fusejit.load(p, max_bytes=-1)
-    with open(p, "rb") as f:  # an open file still loads
+    with open(p, "rb") as f:  # an open file still loads, and a name in bytes
         assert fusejit.load(f)(fusejit.zeros(4)).tolist() == [2.0] * 4
+    assert fusejit.load(os.fsencode(p))(fusejit.zeros(4)).tolist() == [2.0] * 4
 
 
 # ---- tensors: sizes checked before anything is allocated -----------------------------------

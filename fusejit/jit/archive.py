@@ -466,8 +466,9 @@ def load(path, device=None, *, max_bytes: int | None = MAX_BYTES) -> LoadedFunct
     [2.0, 2.0]
     """
     if isinstance(path, (str, bytes, os.PathLike)):
+        path = os.fsdecode(path)  # (zipfile reads bytes as a file object)
         if os.path.isdir(path):
-            raise ArchiveError(f"load: {os.fsdecode(path)} is a folder, not an archive")
+            raise ArchiveError(f"load: {path} is a folder, not an archive")
     elif not (hasattr(path, "read") and hasattr(path, "seek")):
         raise TypeError(f"load: path must be a file name (str or os.PathLike) or a binary "
                         f"file, not {type(path).__name__}")  # fmt: skip
