@@ -5,6 +5,7 @@ declared types are not those its ops give."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import stat
@@ -393,3 +394,26 @@ def test_extreme_attribute_values_are_refused_at_load_or_at_the_call(tmp_path):
                 except fusejit.FusejitError:
                     pass
     assert tried > 100
+
+
+def test_damaged_npy_members_are_refused_and_fortran_order_reads_the_same(tmp_path):
+    w = fusejit.arange(12.0).reshape(3, 4)
+    p = tmp_path / "m.fjz"
+    fusejit.save(fusejit.trace(lambda x: x + w, fusejit.zeros(3, 4)), p)
+    m = _members(p)
+    npy = m["tensors/0.npy"]
+    cases = [npy[:k] for k in range(len(npy))] + [npy + b"\0"]
+    for i in range(0, 64):  # (the header: magic, version, length, dict)
+        for v in (0, 0x7F, 0xFF):
+            cases.append(npy[:i] + bytes([v]) + npy[i + 1 :])
+    for data in cases:
+        try:
+            got = fusejit.load(_write(p, {**m, "tensors/0.npy": data})).tensors["tensor0"]
+        except ArchiveError:
+            continue
+        assert got.shape == (3, 4) and got.dtype is fusejit.float32  # (a changed value at most)
+    buf = io.BytesIO()
+    np.save(buf, np.asfortranarray(w.numpy()))
+    got = fusejit.load(_write(p, {**m, "tensors/0.npy": buf.getvalue()})).tensors["tensor0"]
+    np.testing.assert_array_equal(got.numpy(), w.numpy())
+    assert got.numpy().flags.c_contiguous
