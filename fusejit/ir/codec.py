@@ -26,6 +26,7 @@ from fusejit.base import dtypes as dt
 from fusejit.base.device import Device, as_device
 from fusejit.base.errors import FusejitError
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
+from fusejit.ir.typecheck import check_types
 from fusejit.ir.verify import JIT_OPS, VerifyError, verify
 from fusejit.ops.registry import OPS, call_problem
 
@@ -141,9 +142,11 @@ def encode_graph(g: Graph, tensor_index: TensorIndex) -> dict:
     return {"n_inputs": g.n_inputs, "values": values, "captured": captured, "block": body}
 
 
-def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here) -> Graph:
+def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here,
+                 max_bytes: int | None = None) -> Graph:  # fmt: skip
     """The graph whose JSON form is ``d``, reading captured tensors and constants from
-    ``tensors``. Raises ``CodecError`` unless it is well formed and each node fits its op."""
+    ``tensors``. Raises ``CodecError`` unless it is well formed, each node fits its op, its
+    declared types are those its ops give, and (with ``max_bytes``) no value is larger."""
     _need(isinstance(d, dict), ctx, "graph is not an object")
     vals = d.get("values")
     _need(isinstance(vals, list) and len(vals) < 10_000_000, ctx, "bad value table")
@@ -199,8 +202,9 @@ def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here)
                 defined.add(o)
             inputs = tuple(operand(o) for o in _list(nd.get("inputs"), ctx))
             if op in OPS:
-                # what the op table tells of a call; what only the data can tell (a
-                # permutation that repeats a dim) fails when the graph runs
+                # what the op table tells of a call (operands, attributes); the types its
+                # op gives are checked once the graph is whole (check_types), and what only
+                # the data can tell (an index value out of range) fails when the graph runs
                 n_tensors = sum(isinstance(v, Value) for v in inputs)
                 problem = call_problem(OPS[op], n_tensors, len(inputs), a)
                 _need(problem is None, ctx, f"node {len(nodes)} ({op}): {problem}")
@@ -227,6 +231,7 @@ def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here)
     g = Graph(top, n_inputs, cap)
     try:
         verify(g)
+        check_types(g, max_bytes)
     except (VerifyError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise CodecError(f"{ctx}: the graph is not well formed: {e}") from None
     return g

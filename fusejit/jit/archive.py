@@ -33,7 +33,10 @@ arrays, and shipped kernels (which hold compiled code) are installed only when t
 verifies with this machine's key (``fusejit/store/signing.py``: ``$FUSEJIT_ARCHIVE_KEY``, or a
 random key kept in ``$XDG_CONFIG_HOME/fusejit/archive-key``), and are then signed into the
 kernel cache with it; otherwise they are recompiled from the graph. Any problem with the file
-raises ``ArchiveError`` naming it.
+raises ``ArchiveError`` naming it. Nothing is allocated before its size is checked: each
+``.npy`` header against the manifest and the zip entry's size, the tensors together and each
+graph value against ``load``'s ``max_bytes``; the graphs' declared types against what their
+ops give (``fusejit/ir/typecheck.py``), before any tensor is read.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import io
 import json
 import os
 import re
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -64,6 +68,7 @@ from fusejit.ir.graph import Graph
 from fusejit.ir.printer import format_code
 from fusejit.jit import tracer as tr
 from fusejit.jit.api import TracedFunction, _target_of, optimize_graph
+from fusejit.jit.npy_member import MAX_HEADER, NpyError, read_npy
 from fusejit.jit.runtime import GuardError, Plan
 from fusejit.jit.scripting import (
     BoundScript,
@@ -83,12 +88,14 @@ MANIFEST = "fusejit-archive.json"
 MAX_JSON = 64 << 20  # bytes of one JSON member
 MAX_MEMBERS = 100_000
 MAX_KERNEL_FILE = 256 << 20
+MAX_NPY_HEADER = MAX_HEADER + 16  # magic, version and length before a .npy header
+MAX_BYTES = 4 << 30  # load()'s default bound on the tensors stored and on each graph value
 _MEMBER = re.compile(
     r"^(fusejit-archive\.json|graphs/[0-9]{1,6}\.json|tensors/[0-9]{1,7}\.npy|"
     r"kernels/[a-z0-9_]{1,16}/[0-9a-f]{8,64}/[A-Za-z0-9_.\-]{1,128}(/[A-Za-z0-9_.\-]{1,128})?)$"
 )
 
-__all__ = ["save", "load", "ArchiveError", "LoadedFunction", "FORMAT", "VERSION"]
+__all__ = ["save", "load", "ArchiveError", "LoadedFunction", "FORMAT", "VERSION", "MAX_BYTES"]
 
 
 class ArchiveError(FusejitError, ValueError):
@@ -214,9 +221,11 @@ def save(obj, path, *, kernels: bool = True) -> None:
     manifest = {"format": FORMAT, "version": VERSION, "kind": kind, "name": name,
                 "entries": meta, "tensors": tensor_meta}  # fmt: skip
     kfiles = _kernel_files(entries) if kernels else []
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    _write_atomically(Path(path), lambda f: _write_zip(f, manifest, graphs, tensors, kfiles))
+
+
+def _write_zip(f, manifest: dict, graphs: list, tensors: list, kfiles: list) -> None:
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
         if kfiles:
             listing = [{"member": m, "sha256": hashlib.sha256(b).hexdigest(), "mtime_ns": mt,
                         "size": len(b)} for m, b, mt in kfiles]  # fmt: skip
@@ -230,7 +239,43 @@ def save(obj, path, *, kernels: bool = True) -> None:
             buf = io.BytesIO()
             np.save(buf, np.asarray(t.cpu().numpy(), order="C"), allow_pickle=False)
             z.writestr(f"tensors/{j}.npy", buf.getvalue())
-    os.replace(tmp, path)
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call ``write(file)`` on a new temporary file in ``path``'s folder, then move it onto
+    ``path``. The temporary file has a fresh random name and is created exclusively
+    (``mkstemp``: ``O_EXCL``, so a link planted there is never followed); in the same folder,
+    so the final ``os.replace`` is atomic: ``path`` is either the old file or the new one.
+    ``os.replace`` puts the file where a symlink at ``path`` was, not at the link's target.
+    On any failure the temporary file is removed and ``path`` is untouched."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); an archive gets the mode open() would give
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    try:  # Linux states it; elsewhere set and restore it (a moment's race with other threads)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def _tensor_names(obj) -> dict:
@@ -335,7 +380,7 @@ class LoadedFunction:
 
     def _run(self, e, tensors, unflatten):
         """Run entry ``e``. The loader checked the graph's structure and each node against
-        its op; what only the data can tell (a permutation that repeats a dim) fails here,
+        its op; what only the data can tell (an index value out of range) fails here,
         and is reported as a damaged archive, not as an error from inside the op."""
         try:
             return unflatten(e.out_spec, e.plan.run(tensors, e.graph.captured))
@@ -381,29 +426,52 @@ def _json(z, infos, name):
         raise ArchiveError(f"member {name} is not valid JSON ({str(e)[:80]})") from None
 
 
-def load(path, device=None) -> LoadedFunction:
+def load(path, device=None, *, max_bytes: int | None = MAX_BYTES) -> LoadedFunction:
     """Read an archive written by ``fusejit.save``; the result runs without the model's code.
 
+    ``path`` is a file name (``str`` or ``os.PathLike``) or a binary file opened for reading.
     ``device`` (``"cpu"``, ``"cuda"``, ...) moves every tensor and graph to that device;
-    by default each keeps the device it was saved on. Raises ``ArchiveError`` for a file that
-    is not a valid archive of a version this fusejit reads.
+    by default each keeps the device it was saved on. ``max_bytes`` bounds the memory the
+    archive may ask for: the tensors it stores together, and each value its graphs compute
+    (default 4 GiB; ``None``: no bound). Raises ``ArchiveError`` for a file that is not a
+    valid archive of a version this fusejit reads, or that asks for more.
+
+    >>> import fusejit, os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "f.fjz")
+    >>> fusejit.save(fusejit.trace(lambda x: x + 1, fusejit.ones(2)), p)
+    >>> fusejit.load(p, max_bytes=1 << 20)(fusejit.ones(2)).tolist()
+    [2.0, 2.0]
     """
+    if isinstance(path, (str, bytes, os.PathLike)):
+        path = os.fsdecode(path)  # (zipfile reads bytes as a file object)
+        if os.path.isdir(path):
+            raise ArchiveError(f"load: {path} is a folder, not an archive")
+    elif not (hasattr(path, "read") and hasattr(path, "seek")):
+        raise TypeError(f"load: path must be a file name (str or os.PathLike) or a binary "
+                        f"file, not {type(path).__name__}")  # fmt: skip
+    if max_bytes is not None and (not isinstance(max_bytes, int) or isinstance(max_bytes, bool)):
+        raise TypeError(f"load: max_bytes must be an int or None, not {type(max_bytes).__name__}")
+    if max_bytes is not None and max_bytes < 0:
+        raise ValueError(f"load: max_bytes must be >= 0, got {max_bytes}")
     _DEVICE_OVERRIDE[0] = None if device is None else as_device(device)
     try:
-        return _load(path)
+        return _load(path, max_bytes)
     except ArchiveError:
         raise
+    except MemoryError:  # (what the checks below let through is within max_bytes)
+        raise ArchiveError(f"{path}: not enough memory to load the archive (it is within "
+                           f"max_bytes={max_bytes})") from None  # fmt: skip
     except CodecError as e:  # a malformed graph or value: the same message, as ArchiveError
         raise ArchiveError(str(e)) from None
     except RecursionError:
         raise ArchiveError(f"{path}: the archive is nested too deeply") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
         raise ArchiveError(f"{path}: malformed archive ({type(e).__name__}: {e})") from None
     finally:
         _DEVICE_OVERRIDE[0] = None
 
 
-def _load(path) -> LoadedFunction:
+def _load(path, max_bytes: int | None) -> LoadedFunction:
     try:
         z = zipfile.ZipFile(path)
     except FileNotFoundError:
@@ -435,18 +503,28 @@ def _load(path) -> LoadedFunction:
         kind, name = man.get("kind"), man.get("name")
         _need(kind in ("traced", "script", "optimized"), ctx, f"unknown kind {kind!r}")
         _need(isinstance(name, str) and len(name) < 256, ctx, "bad name")
-        tensors, names = _load_tensors(z, infos, _list(man.get("tensors"), ctx))
-        note = _install_kernels(z, infos, man.get("kernels"))
-        entries = []
+        metas = _tensor_metas(infos, _list(man.get("tensors"), ctx), max_bytes)
+        # every graph is checked against the tensors' declared types before a tensor is read:
+        # a tensor the graphs do not describe is refused before it takes memory
+        graphs = {}
         for k, e in enumerate(_list(man.get("entries"), ctx)):
             ectx = f"{ctx} entry {k}"
             _need(isinstance(e, dict), ectx, "not an object")
-            flavor = e.get("flavor")
-            _need(flavor in ("traced", "script"), ectx, "unknown flavor")
             member = e.get("graph")
             _need(isinstance(member, str) and member in infos, ectx, f"graph member {member!r} "
                   "is missing")  # fmt: skip
-            g = decode_graph(_json(z, infos, member), member, tensors, _device)
+            if member not in graphs:
+                graphs[member] = _json(z, infos, member)
+                decode_graph(graphs[member], member, metas, _device, max_bytes)
+        tensors, names = _load_tensors(z, metas)
+        note = _install_kernels(z, infos, man.get("kernels"))
+        entries = []
+        for k, e in enumerate(man["entries"]):
+            ectx = f"{ctx} entry {k}"
+            flavor = e.get("flavor")
+            _need(flavor in ("traced", "script"), ectx, "unknown flavor")
+            member = e["graph"]
+            g = decode_graph(graphs[member], member, tensors, _device, max_bytes)
             in_spec = decode_value(e.get("in_spec"), ectx, device=_device)
             out_spec = decode_value(e.get("out_spec"), ectx, device=_device)
             _check_spec(in_spec, ectx)
@@ -474,9 +552,11 @@ def _check_spec(spec, ctx, depth=0):
     _need(tag in ("T", "S", "C", "const"), ctx, f"bad spec tag {str(tag)[:20]!r}")
 
 
-def _load_tensors(z, infos, metas):
-    tensors, names = [], []
-    for j, m in enumerate(metas):
+class _Declared:
+    """A tensor as the manifest declares it (what graphs are checked against before any
+    tensor is read), with where it is stored and its name."""
+
+    def __init__(self, j: int, m, infos: dict) -> None:
         ctx = f"tensor {j}"
         _need(isinstance(m, dict), ctx, "not an object")
         member, name, shape = m.get("member"), m.get("dtype"), m.get("shape")
@@ -486,33 +566,71 @@ def _load_tensors(z, infos, metas):
         _need(isinstance(shape, list) and len(shape) <= 32 and all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape), ctx,
             "bad shape")  # fmt: skip
-        d = dt.as_dtype(name)
-        nbytes = int(np.prod(shape, dtype=object)) * d.itemsize
-        data = _read(z, infos[member], nbytes + 65536)
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise ArchiveError(f"member {member} is not a valid .npy file ({str(e)[:80]})") \
-                from None  # fmt: skip
-        if not isinstance(arr, np.ndarray) or arr.dtype != d.np or list(arr.shape) != shape:
-            raise ArchiveError(f"member {member} holds {getattr(arr, 'dtype', '?')}"
-                               f"{list(getattr(arr, 'shape', []))}, the manifest says "
-                               f"{name}{shape}")  # fmt: skip
-        # the data is read on the host, then moved to the device it was saved from (archives
-        # without "device" were saved from the CPU), or to load(device=)'s
         where = m.get("device", "cpu")
         _need(isinstance(where, str) and DEVICE_NAME.fullmatch(where), ctx, "bad device")
-        dev = _device(where, ctx)
-        t = Tensor._wrap(np.asarray(arr, order="C"), d, CPU)
+        nm = m.get("name", "")
+        self.ctx, self.info, self.where = ctx, infos[member], where
+        self.name = nm if isinstance(nm, str) else ""
+        self.dtype, self.shape = dt.as_dtype(name), tuple(shape)
+        self.nbytes = int(np.prod(shape, dtype=object)) * self.dtype.itemsize
+        # the member's size is checked before anything is read: the header could claim any
+        # shape, and a small deflated member can stand for gigabytes of zeros
+        size = self.info.file_size
+        if not self.nbytes <= size <= self.nbytes + MAX_NPY_HEADER:
+            what = "too small" if size < self.nbytes else "too large"
+            raise ArchiveError(f"member {member} is {what} ({size} bytes) for what the "
+                               f"manifest says, {name}{shape} ({self.nbytes} bytes of "
+                               "data)")  # fmt: skip
+
+
+def _tensor_metas(infos, metas: list, max_bytes: int | None) -> list:
+    out, total = [], 0
+    for j, m in enumerate(metas):
+        t = _Declared(j, m, infos)
+        total += t.nbytes
+        if max_bytes is not None and total > max_bytes:
+            raise ArchiveError(f"{t.ctx}: {t.dtype.name}{list(t.shape)} ({t.nbytes} bytes) "
+                               f"brings the tensors to {total} bytes, more than max_bytes="
+                               f"{max_bytes} (pass a larger max_bytes to fusejit.load if the "
+                               "archive is trusted)")  # fmt: skip
+        out.append(t)
+    return out
+
+
+def _load_tensors(z, metas: list):
+    tensors, names = [], []
+    for m in metas:
+        ctx, d = m.ctx, m.dtype
+        arr = _read_tensor(z, m.info, np.dtype(d.np), m.shape)
+        # the data is read on the host, then moved to the device it was saved from (archives
+        # without "device" were saved from the CPU), or to load(device=)'s
+        dev = _device(m.where, ctx)
+        t = Tensor._wrap(arr, d, CPU)
         if dev.type != "cpu":
             try:
                 t = t.to(dev)
             except FusejitError as e:
                 raise _unusable(ctx, dev, e) from None
         tensors.append(t)
-        nm = m.get("name", "")
-        names.append(nm if isinstance(nm, str) else "")
+        names.append(m.name)
     return tensors, names
+
+
+def _read_tensor(z, info: zipfile.ZipInfo, dtype: np.dtype, shape: tuple) -> np.ndarray:
+    try:
+        with z.open(info) as f:
+            return read_npy(f, info.file_size, dtype, shape)
+    except NpyError as e:
+        raise ArchiveError(f"member {info.filename}: {e}") from None
+    except zipfile.BadZipFile as e:
+        raise ArchiveError(f"member {info.filename} is corrupt ({e})") from None
+    except (OSError, EOFError, ValueError, NotImplementedError) as e:
+        raise ArchiveError(f"member {info.filename} cannot be read ({e})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # zlib.error and friends from a damaged stream
+        raise ArchiveError(f"member {info.filename} is corrupt ({type(e).__name__}: {e})") \
+            from None  # fmt: skip
 
 
 def _install_kernels(z, infos, meta) -> str:
