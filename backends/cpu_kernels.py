@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from fusejit.codegen import rows
 from fusejit.codegen.body import KernelBody
 from fusejit.codegen.cpu import kernel_source, nd_kernel_source
 from fusejit.codegen.cpu_rows import APART, BLOCK, partial_dtypes, row_kernel_source
-from fusejit.store import Recipe, atomic_write, load_or_build, register_target, update_manifest
+from fusejit.store import Recipe, atomic_write, entry_updated, load_or_build, register_target
 
 # A fused kernel's loop is split across threads from this much work: elements times (1 + the
 # transcendental steps of its body), since a step like exp or tanh costs several times an add.
@@ -152,7 +153,7 @@ class CpuKernel:
     def _compiled(self) -> None:
         # numba compiled a new specialization (a new argument layout) and wrote it to its
         # cache folder: refresh the manifest so the next process can verify the entry.
-        update_manifest(self.folder)
+        entry_updated(self.folder)
 
 
 _F16, _U16 = np.dtype(np.float16), np.dtype(np.uint16)
@@ -214,11 +215,16 @@ def _kernel(key: str, body, rank: int, inner: str | None = None):
     def load(folder: Path, origin: str):
         module = _import(key, folder / "kernel.py")
         if row:
-            return CpuRowKernel(key, body, folder, module, origin)
-        if inner is not None:
-            return CpuNdKernel(key, folder, module, origin)
-        cls = CpuHalfKernel if _uses_half(body) else CpuKernel
-        return cls(key, body, rank, folder, module, origin)
+            k = CpuRowKernel(key, body, folder, module, origin)
+        elif inner is not None:
+            k = CpuNdKernel(key, folder, module, origin)
+        else:
+            cls = CpuHalfKernel if _uses_half(body) else CpuKernel
+            k = cls(key, body, rank, folder, module, origin)
+        # the module stays registered while its kernel lives (numba may load more of the
+        # kernel's specializations from disk, which imports it by name), then leaves
+        weakref.finalize(k, _unregister, module)
+        return k
 
     what = f"CPU {'row ' if row else ''}kernel {key} ({len(body.steps)} ops, rank {rank})"
     return load_or_build(TARGET, key, Recipe(what, source, build, load))
@@ -237,6 +243,12 @@ def _import(key: str, path: Path):
     return module
 
 
+def _unregister(module) -> None:
+    """Remove ``module`` from ``sys.modules`` unless a newer load of its kernel replaced it."""
+    if sys.modules.get(module.__name__) is module:
+        del sys.modules[module.__name__]
+
+
 class CpuNdKernel:
     """A compiled N-D kernel: ``fn(lo, hi, *inputs, *outputs, shape, strides)``."""
 
@@ -247,7 +259,7 @@ class CpuNdKernel:
         self.fn = numba.njit(**_JIT_OPTS)(module.k_nd)
 
     def compiled(self) -> None:
-        update_manifest(self.folder)
+        entry_updated(self.folder)
 
 
 def _c_strides(shape: tuple, item: int) -> tuple:
@@ -458,7 +470,7 @@ class CpuRowKernel:
         else:
             fn(0, R, *args)
         if self._compiled() != before:
-            update_manifest(self.folder)
+            entry_updated(self.folder)
         return outs
 
     def _compiled(self) -> tuple:

@@ -27,7 +27,7 @@ import fusejit as fj
 from fusejit.bench import harness
 from fusejit.bench.harness import machine_info
 from fusejit.bench.workloads import WORKLOADS, names
-from fusejit.store import cache_dir
+from fusejit.store import cache_dir, prune_cache
 
 
 def _human(n: float) -> str:
@@ -214,6 +214,14 @@ def cmd_cache(a) -> int:
         for k, v in per_target.items():
             print(f"{k}: {v} kernels")
         return 0
+    if a.action == "prune":
+        if a.max_bytes is not None and a.max_bytes < 0:
+            print("fusejit cache prune: --max-bytes must be 0 or more", file=sys.stderr)
+            return 2
+        r = prune_cache(a.max_bytes)
+        print(f"removed {r['removed']} kernel entries ({_human(r['freed'])}) from {d}; "
+              f"{r['entries']} left ({_human(r['bytes'])})")  # fmt: skip
+        return 0
     n = sum(per_target.values())
     fj.clear_cache(disk=True)
     print(f"removed {n} kernel entries ({_human(size)}) from {d}")
@@ -236,7 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="versions, devices, toolchain check, kernel cache")
     i.set_defaults(func=cmd_info)
     c = sub.add_parser("cache", help="the kernel cache folder")
-    c.add_argument("action", choices=["info", "clear"])
+    c.add_argument("action", choices=["info", "clear", "prune"],
+                   help="prune: remove least recently used entries down to the bound")  # fmt: skip
+    c.add_argument("--max-bytes", type=int, default=None,
+                   help="prune to this size (default $FUSEJIT_CACHE_MAX_BYTES, 4 GiB)")  # fmt: skip
     c.set_defaults(func=cmd_cache)
     return p
 

@@ -5,12 +5,16 @@ source files its kernels are generated from) and asking ``protocol.load_or_build
 kernel with a ``Recipe`` saying how to build and load it. Modules: ``settings`` (cache folder,
 debug level), ``keys``, ``manifest`` (checksums, atomic writes), ``entries`` (disk entries:
 written whole, shipped and installed by archives), ``memory`` (the in-process level and its
-counters), ``protocol``, ``api`` (``fusejit.cache_info`` / ``fusejit.clear_cache``).
+counters, least recently used out past ``FUSEJIT_MEMORY_CACHE_MAX`` kernels), ``disk_bound``
+(last use of entries, pruning past ``FUSEJIT_CACHE_MAX_BYTES``), ``protocol``, ``api``
+(``fusejit.cache_info`` / ``fusejit.clear_cache``).
 
 Disk layout: ``$FUSEJIT_CACHE_DIR`` (default ``~/.cache/fusejit``) / ``<target>`` / ``<key>/``.
 """
 
 from fusejit.store.api import cache_info, clear_cache
+from fusejit.store.disk_bound import entry_updated
+from fusejit.store.disk_bound import prune as prune_cache
 from fusejit.store.entries import (
     Entry,
     build_entry,
@@ -27,7 +31,7 @@ from fusejit.store.settings import cache_dir, debug_level
 
 __all__ = [
     "CACHE", "Entry", "Recipe", "Target", "atomic_write", "build_entry", "cache_dir",
-    "cache_info", "clear_cache", "debug_level", "entry_folder", "export_entry",
-    "install_entry", "load_or_build", "make_key", "register_target", "remove_entry",
-    "update_manifest", "verify_entry", "write_manifest",
+    "cache_info", "clear_cache", "debug_level", "entry_folder", "entry_updated",
+    "export_entry", "install_entry", "load_or_build", "make_key", "prune_cache",
+    "register_target", "remove_entry", "update_manifest", "verify_entry", "write_manifest",
 ]  # fmt: skip

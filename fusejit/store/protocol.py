@@ -4,6 +4,8 @@ From memory; else from the kernel's disk entry when it matches its manifest and 
 built (the compiler writes the entry's files), stored whole and loaded. An entry that does not
 match its manifest, or does not load, is corrupt: it is counted, reported and rebuilt, never
 used. One without a manifest was left by an interrupted write: it is rebuilt, not counted.
+Loading an entry marks its last use and a new entry counts toward the disk cache's bound
+(``disk_bound``); the entry of a kernel alive in this process is never pruned.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from fusejit.store import disk_bound
 from fusejit.store.entries import build_entry, entry_folder, remove_entry
 from fusejit.store.keys import Target
 from fusejit.store.manifest import verify_entry
@@ -55,9 +58,13 @@ def _from_disk_or_build(target: Target, key: str, recipe: Recipe[K]) -> tuple[K,
         reason = verify_entry(folder)
         if reason is None:
             try:
-                return recipe.load(folder, "disk"), "disk"
+                kernel = recipe.load(folder, "disk")
             except Exception as e:  # a binary the driver refuses, a source that fails to load
                 reason = f"does not load: {type(e).__name__}: {e}"
+            else:
+                disk_bound.touched(folder)
+                disk_bound.in_use(folder, kernel)
+                return kernel, "disk"
         if reason == "no manifest":
             why = "cache entry incomplete (no manifest yet)"
         else:
@@ -72,4 +79,8 @@ def _from_disk_or_build(target: Target, key: str, recipe: Recipe[K]) -> tuple[K,
     if debug_level() >= 2:
         log.info("fusejit: source of %s:\n%s", key, src)
     stored = build_entry(folder, lambda stage: recipe.build(stage, src))
-    return recipe.load(stored, "compiled"), "compiled"
+    kernel = recipe.load(stored, "compiled")
+    if stored == folder:  # (not a private folder of this process: a read-only cache)
+        disk_bound.in_use(folder, kernel)
+        disk_bound.stored(folder)
+    return kernel, "compiled"
