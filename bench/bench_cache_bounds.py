@@ -3,8 +3,9 @@ run stays flat.
 
 Each measurement runs in a process of its own on a fresh cache folder:
 
-- ``kernels``: RSS and Python heap (tracemalloc) per CPU kernel, N kernels compiled, then the
-  same N loaded from disk in a second process; then the RSS and heap ``clear_cache`` returns.
+- ``kernels``: RSS per CPU kernel, N kernels compiled, then the same N loaded from disk in a
+  second process; then the RSS ``clear_cache`` returns. With ``--heap`` also the Python heap
+  (tracemalloc, which itself adds to the RSS: the RSS of a run without it is the one to quote).
 - ``longrun``: a traced function called ``--calls`` times and an optimized one
   ``--opt-calls`` times over ``--shapes`` sizes, after a warm-up round of each size; RSS
   growth over the run.
@@ -12,7 +13,7 @@ Each measurement runs in a process of its own on a fresh cache folder:
   traced call, on 100 elements.
 
     PYTHONPATH=. python bench/bench_cache_bounds.py [--kernels 200] [--calls 1000000]
-        [--opt-calls 100000] [--shapes 50] [--only kernels,longrun,hot]
+        [--opt-calls 100000] [--shapes 50] [--only kernels,longrun,hot] [--heap]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def kernels(n: int) -> dict:
+def kernels(n: int, heap: bool) -> dict:
     """In this process: n distinct traced kernels built (or loaded) and called, then cleared."""
     import gc
     import tracemalloc
@@ -44,7 +45,8 @@ def kernels(n: int) -> dict:
     fj.trace(lambda x: (x * 0.5 + 0.25).exp(), x)(x)  # numba and the math library warmed up
     gc.collect()
     r0 = rss()
-    tracemalloc.start()
+    if heap:
+        tracemalloc.start()
     h0 = tracemalloc.get_traced_memory()[0]
     for i in range(n):
         f = fj.trace(lambda x, i=i: (x * (i + 0.5) + 1.0).sin(), x, check_trace=False)
@@ -118,11 +120,12 @@ def main() -> None:
     ap.add_argument("--opt-calls", type=int, default=100_000)
     ap.add_argument("--shapes", type=int, default=50)
     ap.add_argument("--only", default="kernels,longrun,hot")
+    ap.add_argument("--heap", action="store_true", help="also the Python heap per kernel")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         what, *rest = a.child
-        res = {"kernels": lambda: kernels(int(rest[0])), "hot": hot,
+        res = {"kernels": lambda: kernels(int(rest[0]), rest[1] == "1"), "hot": hot,
                "longrun": lambda: longrun(*map(int, rest))}[what]()  # fmt: skip
         print(json.dumps(res))
         return
@@ -130,8 +133,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fusejit-bench-bounds-") as tmp:
         if "kernels" in only:
             cache = os.path.join(tmp, "kernels")
-            print("compiled: ", json.dumps(child(["kernels", str(a.kernels)], cache)))
-            print("from disk:", json.dumps(child(["kernels", str(a.kernels)], cache)))
+            args = ["kernels", str(a.kernels), str(int(a.heap))]
+            print("compiled: ", json.dumps(child(args, cache)))
+            print("from disk:", json.dumps(child(args, cache)))
         if "hot" in only:
             print("hot:      ", json.dumps(child(["hot"], os.path.join(tmp, "hot"))))
         if "longrun" in only:

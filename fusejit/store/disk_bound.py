@@ -105,11 +105,12 @@ def charge(nbytes: int) -> None:
 
 def prune(max_bytes: int | None = None) -> dict:
     """Remove the least recently used entries of the cache folder until it holds at most
-    ``max_bytes`` (default ``FUSEJIT_CACHE_MAX_BYTES``; 0 with no bound set: nothing is
-    removed). Entries of kernels alive in this process stay. Returns what was done.
+    ``max_bytes`` (default ``FUSEJIT_CACHE_MAX_BYTES``, and nothing is removed when that is 0:
+    no bound). Entries of kernels alive in this process stay. Returns what was done
+    (``fusejit.store.prune_cache``).
 
     >>> import fusejit.store
-    >>> sorted(fusejit.store.prune())
+    >>> sorted(fusejit.store.prune_cache())
     ['bytes', 'entries', 'freed', 'kept_in_use', 'removed']
     """
     bound = cache_max_bytes() if max_bytes is None else max(0, int(max_bytes))

@@ -31,14 +31,15 @@ def _int_env(name: str, default: int) -> int:
         return default
 
 
-# Measured (bench/bench_cache_bounds.py): a CPU kernel costs ~0.2 MB of RSS loaded from disk
-# and ~1-1.6 MB compiled, most of it numba's machine code, which numba never frees.
-MEMORY_CACHE_MAX = 1024
+# Measured (bench/bench_cache_bounds.py, 200 kernels): a CPU kernel costs 0.17 MB of RSS loaded
+# from disk and 1.6 MB compiled, most of it numba's machine code, which numba never frees; the
+# memory level holds ~350 KB (compiled) or ~32 KB (loaded) of Python heap a kernel.
+MEMORY_CACHE_MAX = 512
 DISK_CACHE_MAX_BYTES = 4 << 30  # ~200,000 CPU kernels of ~21 KB
 
 
 def memory_cache_max() -> int:
-    """``$FUSEJIT_MEMORY_CACHE_MAX``: kernels kept in memory (default 1024; 0: no bound)."""
+    """``$FUSEJIT_MEMORY_CACHE_MAX``: kernels kept in memory (default 512; 0: no bound)."""
     return max(0, _int_env("FUSEJIT_MEMORY_CACHE_MAX", MEMORY_CACHE_MAX))
 
 
