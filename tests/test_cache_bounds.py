@@ -84,6 +84,17 @@ def test_eager_kernels_are_held_by_the_backend_and_released_by_clear(cache, monk
     assert fusejit.cache_info()["disk_hits"] == 1  # loaded again, as in a new process
 
 
+def test_calls_do_not_consult_the_memory_cache(cache):
+    x = fusejit.linspace(-3, 3, 50)
+    f = fusejit.trace(lambda x: (x * 2 + 1).sigmoid(), x)
+    x.sigmoid()
+    before = fusejit.cache_info()
+    for _ in range(10):
+        f(x)
+        x.sigmoid()
+    assert fusejit.cache_info() == before  # no lookup, so no LRU order to keep per call
+
+
 def _age(folder: Path, seconds_ago: float) -> None:
     t = os.stat(folder).st_mtime - seconds_ago
     os.utime(folder, (t, t))
