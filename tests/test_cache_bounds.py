@@ -155,7 +155,7 @@ def test_growth_past_bound_prunes_oldest_and_tally_counts_numba_files(cache, mon
     assert cpu_kernel(body("exp"), 1).origin == "compiled"  # pruned: built again
 
 
-def test_cache_prune_command(cache, capsys):
+def test_cache_prune_command(cache, capsys, monkeypatch):
     for op in OPS[:3]:
         cpu_kernel(body(op), 1)
     fusejit.clear_cache(disk=False)  # (kernels alive in this process are never pruned)
@@ -166,6 +166,8 @@ def test_cache_prune_command(cache, capsys):
     assert main(["cache", "prune", "--max-bytes", "-1"]) == 2
     assert main(["cache", "prune"]) == 0  # to the default bound: nothing to do
     assert "removed 0 kernel entries" in capsys.readouterr().out
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(cache.parent / "none"))
+    assert main(["cache", "prune"]) == 0 and not (cache.parent / "none").exists()
 
 
 def test_clear_cache_releases_kernels_and_their_modules(cache):

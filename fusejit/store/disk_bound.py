@@ -180,6 +180,8 @@ def _read_tally(root: Path) -> int | None:
 
 
 def _write_tally(root: Path, total: int) -> None:
+    if not root.is_dir():  # (no cache folder yet: pruning it must not create one)
+        return
     try:
         atomic_write(root / TALLY, str(int(total)).encode())
     except OSError:  # a read-only cache folder still runs, unbounded by this process
