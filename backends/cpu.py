@@ -22,7 +22,11 @@ class CPUBackend:
 
     def __init__(self) -> None:
         self._ufuncs: dict = {}
-        self._expr_keys: dict = {}  # (op, compute, out, rank) -> kernel cache key
+        # (op, compute, out, rank) -> its one-op kernel. Held here, so an eager call neither
+        # rebuilds the body and hashes it nor touches the memory cache's LRU order; bounded by
+        # the op table, so outside the memory cache's bound, and emptied with the cache.
+        self._expr_kernels: dict = {}
+        CACHE.hold(self._expr_kernels)
 
     # storage ----------------------------------------------------------------------------
     def asarray(self, data, dtype: dt.DType):
@@ -64,19 +68,15 @@ class CPUBackend:
         c, o = accumulation_dtype(compute), accumulation_dtype(out)
         if x.dtype != c.np:
             x = x.astype(c.np)
-        # the kernel cache's key of this one-op kernel, remembered so that a call does not
-        # rebuild the body and hash it; the kernel itself still comes from the kernel cache
         memo = (op, c, o, max(x.ndim, 1))
-        key = self._expr_keys.get(memo)
-        k = None if key is None else CACHE.get(key)
+        k = self._expr_kernels.get(memo)
         if k is None:
             body = KernelBody(
                 in_dtypes=(c.name,),
                 steps=(Step(op.name, (("in", 0),), (), c.name, o.name),),
                 outputs=(("t", 0),),
             )
-            k = cpu_kernel(body, x.ndim)
-            self._expr_keys[memo] = k.key
+            k = self._expr_kernels[memo] = cpu_kernel(body, x.ndim)
         res = k(x)[0]
         return res.astype(out.np) if o is not out else res
 

@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import types
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,8 +32,8 @@ from fusejit.store import (
     Recipe,
     atomic_write,
     entry_access,
+    entry_updated,
     load_or_build,
-    refresh_manifest,
     register_target,
 )
 
@@ -161,7 +162,7 @@ class CpuKernel:
     def _compiled(self) -> None:
         # numba compiled a new specialization (a new argument layout) and wrote it to its
         # cache folder: refresh the manifest so the next process can verify the entry.
-        refresh_manifest(self.folder)
+        entry_updated(self.folder)
 
 
 _F16, _U16 = np.dtype(np.float16), np.dtype(np.uint16)
@@ -223,11 +224,16 @@ def _kernel(key: str, body, rank: int, inner: str | None = None):
     def load(folder: Path, origin: str):
         module = _import(key, folder / "kernel.py")
         if row:
-            return CpuRowKernel(key, body, folder, module, origin)
-        if inner is not None:
-            return CpuNdKernel(key, folder, module, origin)
-        cls = CpuHalfKernel if _uses_half(body) else CpuKernel
-        return cls(key, body, rank, folder, module, origin)
+            k = CpuRowKernel(key, body, folder, module, origin)
+        elif inner is not None:
+            k = CpuNdKernel(key, folder, module, origin)
+        else:
+            cls = CpuHalfKernel if _uses_half(body) else CpuKernel
+            k = cls(key, body, rank, folder, module, origin)
+        # the module stays registered while its kernel lives (numba may load more of the
+        # kernel's specializations from disk, which imports it by name), then leaves
+        weakref.finalize(k, _unregister, module)
+        return k
 
     what = f"CPU {'row ' if row else ''}kernel {key} ({len(body.steps)} ops, rank {rank})"
     return load_or_build(TARGET, key, Recipe(what, source, build, load))
@@ -256,6 +262,12 @@ def _cached(fn, folder: Path, module):
     return attach(fn, folder, module._fusejit_stamp, module._fusejit_access)
 
 
+def _unregister(module) -> None:
+    """Remove ``module`` from ``sys.modules`` unless a newer load of its kernel replaced it."""
+    if sys.modules.get(module.__name__) is module:
+        del sys.modules[module.__name__]
+
+
 class CpuNdKernel:
     """A compiled N-D kernel: ``fn(lo, hi, *inputs, *outputs, shape, strides)``."""
 
@@ -266,7 +278,7 @@ class CpuNdKernel:
         self.fn = _cached(numba.njit(**_JIT_OPTS)(module.k_nd), folder, module)
 
     def compiled(self) -> None:
-        refresh_manifest(self.folder)
+        entry_updated(self.folder)
 
 
 def _c_strides(shape: tuple, item: int) -> tuple:
@@ -478,7 +490,7 @@ class CpuRowKernel:
         else:
             fn(0, R, *args)
         if self._compiled() != before:
-            refresh_manifest(self.folder)
+            entry_updated(self.folder)
         return outs
 
     def _compiled(self) -> tuple:

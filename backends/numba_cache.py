@@ -22,6 +22,8 @@ from numba.core.caching import (
     _CacheLocator,
 )
 
+from fusejit.store import adding_files
+
 
 def source_stamp(source: bytes) -> bytes:
     """The stamp numba's index files hold for a source file: the SHA-256 of its bytes (as
@@ -78,15 +80,17 @@ class EntryCache(FunctionCache):
                                               filename_base=self._impl.filename_base,
                                               source_stamp=stamp)  # fmt: skip
         self.writable = writable
+        self._folder = Path(folder)
         self.enable()
 
     def save_overload(self, sig, data) -> None:
         if not self.writable:
             return
         try:
-            super().save_overload(sig, data)
-            for name in os.listdir(self._cache_path):  # (numba writes them 0666 less umask)
-                os.chmod(os.path.join(self._cache_path, name), 0o600)
+            with adding_files(self._folder):  # (signed into the manifest under its lock)
+                super().save_overload(sig, data)
+                for name in os.listdir(self._cache_path):  # (numba writes them 0666 less umask)
+                    os.chmod(os.path.join(self._cache_path, name), 0o600)
         except OSError:
             pass  # (the kernel was compiled and runs; only its disk copy is missing)
 

@@ -27,7 +27,7 @@ import fusejit as fj
 from fusejit.bench import harness
 from fusejit.bench.harness import machine_info
 from fusejit.bench.workloads import WORKLOADS, names
-from fusejit.store import CacheError, cache_dir, folder_size, remove_entries
+from fusejit.store import CacheError, cache_dir, folder_size, prune_cache, remove_entries
 from fusejit.store.root import inspect_root
 
 
@@ -218,6 +218,14 @@ def cmd_cache(a) -> int:
         for k, v in per_target.items():
             print(f"{k}: {v} kernels")
         return 0
+    if a.action == "prune":
+        if a.max_bytes is not None and a.max_bytes < 0:
+            print("fusejit cache prune: --max-bytes must be 0 or more", file=sys.stderr)
+            return 2
+        r = prune_cache(a.max_bytes)
+        print(f"removed {r['removed']} kernel entries ({_human(r['freed'])}) from {d}; "
+              f"{r['entries']} left ({_human(r['bytes'])})")  # fmt: skip
+        return 0
     try:
         n, size = remove_entries(d, call="fusejit cache clear")
     except CacheError as e:
@@ -243,7 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="versions, devices, toolchain check, kernel cache")
     i.set_defaults(func=cmd_info)
     c = sub.add_parser("cache", help="the kernel cache folder")
-    c.add_argument("action", choices=["info", "clear"])
+    c.add_argument("action", choices=["info", "clear", "prune"],
+                   help="prune: remove least recently used entries down to the bound")  # fmt: skip
+    c.add_argument("--max-bytes", type=int, default=None,
+                   help="prune to this size (default $FUSEJIT_CACHE_MAX_BYTES, 4 GiB)")  # fmt: skip
     c.set_defaults(func=cmd_cache)
     return p
 

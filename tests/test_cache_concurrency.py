@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 
 import fusejit
-from fusejit.store import Recipe, Target, load_or_build, remove_entries, verify_entry
+from fusejit.store import (
+    Recipe,
+    Target,
+    adding_files,
+    load_or_build,
+    remove_entries,
+    verify_entry,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -218,3 +225,37 @@ def test_an_entry_cleared_while_it_is_loaded_is_rebuilt_not_counted_corrupt(cach
     assert loads[0] == "disk" and fusejit.cache_info()["rebuilt_corrupt"] == 0
     assert not [r for r in caplog.records if "corrupt" in r.getMessage()]
     assert verify_entry(cache / "text" / KEY) is None  # stored again
+
+
+def test_a_reader_waits_for_files_being_added_to_an_entry(tmp_path, monkeypatch):
+    """While a compiler adds files to an entry (numba saving a new specialization) the entry
+    does not match its manifest until they are signed into it; a process loading the entry
+    then waits for the writer's lock instead of taking the entry for corrupt and removing it
+    (which made two processes sharing a kernel fail now and then)."""
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "kernels"))
+    fusejit.clear_cache(disk=False)
+    x = fusejit.arange(100, dtype=fusejit.float32) / 10
+    f = fusejit.trace(lambda v: (v * 3).tanh() - v, x, check_trace=False)
+    f(x)
+    (entry,) = [e for e in (tmp_path / "kernels" / "cpu").iterdir() if e.is_dir()]
+    inside, release = threading.Event(), threading.Event()
+
+    def writer():
+        with adding_files(entry):
+            (entry / "__pycache__").mkdir(exist_ok=True)
+            (entry / "__pycache__" / "added.nbc").write_bytes(b"numba's new code")
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    assert inside.wait(10)
+    assert verify_entry(entry) is not None  # (the file is not signed yet)
+    fusejit.clear_cache(disk=False)
+    threading.Timer(0.3, release.set).start()
+    g = fusejit.trace(lambda v: (v * 3).tanh() - v, x, check_trace=False)
+    t.join(10)
+    info = fusejit.cache_info()
+    assert info["disk_hits"] == 1 and info["rebuilt_corrupt"] == 0 and info["compiled"] == 0
+    np.testing.assert_allclose(g(x).numpy(), np.tanh(x.numpy() * 3) - x.numpy(), rtol=1e-6)
+    assert verify_entry(entry) is None

@@ -11,7 +11,7 @@ from pathlib import Path
 from fusejit.base.errors import FusejitError
 from fusejit.store.entries import remove_entry
 from fusejit.store.manifest import TMP_PREFIX
-from fusejit.store.root import MARKER, TRASH_PREFIX, is_marked, looks_like_a_cache
+from fusejit.store.root import MARKER, TALLY, TRASH_PREFIX, is_marked, looks_like_a_cache
 
 # A folder being written by a compile is left alone unless it is older than this: it belongs
 # to a process still writing it, or to one that was killed.
@@ -60,6 +60,10 @@ def remove_entries(root: Path, call: str = "fusejit.clear_cache") -> tuple[int, 
             os.rmdir(target)
         except OSError:
             pass
+    try:  # (the entries' size tally: counted again from what is there next time)
+        os.unlink(root / TALLY)
+    except OSError:
+        pass
     return entries, size
 
 

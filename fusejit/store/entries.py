@@ -13,16 +13,18 @@ so clearing the cache while other processes compile is safe.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fusejit.store.locks import entry_lock
 from fusejit.store.manifest import (
     MANIFEST,
     TMP_PREFIX,
@@ -74,7 +76,24 @@ def remove_entry(folder: Path) -> None:
 
 def refresh_manifest(folder: Path) -> None:
     """``update_manifest`` after a compiler added files to the entry in ``folder``, when the
-    entry is still there and the cache can be written (a cleared entry is not brought back)."""
+    entry is still there and the cache can be written (a cleared entry is not brought back);
+    under the entry's lock, so that two processes do not each sign what the other wrote."""
+    with entry_lock(folder):
+        _refresh(folder)
+
+
+@contextlib.contextmanager
+def adding_files(folder: Path) -> Iterator[None]:
+    """Hold the entry's lock while a compiler adds files to the entry in ``folder`` (numba's
+    code of a new specialization), and sign them into its manifest before letting go: a
+    process that verifies the entry meanwhile waits (``locks``) instead of finding files its
+    manifest does not list."""
+    with entry_lock(folder):
+        yield
+        _refresh(folder)
+
+
+def _refresh(folder: Path) -> None:
     if entry_access(folder) == "write" and (folder / MANIFEST).exists():
         update_manifest(folder)
 

@@ -1,18 +1,24 @@
-"""The memory level: loaded kernels by key in this process, with hit and miss counters."""
+"""The memory level: loaded kernels by key in this process, least recently used first out,
+with hit, miss and eviction counters."""
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
+
+from fusejit.store.settings import memory_cache_max
 
 
 class MemoryCache:
     """Kernels by key in front of the disk entries; counts the hits and misses of both levels
-    (``stats``: memory_hits, disk_hits, misses, corrupt) and where each kernel came from."""
+    (``stats``: memory_hits, disk_hits, misses, corrupt, evicted) and where each kernel came
+    from. Holds at most ``FUSEJIT_MEMORY_CACHE_MAX`` kernels: a new one evicts the least
+    recently used, which a later lookup loads again from its disk entry."""
 
     def __init__(self) -> None:
-        self.memory: dict[str, object] = {}
+        # key -> kernel, least recently used first (``get`` moves a hit to the end)
+        self.memory: OrderedDict[str, object] = OrderedDict()
         self.stats: Counter = Counter()
         self.lock = threading.RLock()
         self.origin: dict[str, str] = {}  # key -> "compiled" / "disk"
@@ -21,16 +27,29 @@ class MemoryCache:
         self.memos: list[dict] = []
 
     def get(self, key: str):
-        """The kernel of ``key`` in memory (a hit counted), or None."""
+        """The kernel of ``key`` in memory (a hit counted, the kernel made the most recently
+        used), or None. Called where a plan is built or an eager kernel is looked up, never
+        per call of a compiled plan, which holds its kernels."""
         k = self.memory.get(key)
         if k is not None:
+            try:
+                self.memory.move_to_end(key)
+            except KeyError:  # (evicted by another thread just now: still a kernel to use)
+                pass
             self.stats["memory_hits"] += 1
         return k
 
     def put(self, key: str, kernel, origin: str) -> None:
-        self.memory[key] = kernel
-        self.origin[key] = origin
-        self.stats["disk_hits" if origin == "disk" else "misses"] += 1
+        with self.lock:
+            self.memory[key] = kernel
+            self.memory.move_to_end(key)
+            self.origin[key] = origin
+            self.stats["disk_hits" if origin == "disk" else "misses"] += 1
+            limit = memory_cache_max()
+            while limit and len(self.memory) > limit:
+                old, _ = self.memory.popitem(last=False)
+                self.origin.pop(old, None)
+                self.stats["evicted"] += 1
 
     def get_or_build(self, key: str, build: Callable[[], tuple[object, str]]):
         """The kernel of ``key``: from memory, else ``build()`` -> (kernel, origin) run once
@@ -50,10 +69,11 @@ class MemoryCache:
         self.memos += memos
 
     def clear_memory(self) -> None:
-        self.memory.clear()
-        self.origin.clear()
-        for m in self.memos:
-            m.clear()
+        with self.lock:
+            self.memory.clear()
+            self.origin.clear()
+            for m in self.memos:
+                m.clear()
 
 
 CACHE = MemoryCache()

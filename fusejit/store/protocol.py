@@ -9,7 +9,9 @@ One without a manifest was left by an interrupted write: it is rebuilt, not coun
 removed while it was read (a clear in another process) is rebuilt. Either is removed whole,
 with every file a compiler put in it. A cache folder that cannot be written is read (or not
 used at all) and its new kernels are kept in memory (``root``); a process without a
-persistent machine key (``signing``) neither reads nor writes the disk cache.
+persistent machine key (``signing``) neither reads nor writes the disk cache. Loading an
+entry marks its last use and a new entry counts toward the disk cache's bound
+(``disk_bound``); the entry of a kernel alive in this process is never pruned.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from fusejit.store import disk_bound
 from fusejit.store.entries import build_entry, entry_folder, remove_entry
 from fusejit.store.keys import Target
+from fusejit.store.locks import entry_lock
 from fusejit.store.manifest import verify_entry
 from fusejit.store.memory import CACHE
 from fusejit.store.root import cache_root
@@ -62,11 +66,20 @@ def _from_disk_or_build(target: Target, key: str, recipe: Recipe[K]) -> tuple[K,
     root = cache_root()
     if root.readable and folder.exists() and machine_key().persistent:
         reason = verify_entry(folder)
+        if reason not in (None, "no manifest"):
+            # another process may be adding files to it (``entries.adding_files``): once it
+            # has signed them, check again
+            with entry_lock(folder, shared=True):
+                reason = verify_entry(folder)
         if reason is None:
             try:
-                return recipe.load(folder, "disk"), "disk"
+                kernel = recipe.load(folder, "disk")
             except Exception as e:  # a binary the driver refuses, a source that fails to load
                 reason = f"does not load: {type(e).__name__}: {e}"
+            else:
+                disk_bound.touched(folder)
+                disk_bound.in_use(folder, kernel)
+                return kernel, "disk"
         if not folder.exists():  # removed meanwhile (a clear in another process): not corrupt
             why = "cache entry removed while it was read"
         elif reason == "no manifest":
@@ -85,11 +98,15 @@ def _from_disk_or_build(target: Target, key: str, recipe: Recipe[K]) -> tuple[K,
         log.info("fusejit: source of %s:\n%s", key, src)
     stored = build_entry(folder, lambda stage: recipe.build(stage, src))
     try:
-        return recipe.load(stored, "compiled"), "compiled"
+        kernel = recipe.load(stored, "compiled")
     except Exception:
         if stored.exists():
             raise
-    # the entry was removed between storing and loading it (a clear in another process):
-    # this process builds it again in a folder of its own
-    stored = build_entry(folder, lambda stage: recipe.build(stage, src), private=True)
-    return recipe.load(stored, "compiled"), "compiled"
+        # the entry was removed between storing and loading it (a clear in another
+        # process): this process builds it again in a folder of its own
+        stored = build_entry(folder, lambda stage: recipe.build(stage, src), private=True)
+        return recipe.load(stored, "compiled"), "compiled"
+    if stored == folder:  # (not a private folder of this process: a read-only cache)
+        disk_bound.in_use(folder, kernel)
+        disk_bound.stored(folder)
+    return kernel, "compiled"

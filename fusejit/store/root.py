@@ -23,6 +23,7 @@ from fusejit.store.settings import cache_dir
 log = logging.getLogger("fusejit")
 
 MARKER = "CACHEDIR.TAG"
+TALLY = ".usage"  # the bytes of the entries, as last counted (``disk_bound``)
 MARKER_TEXT = (
     b"Signature: 8a477f597d28d172789f06886806bc55\n"
     b"# This file is a cache directory tag created by fusejit (its kernel cache).\n"
