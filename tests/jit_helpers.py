@@ -535,6 +535,17 @@ def _eval64(name, attrs, compute, xs, ranges):
         return np.asarray(_call_ref(name, ins, attrs)).astype(np.float64)
 
 
+def _within(r: np.ndarray, rng, compute: dt.DType) -> bool:
+    """Whether the values ``r`` lie in ``rng`` as ``_eval64`` clips to it. Values outside it
+    were not clipped by the program, so the reference takes them as they are: clipping them
+    here would compute another program than the one that ran."""
+    lo, hi = rng
+    if compute.is_floating_point:
+        lo, hi = (float(np.asarray(b, compute.np)) for b in (lo, hi))
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(np.isnan(r) | ((r >= lo) & (r <= hi))))
+
+
 def float64_reference(p: Program, arrays) -> list:
     """Each value of the program as an ``Approx`` (see the module docstring)."""
     vals = []
@@ -562,7 +573,8 @@ def float64_reference(p: Program, arrays) -> list:
             # the operand is within its range: the program clipped it (or drew it there)
             clipped = name not in ("where", "cast") and op.rule != "logical"
             clipped = clipped and v.dtype is not dt.bool_ and len(vals) not in p.clips
-            ranges.append(operand_range(name, pos, v.dtype, compute) if clipped else None)
+            rng = operand_range(name, pos, v.dtype, compute) if clipped else None
+            ranges.append(rng if rng is not None and _within(v.r, rng, compute) else None)
         r = _eval64(name, attrs, compute, base, ranges)
         exact_inputs = not any(np.any(e) for e in errs)
         if op.exact and exact_inputs:

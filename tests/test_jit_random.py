@@ -37,6 +37,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from jit_helpers import (
     EXCLUDED,
+    LEAF,
+    Leaf,
     Program,
     as_np,
     assert_bitwise,
@@ -47,6 +49,7 @@ from jit_helpers import (
 )
 
 import fusejit
+from fusejit.base import dtypes as dt
 from fusejit.ir.verify import verify
 
 _cache = module_cache_fixture()
@@ -116,6 +119,24 @@ def test_random_float_programs(p):
 @given(p=programs("int"))
 def test_random_int_programs(p):
     check_program(p)
+
+
+def test_an_operand_outside_its_ops_domain_is_taken_as_it_is():
+    """A program whose compare reads a value past the op's default domain (x * x up to 100 >
+    10), found by the random int programs: the float64 reference once clipped it first."""
+    p = Program(
+        mode="int",
+        leaves=[Leaf(dtype=dt.int8, shape=(8, 8), layout="contiguous", seed=0, special=0.25)],
+        steps=[(LEAF, 0, {}), ("mul", (("v", 0), ("v", 0)), {}), ("mul", (("s", 0), ("v", 0)), {}),
+               ("gt", (("v", 1), ("s", 10)), {}), ("where", (("v", 3), ("v", 0), ("s", 0)), {})],
+        outputs=[4, 2],
+        dtypes=[dt.int8, dt.int8, dt.int8, dt.bool_, dt.int8],
+        shapes=[(8, 8)] * 5,
+    )  # fmt: skip
+    check_program(p)
+    x = p.arrays()[0]
+    out = p.fn(*p.inputs([x]))[0].numpy()
+    np.testing.assert_array_equal(out, np.where(x.astype(np.int64) ** 2 > 10, x, 0))
 
 
 def test_the_op_pool_covers_the_table():
