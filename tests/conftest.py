@@ -11,6 +11,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+import fusejit
+
 # Small example counts and no deadline: numba compiles kernels lazily on first use, so the first
 # example of a test can take a second; the whole eager suite must run in well under 2 minutes.
 settings.register_profile(
@@ -31,3 +33,17 @@ def _kernel_cache_dir(tmp_path_factory):
     mp.setenv("FUSEJIT_CACHE_DIR", str(tmp_path_factory.mktemp("fusejit-cache")))
     yield
     mp.undo()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh, empty kernel cache folder of the test's own (returned), an empty memory level
+    with zeroed counters, and the cache's settings at their defaults (no debug log, default
+    bounds)."""
+    d = tmp_path / "kernels"
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(d))
+    for var in ("FUSEJIT_DEBUG", "FUSEJIT_MEMORY_CACHE_MAX", "FUSEJIT_CACHE_MAX_BYTES"):
+        monkeypatch.delenv(var, raising=False)
+    fusejit.clear_cache(disk=False)
+    yield d
+    fusejit.clear_cache(disk=False)

@@ -39,17 +39,6 @@ print(json.dumps({"ok": bool(np.allclose(y, want, rtol=1e-5, atol=1e-6)), **fuse
 """.replace("MODEL", MODEL)
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """A fresh, empty cache folder and an empty in-memory cache with zeroed counters."""
-    d = tmp_path / "kernels"
-    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(d))
-    monkeypatch.delenv("FUSEJIT_DEBUG", raising=False)
-    fusejit.clear_cache(disk=False)
-    yield d
-    fusejit.clear_cache(disk=False)
-
-
 def model(x):
     return eval(MODEL)(x)  # the same body as the child processes'
 

@@ -13,7 +13,6 @@ import weakref
 from pathlib import Path
 
 import numpy as np
-import pytest
 from fusejit.backends.cpu_kernels import cpu_kernel
 
 import fusejit
@@ -35,18 +34,6 @@ def body(op: str) -> KernelBody:
 
 def module_name(k) -> str:
     return f"fusejit_kernel_{k.key}"
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty cache folder and memory, counters zeroed, no bound unless a test sets one."""
-    d = tmp_path / "kernels"
-    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(d))
-    monkeypatch.delenv("FUSEJIT_MEMORY_CACHE_MAX", raising=False)
-    monkeypatch.delenv("FUSEJIT_CACHE_MAX_BYTES", raising=False)
-    fusejit.clear_cache(disk=False)
-    yield d
-    fusejit.clear_cache(disk=False)
 
 
 def test_memory_evicts_least_recently_used_and_reloads_it_from_disk(cache, monkeypatch):

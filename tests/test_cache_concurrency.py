@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import fusejit
 from fusejit.store import (
@@ -96,16 +95,6 @@ def check_consistent(cache: Path) -> int:
         assert verify_entry(e) is None, e
         assert (e / "kernel.py").is_file()
     return len(entries)
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    d = tmp_path / "kernels"
-    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(d))
-    monkeypatch.delenv("FUSEJIT_DEBUG", raising=False)
-    fusejit.clear_cache(disk=False)
-    yield d
-    fusejit.clear_cache(disk=False)
 
 
 def test_four_processes_trace_while_another_clears_in_a_loop(cache, tmp_path):

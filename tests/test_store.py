@@ -31,17 +31,6 @@ from fusejit.store.keys import fingerprint
 TEXT = Target("text", "v1")
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """A fresh, empty cache folder and an empty in-memory cache with zeroed counters."""
-    d = tmp_path / "kernels"
-    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(d))
-    monkeypatch.delenv("FUSEJIT_DEBUG", raising=False)
-    fusejit.clear_cache(disk=False)
-    yield d
-    fusejit.clear_cache(disk=False)
-
-
 def text_recipe(builds: list, text: str = "hello") -> Recipe:
     """A compiler whose kernel is its source in capitals (``out.txt``)."""
 

@@ -43,15 +43,10 @@ print(json.dumps({"ok": bool(np.allclose(y, want, rtol=1e-5, atol=1e-6)), **fuse
 
 
 @pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """A fresh cache folder, empty memory and counters, and a key of this test's own."""
-    d = tmp_path / "kernels"
-    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(d))
+def cache(cache, monkeypatch):
+    """conftest's fresh cache, with a machine key of this test's own."""
     monkeypatch.setenv(ENV, "test-machine-key")
-    monkeypatch.delenv("FUSEJIT_DEBUG", raising=False)
-    fusejit.clear_cache(disk=False)
-    yield d
-    fusejit.clear_cache(disk=False)
+    return cache
 
 
 def text_recipe(text: str = "hello") -> Recipe:
