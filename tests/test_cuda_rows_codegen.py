@@ -99,6 +99,10 @@ def normalize(x, s):
     return x / x.sum(-1, keepdim=True) + x / s
 
 
+def row_range(x):
+    return x.amax(-1, keepdim=True) - x.amin(-1, keepdim=True) + x
+
+
 def _fns(N):
     """(name, fn, args) with rows of N elements."""
     f16 = lambda *s: R_(*s).half()  # noqa: E731
@@ -120,6 +124,9 @@ def _fns(N):
         ("primitive_softmax", primitive_softmax, (R_(5, N),)),
         ("int_sum", int_sum, (fusejit.randint(-50, 50, (5, N), dtype=fusejit.int32),)),
         ("two_outputs", two_outputs, (R_(5, N), R_(5, 1))),
+        # small ints: the warp shuffles widen them to int
+        *[(f"range_{d.name}", row_range, (fusejit.randint(0, 50, (5, N), dtype=d),))
+          for d in (fusejit.int8, fusejit.uint8, fusejit.int16)],
     ]
 
 
@@ -544,6 +551,10 @@ def _split_fns():
         ("two_rows", lambda x: (x * x).mean(-1), (big(2, 20000),)),
         ("two_rows_lse", lambda x: fusejit.logsumexp(x * 2, -1), (big(2, 20000),)),
         ("sum_of_several_rows", lambda x, y: (x - y).sum(-1), (big(3, 20000), big(3, 20000))),
+        ("max_int8", lambda i: (i - 3).amax(),
+         (fusejit.randint(-50, 50, (30, 1000), dtype=fusejit.int8),)),
+        ("min_uint8", lambda i: (i * 2).amin(),
+         (fusejit.randint(1, 100, (30, 1000), dtype=fusejit.uint8),)),
     ]  # fmt: skip
 
 

@@ -525,8 +525,11 @@ def _combine(L: list, body: RowBody, reds: list, online: dict, v: RowVariant) ->
                               f"__shfl_xor_sync(0xffffffffu, s{js}, o)", "        ",
                               cg.ctype(cg.compute_of(dt.as_dtype(steps[j].compute))))  # fmt: skip
         else:
-            other = f"__shfl_xor_sync(0xffffffffu, s{j}, o)"
-            L.append(f"        s{j} = {_combine_code(steps[j], f's{j}', other, _acc(steps[j]))};")
+            acc = _acc(steps[j])
+            # (the shuffle widens 8- and 16-bit ints to int: back to the partial's type, so
+            # that the combine sees two values of one type)
+            other = f"({cg.ctype(acc)})__shfl_xor_sync(0xffffffffu, s{j}, o)"
+            L.append(f"        s{j} = {_combine_code(steps[j], f's{j}', other, acc)};")
     L.append("    }")
     if v.mode == "warp":
         return
