@@ -125,8 +125,10 @@ def _fns(N):
         ("int_sum", int_sum, (fusejit.randint(-50, 50, (5, N), dtype=fusejit.int32),)),
         ("two_outputs", two_outputs, (R_(5, N), R_(5, 1))),
         # small ints: the warp shuffles widen them to int
-        *[(f"range_{d.name}", row_range, (fusejit.randint(0, 50, (5, N), dtype=d),))
-          for d in (fusejit.int8, fusejit.uint8, fusejit.int16)],
+        *[
+            (f"range_{d.name}", row_range, (fusejit.randint(0, 50, (5, N), dtype=d),))
+            for d in (fusejit.int8, fusejit.uint8, fusejit.int16)
+        ],
     ]
 
 
