@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_save_load import _members, _write
 
 import fusejit
 from fusejit.jit import archive
@@ -25,18 +26,6 @@ from fusejit.jit.archive import ArchiveError
 def _traced(fn=lambda x, w: (x * w).exp() + 1, shapes=((4,), (4,))):
     x, w = (fusejit.ones(*s) for s in shapes)
     return fusejit.trace(lambda x: fn(x, w), x)
-
-
-def _members(path: Path) -> dict:
-    with zipfile.ZipFile(path) as z:
-        return {i.filename: z.read(i) for i in z.infolist()}
-
-
-def _write(path: Path, members: dict) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for k, v in members.items():
-            z.writestr(k, v)
-    return path
 
 
 def _names(folder: Path) -> set:
