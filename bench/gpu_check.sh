@@ -5,7 +5,7 @@
 # on the host's own CPU (AVX-512 on the lent machines). Logs and JSON go to $OUT
 # (a temporary folder when unset); a short table comes last. Run from anywhere; it works on the
 # checkout it sits in (PYTHONPATH=., nothing installed). Stays under 8 minutes: each step has a
-# timeout, cut to what is left of GPU_CHECK_BUDGET_S (430 s) for the steps after a slow one.
+# timeout, cut to what is left of GPU_CHECK_BUDGET_S (480 s) for the steps after a slow one.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -18,7 +18,7 @@ PY="${PYTHON:-python3}"
 export FUSEJIT_CACHE_DIR="${FUSEJIT_CACHE_DIR:-$(mktemp -d /tmp/fusejit-cache.XXXXXX)}"
 
 START=$(date +%s)
-BUDGET=${GPU_CHECK_BUDGET_S:-430}
+BUDGET=${GPU_CHECK_BUDGET_S:-480}
 # budget N: N seconds, or what is left of the budget if that is less (at least 5)
 budget() {
     local left=$((BUDGET - ($(date +%s) - START)))
@@ -55,6 +55,13 @@ timeout "$(budget 90)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda_more.log" | head -20
 tail -n 2 "$OUT/pytest_cuda_more.log"
+
+echo "== pytest, PyTorch-parity ops on the GPU (tests/test_parity_*.py -k cuda) -> $OUT/pytest_parity.log"
+timeout "$(budget 90)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test_parity_*.py \
+    >"$OUT/pytest_parity.log" 2>&1
+echo "pytest exit status $?"
+grep -E "^(FAILED|ERROR)" "$OUT/pytest_parity.log" | head -30
+tail -n 2 "$OUT/pytest_parity.log"
 
 echo "== bench/gpu_bench.py -> $OUT/gpu_bench.json, $OUT/gpu_bench.log"
 timeout "$(budget 110)" "$PY" bench/gpu_bench.py --json "$OUT/gpu_bench.json" >"$OUT/gpu_bench.log" 2>&1
