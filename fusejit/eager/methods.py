@@ -24,6 +24,7 @@ from fusejit.eager import (
     reductions,
     sorting,
 )
+from fusejit.eager.random import METHODS as RANDOM_METHODS
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OPS, OpDef
 
@@ -64,6 +65,8 @@ _OTHER_METHODS = {
     "__hash__": object.__hash__,  # __eq__ is elementwise: identity hashing, as in PyTorch
 }  # fmt: skip
 del c
+# the random fills and draws (fusejit/eager/random.py)
+_OTHER_METHODS.update(RANDOM_METHODS)
 
 
 def _reflected(fn):
