@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math as _math
 import os as _os
 import sys as _sys
 
@@ -59,6 +60,9 @@ from fusejit.eager.reductions import (  # noqa: E402
     max, mean, min, prod, softmax, std, sum, var,
 )  # fmt: skip
 from fusejit.eager.sorting import argsort, sort, topk  # noqa: E402
+from fusejit.eager.interop import as_tensor, is_floating_point, is_tensor, numel  # noqa: E402
+from fusejit.eager.threads import get_num_threads, set_num_threads  # noqa: E402
+from fusejit.base.finfo import finfo, iinfo  # noqa: E402
 from fusejit.eager.tensor import Tensor, from_dlpack, from_numpy, tensor  # noqa: E402
 
 bool = bool_  # noqa: A001 - fusejit.bool, as torch.bool
@@ -67,6 +71,8 @@ short, int, long = int16, int32, int64  # noqa: A001
 clip = clamp
 concat = cat
 concatenate = cat
+
+inf, nan, pi, e = _math.inf, _math.nan, _math.pi, _math.e
 
 __version__ = "0.1.0"
 
