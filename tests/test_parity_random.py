@@ -435,3 +435,18 @@ def test_docstring_examples():
     for mod in (random, cuda):
         res = doctest.testmod(mod)
         assert res.attempted > 0 and res.failed == 0, mod.__name__
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_zero_d_and_empty_draws(device):
+    for make in (fusejit.rand, fusejit.randn):
+        for d in FLOATS:
+            assert make(dtype=d, device=device).shape == ()
+            assert make(0, 3, dtype=d, device=device).shape == (0, 3)
+    assert fusejit.randint(5, (), device=device).shape == ()
+    assert fusejit.normal(0.0, 1.0, (), device=device).shape == ()
+    x = fusejit.tensor(0.0, device=device)
+    for fill in ("normal_", "uniform_", "exponential_", "random_", "bernoulli_"):
+        assert getattr(x, fill)().shape == ()
+        assert getattr(fusejit.zeros(0, device=device), fill)().shape == (0,)
+    assert fusejit.rand_like(x).shape == () and fusejit.randn_like(x).shape == ()

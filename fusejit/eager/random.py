@@ -221,8 +221,14 @@ def _float_dtype(name: str, dtype, default=dt.default_float) -> dt.DType:
     return d
 
 
+def _c_array(arr, d: dt.DType) -> np.ndarray:
+    """``arr`` (an array or a numpy scalar of a 0-d draw) as a C-contiguous array of ``d``."""
+    arr = np.asarray(arr, dtype=d.np)
+    return arr if arr.flags.c_contiguous else arr.copy()
+
+
 def _make(arr: np.ndarray, d: dt.DType, dev: Device) -> Tensor:
-    arr = np.ascontiguousarray(arr, dtype=d.np)
+    arr = _c_array(arr, d)
     return Tensor._wrap(dev.backend.from_numpy(arr), d, dev)
 
 
@@ -239,7 +245,7 @@ def _uniform(rng: np.random.Generator, shape: tuple, d: dt.DType) -> np.ndarray:
 def _write(name: str, self: Tensor, arr: np.ndarray) -> Tensor:
     """``self`` with the host values ``arr`` written into it."""
     check_writeable(name, self)
-    arr = np.ascontiguousarray(arr, dtype=self.dtype.np)
+    arr = _c_array(arr, self.dtype)
     if self.device.type == "cpu":
         self._data[...] = arr
     else:
