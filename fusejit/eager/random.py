@@ -527,17 +527,16 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
             "cannot be broadcast"
         ) from None
     if isinstance(std, Tensor):
-        bad = b.xp.logical_not(std._data >= 0)
-        if bool(bad.any()):
-            raise ValueError(f"normal: std must be >= 0, got {_host(std)[b.to_numpy(bad)][0]}")
-        s = std._data.astype(np.float64)
-    else:
-        s = float(std)
-        if not s >= 0:
-            raise ValueError(f"normal: std must be >= 0, got {s}")
-    m = mean._data.astype(np.float64) if isinstance(mean, Tensor) else float(mean)
-    z = _rng("normal", generator, dev).standard_normal(shape)
-    with b.scope():
+        hs = _host(std)
+        bad = ~(hs >= 0)
+        if bad.any():
+            raise ValueError(f"normal: std must be >= 0, got {hs[bad][0]}")
+    elif not float(std) >= 0:
+        raise ValueError(f"normal: std must be >= 0, got {float(std)}")
+    z = np.asarray(_rng("normal", generator, dev).standard_normal(shape))  # (0-d: a float)
+    with b.scope():  # (on cuda:N, compute on that GPU)
+        s = std._data.astype(np.float64) if isinstance(std, Tensor) else float(std)
+        m = mean._data.astype(np.float64) if isinstance(mean, Tensor) else float(mean)
         res = (m + s * b.from_numpy(z)).astype(d.np)
     return Tensor._wrap(res, d, dev)
 
