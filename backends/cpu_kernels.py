@@ -385,6 +385,16 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def set_threads(n: int) -> None:
+    """Split large kernels over ``n`` threads from now on (``fusejit.set_num_threads``)."""
+    global THREADS, _POOL
+    with _POOL_LOCK:
+        old, _POOL = _POOL, None
+        THREADS = n
+    if old is not None:
+        old.shutdown(wait=False)  # (its running slices finish; new ones go to a new pool)
+
+
 def _flat_slices(lo: int, hi: int, fn, args: tuple) -> None:
     fn(*[a[lo:hi] for a in args])
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math as _math
 import os as _os
 import sys as _sys
 
@@ -24,8 +25,13 @@ if not _os.path.isdir(_os.path.join(_here, "backends")) and _os.path.isfile(
 from fusejit.backends.host_pool import POOL as _HOST_POOL  # noqa: E402
 from fusejit.base import dtypes as _dtypes  # noqa: E402
 from fusejit.eager.creation import (  # noqa: E402
-    arange, empty, empty_like, eye, full, full_like, linspace, manual_seed, ones, ones_like,
-    rand, randint, randn, zeros, zeros_like,
+    arange, empty, empty_like, eye, full, full_like, linspace, ones, ones_like, zeros,
+    zeros_like,
+)  # fmt: skip
+from fusejit.eager.random import (  # noqa: E402
+    Generator, bernoulli, default_generator, get_rng_state, initial_seed, manual_seed,
+    multinomial, normal, rand, rand_like, randint, randint_like, randn, randn_like, randperm,
+    seed, set_rng_state,
 )  # fmt: skip
 from fusejit.base.device import Device, device  # noqa: E402
 from fusejit.base.dtypes import (  # noqa: E402
@@ -54,6 +60,9 @@ from fusejit.eager.reductions import (  # noqa: E402
     max, mean, min, prod, softmax, std, sum, var,
 )  # fmt: skip
 from fusejit.eager.sorting import argsort, sort, topk  # noqa: E402
+from fusejit.eager.interop import as_tensor, is_floating_point, is_tensor, numel  # noqa: E402
+from fusejit.eager.threads import get_num_threads, set_num_threads  # noqa: E402
+from fusejit.base.finfo import finfo, iinfo  # noqa: E402
 from fusejit.eager.tensor import Tensor, from_dlpack, from_numpy, tensor  # noqa: E402
 
 bool = bool_  # noqa: A001 - fusejit.bool, as torch.bool
@@ -62,6 +71,8 @@ short, int, long = int16, int32, int64  # noqa: A001
 clip = clamp
 concat = cat
 concatenate = cat
+
+inf, nan, pi, e = _math.inf, _math.nan, _math.pi, _math.e
 
 __version__ = "0.1.0"
 
@@ -84,9 +95,9 @@ def empty_cache() -> None:
     """
     _HOST_POOL.clear()
     # only where a GPU is in use: cupy imported on a machine without a usable driver raises
-    cuda = _sys.modules.get(f"{__name__}.backends.cuda")
-    if cuda is not None and cuda._BACKENDS:
-        for b in list(cuda._BACKENDS.values()):
+    cuda_backend = _sys.modules.get(f"{__name__}.backends.cuda")
+    if cuda_backend is not None and cuda_backend._BACKENDS:
+        for b in list(cuda_backend._BACKENDS.values()):
             with b.scope():
                 b.xp.get_default_memory_pool().free_all_blocks()
 
@@ -95,6 +106,7 @@ from fusejit.jit.api import TracedFunction, trace  # noqa: E402
 from fusejit.store import CacheError, cache_info, clear_cache  # noqa: E402
 from fusejit.base.errors import TracerWarning  # noqa: E402
 from fusejit import nn  # noqa: E402
+from fusejit import cuda  # noqa: E402
 from fusejit.jit.explain import explain  # noqa: E402
 from fusejit.jit.optimize import optimize  # noqa: E402
 from fusejit.jit.scripting import ScriptError, script  # noqa: E402

@@ -4,6 +4,7 @@
                             [--json FILE] [--plot FILE.png] [--quiet]
     python -m fusejit info
     python -m fusejit cache info | clear
+    python -m fusejit --version
 
 >>> from fusejit.__main__ import main
 >>> main(["cache", "info"])  # doctest: +ELLIPSIS
@@ -118,8 +119,28 @@ def _ver(v: int) -> str:
     return f"{v // 1000}.{v % 1000 // 10}"
 
 
+def _gpu_hardware() -> bool:
+    """Whether the operating system shows an NVIDIA GPU (the driver's device files), whatever
+    cupy says: without one, a missing GPU stack is expected, not a problem."""
+    try:
+        if any(os.scandir("/proc/driver/nvidia/gpus")):
+            return True
+    except OSError:
+        pass
+    return any(n[len("nvidia") :].isdigit() for n in _listdir("/dev") if n.startswith("nvidia"))
+
+
+def _listdir(d: str) -> list[str]:
+    try:
+        return os.listdir(d)
+    except OSError:
+        return []
+
+
 def cmd_info(a) -> int:
     problems: list[str] = []
+    notes: list[str] = []
+    gpu_hw = _gpu_hardware()
     versions = [("python", f"{platform.python_version()} ({sys.executable})")]
 
     versions.append(("numpy", np.__version__))
@@ -145,10 +166,17 @@ def cmd_info(a) -> int:
     tool = [("numba", numba_line), ("nvcc", _nvcc() or "not found (not needed: NVRTC compiles)")]
     if cupy is None:
         tool.append(("cupy", f"not importable ({cupy_err})"))
-        problems.append(
-            f"cupy is not importable ({cupy_err}): no GPU support; install fusejit[cuda12] or "
-            "fusejit[cuda13] on a machine with an NVIDIA GPU"
-        )
+        if gpu_hw:
+            problems.append(
+                f"cupy is not importable ({cupy_err}) but this machine has an NVIDIA GPU: no "
+                "GPU support; install fusejit[cuda12] or fusejit[cuda13]"
+            )
+        else:  # (the GPU stack is optional: a machine without a GPU does not need it)
+            notes.append(
+                f"no GPU support: cupy is not installed ({cupy_err}) and no NVIDIA GPU was "
+                "found; CPU only (on a machine with an NVIDIA GPU, install fusejit[cuda12] or "
+                "fusejit[cuda13])"
+            )
     else:
         tool.append(("cupy", f"ok ({cupy.__version__})"))
         try:
@@ -167,7 +195,10 @@ def cmd_info(a) -> int:
             n = cupy.cuda.runtime.getDeviceCount()
         except Exception as e:  # noqa: BLE001
             n = 0
-            problems.append(f"cupy found no usable CUDA GPU ({_first_line(e)})")
+            (problems if gpu_hw else notes).append(
+                f"cupy found no usable CUDA GPU ({_first_line(e)})"
+                + ("" if gpu_hw else "; none was found by the operating system either: CPU only")
+            )
         for i in range(n):
             try:
                 props = cupy.cuda.runtime.getDeviceProperties(i)
@@ -203,6 +234,9 @@ def cmd_info(a) -> int:
         out.append(title)
         w = max(len(k) for k, _ in items)
         out += [f"  {k.ljust(w)}  {v}" for k, v in items]
+    if notes:
+        out.append(f"Notes ({len(notes)})")
+        out += [f"  - {n}" for n in notes]
     out.append(f"Problems ({len(problems)})" if problems else "Problems: none")
     out += [f"  - {p}" for p in problems]
     print("\n".join(out))
@@ -237,6 +271,7 @@ def cmd_cache(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusejit", description="fusejit: a kernel-fusing JIT.")
+    p.add_argument("--version", action="version", version=f"fusejit {fj.__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="eager vs fused benchmark of the standard workloads")
     b.add_argument("--device", choices=["cpu", "cuda"], default=None,

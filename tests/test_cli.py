@@ -32,6 +32,52 @@ def test_info_prints_sections(tmp_path):
     assert str(tmp_path / "cache") in p.stdout
 
 
+def test_version(tmp_path):
+    import fusejit
+
+    p = _run(["--version"], tmp_path / "cache")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"fusejit {fusejit.__version__}"
+    toml = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{fusejit.__version__}"' in toml  # one version, in both places
+
+
+def _info(monkeypatch, capsys, tmp_path, gpu_hardware: bool) -> tuple[int, str]:
+    """``fusejit info`` on a machine without cupy, with or without a GPU the OS shows."""
+    import fusejit.__main__ as cli
+
+    monkeypatch.setenv("FUSEJIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "cupy", None)  # (import cupy fails)
+    monkeypatch.setattr(cli, "_gpu_hardware", lambda: gpu_hardware)
+    rc = cli.main(["info"])
+    return rc, capsys.readouterr().out
+
+
+def test_info_without_gpu_lists_the_missing_gpu_stack_as_a_note(tmp_path, monkeypatch, capsys):
+    rc, out = _info(monkeypatch, capsys, tmp_path, gpu_hardware=False)
+    assert rc == 0
+    notes = out[out.index("Notes (1)") : out.index("Problems")]
+    assert "no GPU support: cupy is not installed" in notes and "CPU only" in notes
+    assert "Problems: none" in out
+
+
+def test_info_with_a_gpu_but_no_cupy_is_a_problem(tmp_path, monkeypatch, capsys):
+    rc, out = _info(monkeypatch, capsys, tmp_path, gpu_hardware=True)
+    assert rc == 0  # (only a broken numba fails the command)
+    assert "Notes" not in out
+    problems = out[out.index("Problems (1)") :]
+    assert "cupy is not importable" in problems and "has an NVIDIA GPU" in problems
+
+
+def test_gpu_hardware_probe_matches_the_device_files():
+    import glob
+
+    from fusejit.__main__ import _gpu_hardware
+
+    files = glob.glob("/dev/nvidia[0-9]*") or glob.glob("/proc/driver/nvidia/gpus/*")
+    assert _gpu_hardware() == bool(files)
+
+
 def test_bench_small_cpu_writes_json(tmp_path):
     import importlib.util
 

@@ -1,8 +1,5 @@
-"""Tensor factories: zeros, ones, full, arange, linspace, eye and the random ones.
-
-Random tensors are drawn on the CPU from one seeded generator (``manual_seed``) and then moved,
-so a seed gives the same values on every device.
-"""
+"""Tensor factories: zeros, ones, full, arange, linspace, eye (the random ones are in
+``random.py``)."""
 
 from __future__ import annotations
 
@@ -16,20 +13,6 @@ from fusejit.base.device import as_device
 from fusejit.base.errors import DTypeError, ShapeError, fmt_shape
 from fusejit.base.shapes import describe, int_arg, shape_arg
 from fusejit.eager.tensor import Tensor
-
-_rng = np.random.default_rng()
-
-
-def manual_seed(seed: int) -> None:
-    """Make the random factories repeatable.
-
-    >>> import fusejit
-    >>> fusejit.manual_seed(0); a = fusejit.rand(3)
-    >>> fusejit.manual_seed(0); bool((a == fusejit.rand(3)).all())
-    True
-    """
-    global _rng
-    _rng = np.random.default_rng(int(seed))
 
 
 def _size(name: str, size: tuple) -> tuple:
@@ -162,31 +145,3 @@ def eye(n: int, m: int | None = None, *, dtype=None, device=None) -> Tensor:
         raise ShapeError(f"eye: n and m must be non-negative, got n={n}, m={m}")
     d = _dtype(dtype)
     return _make(np.eye(n, m, dtype=d.np), d, device)
-
-
-def rand(*size, dtype=None, device=None) -> Tensor:
-    """Uniform on [0, 1)."""
-    d = _dtype(dtype)
-    if not d.is_floating_point:
-        raise DTypeError(f"rand: expected a floating-point dtype, got {d.name}")
-    return _make(_rng.random(_size("rand", size)).astype(d.np), d, device)
-
-
-def randn(*size, dtype=None, device=None) -> Tensor:
-    """Standard normal."""
-    d = _dtype(dtype)
-    if not d.is_floating_point:
-        raise DTypeError(f"randn: expected a floating-point dtype, got {d.name}")
-    return _make(_rng.standard_normal(_size("randn", size)).astype(d.np), d, device)
-
-
-def randint(low, high=None, size=(), *, dtype=None, device=None) -> Tensor:
-    """Integers in [low, high); ``randint(high, size)`` draws from [0, high)."""
-    if high is None or isinstance(high, (tuple, list)):  # randint(high) or randint(high, size)
-        low, high, size = 0, low, (size if high is None else high)
-    low, high = int_arg("randint", low, "low"), int_arg("randint", high, "high")
-    shape = _size("randint", (size,))
-    if low >= high:
-        raise ShapeError(f"randint: low ({low}) must be less than high ({high})")
-    d = _dtype(dtype, dt.int64)
-    return _make(_rng.integers(low, high, size=shape).astype(d.np), d, device)

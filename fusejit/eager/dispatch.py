@@ -139,9 +139,49 @@ def _broadcast_error(op: OpDef, args) -> ShapeError:
     return ShapeError(f"{op.name}: shapes {shapes} cannot be broadcast together")
 
 
-def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
-    """Run elementwise ``op`` eagerly on tensors and Python scalars."""
+def numpy_operands(name: str, args, tensors) -> tuple:
+    """``args`` with each numpy array made a tensor sharing its memory, on the device of
+    ``tensors`` when that is the CPU (PyTorch's numpy bridge); with tensors on a GPU, a
+    DeviceError naming both devices. Under ``fusejit.trace`` such a tensor is one the function
+    reads that is not an input: the graph reads the array's memory at each call."""
+    dev = tensors[0]._device
+    out = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            if dev.type != "cpu":
+                raise DeviceError(
+                    f"{name}: a numpy array (on the cpu) cannot be combined with a tensor on "
+                    f"{dev}; make it a tensor there first (fusejit.tensor(array, "
+                    f"device='{dev}')) or move the tensor with .cpu()"
+                )
+            d = dt._BY_NP.get(a.dtype)
+            if d is None:
+                raise DTypeError(f"{name}: a numpy array of dtype {a.dtype} has no fusejit "
+                                 "dtype")  # fmt: skip
+            a = Tensor._wrap(np.asarray(a), d, dev)
+        out.append(a)
+    return tuple(out)
+
+
+def tensor_operands(name: str, args) -> tuple:
+    """The operands of a non-elementwise op: numpy arrays made tensors (``numpy_operands``)
+    when there is a tensor among them; anything else that is not a tensor is a TypeError."""
     tensors = [a for a in args if isinstance(a, Tensor)]
+    if tensors:
+        args = numpy_operands(name, args, tensors)
+    for a in args:
+        if not isinstance(a, Tensor):
+            raise TypeError(f"{name}: expected tensors, got {type(a).__name__}")
+    return tuple(args)
+
+
+def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
+    """Run elementwise ``op`` eagerly on tensors and Python scalars (and numpy arrays, made
+    tensors: ``numpy_operands``)."""
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    if tensors and len(tensors) != len(args) and any(isinstance(a, np.ndarray) for a in args):
+        args = numpy_operands(op.name, args, tensors)
+        tensors = [a for a in args if isinstance(a, Tensor)]
     if not tensors:
         raise TypeError(f"{op.name}: expected at least one tensor argument")
     dev = device_of(op.name, tensors) if len(tensors) > 1 else tensors[0]._device
@@ -191,7 +231,9 @@ def apply(op: OpDef, tensors: tuple, attrs: dict):
     dtype(s), ``op.impl(backend, *arrays, **attrs)`` computes the result array(s)."""
     for t in tensors:
         if not isinstance(t, Tensor):
-            raise TypeError(f"{op.name}: expected tensors, got {type(t).__name__}")
+            tensors = tensor_operands(op.name, tensors)
+            t = tensors[-1]
+            break
     if len(tensors) == 1:  # the common case, kept short
         dev = t._device
         out = op.out_dtype(t._dtype, **attrs)

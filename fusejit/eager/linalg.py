@@ -22,9 +22,7 @@ def matmul(x, y):
     >>> (fusejit.ones(2, 3) @ fusejit.ones(3, 4)).shape
     (2, 4)
     """
-    for t in (x, y):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"matmul: expected tensors, got {type(t).__name__}")
+    x, y = dispatch.tensor_operands("matmul", (x, y))  # (numpy arrays with a CPU tensor)
     if x.ndim == 0 or y.ndim == 0:
         raise ShapeError("matmul: both operands must have at least one dim (got a 0-d tensor)")
     check_allowed(MATMUL, (x.dtype, y.dtype))

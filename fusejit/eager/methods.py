@@ -24,6 +24,8 @@ from fusejit.eager import (
     reductions,
     sorting,
 )
+from fusejit.eager.interop import METHODS as INTEROP_METHODS
+from fusejit.eager.random import METHODS as RANDOM_METHODS
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OPS, OpDef
 
@@ -64,6 +66,9 @@ _OTHER_METHODS = {
     "__hash__": object.__hash__,  # __eq__ is elementwise: identity hashing, as in PyTorch
 }  # fmt: skip
 del c
+# the random fills and draws (fusejit/eager/random.py), the conveniences of interop.py
+_OTHER_METHODS.update(RANDOM_METHODS)
+_OTHER_METHODS.update(INTEROP_METHODS)
 
 
 def _reflected(fn):

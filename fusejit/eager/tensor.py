@@ -152,10 +152,24 @@ class Tensor:
         return (self[i] for i in range(self.shape[0]))
 
     def __array__(self, dtype=None, copy=None):
-        arr = self._device.backend.to_numpy(self._data)
-        if dtype is not None:
-            arr = arr.astype(dtype)
-        return np.array(arr, copy=True) if copy else arr
+        """``np.asarray(t)``: the CPU tensor's memory (numpy 2's ``copy``: True copies, False
+        refuses a copy, None copies only for another ``dtype``); a GPU tensor is a TypeError,
+        as in PyTorch (``.cpu()`` copies it to the host)."""
+        if self._device.type != "cpu":
+            raise TypeError(
+                f"cannot convert a tensor on {self._device} to a numpy array; call .cpu() "
+                "first to copy it to host memory"
+            )
+        read_value_hook(self, "__array__")
+        arr = self._data
+        if dtype is not None and np.dtype(dtype) != arr.dtype:
+            if copy is False:
+                raise ValueError(
+                    f"__array__: a {self._dtype.name} tensor cannot be viewed as {np.dtype(dtype)} "
+                    "without a copy (copy=False)"
+                )
+            return arr.astype(dtype)
+        return arr.copy() if copy else arr
 
     def __dlpack__(self, *args, **kwargs):
         return self._data.__dlpack__(*args, **kwargs)

@@ -6,7 +6,7 @@ trace and fuse it.
 
 >>> import fusejit
 >>> from fusejit import nn
->>> fusejit.manual_seed(0)
+>>> _ = fusejit.manual_seed(0)
 >>> mlp = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 2))
 >>> mlp(fusejit.ones(3, 4)).shape
 (3, 2)
@@ -23,9 +23,10 @@ from fusejit.base import dtypes as dt
 from fusejit.base.device import as_device
 from fusejit.base.errors import FusejitError, TraceError, fmt_shape
 from fusejit.eager import recording
-from fusejit.eager.creation import ones, rand, randn, zeros
+from fusejit.eager.creation import ones, zeros
 from fusejit.eager.elementwise import gelu, relu, sigmoid, silu, tanh, where
 from fusejit.eager.linalg import linear
+from fusejit.eager.random import rand, randn
 from fusejit.eager.reductions import layer_norm, softmax
 from fusejit.eager.tensor import Tensor, tensor
 
