@@ -48,7 +48,7 @@ DEVICES = [
 
 def on(a, device: str = "cpu") -> fusejit.Tensor:
     """A tensor holding a copy of numpy array (or scalar) ``a``, on ``device``."""
-    t = fusejit.from_numpy(np.ascontiguousarray(np.asarray(a)).copy())
+    t = fusejit.from_numpy(np.array(a, order="C", copy=True))  # (keeps 0-d arrays 0-d)
     return t if device == "cpu" else t.to(device)
 
 
