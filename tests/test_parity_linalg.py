@@ -678,3 +678,37 @@ def test_linalg_shape_rules_refuse():
                               ("linalg_lstsq", [(3, 2), (2, 4, 1)], {"rcond": 0.1})):  # fmt: skip
         with pytest.raises(ShapeRuleError):
             out_shapes(OPS[op], shapes, attrs)
+
+
+def test_the_gpu_paths_of_the_implementations_on_numpy(monkeypatch):
+    # the impls' cupy branches (inv through solve, the triangle of cholesky / eigh made
+    # symmetric, cupyx.errstate for errors), run here on numpy through a stand-in namespace
+    import contextlib
+    import sys
+    import types
+
+    xp = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
+    seen = []
+
+    def errstate(linalg):
+        seen.append(linalg)
+        return contextlib.nullcontext()
+
+    monkeypatch.setitem(sys.modules, "cupyx", types.SimpleNamespace(errstate=errstate))
+    gpu = types.SimpleNamespace(xp=xp, name="cuda")
+    a = spd(2, n=3)
+    lower = np.tril(a) + np.triu(np.full((3, 3), 50.0), 1)
+    upper = np.triu(a) + np.tril(np.full((3, 3), 50.0), -1)
+    np.testing.assert_allclose(OPS["linalg_inv"].impl(gpu, a), np.linalg.inv(a), rtol=1e-12)
+    np.testing.assert_allclose(OPS["linalg_cholesky"].impl(gpu, lower, upper=False),
+                               np.linalg.cholesky(a), rtol=1e-12)  # fmt: skip
+    for tri, uplo in ((lower, "L"), (upper, "U")):
+        w = OPS["linalg_eigvalsh"].impl(gpu, tri, UPLO=uplo)
+        np.testing.assert_allclose(w, np.linalg.eigvalsh(a), rtol=1e-12)
+        w, v = OPS["linalg_eigh"].impl(gpu, tri, UPLO=uplo)
+        np.testing.assert_allclose(v @ (w[..., None] * np.swapaxes(v, -1, -2)), a, atol=1e-12)
+    got = OPS["linalg_matrix_rank"].impl(gpu, lower, atol=0.0, rtol=1e-12, hermitian=True)
+    np.testing.assert_array_equal(got, [3, 3])
+    with pytest.raises(F.LinAlgError, match="linalg.inv: the input matrix is singular"):
+        OPS["linalg_inv"].impl(gpu, np.zeros((3, 3)))
+    assert seen == ["raise", "raise", "raise"]

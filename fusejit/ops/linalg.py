@@ -97,18 +97,35 @@ def _inv_impl(b, a):
 
 
 def _det_impl(b, a):
-    return b.xp.asarray(b.xp.linalg.det(a))
+    xp = b.xp
+    if a.size == 0:  # (no matrices, or 0 by 0 ones: det 1)
+        return xp.ones(a.shape[:-2], a.dtype)
+    return xp.asarray(xp.linalg.det(a))
 
 
 def _slogdet_impl(b, a):
-    sign, logabs = b.xp.linalg.slogdet(a)
-    return b.xp.asarray(sign), b.xp.asarray(logabs)
+    xp = b.xp
+    if a.size == 0:
+        return xp.ones(a.shape[:-2], a.dtype), xp.zeros(a.shape[:-2], a.dtype)
+    sign, logabs = xp.linalg.slogdet(a)
+    return xp.asarray(sign), xp.asarray(logabs)
+
+
+def _symmetric(b, a, UPLO: str = "L"):  # noqa: N803
+    """On the GPU, the symmetric matrix of ``a``'s ``UPLO`` triangle: the other triangle is
+    never read, on every device (LAPACK, on the CPU, reads the one triangle itself)."""
+    xp = b.xp
+    if xp is np:
+        return a
+    if UPLO == "L":
+        return xp.tril(a) + _mT(xp, xp.tril(a, -1))
+    return xp.triu(a) + _mT(xp, xp.triu(a, 1))
 
 
 def _cholesky_impl(b, a, upper):
     xp = b.xp
     with _raising(b, "cholesky", "the input matrix is not positive-definite"):
-        low = xp.linalg.cholesky(a)
+        low = xp.linalg.cholesky(_symmetric(b, a))
     return xp.ascontiguousarray(_mT(xp, low)) if upper else low
 
 
@@ -127,17 +144,25 @@ def _svd_impl(b, a, full_matrices):
     return u, s, vh
 
 
+def _singular_values(xp, a):
+    """The singular values of ``a`` (..., m, n); none for m or n 0 (without calling the
+    library, which may not take empty matrices)."""
+    if 0 in a.shape[-2:] or a.size == 0:
+        return xp.zeros(a.shape[:-2] + (min(a.shape[-2:]),), a.dtype)
+    return xp.linalg.svd(a, compute_uv=False)
+
+
 def _svdvals_impl(b, a):
-    return b.xp.linalg.svd(a, compute_uv=False)
+    return _singular_values(b.xp, a)
 
 
 def _eigh_impl(b, a, UPLO):  # noqa: N803 - torch's name
-    w, v = b.xp.linalg.eigh(a, UPLO=UPLO)
+    w, v = b.xp.linalg.eigh(_symmetric(b, a, UPLO), UPLO=UPLO)
     return w, v
 
 
 def _eigvalsh_impl(b, a, UPLO):  # noqa: N803
-    return b.xp.linalg.eigvalsh(a, UPLO=UPLO)
+    return b.xp.linalg.eigvalsh(_symmetric(b, a, UPLO), UPLO=UPLO)
 
 
 def _cutoff(xp, s, atol: float, rtol: float):
@@ -151,8 +176,10 @@ def _cutoff(xp, s, atol: float, rtol: float):
 
 def _pinv_impl(b, a, atol, rtol, hermitian):
     xp = b.xp
+    if a.size == 0:
+        return xp.zeros(a.shape[:-2] + a.shape[-2:][::-1], a.dtype)
     if hermitian:
-        w, v = xp.linalg.eigh(a)
+        w, v = xp.linalg.eigh(_symmetric(b, a))
         keep = _cutoff(xp, xp.abs(w), atol, rtol)
         inv = xp.where(keep, 1 / xp.where(keep, w, 1), 0).astype(a.dtype)
         return xp.matmul(v * inv[..., None, :], _mT(xp, v))
@@ -164,7 +191,10 @@ def _pinv_impl(b, a, atol, rtol, hermitian):
 
 def _matrix_rank_impl(b, a, atol, rtol, hermitian):
     xp = b.xp
-    s = xp.abs(xp.linalg.eigvalsh(a)) if hermitian else xp.linalg.svd(a, compute_uv=False)
+    if hermitian and a.size:
+        s = xp.abs(xp.linalg.eigvalsh(_symmetric(b, a)))
+    else:
+        s = _singular_values(xp, a)
     return _cutoff(xp, s, atol, rtol).sum(axis=-1).astype(xp.int64)
 
 
