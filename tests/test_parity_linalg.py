@@ -248,6 +248,13 @@ def test_cdist(device):
     assert f.kernel_count() == 1
     with pytest.raises(F.DTypeError, match="cdist: expected floating-point tensors, got x1 int64"):
         F.cdist(F.ones(2, 2, dtype=F.int64), F.ones(2, 2, dtype=F.int64))
+    # compute_mode does not change the result: always the differences (no cancellation)
+    y = x + 1e-9
+    for mode in ("use_mm_for_euclid_dist", "donot_use_mm_for_euclid_dist"):
+        close(F.cdist(on(x, device), on(y, device), compute_mode=mode),
+              _cdist_ref(x, y, 2), np.float64)  # fmt: skip
+    with pytest.raises(F.DTypeError, match="cdist: x1 and x2 must have one dtype"):
+        F.cdist(F.ones(2, 2), F.ones(2, 2, dtype=F.float64))
     with pytest.raises(ValueError, match="p must be a number >= 0"):
         F.cdist(F.ones(2, 2), F.ones(2, 2), p=-1)
     with pytest.raises(F.ShapeError, match="same number of columns"):
