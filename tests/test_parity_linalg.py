@@ -719,3 +719,13 @@ def test_the_gpu_paths_of_the_implementations_on_numpy(monkeypatch):
     with pytest.raises(F.LinAlgError, match="linalg.inv: the input matrix is singular"):
         OPS["linalg_inv"].impl(gpu, np.zeros((3, 3)))
     assert seen == ["raise", "raise", "raise"]
+
+
+def test_linalg_docstring_examples():
+    import doctest
+
+    from fusejit.eager import linalg_functions
+
+    for mod in (linalg_functions, fusejit.linalg):
+        res = doctest.testmod(mod)
+        assert res.attempted > 0 and res.failed == 0, mod.__name__
