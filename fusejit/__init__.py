@@ -48,7 +48,8 @@ from fusejit.eager.linalg import (  # noqa: E402
     addbmm, addmm, addmv, baddbmm, bmm, cross, dot, einsum, kron, linear, matmul, mm, mv, outer,
     tensordot,
 )  # fmt: skip
-from fusejit.eager.linalg_functions import cdist  # noqa: E402
+from fusejit.eager.linalg_functions import cdist, det, logdet, slogdet  # noqa: E402
+from fusejit.eager.linalg_functions import inv as inverse  # noqa: E402
 from fusejit.eager.movement import (  # noqa: E402
     broadcast_to, cat, chunk, diag, expand, flatten, flip, movedim, moveaxis, permute, repeat,
     reshape, roll, split, squeeze, stack, swapaxes, swapdims, t, tile, transpose, tril, triu,

@@ -422,6 +422,13 @@ def test_inv_det_slogdet(device):
     assert host(sign) == 0 and host(la) == -np.inf
     neg = np.array([[0.0, 1.0], [1.0, 0.0]])
     assert np.isnan(host(on(neg, device).logdet()))
+    assert host(F.logdet(on(s, device))) == -np.inf
+    close(F.logdet(on(a @ a.T + np.eye(3), device)), np.log(np.linalg.det(a @ a.T + np.eye(3))),
+          np.float64)  # fmt: skip
+    # the top-level names of torch: det, slogdet, logdet, inverse
+    close(F.det(on(a, device)), np.linalg.det(a), np.float64)
+    close(F.inverse(on(a, device)), np.linalg.inv(a), np.float64, scale=1e4)
+    close(F.slogdet(on(a, device)).logabsdet, np.linalg.slogdet(a)[1], np.float64)
     close(LA.det(on(np.zeros((0, 3, 3)), device)), np.zeros(0), np.float64)
     with pytest.raises(F.LinAlgError, match="linalg.inv: the input matrix is singular"):
         LA.inv(on(s, device))

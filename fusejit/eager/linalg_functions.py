@@ -516,7 +516,13 @@ def trace(x, offset: int = 0, *, dtype=None):
 
 
 def logdet(A):
-    """``log(det(A))``: NaN for a negative determinant, ``-inf`` for zero (``torch.logdet``)."""
+    """``log(det(A))`` of each square matrix of ``A``: NaN for a negative determinant,
+    ``-inf`` for zero (``torch.logdet``).
+
+    >>> import fusejit
+    >>> fusejit.logdet(fusejit.tensor([[2.0, 0.0], [0.0, 0.5]])).item()
+    0.0
+    """
     sign, la = slogdet(A)
     return where(sign < 0, float("nan"), la)
 

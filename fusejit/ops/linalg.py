@@ -80,8 +80,8 @@ def _solve_impl(b, a, rhs):
     vector = _is_vector_rhs(a.shape, rhs.shape)
     r = rhs[..., None] if vector else rhs
     batch = _batch(a.shape, r.shape)
-    a = xp.broadcast_to(a, batch + a.shape[-2:])
-    r = xp.broadcast_to(r, batch + r.shape[-2:])
+    a = xp.ascontiguousarray(xp.broadcast_to(a, batch + a.shape[-2:]))
+    r = xp.ascontiguousarray(xp.broadcast_to(r, batch + r.shape[-2:]))
     with _raising(b, "solve", "the input matrix A is singular"):
         out = xp.linalg.solve(a, r)
     return out[..., 0] if vector else out
@@ -207,7 +207,7 @@ def _lstsq_impl(b, a, rhs, rcond):
     vector = _is_vector_rhs(a.shape, rhs.shape)
     r = rhs[..., None] if vector else rhs
     batch = _batch(a.shape, r.shape)
-    a = xp.broadcast_to(a, batch + a.shape[-2:])
+    a = xp.ascontiguousarray(xp.broadcast_to(a, batch + a.shape[-2:]))
     r = xp.broadcast_to(r, batch + r.shape[-2:])
     u, s, vh = xp.linalg.svd(a, full_matrices=False)
     keep = _cutoff(xp, s, 0.0, rcond)
