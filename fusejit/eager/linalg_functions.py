@@ -127,19 +127,18 @@ def vector_norm(x, ord=2, dim=None, keepdim: bool = False, *, dtype=None):  # no
     out_dtype = x.dtype
     if x.dtype is dt.float16:  # (accumulate in float32, as PyTorch; |x| > 256 squares past fp16)
         x = cast(x, dt.float32)
-    ax = abs(x)
     if p == 2:
         r = reductions.sum(x * x, dim, keepdim).sqrt()
-    elif p == 1:
-        r = reductions.sum(ax, dim, keepdim)
-    elif p == INF:
-        r = reductions.amax(ax, dim, keepdim)
-    elif p == -INF:
-        r = reductions.amin(ax, dim, keepdim)
     elif p == 0:
         r = cast(reductions.sum(x != 0, dim, keepdim), x.dtype)
+    elif p == 1:
+        r = reductions.sum(abs(x), dim, keepdim)
+    elif p == INF:
+        r = reductions.amax(abs(x), dim, keepdim)
+    elif p == -INF:
+        r = reductions.amin(abs(x), dim, keepdim)
     else:
-        r = reductions.sum(ax**p, dim, keepdim) ** (1.0 / p)
+        r = reductions.sum(abs(x) ** p, dim, keepdim) ** (1.0 / p)
     return r if r.dtype is out_dtype else cast(r, out_dtype)
 
 
