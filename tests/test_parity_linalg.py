@@ -736,3 +736,17 @@ def test_linalg_docstring_examples():
     for mod in (linalg_functions, fusejit.linalg):
         res = doctest.testmod(mod)
         assert res.attempted > 0 and res.failed == 0, mod.__name__
+
+
+def test_attribute_types_of_a_loaded_graph_are_checked():
+    from fusejit.ops.registry import call_problem
+
+    ok = {"atol": 0.0, "rtol": 1e-6, "hermitian": False}
+    assert call_problem(OPS["linalg_pinv"], 1, 1, ok) is None
+    assert call_problem(OPS["linalg_pinv"], 1, 1, {**ok, "atol": "0"}) == "atol is not a float"
+    assert call_problem(OPS["linalg_pinv"], 1, 1, {**ok, "hermitian": 1}) == (
+        "hermitian is not a bool"
+    )
+    assert call_problem(OPS["linalg_qr"], 1, 1, {"mode": 2}) == "mode is not a string"
+    assert call_problem(OPS["linalg_cholesky"], 1, 1, {"upper": None}) == "upper is not a bool"
+    assert call_problem(OPS["linalg_lstsq"], 2, 2, {"rcond": 1}) == "rcond is not a float"
