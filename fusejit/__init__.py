@@ -39,7 +39,8 @@ from fusejit.base.dtypes import (  # noqa: E402
     result_type, uint8,
 )  # fmt: skip
 from fusejit.base.errors import (  # noqa: E402
-    CompileError, DeviceError, DimError, DTypeError, FusejitError, ShapeError, TraceError,
+    CompileError, DeviceError, DimError, DTypeError, FusejitError, LinAlgError, ShapeError,
+    TraceError,
 )  # fmt: skip
 from fusejit.base.shapes import broadcast_shapes  # noqa: E402
 from fusejit.eager.composites import (  # noqa: E402
@@ -49,7 +50,12 @@ from fusejit.eager.composites import (  # noqa: E402
 from fusejit.eager.elementwise import *  # noqa: E402, F403
 from fusejit.eager.elementwise import cast, gelu, where  # noqa: E402
 from fusejit.eager.indexing import gather, index_select, narrow  # noqa: E402
-from fusejit.eager.linalg import bmm, dot, einsum, linear, matmul, mv, outer  # noqa: E402
+from fusejit.eager.linalg import (  # noqa: E402
+    addbmm, addmm, addmv, baddbmm, bmm, cross, dot, einsum, kron, linear, matmul, mm, mv, outer,
+    tensordot,
+)  # fmt: skip
+from fusejit.eager.linalg_functions import cdist, det, logdet, slogdet  # noqa: E402
+from fusejit.eager.linalg_functions import inv as inverse  # noqa: E402
 from fusejit.eager.movement import (  # noqa: E402
     broadcast_to, cat, chunk, diag, expand, flatten, flip, movedim, moveaxis, permute, repeat,
     reshape, roll, split, squeeze, stack, swapaxes, swapdims, t, tile, transpose, tril, triu,
@@ -105,8 +111,7 @@ def empty_cache() -> None:
 from fusejit.jit.api import TracedFunction, trace  # noqa: E402
 from fusejit.store import CacheError, cache_info, clear_cache  # noqa: E402
 from fusejit.base.errors import TracerWarning  # noqa: E402
-from fusejit import nn  # noqa: E402
-from fusejit import cuda  # noqa: E402
+from fusejit import cuda, linalg, nn  # noqa: E402
 from fusejit.jit.explain import explain  # noqa: E402
 from fusejit.jit.optimize import optimize  # noqa: E402
 from fusejit.jit.scripting import ScriptError, script  # noqa: E402

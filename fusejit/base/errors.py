@@ -26,6 +26,12 @@ class DimError(FusejitError, IndexError, ValueError):
     """A ``dim`` outside the tensor's rank (an IndexError as in PyTorch, and a ValueError)."""
 
 
+class LinAlgError(FusejitError, RuntimeError):
+    """A matrix a linear-algebra function cannot take: a singular matrix for ``linalg.inv`` or
+    ``linalg.solve``, one that is not positive-definite for ``linalg.cholesky`` (a RuntimeError,
+    as ``torch.linalg.LinAlgError``)."""
+
+
 class CompileError(FusejitError, RuntimeError):
     """Code generation or compilation of a kernel failed."""
 

@@ -20,6 +20,7 @@ from fusejit.eager import (
     indexing,
     inplace,
     linalg,
+    linalg_functions,
     movement,
     reductions,
     sorting,
@@ -63,6 +64,10 @@ _OTHER_METHODS = {
     "is_floating_point": lambda self: self.dtype.is_floating_point,
     "new_zeros": _new_like(creation.zeros), "new_ones": _new_like(creation.ones),
     "new_empty": _new_like(creation.empty), "new_full": _new_like(creation.full),
+    "mm": linalg.mm, "addmm": linalg.addmm, "addmv": linalg.addmv, "baddbmm": linalg.baddbmm,
+    "addbmm": linalg.addbmm, "kron": linalg.kron, "cross": linalg.cross,
+    "det": linalg_functions.det, "inverse": linalg_functions.inv,
+    "slogdet": linalg_functions.slogdet, "logdet": linalg_functions.logdet,
     "__hash__": object.__hash__,  # __eq__ is elementwise: identity hashing, as in PyTorch
 }  # fmt: skip
 del c

@@ -141,10 +141,12 @@ def get_op(name: str) -> OpDef:
 
 # The types of the attributes the op table's implementations take, by name (one convention
 # for every op): what a graph read from a file is checked against (``call_problem``).
-_BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias", "descending")
+_BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias", "descending", "upper",
+               "full_matrices", "hermitian")  # fmt: skip
 _INT_TUPLE_ATTRS = ("dims", "shape", "sections", "shifts", "reps")
 _INT_ATTRS = ("diagonal",)
-_STR_ATTRS = ("equation",)
+_STR_ATTRS = ("equation", "mode", "UPLO")
+_FLOAT_ATTRS = ("atol", "rtol", "rcond")  # floats (tolerances)
 _DIM_ATTRS = ("dim", "normalized_ndim")  # an int, a tuple of ints, or None
 
 
@@ -182,6 +184,8 @@ def call_problem(op: OpDef, n_tensors: int, n_operands: int, attrs: dict) -> str
             return f"{k} is not an int"
         if k in _STR_ATTRS and not isinstance(v, str):
             return f"{k} is not a string"
+        if k in _FLOAT_ATTRS and not isinstance(v, float):
+            return f"{k} is not a float"
         if k in _INT_TUPLE_ATTRS and not (isinstance(v, tuple) and all(map(_is_int, v))):
             return f"{k} is not a tuple of ints"
         if k in _DIM_ATTRS and not (

@@ -175,6 +175,97 @@ def _gather(shapes, attrs) -> Shape:
     return idx
 
 
+def _matrices(s: Shape, square: bool = False) -> tuple[int, int]:
+    """The matrix size (m, n) of a batch of matrices of shape ``s``."""
+    if len(s) < 2:
+        raise ShapeRuleError("needs a tensor of 2 or more dims (a batch of matrices)")
+    m, n = s[-2:]
+    if square and m != n:
+        raise ShapeRuleError(f"needs square matrices, got {m} by {n}")
+    return m, n
+
+
+def _square(shapes, attrs) -> Shape:
+    _matrices(shapes[0], square=True)
+    return shapes[0]
+
+
+def _det(op, shapes, attrs) -> list:
+    _matrices(shapes[0], square=True)
+    return [shapes[0][:-2]] * op.n_out
+
+
+def _rhs(a: Shape, b: Shape, square: bool) -> tuple:
+    """(vector case, batch, the right-hand side's last dim or None) of solve / lstsq."""
+    m, _ = _matrices(a, square)
+    vector = len(b) == 1 or tuple(b) == tuple(a[:-1])
+    b2 = tuple(b) + (1,) if vector else tuple(b)
+    _matrices(b2)
+    if b2[-2] != m:
+        raise ShapeRuleError(f"A has {m} rows, B {b2[-2]}")
+    return vector, tuple(np.broadcast_shapes(a[:-2], b2[:-2])), b2[-1]
+
+
+def _solve(shapes, attrs) -> Shape:
+    a, b = shapes
+    vector, batch, k = _rhs(a, b, True)
+    return batch + (a[-1],) + (() if vector else (k,))
+
+
+def _qr(op, shapes, attrs) -> list:
+    (s,), mode = shapes, attrs["mode"]
+    m, n = _matrices(s)
+    k = min(m, n)
+    if mode == "r":
+        return [(0,), s[:-2] + (k, n)]
+    if mode == "complete":
+        return [s[:-2] + (m, m), s]
+    if mode == "reduced":
+        return [s[:-2] + (m, k), s[:-2] + (k, n)]
+    raise ShapeRuleError(f"mode {mode!r}")
+
+
+def _svd(op, shapes, attrs) -> list:
+    (s,) = shapes
+    m, n = _matrices(s)
+    k = min(m, n)
+    if attrs["full_matrices"]:
+        return [s[:-2] + (m, m), s[:-2] + (k,), s[:-2] + (n, n)]
+    return [s[:-2] + (m, k), s[:-2] + (k,), s[:-2] + (k, n)]
+
+
+def _svdvals(shapes, attrs) -> Shape:
+    m, n = _matrices(shapes[0])
+    return shapes[0][:-2] + (min(m, n),)
+
+
+def _eigh(op, shapes, attrs) -> list:
+    if attrs["UPLO"] not in ("L", "U"):
+        raise ShapeRuleError(f"UPLO {attrs['UPLO']!r}")
+    _matrices(shapes[0], square=True)
+    s = shapes[0]
+    return [s[:-1], s] if op.n_out == 2 else [s[:-1]]
+
+
+def _pinv(shapes, attrs) -> Shape:
+    m, n = _matrices(shapes[0], square=attrs["hermitian"])
+    return shapes[0][:-2] + (n, m)
+
+
+def _matrix_rank(shapes, attrs) -> Shape:
+    _matrices(shapes[0], square=attrs["hermitian"])
+    return shapes[0][:-2]
+
+
+def _lstsq(op, shapes, attrs) -> list:
+    a, b = shapes
+    m, n = _matrices(a)
+    vector, batch, k = _rhs(a, b, False)
+    sol = batch + (n,) + (() if vector else (k,))
+    res = (batch + (() if vector else (k,))) if m > n else (0,)
+    return [sol, res, batch, batch + (min(m, n),)]
+
+
 def _one(rule: Callable) -> Callable:
     return lambda op, shapes, attrs: [rule(shapes, attrs)]
 
@@ -205,6 +296,19 @@ RULES: dict[str, Callable] = {
     "diag": _one(_diag),
     "index_select": _one(_index_select),
     "gather": _one(_gather),
+    "linalg_solve": _one(_solve),
+    "linalg_inv": _one(_square),
+    "linalg_cholesky": _one(_square),
+    "linalg_det": _det,
+    "linalg_slogdet": _det,
+    "linalg_qr": _qr,
+    "linalg_svd": _svd,
+    "linalg_svdvals": _one(_svdvals),
+    "linalg_eigh": _eigh,
+    "linalg_eigvalsh": _eigh,
+    "linalg_pinv": _one(_pinv),
+    "linalg_matrix_rank": _one(_matrix_rank),
+    "linalg_lstsq": _lstsq,
 }
 
 
