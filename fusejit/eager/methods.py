@@ -62,6 +62,13 @@ _OTHER_METHODS = {
     "new_zeros": _new_like(creation.zeros), "new_ones": _new_like(creation.ones),
     "new_empty": _new_like(creation.empty), "new_full": _new_like(creation.full),
     "__hash__": object.__hash__,  # __eq__ is elementwise: identity hashing, as in PyTorch
+    "masked_select": indexing.masked_select, "nonzero": indexing.nonzero,
+    "argwhere": indexing.argwhere, "unique": indexing.unique, "bincount": indexing.bincount,
+    "take": indexing.take, "take_along_dim": indexing.take_along_dim,
+    "scatter_": indexing.scatter_, "scatter_add_": indexing.scatter_add_,
+    "scatter_reduce_": indexing.scatter_reduce_, "index_add_": indexing.index_add_,
+    "index_copy_": indexing.index_copy_, "index_fill_": indexing.index_fill_,
+    "index_put_": indexing.index_put_, "masked_scatter_": indexing.masked_scatter_,
 }  # fmt: skip
 del c
 

@@ -175,6 +175,35 @@ def _gather(shapes, attrs) -> Shape:
     return idx
 
 
+def _scatter(shapes, attrs) -> Shape:
+    s, idx, *src = shapes
+    dim = normalize_axis_index(attrs["dim"], max(len(s), 1))
+    if len(idx) != len(s) or any(len(x) != len(idx) for x in src):
+        raise ShapeRuleError("index, input and source ranks differ")
+    if any(i > n for k, (i, n) in enumerate(zip(idx, s)) if k != dim) or any(
+        i > n for x in src for i, n in zip(idx, x)
+    ):
+        raise ShapeRuleError("index larger than the input or the source")
+    return s
+
+
+def _index_put(shapes, attrs) -> Shape:
+    s, values, *indices = shapes
+    if not 1 <= len(indices) <= len(s):
+        raise ShapeRuleError("needs 1 to ndim indices")
+    np.broadcast_shapes(values, np.broadcast_shapes(*indices) + tuple(s[len(indices) :]))
+    return s
+
+
+def _searchsorted(shapes, attrs) -> Shape:
+    seq, values, *sorter = shapes
+    if len(seq) > 1 and tuple(seq[:-1]) != tuple(values[:-1]):
+        raise ShapeRuleError("sorted sequence and values differ in their leading dims")
+    if any(tuple(x) != tuple(seq) for x in sorter):
+        raise ShapeRuleError("sorter and sorted sequence differ in shape")
+    return values
+
+
 def _one(rule: Callable) -> Callable:
     return lambda op, shapes, attrs: [rule(shapes, attrs)]
 
@@ -205,6 +234,12 @@ RULES: dict[str, Callable] = {
     "diag": _one(_diag),
     "index_select": _one(_index_select),
     "gather": _one(_gather),
+    "scatter": _one(_scatter),
+    "index_put": _one(_index_put),
+    "masked_scatter": _one(lambda shapes, attrs: np.broadcast_shapes(*shapes[:2])),
+    "one_hot": _one(lambda shapes, attrs: tuple(shapes[0]) + (attrs["num_classes"],)),
+    "searchsorted": _one(_searchsorted),
+    "histc": _one(lambda shapes, attrs: (attrs["bins"],)),
 }
 
 
