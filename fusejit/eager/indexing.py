@@ -269,6 +269,8 @@ def _scatter(name: str, x, dim, index, src, value, reduce: str, include_self: bo
             raise ShapeError(f"{name}: index and src of a 0-d tensor must have at most 1 dim")
         x, index = reshape(x, 1), reshape(index, -1)
         src = None if src is None else reshape(src, -1)
+    if not index.numel():  # (nothing written; PyTorch checks no shapes then)
+        return reshape(x.clone(), shape)
     operands = (x, index) if src is None else (x, index, src)
     bad = index.ndim != x.ndim or (src is not None and src.ndim != index.ndim)
     bad = bad or any(
@@ -282,12 +284,13 @@ def _scatter(name: str, x, dim, index, src, value, reduce: str, include_self: bo
             f"{fmt_shape(x.shape)}{src_shape} along dim {dim} (same number of dims; no larger "
             "than src, nor than the tensor in the other dims)"
         )
+    _range_check(name, index, x.shape[d])
     out = dispatch.apply(
         SCATTER, operands,
         {"dim": d, "reduce": reduce, "include_self": builtins.bool(include_self),
          "value": None if src is not None else value},
     )  # fmt: skip
-    return out if out.shape == shape else reshape(out, *shape)
+    return out if out.shape == shape else reshape(out, shape)
 
 
 def scatter(input, dim: int, index, src=None, value=None, *, reduce: str | None = None):  # noqa: A002
@@ -531,7 +534,10 @@ def nonzero(input, *, as_tuple: bool = False):  # noqa: A002
     if as_tuple:
         return tuple(Tensor._wrap(i.astype(xp.int64), dt.int64, input.device)
                      for i in xp.nonzero(a.reshape(-1) if a.ndim == 0 else a))  # fmt: skip
-    r = xp.argwhere(a).astype(xp.int64).reshape(-1, a.ndim)
+    if a.ndim == 0:
+        r = xp.zeros((int(a != 0), 0), dtype=xp.int64)
+    else:
+        r = xp.argwhere(a).astype(xp.int64)
     return Tensor._wrap(r, dt.int64, input.device)
 
 

@@ -119,7 +119,8 @@ def _scatter_impl(b, a, index, *src, dim, reduce, include_self, value):
     if src:  # the part of src the index covers
         vals = src[0][tuple(slice(0, s) for s in index.shape)].reshape(-1)
     else:
-        vals = xp.full(lin.shape, value, dtype=a.dtype)
+        vals = xp.empty(lin.shape, dtype=a.dtype)
+        b.fill(vals, value)  # (keeps the sign of a -0.0, which cupy's full drops)
     if reduce != "set" and not include_self:
         flat[lin] = _identity(reduce, a.dtype)
     scatter_rows(b, flat, lin, vals, reduce)
