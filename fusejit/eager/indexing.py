@@ -537,7 +537,7 @@ def nonzero(input, *, as_tuple: bool = False):  # noqa: A002
     if a.ndim == 0:
         r = xp.zeros((int(a != 0), 0), dtype=xp.int64)
     else:
-        r = xp.argwhere(a).astype(xp.int64)
+        r = xp.stack(xp.nonzero(a), axis=-1).astype(xp.int64)
     return Tensor._wrap(r, dt.int64, input.device)
 
 

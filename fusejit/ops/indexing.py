@@ -164,7 +164,7 @@ def _masked_scatter_impl(b, a, mask, source):
         raise ShapeError(
             f"masked_scatter: the mask selects {n} elements, the source has only {source.size}"
         )
-    out[m] = source.reshape(-1)[:n]
+    out[xp.nonzero(m)] = source.reshape(-1)[:n]  # (in row-major order, on numpy and cupy)
     return out
 
 
