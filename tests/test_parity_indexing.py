@@ -571,8 +571,10 @@ def test_searchsorted_sorter_scalars_special_traced_errors(device):
     assert_close(fusejit.searchsorted(on(seq, device), 2.5), np.int64(3))
     assert_close(fusejit.searchsorted(on(seq, device), 2.5, right=True), np.int64(4))
     assert_close(fusejit.bucketize(-0.0, on(seq, device)), np.int64(2))
-    got = fusejit.searchsorted(on(seq, device), on(np.array([np.inf, -np.inf]), device))
-    assert_close(got, np.array([4, 0]))
+    got = fusejit.searchsorted(on(seq, device), on(np.array([np.inf, -np.inf, np.nan]), device))
+    assert_close(got, np.array([4, 0, 5]))  # (NaN after everything, as PyTorch)
+    got = fusejit.searchsorted(on(seq, device), on(np.array([np.nan]), device), right=True)
+    assert_close(got, np.array([5]))
     # int sequence, float values: both are compared as the promoted dtype
     got = fusejit.searchsorted(on(np.array([1, 2, 3]), device), on(np.array([1.5, 3.0]), device))
     assert_close(got, np.array([1, 2]))
@@ -734,3 +736,27 @@ def test_methods_and_a_src_that_is_not_a_tensor():
     for fn in (fusejit.scatter_add, lambda x, d, i, s: x.index_add(d, i, s)):
         with pytest.raises(TypeError, match="expected a tensor for s"):
             fn(x, 0, fusejit.tensor([0]), object())
+
+
+def test_the_gpu_path_of_the_scatter_ops_on_numpy():
+    # the branches a GPU takes (segment_at for the reductions cupyx has no kernel for), run
+    # with numpy arrays: the same results as the CPU's
+    from types import SimpleNamespace
+
+    from fusejit.base.device import CPU
+
+    sim = SimpleNamespace(xp=np, name="cuda", fill=lambda a, v: a.fill(v))
+    scatter, index_put = OPS["scatter"].impl, OPS["index_put"].impl
+    index = RNG.integers(0, 3, (6, 4))
+    index[:, 1] = 2
+    for dtype in ("int64", "int8", "uint8", "float16"):
+        x, src = _vals((3, 4), dtype), _vals((6, 4), dtype)
+        for reduce in ("sum", "prod", "mean", "amax", "amin"):
+            for include_self in (True, False):
+                attrs = {"dim": 0, "reduce": reduce, "include_self": include_self, "value": None}
+                want = scatter(CPU.backend, x, index, src, **attrs)
+                np.testing.assert_array_equal(scatter(sim, x, index, src, **attrs), want)
+    x = np.zeros((4, 3), np.int64)
+    i0, v = np.array([[0, -1, 0], [3, 0, 0]]), RNG.integers(-5, 5, (2, 3, 3))
+    want = index_put(CPU.backend, x, v, i0, accumulate=True)
+    np.testing.assert_array_equal(index_put(sim, x, v, i0, accumulate=True), want)
