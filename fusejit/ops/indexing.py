@@ -76,7 +76,10 @@ def scatter_rows(b, target, lin, vals, how: str) -> None:
         return
     ufunc = getattr(xp, _UFUNC[how])
     if b.name == "cpu":
-        ufunc.at(target, lin, vals)
+        # (numpy's maximum.at / minimum.at flag NaN as invalid; its maximum, and PyTorch, don't)
+        quiet = {"invalid": "ignore"} if how in ("amax", "amin") else {}
+        with np.errstate(**quiet):
+            ufunc.at(target, lin, vals)
     elif _UFUNC[how] == "add" and target.dtype.name in _CUPYX_ADD:
         import cupyx  # (the cuda path only: cupy is an optional dependency)
 
