@@ -190,12 +190,12 @@ def gather(x, dim: int, index):
 # histc (table ops) and the ops whose result shape depends on the values (eager only)
 
 
-def _tensor_arg(name: str, x, what: str = "input") -> None:
+def _want_tensor(name: str, x, what: str = "input") -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a tensor for {what}, got {type(x).__name__}")
 
 
-def _long_arg(name: str, x, index, what: str = "index", int32: bool = False) -> None:
+def _want_index(name: str, x, index, what: str = "index", int32: bool = False) -> None:
     """``index`` is an int64 (or, with ``int32``, int32) tensor on ``x``'s device."""
     ok = (dt.int64, dt.int32) if int32 else (dt.int64,)
     if not isinstance(index, Tensor) or index.dtype not in ok:
@@ -206,8 +206,8 @@ def _long_arg(name: str, x, index, what: str = "index", int32: bool = False) -> 
         raise DeviceError(f"{name}: {what} on {index.device} for a tensor on {x.device}")
 
 
-def _same_dtype(name: str, x, other, what: str) -> None:
-    _tensor_arg(name, other, what)
+def _want_like(name: str, x, other, what: str) -> None:
+    _want_tensor(name, other, what)
     if other.dtype is not x.dtype:
         raise DTypeError(
             f"{name}: {what} of dtype {other.dtype.name} for a tensor of dtype {x.dtype.name} "
@@ -217,7 +217,7 @@ def _same_dtype(name: str, x, other, what: str) -> None:
         raise DeviceError(f"{name}: {what} on {other.device} for a tensor on {x.device}")
 
 
-def _value_arg(name: str, x, value):
+def _fill_value(name: str, x, value):
     """A scalar ``value`` (a Python number or a one-element tensor) to write into ``x``."""
     if isinstance(value, Tensor):
         if value.numel() != 1:
@@ -237,14 +237,14 @@ def _value_arg(name: str, x, value):
     return value
 
 
-def _range_check(name: str, index, n: int, negative: bool = False) -> None:
+def _index_in_range(name: str, index, n: int, negative: bool = False) -> None:
     """Eagerly, a DimError naming ``name`` for an index out of range; in a traced graph the
     table op's implementation checks (and names itself)."""
     if recording.TRACER is None:
         check_index_range(name, index._data, n, negative)
 
 
-def _data_dependent(name: str) -> None:
+def _refuse_in_trace(name: str) -> None:
     tracer = recording.TRACER
     if tracer is not None:
         tracer.unsupported(
@@ -253,13 +253,13 @@ def _data_dependent(name: str) -> None:
         )
 
 
-def _scatter(name: str, x, dim, index, src, value, reduce: str, include_self: bool = True):
-    _tensor_arg(name, x)
-    _long_arg(name, x, index)
+def _scatter_into(name: str, x, dim, index, src, value, reduce: str, include_self: bool = True):
+    _want_tensor(name, x)
+    _want_index(name, x, index)
     if src is not None:
-        _same_dtype(name, x, src, "src")
+        _want_like(name, x, src, "src")
     else:
-        value = _value_arg(name, x, value)
+        value = _fill_value(name, x, value)
     if reduce != "set" and x.dtype is dt.bool_:
         raise DTypeError(f"{name}: reduce={reduce!r} is not defined for bool tensors")
     d = norm_dim(name, dim, x.ndim)
@@ -284,7 +284,7 @@ def _scatter(name: str, x, dim, index, src, value, reduce: str, include_self: bo
             f"{fmt_shape(x.shape)}{src_shape} along dim {dim} (same number of dims; no larger "
             "than src, nor than the tensor in the other dims)"
         )
-    _range_check(name, index, x.shape[d])
+    _index_in_range(name, index, x.shape[d])
     out = dispatch.apply(
         SCATTER, operands,
         {"dim": d, "reduce": reduce, "include_self": builtins.bool(include_self),
@@ -311,7 +311,7 @@ def scatter(input, dim: int, index, src=None, value=None, *, reduce: str | None 
     legacy = {None: "set", "add": "sum", "multiply": "prod"}
     if reduce not in legacy:
         raise ValueError(f"scatter: reduce must be 'add' or 'multiply', got {reduce!r}")
-    return _scatter("scatter", input, dim, index, src, value, legacy[reduce])
+    return _scatter_into("scatter", input, dim, index, src, value, legacy[reduce])
 
 
 def scatter_add(input, dim: int, index, src):  # noqa: A002
@@ -322,7 +322,7 @@ def scatter_add(input, dim: int, index, src):  # noqa: A002
     >>> fusejit.zeros(3).scatter_add(0, fusejit.tensor([0, 2, 0]), fusejit.ones(3)).tolist()
     [2.0, 0.0, 1.0]
     """
-    return _scatter("scatter_add", input, dim, index, src, None, "sum")
+    return _scatter_into("scatter_add", input, dim, index, src, None, "sum")
 
 
 def scatter_reduce(input, dim: int, index, src, reduce: str, *, include_self: bool = True):  # noqa: A002
@@ -341,13 +341,13 @@ def scatter_reduce(input, dim: int, index, src, reduce: str, *, include_self: bo
             f"scatter_reduce: reduce must be one of 'sum', 'prod', 'mean', 'amax', 'amin', "
             f"got {reduce!r}"
         )
-    return _scatter("scatter_reduce", input, dim, index, src, None, reduce, include_self)
+    return _scatter_into("scatter_reduce", input, dim, index, src, None, reduce, include_self)
 
 
-def _along(name: str, x, dim, index, int32: bool):
+def _index_along(name: str, x, dim, index, int32: bool):
     """(dim, index as int64 of shape [len] at dim and 1 elsewhere) of the index_* ops."""
-    _tensor_arg(name, x)
-    _long_arg(name, x, index, int32=int32)
+    _want_tensor(name, x)
+    _want_index(name, x, index, int32=int32)
     if index.ndim > 1:
         raise ShapeError(f"{name}: index must be 1-D, got shape {fmt_shape(index.shape)}")
     d = norm_dim(name, dim, x.ndim)
@@ -356,8 +356,8 @@ def _along(name: str, x, dim, index, int32: bool):
     return d, reshape(index, *[-1 if k == d else 1 for k in range(builtins.max(x.ndim, 1))])
 
 
-def _index_source(name: str, x, d: int, index, source):
-    _same_dtype(name, x, source, "source")
+def _check_source(name: str, x, d: int, index, source):
+    _want_like(name, x, source, "source")
     want = list(x.shape) or [1]
     want[d] = index.numel()
     got = list(source.shape) or [1]
@@ -378,18 +378,18 @@ def index_add(input, dim: int, index, source, *, alpha=1):  # noqa: A002
     >>> x.index_add(0, fusejit.tensor([2, 0, 2]), fusejit.ones(3, 2)).tolist()
     [[1.0, 1.0], [0.0, 0.0], [2.0, 2.0]]
     """
-    d, idx = _along("index_add", input, dim, index, int32=True)
-    _index_source("index_add", input, d, index, source)
+    d, idx = _index_along("index_add", input, dim, index, int32=True)
+    _check_source("index_add", input, d, index, source)
     if isinstance(alpha, builtins.float) and input.dtype.kind != "f":
         raise DTypeError(
             f"index_add: alpha must be an int for a tensor of dtype {input.dtype.name}"
         )
     n = input.shape[d] if input.ndim else 1
-    _range_check("index_add", index, n)
+    _index_in_range("index_add", index, n)
     if not (isinstance(alpha, (builtins.int, builtins.float)) and alpha == 1):
         source = source * alpha
     src = reshape(source, *(source.shape or (1,)))
-    return _scatter("index_add", input, d, expand(idx, *src.shape), src, None, "sum")
+    return _scatter_into("index_add", input, d, expand(idx, *src.shape), src, None, "sum")
 
 
 def index_copy(input, dim: int, index, source):  # noqa: A002
@@ -400,11 +400,11 @@ def index_copy(input, dim: int, index, source):  # noqa: A002
     >>> fusejit.zeros(3).index_copy(0, fusejit.tensor([2, 0]), fusejit.tensor([5.0, 6.0])).tolist()
     [6.0, 0.0, 5.0]
     """
-    d, idx = _along("index_copy", input, dim, index, int32=True)
-    _index_source("index_copy", input, d, index, source)
-    _range_check("index_copy", index, input.shape[d] if input.ndim else 1)
+    d, idx = _index_along("index_copy", input, dim, index, int32=True)
+    _check_source("index_copy", input, d, index, source)
+    _index_in_range("index_copy", index, input.shape[d] if input.ndim else 1)
     src = reshape(source, *(source.shape or (1,)))
-    return _scatter("index_copy", input, d, expand(idx, *src.shape), src, None, "set")
+    return _scatter_into("index_copy", input, d, expand(idx, *src.shape), src, None, "set")
 
 
 def index_fill(input, dim: int, index, value):  # noqa: A002
@@ -415,14 +415,14 @@ def index_fill(input, dim: int, index, value):  # noqa: A002
     >>> fusejit.zeros(2, 3).index_fill(1, fusejit.tensor([0, -1]), 7.0).tolist()
     [[7.0, 0.0, 7.0], [7.0, 0.0, 7.0]]
     """
-    d, idx = _along("index_fill", input, dim, index, int32=False)
-    value = _value_arg("index_fill", input, value)
+    d, idx = _index_along("index_fill", input, dim, index, int32=False)
+    value = _fill_value("index_fill", input, value)
     n = input.shape[d] if input.ndim else 1
-    _range_check("index_fill", index, n, negative=True)
+    _index_in_range("index_fill", index, n, negative=True)
     idx = where(idx < 0, idx + n, idx)
     shape = list(input.shape) or [1]
     shape[d] = index.numel()
-    return _scatter("index_fill", input, d, expand(idx, *shape), None, value, "set")
+    return _scatter_into("index_fill", input, d, expand(idx, *shape), None, value, "set")
 
 
 def index_put(input, indices, values, accumulate: bool = False):  # noqa: A002
@@ -436,19 +436,19 @@ def index_put(input, indices, values, accumulate: bool = False):  # noqa: A002
     >>> x.index_put(i, fusejit.tensor(1.0), accumulate=True).tolist()
     [[0.0, 2.0], [1.0, 0.0]]
     """
-    _tensor_arg("index_put", input)
+    _want_tensor("index_put", input)
     if isinstance(indices, Tensor) or not isinstance(indices, (tuple, list)):
         raise TypeError("index_put: indices must be a tuple or list of tensors")
-    _same_dtype("index_put", input, values, "values")
+    _want_like("index_put", input, values, "values")
     idx = []
     for i in indices:
         if isinstance(i, Tensor) and i.dtype is dt.bool_:
             if i.device is not input.device:
                 raise DeviceError(f"index_put: index on {i.device} for a tensor on {input.device}")
-            _data_dependent("index_put with a bool mask")
+            _refuse_in_trace("index_put with a bool mask")
             idx.extend(nonzero(i, as_tuple=True))
         else:
-            _long_arg("index_put", input, i, what="each index", int32=True)
+            _want_index("index_put", input, i, what="each index", int32=True)
             idx.append(i if i.dtype is dt.int64 else cast(i, dt.int64))
     k = len(idx)
     if not 1 <= k <= input.ndim:
@@ -466,7 +466,7 @@ def index_put(input, indices, values, accumulate: bool = False):  # noqa: A002
             f"{shapes})"
         ) from None
     for i, n in zip(idx, input.shape, strict=False):
-        _range_check("index_put", i, n, negative=True)
+        _index_in_range("index_put", i, n, negative=True)
     return dispatch.apply(
         INDEX_PUT, (input, values, *idx), {"accumulate": builtins.bool(accumulate)}
     )
@@ -481,13 +481,13 @@ def masked_scatter(input, mask, source):  # noqa: A002
     >>> x.masked_scatter(m, fusejit.tensor([1.0, 2.0, 3.0])).tolist()
     [1.0, 0.0, 2.0, 0.0]
     """
-    _tensor_arg("masked_scatter", input)
-    _mask_arg("masked_scatter", input, mask)
-    _same_dtype("masked_scatter", input, source, "source")
+    _want_tensor("masked_scatter", input)
+    _mask_shape("masked_scatter", input, mask)
+    _want_like("masked_scatter", input, source, "source")
     return dispatch.apply(MASKED_SCATTER, (input, mask, source), {})
 
 
-def _mask_arg(name: str, x, mask) -> tuple:
+def _mask_shape(name: str, x, mask) -> tuple:
     if not isinstance(mask, Tensor) or mask.dtype is not dt.bool_:
         got = mask.dtype.name if isinstance(mask, Tensor) else type(mask).__name__
         raise DTypeError(f"{name}: mask must be a bool tensor, got {got}")
@@ -511,9 +511,9 @@ def masked_select(input, mask):  # noqa: A002
     >>> x.masked_select(x > 1).tolist()
     [2, 3, 4]
     """
-    _tensor_arg("masked_select", input)
-    shape = _mask_arg("masked_select", input, mask)
-    _data_dependent("masked_select")
+    _want_tensor("masked_select", input)
+    shape = _mask_shape("masked_select", input, mask)
+    _refuse_in_trace("masked_select")
     xp = input.device.backend.xp
     a, m = xp.broadcast_to(input._data, shape), xp.broadcast_to(mask._data, shape)
     return Tensor._wrap(a[m], input.dtype, input.device)
@@ -528,8 +528,8 @@ def nonzero(input, *, as_tuple: bool = False):  # noqa: A002
     >>> fusejit.tensor([[0, 1], [2, 0]]).nonzero().tolist()
     [[0, 1], [1, 0]]
     """
-    _tensor_arg("nonzero", input)
-    _data_dependent("nonzero")
+    _want_tensor("nonzero", input)
+    _refuse_in_trace("nonzero")
     xp, a = input.device.backend.xp, input._data
     if as_tuple:
         return tuple(Tensor._wrap(i.astype(xp.int64), dt.int64, input.device)
@@ -549,8 +549,8 @@ def argwhere(input):  # noqa: A002
     >>> fusejit.tensor([0.0, 3.0, 5.0]).argwhere().tolist()
     [[1], [2]]
     """
-    _tensor_arg("argwhere", input)
-    _data_dependent("argwhere")
+    _want_tensor("argwhere", input)
+    _refuse_in_trace("argwhere")
     return nonzero(input)
 
 
@@ -562,10 +562,10 @@ def take(input, index):  # noqa: A002
     >>> fusejit.tensor([[1, 2], [3, 4]]).take(fusejit.tensor([[0, -1]])).tolist()
     [[1, 4]]
     """
-    _tensor_arg("take", input)
-    _long_arg("take", input, index)
+    _want_tensor("take", input)
+    _want_index("take", input, index)
     n = input.numel()
-    _range_check("take", index, n, negative=True)
+    _index_in_range("take", index, n, negative=True)
     flat = reshape(index, -1)
     got = index_select(reshape(input, -1), 0, where(flat < 0, flat + n, flat))
     return reshape(got, *index.shape)
@@ -580,8 +580,8 @@ def take_along_dim(input, indices, dim: int | None = None):  # noqa: A002
     >>> x.take_along_dim(x.argmax(1, keepdim=True), 1).tolist()
     [[30], [60]]
     """
-    _tensor_arg("take_along_dim", input)
-    _long_arg("take_along_dim", input, indices, what="indices")
+    _want_tensor("take_along_dim", input)
+    _want_index("take_along_dim", input, indices, what="indices")
     if dim is None:
         return gather(reshape(input, -1), 0, reshape(indices, -1))
     d = norm_dim("take_along_dim", dim, input.ndim)
@@ -615,7 +615,7 @@ def one_hot(tensor, num_classes: int = -1):
     >>> fusejit.one_hot(fusejit.tensor([0, 2]), 3).tolist()
     [[1, 0, 0], [0, 0, 1]]
     """
-    _tensor_arg("one_hot", tensor)
+    _want_tensor("one_hot", tensor)
     if tensor.dtype is not dt.int64:
         raise DTypeError(
             f"one_hot: expected an int64 tensor of class values, got {tensor.dtype.name}"
@@ -624,7 +624,7 @@ def one_hot(tensor, num_classes: int = -1):
     if n < -1:
         raise ShapeError(f"one_hot: num_classes must be -1 or >= 0, got {n}")
     if n == -1:
-        _data_dependent("one_hot without num_classes")
+        _refuse_in_trace("one_hot without num_classes")
         if not tensor.numel():
             raise ShapeError("one_hot: cannot infer the number of classes of an empty tensor")
         n = int(tensor._data.max()) + 1
@@ -644,7 +644,7 @@ def searchsorted(sorted_sequence, input, *, out_int32: bool = False, right: bool
     [1, 3]
     """
     name = "searchsorted"
-    _tensor_arg(name, sorted_sequence, "sorted_sequence")
+    _want_tensor(name, sorted_sequence, "sorted_sequence")
     if side is not None:
         if side not in ("left", "right"):
             raise ValueError(f"{name}: side must be 'left' or 'right', got {side!r}")
@@ -656,7 +656,7 @@ def searchsorted(sorted_sequence, input, *, out_int32: bool = False, right: bool
     if not isinstance(input, Tensor):
         if sorted_sequence.ndim != 1:
             raise ShapeError(f"{name}: input can be a number only for a 1-D sorted_sequence")
-        _value_arg(name, sorted_sequence, input)
+        _fill_value(name, sorted_sequence, input)
         d = dt.result_type(sorted_sequence, input)
         input = full((), input, dtype=d, device=sorted_sequence.device)  # noqa: A001
     elif input.device is not sorted_sequence.device:
@@ -672,7 +672,7 @@ def searchsorted(sorted_sequence, input, *, out_int32: bool = False, right: bool
         )
     operands = [sorted_sequence, input]
     if sorter is not None:
-        _long_arg(name, sorted_sequence, sorter, what="sorter")
+        _want_index(name, sorted_sequence, sorter, what="sorter")
         if sorter.shape != sorted_sequence.shape:
             raise ShapeError(
                 f"{name}: sorter of shape {fmt_shape(sorter.shape)} for a sorted_sequence of "
@@ -694,7 +694,7 @@ def bucketize(input, boundaries, *, out_int32: bool = False, right: bool = False
     >>> fusejit.bucketize(fusejit.tensor([0.5, 1.0, 9.0]), fusejit.tensor([1.0, 2.0])).tolist()
     [0, 0, 2]
     """
-    _tensor_arg("bucketize", boundaries, "boundaries")
+    _want_tensor("bucketize", boundaries, "boundaries")
     if boundaries.ndim != 1:
         raise ShapeError(f"bucketize: boundaries must be 1-D, got shape "
                          f"{fmt_shape(boundaries.shape)}")  # fmt: skip
@@ -711,13 +711,13 @@ def histc(input, bins: int = 100, min=0, max=0):  # noqa: A002
     >>> fusejit.tensor([1.0, 2.0, 1.0]).histc(bins=4, min=0, max=3).tolist()
     [0.0, 2.0, 1.0, 0.0]
     """
-    _tensor_arg("histc", input)
+    _want_tensor("histc", input)
     if input.dtype.kind != "f":
         raise DTypeError(f"histc: expected a floating-point tensor, got {input.dtype.name}")
     bins = int_arg("histc", bins, "bins")
     if bins <= 0:
         raise ShapeError(f"histc: bins must be > 0, got {bins}")
-    lo, hi = (_value_arg("histc", input, v) for v in (min, max))
+    lo, hi = (_fill_value("histc", input, v) for v in (min, max))
     if lo > hi:
         raise ShapeError(f"histc: max must be larger than min, got min={lo}, max={hi}")
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -735,7 +735,7 @@ def bincount(input, weights=None, minlength: int = 0):  # noqa: A002
     >>> fusejit.tensor([0, 2, 2]).bincount().tolist()
     [1, 0, 2]
     """
-    _tensor_arg("bincount", input)
+    _want_tensor("bincount", input)
     if input.dtype.kind not in "iu":
         raise DTypeError(f"bincount: expected an integer tensor, got {input.dtype.name}")
     if input.ndim != 1:
@@ -743,14 +743,14 @@ def bincount(input, weights=None, minlength: int = 0):  # noqa: A002
     minlength = int_arg("bincount", minlength, "minlength")
     if minlength < 0:
         raise ShapeError(f"bincount: minlength must be >= 0, got {minlength}")
-    _data_dependent("bincount")
+    _refuse_in_trace("bincount")
     xp, a = input.device.backend.xp, input._data
     if a.size and int(a.min()) < 0:
         raise DimError(f"bincount: input values must be non-negative, got {int(a.min())}")
     if weights is None:
         r = xp.bincount(a.astype(xp.int64), minlength=minlength).astype(xp.int64)
         return Tensor._wrap(r, dt.int64, input.device)
-    _tensor_arg("bincount", weights, "weights")
+    _want_tensor("bincount", weights, "weights")
     if weights.device is not input.device:
         raise DeviceError(f"bincount: weights on {weights.device} for input on {input.device}")
     if weights.shape != input.shape:
@@ -773,8 +773,8 @@ def unique(input, sorted: bool = True, return_inverse: bool = False,  # noqa: A0
     >>> fusejit.tensor([3, 1, 3, 2]).unique(return_counts=True)[1].tolist()
     [1, 1, 2]
     """
-    _tensor_arg("unique", input)
-    _data_dependent("unique")
+    _want_tensor("unique", input)
+    _refuse_in_trace("unique")
     a = input._data
     b = input.device.backend
     host = a if b.name == "cpu" else b.xp.asnumpy(a)  # (cupy's unique has no equal_nan)
@@ -801,7 +801,7 @@ def unique(input, sorted: bool = True, return_inverse: bool = False,  # noqa: A0
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def _inplace(name: str, fn):
+def _inplace_form(name: str, fn):
     def method(self, *args, **kwargs):
         return write_inplace(name, self, fn(self, *args, **kwargs))
 
@@ -809,11 +809,11 @@ def _inplace(name: str, fn):
     return method
 
 
-scatter_ = _inplace("scatter_", scatter)
-scatter_add_ = _inplace("scatter_add_", scatter_add)
-scatter_reduce_ = _inplace("scatter_reduce_", scatter_reduce)
-index_add_ = _inplace("index_add_", index_add)
-index_copy_ = _inplace("index_copy_", index_copy)
-index_fill_ = _inplace("index_fill_", index_fill)
-index_put_ = _inplace("index_put_", index_put)
-masked_scatter_ = _inplace("masked_scatter_", masked_scatter)
+scatter_ = _inplace_form("scatter_", scatter)
+scatter_add_ = _inplace_form("scatter_add_", scatter_add)
+scatter_reduce_ = _inplace_form("scatter_reduce_", scatter_reduce)
+index_add_ = _inplace_form("index_add_", index_add)
+index_copy_ = _inplace_form("index_copy_", index_copy)
+index_fill_ = _inplace_form("index_fill_", index_fill)
+index_put_ = _inplace_form("index_put_", index_put)
+masked_scatter_ = _inplace_form("masked_scatter_", masked_scatter)
