@@ -16,7 +16,7 @@ import fusejit
 from fusejit.base.errors import DimError, DTypeError, ShapeError, TraceError
 from fusejit.ops.indexing import segment_at
 from fusejit.ops.registry import OPS
-from fusejit.ops.shape_rules import out_shapes
+from fusejit.ops.shape_rules import ShapeRuleError, out_shapes
 
 ALL = ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64"]
 NUMS = ALL[1:]
@@ -730,6 +730,21 @@ def test_shape_rules_give_the_implementations_shapes():
     for name, arrays, attrs in cases:
         got = OPS[name].impl(CPU.backend, *arrays, **attrs)
         assert out_shapes(OPS[name], [a.shape for a in arrays], attrs) == [got.shape], name
+    bad = [
+        ("scatter", [(3, 4), (2, 4), (2, 4)],
+         {"dim": 0, "reduce": "max", "include_self": True, "value": None}),
+        ("scatter", [(3, 4), (2, 4)], {"dim": 0, "reduce": "set", "include_self": True,
+                                       "value": None}),
+        ("scatter", [(3, 4), (2, 5), (2, 5)],
+         {"dim": 0, "reduce": "sum", "include_self": True, "value": None}),
+        ("index_put", [(3, 4), (5,), (2,)], {"accumulate": False}),
+        ("one_hot", [(2,)], {"num_classes": -1}),
+        ("histc", [(2,)], {"bins": 0, "lo": 0.0, "hi": 1.0}),
+        ("searchsorted", [(2, 5), (3, 1)], {"right": False, "out_int32": False}),
+    ]  # fmt: skip
+    for name, shapes, attrs in bad:
+        with pytest.raises(ShapeRuleError):
+            out_shapes(OPS[name], shapes, attrs)
 
 
 def test_methods_and_a_src_that_is_not_a_tensor():

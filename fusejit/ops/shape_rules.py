@@ -177,6 +177,10 @@ def _gather(shapes, attrs) -> Shape:
 
 def _scatter(shapes, attrs) -> Shape:
     s, idx, *src = shapes
+    if attrs["reduce"] not in ("set", "sum", "prod", "mean", "amax", "amin"):
+        raise ShapeRuleError(f"no reduction {attrs['reduce']!r}")
+    if len(src) != (attrs["value"] is None):
+        raise ShapeRuleError("needs a source tensor or a value, one of them")
     dim = normalize_axis_index(attrs["dim"], max(len(s), 1))
     if len(idx) != len(s) or any(len(x) != len(idx) for x in src):
         raise ShapeRuleError("index, input and source ranks differ")
@@ -202,6 +206,12 @@ def _searchsorted(shapes, attrs) -> Shape:
     if any(tuple(x) != tuple(seq) for x in sorter):
         raise ShapeRuleError("sorter and sorted sequence differ in shape")
     return values
+
+
+def _count(n: int, least: int) -> int:
+    if n < least:
+        raise ShapeRuleError(f"a count of {n} (at least {least})")
+    return n
 
 
 def _one(rule: Callable) -> Callable:
@@ -237,9 +247,9 @@ RULES: dict[str, Callable] = {
     "scatter": _one(_scatter),
     "index_put": _one(_index_put),
     "masked_scatter": _one(lambda shapes, attrs: np.broadcast_shapes(*shapes[:2])),
-    "one_hot": _one(lambda shapes, attrs: tuple(shapes[0]) + (attrs["num_classes"],)),
+    "one_hot": _one(lambda shapes, attrs: tuple(shapes[0]) + (_count(attrs["num_classes"], 0),)),
     "searchsorted": _one(_searchsorted),
-    "histc": _one(lambda shapes, attrs: (attrs["bins"],)),
+    "histc": _one(lambda shapes, attrs: (_count(attrs["bins"], 1),)),
 }
 
 
