@@ -10,6 +10,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from parity_helpers import DEVICES, assert_close, assert_traced, host, on
 
 import fusejit
@@ -23,11 +25,11 @@ NUMS = ALL[1:]
 RNG = np.random.default_rng(18)
 
 
-def _vals(shape, dtype, lo=1, hi=4):
+def _vals(shape, dtype, lo=1, hi=4, rng=RNG):
     """Values of ``dtype`` in [lo, hi) (small: products stay in range)."""
     if dtype == "bool":
-        return RNG.integers(0, 2, shape).astype(bool)
-    return RNG.integers(lo, hi, shape).astype(dtype)
+        return rng.integers(0, 2, shape).astype(bool)
+    return rng.integers(lo, hi, shape).astype(dtype)
 
 
 def on0(v, device: str) -> fusejit.Tensor:
@@ -84,12 +86,12 @@ def _ref_scatter(x, dim, index, src, reduce, include_self):
     return out
 
 
-def _distinct_index(shape, n, dim):
+def _distinct_index(shape, n, dim, rng=RNG):
     """An index of ``shape`` whose values along ``dim`` are distinct (within [0, n))."""
     idx = np.empty(shape, np.int64)
     moved = np.moveaxis(idx, dim, -1)
     for pos in np.ndindex(moved.shape[:-1]):
-        moved[pos] = RNG.permutation(n)[: moved.shape[-1]]
+        moved[pos] = rng.permutation(n)[: moved.shape[-1]]
     return idx
 
 
@@ -777,3 +779,32 @@ def test_the_gpu_path_of_the_scatter_ops_on_numpy():
     i0, v = np.array([[0, -1, 0], [3, 0, 0]]), RNG.integers(-5, 5, (2, 3, 3))
     want = index_put(CPU.backend, x, v, i0, accumulate=True)
     np.testing.assert_array_equal(index_put(sim, x, v, i0, accumulate=True), want)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+    data=st.data(),
+    reduce=st.sampled_from(["set", "sum", "prod", "mean", "amax", "amin"]),
+    include_self=st.booleans(),
+    dtype=st.sampled_from(["int32", "float64"]),
+)
+def test_scatter_reduce_any_shape(shape, data, reduce, include_self, dtype):
+    # index shapes no larger than the input (outside dim) and the source, any dim
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    d = dim % len(shape)
+    ishape = [data.draw(st.integers(0, n if k != d else 5)) for k, n in enumerate(shape)]
+    sshape = [i + data.draw(st.integers(0, 1)) for i in ishape]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x, src = _vals(tuple(shape), dtype, -3, 4, rng), _vals(tuple(sshape), dtype, -3, 4, rng)
+    if reduce == "set":  # (distinct targets: which write lands where one repeats is unspecified)
+        if ishape[d] > shape[d]:
+            return
+        index = _distinct_index(tuple(ishape), shape[d], d, rng) if all(ishape) else np.zeros(
+            ishape, np.int64)  # fmt: skip
+        got = fusejit.scatter(on(x), dim, on(index), on(src))
+    else:
+        index = rng.integers(0, shape[d], ishape)
+        got = fusejit.scatter_reduce(on(x), dim, on(index), on(src), reduce,
+                                     include_self=include_self)  # fmt: skip
+    assert_close(got, ref_scatter(x, dim, index, src, reduce, include_self))
