@@ -321,7 +321,9 @@ def test_index_ops_errors():
     with pytest.raises(DTypeError, match="source of dtype float64"):
         x.index_add(0, fusejit.tensor([0, 1]), fusejit.ones(2, 4, dtype=fusejit.float64))
     with pytest.raises(DTypeError, match="index must be an int32 or int64"):
-        x.index_copy(0, fusejit.tensor([0.0]), fusejit.ones(1, 4))
+        x.index_add(0, fusejit.tensor([0.0]), fusejit.ones(1, 4))
+    with pytest.raises(DTypeError, match="index_copy: index must be an int64"):
+        x.index_copy(0, fusejit.tensor([0], dtype=fusejit.int32), fusejit.ones(1, 4))
     with pytest.raises(DTypeError, match="index_fill: index must be an int64"):
         x.index_fill(0, fusejit.tensor([0], dtype=fusejit.int32), 1.0)
     with pytest.raises(DTypeError, match="alpha must be an int"):

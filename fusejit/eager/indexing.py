@@ -400,7 +400,7 @@ def index_copy(input, dim: int, index, source):  # noqa: A002
     >>> fusejit.zeros(3).index_copy(0, fusejit.tensor([2, 0]), fusejit.tensor([5.0, 6.0])).tolist()
     [6.0, 0.0, 5.0]
     """
-    d, idx = _index_along("index_copy", input, dim, index, int32=True)
+    d, idx = _index_along("index_copy", input, dim, index, int32=False)
     _check_source("index_copy", input, d, index, source)
     _index_in_range("index_copy", index, input.shape[d] if input.ndim else 1)
     src = reshape(source, *(source.shape or (1,)))
