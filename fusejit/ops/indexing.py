@@ -197,6 +197,8 @@ def _searchsorted_impl(b, seq, values, *sorter, right, out_int32):
         for i in range(rows.shape[0]):
             r[i] = xp.searchsorted(rows[i], vrows[i], side=side)
         r = r.reshape(values.shape)
+    if values.dtype.kind == "f":  # (NaN goes after everything, as in PyTorch, on every device)
+        r = xp.where(xp.isnan(values), seq.shape[-1], r)
     return r.astype(xp.int32 if out_int32 else xp.int64)
 
 
