@@ -49,7 +49,11 @@ from fusejit.eager.composites import (  # noqa: E402
 )  # fmt: skip
 from fusejit.eager.elementwise import *  # noqa: E402, F403
 from fusejit.eager.elementwise import cast, gelu, where  # noqa: E402
-from fusejit.eager.indexing import gather, index_select, narrow  # noqa: E402
+from fusejit.eager.indexing import (  # noqa: E402
+    argwhere, bincount, bucketize, gather, histc, index_add, index_copy, index_fill, index_put,
+    index_select, masked_scatter, masked_select, narrow, nonzero, one_hot, scatter, scatter_add,
+    scatter_reduce, searchsorted, take, take_along_dim, unique,
+)  # fmt: skip
 from fusejit.eager.linalg import (  # noqa: E402
     addbmm, addmm, addmv, baddbmm, bmm, cross, dot, einsum, kron, linear, matmul, mm, mv, outer,
     tensordot,

@@ -69,6 +69,13 @@ _OTHER_METHODS = {
     "det": linalg_functions.det, "inverse": linalg_functions.inv,
     "slogdet": linalg_functions.slogdet, "logdet": linalg_functions.logdet,
     "__hash__": object.__hash__,  # __eq__ is elementwise: identity hashing, as in PyTorch
+    "masked_select": indexing.masked_select, "nonzero": indexing.nonzero,
+    "argwhere": indexing.argwhere, "unique": indexing.unique, "bincount": indexing.bincount,
+    "take": indexing.take, "take_along_dim": indexing.take_along_dim,
+    "scatter_": indexing.scatter_, "scatter_add_": indexing.scatter_add_,
+    "scatter_reduce_": indexing.scatter_reduce_, "index_add_": indexing.index_add_,
+    "index_copy_": indexing.index_copy_, "index_fill_": indexing.index_fill_,
+    "index_put_": indexing.index_put_, "masked_scatter_": indexing.masked_scatter_,
 }  # fmt: skip
 del c
 # the random fills and draws (fusejit/eager/random.py), the conveniences of interop.py

@@ -142,10 +142,11 @@ def get_op(name: str) -> OpDef:
 # The types of the attributes the op table's implementations take, by name (one convention
 # for every op): what a graph read from a file is checked against (``call_problem``).
 _BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias", "descending", "upper",
-               "full_matrices", "hermitian")  # fmt: skip
+               "full_matrices", "hermitian", "include_self", "accumulate", "right",
+               "out_int32")  # fmt: skip
 _INT_TUPLE_ATTRS = ("dims", "shape", "sections", "shifts", "reps")
-_INT_ATTRS = ("diagonal",)
-_STR_ATTRS = ("equation", "mode", "UPLO")
+_INT_ATTRS = ("diagonal", "num_classes", "bins")
+_STR_ATTRS = ("equation", "mode", "UPLO", "reduce")
 _FLOAT_ATTRS = ("atol", "rtol", "rcond")  # floats (tolerances)
 _DIM_ATTRS = ("dim", "normalized_ndim")  # an int, a tuple of ints, or None
 

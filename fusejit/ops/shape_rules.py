@@ -266,6 +266,45 @@ def _lstsq(op, shapes, attrs) -> list:
     return [sol, res, batch, batch + (min(m, n),)]
 
 
+def _scatter(shapes, attrs) -> Shape:
+    s, idx, *src = shapes
+    if attrs["reduce"] not in ("set", "sum", "prod", "mean", "amax", "amin"):
+        raise ShapeRuleError(f"no reduction {attrs['reduce']!r}")
+    if len(src) != (attrs["value"] is None):
+        raise ShapeRuleError("needs a source tensor or a value, one of them")
+    dim = normalize_axis_index(attrs["dim"], max(len(s), 1))
+    if len(idx) != len(s) or any(len(x) != len(idx) for x in src):
+        raise ShapeRuleError("index, input and source ranks differ")
+    if any(i > n for k, (i, n) in enumerate(zip(idx, s)) if k != dim) or any(
+        i > n for x in src for i, n in zip(idx, x)
+    ):
+        raise ShapeRuleError("index larger than the input or the source")
+    return s
+
+
+def _index_put(shapes, attrs) -> Shape:
+    s, values, *indices = shapes
+    if not 1 <= len(indices) <= len(s):
+        raise ShapeRuleError("needs 1 to ndim indices")
+    np.broadcast_shapes(values, np.broadcast_shapes(*indices) + tuple(s[len(indices) :]))
+    return s
+
+
+def _searchsorted(shapes, attrs) -> Shape:
+    seq, values, *sorter = shapes
+    if len(seq) > 1 and tuple(seq[:-1]) != tuple(values[:-1]):
+        raise ShapeRuleError("sorted sequence and values differ in their leading dims")
+    if any(tuple(x) != tuple(seq) for x in sorter):
+        raise ShapeRuleError("sorter and sorted sequence differ in shape")
+    return values
+
+
+def _count(n: int, least: int) -> int:
+    if n < least:
+        raise ShapeRuleError(f"a count of {n} (at least {least})")
+    return n
+
+
 def _one(rule: Callable) -> Callable:
     return lambda op, shapes, attrs: [rule(shapes, attrs)]
 
@@ -309,6 +348,12 @@ RULES: dict[str, Callable] = {
     "linalg_pinv": _one(_pinv),
     "linalg_matrix_rank": _one(_matrix_rank),
     "linalg_lstsq": _lstsq,
+    "scatter": _one(_scatter),
+    "index_put": _one(_index_put),
+    "masked_scatter": _one(lambda shapes, attrs: np.broadcast_shapes(*shapes[:2])),
+    "one_hot": _one(lambda shapes, attrs: tuple(shapes[0]) + (_count(attrs["num_classes"], 0),)),
+    "searchsorted": _one(_searchsorted),
+    "histc": _one(lambda shapes, attrs: (_count(attrs["bins"], 1),)),
 }
 
 
