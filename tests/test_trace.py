@@ -348,3 +348,21 @@ def test_in_place_ops_cannot_be_traced():
 
     with pytest.raises(TraceError, match="in-place"):
         fusejit.trace(f, fusejit.ones(3))
+
+
+def test_named_tuple_results_stay_named_traced_and_loaded(tmp_path):
+    """A function returning a named tuple (sort's values and indices) gives one back traced
+    and after a save and load, as eager does."""
+    x = fusejit.tensor([[3.0, 1.0, 2.0], [0.5, -1.0, 4.0]])
+    t = fusejit.trace(lambda a: (a.sort(dim=1), a * 2), (x,))
+    (res, doubled) = t(x)
+    want = x.sort(dim=1)
+    assert type(res) is type(want)
+    assert res.values.tolist() == want.values.tolist()
+    assert res.indices.tolist() == want.indices.tolist()
+    assert doubled.tolist() == (x * 2).tolist()
+    fusejit.save(t, tmp_path / "sorted.fjz")
+    loaded = fusejit.load(tmp_path / "sorted.fjz")
+    res2, _ = loaded(x)
+    assert type(res2) is type(want)
+    assert res2.indices.tolist() == want.indices.tolist()

@@ -549,6 +549,11 @@ def _check_spec(spec, ctx, depth=0):
         for s in spec[1]:
             _check_spec(s, ctx, depth + 1)
         return
+    if isinstance(tag, str) and tag.startswith("namedtuple:") and len(spec) == 2:
+        _need(len(tag) <= 300 and isinstance(spec[1], tuple), ctx, "bad named-tuple spec")
+        for s in spec[1]:
+            _check_spec(s, ctx, depth + 1)
+        return
     _need(tag in ("T", "S", "C", "const"), ctx, f"bad spec tag {str(tag)[:20]!r}")
 
 

@@ -9,6 +9,7 @@ them live at every call, so updated weights are always seen.
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 
@@ -87,9 +88,31 @@ def _flatten(obj, out: list, path: str):
         out.append((path, obj))
         return "T"
     if isinstance(obj, (tuple, list)):
-        spec = [_flatten(o, out, f"{path}[{i}]") for i, o in enumerate(obj)]
-        return (type(obj).__name__, tuple(spec))
+        spec = tuple(_flatten(o, out, f"{path}[{i}]") for i, o in enumerate(obj))
+        cls = type(obj)
+        if isinstance(obj, list):
+            return ("list", spec)
+        if hasattr(cls, "_fields"):  # a named tuple (sort's, linalg's): rebuilt as such
+            return (f"{NAMEDTUPLE}{cls.__module__}:{cls.__qualname__}", spec)
+        return ("tuple", spec)
     return ("const", obj)
+
+
+NAMEDTUPLE = "namedtuple:"
+
+
+def _named_tuple_class(kind: str):
+    """The named-tuple class a spec names, or None (then a plain tuple is given back). Only a
+    module already imported is looked in: a spec read from an archive never imports code."""
+    module, _, qualname = kind[len(NAMEDTUPLE) :].partition(":")
+    obj = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return (
+        obj
+        if isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields")
+        else None
+    )
 
 
 def _unflatten(spec, it):
@@ -99,7 +122,13 @@ def _unflatten(spec, it):
     if kind == "const":
         return payload
     items = [_unflatten(s, it) for s in payload]
-    return tuple(items) if kind == "tuple" else items
+    if kind == "list":
+        return items
+    if kind.startswith(NAMEDTUPLE):
+        cls = _named_tuple_class(kind)
+        if cls is not None and len(cls._fields) == len(items):
+            return cls(*items)
+    return tuple(items)
 
 
 def capture(fn, example_inputs: tuple):
