@@ -368,3 +368,23 @@ def test_fast_path_and_general_path_agree_for_half_scalars():
     a = _half_values()
     with np.errstate(all="ignore"):
         assert_close(F.mul(on(a), 0.1), dispatch.elementwise(OPS["mul"], (on(a), 0.1)), exact=True)
+
+
+def test_half_opmath_scripted_runtime_numbers():
+    """A run-time int or float of a scripted function (a 0-d float64 / int64 tensor in its
+    graph) meets float16 as a Python number does in eager mode."""
+
+    @F.script
+    def f(x, s: float, n: int):
+        return (x * s + n) / s, F.mul(x, s), x.mul(s), s - x, x < s
+
+    a = np.array([3.0, 1000.0, 0.5, -0.0, 65504.0], np.float16)
+    x = on(a)
+    for s, n in ((0.1, 3), (1e-8, 70000), (2.5, -1)):
+        got = f(x, s, n)
+        with np.errstate(all="ignore"):
+            want = ((x * s + n) / s, x * s, x * s, s - x, x < s)
+            step = _opmath_ref(np.add, _opmath_ref(np.multiply, a, s), n)
+            assert_close(got[0], _opmath_ref(np.divide, step, s), exact=True)
+        for g, w in zip(got, want, strict=True):
+            assert_close(g, host(w), exact=True)
