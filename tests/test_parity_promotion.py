@@ -13,8 +13,13 @@ import fusejit as F
 from fusejit.base.device import Device
 from fusejit.ir.graph import TensorType
 from fusejit.ir.typecheck import check_types
+from tests import test_cuda_codegen as _cuda_codegen
 from tests.parity_helpers import DEVICES, assert_close, assert_traced, host
 from tests.parity_helpers import on as _on
+
+# the CUDA code-generation tests' fixtures: CUDA kernels compiled as host C++
+gxx = _cuda_codegen.gxx
+host_backend = _cuda_codegen.host_backend
 
 
 def on(a, device: str = "cpu") -> F.Tensor:
@@ -284,19 +289,29 @@ def test_half_with_python_number_computes_in_float32(name, device):
             continue
         with np.errstate(all="ignore"):
             _check_half_scalar(name, fn, x, a, s)
+    # traced: every scalar in one function (one fused kernel, each scalar a float32 literal)
+    scalars = [s for s in SCALARS if not (name == "pow" and s in (70000, 1e5))]
+    m = _REFLECTED.get(name)
+
+    def all_scalars(t):
+        outs = [fn(t, s) for s in scalars]
+        return tuple(outs + ([getattr(t, m)(s) for s in scalars] if m else []))
+
+    with np.errstate(all="ignore"):
+        assert_traced(all_scalars, x)
 
 
 def _check_half_scalar(name, fn, x, a, s):
     got = fn(x, s)
     want = _opmath_ref(HALF_OPS[name], a, s)
     assert_close(got, want, exact=True, what=f"{name}(x, {s})")
-    assert_traced(lambda t, s=s: fn(t, s), x)
-    if name in ("add", "sub", "mul", "div"):  # the reflected operators
-        op = {"add": "__radd__", "sub": "__rsub__", "mul": "__rmul__", "div": "__rtruediv__"}
-        got = getattr(x, op[name])(s)
+    if name in _REFLECTED:
+        got = getattr(x, _REFLECTED[name])(s)
         want = _opmath_ref(HALF_OPS[name], a, s, reflected=True)
         assert_close(got, want, exact=True, what=f"{s} {name} x")
-        assert_traced(lambda t, s=s, m=op[name]: getattr(t, m)(s), x)
+
+
+_REFLECTED = {"add": "__radd__", "sub": "__rsub__", "mul": "__rmul__", "div": "__rtruediv__"}
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -388,3 +403,56 @@ def test_half_opmath_scripted_runtime_numbers():
             assert_close(got[0], _opmath_ref(np.divide, step, s), exact=True)
         for g, w in zip(got, want, strict=True):
             assert_close(g, host(w), exact=True)
+
+
+def test_gpu_kernels_emulated_on_the_host(tmp_path, monkeypatch):
+    """The CUDA target's fused kernels (compiled as host C++, ``tests/cuda_host.py``) give
+    eager's values bitwise: float16 steps with a Python number in float32, 0-d operands of
+    another dtype converted to the result dtype."""
+    from tests.cuda_host import find_gxx
+    from tests.test_cuda_codegen import _run_cuda_plan
+
+    cxx = find_gxx()
+    h = on(np.concatenate([_half_values(), np.linspace(-30, 30, 37).astype(np.float16)]))
+
+    def chain(t):
+        return ((t * 0.1 + 1e-4) / 3.0 - 7) * 1e-3 + (1000 - t) * 1e-8
+
+    cases = [
+        ("half_scalars", chain, (h,)),
+        ("half_pow_mod", lambda t: (t % 0.3) ** 2 + t // 0.7, (h,)),
+        ("f32_0d_f64", lambda p, q: (p * q + q) * 2 - p, (on(np.float32([1.5, -2, 3])),
+                                                           on(np.float64(0.1)))),
+        ("i16_0d_i64", lambda p, q: (p * q + q) * 2 - p, (on(np.int16([1, -3, 300])),
+                                                           on(np.int64(70000)))),
+        ("u8_0d_i64", lambda p, q: p + q, (on(np.uint8([0, 1, 255])), on(np.int64(-1)))),
+    ]  # fmt: skip
+    for i, (name, fn, args) in enumerate(cases):
+        folder = tmp_path / f"c{i}"
+        folder.mkdir()
+        outs, eager, n_fused = _run_cuda_plan(fn, args, cxx, folder, monkeypatch)
+        assert n_fused == 1, name
+        for g, w in zip(outs, eager, strict=True):
+            assert_close(g, host(w), exact=True, what=name)
+
+
+def test_gpu_backend_eager_half_scalars_emulated(host_backend):
+    """The CUDA backend's eager path (numpy standing in for cupy, its own kernels compiled as
+    host C++) computes float16 with a Python number as the dtypes dispatch gives it say:
+    in float32, rounded to float16, bitwise as the CPU."""
+    from fusejit.eager import dispatch
+    from fusejit.ops.registry import OPS
+
+    a = _half_values()
+    for name in ("mul", "div", "sub", "remainder", "floor_divide", "pow"):
+        op = OPS[name]
+        for s in (0.1, 1e-8, 3, 2.5):
+            for args in ((a, s), (s, a)):
+                compute, out = dispatch.elementwise_dtypes(op, [f16 if v is a else v
+                                                                for v in args])  # fmt: skip
+                assert (compute, out) == (f32, f16)
+                vals = [v.astype(np.float32) if v is a else v for v in args]
+                with np.errstate(all="ignore"):
+                    got = np.asarray(host_backend.elementwise(op, vals, compute, out, None))
+                    want = getattr(F, name)(*[on(v) if v is a else v for v in args])
+                assert_close(got, host(want), exact=True, what=f"{name}{args}")
