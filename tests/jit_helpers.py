@@ -36,6 +36,7 @@ import fusejit
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DTypeError
 from fusejit.eager import dispatch
+from fusejit.ir.graph import TensorType
 from fusejit.ops.registry import OPS
 
 # ---- environment ------------------------------------------------------------------------------
@@ -229,6 +230,13 @@ class Program:
     __repr__ = __str__
 
 
+def operand_types(p: Program, args) -> list:
+    """The operands of a step as ``dispatch.elementwise_dtypes`` takes them: each value's type
+    (dtype and shape: a 0-d value promotes as a 0-d tensor), each Python scalar as it is."""
+    return [TensorType(p.dtypes[a[1]], p.shapes[a[1]], None) if a[0] == "v" else a[1]
+            for a in args]  # fmt: skip
+
+
 def _broadcast(*shapes):
     return tuple(np.broadcast_shapes(*shapes))
 
@@ -278,7 +286,7 @@ class _Builder:
     def add_step(self, name, args, attrs=None) -> int:
         attrs = attrs or {}
         op = OPS[name]
-        operands = [self.p.dtypes[a[1]] if a[0] == "v" else a[1] for a in args]
+        operands = operand_types(self.p, args)
         _, out = dispatch.elementwise_dtypes(op, operands, attrs)
         shape = _broadcast(*[self.p.shapes[a[1]] for a in args if a[0] == "v"])
         self.p.steps.append((name, tuple(args), dict(attrs)))
@@ -381,7 +389,7 @@ class _Builder:
             if a is None:
                 args[pos] = ("s", self.scalar(name, pos, partner))
         # the dtype the op computes in decides the domain clipping
-        operands = [self.p.dtypes[a[1]] if a[0] == "v" else a[1] for a in args]
+        operands = operand_types(self.p, args)
         try:
             compute, out = dispatch.elementwise_dtypes(op, operands)
         except DTypeError:
@@ -474,7 +482,7 @@ def numpy_reference(p: Program, arrays) -> list:
             vals.append(np.asarray(arrays[args]))
             continue
         op = OPS[name]
-        operands = [p.dtypes[a[1]] if a[0] == "v" else a[1] for a in args]
+        operands = operand_types(p, args)
         compute, out = dispatch.elementwise_dtypes(op, operands, attrs)
         ins = []
         for i, a in enumerate(args):
@@ -555,7 +563,7 @@ def float64_reference(p: Program, arrays) -> list:
             vals.append(Approx(a.astype(np.float64), np.zeros(a.shape), p.dtypes[len(vals)]))
             continue
         op = OPS[name]
-        operands = [p.dtypes[a[1]] if a[0] == "v" else a[1] for a in args]
+        operands = operand_types(p, args)
         compute, out = dispatch.elementwise_dtypes(op, operands, attrs)
         base, errs, ranges = [], [], []
         for pos, a in enumerate(args):

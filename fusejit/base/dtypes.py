@@ -2,9 +2,12 @@
 
 Promotion between tensors follows the Array API standard inside a kind (bool, signed int,
 unsigned int, float) and PyTorch across kinds (an int tensor with a float tensor gives the float
-tensor's dtype; bool with anything gives the other). Python scalars are *weak*: they never widen
-a tensor of their own kind; a Python float with a bool or int tensor gives the default float
-dtype (float32); a Python int with a bool tensor gives int64.
+tensor's dtype; bool with anything gives the other). Operands fall in three groups, as in
+PyTorch's ``torch.result_type``: tensors with dimensions, 0-d tensors, Python scalars (a float
+counts as the default float dtype, float32, an int as int64). A lower group takes part only when
+its category (bool < integer < float) is above every operand of the higher groups: ``float32``
+with a 0-d ``float64`` stays float32, ``int16`` with a Python int or a 0-d ``int64`` stays
+int16, ``int32`` with a Python float (or a 0-d ``float64``) gives float32 (float64).
 
 The full table is written out in ``CONTRIBUTING.md`` and ``tests/test_dtypes.py`` checks it
 against numpy 2 on the pairs both define.
@@ -175,6 +178,21 @@ def scalar_kind(value) -> str | None:
 
 
 _KIND_ORDER = {"b": 0, "i": 1, "u": 1, "f": 2}
+_SCALAR_DTYPE = {"b": bool_, "i": default_int, "f": default_float}
+
+
+def combine_groups(higher: DType | None, lower: DType | None) -> DType | None:
+    """The dtype of a higher-priority group of operands (``higher``: tensors with dimensions,
+    or 0-d tensors) with a lower one (0-d tensors, or Python scalars); None for an empty group.
+    The lower group counts only when its category (bool < integer < float) is above the
+    higher's: then the two promote, else the higher group decides."""
+    if higher is None:
+        return lower
+    if lower is None or higher.kind == "f":
+        return higher
+    if higher.kind == "b" or (lower.kind == "f"):
+        return _TABLE[(higher, lower)]
+    return higher
 
 
 def promote_with_scalar(t: DType, kind: str) -> DType:
@@ -184,30 +202,50 @@ def promote_with_scalar(t: DType, kind: str) -> DType:
     return default_float if kind == "f" else default_int
 
 
+def promote_groups(dims: DType | None, zero_dim: DType | None, scalar_kinds) -> DType | None:
+    """The promoted dtype of tensors with dimensions (promoted to ``dims``), 0-d tensors
+    (``zero_dim``) and Python scalars of ``scalar_kinds`` ('b', 'i', 'f'); None when there are
+    no operands."""
+    scalar = None
+    if scalar_kinds:
+        scalar = _SCALAR_DTYPE[max(scalar_kinds, key=_KIND_ORDER.__getitem__)]
+    return combine_groups(dims, combine_groups(zero_dim, scalar))
+
+
 def result_type(*operands) -> DType:
-    """Promote tensors, dtypes and Python scalars the way elementwise ops do.
+    """Promote tensors, dtypes and Python scalars the way elementwise ops do, as
+    ``torch.result_type``: tensors with dimensions first, then 0-d tensors, then Python
+    scalars; a later group counts only where its category (bool < integer < float) is above
+    the earlier ones'. A bare dtype counts as a tensor with dimensions; an object with a
+    ``dtype`` and an empty ``shape`` (a 0-d tensor, a graph value's type) as a 0-d tensor.
 
     >>> import fusejit
     >>> result_type(fusejit.ones(2, dtype=fusejit.int32), 2.5)
     fusejit.float32
+    >>> f64 = fusejit.float64
+    >>> result_type(fusejit.ones(2), fusejit.tensor(2.0, dtype=f64))
+    fusejit.float32
+    >>> result_type(fusejit.ones(2, dtype=fusejit.int16), fusejit.tensor(5.0, dtype=f64))
+    fusejit.float64
     """
-    tensor_dtype = None
+    dims = zero_dim = None
     scalar_kinds = []
     for op in operands:
-        dt = getattr(op, "dtype", None)
-        if isinstance(dt, DType):
-            tensor_dtype = dt if tensor_dtype is None else _TABLE[(tensor_dtype, dt)]
-        elif isinstance(op, DType):
-            tensor_dtype = op if tensor_dtype is None else _TABLE[(tensor_dtype, op)]
+        if isinstance(op, DType):
+            dims = op if dims is None else _TABLE[(dims, op)]
+            continue
+        d = getattr(op, "dtype", None)
+        if isinstance(d, DType):
+            if len(getattr(op, "shape", (1,))) == 0:
+                zero_dim = d if zero_dim is None else _TABLE[(zero_dim, d)]
+            else:
+                dims = d if dims is None else _TABLE[(dims, d)]
         else:
             kind = scalar_kind(op)
             if kind is None:
                 raise TypeError(f"cannot promote a value of type {type(op).__name__}")
             scalar_kinds.append(kind)
-    if tensor_dtype is None:
-        # scalars only: the default dtype of the highest kind
-        top = max(scalar_kinds, key=_KIND_ORDER.__getitem__)
-        return {"b": bool_, "i": default_int, "f": default_float}[top]
-    for kind in scalar_kinds:
-        tensor_dtype = promote_with_scalar(tensor_dtype, kind)
-    return tensor_dtype
+    r = promote_groups(dims, zero_dim, scalar_kinds)
+    if r is None:
+        raise TypeError("result_type: expected at least one operand")
+    return r

@@ -50,6 +50,8 @@ def fast_entry(op: OpDef, dtype: dt.DType, device, scalar_type):
         compute, out = _rule(op, promoted)
     except DTypeError:
         return None
+    if scalar_type is not None:
+        compute = opmath(op, compute, (_KIND[scalar_type],))
     if compute is not dtype and op.rule != "logical":
         return None
     if op.np_name is None:  # a generated kernel, for unary ops computed in their own dtype
@@ -118,20 +120,40 @@ def device_of(op_name: str, tensors) -> object:
 
 def promote_args(op: OpDef, args) -> dt.DType:
     """The promoted dtype of tensors and weak Python scalars among ``args``: the rule of
-    ``dtypes.result_type``, written out for tensors because every eager op that casts runs it
-    (result_type's general operand handling costs 0.3-1 us more a call)."""
-    tdt = None
+    ``dtypes.result_type`` (tensors with dimensions, then 0-d tensors, then scalars), written
+    out for tensors because every eager op that casts runs it (result_type's general operand
+    handling costs 0.3-1 us more a call)."""
+    tdt = zdt = None
     kinds = []
     for a in args:
         if isinstance(a, Tensor):
-            tdt = a._dtype if tdt is None else dt._TABLE[(tdt, a._dtype)]
+            if a._data.ndim:
+                tdt = a._dtype if tdt is None else dt._TABLE[(tdt, a._dtype)]
+            else:
+                zdt = a._dtype if zdt is None else dt._TABLE[(zdt, a._dtype)]
         else:
             kinds.append(_scalar_kind(a))
-    if tdt is None:
+    if tdt is None and zdt is None:
         raise TypeError(f"{op.name}: expected at least one tensor argument")
-    for k in kinds:
-        tdt = dt.promote_with_scalar(tdt, k)
-    return tdt
+    if zdt is None and not kinds:
+        return tdt
+    return dt.promote_groups(tdt, zdt, kinds)
+
+
+# float16 arithmetic with a Python number computes in float32 with the number as a float32
+# (PyTorch's "opmath"): float16(3 * float32(0.1)) = 0.30005, not 3 * float16(0.1) = 0.2998
+_OPMATH_RULES = ("promote", "float")
+
+
+def opmath(op: OpDef, compute: dt.DType, scalar_kinds) -> dt.DType:
+    """The dtype ``op`` computes in when its rule says ``compute`` and Python scalars of
+    ``scalar_kinds`` ('b', 'i', 'f') are among its operands: float32 for float16 arithmetic
+    with a Python int or float (the result is rounded to float16), else ``compute``."""
+    if compute is dt.float16 and op.rule in _OPMATH_RULES:
+        for k in scalar_kinds:
+            if k != "b":
+                return dt.float32
+    return compute
 
 
 def _broadcast_error(op: OpDef, args) -> ShapeError:
@@ -199,6 +221,9 @@ def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
         compute = out = attrs["dtype"]
     else:
         compute, out = _rule(op, promote_args(op, args))
+        if compute is dt.float16 and len(tensors) < len(args):
+            kinds = [_scalar_kind(a) for a in args if not isinstance(a, Tensor)]
+            compute = opmath(op, compute, kinds)
     backend = dev.backend
     no_cast = op.rule in ("logical", "cast")
     vals = []
@@ -275,11 +300,16 @@ def call(name: str, *inputs, **attrs):
 
 
 def elementwise_dtypes(op: OpDef, operands, attrs: dict | None = None):
-    """(compute dtype, result dtype) of elementwise ``op`` whose operands are dtypes (for
-    tensors) or Python scalars; the same rules eager dispatch applies."""
+    """(compute dtype, result dtype) of elementwise ``op`` whose operands are tensor types
+    (``TensorType``: a 0-d one promotes as a 0-d tensor), dtypes (tensors with dimensions) or
+    Python scalars; the same rules eager dispatch applies."""
     if op.rule == "where":
         p = dt.result_type(*operands[1:])
         return p, p
     if op.rule == "cast":
         return attrs["dtype"], attrs["dtype"]
-    return _rule(op, dt.result_type(*operands))
+    compute, out = _rule(op, dt.result_type(*operands))
+    if compute is dt.float16:
+        kinds = [dt.scalar_kind(a) for a in operands]
+        compute = opmath(op, compute, [k for k in kinds if k is not None])
+    return compute, out

@@ -96,7 +96,7 @@ def _out_dtypes(op: OpDef, n: Node, tensors: list, attrs: dict) -> list:
     """The result dtypes, by the rules eager dispatch applies (``dispatch.elementwise`` and
     ``dispatch.apply``)."""
     if op.kind == "elementwise":
-        operands = [v.type.dtype if isinstance(v, Value) else v.value for v in n.inputs]
+        operands = [v.type if isinstance(v, Value) else v.value for v in n.inputs]
         if op.rule == "where":
             return [dt.result_type(*operands[1:])]
         if op.rule == "cast":

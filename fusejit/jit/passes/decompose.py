@@ -51,7 +51,7 @@ class _Builder:
         return v
 
     def ew(self, op, *inputs, out=None, **attrs):
-        operands = [v.type.dtype if isinstance(v, Value) else v.value for v in inputs]
+        operands = [v.type if isinstance(v, Value) else v.value for v in inputs]
         _, res = dispatch.elementwise_dtypes(OPS[op], operands, attrs or None)
         shapes = [v.type.shape for v in inputs if isinstance(v, Value)]
         shape = _broadcast(shapes)

@@ -259,7 +259,7 @@ def region_body(members: list, exports: list) -> tuple[KernelBody, list]:
     for j, n in enumerate(members):
         op = OPS[n.op]
         attrs = n.attr_dict
-        operands = [v.type.dtype if isinstance(v, Value) else v.value for v in n.inputs]
+        operands = [v.type if isinstance(v, Value) else v.value for v in n.inputs]
         compute, out = dispatch.elementwise_dtypes(op, operands, attrs)
         args = []
         for v in n.inputs:

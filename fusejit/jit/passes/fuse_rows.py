@@ -325,7 +325,7 @@ def _step_dtypes(n: Node):
     if op.reduce is not None:
         res = n.outputs[0].type.dtype
         return op.reduce.acc_dtype(res), res
-    operands = [v.type.dtype if isinstance(v, Value) else v.value for v in n.inputs]
+    operands = [v.type if isinstance(v, Value) else v.value for v in n.inputs]
     return dispatch.elementwise_dtypes(op, operands, n.attr_dict)
 
 

@@ -173,6 +173,11 @@ class CallsMixin:
             if tensors
             else None
         )
+        arithmetic = elementwise and op.rule in ("promote", "float")
+        if self.opmath(arithmetic, tdt, list(args) + list(kwargs.values())):
+            conv = [self.as_float32(a) for a in args]
+            kw = {k: self.as_float32(v) for k, v in kwargs.items()}
+            return _wrap_lists(self, fn(*conv, **kw).to(dt.float16))
         conv = [self.weak(a, tdt) if isinstance(a, Dyn) else a for a in args]
         kw = {k: (self.weak(v, tdt) if isinstance(v, Dyn) else v) for k, v in kwargs.items()}
         return _wrap_lists(self, fn(*conv, **kw))
@@ -200,6 +205,12 @@ class CallsMixin:
                         "literals, .shape sizes or module attributes",
                     )
         tdt = m.obj.dtype
+        op = OPS.get(name)
+        arithmetic = op is not None and op.kind == "elementwise"
+        if self.opmath(arithmetic and op.rule in ("promote", "float"), tdt, args):
+            conv = [self.as_float32(a) for a in args]
+            kw = {k: self.as_float32(v) for k, v in kwargs.items()}
+            return _wrap_lists(self, getattr(m.obj.to(dt.float32), name)(*conv, **kw).to(tdt))
         conv = [self.weak(a, tdt) for a in args]
         kw = {k: self.weak(v, tdt) for k, v in kwargs.items()}
         return _wrap_lists(self, getattr(m.obj, name)(*conv, **kw))

@@ -40,6 +40,8 @@ _OPS = {
     ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
 }  # fmt: skip
 _COMPARE = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
+# the operators whose op-table rule is promote or float (float16 opmath with a number)
+_ARITH = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 
 
 class ExpressionsMixin:
@@ -272,6 +274,8 @@ class ExpressionsMixin:
         if ta or tb:
             tensors = [x for x in (a, b) if isinstance(x, Tensor)]
             tdt = tensors[0].dtype if len(tensors) == 1 else dt.result_type(*tensors)
+            if self.opmath(op in _ARITH, tdt, (a, b)):
+                return fn(self.as_float32(a), self.as_float32(b)).to(dt.float16)
             a = self.weak(a, tdt)
             b = self.weak(b, tdt)
             return fn(a, b)
@@ -303,6 +307,26 @@ class ExpressionsMixin:
             return v
         kind = {"bool": "b", "int": "i", "float": "f"}[v.kind]
         return v.t.to(dt.promote_with_scalar(tdt, kind))
+
+    def opmath(self, arithmetic: bool, tdt, values) -> bool:
+        """Whether an arithmetic op (rule promote or float) on tensors of dtype ``tdt`` with
+        ``values`` computes as eager does for float16 with a Python int or float: in float32,
+        the number as a float32, the result rounded to float16 (PyTorch's "opmath"). A
+        run-time number is a 0-d float64 / int64 tensor, which converted to float16 first
+        would lose what a Python number keeps."""
+        return (
+            arithmetic
+            and tdt is dt.float16
+            and any(isinstance(v, Dyn) and v.kind != "bool" for v in values)
+        )
+
+    def as_float32(self, v):
+        """A tensor or run-time number as float32 (``opmath``); constants as they are."""
+        if isinstance(v, Dyn):
+            return v.t.to(dt.float32)
+        if isinstance(v, Tensor):
+            return v.to(dt.float32)
+        return v
 
     def truth(self, v, node):
         """Python bool (when known) or a run-time bool ``Dyn``."""
