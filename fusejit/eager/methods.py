@@ -23,12 +23,13 @@ from fusejit.eager import (
     movement,
     reductions,
     sorting,
+    statistics,
 )
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OPS, OpDef
 
 # the modules of the public functions of the table's ops
-_FUNCTION_MODULES = (elementwise, movement, indexing, reductions, linalg, sorting)
+_FUNCTION_MODULES = (elementwise, movement, indexing, reductions, linalg, sorting, statistics)
 
 # methods whose arguments differ from their function's
 _METHOD_FORMS = {
@@ -61,6 +62,11 @@ _OTHER_METHODS = {
     "is_floating_point": lambda self: self.dtype.is_floating_point,
     "new_zeros": _new_like(creation.zeros), "new_ones": _new_like(creation.ones),
     "new_empty": _new_like(creation.empty), "new_full": _new_like(creation.full),
+    "unflatten": movement.unflatten, "tensor_split": movement.tensor_split,
+    "hsplit": movement.hsplit, "vsplit": movement.vsplit, "rot90": movement.rot90,
+    "repeat_interleave": movement.repeat_interleave, "nansum": statistics.nansum,
+    "nanmean": statistics.nanmean, "aminmax": statistics.aminmax,
+    "count_nonzero": statistics.count_nonzero,
     "__hash__": object.__hash__,  # __eq__ is elementwise: identity hashing, as in PyTorch
 }  # fmt: skip
 del c

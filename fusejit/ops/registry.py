@@ -141,10 +141,10 @@ def get_op(name: str) -> OpDef:
 
 # The types of the attributes the op table's implementations take, by name (one convention
 # for every op): what a graph read from a file is checked against (``call_problem``).
-_BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias", "descending")
+_BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias", "descending", "ignore_nan")
 _INT_TUPLE_ATTRS = ("dims", "shape", "sections", "shifts", "reps")
-_INT_ATTRS = ("diagonal",)
-_STR_ATTRS = ("equation",)
+_INT_ATTRS = ("diagonal", "offset", "k")
+_STR_ATTRS = ("equation", "interpolation")
 _DIM_ATTRS = ("dim", "normalized_ndim")  # an int, a tuple of ints, or None
 
 
