@@ -367,3 +367,12 @@ def test_shape_rules_give_the_implementations_shapes(op, shapes, attrs):
     cpu = fusejit.device("cpu").backend
     res = OPS[op].impl(cpu, *[np.ones(s, np.float32) for s in shapes], **attrs)
     assert out_shapes(OPS[op], shapes, attrs) == [res.shape]
+
+
+def test_docstring_examples():
+    import doctest
+
+    from fusejit.eager import movement
+
+    res = doctest.testmod(movement)
+    assert res.attempted > 0 and res.failed == 0

@@ -465,13 +465,13 @@ def unflatten(x, dim: int, sizes):
     if not sizes:
         raise ShapeError("unflatten: sizes must be non-empty")
     n = x.shape[d]
-    inner = _infer_shape("unflatten", _Sized(n), sizes)
+    inner = _infer_shape("unflatten", _SizedDim(n), sizes)
     if math.prod(inner) != n:
         raise ShapeError(f"unflatten: sizes {list(sizes)} do not hold the size {n} of dim {dim}")
     return reshape(x, *(x.shape[:d] + inner + x.shape[d + 1 :]))
 
 
-class _Sized:
+class _SizedDim:
     """What ``_infer_shape`` reads of a tensor, for one dim of size ``n``."""
 
     def __init__(self, n: int) -> None:
@@ -518,7 +518,7 @@ def diag_embed(x, offset: int = 0, dim1: int = -2, dim2: int = -1):
     return dispatch.apply(DIAG_EMBED, (x,), {"offset": offset, "dims": (a, b)})
 
 
-def _slice_dim(x, d: int, start: int, stop: int):
+def _split_slice(x, d: int, start: int, stop: int):
     index = (slice(None),) * d + (slice(start, stop),)
     return dispatch.apply(GETITEM, (x,), {"index": encode_index(index)})
 
@@ -560,14 +560,14 @@ def tensor_split(x, indices_or_sections, dim: int = 0) -> tuple:
         bounds = [0]
         for i in range(arg):
             bounds.append(bounds[-1] + q + (1 if i < r else 0))
-        return tuple(_slice_dim(x, d, s, e) for s, e in zip(bounds, bounds[1:]))
+        return tuple(_split_slice(x, d, s, e) for s, e in zip(bounds, bounds[1:]))
     bounds = [0, *arg, n]
     # (as torch's slices: a negative index counts from the end; a part that would end before
     # it starts is empty)
-    return tuple(_slice_dim(x, d, s, e) for s, e in zip(bounds, bounds[1:]))
+    return tuple(_split_slice(x, d, s, e) for s, e in zip(bounds, bounds[1:]))
 
 
-def _hvsplit(name: str, x, arg, d: int) -> tuple:
+def _split_hv(name: str, x, arg, d: int) -> tuple:
     arg = _split_arg(name, arg)
     if isinstance(arg, int) and (arg == 0 or x.shape[d] % arg):
         raise ShapeError(f"{name}: cannot split dim {d} of size {x.shape[d]} into {arg} equal "
@@ -585,7 +585,7 @@ def hsplit(x, indices_or_sections) -> tuple:
     """
     if x.ndim == 0:
         raise DimError("hsplit: expects a tensor of at least 1 dim, got a 0-d tensor")
-    return _hvsplit("hsplit", x, indices_or_sections, 1 if x.ndim > 1 else 0)
+    return _split_hv("hsplit", x, indices_or_sections, 1 if x.ndim > 1 else 0)
 
 
 def vsplit(x, indices_or_sections) -> tuple:
@@ -598,10 +598,10 @@ def vsplit(x, indices_or_sections) -> tuple:
     if x.ndim < 2:
         raise DimError(f"vsplit: expects a tensor of at least 2 dims, got shape "
                        f"{fmt_shape(x.shape)}")  # fmt: skip
-    return _hvsplit("vsplit", x, indices_or_sections, 0)
+    return _split_hv("vsplit", x, indices_or_sections, 0)
 
 
-def _tensors_arg(name: str, tensors: tuple) -> tuple:
+def _shape_fn_tensors(name: str, tensors: tuple) -> tuple:
     """``f(a, b)`` or ``f([a, b])`` as a tuple of tensors."""
     if len(tensors) == 1 and isinstance(tensors[0], (tuple, list)):
         tensors = tuple(tensors[0])
@@ -621,7 +621,7 @@ def meshgrid(*tensors, indexing: str = "ij") -> tuple:
     >>> a.shape, b[1].tolist()
     ((2, 3), [3, 4, 5])
     """
-    tensors = _tensors_arg("meshgrid", tensors)
+    tensors = _shape_fn_tensors("meshgrid", tensors)
     if indexing not in ("ij", "xy"):
         raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
     if not tensors:
@@ -655,7 +655,7 @@ def broadcast_tensors(*tensors) -> tuple:
     >>> [t.shape for t in fusejit.broadcast_tensors(fusejit.zeros(2, 1), fusejit.zeros(3))]
     [(2, 3), (2, 3)]
     """
-    tensors = _tensors_arg("broadcast_tensors", tensors)
+    tensors = _shape_fn_tensors("broadcast_tensors", tensors)
     if len(tensors) > 1:
         dispatch.device_of("broadcast_tensors", tensors)
     shape = broadcast_shapes(*[t.shape for t in tensors])
@@ -663,9 +663,9 @@ def broadcast_tensors(*tensors) -> tuple:
                  for t in tensors)  # fmt: skip
 
 
-def _atleast(name: str, n: int, tensors: tuple):
+def _atleast_nd(name: str, n: int, tensors: tuple):
     single = len(tensors) == 1 and isinstance(tensors[0], Tensor)
-    tensors = _tensors_arg(name, tensors)
+    tensors = _shape_fn_tensors(name, tensors)
     out = []
     for t in tensors:
         if t.ndim >= n:
@@ -687,7 +687,7 @@ def atleast_1d(*tensors):
     >>> fusejit.atleast_1d(fusejit.tensor(3)).shape
     (1,)
     """
-    return _atleast("atleast_1d", 1, tensors)
+    return _atleast_nd("atleast_1d", 1, tensors)
 
 
 def atleast_2d(*tensors):
@@ -697,7 +697,7 @@ def atleast_2d(*tensors):
     >>> fusejit.atleast_2d(fusejit.zeros(3)).shape
     (1, 3)
     """
-    return _atleast("atleast_2d", 2, tensors)
+    return _atleast_nd("atleast_2d", 2, tensors)
 
 
 def atleast_3d(*tensors):
@@ -708,7 +708,7 @@ def atleast_3d(*tensors):
     >>> fusejit.atleast_3d(fusejit.zeros(2, 3)).shape
     (2, 3, 1)
     """
-    return _atleast("atleast_3d", 3, tensors)
+    return _atleast_nd("atleast_3d", 3, tensors)
 
 
 def rot90(x, k: int = 1, dims=(0, 1)):
@@ -739,10 +739,10 @@ def rot90(x, k: int = 1, dims=(0, 1)):
     return clone(x)
 
 
-def _joined(name: str, tensors):
+def _stack_tensors(name: str, tensors):
     if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
         raise TypeError(f"{name}: expected a sequence of tensors, got {type(tensors).__name__}")
-    tensors = _tensors_arg(name, tuple(tensors))
+    tensors = _shape_fn_tensors(name, tuple(tensors))
     if not tensors:
         raise ValueError(f"{name}: expected a non-empty sequence of tensors")
     return tensors
@@ -756,7 +756,7 @@ def hstack(tensors):
     >>> fusejit.hstack([fusejit.tensor([1, 2]), fusejit.tensor([3])]).tolist()
     [1, 2, 3]
     """
-    ts = atleast_1d(_joined("hstack", tensors))
+    ts = atleast_1d(_stack_tensors("hstack", tensors))
     return cat(ts, 0 if ts[0].ndim == 1 else 1)
 
 
@@ -767,7 +767,7 @@ def vstack(tensors):
     >>> fusejit.vstack([fusejit.tensor([1, 2]), fusejit.tensor([3, 4])]).tolist()
     [[1, 2], [3, 4]]
     """
-    return cat(atleast_2d(_joined("vstack", tensors)), 0)
+    return cat(atleast_2d(_stack_tensors("vstack", tensors)), 0)
 
 
 def dstack(tensors):
@@ -777,7 +777,7 @@ def dstack(tensors):
     >>> fusejit.dstack([fusejit.tensor([1, 2]), fusejit.tensor([3, 4])]).shape
     (1, 2, 2)
     """
-    return cat(atleast_3d(_joined("dstack", tensors)), 2)
+    return cat(atleast_3d(_stack_tensors("dstack", tensors)), 2)
 
 
 def column_stack(tensors):
@@ -788,7 +788,7 @@ def column_stack(tensors):
     >>> fusejit.column_stack([fusejit.tensor([1, 2]), fusejit.tensor([3, 4])]).tolist()
     [[1, 3], [2, 4]]
     """
-    ts = _joined("column_stack", tensors)
+    ts = _stack_tensors("column_stack", tensors)
     return cat([reshape(t, t.numel(), 1) if t.ndim <= 1 else t for t in ts], 1)
 
 
@@ -854,9 +854,12 @@ def _repeat_counts(x, repeats, d: int, output_size):
     counts = repeats._data.reshape(-1).astype(np.int64)
     if counts.size and int(counts.min()) < 0:
         raise ShapeError("repeat_interleave: repeats must be non-negative")
-    if counts.size == 1:
-        counts = xp.broadcast_to(counts, (n,))
-    if output_size is not None and output_size != int(counts.sum()):
+    total = int(counts.sum()) * (n if counts.size == 1 else 1)
+    if output_size is not None and output_size != total:
         raise ShapeError(f"repeat_interleave: output_size {output_size} is not the sum of "
-                         f"the repeats, {int(counts.sum())}")  # fmt: skip
-    return Tensor._wrap(xp.repeat(x._data, counts, axis=d), x.dtype, x.device)
+                         f"the repeats, {total}")  # fmt: skip
+    if counts.size == 1:
+        reps = int(counts[0])
+    else:  # (cupy's repeat takes counts as a list, numpy's as an array)
+        reps = counts if xp is np else counts.tolist()
+    return Tensor._wrap(xp.repeat(x._data, reps, axis=d), x.dtype, x.device)

@@ -43,19 +43,19 @@ ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
 MinMax = namedtuple("MinMax", ["min", "max"])
 
 
-def _tensor(name: str, x) -> None:
+def _stat_tensor(name: str, x) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a tensor, got {type(x).__name__}")
 
 
-def _refuse(name: str, x, kinds: str, what: str) -> None:
+def _stat_refuse(name: str, x, kinds: str, what: str) -> None:
     """A DTypeError unless ``x``'s dtype kind is one of ``kinds`` ("b", "i", "u", "f")."""
-    _tensor(name, x)
+    _stat_tensor(name, x)
     if x.dtype.kind not in kinds:
         raise DTypeError(f"{name}: expected {what} tensor, got dtype {x.dtype.name}")
 
 
-def _along(op, name: str, x, dim, keepdim: bool, **attrs) -> ValuesIndices:
+def _stat_along(op, name: str, x, dim, keepdim: bool, **attrs) -> ValuesIndices:
     """``op`` (values, indices) along one dim; a 0-d tensor as a 1-element one, as torch."""
     d = norm_dim(name, dim, x.ndim)
     if x.ndim == 0:
@@ -65,15 +65,15 @@ def _along(op, name: str, x, dim, keepdim: bool, **attrs) -> ValuesIndices:
     return ValuesIndices(v, i)
 
 
-def _median(name: str, x, dim, keepdim, ignore_nan: bool):
-    _refuse(name, x, "iuf", "an integer or floating-point")
+def _stat_median(name: str, x, dim, keepdim, ignore_nan: bool):
+    _stat_refuse(name, x, "iuf", "an integer or floating-point")
     if dim is None:
         if x.numel() == 0:
             if not x.dtype.is_floating_point:
                 raise ShapeError(f"{name}: the median of an empty {x.dtype.name} tensor")
             return full((), math.nan, dtype=x.dtype, device=x.device)
-        return _along(MEDIAN, name, reshape(x, -1), 0, False, ignore_nan=ignore_nan).values
-    return _along(MEDIAN, name, x, dim, keepdim, ignore_nan=ignore_nan)
+        return _stat_along(MEDIAN, name, reshape(x, -1), 0, False, ignore_nan=ignore_nan).values
+    return _stat_along(MEDIAN, name, x, dim, keepdim, ignore_nan=ignore_nan)
 
 
 def median(x, dim=None, keepdim: bool = False):
@@ -86,7 +86,7 @@ def median(x, dim=None, keepdim: bool = False):
     >>> fusejit.tensor([[1.0, 5.0, 2.0, 4.0]]).median(1).values.tolist()
     [2.0]
     """
-    return _median("median", x, dim, keepdim, False)
+    return _stat_median("median", x, dim, keepdim, False)
 
 
 def nanmedian(x, dim=None, keepdim: bool = False):
@@ -97,7 +97,7 @@ def nanmedian(x, dim=None, keepdim: bool = False):
     >>> fusejit.tensor([1.0, float("nan"), 3.0, 2.0]).nanmedian().item()
     2.0
     """
-    return _median("nanmedian", x, dim, keepdim, True)
+    return _stat_median("nanmedian", x, dim, keepdim, True)
 
 
 def kthvalue(x, k: int, dim: int = -1, keepdim: bool = False) -> ValuesIndices:
@@ -108,9 +108,9 @@ def kthvalue(x, k: int, dim: int = -1, keepdim: bool = False) -> ValuesIndices:
     >>> fusejit.tensor([3.0, 1.0, 2.0]).kthvalue(2)
     ValuesIndices(values=tensor(2.), indices=tensor(2))
     """
-    _refuse("kthvalue", x, "iuf", "an integer or floating-point")
+    _stat_refuse("kthvalue", x, "iuf", "an integer or floating-point")
     k = int_arg("kthvalue", k, "k")
-    return _along(KTHVALUE, "kthvalue", x, dim, keepdim, k=k)
+    return _stat_along(KTHVALUE, "kthvalue", x, dim, keepdim, k=k)
 
 
 def mode(x, dim: int = -1, keepdim: bool = False) -> ValuesIndices:
@@ -121,12 +121,12 @@ def mode(x, dim: int = -1, keepdim: bool = False) -> ValuesIndices:
     >>> fusejit.tensor([2, 1, 2, 1, 3]).mode().values.item()
     1
     """
-    _tensor("mode", x)
-    return _along(MODE, "mode", x, dim, keepdim)
+    _stat_tensor("mode", x)
+    return _stat_along(MODE, "mode", x, dim, keepdim)
 
 
-def _quantile(name: str, x, q, dim, keepdim, interpolation, ignore_nan: bool):
-    _tensor(name, x)
+def _stat_quantile(name: str, x, q, dim, keepdim, interpolation, ignore_nan: bool):
+    _stat_tensor(name, x)
     if x.dtype not in (dt.float32, dt.float64):
         raise DTypeError(f"{name}: the input must be a float32 or float64 tensor, got dtype "
                          f"{x.dtype.name}")  # fmt: skip
@@ -167,7 +167,7 @@ def quantile(x, q, dim=None, keepdim: bool = False, *, interpolation: str = "lin
     >>> fusejit.tensor([0.0, 1.0, 2.0, 3.0]).quantile(0.5).item()
     1.5
     """
-    return _quantile("quantile", x, q, dim, keepdim, interpolation, False)
+    return _stat_quantile("quantile", x, q, dim, keepdim, interpolation, False)
 
 
 def nanquantile(x, q, dim=None, keepdim: bool = False, *, interpolation: str = "linear"):
@@ -177,10 +177,10 @@ def nanquantile(x, q, dim=None, keepdim: bool = False, *, interpolation: str = "
     >>> fusejit.tensor([0.0, float("nan"), 2.0]).nanquantile(0.5).item()
     1.0
     """
-    return _quantile("nanquantile", x, q, dim, keepdim, interpolation, True)
+    return _stat_quantile("nanquantile", x, q, dim, keepdim, interpolation, True)
 
 
-def _not_nan(x):
+def _stat_not_nan(x):
     return dispatch.elementwise(OPS["logical_not"], (dispatch.elementwise(OPS["isnan"], (x,)),))
 
 
@@ -192,7 +192,7 @@ def nansum(x, dim=None, keepdim: bool = False, *, dtype=None):
     >>> fusejit.tensor([1.0, float("nan"), 2.0]).nansum().item()
     3.0
     """
-    _tensor("nansum", x)
+    _stat_tensor("nansum", x)
     if x.dtype.is_floating_point:
         x = where(dispatch.elementwise(OPS["isnan"], (x,)), 0, x)
     return reductions.sum(x, dim, keepdim, dtype=dtype)
@@ -206,8 +206,8 @@ def nanmean(x, dim=None, keepdim: bool = False, *, dtype=None):
     >>> fusejit.tensor([1.0, float("nan"), 2.0]).nanmean().item()
     1.5
     """
-    _refuse("nanmean", x, "f", "a floating-point")
-    count = reductions.sum(_not_nan(x), dim, keepdim)
+    _stat_refuse("nanmean", x, "f", "a floating-point")
+    count = reductions.sum(_stat_not_nan(x), dim, keepdim)
     return nansum(x, dim, keepdim, dtype=dtype) / count
 
 
@@ -240,14 +240,14 @@ def aminmax(x, *, dim=None, keepdim: bool = False) -> MinMax:
     >>> fusejit.tensor([3, 1, 2]).aminmax()
     MinMax(min=tensor(1), max=tensor(3))
     """
-    _tensor("aminmax", x)
+    _stat_tensor("aminmax", x)
     if dim is not None:
         dim = norm_dim("aminmax", dim, x.ndim)
     return MinMax(reductions.amin(x, dim, keepdim), reductions.amax(x, dim, keepdim))
 
 
-def _running(op, x, dim: int) -> ValuesIndices:
-    _tensor(op.name, x)
+def _stat_running(op, x, dim: int) -> ValuesIndices:
+    _stat_tensor(op.name, x)
     d = norm_dim(op.name, dim, x.ndim)
     if x.ndim == 0:
         v, i = dispatch.apply(op, (reshape(x, 1),), {"dim": 0})
@@ -264,7 +264,7 @@ def cummax(x, dim: int) -> ValuesIndices:
     >>> fusejit.tensor([1, 3, 2, 3]).cummax(0).indices.tolist()
     [0, 1, 1, 3]
     """
-    return _running(CUMMAX, x, dim)
+    return _stat_running(CUMMAX, x, dim)
 
 
 def cummin(x, dim: int) -> ValuesIndices:
@@ -274,7 +274,7 @@ def cummin(x, dim: int) -> ValuesIndices:
     >>> fusejit.tensor([3, 1, 2, 1]).cummin(0).values.tolist()
     [3, 1, 1, 1]
     """
-    return _running(CUMMIN, x, dim)
+    return _stat_running(CUMMIN, x, dim)
 
 
 def logcumsumexp(x, dim: int):
@@ -285,7 +285,7 @@ def logcumsumexp(x, dim: int):
     >>> round(fusejit.tensor([0.0, 0.0]).logcumsumexp(0)[1].item(), 4)
     0.6931
     """
-    _refuse("logcumsumexp", x, "f", "a floating-point")
+    _stat_refuse("logcumsumexp", x, "f", "a floating-point")
     d = norm_dim("logcumsumexp", dim, x.ndim)
     if x.ndim == 0:
         return reshape(dispatch.apply(LOGCUMSUMEXP, (reshape(x, 1),), {"dim": 0}), ())
@@ -300,7 +300,7 @@ def count_nonzero(x, dim=None):
     >>> fusejit.tensor([[0, 1], [2, 0]]).count_nonzero(0).tolist()
     [1, 1]
     """
-    _tensor("count_nonzero", x)
+    _stat_tensor("count_nonzero", x)
     if dim is not None:
         dim = norm_dims("count_nonzero", dim, x.ndim)
     return reductions.sum(dispatch.elementwise(OPS["ne"], (x, 0)), dim)

@@ -88,7 +88,9 @@ def _flatten(obj, out: list, path: str):
         return "T"
     if isinstance(obj, (tuple, list)):
         spec = [_flatten(o, out, f"{path}[{i}]") for i, o in enumerate(obj)]
-        return (type(obj).__name__, tuple(spec))
+        # a named tuple (``max(x, dim)``, ``sort``, ``median``...) is kept as a plain tuple:
+        # a spec holds what an archive stores and checks, and its type name is neither
+        return ("tuple" if isinstance(obj, tuple) else "list", tuple(spec))
     return ("const", obj)
 
 

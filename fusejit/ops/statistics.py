@@ -21,7 +21,10 @@ QUANTILE_INTERPOLATIONS = ("linear", "lower", "higher", "midpoint", "nearest")
 
 
 def _argsort(b, a, axis: int):
-    """A stable ascending argsort along ``axis`` (NaN last); cupy's sort is always stable."""
+    """A stable ascending argsort along ``axis`` (NaN last; bool as uint8); cupy's sort is
+    always stable."""
+    if a.dtype == np.bool_:
+        a = a.view(np.uint8)
     if b.name == "cpu":
         return b.xp.argsort(a, axis=axis, kind="stable")
     return b.xp.argsort(a, axis=axis)
