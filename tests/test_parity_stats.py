@@ -226,6 +226,14 @@ def test_quantile_details_and_errors(device):
     x4 = on(np.array([0.0, 10.0, 20.0, 30.0, 40.0]), device)
     assert fusejit.quantile(x4, 0.125, interpolation="nearest").item() == 0.0
     assert fusejit.quantile(x4, 0.375, interpolation="nearest").item() == 20.0
+    # infinities: torch's lerp between two of them is NaN, also for midpoint (a weight of 0.5)
+    inf = on(np.array([-1.0, np.inf, np.inf], np.float32), device)
+    assert fusejit.quantile(inf, 0.2).item() == np.inf  # (-1 + 0.4 * inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (and no numpy warning)
+        assert np.isnan(fusejit.quantile(inf, 0.75).item())
+        assert np.isnan(fusejit.quantile(inf, 1.0, interpolation="midpoint").item())
+    assert fusejit.quantile(inf, 1.0, interpolation="lower").item() == np.inf
     # non-contiguous, 0-d
     a = _data(np.float64, (6, 8))
     got = fusejit.quantile(on(a, device)[:, ::2], 0.4, 0)

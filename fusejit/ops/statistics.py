@@ -142,8 +142,9 @@ def _mode_impl(b, a, dim, keepdim=False):
 
 def _torch_lerp(xp, lo, hi, w):
     """``torch.lerp(lo, hi, w)``: from ``hi`` back where ``w >= 0.5`` (so w = 1 gives hi)."""
-    d = hi - lo
-    return xp.where(w < 0.5, lo + w * d, hi - d * (1 - w))
+    with np.errstate(invalid="ignore"):  # (inf - inf: NaN, as torch's, without a warning)
+        d = hi - lo
+        return xp.where(w < 0.5, lo + w * d, hi - d * (1 - w))
 
 
 def _quantile_impl(b, a, *q_tensor, q=None, dim=None, keepdim=False, interpolation="linear",
@@ -166,8 +167,10 @@ def _quantile_impl(b, a, *q_tensor, q=None, dim=None, keepdim=False, interpolati
         raise ValueError(f"{name}: q values must be in the range [0, 1]")
     qv = qv.astype(a.dtype, copy=False)
     x = a.reshape(-1) if dim is None else xp.moveaxis(a, dim, -1)
+    n = x.shape[-1]
+    if n > 1 << 24:  # (as torch: ranks are computed in the input's dtype)
+        raise ShapeError(f"{name}: a dim of {n} entries is too large (at most 2**24)")
     s = xp.sort(x, axis=-1)  # NaN last
-    n = s.shape[-1]
     batch = s.shape[:-1]
     qb = qv.reshape(qv.shape + (1,) * len(batch) + (1,))  # (Q..., batch..., 1)
     if ignore_nan:
