@@ -551,3 +551,23 @@ def test_a_traced_named_tuple_result_is_a_tuple_and_saves(tmp_path):
         fusejit.save(t, tmp_path / "m.fjz")
         r = fusejit.load(tmp_path / "m.fjz")(x)
         assert type(r) is tuple and [u.tolist() for u in r] == [u.tolist() for u in fn(x)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_noncontiguous_inputs_give_the_contiguous_results(device):
+    F = fusejit
+    a = _data(np.float32, (6, 10), seed=4, nan=True)
+    view = on(a, device)[::2, 1::3]  # strided in both dims
+    copy = on(np.ascontiguousarray(a[::2, 1::3]), device)
+    assert not view._data.flags.c_contiguous
+    for fn in (
+        lambda x: F.median(x, 0), lambda x: F.nanmedian(x, 1), lambda x: x.kthvalue(2, 0),
+        lambda x: x.mode(1), lambda x: x.quantile(0.4, 0), lambda x: x.nanquantile(0.7),
+        lambda x: x.cummax(1), lambda x: x.cummin(0), lambda x: x.logcumsumexp(0),
+        lambda x: x.nansum(1), lambda x: x.nanmean(0), lambda x: F.var_mean(x, 1),
+        lambda x: x.aminmax(dim=0), lambda x: x.count_nonzero(1),
+    ):  # fmt: skip
+        got, want = fn(view), fn(copy)
+        got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
+        for g, w in zip(got, want, strict=True):
+            assert_close(g, host(w), exact=True)
