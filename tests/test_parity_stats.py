@@ -571,3 +571,17 @@ def test_noncontiguous_inputs_give_the_contiguous_results(device):
         got, want = (got, want) if isinstance(got, tuple) else ((got,), (want,))
         for g, w in zip(got, want, strict=True):
             assert_close(g, host(w), exact=True)
+
+
+def test_a_traced_statistic_runs_on_inputs_of_other_shapes():
+    # (reductions are shape-generic plans: the graph's ops run on whatever shape comes)
+    F = fusejit
+
+    def fn(x):
+        return F.median(x, 1), F.quantile(x, 0.3, 0, True), x.kthvalue(2, 1), x.mode(0)
+
+    t = F.trace(fn, (on(_data(np.float32, (3, 4))),))
+    y = on(_data(np.float32, (5, 7), seed=2))
+    flat = lambda rs: [u for r in rs for u in (r if isinstance(r, tuple) else (r,))]  # noqa: E731
+    for g, w in zip(flat(t(y)), flat(fn(y)), strict=True):
+        assert_close(g, host(w), exact=True)

@@ -184,7 +184,7 @@ def _quantile_impl(b, a, *q_tensor, q=None, dim=None, keepdim=False, interpolati
     elif interpolation == "higher":
         ranks = xp.ceil(ranks)
     elif interpolation == "nearest":
-        ranks = xp.round(ranks)  # (half to even, as torch.round)
+        ranks = xp.rint(ranks)  # (half to even, as torch.round)
     sb = xp.broadcast_to(s, ranks.shape[:-1] + (n,))
     below = ranks.astype(np.int64)
     r = xp.take_along_axis(sb, below, axis=-1)
