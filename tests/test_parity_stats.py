@@ -585,3 +585,15 @@ def test_a_traced_statistic_runs_on_inputs_of_other_shapes():
     flat = lambda rs: [u for r in rs for u in (r if isinstance(r, tuple) else (r,))]  # noqa: E731
     for g, w in zip(flat(t(y)), flat(fn(y)), strict=True):
         assert_close(g, host(w), exact=True)
+
+
+def test_call_problem_checks_the_new_attributes():
+    from fusejit.ops.registry import call_problem
+
+    ok = {"q": 0.5, "dim": 1, "keepdim": False, "interpolation": "linear", "ignore_nan": True}
+    assert call_problem(OPS["quantile"], 1, 1, ok) is None
+    assert "q is not a float" in call_problem(OPS["quantile"], 1, 1, {**ok, "q": "0.5"})
+    assert "interpolation" in call_problem(OPS["quantile"], 1, 1, {**ok, "interpolation": 1})
+    assert "ignore_nan" in call_problem(OPS["median"], 1, 1, {"dim": 0, "ignore_nan": 1})
+    assert "k is not an int" in call_problem(OPS["kthvalue"], 1, 1, {"k": 1.0, "dim": 0})
+    assert "offset" in call_problem(OPS["diagonal"], 1, 1, {"offset": "1", "dims": (0, 1)})

@@ -145,6 +145,7 @@ _BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias", "descending",
 _INT_TUPLE_ATTRS = ("dims", "shape", "sections", "shifts", "reps")
 _INT_ATTRS = ("diagonal", "offset", "k")
 _STR_ATTRS = ("equation", "interpolation")
+_FLOAT_ATTRS = ("q",)  # (None where the value is an operand)
 _DIM_ATTRS = ("dim", "normalized_ndim")  # an int, a tuple of ints, or None
 
 
@@ -182,6 +183,8 @@ def call_problem(op: OpDef, n_tensors: int, n_operands: int, attrs: dict) -> str
             return f"{k} is not an int"
         if k in _STR_ATTRS and not isinstance(v, str):
             return f"{k} is not a string"
+        if k in _FLOAT_ATTRS and not (v is None or isinstance(v, float)):
+            return f"{k} is not a float"
         if k in _INT_TUPLE_ATTRS and not (isinstance(v, tuple) and all(map(_is_int, v))):
             return f"{k} is not a tuple of ints"
         if k in _DIM_ATTRS and not (
