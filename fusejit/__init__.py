@@ -61,9 +61,11 @@ from fusejit.eager.linalg import (  # noqa: E402
 from fusejit.eager.linalg_functions import cdist, det, logdet, slogdet  # noqa: E402
 from fusejit.eager.linalg_functions import inv as inverse  # noqa: E402
 from fusejit.eager.movement import (  # noqa: E402
-    broadcast_to, cat, chunk, diag, expand, flatten, flip, movedim, moveaxis, permute, repeat,
-    reshape, roll, split, squeeze, stack, swapaxes, swapdims, t, tile, transpose, tril, triu,
-    unbind, unsqueeze, view,
+    atleast_1d, atleast_2d, atleast_3d, broadcast_tensors, broadcast_to, cat, chunk,
+    column_stack, diag, diag_embed, diagonal, dstack, expand, flatten, flip, hsplit, hstack,
+    meshgrid, movedim, moveaxis, permute, repeat, repeat_interleave, reshape, roll, rot90, split,
+    squeeze, stack, swapaxes, swapdims, t, tensor_split, tile, transpose, tril, triu, unbind,
+    unflatten, unsqueeze, view, vsplit, vstack,
 )  # fmt: skip
 from fusejit.eager.reductions import (  # noqa: E402
     all, amax, amin, any, argmax, argmin, cumprod, cumsum, layer_norm, log_softmax, logsumexp,
@@ -73,6 +75,10 @@ from fusejit.eager.sorting import argsort, sort, topk  # noqa: E402
 from fusejit.eager.interop import as_tensor, is_floating_point, is_tensor, numel  # noqa: E402
 from fusejit.eager.threads import get_num_threads, set_num_threads  # noqa: E402
 from fusejit.base.finfo import finfo, iinfo  # noqa: E402
+from fusejit.eager.statistics import (  # noqa: E402
+    aminmax, count_nonzero, cummax, cummin, kthvalue, logcumsumexp, median, mode, nanmean,
+    nanmedian, nanquantile, nansum, quantile, std_mean, var_mean,
+)  # fmt: skip
 from fusejit.eager.tensor import Tensor, from_dlpack, from_numpy, tensor  # noqa: E402
 
 bool = bool_  # noqa: A001 - fusejit.bool, as torch.bool

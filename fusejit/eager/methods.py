@@ -24,6 +24,7 @@ from fusejit.eager import (
     movement,
     reductions,
     sorting,
+    statistics,
 )
 from fusejit.eager.interop import METHODS as INTEROP_METHODS
 from fusejit.eager.random import METHODS as RANDOM_METHODS
@@ -31,7 +32,7 @@ from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OPS, OpDef
 
 # the modules of the public functions of the table's ops
-_FUNCTION_MODULES = (elementwise, movement, indexing, reductions, linalg, sorting)
+_FUNCTION_MODULES = (elementwise, movement, indexing, reductions, linalg, sorting, statistics)
 
 # methods whose arguments differ from their function's
 _METHOD_FORMS = {
@@ -68,6 +69,11 @@ _OTHER_METHODS = {
     "addbmm": linalg.addbmm, "kron": linalg.kron, "cross": linalg.cross,
     "det": linalg_functions.det, "inverse": linalg_functions.inv,
     "slogdet": linalg_functions.slogdet, "logdet": linalg_functions.logdet,
+    "unflatten": movement.unflatten, "tensor_split": movement.tensor_split,
+    "hsplit": movement.hsplit, "vsplit": movement.vsplit, "rot90": movement.rot90,
+    "repeat_interleave": movement.repeat_interleave, "nansum": statistics.nansum,
+    "nanmean": statistics.nanmean, "aminmax": statistics.aminmax,
+    "count_nonzero": statistics.count_nonzero,
     "__hash__": object.__hash__,  # __eq__ is elementwise: identity hashing, as in PyTorch
     "masked_select": indexing.masked_select, "nonzero": indexing.nonzero,
     "argwhere": indexing.argwhere, "unique": indexing.unique, "bincount": indexing.bincount,

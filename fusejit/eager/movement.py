@@ -12,17 +12,28 @@ import math
 import numpy as np
 
 from fusejit.base import dtypes as dt
-from fusejit.base.errors import DimError, DTypeError, ShapeError, fmt_shape
-from fusejit.base.shapes import describe, dims_arg, int_arg, norm_dim, norm_dims, shape_arg
-from fusejit.eager import dispatch
+from fusejit.base.errors import DeviceError, DimError, DTypeError, ShapeError, fmt_shape
+from fusejit.base.shapes import (
+    broadcast_shapes,
+    describe,
+    dims_arg,
+    int_arg,
+    norm_dim,
+    norm_dims,
+    shape_arg,
+)
+from fusejit.eager import dispatch, recording
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.movement import (
     CAT,
     CLONE,
     CONTIGUOUS,
     DIAG,
+    DIAG_EMBED,
+    DIAGONAL,
     EXPAND,
     FLIP,
+    GETITEM,
     PERMUTE,
     RESHAPE,
     ROLL,
@@ -32,6 +43,7 @@ from fusejit.ops.movement import (
     TRIL,
     TRIU,
     VIEW,
+    encode_index,
 )
 
 
@@ -433,3 +445,421 @@ def chunk(x, chunks: int, dim: int = 0):
     n = x.shape[d]
     size = builtins.max(1, -(-n // chunks))
     return split(x, size, d)
+
+
+# ---- PyTorch's shape functions, written with the ops above (they trace as those do) -------
+
+
+def unflatten(x, dim: int, sizes):
+    """``x`` with dim ``dim`` split into ``sizes`` (one of them may be -1), as
+    ``torch.unflatten``: a view where strides allow.
+
+    >>> import fusejit
+    >>> fusejit.zeros(2, 6).unflatten(1, (3, -1)).shape
+    (2, 3, 2)
+    """
+    d = norm_dim("unflatten", dim, x.ndim)
+    sizes = shape_arg("unflatten", (sizes,), "sizes")
+    if x.ndim == 0:
+        raise DimError("unflatten: a 0-d tensor has no dim to unflatten")
+    if not sizes:
+        raise ShapeError("unflatten: sizes must be non-empty")
+    n = x.shape[d]
+    inner = _infer_shape("unflatten", _SizedDim(n), sizes)
+    if math.prod(inner) != n:
+        raise ShapeError(f"unflatten: sizes {list(sizes)} do not hold the size {n} of dim {dim}")
+    return reshape(x, *(x.shape[:d] + inner + x.shape[d + 1 :]))
+
+
+class _SizedDim:
+    """What ``_infer_shape`` reads of a tensor, for one dim of size ``n``."""
+
+    def __init__(self, n: int) -> None:
+        self.shape = (n,)
+        self._data = np.broadcast_to(np.empty((), np.uint8), (n,))
+
+    def numel(self) -> int:
+        return self.shape[0]
+
+
+def diagonal(x, offset: int = 0, dim1: int = 0, dim2: int = 1):
+    """The ``offset``-th diagonal of the planes of ``dim1`` and ``dim2`` as the last dim, a view
+    (``torch.diagonal``: writes reach ``x``).
+
+    >>> import fusejit
+    >>> fusejit.arange(9).reshape(3, 3).diagonal(1).tolist()
+    [1, 5]
+    """
+    if x.ndim < 2:
+        raise DimError(f"diagonal: expects a tensor of at least 2 dims, got shape "
+                       f"{fmt_shape(x.shape)}")  # fmt: skip
+    a, b = norm_dim("diagonal", dim1, x.ndim), norm_dim("diagonal", dim2, x.ndim)
+    if a == b:
+        raise DimError(f"diagonal: dim1 and dim2 cannot be the same dim, got {dim1} and {dim2}")
+    offset = int_arg("diagonal", offset, "offset")
+    return dispatch.apply(DIAGONAL, (x,), {"offset": offset, "dims": (a, b)})
+
+
+def diag_embed(x, offset: int = 0, dim1: int = -2, dim2: int = -1):
+    """A tensor whose ``offset``-th diagonals in the planes of dims ``dim1`` and ``dim2`` (of
+    the result) hold the last dim of ``x``, zero elsewhere (``torch.diag_embed``).
+
+    >>> import fusejit
+    >>> fusejit.tensor([1, 2]).diag_embed().tolist()
+    [[1, 0], [0, 2]]
+    """
+    if x.ndim < 1:
+        raise DimError("diag_embed: expects a tensor of at least 1 dim, got a 0-d tensor")
+    a, b = norm_dim("diag_embed", dim1, x.ndim + 1), norm_dim("diag_embed", dim2, x.ndim + 1)
+    if a == b:
+        raise DimError(f"diag_embed: dim1 and dim2 cannot be the same dim, got {dim1} and "
+                       f"{dim2}")  # fmt: skip
+    offset = int_arg("diag_embed", offset, "offset")
+    return dispatch.apply(DIAG_EMBED, (x,), {"offset": offset, "dims": (a, b)})
+
+
+def _split_slice(x, d: int, start: int, stop: int):
+    index = (slice(None),) * d + (slice(start, stop),)
+    return dispatch.apply(GETITEM, (x,), {"index": encode_index(index)})
+
+
+def _split_arg(name: str, arg):
+    """An int (sections) or a tuple of ints (indices) from ``arg``: an int, a sequence of ints,
+    or an int64 tensor (0-d: sections; 1-d: indices), as ``torch.tensor_split`` takes."""
+    if isinstance(arg, Tensor):
+        if arg.dtype is not dt.int64 or arg.ndim > 1:
+            raise DTypeError(f"{name}: a tensor of sections or indices must be a 0-d or 1-d "
+                             f"int64 tensor, got {arg.dtype.name} of shape "
+                             f"{fmt_shape(arg.shape)}")  # fmt: skip
+        values = arg.tolist()
+        return values if arg.ndim == 0 else tuple(values)
+    if isinstance(arg, (tuple, list)):
+        return shape_arg(name, (arg,), "indices")
+    return int_arg(name, arg, "sections")
+
+
+def tensor_split(x, indices_or_sections, dim: int = 0) -> tuple:
+    """Views of ``x`` split along ``dim`` into ``n`` parts (the first ``size % n`` one longer)
+    or at the given indices (``torch.tensor_split``).
+
+    >>> import fusejit
+    >>> [t.tolist() for t in fusejit.arange(5).tensor_split(2)]
+    [[0, 1, 2], [3, 4]]
+    >>> [t.tolist() for t in fusejit.arange(5).tensor_split([1, 4])]
+    [[0], [1, 2, 3], [4]]
+    """
+    if x.ndim == 0:
+        raise DimError("tensor_split: expects a tensor of at least 1 dim, got a 0-d tensor")
+    d = norm_dim("tensor_split", dim, x.ndim)
+    arg = _split_arg("tensor_split", indices_or_sections)
+    n = x.shape[d]
+    if isinstance(arg, int):
+        if arg <= 0:
+            raise ShapeError(f"tensor_split: the number of sections must be positive, got {arg}")
+        q, r = divmod(n, arg)
+        bounds = [0]
+        for i in range(arg):
+            bounds.append(bounds[-1] + q + (1 if i < r else 0))
+        return tuple(_split_slice(x, d, s, e) for s, e in zip(bounds, bounds[1:]))
+    bounds = [0, *arg, n]
+    # (as torch's slices: a negative index counts from the end; a part that would end before
+    # it starts is empty)
+    return tuple(_split_slice(x, d, s, e) for s, e in zip(bounds, bounds[1:]))
+
+
+def _split_hv(name: str, x, arg, d: int) -> tuple:
+    arg = _split_arg(name, arg)
+    if isinstance(arg, int) and (arg == 0 or x.shape[d] % arg):
+        raise ShapeError(f"{name}: cannot split dim {d} of size {x.shape[d]} into {arg} equal "
+                         f"parts (shape {fmt_shape(x.shape)})")  # fmt: skip
+    return tensor_split(x, arg, d)
+
+
+def hsplit(x, indices_or_sections) -> tuple:
+    """``tensor_split`` along dim 1 (dim 0 of a 1-D tensor), into equal parts when given a
+    number (``torch.hsplit``).
+
+    >>> import fusejit
+    >>> [t.shape for t in fusejit.zeros(2, 4).hsplit(2)]
+    [(2, 2), (2, 2)]
+    """
+    if x.ndim == 0:
+        raise DimError("hsplit: expects a tensor of at least 1 dim, got a 0-d tensor")
+    return _split_hv("hsplit", x, indices_or_sections, 1 if x.ndim > 1 else 0)
+
+
+def vsplit(x, indices_or_sections) -> tuple:
+    """``tensor_split`` along dim 0 of a tensor of 2 or more dims (``torch.vsplit``).
+
+    >>> import fusejit
+    >>> [t.shape for t in fusejit.zeros(4, 2).vsplit([1])]
+    [(1, 2), (3, 2)]
+    """
+    if x.ndim < 2:
+        raise DimError(f"vsplit: expects a tensor of at least 2 dims, got shape "
+                       f"{fmt_shape(x.shape)}")  # fmt: skip
+    return _split_hv("vsplit", x, indices_or_sections, 0)
+
+
+def _shape_fn_tensors(name: str, tensors: tuple) -> tuple:
+    """``f(a, b)`` or ``f([a, b])`` as a tuple of tensors."""
+    if len(tensors) == 1 and isinstance(tensors[0], (tuple, list)):
+        tensors = tuple(tensors[0])
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: expected tensors, got {type(t).__name__}")
+    return tensors
+
+
+def meshgrid(*tensors, indexing: str = "ij") -> tuple:
+    """Coordinate grids of 0-d or 1-d tensors as views (``torch.meshgrid``): with
+    ``indexing="ij"`` (the default, without torch's warning) result ``i`` varies along dim
+    ``i``; with ``"xy"`` the first two dims are swapped (as numpy's default).
+
+    >>> import fusejit
+    >>> a, b = fusejit.meshgrid(fusejit.tensor([1, 2]), fusejit.tensor([3, 4, 5]))
+    >>> a.shape, b[1].tolist()
+    ((2, 3), [3, 4, 5])
+    """
+    tensors = _shape_fn_tensors("meshgrid", tensors)
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    if not tensors:
+        raise ValueError("meshgrid: expected a non-empty sequence of tensors")
+    for t in tensors:
+        if t.ndim > 1:
+            raise ShapeError(f"meshgrid: expects 0-d or 1-d tensors, got shape "
+                             f"{fmt_shape(t.shape)}")  # fmt: skip
+        if t.dtype is not tensors[0].dtype:
+            raise DTypeError(f"meshgrid: expects tensors of one dtype, got "
+                             f"{', '.join(u.dtype.name for u in tensors)}")  # fmt: skip
+    dispatch.device_of("meshgrid", tensors)
+    sizes = [t.numel() for t in tensors]
+    swap = indexing == "xy" and len(tensors) >= 2
+    if swap:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    out = []
+    for i, t in enumerate(tensors):
+        pos = {0: 1, 1: 0}.get(i, i) if swap else i
+        shape = [1] * len(tensors)
+        shape[pos] = sizes[pos]
+        out.append(_expand("meshgrid", reshape(t, *shape), tuple(sizes)))
+    return tuple(out)
+
+
+def broadcast_tensors(*tensors) -> tuple:
+    """The tensors expanded to their common broadcast shape, as views
+    (``torch.broadcast_tensors``).
+
+    >>> import fusejit
+    >>> [t.shape for t in fusejit.broadcast_tensors(fusejit.zeros(2, 1), fusejit.zeros(3))]
+    [(2, 3), (2, 3)]
+    """
+    tensors = _shape_fn_tensors("broadcast_tensors", tensors)
+    if len(tensors) > 1:
+        dispatch.device_of("broadcast_tensors", tensors)
+    shape = broadcast_shapes(*[t.shape for t in tensors])
+    return tuple(t if t.shape == shape else _expand("broadcast_tensors", t, shape)
+                 for t in tensors)  # fmt: skip
+
+
+def _atleast_nd(name: str, n: int, tensors: tuple):
+    single = len(tensors) == 1 and isinstance(tensors[0], Tensor)
+    tensors = _shape_fn_tensors(name, tensors)
+    out = []
+    for t in tensors:
+        if t.ndim >= n:
+            out.append(t)
+        elif t.ndim == 0:
+            out.append(reshape(t, *(1,) * n))
+        elif n == 2 or t.ndim == 2:  # (N,) -> (1, N); (M, N) -> (M, N, 1)
+            out.append(reshape(t, *((1,) + t.shape if n == 2 else t.shape + (1,))))
+        else:  # (N,) -> (1, N, 1)
+            out.append(reshape(t, 1, t.shape[0], 1))
+    return out[0] if single else tuple(out)
+
+
+def atleast_1d(*tensors):
+    """Each tensor with at least 1 dim (a 0-d one as shape (1,)); one tensor given, one
+    returned, else a tuple (``torch.atleast_1d``).
+
+    >>> import fusejit
+    >>> fusejit.atleast_1d(fusejit.tensor(3)).shape
+    (1,)
+    """
+    return _atleast_nd("atleast_1d", 1, tensors)
+
+
+def atleast_2d(*tensors):
+    """Each tensor with at least 2 dims: ``(N,)`` as ``(1, N)`` (``torch.atleast_2d``).
+
+    >>> import fusejit
+    >>> fusejit.atleast_2d(fusejit.zeros(3)).shape
+    (1, 3)
+    """
+    return _atleast_nd("atleast_2d", 2, tensors)
+
+
+def atleast_3d(*tensors):
+    """Each tensor with at least 3 dims: ``(N,)`` as ``(1, N, 1)``, ``(M, N)`` as
+    ``(M, N, 1)`` (``torch.atleast_3d``).
+
+    >>> import fusejit
+    >>> fusejit.atleast_3d(fusejit.zeros(2, 3)).shape
+    (2, 3, 1)
+    """
+    return _atleast_nd("atleast_3d", 3, tensors)
+
+
+def rot90(x, k: int = 1, dims=(0, 1)):
+    """``x`` rotated by 90 degrees ``k`` times in the plane of ``dims``, from the first dim
+    towards the second (``torch.rot90``; a copy).
+
+    >>> import fusejit
+    >>> fusejit.tensor([[1, 2], [3, 4]]).rot90().tolist()
+    [[2, 4], [1, 3]]
+    """
+    k = int_arg("rot90", k, "k")
+    dims = tuple(dims) if isinstance(dims, (tuple, list)) else dims
+    if not isinstance(dims, tuple) or len(dims) != 2:
+        raise DimError(f"rot90: dims must name two dims, got {dims!r}")
+    if x.ndim < 2:
+        raise DimError(f"rot90: expects a tensor of at least 2 dims, got shape "
+                       f"{fmt_shape(x.shape)}")  # fmt: skip
+    a, b = norm_dim("rot90", dims[0], x.ndim), norm_dim("rot90", dims[1], x.ndim)
+    if a == b:
+        raise DimError(f"rot90: the two dims must differ, got {list(dims)}")
+    k %= 4
+    if k == 1:
+        return transpose(flip(x, (b,)), a, b)
+    if k == 2:
+        return flip(x, (a, b))
+    if k == 3:
+        return transpose(flip(x, (a,)), a, b)
+    return clone(x)
+
+
+def _stack_tensors(name: str, tensors):
+    if isinstance(tensors, Tensor) or not isinstance(tensors, (tuple, list)):
+        raise TypeError(f"{name}: expected a sequence of tensors, got {type(tensors).__name__}")
+    tensors = _shape_fn_tensors(name, tuple(tensors))
+    if not tensors:
+        raise ValueError(f"{name}: expected a non-empty sequence of tensors")
+    return tensors
+
+
+def hstack(tensors):
+    """Tensors joined along dim 1 (dim 0 when they are 1-D), 0-d ones as 1-D
+    (``torch.hstack``).
+
+    >>> import fusejit
+    >>> fusejit.hstack([fusejit.tensor([1, 2]), fusejit.tensor([3])]).tolist()
+    [1, 2, 3]
+    """
+    ts = atleast_1d(_stack_tensors("hstack", tensors))
+    return cat(ts, 0 if ts[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    """Tensors joined along dim 0, 0-d and 1-d ones as rows (``torch.vstack``).
+
+    >>> import fusejit
+    >>> fusejit.vstack([fusejit.tensor([1, 2]), fusejit.tensor([3, 4])]).tolist()
+    [[1, 2], [3, 4]]
+    """
+    return cat(atleast_2d(_stack_tensors("vstack", tensors)), 0)
+
+
+def dstack(tensors):
+    """Tensors joined along dim 2, after ``atleast_3d`` (``torch.dstack``).
+
+    >>> import fusejit
+    >>> fusejit.dstack([fusejit.tensor([1, 2]), fusejit.tensor([3, 4])]).shape
+    (1, 2, 2)
+    """
+    return cat(atleast_3d(_stack_tensors("dstack", tensors)), 2)
+
+
+def column_stack(tensors):
+    """Tensors joined as columns: 0-d and 1-d ones as columns of shape ``(n, 1)``, the others
+    along dim 1 (``torch.column_stack``).
+
+    >>> import fusejit
+    >>> fusejit.column_stack([fusejit.tensor([1, 2]), fusejit.tensor([3, 4])]).tolist()
+    [[1, 3], [2, 4]]
+    """
+    ts = _stack_tensors("column_stack", tensors)
+    return cat([reshape(t, t.numel(), 1) if t.ndim <= 1 else t for t in ts], 1)
+
+
+def repeat_interleave(x, repeats=None, dim=None, *, output_size=None):
+    """Each entry of ``x`` repeated ``repeats`` times along ``dim`` (of the flattened tensor
+    when None), as ``torch.repeat_interleave``: ``repeats`` an int, or an int tensor of one
+    count or one per entry; ``repeat_interleave(counts)`` alone repeats ``arange(len)``. An
+    int traces (an expand and a reshape); a tensor of counts gives a shape that depends on its
+    values, so it runs eagerly only and is a ``TraceError`` under ``fusejit.trace``.
+
+    >>> import fusejit
+    >>> fusejit.tensor([[1, 2], [3, 4]]).repeat_interleave(2, dim=0).tolist()
+    [[1, 2], [1, 2], [3, 4], [3, 4]]
+    >>> fusejit.tensor([1, 2]).repeat_interleave(fusejit.tensor([1, 2])).tolist()
+    [1, 2, 2]
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"repeat_interleave: expected a tensor, got {type(x).__name__}")
+    if repeats is None:  # repeat_interleave(counts)
+        if x.ndim != 1 or x.dtype.kind not in "iu":
+            raise DTypeError(f"repeat_interleave: counts must be a 1-d integer tensor, got "
+                             f"{x.dtype.name} of shape {fmt_shape(x.shape)}")  # fmt: skip
+        xp = x.device.backend.xp
+        idx = Tensor._wrap(xp.arange(x.shape[0], dtype=np.int64), dt.int64, x.device)
+        return repeat_interleave(idx, x, 0, output_size=output_size)
+    if dim is None:
+        x, d = reshape(x, -1), 0
+    else:
+        d = norm_dim("repeat_interleave", dim, x.ndim)
+        if x.ndim == 0:
+            x = reshape(x, 1)
+    if isinstance(repeats, Tensor):
+        return _repeat_counts(x, repeats, d, output_size)
+    r = int_arg("repeat_interleave", repeats, "repeats")
+    if r < 0:
+        raise ShapeError(f"repeat_interleave: repeats must be non-negative, got {r}")
+    if output_size is not None and output_size != x.shape[d] * r:
+        raise ShapeError(f"repeat_interleave: output_size {output_size} is not "
+                         f"{x.shape[d]} * {r}")  # fmt: skip
+    wide = _expand("repeat_interleave", unsqueeze(x, d + 1),
+                   x.shape[: d + 1] + (r,) + x.shape[d + 1 :])  # fmt: skip
+    return reshape(wide, *(x.shape[:d] + (x.shape[d] * r,) + x.shape[d + 1 :]))
+
+
+def _repeat_counts(x, repeats, d: int, output_size):
+    tracer = recording.tracing()
+    if tracer is not None:
+        tracer.unsupported(
+            "repeat_interleave with a tensor of repeats (its result's shape depends on the "
+            "values of the repeats, and graphs have static shapes)"
+        )
+    if repeats.dtype.kind not in "iu":
+        raise DTypeError(f"repeat_interleave: repeats must be an integer tensor, got "
+                         f"{repeats.dtype.name}")  # fmt: skip
+    if repeats.device is not x.device:
+        raise DeviceError(f"repeat_interleave: repeats on {repeats.device} for a tensor on "
+                          f"{x.device}")  # fmt: skip
+    n = x.shape[d]
+    if repeats.ndim > 1 or repeats.numel() not in (1, n):
+        raise ShapeError(f"repeat_interleave: repeats of shape {fmt_shape(repeats.shape)} for a "
+                         f"dim of size {n}; expected one count or {n}")  # fmt: skip
+    xp = x.device.backend.xp
+    counts = repeats._data.reshape(-1).astype(np.int64)
+    if counts.size and int(counts.min()) < 0:
+        raise ShapeError("repeat_interleave: repeats must be non-negative")
+    total = int(counts.sum()) * (n if counts.size == 1 else 1)
+    if output_size is not None and output_size != total:
+        raise ShapeError(f"repeat_interleave: output_size {output_size} is not the sum of "
+                         f"the repeats, {total}")  # fmt: skip
+    if counts.size == 1:
+        reps = int(counts[0])
+    else:  # (cupy's repeat takes counts as a list, numpy's as an array)
+        reps = counts if xp is np else counts.tolist()
+    return Tensor._wrap(xp.repeat(x._data, reps, axis=d), x.dtype, x.device)

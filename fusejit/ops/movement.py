@@ -131,3 +131,35 @@ def _gather_impl(b, a, index, dim):
 
 INDEX_SELECT = _mv("index_select", _index_select_impl, arity=2)
 GATHER = _mv("gather", _gather_impl, arity=2)
+
+
+def _diagonal_impl(b, a, offset, dims):
+    """The ``offset``-th diagonal of the planes of dims ``dims`` as the last dim: a view, which
+    writes reach (numpy marks its diagonal views read-only; the flag is lifted when the input
+    itself can be written)."""
+    r = a.diagonal(offset, dims[0], dims[1])
+    if b.name == "cpu" and a.flags.writeable:
+        r.flags.writeable = True
+    return r
+
+
+def diag_embed_shape(shape: tuple, offset: int, dims: tuple) -> tuple:
+    """The shape of ``diag_embed`` of a tensor of ``shape`` (dims: two distinct dims of the
+    result, non-negative)."""
+    m = shape[-1] + abs(offset)
+    out = list(shape[:-1])
+    for d in sorted(dims):
+        out.insert(d, m)
+    return tuple(out)
+
+
+def _diag_embed_impl(b, a, offset, dims):
+    """A tensor of zeros whose ``offset``-th diagonals in the planes of ``dims`` hold ``a``'s
+    last dim."""
+    r = b.xp.zeros(diag_embed_shape(a.shape, offset, dims), dtype=a.dtype)
+    _diagonal_impl(b, r, offset, dims)[...] = a
+    return r
+
+
+DIAGONAL = _mv("diagonal", _diagonal_impl)
+DIAG_EMBED = _mv("diag_embed", _diag_embed_impl)

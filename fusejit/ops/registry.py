@@ -143,11 +143,12 @@ def get_op(name: str) -> OpDef:
 # for every op): what a graph read from a file is checked against (``call_problem``).
 _BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias", "descending", "upper",
                "full_matrices", "hermitian", "include_self", "accumulate", "right",
-               "out_int32")  # fmt: skip
+               "out_int32", "ignore_nan")  # fmt: skip
 _INT_TUPLE_ATTRS = ("dims", "shape", "sections", "shifts", "reps")
-_INT_ATTRS = ("diagonal", "num_classes", "bins")
-_STR_ATTRS = ("equation", "mode", "UPLO", "reduce")
-_FLOAT_ATTRS = ("atol", "rtol", "rcond")  # floats (tolerances)
+_INT_ATTRS = ("diagonal", "num_classes", "bins", "offset", "k")
+_STR_ATTRS = ("equation", "mode", "UPLO", "reduce", "interpolation")
+# floats: tolerances, a quantile (None where the value is an operand or left to its default)
+_FLOAT_ATTRS = ("atol", "rtol", "rcond", "q")
 _DIM_ATTRS = ("dim", "normalized_ndim")  # an int, a tuple of ints, or None
 
 
@@ -185,7 +186,7 @@ def call_problem(op: OpDef, n_tensors: int, n_operands: int, attrs: dict) -> str
             return f"{k} is not an int"
         if k in _STR_ATTRS and not isinstance(v, str):
             return f"{k} is not a string"
-        if k in _FLOAT_ATTRS and not isinstance(v, float):
+        if k in _FLOAT_ATTRS and not (v is None or isinstance(v, float)):
             return f"{k} is not a float"
         if k in _INT_TUPLE_ATTRS and not (isinstance(v, tuple) and all(map(_is_int, v))):
             return f"{k} is not a tuple of ints"

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index, normalize_axis_tuple
 
+from fusejit.ops.movement import diag_embed_shape
 from fusejit.ops.registry import OpDef
 
 Shape = tuple[int, ...]
@@ -305,6 +306,25 @@ def _count(n: int, least: int) -> int:
     return n
 
 
+def _diag_embed(shapes, attrs) -> Shape:
+    (s,), dims = shapes, attrs["dims"]
+    if not s:
+        raise ShapeRuleError("needs a tensor of 1 or more dims")
+    d = normalize_axis_tuple(dims, len(s) + 1)
+    if len(d) != 2:
+        raise ShapeRuleError(f"dims {list(dims)}: expected two dims")
+    return diag_embed_shape(s, attrs["offset"], d)
+
+
+def _quantile(shapes, attrs) -> Shape:
+    s, q = shapes[0], shapes[1:]
+    if len(q) > 1 or (q and len(q[0]) > 1):
+        raise ShapeRuleError("q must be a float or a 0-d or 1-d tensor")
+    if not math.prod(s):
+        raise ShapeRuleError("quantile of an empty tensor")
+    return (q[0] if q else ()) + _reduced([s], attrs)
+
+
 def _one(rule: Callable) -> Callable:
     return lambda op, shapes, attrs: [rule(shapes, attrs)]
 
@@ -315,11 +335,17 @@ def _pair(rule: Callable) -> Callable:
 
 _REDUCTIONS = ("sum", "prod", "mean", "var", "amax", "amin", "argmax", "argmin", "logsumexp",
                "all", "any")  # fmt: skip
-_SAME = ("softmax", "layer_norm", "cumsum", "cumprod", "contiguous", "clone", "flip", "roll")
+_SAME = ("softmax", "layer_norm", "cumsum", "cumprod", "contiguous", "clone", "flip", "roll",
+         "logcumsumexp")  # fmt: skip
 RULES: dict[str, Callable] = {
     **{n: _one(_reduced) for n in _REDUCTIONS},
     **{n: _one(_same) for n in _SAME},
     **{n: _views for n in ("permute", "expand", "getitem", "split")},
+    **{n: _views for n in ("diagonal",)},
+    **{n: _pair(_reduced) for n in ("median", "kthvalue", "mode")},
+    **{n: _pair(_same) for n in ("cummax", "cummin")},
+    "diag_embed": _one(_diag_embed),
+    "quantile": _one(_quantile),
     "max_dim": _pair(_reduced),
     "min_dim": _pair(_reduced),
     "sort": _pair(_same),
