@@ -80,6 +80,10 @@ from fusejit.eager.statistics import (  # noqa: E402
     nanmedian, nanquantile, nansum, quantile, std_mean, var_mean,
 )  # fmt: skip
 from fusejit.eager.tensor import Tensor, from_dlpack, from_numpy, tensor  # noqa: E402
+from fusejit.eager.grad_mode import (  # noqa: E402
+    enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad,
+    set_grad_enabled,
+)  # fmt: skip
 
 bool = bool_  # noqa: A001 - fusejit.bool, as torch.bool
 half, float, double = float16, float32, float64  # noqa: A001

@@ -29,6 +29,23 @@ _POOL_IDS = _HOST_POOL.ids
 __all__ = ["Tensor", "tensor", "from_numpy", "from_dlpack"]
 
 
+class GradInfo:
+    """What autograd knows of a tensor: whether it requires grad, its accumulated ``grad``."""
+
+    __slots__ = ("requires_grad", "grad")
+
+    def __init__(self) -> None:
+        self.requires_grad = False
+        self.grad = None
+
+
+def _grad_info(t) -> GradInfo:
+    info = getattr(t, "_ag", None)
+    if info is None:
+        info = t._ag = GradInfo()
+    return info
+
+
 class Tensor:
     """An n-dimensional array on a device.
 
@@ -38,7 +55,9 @@ class Tensor:
     24.0
     """
 
-    __slots__ = ("_data", "_dtype", "_device", "__weakref__")
+    # ``_ag``: what autograd knows of the tensor (``GradInfo``), unset on the tensors that never
+    # took part in it (most), so that making a tensor stays three stores
+    __slots__ = ("_data", "_dtype", "_device", "_ag", "__weakref__")
     __array_priority__ = 1000  # so numpy defers ``ndarray + Tensor`` to Tensor.__radd__
 
     @classmethod
@@ -216,6 +235,51 @@ class Tensor:
 
     def detach(self) -> Tensor:
         return self
+
+    # ---- autograd ---------------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        """Whether ops on this tensor record their backward (only floating-point tensors)."""
+        info = getattr(self, "_ag", None)
+        return info is not None and info.requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        value = bool(value)
+        if value and not self._dtype.is_floating_point:
+            raise DTypeError(
+                f"requires_grad: only floating-point tensors can require gradients, got a "
+                f"{self._dtype.name} tensor of shape {fmt_shape(self.shape)}"
+            )
+        _grad_info(self).requires_grad = value
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place; returns ``self``."""
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The gradient accumulated into this tensor by ``backward`` (None before)."""
+        info = getattr(self, "_ag", None)
+        return None if info is None else info.grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"grad: expected a tensor or None, got {type(value).__name__}")
+            if value.shape != self.shape or value._dtype is not self._dtype:
+                raise ShapeError(
+                    f"grad: a gradient of shape {fmt_shape(value.shape)} and dtype "
+                    f"{value._dtype.name} for a tensor of shape {fmt_shape(self.shape)} and "
+                    f"dtype {self._dtype.name}"
+                )
+            if value._device != self._device:
+                raise DeviceError(
+                    f"grad: a gradient on {value._device} for a tensor on {self._device}"
+                )
+        _grad_info(self).grad = value
 
     # ---- printing ---------------------------------------------------------------------------
     def __repr__(self) -> str:

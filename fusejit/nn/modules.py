@@ -72,13 +72,13 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 class Parameter(Tensor):
     """A tensor that a ``Module`` registers as a parameter when assigned to an attribute.
 
-    It shares storage with the tensor it is made from; it is an ordinary ``fusejit.Tensor``
-    otherwise (there is no autograd, ``requires_grad`` is accepted for familiarity).
+    It shares storage with the tensor it is made from and requires grad unless told not to
+    (only floating-point parameters can).
 
     >>> import fusejit
     >>> p = fusejit.nn.Parameter(fusejit.zeros(2))
-    >>> isinstance(p, fusejit.Tensor), p.shape
-    (True, (2,))
+    >>> isinstance(p, fusejit.Tensor), p.shape, p.requires_grad
+    (True, (2,), True)
     """
 
     __slots__ = ()
@@ -88,7 +88,10 @@ class Parameter(Tensor):
             data = zeros(0)
         elif not isinstance(data, Tensor):
             data = tensor(data)
-        return cls._wrap(data._data, data._dtype, data._device)
+        p = cls._wrap(data._data, data._dtype, data._device)
+        if requires_grad:
+            p.requires_grad = True  # (a DTypeError for an integer or bool parameter)
+        return p
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + Tensor.__repr__(self)
