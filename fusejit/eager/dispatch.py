@@ -194,10 +194,14 @@ def apply(op: OpDef, tensors: tuple, attrs: dict):
             raise TypeError(f"{op.name}: expected tensors, got {type(t).__name__}")
     if len(tensors) == 1:  # the common case, kept short
         dev = t._device
+        if t._dtype.kind == "c" and "c" not in op.allowed:
+            check_allowed(op, (t._dtype,))
         out = op.out_dtype(t._dtype, **attrs)
         arrays = (t._data,)
     else:
         dev = device_of(op.name, tensors)
+        if "c" not in op.allowed:  # (complex values: only the ops that take them)
+            check_allowed(op, [t._dtype for t in tensors if t._dtype.kind == "c"])
         out = op.out_dtype(*[t._dtype for t in tensors], **attrs)
         arrays = [t._data for t in tensors]
     backend = dev._backend or dev.backend

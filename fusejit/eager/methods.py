@@ -13,6 +13,7 @@ from collections import Counter
 
 from fusejit.base.shapes import shape_arg
 from fusejit.eager import (
+    complex_functions,
     composites,
     conversion,
     creation,
@@ -62,6 +63,9 @@ _OTHER_METHODS = {
     "new_zeros": _new_like(creation.zeros), "new_ones": _new_like(creation.ones),
     "new_empty": _new_like(creation.empty), "new_full": _new_like(creation.full),
     "__hash__": object.__hash__,  # __eq__ is elementwise: identity hashing, as in PyTorch
+    "real": property(complex_functions.real), "imag": property(complex_functions.imag),
+    "angle": complex_functions.angle, "conj": complex_functions.conj,
+    "is_complex": complex_functions.is_complex,
 }  # fmt: skip
 del c
 
