@@ -279,7 +279,7 @@ def _shift(name: str, x, dim, sign: int) -> Tensor:
 
 def fftshift(input, dim=None) -> Tensor:
     """``input`` rolled so that frequency zero is in the middle of each dim of ``dim`` (all by
-    default), as ``torch.fft.fftshift``: a ``roll`` (traced and fused as one).
+    default), as ``torch.fft.fftshift``: a ``roll`` (traced as one).
 
     >>> import fusejit
     >>> fusejit.fft.fftshift(fusejit.fft.fftfreq(4)).tolist()

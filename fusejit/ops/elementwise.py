@@ -141,7 +141,9 @@ for _name, _sym, _np_name, _dunder in (
     ("gt", ">", "greater", "__gt__"),
     ("ge", ">=", "greater_equal", "__ge__"),
 ):
-    binary(_name, f"x {_sym} y", _np_name, rule="compare", exact=True, methods=(_name, _dunder))
+    # (complex values: == and != only, as PyTorch)
+    binary(_name, f"x {_sym} y", _np_name, rule="compare", exact=True, methods=(_name, _dunder),
+           allowed=ANY_C if _name in ("eq", "ne") else ANY)  # fmt: skip
 
 binary("logical_and", "x and y", "logical_and", rule="logical", exact=True)
 binary("logical_or", "x or y", "logical_or", rule="logical", exact=True)
