@@ -136,6 +136,11 @@ def test_special_values(device):
         got = getattr(F.fft, name)(on(x, device))
         want = ONE_DIM[name][0](x.astype(np.float64))
         assert got.shape == want.shape and got.numel() == 0
+    # an empty signal padded to n: zeros (as numpy)
+    got = F.fft.fft(on(np.zeros((3, 0), np.float32), device), n=4)
+    _close(got, np.fft.fft(np.zeros((3, 0)), n=4), F.complex64, "padded empty signal")
+    got = F.fft.rfftn(on(np.zeros((0, 3, 4)), device), s=(3, 6))
+    assert got.shape == (0, 3, 4) and got.dtype is F.complex128
 
 
 # ---- the n-dim transforms ---------------------------------------------------------------------

@@ -14,6 +14,8 @@ functions (PyTorch computes half transforms only on CUDA, for powers of two).
 
 from __future__ import annotations
 
+import numpy as np
+
 from fusejit.base import dtypes as dt
 from fusejit.ops.registry import ANY, ANY_C, OpDef, register
 
@@ -40,15 +42,22 @@ def _input(a, complex_in: bool):
     return a.astype(want.np, copy=False)
 
 
+def _run(b, name: str, a, out: dt.DType, **kw):
+    """``b.xp.fft.<name>(a, **kw)`` as dtype ``out``. An empty batch (no signals) gives an
+    empty result of numpy's shape without calling the library (cuFFT takes no empty plan)."""
+    if a.size == 0:
+        shape = getattr(np.fft, name)(np.zeros(a.shape, a.dtype), **kw).shape
+        return b.xp.zeros(shape, out.np)
+    return getattr(b.xp.fft, name)(a, **kw).astype(out.np, copy=False)
+
+
 def _one_dim(name: str, complex_out: bool, allowed=ANY_IN):
     complex_in = allowed is ANY_IN
 
     def impl(b, a, n, dim, norm):
-        f = getattr(b.xp.fft, name)
-        r = f(_input(a, complex_in), n=n, axis=dim, norm=norm)
         d = dt.as_dtype(a.dtype)
         out = complex_result(d) if complex_out else real_result(d)
-        return r.astype(out.np, copy=False)
+        return _run(b, name, _input(a, complex_in), out, n=n, axis=dim, norm=norm)
 
     out_dtype = complex_result if complex_out else real_result
     return register(OpDef(name=f"fft_{name}", kind="fft", arity=1, allowed=allowed, impl=impl,
@@ -59,11 +68,9 @@ def _n_dim(name: str, complex_out: bool, allowed=ANY_IN):
     complex_in = allowed is ANY_IN
 
     def impl(b, a, s, dim, norm):
-        f = getattr(b.xp.fft, name)
-        r = f(_input(a, complex_in), s=s, axes=dim, norm=norm)
         d = dt.as_dtype(a.dtype)
         out = complex_result(d) if complex_out else real_result(d)
-        return r.astype(out.np, copy=False)
+        return _run(b, name, _input(a, complex_in), out, s=s, axes=dim, norm=norm)
 
     out_dtype = complex_result if complex_out else real_result
     return register(OpDef(name=f"fft_{name}", kind="fft", arity=1, allowed=allowed, impl=impl,
