@@ -15,6 +15,8 @@ import tempfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from parity_helpers import DEVICES, assert_traced, host, on
 
 import fusejit as F
@@ -211,6 +213,37 @@ def test_n_dim_transforms_traced(name, device):
     a = on(_rand(3, 4, 6, dtype=np.float64), device)
     assert_traced(lambda x: fn(x + 1, s=(5, 6), dim=(0, 2), norm="forward"), a)
     assert_traced(lambda x: fn(x), a)
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_transforms_of_random_shapes(data):
+    """Any rank, sizes, dims, lengths and norm: the transforms agree with numpy's, and their
+    shapes with the op table's shape rules."""
+    shape = data.draw(st.lists(st.integers(1, 6), min_size=1, max_size=3), label="shape")
+    name = data.draw(st.sampled_from(list(ONE_DIM) + list(N_DIM)), label="name")
+    norm = data.draw(st.sampled_from(NORMS), label="norm")
+    cplx = name not in REAL_INPUT + ("rfftn",) and data.draw(st.booleans(), label="complex")
+    a = _rand(*shape, cplx=cplx)
+    if name in ONE_DIM:
+        ref, kind = ONE_DIM[name]
+        dim = data.draw(st.integers(-len(shape), len(shape) - 1), label="dim")
+        n = data.draw(st.none() | st.integers(2, 9), label="n")
+        if n is None and kind == "r" and shape[dim] == 1:
+            n = 4  # (the default output length would be 0)
+        got = getattr(F.fft, name)(on(a), n=n, dim=dim, norm=norm)
+        want = ref(a, n=n, axis=dim, norm=norm)
+        attrs = {"n": n, "dim": dim % len(shape), "norm": norm or "backward"}
+    else:
+        ref, kind = N_DIM[name]
+        dims = data.draw(st.permutations(range(len(shape))), label="dims")
+        dims = tuple(dims[: data.draw(st.integers(1, len(shape)), label="k")])
+        s = tuple(data.draw(st.integers(2, 7), label="s") for _ in dims)
+        got = getattr(F.fft, name)(on(a), s=s, dim=dims, norm=norm)
+        want = ref(a, s=s, axes=dims, norm=norm)
+        attrs = {"s": s, "dim": dims, "norm": norm or "backward"}
+    _close(got, want, _out_dtype(F.float64, kind), f"{name} {shape} {attrs}")
+    assert out_shapes(OPS[f"fft_{name}"], [tuple(shape)], attrs) == [got.shape]
 
 
 # ---- round trips ------------------------------------------------------------------------------
