@@ -202,6 +202,8 @@ def test_two_dim_transforms(name, device):
     for norm in NORMS:
         got = fn(on(a, device), s=(5, 8), dim=(0, 2), norm=norm)
         _close(got, ref(_ref_input(a), s=(5, 8), axes=(0, 2), norm=norm), want_dt, name)
+    # dim=None: every dim (the n-dim transform), as PyTorch's
+    _close(fn(on(a, device), dim=None), ref(_ref_input(a)), want_dt, f"{name} dim=None")
     traced = assert_traced(lambda x: fn(x, s=(4, 4)), on(a, device))
     assert traced(on(a, device)).shape == fn(on(a, device), s=(4, 4)).shape
 

@@ -73,7 +73,7 @@ def _one_dim(name: str, op, x, n, dim, norm, kind: str) -> Tensor:
     return dispatch.apply(op, (x,), {"n": n, "dim": d, "norm": _norm(name, norm)})
 
 
-def _n_dim(name: str, op, x, s, dim, norm, kind: str, default_dim=None) -> Tensor:
+def _n_dim(name: str, op, x, s, dim, norm, kind: str) -> Tensor:
     """The n-dim transforms: ``dim`` and ``s`` resolved as PyTorch's (no dims: all of them, or
     the last ``len(s)`` when ``s`` is given; -1 in ``s``: the input's size)."""
     x = _input(name, x, real_only=kind == "r2c")
@@ -83,9 +83,7 @@ def _n_dim(name: str, op, x, s, dim, norm, kind: str, default_dim=None) -> Tenso
         if not isinstance(s, (tuple, list)):
             raise DTypeError(f"{name}: s must be a sequence of ints, got {describe(s)}")
         s = tuple(int_arg(name, v, "s") for v in s)
-    if dim is None:
-        dim = default_dim
-    if dim is None:
+    if dim is None:  # (fft2 and the others too, given dim=None, as PyTorch's)
         dims = tuple(range(x.ndim)) if s is None else tuple(range(x.ndim - len(s), x.ndim))
         if s is not None and len(s) > x.ndim:
             raise DimError(f"{name}: s {list(s)} has more sizes than the tensor of shape "
@@ -211,22 +209,22 @@ def fft2(input, s=None, dim=(-2, -1), norm: str | None = None) -> Tensor:
     >>> fusejit.fft.fft2(fusejit.ones(2, 2)).shape
     (2, 2)
     """
-    return _n_dim("fft2", ops.FFTN, input, s, dim, norm, "c2c", (-2, -1))
+    return _n_dim("fft2", ops.FFTN, input, s, dim, norm, "c2c")
 
 
 def ifft2(input, s=None, dim=(-2, -1), norm: str | None = None) -> Tensor:
     """``ifftn`` over the last two dims (``torch.fft.ifft2``)."""
-    return _n_dim("ifft2", ops.IFFTN, input, s, dim, norm, "c2c", (-2, -1))
+    return _n_dim("ifft2", ops.IFFTN, input, s, dim, norm, "c2c")
 
 
 def rfft2(input, s=None, dim=(-2, -1), norm: str | None = None) -> Tensor:
     """``rfftn`` over the last two dims (``torch.fft.rfft2``)."""
-    return _n_dim("rfft2", ops.RFFTN, input, s, dim, norm, "r2c", (-2, -1))
+    return _n_dim("rfft2", ops.RFFTN, input, s, dim, norm, "r2c")
 
 
 def irfft2(input, s=None, dim=(-2, -1), norm: str | None = None) -> Tensor:
     """``irfftn`` over the last two dims (``torch.fft.irfft2``)."""
-    return _n_dim("irfft2", ops.IRFFTN, input, s, dim, norm, "c2r", (-2, -1))
+    return _n_dim("irfft2", ops.IRFFTN, input, s, dim, norm, "c2r")
 
 
 def _freq_dtype(name: str, dtype) -> dt.DType:
