@@ -131,7 +131,10 @@ def test_special_values(device):
     a = np.array([[1.0, np.nan, 2.0, 3.0], [np.inf, 0.0, -0.0, 1.0], [-0.0, 0.0, 0.0, -0.0]])
     got = host(F.fft.fft(on(a, device)))
     want = np.fft.fft(a)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got[0]).all() and np.isnan(want[0]).all()  # a nan reaches every output
+    # an inf does too, as inf or nan (inf * 0 in a product with a twiddle factor: where
+    # depends on the library's algorithm)
+    assert not np.isfinite(got[1]).any() and not np.isfinite(want[1]).any()
     np.testing.assert_allclose(got[2], want[2])
     for name in ONE_DIM:  # a batch of no signals: an empty result of the transform's shape
         x = np.zeros((0, 6), np.float32)
