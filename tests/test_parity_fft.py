@@ -416,6 +416,18 @@ def test_traced_transforms_save_and_load():
         _close(got, host(want).astype(np.float64), want.dtype, "loaded", ulps=16)
 
 
+def test_complex_constants_in_graph_json():
+    from fusejit.ir.codec import CodecError, decode_value, encode_value
+
+    for v in (1 - 2j, complex(float("inf"), float("nan")), np.complex64(0.5j), -0j):
+        back = decode_value(encode_value(v), "test")
+        assert type(back) is complex and repr(back) == repr(complex(v))
+    for bad in ({"complex": [1.0]}, {"complex": ["x", 1.0]}, {"complex": [1, 2]},
+                {"complex": [{"complex": [1.0, 2.0]}, 0.0]}):  # fmt: skip
+        with pytest.raises(CodecError, match="malformed value"):
+            decode_value(bad, "test")
+
+
 # ---- complex dtypes ---------------------------------------------------------------------------
 @pytest.mark.parametrize("device", DEVICES)
 def test_complex_tensors(device):
