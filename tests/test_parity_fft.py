@@ -416,6 +416,20 @@ def test_traced_transforms_save_and_load():
         _close(got, host(want).astype(np.float64), want.dtype, "loaded", ulps=16)
 
 
+def _scripted_spectrum(x):
+    z = F.fft.rfft(x, norm="ortho")
+    return (z * z.conj()).real.sqrt() + F.fft.fftshift(z).imag
+
+
+def test_scripted_and_optimized():
+    """``fusejit.script`` and ``fusejit.optimize`` take the transforms and complex values
+    (``.real`` / ``.imag`` are properties there too)."""
+    x = F.tensor(_rand(3, 8, dtype=np.float32))
+    want = _scripted_spectrum(x)
+    np.testing.assert_array_equal(host(F.script(_scripted_spectrum)(x)), host(want))
+    np.testing.assert_array_equal(host(F.optimize(_scripted_spectrum)(x)), host(want))
+
+
 def test_complex_constants_in_graph_json():
     from fusejit.ir.codec import CodecError, decode_value, encode_value
 
