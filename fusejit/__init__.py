@@ -35,14 +35,17 @@ from fusejit.eager.random import (  # noqa: E402
 )  # fmt: skip
 from fusejit.base.device import Device, device  # noqa: E402
 from fusejit.base.dtypes import (  # noqa: E402
-    DType, bool_, float16, float32, float64, int8, int16, int32, int64, promote_types,
-    result_type, uint8,
+    DType, bool_, complex64, complex128, float16, float32, float64, int8, int16, int32, int64,
+    promote_types, result_type, uint8,
 )  # fmt: skip
 from fusejit.base.errors import (  # noqa: E402
     CompileError, DeviceError, DimError, DTypeError, FusejitError, LinAlgError, ShapeError,
     TraceError,
 )  # fmt: skip
 from fusejit.base.shapes import broadcast_shapes  # noqa: E402
+from fusejit.eager.complex_functions import (  # noqa: E402
+    angle, conj, imag, is_complex, real, view_as_complex, view_as_real,
+)  # fmt: skip
 from fusejit.eager.composites import (  # noqa: E402
     addcdiv, addcmul, allclose, clamp, clamp_max, clamp_min, equal, isclose, lerp, masked_fill,
     nan_to_num, norm,
@@ -88,6 +91,7 @@ from fusejit.eager.grad_mode import (  # noqa: E402
 bool = bool_  # noqa: A001 - fusejit.bool, as torch.bool
 half, float, double = float16, float32, float64  # noqa: A001
 short, int, long = int16, int32, int64  # noqa: A001
+cfloat, cdouble = complex64, complex128
 clip = clamp
 concat = cat
 concatenate = cat
@@ -130,3 +134,4 @@ from fusejit.jit.explain import explain  # noqa: E402
 from fusejit.jit.optimize import optimize  # noqa: E402
 from fusejit.jit.scripting import ScriptError, script  # noqa: E402
 from fusejit.jit.archive import ArchiveError, load, save  # noqa: E402
+from fusejit import fft  # noqa: E402

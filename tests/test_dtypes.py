@@ -215,8 +215,8 @@ def test_as_dtype(obj, want):
     assert fdt.as_dtype(obj) is want
 
 
-@pytest.mark.parametrize("obj", ["complex64", np.complex128, np.uint16, "float128x", object,
-                                 np.dtype(">f4"), str])  # fmt: skip
+@pytest.mark.parametrize("obj", ["complex32", np.clongdouble, np.uint16, "float128x", object,
+                                 np.dtype(">f4"), np.dtype(">c8"), str])  # fmt: skip
 def test_as_dtype_rejects_unsupported(obj):
     with pytest.raises(F.DTypeError, match="unsupported dtype"):
         fdt.as_dtype(obj)
@@ -239,3 +239,48 @@ def test_dtype_objects(d):
 def test_torch_aliases():
     assert (F.half, F.float, F.double) == (F.float16, F.float32, F.float64)
     assert (F.short, F.int, F.long, F.bool) == (F.int16, F.int32, F.int64, F.bool_)
+
+
+# ---- complex dtypes ---------------------------------------------------------------------------
+COMPLEX = (F.complex64, F.complex128)
+
+
+@pytest.mark.parametrize("d", COMPLEX, ids=lambda d: d.name)
+def test_complex_dtype_objects(d):
+    assert d.kind == "c" and d.is_complex and not d.is_floating_point and not d.is_integer
+    assert d.itemsize == d.np.itemsize and d not in fdt.ALL_DTYPES
+    assert pickle.loads(pickle.dumps(d)) is d and copy.deepcopy(d) is d
+    assert getattr(F, d.name) is d and fdt.as_dtype(d.np) is d and fdt.as_dtype(d.name) is d
+    assert F.zeros(1, dtype=d).dtype is d and F.zeros(1, dtype=d).numpy().dtype == d.np
+
+
+def test_complex_aliases():
+    assert (F.cfloat, F.cdouble) == (F.complex64, F.complex128)
+    assert fdt.as_dtype("cfloat") is F.complex64 and fdt.as_dtype(complex) is F.complex64
+    assert not any(d.kind == "c" for d in ALL)  # the real dtypes' lists stay real
+
+
+def test_complex_promotion_as_torch():
+    """A complex dtype with a real one: the complex dtype whose parts hold both."""
+    c64, c128 = F.complex64, F.complex128
+    for d in ALL:
+        want64 = c128 if d is F.float64 else c64
+        assert F.promote_types(c64, d) is F.promote_types(d, c64) is want64
+        assert F.promote_types(c128, d) is F.promote_types(d, c128) is c128
+    assert F.promote_types(c64, c128) is F.promote_types(c128, c64) is c128
+    for a, b in itertools.product(COMPLEX, COMPLEX):  # numpy agrees between complex dtypes
+        assert F.promote_types(a, b).np == np.promote_types(a.np, b.np)
+
+
+def test_complex_weak_scalars():
+    """A Python complex gives the complex dtype of the tensor's precision (complex64 for bool,
+    ints and float16, which has no complex dtype here; torch: complex32 for float16); a Python
+    float or int never widens a complex tensor."""
+    for d, want in [(F.bool, F.complex64), (F.int64, F.complex64), (F.float16, F.complex64),
+                    (F.float32, F.complex64), (F.float64, F.complex128),
+                    (F.complex64, F.complex64), (F.complex128, F.complex128)]:  # fmt: skip
+        assert F.result_type(F.zeros(1, dtype=d), 1j) is want
+        assert (F.zeros(1, dtype=d) * 2j).dtype is want
+    for s in (True, 2, 2.5):
+        assert F.result_type(F.zeros(1, dtype=F.complex64), s) is F.complex64
+    assert F.result_type(1j, 2.0) is F.complex64

@@ -30,7 +30,10 @@ __all__ = [
     "float16",
     "float32",
     "float64",
+    "complex64",
+    "complex128",
     "ALL_DTYPES",
+    "COMPLEX_DTYPES",
     "as_dtype",
     "promote_types",
     "result_type",
@@ -46,7 +49,7 @@ class DType:
     def __init__(self, name: str, np_dtype: type, kind: str, rank: int, short: str) -> None:
         self.name = name
         self.np = np.dtype(np_dtype)
-        self.kind = kind  # "b" bool, "i" signed int, "u" unsigned int, "f" float
+        self.kind = kind  # "b" bool, "i" signed int, "u" unsigned int, "f" float, "c" complex
         self.itemsize = self.np.itemsize
         self.rank = rank  # position inside its kind's lattice
         self.short = short  # used in kernel names and cache keys
@@ -58,6 +61,10 @@ class DType:
     @property
     def is_integer(self) -> bool:
         return self.kind in "iu"
+
+    @property
+    def is_complex(self) -> bool:
+        return self.kind == "c"
 
     @property
     def is_bool(self) -> bool:
@@ -79,6 +86,8 @@ uint8 = DType("uint8", np.uint8, "u", 1, "u1")
 float16 = DType("float16", np.float16, "f", 1, "f2")
 float32 = DType("float32", np.float32, "f", 2, "f4")
 float64 = DType("float64", np.float64, "f", 3, "f8")
+complex64 = DType("complex64", np.complex64, "c", 2, "c8")
+complex128 = DType("complex128", np.complex128, "c", 3, "c16")
 
 ALL_DTYPES: tuple[DType, ...] = (
     bool_,
@@ -93,14 +102,19 @@ ALL_DTYPES: tuple[DType, ...] = (
 )
 INT_DTYPES = tuple(d for d in ALL_DTYPES if d.is_integer)
 FLOAT_DTYPES = tuple(d for d in ALL_DTYPES if d.is_floating_point)
+# not in ALL_DTYPES: the lists of "every dtype" that ops, kernels and tests iterate stay real
+COMPLEX_DTYPES: tuple[DType, ...] = (complex64, complex128)
+_EVERY = ALL_DTYPES + COMPLEX_DTYPES
 
 default_float = float32
 default_int = int64
+default_complex = complex64
 
-_BY_NAME = {d.name: d for d in ALL_DTYPES}
+_BY_NAME = {d.name: d for d in _EVERY}
 _BY_NAME.update({"bool_": bool_, "half": float16, "float": float32, "double": float64})
 _BY_NAME.update({"long": int64, "int": int32, "short": int16})
-_BY_NP = {d.np: d for d in ALL_DTYPES}
+_BY_NAME.update({"cfloat": complex64, "cdouble": complex128})
+_BY_NP = {d.np: d for d in _EVERY}
 
 
 def as_dtype(obj) -> DType:
@@ -123,19 +137,47 @@ def as_dtype(obj) -> DType:
         return int64
     if obj is float:
         return default_float
+    if obj is complex:
+        return default_complex
     try:
         npd = np.dtype(obj)
     except TypeError:
         npd = None
     if npd is not None and npd in _BY_NP:
         return _BY_NP[npd]
-    supported = ", ".join(d.name for d in ALL_DTYPES)
+    supported = ", ".join(d.name for d in _EVERY)
     raise DTypeError(f"unsupported dtype {obj!r}; fusejit supports {supported}")
+
+
+def complex_of(d: DType) -> DType:
+    """The complex dtype whose parts hold dtype ``d`` (complex64 for bool, ints, float16 and
+    float32; complex128 for float64): what ``d`` promotes to with a complex value.
+
+    >>> complex_of(float64)
+    fusejit.complex128
+    """
+    if d.kind == "c":
+        return d
+    return complex128 if d is float64 else complex64
+
+
+def real_of(d: DType) -> DType:
+    """The dtype of a complex dtype's parts (float32 for complex64); ``d`` itself if real.
+
+    >>> real_of(complex128)
+    fusejit.float64
+    """
+    return {complex64: float32, complex128: float64}.get(d, d)
 
 
 def _promote(a: DType, b: DType) -> DType:
     if a is b:
         return a
+    if a.kind == "c" or b.kind == "c":  # as PyTorch: the complex type whose parts hold both
+        c, other = (a, b) if a.kind == "c" else (b, a)
+        if other.kind == "c":
+            return a if a.rank >= b.rank else b
+        return complex128 if c is complex128 or other is float64 else complex64
     if a.kind == "b":
         return b
     if b.kind == "b":
@@ -152,9 +194,7 @@ def _promote(a: DType, b: DType) -> DType:
     return s if s.itemsize > u.itemsize else int16
 
 
-_TABLE: dict[tuple[DType, DType], DType] = {
-    (a, b): _promote(a, b) for a in ALL_DTYPES for b in ALL_DTYPES
-}
+_TABLE: dict[tuple[DType, DType], DType] = {(a, b): _promote(a, b) for a in _EVERY for b in _EVERY}
 
 
 def promote_types(a: DType, b: DType) -> DType:
@@ -167,44 +207,46 @@ def promote_types(a: DType, b: DType) -> DType:
 
 
 def scalar_kind(value) -> str | None:
-    """'b', 'i' or 'f' for a Python (or numpy) scalar, None for anything else."""
+    """'b', 'i', 'f' or 'c' for a Python (or numpy) scalar, None for anything else."""
     if isinstance(value, (bool, np.bool_)):
         return "b"
     if isinstance(value, (int, np.integer)):
         return "i"
     if isinstance(value, (float, np.floating)):
         return "f"
+    if isinstance(value, (complex, np.complexfloating)):
+        return "c"
     return None
 
 
-_KIND_ORDER = {"b": 0, "i": 1, "u": 1, "f": 2}
-_SCALAR_DTYPE = {"b": bool_, "i": default_int, "f": default_float}
+_KIND_ORDER = {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}
+_SCALAR_DTYPE = {"b": bool_, "i": default_int, "f": default_float, "c": default_complex}
 
 
 def combine_groups(higher: DType | None, lower: DType | None) -> DType | None:
     """The dtype of a higher-priority group of operands (``higher``: tensors with dimensions,
     or 0-d tensors) with a lower one (0-d tensors, or Python scalars); None for an empty group.
-    The lower group counts only when its category (bool < integer < float) is above the
-    higher's: then the two promote, else the higher group decides."""
+    The lower group counts only when its category (bool < integer < float < complex) is above
+    the higher's: then the two promote, else the higher group decides."""
     if higher is None:
         return lower
-    if lower is None or higher.kind == "f":
+    if lower is None or _KIND_ORDER[lower.kind] <= _KIND_ORDER[higher.kind]:
         return higher
-    if higher.kind == "b" or (lower.kind == "f"):
-        return _TABLE[(higher, lower)]
-    return higher
+    return _TABLE[(higher, lower)]
 
 
 def promote_with_scalar(t: DType, kind: str) -> DType:
     """The dtype when a tensor of dtype ``t`` meets a weak Python scalar of ``kind``."""
     if _KIND_ORDER[kind] <= _KIND_ORDER[t.kind]:
         return t
+    if kind == "c":
+        return complex_of(t)
     return default_float if kind == "f" else default_int
 
 
 def promote_groups(dims: DType | None, zero_dim: DType | None, scalar_kinds) -> DType | None:
     """The promoted dtype of tensors with dimensions (promoted to ``dims``), 0-d tensors
-    (``zero_dim``) and Python scalars of ``scalar_kinds`` ('b', 'i', 'f'); None when there are
+    (``zero_dim``) and Python scalars of ``scalar_kinds`` ('b', 'i', 'f', 'c'); None when there are
     no operands."""
     scalar = None
     if scalar_kinds:

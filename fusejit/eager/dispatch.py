@@ -261,10 +261,14 @@ def apply(op: OpDef, tensors: tuple, attrs: dict):
             break
     if len(tensors) == 1:  # the common case, kept short
         dev = t._device
+        if t._dtype.kind == "c" and "c" not in op.allowed:
+            check_allowed(op, (t._dtype,))
         out = op.out_dtype(t._dtype, **attrs)
         arrays = (t._data,)
     else:
         dev = device_of(op.name, tensors)
+        if "c" not in op.allowed:  # (complex values: only the ops that take them)
+            check_allowed(op, [t._dtype for t in tensors if t._dtype.kind == "c"])
         out = op.out_dtype(*[t._dtype for t in tensors], **attrs)
         arrays = [t._data for t in tensors]
     backend = dev._backend or dev.backend

@@ -8,7 +8,7 @@ from fusejit.base.errors import DTypeError, ShapeError, fmt_shape
 from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
 
-_KIND_ORDER = {"b": 0, "i": 1, "u": 1, "f": 2}
+_KIND_ORDER = {"b": 0, "i": 1, "u": 1, "f": 2, "c": 3}
 
 
 def check_inplace_dtype(name: str, target: dt.DType, result: dt.DType) -> None:

@@ -13,6 +13,7 @@ from collections import Counter
 
 from fusejit.base.shapes import shape_arg
 from fusejit.eager import (
+    complex_functions,
     composites,
     conversion,
     creation,
@@ -82,6 +83,9 @@ _OTHER_METHODS = {
     "scatter_reduce_": indexing.scatter_reduce_, "index_add_": indexing.index_add_,
     "index_copy_": indexing.index_copy_, "index_fill_": indexing.index_fill_,
     "index_put_": indexing.index_put_, "masked_scatter_": indexing.masked_scatter_,
+    "real": property(complex_functions.real), "imag": property(complex_functions.imag),
+    "angle": complex_functions.angle, "conj": complex_functions.conj,
+    "is_complex": complex_functions.is_complex,
 }  # fmt: skip
 del c
 # the random fills and draws (fusejit/eager/random.py), the conveniences of interop.py

@@ -288,7 +288,7 @@ class Tensor:
             arr, separator=", ", prefix="tensor(", threshold=1000, edgeitems=3, precision=4
         )
         extras = []
-        default = {dt.float32, dt.int64, dt.bool_}
+        default = {dt.float32, dt.int64, dt.bool_, dt.complex64}
         # as torch: no dtype for the default float, and an empty tensor shows int64 and bool
         if self._dtype not in default or (arr.size == 0 and self._dtype is not dt.float32):
             extras.append(f"dtype={self._dtype!r}")
@@ -304,7 +304,8 @@ class Tensor:
 
 
 def _infer_dtype(data) -> dt.DType:
-    """The dtype torch would give ``tensor(data)``: bool, int64 or the default float."""
+    """The dtype torch would give ``tensor(data)``: bool, int64, the default float or the
+    default complex (complex64)."""
     arr = np.asarray(data)
     typed = isinstance(data, (np.ndarray, np.generic))  # numpy data keeps its dtype
     if arr.dtype.kind == "b":
@@ -317,6 +318,10 @@ def _infer_dtype(data) -> dt.DType:
         if typed and arr.dtype in (np.float16, np.float32, np.float64):
             return dt.as_dtype(arr.dtype)
         return dt.default_float
+    if arr.dtype.kind == "c":  # complex64 unless numpy data says complex128, as torch
+        if typed and arr.dtype == np.complex128:
+            return dt.complex128
+        return dt.default_complex
     raise DTypeError(f"tensor: cannot make a tensor from data of numpy dtype {arr.dtype}")
 
 

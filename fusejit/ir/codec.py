@@ -4,7 +4,8 @@ A graph is ``{"n_inputs": k, "values": [{"dtype", "shape", "device", "hint"}],
 "captured": [tensor index], "block": B}`` with ``B = {"params": [value ids], "nodes": [{"op",
 "inputs": [{"v": id} | {"c": x}], "attrs": {name: x}, "outputs": [ids], "blocks": [B]}],
 "results": [{"v": id} | {"c": x}]}``. Values ``x`` are JSON with tagged forms for what JSON
-lacks: ``{"tuple": [...]}``, ``{"float": "nan" | "inf" | "-inf"}``, ``{"dtype": name}``,
+lacks: ``{"tuple": [...]}``, ``{"float": "nan" | "inf" | "-inf"}``, ``{"complex": [re, im]}``
+(a Python complex, its parts floats in these forms), ``{"dtype": name}``,
 ``{"device": "cpu" | "cuda:N"}``, ``{"tensor": j}`` (a tensor in the caller's table, e.g. a
 constant node's value).
 
@@ -54,6 +55,9 @@ def encode_value(x, tensor_index: TensorIndex | None = None):
     if isinstance(x, (float, np.floating)):
         x = float(x)
         return x if math.isfinite(x) else {"float": repr(x)}
+    if isinstance(x, (complex, np.complexfloating)):
+        x = complex(x)
+        return {"complex": [encode_value(x.real), encode_value(x.imag)]}
     if isinstance(x, tuple):
         return {"tuple": [encode_value(v, tensor_index) for v in x]}
     if isinstance(x, list):
@@ -95,6 +99,10 @@ def decode_value(x, ctx: str, tensors: Sequence | None = None, depth: int = 0,
             return tuple(decode_value(i, ctx, tensors, depth + 1, device) for i in v)
         if k == "float" and v in ("nan", "inf", "-inf"):
             return float(v)
+        if k == "complex" and isinstance(v, list) and len(v) == 2:
+            parts = [decode_value(p, ctx, None, depth + 1) for p in v]
+            if all(isinstance(p, float) for p in parts):
+                return complex(*parts)
         if k == "dtype" and isinstance(v, str) and v in dt._BY_NAME:
             return dt.as_dtype(v)
         if k == "device" and isinstance(v, str) and DEVICE_NAME.fullmatch(v):
@@ -177,7 +185,8 @@ def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here,
         if "v" in o:
             return val(o["v"])
         c = decode_value(o.get("c"), ctx, device=device)
-        _need(isinstance(c, (bool, int, float, str, type(None))), ctx, "bad constant operand")
+        _need(isinstance(c, (bool, int, float, complex, str, type(None))), ctx,
+              "bad constant operand")  # fmt: skip
         return Const(c)
 
     def block(b, depth):

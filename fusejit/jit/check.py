@@ -21,6 +21,7 @@ from fusejit.jit.interpret import run_block
 
 # relative tolerance of a result by the least precise float dtype it was computed in
 TOL = {"float16": 2e-3, "float32": 2e-5, "float64": 1e-12}
+TOL.update(complex64=TOL["float32"], complex128=TOL["float64"])  # (as their parts')
 
 # how much farther from float64 a compiled result may be than eager is. The two sum in other
 # orders: in float32 rows of 1024 to 100000 elements, with sums that cancel, a lane-wise fused
@@ -38,7 +39,8 @@ def graph_tolerance(g: Graph) -> float:
 
 
 def _host(t: Tensor) -> np.ndarray:
-    return np.asarray(t.cpu().numpy(), np.float64)
+    arr = t.cpu().numpy()
+    return np.asarray(arr, np.complex128 if arr.dtype.kind == "c" else np.float64)
 
 
 def compare(
@@ -107,7 +109,8 @@ def check_outputs(g: Graph, inputs, compiled: list, eager: list, graph_tol: floa
         problem = compare(f"output {i}", a, b, graph_tol)
         if problem is None:
             continue
-        if a.dtype is not b.dtype or a.shape != b.shape or not a.dtype.is_floating_point:
+        inexact = a.dtype.is_floating_point or a.dtype.is_complex
+        if a.dtype is not b.dtype or a.shape != b.shape or not inexact:
             return problem
         if reference is None:
             try:

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from fusejit.ops.registry import ANY, FLOAT_ONLY, INT_BOOL, NUM, OpDef, register
+from fusejit.ops.registry import ANY, ANY_C, FLOAT_ONLY, INT_BOOL, NUM, NUM_C, OpDef, register
 
 _erf64 = np.vectorize(math.erf, otypes=[np.float64])
 
@@ -57,10 +57,12 @@ def binary(name, expr, np_name=None, rule="promote", allowed=ANY, ref=None, **kw
 
 
 # ---- arithmetic -----------------------------------------------------------------------------
+# + - * /, neg and abs also take complex values (computed eagerly: complex never fuses)
 binary(
     "add",
     "x + y",
     "add",
+    allowed=ANY_C,
     exact=True,
     methods=("add", "__add__"),
     rmethods=("__radd__",),
@@ -70,7 +72,7 @@ binary(
     "sub",
     "x - y",
     "subtract",
-    allowed=NUM,
+    allowed=NUM_C,
     exact=True,
     methods=("sub", "subtract", "__sub__"),
     rmethods=("__rsub__",),
@@ -80,6 +82,7 @@ binary(
     "mul",
     "x * y",
     "multiply",
+    allowed=ANY_C,
     exact=True,
     methods=("mul", "multiply", "__mul__"),
     rmethods=("__rmul__",),
@@ -90,6 +93,7 @@ binary(
     "x / y",
     "true_divide",
     rule="float",
+    allowed=ANY_C,
     exact=True,
     methods=("div", "divide", "true_divide", "__truediv__"),
     rmethods=("__rtruediv__",),
@@ -137,7 +141,9 @@ for _name, _sym, _np_name, _dunder in (
     ("gt", ">", "greater", "__gt__"),
     ("ge", ">=", "greater_equal", "__ge__"),
 ):
-    binary(_name, f"x {_sym} y", _np_name, rule="compare", exact=True, methods=(_name, _dunder))
+    # (complex values: == and != only, as PyTorch)
+    binary(_name, f"x {_sym} y", _np_name, rule="compare", exact=True, methods=(_name, _dunder),
+           allowed=ANY_C if _name in ("eq", "ne") else ANY)  # fmt: skip
 
 binary("logical_and", "x and y", "logical_and", rule="logical", exact=True)
 binary("logical_or", "x or y", "logical_or", rule="logical", exact=True)
@@ -188,7 +194,7 @@ unary(
     "-x",
     "negative",
     rule="promote",
-    allowed=NUM,
+    allowed=NUM_C,
     exact=True,
     methods=("neg", "negative", "__neg__"),
 )
@@ -197,7 +203,7 @@ unary(
     "abs(x)",
     "absolute",
     rule="promote",
-    allowed=NUM,
+    allowed=NUM_C,
     exact=True,
     methods=("abs", "absolute", "__abs__"),
 )

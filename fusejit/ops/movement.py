@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from fusejit.base.errors import DimError, ShapeError, fmt_shape
-from fusejit.ops.registry import OpDef, register
+from fusejit.ops.registry import ANY_C, OpDef, register
 
 
 def _mv(name, impl, out_dtype=lambda d, *_, **__: d, n_out=1, arity=1, methods=None):
-    """A movement op; ``methods``: its Tensor method names (by default the op's name)."""
-    return register(OpDef(name=name, kind="movement", arity=arity, impl=impl,
+    """A movement op; ``methods``: its Tensor method names (by default the op's name). Movement
+    takes complex values too."""
+    return register(OpDef(name=name, kind="movement", arity=arity, impl=impl, allowed=ANY_C,
                           out_dtype=out_dtype, n_out=n_out,
                           methods=(name,) if methods is None else methods))  # fmt: skip
 

@@ -40,6 +40,12 @@ ANY = frozenset("biuf")
 FLOAT_ONLY = frozenset("f")
 INT_BOOL = frozenset("biu")
 INT_ONLY = frozenset("iu")
+# with complex values (kind "c"): the few ops that take them (dtypes.COMPLEX_DTYPES)
+ANY_C = ANY | {"c"}
+NUM_C = NUM | {"c"}
+FLOAT_C = FLOAT_ONLY | {"c"}
+# elementwise ops whose result on complex inputs is real (the magnitude)
+REAL_OF_COMPLEX = frozenset({"abs"})
 
 
 def accumulation_dtype(d: dt.DType) -> dt.DType:
@@ -146,7 +152,9 @@ _BOOL_ATTRS = ("keepdim", "log", "sqrt", "has_weight", "has_bias", "descending",
                "out_int32", "ignore_nan")  # fmt: skip
 _INT_TUPLE_ATTRS = ("dims", "shape", "sections", "shifts", "reps")
 _INT_ATTRS = ("diagonal", "num_classes", "bins", "offset", "k")
-_STR_ATTRS = ("equation", "mode", "UPLO", "reduce", "interpolation")
+_OPT_INT_ATTRS = ("n",)  # an int or None
+_OPT_INT_TUPLE_ATTRS = ("s",)  # a tuple of ints or None
+_STR_ATTRS = ("equation", "mode", "UPLO", "reduce", "interpolation", "norm")
 # floats: tolerances, a quantile (None where the value is an operand or left to its default)
 _FLOAT_ATTRS = ("atol", "rtol", "rcond", "q")
 _DIM_ATTRS = ("dim", "normalized_ndim")  # an int, a tuple of ints, or None
@@ -184,6 +192,12 @@ def call_problem(op: OpDef, n_tensors: int, n_operands: int, attrs: dict) -> str
             return f"{k} is not a bool"
         if k in _INT_ATTRS and not _is_int(v):
             return f"{k} is not an int"
+        if k in _OPT_INT_ATTRS and not (v is None or _is_int(v)):
+            return f"{k} is not an int or None"
+        if k in _OPT_INT_TUPLE_ATTRS and not (
+            v is None or (isinstance(v, tuple) and all(map(_is_int, v)))
+        ):
+            return f"{k} is not a tuple of ints or None"
         if k in _STR_ATTRS and not isinstance(v, str):
             return f"{k} is not a string"
         if k in _FLOAT_ATTRS and not (v is None or isinstance(v, float)):
@@ -197,7 +211,7 @@ def call_problem(op: OpDef, n_tensors: int, n_operands: int, attrs: dict) -> str
     return None
 
 
-_KIND_WORD = {"b": "bool", "i": "integer", "u": "integer", "f": "floating-point"}
+_KIND_WORD = {"b": "bool", "i": "integer", "u": "integer", "f": "floating-point", "c": "complex"}
 
 
 def check_allowed(op: OpDef, dtypes) -> None:
@@ -216,8 +230,13 @@ def dtype_rule(op: OpDef, promoted: dt.DType) -> tuple[dt.DType, dt.DType]:
       float    -> ints and bool are computed in the default float dtype (torch semantics)
       compare  -> computed in the promoted dtype, result bool
       logical  -> inputs read as bool, result bool
+    Complex inputs (ops allowing kind "c") compute and result in the promoted complex dtype,
+    except ``abs`` (``REAL_OF_COMPLEX``), whose result is the real dtype of the parts.
     """
     rule = op.rule
+    if promoted.kind == "c" and rule in ("promote", "float"):
+        # complex inputs (only the ops whose ``allowed`` has "c") compute in their own dtype
+        return promoted, dt.real_of(promoted) if op.name in REAL_OF_COMPLEX else promoted
     if rule == "promote":
         return promoted, promoted
     if rule == "float":

@@ -325,6 +325,51 @@ def _quantile(shapes, attrs) -> Shape:
     return (q[0] if q else ()) + _reduced([s], attrs)
 
 
+def _fft_len(n: int, what: str) -> int:
+    if n < 1:
+        raise ShapeRuleError(f"invalid number of data points ({n}) for {what}")
+    return n
+
+
+def _fft(kind: str) -> Callable:
+    """Transforms: "c2c" keeps the length (or takes ``n`` / ``s``), "r2c" gives the last
+    transformed dim n // 2 + 1 (n: the signal length), "c2r" n (by default 2 * (m - 1))."""
+
+    def rule(shapes, attrs) -> Shape:
+        (x,) = shapes
+        dims, lengths = attrs["dim"], attrs.get("s", attrs.get("n"))
+        one = isinstance(dims, int)
+        dims = normalize_axis_tuple(dims, len(x))
+        if lengths is None:
+            lengths = (None,) * len(dims)
+        elif one:
+            lengths = (lengths,)
+        if len(lengths) != len(dims) or not dims:
+            raise ShapeRuleError("s and dim differ in length, or no dims")
+        out = list(x)
+        for k, (d, n) in enumerate(zip(dims, lengths)):
+            last = k == len(dims) - 1
+            if kind == "c2r" and last:
+                out[d] = _fft_len(2 * (x[d] - 1) if n is None else n, "the output")
+                continue
+            m = _fft_len(x[d] if n is None else n, "the signal")
+            out[d] = m // 2 + 1 if kind == "r2c" and last else m
+        return tuple(out)
+
+    return rule
+
+
+def _view_as_real(shapes, attrs) -> Shape:
+    return shapes[0] + (2,)
+
+
+def _view_as_complex(shapes, attrs) -> Shape:
+    (s,) = shapes
+    if not s or s[-1] != 2:
+        raise ShapeRuleError("needs a last dim of size 2")
+    return s[:-1]
+
+
 def _one(rule: Callable) -> Callable:
     return lambda op, shapes, attrs: [rule(shapes, attrs)]
 
@@ -336,7 +381,9 @@ def _pair(rule: Callable) -> Callable:
 _REDUCTIONS = ("sum", "prod", "mean", "var", "amax", "amin", "argmax", "argmin", "logsumexp",
                "all", "any")  # fmt: skip
 _SAME = ("softmax", "layer_norm", "cumsum", "cumprod", "contiguous", "clone", "flip", "roll",
-         "logcumsumexp")  # fmt: skip
+         "logcumsumexp", "real", "imag", "conj", "angle")  # fmt: skip
+_FFTS = {"c2c": ("fft", "ifft", "fftn", "ifftn"), "r2c": ("rfft", "ihfft", "rfftn"),
+         "c2r": ("irfft", "hfft", "irfftn")}  # fmt: skip
 RULES: dict[str, Callable] = {
     **{n: _one(_reduced) for n in _REDUCTIONS},
     **{n: _one(_same) for n in _SAME},
@@ -380,6 +427,9 @@ RULES: dict[str, Callable] = {
     "one_hot": _one(lambda shapes, attrs: tuple(shapes[0]) + (_count(attrs["num_classes"], 0),)),
     "searchsorted": _one(_searchsorted),
     "histc": _one(lambda shapes, attrs: (_count(attrs["bins"], 1),)),
+    "view_as_real": _one(_view_as_real),
+    "view_as_complex": _one(_view_as_complex),
+    **{f"fft_{n}": _one(_fft(kind)) for kind, names in _FFTS.items() for n in names},
 }
 
 

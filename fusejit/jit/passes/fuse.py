@@ -40,6 +40,8 @@ def _fusible(n: Node, target: str) -> str | None:
     types = [v.type for v in n.inputs if isinstance(v, Value)] + [o.type for o in n.outputs]
     if len({t.device for t in types}) > 1:
         return "inputs on several devices"
+    if any(t.dtype.kind == "c" for t in types):
+        return "complex values are computed eagerly (no generated kernel takes them)"
     return None
 
 

@@ -94,7 +94,8 @@ def _ew_ok(n: Node, target: str) -> bool:
     if op is None or n.blocks or op.kind != "elementwise" or op.expr is None:
         return False
     types = [v.type for v in n.inputs if isinstance(v, Value)] + [o.type for o in n.outputs]
-    return len({t.device for t in types}) <= 1
+    # (complex values never enter a kernel)
+    return len({t.device for t in types}) <= 1 and all(t.dtype.kind != "c" for t in types)
 
 
 def _role(n: Node, dom: _Domain, form_of: dict, target: str):

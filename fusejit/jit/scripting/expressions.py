@@ -114,7 +114,7 @@ class ExpressionsMixin:
         if isinstance(obj, Dyn):
             raise self.err(e, f"attribute `{name}` of a run-time {obj.kind}")
         if isinstance(obj, Tensor):
-            if name in ("shape", "dtype", "device", "ndim", "T", "mT", "is_cuda"):
+            if name in ("shape", "dtype", "device", "ndim", "T", "mT", "is_cuda", "real", "imag"):
                 return getattr(obj, name)
             if name in ("item", "tolist", "numpy", "__iter__") or name.endswith("_"):
                 return _TensorMethod(obj, name)
