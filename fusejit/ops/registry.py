@@ -17,6 +17,14 @@ tracing, the interpreter, code generation for each target and the tests are all 
 - ``domain``: the input range tests draw values from
 - ``reduce``: how a reduction is computed in a kernel (``Reduce``); the reductions that have it
   fuse into row kernels
+- ``vjp``: the op's derivative rule (reverse mode): ``vjp(F, ctx, *grads)`` gives, for each
+  operand, the gradient of the loss with respect to it (None where there is none) from the
+  gradients ``grads`` of the op's results. ``F`` is the ``fusejit`` namespace of public
+  functions (handed in, so that the table imports nothing above it): a rule is written with
+  table ops, and a backward pass is an ordinary graph that traces, fuses and saves.
+  ``ctx.inputs`` holds the operands as called (tensors and Python scalars), ``ctx.outputs``
+  the results, ``ctx.attrs`` the attributes. ``differentiable=False``: the op has no gradient
+  (comparisons, integer results, argmax, ...); autograd treats its results as constants.
 """
 
 from __future__ import annotations
@@ -117,6 +125,9 @@ class OpDef:
     out_dtype: Callable | None = None
     n_out: int = 1
     reduce: Reduce | None = None
+    # reverse-mode derivative (see the module docstring); differentiable=False: none exists
+    vjp: Callable | None = None
+    differentiable: bool = True
 
     @property
     def fusible(self) -> bool:
