@@ -52,6 +52,8 @@ class CPUBackend:
     def elementwise(self, op, vals, compute: dt.DType, out: dt.DType, attrs):
         if op.rule == "cast":
             return vals[0].astype(out.np)
+        if op.name == "sign" and compute is dt.bool_:  # (as torch's; numpy has no bool sign)
+            return vals[0].copy()
         fn = self._ufuncs.get(op)
         if fn is None:
             fn = self._ufuncs[op] = getattr(np, op.np_name) if op.np_name else None

@@ -39,7 +39,7 @@ def fast_entry(op: OpDef, dtype: dt.DType, device, scalar_type):
     function on the arrays as they are, with nothing to cast; None where it would not (casts,
     dtype errors, ops without a numpy function, other devices). The caller still checks the
     result's type and dtype and runs the general path on anything unexpected."""
-    if op.rule not in ("promote", "float", "compare", "logical"):
+    if op.rule not in ("promote", "bool_to_long", "float", "compare", "logical"):
         return None
     if getattr(device, "type", None) != "cpu":
         return None
@@ -60,7 +60,7 @@ def fast_entry(op: OpDef, dtype: dt.DType, device, scalar_type):
     fn = getattr(np, op.np_name, None)
     if fn is None:
         return None
-    if type(fn) is np.ufunc and out is dtype and op.rule in ("promote", "float"):
+    if type(fn) is np.ufunc and out is dtype and op.rule in ("promote", "bool_to_long", "float"):
         fn = _pooled(fn, op.arity, out.np)
     return fn, out, out.np
 

@@ -177,6 +177,8 @@ def movedim(x, source, destination):
     for what, dims, given in (("source", s, src), ("destination", d, dst)):
         if len(set(dims)) != len(dims):
             raise DimError(f"movedim: {what} {list(given)} names a dim more than once")
+    if x.ndim == 0:  # (dims 0 and -1 name the one position a 0-d tensor has)
+        return permute(x)
     order = [None] * x.ndim
     for a, b in zip(s, d):
         order[b] = a
@@ -431,5 +433,7 @@ def chunk(x, chunks: int, dim: int = 0):
         raise ShapeError(f"chunk: chunks must be positive, got {chunks}")
     d = norm_dim("chunk", dim, x.ndim)
     n = x.shape[d]
+    if n == 0:  # as PyTorch: ``chunks`` empty pieces, not one
+        return split(x, [0] * chunks, d)
     size = builtins.max(1, -(-n // chunks))
     return split(x, size, d)

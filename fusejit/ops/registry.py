@@ -207,6 +207,7 @@ def dtype_rule(op: OpDef, promoted: dt.DType) -> tuple[dt.DType, dt.DType]:
 
     Rules:
       promote  -> the promoted dtype for both
+      bool_to_long -> as promote, but bool inputs are computed as int64 (PyTorch's square, pow)
       float    -> ints and bool are computed in the default float dtype (torch semantics)
       compare  -> computed in the promoted dtype, result bool
       logical  -> inputs read as bool, result bool
@@ -214,6 +215,9 @@ def dtype_rule(op: OpDef, promoted: dt.DType) -> tuple[dt.DType, dt.DType]:
     rule = op.rule
     if rule == "promote":
         return promoted, promoted
+    if rule == "bool_to_long":  # (square, pow: as PyTorch's, bools are counted as int64)
+        c = dt.int64 if promoted is dt.bool_ else promoted
+        return c, c
     if rule == "float":
         c = promoted if promoted.is_floating_point else dt.default_float
         return c, c
