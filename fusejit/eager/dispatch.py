@@ -134,6 +134,17 @@ def promote_args(op: OpDef, args) -> dt.DType:
     return tdt
 
 
+def _check_int_fits(op: OpDef, v, d: dt.DType) -> None:
+    """A DTypeError when ``v`` is a Python int that integer dtype ``d`` cannot hold."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        info = np.iinfo(d.np)
+        if not info.min <= int(v) <= info.max:
+            raise DTypeError(
+                f"{op.name}: Python int {v} is out of range for dtype {d.name} "
+                f"([{info.min}, {info.max}])"
+            )
+
+
 def _broadcast_error(op: OpDef, args) -> ShapeError:
     shapes = " and ".join(fmt_shape(a.shape) for a in args if isinstance(a, Tensor))
     return ShapeError(f"{op.name}: shapes {shapes} cannot be broadcast together")
@@ -155,6 +166,9 @@ def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
             else dt.result_type(x, y)
         )
         compute, out = promoted, promoted
+        if promoted.kind in "iu":  # (a Python int the dtype cannot hold: as int8 + 300)
+            for v in (x, y):
+                _check_int_fits(op, v, promoted)
     elif op.rule == "cast":
         compute = out = attrs["dtype"]
     else:

@@ -32,7 +32,15 @@ from fusejit.base import dtypes as dt
 from fusejit.base.errors import DTypeError
 from fusejit.ops.primitives import check_expr
 
-__all__ = ["OpDef", "Reduce", "OPS", "register", "get_op", "accumulation_dtype"]
+__all__ = [
+    "OpDef",
+    "Reduce",
+    "OPS",
+    "register",
+    "get_op",
+    "accumulation_dtype",
+    "wide_accumulation_dtype",
+]
 
 # kinds of dtypes accepted by an op
 NUM = frozenset("iuf")  # numbers, no bool
@@ -47,6 +55,16 @@ def accumulation_dtype(d: dt.DType) -> dt.DType:
     float32, the result rounded to float16 (as PyTorch, and numpy's float16 matmul); any other
     dtype in itself. Reductions, normalizations and scans accumulate so, eagerly and in kernels."""
     return dt.float32 if d is dt.float16 else d
+
+
+def wide_accumulation_dtype(d: dt.DType) -> dt.DType:
+    """The dtype variances, products and cumulative products of dtype ``d`` are computed in:
+    float16 in float32 and float32 in float64 (as PyTorch's CPU kernels accumulate them), the
+    result rounded back, so that squares and partial products of |x| > 1e19 do not overflow
+    float32 when the result itself fits. Any other dtype in itself."""
+    if d is dt.float16:
+        return dt.float32
+    return dt.float64 if d is dt.float32 else d
 
 
 @dataclass(frozen=True)
