@@ -10,6 +10,7 @@ from fusejit.backends.cpu_kernels import cpu_kernel
 
 from fusejit.base import dtypes as dt
 from fusejit.codegen.body import KernelBody, Step
+from fusejit.ops.elementwise import float_remainder_zero
 from fusejit.ops.registry import accumulation_dtype
 from fusejit.store import CACHE
 
@@ -59,6 +60,8 @@ class CPUBackend:
             fn = self._ufuncs[op] = getattr(np, op.np_name) if op.np_name else None
         if fn is not None:
             r = fn(*vals)
+            if op.name == "remainder" and compute.is_floating_point:
+                r = float_remainder_zero(np, r, vals[0])
             # ufuncs give numpy scalars for 0-d inputs, and where(c, 1.5, 2.5) float64
             if type(r) is not np.ndarray or r.dtype is not out.np:
                 r = np.asarray(r, dtype=out.np)

@@ -343,3 +343,55 @@ def test_trace_check_tolerance_does_not_collapse_where_eager_is_exact():
     wrong = F.full((4, 1000), 1e-3, dtype=F.float64)
     problem = check.check_outputs(traced.raw_graph, [x], [wrong], [eager], 0)
     assert problem is not None and "values differ" in problem
+
+
+# ---- part 2, smaller: remainder's zero sign, einsum's sum dtype, roll with a repeated dim ----
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_a_zero_float_remainder_has_the_dividends_sign(device, dtype):
+    a = np.array([4.0, -4.0, 3.0, -3.0, 0.0, -0.0, 5.5, 1.0], dtype)
+    x = on(a, device)
+    # torch: fmod's zero (the dividend's sign); numpy gives the divisor's
+    want = np.array([0.0, -0.0, -1.0, -1.0, 0.0, -0.0, -0.5, -1.0], dtype)
+    assert_close(x % -2.0, want, exact=True)
+    assert_close(F.remainder(x, on(np.full(8, -2.0, dtype), device)), want, exact=True)
+    assert_close(F.tensor([4.0]).to(device) % -2.0, np.array([0.0], np.float32), exact=True)
+    assert not np.signbit(host(F.tensor([4.0]).to(device) % -2.0)).any()  # torch: 0.0
+    want2 = np.array([0.0, -0.0, 1.0, 1.0, 0.0, -0.0, 1.5, 1.0], dtype)
+    assert_close(x % 2.0, want2, exact=True)
+    assert_close(2.0 % on(np.array([1.0, -1.0, 2.0], dtype), device),
+                 np.array([0.0, 0.0, 0.0], dtype), exact=True)  # fmt: skip
+    # fused (the CPU and CUDA kernels), non-contiguous
+    m = on(np.stack([a, a]), device)
+    for fn in (lambda t: (t % -2.0) * 1, lambda t: (t[:, 1::2] % 2.0) * 1):
+        traced = assert_traced(fn, m)
+        assert traced.kernel_count() == 1
+    assert np.signbit(host(traced(m))).tolist() == [[True, False, True, False]] * 2
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_einsum_summing_one_int_operand_gives_int64(device):
+    a = np.full((2, 2), 100, np.int8)
+    assert_close(F.einsum("ij->", on(a, device)), np.int64(400).reshape(()))  # torch: int64
+    assert_close(F.einsum("ij->i", on(a, device)), np.array([200, 200], np.int64))
+    assert_close(F.einsum("ii", on(a, device)), np.int64(200).reshape(()))
+    assert_close(F.einsum("ij->ji", on(a, device)), a.T)  # (no sum: the dtype stays)
+    u = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert_close(F.einsum("ij->j", on(u, device).t().t()), u.sum(0).astype(np.int64))
+    f = np.ones((2, 3), np.float16)
+    assert_close(F.einsum("ij->", on(f, device)), np.float16(6).reshape(()))
+    assert_traced(lambda t: F.einsum("ij->j", t) + 1, on(a, device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_roll_with_a_repeated_dim_rolls_once_per_entry(device):
+    a = np.arange(12).reshape(3, 4)
+    x = on(a, device)
+    assert_close(F.roll(on(np.arange(4), device), (1, 1), (0, 0)), np.array([2, 3, 0, 1]))
+    assert_close(x.roll((1, 2, -1), (0, 1, -2)), np.roll(a, (1, 2, -1), (0, 1, 0)))
+    assert_close(x.roll((3, 1), (1, 1)), np.roll(a, 4, 1))
+    with pytest.raises(DimError, match="roll"):
+        x.roll((1, 1), (0, 2))
+    with pytest.raises(DimError, match="differ in length"):
+        x.roll((1, 1), 0)
+    assert_traced(lambda t: t.roll((1, 1), (1, 1)) * 2, x)

@@ -229,10 +229,17 @@ def roll(x, shifts, dims=None):
         flat = reshape(x, -1)
         return reshape(dispatch.apply(ROLL, (flat,), {"shifts": sh, "dims": (0,)}),
                        *x.shape)  # fmt: skip
-    d = dims_arg("roll", dims, x.ndim)
-    if len(d) != len(sh):
-        raise DimError(f"roll: shifts {list(sh)} and dims {list(d)} differ in length")
-    return dispatch.apply(ROLL, (x,), {"shifts": sh, "dims": d})
+    iterable = hasattr(dims, "__iter__") and not isinstance(dims, (str, np.integer))
+    given = tuple(dims) if iterable else (dims,)
+    if len(given) != len(sh):
+        raise DimError(f"roll: shifts {list(sh)} and dims {list(given)} differ in length")
+    # a dim named more than once is rolled once per entry, as PyTorch's (by the shifts' sum)
+    total: dict = {}
+    for s, dim in zip(sh, given, strict=True):
+        k = norm_dim("roll", dim, x.ndim)
+        total[k] = total.get(k, 0) + s
+    d = tuple(total)
+    return dispatch.apply(ROLL, (x,), {"shifts": tuple(total.values()), "dims": d})
 
 
 def repeat(x, *sizes):

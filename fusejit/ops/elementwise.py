@@ -21,6 +21,19 @@ def _np(name):
     return getattr(np, name)
 
 
+def float_remainder_zero(xp, r, a):
+    """numpy's (or cupy's) float remainder ``r`` of ``a % b`` with its zeros given the sign of
+    ``a``, as PyTorch's remainder (C's fmod) gives them: ``4. % -2.`` is 0.0, ``-4. % 2.`` -0.0;
+    numpy gives a zero the divisor's sign."""
+    fixed = xp.where(r == 0, xp.copysign(r, a), r)
+    return fixed.astype(r.dtype, copy=False) if hasattr(r, "dtype") else fixed
+
+
+def _remainder_ref(x, y):
+    r = np.remainder(x, y)
+    return float_remainder_zero(np, r, x) if np.asarray(r).dtype.kind == "f" else r
+
+
 def unary(name, expr, np_name=None, rule="float", allowed=ANY, ref=None, **kw):
     return register(
         OpDef(
@@ -109,6 +122,7 @@ binary(
     "remainder",
     "x % y",
     "remainder",
+    ref=_remainder_ref,
     allowed=NUM,
     exact=True,
     methods=("remainder", "__mod__"),
