@@ -10,6 +10,7 @@ from fusejit.backends.cpu_kernels import cpu_kernel
 
 from fusejit.base import dtypes as dt
 from fusejit.codegen.body import KernelBody, Step
+from fusejit.ops.elementwise import float_remainder_zero
 from fusejit.ops.registry import accumulation_dtype
 from fusejit.store import CACHE
 
@@ -52,11 +53,15 @@ class CPUBackend:
     def elementwise(self, op, vals, compute: dt.DType, out: dt.DType, attrs):
         if op.rule == "cast":
             return vals[0].astype(out.np)
+        if op.name == "sign" and compute is dt.bool_:  # (as torch's; numpy has no bool sign)
+            return vals[0].copy()
         fn = self._ufuncs.get(op)
         if fn is None:
             fn = self._ufuncs[op] = getattr(np, op.np_name) if op.np_name else None
         if fn is not None:
             r = fn(*vals)
+            if op.name == "remainder" and compute.is_floating_point:
+                r = float_remainder_zero(np, r, vals[0])
             # ufuncs give numpy scalars for 0-d inputs, and where(c, 1.5, 2.5) float64
             if type(r) is not np.ndarray or r.dtype is not out.np:
                 r = np.asarray(r, dtype=out.np)

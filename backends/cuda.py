@@ -191,7 +191,9 @@ class CudaBackend:
         if op.rule == "cast":
             with self._on():
                 return vals[0].astype(out.np)
-        if op.name in _ROUNDING and not compute.is_floating_point:
+        if (op.name in _ROUNDING and not compute.is_floating_point) or (
+            op.name == "sign" and compute is dt.bool_  # (sign of a bool is itself, as torch's)
+        ):
             with self._on():
                 return vals[0].astype(out.np, copy=True)
         fn = self._ufuncs.get(op, _MISSING)

@@ -597,6 +597,16 @@ def _trig_family(K) -> SimpleNamespace:
     return SimpleNamespace(sin=sin, cos=cos, tan=tan, trig_in_range=trig_in_range)
 
 
+@_JIT
+def remainder(a, b):
+    """Float ``a % b`` as PyTorch computes it: Python's (the divisor's sign), except that a zero
+    result has the sign of ``a`` (C's fmod), where Python and numpy give it ``b``'s."""
+    r = a % b
+    if r == 0:
+        return np.copysign(r, a)
+    return r
+
+
 def define(K) -> SimpleNamespace:
     """Every function of this module for the precision of constants table ``K``
     (``math_constants.F32`` or ``F64``), by name."""

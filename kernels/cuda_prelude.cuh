@@ -116,7 +116,8 @@ __device__ __forceinline__ unsigned char fj_mod(unsigned char a, unsigned char b
 }
 
 // Floats: numpy's npy_divmod, so results match it bit for bit (the quotient is snapped to the
-// nearest integer, the remainder takes the divisor's sign, zeros keep their sign).
+// nearest integer, the remainder takes the divisor's sign, zeros keep their sign), except that
+// a zero remainder has the dividend's sign, as PyTorch's (fmod's zero).
 #define FJ_FDIV(T, FMOD, FLOOR, COPYSIGN)                                                        \
     __device__ __forceinline__ T fj_floordiv(T a, T b) {                                        \
         if (b == (T)0) return a / b;                                                             \
@@ -139,10 +140,8 @@ __device__ __forceinline__ unsigned char fj_mod(unsigned char a, unsigned char b
         if (b == (T)0) return mod;                                                               \
         if (mod != (T)0) {                                                                       \
             if ((b < (T)0) != (mod < (T)0)) mod += b;                                            \
-        } else {                                                                                 \
-            mod = COPYSIGN((T)0, b);                                                             \
         }                                                                                        \
-        return mod;                                                                              \
+        return mod; /* a zero keeps fmod's sign, a's (PyTorch's remainder; numpy's is b's) */   \
     }
 FJ_FDIV(float, fmodf, floorf, copysignf)
 FJ_FDIV(double, fmod, floor, copysign)

@@ -183,8 +183,9 @@ def test_kind_rules_for_ints_and_bool(d):
     assert (t / t).dtype is F.float32  # true division of ints (and bools) gives float32
     assert t.sum().dtype is F.int64 and t.prod().dtype is F.int64
     assert (t == t).dtype is F.bool and F.logical_and(t, t).dtype is F.bool
-    if d is not F.bool:  # float ops on ints give float32 (math ops take no bool)
-        assert F.exp(t).dtype is F.float32 and F.sqrt(t).dtype is F.float32
+    # float ops on ints and bools give float32 (as PyTorch's)
+    assert F.exp(t).dtype is F.float32 and F.sqrt(t).dtype is F.float32
+    if d is not F.bool:
         assert t.mean().dtype is F.float32 and t.var().dtype is F.float32
         assert F.softmax(t, 0).dtype is F.float32 and F.logsumexp(t, 0).dtype is F.float32
         assert (-t).dtype is d and abs(t).dtype is d and F.relu(t).dtype is d

@@ -69,6 +69,8 @@ class NumbaRenderer(Renderer):
                 return f"({a} {op} {b})"
             # arithmetic on bools happens in their own type in numpy (+ is or, * is and)
             return {"+": f"({a} | {b})", "*": f"({a} & {b})"}[op]
+        if op == "%" and d.is_floating_point:  # (a zero takes a's sign, as PyTorch's)
+            return f"{np_type(d)}(_vm.remainder({a}, {b}))"
         return f"{np_type(d)}({a} {op} {b})"
 
     def unop(self, op, a, d):

@@ -14,7 +14,7 @@ from fusejit.base.errors import DimError, DTypeError, ShapeError, fmt_shape
 from fusejit.base.shapes import broadcast_shapes
 from fusejit.eager import dispatch, reductions
 from fusejit.eager.elementwise import cast, where
-from fusejit.eager.inplace import write_inplace
+from fusejit.eager.inplace import scalar_as, write_inplace
 from fusejit.eager.movement import diag
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OPS
@@ -76,8 +76,15 @@ def masked_fill(x, mask, value):
             f"masked_fill: mask of shape {fmt_shape(mask.shape)} does not broadcast to the "
             f"tensor's shape {fmt_shape(x.shape)}"
         )
-    out = where(mask, value, x)
-    return out if out.dtype is x.dtype else cast(out, x.dtype)
+    # value is converted to x's dtype first (as PyTorch): where then keeps x's dtype and x's
+    # elements pass through untouched (not through a wider float: 2**40 + 1 stays)
+    if isinstance(value, Tensor):
+        if value.device is not x.device:
+            value = value.to(x.device)
+        v = value if value.dtype is x.dtype else cast(value, x.dtype)
+    else:
+        v = scalar_as("masked_fill", x.dtype, value)
+    return where(mask, v, x)
 
 
 def _float_tensor(name: str, x, arg: str | None = None) -> None:
@@ -103,19 +110,46 @@ def lerp(start, end, weight):
         raise DTypeError(
             f"lerp: start and end must have one dtype, got {start.dtype.name} and {end.dtype.name}"
         )
+    out_dtype = start.dtype
+    if out_dtype is dt.float16:  # computed in float32 and rounded once, as PyTorch's opmath
+        start, end = cast(start, dt.float32), cast(end, dt.float32)
+        if isinstance(weight, Tensor) and weight.dtype is dt.float16:
+            weight = cast(weight, dt.float32)
     diff = end - start
     if isinstance(weight, Tensor):
-        return where(abs(weight) < 0.5, start + weight * diff, end - diff * (1 - weight))
-    return start + weight * diff if builtins.abs(weight) < 0.5 else end - diff * (1 - weight)
+        r = where(abs(weight) < 0.5, start + weight * diff, end - diff * (1 - weight))
+    else:
+        r = start + weight * diff if builtins.abs(weight) < 0.5 else end - diff * (1 - weight)
+    return r if r.dtype is out_dtype else cast(r, out_dtype)
+
+
+def _addc_args(name: str, x, tensor1, tensor2, value):
+    """The three tensors cast to their common dtype, and ``value`` converted to it, as
+    PyTorch's addcmul and addcdiv compute: ``value * tensor1`` never in tensor1's own dtype."""
+    for arg, t in (("input", x), ("tensor1", tensor1), ("tensor2", tensor2)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: {arg} must be a tensor, got {type(t).__name__}")
+    common = dt.result_type(x.dtype, tensor1.dtype, tensor2.dtype)
+    ts = tuple(t if t.dtype is common else cast(t, common) for t in (x, tensor1, tensor2))
+    return ts, scalar_as(name, common, value)
 
 
 def addcmul(x, tensor1, tensor2, *, value=1):
-    """``x + value * tensor1 * tensor2`` (as ``torch.addcmul``)."""
-    return x + value * tensor1 * tensor2
+    """``x + value * tensor1 * tensor2`` (as ``torch.addcmul``), computed in the dtype the
+    three tensors promote to; ``value`` is converted to it (0.5 is 0 for int tensors).
+
+    >>> import fusejit
+    >>> a = fusejit.tensor([300], dtype=fusejit.int16)
+    >>> fusejit.addcmul(fusejit.zeros(1, dtype=fusejit.float64), a, a).tolist()
+    [90000.0]
+    """
+    (x, t1, t2), v = _addc_args("addcmul", x, tensor1, tensor2, value)
+    return x + v * t1 * t2
 
 
 def addcdiv(x, tensor1, tensor2, *, value=1):
-    """``x + value * tensor1 / tensor2`` (as ``torch.addcdiv``; not for integer tensors)."""
+    """``x + value * tensor1 / tensor2`` (as ``torch.addcdiv``; not for integer tensors),
+    computed in the dtype the three tensors promote to."""
     ints = [t for t in (tensor1, tensor2) if isinstance(t, Tensor) and t.dtype.kind in "biu"]
     if len(ints) == 2:
         raise DTypeError(
@@ -123,7 +157,8 @@ def addcdiv(x, tensor1, tensor2, *, value=1):
             f"{tensor1.dtype.name} and {tensor2.dtype.name}); use x + value * (t1 / t2) or "
             "floor division"
         )
-    return x + value * tensor1 / tensor2
+    (x, t1, t2), v = _addc_args("addcdiv", x, tensor1, tensor2, value)
+    return x + v * t1 / t2
 
 
 def norm(x, p="fro", dim=None, keepdim: bool = False):
@@ -141,6 +176,8 @@ def norm(x, p="fro", dim=None, keepdim: bool = False):
         p = 2
     if isinstance(p, bool) or not isinstance(p, (int, float)):
         raise ValueError(f"norm: p must be a number or 'fro', got {p!r}")
+    if x.dtype is dt.float16:  # accumulated in float32 (as PyTorch): 300**2 overflows float16
+        return cast(norm(cast(x, dt.float32), p, dim, keepdim), dt.float16)
     if p == 2:
         return reductions.sum(x * x, dim, keepdim).sqrt()
     ax = x.abs()

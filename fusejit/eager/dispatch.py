@@ -39,7 +39,7 @@ def fast_entry(op: OpDef, dtype: dt.DType, device, scalar_type):
     function on the arrays as they are, with nothing to cast; None where it would not (casts,
     dtype errors, ops without a numpy function, other devices). The caller still checks the
     result's type and dtype and runs the general path on anything unexpected."""
-    if op.rule not in ("promote", "float", "compare", "logical"):
+    if op.rule not in ("promote", "bool_to_long", "float", "compare", "logical"):
         return None
     if getattr(device, "type", None) != "cpu":
         return None
@@ -60,9 +60,9 @@ def fast_entry(op: OpDef, dtype: dt.DType, device, scalar_type):
         run = device.backend.run_expr_op
         return (lambda a: run(op, a, compute, out)), out, out.np
     fn = getattr(np, op.np_name, None)
-    if fn is None:
+    if fn is None or (op.name == "remainder" and out.is_floating_point):  # (zero signs: backend)
         return None
-    if type(fn) is np.ufunc and out is dtype and op.rule in ("promote", "float"):
+    if type(fn) is np.ufunc and out is dtype and op.rule in ("promote", "bool_to_long", "float"):
         fn = _pooled(fn, op.arity, out.np)
     return fn, out, out.np
 
@@ -156,6 +156,17 @@ def opmath(op: OpDef, compute: dt.DType, scalar_kinds) -> dt.DType:
     return compute
 
 
+def _check_int_fits(op: OpDef, v, d: dt.DType) -> None:
+    """A DTypeError when ``v`` is a Python int that integer dtype ``d`` cannot hold."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        info = np.iinfo(d.np)
+        if not info.min <= int(v) <= info.max:
+            raise DTypeError(
+                f"{op.name}: Python int {v} is out of range for dtype {d.name} "
+                f"([{info.min}, {info.max}])"
+            )
+
+
 def _broadcast_error(op: OpDef, args) -> ShapeError:
     shapes = " and ".join(fmt_shape(a.shape) for a in args if isinstance(a, Tensor))
     return ShapeError(f"{op.name}: shapes {shapes} cannot be broadcast together")
@@ -217,6 +228,9 @@ def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
             else dt.result_type(x, y)
         )
         compute, out = promoted, promoted
+        if promoted.kind in "iu":  # (a Python int the dtype cannot hold: as int8 + 300)
+            for v in (x, y):
+                _check_int_fits(op, v, promoted)
     elif op.rule == "cast":
         compute = out = attrs["dtype"]
     else:

@@ -21,7 +21,7 @@ from fusejit.base.shapes import broadcast_shapes, int_arg, norm_dim
 from fusejit.eager import dispatch, recording
 from fusejit.eager.creation import full
 from fusejit.eager.elementwise import cast, where
-from fusejit.eager.inplace import check_inplace_dtype, write_inplace
+from fusejit.eager.inplace import check_inplace_dtype, scalar_as, write_inplace
 from fusejit.eager.movement import expand, reshape
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.indexing import (
@@ -99,15 +99,18 @@ def setitem(x, index, value) -> None:
     if tracer is not None:
         tracer.unsupported("assignment into a tensor (__setitem__)")
     parts = index if isinstance(index, tuple) else (index,)
+    for p in parts:
+        if isinstance(p, slice) and p.step is not None and p.step <= 0:
+            # (as getitem and PyTorch: numpy would write the values reversed)
+            raise ValueError(f"setitem: slice step must be positive, got {p.step}")
     conv = tuple(p._data if isinstance(p, Tensor) else p for p in parts)
+    # values are converted to x's dtype as PyTorch (and copy_) convert them: 2.5 -> 2 in ints
     if isinstance(value, Tensor):
         if value.device is not x.device:
             raise DeviceError(f"setitem: value on {value.device} for a tensor on {x.device}")
-        check_inplace_dtype("setitem", x.dtype, value.dtype)
         v = value._data
     else:
-        check_inplace_dtype("setitem", x.dtype, dt.result_type(value))
-        v = value
+        v = scalar_as("setitem", x.dtype, value)
     try:
         x._data[conv] = v
     except ValueError as e:

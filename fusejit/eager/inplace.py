@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DTypeError, ShapeError, fmt_shape
 from fusejit.eager import recording
@@ -18,6 +22,32 @@ def check_inplace_dtype(name: str, target: dt.DType, result: dt.DType) -> None:
             f"{name}: result dtype {result.name} cannot be written into a tensor of dtype "
             f"{target.name} in place"
         )
+
+
+def scalar_as(name: str, dtype: dt.DType, value):
+    """Python number ``value`` converted to ``dtype``, as PyTorch converts the scalar of
+    ``fill_``, ``x[i] = v`` and ``masked_fill``: a float into an int dtype truncates toward zero,
+    anything into bool is ``value != 0``. A value the dtype cannot hold (an int out of its
+    range, a NaN or infinity into an int dtype) is a DTypeError, as ``int8 + 300`` is."""
+    if isinstance(value, Tensor):
+        value = value.item()
+    if dt.scalar_kind(value) is None:
+        raise TypeError(f"{name}: expected a Python number, got {type(value).__name__}")
+    if dtype is dt.bool_:
+        return bool(value)
+    if dtype.is_floating_point:
+        return float(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            raise DTypeError(f"{name}: {value} cannot be converted to {dtype.name}")
+        value = math.trunc(value)
+    info = np.iinfo(dtype.np)
+    if not info.min <= int(value) <= info.max:
+        raise DTypeError(
+            f"{name}: value {value} is out of range for dtype {dtype.name} "
+            f"([{info.min}, {info.max}])"
+        )
+    return int(value)
 
 
 def check_writeable(name: str, self: Tensor) -> None:
@@ -49,9 +79,14 @@ def write_inplace(name: str, self: Tensor, result: Tensor) -> Tensor:
 def fill_(self, value):
     if recording.TRACER is not None:
         recording.TRACER.unsupported("in-place op fill_")
-    check_inplace_dtype("fill_", self.dtype, dt.result_type(value))
+    if isinstance(value, Tensor) and value.ndim:
+        raise ShapeError(
+            f"fill_: value must be a Python number or a 0-d tensor, got a tensor of shape "
+            f"{fmt_shape(value.shape)}"
+        )
+    v = scalar_as("fill_", self.dtype, value)  # (converted as PyTorch does: 1.5 -> 1 in ints)
     check_writeable("fill_", self)
-    self.device.backend.fill(self._data, value.item() if isinstance(value, Tensor) else value)
+    self.device.backend.fill(self._data, v)
     return self
 
 

@@ -90,9 +90,19 @@ def _einsum_problem(equation: str, tensors) -> str | None:
     return None
 
 
+def _sums_a_label(equation: str) -> bool:
+    """Whether the one-operand ``equation`` sums over a label: one of its term's labels is not
+    in the output (with no ``->``, the output is the labels written once)."""
+    lhs, arrow, rhs = equation.replace(" ", "").replace("...", "").partition("->")
+    if not arrow:
+        return any(lhs.count(c) > 1 for c in lhs)
+    return bool(set(lhs) - set(rhs))
+
+
 def einsum(equation: str, *operands):
     """Einstein summation over the operands' labelled dims (``torch.einsum``; the operands
-    may also be one list). The dtypes promote as for ``matmul``.
+    may also be one list). The dtypes promote as for ``matmul``; one integer operand summed
+    over a dim gives int64, as ``sum`` does (and PyTorch's einsum).
 
     >>> import fusejit
     >>> fusejit.einsum("ij,jk->ik", fusejit.ones(2, 3), fusejit.ones(3, 4)).shape
@@ -114,6 +124,8 @@ def einsum(equation: str, *operands):
     d = operands[0].dtype
     for t in operands[1:]:
         d = dt.promote_types(d, t.dtype)
+    if len(operands) == 1 and not d.is_floating_point and _sums_a_label(equation):
+        d = dt.int64  # one integer operand summed over a dim: torch.sum's int64, as PyTorch's
     return dispatch.apply(EINSUM, tuple(operands), {"equation": equation, "dtype": d})
 
 

@@ -189,6 +189,8 @@ def movedim(x, source, destination):
     for what, dims, given in (("source", s, src), ("destination", d, dst)):
         if len(set(dims)) != len(dims):
             raise DimError(f"movedim: {what} {list(given)} names a dim more than once")
+    if x.ndim == 0:  # (dims 0 and -1 name the one position a 0-d tensor has)
+        return permute(x)
     order = [None] * x.ndim
     for a, b in zip(s, d):
         order[b] = a
@@ -239,10 +241,17 @@ def roll(x, shifts, dims=None):
         flat = reshape(x, -1)
         return reshape(dispatch.apply(ROLL, (flat,), {"shifts": sh, "dims": (0,)}),
                        *x.shape)  # fmt: skip
-    d = dims_arg("roll", dims, x.ndim)
-    if len(d) != len(sh):
-        raise DimError(f"roll: shifts {list(sh)} and dims {list(d)} differ in length")
-    return dispatch.apply(ROLL, (x,), {"shifts": sh, "dims": d})
+    iterable = hasattr(dims, "__iter__") and not isinstance(dims, (str, np.integer))
+    given = tuple(dims) if iterable else (dims,)
+    if len(given) != len(sh):
+        raise DimError(f"roll: shifts {list(sh)} and dims {list(given)} differ in length")
+    # a dim named more than once is rolled once per entry, as PyTorch's (by the shifts' sum)
+    total: dict = {}
+    for s, dim in zip(sh, given, strict=True):
+        k = norm_dim("roll", dim, x.ndim)
+        total[k] = total.get(k, 0) + s
+    d = tuple(total)
+    return dispatch.apply(ROLL, (x,), {"shifts": tuple(total.values()), "dims": d})
 
 
 def repeat(x, *sizes):
@@ -443,6 +452,8 @@ def chunk(x, chunks: int, dim: int = 0):
         raise ShapeError(f"chunk: chunks must be positive, got {chunks}")
     d = norm_dim("chunk", dim, x.ndim)
     n = x.shape[d]
+    if n == 0:  # as PyTorch: ``chunks`` empty pieces, not one
+        return split(x, [0] * chunks, d)
     size = builtins.max(1, -(-n // chunks))
     return split(x, size, d)
 

@@ -137,9 +137,9 @@ def _max_min(name, op_all, op_dim, elementwise, x, dim, keepdim):
         return elementwise(x, dim)
     if dim is None:
         return _reduce(op_all, x, None, keepdim)
+    d = norm_dim(name, dim, x.ndim)  # (a 0-d tensor takes dims 0 and -1 only, as PyTorch)
     if x.ndim == 0:
         return MaxMin(x, argmax(x))
-    d = norm_dim(name, dim, x.ndim)
     vals, idx = dispatch.apply(op_dim, (x,), {"dim": d, "keepdim": bool(keepdim)})
     return MaxMin(vals, idx)
 

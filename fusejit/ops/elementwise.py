@@ -21,6 +21,19 @@ def _np(name):
     return getattr(np, name)
 
 
+def float_remainder_zero(xp, r, a):
+    """numpy's (or cupy's) float remainder ``r`` of ``a % b`` with its zeros given the sign of
+    ``a``, as PyTorch's remainder (C's fmod) gives them: ``4. % -2.`` is 0.0, ``-4. % 2.`` -0.0;
+    numpy gives a zero the divisor's sign."""
+    fixed = xp.where(r == 0, xp.copysign(r, a), r)
+    return fixed.astype(r.dtype, copy=False) if hasattr(r, "dtype") else fixed
+
+
+def _remainder_ref(x, y):
+    r = np.remainder(x, y)
+    return float_remainder_zero(np, r, x) if np.asarray(r).dtype.kind == "f" else r
+
+
 def unary(name, expr, np_name=None, rule="float", allowed=ANY, ref=None, **kw):
     return register(
         OpDef(
@@ -113,6 +126,7 @@ binary(
     "remainder",
     "x % y",
     "remainder",
+    ref=_remainder_ref,
     allowed=NUM,
     exact=True,
     methods=("remainder", "__mod__"),
@@ -123,14 +137,14 @@ binary(
     "pow",
     "x ** y",
     "power",
-    allowed=NUM,
+    rule="bool_to_long",
     methods=("pow", "__pow__"),
     rmethods=("__rpow__",),
     domain=(0.5, 3.0),
 )
-binary("atan2", "atan2(x, y)", "arctan2", rule="float", allowed=NUM)
-binary("maximum", "where((x > y) | (x != x), x, y)", "maximum", allowed=NUM, exact=True)
-binary("minimum", "where((x < y) | (x != x), x, y)", "minimum", allowed=NUM, exact=True)
+binary("atan2", "atan2(x, y)", "arctan2", rule="float", allowed=ANY)
+binary("maximum", "where((x > y) | (x != x), x, y)", "maximum", allowed=ANY, exact=True)
+binary("minimum", "where((x < y) | (x != x), x, y)", "minimum", allowed=ANY, exact=True)
 
 # ---- comparisons and logic ------------------------------------------------------------------
 for _name, _sym, _np_name, _dunder in (
@@ -213,10 +227,10 @@ unary(
     "where(x > 0, 1, where(x < 0, -1, where(x == 0, 0, x)))",
     "sign",
     rule="promote",
-    allowed=NUM,
     exact=True,
+    ref=lambda x: x.copy() if x.dtype == np.bool_ else np.sign(x),  # (numpy has no bool sign)
 )
-unary("square", "x * x", "square", rule="promote", allowed=NUM, exact=True)
+unary("square", "x * x", "square", rule="bool_to_long", exact=True)
 unary("floor", "floor(x)", "floor", rule="promote", allowed=NUM, exact=True)
 unary("ceil", "ceil(x)", "ceil", rule="promote", allowed=NUM, exact=True)
 unary("trunc", "trunc(x)", "trunc", rule="promote", allowed=NUM, exact=True)
@@ -224,38 +238,38 @@ unary("trunc", "trunc(x)", "trunc", rule="promote", allowed=NUM, exact=True)
 unary("round", "rint(x)", "round", rule="promote", allowed=NUM, exact=True, ref=np.rint)
 
 # ---- powers, exponentials, logarithms -------------------------------------------------------
-unary("sqrt", "sqrt(x)", "sqrt", allowed=NUM, exact=True, domain=(0.0, 100.0))
-unary("rsqrt", "1 / sqrt(x)", ref=lambda x: 1 / np.sqrt(x), allowed=NUM, domain=(0.01, 100.0))
+unary("sqrt", "sqrt(x)", "sqrt", allowed=ANY, exact=True, domain=(0.0, 100.0))
+unary("rsqrt", "1 / sqrt(x)", ref=lambda x: 1 / np.sqrt(x), allowed=ANY, domain=(0.01, 100.0))
 unary(
     "reciprocal",
     "1 / x",
     "reciprocal",
-    allowed=NUM,
+    allowed=ANY,
     exact=True,
     ref=lambda x: np.reciprocal(x.astype(np.result_type(x, np.float32))),
 )
-unary("exp", "exp(x)", "exp", allowed=NUM)
-unary("exp2", "exp2(x)", "exp2", allowed=NUM)
-unary("expm1", "expm1(x)", "expm1", allowed=NUM)
-unary("log", "log(x)", "log", allowed=NUM, domain=(0.001, 1000.0))
-unary("log2", "log2(x)", "log2", allowed=NUM, domain=(0.001, 1000.0))
-unary("log10", "log10(x)", "log10", allowed=NUM, domain=(0.001, 1000.0))
-unary("log1p", "log1p(x)", "log1p", allowed=NUM, domain=(-0.999, 1000.0))
+unary("exp", "exp(x)", "exp", allowed=ANY)
+unary("exp2", "exp2(x)", "exp2", allowed=ANY)
+unary("expm1", "expm1(x)", "expm1", allowed=ANY)
+unary("log", "log(x)", "log", allowed=ANY, domain=(0.001, 1000.0))
+unary("log2", "log2(x)", "log2", allowed=ANY, domain=(0.001, 1000.0))
+unary("log10", "log10(x)", "log10", allowed=ANY, domain=(0.001, 1000.0))
+unary("log1p", "log1p(x)", "log1p", allowed=ANY, domain=(-0.999, 1000.0))
 
 # ---- trigonometric and hyperbolic -----------------------------------------------------------
-unary("sin", "sin(x)", "sin", allowed=NUM)
-unary("cos", "cos(x)", "cos", allowed=NUM)
-unary("tan", "tan(x)", "tan", allowed=NUM, domain=(-1.5, 1.5))
-unary("asin", "asin(x)", "arcsin", allowed=NUM, domain=(-1.0, 1.0), methods=("asin", "arcsin"))
-unary("acos", "acos(x)", "arccos", allowed=NUM, domain=(-1.0, 1.0), methods=("acos", "arccos"))
-unary("atan", "atan(x)", "arctan", allowed=NUM, methods=("atan", "arctan"))
-unary("sinh", "sinh(x)", "sinh", allowed=NUM)
-unary("cosh", "cosh(x)", "cosh", allowed=NUM)
-unary("tanh", "tanh(x)", "tanh", allowed=NUM)
+unary("sin", "sin(x)", "sin", allowed=ANY)
+unary("cos", "cos(x)", "cos", allowed=ANY)
+unary("tan", "tan(x)", "tan", allowed=ANY, domain=(-1.5, 1.5))
+unary("asin", "asin(x)", "arcsin", allowed=ANY, domain=(-1.0, 1.0), methods=("asin", "arcsin"))
+unary("acos", "acos(x)", "arccos", allowed=ANY, domain=(-1.0, 1.0), methods=("acos", "arccos"))
+unary("atan", "atan(x)", "arctan", allowed=ANY, methods=("atan", "arctan"))
+unary("sinh", "sinh(x)", "sinh", allowed=ANY)
+unary("cosh", "cosh(x)", "cosh", allowed=ANY)
+unary("tanh", "tanh(x)", "tanh", allowed=ANY)
 
 # ---- activations (no numpy kernel: eager runs the generated kernel) -------------------------
-unary("erf", "erf(x)", ref=_erf64, allowed=NUM)
-unary("sigmoid", "sigmoid(x)", ref=lambda x: 1 / (1 + np.exp(-x)), allowed=NUM)
+unary("erf", "erf(x)", ref=_erf64, allowed=ANY)
+unary("sigmoid", "sigmoid(x)", ref=lambda x: 1 / (1 + np.exp(-x)), allowed=ANY)
 unary(
     "relu",
     "where(x < 0, 0, x)",
@@ -268,21 +282,21 @@ unary(
     "gelu",
     "0.5 * x * (1 + erf(x * 0.7071067811865476))",
     ref=lambda x: 0.5 * x * (1 + _erf64(x * 0.7071067811865476)),
-    allowed=NUM,
+    allowed=ANY,
 )
 unary(
     "gelu_tanh",
     "0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))",
     ref=lambda x: 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3))),
-    allowed=NUM,
+    allowed=ANY,
 )
-unary("silu", "x * sigmoid(x)", ref=lambda x: x / (1 + np.exp(-x)), allowed=NUM)
+unary("silu", "x * sigmoid(x)", ref=lambda x: x / (1 + np.exp(-x)), allowed=ANY)
 # torch's softplus (beta=1, threshold=20): linear above the threshold
 unary(
     "softplus",
     "where(x > 20, x, log1p(exp(x)))",
     ref=lambda x: np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))),
-    allowed=NUM,
+    allowed=ANY,
 )
 
 # ---- classification -------------------------------------------------------------------------

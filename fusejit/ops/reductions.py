@@ -2,8 +2,9 @@
 ``fusejit/eager/reductions.py``).
 
 Accumulation: float16 inputs are accumulated in float32 and the result rounded to float16 (as
-PyTorch does: ``registry.accumulation_dtype``); sums and products of bool and integer tensors
-are int64. The reductions row kernels compute state how in their ``Reduce`` facts.
+PyTorch does: ``registry.accumulation_dtype``); var, std, prod and cumprod of float32 in float64
+(``registry.wide_accumulation_dtype``); sums and products of bool and integer tensors are int64.
+The reductions row kernels compute state how in their ``Reduce`` facts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import ShapeError, fmt_shape
-from fusejit.ops.registry import ANY, NUM, OpDef, Reduce, accumulation_dtype, register
+from fusejit.ops.registry import (
+    ANY,
+    NUM,
+    OpDef,
+    Reduce,
+    accumulation_dtype,
+    register,
+    wide_accumulation_dtype,
+)
 
 
 def _dtype_of(a) -> dt.DType:
@@ -54,7 +63,7 @@ def _sum_impl(b, a, dim=None, keepdim=False, dtype=None):
 def _prod_impl(b, a, dim=None, keepdim=False, dtype=None):
     xp = b.xp
     out = _sum_out(_dtype_of(a), dtype=dtype)
-    acc = accumulation_dtype(out).np
+    acc = wide_accumulation_dtype(out).np
     return xp.asarray(a.prod(axis=dim, keepdims=keepdim, dtype=acc), dtype=out.np)
 
 
@@ -68,7 +77,7 @@ def _mean_impl(b, a, dim=None, keepdim=False):
 def _var_impl(b, a, dim=None, correction=1, keepdim=False, sqrt=False):
     xp = b.xp
     out = _float_out(_dtype_of(a))
-    acc = accumulation_dtype(out).np
+    acc = wide_accumulation_dtype(out).np  # (the square root too: std of 1e20 fits float32)
     r = xp.var(a.astype(acc, copy=False), axis=dim, ddof=correction, keepdims=keepdim)
     if sqrt:
         r = xp.sqrt(r)
@@ -159,6 +168,11 @@ def _layer_norm_impl(b, a, *wb, normalized_ndim, eps=1e-5, has_weight=False, has
     x = a.astype(acc, copy=False)
     axes = tuple(range(a.ndim - normalized_ndim, a.ndim))
     mu = xp.mean(x, axis=axes, keepdims=True)
+    if x.size:
+        # a constant row's mean is its value exactly, as PyTorch's Welford mean is (a sum
+        # divided by n is off by an ulp or so): the row normalizes to 0, and to nan with eps=0
+        hi = xp.max(x, axis=axes, keepdims=True)
+        mu = xp.where(hi == xp.min(x, axis=axes, keepdims=True), hi, mu)
     xc = x - mu
     var = xp.mean(xc * xc, axis=axes, keepdims=True)
     y = xc / xp.sqrt(var + eps)
@@ -221,7 +235,7 @@ LAYER_NORM = register(OpDef(name="layer_norm", kind="composite", arity=3, allowe
 
 def _scan_impl(fn: str):
     def impl(b, a, dim, dtype):
-        acc = accumulation_dtype(dtype).np
+        acc = (wide_accumulation_dtype if fn == "cumprod" else accumulation_dtype)(dtype).np
         return getattr(b.xp, fn)(a, axis=dim, dtype=acc).astype(dtype.np, copy=False)
 
     return impl

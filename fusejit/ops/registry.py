@@ -40,7 +40,15 @@ from fusejit.base import dtypes as dt
 from fusejit.base.errors import DTypeError
 from fusejit.ops.primitives import check_expr
 
-__all__ = ["OpDef", "Reduce", "OPS", "register", "get_op", "accumulation_dtype"]
+__all__ = [
+    "OpDef",
+    "Reduce",
+    "OPS",
+    "register",
+    "get_op",
+    "accumulation_dtype",
+    "wide_accumulation_dtype",
+]
 
 # kinds of dtypes accepted by an op
 NUM = frozenset("iuf")  # numbers, no bool
@@ -61,6 +69,16 @@ def accumulation_dtype(d: dt.DType) -> dt.DType:
     float32, the result rounded to float16 (as PyTorch, and numpy's float16 matmul); any other
     dtype in itself. Reductions, normalizations and scans accumulate so, eagerly and in kernels."""
     return dt.float32 if d is dt.float16 else d
+
+
+def wide_accumulation_dtype(d: dt.DType) -> dt.DType:
+    """The dtype variances, products and cumulative products of dtype ``d`` are computed in:
+    float16 in float32 and float32 in float64 (as PyTorch's CPU kernels accumulate them), the
+    result rounded back, so that squares and partial products of |x| > 1e19 do not overflow
+    float32 when the result itself fits. Any other dtype in itself."""
+    if d is dt.float16:
+        return dt.float32
+    return dt.float64 if d is dt.float32 else d
 
 
 @dataclass(frozen=True)
@@ -238,6 +256,7 @@ def dtype_rule(op: OpDef, promoted: dt.DType) -> tuple[dt.DType, dt.DType]:
 
     Rules:
       promote  -> the promoted dtype for both
+      bool_to_long -> as promote, but bool inputs are computed as int64 (PyTorch's square, pow)
       float    -> ints and bool are computed in the default float dtype (torch semantics)
       compare  -> computed in the promoted dtype, result bool
       logical  -> inputs read as bool, result bool
@@ -250,6 +269,9 @@ def dtype_rule(op: OpDef, promoted: dt.DType) -> tuple[dt.DType, dt.DType]:
         return promoted, dt.real_of(promoted) if op.name in REAL_OF_COMPLEX else promoted
     if rule == "promote":
         return promoted, promoted
+    if rule == "bool_to_long":  # (square, pow: as PyTorch's, bools are counted as int64)
+        c = dt.int64 if promoted is dt.bool_ else promoted
+        return c, c
     if rule == "float":
         c = promoted if promoted.is_floating_point else dt.default_float
         return c, c

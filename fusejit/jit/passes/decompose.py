@@ -7,17 +7,18 @@
 - ``logsumexp(x, dims, keepdim)``: m = amax(x, dims, keepdim); m = where(isfinite(m), m, 0)
   (eager's guard: a row of -inf gives -inf, not nan), then log(sum(exp(x - m))) + m, reshaped
   to drop the reduced dims unless ``keepdim``;
-- ``layer_norm``: mu = mean(x); xc = x - mu; var = mean(xc * xc); xc * rsqrt(var + eps), then
-  * weight, + bias;
+- ``layer_norm``: mu = mean(x), or amax(x) where amax(x) == amin(x) (a constant row); xc = x -
+  mu; var = mean(xc * xc); xc * rsqrt(var + eps), then * weight, + bias;
 - ``var`` (and ``std``, its square root): mu = mean(x); d = x - mu; sum(d * d) / max(n -
   correction, 0), numpy's two-pass formula, where n is the row length counted in the kernel
   (the sum of a bool that is true everywhere), so that the plan stays shape-generic.
 
 The steps, their order and their dtypes are those of the eager implementations in
 ``fusejit/ops/reductions.py``, so the decomposed graph computes what eager does up to the
-summation order; float16 and integer inputs are cast to the float32 eager computes them in, and
-the result back. The one deliberate difference: ``rsqrt`` and a multiply instead of eager's
-divide by ``sqrt`` (a multiply per element instead of a division; at most an ulp or two apart).
+summation order; float16 and integer inputs are cast to the float32 eager computes them in (var
+of float32 in float64), and the result back. The one deliberate difference: ``rsqrt`` and a
+multiply instead of eager's divide by ``sqrt`` (a multiply per element instead of a division;
+at most an ulp or two apart).
 
 ``mean`` stays a primitive: a row kernel divides the sum by the row length it is called with,
 where a rewrite to ``sum * (1/n)`` would bake the traced length into a shape-generic kernel.
@@ -33,7 +34,7 @@ from __future__ import annotations
 from fusejit.base import dtypes as dt
 from fusejit.eager import dispatch
 from fusejit.ir.graph import Const, Graph, Node, TensorType, Value
-from fusejit.ops.registry import OPS, accumulation_dtype
+from fusejit.ops.registry import OPS, accumulation_dtype, wide_accumulation_dtype
 
 
 class _Builder:
@@ -146,6 +147,10 @@ def _layer_norm(b: _Builder, n: Node):
     acc = accumulation_dtype(out_v.type.dtype)
     xa = b.cast(x, acc)
     mu = b.reduce("mean", xa, dims)
+    # a constant row's mean is its value exactly (eager's rule, PyTorch's Welford mean), so
+    # that row normalizes to 0 (nan with eps=0); max and min come in the mean's pass
+    hi = b.reduce("amax", xa, dims)
+    mu = b.ew("where", b.ew("eq", hi, b.reduce("amin", xa, dims)), hi, mu)
     xc = b.ew("sub", xa, mu)
     var = b.reduce("mean", b.ew("mul", xc, xc), dims)
     rstd = b.ew("rsqrt", b.ew("add", var, Const(n.attr("eps"))))
@@ -161,7 +166,7 @@ def _layer_norm(b: _Builder, n: Node):
 def _var(b: _Builder, n: Node, dims):
     (x,) = n.inputs
     out_v = n.outputs[0]
-    acc = accumulation_dtype(out_v.type.dtype)
+    acc = wide_accumulation_dtype(out_v.type.dtype)  # (float32 in float64, as eager's)
     xa = b.cast(x, acc)
     mu = b.reduce("mean", xa, dims)
     d = b.ew("sub", xa, mu)
