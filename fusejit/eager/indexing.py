@@ -21,7 +21,7 @@ from fusejit.base.shapes import broadcast_shapes, int_arg, norm_dim
 from fusejit.eager import dispatch, recording
 from fusejit.eager.creation import full
 from fusejit.eager.elementwise import cast, where
-from fusejit.eager.inplace import check_inplace_dtype, scalar_as, write_inplace
+from fusejit.eager.inplace import scalar_as, write_inplace
 from fusejit.eager.movement import expand, reshape
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.indexing import (
