@@ -242,6 +242,17 @@ def test_elementwise(case, data):
         np.testing.assert_array_equal(a, b, err_msg="an input was modified")
 
 
+def promote_with_shapes(dx, shape_x, dy, shape_y):
+    """PyTorch's rule, written out: a 0-d tensor beside a tensor with dimensions counts only
+    when its category (bool < integer < float) is above that tensor's; two tensors of the same
+    kind of shape promote by the table."""
+    category = {"b": 0, "i": 1, "u": 1, "f": 2}
+    if (len(shape_x) == 0) == (len(shape_y) == 0):
+        return F.promote_types(dx, dy)
+    (dd, d0) = (dx, dy) if len(shape_y) == 0 else (dy, dx)
+    return F.promote_types(dx, dy) if category[d0.kind] > category[dd.kind] else dd
+
+
 def _allowed_dtypes(op):
     return [d for d in ALL if d.kind in op.allowed]
 
@@ -253,8 +264,8 @@ def test_elementwise_mixed_dtypes(op, data):
     numpy's on the inputs converted to the promoted dtype."""
     dx = data.draw(st.sampled_from(_allowed_dtypes(op)), label="dx")
     dy = data.draw(st.sampled_from(_allowed_dtypes(op)), label="dy")
-    promoted = F.promote_types(dx, dy)
     sh = data.draw(shapes(2, max_dims=2))
+    promoted = promote_with_shapes(dx, sh.input_shapes[0], dy, sh.input_shapes[1])
     # values that fit both dtypes, so that the conversion to the promoted dtype is exact
     x = data.draw(arrays(dx, sh.input_shapes[0], op.domain))
     y = data.draw(arrays(dy, sh.input_shapes[1], op.domain))
