@@ -189,6 +189,10 @@ def test_binary_dtypes(dtype):
     out = F.heaviside(x, y)
     assert out.dtype is d
     assert out.tolist() == ([True, True, True] if dtype == "bool" else [1, 1, 1])
+    # tensors of two dtypes promote (PyTorch refuses them: CONTRIBUTING's decision)
+    out = F.heaviside(x, F.tensor([0.5, 0.5, 0.5], dtype=F.float64))
+    assert out.dtype is F.float64
+    assert out.tolist() == ([1.0, 0.5, 1.0])
     for name in ("hypot", "logaddexp", "logaddexp2"):
         with pytest.raises(F.DTypeError, match=name):
             getattr(F, name)(x, y)
