@@ -318,8 +318,10 @@ def test_erfinv_on_device(device):
         a[:4] = [1, -1, 0, 0.999]
         got = _quiet(F.erfinv, on(a, device))
         want = F.erfinv(F.from_numpy(a.astype(np.float64))).numpy()  # (float64 on the CPU)
+        # (CUDA's erfinvf is within 2 ulp, its erfinv within 5)
+        ulps = {"float16": 1, "float32": 4, "float64": 8}[dtype]
         with np.errstate(over="ignore"):
-            assert_close(got, want.astype(dtype), ulps=2 if dtype != "float16" else 1)
+            assert_close(got, want.astype(dtype), ulps=ulps)
         assert host(F.erfinv(on(a, device)).erfc()).dtype == np.dtype(dtype)
     x = on(rng.uniform(-0.9, 0.9, (8, 16)).astype(np.float32), device)
     t = assert_traced(lambda v: F.erfinv(v).erfc() * 2, x, exact=False)
@@ -480,7 +482,7 @@ def test_methods_and_inplace_forms(device):
     x, y = on(a, device), on(b, device)
     assert_close(x.fmod(y), np.fmod(a, b), exact=True)
     assert_close(x.fix(), np.trunc(a), exact=True)
-    assert_close(x.arcsinh(), np.arcsinh(a).astype(np.float32), ulps=2)
+    assert_close(x.arcsinh(), np.arcsinh(a).astype(np.float32), ulps=4)
     assert_close(x.heaviside(y), np.where(a == 0, b, (a > 0).astype(np.float32)), exact=True)
     assert_close(x.copysign(y), np.copysign(a, b), exact=True)
     for name, ref in (
@@ -491,10 +493,10 @@ def test_methods_and_inplace_forms(device):
         z = on(a, device)
         args = () if name in ("frac_", "trunc_") else (y,)
         assert getattr(z, name)(*args) is z
-        assert_close(z, ref().astype(np.float32), ulps=2, what=name)
+        assert_close(z, ref().astype(np.float32), ulps=4, what=name)
     z = on(a / 4, device)
     assert z.erfinv_() is z
-    assert_close(z, F.erfinv(F.from_numpy(a / 4)).numpy(), ulps=2)
+    assert_close(z, F.erfinv(F.from_numpy(a / 4)).numpy(), ulps=4)
     with pytest.raises(F.DTypeError, match="erfc_"):
         on(np.array([1, 2]), device).erfc_()
 
@@ -538,3 +540,12 @@ def test_a_chain_of_the_new_ops_is_one_kernel(device):
         lambda v: F.atanh(v) + F.acosh(v.abs() + 1) + F.erfinv(v), on(host(h), device), exact=False
     )
     assert t.kernel_count() == 1
+
+
+def test_docstring_examples():
+    import doctest
+
+    from fusejit.eager import activations
+
+    res = doctest.testmod(activations)
+    assert res.attempted > 0 and res.failed == 0
