@@ -36,7 +36,9 @@ from fusejit.base.errors import (  # noqa: E402
     CompileError, DeviceError, DimError, DTypeError, FusejitError, ShapeError, TraceError,
 )  # fmt: skip
 from fusejit.base.shapes import broadcast_shapes  # noqa: E402
-from fusejit.eager.activations import celu, elu, glu, hardtanh, leaky_relu, prelu  # noqa: E402
+from fusejit.eager.activations import (  # noqa: E402
+    celu, celu_, elu, elu_, glu, hardtanh, hardtanh_, leaky_relu, leaky_relu_, prelu,
+)  # fmt: skip
 from fusejit.eager.composites import (  # noqa: E402
     addcdiv, addcmul, allclose, clamp, clamp_max, clamp_min, equal, isclose, lerp, masked_fill,
     nan_to_num, nan_to_num_, norm,

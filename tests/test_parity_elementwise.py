@@ -372,6 +372,9 @@ def test_parameterised_activations(name, device):
     want = host(fn(x, **kw))
     assert fn(x, **kw, inplace=True) is x
     assert_close(x, want, exact=True)
+    x = on(a.astype(np.float32), device)
+    assert getattr(F, name + "_")(x, *kw.values()) is x
+    assert_close(x, want, exact=True)
     # traced: one kernel with what comes around it
     xt = on(rng.standard_normal((4, 16)).astype(np.float32), device)
     t = assert_traced(lambda v: fn(v * 2 + 1, **kw) - 0.5, xt, exact=False)

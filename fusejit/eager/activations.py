@@ -23,7 +23,10 @@ from fusejit.eager.movement import reshape
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OPS
 
-__all__ = ["leaky_relu", "elu", "celu", "hardtanh", "glu", "prelu"]
+__all__ = [
+    "leaky_relu", "elu", "celu", "hardtanh", "glu", "prelu",
+    "leaky_relu_", "elu_", "celu_", "hardtanh_",
+]  # fmt: skip
 
 
 def _float_input(name: str, x) -> None:
@@ -179,3 +182,23 @@ def prelu(x, weight):
             shape[1] = weight.numel()
         weight = reshape(weight, tuple(shape))
     return where(x > 0, x, weight * x)
+
+
+def leaky_relu_(x, negative_slope: float = 0.01):
+    """``leaky_relu`` written into ``x``."""
+    return leaky_relu(x, negative_slope, inplace=True)
+
+
+def elu_(x, alpha: float = 1.0):
+    """``elu`` written into ``x``."""
+    return elu(x, alpha, inplace=True)
+
+
+def celu_(x, alpha: float = 1.0):
+    """``celu`` written into ``x``."""
+    return celu(x, alpha, inplace=True)
+
+
+def hardtanh_(x, min_val: float = -1.0, max_val: float = 1.0):
+    """``hardtanh`` written into ``x``."""
+    return hardtanh(x, min_val, max_val, inplace=True)
