@@ -66,7 +66,31 @@ class CPUBackend:
             if type(r) is not np.ndarray or r.dtype is not out.np:
                 r = np.asarray(r, dtype=out.np)
             return r
-        return self.run_expr_op(op, vals[0], compute, out)
+        if len(vals) == 1:
+            return self.run_expr_op(op, vals[0], compute, out)
+        return self._run_expr_op_n(op, vals, compute, out)
+
+    def _run_expr_op_n(self, op, vals, compute: dt.DType, out: dt.DType):
+        """A binary or ternary op numpy lacks (xlogy, heaviside), as one generated kernel over
+        the arrays as they are (broadcast, strided); Python scalars become 0-d arrays."""
+        c, o = accumulation_dtype(compute), accumulation_dtype(out)
+        arrays = [
+            np.asarray(v, dtype=c.np) if not isinstance(v, np.ndarray) or v.dtype != c.np else v
+            for v in vals
+        ]
+        rank = max(a.ndim for a in arrays)
+        memo = (op, c, o, max(rank, 1))
+        k = self._expr_kernels.get(memo)
+        if k is None:
+            body = KernelBody(
+                in_dtypes=(c.name,) * len(arrays),
+                steps=(Step(op.name, tuple(("in", i) for i in range(len(arrays))), (), c.name,
+                            o.name),),
+                outputs=(("t", 0),),
+            )  # fmt: skip
+            k = self._expr_kernels[memo] = cpu_kernel(body, rank)
+        res = k(*arrays)[0]
+        return res.astype(out.np) if o is not out else res
 
     def run_expr_op(self, op, x: np.ndarray, compute: dt.DType, out: dt.DType):
         """An op numpy lacks, as a one-step generated kernel (float16 computed in float32)."""

@@ -31,7 +31,12 @@ _MISSING = object()
 # floor(x / y) (numpy snaps the divmod quotient, so 1.0 // 0.1 is 9.0, not 10.0), and its
 # integer versions divide MIN by -1 unguarded; the generated kernels follow numpy exactly
 # (checked against it on the CPU by tests/test_cuda_codegen.py), so eager equals fused too.
-OWN_KERNEL_OPS = frozenset({"floor_divide", "remainder", "maximum", "minimum", "sign"})
+# fmod likewise: an integer fmod by zero is 0 and MIN by -1 is guarded, as on the CPU; and
+# logaddexp / logaddexp2, whose table expressions keep numpy's equal infinities (a formula over
+# |x - y| gives inf - inf = nan there).
+OWN_KERNEL_OPS = frozenset(
+    {"floor_divide", "remainder", "maximum", "minimum", "sign", "fmod", "logaddexp", "logaddexp2"}
+)
 # cupy (like numpy) rounds integers through float64, which loses int64 precision: the table
 # makes rounding an integer the identity
 _ROUNDING = frozenset({"floor", "ceil", "trunc", "round"})

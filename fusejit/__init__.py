@@ -46,9 +46,12 @@ from fusejit.base.shapes import broadcast_shapes  # noqa: E402
 from fusejit.eager.complex_functions import (  # noqa: E402
     angle, conj, imag, is_complex, real, view_as_complex, view_as_real,
 )  # fmt: skip
+from fusejit.eager.activations import (  # noqa: E402
+    celu, celu_, elu, elu_, glu, hardtanh, hardtanh_, leaky_relu, leaky_relu_, prelu,
+)  # fmt: skip
 from fusejit.eager.composites import (  # noqa: E402
     addcdiv, addcmul, allclose, clamp, clamp_max, clamp_min, equal, isclose, lerp, masked_fill,
-    nan_to_num, norm,
+    nan_to_num, nan_to_num_, norm,
 )  # fmt: skip
 from fusejit.eager.elementwise import *  # noqa: E402, F403
 from fusejit.eager.elementwise import cast, gelu, where  # noqa: E402

@@ -94,6 +94,7 @@ the result was then measured as above.
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import llvmlite.binding as llvm
@@ -134,6 +135,8 @@ __all__ = [
     "tan_f64",
     "trig_in_range_f32",
     "trig_in_range_f64",
+    "erfinv_f32",
+    "erfinv_f64",
     *[f"{name}_{prec}" for name in ("acos", "asin", "atan2", "atan", "cosh", "erf", "exp2",
                                     "exp", "expm1", "log10", "log1p", "log2", "log", "sigmoid",
                                     "sinh", "tanh") for prec in ("f32", "f64")],
@@ -644,6 +647,43 @@ sin_f32, sin_f64 = _32.sin, _64.sin
 cos_f32, cos_f64 = _32.cos, _64.cos
 tan_f32, tan_f64 = _32.tan, _64.tan
 trig_in_range_f32, trig_in_range_f64 = _32.trig_in_range, _64.trig_in_range
+
+# ---------------------------------------------------------------------------------------------
+# erfinv: scalar (libm has none to fall back to; not in VECTOR_MATH). A first guess within
+# ~0.5% (Winitzki's closed form, a = 0.147), then Halley steps on f(y) = erf(y) - |x| written
+# as (1 - |x|) - erfc(y) above 0.5, where 1 - |x| is exact and erfc keeps the relative accuracy
+# that erf(y) - |x| would cancel away near 1. Each step cubes the relative error: three from
+# the guess reach float64's rounding (within 3 ulp of scipy's erfinv over the domain; float32
+# rounds the float64 result). erfinv(+-1) = +-inf, |x| > 1 and NaN give NaN, -0.0 stays -0.0.
+
+_ERFINV_K = 1.1283791670955126  # 2 / sqrt(pi)
+_ERFINV_B = 2.0 / (math.pi * 0.147)
+
+
+@numba.njit
+def erfinv_f64(x):
+    """The inverse of erf in float64."""
+    a = abs(x)
+    if not a < 1.0:
+        return math.copysign(math.inf, x) if a == 1.0 else math.nan
+    if a == 0.0:
+        return x
+    c = 1.0 - a  # exact for a >= 0.5
+    ln = math.log1p(-a * a) if a < 0.5 else math.log(c) + math.log1p(a)  # ln(1 - a*a)
+    b = _ERFINV_B + 0.5 * ln
+    y = math.sqrt(max(math.sqrt(b * b - ln / 0.147) - b, 0.0))
+    for _ in range(3):
+        f = math.erf(y) - a if a <= 0.5 else c - math.erfc(y)
+        r = f / (_ERFINV_K * math.exp(-y * y))
+        y -= r / (1.0 + y * r)
+    return math.copysign(y, x)
+
+
+@numba.njit
+def erfinv_f32(x):
+    """The inverse of erf in float32 (computed in float64, rounded once)."""
+    return np.float32(erfinv_f64(np.float64(x)))
+
 
 # ---------------------------------------------------------------------------------------------
 # float16 storage (numba has no float16 type on the CPU: kernels see float16 arrays as uint16

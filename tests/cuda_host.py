@@ -31,6 +31,24 @@ typedef _Float16 fj_half;
 static inline float fj_h2f(fj_half h) { return (float)h; }
 static inline fj_half fj_f2h(float f) { return (fj_half)f; }
 static inline fj_half fj_d2h(double d) { return (fj_half)d; }
+// CUDA's erfinv / erfinvf, which the host's libm lacks: a first guess, then Halley steps on erf
+// (erfc near 1), as kernels/cpu_math.py's erfinv_f64
+static inline double erfinv(double x) {
+    double a = fabs(x);
+    if (!(a < 1.0)) return a == 1.0 ? copysign(__builtin_inf(), x) : __builtin_nan("");
+    if (a == 0.0) return x;
+    double c = 1.0 - a;
+    double ln = a < 0.5 ? log1p(-a * a) : log(c) + log1p(a);
+    double b = 2.0 / (3.141592653589793 * 0.147) + 0.5 * ln;
+    double y = sqrt(fmax(sqrt(b * b - ln / 0.147) - b, 0.0));
+    for (int i = 0; i < 3; ++i) {
+        double f = a <= 0.5 ? erf(y) - a : c - erfc(y);
+        double r = f / (1.1283791670955126 * exp(-y * y));
+        y -= r / (1.0 + y * r);
+    }
+    return copysign(y, x);
+}
+static inline float erfinvf(float x) { return (float)erfinv((double)x); }
 """
 
 

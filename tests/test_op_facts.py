@@ -41,7 +41,7 @@ def _cases():
     for p in PRIMITIVES.values():
         if p.kind == "float":
             dtypes = FLOATS
-        elif p.kind == "bool" or p.kind == "same" or p.kind == "extreme":
+        elif p.kind in ("bool", "same", "extreme", "remainder"):
             dtypes = FLOATS + INTS
         else:
             dtypes = FLOATS + INTS + (dt.bool_,)

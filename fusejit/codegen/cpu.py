@@ -30,9 +30,11 @@ from fusejit.kernels import cpu_math
 from fusejit.kernels.cpu_math import VECTOR_MATH  # (names it lacks fall back to libm)
 
 # primitives spelled with numpy's function rather than math's: math has no rint, numba's
-# math.floor, ceil and trunc give ints, and sqrt is the eager op's ufunc; abs is the builtin.
-# The others are math's function of the primitive's name (or, vectorized, cpu_math's).
-_NUMPY_FUNCS = frozenset({"sqrt", "floor", "ceil", "trunc", "rint"})
+# math.floor, ceil and trunc give ints, sqrt is the eager op's ufunc and numba has no math.fmod;
+# abs is the builtin. erfinv is cpu_math's (scalar: numba has none). The others are math's
+# function of the primitive's name (or, vectorized, cpu_math's).
+_NUMPY_FUNCS = frozenset({"sqrt", "floor", "ceil", "trunc", "rint", "fmod"})
+_CPU_MATH_SCALAR = frozenset({"erfinv"})
 _SHORT = {"float32": "f32", "float64": "f64"}
 
 
@@ -95,6 +97,8 @@ class NumbaRenderer(Renderer):
             one = self.const(1, d)
             e = self.func("exp", [f"(-{args[0]})"], d)
             return f"{np_type(d)}({one} / ({one} + {e}))"
+        if name in _CPU_MATH_SCALAR:
+            return f"_vm.{name}_{short}({args[0]})"
         if name == "exp2":
             return f"{np_type(d)}({self.const(2, d)} ** {args[0]})"
         fn = "abs" if name == "abs" else f"{'np' if name in _NUMPY_FUNCS else 'math'}.{name}"

@@ -23,6 +23,12 @@ _BINOPS = {
 _CMPOPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 
 
+# C's fmod of integers from Python's %: r = x % y has the divisor's sign, fmod the dividend's;
+# where they differ (r != 0) fmod is r - y (no overflow: r and y have one sign, |r| < |y|).
+# x % 0 is 0, so an integer fmod by zero is 0 too.
+_INT_FMOD = "where((x % y != 0) & ((x % y < 0) != (x < 0)), x % y - y, x % y)"
+
+
 @cache
 def parse(src: str):
     """Parse an op expression into nested tuples: (tag, ...) with tags var, const, bin, un,
@@ -107,6 +113,8 @@ class Renderer(abc.ABC):
             if kind == "extreme":
                 t = dt.promote_types(t, rendered[1][1])
                 return self.extreme(name, codes[0], codes[1], t), t
+            if kind == "remainder" and not t.is_floating_point:
+                return self.render(parse(_INT_FMOD), dict(zip("xy", rendered)), t, attrs)
             if kind == "same" and not t.is_floating_point:
                 return (self.intabs(codes[0], t) if name == "abs" else codes[0]), t
             return self.func(name, codes, t), t

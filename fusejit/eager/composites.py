@@ -15,7 +15,7 @@ from fusejit.base.shapes import broadcast_shapes
 from fusejit.eager import dispatch, reductions
 from fusejit.eager.elementwise import cast, where
 from fusejit.eager.inplace import scalar_as, write_inplace
-from fusejit.eager.movement import diag
+from fusejit.eager.movement import clone, diag
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OPS
 
@@ -232,17 +232,32 @@ def equal(a, b) -> bool:
 
 def nan_to_num(x, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None):
     """``x`` with NaN, +inf and -inf replaced (by default by 0 and the dtype's largest and
-    lowest finite values), as ``torch.nan_to_num``; other dtypes are returned unchanged."""
+    lowest finite values), as ``torch.nan_to_num``; integer and bool tensors come back as a
+    copy.
+
+    >>> import fusejit
+    >>> fusejit.nan_to_num(fusejit.tensor([float("nan"), float("-inf"), 1.0]), neginf=-9.0)
+    tensor([ 0., -9.,  1.])
+    """
     if not isinstance(x, Tensor):
         raise TypeError(f"nan_to_num: expected a tensor, got {type(x).__name__}")
     if not x.dtype.is_floating_point:
-        return x
+        return clone(x)
     info = np.finfo(x.dtype.np)
     hi = float(info.max) if posinf is None else posinf
     lo = float(info.min) if neginf is None else neginf
     out = where(x.isnan(), nan, x)
     out = where(out == float("inf"), hi, out)
     return where(out == float("-inf"), lo, out)
+
+
+def nan_to_num_(x, nan: float = 0.0, posinf: float | None = None, neginf: float | None = None):
+    """``nan_to_num`` written into ``x`` (``Tensor.nan_to_num_``)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"nan_to_num_: expected a tensor, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        return x
+    return write_inplace("nan_to_num_", x, nan_to_num(x, nan, posinf, neginf))
 
 
 def trace(x):

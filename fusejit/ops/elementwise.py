@@ -15,6 +15,42 @@ import numpy as np
 from fusejit.ops.registry import ANY, ANY_C, FLOAT_ONLY, INT_BOOL, NUM, NUM_C, OpDef, register
 
 _erf64 = np.vectorize(math.erf, otypes=[np.float64])
+_erfc64 = np.vectorize(math.erfc, otypes=[np.float64])
+
+
+def _erfinv_scalar(v: float) -> float:
+    """erfinv by bisection over the doubles on math.erf (math.erfc near 1, where 1 - |v| is
+    exact): slow, but independent of the kernels' Newton-type steps."""
+    a = abs(v)
+    if not a <= 1.0:
+        return math.nan
+    if a == 1.0:
+        return math.copysign(math.inf, v)
+    if a == 0.0:
+        return v
+    c = 1.0 - a
+    below = (lambda y: math.erf(y) < a) if a <= 0.5 else (lambda y: math.erfc(y) > c)
+    as_bits = lambda y: int(np.float64(y).view(np.int64))  # noqa: E731
+    lo, hi = 0, as_bits(6.0)  # (erfinv of the largest double below 1 is 5.86)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if below(float(np.int64(mid).view(np.float64))):
+            lo = mid
+        else:
+            hi = mid
+    y0, y1 = (float(np.int64(b).view(np.float64)) for b in (lo, hi))
+    err = (lambda y: abs(math.erf(y) - a)) if a <= 0.5 else (lambda y: abs(math.erfc(y) - c))
+    return math.copysign(y0 if err(y0) <= err(y1) else y1, v)
+
+
+_erfinv64 = np.vectorize(_erfinv_scalar, otypes=[np.float64])
+
+
+def _logaddexp_ref(x, y, exp, log1p, log_of_2):
+    """numpy's logaddexp / logaddexp2 spelled out: ``max + log(1 + e**-|x - y|)``."""
+    with np.errstate(all="ignore"):
+        m = np.maximum(x, y)
+        return np.where(x == y, x + log_of_2, m + log1p(exp(-np.abs(x - y))))
 
 
 def _np(name):
@@ -145,6 +181,46 @@ binary(
 binary("atan2", "atan2(x, y)", "arctan2", rule="float", allowed=ANY)
 binary("maximum", "where((x > y) | (x != x), x, y)", "maximum", allowed=ANY, exact=True)
 binary("minimum", "where((x < y) | (x != x), x, y)", "minimum", allowed=ANY, exact=True)
+# C's fmod (the dividend's sign); an integer fmod by zero is 0 as x % 0 (PyTorch's CPU raises)
+binary("fmod", "fmod(x, y)", "fmod", allowed=NUM, exact=True, domain=(-20, 20), inplace="fmod_")
+binary("hypot", "hypot(x, y)", "hypot", rule="float", allowed=FLOAT_ONLY, inplace="hypot_")
+binary("copysign", "copysign(x, y)", "copysign", rule="float", exact=True, inplace="copysign_")
+# numpy's formulas: x + log(2) where x == y (equal infinities stay infinite), x + y on NaN
+binary(
+    "logaddexp",
+    "where(x == y, x + 0.6931471805599453, where(x > y, x + log1p(exp(y - x)),"
+    " where(x < y, y + log1p(exp(x - y)), x + y)))",
+    "logaddexp",
+    rule="float",
+    allowed=FLOAT_ONLY,
+    ref=lambda x, y: _logaddexp_ref(x, y, np.exp, np.log1p, np.log(2.0)),
+)
+binary(
+    "logaddexp2",
+    "where(x == y, x + 1, where(x > y, x + 1.4426950408889634 * log1p(exp2(y - x)),"
+    " where(x < y, y + 1.4426950408889634 * log1p(exp2(x - y)), x + y)))",
+    "logaddexp2",
+    rule="float",
+    allowed=FLOAT_ONLY,
+    ref=lambda x, y: _logaddexp_ref(x, y, np.exp2, lambda v: np.log1p(v) / np.log(2.0), 1.0),
+)
+# torch's: NaN where y is NaN, else 0 where x == 0 (even for y = 0 or inf), else x * log(y)
+binary(
+    "xlogy",
+    "where(y != y, y, where(x == 0, 0, x * log(y)))",
+    ref=lambda x, y: np.where(np.isnan(y), y, np.where(x == 0, 0.0, x * np.log(y))),
+    rule="float",
+    domain=(0.0, 10.0),
+    inplace="xlogy_",
+)
+# torch's: values where x == 0, else x > 0 (so heaviside(nan, v) is 0; numpy's is nan)
+binary(
+    "heaviside",
+    "where(x == 0, y, where(x > 0, 1, 0))",
+    ref=lambda x, y: np.where(x == 0, y, x > 0),
+    exact=True,
+    inplace="heaviside_",
+)
 
 # ---- comparisons and logic ------------------------------------------------------------------
 for _name, _sym, _np_name, _dunder in (
@@ -233,9 +309,28 @@ unary(
 unary("square", "x * x", "square", rule="bool_to_long", exact=True)
 unary("floor", "floor(x)", "floor", rule="promote", allowed=NUM, exact=True)
 unary("ceil", "ceil(x)", "ceil", rule="promote", allowed=NUM, exact=True)
-unary("trunc", "trunc(x)", "trunc", rule="promote", allowed=NUM, exact=True)
+unary(
+    "trunc",
+    "trunc(x)",
+    "trunc",
+    rule="promote",
+    allowed=NUM,
+    exact=True,
+    methods=("trunc", "fix"),
+    inplace="trunc_",
+)
 # np.round, not np.rint: the same half-to-even rounding, but integers stay integers
 unary("round", "rint(x)", "round", rule="promote", allowed=NUM, exact=True, ref=np.rint)
+# torch's x - trunc(x): frac(+-inf) is nan (numpy's modf gives +-0.0), frac(-2.0) is +0.0
+unary(
+    "frac",
+    "x - trunc(x)",
+    ref=lambda x: x - np.trunc(x),
+    rule="promote",
+    allowed=FLOAT_ONLY,
+    exact=True,
+    inplace="frac_",
+)
 
 # ---- powers, exponentials, logarithms -------------------------------------------------------
 unary("sqrt", "sqrt(x)", "sqrt", allowed=ANY, exact=True, domain=(0.0, 100.0))
@@ -266,6 +361,23 @@ unary("atan", "atan(x)", "arctan", allowed=ANY, methods=("atan", "arctan"))
 unary("sinh", "sinh(x)", "sinh", allowed=ANY)
 unary("cosh", "cosh(x)", "cosh", allowed=ANY)
 unary("tanh", "tanh(x)", "tanh", allowed=ANY)
+unary("asinh", "asinh(x)", "arcsinh", methods=("asinh", "arcsinh"), inplace="asinh_")
+unary(
+    "acosh",
+    "acosh(x)",
+    "arccosh",
+    domain=(1.0, 100.0),
+    methods=("acosh", "arccosh"),
+    inplace="acosh_",
+)
+unary(
+    "atanh",
+    "atanh(x)",
+    "arctanh",
+    domain=(-1.0, 1.0),
+    methods=("atanh", "arctanh"),
+    inplace="atanh_",
+)
 
 # ---- activations (no numpy kernel: eager runs the generated kernel) -------------------------
 unary("erf", "erf(x)", ref=_erf64, allowed=ANY)
@@ -298,6 +410,60 @@ unary(
     ref=lambda x: np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))),
     allowed=ANY,
 )
+unary("erfc", "erfc(x)", ref=_erfc64, inplace="erfc_")
+unary("erfinv", "erfinv(x)", ref=_erfinv64, domain=(-1.0, 1.0), inplace="erfinv_")
+# torch.nn.functional's activations without parameters (those with are compositions:
+# fusejit/eager/activations.py); float only where torch's are, no Tensor methods where torch
+# has none
+unary(
+    "selu",
+    "1.0507009873554805 * where(x > 0, x, 1.6732632423543772 * expm1(x))",
+    ref=lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)),
+    allowed=FLOAT_ONLY,
+    methods=(),
+)
+unary(
+    "hardswish",
+    "x * min(max(x + 3, 0), 6) / 6",
+    ref=lambda x: x * np.clip(x + 3, 0, 6) / 6,
+    allowed=FLOAT_ONLY,
+    methods=(),
+)
+unary(
+    "hardsigmoid",
+    "min(max(x + 3, 0), 6) / 6",
+    ref=lambda x: np.clip(x + 3, 0, 6) / 6,
+    allowed=FLOAT_ONLY,
+    methods=(),
+)
+# hardtanh(x, 0, 6): integers too (bool refused), NaN and -0.0 pass through as torch's clamp
+unary(
+    "relu6",
+    "where(x < 0, 0, where(x > 6, 6, x))",
+    ref=lambda x: np.where(x < 0, np.zeros_like(x), np.where(x > 6, np.full_like(x, 6), x)),
+    rule="promote",
+    allowed=NUM,
+    exact=True,
+    methods=(),
+)
+# torch's x * tanh(log1p(exp(x))), without softplus's threshold
+unary(
+    "mish",
+    "x * tanh(log1p(exp(x)))",
+    ref=lambda x: x * np.tanh(np.log1p(np.exp(x))),
+    allowed=FLOAT_ONLY,
+    methods=(),
+)
+unary(
+    "logsigmoid",
+    "min(x, 0) - log1p(exp(-abs(x)))",
+    ref=lambda x: np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x))),
+    allowed=FLOAT_ONLY,
+    methods=(),
+)
+# torch's Python formulas: integers give float32 as a true division does
+unary("softsign", "x / (1 + abs(x))", ref=lambda x: x / (1 + np.abs(x)), allowed=NUM, methods=())
+unary("tanhshrink", "x - tanh(x)", ref=lambda x: x - np.tanh(x), allowed=NUM, methods=())
 
 # ---- classification -------------------------------------------------------------------------
 unary("isnan", "isnan(x)", "isnan", rule="compare", exact=True)

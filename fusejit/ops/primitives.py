@@ -10,6 +10,9 @@ Kinds, which fix the result dtype and how a renderer is asked for the call:
   enough that a row kernel keeps its value rather than compute it twice;
 - ``same``: the operand's dtype, exact (abs and the roundings; the identity on integers but
   for abs);
+- ``remainder``: ``fmod(a, b)``, C's truncated remainder (the dividend's sign) in the
+  operands' dtype, of floats and integers alike; an integer one by zero is 0 (as ``%``'s).
+  Renderers spell it for floats; the base renderer writes the integer one with ``%``;
 - ``extreme``: max / min of two values in their promoted dtype, NaN-propagating (a NaN in
   either gives NaN); the sign of a zero result is unspecified. The combine step of amax / amin;
 - ``bool``: a classification of floats (false, or true for isfinite, on integers);
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 class Primitive:
     name: str
     arity: int
-    kind: str  # float, same, extreme, bool, select, cast (see the module docstring)
+    kind: str  # float, same, remainder, extreme, bool, select, cast (see the module docstring)
 
 
 def _table(kind: str, arity: int, names: str) -> dict:
@@ -35,8 +38,9 @@ def _table(kind: str, arity: int, names: str) -> dict:
 
 _FLOAT_1 = "exp exp2 expm1 log log2 log10 log1p sqrt sin cos tan asin acos atan sinh cosh tanh"
 PRIMITIVES: dict[str, Primitive] = {
-    **_table("float", 1, _FLOAT_1 + " erf sigmoid"),
-    **_table("float", 2, "atan2"),
+    **_table("float", 1, _FLOAT_1 + " erf sigmoid erfc erfinv asinh acosh atanh"),
+    **_table("float", 2, "atan2 hypot copysign"),
+    **_table("remainder", 2, "fmod"),
     **_table("same", 1, "abs floor ceil trunc rint"),
     **_table("extreme", 2, "max min"),
     **_table("bool", 1, "isnan isinf isfinite"),
