@@ -99,12 +99,15 @@ LEAF_RANGE = (-10, 10)  # leaves are drawn here (uint8: from 0)
 # ops left out of random programs, with the reason (none at present; sign was, until its expr
 # gave +0.0 for -0.0 as numpy does: see test_jit_random.py::test_sign_of_negative_zero)
 EXCLUDED: dict = {}
-COMPOSITE = {"sigmoid", "silu", "softplus", "gelu", "gelu_tanh", "rsqrt", "exp2", "pow", "atan2"}
-CANCELLING = {"gelu", "gelu_tanh"}  # 0.5 * x * (1 + f(x)): absolute error ~ eps * |x|
+COMPOSITE = {"sigmoid", "silu", "softplus", "gelu", "gelu_tanh", "rsqrt", "exp2", "pow", "atan2",
+             "mish", "logsigmoid", "selu", "hardswish", "hardsigmoid", "softsign", "logaddexp",
+             "logaddexp2", "xlogy", "tanhshrink", "erfinv"}  # fmt: skip
+# 0.5 * x * (1 + f(x)), x - tanh(x): absolute error ~ eps * |x|
+CANCELLING = {"gelu", "gelu_tanh", "tanhshrink"}
 K_TRANSCENDENTAL = 4.0
 K_COMPOSITE = 8.0
 # operand positions that must stay away from zero
-DENOMINATORS = {("div", 1), ("floor_divide", 1), ("remainder", 1), ("reciprocal", 0),
+DENOMINATORS = {("div", 1), ("floor_divide", 1), ("remainder", 1), ("fmod", 1), ("reciprocal", 0),
                 ("rsqrt", 0)}  # fmt: skip
 
 FLOAT_DTYPES = (dt.float32, dt.float64)

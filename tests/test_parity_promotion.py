@@ -380,7 +380,8 @@ def test_fast_path_and_general_path_agree_for_half_scalars():
         for st in (float, int):
             e = dispatch.fast_entry(op, f16, Device("cpu"), st)
             assert e is None, (name, st)
-        assert dispatch.fast_entry(op, f32, Device("cpu"), float) is not None
+        if name != "remainder":  # (a float remainder never takes it: the sign of a zero)
+            assert dispatch.fast_entry(op, f32, Device("cpu"), float) is not None
     a = _half_values()
     with np.errstate(all="ignore"):
         assert_close(F.mul(on(a), 0.1), dispatch.elementwise(OPS["mul"], (on(a), 0.1)), exact=True)

@@ -13,7 +13,7 @@ from fusejit.base import dtypes as dt
 from fusejit.base.errors import DeviceError, DTypeError, ShapeError, fmt_shape
 from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
-from fusejit.ops.registry import OpDef, check_allowed, dtype_rule, get_op
+from fusejit.ops.registry import OPMATH_RULES, OpDef, check_allowed, dtype_rule, get_op
 
 _new = object.__new__
 _SCALARS = (bool, int, float, np.bool_, np.integer, np.floating)
@@ -142,14 +142,13 @@ def promote_args(op: OpDef, args) -> dt.DType:
 
 # float16 arithmetic with a Python number computes in float32 with the number as a float32
 # (PyTorch's "opmath"): float16(3 * float32(0.1)) = 0.30005, not 3 * float16(0.1) = 0.2998
-_OPMATH_RULES = ("promote", "float")
 
 
 def opmath(op: OpDef, compute: dt.DType, scalar_kinds) -> dt.DType:
     """The dtype ``op`` computes in when its rule says ``compute`` and Python scalars of
     ``scalar_kinds`` ('b', 'i', 'f') are among its operands: float32 for float16 arithmetic
     with a Python int or float (the result is rounded to float16), else ``compute``."""
-    if compute is dt.float16 and op.rule in _OPMATH_RULES:
+    if compute is dt.float16 and op.rule in OPMATH_RULES:
         for k in scalar_kinds:
             if k != "b":
                 return dt.float32

@@ -374,7 +374,7 @@ unary(
     "atanh",
     "atanh(x)",
     "arctanh",
-    domain=(-1.0, 1.0),
+    domain=(-0.999, 0.999),
     methods=("atanh", "arctanh"),
     inplace="atanh_",
 )
@@ -411,7 +411,7 @@ unary(
     allowed=ANY,
 )
 unary("erfc", "erfc(x)", ref=_erfc64, inplace="erfc_")
-unary("erfinv", "erfinv(x)", ref=_erfinv64, domain=(-1.0, 1.0), inplace="erfinv_")
+unary("erfinv", "erfinv(x)", ref=_erfinv64, domain=(-0.999, 0.999), inplace="erfinv_")
 # torch.nn.functional's activations without parameters (those with are compositions:
 # fusejit/eager/activations.py); float only where torch's are, no Tensor methods where torch
 # has none

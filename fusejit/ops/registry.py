@@ -251,6 +251,10 @@ def check_allowed(op: OpDef, dtypes) -> None:
             raise DTypeError(f"{op.name}: expected {kinds} inputs, got dtype {got}")
 
 
+# the rules of arithmetic: float16 with a Python number computes in float32 (PyTorch's "opmath")
+OPMATH_RULES = ("promote", "bool_to_long", "float")
+
+
 def dtype_rule(op: OpDef, promoted: dt.DType) -> tuple[dt.DType, dt.DType]:
     """(compute dtype, result dtype) of an elementwise op whose inputs promote to ``promoted``.
 

@@ -26,7 +26,7 @@ from fusejit.jit.scripting.values import (
     _wrap_lists,
 )
 from fusejit.nn import Module, ModuleList, Sequential
-from fusejit.ops.registry import OPS
+from fusejit.ops.registry import OPMATH_RULES, OPS
 
 
 # ---- callable objects the compiler knows -----------------------------------------------------
@@ -173,7 +173,7 @@ class CallsMixin:
             if tensors
             else None
         )
-        arithmetic = elementwise and op.rule in ("promote", "float")
+        arithmetic = elementwise and op.rule in OPMATH_RULES
         if self.opmath(arithmetic, tdt, list(args) + list(kwargs.values())):
             conv = [self.as_float32(a) for a in args]
             kw = {k: self.as_float32(v) for k, v in kwargs.items()}
@@ -207,7 +207,7 @@ class CallsMixin:
         tdt = m.obj.dtype
         op = OPS.get(name)
         arithmetic = op is not None and op.kind == "elementwise"
-        if self.opmath(arithmetic and op.rule in ("promote", "float"), tdt, args):
+        if self.opmath(arithmetic and op.rule in OPMATH_RULES, tdt, args):
             conv = [self.as_float32(a) for a in args]
             kw = {k: self.as_float32(v) for k, v in kwargs.items()}
             return _wrap_lists(self, getattr(m.obj.to(dt.float32), name)(*conv, **kw).to(tdt))
