@@ -28,6 +28,8 @@ grad (PyTorch's CopySlices is not implemented).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import sys
 import weakref
 
@@ -47,10 +49,16 @@ __all__ = [
 _new = object.__new__
 
 
+_FUSEJIT = []
+
+
 def _F():
     """The ``fusejit`` namespace the rules are written against (looked up at run time: this
     module sits below it)."""
-    return sys.modules["fusejit"]
+    if _FUSEJIT:
+        return _FUSEJIT[0]
+    _FUSEJIT.append(sys.modules["fusejit"])
+    return _FUSEJIT[0]
 
 
 # ---- storage versions --------------------------------------------------------------------------
@@ -88,6 +96,9 @@ def _describe(t) -> str:
     return f"a {t._dtype.name} tensor of shape {fmt_shape(t.shape)}"
 
 
+_SEQ = itertools.count()
+
+
 class RemovableHandle:
     """What ``register_hook`` returns: ``remove()`` takes the hook off again."""
 
@@ -105,9 +116,13 @@ class Node:
     """A function of the backward graph (``Tensor.grad_fn``): ``name()`` as PyTorch's
     (``MulBackward0``), ``next_functions`` the nodes its gradients flow to."""
 
-    __slots__ = ("edges", "n_out", "hooks", "retained", "released", "__weakref__")
+    __slots__ = ("edges", "n_out", "hooks", "retained", "released", "seq", "__weakref__")
+    is_acc = False  # (AccumulateGrad: True)
 
     def __init__(self, edges, n_out: int) -> None:
+        # a node is made after every node its gradients flow to: backward runs nodes in
+        # decreasing ``seq``, each after all the nodes that consume its results
+        self.seq = next(_SEQ)
         self.edges = edges
         self.n_out = n_out
         self.hooks = None  # result index -> tensor hooks of that result
@@ -188,10 +203,12 @@ class OpNode(Node):
     (operands as called, tensors and Python scalars), ``outputs``, ``attrs``,
     ``needs_input_grad``."""
 
-    __slots__ = ("op", "attrs", "_inputs", "_outputs", "_in_versions", "_out_versions")
+    __slots__ = ("op", "attrs", "_inputs", "_outputs", "_in_versions", "_out_versions",
+                 "needs_input_grad")  # fmt: skip
 
-    def __init__(self, op, args, attrs, outs, edges) -> None:
+    def __init__(self, op, args, attrs, outs, edges, needs) -> None:
         Node.__init__(self, edges, len(outs))
+        self.needs_input_grad = needs
         self.op = op
         self.attrs = attrs
         self._inputs = list(args)
@@ -217,10 +234,6 @@ class OpNode(Node):
     @property
     def outputs(self) -> _Saved:
         return _Saved(self, self._outputs, self._out_versions, "output", True)
-
-    @property
-    def needs_input_grad(self) -> tuple:
-        return tuple(e is not None for e in self.edges)
 
     def out_meta(self, i: int):
         o = self._outputs[i]
@@ -310,6 +323,7 @@ class AccumulateGrad(Node):
     """The end of the graph at a leaf: adds the gradient into the leaf's ``.grad``."""
 
     __slots__ = ("leaf", "_meta", "leaf_hooks")
+    is_acc = True
 
     def __init__(self, leaf: Tensor) -> None:
         Node.__init__(self, (), 1)
@@ -341,7 +355,6 @@ class AccumulateGrad(Node):
             info.grad = _F().add(old.detach(), g)
         else:
             old._data += g._data
-            bump_version(old)
 
     def release(self) -> None:
         pass  # (a leaf's accumulator serves every graph it takes part in)
@@ -380,17 +393,18 @@ def record(op, args, attrs, outs) -> None:
     if not op.differentiable:
         return
     edges = []
-    anyg = False
+    needs = []
     for a in args:
         info = getattr(a, "_ag", None) if isinstance(a, Tensor) else None
         if info is not None and info.requires_grad:
             edges.append(_edge(a, info))
-            anyg = True
+            needs.append(True)
         else:
             edges.append(None)
-    if not anyg:
+            needs.append(False)
+    if True not in needs:
         return
-    node = OpNode(op, args, attrs or {}, outs, edges)
+    node = OpNode(op, args, attrs or {}, outs, edges, tuple(needs))
     for i, o in enumerate(outs):
         if _differentiable_dtype(o._dtype):
             o._ag = GradInfo(True, node, i)
@@ -563,7 +577,7 @@ def _root_grad(t: Tensor, g, what: str, i: int) -> Tensor:
         return F.ones_like(t)
     if not isinstance(g, Tensor):
         g = F.full_like(t, g)
-    if tuple(g.shape) != tuple(t.shape):
+    if g._data.shape != t._data.shape:
         raise ShapeError(
             f"{what}: the gradient of shape {fmt_shape(g.shape)} does not match output {i}, "
             f"{_describe(t)}"
@@ -587,8 +601,12 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
         )
     if retain_graph is None:
         retain_graph = create_graph
-    roots = [_root_edge(t, what) for t in outputs]
-    grads = [_root_grad(t, g, what, i) for i, (t, g) in enumerate(zip(outputs, grad_outputs))]
+    if len(outputs) == 1:
+        roots = (_root_edge(outputs[0], what),)
+        grads = (_root_grad(outputs[0], grad_outputs[0], what, 0),)
+    else:
+        roots = [_root_edge(t, what) for t in outputs]
+        grads = [_root_grad(t, g, what, i) for i, (t, g) in enumerate(zip(outputs, grad_outputs))]
     targets = None
     if inputs is not None:
         targets = {}
@@ -600,14 +618,16 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                 raise AutogradError(f"{what}: input {k}, {_describe(t)}, does not require grad")
             targets.setdefault(_edge(t, info), []).append(k)
     buffers: dict = {}
+    heap: list = []  # (-seq, node): the node of the highest seq first
     for (node, i), g in zip(roots, grads):
         buf = buffers.get(node)
         if buf is None:
             buf = buffers[node] = [None] * node.n_out
+            heapq.heappush(heap, (-node.seq, node))
         _add(buf, i, g)
-    order = _topo(list(dict.fromkeys(n for n, _ in roots)))
     needed = None
     if targets is not None:
+        order = _topo([n for _, n in heap])
         tnodes = {n for n, _ in targets}
         needed = set()
         for node in reversed(order):
@@ -616,12 +636,12 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
     captured: dict = {}
     prev = MODE.enabled
     MODE.enabled = bool(create_graph)
+    F = _F()
     try:
-        for node in order:
+        while heap:
+            node = heapq.heappop(heap)[1]
+            buf = buffers.pop(node)
             if needed is not None and node not in needed:
-                continue
-            buf = buffers.pop(node, None)
-            if buf is None:
                 continue
             if node.hooks:
                 for i, hooks in node.hooks.items():
@@ -636,8 +656,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                     if t is not None and buf[i] is not None:
                         g = buf[i] if create_graph else buf[i].detach()
                         old = t._ag.grad
-                        t._ag.grad = _fresh(g) if old is None else _F().add(old, g)
-            if isinstance(node, AccumulateGrad):
+                        t._ag.grad = _fresh(g) if old is None else F.add(old, g)
+            if node.is_acc:
                 g = buf[0]
                 for h in list(node.leaf_hooks):
                     r = h(g)
@@ -660,18 +680,24 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                 if buf[i] is None:
                     shape, dtype, device = node.out_meta(i)
                     if _differentiable_dtype(dtype):
-                        buf[i] = _F().zeros(shape, dtype=dtype, device=device)
+                        buf[i] = F.zeros(shape, dtype=dtype, device=device)
             res = node.run(buf)
-            for i, (e, g) in enumerate(zip(node.edges, res)):
-                if e is None or g is None:
-                    continue
-                g = _fit(node, i, g, create_graph)
-                if g is None:
-                    continue
-                nb = buffers.get(e[0])
-                if nb is None:
-                    nb = buffers[e[0]] = [None] * e[0].n_out
-                _add(nb, e[1], g)
+            i = 0
+            for e, g in zip(node.edges, res):
+                if e is not None and g is not None:
+                    m = node.input_meta(i)
+                    if type(g) is not Tensor or g._data.shape != m[0] or g._dtype is not m[1]:
+                        g = _fit(node, i, g, create_graph)
+                    if g is not None:
+                        nxt = e[0]
+                        nb = buffers.get(nxt)
+                        if nb is None:
+                            nb = buffers[nxt] = [None] * nxt.n_out
+                            heapq.heappush(heap, (-nxt.seq, nxt))
+                            nb[e[1]] = g
+                        else:
+                            _add(nb, e[1], g)
+                i += 1
             if not retain_graph:
                 node.release()
     finally:
