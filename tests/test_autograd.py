@@ -295,3 +295,21 @@ def test_requires_grad_flag_of_a_non_leaf():
     y = x * 2
     with pytest.raises(AutogradError, match="leaf"):
         y.requires_grad = False
+
+
+def test_graphs_hold_no_reference_cycles():
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        x = leaf([1.0, 2.0, 3.0])
+        y = x * 2
+        y[1] = 5.0  # (a node made by assignment)
+        z = y.exp().sum()
+        ref = weakref.ref(z.grad_fn)
+        yref = weakref.ref(y)
+        del y, z
+        assert ref() is None and yref() is None
+    finally:
+        gc.enable()

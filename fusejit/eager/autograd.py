@@ -935,6 +935,10 @@ class Function:
                 o = detach(o)
             fixed.append(o)
         tensors = [o for o in fixed if isinstance(o, Tensor)]
+        saved = getattr(ctx, "_saved", None)
+        if saved:  # results kept for backward as aliases: a result would point back at ctx
+            ids = {id(o) for o in tensors}
+            ctx._saved = tuple(detach(t) if id(t) in ids else t for t in saved)
         non_diff = getattr(ctx, "_non_diff", set())
         in_metas = [
             (a._data.shape, a._dtype, a._device) if isinstance(a, Tensor) else ((), None, None)
