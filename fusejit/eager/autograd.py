@@ -81,6 +81,11 @@ def version_of(t: Tensor) -> int:
     return VERSIONS.get(storage_key(t._data), 0)
 
 
+def _key_version(t: Tensor) -> tuple[int, int]:
+    k = storage_key(t._data)
+    return k, VERSIONS.get(k, 0)
+
+
 def bump_version(t: Tensor) -> None:
     """Note an in-place write into ``t``'s storage (every in-place op calls this)."""
     k = storage_key(t._data)
@@ -165,19 +170,18 @@ class _Saved:
     def __getitem__(self, i):
         if isinstance(i, slice):
             return tuple(self[j] for j in range(*i.indices(len(self._items))))
-        t = self._items[i]
         if self._node.released:
             _raise_released(self._node)
-        if type(t) is not Tensor and not isinstance(t, Tensor):
-            return t  # (a Python scalar operand)
-        v = self._versions[i if i >= 0 else len(self._items) + i]
-        if VERSIONS.get(storage_key(t._data), 0) != v:
-            now = VERSIONS.get(storage_key(t._data), 0)
+        t = self._items[i]
+        kv = self._versions[i]  # (storage key, version when saved); None: a Python scalar
+        if kv is None:
+            return t
+        if VERSIONS.get(kv[0], 0) != kv[1]:
             raise AutogradError(
                 f"backward: {self._what} {i} of {self._node.name()} ({_describe(t)}), needed "
                 f"for the gradient, was modified by an in-place operation after it was saved "
-                f"(it is at version {now}; it was saved at version {v}); clone() it before "
-                "writing into it, or write into a copy"
+                f"(it is at version {VERSIONS.get(kv[0], 0)}; it was saved at version "
+                f"{kv[1]}); clone() it before writing into it, or write into a copy"
             )
         if self._alias and MODE.enabled:  # create_graph: the result, with this node's history
             a = _new(Tensor)
@@ -212,9 +216,7 @@ class OpNode(Node):
         self.op = op
         self.attrs = attrs
         self._inputs = list(args)
-        self._in_versions = [
-            VERSIONS.get(storage_key(a._data), 0) if isinstance(a, Tensor) else 0 for a in args
-        ]
+        self._in_versions = [_key_version(a) if isinstance(a, Tensor) else None for a in args]
         aliases = []
         for o in outs:
             a = _new(Tensor)
@@ -222,7 +224,7 @@ class OpNode(Node):
             a._ag = None
             aliases.append(a)
         self._outputs = aliases
-        self._out_versions = [VERSIONS.get(storage_key(o._data), 0) for o in outs]
+        self._out_versions = [_key_version(o) for o in outs]
 
     def name(self) -> str:
         return _camel(self.op.name) + "Backward0"
@@ -252,9 +254,7 @@ class OpNode(Node):
                 c._data, c._dtype, c._device = t._data.copy(), t._dtype, t._device
                 c._ag = getattr(t, "_ag", None)
                 self._inputs[i] = c
-                self._in_versions[i] = (
-                    0 if storage_key(c._data) not in VERSIONS else (VERSIONS[storage_key(c._data)])
-                )
+                self._in_versions[i] = _key_version(c)
 
     def run(self, grads: list) -> tuple:
         if self.released:
@@ -703,6 +703,15 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
     finally:
         MODE.enabled = prev
     if targets is None:
+        return None
+    if accumulate:  # backward(inputs=...): the non-leaf inputs keep their gradient too
+        for (node, i), ks in targets.items():
+            g = captured.get((node, i))
+            if g is not None and not node.is_acc:
+                t = inputs[ks[0]]
+                g = g if create_graph else g.detach()
+                old = t._ag.grad
+                t._ag.grad = _fresh(g) if old is None else F.add(old, g)
         return None
     out = [None] * len(inputs)
     for key, ks in targets.items():
