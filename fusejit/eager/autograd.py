@@ -594,7 +594,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
     """The backward pass from ``outputs`` (tensors) with ``grad_outputs``; into the leaves'
     ``.grad`` (``accumulate``, only those of ``inputs`` when given), or, without
     ``accumulate``, the gradients of ``inputs`` returned."""
-    if recording.tracing() is not None:
+    if recording.TRACER is not None and recording.tracing() is not None:
         raise TraceError(
             f"{what}: a backward pass inside a function traced by fusejit.trace is not supported "
             "yet (issue #20 builds joint forward and backward graphs); trace the forward only"
@@ -676,17 +676,25 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                         captured[(node, i)] = buf[i]
                 if not any(e is not None and e[0] in needed for e in node.edges):
                     continue
-            for i in range(node.n_out):
-                if buf[i] is None:
-                    shape, dtype, device = node.out_meta(i)
-                    if _differentiable_dtype(dtype):
-                        buf[i] = F.zeros(shape, dtype=dtype, device=device)
+            if buf[0] is None or node.n_out > 1:  # (``None in buf`` would compare tensors)
+                for i in range(node.n_out):
+                    if buf[i] is None:
+                        shape, dtype, device = node.out_meta(i)
+                        if _differentiable_dtype(dtype):
+                            buf[i] = F.zeros(shape, dtype=dtype, device=device)
             res = node.run(buf)
+            ins = getattr(node, "_inputs", None)  # (an OpNode's operands, read directly)
             i = 0
             for e, g in zip(node.edges, res):
                 if e is not None and g is not None:
-                    m = node.input_meta(i)
-                    if type(g) is not Tensor or g._data.shape != m[0] or g._dtype is not m[1]:
+                    if ins is not None:
+                        a = ins[i]
+                        bad = type(g) is not Tensor or g._data.shape != a._data.shape
+                        bad = bad or g._dtype is not a._dtype
+                    else:
+                        m = node.input_meta(i)
+                        bad = type(g) is not Tensor or g._data.shape != m[0] or g._dtype is not m[1]
+                    if bad:
                         g = _fit(node, i, g, create_graph)
                     if g is not None:
                         nxt = e[0]
