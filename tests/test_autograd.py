@@ -326,3 +326,39 @@ def test_backward_inputs_and_einsum_limits():
     m = leaf(np.eye(2))
     with pytest.raises(AutogradError, match="repeated subscript"):
         F.einsum("ii->i", m).sum().backward()
+
+
+_LOW_PRECISION_CASES = {
+    "exp": lambda t: t.exp(),
+    "tanh": lambda t: t.tanh(),
+    "sigmoid": lambda t: F.sigmoid(t),
+    "gelu": lambda t: F.gelu(t),
+    "mul": lambda t: t * t,
+    "softmax": lambda t: F.softmax(t, -1) * F.arange(4, dtype=t.dtype, device=t.device),
+    "layer_norm": lambda t: F.layer_norm(t, (4,)) * F.arange(4, dtype=t.dtype, device=t.device),
+    "matmul": lambda t: t @ F.ones(4, 2, dtype=t.dtype, device=t.device),
+    "mean": lambda t: t.mean(0),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("name", sorted(_LOW_PRECISION_CASES))
+def test_gradients_in_float32_and_float16(name, dtype, device):
+    fn = _LOW_PRECISION_CASES[name]
+    a = np.random.default_rng(3).uniform(-1, 1, (3, 4))
+    x = leaf(a, device, dtype=np.dtype(dtype))
+    fn(x).sum().backward()
+    ref = leaf(a, device)
+    fn(ref).sum().backward()
+    assert x.grad.dtype.name == dtype and x.grad.shape == (3, 4)
+    tol = 2e-2 if dtype == "float16" else 1e-5
+    np.testing.assert_allclose(x.grad.cpu().numpy().astype(np.float64), ref.grad.cpu().numpy(),
+                               rtol=tol, atol=tol)  # fmt: skip
+
+
+def test_a_traced_forward_of_tensors_that_require_grad_still_fuses():
+    x = leaf(np.linspace(-1, 1, 8))
+    traced = F.trace(lambda t: (t * 2).exp().sin(), (x,))
+    assert traced.kernel_count() == 1
+    np.testing.assert_allclose(traced(x).numpy(), np.sin(np.exp(2 * np.linspace(-1, 1, 8))))
