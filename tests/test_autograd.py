@@ -179,8 +179,6 @@ def test_version_counter_errors_name_the_op():
     with F.no_grad():
         v.view(2)[0] = 2.0  # (a view writes the same storage)
     assert v._version == 1
-    with pytest.raises(AutogradError, match="view"):
-        v.view(2)[0] = 3.0  # (a view of a tensor that requires grad: no CopySlices yet)
 
 
 def test_inplace_ops_record():
@@ -362,3 +360,39 @@ def test_a_traced_forward_of_tensors_that_require_grad_still_fuses():
     traced = F.trace(lambda t: (t * 2).exp().sin(), (x,))
     assert traced.kernel_count() == 1
     np.testing.assert_allclose(traced(x).numpy(), np.sin(np.exp(2 * np.linspace(-1, 1, 8))))
+
+
+def test_inplace_writes_into_views_update_the_base():
+    x = leaf([1.0, 2.0, 3.0, 4.0])
+    s = leaf([10.0, 20.0])
+    y = x * 2
+    y[1:3].copy_(s * 1)  # (a view made by getitem, written in place)
+    assert y.grad_fn.name() == "CopySlices"
+    np.testing.assert_array_equal(y.detach().numpy(), [2.0, 10.0, 20.0, 8.0])
+    (y * F.tensor([1.0, 2.0, 3.0, 4.0], dtype=F.float64)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 0.0, 0.0, 8.0])
+    np.testing.assert_array_equal(s.grad.numpy(), [2.0, 3.0])
+    z = leaf([1.0, 2.0, 3.0])
+    u = z * 1
+    u[0:2].fill_(0.0)
+    u.sum().backward()
+    np.testing.assert_array_equal(z.grad.numpy(), [0.0, 0.0, 1.0])
+    w = leaf([1.0, 2.0])
+    with pytest.raises(AutogradError, match="view .* of a leaf"):
+        w[0:1].copy_(F.tensor([5.0], dtype=F.float64))
+    with F.no_grad():
+        w[0:1].copy_(F.tensor([5.0], dtype=F.float64))
+    assert w.numpy()[0] == 5.0
+
+
+def test_inplace_op_on_a_view():
+    from fusejit.ops.registry import OPS
+
+    if OPS["getitem"].vjp is None:
+        pytest.skip("the gradient through the view's old value needs getitem's rule (pending)")
+    x = leaf([1.0, 2.0, 3.0])
+    y = x * 1
+    y[0:2].mul_(3.0)
+    y[2] += 1.0
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0, 1.0])

@@ -21,9 +21,9 @@ from a rule (``ctx.inputs[i]``, ``ctx.outputs[i]``) is an AutogradError naming t
 
 In-place ops on tensors that require grad record too: the op is computed out of place (which
 records its node), the node keeps a copy of the overwritten value where it is an operand, and
-the written tensor takes the node as its history (PyTorch's rebase). A leaf that requires grad
-cannot be written in place while grad mode is on, nor can a view of a tensor that requires
-grad (PyTorch's CopySlices is not implemented).
+the written tensor takes the node as its history (PyTorch's rebase); written through a view
+(made by one recorded op from a base), the base takes a ``CopySlices`` node. A leaf that
+requires grad, or a view of one, cannot be written in place while grad mode is on.
 """
 
 from __future__ import annotations
@@ -422,9 +422,26 @@ def needs_grad(tensors) -> bool:
 
 
 # ---- in-place writes ---------------------------------------------------------------------------
+def _view_of(t: Tensor):
+    """(base, view op, attrs, result index) where ``t`` is a view made by one op-table op of
+    a tensor ``base`` (sharing its storage) while recording, else None."""
+    info = getattr(t, "_ag", None)
+    if info is None:
+        return None
+    if info.view is not None:
+        return info.view
+    node = info.node
+    if not isinstance(node, OpNode) or node._outputs is None or len(node._inputs) != 1:
+        return None
+    base = node._inputs[0]
+    if not isinstance(base, Tensor) or storage_key(base._data) != storage_key(t._data):
+        return None
+    return base, node.op, node.attrs, info.index
+
+
 def check_inplace(name: str, self: Tensor) -> None:
     """Before ``name`` writes into ``self``: an AutogradError where grad mode is on and ``self``
-    is a leaf that requires grad, or a view of a tensor that requires grad."""
+    is a leaf that requires grad, or a view of one."""
     info = getattr(self, "_ag", None)
     if info is None or not info.requires_grad or not MODE.enabled:
         return
@@ -434,33 +451,85 @@ def check_inplace(name: str, self: Tensor) -> None:
             "place while grad mode is on; modify it under fusejit.no_grad(), or use the "
             "out-of-place op"
         )
-    node = info.node
-    if isinstance(node, OpNode) and node._outputs is not None:
-        key = storage_key(self._data)
-        for a in node._inputs:
-            if isinstance(a, Tensor) and storage_key(a._data) == key:
-                ai = getattr(a, "_ag", None)
-                if ai is not None and ai.requires_grad:
-                    raise AutogradError(
-                        f"{name}: {_describe(self)} is a view (made by {node.op.name}) of a "
-                        "tensor that requires grad; writing into such a view in place is not "
-                        "supported by autograd yet: clone() the view first, or use an "
-                        "out-of-place op (where, masked_fill, index_put)"
-                    )
+    view = _view_of(self)
+    while view is not None:
+        base = view[0]
+        binfo = getattr(base, "_ag", None)
+        if binfo is not None and binfo.requires_grad and binfo.node is None:
+            raise AutogradError(
+                f"{name}: {_describe(self)} is a view (made by {view[1].name}) of a leaf that "
+                "requires grad, which cannot be modified in place while grad mode is on; "
+                "modify it under fusejit.no_grad()"
+            )
+        view = _view_of(base)
+
+
+def _apply_view(view, t: Tensor) -> Tensor:
+    """The view ``view`` describes, taken of ``t`` instead of its base."""
+    from fusejit.eager import dispatch  # (it imports this module)
+
+    r = dispatch.apply(view[1], (t,), view[2])
+    return r[view[3]] if isinstance(r, tuple) else r
+
+
+def _copy_slices(view, t: Tensor) -> None:
+    """``t``, a view of ``view[0]`` (the base), has a new history: the base takes a node
+    (PyTorch's ``CopySlices``) whose gradient is the incoming one with the view's elements
+    zeroed for the base's old history, and the view's elements for ``t``'s new one."""
+    base = view[0]
+    outer = _view_of(base)  # (read before the base's history changes)
+    binfo = getattr(base, "_ag", None)
+    base_edge = _edge(base, binfo) if binfo is not None and binfo.requires_grad else None
+    tinfo = getattr(t, "_ag", None)
+    t_edge = (tinfo.node, tinfo.index) if tinfo is not None and tinfo.node is not None else None
+    edges = [base_edge, t_edge]
+    metas = [(base._data.shape, base._dtype, base._device), (t._data.shape, t._dtype, t._device)]
+
+    def backward(g):
+        prev = MODE.enabled
+        MODE.enabled = False
+        try:
+            gb = g.clone()
+            _apply_view(view, gb).fill_(0)
+            return gb, _apply_view(view, g)
+        finally:
+            MODE.enabled = prev
+
+    node = FunctionNode("CopySlices", edges, (base,), backward, metas)
+    new = GradInfo(True, node, 0)
+    if binfo is not None:
+        new.view = binfo.view
+    base._ag = new
+    if tinfo is not None:
+        tinfo.view = view
+    if outer is not None:  # (a view of a view: its base changes too)
+        _copy_slices(outer, base)
 
 
 def rebase(self: Tensor, result: Tensor) -> None:
     """``result`` (an out-of-place op's result) is about to be written into ``self``: ``self``
-    takes ``result``'s history (keeping a copy of its old value where the node needs it)."""
+    takes ``result``'s history (keeping a copy of its old value where the node needs it); where
+    ``self`` is a view, its base takes a ``CopySlices`` node."""
     rinfo = getattr(result, "_ag", None)
     info = getattr(self, "_ag", None)
+    view = _view_of(self) if info is not None else None
     if rinfo is not None and rinfo.node is not None:
         node = rinfo.node
         if isinstance(node, OpNode):
             node.snapshot(self)
         self._ag = GradInfo(True, node, rinfo.index)
+        if view is not None:
+            _copy_slices(view, self)
     elif info is not None and info.node is not None and MODE.enabled:
         self._ag = None  # (overwritten by a value without history: a constant now)
+        if view is not None:
+            _copy_slices(view, self)
+
+
+def rebase_view(self: Tensor, view) -> None:
+    """``self`` (a view of ``view[0]``) just took a new history: its base takes it too."""
+    if view is not None:
+        _copy_slices(view, self)
 
 
 # ---- helpers the rules use ---------------------------------------------------------------------

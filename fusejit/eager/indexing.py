@@ -115,7 +115,9 @@ def setitem(x, index, value) -> None:
         if autograd.needs_grad((x, value) if isinstance(value, Tensor) else (x,)):
             _record_setitem(x, index, value)
         elif MODE.enabled:
+            view = autograd._view_of(x)
             x._ag = None  # (overwritten without history)
+            autograd.rebase_view(x, view)
     try:
         x._data[conv] = v
     except ValueError as e:
@@ -142,8 +144,10 @@ def _record_setitem(x, index, value) -> None:
             return (gx,)
         return gx, g[index]
 
+    view = autograd._view_of(x)
     node = autograd.FunctionNode("IndexPutBackward0", edges, (x,), backward, metas)
     x._ag = autograd.GradInfo(True, node, 0)
+    autograd.rebase_view(x, view)
 
 
 def narrow(x, dim: int, start: int, length: int):

@@ -61,7 +61,9 @@ def fill_(self, value):
     if getattr(self, "_ag", None) is not None:
         autograd.check_inplace("fill_", self)
         if MODE.enabled:
+            view = autograd._view_of(self)
             self._ag = None  # (a constant now: no gradient flows to what it was)
+            autograd.rebase_view(self, view)
     self.device.backend.fill(self._data, value.item() if isinstance(value, Tensor) else value)
     autograd.bump_version(self)
     return self

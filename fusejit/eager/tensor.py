@@ -34,9 +34,10 @@ class GradInfo:
     """What autograd knows of a tensor: whether it requires grad, its accumulated ``grad``, and
     (``fusejit/eager/autograd.py``) the node that made it (``node``, the result ``index`` of
     that node; None on a leaf), a leaf's gradient accumulator ``acc``, whether a non-leaf
-    keeps its gradient (``retains``)."""
+    keeps its gradient (``retains``), and what a view written in place is a view of
+    (``view``)."""
 
-    __slots__ = ("requires_grad", "grad", "node", "index", "acc", "retains")
+    __slots__ = ("requires_grad", "grad", "node", "index", "acc", "retains", "view")
 
     def __init__(self, requires_grad: bool = False, node=None, index: int = 0) -> None:
         self.requires_grad = requires_grad
@@ -45,6 +46,7 @@ class GradInfo:
         self.index = index
         self.acc = None
         self.retains = False
+        self.view = None  # (base, view op, attrs, result index) once written in place
 
 
 def _grad_info(t) -> GradInfo:
