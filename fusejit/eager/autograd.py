@@ -251,7 +251,8 @@ class OpNode(Node):
         for i, a in enumerate(self._inputs):
             if a is t:
                 c = _new(Tensor)
-                c._data, c._dtype, c._device = t._data.copy(), t._dtype, t._device
+                with t._device.backend.scope():
+                    c._data, c._dtype, c._device = t._data.copy(), t._dtype, t._device
                 c._ag = getattr(t, "_ag", None)
                 self._inputs[i] = c
                 self._in_versions[i] = _key_version(c)
@@ -353,8 +354,11 @@ class AccumulateGrad(Node):
             info.grad = _fresh(g)
         elif getattr(old, "_ag", None) is not None and old._ag.requires_grad:
             info.grad = _F().add(old.detach(), g)
-        else:
+        elif old._device.type == "cpu":
             old._data += g._data
+        else:
+            with old._device.backend.scope():  # (cuda:N: on that GPU)
+                old._data += g._data
 
     def release(self) -> None:
         pass  # (a leaf's accumulator serves every graph it takes part in)
@@ -364,7 +368,8 @@ def _fresh(g: Tensor) -> Tensor:
     """``g`` as a tensor of its own memory, contiguous, that nothing else refers to (what
     ``.grad`` holds: optimizers and clipping write into it)."""
     t = _new(Tensor)
-    t._data, t._dtype, t._device = g._data.copy(), g._dtype, g._device
+    with g._device.backend.scope():
+        t._data, t._dtype, t._device = g._data.copy(), g._dtype, g._device
     t._ag = None
     return t
 
@@ -728,10 +733,11 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                         t._ag.grad = _fresh(g) if old is None else F.add(old, g)
             if node.is_acc:
                 g = buf[0]
-                for h in list(node.leaf_hooks):
-                    r = h(g)
-                    if r is not None:
-                        g = r
+                if node.leaf_hooks:
+                    for h in list(node.leaf_hooks):
+                        r = h(g)
+                        if r is not None:
+                            g = r
                 if targets is not None and (node, 0) in targets:
                     captured[(node, 0)] = g
                     if accumulate:
