@@ -396,3 +396,27 @@ def test_inplace_op_on_a_view():
     y[2] += 1.0
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0, 1.0])
+
+
+def test_factories_take_requires_grad():
+    for t in (
+        F.tensor([1.0, 2.0], requires_grad=True),
+        F.zeros(2, requires_grad=True),
+        F.ones(2, 3, requires_grad=True),
+        F.full((2,), 3.0, requires_grad=True),
+        F.randn(3, requires_grad=True),
+        F.rand(3, requires_grad=True),
+        F.zeros_like(F.ones(2), requires_grad=True),
+        F.arange(3.0, requires_grad=True),
+        F.linspace(0, 1, 4, requires_grad=True),
+        F.eye(2, requires_grad=True),
+        F.randn_like(F.ones(2), requires_grad=True),
+        F.empty(2, requires_grad=True),
+    ):
+        assert t.requires_grad and t.is_leaf
+    assert not F.zeros(2).requires_grad
+    with pytest.raises(DTypeError, match="int64"):
+        F.arange(3, requires_grad=True)
+    x = F.ones(2, requires_grad=True)
+    c = F.tensor(x * 2)  # a copy without history
+    assert not c.requires_grad and c.grad_fn is None

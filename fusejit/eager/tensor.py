@@ -340,7 +340,11 @@ def _infer_dtype(data) -> dt.DType:
     raise DTypeError(f"tensor: cannot make a tensor from data of numpy dtype {arr.dtype}")
 
 
-def tensor(data, dtype=None, device=None) -> Tensor:
+def _requires_grad_of(t: Tensor, requires_grad: bool) -> Tensor:
+    return t.requires_grad_() if requires_grad else t
+
+
+def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Make a tensor from a Python number, nested list, numpy array or tensor (copies).
 
     >>> import fusejit
@@ -349,18 +353,22 @@ def tensor(data, dtype=None, device=None) -> Tensor:
     """
     dev = as_device(device)
     if isinstance(data, Tensor):
+        data = data.detach()  # (a copy without history, as PyTorch's)
         out = data.to(device=dev, dtype=dtype)
-        return out.clone() if out is data else out
+        return _requires_grad_of(out.clone() if out is data else out, requires_grad)
     if hasattr(data, "__cuda_array_interface__") and not isinstance(data, np.ndarray):
         src = from_dlpack(data)
-        return tensor(src, dtype=dtype, device=device if device is not None else src.device)
+        return _requires_grad_of(
+            tensor(src, dtype=dtype, device=device if device is not None else src.device),
+            requires_grad,
+        )
     try:
         d = dt.as_dtype(dtype) if dtype is not None else _infer_dtype(data)
         arr = np.array(data, dtype=d.np, copy=True)
     except (FusejitError, ValueError, TypeError) as e:
         error = e
     else:
-        return Tensor._wrap(dev.backend.from_numpy(arr), d, dev)
+        return _requires_grad_of(Tensor._wrap(dev.backend.from_numpy(arr), d, dev), requires_grad)
     _check_data(data, "data")  # what numpy refused, in the user's terms
     if isinstance(error, FusejitError):
         raise error
