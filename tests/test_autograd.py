@@ -420,3 +420,13 @@ def test_factories_take_requires_grad():
     x = F.ones(2, requires_grad=True)
     c = F.tensor(x * 2)  # a copy without history
     assert not c.requires_grad and c.grad_fn is None
+
+
+def test_data_is_the_storage_without_history():
+    w = F.ones(3, requires_grad=True)
+    d = w.data
+    assert not d.requires_grad and d.data_ptr() == w.data_ptr()
+    d.mul_(2.0)  # (an update outside autograd, as optimizers written with .data do)
+    np.testing.assert_array_equal(w.detach().numpy(), [2.0, 2.0, 2.0])
+    w.data = F.zeros(2)
+    assert w.shape == (2,) and w.requires_grad and w.is_leaf

@@ -937,6 +937,24 @@ def _version(self) -> int:
     return version_of(self)
 
 
+def _get_data(self) -> Tensor:
+    """``t.data``: the tensor's storage without its history (``detach()``)."""
+    return detach(self)
+
+
+def _set_data(self, value) -> None:
+    """``t.data = other``: ``t`` holds ``other``'s storage from now on (its autograd flags
+    stay)."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"data: expected a tensor, got {type(value).__name__}")
+    info = getattr(self, "_ag", None)
+    if info is not None and info.requires_grad and not _differentiable_dtype(value._dtype):
+        raise AutogradError(
+            f"data: a tensor that requires grad cannot hold {value._dtype.name} data"
+        )
+    self._data, self._dtype, self._device = value._data, value._dtype, value._device
+
+
 METHODS = {
     "backward": backward,
     "grad_fn": property(_grad_fn),
@@ -947,6 +965,7 @@ METHODS = {
     "retains_grad": property(_retains_grad),
     "register_hook": register_hook,
     "_version": property(_version),
+    "data": property(_get_data, _set_data),
     "sum_to_size": sum_to_size,
 }
 
