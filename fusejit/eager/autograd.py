@@ -211,20 +211,46 @@ class OpNode(Node):
                  "needs_input_grad")  # fmt: skip
 
     def __init__(self, op, args, attrs, outs, edges, needs) -> None:
-        Node.__init__(self, edges, len(outs))
+        # (Node.__init__ written out, and the storage keys inline: this runs on every op that
+        # records)
+        self.seq = next(_SEQ)
+        self.edges = edges
+        self.n_out = len(outs)
+        self.hooks = self.retained = None
+        self.released = False
         self.needs_input_grad = needs
         self.op = op
         self.attrs = attrs
         self._inputs = list(args)
-        self._in_versions = [_key_version(a) if isinstance(a, Tensor) else None for a in args]
+        versions = VERSIONS
+        vs = []
+        for a in args:
+            if isinstance(a, Tensor):
+                d = a._data
+                b = d.base
+                while b is not None:
+                    d = b
+                    b = getattr(d, "base", None)
+                k = id(d)
+                vs.append((k, versions.get(k, 0)))
+            else:
+                vs.append(None)
+        self._in_versions = vs
         aliases = []
+        ovs = []
         for o in outs:
             a = _new(Tensor)
-            a._data, a._dtype, a._device = o._data, o._dtype, o._device
-            a._ag = None
+            d = a._data = o._data
+            a._dtype, a._device, a._ag = o._dtype, o._device, None
             aliases.append(a)
+            b = d.base
+            while b is not None:
+                d = b
+                b = getattr(d, "base", None)
+            k = id(d)
+            ovs.append((k, versions.get(k, 0)))
         self._outputs = aliases
-        self._out_versions = [_key_version(o) for o in outs]
+        self._out_versions = ovs
 
     def name(self) -> str:
         return _camel(self.op.name) + "Backward0"
