@@ -12,7 +12,8 @@ lives in ``fusejit/eager/autograd.py``.
 """
 
 from fusejit.base.errors import AutogradError
-from fusejit.eager.autograd import Function, FunctionCtx, Node, backward, grad, gradcheck
+from fusejit.eager.autograd import Function, FunctionCtx, Node, grad, gradcheck
+from fusejit.eager.autograd import backward_all as backward
 from fusejit.eager.grad_mode import (
     enable_grad,
     inference_mode,

@@ -430,3 +430,12 @@ def test_data_is_the_storage_without_history():
     np.testing.assert_array_equal(w.detach().numpy(), [2.0, 2.0, 2.0])
     w.data = F.zeros(2)
     assert w.shape == (2,) and w.requires_grad and w.is_leaf
+
+
+def test_autograd_backward_of_several_tensors():
+    x = leaf([1.0, 2.0])
+    a, b = x * 2, x * x
+    F.autograd.backward([a, b.sum()], [F.tensor([1.0, 0.0], dtype=F.float64), None])
+    np.testing.assert_array_equal(x.grad.numpy(), [4.0, 4.0])
+    with pytest.raises(ShapeError, match="grad_tensors"):
+        F.autograd.backward([x * 2], [])

@@ -861,6 +861,32 @@ def backward(self: Tensor, gradient=None, retain_graph=None, create_graph: bool 
                  allow_unused=True)  # fmt: skip
 
 
+def backward_all(tensors, grad_tensors=None, retain_graph=None, create_graph: bool = False,
+                 inputs=None) -> None:  # fmt: skip
+    """``fusejit.autograd.backward``: the backward pass from several tensors at once (each with
+    its gradient in ``grad_tensors``, None for a one-element tensor), accumulating into the
+    leaves' ``.grad``, as ``torch.autograd.backward``.
+
+    >>> import fusejit
+    >>> x = fusejit.tensor([1.0, 2.0]).requires_grad_()
+    >>> fusejit.autograd.backward([(x * 2).sum(), (x * x).sum()])
+    >>> x.grad.tolist()
+    [4.0, 6.0]
+    """
+    tensors = _as_tuple(tensors)
+    if grad_tensors is None:
+        grad_tensors = (None,) * len(tensors)
+    else:
+        grad_tensors = (grad_tensors,) if isinstance(grad_tensors, Tensor) else tuple(grad_tensors)
+        if len(grad_tensors) != len(tensors):
+            raise ShapeError(f"backward: {len(grad_tensors)} grad_tensors for {len(tensors)} "
+                             "tensors")  # fmt: skip
+    if inputs is not None:
+        inputs = _as_tuple(inputs)
+    run_backward(tensors, grad_tensors, retain_graph, create_graph, inputs, accumulate=True,
+                 allow_unused=True)  # fmt: skip
+
+
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bool = False,
          allow_unused: bool = False, materialize_grads: bool = False) -> tuple:  # fmt: skip
     """The gradients of ``outputs`` with respect to ``inputs`` (a tuple, one per input),
