@@ -177,16 +177,18 @@ class _Saved:
         if kv is None:
             return t
         if VERSIONS.get(kv[0], 0) != kv[1]:
+            if self._alias:
+                t = Tensor._wrap(*t)
             raise AutogradError(
                 f"backward: {self._what} {i} of {self._node.name()} ({_describe(t)}), needed "
                 f"for the gradient, was modified by an in-place operation after it was saved "
                 f"(it is at version {VERSIONS.get(kv[0], 0)}; it was saved at version "
                 f"{kv[1]}); clone() it before writing into it, or write into a copy"
             )
-        if self._alias and MODE.enabled:  # create_graph: the result, with this node's history
-            a = _new(Tensor)
-            a._data, a._dtype, a._device = t._data, t._dtype, t._device
-            a._ag = GradInfo(True, self._node, i)
+        if self._alias:  # a result: a tensor of its array (with this node's history, when
+            a = _new(Tensor)  # create_graph records the rule)
+            a._data, a._dtype, a._device = t
+            a._ag = GradInfo(True, self._node, i) if MODE.enabled else None
             return a
         return t
 
@@ -236,20 +238,18 @@ class OpNode(Node):
             else:
                 vs.append(None)
         self._in_versions = vs
-        aliases = []
+        metas = []  # (array, dtype, device): the results, made tensors when a rule reads them
         ovs = []
         for o in outs:
-            a = _new(Tensor)
-            d = a._data = o._data
-            a._dtype, a._device, a._ag = o._dtype, o._device, None
-            aliases.append(a)
+            d = o._data
+            metas.append((d, o._dtype, o._device))
             b = d.base
             while b is not None:
                 d = b
                 b = getattr(d, "base", None)
             k = id(d)
             ovs.append((k, versions.get(k, 0)))
-        self._outputs = aliases
+        self._outputs = metas
         self._out_versions = ovs
 
     def name(self) -> str:
@@ -264,8 +264,8 @@ class OpNode(Node):
         return _Saved(self, self._outputs, self._out_versions, "output", True)
 
     def out_meta(self, i: int):
-        o = self._outputs[i]
-        return o._data.shape, o._dtype, o._device
+        d, dtype, device = self._outputs[i]
+        return d.shape, dtype, device
 
     def input_meta(self, i: int):
         a = self._inputs[i]
