@@ -63,6 +63,13 @@ echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_parity.log" | head -30
 tail -n 2 "$OUT/pytest_parity.log"
 
+echo "== pytest, autograd on the GPU (tests/test_autograd*.py -k cuda) -> $OUT/pytest_autograd.log"
+timeout "$(budget 60)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test_autograd*.py \
+    >"$OUT/pytest_autograd.log" 2>&1
+echo "pytest exit status $?"
+grep -E "^(FAILED|ERROR)" "$OUT/pytest_autograd.log" | head -30
+tail -n 2 "$OUT/pytest_autograd.log"
+
 echo "== bench/gpu_bench.py -> $OUT/gpu_bench.json, $OUT/gpu_bench.log"
 timeout "$(budget 110)" "$PY" bench/gpu_bench.py --json "$OUT/gpu_bench.json" >"$OUT/gpu_bench.log" 2>&1
 echo "gpu_bench exit status $?"

@@ -29,7 +29,12 @@ def _dtype(dtype, default=dt.default_float) -> dt.DType:
     return default if dtype is None else dt.as_dtype(dtype)
 
 
-def full(size, fill_value, *, dtype=None, device=None) -> Tensor:
+def _requires_grad(t: Tensor, requires_grad: bool) -> Tensor:
+    """``t``, made to require grad when ``requires_grad`` (the factories' keyword)."""
+    return t.requires_grad_() if requires_grad else t
+
+
+def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A tensor of ``size`` filled with ``fill_value`` (a number or a one-element tensor)."""
     shape = _size("full", (size,))
     if isinstance(fill_value, Tensor) and fill_value.numel() != 1:
@@ -42,29 +47,38 @@ def full(size, fill_value, *, dtype=None, device=None) -> Tensor:
     with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
         a = dev.backend.xp.empty(shape, dtype=d.np)
     dev.backend.fill(a, fill_value)  # (cupy's own full would store -0.0 as +0.0)
-    return Tensor._wrap(a, d, dev)
+    return _requires_grad(Tensor._wrap(a, d, dev), requires_grad)
 
 
-def zeros(*size, dtype=None, device=None) -> Tensor:
+def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``."""
     d = _dtype(dtype)
     dev = as_device(device)
     with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
-        return Tensor._wrap(dev.backend.xp.zeros(_size("zeros", size), dtype=d.np), d, dev)
+        return _requires_grad(
+            Tensor._wrap(dev.backend.xp.zeros(_size("zeros", size), dtype=d.np), d, dev),
+            requires_grad,
+        )
 
 
-def ones(*size, dtype=None, device=None) -> Tensor:
+def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     d = _dtype(dtype)
     dev = as_device(device)
     with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
-        return Tensor._wrap(dev.backend.xp.ones(_size("ones", size), dtype=d.np), d, dev)
+        return _requires_grad(
+            Tensor._wrap(dev.backend.xp.ones(_size("ones", size), dtype=d.np), d, dev),
+            requires_grad,
+        )
 
 
-def empty(*size, dtype=None, device=None) -> Tensor:
+def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     d = _dtype(dtype)
     dev = as_device(device)
     with dev.backend.scope():  # (on cuda:N, allocate on that GPU)
-        return Tensor._wrap(dev.backend.xp.empty(_size("empty", size), dtype=d.np), d, dev)
+        return _requires_grad(
+            Tensor._wrap(dev.backend.xp.empty(_size("empty", size), dtype=d.np), d, dev),
+            requires_grad,
+        )
 
 
 def _like(x: Tensor, dtype, device):
@@ -74,24 +88,26 @@ def _like(x: Tensor, dtype, device):
     )
 
 
-def zeros_like(x: Tensor, *, dtype=None, device=None) -> Tensor:
+def zeros_like(x: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     d, dev = _like(x, dtype, device)
-    return zeros(x.shape, dtype=d, device=dev)
+    return _requires_grad(zeros(x.shape, dtype=d, device=dev), requires_grad)
 
 
-def ones_like(x: Tensor, *, dtype=None, device=None) -> Tensor:
+def ones_like(x: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     d, dev = _like(x, dtype, device)
-    return ones(x.shape, dtype=d, device=dev)
+    return _requires_grad(ones(x.shape, dtype=d, device=dev), requires_grad)
 
 
-def empty_like(x: Tensor, *, dtype=None, device=None) -> Tensor:
+def empty_like(x: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     d, dev = _like(x, dtype, device)
-    return empty(x.shape, dtype=d, device=dev)
+    return _requires_grad(empty(x.shape, dtype=d, device=dev), requires_grad)
 
 
-def full_like(x: Tensor, fill_value, *, dtype=None, device=None) -> Tensor:
+def full_like(
+    x: Tensor, fill_value, *, dtype=None, device=None, requires_grad: bool = False
+) -> Tensor:
     d, dev = _like(x, dtype, device)
-    return full(x.shape, fill_value, dtype=d, device=dev)
+    return _requires_grad(full(x.shape, fill_value, dtype=d, device=dev), requires_grad)
 
 
 def _number(name: str, what: str, v):
@@ -103,7 +119,9 @@ def _number(name: str, what: str, v):
     return v
 
 
-def arange(start, end=None, step=1, *, dtype=None, device=None) -> Tensor:
+def arange(
+    start, end=None, step=1, *, dtype=None, device=None, requires_grad: bool = False
+) -> Tensor:
     """Values from ``start`` to ``end`` (exclusive); int64 for int arguments, else float32."""
     if end is None:
         start, end = 0, start
@@ -124,24 +142,28 @@ def arange(start, end=None, step=1, *, dtype=None, device=None) -> Tensor:
     default = dt.int64 if ints else dt.float32
     d = _dtype(dtype, default)
     arr = np.arange(start, end, step, dtype=np.float64 if d.is_floating_point else np.int64)
-    return _make(arr.astype(d.np), d, device)
+    return _requires_grad(_make(arr.astype(d.np), d, device), requires_grad)
 
 
-def linspace(start, end, steps: int, *, dtype=None, device=None) -> Tensor:
+def linspace(
+    start, end, steps: int, *, dtype=None, device=None, requires_grad: bool = False
+) -> Tensor:
     """``steps`` values evenly spaced from ``start`` to ``end`` (both included)."""
     start, end = _number("linspace", "start", start), _number("linspace", "end", end)
     n = int_arg("linspace", steps, "steps")
     if n < 0:
         raise ShapeError(f"linspace: steps must be non-negative, got {n}")
     d = _dtype(dtype)
-    return _make(np.linspace(start, end, n).astype(d.np), d, device)
+    return _requires_grad(_make(np.linspace(start, end, n).astype(d.np), d, device), requires_grad)
 
 
-def eye(n: int, m: int | None = None, *, dtype=None, device=None) -> Tensor:
+def eye(
+    n: int, m: int | None = None, *, dtype=None, device=None, requires_grad: bool = False
+) -> Tensor:
     """The ``n`` x ``m`` (default ``n`` x ``n``) identity matrix."""
     n = int_arg("eye", n, "n")
     m = n if m is None else int_arg("eye", m, "m")
     if n < 0 or m < 0:
         raise ShapeError(f"eye: n and m must be non-negative, got n={n}, m={m}")
     d = _dtype(dtype)
-    return _make(np.eye(n, m, dtype=d.np), d, device)
+    return _requires_grad(_make(np.eye(n, m, dtype=d.np), d, device), requires_grad)

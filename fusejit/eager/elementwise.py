@@ -11,7 +11,8 @@ import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.device import Device
-from fusejit.eager import dispatch, recording
+from fusejit.eager import autograd, dispatch, recording
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.inplace import write_inplace
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OPS, OpDef
@@ -30,6 +31,13 @@ _ndarray = np.ndarray
 _new = object.__new__
 _PY_SCALARS = (float, int, bool)
 _CPU = Device("cpu")
+
+
+def _record(op, args, t) -> None:
+    """The fast path's result ``t`` of ``op`` on ``args``, recorded for autograd when an
+    operand requires grad (as ``dispatch.elementwise`` does)."""
+    if autograd.needs_grad([a for a in args if type(a) is Tensor]):
+        autograd.record(op, args, None, (t,))
 
 
 def _fast_lookup(op, fast, key, dtype, scalar_type):
@@ -56,7 +64,9 @@ def _make_function(op: OpDef):
                         return _elementwise(op, (x,))
                     if type(r) is _ndarray and r.dtype is e[2]:
                         t = _new(Tensor)
-                        t._data, t._dtype, t._device = r, e[1], _CPU
+                        t._data, t._dtype, t._device, t._ag = r, e[1], _CPU, None
+                        if getattr(x, "_ag", None) is not None and MODE.enabled:
+                            _record(op, (x,), t)
                         return t
             return _elementwise(op, (x,))
 
@@ -83,7 +93,12 @@ def _make_function(op: OpDef):
                             return _elementwise(op, (x, y))
                         if type(r) is _ndarray and r.dtype is e[2]:
                             t = _new(Tensor)
-                            t._data, t._dtype, t._device = r, e[1], _CPU
+                            t._data, t._dtype, t._device, t._ag = r, e[1], _CPU, None
+                            if (
+                                getattr(x, "_ag", None) is not None
+                                or (ty is Tensor and getattr(y, "_ag", None) is not None)
+                            ) and MODE.enabled:
+                                _record(op, (x, y), t)
                             return t
             return _elementwise(op, (x, y))
 
@@ -116,7 +131,9 @@ def make_reflected(op: OpDef):
                     return _elementwise(op, (other, self))
                 if type(r) is _ndarray and r.dtype is e[2]:
                     t = _new(Tensor)
-                    t._data, t._dtype, t._device = r, e[1], _CPU
+                    t._data, t._dtype, t._device, t._ag = r, e[1], _CPU, None
+                    if getattr(self, "_ag", None) is not None and MODE.enabled:
+                        _record(op, (other, self), t)
                     return t
         return _elementwise(op, (other, self))
 
@@ -161,6 +178,8 @@ def where(condition, x, y):
         and x._dtype is y._dtype
         and condition._device is x._device is y._device is _CPU
         and recording.TRACER is None
+        and getattr(x, "_ag", None) is None
+        and getattr(y, "_ag", None) is None
     ):  # fast path: what the general path computes here, np.where on the arrays as they are
         try:
             r = np.where(condition._data, x._data, y._data)
@@ -168,7 +187,7 @@ def where(condition, x, y):
             return _elementwise(_WHERE, (condition, x, y))
         if type(r) is _ndarray and r.dtype is x._dtype.np:
             t = _new(Tensor)
-            t._data, t._dtype, t._device = r, x._dtype, _CPU
+            t._data, t._dtype, t._device, t._ag = r, x._dtype, _CPU, None
             return t
     return _elementwise(_WHERE, (condition, x, y))
 
@@ -176,9 +195,14 @@ def where(condition, x, y):
 def cast(x, dtype):
     """``x`` converted to ``dtype`` (float to int truncates toward zero)."""
     d = dt.as_dtype(dtype)
-    if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
+    if (
+        type(x) is Tensor
+        and x._device is _CPU
+        and recording.TRACER is None
+        and getattr(x, "_ag", None) is None
+    ):
         t = _new(Tensor)  # fast path: what the CPU backend does for a cast
-        t._data, t._dtype, t._device = x._data.astype(d.np), d, _CPU
+        t._data, t._dtype, t._device, t._ag = x._data.astype(d.np), d, _CPU, None
         return t
     return _elementwise(_CAST, (x,), {"dtype": d})
 

@@ -18,9 +18,10 @@ import numpy as np
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DeviceError, DimError, DTypeError, ShapeError, fmt_shape
 from fusejit.base.shapes import broadcast_shapes, int_arg, norm_dim
-from fusejit.eager import dispatch, recording
+from fusejit.eager import autograd, dispatch, recording
 from fusejit.eager.creation import full
 from fusejit.eager.elementwise import cast, where
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.inplace import scalar_as, write_inplace
 from fusejit.eager.movement import expand, reshape
 from fusejit.eager.tensor import Tensor
@@ -111,10 +112,45 @@ def setitem(x, index, value) -> None:
         v = value._data
     else:
         v = scalar_as("setitem", x.dtype, value)
+    track = getattr(x, "_ag", None) is not None or getattr(value, "_ag", None) is not None
+    if track:
+        autograd.check_inplace("setitem", x)
+        if autograd.needs_grad((x, value) if isinstance(value, Tensor) else (x,)):
+            _record_setitem(x, index, value)
+        elif MODE.enabled:
+            view = autograd._view_of(x)
+            x._ag = None  # (overwritten without history)
+            autograd.rebase_view(x, view)
     try:
         x._data[conv] = v
     except ValueError as e:
         raise ShapeError(f"setitem: {e}") from None
+    autograd.bump_version(x)
+
+
+def _record_setitem(x, index, value) -> None:
+    """``x[index] = value`` under autograd: ``x`` gets a node whose gradient for the old ``x``
+    is the incoming one with ``index`` zeroed, and for ``value`` the incoming one at
+    ``index``."""
+    operands = (x, value) if isinstance(value, Tensor) else (x,)
+    edges = []
+    for t in operands:
+        info = getattr(t, "_ag", None)
+        edges.append(autograd._edge(t, info) if info is not None and info.requires_grad else None)
+    metas = [(t._data.shape, t._dtype, t._device) for t in operands]
+    one = len(operands) == 1  # (the closure keeps no operand: x would point back at its node)
+
+    def backward(g):
+        gx = g.clone()
+        gx[index] = 0
+        if one:
+            return (gx,)
+        return gx, g[index]
+
+    view = autograd._view_of(x)
+    node = autograd.FunctionNode("IndexPutBackward0", edges, (x,), backward, metas)
+    x._ag = autograd.GradInfo(True, node, 0)
+    autograd.rebase_view(x, view)
 
 
 def narrow(x, dim: int, start: int, length: int):

@@ -22,6 +22,7 @@ from fusejit.base.device import Device, as_device
 from fusejit.base.errors import DeviceError, DTypeError, ShapeError, TraceError, fmt_shape
 from fusejit.base.shapes import describe, int_arg, shape_arg
 from fusejit.eager import recording
+from fusejit.eager.autograd import bump_version
 from fusejit.eager.inplace import check_writeable
 from fusejit.eager.tensor import Tensor
 
@@ -200,6 +201,11 @@ def _not_traced(name: str) -> None:
         )
 
 
+def _requires_grad(t: Tensor, requires_grad: bool) -> Tensor:
+    """``t``, made to require grad when ``requires_grad`` (the factories' keyword)."""
+    return t.requires_grad_() if requires_grad else t
+
+
 def _rng(name: str, generator, dev: Device) -> np.random.Generator:
     if generator is None:
         return default_for(dev)._rng
@@ -252,6 +258,7 @@ def _write(name: str, self: Tensor, arr: np.ndarray) -> Tensor:
         b = self.device.backend
         with b.scope():
             self._data[...] = b.from_numpy(arr)
+    bump_version(self)
     return self
 
 
@@ -268,7 +275,7 @@ def _host(t: Tensor) -> np.ndarray:
 
 
 # ---- factories --------------------------------------------------------------------------------
-def rand(*size, generator=None, dtype=None, device=None) -> Tensor:
+def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Uniform on [0, 1).
 
     >>> import fusejit
@@ -278,10 +285,11 @@ def rand(*size, generator=None, dtype=None, device=None) -> Tensor:
     _not_traced("rand")
     d, dev = _float_dtype("rand", dtype), as_device(device)
     shape = shape_arg("rand", size, nonnegative=True)
-    return _make(_uniform(_rng("rand", generator, dev), shape, d), d, dev)
+    t = _make(_uniform(_rng("rand", generator, dev), shape, d), d, dev)
+    return _requires_grad(t, requires_grad)
 
 
-def randn(*size, generator=None, dtype=None, device=None) -> Tensor:
+def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Standard normal.
 
     >>> import fusejit
@@ -291,7 +299,8 @@ def randn(*size, generator=None, dtype=None, device=None) -> Tensor:
     _not_traced("randn")
     d, dev = _float_dtype("randn", dtype), as_device(device)
     shape = shape_arg("randn", size, nonnegative=True)
-    return _make(_rng("randn", generator, dev).standard_normal(shape), d, dev)
+    t = _make(_rng("randn", generator, dev).standard_normal(shape), d, dev)
+    return _requires_grad(t, requires_grad)
 
 
 def _int_range(name: str, d: dt.DType, low: int, high: int) -> None:
@@ -353,19 +362,22 @@ def _like(x: Tensor, dtype, device):
             x.device if device is None else as_device(device))  # fmt: skip
 
 
-def rand_like(input: Tensor, *, dtype=None, device=None, generator=None) -> Tensor:  # noqa: A002
+def rand_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False,  # noqa: A002
+              generator=None) -> Tensor:  # fmt: skip
     """``rand`` with ``input``'s shape, dtype and device."""
     _not_traced("rand_like")
     d, dev = _like(input, dtype, device)
-    return rand(input.shape, generator=generator, dtype=_float_dtype("rand_like", d), device=dev)
+    t = rand(input.shape, generator=generator, dtype=_float_dtype("rand_like", d), device=dev)
+    return _requires_grad(t, requires_grad)
 
 
-def randn_like(input: Tensor, *, dtype=None, device=None, generator=None) -> Tensor:  # noqa: A002
+def randn_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False,  # noqa: A002
+               generator=None) -> Tensor:  # fmt: skip
     """``randn`` with ``input``'s shape, dtype and device."""
     _not_traced("randn_like")
     d, dev = _like(input, dtype, device)
-    return randn(input.shape, generator=generator, dtype=_float_dtype("randn_like", d),
-                 device=dev)  # fmt: skip
+    t = randn(input.shape, generator=generator, dtype=_float_dtype("randn_like", d), device=dev)
+    return _requires_grad(t, requires_grad)
 
 
 def randint_like(input: Tensor, low=0, high=None, *, dtype=None, device=None,  # noqa: A002

@@ -105,6 +105,148 @@ def binary(name, expr, np_name=None, rule="promote", allowed=ANY, ref=None, **kw
     )
 
 
+# ---- derivative rules (``OpDef.vjp``; see ``registry``): ``F`` is the fusejit namespace, ``g``
+# the gradient of the result; a rule may return gradients of the broadcast result's shape and
+# dtype (the autograd engine sums and casts them to each operand's), and None for an operand
+# that needs none (``ctx.needs_input_grad``)
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def _need(ctx, i):
+    return ctx.needs_input_grad[i]
+
+
+def _zero(F, ctx, g):
+    return tuple(F.zeros_like(g) if n else None for n in ctx.needs_input_grad)
+
+
+def _vjp_add(F, ctx, g):
+    return g, g
+
+
+def _vjp_sub(F, ctx, g):
+    return g, (-g if _need(ctx, 1) else None)
+
+
+def _vjp_mul(F, ctx, g):
+    x, y = ctx.needs_input_grad
+    return (g * ctx.inputs[1] if x else None), (g * ctx.inputs[0] if y else None)
+
+
+def _vjp_div(F, ctx, g):
+    y = ctx.inputs[1]
+    gx = g / y if _need(ctx, 0) else None
+    gy = -g * ctx.inputs[0] / (y * y) if _need(ctx, 1) else None
+    return gx, gy
+
+
+def _vjp_remainder(F, ctx, g):
+    gy = None
+    if _need(ctx, 1):
+        gy = -g * F.floor_divide(ctx.inputs[0], ctx.inputs[1])
+    return g, gy
+
+
+def _vjp_pow(F, ctx, g):
+    x, y = ctx.inputs[0], ctx.inputs[1]
+    gx = gy = None
+    if _need(ctx, 0):
+        if not isinstance(y, F.Tensor) and y == 0:
+            gx = F.zeros_like(g)
+        else:
+            gx = g * y * x ** (y - 1)
+    if _need(ctx, 1):
+        out = ctx.outputs[0]
+        if isinstance(x, F.Tensor):
+            logx = F.where(F.logical_and(x == 0, y >= 0), 0.0, out * F.log(x))
+            gy = g * logx
+        else:  # a Python number raised to a tensor
+            gy = g * out * (math.log(x) if x > 0 else (0.0 if x == 0 else math.nan))
+    return gx, gy
+
+
+def _vjp_atan2(F, ctx, g):
+    a, b = ctx.inputs[0], ctx.inputs[1]
+    r = g / (a * a + b * b)
+    return (r * b if _need(ctx, 0) else None), (-r * a if _need(ctx, 1) else None)
+
+
+def _vjp_max_min(is_max):
+    # ties share the gradient evenly; a nan goes to both operands, as PyTorch's
+    def vjp(F, ctx, g):
+        x, y = ctx.inputs[0], ctx.inputs[1]
+        half = g / 2
+        eq = x == y
+        gx = F.where(eq, half, F.where(x < y if is_max else x > y, 0.0, g))
+        gy = F.where(eq, half, F.where(x > y if is_max else x < y, 0.0, g))
+        return (gx if _need(ctx, 0) else None), (gy if _need(ctx, 1) else None)
+
+    return vjp
+
+
+def _unary(fn):
+    """A rule ``fn(F, x, out, g)`` of a one-operand op, as a ``vjp``."""
+
+    def vjp(F, ctx, g):
+        return (fn(F, ctx.inputs[0], ctx.outputs[0], g),)
+
+    return vjp
+
+
+def _vjp_out(fn):
+    """A rule ``fn(F, out, g)`` reading only the result (the operand may be overwritten)."""
+
+    def vjp(F, ctx, g):
+        return (fn(F, ctx.outputs[0], g),)
+
+    return vjp
+
+
+def _vjp_in(fn):
+    """A rule ``fn(F, x, g)`` reading only the operand."""
+
+    def vjp(F, ctx, g):
+        return (fn(F, ctx.inputs[0], g),)
+
+    return vjp
+
+
+def _vjp_zero(F, ctx, g):
+    return _zero(F, ctx, g)
+
+
+def _gelu_grad(F, x, g):
+    cdf = 0.5 * (1.0 + F.erf(x * 0.7071067811865476))
+    pdf = F.exp(-0.5 * x * x) * _INV_SQRT_2PI
+    return g * (cdf + x * pdf)
+
+
+def _gelu_tanh_grad(F, x, g):
+    k = 0.7978845608028654
+    x2 = x * x
+    t = F.tanh(k * (x + 0.044715 * x2 * x))
+    return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x2))
+
+
+def _silu_grad(F, x, g):
+    s = F.sigmoid(x)
+    return g * s * (1.0 + x * (1.0 - s))
+
+
+def _vjp_where(F, ctx, g):
+    c = ctx.inputs[0]
+    gx = F.where(c, g, 0.0) if _need(ctx, 1) else None
+    gy = F.where(c, 0.0, g) if _need(ctx, 2) else None
+    return None, gx, gy
+
+
+def _vjp_cast(F, ctx, g):
+    return (g,)  # (the engine casts it back to the operand's dtype)
+
+
 # ---- arithmetic -----------------------------------------------------------------------------
 # + - * /, neg and abs also take complex values (computed eagerly: complex never fuses)
 binary(
@@ -116,6 +258,7 @@ binary(
     methods=("add", "__add__"),
     rmethods=("__radd__",),
     inplace="add_",
+    vjp=_vjp_add,
 )
 binary(
     "sub",
@@ -126,6 +269,7 @@ binary(
     methods=("sub", "subtract", "__sub__"),
     rmethods=("__rsub__",),
     inplace="sub_",
+    vjp=_vjp_sub,
 )
 binary(
     "mul",
@@ -136,6 +280,7 @@ binary(
     methods=("mul", "multiply", "__mul__"),
     rmethods=("__rmul__",),
     inplace="mul_",
+    vjp=_vjp_mul,
 )
 binary(
     "div",
@@ -147,6 +292,7 @@ binary(
     methods=("div", "divide", "true_divide", "__truediv__"),
     rmethods=("__rtruediv__",),
     inplace="div_",
+    vjp=_vjp_div,
 )
 binary(
     "floor_divide",
@@ -157,6 +303,7 @@ binary(
     methods=("floor_divide", "__floordiv__"),
     rmethods=("__rfloordiv__",),
     domain=(-20, 20),
+    vjp=_vjp_zero,
 )
 binary(
     "remainder",
@@ -168,6 +315,7 @@ binary(
     methods=("remainder", "__mod__"),
     rmethods=("__rmod__",),
     domain=(-20, 20),
+    vjp=_vjp_remainder,
 )
 binary(
     "pow",
@@ -177,10 +325,25 @@ binary(
     methods=("pow", "__pow__"),
     rmethods=("__rpow__",),
     domain=(0.5, 3.0),
+    vjp=_vjp_pow,
 )
-binary("atan2", "atan2(x, y)", "arctan2", rule="float", allowed=ANY)
-binary("maximum", "where((x > y) | (x != x), x, y)", "maximum", allowed=ANY, exact=True)
-binary("minimum", "where((x < y) | (x != x), x, y)", "minimum", allowed=ANY, exact=True)
+binary("atan2", "atan2(x, y)", "arctan2", rule="float", allowed=ANY, vjp=_vjp_atan2)
+binary(
+    "maximum",
+    "where((x > y) | (x != x), x, y)",
+    "maximum",
+    allowed=ANY,
+    exact=True,
+    vjp=_vjp_max_min(True),
+)
+binary(
+    "minimum",
+    "where((x < y) | (x != x), x, y)",
+    "minimum",
+    allowed=ANY,
+    exact=True,
+    vjp=_vjp_max_min(False),
+)
 # C's fmod (the dividend's sign); an integer fmod by zero is 0 as x % 0 (PyTorch's CPU raises)
 binary("fmod", "fmod(x, y)", "fmod", allowed=NUM, exact=True, domain=(-20, 20), inplace="fmod_")
 binary("hypot", "hypot(x, y)", "hypot", rule="float", allowed=FLOAT_ONLY, inplace="hypot_")
@@ -233,13 +396,20 @@ for _name, _sym, _np_name, _dunder in (
 ):
     # (complex values: == and != only, as PyTorch)
     binary(_name, f"x {_sym} y", _np_name, rule="compare", exact=True, methods=(_name, _dunder),
-           allowed=ANY_C if _name in ("eq", "ne") else ANY)  # fmt: skip
+           allowed=ANY_C if _name in ("eq", "ne") else ANY, differentiable=False)  # fmt: skip
 
-binary("logical_and", "x and y", "logical_and", rule="logical", exact=True)
-binary("logical_or", "x or y", "logical_or", rule="logical", exact=True)
+binary("logical_and", "x and y", "logical_and", rule="logical", exact=True, differentiable=False)
+binary("logical_or", "x or y", "logical_or", rule="logical", exact=True, differentiable=False)
 # "(not x) != (not y)": the inputs are read as truth values, not compared as numbers
-binary("logical_xor", "(not x) != (not y)", "logical_xor", rule="logical", exact=True)
-unary("logical_not", "not x", "logical_not", rule="logical", exact=True)
+binary(
+    "logical_xor",
+    "(not x) != (not y)",
+    "logical_xor",
+    rule="logical",
+    exact=True,
+    differentiable=False,
+)
+unary("logical_not", "not x", "logical_not", rule="logical", exact=True, differentiable=False)
 
 binary(
     "bitwise_and",
@@ -249,6 +419,7 @@ binary(
     exact=True,
     methods=("bitwise_and", "__and__"),
     rmethods=("__rand__",),
+    differentiable=False,
 )
 binary(
     "bitwise_or",
@@ -258,6 +429,7 @@ binary(
     exact=True,
     methods=("bitwise_or", "__or__"),
     rmethods=("__ror__",),
+    differentiable=False,
 )
 binary(
     "bitwise_xor",
@@ -267,6 +439,7 @@ binary(
     exact=True,
     methods=("bitwise_xor", "__xor__"),
     rmethods=("__rxor__",),
+    differentiable=False,
 )
 unary(
     "bitwise_not",
@@ -276,6 +449,7 @@ unary(
     allowed=INT_BOOL,
     exact=True,
     methods=("bitwise_not", "__invert__"),
+    differentiable=False,
 )
 
 # ---- sign and rounding ----------------------------------------------------------------------
@@ -287,6 +461,7 @@ unary(
     allowed=NUM_C,
     exact=True,
     methods=("neg", "negative", "__neg__"),
+    vjp=lambda F, ctx, g: (-g,),
 )
 unary(
     "abs",
@@ -296,6 +471,7 @@ unary(
     allowed=NUM_C,
     exact=True,
     methods=("abs", "absolute", "__abs__"),
+    vjp=_vjp_in(lambda F, x, g: g * F.sign(x)),
 )
 # sign(+-0.0) is +0.0 and sign(nan) is nan, as numpy's
 unary(
@@ -305,10 +481,18 @@ unary(
     rule="promote",
     exact=True,
     ref=lambda x: x.copy() if x.dtype == np.bool_ else np.sign(x),  # (numpy has no bool sign)
+    vjp=_vjp_zero,
 )
-unary("square", "x * x", "square", rule="bool_to_long", exact=True)
-unary("floor", "floor(x)", "floor", rule="promote", allowed=NUM, exact=True)
-unary("ceil", "ceil(x)", "ceil", rule="promote", allowed=NUM, exact=True)
+unary(
+    "square",
+    "x * x",
+    "square",
+    rule="bool_to_long",
+    exact=True,
+    vjp=_vjp_in(lambda F, x, g: 2.0 * x * g),
+)
+unary("floor", "floor(x)", "floor", rule="promote", allowed=NUM, exact=True, vjp=_vjp_zero)
+unary("ceil", "ceil(x)", "ceil", rule="promote", allowed=NUM, exact=True, vjp=_vjp_zero)
 unary(
     "trunc",
     "trunc(x)",
@@ -318,9 +502,12 @@ unary(
     exact=True,
     methods=("trunc", "fix"),
     inplace="trunc_",
+    vjp=_vjp_zero,
 )
 # np.round, not np.rint: the same half-to-even rounding, but integers stay integers
-unary("round", "rint(x)", "round", rule="promote", allowed=NUM, exact=True, ref=np.rint)
+unary(
+    "round", "rint(x)", "round", rule="promote", allowed=NUM, exact=True, ref=np.rint, vjp=_vjp_zero
+)
 # torch's x - trunc(x): frac(+-inf) is nan (numpy's modf gives +-0.0), frac(-2.0) is +0.0
 unary(
     "frac",
@@ -330,11 +517,27 @@ unary(
     allowed=FLOAT_ONLY,
     exact=True,
     inplace="frac_",
+    vjp=_vjp_in(lambda F, x, g: g),
 )
 
 # ---- powers, exponentials, logarithms -------------------------------------------------------
-unary("sqrt", "sqrt(x)", "sqrt", allowed=ANY, exact=True, domain=(0.0, 100.0))
-unary("rsqrt", "1 / sqrt(x)", ref=lambda x: 1 / np.sqrt(x), allowed=ANY, domain=(0.01, 100.0))
+unary(
+    "sqrt",
+    "sqrt(x)",
+    "sqrt",
+    allowed=ANY,
+    exact=True,
+    domain=(0.0, 100.0),
+    vjp=_vjp_out(lambda F, out, g: g / (2.0 * out)),
+)
+unary(
+    "rsqrt",
+    "1 / sqrt(x)",
+    ref=lambda x: 1 / np.sqrt(x),
+    allowed=ANY,
+    domain=(0.01, 100.0),
+    vjp=_vjp_out(lambda F, out, g: -0.5 * g * out * out * out),
+)
 unary(
     "reciprocal",
     "1 / x",
@@ -342,26 +545,88 @@ unary(
     allowed=ANY,
     exact=True,
     ref=lambda x: np.reciprocal(x.astype(np.result_type(x, np.float32))),
+    vjp=_vjp_out(lambda F, out, g: -g * out * out),
 )
-unary("exp", "exp(x)", "exp", allowed=ANY)
-unary("exp2", "exp2(x)", "exp2", allowed=ANY)
-unary("expm1", "expm1(x)", "expm1", allowed=ANY)
-unary("log", "log(x)", "log", allowed=ANY, domain=(0.001, 1000.0))
-unary("log2", "log2(x)", "log2", allowed=ANY, domain=(0.001, 1000.0))
-unary("log10", "log10(x)", "log10", allowed=ANY, domain=(0.001, 1000.0))
-unary("log1p", "log1p(x)", "log1p", allowed=ANY, domain=(-0.999, 1000.0))
+unary("exp", "exp(x)", "exp", allowed=ANY, vjp=_vjp_out(lambda F, out, g: g * out))
+unary("exp2", "exp2(x)", "exp2", allowed=ANY, vjp=_vjp_out(lambda F, out, g: g * out * _LN2))
+unary("expm1", "expm1(x)", "expm1", allowed=ANY, vjp=_vjp_out(lambda F, out, g: g * (out + 1.0)))
+unary(
+    "log", "log(x)", "log", allowed=ANY, domain=(0.001, 1000.0), vjp=_vjp_in(lambda F, x, g: g / x)
+)
+unary(
+    "log2",
+    "log2(x)",
+    "log2",
+    allowed=ANY,
+    domain=(0.001, 1000.0),
+    vjp=_vjp_in(lambda F, x, g: g / (x * _LN2)),
+)
+unary(
+    "log10",
+    "log10(x)",
+    "log10",
+    allowed=ANY,
+    domain=(0.001, 1000.0),
+    vjp=_vjp_in(lambda F, x, g: g / (x * _LN10)),
+)
+unary(
+    "log1p",
+    "log1p(x)",
+    "log1p",
+    allowed=ANY,
+    domain=(-0.999, 1000.0),
+    vjp=_vjp_in(lambda F, x, g: g / (x + 1.0)),
+)
 
 # ---- trigonometric and hyperbolic -----------------------------------------------------------
-unary("sin", "sin(x)", "sin", allowed=ANY)
-unary("cos", "cos(x)", "cos", allowed=ANY)
-unary("tan", "tan(x)", "tan", allowed=ANY, domain=(-1.5, 1.5))
-unary("asin", "asin(x)", "arcsin", allowed=ANY, domain=(-1.0, 1.0), methods=("asin", "arcsin"))
-unary("acos", "acos(x)", "arccos", allowed=ANY, domain=(-1.0, 1.0), methods=("acos", "arccos"))
-unary("atan", "atan(x)", "arctan", allowed=ANY, methods=("atan", "arctan"))
-unary("sinh", "sinh(x)", "sinh", allowed=ANY)
-unary("cosh", "cosh(x)", "cosh", allowed=ANY)
-unary("tanh", "tanh(x)", "tanh", allowed=ANY)
-unary("asinh", "asinh(x)", "arcsinh", methods=("asinh", "arcsinh"), inplace="asinh_")
+unary("sin", "sin(x)", "sin", allowed=ANY, vjp=_vjp_in(lambda F, x, g: g * F.cos(x)))
+unary("cos", "cos(x)", "cos", allowed=ANY, vjp=_vjp_in(lambda F, x, g: -g * F.sin(x)))
+unary(
+    "tan",
+    "tan(x)",
+    "tan",
+    allowed=ANY,
+    domain=(-1.5, 1.5),
+    vjp=_vjp_out(lambda F, out, g: g * (1.0 + out * out)),
+)
+unary(
+    "asin",
+    "asin(x)",
+    "arcsin",
+    allowed=ANY,
+    domain=(-1.0, 1.0),
+    methods=("asin", "arcsin"),
+    vjp=_vjp_in(lambda F, x, g: g / F.sqrt(1.0 - x * x)),
+)
+unary(
+    "acos",
+    "acos(x)",
+    "arccos",
+    allowed=ANY,
+    domain=(-1.0, 1.0),
+    methods=("acos", "arccos"),
+    vjp=_vjp_in(lambda F, x, g: -g / F.sqrt(1.0 - x * x)),
+)
+unary(
+    "atan",
+    "atan(x)",
+    "arctan",
+    allowed=ANY,
+    methods=("atan", "arctan"),
+    vjp=_vjp_in(lambda F, x, g: g / (1.0 + x * x)),
+)
+unary("sinh", "sinh(x)", "sinh", allowed=ANY, vjp=_vjp_in(lambda F, x, g: g * F.cosh(x)))
+unary("cosh", "cosh(x)", "cosh", allowed=ANY, vjp=_vjp_in(lambda F, x, g: g * F.sinh(x)))
+unary("tanh", "tanh(x)", "tanh", allowed=ANY, vjp=_vjp_out(lambda F, out, g: g * (1.0 - out * out)))
+
+unary(
+    "asinh",
+    "asinh(x)",
+    "arcsinh",
+    methods=("asinh", "arcsinh"),
+    inplace="asinh_",
+    vjp=_vjp_in(lambda F, x, g: g / F.sqrt(x * x + 1.0)),
+)
 unary(
     "acosh",
     "acosh(x)",
@@ -369,6 +634,7 @@ unary(
     domain=(1.0, 100.0),
     methods=("acosh", "arccosh"),
     inplace="acosh_",
+    vjp=_vjp_in(lambda F, x, g: g / F.sqrt((x - 1.0) * (x + 1.0))),
 )
 unary(
     "atanh",
@@ -377,11 +643,24 @@ unary(
     domain=(-0.999, 0.999),
     methods=("atanh", "arctanh"),
     inplace="atanh_",
+    vjp=_vjp_in(lambda F, x, g: g / (1.0 - x * x)),
 )
 
 # ---- activations (no numpy kernel: eager runs the generated kernel) -------------------------
-unary("erf", "erf(x)", ref=_erf64, allowed=ANY)
-unary("sigmoid", "sigmoid(x)", ref=lambda x: 1 / (1 + np.exp(-x)), allowed=ANY)
+unary(
+    "erf",
+    "erf(x)",
+    ref=_erf64,
+    allowed=ANY,
+    vjp=_vjp_in(lambda F, x, g: g * _TWO_OVER_SQRT_PI * F.exp(-x * x)),
+)
+unary(
+    "sigmoid",
+    "sigmoid(x)",
+    ref=lambda x: 1 / (1 + np.exp(-x)),
+    allowed=ANY,
+    vjp=_vjp_out(lambda F, out, g: g * out * (1.0 - out)),
+)
 unary(
     "relu",
     "where(x < 0, 0, x)",
@@ -389,26 +668,36 @@ unary(
     rule="promote",
     allowed=NUM,
     exact=True,
+    vjp=_vjp_out(lambda F, out, g: F.where(out > 0, g, 0.0)),
 )
 unary(
     "gelu",
     "0.5 * x * (1 + erf(x * 0.7071067811865476))",
     ref=lambda x: 0.5 * x * (1 + _erf64(x * 0.7071067811865476)),
     allowed=ANY,
+    vjp=_vjp_in(_gelu_grad),
 )
 unary(
     "gelu_tanh",
     "0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))",
     ref=lambda x: 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3))),
     allowed=ANY,
+    vjp=_vjp_in(_gelu_tanh_grad),
 )
-unary("silu", "x * sigmoid(x)", ref=lambda x: x / (1 + np.exp(-x)), allowed=ANY)
+unary(
+    "silu",
+    "x * sigmoid(x)",
+    ref=lambda x: x / (1 + np.exp(-x)),
+    allowed=ANY,
+    vjp=_vjp_in(_silu_grad),
+)
 # torch's softplus (beta=1, threshold=20): linear above the threshold
 unary(
     "softplus",
     "where(x > 20, x, log1p(exp(x)))",
     ref=lambda x: np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20)))),
     allowed=ANY,
+    vjp=_vjp_in(lambda F, x, g: F.where(x > 20, g, g * F.sigmoid(x))),
 )
 unary("erfc", "erfc(x)", ref=_erfc64, inplace="erfc_")
 unary("erfinv", "erfinv(x)", ref=_erfinv64, domain=(-0.999, 0.999), inplace="erfinv_")
@@ -466,9 +755,9 @@ unary("softsign", "x / (1 + abs(x))", ref=lambda x: x / (1 + np.abs(x)), allowed
 unary("tanhshrink", "x - tanh(x)", ref=lambda x: x - np.tanh(x), allowed=NUM, methods=())
 
 # ---- classification -------------------------------------------------------------------------
-unary("isnan", "isnan(x)", "isnan", rule="compare", exact=True)
-unary("isinf", "isinf(x)", "isinf", rule="compare", exact=True)
-unary("isfinite", "isfinite(x)", "isfinite", rule="compare", exact=True)
+unary("isnan", "isnan(x)", "isnan", rule="compare", exact=True, differentiable=False)
+unary("isinf", "isinf(x)", "isinf", rule="compare", exact=True, differentiable=False)
+unary("isfinite", "isfinite(x)", "isfinite", rule="compare", exact=True, differentiable=False)
 
 # ---- selection and casts --------------------------------------------------------------------
 register(
@@ -482,6 +771,7 @@ register(
         expr="where(x, y, z)",
         exact=True,
         methods=("where",),  # x.where(condition, y) is where(condition, x, y)
+        vjp=_vjp_where,
     )
 )
 register(
@@ -494,6 +784,7 @@ register(
         expr="cast(x)",
         exact=True,
         doc="convert to attribute 'dtype'; float to int truncates toward zero",
+        vjp=_vjp_cast,
     )
 )
 
