@@ -129,3 +129,30 @@ PENDING = {
     "one_hot", "permute", "quantile", "real", "reshape", "roll", "scatter", "searchsorted",
     "sort", "split", "stack", "tile", "tril", "triu", "view", "view_as_complex", "view_as_real",
 }  # fmt: skip
+
+# ---- the elementwise ops added for PyTorch parity -----------------------------------------------
+_PARITY_UNARY = {
+    "erfc": (-2.0, 2.0), "erfinv": (-0.9, 0.9), "selu": (-1.0, 1.0), "hardswish": (-2.5, 2.5),
+    "hardsigmoid": (-2.5, 2.5), "relu6": (0.5, 5.5), "mish": (-3.0, 3.0),
+    "logsigmoid": (-3.0, 3.0), "softsign": (-2.0, 2.0), "tanhshrink": (-2.0, 2.0),
+    "frac": (0.1, 0.9), "asinh": (-2.0, 2.0), "acosh": (1.5, 3.0), "atanh": (-0.9, 0.9),
+}  # fmt: skip
+for _n, _d in _PARITY_UNARY.items():
+    _fn = getattr(F, _n)
+    case(_n, _fn, (3, 4), domain=_d)
+    case(_n, _fn, (2, 3), domain=_d, noncontig=True)
+    case(_n, _fn, (), domain=_d)
+
+_PARITY_BINARY = {
+    "fmod": lambda a, b: F.fmod(a * 3.0, b + 2.0),
+    "hypot": lambda a, b: F.hypot(a + 2.0, b - 2.0),
+    "copysign": lambda a, b: F.copysign(a + 2.0, b),
+    "logaddexp": F.logaddexp,
+    "logaddexp2": F.logaddexp2,
+    "xlogy": lambda a, b: F.xlogy(a, b + 2.0),
+}
+for _n, _fn in _PARITY_BINARY.items():
+    case(_n, _fn, (3, 4), (3, 4))
+    case(_n, _fn, (3, 4), (4,))  # broadcast
+    case(_n, _fn, (2, 3), (2, 3), noncontig=True)
+case("xlogy", lambda a: F.xlogy(a, 3.0), (3,))  # a Python scalar operand

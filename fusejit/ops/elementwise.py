@@ -113,6 +113,7 @@ _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_PI_OVER_2 = math.sqrt(math.pi) / 2.0
 
 
 def _need(ctx, i):
@@ -236,6 +237,63 @@ def _silu_grad(F, x, g):
     return g * s * (1.0 + x * (1.0 - s))
 
 
+def _vjp_fmod(F, ctx, g):
+    gy = None
+    if _need(ctx, 1):
+        gy = -g * F.trunc(ctx.inputs[0] / ctx.inputs[1])
+    return g, gy
+
+
+def _vjp_hypot(F, ctx, g):
+    x, y = ctx.inputs[0], ctx.inputs[1]
+    r = g / ctx.outputs[0]
+    return (r * x if _need(ctx, 0) else None), (r * y if _need(ctx, 1) else None)
+
+
+def _vjp_copysign(F, ctx, g):
+    # the sign the result took from y, over x; zero where x is zero (as PyTorch's)
+    x = ctx.inputs[0]
+    gx = F.where(x == 0, 0.0, g * ctx.outputs[0] / x) if _need(ctx, 0) else None
+    gy = F.zeros_like(g) if _need(ctx, 1) else None
+    return gx, gy
+
+
+def _vjp_logaddexp(base2: bool):
+    def vjp(F, ctx, g):
+        x, y = ctx.inputs[0], ctx.inputs[1]
+        e = F.exp2 if base2 else F.exp
+        gx = g / (1.0 + e(y - x)) if _need(ctx, 0) else None
+        gy = g / (1.0 + e(x - y)) if _need(ctx, 1) else None
+        return gx, gy
+
+    return vjp
+
+
+def _vjp_xlogy(F, ctx, g):
+    x, y = ctx.inputs[0], ctx.inputs[1]
+    gx = gy = None
+    if _need(ctx, 0):  # log(y), 0 where x == 0 and y <= 0 (as PyTorch's)
+        gx = F.where((x == 0) & (y <= 0), 0.0, F.xlogy(g, y))
+    if _need(ctx, 1):
+        gy = g * x / y
+    return gx, gy
+
+
+def _selu_grad(F, x, g):
+    return g * F.where(
+        x > 0, 1.0507009873554805, 1.0507009873554805 * 1.6732632423543772 * F.exp(x)
+    )
+
+
+def _hardswish_grad(F, x, g):
+    return F.where(x < -3.0, 0.0, F.where(x <= 3.0, g * (x / 3.0 + 0.5), g))
+
+
+def _mish_grad(F, x, g):
+    t = F.tanh(F.softplus(x))
+    return g * (t + x * F.sigmoid(x) * (1.0 - t * t))
+
+
 def _vjp_where(F, ctx, g):
     c = ctx.inputs[0]
     gx = F.where(c, g, 0.0) if _need(ctx, 1) else None
@@ -345,9 +403,34 @@ binary(
     vjp=_vjp_max_min(False),
 )
 # C's fmod (the dividend's sign); an integer fmod by zero is 0 as x % 0 (PyTorch's CPU raises)
-binary("fmod", "fmod(x, y)", "fmod", allowed=NUM, exact=True, domain=(-20, 20), inplace="fmod_")
-binary("hypot", "hypot(x, y)", "hypot", rule="float", allowed=FLOAT_ONLY, inplace="hypot_")
-binary("copysign", "copysign(x, y)", "copysign", rule="float", exact=True, inplace="copysign_")
+binary(
+    "fmod",
+    "fmod(x, y)",
+    "fmod",
+    allowed=NUM,
+    exact=True,
+    domain=(-20, 20),
+    inplace="fmod_",
+    vjp=_vjp_fmod,
+)
+binary(
+    "hypot",
+    "hypot(x, y)",
+    "hypot",
+    rule="float",
+    allowed=FLOAT_ONLY,
+    inplace="hypot_",
+    vjp=_vjp_hypot,
+)
+binary(
+    "copysign",
+    "copysign(x, y)",
+    "copysign",
+    rule="float",
+    exact=True,
+    inplace="copysign_",
+    vjp=_vjp_copysign,
+)
 # numpy's formulas: x + log(2) where x == y (equal infinities stay infinite), x + y on NaN
 binary(
     "logaddexp",
@@ -357,6 +440,7 @@ binary(
     rule="float",
     allowed=FLOAT_ONLY,
     ref=lambda x, y: _logaddexp_ref(x, y, np.exp, np.log1p, np.log(2.0)),
+    vjp=_vjp_logaddexp(False),
 )
 binary(
     "logaddexp2",
@@ -366,6 +450,7 @@ binary(
     rule="float",
     allowed=FLOAT_ONLY,
     ref=lambda x, y: _logaddexp_ref(x, y, np.exp2, lambda v: np.log1p(v) / np.log(2.0), 1.0),
+    vjp=_vjp_logaddexp(True),
 )
 # torch's: NaN where y is NaN, else 0 where x == 0 (even for y = 0 or inf), else x * log(y)
 binary(
@@ -375,6 +460,7 @@ binary(
     rule="float",
     domain=(0.0, 10.0),
     inplace="xlogy_",
+    vjp=_vjp_xlogy,
 )
 # torch's: values where x == 0, else x > 0 (so heaviside(nan, v) is 0; numpy's is nan)
 binary(
@@ -383,6 +469,7 @@ binary(
     ref=lambda x, y: np.where(x == 0, y, x > 0),
     exact=True,
     inplace="heaviside_",
+    differentiable=False,
 )
 
 # ---- comparisons and logic ------------------------------------------------------------------
@@ -699,8 +786,21 @@ unary(
     allowed=ANY,
     vjp=_vjp_in(lambda F, x, g: F.where(x > 20, g, g * F.sigmoid(x))),
 )
-unary("erfc", "erfc(x)", ref=_erfc64, inplace="erfc_")
-unary("erfinv", "erfinv(x)", ref=_erfinv64, domain=(-0.999, 0.999), inplace="erfinv_")
+unary(
+    "erfc",
+    "erfc(x)",
+    ref=_erfc64,
+    inplace="erfc_",
+    vjp=_vjp_in(lambda F, x, g: -g * _TWO_OVER_SQRT_PI * F.exp(-x * x)),
+)
+unary(
+    "erfinv",
+    "erfinv(x)",
+    ref=_erfinv64,
+    domain=(-0.999, 0.999),
+    inplace="erfinv_",
+    vjp=_vjp_out(lambda F, out, g: g * _SQRT_PI_OVER_2 * F.exp(out * out)),
+)
 # torch.nn.functional's activations without parameters (those with are compositions:
 # fusejit/eager/activations.py); float only where torch's are, no Tensor methods where torch
 # has none
@@ -710,6 +810,7 @@ unary(
     ref=lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)),
     allowed=FLOAT_ONLY,
     methods=(),
+    vjp=_vjp_in(_selu_grad),
 )
 unary(
     "hardswish",
@@ -717,6 +818,7 @@ unary(
     ref=lambda x: x * np.clip(x + 3, 0, 6) / 6,
     allowed=FLOAT_ONLY,
     methods=(),
+    vjp=_vjp_in(_hardswish_grad),
 )
 unary(
     "hardsigmoid",
@@ -724,6 +826,7 @@ unary(
     ref=lambda x: np.clip(x + 3, 0, 6) / 6,
     allowed=FLOAT_ONLY,
     methods=(),
+    vjp=_vjp_in(lambda F, x, g: F.where((x > -3.0) & (x < 3.0), g / 6.0, 0.0)),
 )
 # hardtanh(x, 0, 6): integers too (bool refused), NaN and -0.0 pass through as torch's clamp
 unary(
@@ -734,6 +837,7 @@ unary(
     allowed=NUM,
     exact=True,
     methods=(),
+    vjp=_vjp_in(lambda F, x, g: F.where((x > 0) & (x < 6), g, 0.0)),
 )
 # torch's x * tanh(log1p(exp(x))), without softplus's threshold
 unary(
@@ -742,6 +846,7 @@ unary(
     ref=lambda x: x * np.tanh(np.log1p(np.exp(x))),
     allowed=FLOAT_ONLY,
     methods=(),
+    vjp=_vjp_in(_mish_grad),
 )
 unary(
     "logsigmoid",
@@ -749,10 +854,25 @@ unary(
     ref=lambda x: np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x))),
     allowed=FLOAT_ONLY,
     methods=(),
+    vjp=_vjp_in(lambda F, x, g: g * F.sigmoid(-x)),
 )
 # torch's Python formulas: integers give float32 as a true division does
-unary("softsign", "x / (1 + abs(x))", ref=lambda x: x / (1 + np.abs(x)), allowed=NUM, methods=())
-unary("tanhshrink", "x - tanh(x)", ref=lambda x: x - np.tanh(x), allowed=NUM, methods=())
+unary(
+    "softsign",
+    "x / (1 + abs(x))",
+    ref=lambda x: x / (1 + np.abs(x)),
+    allowed=NUM,
+    methods=(),
+    vjp=_vjp_in(lambda F, x, g: g / ((1.0 + F.abs(x)) * (1.0 + F.abs(x)))),
+)
+unary(
+    "tanhshrink",
+    "x - tanh(x)",
+    ref=lambda x: x - np.tanh(x),
+    allowed=NUM,
+    methods=(),
+    vjp=_vjp_in(lambda F, x, g: g * F.tanh(x) * F.tanh(x)),
+)
 
 # ---- classification -------------------------------------------------------------------------
 unary("isnan", "isnan(x)", "isnan", rule="compare", exact=True, differentiable=False)
