@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from fusejit.base import dtypes as dt
+from fusejit.ops import grad_helpers as gh
 from fusejit.ops.registry import ANY, FLOAT_ONLY, OpDef, register
 
 _COMPLEX = frozenset("c")
@@ -48,8 +49,8 @@ def _angle_impl(b, a):
 
 def _angle_vjp(F, ctx, g):
     """angle of real values is piecewise constant: a zero gradient (as PyTorch's)."""
-    x = ctx.inputs[0]
-    return (F.zeros_like(x) if x.dtype.is_floating_point else None,)
+    x = gh.meta(ctx, 0)
+    return (gh.zeros(F, x, x.shape) if x.dtype.is_floating_point else None,)
 
 
 ANGLE = _cx("angle", _angle_impl, _angle_dtype, allowed=ANY | _COMPLEX, vjp=_angle_vjp)

@@ -6,6 +6,30 @@ itself be differentiated."""
 from __future__ import annotations
 
 
+class Meta:
+    """An operand's shape, dtype and device (what most movement rules need of it)."""
+
+    __slots__ = ("shape", "dtype", "device")
+
+    def __init__(self, shape, dtype, device) -> None:
+        self.shape, self.dtype, self.device = tuple(shape), dtype, device
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def meta(ctx, i: int) -> Meta:
+    """Operand ``i``'s shape, dtype and device, without reading its value: a rule that needs
+    no more does not fail when the operand was written in place after the op (as PyTorch's,
+    which saves only the sizes then)."""
+    f = getattr(ctx, "input_meta", None)
+    if f is not None:
+        return Meta(*f(i))
+    t = ctx.inputs[i]
+    return Meta(t.shape, t.dtype, t.device)
+
+
 def zeros(F, like, shape):
     """Zeros of ``shape`` with ``like``'s dtype and device."""
     return F.zeros(tuple(shape), dtype=like.dtype, device=like.device)
@@ -89,5 +113,5 @@ def is_float(t) -> bool:
     return getattr(t, "dtype", None) is not None and t.dtype.is_floating_point
 
 
-__all__ = ["zeros", "sum_to", "fit", "fit_shape", "pad_dim", "place_slice", "embed_diagonal",
-           "mT", "is_float"]  # fmt: skip
+__all__ = ["Meta", "meta", "zeros", "sum_to", "fit", "fit_shape", "pad_dim", "place_slice",
+           "embed_diagonal", "mT", "is_float"]  # fmt: skip

@@ -18,6 +18,8 @@ plain indexed update per rank among equal targets, so each update writes distinc
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fusejit.base import dtypes as dt
@@ -230,18 +232,21 @@ def _scatter_vjp(F, ctx, g):
     formulas: where a place is overwritten the input gets none; ``prod`` divides the result by
     the factor, minding zeros; ``amax`` / ``amin`` share the gradient evenly among the entries
     equal to the result)."""
-    x, index = ctx.inputs[:2]
-    src = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    # (the values of the input, src and result are read only where the formula needs them)
+    xm, index = gh.meta(ctx, 0), ctx.inputs[1]
+    has_src = len(ctx.inputs) > 2
     a = ctx.attrs
     dim, how, keep = a["dim"], a["reduce"], a["include_self"]
-    out = ctx.outputs[0]
-    if src is None:
-        sp = F.full(tuple(index.shape), a["value"], dtype=x.dtype, device=x.device)
-    else:  # the part of src the op reads
-        sp = src
-        for d, n in enumerate(index.shape):
-            if sp.shape[d] != n:
-                sp = F.narrow(sp, d, 0, n)
+
+    def values():  # (input, the part of src the op reads, result)
+        if not has_src:
+            sp = F.full(tuple(index.shape), a["value"], dtype=xm.dtype, device=xm.device)
+        else:
+            sp = ctx.inputs[2]
+            for d, n in enumerate(index.shape):
+                if sp.shape[d] != n:
+                    sp = F.narrow(sp, d, 0, n)
+        return ctx.inputs[0], sp, ctx.outputs[0]
 
     def unwritten(t):  # ``t`` with zeros where the op writes
         return F.scatter(t, dim, index, 0.0)
@@ -250,12 +255,13 @@ def _scatter_vjp(F, ctx, g):
         gx = g if how == "sum" and keep else unwritten(g)
         gs = F.gather(g, dim, index)
     elif how == "mean":
-        ones = F.ones(tuple(index.shape), dtype=x.dtype, device=x.device)
-        count = F.scatter_add(F.zeros_like(x), dim, index, ones)
+        ones = F.ones(tuple(index.shape), dtype=xm.dtype, device=xm.device)
+        count = F.scatter_add(gh.zeros(F, xm, xm.shape), dim, index, ones)
         g = g / (count + 1 if keep else F.clamp(count, min=1))
         gx = g if keep else unwritten(g)
         gs = F.gather(g, dim, index)
     elif how == "prod":
+        x, sp, out = values()
         if keep:
             masked = F.masked_fill(x, x == 0, 1.0)
             gx = g * F.scatter_reduce(masked, dim, index, sp, "prod") / masked
@@ -269,6 +275,7 @@ def _scatter_vjp(F, ctx, g):
         gs = F.where(single, F.gather(g * others, dim, index),
                      F.gather(g * out, dim, index) / F.masked_fill(sp, zero, 1.0))  # fmt: skip
     else:  # amax, amin
+        x, sp, out = values()
         self_hit = F.cast(x == out, x.dtype)
         if not keep:
             self_hit = unwritten(self_hit)
@@ -276,13 +283,13 @@ def _scatter_vjp(F, ctx, g):
         g = g / F.scatter_add(self_hit, dim, index, src_hit)
         gx = self_hit * g
         gs = src_hit * F.gather(g, dim, index)
-    if src is None:
+    if not has_src:
         return gx, None
-    return gx, None, gh.fit_shape(F, gs, src.shape)
+    return gx, None, gh.fit_shape(F, gs, gh.meta(ctx, 2).shape)
 
 
 def _index_put_vjp(F, ctx, g):
-    x, values, *indices = ctx.inputs
+    x, values, indices = gh.meta(ctx, 0), gh.meta(ctx, 1), ctx.inputs[2:]
     if ctx.attrs["accumulate"]:
         gx = g
     else:
@@ -302,14 +309,14 @@ def _index_put_vjp(F, ctx, g):
 
 
 def _masked_scatter_vjp(F, ctx, g):
-    x, mask, source = ctx.inputs
+    x, mask, source = gh.meta(ctx, 0), ctx.inputs[1], gh.meta(ctx, 2)
     m = F.broadcast_to(mask, g.shape)
     gx = gh.sum_to(F, F.masked_fill(g, m, 0.0), x.shape)
     # the k-th selected place took source's k-th entry
     flat = F.reshape(m, -1)
     pos = F.where(flat, F.cumsum(F.cast(flat, F.int64), 0) - 1, 0)
     vals = F.masked_fill(F.reshape(g, -1), F.logical_not(flat), 0.0)
-    zeros = F.zeros(source.numel(), dtype=g.dtype, device=g.device)
+    zeros = F.zeros(math.prod(source.shape), dtype=g.dtype, device=g.device)
     gs = F.reshape(F.index_add(zeros, 0, pos, vals), source.shape)
     return gx, None, gs
 

@@ -308,7 +308,7 @@ def _vec(t, vector: bool, F):
 
 
 def _solve_vjp(F, ctx, g):
-    a, rhs = ctx.inputs
+    a, rhs = ctx.inputs[0], gh.meta(ctx, 1)
     vector = _is_vector_rhs(a.shape, rhs.shape)
     x, g = _vec(ctx.outputs[0], vector, F), _vec(g, vector, F)
     gb = F.linalg.solve(gh.mT(F, a), g)

@@ -27,7 +27,7 @@ def _mv(name, impl, out_dtype=lambda d, *_, **__: d, n_out=1, arity=1, methods=N
 
 
 def _reshape_vjp(F, ctx, g):
-    return (F.reshape(g, ctx.inputs[0].shape),)
+    return (F.reshape(g, gh.meta(ctx, 0).shape),)
 
 
 def _permute_vjp(F, ctx, g):
@@ -35,13 +35,13 @@ def _permute_vjp(F, ctx, g):
 
 
 def _expand_vjp(F, ctx, g):
-    return (gh.sum_to(F, g, ctx.inputs[0].shape),)
+    return (gh.sum_to(F, g, gh.meta(ctx, 0).shape),)
 
 
 def _getitem_vjp(F, ctx, g):
     """The gradient of a basic index (ints, slices, None, ``...``): ``g`` put back in place,
     zeros elsewhere."""
-    x = ctx.inputs[0]
+    x = gh.meta(ctx, 0)
     idx = decode_index(ctx.attrs["index"])
     consumed = sum(1 for i in idx if i is not None and i is not Ellipsis)
     full = []
@@ -82,7 +82,7 @@ def _same_vjp(F, ctx, g):
 
 def _cat_vjp(F, ctx, g):
     dim = ctx.attrs["dim"]
-    xs = ctx.inputs
+    xs = [gh.meta(ctx, i) for i in range(len(ctx.inputs))]
     # (a 1-d empty tensor joins any cat, as in PyTorch: it gets no gradient)
     joined = [x for x in xs if x.ndim == g.ndim]
     parts = iter(F.split(g, [x.shape[dim] for x in joined], dim))
@@ -103,7 +103,8 @@ def _as_grad(F, g, x):
 
 def _stack_vjp(F, ctx, g):
     parts = F.unbind(g, ctx.attrs["dim"])
-    return tuple(_as_grad(F, p, x) for p, x in zip(parts, ctx.inputs, strict=True))
+    xs = [gh.meta(ctx, i) for i in range(len(ctx.inputs))]
+    return tuple(_as_grad(F, p, x) for p, x in zip(parts, xs, strict=True))
 
 
 def _split_vjp(F, ctx, *grads):
@@ -124,7 +125,7 @@ def _roll_vjp(F, ctx, g):
 
 
 def _tile_vjp(F, ctx, g):
-    x = ctx.inputs[0]
+    x = gh.meta(ctx, 0)
     reps = tuple(ctx.attrs["reps"])
     k = max(len(reps), x.ndim)
     shape = (1,) * (k - x.ndim) + tuple(x.shape)
@@ -144,14 +145,14 @@ def _tri_vjp(fn: str):
 
 
 def _diag_vjp(F, ctx, g):
-    x, k = ctx.inputs[0], ctx.attrs["diagonal"]
+    x, k = gh.meta(ctx, 0), ctx.attrs["diagonal"]
     if x.ndim == 1:
         return (F.diag(g, k),)
     return (gh.embed_diagonal(F, g, x.shape, k, (0, 1)),)
 
 
 def _diagonal_vjp(F, ctx, g):
-    x = ctx.inputs[0]
+    x = gh.meta(ctx, 0)
     return (gh.embed_diagonal(F, g, x.shape, ctx.attrs["offset"], ctx.attrs["dims"]),)
 
 
@@ -161,13 +162,13 @@ def _diag_embed_vjp(F, ctx, g):
 
 
 def _index_select_vjp(F, ctx, g):
-    x, index = ctx.inputs
-    return (F.index_add(F.zeros_like(x), ctx.attrs["dim"], index, g), None)
+    x, index = gh.meta(ctx, 0), ctx.inputs[1]
+    return (F.index_add(gh.zeros(F, x, x.shape), ctx.attrs["dim"], index, g), None)
 
 
 def _gather_vjp(F, ctx, g):
-    x, index = ctx.inputs
-    return (F.scatter_add(F.zeros_like(x), ctx.attrs["dim"], index, g), None)
+    x, index = gh.meta(ctx, 0), ctx.inputs[1]
+    return (F.scatter_add(gh.zeros(F, x, x.shape), ctx.attrs["dim"], index, g), None)
 
 
 def _reshape_impl(b, a, shape):

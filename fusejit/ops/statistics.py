@@ -235,13 +235,13 @@ def _logcumsumexp_impl(b, a, dim):
 def _selected_vjp(F, ctx, g_values, g_indices=None):
     """median, kthvalue, mode, cummax, cummin: each value's gradient goes to the entry its
     index names (as PyTorch's; the indices are integers: none for them)."""
-    x = ctx.inputs[0]
+    x = gh.meta(ctx, 0)
     if g_values is None:
         return (None,)
     dim, idx = ctx.attrs["dim"], ctx.outputs[1]
     if "keepdim" in ctx.attrs and not ctx.attrs["keepdim"]:
         g_values, idx = F.unsqueeze(g_values, dim), F.unsqueeze(idx, dim)
-    return (F.scatter_add(F.zeros_like(x), dim, idx, g_values),)
+    return (F.scatter_add(gh.zeros(F, x, x.shape), dim, idx, g_values),)
 
 
 def _logcumsumexp_vjp(F, ctx, g):
