@@ -573,3 +573,145 @@ def test_rules_keep_float32_and_float16():
             g = o.vjp(F, ctx, *[F.ones_like(t) if t.dtype.is_floating_point else None
                                 for t in outs])[0]  # fmt: skip
             assert g.dtype is d and g.shape == x.shape, (op, d)
+
+
+# --- through the autograd engine: gradcheck (float64 central differences), double backward
+
+gradcheck = fusejit.autograd.gradcheck
+
+
+def leaf(a, device="cpu"):
+    return on(np.asarray(a, np.float64), device).requires_grad_()
+
+
+def _cases():
+    x, v = rnd(3, 4, 5), rnd(4, 5)
+    j = np.array([[0, 1, 0, 3, 3], [3, 3, 1, 0, 0], [0, 0, 0, 0, 2]])  # (repeated places)
+    spd = rnd(3, 3)
+    c = {
+        "reshape": (lambda a: a.reshape(5, -1).mT, [x]),
+        "permute_neg": (lambda a: a.permute(-1, 0, -2), [x]),
+        "expand_broadcast": (lambda a, b: a.expand(3, 4, 5) * b, [rnd(4, 1), x]),
+        "getitem": (lambda a: a[1:, None, ::2, -1], [x]),
+        "getitem_noncontig": (lambda a: a.mT[::2, 1:], [x]),
+        "getitem_advanced": (lambda a: a[[0, 2, 0, 0]], [v]),
+        "getitem_mask": (lambda a: a[a.detach() > 0], [v]),
+        "cat_stack": (lambda a, b: F.stack([F.cat([a, b], -1), F.cat([b, a], -1)]), [v, v[:, :2]]),
+        "split": (lambda a: F.split(a, [1, 4], -1)[1] * 2, [v]),
+        "flip_roll_tile": (lambda a: F.roll(F.flip(a, (0,)), (2,), (-1,)).repeat(2, 1), [v]),
+        "tril_diag": (lambda a: F.diag(F.tril(a, 1).mT, -1), [v]),
+        "diagonal_embed": (lambda a: F.diag_embed(F.diagonal(a, 1, 1, 2)), [x]),
+        "index_select_rep": (lambda a: F.index_select(a, -1, F.tensor([0, 0, 4])), [v]),
+        "gather_rep": (lambda a: F.gather(a, 1, F.tensor(j)[:, :3]), [v]),
+        "scatter": (lambda a, b: F.scatter(a, 1, F.tensor([[0, 2], [1, 4]]), b), [v, rnd(2, 2)]),
+        "scatter_add_rep": (lambda a, b: F.scatter_add(a, 0, F.tensor(j), b), [v, rnd(3, 5)]),
+        "scatter_mean": (
+            lambda a, b: F.scatter_reduce(a, 0, F.tensor(j), b, "mean"),
+            [v, rnd(3, 5)],
+        ),  # fmt: skip
+        "scatter_amax": (
+            lambda a, b: F.scatter_reduce(a, 0, F.tensor(j), b, "amax", include_self=False),
+            [v, rnd(3, 5)],
+        ),
+        "index_add": (lambda a, b: F.index_add(a, 0, F.tensor([1, 1]), b), [v, rnd(2, 5)]),
+        "index_put": (
+            lambda a, b: F.index_put(a, (F.tensor([0, 0]),), b, accumulate=True),
+            [v, rnd(5)],
+        ),  # fmt: skip
+        "masked_scatter": (
+            lambda a, b: F.masked_scatter(a, F.tensor([True, False, True, False, True]), b),
+            [v, rnd(13)],
+        ),
+        "sort_topk": (lambda a: F.sort(a, -1).values + F.topk(a, 5, 1).values, [v]),
+        "median_kth": (lambda a: F.median(a, 0).values + F.kthvalue(a, 2, 0).values, [v]),
+        "cummax_min": (lambda a: F.cummax(a, 1).values * F.cummin(a, 0).values, [v]),
+        "logcumsumexp": (lambda a: F.logcumsumexp(a, -1), [v]),
+        "quantile": (lambda a, q: F.quantile(a, q, dim=1), [v, np.array([0.13, 0.61])]),
+        "solve": (F.linalg.solve, [_well_conditioned(3, 3), rnd(2, 3, 2)]),
+        "inv_det": (lambda a: F.linalg.inv(a) * F.linalg.det(a), [_well_conditioned(3, 3)]),
+        "slogdet": (lambda a: F.linalg.slogdet(a).logabsdet, [rnd(2, 3, 3)]),
+        "cholesky": (lambda a: F.linalg.cholesky(a @ a.mT + F.eye(3, dtype=F.float64)), [spd]),
+        "eigh": (lambda a: F.linalg.eigh(a + a.mT).eigenvectors ** 2, [spd]),
+        "eigvalsh": (lambda a: F.linalg.eigvalsh(a + a.mT), [spd]),
+        "qr": (lambda a: F.linalg.qr(a).Q * 2 + F.linalg.qr(a).R.sum(), [rnd(4, 3)]),
+        "svd": (lambda a: F.linalg.svd(a, full_matrices=False).U.abs(), [rnd(4, 3)]),
+        "svdvals": (F.linalg.svdvals, [rnd(2, 3, 4)]),
+        "pinv": (F.linalg.pinv, [rnd(3, 4)]),
+        "lstsq": (lambda a, b: F.linalg.lstsq(a, b).solution, [rnd(5, 3), rnd(5, 2)]),
+        # compositions: their gradients come from their ops
+        "masked_fill": (lambda a: F.masked_fill(a, a.detach() > 0.5, 0.0), [v]),
+        "clamp": (lambda a: F.clamp(a, -0.5, 0.5), [v]),
+        "lerp": (lambda a, b: F.lerp(a, b, 0.3), [v, rnd(5)]),
+        "vector_norm": (lambda a: F.linalg.vector_norm(a, dim=-1), [v]),
+        "norm": (lambda a: F.linalg.norm(a), [v]),
+        "layer_norm": (lambda a: F.layer_norm(a, (5,)), [v]),
+        "cdist": (lambda a, b: F.cdist(a, b), [rnd(3, 2), rnd(4, 2)]),
+        "cross": (lambda a, b: F.linalg.cross(a, b), [rnd(4, 3), rnd(3)]),
+        "kron": (lambda a, b: F.kron(a, b), [rnd(2, 2), rnd(3, 2)]),
+    }
+    return c
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gradcheck(name):
+    fn, arrays = CASES[name]
+    assert gradcheck(fn, tuple(leaf(a) for a in arrays))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_backward_on_device(device):
+    x = leaf(rnd(3, 4), device)
+    y = F.gather(x[[0, 2, 0]], 1, on(np.array([[0, 0], [3, 1], [2, 2]]), device))
+    (y * y).sum().backward()
+    want = np.zeros((3, 4))
+    xs = host(x.detach())
+    for r, cols in zip([0, 2, 0], [[0, 0], [3, 1], [2, 2]], strict=True):
+        for c in cols:
+            want[r, c] += 2 * xs[r, c]
+    assert_close(x.grad, want)
+
+
+def test_double_backward_getitem_and_gather():
+    def grad_of(f):
+        def g(a):
+            if not a.requires_grad:  # (the numerical pass of gradcheck)
+                a = a.detach().requires_grad_()
+            with F.enable_grad():
+                (r,) = fusejit.autograd.grad(f(a).sum(), a, create_graph=True)
+            return r
+
+        return g
+
+    x = leaf(rnd(3, 4))
+    assert gradcheck(grad_of(lambda a: a[1:, ::2] ** 3), (x,))
+    idx = F.tensor([[0, 0, 3], [1, 2, 1], [3, 3, 3]])
+    assert gradcheck(grad_of(lambda a: F.gather(a, 1, idx) ** 3), (x,))
+    assert gradcheck(grad_of(lambda a: F.sort(a, 0).values ** 3), (x,))
+
+
+def test_int_results_and_constants_do_not_require_grad():
+    x = leaf(rnd(4, 6))
+    assert not F.sort(x, 1).indices.requires_grad
+    assert not F.one_hot(F.tensor([1, 0]), 3).requires_grad
+    assert not F.fft.rfft(x).requires_grad  # (complex autograd: not supported, a constant)
+    assert not F.searchsorted(F.tensor([0.0, 1.0]), x.detach()).requires_grad
+    assert F.sort(x, 1).values.requires_grad
+
+
+def test_views_written_in_place_keep_their_gradient():
+    x = leaf(rnd(2, 3))
+    a = x * 1
+    b = F.flip(a.reshape(6), (0,))
+    a.mul_(2)  # (the reshape's rule needs only its input's shape: no error)
+    b.backward(F.ones(6, dtype=F.float64))
+    assert_close(x.grad, np.ones((2, 3)))
+
+
+def test_qr_mode_r_backward_raises():
+    x = leaf(rnd(3, 3))
+    r = F.linalg.qr(x, mode="r").R
+    with pytest.raises(fusejit.LinAlgError, match="mode='r'"):
+        r.sum().backward()

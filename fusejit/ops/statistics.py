@@ -253,7 +253,7 @@ def _logcumsumexp_vjp(F, ctx, g):
     def backwards(t):  # the logcumsumexp from the end
         return F.flip(F.logcumsumexp(F.flip(t, (dim,)), dim), (dim,))
 
-    log_abs = F.log(F.abs(g))
+    log_abs = F.log(F.where(g == 0, 1.0, F.abs(g)))  # (no log of 0: those places are out)
     pos = F.where(g > 0, log_abs, lowest)
     neg = F.where(g < 0, log_abs, lowest)
     return (F.exp(backwards(pos - out) + x) - F.exp(backwards(neg - out) + x),)
