@@ -648,6 +648,20 @@ def _cases():
         "cdist": (lambda a, b: F.cdist(a, b), [rnd(3, 2), rnd(4, 2)]),
         "cross": (lambda a, b: F.linalg.cross(a, b), [rnd(4, 3), rnd(3)]),
         "kron": (lambda a, b: F.kron(a, b), [rnd(2, 2), rnd(3, 2)]),
+        "logdet": (
+            lambda a: F.logdet(a @ a.mT + F.eye(3, dtype=F.float64)) + F.diagonal(a).sum(),
+            [rnd(3, 3)],
+        ),  # fmt: skip
+        "matrix_norm": (
+            lambda a: F.linalg.matrix_norm(a) + F.linalg.matrix_norm(a, "nuc"),
+            [rnd(2, 3, 4)],
+        ),  # fmt: skip
+        "rot90_movedim": (lambda a: F.movedim(F.rot90(a, 1, (0, 2)), 0, -1), [x]),
+        "repeat_interleave": (lambda a: F.repeat_interleave(a, 2, dim=1), [v]),
+        "tensor_split_hstack": (lambda a: F.hstack(F.tensor_split(a, 3, 1)[::-1]), [v]),
+        "take_along_dim": (lambda a: F.take_along_dim(a, F.argsort(a.detach(), 1), 1), [v]),
+        "nanmean_var_mean": (lambda a: F.nanmean(a, 0) * F.var_mean(a, 0)[1], [v]),
+        "aminmax": (lambda a: F.aminmax(a, dim=1).max - F.aminmax(a, dim=1).min, [v]),
     }
     return c
 
