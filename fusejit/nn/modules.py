@@ -25,6 +25,7 @@ from fusejit.base.errors import FusejitError, TraceError, fmt_shape
 from fusejit.eager import recording
 from fusejit.eager.creation import ones, zeros
 from fusejit.eager.elementwise import gelu, relu, sigmoid, silu, tanh, where
+from fusejit.eager.grad_mode import no_grad
 from fusejit.eager.linalg import linear
 from fusejit.eager.random import rand, randn
 from fusejit.eager.reductions import layer_norm, softmax
@@ -355,8 +356,9 @@ class Module:
                 unexpected,
                 mismatched,
             )
-        for k, v in values.items():
-            own[k].copy_(v)
+        with no_grad():  # (writing parameters that require grad, as PyTorch's)
+            for k, v in values.items():
+                own[k].copy_(v)
         return IncompatibleKeys(missing, unexpected)
 
     # ---- device, dtype, mode ----------------------------------------------------------------
@@ -401,6 +403,26 @@ class Module:
 
     def half(self) -> Module:
         return self.to(dtype=dt.float16)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients of every parameter: set them to None (the default), or fill
+        them with zeros (``set_to_none=False``)."""
+        for p in self.parameters():
+            g = p.grad
+            if g is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                g.detach_()
+                g.zero_()
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` of every parameter (freeze a model with False); returns the
+        module."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
 
     def train(self, mode: bool = True) -> Module:
         """Set training mode (``Dropout`` is active) on this module and all submodules."""
