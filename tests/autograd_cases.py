@@ -117,18 +117,135 @@ case("einsum", lambda a, b: F.einsum("...ij,...jk->...ik", a, b), (2, 3, 4), (2,
 case("einsum", lambda a, b, c: F.einsum("ij,jk,k->i", a, b, c), (2, 3), (3, 4), (4,))
 case("einsum", lambda a, b: F.einsum("ij,jk->ik", a, b), (2, 3), (3, 2), noncontig=True)
 
+# ---- movement ------------------------------------------------------------------------------
+
+
+def _ix(x, values):
+    """An int64 index tensor on ``x``'s device."""
+    return F.tensor(values, device=x.device)
+
+
+case("reshape", lambda x: x.reshape(4, 3), (3, 4))
+case("reshape", lambda x: x.flatten(), (2, 3), noncontig=True)
+case("reshape", lambda x: x.unsqueeze(-1).squeeze(0), (1, 3))
+case("view", lambda x: x.view(2, -1), (3, 4))
+case("permute", lambda x: x.permute(2, 0, 1), (2, 3, 4))
+case("permute", lambda x: x.transpose(-1, 0), (2, 3), noncontig=True)
+case("expand", lambda x: x.expand(3, 4), (1, 4))
+case("expand", lambda x: x.expand(2, 3, 4), (3, 1))
+case("getitem", lambda x: x[1:, ::2], (3, 4))
+case("getitem", lambda x: x[None, ..., -1], (2, 3, 4))
+case("getitem", lambda x: x[1, 2], (2, 3), noncontig=True)
+case("contiguous", lambda x: x.mT.contiguous(), (3, 4))
+case("contiguous", lambda x: x.contiguous(), (2, 3), noncontig=True)
+case("clone", lambda x: x.clone(), (3, 4))
+case("cat", lambda a, b: F.cat([a, b], 1), (3, 2), (3, 4))
+case("cat", lambda a, b: F.cat([a, b, a], -1), (2, 3), (2, 1), noncontig=True)
+case("stack", lambda a, b: F.stack([a, b], -1), (3, 2), (3, 2))
+case("stack", lambda a, b: F.stack([a, b]), (2, 3), (2, 3), noncontig=True)
+case("split", lambda x: F.split(x, [1, 3], 1), (3, 4))
+case("split", lambda x: F.chunk(x, 2, -1)[1], (2, 3), noncontig=True)
+case("split", lambda x: F.unbind(x, 0)[0], (3, 4))
+case("flip", lambda x: F.flip(x, (0, -1)), (3, 4))
+case("flip", lambda x: F.flip(x, (1,)), (2, 3), noncontig=True)
+case("roll", lambda x: F.roll(x, (1, -2), (0, 1)), (3, 4))
+case("roll", lambda x: F.roll(x, 4), (2, 3), noncontig=True)
+case("tile", lambda x: x.repeat(2, 1, 3), (3, 4))
+case("tile", lambda x: F.tile(x, (2,)), (2, 3), noncontig=True)
+case("tril", lambda x: F.tril(x, 1), (3, 4))
+case("tril", lambda x: F.tril(x, -1), (2, 3), noncontig=True)
+case("triu", lambda x: F.triu(x), (2, 3, 4))
+case("triu", lambda x: F.triu(x, 1), (2, 3), noncontig=True)
+case("diag", lambda x: F.diag(x, 1), (3,))
+case("diag", lambda x: F.diag(x, -1), (3, 4))
+case("diag", lambda x: F.diag(x), (2, 3), noncontig=True)
+case("diagonal", lambda x: F.diagonal(x, 1, 0, 2), (3, 2, 4))
+case("diagonal", lambda x: F.diagonal(x, -1), (2, 3), noncontig=True)
+case("diag_embed", lambda x: F.diag_embed(x, 1), (2, 3))
+case("diag_embed", lambda x: F.diag_embed(x, -1, 0, 2), (2, 3), noncontig=True)
+case("index_select", lambda x: F.index_select(x, 1, _ix(x, [0, 3, 0])), (3, 4))
+case("index_select", lambda x: x[_ix(x, [1, 1, 0])], (2, 3), noncontig=True)  # advanced index
+case("gather", lambda x: F.gather(x, 1, _ix(x, [[0, 0, 3], [1, 2, 1]])), (3, 4))
+case("gather", lambda x: F.gather(x, 0, _ix(x, [[1, 1, 0]])), (2, 3), noncontig=True)
+
+# ---- indexing ------------------------------------------------------------------------------
+_J = [[0, 1, 0, 2], [2, 2, 1, 0]]  # (repeated places along dim 0 of a (3, 4))
+case("scatter", lambda x, s: F.scatter(x, 1, _ix(x, [[0, 2], [3, 1]]), s), (3, 4), (2, 3))
+case("scatter", lambda x: F.scatter(x, 0, _ix(x, _J), 1.5), (3, 4))
+case("scatter", lambda x, s: F.scatter_add(x, 0, _ix(x, _J), s), (3, 4), (2, 4))
+case("scatter", lambda x, s: F.scatter_add(x, 0, _ix(x, _J), s), (3, 4), (2, 4), noncontig=True)
+for _r in ("sum", "mean", "prod", "amax", "amin"):
+    for _inc in (True, False):
+        case("scatter", lambda x, s, r=_r, i=_inc: F.scatter_reduce(x, 0, _ix(x, _J), s, r,
+                                                                    include_self=i),
+             (3, 4), (2, 4))  # fmt: skip
+case("scatter", lambda x, s: F.index_add(x, 0, _ix(x, [2, 2]), s, alpha=2), (3, 4), (2, 4))
+case("scatter", lambda x, s: F.index_copy(x, 1, _ix(x, [3, 0]), s), (3, 4), (3, 2))
+case("scatter", lambda x: F.index_fill(x, 1, _ix(x, [0, -1]), 2.0), (3, 4))
+case("index_put", lambda x, v: F.index_put(x, (_ix(x, [0, 2, 0]),), v, accumulate=True),
+     (3, 4), (4,))  # fmt: skip
+case("index_put", lambda x, v: F.index_put(x, (_ix(x, [0, -1]), _ix(x, [1, 3])), v),
+     (3, 4), (1,))  # fmt: skip
+case("masked_scatter", lambda x, s: F.masked_scatter(x, x.detach() > 0, s), (3, 4), (13,))
+case("masked_scatter", lambda x, s: F.masked_scatter(x, _ix(x, [True, False, True]), s),
+     (2, 3), (5,), noncontig=True)  # fmt: skip
+
+# ---- sorting and statistics ----------------------------------------------------------------
+case("sort", lambda x: F.sort(x, 1), (3, 4))
+case("sort", lambda x: F.topk(x, 2, 0, largest=False).values, (3, 4))
+case("sort", lambda x: F.sort(x, -1, descending=True).values, (2, 3), noncontig=True)
+case("median", lambda x: F.median(x, 1).values, (3, 4))
+case("median", lambda x: F.nanmedian(x, 0, keepdim=True).values, (2, 3), noncontig=True)
+case("median", lambda x: F.median(x), (3, 5))
+case("kthvalue", lambda x: F.kthvalue(x, 2, 1).values, (3, 4))
+case("kthvalue", lambda x: F.kthvalue(x, 1, 0, keepdim=True).values, (2, 3), noncontig=True)
+case("mode", lambda x: F.mode(x, 1).values, (3, 4))
+case("cummax", lambda x: F.cummax(x, 1).values, (3, 4))
+case("cummax", lambda x: F.cummax(x, 0).values, (2, 3), noncontig=True)
+case("cummin", lambda x: F.cummin(x, -1).values, (3, 4))
+case("logcumsumexp", lambda x: F.logcumsumexp(x, 1), (3, 4))
+case("logcumsumexp", lambda x: F.logcumsumexp(x, 0), (2, 3), noncontig=True)
+case("quantile", lambda x: F.quantile(x, 0.3, dim=1), (3, 4))
+case("quantile", lambda x, q: F.quantile(x, q * 0.5 + 0.01, dim=-1, keepdim=True), (3, 4), (2,),
+     domain=(0.05, 0.95))  # fmt: skip
+case("quantile", lambda x: F.nanquantile(x, 0.7, interpolation="midpoint"), (2, 3),
+     noncontig=True)  # fmt: skip
+
+# ---- linalg --------------------------------------------------------------------------------
+
+
+def _eye(x, scale=3.0):
+    return F.eye(x.shape[-1], dtype=x.dtype, device=x.device) * scale
+
+
+def _sym(x):
+    return x @ x.mT + _eye(x, 1.0)
+
+
+case("linalg_solve", lambda a, b: F.linalg.solve(a + _eye(a), b), (3, 3), (3, 2))
+case("linalg_solve", lambda a, b: F.linalg.solve(a + _eye(a), b), (2, 3, 3), (3,))
+case("linalg_inv", lambda a: F.linalg.inv(a + _eye(a)), (2, 3, 3))
+case("linalg_det", lambda a: F.linalg.det(a + _eye(a)), (2, 3, 3))
+case("linalg_slogdet", lambda a: F.linalg.slogdet(a + _eye(a)), (3, 3))
+case("linalg_cholesky", lambda a: F.linalg.cholesky(_sym(a)), (3, 3))
+case("linalg_cholesky", lambda a: F.linalg.cholesky(_sym(a), upper=True), (2, 3, 3))
+case("linalg_qr", lambda a: F.linalg.qr(a), (4, 3))
+case("linalg_qr", lambda a: F.linalg.qr(a), (2, 3, 4))
+case("linalg_svd", lambda a: [t * t for t in F.linalg.svd(a, full_matrices=False)], (4, 3))
+case("linalg_svd", lambda a: F.linalg.svd(a).S, (2, 3, 4))
+case("linalg_svdvals", lambda a: F.linalg.svdvals(a), (2, 3, 4))
+case("linalg_eigh", lambda a: [t * t for t in F.linalg.eigh(a + a.mT)], (3, 3))
+case("linalg_eigvalsh", lambda a: F.linalg.eigvalsh(a + a.mT, UPLO="U"), (2, 3, 3))
+case("linalg_pinv", lambda a: F.linalg.pinv(a), (3, 4))
+case("linalg_pinv", lambda a: F.linalg.pinv(_sym(a), hermitian=True), (3, 3))
+case("linalg_lstsq", lambda a, b: F.linalg.lstsq(a, b)[:2], (5, 3), (5, 2))
+case("linalg_lstsq", lambda a, b: F.linalg.lstsq(a, b).solution, (3, 4), (3,))
+
+# ---- complex: angle of real values (zero) --------------------------------------------------
+case("angle", lambda x: F.angle(x) + x, (3, 4))
+
 # ---- ops whose rules and cases come from elsewhere (see the module docstring) -------------
-PENDING = {
-    "angle", "cat", "clone", "conj", "contiguous", "cummax", "cummin", "diag", "diag_embed",
-    "diagonal", "expand", "fft_fft", "fft_fftn", "fft_hfft", "fft_ifft", "fft_ifftn",
-    "fft_ihfft", "fft_irfft", "fft_irfftn", "fft_rfft", "fft_rfftn", "flip", "gather",
-    "getitem", "histc", "imag", "index_put", "index_select", "kthvalue", "linalg_cholesky",
-    "linalg_det", "linalg_eigh", "linalg_eigvalsh", "linalg_inv", "linalg_lstsq",
-    "linalg_matrix_rank", "linalg_pinv", "linalg_qr", "linalg_slogdet", "linalg_solve",
-    "linalg_svd", "linalg_svdvals", "logcumsumexp", "masked_scatter", "median", "mode",
-    "one_hot", "permute", "quantile", "real", "reshape", "roll", "scatter", "searchsorted",
-    "sort", "split", "stack", "tile", "tril", "triu", "view", "view_as_complex", "view_as_real",
-}  # fmt: skip
+PENDING: set[str] = set()
 
 # ---- the elementwise ops added for PyTorch parity -----------------------------------------------
 _PARITY_UNARY = {

@@ -87,11 +87,26 @@ def getitem(x, index):
             conv.append(p._data)
         else:
             conv.append(p)
+    if MODE.enabled and x.requires_grad:
+        return _getitem_by_positions(x, tuple(conv))
     try:
         r = x._data[tuple(conv)]
     except IndexError as e:
         raise DimError(f"getitem: {e}") from None
     return Tensor._wrap(r, x.dtype, x.device)
+
+
+def _getitem_by_positions(x, index: tuple):
+    """``x[index]`` (an advanced index) as ``index_select`` of the flat positions the index
+    picks, so that autograd records it: the gradient adds back into the picked places,
+    repeated ones adding up."""
+    xp = x.device.backend.xp
+    try:
+        pos = xp.arange(x.numel(), dtype=xp.int64).reshape(x.shape)[index]
+    except IndexError as e:
+        raise DimError(f"getitem: {e}") from None
+    flat = Tensor._wrap(xp.ascontiguousarray(pos).reshape(-1), dt.int64, x.device)
+    return reshape(index_select(reshape(x, -1), 0, flat), *pos.shape)
 
 
 def setitem(x, index, value) -> None:

@@ -12,14 +12,18 @@ from __future__ import annotations
 import math
 
 from fusejit.base import dtypes as dt
+from fusejit.ops import grad_helpers as gh
 from fusejit.ops.registry import ANY, FLOAT_ONLY, OpDef, register
 
 _COMPLEX = frozenset("c")
 
 
-def _cx(name, impl, out_dtype, allowed=_COMPLEX):
+def _cx(name, impl, out_dtype, allowed=_COMPLEX, vjp=None):
+    # (complex autograd is not supported: complex tensors cannot require grad, and results of
+    # these ops are constants to autograd, but angle's of real values: zero, as PyTorch's)
     return register(OpDef(name=name, kind="complex", arity=1, allowed=allowed, impl=impl,
-                          out_dtype=out_dtype))  # fmt: skip
+                          out_dtype=out_dtype, vjp=vjp,
+                          differentiable=vjp is not None))  # fmt: skip
 
 
 REAL = _cx("real", lambda b, a: a.real, dt.real_of)
@@ -43,7 +47,13 @@ def _angle_impl(b, a):
     return xp.where(a < 0, out.np.type(math.pi), xp.where(xp.isnan(a), a, out.np.type(0)))
 
 
-ANGLE = _cx("angle", _angle_impl, _angle_dtype, allowed=ANY | _COMPLEX)
+def _angle_vjp(F, ctx, g):
+    """angle of real values is piecewise constant: a zero gradient (as PyTorch's)."""
+    x = gh.meta(ctx, 0)
+    return (gh.zeros(F, x, x.shape) if x.dtype.is_floating_point else None,)
+
+
+ANGLE = _cx("angle", _angle_impl, _angle_dtype, allowed=ANY | _COMPLEX, vjp=_angle_vjp)
 
 
 def _view_as_real_impl(b, a):

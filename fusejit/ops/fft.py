@@ -10,6 +10,10 @@ cast to the transform's precision: ints and bool are read as float32, so the res
 complex64 (or float32) from float32 and below and complex128 (float64) from float64, as
 PyTorch's, whatever precision the library computes in. float16 is refused by the public
 functions (PyTorch computes half transforms only on CUDA, for powers of two).
+
+Complex autograd is not supported: the transforms are not differentiable (``differentiable=False``),
+their results are constants to autograd, also those of real inputs, where PyTorch would give a
+gradient (see CONTRIBUTING's decisions).
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ def _one_dim(name: str, complex_out: bool, allowed=ANY_IN):
 
     out_dtype = complex_result if complex_out else real_result
     return register(OpDef(name=f"fft_{name}", kind="fft", arity=1, allowed=allowed, impl=impl,
-                          out_dtype=lambda d, n, dim, norm: out_dtype(d)))  # fmt: skip
+                          out_dtype=lambda d, n, dim, norm: out_dtype(d),
+                          differentiable=False))  # fmt: skip
 
 
 def _n_dim(name: str, complex_out: bool, allowed=ANY_IN):
@@ -74,7 +79,8 @@ def _n_dim(name: str, complex_out: bool, allowed=ANY_IN):
 
     out_dtype = complex_result if complex_out else real_result
     return register(OpDef(name=f"fft_{name}", kind="fft", arity=1, allowed=allowed, impl=impl,
-                          out_dtype=lambda d, s, dim, norm: out_dtype(d)))  # fmt: skip
+                          out_dtype=lambda d, s, dim, norm: out_dtype(d),
+                          differentiable=False))  # fmt: skip
 
 
 FFT = _one_dim("fft", True)

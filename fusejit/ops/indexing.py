@@ -18,10 +18,13 @@ plain indexed update per rank among equal targets, so each update writes distinc
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DimError, ShapeError
+from fusejit.ops import grad_helpers as gh
 from fusejit.ops.registry import OpDef, register
 
 # the reductions of scatter: "set" is a plain write; the others combine with what is there
@@ -31,9 +34,10 @@ _UFUNC = {"sum": "add", "mean": "add", "prod": "multiply", "amax": "maximum", "a
 _CUPYX_ADD = ("float32", "float64", "int32")
 
 
-def _ix(name, impl, out_dtype, arity, methods=()):
+def _ix(name, impl, out_dtype, arity, methods=(), vjp=None, differentiable=True):
     return register(OpDef(name=name, kind="indexing", arity=arity, impl=impl,
-                          out_dtype=out_dtype, methods=methods))  # fmt: skip
+                          out_dtype=out_dtype, methods=methods, vjp=vjp,
+                          differentiable=differentiable))  # fmt: skip
 
 
 def check_index_range(name: str, index, n: int, negative: bool = False) -> None:
@@ -220,15 +224,114 @@ def _histc_impl(b, a, bins, lo, hi):
     return xp.bincount(pos, minlength=bins).astype(a.dtype)
 
 
+# --- derivative rules (``OpDef.vjp``), written with public functions only (``F``)
+
+
+def _scatter_vjp(F, ctx, g):
+    """Gradients of ``scatter`` (and its reductions) for the input and ``src`` (PyTorch's
+    formulas: where a place is overwritten the input gets none; ``prod`` divides the result by
+    the factor, minding zeros; ``amax`` / ``amin`` share the gradient evenly among the entries
+    equal to the result)."""
+    # (the values of the input, src and result are read only where the formula needs them)
+    xm, index = gh.meta(ctx, 0), ctx.inputs[1]
+    has_src = len(ctx.inputs) > 2
+    a = ctx.attrs
+    dim, how, keep = a["dim"], a["reduce"], a["include_self"]
+
+    def values():  # (input, the part of src the op reads, result)
+        if not has_src:
+            sp = F.full(tuple(index.shape), a["value"], dtype=xm.dtype, device=xm.device)
+        else:
+            sp = ctx.inputs[2]
+            for d, n in enumerate(index.shape):
+                if sp.shape[d] != n:
+                    sp = F.narrow(sp, d, 0, n)
+        return ctx.inputs[0], sp, ctx.outputs[0]
+
+    def unwritten(t):  # ``t`` with zeros where the op writes
+        return F.scatter(t, dim, index, 0.0)
+
+    if how in ("set", "sum"):
+        gx = g if how == "sum" and keep else unwritten(g)
+        gs = F.gather(g, dim, index)
+    elif how == "mean":
+        ones = F.ones(tuple(index.shape), dtype=xm.dtype, device=xm.device)
+        count = F.scatter_add(gh.zeros(F, xm, xm.shape), dim, index, ones)
+        g = g / (count + 1 if keep else F.clamp(count, min=1))
+        gx = g if keep else unwritten(g)
+        gs = F.gather(g, dim, index)
+    elif how == "prod":
+        x, sp, out = values()
+        if keep:
+            masked = F.masked_fill(x, x == 0, 1.0)
+            gx = g * F.scatter_reduce(masked, dim, index, sp, "prod") / masked
+        else:
+            gx = unwritten(g)
+        zero = sp == 0
+        n_zero = F.scatter_add(F.zeros_like(x), dim, index, F.cast(zero, x.dtype))
+        single = F.logical_and(zero, F.gather(n_zero, dim, index) == 1)
+        others = F.scatter_reduce(x, dim, index, F.masked_fill(sp, single, 1.0), "prod",
+                                  include_self=keep)  # fmt: skip
+        gs = F.where(single, F.gather(g * others, dim, index),
+                     F.gather(g * out, dim, index) / F.masked_fill(sp, zero, 1.0))  # fmt: skip
+    else:  # amax, amin
+        x, sp, out = values()
+        self_hit = F.cast(x == out, x.dtype)
+        if not keep:
+            self_hit = unwritten(self_hit)
+        src_hit = F.cast(sp == F.gather(out, dim, index), x.dtype)
+        g = g / F.scatter_add(self_hit, dim, index, src_hit)
+        gx = self_hit * g
+        gs = src_hit * F.gather(g, dim, index)
+    if not has_src:
+        return gx, None
+    return gx, None, gh.fit_shape(F, gs, gh.meta(ctx, 2).shape)
+
+
+def _index_put_vjp(F, ctx, g):
+    x, values, indices = gh.meta(ctx, 0), gh.meta(ctx, 1), ctx.inputs[2:]
+    if ctx.attrs["accumulate"]:
+        gx = g
+    else:
+        gx = F.index_put(g, tuple(indices), F.zeros((), dtype=g.dtype, device=g.device))
+    # the gradient at the places written, read through their flat positions
+    k = len(indices)
+    lin, mult = None, 1
+    for i, n in zip(reversed(indices), reversed(x.shape[:k]), strict=True):
+        i = F.where(i < 0, i + n, i)
+        lin = i * mult if lin is None else lin + i * mult
+        mult *= n
+    lin = F.broadcast_to(lin, F.broadcast_shapes(*[i.shape for i in indices]))
+    rest = tuple(x.shape[k:])
+    picked = F.index_select(F.reshape(g, (-1,) + rest), 0, F.reshape(lin, -1))
+    gv = gh.sum_to(F, F.reshape(picked, tuple(lin.shape) + rest), values.shape)
+    return (gx, gv) + (None,) * k
+
+
+def _masked_scatter_vjp(F, ctx, g):
+    x, mask, source = gh.meta(ctx, 0), ctx.inputs[1], gh.meta(ctx, 2)
+    m = F.broadcast_to(mask, g.shape)
+    gx = gh.sum_to(F, F.masked_fill(g, m, 0.0), x.shape)
+    # the k-th selected place took source's k-th entry
+    flat = F.reshape(m, -1)
+    pos = F.where(flat, F.cumsum(F.cast(flat, F.int64), 0) - 1, 0)
+    vals = F.masked_fill(F.reshape(g, -1), F.logical_not(flat), 0.0)
+    zeros = F.zeros(math.prod(source.shape), dtype=g.dtype, device=g.device)
+    gs = F.reshape(F.index_add(zeros, 0, pos, vals), source.shape)
+    return gx, None, gs
+
+
 SCATTER = _ix("scatter", _scatter_impl, lambda d, *_, **__: d, arity=-1, methods=(
     "scatter", "scatter_add", "scatter_reduce", "index_add", "index_copy",
-    "index_fill"))  # fmt: skip
+    "index_fill"), vjp=_scatter_vjp)  # fmt: skip
 INDEX_PUT = _ix("index_put", _index_put_impl, lambda d, *_, **__: d, arity=-1,
-                methods=("index_put",))  # fmt: skip
+                methods=("index_put",), vjp=_index_put_vjp)  # fmt: skip
 MASKED_SCATTER = _ix("masked_scatter", _masked_scatter_impl, lambda d, *_: d, arity=3,
-                     methods=("masked_scatter",))  # fmt: skip
-ONE_HOT = _ix("one_hot", _one_hot_impl, lambda d, **_: dt.int64, arity=1)
+                     methods=("masked_scatter",), vjp=_masked_scatter_vjp)  # fmt: skip
+# (integer results, or counts: no gradient)
+ONE_HOT = _ix("one_hot", _one_hot_impl, lambda d, **_: dt.int64, arity=1, differentiable=False)
 SEARCHSORTED = _ix("searchsorted", _searchsorted_impl,
                    lambda *_, right, out_int32: dt.int32 if out_int32 else dt.int64,
-                   arity=-1)  # fmt: skip
-HISTC = _ix("histc", _histc_impl, lambda d, **_: d, arity=1, methods=("histc",))
+                   arity=-1, differentiable=False)  # fmt: skip
+HISTC = _ix("histc", _histc_impl, lambda d, **_: d, arity=1, methods=("histc",),
+            differentiable=False)  # fmt: skip

@@ -10,6 +10,7 @@ import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import AutogradError, LinAlgError
+from fusejit.ops import grad_helpers as gh
 from fusejit.ops.registry import FLOAT_ONLY, NUM, OpDef, register
 
 
@@ -297,43 +298,255 @@ def _lstsq_impl(b, a, rhs, rcond):
     return xp.ascontiguousarray(x), res, rank, s
 
 
+# --- derivative rules (``OpDef.vjp``) of the decompositions and solvers, PyTorch's formulas
+# for real matrices, written with public functions only (``F``). The ones reading one triangle
+# of a symmetric matrix (cholesky, eigh, eigvalsh) give, as PyTorch's, the symmetric gradient:
+# right for any function of a symmetric input (such as ``X @ X.mT``).
+
+
+def _vec(t, vector: bool, F):
+    return F.unsqueeze(t, -1) if vector else t
+
+
+def _solve_vjp(F, ctx, g):
+    a, rhs = ctx.inputs[0], gh.meta(ctx, 1)
+    vector = _is_vector_rhs(a.shape, rhs.shape)
+    x, g = _vec(ctx.outputs[0], vector, F), _vec(g, vector, F)
+    gb = F.linalg.solve(gh.mT(F, a), g)
+    ga = -F.matmul(gb, gh.mT(F, x))
+    gb = F.squeeze(gb, -1) if vector else gb
+    return gh.sum_to(F, ga, a.shape), gh.sum_to(F, gb, rhs.shape)
+
+
+def _inv_vjp(F, ctx, g):
+    t = gh.mT(F, ctx.outputs[0])
+    return (-F.matmul(F.matmul(t, g), t),)
+
+
+def _det_vjp(F, ctx, g):
+    a, det = ctx.inputs[0], ctx.outputs[0]
+    scale = F.unsqueeze(F.unsqueeze(g * det, -1), -1)
+    return (scale * gh.mT(F, F.linalg.inv(a)),)
+
+
+def _slogdet_vjp(F, ctx, g_sign, g_logabs):
+    if g_logabs is None:
+        return (None,)
+    a = ctx.inputs[0]
+    return (F.unsqueeze(F.unsqueeze(g_logabs, -1), -1) * gh.mT(F, F.linalg.inv(a)),)
+
+
+def _right_solve_t(F, x, r):
+    """``x @ inv(r).mT`` (``r`` square, invertible)."""
+    return gh.mT(F, F.linalg.solve(r, gh.mT(F, x)))
+
+
+def _cholesky_vjp(F, ctx, g):
+    low = ctx.outputs[0]
+    if ctx.attrs["upper"]:
+        low, g = gh.mT(F, low), gh.mT(F, g)
+    lt = gh.mT(F, low)
+    phi = F.tril(F.matmul(lt, g))
+    phi = 0.5 * (phi + gh.mT(F, F.tril(phi, -1)))
+    # inv(L).mT @ phi @ inv(L)
+    return (_right_solve_t(F, F.linalg.solve(lt, phi), lt),)
+
+
+def _copyltu(F, m):
+    """The symmetric matrix of ``m``'s lower triangle."""
+    return F.tril(m) + gh.mT(F, F.tril(m, -1))
+
+
+def _qr_square_vjp(F, q, r, gq, gr):
+    """The gradient of A = Q R with R square (m >= n, Q with orthonormal columns)."""
+    m = F.matmul(r, gh.mT(F, gr)) - F.matmul(gh.mT(F, gq), q)
+    return _right_solve_t(F, gq + F.matmul(q, _copyltu(F, m)), r)
+
+
+def _qr_vjp(F, ctx, gq, gr):
+    q, r = ctx.outputs
+    a = ctx.inputs[0]
+    rows, cols = a.shape[-2:]
+    mode = ctx.attrs["mode"]
+    if mode == "r":
+        raise LinAlgError(
+            "linalg.qr: the derivative depends on Q, which mode='r' does not compute; use "
+            "mode='reduced' to differentiate through linalg.qr"
+        )
+    if mode == "complete" and rows > cols:
+        raise LinAlgError(
+            "linalg.qr: the QR decomposition is not differentiable when mode='complete' and "
+            f"the matrix has more rows than columns ({rows} > {cols})"
+        )
+    gq = F.zeros_like(q) if gq is None else gq
+    gr = F.zeros_like(r) if gr is None else gr
+    if rows >= cols:
+        return (_qr_square_vjp(F, q, r, gq, gr),)
+    # A = Q [U | V] with U square: the gradient of the right part is Q gV
+    k = rows
+    y = F.narrow(a, -1, k, cols - k)
+    gv = F.narrow(gr, -1, k, cols - k)
+    gu = F.narrow(gr, -1, 0, k)
+    gx = _qr_square_vjp(F, q, F.narrow(r, -1, 0, k), gq + F.matmul(y, gh.mT(F, gv)), gu)
+    return (F.cat([gx, F.matmul(q, gv)], dim=-1),)
+
+
+def _row(t, F):
+    """``t`` (..., k) as (..., 1, k), to scale the columns of a matrix."""
+    return F.unsqueeze(t, -2)
+
+
+def _eigh_vjp(F, ctx, gw, gv):
+    w, v = ctx.outputs
+    n = w.shape[-1]
+    eye = F.eye(n, dtype=w.dtype, device=w.device)
+    inner = gh.zeros(F, v, v.shape) if gv is None else None
+    if gv is not None:
+        vtg = F.matmul(gh.mT(F, v), gv)
+        skew = 0.5 * (vtg - gh.mT(F, vtg))
+        inner = skew / (_row(w, F) - F.unsqueeze(w, -1) + eye)  # (its diagonal is 0)
+    if gw is not None:
+        inner = inner + F.diag_embed(gw)
+    return (F.matmul(F.matmul(v, inner), gh.mT(F, v)),)
+
+
+def _eigvalsh_vjp(F, ctx, g):
+    v = F.linalg.eigh(ctx.inputs[0], ctx.attrs["UPLO"]).eigenvectors
+    return (F.matmul(v * _row(g, F), gh.mT(F, v)),)
+
+
+def _svdvals_grad(F, a, g):
+    u, _, vh = F.linalg.svd(a, full_matrices=False)
+    return F.matmul(u * _row(g, F), vh)
+
+
+def _svdvals_vjp(F, ctx, g):
+    return (_svdvals_grad(F, ctx.inputs[0], g),)
+
+
+def _svd_vjp(F, ctx, gu, gs, gvh):
+    """PyTorch's formula; with ``full_matrices`` and a matrix that is not square, only the
+    first min(m, n) singular vectors count (as PyTorch's)."""
+    u, s, vh = ctx.outputs
+    k = s.shape[-1]
+    if ctx.attrs["full_matrices"]:
+        u, vh = F.narrow(u, -1, 0, k), F.narrow(vh, -2, 0, k)
+        gu = None if gu is None else F.narrow(gu, -1, 0, k)
+        gvh = None if gvh is None else F.narrow(gvh, -2, 0, k)
+    v = gh.mT(F, vh)
+    if gu is None and gvh is None:
+        inner = F.diag_embed(gs)
+        return (F.matmul(F.matmul(u, inner), vh),)
+    eye = F.eye(k, dtype=s.dtype, device=s.device)
+    s2 = s * s
+    e = _row(s2, F) - F.unsqueeze(s2, -1) + eye
+    inner = gh.zeros(F, s, tuple(s.shape) + (k,))
+    ga = None
+    if gu is not None:
+        utg = F.matmul(gh.mT(F, u), gu)
+        inner = inner + (utg - gh.mT(F, utg)) / e * _row(s, F)
+        ga = F.matmul(gu - F.matmul(u, utg), vh / F.unsqueeze(s, -1))
+    if gvh is not None:
+        gv = gh.mT(F, gvh)
+        vtg = F.matmul(gh.mT(F, v), gv)
+        inner = inner + F.unsqueeze(s, -1) * ((vtg - gh.mT(F, vtg)) / e)
+        part = F.matmul(u / _row(s, F), gh.mT(F, gv - F.matmul(v, vtg)))
+        ga = part if ga is None else ga + part
+    if gs is not None:
+        inner = inner + F.diag_embed(gs)
+    ga_inner = F.matmul(F.matmul(u, inner), vh)
+    return (ga_inner + ga,)
+
+
+def _pinv_grad(F, g, p, a):
+    """PyTorch's derivative of ``p = pinv(a)`` (constant rank)."""
+    rows, cols = a.shape[-2:]
+    ph, gt = gh.mT(F, p), gh.mT(F, g)
+    mm = F.matmul
+    if rows <= cols:
+        k = mm(gt, p)
+        kph = mm(k, ph)
+        return -gh.mT(F, mm(p, k)) + kph - mm(mm(a, p), kph) + mm(mm(ph, p), gt - mm(k, a))
+    k = mm(p, gt)
+    phk = mm(ph, k)
+    return -gh.mT(F, mm(k, p)) + mm(mm(gt - mm(a, k), p), ph) + phk - mm(mm(phk, p), a)
+
+
+def _pinv_vjp(F, ctx, g):
+    return (_pinv_grad(F, g, ctx.outputs[0], ctx.inputs[0]),)
+
+
+def _lstsq_vjp(F, ctx, gx, gres=None, grank=None, gsv=None):
+    """The solution's gradient as PyTorch's (through the pseudo-inverse); also those of the
+    squared residuals and of the singular values, which PyTorch leaves out."""
+    a, rhs = ctx.inputs
+    x, res, _, _ = ctx.outputs
+    rows, cols = a.shape[-2:]
+    vector = _is_vector_rhs(a.shape, rhs.shape)
+    b2 = F.broadcast_to(_vec(rhs, vector, F), tuple(x.shape[:-1 if vector else -2])
+                        + (rows, 1 if vector else rhs.shape[-1]))  # fmt: skip
+    x2 = _vec(x, vector, F)
+    a2 = F.broadcast_to(a, tuple(b2.shape[:-2]) + (rows, cols))
+    ga = gb = None
+    if gx is not None:
+        p = F.linalg.pinv(a2, atol=0.0, rtol=ctx.attrs["rcond"])
+        gx = _vec(gx, vector, F)
+        gb = F.matmul(gh.mT(F, p), gx)
+        ga = _pinv_grad(F, F.matmul(gx, gh.mT(F, b2)), p, a2)
+    if gres is not None and rows > cols:
+        r = F.matmul(a2, x2) - b2
+        wr = 2 * r * _row(gres, F) if not vector else 2 * r * F.unsqueeze(F.unsqueeze(gres, -1), -1)
+        ga = F.matmul(wr, gh.mT(F, x2)) if ga is None else ga + F.matmul(wr, gh.mT(F, x2))
+        gb = -wr if gb is None else gb - wr
+    if gsv is not None:
+        part = _svdvals_grad(F, a2, gsv)
+        ga = part if ga is None else ga + part
+    if gb is not None:
+        gb = gh.sum_to(F, F.squeeze(gb, -1) if vector else gb, rhs.shape)
+    if ga is not None:
+        ga = gh.sum_to(F, ga, a.shape)
+    return ga, gb
+
+
 def _same(d, **attrs):
     return d
 
 
 LINALG_SOLVE = register(OpDef(name="linalg_solve", kind="linalg", arity=2, allowed=FLOAT_ONLY,
-                              impl=_solve_impl, out_dtype=lambda d, e: d))  # fmt: skip
+                              impl=_solve_impl, out_dtype=lambda d, e: d,
+                              vjp=_solve_vjp))  # fmt: skip
 LINALG_INV = register(OpDef(name="linalg_inv", kind="linalg", arity=1, allowed=FLOAT_ONLY,
-                            impl=_inv_impl, out_dtype=_same))  # fmt: skip
+                            impl=_inv_impl, out_dtype=_same, vjp=_inv_vjp))  # fmt: skip
 LINALG_DET = register(OpDef(name="linalg_det", kind="linalg", arity=1, allowed=FLOAT_ONLY,
-                            impl=_det_impl, out_dtype=_same))  # fmt: skip
+                            impl=_det_impl, out_dtype=_same, vjp=_det_vjp))  # fmt: skip
 LINALG_SLOGDET = register(OpDef(name="linalg_slogdet", kind="linalg", arity=1,
                                 allowed=FLOAT_ONLY, impl=_slogdet_impl,
-                                out_dtype=lambda d: (d, d), n_out=2))  # fmt: skip
+                                out_dtype=lambda d: (d, d), n_out=2, vjp=_slogdet_vjp))  # fmt: skip
 LINALG_CHOLESKY = register(OpDef(name="linalg_cholesky", kind="linalg", arity=1,
                                  allowed=FLOAT_ONLY, impl=_cholesky_impl,
-                                 out_dtype=_same))  # fmt: skip
+                                 out_dtype=_same, vjp=_cholesky_vjp))  # fmt: skip
 LINALG_QR = register(OpDef(name="linalg_qr", kind="linalg", arity=1, allowed=FLOAT_ONLY,
                            impl=_qr_impl, out_dtype=lambda d, mode: (d, d),
-                           n_out=2))  # fmt: skip
+                           n_out=2, vjp=_qr_vjp))  # fmt: skip
 LINALG_SVD = register(OpDef(name="linalg_svd", kind="linalg", arity=1, allowed=FLOAT_ONLY,
                             impl=_svd_impl, out_dtype=lambda d, full_matrices: (d, d, d),
-                            n_out=3))  # fmt: skip
+                            n_out=3, vjp=_svd_vjp))  # fmt: skip
 LINALG_SVDVALS = register(OpDef(name="linalg_svdvals", kind="linalg", arity=1,
                                 allowed=FLOAT_ONLY, impl=_svdvals_impl,
-                                out_dtype=_same))  # fmt: skip
+                                out_dtype=_same, vjp=_svdvals_vjp))  # fmt: skip
 LINALG_EIGH = register(OpDef(name="linalg_eigh", kind="linalg", arity=1, allowed=FLOAT_ONLY,
                              impl=_eigh_impl, out_dtype=lambda d, UPLO: (d, d),
-                             n_out=2))  # fmt: skip
+                             n_out=2, vjp=_eigh_vjp))  # fmt: skip
 LINALG_EIGVALSH = register(OpDef(name="linalg_eigvalsh", kind="linalg", arity=1,
                                  allowed=FLOAT_ONLY, impl=_eigvalsh_impl,
-                                 out_dtype=_same))  # fmt: skip
+                                 out_dtype=_same, vjp=_eigvalsh_vjp))  # fmt: skip
 LINALG_PINV = register(OpDef(name="linalg_pinv", kind="linalg", arity=1, allowed=FLOAT_ONLY,
-                             impl=_pinv_impl, out_dtype=_same))  # fmt: skip
+                             impl=_pinv_impl, out_dtype=_same, vjp=_pinv_vjp))  # fmt: skip
 LINALG_MATRIX_RANK = register(OpDef(name="linalg_matrix_rank", kind="linalg", arity=1,
                                     allowed=FLOAT_ONLY, impl=_matrix_rank_impl,
-                                    out_dtype=lambda d, **attrs: dt.int64))  # fmt: skip
+                                    out_dtype=lambda d, **attrs: dt.int64,
+                                    differentiable=False))  # fmt: skip
 LINALG_LSTSQ = register(OpDef(name="linalg_lstsq", kind="linalg", arity=2, allowed=FLOAT_ONLY,
                               impl=_lstsq_impl,
                               out_dtype=lambda d, e, rcond: (d, d, dt.int64, d),
-                              n_out=4))  # fmt: skip
+                              n_out=4, vjp=_lstsq_vjp))  # fmt: skip

@@ -15,6 +15,7 @@ import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import ShapeError, fmt_shape
+from fusejit.ops import grad_helpers as gh
 from fusejit.ops.registry import ANY, FLOAT_ONLY, NUM, OpDef, accumulation_dtype, register
 
 QUANTILE_INTERPOLATIONS = ("linear", "lower", "higher", "midpoint", "nearest")
@@ -228,9 +229,97 @@ def _logcumsumexp_impl(b, a, dim):
     return r.astype(a.dtype, copy=False)
 
 
-def _stat(name, impl, out_dtype, allowed, kind="reduction", n_out=2, methods=None, arity=1):
+# --- derivative rules (``OpDef.vjp``), written with public functions only (``F``)
+
+
+def _selected_vjp(F, ctx, g_values, g_indices=None):
+    """median, kthvalue, mode, cummax, cummin: each value's gradient goes to the entry its
+    index names (as PyTorch's; the indices are integers: none for them)."""
+    x = gh.meta(ctx, 0)
+    if g_values is None:
+        return (None,)
+    dim, idx = ctx.attrs["dim"], ctx.outputs[1]
+    if "keepdim" in ctx.attrs and not ctx.attrs["keepdim"]:
+        g_values, idx = F.unsqueeze(g_values, dim), F.unsqueeze(idx, dim)
+    return (F.scatter_add(gh.zeros(F, x, x.shape), dim, idx, g_values),)
+
+
+def _logcumsumexp_vjp(F, ctx, g):
+    """PyTorch's formula: the positive and negative parts of ``g`` summed backwards in log
+    space, so that no exp overflows."""
+    x, out, dim = ctx.inputs[0], ctx.outputs[0], ctx.attrs["dim"]
+    lowest = float(np.finfo(x.dtype.np).min)
+
+    def backwards(t):  # the logcumsumexp from the end
+        return F.flip(F.logcumsumexp(F.flip(t, (dim,)), dim), (dim,))
+
+    log_abs = F.log(F.where(g == 0, 1.0, F.abs(g)))  # (no log of 0: those places are out)
+    pos = F.where(g > 0, log_abs, lowest)
+    neg = F.where(g < 0, log_abs, lowest)
+    return (F.exp(backwards(pos - out) + x) - F.exp(backwards(neg - out) + x),)
+
+
+def _quantile_vjp(F, ctx, g):
+    """The gradient of each quantile goes to the two sorted entries it interpolates between
+    (weights ``1 - w`` and ``w``), and, for ``q`` given as a tensor with linear
+    interpolation, to ``q`` (the slope between the two entries times the rank's scale), as
+    PyTorch's (whose quantile is a composition of sort and lerp)."""
+    x = ctx.inputs[0]
+    q_tensor = ctx.inputs[1] if len(ctx.inputs) > 1 else None
+    a = ctx.attrs
+    dim, interp = a.get("dim"), a.get("interpolation", "linear")
+    q = q_tensor if q_tensor is not None else F.full((), a["q"], dtype=x.dtype, device=x.device)
+    moved = F.reshape(x, (-1,)) if dim is None else F.movedim(x, dim, -1)
+    n = moved.shape[-1]
+    s, order = F.sort(moved, dim=-1)
+    batch = tuple(s.shape[:-1])
+    qb = F.reshape(q, tuple(q.shape) + (1,) * len(batch) + (1,))
+    if a.get("ignore_nan", False):
+        scale = F.cast(F.sum(F.logical_not(F.isnan(s)), dim=-1, keepdim=True), x.dtype) - 1
+        exact = scale >= 0  # (a row of NaN: rank 0)
+        ranks = F.clamp(qb * scale, min=0)
+    else:
+        scale = float(n - 1)
+        exact = F.logical_not(F.isnan(F.narrow(s, -1, n - 1, 1)))  # (NaN: the last entry)
+        ranks = F.where(exact, qb * scale, scale)
+    if interp == "lower":
+        ranks = F.floor(ranks)
+    elif interp == "higher":
+        ranks = F.ceil(ranks)
+    elif interp == "nearest":
+        ranks = F.round(ranks)
+    # g: (Q..., batch...) with a last dim of 1 for the rank
+    if a.get("keepdim", False):
+        g = F.reshape(g, tuple(q.shape)) if dim is None else F.squeeze(g, q.ndim + dim)
+    g = F.unsqueeze(g, -1)
+    below = F.broadcast_to(F.cast(ranks, F.int64), g.shape)
+    zeros = gh.zeros(F, g, tuple(g.shape[:-1]) + (n,))
+    if interp in ("linear", "midpoint"):
+        above = F.broadcast_to(F.cast(F.ceil(ranks), F.int64), g.shape)
+        w = ranks - F.floor(ranks) if interp == "linear" else F.full_like(ranks, 0.5)
+        w = F.broadcast_to(w, g.shape)
+        part = F.scatter_add(F.scatter_add(zeros, -1, below, g * (1 - w)), -1, above, g * w)
+    else:
+        above, part = None, F.scatter_add(zeros, -1, below, g)
+    if q.ndim:
+        part = F.sum(part, dim=0)
+    gm = F.scatter_add(F.zeros_like(s), -1, order, part)
+    gx = F.reshape(gm, x.shape) if dim is None else F.movedim(gm, -1, dim)
+    if q_tensor is None:
+        return (gx,)
+    if interp != "linear":
+        return gx, F.zeros_like(q)
+    sb = F.broadcast_to(s, tuple(g.shape[:-1]) + (n,))
+    slope = (F.gather(sb, -1, above) - F.gather(sb, -1, below)) * scale
+    gq = F.where(F.logical_and(exact, qb * scale >= 0), g * slope, 0.0)
+    gq = F.sum(gq, dim=tuple(range(q.ndim, gq.ndim))) if gq.ndim > q.ndim else gq
+    return gx, F.reshape(gq, q.shape)
+
+
+def _stat(name, impl, out_dtype, allowed, kind="reduction", n_out=2, methods=None, arity=1,
+          vjp=_selected_vjp):  # fmt: skip
     return register(OpDef(name=name, kind=kind, arity=arity, allowed=allowed, impl=impl,
-                          out_dtype=out_dtype, n_out=n_out,
+                          out_dtype=out_dtype, n_out=n_out, vjp=vjp,
                           methods=(name,) if methods is None else methods))  # fmt: skip
 
 
@@ -242,8 +331,8 @@ MEDIAN = _stat("median", _median_impl, _with_indices, NUM, methods=("median", "n
 KTHVALUE = _stat("kthvalue", _kthvalue_impl, _with_indices, NUM)
 MODE = _stat("mode", _mode_impl, _with_indices, ANY)
 QUANTILE = _stat("quantile", _quantile_impl, lambda d, *_, **__: d, FLOAT_ONLY, n_out=1,
-                 methods=("quantile", "nanquantile"), arity=-1)  # fmt: skip
+                 methods=("quantile", "nanquantile"), arity=-1, vjp=_quantile_vjp)  # fmt: skip
 CUMMAX = _stat("cummax", _cumext_impl("maximum"), _with_indices, ANY, kind="scan")
 CUMMIN = _stat("cummin", _cumext_impl("minimum"), _with_indices, ANY, kind="scan")
 LOGCUMSUMEXP = _stat("logcumsumexp", _logcumsumexp_impl, lambda d, **_: d, FLOAT_ONLY,
-                     kind="scan", n_out=1)  # fmt: skip
+                     kind="scan", n_out=1, vjp=_logcumsumexp_vjp)  # fmt: skip
