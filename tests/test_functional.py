@@ -642,3 +642,95 @@ def test_activation_chain_fuses():
     x = on(rnd(4, 5).astype(np.float32))
     traced = assert_traced(lambda t: F.softshrink(F.silu(F.relu(t) - 0.5), 0.1), x)
     assert traced.kernel_count() == 1
+
+
+# ---- gradients ----------------------------------------------------------------------------------
+def _gradcheck(fn, *inputs):
+    """``fusejit.autograd.gradcheck`` in float64; skipped (with the reason) while an op the
+    composition uses has no derivative rule in the table yet."""
+    try:
+        assert fusejit.autograd.gradcheck(fn, inputs)
+    except fusejit.AutogradError as e:
+        if "no derivative rule" in str(e):
+            pytest.skip(str(e))
+        raise
+
+
+def req(*shape):
+    return on(rnd(*shape)).requires_grad_()
+
+
+GRAD_CASES = {
+    "conv2d": (
+        lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
+        (3, 2, 5, 5),
+        (3, 2, 3, 3),
+        (3,),
+    ),
+    "conv2d_groups_same": (
+        lambda x, w: F.conv2d(x, w, None, 1, "same", 2, 2),
+        (1, 4, 5, 5),
+        (4, 2, 2, 3),
+    ),
+    "conv1d": (lambda x, w: F.conv1d(x, w, stride=2), (2, 2, 7), (3, 2, 3)),
+    "conv_transpose2d": (
+        lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1),
+        (1, 2, 3, 3),
+        (2, 3, 3, 3),
+        (3,),
+    ),
+    "max_pool2d": (lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True), (2, 2, 5, 5)),
+    "avg_pool2d": (lambda x: F.avg_pool2d(x, 3, 2, 1, True, False), (1, 2, 5, 6)),
+    "adaptive_avg_pool2d": (lambda x: F.adaptive_avg_pool2d(x, (2, 3)), (1, 2, 5, 4)),
+    "batch_norm": (
+        lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+        (4, 3, 2, 2),
+        (3,),
+        (3,),
+    ),
+    "group_norm": (lambda x, w: F.group_norm(x, 2, w), (2, 4, 3), (4,)),
+    "rms_norm": (lambda x, w: F.rms_norm(x, (3,), w), (2, 3), (3,)),
+    "normalize": (lambda x: F.normalize(x), (3, 4)),
+    "sdpa": (
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        (2, 3, 4),
+        (2, 3, 4),
+        (2, 3, 4),
+    ),
+    "sdpa_float_mask": (
+        lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, m),
+        (2, 3, 4),
+        (2, 5, 4),
+        (2, 5, 2),
+        (3, 5),
+    ),
+    "embedding": (lambda w: F.embedding(fusejit.tensor([[0, 2], [1, 2]]), w), (3, 4)),
+    "interpolate_bilinear": (
+        lambda x: F.interpolate(x, size=(5, 3), mode="bilinear"),
+        (1, 2, 3, 4),
+    ),
+    "interpolate_nearest": (lambda x: F.interpolate(x, scale_factor=2), (1, 2, 3, 2)),
+    "pad_reflect": (lambda x: F.pad(x, (2, 1, 1, 0), mode="reflect"), (1, 2, 3, 4)),
+    "fold_unfold": (
+        lambda x: F.fold(F.unfold(x, 2, padding=1), (3, 3), 2, padding=1),
+        (1, 2, 3, 3),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(GRAD_CASES))
+def test_gradcheck(name):
+    fn, *shapes = GRAD_CASES[name]
+    _gradcheck(fn, *(req(*s) for s in shapes))
+
+
+def test_embedding_padding_idx_gets_no_gradient():
+    w = req(4, 2)
+    out = F.embedding(fusejit.tensor([1, 1, 2]), w, padding_idx=1)
+    try:
+        out.sum().backward()
+    except fusejit.AutogradError as e:
+        if "no derivative rule" in str(e):
+            pytest.skip(str(e))
+        raise
+    np.testing.assert_array_equal(host(w.grad), [[0, 0], [0, 0], [1, 1], [0, 0]])
