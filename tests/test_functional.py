@@ -106,7 +106,18 @@ def ref_max_pool2d(x, k, s, p, d, ceil):
         for ci in range(c):
             for i in range(oh):
                 for j in range(ow):
-                    best, bi = -np.inf, -1
+                    # as PyTorch's kernel: the first element inside the input until one is larger
+                    r0 = next(
+                        i * s[0] - p[0] + a * d[0]
+                        for a in range(k[0])
+                        if 0 <= i * s[0] - p[0] + a * d[0] < h
+                    )
+                    c0 = next(
+                        j * s[1] - p[1] + b * d[1]
+                        for b in range(k[1])
+                        if 0 <= j * s[1] - p[1] + b * d[1] < w
+                    )
+                    best, bi = -np.inf, r0 * w + c0
                     for a in range(k[0]):
                         for b in range(k[1]):
                             r, q = i * s[0] - p[0] + a * d[0], j * s[1] - p[1] + b * d[1]
@@ -734,3 +745,14 @@ def test_embedding_padding_idx_gets_no_gradient():
             pytest.skip(str(e))
         raise
     np.testing.assert_array_equal(host(w.grad), [[0, 0], [0, 0], [1, 1], [0, 0]])
+
+
+def test_max_pool2d_nan_first_index_and_integer_padding():
+    x = np.array([[[[1.0, np.nan], [np.nan, 2.0]]]])
+    v, i = F.max_pool2d(on(x), 2, return_indices=True)
+    assert np.isnan(host(v)).all() and host(i).tolist() == [[[[1]]]]  # the first NaN
+    xi = np.array([[[[-128, -100], [-90, -128]]]], np.int8)
+    v, i = F.max_pool2d(on(xi), 2, 1, 1, return_indices=True)
+    want, wi = ref_max_pool2d(xi.astype(np.float64), (2, 2), (1, 1), (1, 1), (1, 1), False)
+    assert_close(v, want.astype(np.int8))
+    assert_close(i, wi)

@@ -30,13 +30,13 @@ from fusejit.eager import elementwise as _ew
 from fusejit.eager import recording
 from fusejit.eager.composites import clamp_min, norm
 from fusejit.eager.creation import full, zeros
-from fusejit.eager.elementwise import cast, exp, gelu, log1p, rsqrt, sigmoid, tanh, where
+from fusejit.eager.elementwise import cast, exp, gelu, isnan, log1p, rsqrt, sigmoid, tanh, where
 from fusejit.eager.grad_mode import is_grad_enabled, no_grad
 from fusejit.eager.indexing import gather, index_add, index_select, one_hot
 from fusejit.eager.linalg import linear, matmul
 from fusejit.eager.movement import cat, expand, repeat_interleave, reshape, stack, tril
 from fusejit.eager.random import rand
-from fusejit.eager.reductions import amax, layer_norm, mean, var
+from fusejit.eager.reductions import amax, argmax, layer_norm, mean, var
 from fusejit.eager.reductions import log_softmax as _log_softmax
 from fusejit.eager.reductions import max as _max
 from fusejit.eager.reductions import softmax as _softmax
@@ -934,17 +934,29 @@ def max_pool2d(
     k, s, p, d = _pool_args(name, x, kernel_size, stride, padding, dilation)
     fill = -math.inf if x.dtype.is_floating_point else iinfo(x.dtype).min
     win, oh, ow = _pool_windows(name, x, k, s, p, d, ceil_mode, fill)
-    if not return_indices:
-        out = amax(win, 2)
-        return out if batched else reshape(out, *out.shape[1:])
-    values, which = _max(win, 2)
-    w = x.shape[3]
-    ki, kj = np.divmod(np.arange(k[0] * k[1]), k[1])
+    n, c, kk = x.shape[0], x.shape[1], k[0] * k[1]
+    h, w = x.shape[2], x.shape[3]
+    ki, kj = np.divmod(np.arange(kk), k[1])
     rows = (np.arange(oh) * s[0] - p[0])[None, :, None] + (ki * d[0])[:, None, None]
     cols = (np.arange(ow) * s[1] - p[1])[None, None, :] + (kj * d[1])[:, None, None]
+    rows, cols = np.broadcast_arrays(rows, cols)  # [kk, oh, ow]
+    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+    if inside.all():
+        values, which = _max(win, 2)
+    else:
+        # the first element of each window that holds its maximum (or its first NaN), never
+        # a padding element: one that only ties with the padding value still wins, as in
+        # PyTorch, and receives the gradient
+        top = amax(win, 2, keepdim=True)
+        hit = (win == top) | isnan(win) if x.dtype.is_floating_point else win == top
+        hit = cast(hit & _const(inside, x), dt.uint8)
+        which = argmax(hit, 2, keepdim=True)
+        values = reshape(gather(win, 2, which), n, c, oh, ow)
+        which = reshape(which, n, c, oh, ow)
+    if not return_indices:
+        return values if batched else reshape(values, *values.shape[1:])
     table = _const((rows * w + cols).astype(np.int64), x)  # [kk, oh, ow]
-    n, c = x.shape[0], x.shape[1]
-    table = expand(reshape(table, 1, 1, k[0] * k[1], oh, ow), n, c, k[0] * k[1], oh, ow)
+    table = expand(reshape(table, 1, 1, kk, oh, ow), n, c, kk, oh, ow)
     idx = reshape(gather(table, 2, reshape(which, n, c, 1, oh, ow)), n, c, oh, ow)
     if not batched:
         values, idx = reshape(values, *values.shape[1:]), reshape(idx, *idx.shape[1:])
