@@ -514,6 +514,10 @@ def test_interpolate_bilinear(device, align):
     close(got2, np.einsum("ih,nchw,jw->ncij", a, x, b))
     with pytest.raises(ShapeError, match="4-D"):
         F.interpolate(on(rnd(1, 2, 3), device), size=4, mode="bilinear")
+    close(
+        F.interpolate(on(x, device), size=(2, 3), mode="area"),
+        host(F.adaptive_avg_pool2d(on(x, device), (2, 3))),
+    )
 
 
 # ---- attention, embedding, dropout, activations -------------------------------------------------
@@ -756,3 +760,32 @@ def test_max_pool2d_nan_first_index_and_integer_padding():
     want, wi = ref_max_pool2d(xi.astype(np.float64), (2, 2), (1, 1), (1, 1), (1, 1), False)
     assert_close(v, want.astype(np.int8))
     assert_close(i, wi)
+
+
+def test_empty_batches():
+    z = fusejit.zeros(0, 4, 5, 5)
+    assert F.conv2d(z, fusejit.zeros(6, 2, 3, 3), padding=1, groups=2).shape == (0, 6, 5, 5)
+    assert F.conv_transpose2d(z, fusejit.zeros(4, 2, 3, 3)).shape == (0, 2, 7, 7)
+    assert [t.shape for t in F.max_pool2d(z, 3, 1, 1, return_indices=True)] == [(0, 4, 5, 5)] * 2
+    assert F.avg_pool2d(z, 2).shape == F.adaptive_avg_pool2d(z, 2).shape == (0, 4, 2, 2)
+    assert F.interpolate(z, scale_factor=2, mode="bilinear").shape == (0, 4, 10, 10)
+    assert F.group_norm(z, 2).shape == F.batch_norm(z, fusejit.zeros(4), fusejit.ones(4)).shape
+    assert F.unfold(z, 2).shape == (0, 16, 16)
+    assert F.pad(z, (1, 1, 1, 1), mode="reflect").shape == (0, 4, 7, 7)
+    assert F.embedding(fusejit.zeros(0, 2, dtype=fusejit.int64), fusejit.eye(3)).shape == (0, 2, 3)
+    assert F.embedding(fusejit.tensor(2), fusejit.eye(3)).tolist() == [0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("align", [False, True])
+def test_interpolate_linear_trilinear(align):
+    x1 = rnd(2, 3, 5)
+    close(
+        F.interpolate(on(x1), size=8, mode="linear", align_corners=align),
+        np.einsum("il,ncl->nci", ref_linear_1d(5, 8, align), x1),
+    )
+    x3 = rnd(1, 2, 3, 4, 2)
+    a, b, c = ref_linear_1d(3, 5, align), ref_linear_1d(4, 2, align), ref_linear_1d(2, 3, align)
+    close(
+        F.interpolate(on(x3), size=(5, 2, 3), mode="trilinear", align_corners=align),
+        np.einsum("ia,jb,kc,nxabc->nxijk", a, b, c, x3),
+    )

@@ -335,7 +335,7 @@ def group_norm(
         )
     _check_channel("group_norm", input, weight, "weight")
     _check_channel("group_norm", input, bias, "bias")
-    g = reshape(input, n, num_groups, -1)
+    g = reshape(input, n, num_groups, c // num_groups * math.prod(input.shape[2:]))
     v, m = var(g, 2, correction=0, keepdim=True), mean(g, 2, keepdim=True)
     y = reshape((g - m) * rsqrt(v + eps), *input.shape)
     return _affine(y, weight, bias)
@@ -1108,7 +1108,8 @@ def interpolate(
 ) -> Tensor:
     """Resize the spatial dims of ``input [N, C, ...]`` to ``size`` or by ``scale_factor``:
     ``mode`` ``'nearest'`` (1-3 spatial dims), ``'linear'`` (1), ``'bilinear'`` (2),
-    ``'trilinear'`` (3), with ``align_corners`` as in PyTorch.
+    ``'trilinear'`` (3), with ``align_corners`` as in PyTorch, or ``'area'`` (adaptive average
+    pooling; 1 or 2).
 
     >>> import fusejit
     >>> import fusejit.nn.functional as F
@@ -1124,14 +1125,14 @@ def interpolate(
             f"{fmt_shape(input.shape)}"
         )
     linear_modes = {"linear": 1, "bilinear": 2, "trilinear": 3}
-    if mode not in ("nearest", *linear_modes):
+    if mode not in ("nearest", "area", *linear_modes):
         raise NotImplementedError(f"{name}: mode {mode!r} is not supported")
     if mode in linear_modes and linear_modes[mode] != sp:
         raise ShapeError(
             f"{name}: mode {mode!r} needs a {linear_modes[mode] + 2}-D input, got shape "
             f"{fmt_shape(input.shape)}"
         )
-    if mode == "nearest" and align_corners is not None:
+    if mode in ("nearest", "area") and align_corners is not None:
         raise ValueError(f"{name}: align_corners is only for the linear modes")
     if antialias:
         raise NotImplementedError(f"{name}: antialias is not supported")
@@ -1154,13 +1155,19 @@ def interpolate(
         scales = [None if recompute_scale_factor else float(f) for f in sf]
     if any(o <= 0 for o in outs):
         raise ShapeError(f"{name}: the output size {outs} must be positive")
+    if mode == "area":  # adaptive average pooling to the output size
+        if sp == 3:
+            raise NotImplementedError(f"{name}: mode 'area' of a 5-D input is not supported")
+        return adaptive_avg_pool1d(input, outs) if sp == 1 else adaptive_avg_pool2d(input, outs)
     x = input
     for i in range(sp):
         d = 2 + i
         n, o = ins[i], outs[i]
         if mode == "nearest":
             scale = 1.0 / scales[i] if scales[i] else n / o
-            src = np.minimum(np.floor(np.arange(o) * np.float32(scale)).astype(np.int64), n - 1)
+            # float32 arithmetic, as PyTorch's kernel
+            pos = np.arange(o, dtype=np.float32) * np.float32(scale)
+            src = np.minimum(np.floor(pos).astype(np.int64), n - 1)
             if o != n or scales[i]:
                 x = index_select(x, d, _const(src, x))
         else:
