@@ -234,7 +234,7 @@ def test_metadata():
     assert t.contiguous() is t
     assert F.tensor(5).shape == () and F.tensor(5).ndim == 0
     assert t.data_ptr() == t.numpy().__array_interface__["data"][0]
-    assert t.clone().data_ptr() != t.data_ptr() and t.detach() is t
+    assert t.clone().data_ptr() != t.data_ptr() and t.detach().data_ptr() == t.data_ptr()
 
 
 # ---- printing ---------------------------------------------------------------------------------

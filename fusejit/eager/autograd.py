@@ -943,17 +943,16 @@ def _with_data(t: Tensor, arr: np.ndarray) -> Tensor:
 def _jacobians(fn, inputs, eps):
     """Numerical Jacobians by central differences: for each input that requires grad, an
     array of shape (n_out_total, n_in) (complex outputs as their real and imaginary parts)."""
-    F = _F()
     base = [_to_np(t) if isinstance(t, Tensor) else None for t in inputs]
 
     def call(k, arr):
+        # (copies that require grad as the inputs do: fn may itself differentiate)
         args = [
-            (_with_data(t, arr) if i == k else (_with_data(t, base[i]) if isinstance(t, Tensor)
-                                                 else t))
+            (_with_data(t, arr if i == k else base[i]).requires_grad_(t.requires_grad)
+             if isinstance(t, Tensor) else t)
             for i, t in enumerate(inputs)
         ]  # fmt: skip
-        with F.no_grad():
-            outs = _flat_outputs(fn(*args))
+        outs = _flat_outputs(fn(*args))
         parts = []
         for o in outs:
             a = _to_np(o).astype(np.complex128 if o._dtype.kind == "c" else np.float64)

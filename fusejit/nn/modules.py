@@ -405,7 +405,7 @@ class Module:
                 unexpected,
                 mismatched,
             )
-        with no_grad():  # (parameters that require grad are written in place)
+        with no_grad():  # (writing parameters that require grad, as PyTorch's)
             for k, v in values.items():
                 own[k].copy_(v)
         return IncompatibleKeys(missing, unexpected)
@@ -452,6 +452,26 @@ class Module:
 
     def half(self) -> Module:
         return self.to(dtype=dt.float16)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients of every parameter: set them to None (the default), or fill
+        them with zeros (``set_to_none=False``)."""
+        for p in self.parameters():
+            g = p.grad
+            if g is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                g.detach_()
+                g.zero_()
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` of every parameter (freeze a model with False); returns the
+        module."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
 
     def train(self, mode: bool = True) -> Module:
         """Set training mode (``Dropout`` is active) on this module and all submodules."""
