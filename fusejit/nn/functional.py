@@ -1,11 +1,11 @@
 """``fusejit.nn.functional``: the functional forms of the layers (import it as ``F``).
 
-Every function is a composition of table ops (slices, ``stack``, ``reshape``, ``matmul``,
+Every function is a composition of table ops (slices, ``cat``, ``reshape``, ``matmul``,
 ``index_select``, reductions, ``where``), never a computation on a tensor's storage: a call
 traces into a graph (``fusejit.trace``), and its gradient follows from its ops' rules.
-Convolutions gather their patches with ``kh * kw`` strided slices (im2col) and multiply once;
-pooling takes the same slices and reduces over them; ``interpolate`` and
-``adaptive_avg_pool2d`` multiply by constant interpolation matrices.
+Convolutions gather their patches (im2col) with one ``index_select`` of constant positions
+and multiply once; pooling gathers the same windows and reduces over them; ``interpolate``
+and ``adaptive_avg_pool2d`` multiply by constant interpolation matrices.
 
 >>> import fusejit
 >>> import fusejit.nn.functional as F
@@ -34,7 +34,7 @@ from fusejit.eager.elementwise import cast, exp, gelu, isnan, log1p, rsqrt, sigm
 from fusejit.eager.grad_mode import is_grad_enabled, no_grad
 from fusejit.eager.indexing import gather, index_add, index_select, one_hot
 from fusejit.eager.linalg import linear, matmul
-from fusejit.eager.movement import cat, expand, repeat_interleave, reshape, stack, tril
+from fusejit.eager.movement import cat, expand, repeat_interleave, reshape, tril
 from fusejit.eager.random import rand
 from fusejit.eager.reductions import amax, argmax, layer_norm, mean, var
 from fusejit.eager.reductions import log_softmax as _log_softmax
@@ -588,18 +588,23 @@ def _out_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool = False) -
     return o
 
 
-def _patches(x: Tensor, kernel: tuple, stride: tuple, dilation: tuple, out: tuple) -> Tensor:
-    """``[N, C, kh*kw, OH, OW]``: for each kernel offset, the input elements it meets at each
-    output position (``x`` already padded)."""
+def _patches(
+    x: Tensor, kernel: tuple, stride: tuple, dilation: tuple, out: tuple, window_last: bool = False
+) -> Tensor:
+    """``[N, C, kh*kw, OH, OW]`` (``[N, C, OH, OW, kh*kw]`` with ``window_last``): for each
+    kernel offset, the input elements it meets at each output position (``x`` already
+    padded). One ``index_select`` over the flattened spatial dims (its gradient: one
+    ``index_add``)."""
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out
-    parts = []
-    for i in range(kh):
-        for j in range(kw):
-            r0, c0 = i * dh, j * dw
-            parts.append(
-                x[:, :, r0 : r0 + sh * (oh - 1) + 1 : sh, c0 : c0 + sw * (ow - 1) + 1 : sw]
-            )
-    return stack(parts, 2)
+    n, c, h, w = x.shape
+    ki, kj = np.divmod(np.arange(kh * kw), kw)
+    rows = (ki * dh)[:, None, None] + (np.arange(oh) * sh)[None, :, None]
+    cols = (kj * dw)[:, None, None] + (np.arange(ow) * sw)[None, None, :]
+    flat_index = rows * w + cols  # [kk, oh, ow]
+    if window_last:
+        flat_index = flat_index.transpose(1, 2, 0)
+    picked = index_select(reshape(x, n, c, h * w), 2, _const(flat_index.reshape(-1), x))
+    return reshape(picked, n, c, *flat_index.shape)
 
 
 def _conv_args(name: str, x, weight, bias, stride, padding, dilation, groups, spatial: int):
@@ -890,8 +895,8 @@ def _pool_args(name, x, kernel_size, stride, padding, dilation, spatial=2):
 
 
 def _pool_windows(name, x, k, s, p, d, ceil_mode, fill):
-    """The windows ``[N, C, kh*kw, OH, OW]`` of ``x`` padded with ``fill`` (and the output
-    size)."""
+    """The windows ``[N, C, OH, OW, kh*kw]`` of ``x`` padded with ``fill`` (and the output
+    size): reductions over the last dim are the fastest."""
     h, w = x.shape[2], x.shape[3]
     oh = _out_size(h, k[0], s[0], p[0], d[0], ceil_mode)
     ow = _out_size(w, k[1], s[1], p[1], d[1], ceil_mode)
@@ -905,7 +910,7 @@ def _pool_windows(name, x, k, s, p, d, ceil_mode, fill):
                                           (ow, s[1], d[1], k[1], w, p[1]))]  # fmt: skip
     if p[0] or p[1] or extra[0] or extra[1]:
         x = pad(x, (p[1], p[1] + extra[1], p[0], p[0] + extra[0]), value=fill)
-    return _patches(x, k, s, d, (oh, ow)), oh, ow
+    return _patches(x, k, s, d, (oh, ow), window_last=True), oh, ow
 
 
 def max_pool2d(
@@ -937,27 +942,27 @@ def max_pool2d(
     n, c, kk = x.shape[0], x.shape[1], k[0] * k[1]
     h, w = x.shape[2], x.shape[3]
     ki, kj = np.divmod(np.arange(kk), k[1])
-    rows = (np.arange(oh) * s[0] - p[0])[None, :, None] + (ki * d[0])[:, None, None]
-    cols = (np.arange(ow) * s[1] - p[1])[None, None, :] + (kj * d[1])[:, None, None]
-    rows, cols = np.broadcast_arrays(rows, cols)  # [kk, oh, ow]
+    rows = (np.arange(oh) * s[0] - p[0])[:, None, None] + (ki * d[0])[None, None, :]
+    cols = (np.arange(ow) * s[1] - p[1])[None, :, None] + (kj * d[1])[None, None, :]
+    rows, cols = np.broadcast_arrays(rows, cols)  # [oh, ow, kk]
     inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
     if inside.all():
-        values, which = _max(win, 2)
+        values, which = _max(win, 4)
     else:
         # the first element of each window that holds its maximum (or its first NaN), never
         # a padding element: one that only ties with the padding value still wins, as in
         # PyTorch, and receives the gradient
-        top = amax(win, 2, keepdim=True)
+        top = amax(win, 4, keepdim=True)
         hit = (win == top) | isnan(win) if x.dtype.is_floating_point else win == top
         hit = cast(hit & _const(inside, x), dt.uint8)
-        which = argmax(hit, 2, keepdim=True)
-        values = reshape(gather(win, 2, which), n, c, oh, ow)
+        which = argmax(hit, 4, keepdim=True)
+        values = reshape(gather(win, 4, which), n, c, oh, ow)
         which = reshape(which, n, c, oh, ow)
     if not return_indices:
         return values if batched else reshape(values, *values.shape[1:])
-    table = _const((rows * w + cols).astype(np.int64), x)  # [kk, oh, ow]
-    table = expand(reshape(table, 1, 1, kk, oh, ow), n, c, kk, oh, ow)
-    idx = reshape(gather(table, 2, reshape(which, n, c, 1, oh, ow)), n, c, oh, ow)
+    table = _const((rows * w + cols).astype(np.int64), x)  # [oh, ow, kk]
+    table = expand(reshape(table, 1, 1, oh, ow, kk), n, c, oh, ow, kk)
+    idx = reshape(gather(table, 4, reshape(which, n, c, oh, ow, 1)), n, c, oh, ow)
     if not batched:
         values, idx = reshape(values, *values.shape[1:]), reshape(idx, *idx.shape[1:])
     return values, idx
@@ -1005,7 +1010,7 @@ def avg_pool2d(
     _want_float(name, x)
     k, s, p, _ = _pool_args(name, x, kernel_size, stride, padding, 1)
     win, oh, ow = _pool_windows(name, x, k, s, p, (1, 1), ceil_mode, 0.0)
-    total = _sum(win, 2)
+    total = _sum(win, 4)
     if divisor_override is not None:
         if divisor_override == 0:
             raise ValueError(f"{name}: divisor_override must not be zero")
