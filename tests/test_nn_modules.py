@@ -368,3 +368,14 @@ def test_layers_on_device_match_cpu(device):
     close(got, want, 1e-10)
     # the same batch again: 0.9 * (0.1 * m) + 0.1 * m
     close(net[1].running_mean, 1.9 * rm, 1e-10)
+
+
+def test_docstring_examples():
+    import doctest
+    import importlib
+
+    for name in ("functional", "init", "conv", "pooling", "normalization", "activation",
+                 "attention", "container"):  # fmt: skip
+        mod = importlib.import_module(f"fusejit.nn.{name}")
+        res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+        assert res.failed == 0 and res.attempted > 0, mod.__name__
