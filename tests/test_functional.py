@@ -789,3 +789,17 @@ def test_interpolate_linear_trilinear(align):
         F.interpolate(on(x3), size=(5, 2, 3), mode="trilinear", align_corners=align),
         np.einsum("ia,jb,kc,nxabc->nxijk", a, b, c, x3),
     )
+
+
+def test_sdpa_dropout():
+    q = on(rnd(2, 4, 8))
+    fusejit.manual_seed(0)
+    a = F.scaled_dot_product_attention(q, q, q, dropout_p=0.5)
+    fusejit.manual_seed(0)
+    b = F.scaled_dot_product_attention(q, q, q, dropout_p=0.5)
+    close(a, host(b))
+    assert not np.allclose(host(a), host(F.scaled_dot_product_attention(q, q, q)))
+    with pytest.raises(TraceError, match="dropout"):
+        fusejit.trace(lambda t: F.scaled_dot_product_attention(t, t, t, dropout_p=0.1), (q,))
+    with pytest.raises(ValueError, match="not both"):
+        F.scaled_dot_product_attention(q, q, q, on(np.ones((4, 4), bool)), is_causal=True)
