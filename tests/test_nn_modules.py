@@ -374,8 +374,44 @@ def test_docstring_examples():
     import doctest
     import importlib
 
-    for name in ("functional", "init", "conv", "pooling", "normalization", "activation",
-                 "attention", "container"):  # fmt: skip
+    for name in (
+        "functional",
+        "init",
+        "conv",
+        "pooling",
+        "normalization",
+        "activation",
+        "padding",
+        "attention",
+        "container",
+    ):
         mod = importlib.import_module(f"fusejit.nn.{name}")
         res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert res.failed == 0 and res.attempted > 0, mod.__name__
+
+
+def test_padding_modules():
+    x = rnd(2, 3, 4, 5)
+    t = on(x)
+    np.testing.assert_array_equal(
+        host(nn.ZeroPad2d((1, 2, 0, 1))(t)), np.pad(x, ((0, 0), (0, 0), (0, 1), (1, 2)))
+    )
+    np.testing.assert_array_equal(
+        host(nn.ConstantPad1d(2, 3.5)(t)),
+        np.pad(x, ((0, 0), (0, 0), (0, 0), (2, 2)), constant_values=3.5),
+    )
+    for cls, mode in [
+        (nn.ReflectionPad2d, "reflect"),
+        (nn.ReplicationPad2d, "edge"),
+        (nn.CircularPad2d, "wrap"),
+    ]:
+        np.testing.assert_array_equal(
+            host(cls(2)(t)), np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), mode=mode)
+        )
+    np.testing.assert_array_equal(
+        host(nn.ReflectionPad1d((1, 3))(on(x[0]))),
+        np.pad(x[0], ((0, 0), (0, 0), (1, 3)), mode="reflect"),
+    )
+    with pytest.raises(ValueError, match="4 ints"):
+        nn.ZeroPad2d((1, 2))
+    assert nn.PixelShuffle(2)(on(rnd(1, 8, 2, 2))).shape == (1, 2, 4, 4)
