@@ -98,6 +98,8 @@ case("cumsum", lambda x: F.cumsum(x, 1), (3, 4))
 case("cumsum", lambda x: F.cumsum(x, 0), (2, 3), noncontig=True)
 case("cumprod", lambda x: F.cumprod(x, 1), (3, 4), domain=(0.5, 1.5))
 case("cumprod", lambda x: F.cumprod(x, 0), (2, 3), domain=(0.5, 1.5), noncontig=True)
+_Z = F.tensor([[1.0, 0.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0, 1.0]], dtype=F.float64)
+case("cumprod", lambda x: F.cumprod(x * _Z.to(x.device), 1), (2, 5), domain=(0.5, 1.5))  # zeros
 
 # ---- matmul family -------------------------------------------------------------------------
 case("matmul", F.matmul, (3, 4), (4, 2))

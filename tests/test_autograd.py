@@ -295,3 +295,34 @@ def test_requires_grad_flag_of_a_non_leaf():
     y = x * 2
     with pytest.raises(AutogradError, match="leaf"):
         y.requires_grad = False
+
+
+def test_graphs_hold_no_reference_cycles():
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        x = leaf([1.0, 2.0, 3.0])
+        y = x * 2
+        y[1] = 5.0  # (a node made by assignment)
+        z = y.exp().sum()
+        ref = weakref.ref(z.grad_fn)
+        yref = weakref.ref(y)
+        del y, z
+        assert ref() is None and yref() is None
+    finally:
+        gc.enable()
+
+
+def test_backward_inputs_and_einsum_limits():
+    x = leaf([1.0, 2.0])
+    y = leaf([3.0, 4.0])
+    h = x * y
+    (h * h).sum().backward(inputs=[x, h])
+    assert y.grad is None
+    np.testing.assert_array_equal(x.grad.numpy(), [18.0, 64.0])
+    np.testing.assert_array_equal(h.grad.numpy(), [6.0, 16.0])
+    m = leaf(np.eye(2))
+    with pytest.raises(AutogradError, match="repeated subscript"):
+        F.einsum("ii->i", m).sum().backward()

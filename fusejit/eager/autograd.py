@@ -28,6 +28,8 @@ grad (PyTorch's CopySlices is not implemented).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import sys
 import weakref
 
@@ -47,10 +49,16 @@ __all__ = [
 _new = object.__new__
 
 
+_FUSEJIT = []
+
+
 def _F():
     """The ``fusejit`` namespace the rules are written against (looked up at run time: this
     module sits below it)."""
-    return sys.modules["fusejit"]
+    if _FUSEJIT:
+        return _FUSEJIT[0]
+    _FUSEJIT.append(sys.modules["fusejit"])
+    return _FUSEJIT[0]
 
 
 # ---- storage versions --------------------------------------------------------------------------
@@ -73,6 +81,11 @@ def version_of(t: Tensor) -> int:
     return VERSIONS.get(storage_key(t._data), 0)
 
 
+def _key_version(t: Tensor) -> tuple[int, int]:
+    k = storage_key(t._data)
+    return k, VERSIONS.get(k, 0)
+
+
 def bump_version(t: Tensor) -> None:
     """Note an in-place write into ``t``'s storage (every in-place op calls this)."""
     k = storage_key(t._data)
@@ -86,6 +99,9 @@ def _camel(name: str) -> str:
 
 def _describe(t) -> str:
     return f"a {t._dtype.name} tensor of shape {fmt_shape(t.shape)}"
+
+
+_SEQ = itertools.count()
 
 
 class RemovableHandle:
@@ -105,9 +121,13 @@ class Node:
     """A function of the backward graph (``Tensor.grad_fn``): ``name()`` as PyTorch's
     (``MulBackward0``), ``next_functions`` the nodes its gradients flow to."""
 
-    __slots__ = ("edges", "n_out", "hooks", "retained", "released", "__weakref__")
+    __slots__ = ("edges", "n_out", "hooks", "retained", "released", "seq", "__weakref__")
+    is_acc = False  # (AccumulateGrad: True)
 
     def __init__(self, edges, n_out: int) -> None:
+        # a node is made after every node its gradients flow to: backward runs nodes in
+        # decreasing ``seq``, each after all the nodes that consume its results
+        self.seq = next(_SEQ)
         self.edges = edges
         self.n_out = n_out
         self.hooks = None  # result index -> tensor hooks of that result
@@ -150,19 +170,18 @@ class _Saved:
     def __getitem__(self, i):
         if isinstance(i, slice):
             return tuple(self[j] for j in range(*i.indices(len(self._items))))
-        t = self._items[i]
         if self._node.released:
             _raise_released(self._node)
-        if type(t) is not Tensor and not isinstance(t, Tensor):
-            return t  # (a Python scalar operand)
-        v = self._versions[i if i >= 0 else len(self._items) + i]
-        if VERSIONS.get(storage_key(t._data), 0) != v:
-            now = VERSIONS.get(storage_key(t._data), 0)
+        t = self._items[i]
+        kv = self._versions[i]  # (storage key, version when saved); None: a Python scalar
+        if kv is None:
+            return t
+        if VERSIONS.get(kv[0], 0) != kv[1]:
             raise AutogradError(
                 f"backward: {self._what} {i} of {self._node.name()} ({_describe(t)}), needed "
                 f"for the gradient, was modified by an in-place operation after it was saved "
-                f"(it is at version {now}; it was saved at version {v}); clone() it before "
-                "writing into it, or write into a copy"
+                f"(it is at version {VERSIONS.get(kv[0], 0)}; it was saved at version "
+                f"{kv[1]}); clone() it before writing into it, or write into a copy"
             )
         if self._alias and MODE.enabled:  # create_graph: the result, with this node's history
             a = _new(Tensor)
@@ -188,16 +207,16 @@ class OpNode(Node):
     (operands as called, tensors and Python scalars), ``outputs``, ``attrs``,
     ``needs_input_grad``."""
 
-    __slots__ = ("op", "attrs", "_inputs", "_outputs", "_in_versions", "_out_versions")
+    __slots__ = ("op", "attrs", "_inputs", "_outputs", "_in_versions", "_out_versions",
+                 "needs_input_grad")  # fmt: skip
 
-    def __init__(self, op, args, attrs, outs, edges) -> None:
+    def __init__(self, op, args, attrs, outs, edges, needs) -> None:
         Node.__init__(self, edges, len(outs))
+        self.needs_input_grad = needs
         self.op = op
         self.attrs = attrs
         self._inputs = list(args)
-        self._in_versions = [
-            VERSIONS.get(storage_key(a._data), 0) if isinstance(a, Tensor) else 0 for a in args
-        ]
+        self._in_versions = [_key_version(a) if isinstance(a, Tensor) else None for a in args]
         aliases = []
         for o in outs:
             a = _new(Tensor)
@@ -205,7 +224,7 @@ class OpNode(Node):
             a._ag = None
             aliases.append(a)
         self._outputs = aliases
-        self._out_versions = [VERSIONS.get(storage_key(o._data), 0) for o in outs]
+        self._out_versions = [_key_version(o) for o in outs]
 
     def name(self) -> str:
         return _camel(self.op.name) + "Backward0"
@@ -217,10 +236,6 @@ class OpNode(Node):
     @property
     def outputs(self) -> _Saved:
         return _Saved(self, self._outputs, self._out_versions, "output", True)
-
-    @property
-    def needs_input_grad(self) -> tuple:
-        return tuple(e is not None for e in self.edges)
 
     def out_meta(self, i: int):
         o = self._outputs[i]
@@ -239,9 +254,7 @@ class OpNode(Node):
                 c._data, c._dtype, c._device = t._data.copy(), t._dtype, t._device
                 c._ag = getattr(t, "_ag", None)
                 self._inputs[i] = c
-                self._in_versions[i] = (
-                    0 if storage_key(c._data) not in VERSIONS else (VERSIONS[storage_key(c._data)])
-                )
+                self._in_versions[i] = _key_version(c)
 
     def run(self, grads: list) -> tuple:
         if self.released:
@@ -310,6 +323,7 @@ class AccumulateGrad(Node):
     """The end of the graph at a leaf: adds the gradient into the leaf's ``.grad``."""
 
     __slots__ = ("leaf", "_meta", "leaf_hooks")
+    is_acc = True
 
     def __init__(self, leaf: Tensor) -> None:
         Node.__init__(self, (), 1)
@@ -341,7 +355,6 @@ class AccumulateGrad(Node):
             info.grad = _F().add(old.detach(), g)
         else:
             old._data += g._data
-            bump_version(old)
 
     def release(self) -> None:
         pass  # (a leaf's accumulator serves every graph it takes part in)
@@ -380,17 +393,18 @@ def record(op, args, attrs, outs) -> None:
     if not op.differentiable:
         return
     edges = []
-    anyg = False
+    needs = []
     for a in args:
         info = getattr(a, "_ag", None) if isinstance(a, Tensor) else None
         if info is not None and info.requires_grad:
             edges.append(_edge(a, info))
-            anyg = True
+            needs.append(True)
         else:
             edges.append(None)
-    if not anyg:
+            needs.append(False)
+    if True not in needs:
         return
-    node = OpNode(op, args, attrs or {}, outs, edges)
+    node = OpNode(op, args, attrs or {}, outs, edges, tuple(needs))
     for i, o in enumerate(outs):
         if _differentiable_dtype(o._dtype):
             o._ag = GradInfo(True, node, i)
@@ -563,7 +577,7 @@ def _root_grad(t: Tensor, g, what: str, i: int) -> Tensor:
         return F.ones_like(t)
     if not isinstance(g, Tensor):
         g = F.full_like(t, g)
-    if tuple(g.shape) != tuple(t.shape):
+    if g._data.shape != t._data.shape:
         raise ShapeError(
             f"{what}: the gradient of shape {fmt_shape(g.shape)} does not match output {i}, "
             f"{_describe(t)}"
@@ -587,8 +601,12 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
         )
     if retain_graph is None:
         retain_graph = create_graph
-    roots = [_root_edge(t, what) for t in outputs]
-    grads = [_root_grad(t, g, what, i) for i, (t, g) in enumerate(zip(outputs, grad_outputs))]
+    if len(outputs) == 1:
+        roots = (_root_edge(outputs[0], what),)
+        grads = (_root_grad(outputs[0], grad_outputs[0], what, 0),)
+    else:
+        roots = [_root_edge(t, what) for t in outputs]
+        grads = [_root_grad(t, g, what, i) for i, (t, g) in enumerate(zip(outputs, grad_outputs))]
     targets = None
     if inputs is not None:
         targets = {}
@@ -600,14 +618,16 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                 raise AutogradError(f"{what}: input {k}, {_describe(t)}, does not require grad")
             targets.setdefault(_edge(t, info), []).append(k)
     buffers: dict = {}
+    heap: list = []  # (-seq, node): the node of the highest seq first
     for (node, i), g in zip(roots, grads):
         buf = buffers.get(node)
         if buf is None:
             buf = buffers[node] = [None] * node.n_out
+            heapq.heappush(heap, (-node.seq, node))
         _add(buf, i, g)
-    order = _topo(list(dict.fromkeys(n for n, _ in roots)))
     needed = None
     if targets is not None:
+        order = _topo([n for _, n in heap])
         tnodes = {n for n, _ in targets}
         needed = set()
         for node in reversed(order):
@@ -616,12 +636,12 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
     captured: dict = {}
     prev = MODE.enabled
     MODE.enabled = bool(create_graph)
+    F = _F()
     try:
-        for node in order:
+        while heap:
+            node = heapq.heappop(heap)[1]
+            buf = buffers.pop(node)
             if needed is not None and node not in needed:
-                continue
-            buf = buffers.pop(node, None)
-            if buf is None:
                 continue
             if node.hooks:
                 for i, hooks in node.hooks.items():
@@ -636,8 +656,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                     if t is not None and buf[i] is not None:
                         g = buf[i] if create_graph else buf[i].detach()
                         old = t._ag.grad
-                        t._ag.grad = _fresh(g) if old is None else _F().add(old, g)
-            if isinstance(node, AccumulateGrad):
+                        t._ag.grad = _fresh(g) if old is None else F.add(old, g)
+            if node.is_acc:
                 g = buf[0]
                 for h in list(node.leaf_hooks):
                     r = h(g)
@@ -660,23 +680,38 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                 if buf[i] is None:
                     shape, dtype, device = node.out_meta(i)
                     if _differentiable_dtype(dtype):
-                        buf[i] = _F().zeros(shape, dtype=dtype, device=device)
+                        buf[i] = F.zeros(shape, dtype=dtype, device=device)
             res = node.run(buf)
-            for i, (e, g) in enumerate(zip(node.edges, res)):
-                if e is None or g is None:
-                    continue
-                g = _fit(node, i, g, create_graph)
-                if g is None:
-                    continue
-                nb = buffers.get(e[0])
-                if nb is None:
-                    nb = buffers[e[0]] = [None] * e[0].n_out
-                _add(nb, e[1], g)
+            i = 0
+            for e, g in zip(node.edges, res):
+                if e is not None and g is not None:
+                    m = node.input_meta(i)
+                    if type(g) is not Tensor or g._data.shape != m[0] or g._dtype is not m[1]:
+                        g = _fit(node, i, g, create_graph)
+                    if g is not None:
+                        nxt = e[0]
+                        nb = buffers.get(nxt)
+                        if nb is None:
+                            nb = buffers[nxt] = [None] * nxt.n_out
+                            heapq.heappush(heap, (-nxt.seq, nxt))
+                            nb[e[1]] = g
+                        else:
+                            _add(nb, e[1], g)
+                i += 1
             if not retain_graph:
                 node.release()
     finally:
         MODE.enabled = prev
     if targets is None:
+        return None
+    if accumulate:  # backward(inputs=...): the non-leaf inputs keep their gradient too
+        for (node, i), ks in targets.items():
+            g = captured.get((node, i))
+            if g is not None and not node.is_acc:
+                t = inputs[ks[0]]
+                g = g if create_graph else g.detach()
+                old = t._ag.grad
+                t._ag.grad = _fresh(g) if old is None else F.add(old, g)
         return None
     out = [None] * len(inputs)
     for key, ks in targets.items():
@@ -909,6 +944,10 @@ class Function:
                 o = detach(o)
             fixed.append(o)
         tensors = [o for o in fixed if isinstance(o, Tensor)]
+        saved = getattr(ctx, "_saved", None)
+        if saved:  # results kept for backward as aliases: a result would point back at ctx
+            ids = {id(o) for o in tensors}
+            ctx._saved = tuple(detach(t) if id(t) in ids else t for t in saved)
         non_diff = getattr(ctx, "_non_diff", set())
         in_metas = [
             (a._data.shape, a._dtype, a._device) if isinstance(a, Tensor) else ((), None, None)

@@ -292,8 +292,12 @@ def apply(op: OpDef, tensors: tuple, attrs: dict):
         tracer = recording.TRACER
         if tracer is not None:
             tracer.record(op, tensors, attrs, (t,))
-        elif MODE.enabled and autograd.needs_grad(tensors):
-            autograd.record(op, tensors, attrs, (t,))
+        elif MODE.enabled:
+            for a in tensors:
+                if getattr(a, "_ag", None) is not None:
+                    if autograd.needs_grad(tensors):
+                        autograd.record(op, tensors, attrs, (t,))
+                    break
         return t
     outs = out if isinstance(out, tuple) else (out,) * len(res)
     result = tuple(Tensor._wrap(r, d, dev) for r, d in zip(res, outs, strict=True))

@@ -11,7 +11,8 @@ import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.base.device import Device
-from fusejit.eager import dispatch, recording
+from fusejit.eager import autograd, dispatch, recording
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.inplace import write_inplace
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OPS, OpDef
@@ -32,6 +33,13 @@ _PY_SCALARS = (float, int, bool)
 _CPU = Device("cpu")
 
 
+def _record(op, args, t) -> None:
+    """The fast path's result ``t`` of ``op`` on ``args``, recorded for autograd when an
+    operand requires grad (as ``dispatch.elementwise`` does)."""
+    if autograd.needs_grad([a for a in args if type(a) is Tensor]):
+        autograd.record(op, args, None, (t,))
+
+
 def _fast_lookup(op, fast, key, dtype, scalar_type):
     e = fast[key] = dispatch.fast_entry(op, dtype, _CPU, scalar_type)
     return e
@@ -44,12 +52,7 @@ def _make_function(op: OpDef):
     if op.arity == 1:
 
         def fn(x):
-            if (
-                type(x) is Tensor
-                and x._device is _CPU
-                and recording.TRACER is None
-                and getattr(x, "_ag", None) is None
-            ):
+            if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
                 d = x._dtype
                 e = fast.get(d, False)
                 if e is False:
@@ -62,27 +65,18 @@ def _make_function(op: OpDef):
                     if type(r) is _ndarray and r.dtype is e[2]:
                         t = _new(Tensor)
                         t._data, t._dtype, t._device, t._ag = r, e[1], _CPU, None
+                        if getattr(x, "_ag", None) is not None and MODE.enabled:
+                            _record(op, (x,), t)
                         return t
             return _elementwise(op, (x,))
 
     elif op.arity == 2:
 
         def fn(x, y):
-            if (
-                type(x) is Tensor
-                and x._device is _CPU
-                and recording.TRACER is None
-                and getattr(x, "_ag", None) is None
-            ):
+            if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
                 ty = type(y)
                 if ty is Tensor:
-                    key = (
-                        x._dtype
-                        if y._dtype is x._dtype
-                        and y._device is _CPU
-                        and getattr(y, "_ag", None) is None
-                        else None
-                    )
+                    key = x._dtype if y._dtype is x._dtype and y._device is _CPU else None
                     b = y._data
                 elif ty in _PY_SCALARS:
                     key, b = (x._dtype, ty), y
@@ -100,6 +94,11 @@ def _make_function(op: OpDef):
                         if type(r) is _ndarray and r.dtype is e[2]:
                             t = _new(Tensor)
                             t._data, t._dtype, t._device, t._ag = r, e[1], _CPU, None
+                            if (
+                                getattr(x, "_ag", None) is not None
+                                or (ty is Tensor and getattr(y, "_ag", None) is not None)
+                            ) and MODE.enabled:
+                                _record(op, (x, y), t)
                             return t
             return _elementwise(op, (x, y))
 
@@ -119,12 +118,7 @@ def make_reflected(op: OpDef):
 
     def fn(self, other):
         ty = type(other)
-        fast_ok = (
-            type(self) is Tensor
-            and self._device is _CPU
-            and recording.TRACER is None
-            and getattr(self, "_ag", None) is None
-        )
+        fast_ok = type(self) is Tensor and self._device is _CPU and recording.TRACER is None
         if ty in _PY_SCALARS and fast_ok:
             key = (self._dtype, ty)
             e = fast.get(key, False)
@@ -138,6 +132,8 @@ def make_reflected(op: OpDef):
                 if type(r) is _ndarray and r.dtype is e[2]:
                     t = _new(Tensor)
                     t._data, t._dtype, t._device, t._ag = r, e[1], _CPU, None
+                    if getattr(self, "_ag", None) is not None and MODE.enabled:
+                        _record(op, (other, self), t)
                     return t
         return _elementwise(op, (other, self))
 

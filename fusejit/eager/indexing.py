@@ -133,11 +133,12 @@ def _record_setitem(x, index, value) -> None:
         info = getattr(t, "_ag", None)
         edges.append(autograd._edge(t, info) if info is not None and info.requires_grad else None)
     metas = [(t._data.shape, t._dtype, t._device) for t in operands]
+    one = len(operands) == 1  # (the closure keeps no operand: x would point back at its node)
 
     def backward(g):
         gx = g.clone()
         gx[index] = 0
-        if len(operands) == 1:
+        if one:
             return (gx,)
         return gx, g[index]
 

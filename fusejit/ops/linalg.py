@@ -9,7 +9,7 @@ import contextlib
 import numpy as np
 
 from fusejit.base import dtypes as dt
-from fusejit.base.errors import LinAlgError
+from fusejit.base.errors import AutogradError, LinAlgError
 from fusejit.ops.registry import FLOAT_ONLY, NUM, OpDef, register
 
 
@@ -72,8 +72,9 @@ def _vjp_einsum(F, ctx, g):
             res.append(None)
             continue
         if len(set(sub)) != len(sub):
-            raise NotImplementedError(
-                f"einsum: no gradient yet for an operand with a repeated subscript ({sub})"
+            raise AutogradError(
+                f"backward: EinsumBackward0 has no gradient yet for an operand with a repeated "
+                f"subscript ({sub!r} in {ctx.attrs['equation']!r})"
             )
         others = [s for j, s in enumerate(ins) if j != i]
         avail = set(out).union(*others)

@@ -296,11 +296,23 @@ def _vjp_cumsum(F, ctx, g):
 
 
 def _vjp_cumprod(F, ctx, g):
-    # (operands without zeros: the reversed running sum of g * out, over x)
+    # entry k gets sum over j >= k of g[j] * (the product of x[:j+1] without x[k]): before a
+    # slice's first zero, the reversed running sum of g * out over x; at the first zero, that
+    # sum with the zero taken as 1; after it, 0
     dim = ctx.attrs["dim"]
-    go = g * ctx.outputs[0]
-    rev = F.sum(go, dim=dim, keepdim=True) - F.cumsum(go, dim) + go
-    return (rev / ctx.inputs[0],)
+    x = ctx.inputs[0]
+    out = ctx.outputs[0]
+
+    def rev(t):  # the reversed running sum, without a flip
+        return F.sum(t, dim=dim, keepdim=True) - F.cumsum(t, dim) + t
+
+    zero = x == 0
+    seen = F.cumsum(zero, dim)  # zeros up to and including each entry
+    before = seen == 0
+    first = F.logical_and(zero, seen == 1)
+    safe = F.where(before, x, 1.0)
+    at_first = rev(g * F.cumprod(F.where(first, 1.0, x), dim))
+    return (F.where(before, rev(g * out) / safe, F.where(first, at_first, 0.0)),)
 
 
 _NO_GRAD = {"argmax", "argmin", "all", "any"}
