@@ -480,6 +480,11 @@ def test_interpolate_nearest(device):
     close(F.interpolate(on(x, device), scale_factor=2), x.repeat(2, 2).repeat(2, 3))
     x1 = rnd(1, 2, 5)
     close(F.interpolate(on(x1, device), scale_factor=0.5), x1[:, :, [0, 2]])
+    # nearest-exact: the source pixel whose centre is nearest, floor((i + 0.5) * in / out)
+    got = F.interpolate(on(x, device), size=(7, 3), mode="nearest-exact")
+    rows = [min(int(math.floor((i + 0.5) * 4 / 7)), 3) for i in range(7)]
+    cols = [min(int(math.floor((j + 0.5) * 5 / 3)), 4) for j in range(3)]
+    close(got, x[:, :, rows][:, :, :, cols])
 
 
 def ref_linear_1d(n, o, align, scale=None):

@@ -1112,9 +1112,9 @@ def interpolate(
     antialias: bool = False,
 ) -> Tensor:
     """Resize the spatial dims of ``input [N, C, ...]`` to ``size`` or by ``scale_factor``:
-    ``mode`` ``'nearest'`` (1-3 spatial dims), ``'linear'`` (1), ``'bilinear'`` (2),
-    ``'trilinear'`` (3), with ``align_corners`` as in PyTorch, or ``'area'`` (adaptive average
-    pooling; 1 or 2).
+    ``mode`` ``'nearest'`` or ``'nearest-exact'`` (1-3 spatial dims), ``'linear'`` (1),
+    ``'bilinear'`` (2), ``'trilinear'`` (3), with ``align_corners`` as in PyTorch, or
+    ``'area'`` (adaptive average pooling; 1 or 2).
 
     >>> import fusejit
     >>> import fusejit.nn.functional as F
@@ -1130,14 +1130,14 @@ def interpolate(
             f"{fmt_shape(input.shape)}"
         )
     linear_modes = {"linear": 1, "bilinear": 2, "trilinear": 3}
-    if mode not in ("nearest", "area", *linear_modes):
+    if mode not in ("nearest", "nearest-exact", "area", *linear_modes):
         raise NotImplementedError(f"{name}: mode {mode!r} is not supported")
     if mode in linear_modes and linear_modes[mode] != sp:
         raise ShapeError(
             f"{name}: mode {mode!r} needs a {linear_modes[mode] + 2}-D input, got shape "
             f"{fmt_shape(input.shape)}"
         )
-    if mode in ("nearest", "area") and align_corners is not None:
+    if mode in ("nearest", "nearest-exact", "area") and align_corners is not None:
         raise ValueError(f"{name}: align_corners is only for the linear modes")
     if antialias:
         raise NotImplementedError(f"{name}: antialias is not supported")
@@ -1168,10 +1168,11 @@ def interpolate(
     for i in range(sp):
         d = 2 + i
         n, o = ins[i], outs[i]
-        if mode == "nearest":
+        if mode in ("nearest", "nearest-exact"):
             scale = 1.0 / scales[i] if scales[i] else n / o
-            # float32 arithmetic, as PyTorch's kernel
-            pos = np.arange(o, dtype=np.float32) * np.float32(scale)
+            # float32 arithmetic, as PyTorch's kernel; nearest-exact samples pixel centres
+            pos = np.arange(o, dtype=np.float32) + np.float32(0.5 if mode != "nearest" else 0)
+            pos = pos * np.float32(scale)
             src = np.minimum(np.floor(pos).astype(np.int64), n - 1)
             if o != n or scales[i]:
                 x = index_select(x, d, _const(src, x))
