@@ -447,3 +447,18 @@ def test_small_cnn_learns():
             for p in net.parameters():
                 p.copy_(p - 0.1 * p.grad)
     assert loss.item() < 0.5 * first.item()
+
+
+def test_traced_cnn_saves_and_loads(tmp_path):
+    fusejit.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Upsample(scale_factor=2, mode="bilinear"), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        nn.Linear(16, 3),
+    ).eval()  # fmt: skip
+    x = on(rnd(2, 1, 6, 6))
+    with fusejit.no_grad():
+        traced = fusejit.trace(net, (x,))
+        fusejit.save(traced, tmp_path / "cnn.fjit")
+        back = fusejit.load(tmp_path / "cnn.fjit")
+        np.testing.assert_array_equal(host(back(x)), host(net(x)))
