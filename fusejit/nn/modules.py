@@ -30,6 +30,7 @@ from fusejit.eager.linalg import linear
 from fusejit.eager.random import rand, randn
 from fusejit.eager.reductions import layer_norm, softmax
 from fusejit.eager.tensor import Tensor, tensor
+from fusejit.nn import functional as F
 
 __all__ = [
     "Module", "Parameter", "Linear", "LayerNorm", "Embedding", "Dropout", "ReLU", "GELU",
@@ -123,6 +124,16 @@ def _parse_to(args, device, dtype):
         None if device is None else as_device(device),
         None if dtype is None else dt.as_dtype(dtype),
     )
+
+
+def _check_name(what: str, module, name) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"{what}: the name must be a str, got {type(name).__name__}")
+    if not name or "." in name:
+        raise KeyError(f"{what}: the name {name!r} must be non-empty and contain no '.'")
+    d = module.__dict__
+    if name in d and name != "training" or (name in type(module).__dict__):
+        raise KeyError(f"{what}: attribute {name!r} already exists")
 
 
 class Module:
@@ -221,6 +232,7 @@ class Module:
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: {name!r} must be a Parameter or None")
+        _check_name("register_parameter", self, name)
         params, _, _ = self._stores()
         self._forget(name)
         params[name] = param
@@ -231,31 +243,66 @@ class Module:
         ``to()`` and saved in ``state_dict()`` unless ``persistent=False``."""
         if value is not None and not isinstance(value, Tensor):
             raise TypeError(f"register_buffer: {name!r} must be a Tensor or None")
+        _check_name("register_buffer", self, name)
         _, buffers, _ = self._stores()
         self._forget(name)
         buffers[name] = value
-        if not persistent:
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
             self._non_persistent.add(name)
         _bump()
 
     def add_module(self, name: str, module: Module | None) -> None:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name!r} must be a Module or None")
+        _check_name("add_module", self, name)
         _, _, modules = self._stores()
         self._forget(name)
         modules[name] = module
         _bump()
 
     # ---- traversal --------------------------------------------------------------------------
-    def named_modules(self, prefix: str = "", memo: set | None = None):
+    def named_modules(self, memo: set | None = None, prefix: str = "",
+                      remove_duplicate: bool = True):  # fmt: skip
+        """``(dotted name, module)`` for this module (name ``prefix``) and every submodule,
+        depth first; a module reached twice is listed once unless ``remove_duplicate=False``."""
         memo = set() if memo is None else memo
-        if id(self) in memo:
-            return
-        memo.add(id(self))
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
             if m is not None:
-                yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+                sub = f"{prefix}.{name}" if prefix else name
+                yield from m.named_modules(memo, sub, remove_duplicate)
+
+    def get_submodule(self, target: str) -> Module:
+        """The submodule at dotted path ``target`` (``""``: this module)."""
+        m = self
+        for part in target.split(".") if target else ():
+            sub = m._modules.get(part) if isinstance(m, Module) else None
+            if sub is None:
+                raise AttributeError(f"{type(m).__name__} has no submodule {part!r} ({target!r})")
+            m = sub
+        return m
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter at dotted path ``target``."""
+        mod, _, name = target.rpartition(".")
+        m = self.get_submodule(mod)
+        if name not in m._parameters or m._parameters[name] is None:
+            raise AttributeError(f"{type(m).__name__} has no parameter {name!r}")
+        return m._parameters[name]
+
+    def get_buffer(self, target: str) -> Tensor:
+        """The buffer at dotted path ``target``."""
+        mod, _, name = target.rpartition(".")
+        m = self.get_submodule(mod)
+        if name not in m._buffers or m._buffers[name] is None:
+            raise AttributeError(f"{type(m).__name__} has no buffer {name!r}")
+        return m._buffers[name]
 
     def modules(self):
         for _, m in self.named_modules():
@@ -274,7 +321,7 @@ class Module:
 
     def _named(self, store: str, prefix: str, recurse: bool):
         seen = set()
-        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
         for mp, m in mods:
             for name, t in getattr(m, store).items():
                 if t is not None and id(t) not in seen:  # shared (tied) tensors once
@@ -289,6 +336,7 @@ class Module:
             yield p
 
     def named_buffers(self, prefix: str = "", recurse: bool = True):
+        """``(dotted name, buffer)`` of every buffer, non-persistent ones included."""
         yield from self._named("_buffers", prefix, recurse)
 
     def buffers(self, recurse: bool = True):
@@ -296,7 +344,8 @@ class Module:
             yield b
 
     def apply(self, fn):
-        """Call ``fn`` on every submodule (children first) and on this module."""
+        """Call ``fn`` on every submodule (children first) and on this module; returns this
+        module (``model.apply(init_weights)``)."""
         for m in self.children():
             m.apply(fn)
         fn(self)
@@ -304,7 +353,7 @@ class Module:
 
     # ---- state ------------------------------------------------------------------------------
     def _state_items(self, prefix: str = ""):
-        for mp, m in self.named_modules(prefix):
+        for mp, m in self.named_modules(prefix=prefix):
             pre = f"{mp}." if mp else ""
             for name, p in m._parameters.items():
                 if p is not None:
@@ -538,8 +587,8 @@ class Embedding(Module):
     """A lookup table: ``forward(index)`` gathers rows of ``weight`` (init N(0, 1); the
     ``padding_idx`` row, if given, starts at zero).
 
-    Gathering is tensor indexing, which a trace cannot record: under ``fusejit.optimize`` a
-    model that embeds runs eager (``explain`` says why).
+    The rows are gathered with ``index_select`` (``F.embedding``), so the layer traces and
+    fuses like any other.
 
     >>> import fusejit
     >>> emb = fusejit.nn.Embedding(10, 3, padding_idx=0)
@@ -569,7 +618,7 @@ class Embedding(Module):
             index = tensor(index, device=w.device)
         if index.dtype.is_floating_point or index.dtype is dt.bool_:
             raise TypeError(f"Embedding: indices must be integers, got {index.dtype.name}")
-        return w[index]
+        return F.embedding(index, w, self.padding_idx)
 
     def extra_repr(self) -> str:
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
