@@ -135,3 +135,4 @@ from fusejit.jit.optimize import optimize  # noqa: E402
 from fusejit.jit.scripting import ScriptError, script  # noqa: E402
 from fusejit.jit.archive import ArchiveError, load, save  # noqa: E402
 from fusejit import fft  # noqa: E402
+from fusejit import optim  # noqa: E402
