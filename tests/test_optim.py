@@ -15,6 +15,7 @@ from fusejit.optim import lr_scheduler as S
 from tests.parity_helpers import DEVICES, host, on
 
 STEPS = 6
+RNG_U = np.random.default_rng(11)
 
 
 def _grads(shape, n, seed=0):
@@ -532,3 +533,73 @@ def test_scheduler_state_dict_round_trip():
     assert lam.state_dict()["lr_lambdas"] == [None]
     with pytest.raises(KeyError, match="initial_lr"):
         S.StepLR(_opt((1.0,)), 2, last_epoch=3)
+
+
+# -- nn.utils -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_clip_grad_norm(device, norm_type, max_norm):
+    gs = [RNG_U.standard_normal((3, 4)), RNG_U.standard_normal(5), RNG_U.standard_normal(())]
+    ps = [nn.Parameter(on(np.zeros_like(g), device)) for g in gs]
+    for p, g in zip(ps, gs):
+        p.grad = on(g, device)
+    no_grad_param = nn.Parameter(on(np.ones(2), device))
+    flat = np.concatenate([g.ravel() for g in gs])
+    if norm_type == math.inf:
+        want = np.abs(flat).max()
+    else:
+        want = (np.abs(flat) ** norm_type).sum() ** (1 / norm_type)
+    total = nn.utils.clip_grad_norm_(ps + [no_grad_param], max_norm, norm_type=norm_type)
+    np.testing.assert_allclose(total.item(), want, rtol=1e-12)
+    assert total.shape == () and total.dtype == fusejit.float64
+    coef = min(1.0, max_norm / (want + 1e-6))
+    for p, g in zip(ps, gs):
+        np.testing.assert_allclose(host(p.grad), g * coef, rtol=1e-12)
+    assert no_grad_param.grad is None
+
+
+def test_clip_grad_norm_edge_cases():
+    p = nn.Parameter(fusejit.zeros(2))
+    assert nn.utils.clip_grad_norm_([p], 1.0).item() == 0.0  # no gradients
+    p.grad = fusejit.tensor([float("nan"), 1.0])
+    with pytest.raises(RuntimeError, match="non-finite"):
+        nn.utils.clip_grad_norm_(p, 1.0, error_if_nonfinite=True)
+    assert np.isnan(nn.utils.clip_grad_norm_(p, 1.0).item())
+    # float32 gradients: float32 norm; the gradient object is scaled in place
+    q = nn.Parameter(fusejit.zeros(2))
+    q.grad = fusejit.tensor([3.0, 4.0])
+    g = q.grad
+    assert nn.utils.clip_grad_norm_(q, 2.5).dtype == fusejit.float32
+    assert q.grad is g
+    np.testing.assert_allclose(g.tolist(), [1.5, 2.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_clip_grad_value(device):
+    g = np.array([[-3.0, 0.5], [2.0, np.nan]])
+    p = nn.Parameter(on(np.zeros((2, 2)), device))
+    p.grad = on(g, device)
+    assert nn.utils.clip_grad_value_(p, 1.0) is None
+    np.testing.assert_array_equal(host(p.grad), np.clip(g, -1.0, 1.0))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_parameters_to_vector_and_back(device):
+    m = nn.Linear(3, 2)
+    if device != "cpu":
+        m = m.to(device)
+    vec = nn.utils.parameters_to_vector(m.parameters())
+    want = np.concatenate([host(m.weight).ravel(), host(m.bias)])
+    np.testing.assert_array_equal(host(vec), want)
+    new = on(np.arange(8, dtype=np.float32), device)
+    nn.utils.vector_to_parameters(new, m.parameters())
+    np.testing.assert_array_equal(host(m.weight), np.arange(6, dtype=np.float32).reshape(2, 3))
+    np.testing.assert_array_equal(host(m.bias), [6.0, 7.0])
+    assert isinstance(m.weight, nn.Parameter)
+    with pytest.raises(TypeError, match="expected fusejit.Tensor"):
+        nn.utils.vector_to_parameters([1.0], m.parameters())
+    with pytest.raises(ValueError, match="does not hold the 8 values"):
+        nn.utils.vector_to_parameters(new[:5], m.parameters())
