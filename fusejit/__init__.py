@@ -136,3 +136,4 @@ from fusejit.jit.scripting import ScriptError, script  # noqa: E402
 from fusejit.jit.archive import ArchiveError, load, save  # noqa: E402
 from fusejit import fft  # noqa: E402
 from fusejit import optim  # noqa: E402
+from fusejit.checkpoint import CheckpointError, load_state_dict, save_state_dict  # noqa: E402
