@@ -39,8 +39,8 @@ from fusejit.base.dtypes import (  # noqa: E402
     promote_types, result_type, uint8,
 )  # fmt: skip
 from fusejit.base.errors import (  # noqa: E402
-    CompileError, DeviceError, DimError, DTypeError, FusejitError, LinAlgError, ShapeError,
-    TraceError,
+    AutogradError, CompileError, DeviceError, DimError, DTypeError, FusejitError, LinAlgError,
+    ShapeError, TraceError,
 )  # fmt: skip
 from fusejit.base.shapes import broadcast_shapes  # noqa: E402
 from fusejit.eager.complex_functions import (  # noqa: E402
@@ -135,5 +135,7 @@ from fusejit.jit.optimize import optimize  # noqa: E402
 from fusejit.jit.scripting import ScriptError, script  # noqa: E402
 from fusejit.jit.archive import ArchiveError, load, save  # noqa: E402
 from fusejit import fft  # noqa: E402
+from fusejit import autograd  # noqa: E402
+from fusejit.eager.autograd import sum_to_size  # noqa: E402
 from fusejit import optim  # noqa: E402
 from fusejit.checkpoint import CheckpointError, load_state_dict, save_state_dict  # noqa: E402

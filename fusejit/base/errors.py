@@ -40,6 +40,12 @@ class TraceError(FusejitError, RuntimeError):
     """Something in a traced function cannot be recorded into a graph."""
 
 
+class AutogradError(FusejitError, RuntimeError):
+    """A backward pass that cannot run: a tensor that does not require grad, a graph already
+    freed, a saved tensor modified in place, an op without a derivative (a RuntimeError, as
+    PyTorch's)."""
+
+
 class TracerWarning(UserWarning):
     """A traced function did something whose result will not generalize to other inputs."""
 

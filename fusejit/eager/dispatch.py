@@ -11,7 +11,8 @@ import numpy as np
 from fusejit.backends.host_pool import MIN_BYTES, host_empty
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DeviceError, DTypeError, ShapeError, fmt_shape
-from fusejit.eager import recording
+from fusejit.eager import autograd, recording
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
 from fusejit.ops.registry import OpDef, check_allowed, dtype_rule, get_op
 
@@ -248,6 +249,12 @@ def elementwise(op: OpDef, args: tuple, attrs: dict | None = None):
     tracer = recording.TRACER
     if tracer is not None:
         tracer.record(op, args, attrs or {}, (t,))
+    elif MODE.enabled:
+        for a in tensors:
+            info = getattr(a, "_ag", None)
+            if info is not None and info.requires_grad:
+                autograd.record(op, args, attrs, (t,))
+                break
     return t
 
 
@@ -281,16 +288,20 @@ def apply(op: OpDef, tensors: tuple, attrs: dict):
         if isinstance(res, np.generic):  # numpy gives scalars for 0-d results (1-D @ 1-D)
             res = np.asarray(res)
         t = _new(Tensor)
-        t._data, t._dtype, t._device = res, out, dev
+        t._data, t._dtype, t._device, t._ag = res, out, dev, None
         tracer = recording.TRACER
         if tracer is not None:
             tracer.record(op, tensors, attrs, (t,))
+        elif MODE.enabled and autograd.needs_grad(tensors):
+            autograd.record(op, tensors, attrs, (t,))
         return t
     outs = out if isinstance(out, tuple) else (out,) * len(res)
     result = tuple(Tensor._wrap(r, d, dev) for r, d in zip(res, outs, strict=True))
     tracer = recording.TRACER
     if tracer is not None:
         tracer.record(op, tensors, attrs, result)
+    elif MODE.enabled and autograd.needs_grad(tensors):
+        autograd.record(op, tensors, attrs, result)
     return result
 
 

@@ -44,7 +44,12 @@ def _make_function(op: OpDef):
     if op.arity == 1:
 
         def fn(x):
-            if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
+            if (
+                type(x) is Tensor
+                and x._device is _CPU
+                and recording.TRACER is None
+                and getattr(x, "_ag", None) is None
+            ):
                 d = x._dtype
                 e = fast.get(d, False)
                 if e is False:
@@ -56,17 +61,28 @@ def _make_function(op: OpDef):
                         return _elementwise(op, (x,))
                     if type(r) is _ndarray and r.dtype is e[2]:
                         t = _new(Tensor)
-                        t._data, t._dtype, t._device = r, e[1], _CPU
+                        t._data, t._dtype, t._device, t._ag = r, e[1], _CPU, None
                         return t
             return _elementwise(op, (x,))
 
     elif op.arity == 2:
 
         def fn(x, y):
-            if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
+            if (
+                type(x) is Tensor
+                and x._device is _CPU
+                and recording.TRACER is None
+                and getattr(x, "_ag", None) is None
+            ):
                 ty = type(y)
                 if ty is Tensor:
-                    key = x._dtype if y._dtype is x._dtype and y._device is _CPU else None
+                    key = (
+                        x._dtype
+                        if y._dtype is x._dtype
+                        and y._device is _CPU
+                        and getattr(y, "_ag", None) is None
+                        else None
+                    )
                     b = y._data
                 elif ty in _PY_SCALARS:
                     key, b = (x._dtype, ty), y
@@ -83,7 +99,7 @@ def _make_function(op: OpDef):
                             return _elementwise(op, (x, y))
                         if type(r) is _ndarray and r.dtype is e[2]:
                             t = _new(Tensor)
-                            t._data, t._dtype, t._device = r, e[1], _CPU
+                            t._data, t._dtype, t._device, t._ag = r, e[1], _CPU, None
                             return t
             return _elementwise(op, (x, y))
 
@@ -103,7 +119,12 @@ def make_reflected(op: OpDef):
 
     def fn(self, other):
         ty = type(other)
-        fast_ok = type(self) is Tensor and self._device is _CPU and recording.TRACER is None
+        fast_ok = (
+            type(self) is Tensor
+            and self._device is _CPU
+            and recording.TRACER is None
+            and getattr(self, "_ag", None) is None
+        )
         if ty in _PY_SCALARS and fast_ok:
             key = (self._dtype, ty)
             e = fast.get(key, False)
@@ -116,7 +137,7 @@ def make_reflected(op: OpDef):
                     return _elementwise(op, (other, self))
                 if type(r) is _ndarray and r.dtype is e[2]:
                     t = _new(Tensor)
-                    t._data, t._dtype, t._device = r, e[1], _CPU
+                    t._data, t._dtype, t._device, t._ag = r, e[1], _CPU, None
                     return t
         return _elementwise(op, (other, self))
 
@@ -161,6 +182,8 @@ def where(condition, x, y):
         and x._dtype is y._dtype
         and condition._device is x._device is y._device is _CPU
         and recording.TRACER is None
+        and getattr(x, "_ag", None) is None
+        and getattr(y, "_ag", None) is None
     ):  # fast path: what the general path computes here, np.where on the arrays as they are
         try:
             r = np.where(condition._data, x._data, y._data)
@@ -168,7 +191,7 @@ def where(condition, x, y):
             return _elementwise(_WHERE, (condition, x, y))
         if type(r) is _ndarray and r.dtype is x._dtype.np:
             t = _new(Tensor)
-            t._data, t._dtype, t._device = r, x._dtype, _CPU
+            t._data, t._dtype, t._device, t._ag = r, x._dtype, _CPU, None
             return t
     return _elementwise(_WHERE, (condition, x, y))
 
@@ -176,9 +199,14 @@ def where(condition, x, y):
 def cast(x, dtype):
     """``x`` converted to ``dtype`` (float to int truncates toward zero)."""
     d = dt.as_dtype(dtype)
-    if type(x) is Tensor and x._device is _CPU and recording.TRACER is None:
+    if (
+        type(x) is Tensor
+        and x._device is _CPU
+        and recording.TRACER is None
+        and getattr(x, "_ag", None) is None
+    ):
         t = _new(Tensor)  # fast path: what the CPU backend does for a cast
-        t._data, t._dtype, t._device = x._data.astype(d.np), d, _CPU
+        t._data, t._dtype, t._device, t._ag = x._data.astype(d.np), d, _CPU, None
         return t
     return _elementwise(_CAST, (x,), {"dtype": d})
 

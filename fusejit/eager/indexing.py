@@ -18,9 +18,10 @@ import numpy as np
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DeviceError, DimError, DTypeError, ShapeError, fmt_shape
 from fusejit.base.shapes import broadcast_shapes, int_arg, norm_dim
-from fusejit.eager import dispatch, recording
+from fusejit.eager import autograd, dispatch, recording
 from fusejit.eager.creation import full
 from fusejit.eager.elementwise import cast, where
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.inplace import check_inplace_dtype, write_inplace
 from fusejit.eager.movement import expand, reshape
 from fusejit.eager.tensor import Tensor
@@ -108,10 +109,40 @@ def setitem(x, index, value) -> None:
     else:
         check_inplace_dtype("setitem", x.dtype, dt.result_type(value))
         v = value
+    track = getattr(x, "_ag", None) is not None or getattr(value, "_ag", None) is not None
+    if track:
+        autograd.check_inplace("setitem", x)
+        if autograd.needs_grad((x, value) if isinstance(value, Tensor) else (x,)):
+            _record_setitem(x, index, value)
+        elif MODE.enabled:
+            x._ag = None  # (overwritten without history)
     try:
         x._data[conv] = v
     except ValueError as e:
         raise ShapeError(f"setitem: {e}") from None
+    autograd.bump_version(x)
+
+
+def _record_setitem(x, index, value) -> None:
+    """``x[index] = value`` under autograd: ``x`` gets a node whose gradient for the old ``x``
+    is the incoming one with ``index`` zeroed, and for ``value`` the incoming one at
+    ``index``."""
+    operands = (x, value) if isinstance(value, Tensor) else (x,)
+    edges = []
+    for t in operands:
+        info = getattr(t, "_ag", None)
+        edges.append(autograd._edge(t, info) if info is not None and info.requires_grad else None)
+    metas = [(t._data.shape, t._dtype, t._device) for t in operands]
+
+    def backward(g):
+        gx = g.clone()
+        gx[index] = 0
+        if len(operands) == 1:
+            return (gx,)
+        return gx, g[index]
+
+    node = autograd.FunctionNode("IndexPutBackward0", edges, (x,), backward, metas)
+    x._ag = autograd.GradInfo(True, node, 0)
 
 
 def narrow(x, dim: int, start: int, length: int):

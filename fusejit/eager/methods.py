@@ -27,6 +27,7 @@ from fusejit.eager import (
     sorting,
     statistics,
 )
+from fusejit.eager.autograd import METHODS as AUTOGRAD_METHODS
 from fusejit.eager.interop import METHODS as INTEROP_METHODS
 from fusejit.eager.random import METHODS as RANDOM_METHODS
 from fusejit.eager.tensor import Tensor
@@ -91,6 +92,7 @@ del c
 # the random fills and draws (fusejit/eager/random.py), the conveniences of interop.py
 _OTHER_METHODS.update(RANDOM_METHODS)
 _OTHER_METHODS.update(INTEROP_METHODS)
+_OTHER_METHODS.update(AUTOGRAD_METHODS)  # backward, grad_fn, detach, register_hook, ...
 
 
 def _reflected(fn):

@@ -22,6 +22,7 @@ from fusejit.base.device import Device, as_device
 from fusejit.base.errors import DeviceError, DTypeError, ShapeError, TraceError, fmt_shape
 from fusejit.base.shapes import describe, int_arg, shape_arg
 from fusejit.eager import recording
+from fusejit.eager.autograd import bump_version
 from fusejit.eager.inplace import check_writeable
 from fusejit.eager.tensor import Tensor
 
@@ -252,6 +253,7 @@ def _write(name: str, self: Tensor, arr: np.ndarray) -> Tensor:
         b = self.device.backend
         with b.scope():
             self._data[...] = b.from_numpy(arr)
+    bump_version(self)
     return self
 
 

@@ -15,6 +15,7 @@ from fusejit.backends.host_pool import POOL as _HOST_POOL
 from fusejit.base import dtypes as dt
 from fusejit.base.device import CPU, Device, as_device
 from fusejit.base.errors import (
+    AutogradError,
     DeviceError,
     DTypeError,
     FusejitError,
@@ -30,13 +31,20 @@ __all__ = ["Tensor", "tensor", "from_numpy", "from_dlpack"]
 
 
 class GradInfo:
-    """What autograd knows of a tensor: whether it requires grad, its accumulated ``grad``."""
+    """What autograd knows of a tensor: whether it requires grad, its accumulated ``grad``, and
+    (``fusejit/eager/autograd.py``) the node that made it (``node``, the result ``index`` of
+    that node; None on a leaf), a leaf's gradient accumulator ``acc``, whether a non-leaf
+    keeps its gradient (``retains``)."""
 
-    __slots__ = ("requires_grad", "grad")
+    __slots__ = ("requires_grad", "grad", "node", "index", "acc", "retains")
 
-    def __init__(self) -> None:
-        self.requires_grad = False
+    def __init__(self, requires_grad: bool = False, node=None, index: int = 0) -> None:
+        self.requires_grad = requires_grad
         self.grad = None
+        self.node = node
+        self.index = index
+        self.acc = None
+        self.retains = False
 
 
 def _grad_info(t) -> GradInfo:
@@ -55,8 +63,9 @@ class Tensor:
     24.0
     """
 
-    # ``_ag``: what autograd knows of the tensor (``GradInfo``), unset on the tensors that never
-    # took part in it (most), so that making a tensor stays three stores
+    # ``_ag``: what autograd knows of the tensor (``GradInfo``), None (or unset) on the tensors
+    # that never took part in it (most), so that making a tensor stays a few stores; read it
+    # with ``getattr(t, "_ag", None)``
     __slots__ = ("_data", "_dtype", "_device", "_ag", "__weakref__")
     __array_priority__ = 1000  # so numpy defers ``ndarray + Tensor`` to Tensor.__radd__
 
@@ -66,6 +75,7 @@ class Tensor:
         t._data = data
         t._dtype = dtype
         t._device = device
+        t._ag = None
         return t
 
     def __del__(self) -> None:
@@ -233,9 +243,6 @@ class Tensor:
             return self._dtype.name
         return self.to(dtype=dtype)
 
-    def detach(self) -> Tensor:
-        return self
-
     # ---- autograd ---------------------------------------------------------------------------
     @property
     def requires_grad(self) -> bool:
@@ -250,6 +257,12 @@ class Tensor:
             raise DTypeError(
                 f"requires_grad: only floating-point tensors can require gradients, got a "
                 f"{self._dtype.name} tensor of shape {fmt_shape(self.shape)}"
+            )
+        info = getattr(self, "_ag", None)
+        if info is not None and info.node is not None and not value:
+            raise AutogradError(
+                f"requires_grad: only a leaf tensor's flag can be changed; this tensor of shape "
+                f"{fmt_shape(self.shape)} is the result of {info.node.name()} (use detach())"
             )
         _grad_info(self).requires_grad = value
 

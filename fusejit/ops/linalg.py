@@ -17,10 +17,81 @@ def _matmul_impl(b, x, y, dtype):
     return b.xp.matmul(x.astype(dtype.np, copy=False), y.astype(dtype.np, copy=False))
 
 
+def _vjp_matmul(F, ctx, g):
+    # 1-D operands are matrices of one row (the first) or one column (the second), as matmul
+    # reads them; the engine sums broadcast batch dims away
+    a, b = ctx.inputs[0], ctx.inputs[1]
+    if a.ndim == 1 and b.ndim == 1:
+        return (g * b if ctx.needs_input_grad[0] else None), (g * a if ctx.needs_input_grad[1]
+                                                              else None)  # fmt: skip
+    a2 = F.unsqueeze(a, 0) if a.ndim == 1 else a
+    b2 = F.unsqueeze(b, -1) if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = F.unsqueeze(g2, -2)
+    if b.ndim == 1:
+        g2 = F.unsqueeze(g2, -1)
+    ga = gb = None
+    if ctx.needs_input_grad[0]:
+        ga = F.matmul(g2, F.swapaxes(b2, -1, -2))
+        if a.ndim == 1:
+            ga = F.squeeze(ga, -2)
+    if ctx.needs_input_grad[1]:
+        gb = F.matmul(F.swapaxes(a2, -1, -2), g2)
+        if b.ndim == 1:
+            gb = F.squeeze(gb, -1)
+    return ga, gb
+
+
+def _einsum_parts(equation: str, ndims) -> tuple[list[str], str]:
+    """The subscripts of each operand and of the result of ``equation``, with ``...`` spelled
+    out as capital letters (one per broadcast dim) and an implicit result made explicit."""
+    lhs, _, rhs = equation.replace(" ", "").partition("->")
+    ins = lhs.split(",")
+    n_ell = max((nd - len(t.replace("...", "")) for t, nd in zip(ins, ndims) if "..." in t),
+                default=0)  # fmt: skip
+    ell = "".join(chr(ord("A") + i) for i in range(n_ell))
+    ins = [t.replace("...", ell[n_ell - (nd - len(t.replace("...", ""))):]) for t, nd in
+           zip(ins, ndims)]  # fmt: skip
+    if "->" in equation:
+        out = rhs.replace("...", ell)
+    else:
+        letters = "".join(ins)
+        out = ell + "".join(
+            sorted(c for c in set(letters) if letters.count(c) == 1 and c.islower())
+        )
+    return ins, out
+
+
+def _vjp_einsum(F, ctx, g):
+    ops = [ctx.inputs[i] for i in range(len(ctx.inputs))]
+    ins, out = _einsum_parts(ctx.attrs["equation"], [o.ndim for o in ops])
+    res = []
+    for i, sub in enumerate(ins):
+        if not ctx.needs_input_grad[i]:
+            res.append(None)
+            continue
+        if len(set(sub)) != len(sub):
+            raise NotImplementedError(
+                f"einsum: no gradient yet for an operand with a repeated subscript ({sub})"
+            )
+        others = [s for j, s in enumerate(ins) if j != i]
+        avail = set(out).union(*others)
+        target = "".join(c for c in sub if c in avail)
+        eq = ",".join([out, *others]) + "->" + target
+        r = F.einsum(eq, g, *[o for j, o in enumerate(ops) if j != i])
+        shape = ops[i].shape
+        sizes = dict(zip(target, r.shape))
+        r = F.reshape(r, tuple(sizes.get(c, 1) for c in sub))
+        res.append(F.broadcast_to(r, tuple(sizes.get(c, n) for c, n in zip(sub, shape))))
+    return tuple(res)
+
+
 MATMUL = register(
     OpDef(name="matmul", kind="matmul", arity=2, allowed=NUM, impl=_matmul_impl,
           out_dtype=lambda a, b, dtype: dtype,
-          methods=("matmul", "__matmul__", "dot", "mv", "bmm"), rmethods=("__rmatmul__",))
+          methods=("matmul", "__matmul__", "dot", "mv", "bmm"), rmethods=("__rmatmul__",),
+          vjp=_vjp_matmul)
 )  # fmt: skip
 
 
@@ -31,7 +102,7 @@ def _einsum_impl(b, *arrays, equation, dtype):
 
 EINSUM = register(
     OpDef(name="einsum", kind="matmul", arity=-1, allowed=NUM, impl=_einsum_impl,
-          out_dtype=lambda *ds, equation, dtype: dtype)
+          out_dtype=lambda *ds, equation, dtype: dtype, vjp=_vjp_einsum)
 )  # fmt: skip
 
 

@@ -170,11 +170,154 @@ def _layer_norm_impl(b, a, *wb, normalized_ndim, eps=1e-5, has_weight=False, has
     return y.astype(out.np, copy=False)
 
 
+# ---- derivative rules (``OpDef.vjp``, see ``registry``) ------------------------------------------
+def _rdims(ctx):
+    """(operand shape, reduced dims as a tuple, keepdim) of a reduction's ``ctx``."""
+    shape = ctx.input_meta(0)[0]
+    dims = ctx.attrs.get("dim")
+    if dims is None:
+        dims = tuple(range(len(shape)))
+    elif isinstance(dims, int):
+        dims = (dims,)
+    return shape, tuple(d % len(shape) for d in dims) if shape else (), ctx.attrs.get("keepdim")
+
+
+def _keep(F, t, shape, dims, keepdim):
+    """``t`` (a reduction's result or its gradient) with the reduced dims kept as size 1."""
+    if keepdim or not shape:
+        return t
+    return F.reshape(t, tuple(1 if i in dims else s for i, s in enumerate(shape)))
+
+
+def _count(shape, dims) -> int:
+    n = 1
+    for d in dims:
+        n *= shape[d]
+    return n
+
+
+def _vjp_sum(F, ctx, g):
+    shape, dims, keepdim = _rdims(ctx)
+    return (F.broadcast_to(_keep(F, g, shape, dims, keepdim), shape),)
+
+
+def _vjp_mean(F, ctx, g):
+    shape, dims, keepdim = _rdims(ctx)
+    gk = _keep(F, g, shape, dims, keepdim) / _count(shape, dims)
+    return (F.broadcast_to(gk, shape),)
+
+
+def _vjp_prod(F, ctx, g):
+    # zeros: the one zero of a slice gets the product of the others, every other entry 0
+    shape, dims, keepdim = _rdims(ctx)
+    x = ctx.inputs[0]
+    d = dims if shape else None
+    zero = x == 0
+    safe = F.where(zero, 1.0, x)
+    nz_prod = F.prod(safe, dim=d, keepdim=True) if shape else safe
+    n_zero = F.sum(zero, dim=d, keepdim=True) if shape else F.cast(zero, F.int64)
+    out = _keep(F, ctx.outputs[0], shape, dims, keepdim)
+    gk = _keep(F, g, shape, dims, keepdim)
+    at_zero = F.where(n_zero == 1, nz_prod, 0.0)
+    return (gk * F.where(zero, at_zero, out / safe),)
+
+
+def _vjp_amax(F, ctx, g):
+    # ties share the gradient evenly, as PyTorch's amax / amin
+    shape, dims, keepdim = _rdims(ctx)
+    x = ctx.inputs[0]
+    out = _keep(F, ctx.outputs[0], shape, dims, keepdim)
+    mask = x == out
+    cnt = F.sum(mask, dim=dims if shape else None, keepdim=True) if shape else 1
+    return (F.where(mask, _keep(F, g, shape, dims, keepdim) / cnt, 0.0),)
+
+
+def _vjp_max_dim(F, ctx, g, gi=None):
+    # the gradient goes to the element the index names
+    shape = ctx.input_meta(0)[0]
+    dim, keepdim = ctx.attrs["dim"] % len(shape), ctx.attrs.get("keepdim")
+    idx = _keep(F, ctx.outputs[1], shape, (dim,), keepdim)
+    ar = F.arange(shape[dim], device=g.device)
+    ar = F.reshape(ar, tuple(shape[dim] if i == dim else 1 for i in range(len(shape))))
+    return (F.where(ar == idx, _keep(F, g, shape, (dim,), keepdim), 0.0),)
+
+
+def _vjp_var(F, ctx, g):
+    shape, dims, keepdim = _rdims(ctx)
+    x = ctx.inputs[0]
+    n = _count(shape, dims) - ctx.attrs.get("correction", 1)
+    xc = x - F.mean(x, dim=dims if shape else None, keepdim=True) if shape else x - x
+    gk = _keep(F, g, shape, dims, keepdim)
+    if ctx.attrs.get("sqrt"):
+        return (gk * xc / (n * _keep(F, ctx.outputs[0], shape, dims, keepdim)),)
+    return (gk * xc * (2.0 / n),)
+
+
+def _vjp_logsumexp(F, ctx, g):
+    shape, dims, keepdim = _rdims(ctx)
+    out = _keep(F, ctx.outputs[0], shape, dims, keepdim)
+    return (_keep(F, g, shape, dims, keepdim) * F.exp(ctx.inputs[0] - out),)
+
+
+def _vjp_softmax(F, ctx, g):
+    dim = ctx.attrs["dim"]
+    out = ctx.outputs[0]
+    if ctx.attrs.get("log"):
+        return (g - F.exp(out) * F.sum(g, dim=dim, keepdim=True),)
+    return (out * (g - F.sum(g * out, dim=dim, keepdim=True)),)
+
+
+def _vjp_layer_norm(F, ctx, g):
+    a = ctx.attrs
+    x = ctx.inputs[0]
+    k = a["normalized_ndim"]
+    axes = tuple(range(x.ndim - k, x.ndim))
+    mu = F.mean(x, dim=axes, keepdim=True)
+    xc = x - mu
+    rstd = F.rsqrt(F.mean(xc * xc, dim=axes, keepdim=True) + a.get("eps", 1e-5))
+    xhat = xc * rstd
+    gy = g * ctx.inputs[1] if a.get("has_weight") else g
+    gx = None
+    if ctx.needs_input_grad[0]:
+        m1 = F.mean(gy, dim=axes, keepdim=True)
+        m2 = F.mean(gy * xhat, dim=axes, keepdim=True)
+        gx = rstd * (gy - m1 - xhat * m2)
+    res = [gx]
+    if a.get("has_weight"):
+        res.append(g * xhat if ctx.needs_input_grad[1] else None)
+    if a.get("has_bias"):
+        res.append(g)
+    return tuple(res)
+
+
+def _vjp_cumsum(F, ctx, g):
+    dim = ctx.attrs["dim"]  # the reversed running sum, without a flip
+    return (F.sum(g, dim=dim, keepdim=True) - F.cumsum(g, dim) + g,)
+
+
+def _vjp_cumprod(F, ctx, g):
+    # (operands without zeros: the reversed running sum of g * out, over x)
+    dim = ctx.attrs["dim"]
+    go = g * ctx.outputs[0]
+    rev = F.sum(go, dim=dim, keepdim=True) - F.cumsum(go, dim) + go
+    return (rev / ctx.inputs[0],)
+
+
+_NO_GRAD = {"argmax", "argmin", "all", "any"}
+_RULES = {
+    "sum": _vjp_sum, "prod": _vjp_prod, "mean": _vjp_mean, "var": _vjp_var, "amax": _vjp_amax,
+    "amin": _vjp_amax, "max_dim": _vjp_max_dim, "min_dim": _vjp_max_dim,
+    "logsumexp": _vjp_logsumexp, "softmax": _vjp_softmax, "layer_norm": _vjp_layer_norm,
+    "cumsum": _vjp_cumsum, "cumprod": _vjp_cumprod,
+}  # fmt: skip
+
+
 def _red(name, impl, out_dtype, allowed=ANY, n_out=1, ref=None, methods=None, reduce=None):
     return register(
         OpDef(name=name, kind="reduction", arity=1, allowed=allowed, impl=impl,
               out_dtype=out_dtype, n_out=n_out, ref=ref,
-              methods=(name,) if methods is None else methods, reduce=reduce)
+              methods=(name,) if methods is None else methods, reduce=reduce,
+              vjp=_RULES.get(name), differentiable=name not in _NO_GRAD)
     )  # fmt: skip
 
 
@@ -213,10 +356,11 @@ ALL = _red("all", _all_impl, _bool)
 ANY_ = _red("any", _any_impl, _bool)
 SOFTMAX = register(OpDef(name="softmax", kind="composite", arity=1, allowed=NUM,
                          impl=_softmax_impl, out_dtype=_float_out,
-                         methods=("softmax", "log_softmax")))  # fmt: skip
+                         methods=("softmax", "log_softmax"), vjp=_vjp_softmax))  # fmt: skip
 LAYER_NORM = register(OpDef(name="layer_norm", kind="composite", arity=3, allowed=NUM,
                             impl=_layer_norm_impl,
-                            out_dtype=lambda d, *_, **__: _float_out(d)))  # fmt: skip
+                            out_dtype=lambda d, *_, **__: _float_out(d),
+                            vjp=_vjp_layer_norm))  # fmt: skip
 
 
 def _scan_impl(fn: str):
@@ -229,7 +373,8 @@ def _scan_impl(fn: str):
 
 def _scan(name: str):
     return register(OpDef(name=name, kind="scan", arity=1, impl=_scan_impl(name),
-                          out_dtype=lambda d, dim, dtype: dtype, methods=(name,)))  # fmt: skip
+                          out_dtype=lambda d, dim, dtype: dtype, methods=(name,),
+                          vjp=_RULES[name]))  # fmt: skip
 
 
 CUMSUM = _scan("cumsum")

@@ -1,0 +1,1066 @@
+"""Reverse-mode autograd: the graph eager ops record, and the backward pass over it.
+
+Recording: ``dispatch.elementwise`` and ``dispatch.apply`` call ``record`` when grad mode is on
+and an operand requires grad. ``record`` makes one ``OpNode`` per op call: the op's operands
+(kept for its derivative rule), its results (kept as aliases that do not point back at the
+node, so that no reference cycle keeps activations alive), the storage versions of both, and
+one edge per operand: the node that made it (and which of its results it is), the gradient
+accumulator of a leaf, or None. The results get the node (``GradInfo.node``).
+
+Backward: ``run_backward`` orders the nodes reachable from the roots (each after every node
+that consumes one of its results), then runs each node's rule (``OpDef.vjp``, called with the
+``fusejit`` namespace and the node as ``ctx``) on the summed gradients of its results. The
+engine, not the rules, reduces a gradient to its operand's shape (summing the broadcast dims,
+``sum_to_size``) and casts it to the operand's dtype, so a rule may return a gradient of the
+broadcast result shape and dtype. Rules run under ``no_grad`` unless ``create_graph`` is set;
+then they record like any ops, and a gradient can itself be differentiated.
+
+Version counters: every write into a storage in place bumps the storage's version (views share
+it). A node remembers the versions of the tensors it keeps; reading one whose version changed
+from a rule (``ctx.inputs[i]``, ``ctx.outputs[i]``) is an AutogradError naming the op.
+
+In-place ops on tensors that require grad record too: the op is computed out of place (which
+records its node), the node keeps a copy of the overwritten value where it is an operand, and
+the written tensor takes the node as its history (PyTorch's rebase). A leaf that requires grad
+cannot be written in place while grad mode is on, nor can a view of a tensor that requires
+grad (PyTorch's CopySlices is not implemented).
+"""
+
+from __future__ import annotations
+
+import sys
+import weakref
+
+import numpy as np
+
+from fusejit.base import dtypes as dt
+from fusejit.base.errors import AutogradError, DeviceError, ShapeError, TraceError, fmt_shape
+from fusejit.eager import recording
+from fusejit.eager.grad_mode import MODE
+from fusejit.eager.tensor import GradInfo, Tensor
+
+__all__ = [
+    "record", "backward", "grad", "gradcheck", "Function", "sum_to_size", "bump_version",
+    "version_of", "Node", "GradInfo",
+]  # fmt: skip
+
+_new = object.__new__
+
+
+def _F():
+    """The ``fusejit`` namespace the rules are written against (looked up at run time: this
+    module sits below it)."""
+    return sys.modules["fusejit"]
+
+
+# ---- storage versions --------------------------------------------------------------------------
+# id of a storage's root array -> how many times it was written in place. A node that keeps a
+# tensor keeps its root alive, so the id cannot be reused while a saved version refers to it.
+VERSIONS: dict[int, int] = {}
+
+
+def storage_key(a) -> int:
+    """The id of the array that owns ``a``'s memory (views of one storage share it)."""
+    b = a.base
+    while b is not None:
+        a = b
+        b = getattr(a, "base", None)
+    return id(a)
+
+
+def version_of(t: Tensor) -> int:
+    """The number of in-place writes into ``t``'s storage so far (``Tensor._version``)."""
+    return VERSIONS.get(storage_key(t._data), 0)
+
+
+def bump_version(t: Tensor) -> None:
+    """Note an in-place write into ``t``'s storage (every in-place op calls this)."""
+    k = storage_key(t._data)
+    VERSIONS[k] = VERSIONS.get(k, 0) + 1
+
+
+# ---- nodes -------------------------------------------------------------------------------------
+def _camel(name: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p)
+
+
+def _describe(t) -> str:
+    return f"a {t._dtype.name} tensor of shape {fmt_shape(t.shape)}"
+
+
+class RemovableHandle:
+    """What ``register_hook`` returns: ``remove()`` takes the hook off again."""
+
+    __slots__ = ("_list", "_fn")
+
+    def __init__(self, hooks: list, fn) -> None:
+        self._list, self._fn = hooks, fn
+
+    def remove(self) -> None:
+        if self._fn in self._list:
+            self._list.remove(self._fn)
+
+
+class Node:
+    """A function of the backward graph (``Tensor.grad_fn``): ``name()`` as PyTorch's
+    (``MulBackward0``), ``next_functions`` the nodes its gradients flow to."""
+
+    __slots__ = ("edges", "n_out", "hooks", "retained", "released", "__weakref__")
+
+    def __init__(self, edges, n_out: int) -> None:
+        self.edges = edges
+        self.n_out = n_out
+        self.hooks = None  # result index -> tensor hooks of that result
+        self.retained = None  # result index -> weak reference of a tensor that retains its grad
+        self.released = False
+
+    def name(self) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{self.name()} object at {id(self):#x}>"
+
+    @property
+    def next_functions(self) -> tuple:
+        return tuple((None, 0) if e is None else e for e in self.edges)
+
+    def out_meta(self, i: int):
+        """(shape, dtype, device) of result ``i``."""
+        raise NotImplementedError
+
+    def run(self, grads: list) -> tuple:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        self.released = True
+
+
+class _Saved:
+    """The tensors a node keeps, checked against their versions when a rule reads them."""
+
+    __slots__ = ("_node", "_items", "_versions", "_what", "_alias")
+
+    def __init__(self, node, items, versions, what: str, alias: bool) -> None:
+        self._node, self._items, self._versions = node, items, versions
+        self._what, self._alias = what, alias
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self[j] for j in range(*i.indices(len(self._items))))
+        t = self._items[i]
+        if self._node.released:
+            _raise_released(self._node)
+        if type(t) is not Tensor and not isinstance(t, Tensor):
+            return t  # (a Python scalar operand)
+        v = self._versions[i if i >= 0 else len(self._items) + i]
+        if VERSIONS.get(storage_key(t._data), 0) != v:
+            now = VERSIONS.get(storage_key(t._data), 0)
+            raise AutogradError(
+                f"backward: {self._what} {i} of {self._node.name()} ({_describe(t)}), needed "
+                f"for the gradient, was modified by an in-place operation after it was saved "
+                f"(it is at version {now}; it was saved at version {v}); clone() it before "
+                "writing into it, or write into a copy"
+            )
+        if self._alias and MODE.enabled:  # create_graph: the result, with this node's history
+            a = _new(Tensor)
+            a._data, a._dtype, a._device = t._data, t._dtype, t._device
+            a._ag = GradInfo(True, self._node, i)
+            return a
+        return t
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self._items)))
+
+
+def _raise_released(node) -> None:
+    raise AutogradError(
+        f"backward: trying to run backward through {node.name()} a second time (or read its "
+        "saved tensors after they were freed); the first backward freed the graph. Pass "
+        "retain_graph=True to the first backward() or autograd.grad() to run it again"
+    )
+
+
+class OpNode(Node):
+    """The node of one call of an op-table op; it is the ``ctx`` its rule reads: ``inputs``
+    (operands as called, tensors and Python scalars), ``outputs``, ``attrs``,
+    ``needs_input_grad``."""
+
+    __slots__ = ("op", "attrs", "_inputs", "_outputs", "_in_versions", "_out_versions")
+
+    def __init__(self, op, args, attrs, outs, edges) -> None:
+        Node.__init__(self, edges, len(outs))
+        self.op = op
+        self.attrs = attrs
+        self._inputs = list(args)
+        self._in_versions = [
+            VERSIONS.get(storage_key(a._data), 0) if isinstance(a, Tensor) else 0 for a in args
+        ]
+        aliases = []
+        for o in outs:
+            a = _new(Tensor)
+            a._data, a._dtype, a._device = o._data, o._dtype, o._device
+            a._ag = None
+            aliases.append(a)
+        self._outputs = aliases
+        self._out_versions = [VERSIONS.get(storage_key(o._data), 0) for o in outs]
+
+    def name(self) -> str:
+        return _camel(self.op.name) + "Backward0"
+
+    @property
+    def inputs(self) -> _Saved:
+        return _Saved(self, self._inputs, self._in_versions, "input", False)
+
+    @property
+    def outputs(self) -> _Saved:
+        return _Saved(self, self._outputs, self._out_versions, "output", True)
+
+    @property
+    def needs_input_grad(self) -> tuple:
+        return tuple(e is not None for e in self.edges)
+
+    def out_meta(self, i: int):
+        o = self._outputs[i]
+        return o._data.shape, o._dtype, o._device
+
+    def input_meta(self, i: int):
+        a = self._inputs[i]
+        return a._data.shape, a._dtype, a._device
+
+    def snapshot(self, t: Tensor) -> None:
+        """``t`` is about to be overwritten in place: keep a copy of its value where it is an
+        operand of this node (with its history, for double backward)."""
+        for i, a in enumerate(self._inputs):
+            if a is t:
+                c = _new(Tensor)
+                c._data, c._dtype, c._device = t._data.copy(), t._dtype, t._device
+                c._ag = getattr(t, "_ag", None)
+                self._inputs[i] = c
+                self._in_versions[i] = (
+                    0 if storage_key(c._data) not in VERSIONS else (VERSIONS[storage_key(c._data)])
+                )
+
+    def run(self, grads: list) -> tuple:
+        if self.released:
+            _raise_released(self)
+        vjp = self.op.vjp
+        if vjp is None:
+            raise AutogradError(
+                f"backward: the op {self.op.name} has no derivative rule in the op table yet "
+                f"({self.name()}); compute without it or detach() its inputs"
+            )
+        res = vjp(_F(), self, *grads)
+        if not isinstance(res, tuple):
+            res = (res,)
+        if len(res) != len(self._inputs):
+            raise AutogradError(
+                f"backward: the derivative rule of {self.op.name} gave {len(res)} gradients for "
+                f"{len(self._inputs)} operands"
+            )
+        return res
+
+    def release(self) -> None:
+        self.released = True
+        self._inputs = self._outputs = None
+
+
+class FunctionNode(Node):
+    """A node whose backward is a Python function of the result gradients (``Function``,
+    assignment into a tensor)."""
+
+    __slots__ = ("_name", "_backward", "_metas", "_in_metas")
+
+    def __init__(self, name, edges, outs, backward, in_metas) -> None:
+        Node.__init__(self, edges, len(outs))
+        self._name = name
+        self._backward = backward
+        self._metas = [(o._data.shape, o._dtype, o._device) for o in outs]
+        self._in_metas = in_metas
+
+    def name(self) -> str:
+        return self._name
+
+    def out_meta(self, i: int):
+        return self._metas[i]
+
+    def input_meta(self, i: int):
+        return self._in_metas[i]
+
+    def run(self, grads: list) -> tuple:
+        if self.released:
+            _raise_released(self)
+        res = self._backward(*grads)
+        if not isinstance(res, tuple):
+            res = (res,)
+        if len(res) != len(self.edges):
+            raise AutogradError(
+                f"backward: {self._name} gave {len(res)} gradients for {len(self.edges)} inputs"
+            )
+        return res
+
+    def release(self) -> None:
+        self.released = True
+        self._backward = None
+
+
+class AccumulateGrad(Node):
+    """The end of the graph at a leaf: adds the gradient into the leaf's ``.grad``."""
+
+    __slots__ = ("leaf", "_meta", "leaf_hooks")
+
+    def __init__(self, leaf: Tensor) -> None:
+        Node.__init__(self, (), 1)
+        self.leaf = weakref.ref(leaf)
+        self._meta = (leaf._data.shape, leaf._dtype, leaf._device)
+        self.leaf_hooks: list = []
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    @property
+    def variable(self):
+        return self.leaf()
+
+    def out_meta(self, i: int):
+        return self._meta
+
+    def accumulate(self, g: Tensor, create_graph: bool) -> None:
+        t = self.leaf()
+        if t is None:
+            return
+        info = t._ag
+        old = info.grad
+        if create_graph:
+            info.grad = g if old is None else _F().add(old, g)
+        elif old is None:
+            info.grad = _fresh(g)
+        elif getattr(old, "_ag", None) is not None and old._ag.requires_grad:
+            info.grad = _F().add(old.detach(), g)
+        else:
+            old._data += g._data
+            bump_version(old)
+
+    def release(self) -> None:
+        pass  # (a leaf's accumulator serves every graph it takes part in)
+
+
+def _fresh(g: Tensor) -> Tensor:
+    """``g`` as a tensor of its own memory, contiguous, that nothing else refers to (what
+    ``.grad`` holds: optimizers and clipping write into it)."""
+    t = _new(Tensor)
+    t._data, t._dtype, t._device = g._data.copy(), g._dtype, g._device
+    t._ag = None
+    return t
+
+
+def _edge(t: Tensor, info: GradInfo):
+    node = info.node
+    if node is not None:
+        return (node, info.index)
+    acc = info.acc
+    if acc is None:
+        acc = info.acc = AccumulateGrad(t)
+    return (acc, 0)
+
+
+def _differentiable_dtype(d: dt.DType) -> bool:
+    return d.kind == "f" or d.kind == "c"
+
+
+def record(op, args, attrs, outs) -> None:
+    """Record the call of ``op`` on ``args`` (tensors and Python scalars) with ``attrs`` that
+    gave ``outs`` (a tuple of tensors), when an operand requires grad (the caller checked that
+    grad mode is on). Results of a non-differentiable op, and integer results, do not require
+    grad."""
+    if recording.TRACER is not None:
+        return  # (a traced graph records no autograd: issue #20 adds joint graphs)
+    if not op.differentiable:
+        return
+    edges = []
+    anyg = False
+    for a in args:
+        info = getattr(a, "_ag", None) if isinstance(a, Tensor) else None
+        if info is not None and info.requires_grad:
+            edges.append(_edge(a, info))
+            anyg = True
+        else:
+            edges.append(None)
+    if not anyg:
+        return
+    node = OpNode(op, args, attrs or {}, outs, edges)
+    for i, o in enumerate(outs):
+        if _differentiable_dtype(o._dtype):
+            o._ag = GradInfo(True, node, i)
+
+
+def needs_grad(tensors) -> bool:
+    """Grad mode is on and a tensor among ``tensors`` requires grad."""
+    if not MODE.enabled:
+        return False
+    for t in tensors:
+        info = getattr(t, "_ag", None)
+        if info is not None and info.requires_grad:
+            return True
+    return False
+
+
+# ---- in-place writes ---------------------------------------------------------------------------
+def check_inplace(name: str, self: Tensor) -> None:
+    """Before ``name`` writes into ``self``: an AutogradError where grad mode is on and ``self``
+    is a leaf that requires grad, or a view of a tensor that requires grad."""
+    info = getattr(self, "_ag", None)
+    if info is None or not info.requires_grad or not MODE.enabled:
+        return
+    if info.node is None:
+        raise AutogradError(
+            f"{name}: {_describe(self)} is a leaf that requires grad and cannot be modified in "
+            "place while grad mode is on; modify it under fusejit.no_grad(), or use the "
+            "out-of-place op"
+        )
+    node = info.node
+    if isinstance(node, OpNode) and node._outputs is not None:
+        key = storage_key(self._data)
+        for a in node._inputs:
+            if isinstance(a, Tensor) and storage_key(a._data) == key:
+                ai = getattr(a, "_ag", None)
+                if ai is not None and ai.requires_grad:
+                    raise AutogradError(
+                        f"{name}: {_describe(self)} is a view (made by {node.op.name}) of a "
+                        "tensor that requires grad; writing into such a view in place is not "
+                        "supported by autograd yet: clone() the view first, or use an "
+                        "out-of-place op (where, masked_fill, index_put)"
+                    )
+
+
+def rebase(self: Tensor, result: Tensor) -> None:
+    """``result`` (an out-of-place op's result) is about to be written into ``self``: ``self``
+    takes ``result``'s history (keeping a copy of its old value where the node needs it)."""
+    rinfo = getattr(result, "_ag", None)
+    info = getattr(self, "_ag", None)
+    if rinfo is not None and rinfo.node is not None:
+        node = rinfo.node
+        if isinstance(node, OpNode):
+            node.snapshot(self)
+        self._ag = GradInfo(True, node, rinfo.index)
+    elif info is not None and info.node is not None and MODE.enabled:
+        self._ag = None  # (overwritten by a value without history: a constant now)
+
+
+# ---- helpers the rules use ---------------------------------------------------------------------
+def sum_to_size(x: Tensor, *size) -> Tensor:
+    """``x`` summed down to ``size`` (a shape ``x``'s shape broadcasts from): the leading dims
+    it lacks and its size-1 dims are summed, as ``torch.Tensor.sum_to_size``. How a gradient
+    of a broadcast result becomes its operand's.
+
+    >>> import fusejit
+    >>> fusejit.ones(2, 3).sum_to_size(1, 3).tolist()
+    [[2.0, 2.0, 2.0]]
+    """
+    shape = tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else size
+    shape = tuple(int(s) for s in shape)
+    xs = tuple(x.shape)
+    if xs == shape:
+        return x
+    lead = len(xs) - len(shape)
+    if lead < 0 or any(s != 1 and s != xs[lead + i] for i, s in enumerate(shape)):
+        raise ShapeError(
+            f"sum_to_size: a tensor of shape {fmt_shape(xs)} cannot be summed to shape "
+            f"{fmt_shape(shape)} (the shape must broadcast to the tensor's)"
+        )
+    dims = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and xs[lead + i] != 1
+    )
+    F = _F()
+    r = F.sum(x, dim=dims, keepdim=True) if dims else x
+    return F.reshape(r, shape)
+
+
+def _fit(node, i: int, g, create_graph: bool):
+    """Gradient ``g`` a rule gave for operand ``i`` of ``node``, summed to the operand's shape
+    and cast to its dtype."""
+    shape, dtype, device = node.input_meta(i)
+    if not isinstance(g, Tensor):
+        raise AutogradError(
+            f"backward: the derivative rule of {node.name()} gave a {type(g).__name__} for "
+            f"operand {i}, expected a tensor"
+        )
+    if g._data.shape != shape:
+        try:
+            g = sum_to_size(g, shape)
+        except ShapeError:
+            raise AutogradError(
+                f"backward: {node.name()} gave a gradient of shape {fmt_shape(g.shape)} for "
+                f"operand {i} of shape {fmt_shape(shape)}"
+            ) from None
+    if g._dtype is not dtype:
+        if not _differentiable_dtype(dtype):
+            return None
+        if g._dtype.kind == "c" and dtype.kind == "f":
+            g = _F().real(g)
+        if g._dtype is not dtype:
+            g = _F().cast(g, dtype)
+    return g
+
+
+# ---- the backward pass -------------------------------------------------------------------------
+def _topo(roots) -> list:
+    """The nodes reachable from ``roots``, each before every node its gradients flow to."""
+    order = []
+    seen = set()
+    for r in roots:
+        if r in seen:
+            continue
+        seen.add(r)
+        stack = [(r, iter(r.edges))]
+        while stack:
+            node, it = stack[-1]
+            for e in it:
+                if e is not None and e[0] not in seen:
+                    seen.add(e[0])
+                    stack.append((e[0], iter(e[0].edges)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def _add(buf: list, i: int, g) -> None:
+    old = buf[i]
+    buf[i] = g if old is None else _F().add(old, g)
+
+
+def _root_edge(t, what: str):
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{what}: expected a tensor, got {type(t).__name__}")
+    info = getattr(t, "_ag", None)
+    if info is None or not info.requires_grad:
+        hint = ""
+        if recording.TRACER is None:
+            hint = (
+                " (was it computed under no_grad, from tensors none of which requires grad, or "
+                "by a function compiled by fusejit.trace / optimize, which record no autograd "
+                "yet?)"
+            )
+        raise AutogradError(
+            f"{what}: {_describe(t)} does not require grad and has no grad_fn{hint}"
+        )
+    return _edge(t, info)
+
+
+def _root_grad(t: Tensor, g, what: str, i: int) -> Tensor:
+    F = _F()
+    if g is None:
+        if t._data.size != 1:
+            raise AutogradError(
+                f"{what}: output {i}, {_describe(t)}, is not a scalar: a gradient can be created "
+                "implicitly only for one-element outputs; pass gradient= (a tensor of its shape)"
+            )
+        return F.ones_like(t)
+    if not isinstance(g, Tensor):
+        g = F.full_like(t, g)
+    if tuple(g.shape) != tuple(t.shape):
+        raise ShapeError(
+            f"{what}: the gradient of shape {fmt_shape(g.shape)} does not match output {i}, "
+            f"{_describe(t)}"
+        )
+    if g._device is not t._device and g._device != t._device:
+        raise DeviceError(f"{what}: the gradient is on {g._device}, output {i} on {t._device}")
+    if g._dtype is not t._dtype:
+        g = F.cast(g, t._dtype)
+    return g
+
+
+def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
+                 accumulate=True, allow_unused=False, what="backward"):  # fmt: skip
+    """The backward pass from ``outputs`` (tensors) with ``grad_outputs``; into the leaves'
+    ``.grad`` (``accumulate``, only those of ``inputs`` when given), or, without
+    ``accumulate``, the gradients of ``inputs`` returned."""
+    if recording.tracing() is not None:
+        raise TraceError(
+            f"{what}: a backward pass inside a function traced by fusejit.trace is not supported "
+            "yet (issue #20 builds joint forward and backward graphs); trace the forward only"
+        )
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = [_root_edge(t, what) for t in outputs]
+    grads = [_root_grad(t, g, what, i) for i, (t, g) in enumerate(zip(outputs, grad_outputs))]
+    targets = None
+    if inputs is not None:
+        targets = {}
+        for k, t in enumerate(inputs):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{what}: inputs must be tensors, got {type(t).__name__}")
+            info = getattr(t, "_ag", None)
+            if info is None or not info.requires_grad:
+                raise AutogradError(f"{what}: input {k}, {_describe(t)}, does not require grad")
+            targets.setdefault(_edge(t, info), []).append(k)
+    buffers: dict = {}
+    for (node, i), g in zip(roots, grads):
+        buf = buffers.get(node)
+        if buf is None:
+            buf = buffers[node] = [None] * node.n_out
+        _add(buf, i, g)
+    order = _topo(list(dict.fromkeys(n for n, _ in roots)))
+    needed = None
+    if targets is not None:
+        tnodes = {n for n, _ in targets}
+        needed = set()
+        for node in reversed(order):
+            if node in tnodes or any(e is not None and e[0] in needed for e in node.edges):
+                needed.add(node)
+    captured: dict = {}
+    prev = MODE.enabled
+    MODE.enabled = bool(create_graph)
+    try:
+        for node in order:
+            if needed is not None and node not in needed:
+                continue
+            buf = buffers.pop(node, None)
+            if buf is None:
+                continue
+            if node.hooks:
+                for i, hooks in node.hooks.items():
+                    for h in list(hooks):
+                        if buf[i] is not None:
+                            r = h(buf[i])
+                            if r is not None:
+                                buf[i] = r
+            if node.retained:
+                for i, ref in node.retained.items():
+                    t = ref()
+                    if t is not None and buf[i] is not None:
+                        g = buf[i] if create_graph else buf[i].detach()
+                        old = t._ag.grad
+                        t._ag.grad = _fresh(g) if old is None else _F().add(old, g)
+            if isinstance(node, AccumulateGrad):
+                g = buf[0]
+                for h in list(node.leaf_hooks):
+                    r = h(g)
+                    if r is not None:
+                        g = r
+                if targets is not None and (node, 0) in targets:
+                    captured[(node, 0)] = g
+                    if accumulate:
+                        node.accumulate(g, create_graph)
+                elif targets is None and accumulate:
+                    node.accumulate(g, create_graph)
+                continue
+            if targets is not None:
+                for i in range(node.n_out):
+                    if (node, i) in targets:
+                        captured[(node, i)] = buf[i]
+                if not any(e is not None and e[0] in needed for e in node.edges):
+                    continue
+            for i in range(node.n_out):
+                if buf[i] is None:
+                    shape, dtype, device = node.out_meta(i)
+                    if _differentiable_dtype(dtype):
+                        buf[i] = _F().zeros(shape, dtype=dtype, device=device)
+            res = node.run(buf)
+            for i, (e, g) in enumerate(zip(node.edges, res)):
+                if e is None or g is None:
+                    continue
+                g = _fit(node, i, g, create_graph)
+                if g is None:
+                    continue
+                nb = buffers.get(e[0])
+                if nb is None:
+                    nb = buffers[e[0]] = [None] * e[0].n_out
+                _add(nb, e[1], g)
+            if not retain_graph:
+                node.release()
+    finally:
+        MODE.enabled = prev
+    if targets is None:
+        return None
+    out = [None] * len(inputs)
+    for key, ks in targets.items():
+        g = captured.get(key)
+        for k in ks:
+            if g is None and not allow_unused:
+                raise AutogradError(
+                    f"{what}: input {k}, {_describe(inputs[k])}, was not used to compute the "
+                    "outputs (its gradient is undefined); pass allow_unused=True for None"
+                )
+            out[k] = g
+    return tuple(out)
+
+
+def _as_tuple(x) -> tuple:
+    if isinstance(x, Tensor):
+        return (x,)
+    return tuple(x)
+
+
+def backward(self: Tensor, gradient=None, retain_graph=None, create_graph: bool = False,
+             inputs=None) -> None:  # fmt: skip
+    """Compute the gradients of this tensor with respect to the leaves it was computed from,
+    adding them into their ``.grad`` (``gradient``: the gradient of this tensor, needed unless
+    it has one element; ``retain_graph``: keep the graph for another backward;
+    ``create_graph``: record the backward, for higher derivatives; ``inputs``: accumulate only
+    into these).
+
+    >>> import fusejit
+    >>> x = fusejit.tensor([1.0, 2.0]).requires_grad_()
+    >>> (x * x).sum().backward()
+    >>> x.grad.tolist()
+    [2.0, 4.0]
+    """
+    if inputs is not None:
+        inputs = _as_tuple(inputs)
+    run_backward((self,), (gradient,), retain_graph, create_graph, inputs, accumulate=True,
+                 allow_unused=True)  # fmt: skip
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bool = False,
+         allow_unused: bool = False, materialize_grads: bool = False) -> tuple:  # fmt: skip
+    """The gradients of ``outputs`` with respect to ``inputs`` (a tuple, one per input),
+    without touching any ``.grad`` (``torch.autograd.grad``).
+
+    >>> import fusejit
+    >>> x = fusejit.tensor([3.0]).requires_grad_()
+    >>> fusejit.autograd.grad((x * x).sum(), x)[0].tolist()
+    [6.0]
+    """
+    outputs = _as_tuple(outputs)
+    inputs = _as_tuple(inputs)
+    if grad_outputs is None:
+        grad_outputs = (None,) * len(outputs)
+    else:
+        grad_outputs = _as_tuple(grad_outputs)
+        if len(grad_outputs) != len(outputs):
+            raise ShapeError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    res = run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs,
+                       accumulate=False, allow_unused=allow_unused or materialize_grads,
+                       what="grad")  # fmt: skip
+    if materialize_grads:
+        F = _F()
+        res = tuple(F.zeros_like(x) if g is None else g for x, g in zip(inputs, res))
+    return res
+
+
+# ---- Tensor methods ----------------------------------------------------------------------------
+def _grad_fn(self):
+    info = getattr(self, "_ag", None)
+    return None if info is None else info.node
+
+
+def _is_leaf(self) -> bool:
+    info = getattr(self, "_ag", None)
+    return info is None or info.node is None
+
+
+def detach(self) -> Tensor:
+    """A tensor sharing this one's storage, without history (does not require grad)."""
+    if recording.TRACER is not None:
+        return self  # (a traced graph records no autograd: the value itself)
+    t = _new(Tensor)
+    t._data, t._dtype, t._device = self._data, self._dtype, self._device
+    t._ag = None
+    return t
+
+
+def detach_(self) -> Tensor:
+    """Detach this tensor from its history in place (it becomes a leaf not requiring grad)."""
+    info = getattr(self, "_ag", None)
+    if info is not None:
+        info.node = None
+        info.requires_grad = False
+    return self
+
+
+def retain_grad(self) -> None:
+    """Keep this non-leaf tensor's gradient in ``.grad`` on backward (a no-op on leaves)."""
+    info = getattr(self, "_ag", None)
+    if info is None or not info.requires_grad:
+        raise AutogradError(
+            f"retain_grad: {_describe(self)} does not require grad; it has no gradient to keep"
+        )
+    if info.node is None or info.retains:
+        return
+    info.retains = True
+    node = info.node
+    if node.retained is None:
+        node.retained = {}
+    node.retained[info.index] = weakref.ref(self)
+
+
+def _retains_grad(self) -> bool:
+    info = getattr(self, "_ag", None)
+    return info is not None and info.retains
+
+
+def register_hook(self, hook) -> RemovableHandle:
+    """Call ``hook(grad)`` with this tensor's gradient on each backward; a tensor it returns
+    replaces the gradient. Returns a handle whose ``remove()`` takes the hook off."""
+    info = getattr(self, "_ag", None)
+    if info is None or not info.requires_grad:
+        raise AutogradError(
+            f"register_hook: {_describe(self)} does not require grad; a hook on it would never run"
+        )
+    if info.node is None:
+        acc = _edge(self, info)[0]
+        hooks = acc.leaf_hooks
+    else:
+        node = info.node
+        if node.hooks is None:
+            node.hooks = {}
+        hooks = node.hooks.setdefault(info.index, [])
+    hooks.append(hook)
+    return RemovableHandle(hooks, hook)
+
+
+def _version(self) -> int:
+    return version_of(self)
+
+
+METHODS = {
+    "backward": backward,
+    "grad_fn": property(_grad_fn),
+    "is_leaf": property(_is_leaf),
+    "detach": detach,
+    "detach_": detach_,
+    "retain_grad": retain_grad,
+    "retains_grad": property(_retains_grad),
+    "register_hook": register_hook,
+    "_version": property(_version),
+    "sum_to_size": sum_to_size,
+}
+
+
+# ---- custom functions --------------------------------------------------------------------------
+class FunctionCtx:
+    """The ``ctx`` of a ``Function``: ``save_for_backward``, ``saved_tensors``,
+    ``needs_input_grad``; any other attribute may be set on it."""
+
+    def save_for_backward(self, *tensors) -> None:
+        self._saved = tensors
+        self._saved_versions = [version_of(t) if isinstance(t, Tensor) else 0 for t in tensors]
+
+    @property
+    def saved_tensors(self) -> tuple:
+        saved = getattr(self, "_saved", ())
+        for i, t in enumerate(saved):
+            if isinstance(t, Tensor) and version_of(t) != self._saved_versions[i]:
+                raise AutogradError(
+                    f"backward: saved tensor {i} of {self._name} ({_describe(t)}) was modified "
+                    "by an in-place operation after it was saved"
+                )
+        return tuple(saved)
+
+    def mark_non_differentiable(self, *tensors) -> None:
+        self._non_diff = {id(t) for t in tensors}
+
+
+class Function:
+    """A differentiable function given by its ``forward`` and ``backward`` (static methods
+    taking ``ctx`` first), called with ``apply``, as ``torch.autograd.Function``.
+
+    >>> import fusejit
+    >>> class Cube(fusejit.autograd.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return x * x * x
+    ...     @staticmethod
+    ...     def backward(ctx, g):
+    ...         (x,) = ctx.saved_tensors
+    ...         return 3 * x * x * g
+    >>> x = fusejit.tensor([2.0]).requires_grad_()
+    >>> Cube.apply(x).sum().backward(); x.grad.tolist()
+    [12.0]
+    """
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError("Function.forward must be defined")
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise NotImplementedError("Function.backward must be defined")
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        ctx = FunctionCtx()
+        ctx._name = cls.__name__ + "Backward"
+        edges = []
+        for a in args:
+            info = getattr(a, "_ag", None) if isinstance(a, Tensor) else None
+            edges.append(_edge(a, info) if info is not None and info.requires_grad else None)
+        ctx.needs_input_grad = tuple(e is not None for e in edges)
+        prev = MODE.enabled
+        MODE.enabled = False
+        try:
+            out = cls.forward(ctx, *args, **kwargs)
+        finally:
+            MODE.enabled = prev
+        if not prev or not any(e is not None for e in edges):
+            return out
+        single = isinstance(out, Tensor)
+        outs = (out,) if single else tuple(out)
+        fixed = []
+        for o in outs:
+            if isinstance(o, Tensor) and any(o is a for a in args):
+                o = detach(o)
+            fixed.append(o)
+        tensors = [o for o in fixed if isinstance(o, Tensor)]
+        non_diff = getattr(ctx, "_non_diff", set())
+        in_metas = [
+            (a._data.shape, a._dtype, a._device) if isinstance(a, Tensor) else ((), None, None)
+            for a in args
+        ]
+
+        def run(*grads):
+            return cls.backward(ctx, *grads)
+
+        node = FunctionNode(ctx._name, edges, tensors, run, in_metas)
+        for i, o in enumerate(tensors):
+            if _differentiable_dtype(o._dtype) and id(o) not in non_diff:
+                o._ag = GradInfo(True, node, i)
+        return fixed[0] if single else tuple(fixed)
+
+
+# ---- gradcheck ---------------------------------------------------------------------------------
+def _flat_outputs(out) -> list:
+    outs = [out] if isinstance(out, Tensor) else list(out)
+    return [o for o in outs if isinstance(o, Tensor) and _differentiable_dtype(o._dtype)]
+
+
+def _to_np(t: Tensor) -> np.ndarray:
+    return np.asarray(t._device.backend.to_numpy(t._data))
+
+
+def _with_data(t: Tensor, arr: np.ndarray) -> Tensor:
+    return Tensor._wrap(t._device.backend.from_numpy(np.array(arr, order="C")), t._dtype,
+                        t._device)  # fmt: skip
+
+
+def _jacobians(fn, inputs, eps):
+    """Numerical Jacobians by central differences: for each input that requires grad, an
+    array of shape (n_out_total, n_in) (complex outputs as their real and imaginary parts)."""
+    F = _F()
+    base = [_to_np(t) if isinstance(t, Tensor) else None for t in inputs]
+
+    def call(k, arr):
+        args = [
+            (_with_data(t, arr) if i == k else (_with_data(t, base[i]) if isinstance(t, Tensor)
+                                                 else t))
+            for i, t in enumerate(inputs)
+        ]  # fmt: skip
+        with F.no_grad():
+            outs = _flat_outputs(fn(*args))
+        parts = []
+        for o in outs:
+            a = _to_np(o).astype(np.complex128 if o._dtype.kind == "c" else np.float64)
+            if o._dtype.kind == "c":
+                parts += [a.real.ravel(), a.imag.ravel()]
+            else:
+                parts.append(a.ravel())
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    jac = []
+    for k, t in enumerate(inputs):
+        if not (isinstance(t, Tensor) and t.requires_grad):
+            jac.append(None)
+            continue
+        x = base[k].astype(np.float64)
+        cols = []
+        for j in range(x.size):
+            xp = x.copy().ravel()
+            xm = x.copy().ravel()
+            xp[j] += eps
+            xm[j] -= eps
+            fp = call(k, xp.reshape(x.shape).astype(base[k].dtype))
+            fm = call(k, xm.reshape(x.shape).astype(base[k].dtype))
+            cols.append((fp - fm) / (2 * eps))
+        n_out = len(call(k, base[k]))
+        jac.append(np.stack(cols, axis=1) if cols else np.zeros((n_out, 0)))
+    return jac
+
+
+def _analytical(fn, inputs):
+    F = _F()
+    outs = _flat_outputs(fn(*inputs))
+    diff_in = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    rows: list[list[np.ndarray]] = [[] for _ in diff_in]
+    for o in outs:
+        n = o.numel()
+        units = (1.0, 1j) if o._dtype.kind == "c" else (1.0,)
+        for u in units:
+            for j in range(n):
+                v = np.zeros(n, dtype=o._dtype.np)
+                v[j] = u
+                go = _with_data(o, v.reshape(o.shape))
+                if not o.requires_grad:
+                    gs = [None] * len(diff_in)
+                else:
+                    gs = grad(o, diff_in, go, retain_graph=True, allow_unused=True)
+                for k, g in enumerate(gs):
+                    if g is None:
+                        rows[k].append(np.zeros(diff_in[k].numel()))
+                    else:
+                        rows[k].append(_to_np(g).astype(np.float64).ravel())
+    del F
+    res = []
+    it = iter(rows)
+    for t in inputs:
+        if isinstance(t, Tensor) and t.requires_grad:
+            r = next(it)
+            res.append(np.stack(r) if r else np.zeros((0, t.numel())))
+        else:
+            res.append(None)
+    return res
+
+
+def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
+              raise_exception: bool = True) -> bool:  # fmt: skip
+    """Check the gradients autograd computes for ``fn(*inputs)`` against central differences
+    (``torch.autograd.gradcheck``): every input that requires grad (float64, for precision) is
+    perturbed by ``eps`` element by element; the Jacobians must agree within ``atol + rtol *
+    |numerical|``. Complex outputs are checked on their real and imaginary parts. True, or an
+    AutogradError naming the input and the worst element (False with
+    ``raise_exception=False``).
+
+    >>> import fusejit
+    >>> x = fusejit.tensor([0.5, 1.5], dtype=fusejit.float64).requires_grad_()
+    >>> fusejit.autograd.gradcheck(fusejit.sin, (x,))
+    True
+    """
+    inputs = _as_tuple(inputs) if not isinstance(inputs, Tensor) else (inputs,)
+    for i, t in enumerate(inputs):
+        if isinstance(t, Tensor) and t.requires_grad and t._dtype is not dt.float64:
+            import warnings
+
+            warnings.warn(
+                f"gradcheck: input {i} is {t._dtype.name}, not float64: central differences "
+                "will be imprecise",
+                stacklevel=2,
+            )
+    num = _jacobians(fn, inputs, eps)
+    ana = _analytical(fn, inputs)
+    for k, (n, a) in enumerate(zip(num, ana)):
+        if n is None:
+            continue
+        if n.shape != a.shape:
+            msg = (f"gradcheck: input {k}: numerical Jacobian of shape {n.shape}, analytical "
+                   f"of shape {a.shape}")  # fmt: skip
+        else:
+            bad = ~(np.abs(a - n) <= atol + rtol * np.abs(n))
+            bad |= np.isnan(a) != np.isnan(n)
+            if not bad.any():
+                continue
+            o, j = np.argwhere(bad)[0]
+            msg = (
+                f"gradcheck: Jacobian mismatch for input {k} ({_describe(inputs[k])}) at output "
+                f"element {o}, input element {j}: analytical {a[o, j]!r}, numerical "
+                f"{n[o, j]!r} ({int(bad.sum())} of {bad.size} entries differ)"
+            )
+        if raise_exception:
+            raise AutogradError(msg)
+        return False
+    return True
