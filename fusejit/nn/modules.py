@@ -25,6 +25,7 @@ from fusejit.base.errors import FusejitError, TraceError, fmt_shape
 from fusejit.eager import recording
 from fusejit.eager.creation import ones, zeros
 from fusejit.eager.elementwise import gelu, relu, sigmoid, silu, tanh, where
+from fusejit.eager.grad_mode import no_grad
 from fusejit.eager.linalg import linear
 from fusejit.eager.random import rand, randn
 from fusejit.eager.reductions import layer_norm, softmax
@@ -355,8 +356,9 @@ class Module:
                 unexpected,
                 mismatched,
             )
-        for k, v in values.items():
-            own[k].copy_(v)
+        with no_grad():  # parameters require grad: copying into them is not a recorded op
+            for k, v in values.items():
+                own[k].copy_(v)
         return IncompatibleKeys(missing, unexpected)
 
     # ---- device, dtype, mode ----------------------------------------------------------------
