@@ -11,8 +11,9 @@ import pytest
 
 import fusejit
 from fusejit import nn, optim
+from fusejit.optim import algorithms
 from fusejit.optim import lr_scheduler as S
-from tests.parity_helpers import DEVICES, host, on
+from tests.parity_helpers import DEVICES, assert_traced, host, on
 
 STEPS = 6
 RNG_U = np.random.default_rng(11)
@@ -653,3 +654,34 @@ def test_docstring_examples():
     for mod in (optim, optimizer, algorithms, S, losses, utils, checkpoint):
         res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert res.attempted > 0 and res.failed == 0, mod.__name__
+
+
+# -- the update arithmetic traces and fuses (one kernel per parameter update) -------------------
+
+UPDATES = {
+    "sgd": (lambda p, g, a, b, c: algorithms.sgd_update(
+        p, g, a, lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.1, nesterov=True,
+        maximize=False)),
+    "adamw_amsgrad": (lambda p, g, a, b, c: algorithms.adam_update(
+        p, g, a, b, c, step=3, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01,
+        amsgrad=True, maximize=False, decoupled=True)),
+    "adam": (lambda p, g, a, b, c: algorithms.adam_update(
+        p, g, a, b, None, step=1, lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.1,
+        amsgrad=False, maximize=True)),
+    "rmsprop_centered": (lambda p, g, a, b, c: algorithms.rmsprop_update(
+        p, g, b, a * 0.1, c, lr=0.01, alpha=0.9, eps=1e-8, weight_decay=0.1, momentum=0.9,
+        centered=True, maximize=False)),
+    "adagrad": (lambda p, g, a, b, c: algorithms.adagrad_update(
+        p, g, b, step=4, lr=0.1, lr_decay=0.01, eps=1e-10, weight_decay=0.1, maximize=True)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", list(UPDATES))
+def test_update_traces_into_one_kernel(device, name):
+    rng = np.random.default_rng(4)
+    p, g, a = (on(rng.standard_normal((8, 5)).astype(np.float32), device) for _ in range(3))
+    b, c = (on(np.abs(rng.standard_normal((8, 5))).astype(np.float32), device) for _ in range(2))
+    fn = lambda *args: tuple(t for t in UPDATES[name](*args) if t is not None)
+    traced = assert_traced(fn, p, g, a, b, c)
+    assert traced.kernel_count() == 1

@@ -1,8 +1,10 @@
 """The optimizers: ``SGD``, ``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``.
 
 Each ``step`` follows the arithmetic, in its order, of PyTorch's single-tensor (for-loop)
-implementation, written with public fusejit functions (table ops), so that a traced training
-step can fuse an update into one kernel per parameter.
+implementation, written with public fusejit functions (table ops). The arithmetic of one
+parameter's update is a function of its own (``sgd_update``, ``adam_update``,
+``rmsprop_update``, ``adagrad_update``: new tensors from old ones, nothing written), which
+``fusejit.trace`` fuses into one kernel; ``step`` writes its results back in place.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from fusejit.eager.elementwise import maximum, sqrt
 from fusejit.eager.grad_mode import no_grad
 from fusejit.optim.optimizer import Optimizer, _new_state, _step_tensor, _write, required
 
-__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
+__all__ = [
+    "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "sgd_update", "adam_update", "rmsprop_update",
+    "adagrad_update",
+]  # fmt: skip
 
 
 def _check(ok: bool, what: str, value) -> None:
@@ -26,6 +31,115 @@ def _next_step(state: dict) -> float:
     step = state["step"].item() + 1
     state["step"] = _step_tensor(step)
     return step
+
+
+def sgd_update(
+    param, grad, momentum_buffer, *, lr, momentum, dampening, weight_decay, nesterov, maximize
+):
+    """One SGD step of one parameter as new tensors: ``(param, momentum_buffer)`` (the buffer is
+    None without momentum; pass None as ``momentum_buffer`` on the first step)."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    buf = None
+    if momentum != 0:
+        if momentum_buffer is None:
+            buf = grad.clone()
+        else:
+            buf = momentum_buffer * momentum + (1 - dampening) * grad
+        grad = grad + momentum * buf if nesterov else buf
+    return param + (-lr) * grad, buf
+
+
+def adam_update(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    *,
+    step,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    amsgrad,
+    maximize,
+    decoupled=False,
+):
+    """One Adam (``decoupled``: AdamW) step of one parameter as new tensors: ``(param, exp_avg,
+    exp_avg_sq, max_exp_avg_sq)`` (the last None without ``amsgrad``); ``step`` counts from 1."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        if decoupled:
+            param = param * (1 - lr * weight_decay)
+        else:
+            grad = grad + weight_decay * param
+    exp_avg = lerp(exp_avg, grad, 1 - beta1)
+    exp_avg_sq = addcmul(exp_avg_sq * beta2, grad, grad, value=1 - beta2)
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    step_size = lr / bias_correction1
+    bias_correction2_sqrt = math.sqrt(bias_correction2)
+    if amsgrad:
+        max_exp_avg_sq = maximum(max_exp_avg_sq, exp_avg_sq)
+        denom = sqrt(max_exp_avg_sq) / bias_correction2_sqrt + eps
+    else:
+        max_exp_avg_sq = None
+        denom = sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
+    return addcdiv(param, exp_avg, denom, value=-step_size), exp_avg, exp_avg_sq, max_exp_avg_sq
+
+
+def rmsprop_update(
+    param,
+    grad,
+    square_avg,
+    grad_avg,
+    momentum_buffer,
+    *,
+    lr,
+    alpha,
+    eps,
+    weight_decay,
+    momentum,
+    centered,
+    maximize,
+):
+    """One RMSprop step of one parameter as new tensors: ``(param, square_avg, grad_avg,
+    momentum_buffer)`` (``grad_avg`` None unless ``centered``, the buffer None without
+    momentum)."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    square_avg = addcmul(square_avg * alpha, grad, grad, value=1 - alpha)
+    if centered:
+        grad_avg = lerp(grad_avg, grad, 1 - alpha)
+        avg = sqrt(addcmul(square_avg, grad_avg, grad_avg, value=-1))
+    else:
+        grad_avg = None
+        avg = sqrt(square_avg)
+    avg = avg + eps
+    if momentum > 0:
+        buf = addcdiv(momentum_buffer * momentum, grad, avg)
+        return param + (-lr) * buf, square_avg, grad_avg, buf
+    return addcdiv(param, grad, avg, value=-lr), square_avg, grad_avg, None
+
+
+def adagrad_update(param, grad, state_sum, *, step, lr, lr_decay, eps, weight_decay, maximize):
+    """One Adagrad step of one parameter as new tensors: ``(param, sum)``; ``step`` counts
+    from 1."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    clr = lr / (1 + (step - 1) * lr_decay)
+    state_sum = addcmul(state_sum, grad, grad, value=1)
+    std = sqrt(state_sum) + eps
+    return addcdiv(param, grad, std, value=-clr), state_sum
 
 
 class SGD(Optimizer):
@@ -76,19 +190,26 @@ class SGD(Optimizer):
                 lr, wd, mom = group["lr"], group["weight_decay"], group["momentum"]
                 damp, nesterov = group["dampening"], group["nesterov"]
                 for p, grad in self._params_with_grad(group):
-                    if group["maximize"]:
-                        grad = -grad
-                    if wd != 0:
-                        grad = grad + wd * p
-                    if mom != 0:
-                        state = self.state[p]
-                        buf = state.get("momentum_buffer")
-                        if buf is None:
-                            buf = state["momentum_buffer"] = grad.clone()
+                    state = self.state[p]
+                    new_p, buf = sgd_update(
+                        p,
+                        grad,
+                        state.get("momentum_buffer"),
+                        lr=lr,
+                        momentum=mom,
+                        dampening=damp,
+                        weight_decay=wd,
+                        nesterov=nesterov,
+                        maximize=group["maximize"],
+                    )
+                    if buf is not None:
+                        if "momentum_buffer" in state:
+                            _write(state["momentum_buffer"], buf)
                         else:
-                            _write(buf, buf * mom + (1 - damp) * grad)
-                        grad = grad + mom * buf if nesterov else buf
-                    _write(p, p + (-lr) * grad)
+                            state["momentum_buffer"] = buf
+                    elif not state:
+                        del self.state[p]
+                    _write(p, new_p)
         return loss
 
 
@@ -147,28 +268,28 @@ class Adam(Optimizer):
                         state["exp_avg_sq"] = _new_state(p)
                         if amsgrad:
                             state["max_exp_avg_sq"] = _new_state(p)
-                    if group["maximize"]:
-                        grad = -grad
                     step = _next_step(state)
-                    if wd != 0:
-                        if self._decoupled:
-                            _write(p, p * (1 - lr * wd))
-                        else:
-                            grad = grad + wd * p
-                    exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                    _write(exp_avg, lerp(exp_avg, grad, 1 - beta1))
-                    _write(exp_avg_sq, addcmul(exp_avg_sq * beta2, grad, grad, value=1 - beta2))
-                    bias_correction1 = 1 - beta1**step
-                    bias_correction2 = 1 - beta2**step
-                    step_size = lr / bias_correction1
-                    bias_correction2_sqrt = math.sqrt(bias_correction2)
+                    new = adam_update(
+                        p,
+                        grad,
+                        state["exp_avg"],
+                        state["exp_avg_sq"],
+                        state.get("max_exp_avg_sq"),
+                        step=step,
+                        lr=lr,
+                        beta1=beta1,
+                        beta2=beta2,
+                        eps=eps,
+                        weight_decay=wd,
+                        amsgrad=amsgrad,
+                        maximize=group["maximize"],
+                        decoupled=self._decoupled,
+                    )
+                    _write(state["exp_avg"], new[1])
+                    _write(state["exp_avg_sq"], new[2])
                     if amsgrad:
-                        max_sq = state["max_exp_avg_sq"]
-                        _write(max_sq, maximum(max_sq, exp_avg_sq))
-                        denom = sqrt(max_sq) / bias_correction2_sqrt + eps
-                    else:
-                        denom = sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
-                    _write(p, addcdiv(p, exp_avg, denom, value=-step_size))
+                        _write(state["max_exp_avg_sq"], new[3])
+                    _write(p, new[0])
         return loss
 
 
@@ -258,26 +379,25 @@ class RMSprop(Optimizer):
                             state["momentum_buffer"] = _new_state(p)
                         if centered:
                             state["grad_avg"] = _new_state(p)
-                    if group["maximize"]:
-                        grad = -grad
                     _next_step(state)
-                    if wd != 0:
-                        grad = grad + wd * p
-                    square_avg = state["square_avg"]
-                    _write(square_avg, addcmul(square_avg * alpha, grad, grad, value=1 - alpha))
-                    if centered:
-                        grad_avg = state["grad_avg"]
-                        _write(grad_avg, lerp(grad_avg, grad, 1 - alpha))
-                        avg = sqrt(addcmul(square_avg, grad_avg, grad_avg, value=-1))
-                    else:
-                        avg = sqrt(square_avg)
-                    avg = avg + eps
-                    if mom > 0:
-                        buf = state["momentum_buffer"]
-                        _write(buf, addcdiv(buf * mom, grad, avg))
-                        _write(p, p + (-lr) * buf)
-                    else:
-                        _write(p, addcdiv(p, grad, avg, value=-lr))
+                    new = rmsprop_update(
+                        p,
+                        grad,
+                        state["square_avg"],
+                        state.get("grad_avg"),
+                        state.get("momentum_buffer"),
+                        lr=lr,
+                        alpha=alpha,
+                        eps=eps,
+                        weight_decay=wd,
+                        momentum=mom,
+                        centered=centered,
+                        maximize=group["maximize"],
+                    )
+                    for name, value in zip(("square_avg", "grad_avg", "momentum_buffer"), new[1:]):
+                        if value is not None:
+                            _write(state[name], value)
+                    _write(p, new[0])
         return loss
 
 
@@ -355,13 +475,17 @@ class Adagrad(Optimizer):
                     state = self.state[p]
                     self._init_state(p, group)
                     step = _next_step(state)
-                    if group["maximize"]:
-                        grad = -grad
-                    if wd != 0:
-                        grad = grad + wd * p
-                    clr = lr / (1 + (step - 1) * lr_decay)
-                    state_sum = state["sum"]
-                    _write(state_sum, addcmul(state_sum, grad, grad, value=1))
-                    std = sqrt(state_sum) + eps
-                    _write(p, addcdiv(p, grad, std, value=-clr))
+                    new_p, new_sum = adagrad_update(
+                        p,
+                        grad,
+                        state["sum"],
+                        step=step,
+                        lr=lr,
+                        lr_decay=lr_decay,
+                        eps=eps,
+                        weight_decay=wd,
+                        maximize=group["maximize"],
+                    )
+                    _write(state["sum"], new_sum)
+                    _write(p, new_p)
         return loss
