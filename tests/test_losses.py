@@ -433,3 +433,21 @@ def test_loss_gradcheck(name):
     fn = GRAD_CASES[name]
     y, t = on(_Y), on(_T)
     assert _needs_rules(lambda: fusejit.autograd.gradcheck(lambda a: fn(a, y, t), (x,)))
+
+
+def test_float16_and_0d():
+    x = RNG.standard_normal((3, 4))
+    t = np.array([0, 3, 1])
+    got = nn.cross_entropy(on(x.astype(np.float16)), on(t))
+    assert got.dtype == fusejit.float16
+    np.testing.assert_allclose(got.item(), np_cross_entropy(x.astype(np.float16), t), rtol=2e-3)
+    got = nn.mse_loss(on(x.astype(np.float16)), on(np.zeros((3, 4), np.float16)))
+    assert got.dtype == fusejit.float16
+    np.testing.assert_allclose(got.item(), (x.astype(np.float16).astype(np.float64) ** 2).mean(),
+                               rtol=2e-3)  # fmt: skip
+    a, b = on(np.array(1.5)), on(np.array(-0.5))
+    for fn in (nn.mse_loss, nn.l1_loss, nn.smooth_l1_loss, nn.huber_loss):
+        r = fn(a, b, reduction="none")
+        assert r.shape == () and fn(a, b).shape == ()
+    assert nn.mse_loss(a, b).item() == 4.0 and nn.huber_loss(a, b).item() == 1.5
+    assert nn.binary_cross_entropy_with_logits(on(np.array(0.0)), on(np.array(1.0))).shape == ()

@@ -243,6 +243,8 @@ def test_add_param_group_and_errors():
         optim.SGD([a], lr=0.1, nesterov=True)
     with pytest.raises(fusejit.DTypeError, match="int64"):
         optim.SGD([fusejit.arange(3)], lr=0.1)
+    with pytest.raises(ValueError, match="non-leaf"):
+        optim.SGD([a * 2], lr=0.1)
 
 
 def test_defaults_match_torch():

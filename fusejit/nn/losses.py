@@ -14,7 +14,7 @@ traces, fuses and differentiates like the ops it is made of.
 
 from __future__ import annotations
 
-from fusejit.base.errors import DTypeError, ShapeError, fmt_shape
+from fusejit.base.errors import DeviceError, DTypeError, ShapeError, fmt_shape
 from fusejit.eager.composites import clamp_min
 from fusejit.eager.elementwise import abs as _abs
 from fusejit.eager.elementwise import exp, log, log1p, maximum, minimum, sqrt, where
@@ -85,7 +85,7 @@ def _class_weight(name: str, weight, logp: Tensor, class_dim: int):
             f"{name}: weight of shape {fmt_shape(weight.shape)} must have one value per class ({n})"
         )
     if weight.device is not logp.device:
-        raise ShapeError(f"{name}: weight is on {weight.device}, input on {logp.device}")
+        raise DeviceError(f"{name}: weight is on {weight.device}, input on {logp.device}")
     return weight.reshape(tuple(n if d == class_dim else 1 for d in range(logp.ndim)))
 
 
@@ -108,7 +108,7 @@ def _check_index_target(name: str, input: Tensor, target: Tensor) -> int:
             f"{fmt_shape(input.shape)}, got {fmt_shape(target.shape)}"
         )
     if target.device is not input.device:
-        raise ShapeError(f"{name}: target is on {target.device}, input on {input.device}")
+        raise DeviceError(f"{name}: target is on {target.device}, input on {input.device}")
     return class_dim
 
 
@@ -215,7 +215,7 @@ def _cross_entropy_probs(name, input, target, weight, reduction, label_smoothing
     class_dim = 0 if input.ndim == 1 else 1
     n_classes = input.shape[class_dim]
     if target.device is not input.device:
-        raise ShapeError(f"{name}: target is on {target.device}, input on {input.device}")
+        raise DeviceError(f"{name}: target is on {target.device}, input on {input.device}")
     logp = log_softmax(input, class_dim)
     if label_smoothing > 0:
         target = target * (1 - label_smoothing) + (label_smoothing / n_classes)
