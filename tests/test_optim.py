@@ -685,5 +685,6 @@ def test_update_traces_into_one_kernel(device, name):
     p, g, a = (on(rng.standard_normal((8, 5)).astype(np.float32), device) for _ in range(3))
     b, c = (on(np.abs(rng.standard_normal((8, 5))).astype(np.float32), device) for _ in range(2))
     fn = lambda *args: tuple(t for t in UPDATES[name](*args) if t is not None)
-    traced = assert_traced(fn, p, g, a, b, c)
+    # bitwise on the CPU; on a GPU the fused kernel may contract a * b + c into an FMA
+    traced = assert_traced(fn, p, g, a, b, c, exact=device == "cpu", ulps=16)
     assert traced.kernel_count() == 1
