@@ -140,3 +140,5 @@ from fusejit.jit.archive import ArchiveError, load, save  # noqa: E402
 from fusejit import fft  # noqa: E402
 from fusejit import autograd  # noqa: E402
 from fusejit.eager.autograd import sum_to_size  # noqa: E402
+from fusejit import optim  # noqa: E402
+from fusejit.checkpoint import CheckpointError, load_state_dict, save_state_dict  # noqa: E402

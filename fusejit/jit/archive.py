@@ -171,6 +171,13 @@ def _entries_of(obj) -> tuple[str, str, list]:
             )
         return "optimized", ex._name, [("traced", t.raw_graph, t.in_spec, t.out_spec, t.plan)
                                        for t in traced]  # fmt: skip
+    if isinstance(obj, dict) or hasattr(obj, "state_dict"):
+        raise ArchiveError(
+            f"save: cannot save a {type(obj).__name__}: fusejit.save writes traced, scripted or "
+            "optimized functions; save a model's or optimizer's state (or a dict of tensors) "
+            "with fusejit.save_state_dict(obj, path) and read it with "
+            "fusejit.load_state_dict(path)"
+        )
     raise ArchiveError(f"save: cannot save a {type(obj).__name__}; save a fusejit.trace, "
                        "fusejit.script or fusejit.optimize object")  # fmt: skip
 

@@ -1296,3 +1296,31 @@ def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
 
 
 __all__ += ["gelu_", "threshold", "hardshrink", "softshrink"]
+
+
+# the losses' functional forms (``fusejit/nn/losses.py`` holds them with their modules)
+from fusejit.nn.losses import (  # noqa: E402
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cosine_embedding_loss,
+    cross_entropy,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    smooth_l1_loss,
+)  # fmt: skip
+
+__all__ += [
+    "cross_entropy",
+    "nll_loss",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "kl_div",
+    "cosine_embedding_loss",
+]
