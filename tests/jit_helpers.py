@@ -107,7 +107,8 @@ CANCELLING = {"gelu", "gelu_tanh", "tanhshrink"}
 K_TRANSCENDENTAL = 4.0
 K_COMPOSITE = 8.0
 # operand positions that must stay away from zero
-DENOMINATORS = {("div", 1), ("floor_divide", 1), ("remainder", 1), ("fmod", 1), ("reciprocal", 0),
+DENOMINATORS = {("div", 1), ("floor_divide", 1), ("remainder", 1), ("fmod", 1), ("xlogy", 1),
+                ("reciprocal", 0),
                 ("rsqrt", 0)}  # fmt: skip
 
 FLOAT_DTYPES = (dt.float32, dt.float64)
