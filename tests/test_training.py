@@ -298,3 +298,44 @@ def test_readme_training_loop(tmp_path, monkeypatch, capsys):
     acc = float(printed.split("test accuracy", 1)[1])
     assert acc >= TARGET, printed
     assert (tmp_path / "mlp.safetensors").exists()
+
+
+# -- what training found slow ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int64", "bool"])
+def test_large_where_runs_as_a_kernel(dtype):
+    """numpy's where branches on each element (1.1 ms for the 512 x 512 ReLU gradient of a
+    training step); a large CPU ``where`` is a generated select now, with the same values."""
+    from fusejit.backends import cpu
+
+    n = cpu.WHERE_KERNEL_MIN * 2
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(n) * 100
+    b = rng.standard_normal(n) * 100
+    if dtype.startswith("float"):
+        a[:6] = [np.nan, np.inf, -np.inf, -0.0, 0.0, np.nan]
+        b[:6] = [0.0, np.nan, -0.0, np.inf, -0.0, -np.inf]
+    a, b = a.astype(dtype), b.astype(dtype)
+    c = rng.random(n) < 0.5
+    c[:6] = [True, True, False, True, False, False]
+    x, y, m = fusejit.tensor(a), fusejit.tensor(b), fusejit.tensor(c)
+    zero, one = (False, True) if dtype == "bool" else (0, 1)
+    cases = [
+        (fusejit.where(m, x, y), np.where(c, a, b)),
+        (fusejit.where(m, x, zero), np.where(c, a, np.zeros((), dtype))),
+        (fusejit.where(m, one, y), np.where(c, np.ones((), dtype), b)),
+        (fusejit.where(m.view(64, -1), x.view(64, -1), y.view(64, -1)),
+         np.where(c, a, b).reshape(64, -1)),
+    ]  # fmt: skip
+    for got, want in cases:
+        assert got.dtype.name == dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got.numpy(), want)
+        if dtype.startswith("float"):  # (the sign of zeros too)
+            assert np.array_equal(np.signbit(got.numpy()), np.signbit(want))
+    compute = {"float16": "float32"}.get(dtype, dtype)
+    assert any(k[0] == "where" and k[1].name == compute for k in cpu.BACKEND._expr_kernels)
+    # broadcast and non-contiguous operands keep numpy's where, with the same values
+    got = fusejit.where(m.view(64, -1)[:, ::2], x.view(64, -1)[:, ::2], y[: n // 128])
+    want = np.where(c.reshape(64, -1)[:, ::2], a.reshape(64, -1)[:, ::2], b[: n // 128])
+    np.testing.assert_array_equal(got.numpy(), want)
