@@ -123,16 +123,12 @@ class CPUBackend:
         memo = ("where", c, o, rank)
         k = self._expr_kernels.get(memo)
         if k is None:
-            # (both values loaded before the select: LLVM makes a branch-free select of two
-            # loaded temporaries, but keeps a branch around loads inside the conditional)
-            cast = (("dtype", c.name),)
+            # (the generated loop loads both values before the select: branch-free)
             body = KernelBody(
                 in_dtypes=("bool", c.name, c.name),
-                steps=(Step("cast", (("in", 1),), cast, c.name, c.name),
-                       Step("cast", (("in", 2),), cast, c.name, c.name),
-                       Step("where", (("in", 0), ("t", 0), ("t", 1)), (), c.name, o.name)),
-                outputs=(("t", 2),),
-            )  # fmt: skip
+                steps=(Step("where", (("in", 0), ("in", 1), ("in", 2)), (), c.name, o.name),),
+                outputs=(("t", 0),),
+            )
             k = self._expr_kernels[memo] = cpu_kernel(body, rank)
         res = k(*arrays)[0]
         return res.astype(out.np) if o is not out else res

@@ -333,6 +333,10 @@ def test_large_where_runs_as_a_kernel(dtype):
         np.testing.assert_array_equal(got.numpy(), want)
         if dtype.startswith("float"):  # (the sign of zeros too)
             assert np.array_equal(np.signbit(got.numpy()), np.signbit(want))
+    # traced, fused with a neighbour: the flat CPU kernel loads both values before selecting
+    f = fusejit.trace(lambda m, a, b: fusejit.where(m, a, b) == b, (m, x, y))
+    assert f.kernel_count() == 1
+    np.testing.assert_array_equal(f(m, x, y).numpy(), np.where(c, a, b) == b)
     compute = {"float16": "float32"}.get(dtype, dtype)
     assert any(k[0] == "where" and k[1].name == compute for k in cpu.BACKEND._expr_kernels)
     # broadcast and non-contiguous operands keep numpy's where, with the same values
