@@ -15,6 +15,8 @@ from fusejit.ops.registry import accumulation_dtype
 from fusejit.store import CACHE
 
 _NULL = contextlib.nullcontext()
+# ``where`` of at least this many elements runs as a generated kernel (``_where_kernel``)
+WHERE_KERNEL_MIN = 1 << 13
 
 
 class CPUBackend:
@@ -55,6 +57,11 @@ class CPUBackend:
             return vals[0].astype(out.np)
         if op.name == "sign" and compute is dt.bool_:  # (as torch's; numpy has no bool sign)
             return vals[0].copy()
+        if op.name == "where" and type(vals[0]) is np.ndarray and vals[0].size >= WHERE_KERNEL_MIN:
+            # (a condition of fewer elements broadcast to many keeps numpy's where)
+            r = self._where_kernel(vals, compute, out)
+            if r is not None:
+                return r
         fn = self._ufuncs.get(op)
         if fn is None:
             fn = self._ufuncs[op] = getattr(np, op.np_name) if op.np_name else None
@@ -88,6 +95,40 @@ class CPUBackend:
                             o.name),),
                 outputs=(("t", 0),),
             )  # fmt: skip
+            k = self._expr_kernels[memo] = cpu_kernel(body, rank)
+        res = k(*arrays)[0]
+        return res.astype(out.np) if o is not out else res
+
+    def _where_kernel(self, vals, compute: dt.DType, out: dt.DType):
+        """``where(c, x, y)`` of a large bool condition as one generated kernel (a branchless
+        select): numpy's ``where`` branches on each element and took 1.1 ms for 512 x 512
+        float32 of a random condition, the kernel 55 us (``bench/RESULTS.md``, training). None
+        (numpy's where) unless the condition is a bool array and the values are scalars or
+        arrays of its shape."""
+        cond, x, y = vals
+        if cond.dtype != np.bool_ or compute.kind == "c":
+            return None
+        c, o = accumulation_dtype(compute), accumulation_dtype(out)
+        arrays = [cond]
+        for v in (x, y):
+            if isinstance(v, np.ndarray) and v.shape == cond.shape:
+                arrays.append(v if v.dtype == c.np else v.astype(c.np))
+            elif isinstance(v, (bool, int, float, np.generic)) or (
+                isinstance(v, np.ndarray) and v.ndim == 0
+            ):  # (a scalar filled out: the flat kernel over equal shapes is the fast one)
+                arrays.append(np.full(cond.shape, v, dtype=c.np))
+            else:
+                return None  # (broadcast operands: numpy's where)
+        rank = max(cond.ndim, 1)
+        memo = ("where", c, o, rank)
+        k = self._expr_kernels.get(memo)
+        if k is None:
+            # (the generated loop loads both values before the select: branch-free)
+            body = KernelBody(
+                in_dtypes=("bool", c.name, c.name),
+                steps=(Step("where", (("in", 0), ("in", 1), ("in", 2)), (), c.name, o.name),),
+                outputs=(("t", 0),),
+            )
             k = self._expr_kernels[memo] = cpu_kernel(body, rank)
         res = k(*arrays)[0]
         return res.astype(out.np) if o is not out else res

@@ -65,9 +65,9 @@ echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_parity.log" | head -30
 tail -n 2 "$OUT/pytest_parity.log"
 
-echo "== pytest, autograd on the GPU (tests/test_autograd*.py -k cuda) -> $OUT/pytest_autograd.log"
-timeout "$(budget 60)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test_autograd*.py \
-    >"$OUT/pytest_autograd.log" 2>&1
+echo "== pytest, autograd and an MLP trained on the GPU (tests/test_autograd*.py tests/test_training.py -k cuda) -> $OUT/pytest_autograd.log"
+timeout "$(budget 90)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test_autograd*.py \
+    tests/test_training.py >"$OUT/pytest_autograd.log" 2>&1
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_autograd.log" | head -30
 tail -n 2 "$OUT/pytest_autograd.log"

@@ -150,11 +150,17 @@ def kernel_source(body: KernelBody, fname: str) -> str:
     params = ", ".join(ins + outs)
 
     body = round_half_consts(body)
-    loads = [_load(d, f"{a}[i]") for a, d in zip(ins, body.in_dtypes)]
+    # each input loaded once into a temporary at the top of the loop: a load written inside
+    # where's conditional (``a1[i] if a0[i] else a2[i]``) stays a branch in LLVM, two loaded
+    # values become a branch-free select (20x faster on a random condition)
+    loads = [f"x{i}" for i in range(n_in)]
+    load_lines = [f"x{i} = {_load(d, f'{a}[i]')}" for i, (a, d) in
+                  enumerate(zip(ins, body.in_dtypes))]  # fmt: skip
 
     def loop(renderer, ind):
         steps, out_codes = _render(body, renderer, loads)
         lines = [f"{ind}for i in range({outs[0]}.shape[0]):"]
+        lines += [f"{ind}    {code}" for code in load_lines]
         lines += [f"{ind}    {name} = {code}" for name, code in steps]
         lines += _guard_lines(renderer, ind + "    ")
         lines += [f"{ind}    {o}[i] = {code}" for o, code in zip(outs, out_codes)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusejit.backends.cpu import WHERE_KERNEL_MIN
 from fusejit.base import dtypes as dt
 from fusejit.base.device import Device
 from fusejit.eager import autograd, dispatch, recording
@@ -180,7 +181,9 @@ def where(condition, x, y):
         and recording.TRACER is None
         and getattr(x, "_ag", None) is None
         and getattr(y, "_ag", None) is None
+        and condition._data.size < WHERE_KERNEL_MIN
     ):  # fast path: what the general path computes here, np.where on the arrays as they are
+        # (larger: the backend's branch-free kernel, faster than np.where)
         try:
             r = np.where(condition._data, x._data, y._data)
         except Exception:
