@@ -23,7 +23,10 @@ In-place ops on tensors that require grad record too: the op is computed out of 
 records its node), the node keeps a copy of the overwritten value where it is an operand, and
 the written tensor takes the node as its history (PyTorch's rebase); written through a view
 (made by one recorded op from a base), the base takes a ``CopySlices`` node. A leaf that
-requires grad, or a view of one, cannot be written in place while grad mode is on.
+requires grad, or a view of one, cannot be written in place while grad mode is on. A view
+taken before its base (or another view of it) was written in place sees the write; its history
+is made again from the base's on its next use (``sync_view``, PyTorch's view replay), so that
+its gradient reaches what was written.
 """
 
 from __future__ import annotations
@@ -427,6 +430,8 @@ def record(op, args, attrs, outs) -> None:
     needs = []
     for a in args:
         info = getattr(a, "_ag", None) if isinstance(a, Tensor) else None
+        if REWRITTEN and info is not None and info.node is not None:
+            info = sync_view(a, info)
         if info is not None and info.requires_grad:
             edges.append(_edge(a, info))
             needs.append(True)
@@ -453,6 +458,11 @@ def needs_grad(tensors) -> bool:
 
 
 # ---- in-place writes ---------------------------------------------------------------------------
+# Set once a tensor's history was rewritten by an in-place write: from then on a view read as an
+# operand or a root is first checked against its base's history (``sync_view``).
+REWRITTEN = False
+
+
 def _view_of(t: Tensor):
     """(base, view op, attrs, result index) where ``t`` is a view made by one op-table op of
     a tensor ``base`` (sharing its storage) while recording, else None."""
@@ -473,9 +483,15 @@ def _view_of(t: Tensor):
 def check_inplace(name: str, self: Tensor) -> None:
     """Before ``name`` writes into ``self``: an AutogradError where grad mode is on and ``self``
     is a leaf that requires grad, or a view of one."""
+    global REWRITTEN
     info = getattr(self, "_ag", None)
     if info is None or not info.requires_grad or not MODE.enabled:
         return
+    if REWRITTEN and info.node is not None:
+        info = sync_view(self, info)
+        if info is None:
+            return
+    REWRITTEN = True
     if info.node is None:
         raise AutogradError(
             f"{name}: {_describe(self)} is a leaf that requires grad and cannot be modified in "
@@ -531,10 +547,50 @@ def _copy_slices(view, t: Tensor) -> None:
     if binfo is not None:
         new.view = binfo.view
     base._ag = new
-    if tinfo is not None:
-        tinfo.view = view
+    if tinfo is not None:  # (with the base's history it is in step with)
+        tinfo.view = (*view[:4], (node, 0))
     if outer is not None:  # (a view of a view: its base changes too)
         _copy_slices(outer, base)
+
+
+def sync_view(t: Tensor, info: GradInfo):
+    """``t``'s history, made again where ``t`` is a view whose base's history changed since
+    ``t``'s was made (the base, or another view of it, was written in place): the view op
+    applied to the base's history now (PyTorch's view replay), so that a gradient through
+    ``t`` reaches what was written. ``t`` takes it; None where the base no longer requires
+    grad (it was overwritten by a constant, and ``t`` with it)."""
+    view = _view_of(t)
+    if view is None:
+        return info
+    base = view[0]
+    binfo = getattr(base, "_ag", None)
+    if binfo is not None and binfo.node is not None:
+        binfo = sync_view(base, binfo)  # (a view of a view: its base first)
+    if binfo is not None and binfo.requires_grad:
+        if binfo.node is None:
+            return info  # (a leaf's history cannot be rewritten)
+        now = (binfo.node, binfo.index)
+    else:
+        now = None
+    then = view[4] if info.view is not None else info.node.edges[0]
+    if then is not None and now is not None and then[0] is now[0] and then[1] == now[1]:
+        return info
+    if now is None:
+        t._ag = None
+        return None
+    prev = MODE.enabled
+    MODE.enabled = True
+    try:
+        r = _apply_view(view, base)
+    finally:
+        MODE.enabled = prev
+    rinfo = r._ag
+    new = GradInfo(True, rinfo.node, rinfo.index)
+    new.grad = info.grad
+    t._ag = new
+    if info.retains:
+        retain_grad(t)
+    return new
 
 
 def rebase(self: Tensor, result: Tensor) -> None:
@@ -652,6 +708,8 @@ def _root_edge(t, what: str):
     if not isinstance(t, Tensor):
         raise TypeError(f"{what}: expected a tensor, got {type(t).__name__}")
     info = getattr(t, "_ag", None)
+    if REWRITTEN and info is not None and info.node is not None:
+        info = sync_view(t, info)
     if info is None or not info.requires_grad:
         hint = ""
         if recording.TRACER is None:
@@ -714,6 +772,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             if not isinstance(t, Tensor):
                 raise TypeError(f"{what}: inputs must be tensors, got {type(t).__name__}")
             info = getattr(t, "_ag", None)
+            if REWRITTEN and info is not None and info.node is not None:
+                info = sync_view(t, info)
             if info is None or not info.requires_grad:
                 raise AutogradError(f"{what}: input {k}, {_describe(t)}, does not require grad")
             targets.setdefault(_edge(t, info), []).append(k)
@@ -917,6 +977,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bo
 # ---- Tensor methods ----------------------------------------------------------------------------
 def _grad_fn(self):
     info = getattr(self, "_ag", None)
+    if REWRITTEN and info is not None and info.node is not None:
+        info = sync_view(self, info)
     return None if info is None else info.node
 
 
