@@ -163,6 +163,59 @@ def test_gradient_matches_finite_differences(case):
     assert gradcheck(case, (x,))
 
 
+def _program(seed: int, n: int) -> list:
+    """A random sequence of ``n`` steps: views of the tensors so far, and in-place writes
+    (``mul_``, ``add_``, setitem) into them."""
+    rng = np.random.default_rng(seed)
+    steps, shapes = [], [(3, 4)]
+    for _ in range(n):
+        kind, k = int(rng.integers(0, 7)), int(rng.integers(0, len(shapes)))
+        sh, c = shapes[k], float(rng.uniform(0.5, 1.5))
+        if kind == 0:
+            steps.append(("reshape", k, c))
+            shapes.append((int(np.prod(sh)),))
+        elif kind == 1 and sh[0] > 1:
+            steps.append(("tail", k, c))
+            shapes.append((sh[0] - 1, *sh[1:]))
+        elif kind == 2 and len(sh) == 2:
+            steps.append(("t", k, c))
+            shapes.append(sh[::-1])
+        elif kind == 3 and len(sh) == 2 and sh[1] > 1:
+            steps.append(("step2", k, c))
+            shapes.append((sh[0], (sh[1] + 1) // 2))
+        elif kind in (4, 5, 6):
+            steps.append((("mul_", "add_", "setitem")[kind - 4], k, c))
+    return steps
+
+
+def _run_program(steps, x):
+    ts = [x * 1]
+    for what, k, c in steps:
+        t = ts[k]
+        if what == "reshape":
+            ts.append(t.reshape(-1))
+        elif what == "tail":
+            ts.append(t[1:])
+        elif what == "t":
+            ts.append(t.t())
+        elif what == "step2":
+            ts.append(t[:, ::2])
+        elif what == "mul_":
+            t.mul_(x.sum() * c)
+        elif what == "add_":
+            t.add_(x.mean().exp() * c)
+        else:
+            t[0] = x[0, 0] * c
+    return tuple(u * (i + 1.0) for i, u in enumerate(ts))
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_random_views_and_writes_match_finite_differences(seed):
+    steps = _program(seed, 3 + seed % 6)
+    x = leaf(rnd(3, 4, seed=seed))
+    assert gradcheck(lambda t: _run_program(steps, t), (x,))
+
+
 def _np_case(name, x):
     """The forward values of some cases, written in numpy."""
     a = x.copy()
