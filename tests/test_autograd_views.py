@@ -382,3 +382,60 @@ def test_cat_empty_on_another_device_raises():
         pytest.skip("needs a GPU")
     with pytest.raises(DeviceError, match="cat"):
         F.cat([F.empty(0), F.ones(2, 2, device="cuda")])
+
+
+def test_a_long_chain_of_views_is_replayed_without_recursion():
+    x = leaf(rnd(4))
+    a = x * 1
+    y = a
+    for _ in range(1500):  # (deeper than Python's recursion limit)
+        y = y[:]
+    a.mul_(x)
+    (y * 2).sum().backward()
+    assert_close(x.grad, 4 * rnd(4))
+
+
+def stale_view_as_setitem_value(x):
+    a = x * 1
+    b = a[0]
+    a.mul_(x)
+    c = x[1:] * 2
+    c[0] = b
+    return c
+
+
+def stale_view_as_copy_source(x):
+    a = x * 1
+    b = a[1]
+    a.add_(x.sin())
+    c = x[2] * 1
+    c.copy_(b)
+    return c * x[0]
+
+
+class _Square(F.autograd.Function):
+    @staticmethod
+    def forward(ctx, t):
+        ctx.save_for_backward(t.clone())
+        return t * t
+
+    @staticmethod
+    def backward(ctx, g):
+        (t,) = ctx.saved_tensors
+        return 2 * t * g
+
+
+def stale_view_into_a_custom_function(x):
+    a = x * 1
+    b = a.t()
+    a.mul_(x)
+    return _Square.apply(b)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [stale_view_as_setitem_value, stale_view_as_copy_source, stale_view_into_a_custom_function],
+    ids=lambda f: f.__name__,
+)  # fmt: skip
+def test_stale_views_read_by_writes_and_custom_functions(case):
+    assert gradcheck(case, (leaf(rnd(3, 4)),))

@@ -90,9 +90,12 @@ def _key_version(t: Tensor) -> tuple[int, int]:
 
 
 def bump_version(t: Tensor) -> None:
-    """Note an in-place write into ``t``'s storage (every in-place op calls this)."""
+    """Note an in-place write into ``t``'s storage (every in-place op calls this, once it has
+    written)."""
+    global EPOCH
     k = storage_key(t._data)
     VERSIONS[k] = VERSIONS.get(k, 0) + 1
+    EPOCH += 1  # (views checked before this write must be checked again)
 
 
 # ---- nodes -------------------------------------------------------------------------------------
@@ -430,7 +433,7 @@ def record(op, args, attrs, outs) -> None:
     needs = []
     for a in args:
         info = getattr(a, "_ag", None) if isinstance(a, Tensor) else None
-        if REWRITTEN and info is not None and info.node is not None:
+        if REWRITTEN and info is not None and info.node is not None and info.synced != EPOCH:
             info = sync_view(a, info)
         if info is not None and info.requires_grad:
             edges.append(_edge(a, info))
@@ -443,7 +446,9 @@ def record(op, args, attrs, outs) -> None:
     node = OpNode(op, args, attrs or {}, outs, edges, tuple(needs))
     for i, o in enumerate(outs):
         if _differentiable_dtype(o._dtype):
-            o._ag = GradInfo(True, node, i)
+            g = o._ag = GradInfo(True, node, i)
+            if REWRITTEN:
+                g.synced = EPOCH  # (made of operands in step with their bases: in step too)
 
 
 def needs_grad(tensors) -> bool:
@@ -461,6 +466,9 @@ def needs_grad(tensors) -> bool:
 # Set once a tensor's history was rewritten by an in-place write: from then on a view read as an
 # operand or a root is first checked against its base's history (``sync_view``).
 REWRITTEN = False
+# Bumped after every in-place write: a history ``sync_view`` checked at the current epoch is
+# known to be in step with its bases' (``GradInfo.synced``).
+EPOCH = 0
 
 
 def _view_of(t: Tensor):
@@ -558,14 +566,35 @@ def sync_view(t: Tensor, info: GradInfo):
     ``t``'s was made (the base, or another view of it, was written in place): the view op
     applied to the base's history now (PyTorch's view replay), so that a gradient through
     ``t`` reaches what was written. ``t`` takes it; None where the base no longer requires
-    grad (it was overwritten by a constant, and ``t`` with it)."""
-    view = _view_of(t)
-    if view is None:
+    grad (it was overwritten by a constant, and ``t`` with it). A view of a view: the bases
+    first, outermost first (a loop, not recursion: chains of views may be long); a history
+    checked since the last in-place write (``EPOCH``) is not checked again."""
+    epoch = EPOCH
+    if info.synced == epoch:
         return info
+    chain = []
+    cur, ci = t, info
+    while True:
+        view = _view_of(cur)
+        if view is None:
+            ci.synced = epoch
+            break
+        chain.append((cur, ci, view))
+        cur = view[0]
+        ci = getattr(cur, "_ag", None)
+        if ci is None or ci.node is None or ci.synced == epoch:
+            break
+    for cur, ci, view in reversed(chain):
+        ci = _replay(cur, ci, view)
+        if ci is not None:
+            ci.synced = epoch
+    return getattr(t, "_ag", None)
+
+
+def _replay(t: Tensor, info: GradInfo, view):
+    """One step of ``sync_view``: ``t`` is ``view`` of ``view[0]``, whose history is current."""
     base = view[0]
     binfo = getattr(base, "_ag", None)
-    if binfo is not None and binfo.node is not None:
-        binfo = sync_view(base, binfo)  # (a view of a view: its base first)
     if binfo is not None and binfo.requires_grad:
         if binfo.node is None:
             return info  # (a leaf's history cannot be rewritten)
@@ -598,6 +627,8 @@ def rebase(self: Tensor, result: Tensor) -> None:
     takes ``result``'s history (keeping a copy of its old value where the node needs it); where
     ``self`` is a view, its base takes a ``CopySlices`` node."""
     rinfo = getattr(result, "_ag", None)
+    if REWRITTEN and rinfo is not None and rinfo.node is not None:
+        rinfo = sync_view(result, rinfo)  # (copy_ of a view taken before a write)
     info = getattr(self, "_ag", None)
     view = _view_of(self) if info is not None else None
     if rinfo is not None and rinfo.node is not None:
@@ -1142,6 +1173,8 @@ class Function:
         edges = []
         for a in args:
             info = getattr(a, "_ag", None) if isinstance(a, Tensor) else None
+            if REWRITTEN and info is not None and info.node is not None and MODE.enabled:
+                info = sync_view(a, info)
             edges.append(_edge(a, info) if info is not None and info.requires_grad else None)
         ctx.needs_input_grad = tuple(e is not None for e in edges)
         prev = MODE.enabled
