@@ -148,7 +148,24 @@ def view_after_write(x):
     return c, b.sum()
 
 
+def write_through_view_read_transposed(x):
+    a = x * 1
+    s = a.t()[1:]  # (its gradient reaches the base transposed: not contiguous)
+    b = a.view(4, 3)
+    b.mul_(x.sum())
+    return s * 1, b * 1
+
+
+def views_of_split_results_base_write(x):
+    a = x * 1
+    p, q = a.split(2)
+    r = a.unbind(1)[2]
+    a.mul_(x)
+    return p, q * 2, r
+
+
 CASES = [
+    write_through_view_read_transposed, views_of_split_results_base_write,
     reshape_base_write, view_base_write, getitem_base_write, transpose_base_write,
     permute_base_write, expand_base_write, diagonal_base_write, chain_base_write,
     write_through_view_read_sibling, write_through_view_then_base,
@@ -439,3 +456,16 @@ def stale_view_into_a_custom_function(x):
 )  # fmt: skip
 def test_stale_views_read_by_writes_and_custom_functions(case):
     assert gradcheck(case, (leaf(rnd(3, 4)),))
+
+
+def test_writing_into_one_of_several_views_raises():
+    # torch: "Output 0 of SplitBackward0 is a view and is being modified inplace. This view is
+    # the output of a function that returns multiple views..."
+    x = leaf(rnd(4, 3))
+    a = x * 1
+    for v in (a.split(2)[1], a.chunk(3, 1)[0], a.unbind(0)[1], a.split(2)[0][1:]):
+        with pytest.raises(AutogradError, match="mul_: .* one of the .* results of split"):
+            v.mul_(2)
+    with F.no_grad():
+        a.split(2)[1].mul_(2)  # (allowed: nothing is recorded)
+    assert_close(a.detach(), np.concatenate([rnd(4, 3)[:2], 2 * rnd(4, 3)[2:]]))

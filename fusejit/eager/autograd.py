@@ -507,16 +507,23 @@ def check_inplace(name: str, self: Tensor) -> None:
             "out-of-place op"
         )
     view = _view_of(self)
+    cinfo = info
     while view is not None:
+        if cinfo.view is None and cinfo.node.n_out > 1:
+            raise AutogradError(
+                f"{name}: {_describe(self)} is a view of one of the {cinfo.node.n_out} results "
+                f"of {view[1].name}, which cannot be modified in place while grad mode is on "
+                "(as in PyTorch); clone() it first, or write into the tensor it was taken from"
+            )
         base = view[0]
-        binfo = getattr(base, "_ag", None)
+        binfo = cinfo = getattr(base, "_ag", None)
         if binfo is not None and binfo.requires_grad and binfo.node is None:
             raise AutogradError(
                 f"{name}: {_describe(self)} is a view (made by {view[1].name}) of a leaf that "
                 "requires grad, which cannot be modified in place while grad mode is on; "
                 "modify it under fusejit.no_grad()"
             )
-        view = _view_of(base)
+        view = _view_of(base) if binfo is not None else None
 
 
 def _apply_view(view, t: Tensor) -> Tensor:
@@ -544,6 +551,7 @@ def _copy_slices(view, t: Tensor) -> None:
         prev = MODE.enabled
         MODE.enabled = False
         try:
+            g = g.contiguous()  # (a view op such as view() needs what its base allowed)
             gb = g.clone()
             _apply_view(view, gb).fill_(0)
             return gb, _apply_view(view, g)
