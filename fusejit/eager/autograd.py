@@ -621,7 +621,9 @@ def _replay(t: Tensor, info: GradInfo, view):
         r = _apply_view(view, base)
     finally:
         MODE.enabled = prev
-    rinfo = r._ag
+    rinfo = getattr(r, "_ag", None)
+    if rinfo is None or rinfo.node is None:
+        return info  # (nothing recorded: under fusejit.trace, which records no autograd)
     new = GradInfo(True, rinfo.node, rinfo.index)
     new.grad = info.grad
     t._ag = new
