@@ -23,7 +23,10 @@ In-place ops on tensors that require grad record too: the op is computed out of 
 records its node), the node keeps a copy of the overwritten value where it is an operand, and
 the written tensor takes the node as its history (PyTorch's rebase); written through a view
 (made by one recorded op from a base), the base takes a ``CopySlices`` node. A leaf that
-requires grad, or a view of one, cannot be written in place while grad mode is on.
+requires grad, or a view of one, cannot be written in place while grad mode is on. A view
+taken before its base (or another view of it) was written in place sees the write; its history
+is made again from the base's on its next use (``sync_view``, PyTorch's view replay), so that
+its gradient reaches what was written.
 """
 
 from __future__ import annotations
@@ -87,9 +90,12 @@ def _key_version(t: Tensor) -> tuple[int, int]:
 
 
 def bump_version(t: Tensor) -> None:
-    """Note an in-place write into ``t``'s storage (every in-place op calls this)."""
+    """Note an in-place write into ``t``'s storage (every in-place op calls this, once it has
+    written)."""
+    global EPOCH
     k = storage_key(t._data)
     VERSIONS[k] = VERSIONS.get(k, 0) + 1
+    EPOCH += 1  # (views checked before this write must be checked again)
 
 
 # ---- nodes -------------------------------------------------------------------------------------
@@ -427,6 +433,8 @@ def record(op, args, attrs, outs) -> None:
     needs = []
     for a in args:
         info = getattr(a, "_ag", None) if isinstance(a, Tensor) else None
+        if REWRITTEN and info is not None and info.node is not None and info.synced != EPOCH:
+            info = sync_view(a, info)
         if info is not None and info.requires_grad:
             edges.append(_edge(a, info))
             needs.append(True)
@@ -438,7 +446,9 @@ def record(op, args, attrs, outs) -> None:
     node = OpNode(op, args, attrs or {}, outs, edges, tuple(needs))
     for i, o in enumerate(outs):
         if _differentiable_dtype(o._dtype):
-            o._ag = GradInfo(True, node, i)
+            g = o._ag = GradInfo(True, node, i)
+            if REWRITTEN:
+                g.synced = EPOCH  # (made of operands in step with their bases: in step too)
 
 
 def needs_grad(tensors) -> bool:
@@ -453,6 +463,14 @@ def needs_grad(tensors) -> bool:
 
 
 # ---- in-place writes ---------------------------------------------------------------------------
+# Set once a tensor's history was rewritten by an in-place write: from then on a view read as an
+# operand or a root is first checked against its base's history (``sync_view``).
+REWRITTEN = False
+# Bumped after every in-place write: a history ``sync_view`` checked at the current epoch is
+# known to be in step with its bases' (``GradInfo.synced``).
+EPOCH = 0
+
+
 def _view_of(t: Tensor):
     """(base, view op, attrs, result index) where ``t`` is a view made by one op-table op of
     a tensor ``base`` (sharing its storage) while recording, else None."""
@@ -473,9 +491,15 @@ def _view_of(t: Tensor):
 def check_inplace(name: str, self: Tensor) -> None:
     """Before ``name`` writes into ``self``: an AutogradError where grad mode is on and ``self``
     is a leaf that requires grad, or a view of one."""
+    global REWRITTEN
     info = getattr(self, "_ag", None)
     if info is None or not info.requires_grad or not MODE.enabled:
         return
+    if REWRITTEN and info.node is not None:
+        info = sync_view(self, info)
+        if info is None:
+            return
+    REWRITTEN = True
     if info.node is None:
         raise AutogradError(
             f"{name}: {_describe(self)} is a leaf that requires grad and cannot be modified in "
@@ -483,16 +507,23 @@ def check_inplace(name: str, self: Tensor) -> None:
             "out-of-place op"
         )
     view = _view_of(self)
+    cinfo = info
     while view is not None:
+        if cinfo.view is None and cinfo.node.n_out > 1:
+            raise AutogradError(
+                f"{name}: {_describe(self)} is a view of one of the {cinfo.node.n_out} results "
+                f"of {view[1].name}, which cannot be modified in place while grad mode is on "
+                "(as in PyTorch); clone() it first, or write into the tensor it was taken from"
+            )
         base = view[0]
-        binfo = getattr(base, "_ag", None)
+        binfo = cinfo = getattr(base, "_ag", None)
         if binfo is not None and binfo.requires_grad and binfo.node is None:
             raise AutogradError(
                 f"{name}: {_describe(self)} is a view (made by {view[1].name}) of a leaf that "
                 "requires grad, which cannot be modified in place while grad mode is on; "
                 "modify it under fusejit.no_grad()"
             )
-        view = _view_of(base)
+        view = _view_of(base) if binfo is not None else None
 
 
 def _apply_view(view, t: Tensor) -> Tensor:
@@ -520,6 +551,7 @@ def _copy_slices(view, t: Tensor) -> None:
         prev = MODE.enabled
         MODE.enabled = False
         try:
+            g = g.contiguous()  # (a view op such as view() needs what its base allowed)
             gb = g.clone()
             _apply_view(view, gb).fill_(0)
             return gb, _apply_view(view, g)
@@ -531,10 +563,73 @@ def _copy_slices(view, t: Tensor) -> None:
     if binfo is not None:
         new.view = binfo.view
     base._ag = new
-    if tinfo is not None:
-        tinfo.view = view
+    if tinfo is not None:  # (with the base's history it is in step with)
+        tinfo.view = (*view[:4], (node, 0))
     if outer is not None:  # (a view of a view: its base changes too)
         _copy_slices(outer, base)
+
+
+def sync_view(t: Tensor, info: GradInfo):
+    """``t``'s history, made again where ``t`` is a view whose base's history changed since
+    ``t``'s was made (the base, or another view of it, was written in place): the view op
+    applied to the base's history now (PyTorch's view replay), so that a gradient through
+    ``t`` reaches what was written. ``t`` takes it; None where the base no longer requires
+    grad (it was overwritten by a constant, and ``t`` with it). A view of a view: the bases
+    first, outermost first (a loop, not recursion: chains of views may be long); a history
+    checked since the last in-place write (``EPOCH``) is not checked again."""
+    epoch = EPOCH
+    if info.synced == epoch:
+        return info
+    chain = []
+    cur, ci = t, info
+    while True:
+        view = _view_of(cur)
+        if view is None:
+            ci.synced = epoch
+            break
+        chain.append((cur, ci, view))
+        cur = view[0]
+        ci = getattr(cur, "_ag", None)
+        if ci is None or ci.node is None or ci.synced == epoch:
+            break
+    for cur, ci, view in reversed(chain):
+        ci = _replay(cur, ci, view)
+        if ci is not None:
+            ci.synced = epoch
+    return getattr(t, "_ag", None)
+
+
+def _replay(t: Tensor, info: GradInfo, view):
+    """One step of ``sync_view``: ``t`` is ``view`` of ``view[0]``, whose history is current."""
+    base = view[0]
+    binfo = getattr(base, "_ag", None)
+    if binfo is not None and binfo.requires_grad:
+        if binfo.node is None:
+            return info  # (a leaf's history cannot be rewritten)
+        now = (binfo.node, binfo.index)
+    else:
+        now = None
+    then = view[4] if info.view is not None else info.node.edges[0]
+    if then is not None and now is not None and then[0] is now[0] and then[1] == now[1]:
+        return info
+    if now is None:
+        t._ag = None
+        return None
+    prev = MODE.enabled
+    MODE.enabled = True
+    try:
+        r = _apply_view(view, base)
+    finally:
+        MODE.enabled = prev
+    rinfo = getattr(r, "_ag", None)
+    if rinfo is None or rinfo.node is None:
+        return info  # (nothing recorded: under fusejit.trace, which records no autograd)
+    new = GradInfo(True, rinfo.node, rinfo.index)
+    new.grad = info.grad
+    t._ag = new
+    if info.retains:
+        retain_grad(t)
+    return new
 
 
 def rebase(self: Tensor, result: Tensor) -> None:
@@ -542,6 +637,8 @@ def rebase(self: Tensor, result: Tensor) -> None:
     takes ``result``'s history (keeping a copy of its old value where the node needs it); where
     ``self`` is a view, its base takes a ``CopySlices`` node."""
     rinfo = getattr(result, "_ag", None)
+    if REWRITTEN and rinfo is not None and rinfo.node is not None:
+        rinfo = sync_view(result, rinfo)  # (copy_ of a view taken before a write)
     info = getattr(self, "_ag", None)
     view = _view_of(self) if info is not None else None
     if rinfo is not None and rinfo.node is not None:
@@ -652,6 +749,8 @@ def _root_edge(t, what: str):
     if not isinstance(t, Tensor):
         raise TypeError(f"{what}: expected a tensor, got {type(t).__name__}")
     info = getattr(t, "_ag", None)
+    if REWRITTEN and info is not None and info.node is not None:
+        info = sync_view(t, info)
     if info is None or not info.requires_grad:
         hint = ""
         if recording.TRACER is None:
@@ -714,6 +813,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             if not isinstance(t, Tensor):
                 raise TypeError(f"{what}: inputs must be tensors, got {type(t).__name__}")
             info = getattr(t, "_ag", None)
+            if REWRITTEN and info is not None and info.node is not None:
+                info = sync_view(t, info)
             if info is None or not info.requires_grad:
                 raise AutogradError(f"{what}: input {k}, {_describe(t)}, does not require grad")
             targets.setdefault(_edge(t, info), []).append(k)
@@ -917,6 +1018,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bo
 # ---- Tensor methods ----------------------------------------------------------------------------
 def _grad_fn(self):
     info = getattr(self, "_ag", None)
+    if REWRITTEN and info is not None and info.node is not None:
+        info = sync_view(self, info)
     return None if info is None else info.node
 
 
@@ -1080,6 +1183,8 @@ class Function:
         edges = []
         for a in args:
             info = getattr(a, "_ag", None) if isinstance(a, Tensor) else None
+            if REWRITTEN and info is not None and info.node is not None and MODE.enabled:
+                info = sync_view(a, info)
             edges.append(_edge(a, info) if info is not None and info.requires_grad else None)
         ctx.needs_input_grad = tuple(e is not None for e in edges)
         prev = MODE.enabled

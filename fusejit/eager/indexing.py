@@ -151,6 +151,8 @@ def _record_setitem(x, index, value) -> None:
     edges = []
     for t in operands:
         info = getattr(t, "_ag", None)
+        if autograd.REWRITTEN and info is not None and info.node is not None:
+            info = autograd.sync_view(t, info)  # (a view taken before a write: made again)
         edges.append(autograd._edge(t, info) if info is not None and info.requires_grad else None)
     metas = [(t._data.shape, t._dtype, t._device) for t in operands]
     one = len(operands) == 1  # (the closure keeps no operand: x would point back at its node)

@@ -398,9 +398,24 @@ def _join_dtype(name, tensors):
 
 
 def cat(tensors, dim: int = 0):
-    """Join tensors along an existing dim (dtypes promote as in elementwise ops)."""
+    """Join tensors along an existing dim (dtypes promote as in elementwise ops). As PyTorch,
+    a 1-D empty tensor (shape ``[0]``) among tensors of other shapes is left out (its dtype
+    still promotes the result's), so ``cat([empty(0), x])`` is ``x``'s values.
+
+    >>> import fusejit
+    >>> fusejit.cat([fusejit.empty(0), fusejit.ones(1, 2)]).tolist()
+    [[1.0, 1.0]]
+    """
     tensors = tuple(tensors)
     d = _join_dtype("cat", tensors)
+    kept = tuple(t for t in tensors if t.shape != (0,))
+    if kept and len(kept) < len(tensors):
+        for t in tensors:
+            if t.device != kept[0].device:
+                raise DeviceError(
+                    f"cat: tensors on {t.device} and {kept[0].device}; all must be on one device"
+                )
+        tensors = kept
     ref = tensors[0]
     dd = norm_dim("cat", dim, ref.ndim)
     for t in tensors[1:]:

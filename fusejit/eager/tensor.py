@@ -35,9 +35,9 @@ class GradInfo:
     (``fusejit/eager/autograd.py``) the node that made it (``node``, the result ``index`` of
     that node; None on a leaf), a leaf's gradient accumulator ``acc``, whether a non-leaf
     keeps its gradient (``retains``), and what a view written in place is a view of
-    (``view``)."""
+    (``view``, and ``synced``: when it was last checked against it)."""
 
-    __slots__ = ("requires_grad", "grad", "node", "index", "acc", "retains", "view")
+    __slots__ = ("requires_grad", "grad", "node", "index", "acc", "retains", "view", "synced")
 
     def __init__(self, requires_grad: bool = False, node=None, index: int = 0) -> None:
         self.requires_grad = requires_grad
@@ -47,6 +47,7 @@ class GradInfo:
         self.acc = None
         self.retains = False
         self.view = None  # (base, view op, attrs, result index) once written in place
+        self.synced = -1  # (the in-place write epoch its view history was last checked at)
 
 
 def _grad_info(t) -> GradInfo:
