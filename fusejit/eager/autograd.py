@@ -47,6 +47,7 @@ __all__ = [
 ]  # fmt: skip
 
 _new = object.__new__
+_heappush, _heappop = heapq.heappush, heapq.heappop  # (one global lookup each in the walk)
 
 
 _FUSEJIT = []
@@ -161,8 +162,12 @@ class _Saved:
     __slots__ = ("_node", "_items", "_versions", "_what", "_alias")
 
     def __init__(self, node, items, versions, what: str, alias: bool) -> None:
-        self._node, self._items, self._versions = node, items, versions
-        self._what, self._alias = what, alias
+        # (plain stores: a rule makes one of these at each ``ctx.inputs`` / ``ctx.outputs``)
+        self._node = node
+        self._items = items
+        self._versions = versions
+        self._what = what
+        self._alias = alias
 
     def __len__(self) -> int:
         return len(self._items)
@@ -194,6 +199,13 @@ class _Saved:
 
     def __iter__(self):
         return (self[i] for i in range(len(self._items)))
+
+
+def _raise_count(node, res) -> None:
+    raise AutogradError(
+        f"backward: the derivative rule of {node.op.name} gave {len(res)} gradients for "
+        f"{len(node._inputs)} operands"
+    )
 
 
 def _raise_released(node) -> None:
@@ -296,10 +308,7 @@ class OpNode(Node):
         if not isinstance(res, tuple):
             res = (res,)
         if len(res) != len(self._inputs):
-            raise AutogradError(
-                f"backward: the derivative rule of {self.op.name} gave {len(res)} gradients for "
-                f"{len(self._inputs)} operands"
-            )
+            _raise_count(self, res)
         return res
 
     def release(self) -> None:
@@ -717,14 +726,21 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             if info is None or not info.requires_grad:
                 raise AutogradError(f"{what}: input {k}, {_describe(t)}, does not require grad")
             targets.setdefault(_edge(t, info), []).append(k)
-    buffers: dict = {}
-    heap: list = []  # (-seq, node): the node of the highest seq first
-    for (node, i), g in zip(roots, grads):
-        buf = buffers.get(node)
-        if buf is None:
-            buf = buffers[node] = [None] * node.n_out
-            heapq.heappush(heap, (-node.seq, node))
-        _add(buf, i, g)
+    if len(roots) == 1:  # (the usual case, without the loop's lookups)
+        node, i = roots[0]
+        buf = [None] * node.n_out
+        buf[i] = grads[0]
+        buffers: dict = {node: buf}
+        heap: list = [(-node.seq, node)]  # (-seq, node): the node of the highest seq first
+    else:
+        buffers = {}
+        heap = []
+        for (node, i), g in zip(roots, grads):
+            buf = buffers.get(node)
+            if buf is None:
+                buf = buffers[node] = [None] * node.n_out
+                _heappush(heap, (-node.seq, node))
+            _add(buf, i, g)
     needed = None
     if targets is not None:
         order = _topo([n for _, n in heap])
@@ -739,7 +755,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
     F = _F()
     try:
         while heap:
-            node = heapq.heappop(heap)[1]
+            node = _heappop(heap)[1]
             buf = buffers.pop(node)
             if needed is not None and node not in needed:
                 continue
@@ -783,15 +799,32 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                         shape, dtype, device = node.out_meta(i)
                         if _differentiable_dtype(dtype):
                             buf[i] = F.zeros(shape, dtype=dtype, device=device)
-            res = node.run(buf)
-            ins = getattr(node, "_inputs", None)  # (an OpNode's operands, read directly)
+            if type(node) is OpNode:
+                # (``OpNode.run`` written out: the walk runs it for nearly every node, and a
+                # method call, ``_F()`` and ``isinstance`` are a good part of the time it adds
+                # to the rule's own)
+                ins = node._inputs
+                vjp = node.op.vjp
+                if node.released or vjp is None:
+                    node.run(buf)  # (raises the error)
+                res = vjp(F, node, *buf)
+                if not isinstance(res, tuple):
+                    res = (res,)
+                if len(res) != len(ins):
+                    _raise_count(node, res)
+            else:
+                res = node.run(buf)
+                ins = None
             i = 0
             for e, g in zip(node.edges, res):
                 if e is not None and g is not None:
                     if ins is not None:
                         a = ins[i]
-                        bad = type(g) is not Tensor or g._data.shape != a._data.shape
-                        bad = bad or g._dtype is not a._dtype
+                        bad = (
+                            type(g) is not Tensor
+                            or g._dtype is not a._dtype
+                            or g._data.shape != a._data.shape
+                        )
                     else:
                         m = node.input_meta(i)
                         bad = type(g) is not Tensor or g._data.shape != m[0] or g._dtype is not m[1]
@@ -802,7 +835,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                         nb = buffers.get(nxt)
                         if nb is None:
                             nb = buffers[nxt] = [None] * nxt.n_out
-                            heapq.heappush(heap, (-nxt.seq, nxt))
+                            _heappush(heap, (-nxt.seq, nxt))
                             nb[e[1]] = g
                         else:
                             _add(nb, e[1], g)
