@@ -437,7 +437,14 @@ def record(op, args, attrs, outs) -> None:
     for a in args:
         info = getattr(a, "_ag", None) if isinstance(a, Tensor) else None
         if info is not None and info.requires_grad:
-            edges.append(_edge(a, info))
+            # (``_edge`` written out for the two usual cases: a result of a node, a leaf whose
+            # accumulator exists)
+            if info.node is not None:
+                edges.append((info.node, info.index))
+            elif info.acc is not None:
+                edges.append((info.acc, 0))
+            else:
+                edges.append(_edge(a, info))
             needs.append(True)
         else:
             edges.append(None)
@@ -446,7 +453,8 @@ def record(op, args, attrs, outs) -> None:
         return
     node = OpNode(op, args, attrs or {}, outs, edges, tuple(needs))
     for i, o in enumerate(outs):
-        if _differentiable_dtype(o._dtype):
+        k = o._dtype.kind  # (``_differentiable_dtype`` written out)
+        if k == "f" or k == "c":
             o._ag = GradInfo(True, node, i)
 
 
