@@ -719,8 +719,22 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
     if retain_graph is None:
         retain_graph = create_graph
     if len(outputs) == 1:
-        roots = (_root_edge(outputs[0], what),)
-        grads = (_root_grad(outputs[0], grad_outputs[0], what, 0),)
+        t, g = outputs[0], grad_outputs[0]
+        info = getattr(t, "_ag", None) if type(t) is Tensor else None
+        if (
+            info is not None
+            and info.node is not None
+            and info.requires_grad
+            and type(g) is Tensor
+            and g._dtype is t._dtype
+            and g._device is t._device
+            and g._data.shape == t._data.shape
+        ):  # (a result of a node and a gradient that fits it: what the checks below accept)
+            roots = ((info.node, info.index),)
+            grads = (g,)
+        else:
+            roots = (_root_edge(t, what),)
+            grads = (_root_grad(t, g, what, 0),)
     else:
         roots = [_root_edge(t, what) for t in outputs]
         grads = [_root_grad(t, g, what, i) for i, (t, g) in enumerate(zip(outputs, grad_outputs))]
