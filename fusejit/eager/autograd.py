@@ -173,7 +173,7 @@ class _Saved:
         return len(self._items)
 
     def __getitem__(self, i):
-        if isinstance(i, slice):
+        if type(i) is slice:  # (slice has no subclasses; a rule reads ``ctx.inputs[k]`` often)
             return tuple(self[j] for j in range(*i.indices(len(self._items))))
         if self._node.released:
             _raise_released(self._node)
@@ -771,9 +771,9 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
         for node in reversed(order):
             if node in tnodes or any(e is not None and e[0] in needed for e in node.edges):
                 needed.add(node)
-    captured: dict = {}
+    captured: dict | None = None if targets is None else {}
     prev = MODE.enabled
-    MODE.enabled = bool(create_graph)
+    MODE.enabled = True if create_graph else False
     F = _F()
     try:
         while heap:
