@@ -50,6 +50,7 @@ __all__ = [
 ]  # fmt: skip
 
 _new = object.__new__
+_heappush, _heappop = heapq.heappush, heapq.heappop  # (one global lookup each in the walk)
 
 
 _FUSEJIT = []
@@ -167,14 +168,18 @@ class _Saved:
     __slots__ = ("_node", "_items", "_versions", "_what", "_alias")
 
     def __init__(self, node, items, versions, what: str, alias: bool) -> None:
-        self._node, self._items, self._versions = node, items, versions
-        self._what, self._alias = what, alias
+        # (plain stores: a rule makes one of these at each ``ctx.inputs`` / ``ctx.outputs``)
+        self._node = node
+        self._items = items
+        self._versions = versions
+        self._what = what
+        self._alias = alias
 
     def __len__(self) -> int:
         return len(self._items)
 
     def __getitem__(self, i):
-        if isinstance(i, slice):
+        if type(i) is slice:  # (slice has no subclasses; a rule reads ``ctx.inputs[k]`` often)
             return tuple(self[j] for j in range(*i.indices(len(self._items))))
         if self._node.released:
             _raise_released(self._node)
@@ -200,6 +205,13 @@ class _Saved:
 
     def __iter__(self):
         return (self[i] for i in range(len(self._items)))
+
+
+def _raise_count(node, res) -> None:
+    raise AutogradError(
+        f"backward: the derivative rule of {node.op.name} gave {len(res)} gradients for "
+        f"{len(node._inputs)} operands"
+    )
 
 
 def _raise_released(node) -> None:
@@ -302,10 +314,7 @@ class OpNode(Node):
         if not isinstance(res, tuple):
             res = (res,)
         if len(res) != len(self._inputs):
-            raise AutogradError(
-                f"backward: the derivative rule of {self.op.name} gave {len(res)} gradients for "
-                f"{len(self._inputs)} operands"
-            )
+            _raise_count(self, res)
         return res
 
     def release(self) -> None:
@@ -436,7 +445,14 @@ def record(op, args, attrs, outs) -> None:
         if REWRITTEN and info is not None and info.node is not None and info.synced != EPOCH:
             info = sync_view(a, info)
         if info is not None and info.requires_grad:
-            edges.append(_edge(a, info))
+            # (``_edge`` written out for the two usual cases: a result of a node, a leaf whose
+            # accumulator exists)
+            if info.node is not None:
+                edges.append((info.node, info.index))
+            elif info.acc is not None:
+                edges.append((info.acc, 0))
+            else:
+                edges.append(_edge(a, info))
             needs.append(True)
         else:
             edges.append(None)
@@ -445,7 +461,8 @@ def record(op, args, attrs, outs) -> None:
         return
     node = OpNode(op, args, attrs or {}, outs, edges, tuple(needs))
     for i, o in enumerate(outs):
-        if _differentiable_dtype(o._dtype):
+        k = o._dtype.kind  # (``_differentiable_dtype`` written out)
+        if k == "f" or k == "c":
             g = o._ag = GradInfo(True, node, i)
             if REWRITTEN:
                 g.synced = EPOCH  # (made of operands in step with their bases: in step too)
@@ -801,8 +818,23 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
     if retain_graph is None:
         retain_graph = create_graph
     if len(outputs) == 1:
-        roots = (_root_edge(outputs[0], what),)
-        grads = (_root_grad(outputs[0], grad_outputs[0], what, 0),)
+        t, g = outputs[0], grad_outputs[0]
+        info = getattr(t, "_ag", None) if type(t) is Tensor else None
+        if (
+            info is not None
+            and info.node is not None
+            and (not REWRITTEN or info.synced == EPOCH)  # (else sync_view first: _root_edge)
+            and info.requires_grad
+            and type(g) is Tensor
+            and g._dtype is t._dtype
+            and g._device is t._device
+            and g._data.shape == t._data.shape
+        ):  # (a result of a node and a gradient that fits it: what the checks below accept)
+            roots = ((info.node, info.index),)
+            grads = (g,)
+        else:
+            roots = (_root_edge(t, what),)
+            grads = (_root_grad(t, g, what, 0),)
     else:
         roots = [_root_edge(t, what) for t in outputs]
         grads = [_root_grad(t, g, what, i) for i, (t, g) in enumerate(zip(outputs, grad_outputs))]
@@ -818,14 +850,21 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             if info is None or not info.requires_grad:
                 raise AutogradError(f"{what}: input {k}, {_describe(t)}, does not require grad")
             targets.setdefault(_edge(t, info), []).append(k)
-    buffers: dict = {}
-    heap: list = []  # (-seq, node): the node of the highest seq first
-    for (node, i), g in zip(roots, grads):
-        buf = buffers.get(node)
-        if buf is None:
-            buf = buffers[node] = [None] * node.n_out
-            heapq.heappush(heap, (-node.seq, node))
-        _add(buf, i, g)
+    if len(roots) == 1:  # (the usual case, without the loop's lookups)
+        node, i = roots[0]
+        buf = [None] * node.n_out
+        buf[i] = grads[0]
+        buffers: dict = {node: buf}
+        heap: list = [(-node.seq, node)]  # (-seq, node): the node of the highest seq first
+    else:
+        buffers = {}
+        heap = []
+        for (node, i), g in zip(roots, grads):
+            buf = buffers.get(node)
+            if buf is None:
+                buf = buffers[node] = [None] * node.n_out
+                _heappush(heap, (-node.seq, node))
+            _add(buf, i, g)
     needed = None
     if targets is not None:
         order = _topo([n for _, n in heap])
@@ -834,13 +873,13 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
         for node in reversed(order):
             if node in tnodes or any(e is not None and e[0] in needed for e in node.edges):
                 needed.add(node)
-    captured: dict = {}
+    captured: dict | None = None if targets is None else {}
     prev = MODE.enabled
-    MODE.enabled = bool(create_graph)
+    MODE.enabled = True if create_graph else False
     F = _F()
     try:
         while heap:
-            node = heapq.heappop(heap)[1]
+            node = _heappop(heap)[1]
             buf = buffers.pop(node)
             if needed is not None and node not in needed:
                 continue
@@ -884,15 +923,32 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                         shape, dtype, device = node.out_meta(i)
                         if _differentiable_dtype(dtype):
                             buf[i] = F.zeros(shape, dtype=dtype, device=device)
-            res = node.run(buf)
-            ins = getattr(node, "_inputs", None)  # (an OpNode's operands, read directly)
+            if type(node) is OpNode:
+                # (``OpNode.run`` written out: the walk runs it for nearly every node, and a
+                # method call, ``_F()`` and ``isinstance`` are a good part of the time it adds
+                # to the rule's own)
+                ins = node._inputs
+                vjp = node.op.vjp
+                if node.released or vjp is None:
+                    node.run(buf)  # (raises the error)
+                res = vjp(F, node, *buf)
+                if not isinstance(res, tuple):
+                    res = (res,)
+                if len(res) != len(ins):
+                    _raise_count(node, res)
+            else:
+                res = node.run(buf)
+                ins = None
             i = 0
             for e, g in zip(node.edges, res):
                 if e is not None and g is not None:
                     if ins is not None:
                         a = ins[i]
-                        bad = type(g) is not Tensor or g._data.shape != a._data.shape
-                        bad = bad or g._dtype is not a._dtype
+                        bad = (
+                            type(g) is not Tensor
+                            or g._dtype is not a._dtype
+                            or g._data.shape != a._data.shape
+                        )
                     else:
                         m = node.input_meta(i)
                         bad = type(g) is not Tensor or g._data.shape != m[0] or g._dtype is not m[1]
@@ -903,7 +959,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                         nb = buffers.get(nxt)
                         if nb is None:
                             nb = buffers[nxt] = [None] * nxt.n_out
-                            heapq.heappush(heap, (-nxt.seq, nxt))
+                            _heappush(heap, (-nxt.seq, nxt))
                             nb[e[1]] = g
                         else:
                             _add(nb, e[1], g)

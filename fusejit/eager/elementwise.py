@@ -36,9 +36,10 @@ _CPU = Device("cpu")
 
 def _record(op, args, t) -> None:
     """The fast path's result ``t`` of ``op`` on ``args``, recorded for autograd when an
-    operand requires grad (as ``dispatch.elementwise`` does)."""
-    if autograd.needs_grad([a for a in args if type(a) is Tensor]):
-        autograd.record(op, args, None, (t,))
+    operand requires grad (as ``dispatch.elementwise`` does). The callers checked that grad
+    mode is on, and ``autograd.record`` itself records nothing when no operand requires grad,
+    so it is called directly (``needs_grad`` first would walk the operands twice)."""
+    autograd.record(op, args, None, (t,))
 
 
 def _fast_lookup(op, fast, key, dtype, scalar_type):
