@@ -202,3 +202,18 @@ def test_float16_accumulates_in_float32():
     assert OPS["sum"].reduce.acc_dtype(dt.float16) is dt.float32
     assert OPS["mean"].reduce.acc_dtype(dt.float16) is dt.float32
     assert OPS["amax"].reduce.acc_dtype(dt.float16) is dt.float16  # exact: no widening
+
+
+def test_private_helpers_of_two_eager_modules_may_share_a_name(monkeypatch):
+    """Binding Tensor methods looks only at the eager modules' public functions: a private
+    helper of the same name in two modules is no conflict."""
+    from fusejit.eager import indexing, methods, movement
+
+    for mod in (indexing, movement):
+
+        def _shared_helper():
+            return None
+
+        _shared_helper.__module__ = mod.__name__
+        monkeypatch.setattr(mod, "_shared_helper", _shared_helper, raising=False)
+    methods.bind_methods()  # (raised "two public functions named _shared_helper" before)

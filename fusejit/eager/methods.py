@@ -143,6 +143,8 @@ def bind_methods() -> None:
     functions: dict = {}
     for mod in _FUNCTION_MODULES:
         for name, fn in vars(mod).items():
+            if name.startswith("_"):  # (a module's private helpers are no method's function)
+                continue
             if callable(fn) and getattr(fn, "__module__", None) == mod.__name__:
                 if name in functions:
                     raise AssertionError(f"two public functions named {name}")
