@@ -1103,6 +1103,20 @@ def detach_(self) -> Tensor:
     return self
 
 
+def zero_grads(params, set_to_none: bool = True) -> None:
+    """Clear the ``.grad`` of each tensor of ``params`` (what ``Module.zero_grad`` and
+    ``Optimizer.zero_grad`` do): set it to None, or detach it and fill it with zeros."""
+    for p in params:
+        g = p.grad
+        if g is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            detach_(g)
+            g.zero_()
+
+
 def retain_grad(self) -> None:
     """Keep this non-leaf tensor's gradient in ``.grad`` on backward (a no-op on leaves)."""
     info = getattr(self, "_ag", None)

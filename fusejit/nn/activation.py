@@ -40,13 +40,6 @@ __all__ = [
 ]
 
 
-def _fn(name: str):
-    f = getattr(F, name, None)
-    if f is None:  # pragma: no cover - a build without that activation
-        raise NotImplementedError(f"nn.functional.{name} is not available in this build")
-    return f
-
-
 class _Act(Module):
     """An activation with no parameters: ``F.<_name>(x, **self._kwargs())``."""
 
@@ -54,7 +47,7 @@ class _Act(Module):
     _args: tuple = ()
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
-        return _fn(self._name)(input, *(getattr(self, a) for a in self._args))
+        return getattr(F, self._name)(input, *(getattr(self, a) for a in self._args))
 
     def extra_repr(self) -> str:
         return ", ".join(f"{a}={getattr(self, a)}" for a in self._args)

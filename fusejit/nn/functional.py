@@ -28,9 +28,40 @@ from fusejit.base.errors import DeviceError, DTypeError, ShapeError, TraceError,
 from fusejit.base.finfo import finfo, iinfo
 from fusejit.eager import elementwise as _ew
 from fusejit.eager import recording
+from fusejit.eager.activations import (
+    celu,
+    celu_,
+    elu,
+    elu_,
+    glu,
+    hardtanh,
+    hardtanh_,
+    leaky_relu,
+    leaky_relu_,
+    prelu,
+)
 from fusejit.eager.composites import clamp_min, norm
 from fusejit.eager.creation import full, zeros
-from fusejit.eager.elementwise import cast, exp, gelu, isnan, log1p, rsqrt, sigmoid, tanh, where
+from fusejit.eager.elementwise import (
+    cast,
+    exp,
+    gelu,
+    gelu_tanh,
+    hardsigmoid,
+    hardswish,
+    isnan,
+    log1p,
+    logsigmoid,
+    mish,
+    relu6,
+    rsqrt,
+    selu,
+    sigmoid,
+    softsign,
+    tanh,
+    tanhshrink,
+    where,
+)
 from fusejit.eager.grad_mode import is_grad_enabled, no_grad
 from fusejit.eager.indexing import gather, index_add, index_select, one_hot
 from fusejit.eager.linalg import linear, matmul
@@ -43,11 +74,6 @@ from fusejit.eager.reductions import softmax as _softmax
 from fusejit.eager.reductions import sum as _sum
 from fusejit.eager.tensor import Tensor, tensor
 
-try:  # the activations with parameters, where this build has them (fusejit.eager.activations)
-    from fusejit.eager import activations as _act
-except ImportError:  # pragma: no cover - a build without them
-    _act = None
-
 __all__ = [
     "relu", "relu_", "gelu", "silu", "sigmoid", "tanh", "softplus", "softmax", "log_softmax",
     "softmin", "dropout", "embedding", "linear", "bilinear", "layer_norm", "rms_norm",
@@ -57,19 +83,12 @@ __all__ = [
     "interpolate", "unfold", "fold", "pixel_shuffle", "cosine_similarity",
 ]  # fmt: skip
 
-# activations fusejit has as table entries or compositions (re-exported under torch's names)
-_REEXPORTED = (
+# activations fusejit has as table entries or compositions, under torch.nn.functional's names
+__all__ += [
     "leaky_relu", "leaky_relu_", "elu", "elu_", "celu", "celu_", "selu", "hardtanh",
     "hardtanh_", "hardswish", "hardsigmoid", "relu6", "mish", "logsigmoid", "softsign",
     "tanhshrink", "glu", "prelu", "gelu_tanh",
-)  # fmt: skip
-for _name in _REEXPORTED:
-    _fn = getattr(_act, _name, None) if _act is not None else None
-    _fn = _fn if _fn is not None else getattr(_ew, _name, None)
-    if _fn is not None:
-        globals()[_name] = _fn
-        __all__.append(_name)
-del _name, _fn
+]  # fmt: skip
 
 
 # ---- arguments ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from fusejit.base import dtypes as dt
 from fusejit.base.device import as_device
 from fusejit.base.errors import FusejitError, TraceError, fmt_shape
 from fusejit.eager import recording
+from fusejit.eager.autograd import zero_grads
 from fusejit.eager.creation import ones, zeros
 from fusejit.eager.elementwise import gelu, relu, sigmoid, silu, tanh, where
 from fusejit.eager.grad_mode import no_grad
@@ -456,15 +457,7 @@ class Module:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients of every parameter: set them to None (the default), or fill
         them with zeros (``set_to_none=False``)."""
-        for p in self.parameters():
-            g = p.grad
-            if g is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                g.detach_()
-                g.zero_()
+        zero_grads(self.parameters(), set_to_none)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Set ``requires_grad`` of every parameter (freeze a model with False); returns the

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DTypeError
+from fusejit.eager.autograd import zero_grads
 from fusejit.eager.creation import full_like, zeros_like
 from fusejit.eager.grad_mode import enable_grad, no_grad
 from fusejit.eager.tensor import Tensor, tensor
@@ -128,19 +129,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all parameters: to None (the default) or to zeros."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    if getattr(g, "grad_fn", None) is not None:
-                        g.detach_()
-                    elif g.requires_grad:
-                        g.requires_grad_(False)
-                    g.zero_()
+        zero_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def _closure_loss(self, closure):
         if closure is None:
