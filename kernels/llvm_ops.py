@@ -200,3 +200,19 @@ def f32_to_half(typingctx, x):
         return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
 
     return types.uint16(x), codegen
+
+
+@intrinsic
+def ptr_from_addr(typingctx, addr, like):
+    """The integer address ``addr`` as a pointer to elements of ``like``'s type (a number, used
+    for its type only): index it as an array (``p[j]``, ``p[j] = v``), no bounds. For kernels
+    that take a table of arrays by address (``codegen/multi_tensor.py``); the caller keeps the
+    arrays alive."""
+    if not isinstance(addr, types.Integer) or not isinstance(like, (types.Float, types.Integer)):
+        return None
+    ptr = types.CPointer(like)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(ptr))
+
+    return ptr(addr, like), codegen

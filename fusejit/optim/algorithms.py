@@ -14,6 +14,7 @@ import math
 from fusejit.eager.composites import addcdiv, addcmul, lerp
 from fusejit.eager.elementwise import maximum, sqrt
 from fusejit.eager.grad_mode import no_grad
+from fusejit.optim import fused as fused_step
 from fusejit.optim.optimizer import Optimizer, _new_state, _step_tensor, _write, required
 
 __all__ = [
@@ -25,6 +26,12 @@ __all__ = [
 def _check(ok: bool, what: str, value) -> None:
     if not ok:
         raise ValueError(f"Invalid {what}: {value}")
+
+
+def _fused_arg(fused):
+    if fused is not None and not isinstance(fused, bool):
+        raise TypeError(f"fused must be True, False or None, got {type(fused).__name__}")
+    return fused
 
 
 def _next_step(state: dict) -> float:
@@ -166,6 +173,7 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        fused: bool | None = None,
     ):
         if lr is not required:
             _check(lr >= 0.0, "learning rate", lr)
@@ -180,6 +188,7 @@ class SGD(Optimizer):
             weight_decay=weight_decay,
             nesterov=nesterov,
             maximize=maximize,
+            fused=_fused_arg(fused),
         )
         super().__init__(params, defaults)
 
@@ -189,7 +198,11 @@ class SGD(Optimizer):
             for group in self.param_groups:
                 lr, wd, mom = group["lr"], group["weight_decay"], group["momentum"]
                 damp, nesterov = group["dampening"], group["nesterov"]
-                for p, grad in self._params_with_grad(group):
+                if group.get("fused") is False:
+                    todo = self._params_with_grad(group)
+                else:  # the parameters the multi-tensor kernels do not take
+                    todo = fused_step.sgd_step(self, group)
+                for p, grad in todo:
                     state = self.state[p]
                     new_p, buf = sgd_update(
                         p,
@@ -238,6 +251,7 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        fused: bool | None = None,
     ):
         _check(lr >= 0.0, "learning rate", lr)
         _check(eps >= 0.0, "epsilon value", eps)
@@ -251,6 +265,7 @@ class Adam(Optimizer):
             weight_decay=weight_decay,
             amsgrad=amsgrad,
             maximize=maximize,
+            fused=_fused_arg(fused),
         )
         super().__init__(params, defaults)
 
@@ -260,7 +275,11 @@ class Adam(Optimizer):
             for group in self.param_groups:
                 lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
                 wd, amsgrad = group["weight_decay"], group["amsgrad"]
-                for p, grad in self._params_with_grad(group):
+                if group.get("fused") is False:
+                    todo = self._params_with_grad(group)
+                else:  # the parameters the multi-tensor kernels do not take
+                    todo = fused_step.adam_step(self, group, self._decoupled)
+                for p, grad in todo:
                     state = self.state[p]
                     if not state:
                         state["step"] = _step_tensor()
@@ -318,8 +337,11 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        fused: bool | None = None,
     ):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, fused=fused
+        )
 
 
 class RMSprop(Optimizer):

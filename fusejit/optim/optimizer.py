@@ -31,6 +31,9 @@ class _Required:
 
 
 required = _Required()
+# group settings that ``load_state_dict`` keeps from the optimizer rather than the loaded dict:
+# a state saved by a fused optimizer loads into an unfused one and the other way round
+_KEPT_ON_LOAD = ("fused",)
 
 
 def _step_tensor(value: float = 0.0) -> Tensor:
@@ -193,6 +196,9 @@ class Optimizer:
         new_groups = []
         for g, s in zip(self.param_groups, saved_groups):
             ng = copy.deepcopy({k: v for k, v in s.items() if k != "params"})
+            for k in _KEPT_ON_LOAD:  # how this optimizer runs, not what it learned
+                if k in g:
+                    ng[k] = g[k]
             ng["params"] = g["params"]
             new_groups.append(ng)
         self.state = state
