@@ -250,11 +250,21 @@ def test_add_param_group_and_errors():
 def test_defaults_match_torch():
     p = [nn.Parameter(fusejit.ones(1))]
     assert optim.SGD(p).defaults == dict(
-        lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False,
+        lr=1e-3,
+        momentum=0,
+        dampening=0,
+        weight_decay=0,
+        nesterov=False,
+        maximize=False,
         fused=None,
     )
     assert optim.Adam(p).defaults == dict(
-        lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0,
+        amsgrad=False,
+        maximize=False,
         fused=None,
     )
     assert optim.AdamW(p).defaults["weight_decay"] == 1e-2

@@ -202,6 +202,50 @@ def _make_adam(size, device_type, seed=0):
     return (p, g, m, v), f"4 x {size}"
 
 
+# ---- an optimizer step over a GPT-2-small-sized parameter set ---------------------------------
+GPT2_SMALL = dict(vocab=50257, ctx=1024, embd=768, layers=12)
+
+
+def gpt2_shapes(vocab: int = 50257, ctx: int = 1024, embd: int = 768, layers: int = 12):
+    """The parameter shapes of GPT-2 (``transformers``' ``GPT2LMHeadModel``, the output layer
+    tied to the token embedding): 2 + 12 a layer + 2 tensors (148 for 12 layers; 124,439,808
+    parameters at GPT-2 small's sizes), weights as (in, out) as GPT-2's Conv1D holds them.
+
+    >>> shapes = gpt2_shapes()
+    >>> len(shapes), sum(int(np.prod(s)) for s in shapes)
+    (148, 124439808)
+    """
+    C = embd
+    block = [(C,), (C,), (C, 3 * C), (3 * C,), (C, C), (C,), (C,), (C,),
+             (C, 4 * C), (4 * C,), (4 * C, C), (C,)]  # fmt: skip
+    return [(vocab, C), (ctx, C), *block * layers, (C,), (C,)]
+
+
+def gpt2_shapes_for(size: int) -> list:
+    """GPT-2's 148 parameter shapes with the vocabulary, context and width scaled by one factor
+    so that the parameters number about ``size`` (GPT-2 small itself at 124,439,808)."""
+    g = GPT2_SMALL
+    f = min(1.0, (size / 124_439_808) ** 0.5)
+    if f == 1.0:
+        return gpt2_shapes(**g)
+    embd = max(8, int(round(g["embd"] * f / 4)) * 4)
+    return gpt2_shapes(max(8, round(g["vocab"] * f)), max(8, round(g["ctx"] * f)), embd,
+                       g["layers"])  # fmt: skip
+
+
+def _make_adamw_step(size, device_type, seed=0):
+    """Parameters, gradients, exp_avg and exp_avg_sq (float32) of GPT-2's shapes scaled to
+    ``size`` parameters: ``4 x 148`` arrays."""
+    rng = _rng(seed)
+    shapes = gpt2_shapes_for(size)
+    ps = [0.02 * rng.standard_normal(s, dtype=np.float32) for s in shapes]
+    gs = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+    ms = [0.1 * rng.standard_normal(s, dtype=np.float32) for s in shapes]
+    vs = [0.01 * rng.random(s, dtype=np.float32) for s in shapes]
+    n = sum(int(p.size) for p in ps)
+    return (*ps, *gs, *ms, *vs), f"{len(shapes)} tensors, {n / 1e6:.1f}M"
+
+
 def _lstm_hidden(device_type):
     return 4096 if device_type == "cuda" else 1024
 
