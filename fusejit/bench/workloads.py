@@ -39,7 +39,9 @@ class Workload:
     device type to the default ``size``; ``flops(arrays)`` counts floating-point work where that
     (not memory traffic) bounds the workload. Results must match the reference within ``rtol`` /
     ``atol`` (``|fused - ref| <= atol + rtol * |ref|``). ``probe_size`` caps the size at which
-    compile time is measured, where the eager part would otherwise drown it.
+    compile time is measured, where the eager part would otherwise drown it. ``kind``
+    "optimizer": an optimizer step (``fusejit/bench/optim_bench.py`` runs it; ``fn`` is None,
+    ``ref`` unused, ``make`` gives the parameters, gradients and both moments).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Workload:
     atol: float = 1e-5
     flops: Callable | None = None
     probe_size: int | None = None  # cap on the compile probe's size (matmul-bound workloads)
+    kind: str = "function"  # or "optimizer"
 
     def size_for(self, device_type: str) -> int:
         return self.default_size.get(device_type, self.default_size["cpu"])
@@ -243,7 +246,7 @@ def _make_adamw_step(size, device_type, seed=0):
     ms = [0.1 * rng.standard_normal(s, dtype=np.float32) for s in shapes]
     vs = [0.01 * rng.random(s, dtype=np.float32) for s in shapes]
     n = sum(int(p.size) for p in ps)
-    return (*ps, *gs, *ms, *vs), f"{len(shapes)} tensors, {n / 1e6:.1f}M"
+    return (*ps, *gs, *ms, *vs), f"{len(shapes)} tensors, {n / 1e6:.3g}M"
 
 
 def _lstm_hidden(device_type):
@@ -306,6 +309,10 @@ _WL = [
     Workload("mlp", "linear -> gelu (tanh) -> linear, with biases", mlp_block, _mlp_ref,
              _make_mlp, {"cpu": 256 * MLP_HIDDEN, "cuda": 8192 * MLP_HIDDEN},
              rtol=1e-3, atol=1e-4, flops=_mlp_flops, probe_size=8 * MLP_HIDDEN),
+    Workload("adamw-step", "fusejit.optim.AdamW step over GPT-2-small's 148 parameter shapes "
+             "(scaled to size)", None, None, _make_adamw_step,
+             {"cpu": _E, "cuda": 124_439_808}, rtol=1e-5, atol=1e-6, kind="optimizer",
+             probe_size=1 << 20),
 ]  # fmt: skip
 WORKLOADS: dict[str, Workload] = {w.name: w for w in _WL}
 
