@@ -72,6 +72,13 @@ echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_autograd.log" | head -30
 tail -n 2 "$OUT/pytest_autograd.log"
 
+echo "== pytest, fused optimizers on the GPU (tests/test_fused_optim.py -k cuda) -> $OUT/pytest_fused_optim.log"
+timeout "$(budget 60)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test_fused_optim.py \
+    >"$OUT/pytest_fused_optim.log" 2>&1
+echo "pytest exit status $?"
+grep -E "^(FAILED|ERROR)" "$OUT/pytest_fused_optim.log" | head -20
+tail -n 2 "$OUT/pytest_fused_optim.log"
+
 echo "== bench/gpu_bench.py -> $OUT/gpu_bench.json, $OUT/gpu_bench.log"
 timeout "$(budget 110)" "$PY" bench/gpu_bench.py --json "$OUT/gpu_bench.json" >"$OUT/gpu_bench.log" 2>&1
 echo "gpu_bench exit status $?"
@@ -89,7 +96,7 @@ tail -n 34 "$OUT/rows_cuda.log"
 
 echo "== python -m fusejit bench --device cuda (eager, traced, optimized, cupy) -> $OUT/harness.log"
 timeout "$(budget 150)" "$PY" -m fusejit bench --device cuda --quiet \
-    --workloads chain-8op,gelu,bias-gelu,adam,lstm-cell,softmax,layernorm,softmax-1k,layernorm-1k,mse,mlp \
+    --workloads chain-8op,gelu,bias-gelu,adam,lstm-cell,softmax,layernorm,softmax-1k,layernorm-1k,mse,mlp,adamw-step \
     --json "$OUT/harness.json" >"$OUT/harness.log" 2>&1
 echo "harness exit status $?"
 tail -n 16 "$OUT/harness.log"

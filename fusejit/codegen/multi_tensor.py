@@ -26,6 +26,7 @@ from fusejit.base.errors import CompileError
 MULTI_TENSOR_VERSION = "1"
 CUDA_BLOCK = 256  # threads of a CUDA block; a block updates one chunk
 CUDA_CHUNK = 16384  # elements of a chunk on CUDA (a block's threads each take 64)
+CUDA_ILP = 4  # elements a CUDA thread loads before it computes
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ def program(spec: UpdateSpec) -> list:
                 step("g", "add", "g", "mb")
             else:
                 step("g", "copy", "buf")
-        step("u", "mul", "s_neg_lr", "g")  # param + (-lr) * grad
-        step("p", "add", "p", "u")
+        step("upd", "mul", "s_neg_lr", "g")  # param + (-lr) * grad
+        step("p", "add", "p", "upd")
         return S
     if spec.weight_decay:
         if spec.decoupled:
@@ -219,7 +220,8 @@ def cuda_kernel(spec: UpdateSpec, name: str = "fj_multi") -> str:
     Arguments: ``tab`` (int64, on the device: the address table ``addrs[list][tensor]``, then
     the chunks ``(tensor, start, stop)``, then each tensor's two scalars as float64 bits, then
     its flag), the tensor count ``T``, then the hyper-parameters. Block ``b`` updates chunk
-    ``b``; its threads stride through the chunk, so loads and stores are coalesced."""
+    ``b``; its threads stride through the chunk, so loads and stores are coalesced, each
+    thread ``CUDA_ILP`` elements at a time."""
     half = spec.dtype == "float16"
     c = "double" if spec.dtype == "float64" else "float"
     st = {"float16": "fj_half", "float32": "float", "float64": "double"}[spec.dtype]
@@ -238,21 +240,40 @@ def cuda_kernel(spec: UpdateSpec, name: str = "fj_multi") -> str:
     for row, lname in enumerate(spec.lists):
         s = _SHORT[lname]
         L.append(f"  {st}* __restrict__ a_{s} = ({st}*)tab[{row} * T + i];")
-    L.append("  for (long long j = chunk[1] + threadIdx.x; j < stop; j += blockDim.x) {")
-    for lname in spec.lists:
-        s = _SHORT[lname]
-        L.append(f"    {c} {s} = {'fj_h2f(a_' + s + '[j])' if half else 'a_' + s + '[j]'};")
-    declared = set(_SHORT[n] for n in spec.lists)
+    # each thread loads CUDA_ILP elements of every array before computing any (loads in flight
+    # together), as PyTorch's and apex's multi-tensor kernels do
+    lists = [(_SHORT[n], n) for n in spec.lists]
+    L.append(f"  for (long long j0 = chunk[1] + threadIdx.x; j0 < stop; "
+             f"j0 += {CUDA_ILP} * (long long)blockDim.x) {{")  # fmt: skip
+    L.append("    " + " ".join(f"{c} r_{s}[{CUDA_ILP}];" for s, _ in lists))
+    L.append("#pragma unroll")
+    L.append(f"    for (int e = 0; e < {CUDA_ILP}; ++e) {{")
+    L.append("      const long long j = j0 + e * (long long)blockDim.x;")
+    L.append("      if (j < stop) {")
+    for s, _ in lists:
+        L.append(f"        r_{s}[e] = {'fj_h2f(a_' + s + '[j])' if half else 'a_' + s + '[j]'};")
+    L += [
+        "      }",
+        "    }",
+        "#pragma unroll",
+        f"    for (int e = 0; e < {CUDA_ILP}; ++e) {{",
+        "      const long long j = j0 + e * (long long)blockDim.x;",
+        "      if (j >= stop) break;",
+    ]
+    for s, _ in lists:
+        L.append(f"      {c} {s} = r_{s}[e];")
+    declared = {s for s, _ in lists}
     for dst, op, args, rounded in program(spec):
         code = _cuda_op(op, args, c)
         if half and rounded and op not in ("neg", "copy", "first"):
             code = f"fj_round_h({code})"
         decl = "" if dst in declared else f"{c} "
         declared.add(dst)
-        L.append(f"    {decl}{dst} = {code};")
+        L.append(f"      {decl}{dst} = {code};")
     for lname in spec.written:
         s = _SHORT[lname]
-        L.append(f"    a_{s}[j] = {'fj_f2h(' + s + ')' if half else s};")
+        L.append(f"      a_{s}[j] = {'fj_f2h(' + s + ')' if half else s};")
+    L.append("    }")
     L += ["  }", "}"]
     return "\n".join(L) + "\n"
 
