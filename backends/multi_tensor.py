@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import operator
 import threading
 import weakref
 from pathlib import Path
@@ -29,25 +30,75 @@ from fusejit.store import Recipe, atomic_write, entry_updated, load_or_build
 
 # Elements of a chunk of the CPU work list: the unit the threads share out.
 CPU_CHUNK = 1 << 16
-# A CPU update splits its chunks over the threads from this many elements. Measured with
-# bench/bench_optim.py on the 2-core development machine (AdamW float32): see bench/RESULTS.md.
-CPU_PARALLEL_THRESHOLD = 1 << 18
+# A CPU update splits its chunks over the threads from this many elements (float16 counts
+# double: its conversions cost). Measured with bench/bench_optim.py on the 2-core development
+# machine under heavy load from other processes (load average 9-13, bench/RESULTS.md): the
+# update is memory-bound, and a second thread gained nothing at 2^24 elements (50 vs 49 ms) and
+# lost below (2^22: 6.7 vs 12 ms), so the split starts late, where a hand-off costs little.
+CPU_PARALLEL_THRESHOLD = 1 << 23
 LAUNCHES: collections.Counter = collections.Counter()
 _LOCK = threading.Lock()
 
 
-def update(spec: mt.UpdateSpec, lists: list, tscal: np.ndarray, flags: np.ndarray, scalars):
-    """Run ``spec``'s multi-tensor update over ``lists`` (see the module docstring)."""
+class Addresses:
+    """The address table of a multi-tensor update's lists, kept between calls: a row whose
+    arrays are the same objects as at the last call (parameters and states, updated in place)
+    is reused, the others (gradients, new after each backward) are looked up again. Looking up
+    an array's address costs about a microsecond, a step over 148 tensors hundreds of them."""
+
+    def __init__(self) -> None:
+        self._rows: dict = {}  # row -> (the arrays, their addresses)
+
+    def table(self, lists: list, addr_of, keep) -> np.ndarray:
+        rows = []
+        for r, arrays in enumerate(lists):
+            old = self._rows.get(r)
+            if old is not None and len(old[0]) == len(arrays):
+                if all(map(operator.is_, old[0], arrays)):
+                    rows.append(old[1])
+                    continue
+            row = np.fromiter(map(addr_of, arrays), np.int64, len(arrays))
+            if keep[r]:
+                self._rows[r] = (tuple(arrays), row)
+            rows.append(row)
+        return np.stack(rows)
+
+
+def _cpu_addr(a) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def _cuda_addr(a) -> int:
+    return a.data.ptr
+
+
+def update(
+    spec: mt.UpdateSpec,
+    lists: list,
+    tscal: np.ndarray,
+    flags: np.ndarray,
+    scalars,
+    addresses: Addresses | None = None,
+):
+    """Run ``spec``'s multi-tensor update over ``lists`` (see the module docstring);
+    ``addresses`` keeps the address table between calls over the same arrays."""
     arrays = lists[0]
     if not arrays:
         return
-    if isinstance(arrays[0], np.ndarray):
+    cpu = isinstance(arrays[0], np.ndarray)
+    keep = [name != "grad" for name in spec.lists]
+    addr_of = _cpu_addr if cpu else _cuda_addr
+    if addresses is None:
+        addrs = Addresses().table(lists, addr_of, keep)
+    else:
+        addrs = addresses.table(lists, addr_of, keep)
+    if cpu:
         kernel = cpu_kernel(spec)
         kind = "cpu"
     else:
         kernel = CudaMultiTensor.of(spec, arrays[0])
         kind = "cuda"
-    kernel(lists, tscal, flags, scalars)
+    kernel(addrs, [a.size for a in arrays], tscal, flags, scalars)
     with _LOCK:
         LAUNCHES[(kind, spec.dtype)] += 1
 
@@ -75,15 +126,13 @@ class CpuMultiTensor:
             self._work[sizes] = w
         return w
 
-    def __call__(self, lists, tscal, flags, scalars) -> None:
+    def __call__(self, addrs: np.ndarray, sizes, tscal, flags, scalars) -> None:
+        """Update the tensors of ``sizes`` whose arrays are at ``addrs[list, tensor]``."""
         half = self.spec.dtype == "float16"
-        sizes = tuple(a.size for a in lists[0])
+        sizes = tuple(sizes)
         work = self.work(sizes)
         if len(work) == 0:
             return
-        addrs = np.array(
-            [[a.__array_interface__["data"][0] for a in arrays] for arrays in lists], np.int64
-        )
         c = self.np_c.type
         args = (work, addrs, np.ascontiguousarray(tscal, self.np_c), flags,
                 *[c(s) for s in scalars])  # fmt: skip
@@ -149,26 +198,25 @@ class CudaMultiTensor:
             self.fn = cuda_function(self.backend, self.spec)
         return self.fn
 
-    def table(self, lists, tscal: np.ndarray, flags: np.ndarray) -> tuple[np.ndarray, int]:
+    def table(self, addrs, sizes, tscal, flags) -> tuple[np.ndarray, int]:
         """The host table (see ``codegen.multi_tensor.cuda_kernel``) and the block count."""
-        sizes = tuple(int(a.size) for a in lists[0])
+        sizes = tuple(int(n) for n in sizes)
         rows = self._chunks.get(sizes)
         if rows is None:
             rows = np.array(mt.chunks(sizes, mt.CUDA_CHUNK), np.int64).reshape(-1)
             if len(self._chunks) >= 16:
                 self._chunks.clear()
             self._chunks[sizes] = rows
-        addrs = np.array([[a.data.ptr for a in arrays] for arrays in lists], np.int64)
         ts = np.ascontiguousarray(tscal, np.float64).view(np.int64).reshape(-1)
         tab = np.concatenate([addrs.reshape(-1), rows, ts, flags.astype(np.int64)])
         return tab, len(rows) // 3
 
-    def __call__(self, lists, tscal, flags, scalars) -> None:
+    def __call__(self, addrs, sizes, tscal, flags, scalars) -> None:
         b = self.backend
-        tab, blocks = self.table(lists, tscal, flags)
+        tab, blocks = self.table(addrs, sizes, tscal, flags)
         if blocks == 0:
             return
-        T = len(lists[0])
+        T = len(sizes)
         with b._on():
             dev = b.xp.asarray(tab)
             self.function()(
@@ -199,4 +247,4 @@ def cuda_function(b, spec: mt.UpdateSpec):
                          memory_key=f"{key}@cuda:{b.index}")  # fmt: skip
 
 
-__all__ = ["update", "cpu_kernel", "cuda_function", "LAUNCHES", "CPU_CHUNK"]
+__all__ = ["update", "Addresses", "cpu_kernel", "cuda_function", "LAUNCHES", "CPU_CHUNK"]

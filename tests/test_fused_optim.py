@@ -378,7 +378,7 @@ def test_cuda_kernels_on_the_host_equal_the_cpu_kernels(tmp_path):
         flags = np.array([1, 0, 1, 0], np.int64)
         scalars = (0.01, 0.9, 0.999, 1e-3, 1e-8)[: len(spec.scalars)]
         mine = [[a.copy() for a in arrays] for arrays in lists]
-        bm.cpu_kernel(spec)(mine, tscal, flags, scalars)
+        bm.update(spec, mine, tscal, flags, scalars)
         host = [[a.copy() for a in arrays] for arrays in lists]
         addrs = np.array([[a.ctypes.data for a in arrays] for arrays in host], np.int64)
         rows = np.array(mt.chunks(sizes, mt.CUDA_CHUNK), np.int64).reshape(-1)

@@ -1,7 +1,9 @@
 """The optimizers: ``SGD``, ``Adam``, ``AdamW``, ``RMSprop``, ``Adagrad``.
 
 Each ``step`` follows the arithmetic, in its order, of PyTorch's single-tensor (for-loop)
-implementation, written with public fusejit functions (table ops). The arithmetic of one
+implementation, written with public fusejit functions (table ops); ``SGD``, ``Adam`` and
+``AdamW`` with ``fused`` (the default) run the same arithmetic as one multi-tensor kernel per
+device and dtype (``fused.py``), with bitwise the same results. The arithmetic of one
 parameter's update is a function of its own (``sgd_update``, ``adam_update``,
 ``rmsprop_update``, ``adagrad_update``: new tensors from old ones, nothing written), which
 ``fusejit.trace`` fuses into one kernel; ``step`` writes its results back in place.
@@ -152,6 +154,9 @@ def adagrad_update(param, grad, state_sum, *, step, lr, lr_decay, eps, weight_de
 class SGD(Optimizer):
     """Stochastic gradient descent, with momentum (PyTorch's form: ``buf = momentum * buf +
     (1 - dampening) * grad``), Nesterov momentum, L2 ``weight_decay`` and ``maximize``.
+    ``fused`` (None: the default, fused; False: one tensor at a time) updates a group's
+    parameters with one kernel per device and dtype, with the same results
+    (``fusejit/optim/fused.py``).
 
     >>> import fusejit
     >>> p = fusejit.nn.Parameter(fusejit.tensor([1.0, 2.0]))
@@ -228,7 +233,8 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba), with L2 ``weight_decay`` added to the gradient, ``amsgrad`` and
-    ``maximize``, as ``torch.optim.Adam``. (``AdamW`` decays the weights instead.)
+    ``maximize``, as ``torch.optim.Adam``. (``AdamW`` decays the weights instead.) ``fused``
+    as ``SGD``'s: one kernel per device and dtype updates a group, with the same results.
 
     >>> import fusejit
     >>> p = fusejit.nn.Parameter(fusejit.tensor([1.0, -1.0]))

@@ -54,6 +54,33 @@ def _state_ok(t, p) -> bool:
     )
 
 
+def _next_step(state: dict, st) -> float:
+    """The step count after this step: ``state["step"]`` (a 0-d float32 CPU tensor) counted up
+    in place, as PyTorch's optimizers do (the single-tensor step replaces the tensor; the value
+    is the same)."""
+    a = st._data
+    if type(a) is np.ndarray and a.shape == () and a.dtype == np.float32:
+        step = float(a) + 1
+        a[()] = step
+        return step
+    step = st.item() + 1
+    state["step"] = _step_tensor(step)
+    return step
+
+
+def _addresses(opt, group: dict, dtype, device) -> bm.Addresses:
+    """The optimizer's address tables, one per group, dtype and device (kept on the optimizer,
+    so they go with it; a few at most per group)."""
+    tables = opt.__dict__.get("_multi_tensor_addresses")
+    if tables is None or len(tables) > 4 * len(opt.param_groups) + 8:
+        tables = opt._multi_tensor_addresses = {}
+    key = (id(group), dtype, device)
+    t = tables.get(key)
+    if t is None:
+        t = tables[key] = bm.Addresses()
+    return t
+
+
 def _partition(opt, group, fused):
     """``({(device, dtype): [(p, grad array)]}, rest)``: the parameters with a gradient the
     kernels take, by device and dtype, and the (parameter, gradient) pairs they do not."""
@@ -117,7 +144,8 @@ def sgd_step(opt, group) -> list:
         T = len(taken)
         flag_arr = np.array(flags, np.int64) if flags else np.zeros(T, np.int64)
         scalars = (wd, mom, 1 - damp, -lr)
-        bm.update(spec, lists, np.zeros((T, 2)), flag_arr, scalars)
+        addresses = _addresses(opt, group, dtype, _device)
+        bm.update(spec, lists, np.zeros((T, 2)), flag_arr, scalars, addresses)
         for (p, _), buf, first in zip(taken, bufs or [None] * T, flags or [0] * T):
             bump_version(p)
             if buf is not None:
@@ -152,22 +180,20 @@ def adam_step(opt, group, decoupled: bool) -> list:
                 for name in names:
                     state[name] = _new_state(p)
             ts = [state.get(name) for name in names]
-            if not all(_state_ok(t, p) for t in ts) or "step" not in state:
+            st = state.get("step")
+            if st is None or not all(_state_ok(t, p) for t in ts):
                 rest.append((p, p.grad))
                 continue
-            step = state["step"].item() + 1
-            state["step"] = _step_tensor(step)
+            steps.append(_next_step(state, st))
             taken.append((p, g))
             states.append(ts)
-            steps.append(step)
         if not taken:
             continue
-        tscal = np.empty((len(taken), 2))
-        for k, step in enumerate(steps):
-            bias_correction1 = 1 - beta1**step
-            bias_correction2 = 1 - beta2**step
-            tscal[k, 0] = -(lr / bias_correction1)
-            tscal[k, 1] = math.sqrt(bias_correction2)
+        # per tensor: -lr / bias_correction1 and sqrt(bias_correction2), in Python floats as
+        # the single-tensor step computes them
+        tscal = np.array(
+            [(-(lr / (1 - beta1**t)), math.sqrt(1 - beta2**t)) for t in steps], np.float64
+        )
         lists = [[p._data for p, _ in taken], [g for _, g in taken]]
         lists += [[ts[j]._data for ts in states] for j in range(len(names))]
         scalars = (
@@ -177,7 +203,8 @@ def adam_step(opt, group, decoupled: bool) -> list:
             1 - beta2,
             eps,
         )
-        bm.update(spec, lists, tscal, np.zeros(len(taken), np.int64), scalars)
+        flags = np.zeros(len(taken), np.int64)
+        bm.update(spec, lists, tscal, flags, scalars, _addresses(opt, group, dtype, _device))
         for (p, _), ts in zip(taken, states):
             bump_version(p)
             for t in ts:
