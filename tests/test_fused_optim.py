@@ -22,7 +22,7 @@ from fusejit.bench.workloads import gpt2_shapes
 from fusejit.codegen import cuda as cg
 from fusejit.codegen import multi_tensor as mt
 from fusejit.optim import fused as fused_mod
-from tests.cuda_host import SHIM, find_gxx, find_nvcc, require_nvcc
+from tests.cuda_host import SHIM, find_gxx, find_nvcc, host_cuda_backend, require_nvcc
 
 DTYPES = (np.float16, np.float32, np.float64)
 SHAPES = [(37,), (5, 7), (1,), (300,), (2, 3, 4)]
@@ -380,14 +380,22 @@ def test_cuda_kernels_on_the_host_equal_the_cpu_kernels(tmp_path):
         mine = [[a.copy() for a in arrays] for arrays in lists]
         bm.update(spec, mine, tscal, flags, scalars)
         host = [[a.copy() for a in arrays] for arrays in lists]
+        # the backend's launch path (its table, its arguments) with the host build as kernel
+        k_cuda = bm.CudaMultiTensor(host_cuda_backend(None), spec)
+        launch = getattr(so, f"launch_{k}")
+        c_type = np.float64 if spec.dtype == "float64" else np.float32
+
+        def fn(grid, block, args, launch=launch, c_type=c_type):
+            tab, T, *sc = args
+            assert block == (mt.CUDA_BLOCK,) and type(T) is np.int64
+            assert all(type(x) is c_type for x in sc)
+            sc = np.array(sc, np.float64)
+            launch(tab.ctypes.data_as(ctypes.c_void_p), ctypes.c_longlong(T),
+                   sc.ctypes.data_as(ctypes.c_void_p), ctypes.c_uint(grid[0]))  # fmt: skip
+
+        k_cuda.fn = fn
         addrs = np.array([[a.ctypes.data for a in arrays] for arrays in host], np.int64)
-        rows = np.array(mt.chunks(sizes, mt.CUDA_CHUNK), np.int64).reshape(-1)
-        tab = np.concatenate([addrs.reshape(-1), rows, tscal.view(np.int64).reshape(-1), flags])
-        sc = np.array(scalars, np.float64)
-        getattr(so, f"launch_{k}")(
-            tab.ctypes.data_as(ctypes.c_void_p), ctypes.c_longlong(len(sizes)),
-            sc.ctypes.data_as(ctypes.c_void_p), ctypes.c_uint(len(rows) // 3),
-        )  # fmt: skip
+        k_cuda(addrs, sizes, tscal, flags, scalars)
         for name, xs, ys in zip(spec.lists, mine, host):
             for x, y in zip(xs, ys):
                 _assert_same(x, y, f"{spec.key()} {name}")
