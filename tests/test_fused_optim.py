@@ -454,3 +454,19 @@ def test_cuda_kernel_count_adamw_over_gpt2_shapes():
 def test_nvcc_found_or_skipped():
     # (documents where nvcc is looked for; the compile test above skips without it)
     assert find_nvcc() is None or find_nvcc().endswith("nvcc")
+
+
+def test_kernel_is_cached_on_disk(cache):
+    """The multi-tensor kernel goes through the kernel store: compiled once, its numba code
+    kept in its entry, loaded from disk once the memory level is emptied."""
+    ps1, _ = _train(optim.AdamW, np.float32, True, dict(lr=0.01), steps=2)
+    info = fusejit.cache_info()
+    assert info["compiled"] == 1 and info["disk_hits"] == 0
+    (entry,) = [p for p in cache.rglob("MANIFEST.json")]
+    assert any(entry.parent.glob("__pycache__/*.nbi"))  # numba's index, in the entry
+    fusejit.clear_cache(disk=False)
+    ps2, _ = _train(optim.AdamW, np.float32, True, dict(lr=0.01), steps=2)
+    info = fusejit.cache_info()
+    assert info["compiled"] == 0 and info["disk_hits"] == 1
+    for a, b in zip(ps1, ps2):
+        _assert_same(a.numpy(), b.numpy(), "from disk")
