@@ -70,11 +70,14 @@ def _next_step(state: dict, st) -> float:
 
 def _addresses(opt, group: dict, dtype, device) -> bm.Addresses:
     """The optimizer's address tables, one per group, dtype and device (kept on the optimizer,
-    so they go with it; a few at most per group)."""
+    so they go with it)."""
     tables = opt.__dict__.get("_multi_tensor_addresses")
-    if tables is None or len(tables) > 4 * len(opt.param_groups) + 8:
+    if tables is None:
         tables = opt._multi_tensor_addresses = {}
-    key = (id(group), dtype, device)
+    # by the group's position: a group replaced (load_state_dict) reuses its tables, whose
+    # rows then change at the next step and let the old arrays go
+    index = next(i for i, g in enumerate(opt.param_groups) if g is group)
+    key = (index, dtype, device)
     t = tables.get(key)
     if t is None:
         t = tables[key] = bm.Addresses()
