@@ -21,6 +21,7 @@ from fusejit.jit.scripting.values import (
     _KINDS,
     _SCALAR_DTYPE,
     Dyn,
+    FStr,
     _contains_dyn,
     _kind_of,
     _wrap_lists,
@@ -78,7 +79,7 @@ class CallsMixin:
 
     def e_Call(self, e):
         fn = self.expr(e.func)
-        args = [self.expr(a) for a in e.args]
+        args = self.starred_items(e.args)
         kwargs = {k.arg: self.expr(k.value) for k in e.keywords}
         if None in kwargs:
             raise self.err(e, "`**` in calls is not supported")
@@ -261,6 +262,17 @@ class CallsMixin:
         end = kwargs.pop("end", "\n")
         if kwargs or not isinstance(sep, str) or not isinstance(end, str):
             raise self.err(node, "print() takes values and constant sep= / end= only")
+        if any(isinstance(a, FStr) for a in args):
+            # f-strings: their fields one by one, the separators as constant parts
+            parts: list = []
+            for k, a in enumerate(args):
+                if k:
+                    parts.append(("const", Const(sep), ""))
+                parts.extend(self.message_parts(a, node))
+            attrs = {"kinds": tuple(p[0] for p in parts), "fmts": tuple(p[2] for p in parts),
+                     "sep": "", "end": end}  # fmt: skip
+            self.cc.emit("print", [p[1] for p in parts], attrs, [])
+            return None
         kinds, inputs = [], []
         for a in args:
             if isinstance(a, Tensor):

@@ -77,13 +77,22 @@ class ControlFlowMixin:
             branches.append((nodes, self.env))
         self.env = dict(before)
         (n1, e1), (n2, e2) = branches
+        # a branch that always fails an assert hands on nothing: the other side's values
+        raised = (e1.get("$raise") is True, e2.get("$raise") is True)
         names = [k for k in dict.fromkeys(list(e1) + list(e2))
-                 if e1.get(k, _MISSING) is not before.get(k, _MISSING)
-                 or e2.get(k, _MISSING) is not before.get(k, _MISSING)]  # fmt: skip
+                 if k != "$raise" and not all(raised)
+                 and (e1.get(k, _MISSING) is not before.get(k, _MISSING)
+                      or e2.get(k, _MISSING) is not before.get(k, _MISSING))]  # fmt: skip
+        if all(raised):
+            self.env["$raise"] = True
         line = self.src.start + getattr(node, "lineno", 1) - 1
         merged_specs = []  # (name, spec, leaves1, leaves2)
         for k in names:
             a, b = e1.get(k, _MISSING), e2.get(k, _MISSING)
+            if raised[0] and b is not _MISSING and not isinstance(b, Undef):
+                a = b if b is before.get(k, _MISSING) else self.dummy_into(n1, b)
+            elif raised[1] and a is not _MISSING and not isinstance(a, Undef):
+                b = a if a is before.get(k, _MISSING) else self.dummy_into(n2, a)
             if k == "$retval":  # a return on one side only: the other side's value is unused
                 if a is _MISSING or isinstance(a, Undef):
                     a = self.dummy_into(n1, b)

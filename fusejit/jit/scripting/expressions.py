@@ -15,7 +15,7 @@ import numpy as np
 from fusejit.base import dtypes as dt
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import TensorType
-from fusejit.jit.control import select
+from fusejit.jit.control import format_part, select
 from fusejit.jit.scripting.calls import (
     _is_fusejit_fn,
     _is_known_callable,
@@ -23,7 +23,7 @@ from fusejit.jit.scripting.calls import (
     _TensorMethod,
     _UserMethod,
 )
-from fusejit.jit.scripting.values import _IMMUTABLE, _SCALAR_DTYPE, Dyn, Undef, _kind_of
+from fusejit.jit.scripting.values import _IMMUTABLE, _SCALAR_DTYPE, Dyn, FStr, Undef, _kind_of
 from fusejit.nn import Module
 
 _BUILTINS = {"range", "len", "print", "int", "float", "bool", "min", "max", "abs", "enumerate",
@@ -97,14 +97,70 @@ class ExpressionsMixin:
             return e.value
         raise self.err(e, f"constant {e.value!r} is not supported")
 
+    def e_JoinedStr(self, e):
+        """An f-string: a str when every field is known when compiling, else an ``FStr``
+        that ``print`` and ``assert`` format at run time."""
+        parts: list = []
+        for v in e.values:
+            if isinstance(v, ast.Constant):
+                parts.append(("const", str(v.value), ""))
+                continue
+            fmt = "" if v.conversion in (-1, None) else "!" + chr(v.conversion)
+            if v.format_spec is not None:
+                spec = self.expr(v.format_spec)
+                if not isinstance(spec, str):
+                    raise self.err(v, "an f-string format spec must be known when compiling",
+                                   "a literal spec: f'{x:.3f}'")  # fmt: skip
+                fmt += ":" + spec
+            x = self.expr(v.value)
+            if isinstance(x, Tensor):
+                parts.append(("tensor", x, fmt))
+            elif isinstance(x, Dyn):
+                parts.append((x.kind, x, fmt))
+            elif isinstance(x, FStr):
+                raise self.err(v, "an f-string inside an f-string field is not supported")
+            elif isinstance(x, (*_IMMUTABLE, tuple)):
+                parts.append(("const", format_part("const", x, fmt), ""))
+            else:
+                raise self.err(v, f"an f-string field of kind {_kind_of(x)} is not supported",
+                               "tensors, numbers and strings")  # fmt: skip
+        merged: list = []
+        for p in parts:
+            if p[0] == "const" and merged and merged[-1][0] == "const":
+                merged[-1] = ("const", merged[-1][1] + p[1], "")
+            else:
+                merged.append(p)
+        if all(p[0] == "const" for p in merged):
+            return "".join(p[1] for p in merged)
+        return FStr(merged)
+
     def e_Name(self, e):
         return self.load(e.id, e)
 
     def e_Tuple(self, e):
-        return tuple(self.expr(x) for x in e.elts)
+        return tuple(self.starred_items(e.elts))
 
     def e_List(self, e):
-        return self.mark_list([self.expr(x) for x in e.elts])
+        return self.mark_list(self.starred_items(e.elts))
+
+    def starred_items(self, elts) -> list:
+        """The values of ``elts`` (call arguments or a tuple / list display), ``*t`` spread
+        into its items: ``t`` must be a tuple or list (``x.shape[:-1]``, a list of tensors)."""
+        out = []
+        for x in elts:
+            if not isinstance(x, ast.Starred):
+                out.append(self.expr(x))
+                continue
+            v = self.expr(x.value)
+            if isinstance(v, (tuple, list)):
+                out.extend(v)
+            elif isinstance(v, range):
+                out.extend(v)
+            else:
+                raise self.err(x, f"`*` unpacking of a {_kind_of(v)} is not supported in "
+                               "fusejit.script", "unpack a tuple or list (its length known "
+                               "when compiling), e.g. *x.shape[:-1]")  # fmt: skip
+        return out
 
     def e_Attribute(self, e):
         obj = self.expr(e.value)

@@ -11,8 +11,9 @@ import ast
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import FusejitError
 from fusejit.eager.tensor import Tensor
+from fusejit.ir.graph import Const
 from fusejit.jit.scripting.errors import ScriptError
-from fusejit.jit.scripting.values import Dyn, Undef, _kind_of
+from fusejit.jit.scripting.values import Dyn, FStr, Undef, _kind_of
 
 
 class StatementsMixin:
@@ -20,6 +21,8 @@ class StatementsMixin:
 
     def exit_flag(self):
         """True / False / a run-time bool: whether the current block has been left."""
+        if self.env.get("$raise") is True:  # an assert that always fails was reached
+            return True
         flags = [self.env.get(f) for f in ("$ret", "$brk", "$cont") if f in self.env]
         if any(f is True for f in flags):
             return True
@@ -103,11 +106,42 @@ class StatementsMixin:
             value = None if s.value is None else self.expr(s.value)
             self.env["$retval"] = value
             self.env["$ret"] = True
+        elif isinstance(s, ast.Assert):
+            self.assert_stmt(s)
         elif isinstance(s, ast.Pass):
             return
         else:
             raise self.err(s, f"`{type(s).__name__}` statements are not supported in "
                            "fusejit.script")  # fmt: skip
+
+    def assert_stmt(self, s) -> None:
+        """``assert cond[, msg]``: an ``assert`` node that raises ``AssertionError`` at run
+        time when ``cond`` is false. A condition known when compiling to hold costs nothing;
+        one known to fail ends the block (the code after it is never reached)."""
+        c = self.truth(self.expr(s.test), s.test)
+        if c is True:
+            return
+        parts = [] if s.msg is None else self.message_parts(self.expr(s.msg), s.msg)
+        cond = Const(False) if c is False else self.cc.ref(c)
+        attrs = {"kinds": tuple(k for k, _, _ in parts), "fmts": tuple(f for _, _, f in parts),
+                 "has_msg": s.msg is not None}  # fmt: skip
+        self.cc.emit("assert", [cond, *[v for _, v, _ in parts]], attrs, [])
+        if c is False:
+            self.env["$raise"] = True
+
+    def message_parts(self, v, node) -> list:
+        """``(kind, IR operand, fmt)`` of each part of a printed value (an f-string's fields
+        one by one)."""
+        if isinstance(v, FStr):
+            return [(k, Const(x) if k == "const" else self.cc.ref(x), f) for k, x, f in v.parts]
+        if isinstance(v, Tensor):
+            return [("tensor", self.cc.ref(v), "")]
+        if isinstance(v, Dyn):
+            return [(v.kind, self.cc.ref(v), "")]
+        if isinstance(v, (str, int, float, bool, type(None))):
+            return [("const", Const(str(v)), "")]
+        raise self.err(node, f"a message of kind {_kind_of(v)} is not supported",
+                       "a string, an f-string, a number or a tensor")  # fmt: skip
 
     def annotated(self, value, ann, node):
         name = ast.unparse(ann)

@@ -27,6 +27,18 @@ class Dyn:
         self.t, self.kind = t, kind
 
 
+class FStr:
+    """An f-string with run-time fields: ``parts`` are ``(kind, value, fmt)``, kind ``const``
+    (a string, already formatted), ``tensor``, ``int``, ``float`` or ``bool`` (a tensor or a
+    ``Dyn``), and ``fmt`` the field's conversion and format spec. Only ``print`` and
+    ``assert`` take one: they format it at run time."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list) -> None:
+        self.parts = parts
+
+
 class Undef:
     """A name that is not defined on every path reaching this point."""
 
