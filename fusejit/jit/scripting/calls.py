@@ -5,6 +5,8 @@ function or a user module, and rejects arbitrary Python callables."""
 
 from __future__ import annotations
 
+import math
+
 from fusejit.base import dtypes as dt
 from fusejit.eager.elementwise import maximum, minimum
 from fusejit.eager.tensor import Tensor
@@ -21,7 +23,10 @@ from fusejit.jit.scripting.values import (
     _KINDS,
     _SCALAR_DTYPE,
     Dyn,
+    DynRange,
+    Enumerate,
     FStr,
+    Zip,
     _contains_dyn,
     _kind_of,
     _wrap_lists,
@@ -60,6 +65,23 @@ class _ListMethod:
         return getattr(self.lst, self.name)(*args)
 
 
+# math functions on run-time scalars: the tensor method computing each on a 0-d float64
+_MATH_FLOAT = {"sqrt": "sqrt", "exp": "exp", "log2": "log2", "log10": "log10",
+               "log1p": "log1p", "expm1": "expm1", "sin": "sin", "cos": "cos", "tan": "tan",
+               "asin": "asin", "acos": "acos", "atan": "atan", "sinh": "sinh", "cosh": "cosh",
+               "tanh": "tanh", "asinh": "asinh", "acosh": "acosh", "atanh": "atanh",
+               "erf": "erf", "erfc": "erfc", "fabs": "abs"}  # fmt: skip
+_MATH_INT = ("floor", "ceil", "trunc")
+_MATH_BOOL = ("isnan", "isinf", "isfinite")
+_MATH_FLOAT2 = {"atan2": "atan2", "pow": "pow", "hypot": "hypot", "copysign": "copysign",
+                "fmod": "fmod"}  # fmt: skip
+
+
+def _is_math_fn(fn) -> bool:
+    return callable(fn) and getattr(fn, "__module__", None) == "math" and \
+        getattr(math, getattr(fn, "__name__", ""), None) is fn  # fmt: skip
+
+
 def _is_fusejit_fn(fn) -> bool:
     mod = getattr(fn, "__module__", None) or ""
     return callable(fn) and mod.startswith("fusejit") and not isinstance(fn, type) and \
@@ -71,6 +93,7 @@ def _is_known_callable(v) -> bool:
         isinstance(v, (decorator.ScriptFunction, TracedFunction))
         or _is_fusejit_fn(v)
         or v in (range, len, print, int, float, bool, min, max, abs, enumerate, zip)
+        or _is_math_fn(v)
     )
 
 
@@ -94,8 +117,12 @@ class CallsMixin:
             (x,) = args
             if isinstance(x, Tensor):
                 return x.shape[0]
-            if isinstance(x, (list, tuple, Module)):
+            if isinstance(x, (list, tuple, Module, range, str)):
                 return len(x)
+            if isinstance(x, (Enumerate, Zip)):
+                n = self.seq_length(x, node)
+                if isinstance(n, int):
+                    return n
             raise self.err(node, f"len() of a {_kind_of(x)}")
         if fn in (min, max, abs, round):
             if any(isinstance(a, Dyn) for a in args) or any(isinstance(a, Tensor) for a in args):
@@ -103,12 +130,23 @@ class CallsMixin:
             return fn(*args, **kwargs)
         if fn in (tuple, list):
             (x,) = args
+            if isinstance(x, (Enumerate, Zip)):
+                x = self.static_items(x, node)
             out = fn(x)
             return self.mark_list(out) if fn is list else out
         if fn is isinstance:
             raise self.err(node, "isinstance() is not supported", "separate scripted functions")
-        if fn in (range, enumerate, zip):
-            raise self.err(node, f"{fn.__name__}() can only be iterated over by a for loop")
+        if fn is range:
+            return self.range_(args, kwargs, node)
+        if fn is enumerate:
+            start = kwargs.pop("start", args[1] if len(args) == 2 else 0)
+            if len(args) not in (1, 2) or kwargs or not isinstance(start, int):
+                raise self.err(node, "enumerate() takes a sequence and a constant int start")
+            return Enumerate(args[0], start)
+        if fn is zip:
+            if kwargs or not args:
+                raise self.err(node, "zip() takes one or more sequences")
+            return Zip(list(args))
         if isinstance(fn, _ListMethod):
             return fn.call(self, args, node)
         if isinstance(fn, _TensorMethod):
@@ -138,6 +176,8 @@ class CallsMixin:
             return self.call_script(decorator.BoundScript(sf, fn), args, kwargs, node)
         if _is_fusejit_fn(fn):
             return self.call_fusejit(fn, args, kwargs, node)
+        if _is_math_fn(fn):
+            return self.math_call(fn, args, kwargs, node)
         if getattr(fn, "_fusejit_executor", None) is not None:
             raise self.err(
                 node,
@@ -289,6 +329,73 @@ class CallsMixin:
                                "print tensors, numbers and strings")  # fmt: skip
         self.cc.emit("print", inputs, {"kinds": tuple(kinds), "sep": sep, "end": end}, [])
         return None
+
+    def range_(self, args, kwargs, node):
+        """``range(...)``: a Python range when its bounds are known when compiling, else a
+        ``DynRange`` that only a ``for`` loop takes."""
+        if kwargs or not 1 <= len(args) <= 3:
+            raise self.err(node, "range() takes 1 to 3 positional arguments")
+        for a in args:
+            if (
+                not isinstance(a, (int, Dyn))
+                or isinstance(a, bool)
+                or (isinstance(a, Dyn) and a.kind != "int")
+            ):
+                raise self.err(node, f"range() of a {_kind_of(a)}", "ints")
+        if any(isinstance(a, Dyn) for a in args):
+            return DynRange(list(args))
+        return range(*args)
+
+    def math_call(self, fn, args, kwargs, node):
+        """``math.f(...)`` on Python numbers: folded when they are known when compiling, else
+        computed on the run-time scalars (float64) with the op of that name."""
+        name = fn.__name__
+        if kwargs:
+            raise self.err(node, f"math.{name}() takes positional arguments only")
+        for a in args:
+            if isinstance(a, Tensor):
+                raise self.err(node, f"math.{name}() of a tensor is not supported (math "
+                               "functions take Python numbers)", f"the tensor op: "
+                               f"x.{_MATH_FLOAT.get(name, name)}(), or .item() first")  # fmt: skip
+        if not any(isinstance(a, Dyn) for a in args):
+            return fn(*args)  # known when compiling: folds
+        bad = next((a for a in args if not isinstance(a, (Dyn, int, float))), None)
+        if bad is not None:
+            raise self.err(node, f"math.{name}() of a {_kind_of(bad)}")
+
+        def f64(a):
+            if isinstance(a, Dyn):
+                return a.t.to(dt.float64)
+            return self.cc.materialize(float(a), "float").t
+
+        n_args = {"log": (1, 2), **{k: (2,) for k in _MATH_FLOAT2},
+                  "degrees": (1,), "radians": (1,)}.get(name, (1,))  # fmt: skip
+        if len(args) not in n_args:
+            raise self.err(node, f"math.{name}() takes {' or '.join(map(str, n_args))} "
+                           f"arguments, got {len(args)}")  # fmt: skip
+        if name in _MATH_INT:
+            (a,) = args
+            if a.kind != "float":  # (an int or bool is its own floor)
+                return Dyn(a.t.to(dt.int64), "int")
+            return Dyn(getattr(a.t, name)().to(dt.int64), "int")
+        if name in _MATH_BOOL:
+            return Dyn(getattr(f64(args[0]), name)(), "bool")
+        if name in _MATH_FLOAT:
+            return Dyn(getattr(f64(args[0]), _MATH_FLOAT[name])(), "float")
+        if name == "log":
+            out = f64(args[0]).log()
+            if len(args) == 2:
+                base = args[1]
+                out = out / (math.log(base) if not isinstance(base, Dyn) else f64(base).log())
+            return Dyn(out, "float")
+        if name in ("degrees", "radians"):
+            k = 180.0 / math.pi if name == "degrees" else math.pi / 180.0
+            return Dyn(f64(args[0]) * k, "float")
+        if name in _MATH_FLOAT2:
+            a, b = (f64(x) for x in args)
+            return Dyn(getattr(a, _MATH_FLOAT2[name])(b), "float")
+        raise self.err(node, f"math.{name}() of a run-time value is not supported",
+                       "compute it on tensors, or pass values known when compiling")  # fmt: skip
 
     def call_script(self, sf, args, kwargs, node):
         if kwargs:

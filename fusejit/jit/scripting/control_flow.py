@@ -17,7 +17,10 @@ from fusejit.jit.scripting.source import _assigned_names
 from fusejit.jit.scripting.values import (
     _MISSING,
     Dyn,
+    DynRange,
+    Enumerate,
     Undef,
+    Zip,
     _describe,
     _flat,
     _kind_of,
@@ -198,34 +201,96 @@ class ControlFlowMixin:
         if s.orelse:
             raise self.err(s, "`for ... else` is not supported", "a flag variable")
         it = s.iter
-        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name):
-            fn = self.load(it.func.id, it.func)
-            if fn is range:
-                args = [self.expr(a) for a in it.args]
-                return self.range_loop(s, args)
-            if fn in (enumerate, zip):
-                seqs = [self.expr(a) for a in it.args]
-                if fn is enumerate and len(seqs) == 2 and isinstance(seqs[1], int):
-                    seqs, start = seqs[:1], seqs[1]
-                else:
-                    start = 0
-                items = [self.static_items(q, it) for q in seqs]
-                if fn is enumerate:
-                    (only,) = items
-                    return self.unrolled(s, [(start + i, x) for i, x in enumerate(only)])
-                return self.unrolled(s, list(zip(*items)))
         seq = self.expr(it)
+        if isinstance(seq, range):
+            return self.range_loop(s, [seq.start, seq.stop, seq.step])
+        if isinstance(seq, DynRange):
+            return self.range_loop(s, seq.args)
         if isinstance(seq, Tensor):
             if not seq.shape:
                 raise self.err(it, "iteration over a 0-d tensor")
             return self.range_loop(s, [seq.shape[0]], over=seq)
+        if isinstance(seq, (Enumerate, Zip)) and not self.has_static(seq):
+            # over ranges and tensors only: a loop node, each item picked by the loop index
+            trip = self.seq_length(seq, it)
+            if isinstance(trip, int) and trip <= 0:
+                return None
+            return self.dyn_loop(s, trip, True, s.body, lambda i: self.seq_item(seq, i, it),
+                                 None)  # fmt: skip
         return self.unrolled(s, self.static_items(seq, it))
+
+    def has_static(self, seq) -> bool:
+        """Whether ``seq`` holds a list, tuple or module container (so it is unrolled)."""
+        if isinstance(seq, Enumerate):
+            return self.has_static(seq.seq)
+        if isinstance(seq, Zip):
+            return any(self.has_static(q) for q in seq.seqs)
+        return not isinstance(seq, (range, DynRange, Tensor))
+
+    def seq_length(self, seq, node):
+        """The number of items of a range, tensor, enumerate or zip (int or run-time int)."""
+        if isinstance(seq, (range, list, tuple)):
+            return len(seq)
+        if isinstance(seq, (ModuleList, Sequential)):
+            return len(seq._modules)
+        if isinstance(seq, Tensor):
+            if not seq.shape:
+                raise self.err(node, "iteration over a 0-d tensor")
+            return seq.shape[0]
+        if isinstance(seq, DynRange):
+            return self.range_trip(seq.args, node)
+        if isinstance(seq, Enumerate):
+            return self.seq_length(seq.seq, node)
+        if isinstance(seq, Zip):
+            out = None
+            for q in seq.seqs:
+                n = self.seq_length(q, node)
+                if out is None:
+                    out = n
+                elif isinstance(out, int) and isinstance(n, int):
+                    out = min(out, n)
+                else:
+                    out = self.scalar_builtin(min, [out, n], node)
+            return out
+        raise self.err(node, f"cannot iterate over a {_kind_of(seq)}",
+                       "range(...), a tensor, a list or tuple, or a ModuleList")  # fmt: skip
+
+    def seq_item(self, seq, i: Dyn, node):
+        """Item ``i`` (the loop index) of a range, tensor, enumerate or zip."""
+        if isinstance(seq, Tensor):
+            return self.select(seq, i, 0, node)
+        if isinstance(seq, (range, DynRange)):
+            start, _stop, step = self.range_args(seq.args if isinstance(seq, DynRange) else
+                                                 [seq.start, seq.stop, seq.step])  # fmt: skip
+            v = i
+            if step != 1:
+                v = self.binop(ast.Mult, v, step, node)
+            if not (isinstance(start, int) and start == 0):
+                v = self.binop(ast.Add, v, start, node)
+            return v
+        if isinstance(seq, Enumerate):
+            k = i if seq.start == 0 else self.binop(ast.Add, i, seq.start, node)
+            return (k, self.seq_item(seq.seq, i, node))
+        if isinstance(seq, Zip):
+            return tuple(self.seq_item(q, i, node) for q in seq.seqs)
+        raise self.err(node, f"cannot iterate over a {_kind_of(seq)}")  # pragma: no cover
 
     def static_items(self, seq, node):
         if isinstance(seq, (ModuleList, Sequential)):
             return list(seq._modules.values())
-        if isinstance(seq, (list, tuple)):
+        if isinstance(seq, (list, tuple, range)):
             return list(seq)
+        if isinstance(seq, Tensor):
+            if not seq.shape:
+                raise self.err(node, "iteration over a 0-d tensor")
+            return [seq[k] for k in range(seq.shape[0])]
+        if isinstance(seq, Enumerate):
+            return [(seq.start + k, x) for k, x in enumerate(self.static_items(seq.seq, node))]
+        if isinstance(seq, Zip):
+            return list(zip(*[self.static_items(q, node) for q in seq.seqs]))
+        if isinstance(seq, DynRange):
+            raise self.err(node, "a range with a run-time bound cannot be zipped with a list",
+                           "bounds known when compiling (literals, .shape sizes)")  # fmt: skip
         raise self.err(node, f"cannot iterate over a {_kind_of(seq)}",
                        "range(...), a tensor, a list or tuple, or a ModuleList")  # fmt: skip
 
@@ -258,45 +323,32 @@ class ControlFlowMixin:
                 self.dyn_if(go, lambda r=items[k + 1 :]: self._unrolled(s, r), lambda: None, s)
                 return
 
-    def range_loop(self, s, args, over: Tensor | None = None) -> None:
-        if not 1 <= len(args) <= 3:
-            raise self.err(s.iter, "range() takes 1 to 3 arguments")
-        for a in args:
-            if (
-                not isinstance(a, (int, Dyn))
-                or isinstance(a, bool)
-                or (isinstance(a, Dyn) and a.kind != "int")
-            ):
-                raise self.err(s.iter, f"range() of a {_kind_of(a)}", "ints")
-        start, stop, step = (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
+    def range_args(self, args) -> tuple:
+        return (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
+
+    def range_trip(self, args, node):
+        """The trip count of ``range(*args)`` (an int, or a run-time int)."""
+        start, stop, step = self.range_args(args)
         if isinstance(step, Dyn):
-            raise self.err(s.iter, "range() step must be known when compiling", "a literal")
+            raise self.err(node, "range() step must be known when compiling", "a literal")
         if step == 0:
-            raise self.err(s.iter, "range() step must not be zero")
+            raise self.err(node, "range() step must not be zero")
         if not isinstance(start, Dyn) and not isinstance(stop, Dyn):
-            trip = len(range(start, stop, step))
-            if trip == 0:
-                return
-        elif isinstance(start, int) and start == 0 and step == 1:
-            trip = stop  # (a negative count runs no iteration)
-        else:
-            # trip = max(0, ceil((stop - start) / step)), in int64
-            span = self.binop(ast.Sub, stop, start, s)
-            adj = self.binop(ast.Add, span, step - 1 if step > 0 else step + 1, s)
-            trip = self.binop(ast.FloorDiv, adj, step, s)
-            trip = self.scalar_builtin(max, [trip, 0], s)
+            return len(range(start, stop, step))
+        if isinstance(start, int) and start == 0 and step == 1:
+            return stop  # (a negative count runs no iteration)
+        # trip = max(0, ceil((stop - start) / step)), in int64
+        span = self.binop(ast.Sub, stop, start, node)
+        adj = self.binop(ast.Add, span, step - 1 if step > 0 else step + 1, node)
+        trip = self.binop(ast.FloorDiv, adj, step, node)
+        return self.scalar_builtin(max, [trip, 0], node)
 
-        def target(i: Dyn):
-            if over is not None:
-                return self.select(over, i, 0, s.iter)
-            v = i
-            if step != 1:
-                v = self.binop(ast.Mult, v, step, s)
-            if not (isinstance(start, int) and start == 0):
-                v = self.binop(ast.Add, v, start, s)
-            return v
-
-        self.dyn_loop(s, trip, True, s.body, target, None)
+    def range_loop(self, s, args, over: Tensor | None = None) -> None:
+        trip = self.range_trip(args, s.iter)
+        if isinstance(trip, int) and trip == 0:
+            return
+        seq = over if over is not None else DynRange(list(args))
+        self.dyn_loop(s, trip, True, s.body, lambda i: self.seq_item(seq, i, s.iter), None)
 
     def while_stmt(self, s) -> None:
         if s.orelse:

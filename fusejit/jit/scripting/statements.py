@@ -13,7 +13,7 @@ from fusejit.base.errors import FusejitError
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Const
 from fusejit.jit.scripting.errors import ScriptError
-from fusejit.jit.scripting.values import Dyn, FStr, Undef, _kind_of
+from fusejit.jit.scripting.values import Dyn, DynRange, Enumerate, FStr, Undef, Zip, _kind_of
 
 
 class StatementsMixin:
@@ -167,6 +167,11 @@ class StatementsMixin:
         return value
 
     def assign(self, target, value, node) -> None:
+        if isinstance(value, (DynRange, Enumerate, Zip)):
+            what = {DynRange: "range", Enumerate: "enumerate", Zip: "zip"}[type(value)]
+            raise self.err(node, f"{what}() can only be iterated over by a for loop (or "
+                           "passed to len(), list() or tuple()), not kept in a variable",
+                           f"for ... in {what}(...):")  # fmt: skip
         if isinstance(target, ast.Name):
             name = target.id
             kind = _kind_of(value)

@@ -39,6 +39,33 @@ class FStr:
         self.parts = parts
 
 
+class DynRange:
+    """``range(...)`` with a bound known only at run time (a ``for`` loop's trip count)."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: list) -> None:
+        self.args = args
+
+
+class Enumerate:
+    """``enumerate(seq, start)``, iterated over by a ``for`` loop."""
+
+    __slots__ = ("seq", "start")
+
+    def __init__(self, seq, start: int) -> None:
+        self.seq, self.start = seq, start
+
+
+class Zip:
+    """``zip(*seqs)``, iterated over by a ``for`` loop (as long as the shortest)."""
+
+    __slots__ = ("seqs",)
+
+    def __init__(self, seqs: list) -> None:
+        self.seqs = seqs
+
+
 class Undef:
     """A name that is not defined on every path reaching this point."""
 
