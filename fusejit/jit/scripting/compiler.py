@@ -15,7 +15,7 @@ from fusejit.jit.scripting.errors import ScriptError
 from fusejit.jit.scripting.expressions import ExpressionsMixin
 from fusejit.jit.scripting.source import _Source
 from fusejit.jit.scripting.statements import StatementsMixin
-from fusejit.jit.scripting.values import _SCALAR_DTYPE, Dyn, _kind_of
+from fusejit.jit.scripting.values import _SCALAR_DTYPE, Dyn, _flat, _kind_of
 
 
 class Compiler:
@@ -85,6 +85,10 @@ class FunctionCompiler(StatementsMixin, ExpressionsMixin, CallsMixin, ControlFlo
                 except ValueError:
                     pass
         self.declared: dict = {}  # name -> (kind, line) of its first binding
+        # tensors from outside the function (arguments, module attributes, globals): item
+        # assignment into them (or their views) is refused
+        self.external: list = [t for v in env.values() if isinstance(v, (Tensor, tuple, list))
+                               for t in _flat(v) if isinstance(t, Tensor)]  # fmt: skip
         self.dynamic = 0  # depth of data-dependent regions (lists cannot change there)
         # id(list) -> (dynamic depth it was made at, the list): holding the list keeps its id
         # from going to another list while this function compiles

@@ -69,6 +69,8 @@ class ExpressionsMixin:
     def check_global(self, name, v, node):
         """A global or closure value: usable when it is a constant, a tensor, a module or
         something callable that the compiler knows."""
+        if isinstance(v, Tensor):
+            self.external.append(v)
         if isinstance(v, (*_IMMUTABLE, Tensor, types.ModuleType)) or _is_known_callable(v):
             return v
         if isinstance(v, (tuple, list)) and all(isinstance(x, (*_IMMUTABLE, Tensor)) for x in v):
@@ -185,6 +187,8 @@ class ExpressionsMixin:
             return _UserMethod(obj, v.__func__)
         if isinstance(v, list):
             return tuple(v)
+        if isinstance(v, Tensor):
+            self.external.append(v)
         return v
 
     def e_Subscript(self, e):

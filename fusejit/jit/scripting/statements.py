@@ -11,9 +11,18 @@ import ast
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import FusejitError
 from fusejit.eager.tensor import Tensor
-from fusejit.ir.graph import Const
+from fusejit.ir.graph import Const, TensorType
 from fusejit.jit.scripting.errors import ScriptError
-from fusejit.jit.scripting.values import Dyn, DynRange, Enumerate, FStr, Undef, Zip, _kind_of
+from fusejit.jit.scripting.values import (
+    Dyn,
+    DynRange,
+    Enumerate,
+    FStr,
+    Undef,
+    Zip,
+    _flat,
+    _kind_of,
+)
 
 
 class StatementsMixin:
@@ -143,6 +152,115 @@ class StatementsMixin:
         raise self.err(node, f"a message of kind {_kind_of(v)} is not supported",
                        "a string, an f-string, a number or a tensor")  # fmt: skip
 
+    def assign_item(self, target, value) -> None:
+        """``x[i] = v`` / ``x[:, i] = v`` (``i`` an int, known when compiling or not): an
+        ``update`` node, and every name bound to ``x`` rebound to its result. ``lst[k] = v``
+        on a list with a constant ``k``."""
+        base = target.value
+        if not isinstance(base, ast.Name):
+            raise self.err(target, "item assignment into an expression is not supported",
+                           "assign into a local name: x[i] = v")  # fmt: skip
+        x = self.load(base.id, base)
+        key = self.index(target.slice)
+        if isinstance(x, list):
+            if not isinstance(key, int) or isinstance(key, bool):
+                raise self.err(target, "a list item assignment needs an index known when "
+                               "compiling", "lst[0] = v")  # fmt: skip
+            if self.list_depth(x) < self.dynamic:
+                raise self.err(target, "a list made outside a data-dependent branch or loop "
+                               "cannot change inside it", "a tensor: ys[t] = v")  # fmt: skip
+            x[key] = value
+            return
+        if not isinstance(x, Tensor):
+            raise self.err(target, f"item assignment into a {_kind_of(x)} is not supported")
+        keys = key if isinstance(key, tuple) else (key,)
+        dim = idx = None
+        for k, kk in enumerate(keys):
+            if isinstance(kk, slice) and kk == slice(None):
+                continue
+            is_int = (isinstance(kk, int) and not isinstance(kk, bool)) or (
+                isinstance(kk, Dyn) and kk.kind == "int"
+            )
+            if dim is None and is_int:
+                dim, idx = k, kk
+                continue
+            raise self.err(target, "item assignment takes one int index, after full slices: "
+                           "x[i] = v or x[:, i] = v", "build the new tensor with "
+                           "fusejit.where / cat")  # fmt: skip
+        if dim is None or dim >= x.ndim:
+            raise self.err(target, f"item assignment takes one int index within the "
+                           f"tensor's {x.ndim} dims: x[i] = v or x[:, i] = v")  # fmt: skip
+        shape = tuple(x.shape)
+        if isinstance(idx, int) and not -shape[dim] <= idx < shape[dim]:
+            raise self.err(target, f"index {idx} is out of bounds for dim {dim} with size "
+                           f"{shape[dim]}")  # fmt: skip
+        if shape[dim] == 0:
+            raise self.err(target, "item assignment into an empty dim")
+        self.check_unaliased(base.id, x, target)
+        row = shape[:dim] + shape[dim + 1 :]
+        v = self.item_value(value, x, row, target)
+        cc = self.cc
+        i_ref = Const(idx) if isinstance(idx, int) else cc.ref(idx)
+        (out,) = cc.emit("update", [cc.ref(x), i_ref, cc.ref(v)], {"dim": dim},
+                         [TensorType(x.dtype, shape, x.device)])  # fmt: skip
+        data = x._data.copy()
+        data[(slice(None),) * dim + (idx if isinstance(idx, int) else 0, Ellipsis)] = v._data
+        new = Tensor._wrap(data, x._dtype, x._device)
+        cc.bind(new, out)
+        for k, bound in list(self.env.items()):
+            if bound is x:
+                self.env[k] = new
+
+    def item_value(self, value, x: Tensor, row: tuple, node) -> Tensor:
+        """The value of ``x[i] = value`` as a tensor of ``x``'s dtype and the row's shape."""
+        if isinstance(value, Tensor):
+            if value.device != x.device:
+                raise self.err(node, f"item assignment of a tensor on {value.device} into a "
+                               f"tensor on {x.device}")  # fmt: skip
+            v = value if value.dtype is x.dtype else value.to(x.dtype)
+        elif isinstance(value, Dyn):
+            v = value.t.to(x.dtype)
+        elif isinstance(value, (bool, int, float)):
+            v = self.cc.const_tensor(value, x.dtype)
+        else:
+            raise self.err(node, f"item assignment of a {_kind_of(value)} into a tensor",
+                           "a tensor or a number")  # fmt: skip
+        if tuple(v.shape) != row:
+            try:
+                v = v.expand(*row) if row else v.reshape(())
+            except (FusejitError, ValueError, RuntimeError):
+                raise self.err(node, f"item assignment of a value of shape {list(v.shape)} "
+                               f"into a row of shape {list(row)}") from None  # fmt: skip
+        return v
+
+    def check_unaliased(self, name: str, x: Tensor, node) -> None:
+        """Item assignment is functional in the graph, so it must not be observable through
+        anything else: an argument or a module's or global tensor (Python would change the
+        caller's), or another variable that may be a view of ``x`` (it would keep the old
+        values where Python's view changes)."""
+        xp = x._device.backend.xp
+
+        def overlaps(t) -> bool:
+            return t.device == x.device and bool(xp.may_share_memory(t._data, x._data))
+
+        for t in self.external:
+            if overlaps(t):
+                raise self.err(node, f"item assignment into `{name}`, which is (or is a view "
+                               "of) an argument, a module attribute or a global: the change "
+                               "would not reach the caller as it does in Python",
+                               f"assign into a copy: {name} = {name}.clone()")  # fmt: skip
+        for k, bound in self.env.items():
+            if bound is x or k.startswith("$"):
+                continue
+            leaves = [bound] if isinstance(bound, Tensor) else (
+                [v for v in _flat(bound) if isinstance(v, Tensor)]
+                if isinstance(bound, (tuple, list)) else [])  # fmt: skip
+            if any(overlaps(t) for t in leaves):
+                raise self.err(node, f"item assignment into `{name}` while `{k}` may be a view "
+                               f"of it (or hold it): `{k}` would keep the old values",
+                               f"take a copy for `{k}` with .clone(), or assign after its "
+                               "last use")  # fmt: skip
+
     def annotated(self, value, ann, node):
         name = ast.unparse(ann)
         base = name.split("[")[0].split(".")[-1]
@@ -196,11 +314,7 @@ class StatementsMixin:
             for t, v in zip(target.elts, value):
                 self.assign(t, v, node)
         elif isinstance(target, ast.Subscript):
-            raise self.err(
-                target,
-                "assignment into a tensor or list item is not supported",
-                "build a new tensor with fusejit.where / cat, or a new list",
-            )
+            self.assign_item(target, value)
         elif isinstance(target, ast.Attribute):
             raise self.err(
                 target,
