@@ -26,8 +26,10 @@ from fusejit.jit.scripting.values import (
     DynRange,
     Enumerate,
     FStr,
+    LoopList,
     Zip,
     _contains_dyn,
+    _describe,
     _kind_of,
     _wrap_lists,
 )
@@ -50,19 +52,68 @@ class _UserMethod:
         self.obj, self.func = obj, func
 
 
+class Grow(Exception):
+    """Raised when a loop body appends to a list made before the loop: the loop compiles
+    again with the list as a ``LoopList`` (see ``control_flow.dyn_loop``)."""
+
+    def __init__(self, lst: list, value, node) -> None:
+        self.lst, self.value, self.node = lst, value, node
+
+
+_GROW_HINT = ("append in the loop body itself (not under a data-dependent `if`), in a `for` "
+              "over range(n) or a tensor whose length is known when compiling; or pre-allocate "
+              "ys = fusejit.zeros(T, ...) and assign ys[t] = h")  # fmt: skip
+
+
 class _ListMethod:
     def __init__(self, lst, name) -> None:
         self.lst, self.name = lst, name
 
     def call(self, fc, args, node):
         if fc.list_depth(self.lst) < fc.dynamic:
+            loop = fc.loops[-1] if fc.loops else None
+            if (
+                self.name == "append"
+                and loop is not None
+                and loop["depth"] == fc.dynamic
+                and fc.list_depth(self.lst) == fc.dynamic - 1
+                and fc.owns_list(self.lst)
+                and len(args) == 1
+                and isinstance(args[0], Tensor)
+            ):
+                raise Grow(self.lst, args[0], node)
             raise fc.err(
                 node,
-                "a list made outside a data-dependent branch or loop cannot "
-                "change inside it (its length must be known when compiling)",
-                "build the list before the branch, or stack tensors with fusejit.cat",
+                f"a list made outside a data-dependent branch or loop cannot change inside it "
+                f"this way (`.{self.name}`)",
+                _GROW_HINT,
             )
         return getattr(self.lst, self.name)(*args)
+
+
+class _LoopAppend:
+    """``xs.append(v)`` on a list that the current loop grows: item ``i`` of its buffer."""
+
+    def __init__(self, ll) -> None:
+        self.ll = ll
+
+    def call(self, fc, args, node):
+        ll = self.ll
+        loop = fc.loops[-1]
+        if loop["appends"].get(ll.key):
+            raise fc.err(node, "a list that grows in a loop takes one append per iteration",
+                         "one list per value appended")  # fmt: skip
+        if len(args) != 1 or not isinstance(args[0], Tensor):
+            raise fc.err(node, "a list that grows in a loop holds tensors only")
+        v, row = args[0], ll.buf[0]
+        if (v.dtype, tuple(v.shape), v.device) != (row.dtype, tuple(row.shape), row.device):
+            raise fc.err(node, f"a list that grows in a loop holds tensors of one type: "
+                         f"{_describe(row)} first, now {_describe(v)}",
+                         "append tensors of one dtype, shape and device")  # fmt: skip
+        loop["appends"][ll.key] = True
+        new = fc.update_tensor(ll.buf, 0, loop["idx"], v)
+        fc.rebind(ll, LoopList(new, ll.n, ll.key))
+        return None
 
 
 # math functions on run-time scalars: the tensor method computing each on a 0-d float64
@@ -119,6 +170,8 @@ class CallsMixin:
                 return x.shape[0]
             if isinstance(x, (list, tuple, Module, range, str)):
                 return len(x)
+            if isinstance(x, LoopList):
+                return x.n
             if isinstance(x, (Enumerate, Zip)):
                 n = self.seq_length(x, node)
                 if isinstance(n, int):
@@ -132,7 +185,7 @@ class CallsMixin:
             (x,) = args
             if isinstance(x, (Enumerate, Zip)):
                 x = self.static_items(x, node)
-            out = fn(x)
+            out = fn(self.plain(x))
             return self.mark_list(out) if fn is list else out
         if fn is isinstance:
             raise self.err(node, "isinstance() is not supported", "separate scripted functions")
@@ -147,8 +200,14 @@ class CallsMixin:
             if kwargs or not args:
                 raise self.err(node, "zip() takes one or more sequences")
             return Zip(list(args))
-        if isinstance(fn, _ListMethod):
+        if isinstance(fn, (_ListMethod, _LoopAppend)):
             return fn.call(self, args, node)
+        if any(isinstance(a, LoopList) for a in args):
+            out = self.loop_list_call(fn, args, kwargs, node)
+            if out is not None:
+                return out
+            args = [self.plain(a) for a in args]
+        kwargs = {k: self.plain(v) for k, v in kwargs.items()}
         if isinstance(fn, _TensorMethod):
             return self.tensor_method(fn, args, kwargs, node)
         if isinstance(fn, (decorator.ScriptFunction, decorator.BoundScript)):
@@ -329,6 +388,50 @@ class CallsMixin:
                                "print tensors, numbers and strings")  # fmt: skip
         self.cc.emit("print", inputs, {"kinds": tuple(kinds), "sep": sep, "end": end}, [])
         return None
+
+    def loop_list_call(self, fn, args, kwargs, node):
+        """``stack`` / ``cat`` of a list grown in a loop: its buffer, moved and merged as the
+        call asks, without copying it row by row. None for other calls."""
+        name = getattr(fn, "__name__", "")
+        if not (_is_fusejit_fn(fn) and name in ("stack", "cat", "concat", "concatenate")):
+            return None
+        if len(args) > 2 or set(kwargs) - {"dim"}:
+            return None
+        ll = args[0]
+        if not isinstance(ll, LoopList):
+            return None
+        dim = args[1] if len(args) == 2 else kwargs.get("dim", 0)
+        if not isinstance(dim, int) or isinstance(dim, bool):
+            return None
+        buf = ll.buf
+        nd = buf.ndim - 1  # an item's rank
+        if name == "stack":
+            if not -(nd + 1) <= dim <= nd:
+                return None  # (the eager call gives its own error)
+            d = dim % (nd + 1)
+            return buf if d == 0 else buf.movedim(0, d)
+        if nd == 0 or not -nd <= dim < nd:
+            return None
+        d = dim % nd
+        moved = buf if d == 0 else buf.movedim(0, d)
+        shape = tuple(buf.shape[1:])
+        return moved.reshape(*shape[:d], ll.n * shape[d], *shape[d + 1 :])
+
+    def plain(self, v):
+        """``v`` with every list grown in a loop as a plain list of its rows."""
+        if isinstance(v, LoopList):
+            return self.unloop(v)
+        if isinstance(v, tuple):
+            return tuple(self.plain(x) for x in v)
+        if isinstance(v, list) and any(isinstance(x, (LoopList, tuple, list)) for x in v):
+            return self.mark_list([self.plain(x) for x in v])
+        return v
+
+    def unloop(self, ll) -> list:
+        """A list grown in a loop as a plain list of its rows (names bound to it rebound)."""
+        rows = self.mark_list([ll.buf[k] for k in range(ll.n)])
+        self.rebind(ll, rows)
+        return rows
 
     def range_(self, args, kwargs, node):
         """``range(...)``: a Python range when its bounds are known when compiling, else a

@@ -94,11 +94,18 @@ class FunctionCompiler(StatementsMixin, ExpressionsMixin, CallsMixin, ControlFlo
         # from going to another list while this function compiles
         self._list_depth: dict = {}
         self.loop_depth = 0
+        # the loop nodes being compiled, innermost last: {"depth", "idx", "keys", "appends"}
+        self.loops: list = []
 
     def mark_list(self, lst: list) -> list:
         """Record that ``lst`` was made at the current data-dependent depth."""
         self._list_depth[id(lst)] = (self.dynamic, lst)
         return lst
+
+    def owns_list(self, lst: list) -> bool:
+        """Whether ``lst`` was made in this function (not an argument or a global)."""
+        entry = self._list_depth.get(id(lst))
+        return entry is not None and entry[1] is lst
 
     def list_depth(self, lst: list) -> int:
         """The depth ``lst`` was made at (0 for a list from outside the function)."""

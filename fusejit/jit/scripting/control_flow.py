@@ -13,12 +13,14 @@ from fusejit.base import dtypes as dt
 from fusejit.eager.tensor import Tensor, tensor
 from fusejit.ir.control import scalar_type
 from fusejit.ir.graph import Block, Const, Node, Value
+from fusejit.jit.scripting.calls import _GROW_HINT, Grow
 from fusejit.jit.scripting.source import _assigned_names
 from fusejit.jit.scripting.values import (
     _MISSING,
     Dyn,
     DynRange,
     Enumerate,
+    LoopList,
     Undef,
     Zip,
     _describe,
@@ -128,6 +130,13 @@ class ControlFlowMixin:
     def merge_spec(self, name, a, b, node, join: _Join):
         """The structure of a variable after an if; collects the leaves that become outputs."""
         label = "the return value" if name == "$retval" else f"variable `{name}`"
+        if isinstance(a, LoopList) and isinstance(b, LoopList) and a.key == b.key:
+            return ("looplist", a.n, a.key, self.merge_spec(name, a.buf, b.buf, node, join))
+        if isinstance(a, LoopList) or isinstance(b, LoopList):
+            if a is b:
+                return ("same", a)
+            raise self.err(node, f"{label} is a list grown in a loop in one branch only",
+                           "grow it in the loop itself, outside the branch")  # fmt: skip
         if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
             if type(a) is not type(b) or len(a) != len(b):
                 raise self.err(
@@ -193,6 +202,8 @@ class ControlFlowMixin:
         if isinstance(like, Dyn):
             return self.cc.materialize({"int": 0, "float": 0.0, "bool": False}[like.kind],
                                        like.kind)  # fmt: skip
+        if isinstance(like, LoopList):
+            return LoopList(self.dummy(like.buf), like.n, like.key)
         if isinstance(like, (tuple, list)):
             return type(like)(self.dummy(x) for x in like)
         return like
@@ -201,7 +212,7 @@ class ControlFlowMixin:
         if s.orelse:
             raise self.err(s, "`for ... else` is not supported", "a flag variable")
         it = s.iter
-        seq = self.expr(it)
+        seq = self.loop_seq(self.expr(it))
         if isinstance(seq, range):
             return self.range_loop(s, [seq.start, seq.stop, seq.step])
         if isinstance(seq, DynRange):
@@ -218,6 +229,16 @@ class ControlFlowMixin:
             return self.dyn_loop(s, trip, True, s.body, lambda i: self.seq_item(seq, i, it),
                                  None)  # fmt: skip
         return self.unrolled(s, self.static_items(seq, it))
+
+    def loop_seq(self, seq):
+        """``seq`` with each list grown in a loop as its buffer (a loop over its rows)."""
+        if isinstance(seq, LoopList):
+            return seq.buf
+        if isinstance(seq, Enumerate):
+            return Enumerate(self.loop_seq(seq.seq), seq.start)
+        if isinstance(seq, Zip):
+            return Zip([self.loop_seq(q) for q in seq.seqs])
+        return seq
 
     def has_static(self, seq) -> bool:
         """Whether ``seq`` holds a list, tuple or module container (so it is unrolled)."""
@@ -376,10 +397,11 @@ class ControlFlowMixin:
         if "$ret" in assigned and "$ret" not in carried:
             carried.append("$ret")
         line = self.src.start + s.lineno - 1
-        for _attempt in range(3):
+        keys: set = set()  # the lists this loop grows
+        for _attempt in range(3 + len(before)):
             try:
                 new_carried = self._dyn_loop(s, trip, cond0, body, target, test, before,
-                                             carried, line)  # fmt: skip
+                                             carried, line, keys)  # fmt: skip
             except _Retry as r:
                 self.env = dict(before)
                 for k, v in r.extra.items():
@@ -387,10 +409,37 @@ class ControlFlowMixin:
                     self.env[k] = v
                     carried.append(k)
                 continue
+            except Grow as g:
+                self.env = dict(before)
+                acc = self.loop_list(g, trip, before, line)
+                keys.add(acc.key)
+                for k, v in list(before.items()):
+                    if v is g.lst:
+                        before[k] = acc
+                        self.env[k] = acc
+                        carried.append(k)
+                continue
             return new_carried
         raise self.err(s, "loop-carried values did not settle")  # pragma: no cover
 
-    def _dyn_loop(self, s, trip, cond0, body, target, test, before, carried, line) -> None:
+    def loop_list(self, g: Grow, trip, before: dict, line: int) -> LoopList:
+        """The buffer a loop grows a list in: one row per iteration, so the loop's trip
+        count must be known when compiling; it starts as zeros broadcast (nothing stored)."""
+        if not any(v is g.lst for v in before.values()):
+            raise self.err(g.node, "only a list held by a local variable can grow in a loop")
+        if not isinstance(trip, int) or trip < 0:
+            raise self.err(g.node, f"the list grows in the loop at line {line}, whose number "
+                           "of iterations is known only at run time (a `while`, or a range "
+                           "with a run-time bound)", _GROW_HINT)  # fmt: skip
+        if g.lst:
+            raise self.err(g.node, "a list that grows in a loop must be empty before it",
+                           "start from [] and cat the items before it with the result")  # fmt: skip
+        v = g.value
+        zero = tensor(0, dtype=v.dtype, device=v.device)
+        return LoopList(zero.expand(trip, *v.shape), trip, object())
+
+    def _dyn_loop(self, s, trip, cond0, body, target, test, before, carried, line,
+                  keys) -> None:  # fmt: skip
         cc = self.cc
         # constants that the loop may change become run-time values first
         init = {}
@@ -430,11 +479,17 @@ class ControlFlowMixin:
             result["next"] = nxt
             result["env"] = dict(self.env)
 
+        loop = {"depth": self.dynamic + 1, "idx": idx, "keys": keys, "appends": {}}
+        self.loops.append(loop)
         try:
             nodes = self.compile_region(compile_body)
         finally:
             self.loop_depth -= 1
+            self.loops.pop()
         env_after = result["env"]
+        if keys and result["next"] is not True:
+            raise self.err(s, f"the loop at line {line} grows a list, so it must run every "
+                           "iteration: no `break` or `return` inside it", _GROW_HINT)  # fmt: skip
         # a return value first bound inside the loop must be carried: compile again with it
         extra = {}
         if "$retval" in env_after and "$retval" not in carried:

@@ -20,10 +20,19 @@ from fusejit.jit.scripting.calls import (
     _is_fusejit_fn,
     _is_known_callable,
     _ListMethod,
+    _LoopAppend,
     _TensorMethod,
     _UserMethod,
 )
-from fusejit.jit.scripting.values import _IMMUTABLE, _SCALAR_DTYPE, Dyn, FStr, Undef, _kind_of
+from fusejit.jit.scripting.values import (
+    _IMMUTABLE,
+    _SCALAR_DTYPE,
+    Dyn,
+    FStr,
+    LoopList,
+    Undef,
+    _kind_of,
+)
 from fusejit.nn import Module
 
 _BUILTINS = {"range", "len", "print", "int", "float", "bool", "min", "max", "abs", "enumerate",
@@ -167,6 +176,12 @@ class ExpressionsMixin:
     def e_Attribute(self, e):
         obj = self.expr(e.value)
         name = e.attr
+        if isinstance(obj, LoopList):
+            loop = self.loops[-1] if self.loops else None
+            if (name == "append" and loop is not None and loop["depth"] == self.dynamic
+                    and obj.key in loop["keys"]):  # fmt: skip
+                return _LoopAppend(obj)
+            obj = self.unloop(obj)  # used otherwise: a plain list of its rows from here on
         if isinstance(obj, list) and name in ("append", "extend", "insert", "pop"):
             return _ListMethod(obj, name)  # so that growth inside a loop is caught
         if isinstance(obj, Dyn):
@@ -194,6 +209,11 @@ class ExpressionsMixin:
     def e_Subscript(self, e):
         obj = self.expr(e.value)
         idx = self.index(e.slice)
+        if isinstance(obj, LoopList):  # item k of a list grown in a loop: row k of its buffer
+            if isinstance(idx, Dyn) or (isinstance(idx, int) and not isinstance(idx, bool)):
+                obj = obj.buf
+            else:
+                obj = self.plain(obj)
         if isinstance(obj, Tensor):
             if isinstance(idx, Dyn):
                 return self.select(obj, idx, 0, e)

@@ -112,7 +112,7 @@ class StatementsMixin:
                 raise self.err(s, "`continue` outside a loop")
             self.env["$cont"] = True
         elif isinstance(s, ast.Return):
-            value = None if s.value is None else self.expr(s.value)
+            value = None if s.value is None else self.plain(self.expr(s.value))
             self.env["$retval"] = value
             self.env["$ret"] = True
         elif isinstance(s, ast.Assert):
@@ -199,16 +199,25 @@ class StatementsMixin:
         self.check_unaliased(base.id, x, target)
         row = shape[:dim] + shape[dim + 1 :]
         v = self.item_value(value, x, row, target)
+        self.rebind(x, self.update_tensor(x, dim, idx, v))
+
+    def update_tensor(self, x: Tensor, dim: int, idx, v: Tensor) -> Tensor:
+        """An ``update`` node: ``x`` with index ``idx`` (an int or a run-time int) along
+        ``dim`` set to ``v`` (``x``'s dtype, the row's shape); returns its example."""
         cc = self.cc
         i_ref = Const(idx) if isinstance(idx, int) else cc.ref(idx)
         (out,) = cc.emit("update", [cc.ref(x), i_ref, cc.ref(v)], {"dim": dim},
-                         [TensorType(x.dtype, shape, x.device)])  # fmt: skip
+                         [TensorType(x.dtype, tuple(x.shape), x.device)])  # fmt: skip
         data = x._data.copy()
         data[(slice(None),) * dim + (idx if isinstance(idx, int) else 0, Ellipsis)] = v._data
         new = Tensor._wrap(data, x._dtype, x._device)
         cc.bind(new, out)
+        return new
+
+    def rebind(self, old, new) -> None:
+        """Every name bound to ``old`` (the same object) now bound to ``new``."""
         for k, bound in list(self.env.items()):
-            if bound is x:
+            if bound is old:
                 self.env[k] = new
 
     def item_value(self, value, x: Tensor, row: tuple, node) -> Tensor:
