@@ -110,9 +110,9 @@ def check_assert(cond, kinds=(), args=(), fmts=None, has_msg=False) -> None:
     """Raise ``AssertionError`` (with the message ``args`` make) unless ``cond`` holds."""
     if truth(cond):
         return
-    if has_msg:
-        raise AssertionError(format_print(kinds, args, "", "", fmts))
-    raise AssertionError
+    e = AssertionError(format_print(kinds, args, "", "", fmts)) if has_msg else AssertionError()
+    e.scripted_assert = True  # (what a loaded archive lets through as the user's own error)
+    raise e
 
 
 def update(x: Tensor, index, v: Tensor, dim: int = 0, inplace: bool = False) -> Tensor:
