@@ -410,8 +410,8 @@ def test_grown_list_used_as_a_plain_list_after_the_loop():
 @fusejit.script
 def rnn_outputs(x, h):
     S, B, H = x.shape
-    ys = fusejit.zeros(S, B, H)
-    zs = fusejit.zeros(B, S, H)
+    ys = fusejit.zeros(S, B, H, device=x.device)
+    zs = fusejit.zeros(B, S, H, device=x.device)
     for t in range(S):
         h = (x[t] + h) * 0.5
         ys[t] = h
@@ -522,3 +522,28 @@ def _zip_runtime_range_with_list(x, n: int):
 
 def test_zip_errors():
     script_error(_zip_runtime_range_with_list, T(3), 2, match="run-time bound", line=1)
+
+
+# ---- the same on the GPU -----------------------------------------------------------------------
+@pytest.mark.skipif(not fusejit.is_cuda_available(), reason="no usable GPU (CUDA tests only)")
+def test_constructs_on_cuda(capsys):
+    x, h = T(5, 2, 3), T(2, 3)
+    xc, hc = x.to("cuda"), h.to("cuda")
+    for a, b in zip(rnn_outputs(xc, hc), rnn_outputs(x, h)):  # update nodes, in place
+        assert a.device.type == "cuda"
+        np.testing.assert_allclose(a.cpu().numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
+    fusejit.manual_seed(0)
+    m = LSTM(3, 4)
+    mc = LSTM(3, 4).to("cuda")
+    mc.load_state_dict(m.state_dict())
+    h0, c0 = T(2, 4), T(2, 4)
+    for a, b in zip(mc(xc, h0.to("cuda"), c0.to("cuda")), m(x, h0, c0)):
+        np.testing.assert_allclose(a.cpu().numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    y = T(4, 3).abs() + 0.5
+    same(checked(y.to("cuda"), 2).cpu(), checked(y, 2))
+    with pytest.raises(AssertionError, match="x must be positive"):
+        checked((y - 10).to("cuda"), 2)
+    report(y.to("cuda"), 3, 0.5)
+    report(y, 3, 0.5)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == out[3] and out[0].startswith("step 003")

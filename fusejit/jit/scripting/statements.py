@@ -10,7 +10,7 @@ import ast
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import FusejitError
-from fusejit.eager.tensor import Tensor
+from fusejit.eager.tensor import Tensor, tensor
 from fusejit.ir.graph import Const, TensorType
 from fusejit.jit.scripting.errors import ScriptError
 from fusejit.jit.scripting.values import (
@@ -227,10 +227,11 @@ class StatementsMixin:
                 raise self.err(node, f"item assignment of a tensor on {value.device} into a "
                                f"tensor on {x.device}")  # fmt: skip
             v = value if value.dtype is x.dtype else value.to(x.dtype)
-        elif isinstance(value, Dyn):
+        elif isinstance(value, Dyn):  # (a Python number: on any device, as in eager mode)
             v = value.t.to(x.dtype)
+            v = v if v.device == x.device else v.to(x.device)
         elif isinstance(value, (bool, int, float)):
-            v = self.cc.const_tensor(value, x.dtype)
+            v = tensor(value, dtype=x.dtype, device=x.device)
         else:
             raise self.err(node, f"item assignment of a {_kind_of(value)} into a tensor",
                            "a tensor or a number")  # fmt: skip
