@@ -49,7 +49,8 @@ def check(sf, *args, exact=True):
     out = sf(*args)
     same(out, sf.fn(*args), exact)
     verify(sf.graph)
-    assert str(sf.graph) and sf.code
+    assert str(sf.graph)
+    compile(sf.code, "<code>", "exec")
     return out
 
 
@@ -326,6 +327,28 @@ def test_grown_list_over_tensor_rows_and_runtime_index():
     x = T(5, 3)
     for k in (0, 3, -1):
         check(grown_runtime_index, x, k, exact=False)
+
+
+@fusejit.script
+def grown_nested(x):
+    rows = []
+    for i in range(x.shape[0]):
+        row = []
+        for j in range(x.shape[1]):
+            v = x[i][j] * (i + j)
+            if v.sum() > 0:  # a data-dependent branch before the append
+                v = -v
+            row.append(v)
+        rows.append(fusejit.stack(row))
+    return fusejit.stack(rows), len(rows)
+
+
+def test_grown_lists_in_nested_loops():
+    x = T(3, 4, 2)
+    out = check(grown_nested, x)
+    assert out[0].shape == (3, 4, 2) and out[1] == 3
+    (outer,) = [n for n in grown_nested.graph.nodes if n.op == "loop"]
+    assert any(n.op == "loop" for n in outer.blocks[0].nodes)
 
 
 def _grow_in_while(x):
