@@ -151,6 +151,23 @@ def test_assert_that_always_fails_ends_its_block(capsys):
     assert capsys.readouterr().out.count("before") == 2 + 1
 
 
+@fusejit.script
+def needs_three(x):
+    assert x.shape[0] == 3, f"needs 3 rows, got {x.shape[0]}"
+    return x * 2
+
+
+@fusejit.script
+def calls_needs_three(x):
+    y = needs_three(x) + 1  # inlined: for 4 rows the callee always fails
+    return y.sum()
+
+
+def test_an_inlined_callee_that_always_fails_its_assert():
+    check(calls_needs_three, T(3, 2))
+    assert raises_same(calls_needs_three, T(4, 2)) == "needs 3 rows, got 4"
+
+
 def test_assert_runs_in_the_reference_interpreter():
     f = fusejit.script(checked.fn)
     f(T(4, 3).abs() + 1, 1)

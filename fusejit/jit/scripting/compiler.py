@@ -25,6 +25,7 @@ class Compiler:
         self.tr = tracer
         self.dev = device  # where run-time Python scalars live
         self.stack = stack  # functions being compiled (recursion is an error)
+        self.always_raises = False  # (set when the body is compiled)
 
     # -- values -----------------------------------------------------------------------------
     def value(self, t: Tensor) -> Value:
