@@ -62,6 +62,10 @@ class ExpressionsMixin:
             v = self.env[name]
             if isinstance(v, Undef):
                 raise self.err(node, f"`{name}` {v.why}", "define it before the branch or loop")
+            if isinstance(v, LoopList) and any(v.key in lp["keys"] for lp in self.loops):
+                raise self.err(node, f"the list `{name}` grows in this loop: inside it, it can "
+                               "only be appended to (its items are read after the loop)",
+                               "keep the last item in a variable of its own")  # fmt: skip
             return v
         if name in self.closure:
             return self.check_global(name, self.closure[name], node)
@@ -174,13 +178,15 @@ class ExpressionsMixin:
         return out
 
     def e_Attribute(self, e):
-        obj = self.expr(e.value)
         name = e.attr
-        if isinstance(obj, LoopList):
+        if name == "append" and isinstance(e.value, ast.Name):
+            ll = self.env.get(e.value.id)
             loop = self.loops[-1] if self.loops else None
-            if (name == "append" and loop is not None and loop["depth"] == self.dynamic
-                    and obj.key in loop["keys"]):  # fmt: skip
-                return _LoopAppend(obj)
+            if (isinstance(ll, LoopList) and loop is not None and loop["depth"] == self.dynamic
+                    and ll.key in loop["keys"]):  # fmt: skip
+                return _LoopAppend(ll)  # the list this loop grows (not read: load refuses)
+        obj = self.expr(e.value)
+        if isinstance(obj, LoopList):
             obj = self.unloop(obj)  # used otherwise: a plain list of its rows from here on
         if isinstance(obj, list) and name in ("append", "extend", "insert", "pop"):
             return _ListMethod(obj, name)  # so that growth inside a loop is caught
