@@ -513,6 +513,15 @@ def _assign_into_argument(x):
     return x
 
 
+def _assign_into_argument_on_one_branch(x):
+    if x.sum() > 0:
+        y = x * 2
+    else:
+        y = x
+    y[0] = 1.0
+    return y
+
+
 def _assign_with_a_view_alive(x):
     y = x.clone()
     v = y[1:]
@@ -536,6 +545,7 @@ def _assign_bad_shape(x):
     "fn, match, line",
     [
         (_assign_into_argument, "an argument, a module attribute or a global", 1),
+        (_assign_into_argument_on_one_branch, "may be a view of. an argument", 5),
         (_assign_with_a_view_alive, "`v` may be a view of it", 3),
         (_assign_two_indices, "one int index", 2),
         (_assign_bad_shape, r"value of shape \[3, 2\] into a row of shape \[2\]", 2),

@@ -123,6 +123,9 @@ class ControlFlowMixin:
         self.cc.tr.nodes.append(Node("if", (self.cc.ref(cond), *caps), (), tuple(out_vals),
                                      (blk1, blk2)))  # fmt: skip
         new = [self.cc.fresh(v, o) for v, o in zip(outs1, out_vals)]
+        for v2, nv in zip(outs2, new):  # (the example is the then-branch's data)
+            if isinstance(v2, Tensor) and self.is_external(v2):
+                self.external.append(nv)  # the else branch's value may be an argument's
         it = iter(new)
         for k, spec in rebuild:
             self.env[k] = _rebuild(spec, it)

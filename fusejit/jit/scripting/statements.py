@@ -246,6 +246,12 @@ class StatementsMixin:
                                f"into a row of shape {list(row)}") from None  # fmt: skip
         return v
 
+    def is_external(self, x: Tensor) -> bool:
+        """Whether ``x`` may be (a view of) an argument, a module's or a global tensor."""
+        xp = x._device.backend.xp
+        return any(t.device == x.device and bool(xp.may_share_memory(t._data, x._data))
+                   for t in self.external)  # fmt: skip
+
     def check_unaliased(self, name: str, x: Tensor, node) -> None:
         """Item assignment is functional in the graph, so it must not be observable through
         anything else: an argument or a module's or global tensor (Python would change the
@@ -256,12 +262,11 @@ class StatementsMixin:
         def overlaps(t) -> bool:
             return t.device == x.device and bool(xp.may_share_memory(t._data, x._data))
 
-        for t in self.external:
-            if overlaps(t):
-                raise self.err(node, f"item assignment into `{name}`, which is (or is a view "
-                               "of) an argument, a module attribute or a global: the change "
-                               "would not reach the caller as it does in Python",
-                               f"assign into a copy: {name} = {name}.clone()")  # fmt: skip
+        if self.is_external(x):
+            raise self.err(node, f"item assignment into `{name}`, which is (or may be a view "
+                           "of) an argument, a module attribute or a global: the change would "
+                           "not reach the caller as it does in Python",
+                           f"assign into a copy: {name} = {name}.clone()")  # fmt: skip
         for k, bound in self.env.items():
             if bound is x or k.startswith("$"):
                 continue
