@@ -431,6 +431,14 @@ def _grow_len_inside(x):
     return fusejit.stack(outs)
 
 
+def _grow_aliased(x):
+    outs = []
+    same_list = outs
+    for t in range(x.shape[0]):
+        outs.append(x[t])
+    return fusejit.stack(same_list)
+
+
 def _grow_two_types(x):
     outs = []
     for t in range(x.shape[0]):
@@ -450,6 +458,7 @@ def _grow_two_types(x):
         (_grow_nonempty, (), "must be empty before it", 3),
         (_grow_read_inside, (), "can only be appended to", 4),
         (_grow_len_inside, (), "can only be appended to", 3),
+        (_grow_aliased, (), "held by one local variable", 4),
     ],
 )
 def test_grown_list_errors(fn, args, match, line):

@@ -428,8 +428,11 @@ class ControlFlowMixin:
     def loop_list(self, g: Grow, trip, before: dict, line: int) -> LoopList:
         """The buffer a loop grows a list in: one row per iteration, so the loop's trip
         count must be known when compiling; it starts as zeros broadcast (nothing stored)."""
-        if not any(v is g.lst for v in before.values()):
-            raise self.err(g.node, "only a list held by a local variable can grow in a loop")
+        names = [k for k, v in before.items() if v is g.lst]
+        if len(names) != 1:
+            raise self.err(g.node, "only a list held by one local variable can grow in a loop"
+                           + (f" (it is bound to {', '.join(names)})" if names else ""),
+                           "one name per list")  # fmt: skip
         if not isinstance(trip, int) or trip < 0:
             raise self.err(g.node, f"the list grows in the loop at line {line}, whose number "
                            "of iterations is known only at run time (a `while`, or a range "
