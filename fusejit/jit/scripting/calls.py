@@ -10,7 +10,7 @@ import math
 from fusejit.base import dtypes as dt
 from fusejit.eager.elementwise import maximum, minimum
 from fusejit.eager.tensor import Tensor
-from fusejit.ir.graph import Const
+from fusejit.ir.graph import Const, TensorType
 from fusejit.jit import tracer as tr
 from fusejit.jit.api import TracedFunction
 from fusejit.jit.interpret import interpret
@@ -105,10 +105,11 @@ class _LoopAppend:
                          "one list per value appended")  # fmt: skip
         if len(args) != 1 or not isinstance(args[0], Tensor):
             raise fc.err(node, "a list that grows in a loop holds tensors only")
-        v, row = args[0], ll.buf[0]
-        if (v.dtype, tuple(v.shape), v.device) != (row.dtype, tuple(row.shape), row.device):
+        v, b = args[0], ll.buf
+        want = (b.dtype, tuple(b.shape[1:]), b.device)
+        if (v.dtype, tuple(v.shape), v.device) != want:
             raise fc.err(node, f"a list that grows in a loop holds tensors of one type: "
-                         f"{_describe(row)} first, now {_describe(v)}",
+                         f"{TensorType(*want)} first, now {_describe(v)}",
                          "append tensors of one dtype, shape and device")  # fmt: skip
         loop["appends"][ll.key] = True
         new = fc.update_tensor(ll.buf, 0, loop["idx"], v)
