@@ -132,7 +132,9 @@ class ControlFlowMixin:
 
     def merge_spec(self, name, a, b, node, join: _Join):
         """The structure of a variable after an if; collects the leaves that become outputs."""
-        label = "the return value" if name == "$retval" else f"variable `{name}`"
+        label = {"$retval": "the return value", "$ifexp": "the value of `a if c else b`"}.get(
+            name, f"variable `{name}`"
+        )
         if isinstance(a, LoopList) and isinstance(b, LoopList) and a.key == b.key:
             return ("looplist", a.n, a.key, self.merge_spec(name, a.buf, b.buf, node, join))
         if isinstance(a, LoopList) or isinstance(b, LoopList):
