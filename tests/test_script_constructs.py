@@ -168,6 +168,25 @@ def test_an_inlined_callee_that_always_fails_its_assert():
     assert raises_same(calls_needs_three, T(4, 2)) == "needs 3 rows, got 4"
 
 
+def test_assert_is_checked_under_python_O(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "mod.py").write_text(
+        "import fusejit\n\n\n@fusejit.script\ndef f(x):\n"
+        "    assert (x > 0).all(), 'positive'\n    return x\n"
+    )
+    code = "import fusejit, mod\ntry:\n    mod.f(-fusejit.ones(2))\nexcept AssertionError as e:\n"
+    code += "    print('raised', e)\n"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-O", "-c", code], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "raised positive"
+
+
 def test_assert_runs_in_the_reference_interpreter():
     f = fusejit.script(checked.fn)
     f(T(4, 3).abs() + 1, 1)
@@ -222,6 +241,21 @@ def test_math_functions_and_constants_on_scalars(tmp_path):
             assert type(a) is type(b)
             assert a == pytest.approx(b, rel=1e-12)
     round_trip(attention_scale, tmp_path, q, k, 0.5, 4, exact=False)
+
+
+def _math_domain(x, v: float):
+    return x * math.sqrt(v)
+
+
+def _math_domain_constant(x):
+    return x * math.sqrt(-1.0)
+
+
+def test_math_domain_error_is_nan_at_run_time_and_an_error_when_compiling():
+    f = fusejit.script(_math_domain)
+    assert bool(f(T(2), -1.0).isnan().all())  # (Python: ValueError; see CONTRIBUTING)
+    same(f(fusejit.ones(2), 4.0), fusejit.ones(2) * 2.0)
+    script_error(_math_domain_constant, T(2), match="ValueError: math domain error", line=1)
 
 
 def _math_of_tensor(x):
