@@ -357,7 +357,8 @@ def grown(x):
         total = total + o
     for k, (o, s) in enumerate(zip(outs, squares)):
         total = total + o * s + k
-    return a, b, c, d, len(outs), outs[0], outs[-1], total, squares
+    e = fusejit.stack([*outs, *squares])
+    return a, b, c, d, e, len(outs), outs[0], outs[-1], total, squares, (*zip(outs, squares),)
 
 
 def test_grown_lists_stack_cat_len_index_iterate_and_return(tmp_path):

@@ -28,9 +28,11 @@ from fusejit.jit.scripting.values import (
     _IMMUTABLE,
     _SCALAR_DTYPE,
     Dyn,
+    Enumerate,
     FStr,
     LoopList,
     Undef,
+    Zip,
     _kind_of,
 )
 from fusejit.nn import Module
@@ -167,9 +169,11 @@ class ExpressionsMixin:
                 out.append(self.expr(x))
                 continue
             v = self.expr(x.value)
-            if isinstance(v, (tuple, list)):
-                out.extend(v)
-            elif isinstance(v, range):
+            if isinstance(v, LoopList):
+                v = self.plain(v)
+            elif isinstance(v, (Enumerate, Zip)):
+                v = self.static_items(v, x)
+            if isinstance(v, (tuple, list, range)):
                 out.extend(v)
             else:
                 raise self.err(x, f"`*` unpacking of a {_kind_of(v)} is not supported in "
