@@ -31,7 +31,8 @@ through its own parameters, so every block is a self-contained graph and the ord
     for ``x[i]`` with a loop index.
 ``update``
     ``y = update[dim=d](x, i, v)``: a copy of ``x`` whose index ``i`` (a 0-d int64 tensor or a
-    ``Const`` int) along ``d`` holds ``v`` (``x``'s dtype, the selected shape): ``x[i] = v``
+    ``Const`` int) along ``d`` holds ``v`` (``x``'s dtype, the selected shape; made from a
+    run-time Python number, ``v`` may live on another device): ``x[i] = v``
     and ``x[:, i] = v`` in a scripted function, functional in the graph. The plan writes in
     place where ``x`` is a loop-carried buffer that nothing else reads (``jit/control.py``).
 

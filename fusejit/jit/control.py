@@ -124,6 +124,8 @@ def update(x: Tensor, index, v: Tensor, dim: int = 0, inplace: bool = False) -> 
         raise DimError(f"index {i} is out of bounds for dim {dim} with size {size} (an item "
                        "assignment x[i] = v in a scripted function)")  # fmt: skip
     a = x._data if inplace else x._data.copy()
+    if v._device is not x._device:  # a run-time Python number kept on another device
+        v = v.to(x._device)
     a[(slice(None),) * dim + (i, Ellipsis)] = v._data
     return Tensor._wrap(a, x._dtype, x._device)
 

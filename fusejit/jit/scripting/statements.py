@@ -212,7 +212,8 @@ class StatementsMixin:
         (out,) = cc.emit("update", [cc.ref(x), i_ref, cc.ref(v)], {"dim": dim},
                          [TensorType(x.dtype, tuple(x.shape), x.device)])  # fmt: skip
         data = x._data.copy()
-        data[(slice(None),) * dim + (idx if isinstance(idx, int) else 0, Ellipsis)] = v._data
+        vd = (v if v.device == x.device else v.to(x.device))._data  # (the example's values)
+        data[(slice(None),) * dim + (idx if isinstance(idx, int) else 0, Ellipsis)] = vd
         new = Tensor._wrap(data, x._dtype, x._device)
         cc.bind(new, out)
         return new
@@ -230,9 +231,8 @@ class StatementsMixin:
                 raise self.err(node, f"item assignment of a tensor on {value.device} into a "
                                f"tensor on {x.device}")  # fmt: skip
             v = value if value.dtype is x.dtype else value.to(x.dtype)
-        elif isinstance(value, Dyn):  # (a Python number: on any device, as in eager mode)
+        elif isinstance(value, Dyn):  # (a Python number: update moves it to x's device)
             v = value.t.to(x.dtype)
-            v = v if v.device == x.device else v.to(x.device)
         elif isinstance(value, (bool, int, float)):
             v = tensor(value, dtype=x.dtype, device=x.device)
         else:
