@@ -2,7 +2,9 @@
 one is usable): input 512, hidden 512, batch 64, 100 steps, float32.
 
 Checks that the pointwise cell runs as one fused kernel per step, then prints a table of the
-time per step. Run: ``PYTHONPATH=. python bench/bench_script_lstm.py [--steps 100] [--reps 5]``.
+time per step. Run: ``PYTHONPATH=. python bench/bench_script_lstm.py [--steps 100] [--reps 5]
+[--outputs]``; ``--outputs`` also returns every step's ``h``, appended to a list and stacked
+(one buffer the loop writes row by row), as ``nn.LSTM`` returns its output sequence.
 """
 
 from __future__ import annotations
@@ -32,6 +34,18 @@ class LSTM(nn.Module):
         return h, c
 
 
+class LSTMOutputs(LSTM):
+    def forward(self, x, h, c):
+        outs = []
+        for t in range(x.shape[0]):
+            gates = self.ih(x[t]) + self.hh(h)
+            i, f, g, o = gates.chunk(4, 1)
+            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+            h = o.sigmoid() * c.tanh()
+            outs.append(h)
+        return fusejit.stack(outs), h, c
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     out = fn()
@@ -50,13 +64,13 @@ def best_of(fns, reps: int) -> list:
     return best
 
 
-def run(device: str, steps: int, reps: int) -> tuple[float, float]:
+def run(device: str, steps: int, reps: int, cls=LSTM) -> tuple[float, float]:
     fusejit.manual_seed(0)
-    model = LSTM(512, 512).to(device)
+    model = cls(512, 512).to(device)
     x = fusejit.randn(steps, 64, 512, device=device)
     h = fusejit.zeros(64, 512, device=device)
     c = fusejit.zeros(64, 512, device=device)
-    scripted = fusejit.script(LSTM(512, 512).to(device))
+    scripted = fusejit.script(cls(512, 512).to(device))
     scripted.load_state_dict(model.state_dict())
     want = model(x, h, c)
     got = scripted(x, h, c)  # compiles
@@ -79,10 +93,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--outputs", action="store_true", help="also return the stacked outputs")
     a = ap.parse_args()
     devices = ["cpu"] + (["cuda"] if fusejit.is_cuda_available() else [])
-    rows = [(d, *run(d, a.steps, a.reps)) for d in devices]
-    print(f"\nLSTM 512->512, batch 64, {a.steps} steps, float32 (best of {a.reps}), per step:")
+    cls = LSTMOutputs if a.outputs else LSTM
+    rows = [(d, *run(d, a.steps, a.reps, cls)) for d in devices]
+    what = " with stacked outputs" if a.outputs else ""
+    print(f"\nLSTM 512->512{what}, batch 64, {a.steps} steps, float32 (best of {a.reps}), "
+          "per step:")  # fmt: skip
     print(f"{'device':<8}{'eager ms':>10}{'scripted ms':>13}{'speedup':>9}")
     for d, e, s in rows:
         print(f"{d:<8}{e * 1e3:>10.3f}{s * 1e3:>13.3f}{e / s:>8.2f}x")

@@ -1,4 +1,5 @@
-"""The control-node forms of the graph IR: ``if``, ``loop``, ``print`` and ``select``.
+"""The control-node forms of the graph IR: ``if``, ``loop``, ``print``, ``assert``, ``select``
+and ``update``.
 
 Blocks of control nodes are *closed*: a block reads nothing from the enclosing block except
 through its own parameters, so every block is a self-contained graph and the ordinary passes
@@ -18,10 +19,22 @@ through its own parameters, so every block is a self-contained graph and the ord
 ``print``
     ``print[kinds=..., sep=..., end=...](*args)``: writes its arguments to stdout; a side effect
     that the cleanup passes never remove or merge. ``kinds`` says how each argument prints
-    (``tensor``, ``int``, ``float``, ``bool`` or ``const``).
+    (``tensor``, ``int``, ``float``, ``bool`` or ``const``); an optional ``fmts`` gives each
+    argument's f-string conversion and format spec (``"!r:>8"``, ``":.3f"``, ``""``).
+``assert``
+    ``assert[kinds=..., fmts=..., has_msg=...](cond, *args)``: raises ``AssertionError`` when
+    ``cond`` (a one-element tensor or a ``Const`` bool) is false, with the message its
+    arguments make, formatted as ``print``'s are and joined with no separator (none when
+    ``has_msg`` is false). A side effect, like ``print``.
 ``select``
     ``y = select[dim=d](x, i)``: ``x`` indexed by the 0-d int64 tensor ``i`` along ``d`` (a view),
     for ``x[i]`` with a loop index.
+``update``
+    ``y = update[dim=d](x, i, v)``: a copy of ``x`` whose index ``i`` (a 0-d int64 tensor or a
+    ``Const`` int) along ``d`` holds ``v`` (``x``'s dtype, the selected shape; made from a
+    run-time Python number, ``v`` may live on another device): ``x[i] = v``
+    and ``x[:, i] = v`` in a scripted function, functional in the graph. The plan writes in
+    place where ``x`` is a loop-carried buffer that nothing else reads (``jit/control.py``).
 
 This module describes and checks these forms; running them is ``fusejit.jit.control``'s.
 It reads graphs, blocks and nodes through their attributes only: the printer, which the
@@ -41,7 +54,7 @@ from fusejit.ir.values import Const, TensorType, Value
 if TYPE_CHECKING:
     from fusejit.ir.graph import Block, Graph, Node
 
-CONTROL_OPS = frozenset({"if", "loop", "print", "select"})
+CONTROL_OPS = frozenset({"if", "loop", "print", "assert", "select", "update"})
 BLOCK_LABELS = {"if": ("then", "else"), "loop": ("body",)}  # each block's name, in order
 
 Fail = Callable[[str], NoReturn]
@@ -88,9 +101,35 @@ def verify_node(n: Node, fail: Fail) -> None:
         shape = x.type.shape[:d] + x.type.shape[d + 1 :]
         if len(n.outputs) != 1 or n.outputs[0].type.shape != shape:
             fail("select output shape must drop the selected dim")
-    elif n.op == "print":
-        if n.outputs or len(n.attr("kinds", ())) != len(n.inputs):
-            fail("print has no outputs and one kind per argument")
+    elif n.op == "update":
+        if len(n.inputs) != 3 or len(n.outputs) != 1:
+            fail("update takes (x, i, v) and gives one tensor")
+        x, idx, v = n.inputs
+        d = n.attr("dim")
+        if not isinstance(x, Value) or not isinstance(d, int) or not 0 <= d < len(x.type.shape):
+            fail("update needs a tensor and a dim inside its rank")
+        if isinstance(idx, Const):
+            if not isinstance(idx.value, int) or isinstance(idx.value, bool):
+                fail("update index must be an int")
+        elif idx.type.dtype is not dt.int64 or idx.type.shape:
+            fail("update index must be a 0-d int64 tensor")
+        row = x.type.shape[:d] + x.type.shape[d + 1 :]
+        if not isinstance(v, Value) or v.type.shape != row or v.type.dtype is not x.type.dtype:
+            fail("update value must have the tensor's dtype and the selected shape")
+        if n.outputs[0].type != x.type:
+            fail("update output must have its input's type")
+    elif n.op in ("print", "assert"):
+        args = n.inputs[1:] if n.op == "assert" else n.inputs
+        if n.outputs or len(n.attr("kinds", ())) != len(args):
+            fail(f"{n.op} has no outputs and one kind per argument")
+        fmts = n.attr("fmts", None)
+        if fmts is not None and (len(fmts) != len(args) or
+                                 not all(isinstance(f, str) for f in fmts)):  # fmt: skip
+            fail(f"{n.op} has one format (a string) per argument")
+        if n.op == "assert":
+            if not n.inputs:
+                fail("assert needs a condition")
+            _check_cond(n.inputs[0], fail, "assert")
 
 
 def _check_params(params, values, fail: Fail, what: str) -> None:
@@ -119,7 +158,7 @@ def _check_cond(c, fail: Fail, what: str) -> None:
 
 def has_effect(n: Node) -> bool:
     """Whether ``n`` (or a node in its blocks) has a side effect the passes must keep."""
-    return n.op == "print" or any(has_effect(m) for b in n.blocks for m in b.nodes)
+    return n.op in ("print", "assert") or any(has_effect(m) for b in n.blocks for m in b.nodes)
 
 
 def has_control(g: Graph) -> bool:

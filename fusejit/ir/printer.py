@@ -130,6 +130,25 @@ def format_code(g: Graph, fname: str = "forward") -> str:
                 sel = f"fusejit.jit.control.select({x}, {i}, dim={n.attr('dim')})"
                 lines.append(f"{indent}{nm(n.outputs[0])} = {sel}")
                 continue
+            if n.op == "update":
+                x, i, v = (nm(v) for v in n.inputs)
+                upd = f"fusejit.jit.control.update({x}, {i}, {v}, dim={n.attr('dim')})"
+                lines.append(f"{indent}{nm(n.outputs[0])} = {upd}")
+                continue
+            if n.op == "assert":
+                a = n.attr_dict
+                args = ", ".join(nm(v) for v in n.inputs[1:])
+                lines.append(f"{indent}fusejit.jit.control.check_assert({nm(n.inputs[0])}, "
+                             f"{a['kinds']!r}, [{args}], {a.get('fmts')!r}, "
+                             f"{a.get('has_msg', False)!r})")  # fmt: skip
+                continue
+            if n.op == "print" and n.attr("fmts"):
+                a = n.attr_dict
+                args = ", ".join(nm(v) for v in n.inputs)
+                lines.append(f"{indent}print(fusejit.jit.control.format_print({a['kinds']!r}, "
+                             f"[{args}], {a.get('sep', ' ')!r}, '', {a['fmts']!r}), "
+                             f"end={a.get('end', chr(10))!r})")  # fmt: skip
+                continue
             if n.op == "print":
                 a = n.attr_dict
                 args = ", ".join(nm(v) for v in n.inputs)

@@ -69,6 +69,9 @@ def _expected(n: Node, where: str) -> list | None:
     if n.op == "select":
         x = n.inputs[0]
         return [(x.type.dtype, n.outputs[0].type.shape)]  # (verify checks the shape)
+    if n.op == "update":
+        x = n.inputs[0]
+        return [(x.type.dtype, x.type.shape)]
     if n.op in CONTROL_OPS or n.op not in OPS:
         return None
     op = OPS[n.op]

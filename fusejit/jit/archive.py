@@ -393,6 +393,12 @@ class LoadedFunction:
             return unflatten(e.out_spec, e.plan.run(tensors, e.graph.captured))
         except (FusejitError, MemoryError):
             raise
+        except AssertionError as ex:
+            if getattr(ex, "scripted_assert", False):  # a scripted `assert` that failed
+                raise
+            raise ArchiveError(f"{self.__name__} (loaded): its graph cannot run "
+                               f"(AssertionError: {str(ex)[:200]}); the archive is damaged "
+                               "or was edited") from ex  # fmt: skip
         except Exception as ex:
             raise ArchiveError(
                 f"{self.__name__} (loaded): its graph cannot run ({type(ex).__name__}: "

@@ -74,20 +74,60 @@ def truth_int(v) -> int:
     return int(v)
 
 
-def format_print(kinds, args, sep=" ", end="\n") -> str:
-    parts = []
-    for k, a in zip(kinds, args):
-        if k == "tensor":
-            parts.append(str(a))
-        elif k == "int":
-            parts.append(str(truth_int(a)))
-        elif k == "float":
-            parts.append(str(float(a._device.backend.to_numpy(a._data).reshape(()))))
-        elif k == "bool":
-            parts.append(str(truth(a)))
-        else:
-            parts.append(str(a))
-    return sep.join(parts) + end
+def _py_value(kind: str, a):
+    """The Python object a ``print`` / ``assert`` argument of ``kind`` stands for."""
+    if kind == "int":
+        return truth_int(a)
+    if kind == "float":
+        return float(a._device.backend.to_numpy(a._data).reshape(()))
+    if kind == "bool":
+        return truth(a)
+    return a  # a tensor, or a constant
+
+
+def format_part(kind: str, a, fmt: str = "") -> str:
+    """One argument as an f-string field would show it: ``fmt`` is its conversion and format
+    spec (``"!r"``, ``":.3f"``, ``"!s:>8"``; empty for ``str``)."""
+    v = _py_value(kind, a)
+    if not fmt:
+        return str(v)
+    conv, _, spec = fmt.partition(":")
+    if conv == "!r":
+        v = repr(v)
+    elif conv == "!s":
+        v = str(v)
+    elif conv == "!a":
+        v = ascii(v)
+    return format(v, spec)
+
+
+def format_print(kinds, args, sep=" ", end="\n", fmts=None) -> str:
+    fmts = fmts or ("",) * len(kinds)
+    return sep.join(format_part(k, a, f) for k, a, f in zip(kinds, args, fmts)) + end
+
+
+def check_assert(cond, kinds=(), args=(), fmts=None, has_msg=False) -> None:
+    """Raise ``AssertionError`` (with the message ``args`` make) unless ``cond`` holds."""
+    if truth(cond):
+        return
+    e = AssertionError(format_print(kinds, args, "", "", fmts)) if has_msg else AssertionError()
+    e.scripted_assert = True  # (what a loaded archive lets through as the user's own error)
+    raise e
+
+
+def update(x: Tensor, index, v: Tensor, dim: int = 0, inplace: bool = False) -> Tensor:
+    """``x`` with its ``index`` along ``dim`` set to ``v``: a copy, or ``x`` itself written in
+    place (``inplace``, where the plan knows nothing else reads ``x``)."""
+    i = int(truth_int(index))
+    size = x.shape[dim]
+    if not -size <= i < size:
+        raise DimError(f"index {i} is out of bounds for dim {dim} with size {size} (an item "
+                       "assignment x[i] = v in a scripted function)")  # fmt: skip
+    a = x._data if inplace else x._data.copy()
+    if v._device is not x._device:  # a run-time Python number kept on another device
+        v = v.to(x._device)
+    a[(slice(None),) * dim + (i, Ellipsis)] = v._data
+    return Tensor._wrap(a, x._dtype, x._device)
 
 
 def interpret_node(n: Node, env: dict, run_block) -> None:
@@ -115,13 +155,25 @@ def interpret_node(n: Node, env: dict, run_block) -> None:
         res = carried
     elif n.op == "select":
         res = [select(val(n.inputs[0]), val(n.inputs[1]), n.attr("dim"))]
+    elif n.op == "update":
+        x, i, v = (val(v) for v in n.inputs)
+        res = [update(x, i, v, n.attr("dim"))]
     elif n.op == "print":
         a = n.attr_dict
         sys.stdout.write(
             format_print(
-                a["kinds"], [val(v) for v in n.inputs], a.get("sep", " "), a.get("end", "\n")
+                a["kinds"],
+                [val(v) for v in n.inputs],
+                a.get("sep", " "),
+                a.get("end", "\n"),
+                a.get("fmts"),
             )
         )
+        res = []
+    elif n.op == "assert":
+        a = n.attr_dict
+        args = [val(v) for v in n.inputs]
+        check_assert(args[0], a["kinds"], args[1:], a.get("fmts"), a.get("has_msg", False))
         res = []
     else:  # pragma: no cover - CONTROL_OPS is checked by the caller
         raise AssertionError(n.op)
@@ -169,6 +221,43 @@ def _getter(v, slots):
     return lambda env: env[s]
 
 
+def _updates_in_place(body: Block, k: int) -> tuple[Block, list]:
+    """A loop body whose ``update`` nodes may write in place, and the carried values they
+    write. A carried value qualifies when it passes only through a chain of ``update`` nodes
+    (each the one reader of the value before it) to its own result: nothing else in the body
+    reads the buffer, so after the loop copies its initial value once, each iteration may
+    write its rows in place instead of copying the whole buffer."""
+    uses: dict = {}
+    for idx, m in enumerate(body.nodes):
+        for pos, v in enumerate(m.inputs):
+            if not isinstance(v, Const):
+                uses.setdefault(v, []).append((idx, pos))
+    for pos, v in enumerate(body.results):
+        if not isinstance(v, Const):
+            uses.setdefault(v, []).append((-1, pos))
+    chosen: set = set()
+    owned = []
+    for j in range(k):
+        v, chain = body.params[1 + j], []
+        while True:
+            u = uses.get(v, [])
+            if len(u) != 1:
+                break
+            idx, pos = u[0]
+            if idx < 0 or pos != 0 or body.nodes[idx].op != "update":
+                break
+            chain.append(idx)
+            v = body.nodes[idx].outputs[0]
+        if chain and uses.get(v) == [(-1, 1 + j)]:
+            chosen.update(chain)
+            owned.append(j)
+    if not chosen:
+        return body, []
+    nodes = [replace(m, attrs=m.attrs + (("inplace", True),)) if i in chosen else m
+             for i, m in enumerate(body.nodes)]  # fmt: skip
+    return Block(body.params, nodes, body.results), owned
+
+
 def control_step(n: Node, slots: dict, node_step: StepBuilder):
     """The step that runs ``n`` (a control node or a constant) on a slot list. The nodes of
     its blocks get their steps from ``node_step`` (fused kernels, op-table ops, control), so
@@ -199,7 +288,8 @@ def control_step(n: Node, slots: dict, node_step: StepBuilder):
         cond_of = _getter(n.inputs[1], slots)
         init = [slots[v] for v in n.inputs[2 : 2 + k]]
         caps = [slots[v] for v in n.inputs[2 + k :]]
-        body = BlockRunner(n.blocks[0], node_step)
+        body_block, owned = _updates_in_place(n.blocks[0], k)
+        body = BlockRunner(body_block, node_step)
         dev = _device_of(n)
         # a body whose next condition is the constant True (no break) needs no truth test
         first = n.blocks[0].results[0]
@@ -211,6 +301,10 @@ def control_step(n: Node, slots: dict, node_step: StepBuilder):
             carried = [env[s] for s in init]
             captured = [env[s] for s in caps]
             i = 0
+            if owned and go and trip != 0:  # buffers the body writes in place: one copy each
+                for j in owned:
+                    t = carried[j]
+                    carried[j] = Tensor._wrap(t._data.copy(), t._dtype, t._device)
             while go and (trip < 0 or i < trip):
                 res = body.run([index_tensor(i, dev), *carried, *captured])
                 go = always or truth(res[0])
@@ -232,15 +326,36 @@ def control_step(n: Node, slots: dict, node_step: StepBuilder):
         getters = [_getter(v, slots) for v in n.inputs]
         a = n.attr_dict
         kinds, sep, end = a["kinds"], a.get("sep", " "), a.get("end", "\n")
+        fmts = a.get("fmts")
 
         def run_print(env):
-            sys.stdout.write(format_print(kinds, [g(env) for g in getters], sep, end))
+            sys.stdout.write(format_print(kinds, [g(env) for g in getters], sep, end, fmts))
 
         return run_print
+    if n.op == "assert":
+        cond_of = _getter(n.inputs[0], slots)
+        getters = [_getter(v, slots) for v in n.inputs[1:]]
+        a = n.attr_dict
+        kinds, fmts, has_msg = a["kinds"], a.get("fmts"), a.get("has_msg", False)
+
+        def run_assert(env):
+            if not truth(cond_of(env)):
+                check_assert(False, kinds, [g(env) for g in getters], fmts, has_msg)
+
+        return run_assert
+    if n.op == "update":
+        x_of, i_of, v_of = (_getter(v, slots) for v in n.inputs)
+        d = n.attr("dim")
+        inplace = n.attr("inplace", False)
+
+        def run_update(env):
+            env[outs[0]] = update(x_of(env), i_of(env), v_of(env), d, inplace)
+
+        return run_update
     raise AssertionError(f"not a control node: {n.op}")  # the plan builds the others
 
 
 __all__ = [
     "optimize_blocks", "interpret_node", "BlockRunner", "control_step", "select", "truth",
-    "truth_int", "format_print",
+    "truth_int", "format_print", "format_part", "check_assert", "update",
 ]  # fmt: skip

@@ -19,6 +19,15 @@ Python scalars and control flow:
   block, so they work inside data-dependent branches and loops.
 - A variable keeps its kind (tensor, int, float, bool, list, ...) for its whole life; where two
   branches or a loop's iterations meet, its tensor dtype and shape must agree too.
+- ``assert`` becomes an ``assert`` node (one known to fail when compiling ends its block: the
+  ``$raise`` flag); f-strings with run-time fields are ``FStr`` parts that ``print`` and
+  ``assert`` nodes format at run time; ``math`` functions fold on constants and become ops
+  on run-time scalars; ``*`` spreads tuples and lists in calls and displays; ``range``,
+  ``enumerate`` and ``zip`` are values a ``for`` takes (a loop node over ranges and tensors).
+- ``x[i] = v`` is an ``update`` node that rebinds ``x``; ``append`` in a loop body to a list
+  made before the loop compiles the loop again (``Grow``) with the list as a ``LoopList``, a
+  buffer carried through the loop and written at the loop index. Both are refused where
+  Python's mutation could be seen through another name.
 
 Anything outside the subset raises ``ScriptError`` at decoration (syntax) or at the first
 call (names, types), with the file, line, column, the source line and what to write instead.

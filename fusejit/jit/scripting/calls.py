@@ -5,10 +5,12 @@ function or a user module, and rejects arbitrary Python callables."""
 
 from __future__ import annotations
 
+import math
+
 from fusejit.base import dtypes as dt
 from fusejit.eager.elementwise import maximum, minimum
 from fusejit.eager.tensor import Tensor
-from fusejit.ir.graph import Const
+from fusejit.ir.graph import Const, TensorType
 from fusejit.jit import tracer as tr
 from fusejit.jit.api import TracedFunction
 from fusejit.jit.interpret import interpret
@@ -21,7 +23,13 @@ from fusejit.jit.scripting.values import (
     _KINDS,
     _SCALAR_DTYPE,
     Dyn,
+    DynRange,
+    Enumerate,
+    FStr,
+    LoopList,
+    Zip,
     _contains_dyn,
+    _describe,
     _kind_of,
     _wrap_lists,
 )
@@ -44,19 +52,86 @@ class _UserMethod:
         self.obj, self.func = obj, func
 
 
+class Grow(Exception):
+    """Raised when a loop body appends to a list made before the loop: the loop compiles
+    again with the list as a ``LoopList`` (see ``control_flow.dyn_loop``)."""
+
+    def __init__(self, lst: list, value, node) -> None:
+        self.lst, self.value, self.node = lst, value, node
+
+
+_GROW_HINT = ("append in the loop body itself (not under a data-dependent `if`), in a `for` "
+              "over range(n) or a tensor whose length is known when compiling; or pre-allocate "
+              "ys = fusejit.zeros(T, ...) and assign ys[t] = h")  # fmt: skip
+
+
 class _ListMethod:
     def __init__(self, lst, name) -> None:
         self.lst, self.name = lst, name
 
     def call(self, fc, args, node):
         if fc.list_depth(self.lst) < fc.dynamic:
+            loop = fc.loops[-1] if fc.loops else None
+            if (
+                self.name == "append"
+                and loop is not None
+                and loop["depth"] == fc.dynamic
+                and fc.list_depth(self.lst) == fc.dynamic - 1
+                and fc.owns_list(self.lst)
+                and len(args) == 1
+                and isinstance(args[0], Tensor)
+            ):
+                raise Grow(self.lst, args[0], node)
             raise fc.err(
                 node,
-                "a list made outside a data-dependent branch or loop cannot "
-                "change inside it (its length must be known when compiling)",
-                "build the list before the branch, or stack tensors with fusejit.cat",
+                f"a list made outside a data-dependent branch or loop cannot change inside it "
+                f"this way (`.{self.name}`)",
+                _GROW_HINT,
             )
         return getattr(self.lst, self.name)(*args)
+
+
+class _LoopAppend:
+    """``xs.append(v)`` on a list that the current loop grows: item ``i`` of its buffer."""
+
+    def __init__(self, ll) -> None:
+        self.ll = ll
+
+    def call(self, fc, args, node):
+        ll = self.ll
+        loop = fc.loops[-1]
+        if loop["appends"].get(ll.key):
+            raise fc.err(node, "a list that grows in a loop takes one append per iteration",
+                         "one list per value appended")  # fmt: skip
+        if len(args) != 1 or not isinstance(args[0], Tensor):
+            raise fc.err(node, "a list that grows in a loop holds tensors only")
+        v, b = args[0], ll.buf
+        want = (b.dtype, tuple(b.shape[1:]), b.device)
+        if (v.dtype, tuple(v.shape), v.device) != want:
+            raise fc.err(node, f"a list that grows in a loop holds tensors of one type: "
+                         f"{TensorType(*want)} first, now {_describe(v)}",
+                         "append tensors of one dtype, shape and device")  # fmt: skip
+        loop["appends"][ll.key] = True
+        new = fc.update_tensor(ll.buf, 0, loop["idx"], v)
+        fc.rebind(ll, LoopList(new, ll.n, ll.key))
+        return None
+
+
+# math functions on run-time scalars: the tensor method computing each on a 0-d float64
+_MATH_FLOAT = {"sqrt": "sqrt", "exp": "exp", "log2": "log2", "log10": "log10",
+               "log1p": "log1p", "expm1": "expm1", "sin": "sin", "cos": "cos", "tan": "tan",
+               "asin": "asin", "acos": "acos", "atan": "atan", "sinh": "sinh", "cosh": "cosh",
+               "tanh": "tanh", "asinh": "asinh", "acosh": "acosh", "atanh": "atanh",
+               "erf": "erf", "erfc": "erfc", "fabs": "abs"}  # fmt: skip
+_MATH_INT = ("floor", "ceil", "trunc")
+_MATH_BOOL = ("isnan", "isinf", "isfinite")
+_MATH_FLOAT2 = {"atan2": "atan2", "pow": "pow", "hypot": "hypot", "copysign": "copysign",
+                "fmod": "fmod"}  # fmt: skip
+
+
+def _is_math_fn(fn) -> bool:
+    return callable(fn) and getattr(fn, "__module__", None) == "math" and \
+        getattr(math, getattr(fn, "__name__", ""), None) is fn  # fmt: skip
 
 
 def _is_fusejit_fn(fn) -> bool:
@@ -70,6 +145,7 @@ def _is_known_callable(v) -> bool:
         isinstance(v, (decorator.ScriptFunction, TracedFunction))
         or _is_fusejit_fn(v)
         or v in (range, len, print, int, float, bool, min, max, abs, enumerate, zip)
+        or _is_math_fn(v)
     )
 
 
@@ -78,7 +154,7 @@ class CallsMixin:
 
     def e_Call(self, e):
         fn = self.expr(e.func)
-        args = [self.expr(a) for a in e.args]
+        args = self.starred_items(e.args)
         kwargs = {k.arg: self.expr(k.value) for k in e.keywords}
         if None in kwargs:
             raise self.err(e, "`**` in calls is not supported")
@@ -93,8 +169,14 @@ class CallsMixin:
             (x,) = args
             if isinstance(x, Tensor):
                 return x.shape[0]
-            if isinstance(x, (list, tuple, Module)):
+            if isinstance(x, (list, tuple, Module, range, str)):
                 return len(x)
+            if isinstance(x, LoopList):
+                return x.n
+            if isinstance(x, (Enumerate, Zip)):
+                n = self.seq_length(x, node)
+                if isinstance(n, int):
+                    return n
             raise self.err(node, f"len() of a {_kind_of(x)}")
         if fn in (min, max, abs, round):
             if any(isinstance(a, Dyn) for a in args) or any(isinstance(a, Tensor) for a in args):
@@ -102,14 +184,31 @@ class CallsMixin:
             return fn(*args, **kwargs)
         if fn in (tuple, list):
             (x,) = args
-            out = fn(x)
+            if isinstance(x, (Enumerate, Zip)):
+                x = self.static_items(x, node)
+            out = fn(self.plain(x))
             return self.mark_list(out) if fn is list else out
         if fn is isinstance:
             raise self.err(node, "isinstance() is not supported", "separate scripted functions")
-        if fn in (range, enumerate, zip):
-            raise self.err(node, f"{fn.__name__}() can only be iterated over by a for loop")
-        if isinstance(fn, _ListMethod):
+        if fn is range:
+            return self.range_(args, kwargs, node)
+        if fn is enumerate:
+            start = kwargs.pop("start", args[1] if len(args) == 2 else 0)
+            if len(args) not in (1, 2) or kwargs or not isinstance(start, int):
+                raise self.err(node, "enumerate() takes a sequence and a constant int start")
+            return Enumerate(args[0], start)
+        if fn is zip:
+            if kwargs or not args:
+                raise self.err(node, "zip() takes one or more sequences")
+            return Zip(list(args))
+        if isinstance(fn, (_ListMethod, _LoopAppend)):
             return fn.call(self, args, node)
+        if any(isinstance(a, LoopList) for a in args):
+            out = self.loop_list_call(fn, args, kwargs, node)
+            if out is not None:
+                return out
+            args = [self.plain(a) for a in args]
+        kwargs = {k: self.plain(v) for k, v in kwargs.items()}
         if isinstance(fn, _TensorMethod):
             return self.tensor_method(fn, args, kwargs, node)
         if isinstance(fn, (decorator.ScriptFunction, decorator.BoundScript)):
@@ -137,6 +236,8 @@ class CallsMixin:
             return self.call_script(decorator.BoundScript(sf, fn), args, kwargs, node)
         if _is_fusejit_fn(fn):
             return self.call_fusejit(fn, args, kwargs, node)
+        if _is_math_fn(fn):
+            return self.math_call(fn, args, kwargs, node)
         if getattr(fn, "_fusejit_executor", None) is not None:
             raise self.err(
                 node,
@@ -261,6 +362,17 @@ class CallsMixin:
         end = kwargs.pop("end", "\n")
         if kwargs or not isinstance(sep, str) or not isinstance(end, str):
             raise self.err(node, "print() takes values and constant sep= / end= only")
+        if any(isinstance(a, FStr) for a in args):
+            # f-strings: their fields one by one, the separators as constant parts
+            parts: list = []
+            for k, a in enumerate(args):
+                if k:
+                    parts.append(("const", Const(sep), ""))
+                parts.extend(self.message_parts(a, node))
+            attrs = {"kinds": tuple(p[0] for p in parts), "fmts": tuple(p[2] for p in parts),
+                     "sep": "", "end": end}  # fmt: skip
+            self.cc.emit("print", [p[1] for p in parts], attrs, [])
+            return None
         kinds, inputs = [], []
         for a in args:
             if isinstance(a, Tensor):
@@ -277,6 +389,122 @@ class CallsMixin:
                                "print tensors, numbers and strings")  # fmt: skip
         self.cc.emit("print", inputs, {"kinds": tuple(kinds), "sep": sep, "end": end}, [])
         return None
+
+    def loop_list_call(self, fn, args, kwargs, node):
+        """``stack`` / ``cat`` of a list grown in a loop: its buffer, moved and merged as the
+        call asks, without copying it row by row. None for other calls."""
+        name = getattr(fn, "__name__", "")
+        if not (_is_fusejit_fn(fn) and name in ("stack", "cat", "concat", "concatenate")):
+            return None
+        if len(args) > 2 or set(kwargs) - {"dim"}:
+            return None
+        ll = args[0]
+        if not isinstance(ll, LoopList):
+            return None
+        dim = args[1] if len(args) == 2 else kwargs.get("dim", 0)
+        if not isinstance(dim, int) or isinstance(dim, bool):
+            return None
+        buf = ll.buf
+        nd = buf.ndim - 1  # an item's rank
+        if name == "stack":
+            if not -(nd + 1) <= dim <= nd:
+                return None  # (the eager call gives its own error)
+            d = dim % (nd + 1)
+            return buf if d == 0 else buf.movedim(0, d)
+        if nd == 0 or not -nd <= dim < nd:
+            return None
+        d = dim % nd
+        moved = buf if d == 0 else buf.movedim(0, d)
+        shape = tuple(buf.shape[1:])
+        return moved.reshape(*shape[:d], ll.n * shape[d], *shape[d + 1 :])
+
+    def plain(self, v):
+        """``v`` with every list grown in a loop as a plain list of its rows."""
+        if isinstance(v, LoopList):
+            return self.unloop(v)
+        if isinstance(v, tuple):
+            return tuple(self.plain(x) for x in v)
+        if isinstance(v, list) and any(isinstance(x, (LoopList, tuple, list)) for x in v):
+            return self.mark_list([self.plain(x) for x in v])
+        return v
+
+    def unloop(self, ll) -> list:
+        """A list grown in a loop as a plain list of its rows (names bound to it rebound)."""
+        rows = self.mark_list([ll.buf[k] for k in range(ll.n)])
+        self.rebind(ll, rows)
+        return rows
+
+    def range_(self, args, kwargs, node):
+        """``range(...)``: a Python range when its bounds are known when compiling, else a
+        ``DynRange`` that only a ``for`` loop takes."""
+        if kwargs or not 1 <= len(args) <= 3:
+            raise self.err(node, "range() takes 1 to 3 positional arguments")
+        for a in args:
+            if (
+                not isinstance(a, (int, Dyn))
+                or isinstance(a, bool)
+                or (isinstance(a, Dyn) and a.kind != "int")
+            ):
+                raise self.err(node, f"range() of a {_kind_of(a)}", "ints")
+        if any(isinstance(a, Dyn) for a in args):
+            return DynRange(list(args))
+        return range(*args)
+
+    def math_call(self, fn, args, kwargs, node):
+        """``math.f(...)`` on Python numbers: folded when they are known when compiling, else
+        computed on the run-time scalars (float64) with the op of that name."""
+        name = fn.__name__
+        if kwargs:
+            raise self.err(node, f"math.{name}() takes positional arguments only")
+        for a in args:
+            if isinstance(a, Tensor):
+                raise self.err(node, f"math.{name}() of a tensor is not supported (math "
+                               "functions take Python numbers)", f"the tensor op: "
+                               f"x.{_MATH_FLOAT.get(name, name)}(), or .item() first")  # fmt: skip
+        if not any(isinstance(a, Dyn) for a in args):
+            return fn(*args)  # known when compiling: folds
+        bad = next((a for a in args if not isinstance(a, (Dyn, int, float))), None)
+        if bad is not None:
+            raise self.err(node, f"math.{name}() of a {_kind_of(bad)}")
+
+        def f64(a):
+            if isinstance(a, Dyn):
+                return a.t.to(dt.float64)
+            return self.cc.materialize(float(a), "float").t
+
+        known = {"log", "degrees", "radians", *_MATH_INT, *_MATH_BOOL, *_MATH_FLOAT,
+                 *_MATH_FLOAT2}  # fmt: skip
+        if name not in known:
+            raise self.err(node, f"math.{name}() of a run-time value is not supported",
+                           "compute it on tensors, or pass values known when "
+                           "compiling")  # fmt: skip
+        n_args = {"log": (1, 2), **{k: (2,) for k in _MATH_FLOAT2},
+                  "degrees": (1,), "radians": (1,)}.get(name, (1,))  # fmt: skip
+        if len(args) not in n_args:
+            raise self.err(node, f"math.{name}() takes {' or '.join(map(str, n_args))} "
+                           f"arguments, got {len(args)}")  # fmt: skip
+        if name in _MATH_INT:
+            (a,) = args
+            if a.kind != "float":  # (an int or bool is its own floor)
+                return Dyn(a.t.to(dt.int64), "int")
+            return Dyn(getattr(a.t, name)().to(dt.int64), "int")
+        if name in _MATH_BOOL:
+            return Dyn(getattr(f64(args[0]), name)(), "bool")
+        if name in _MATH_FLOAT:
+            return Dyn(getattr(f64(args[0]), _MATH_FLOAT[name])(), "float")
+        if name == "log":
+            out = f64(args[0]).log()
+            if len(args) == 2:
+                base = args[1]
+                out = out / (math.log(base) if not isinstance(base, Dyn) else f64(base).log())
+            return Dyn(out, "float")
+        if name in ("degrees", "radians"):
+            k = 180.0 / math.pi if name == "degrees" else math.pi / 180.0
+            return Dyn(f64(args[0]) * k, "float")
+        if name in _MATH_FLOAT2:
+            a, b = (f64(x) for x in args)
+            return Dyn(getattr(a, _MATH_FLOAT2[name])(b), "float")
+        raise AssertionError(name)  # pragma: no cover - every known name is handled above
 
     def call_script(self, sf, args, kwargs, node):
         if kwargs:

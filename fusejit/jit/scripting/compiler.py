@@ -15,7 +15,7 @@ from fusejit.jit.scripting.errors import ScriptError
 from fusejit.jit.scripting.expressions import ExpressionsMixin
 from fusejit.jit.scripting.source import _Source
 from fusejit.jit.scripting.statements import StatementsMixin
-from fusejit.jit.scripting.values import _SCALAR_DTYPE, Dyn, _kind_of
+from fusejit.jit.scripting.values import _SCALAR_DTYPE, Dyn, _flat, _kind_of
 
 
 class Compiler:
@@ -25,6 +25,7 @@ class Compiler:
         self.tr = tracer
         self.dev = device  # where run-time Python scalars live
         self.stack = stack  # functions being compiled (recursion is an error)
+        self.always_raises = False  # (set when the body is compiled)
 
     # -- values -----------------------------------------------------------------------------
     def value(self, t: Tensor) -> Value:
@@ -85,16 +86,27 @@ class FunctionCompiler(StatementsMixin, ExpressionsMixin, CallsMixin, ControlFlo
                 except ValueError:
                     pass
         self.declared: dict = {}  # name -> (kind, line) of its first binding
+        # tensors from outside the function (arguments, module attributes, globals): item
+        # assignment into them (or their views) is refused
+        self.external: list = [t for v in env.values() if isinstance(v, (Tensor, tuple, list))
+                               for t in _flat(v) if isinstance(t, Tensor)]  # fmt: skip
         self.dynamic = 0  # depth of data-dependent regions (lists cannot change there)
         # id(list) -> (dynamic depth it was made at, the list): holding the list keeps its id
         # from going to another list while this function compiles
         self._list_depth: dict = {}
         self.loop_depth = 0
+        # the loop nodes being compiled, innermost last: {"depth", "idx", "keys", "appends"}
+        self.loops: list = []
 
     def mark_list(self, lst: list) -> list:
         """Record that ``lst`` was made at the current data-dependent depth."""
         self._list_depth[id(lst)] = (self.dynamic, lst)
         return lst
+
+    def owns_list(self, lst: list) -> bool:
+        """Whether ``lst`` was made in this function (not an argument or a global)."""
+        entry = self._list_depth.get(id(lst))
+        return entry is not None and entry[1] is lst
 
     def list_depth(self, lst: list) -> int:
         """The depth ``lst`` was made at (0 for a list from outside the function)."""

@@ -13,11 +13,16 @@ from fusejit.base import dtypes as dt
 from fusejit.eager.tensor import Tensor, tensor
 from fusejit.ir.control import scalar_type
 from fusejit.ir.graph import Block, Const, Node, Value
+from fusejit.jit.scripting.calls import _GROW_HINT, Grow
 from fusejit.jit.scripting.source import _assigned_names
 from fusejit.jit.scripting.values import (
     _MISSING,
     Dyn,
+    DynRange,
+    Enumerate,
+    LoopList,
     Undef,
+    Zip,
     _describe,
     _flat,
     _kind_of,
@@ -77,13 +82,22 @@ class ControlFlowMixin:
             branches.append((nodes, self.env))
         self.env = dict(before)
         (n1, e1), (n2, e2) = branches
+        # a branch that always fails an assert hands on nothing: the other side's values
+        raised = (e1.get("$raise") is True, e2.get("$raise") is True)
         names = [k for k in dict.fromkeys(list(e1) + list(e2))
-                 if e1.get(k, _MISSING) is not before.get(k, _MISSING)
-                 or e2.get(k, _MISSING) is not before.get(k, _MISSING)]  # fmt: skip
+                 if k != "$raise" and not all(raised)
+                 and (e1.get(k, _MISSING) is not before.get(k, _MISSING)
+                      or e2.get(k, _MISSING) is not before.get(k, _MISSING))]  # fmt: skip
+        if all(raised):
+            self.env["$raise"] = True
         line = self.src.start + getattr(node, "lineno", 1) - 1
         merged_specs = []  # (name, spec, leaves1, leaves2)
         for k in names:
             a, b = e1.get(k, _MISSING), e2.get(k, _MISSING)
+            if raised[0] and b is not _MISSING and not isinstance(b, Undef):
+                a = b if b is before.get(k, _MISSING) else self.dummy_into(n1, b)
+            elif raised[1] and a is not _MISSING and not isinstance(a, Undef):
+                b = a if a is before.get(k, _MISSING) else self.dummy_into(n2, a)
             if k == "$retval":  # a return on one side only: the other side's value is unused
                 if a is _MISSING or isinstance(a, Undef):
                     a = self.dummy_into(n1, b)
@@ -109,13 +123,25 @@ class ControlFlowMixin:
         self.cc.tr.nodes.append(Node("if", (self.cc.ref(cond), *caps), (), tuple(out_vals),
                                      (blk1, blk2)))  # fmt: skip
         new = [self.cc.fresh(v, o) for v, o in zip(outs1, out_vals)]
+        for v2, nv in zip(outs2, new):  # (the example is the then-branch's data)
+            if isinstance(v2, Tensor) and self.is_external(v2):
+                self.external.append(nv)  # the else branch's value may be an argument's
         it = iter(new)
         for k, spec in rebuild:
             self.env[k] = _rebuild(spec, it)
 
     def merge_spec(self, name, a, b, node, join: _Join):
         """The structure of a variable after an if; collects the leaves that become outputs."""
-        label = "the return value" if name == "$retval" else f"variable `{name}`"
+        label = {"$retval": "the return value", "$ifexp": "the value of `a if c else b`"}.get(
+            name, f"variable `{name}`"
+        )
+        if isinstance(a, LoopList) and isinstance(b, LoopList) and a.key == b.key:
+            return ("looplist", a.n, a.key, self.merge_spec(name, a.buf, b.buf, node, join))
+        if isinstance(a, LoopList) or isinstance(b, LoopList):
+            if a is b:
+                return ("same", a)
+            raise self.err(node, f"{label} is a list grown in a loop in one branch only",
+                           "grow it in the loop itself, outside the branch")  # fmt: skip
         if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
             if type(a) is not type(b) or len(a) != len(b):
                 raise self.err(
@@ -181,6 +207,8 @@ class ControlFlowMixin:
         if isinstance(like, Dyn):
             return self.cc.materialize({"int": 0, "float": 0.0, "bool": False}[like.kind],
                                        like.kind)  # fmt: skip
+        if isinstance(like, LoopList):
+            return LoopList(self.dummy(like.buf), like.n, like.key)
         if isinstance(like, (tuple, list)):
             return type(like)(self.dummy(x) for x in like)
         return like
@@ -189,34 +217,106 @@ class ControlFlowMixin:
         if s.orelse:
             raise self.err(s, "`for ... else` is not supported", "a flag variable")
         it = s.iter
-        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name):
-            fn = self.load(it.func.id, it.func)
-            if fn is range:
-                args = [self.expr(a) for a in it.args]
-                return self.range_loop(s, args)
-            if fn in (enumerate, zip):
-                seqs = [self.expr(a) for a in it.args]
-                if fn is enumerate and len(seqs) == 2 and isinstance(seqs[1], int):
-                    seqs, start = seqs[:1], seqs[1]
-                else:
-                    start = 0
-                items = [self.static_items(q, it) for q in seqs]
-                if fn is enumerate:
-                    (only,) = items
-                    return self.unrolled(s, [(start + i, x) for i, x in enumerate(only)])
-                return self.unrolled(s, list(zip(*items)))
-        seq = self.expr(it)
+        seq = self.loop_seq(self.expr(it))
+        if isinstance(seq, range):
+            return self.range_loop(s, [seq.start, seq.stop, seq.step])
+        if isinstance(seq, DynRange):
+            return self.range_loop(s, seq.args)
         if isinstance(seq, Tensor):
             if not seq.shape:
                 raise self.err(it, "iteration over a 0-d tensor")
             return self.range_loop(s, [seq.shape[0]], over=seq)
+        if isinstance(seq, (Enumerate, Zip)) and not self.has_static(seq):
+            # over ranges and tensors only: a loop node, each item picked by the loop index
+            trip = self.seq_length(seq, it)
+            if isinstance(trip, int) and trip <= 0:
+                return None
+            return self.dyn_loop(s, trip, True, s.body, lambda i: self.seq_item(seq, i, it),
+                                 None)  # fmt: skip
         return self.unrolled(s, self.static_items(seq, it))
+
+    def loop_seq(self, seq):
+        """``seq`` with each list grown in a loop as its buffer (a loop over its rows)."""
+        if isinstance(seq, LoopList):
+            return seq.buf
+        if isinstance(seq, Enumerate):
+            return Enumerate(self.loop_seq(seq.seq), seq.start)
+        if isinstance(seq, Zip):
+            return Zip([self.loop_seq(q) for q in seq.seqs])
+        return seq
+
+    def has_static(self, seq) -> bool:
+        """Whether ``seq`` holds a list, tuple or module container (so it is unrolled)."""
+        if isinstance(seq, Enumerate):
+            return self.has_static(seq.seq)
+        if isinstance(seq, Zip):
+            return any(self.has_static(q) for q in seq.seqs)
+        return not isinstance(seq, (range, DynRange, Tensor))
+
+    def seq_length(self, seq, node):
+        """The number of items of a range, tensor, enumerate or zip (int or run-time int)."""
+        if isinstance(seq, (range, list, tuple)):
+            return len(seq)
+        if isinstance(seq, (ModuleList, Sequential)):
+            return len(seq._modules)
+        if isinstance(seq, Tensor):
+            if not seq.shape:
+                raise self.err(node, "iteration over a 0-d tensor")
+            return seq.shape[0]
+        if isinstance(seq, DynRange):
+            return self.range_trip(seq.args, node)
+        if isinstance(seq, Enumerate):
+            return self.seq_length(seq.seq, node)
+        if isinstance(seq, Zip):
+            out = None
+            for q in seq.seqs:
+                n = self.seq_length(q, node)
+                if out is None:
+                    out = n
+                elif isinstance(out, int) and isinstance(n, int):
+                    out = min(out, n)
+                else:
+                    out = self.scalar_builtin(min, [out, n], node)
+            return out
+        raise self.err(node, f"cannot iterate over a {_kind_of(seq)}",
+                       "range(...), a tensor, a list or tuple, or a ModuleList")  # fmt: skip
+
+    def seq_item(self, seq, i: Dyn, node):
+        """Item ``i`` (the loop index) of a range, tensor, enumerate or zip."""
+        if isinstance(seq, Tensor):
+            return self.select(seq, i, 0, node)
+        if isinstance(seq, (range, DynRange)):
+            start, _stop, step = self.range_args(seq.args if isinstance(seq, DynRange) else
+                                                 [seq.start, seq.stop, seq.step])  # fmt: skip
+            v = i
+            if step != 1:
+                v = self.binop(ast.Mult, v, step, node)
+            if not (isinstance(start, int) and start == 0):
+                v = self.binop(ast.Add, v, start, node)
+            return v
+        if isinstance(seq, Enumerate):
+            k = i if seq.start == 0 else self.binop(ast.Add, i, seq.start, node)
+            return (k, self.seq_item(seq.seq, i, node))
+        if isinstance(seq, Zip):
+            return tuple(self.seq_item(q, i, node) for q in seq.seqs)
+        raise self.err(node, f"cannot iterate over a {_kind_of(seq)}")  # pragma: no cover
 
     def static_items(self, seq, node):
         if isinstance(seq, (ModuleList, Sequential)):
             return list(seq._modules.values())
-        if isinstance(seq, (list, tuple)):
+        if isinstance(seq, (list, tuple, range)):
             return list(seq)
+        if isinstance(seq, Tensor):
+            if not seq.shape:
+                raise self.err(node, "iteration over a 0-d tensor")
+            return [seq[k] for k in range(seq.shape[0])]
+        if isinstance(seq, Enumerate):
+            return [(seq.start + k, x) for k, x in enumerate(self.static_items(seq.seq, node))]
+        if isinstance(seq, Zip):
+            return list(zip(*[self.static_items(q, node) for q in seq.seqs]))
+        if isinstance(seq, DynRange):
+            raise self.err(node, "a range with a run-time bound cannot be zipped with a list",
+                           "bounds known when compiling (literals, .shape sizes)")  # fmt: skip
         raise self.err(node, f"cannot iterate over a {_kind_of(seq)}",
                        "range(...), a tensor, a list or tuple, or a ModuleList")  # fmt: skip
 
@@ -249,45 +349,32 @@ class ControlFlowMixin:
                 self.dyn_if(go, lambda r=items[k + 1 :]: self._unrolled(s, r), lambda: None, s)
                 return
 
-    def range_loop(self, s, args, over: Tensor | None = None) -> None:
-        if not 1 <= len(args) <= 3:
-            raise self.err(s.iter, "range() takes 1 to 3 arguments")
-        for a in args:
-            if (
-                not isinstance(a, (int, Dyn))
-                or isinstance(a, bool)
-                or (isinstance(a, Dyn) and a.kind != "int")
-            ):
-                raise self.err(s.iter, f"range() of a {_kind_of(a)}", "ints")
-        start, stop, step = (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
+    def range_args(self, args) -> tuple:
+        return (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
+
+    def range_trip(self, args, node):
+        """The trip count of ``range(*args)`` (an int, or a run-time int)."""
+        start, stop, step = self.range_args(args)
         if isinstance(step, Dyn):
-            raise self.err(s.iter, "range() step must be known when compiling", "a literal")
+            raise self.err(node, "range() step must be known when compiling", "a literal")
         if step == 0:
-            raise self.err(s.iter, "range() step must not be zero")
+            raise self.err(node, "range() step must not be zero")
         if not isinstance(start, Dyn) and not isinstance(stop, Dyn):
-            trip = len(range(start, stop, step))
-            if trip == 0:
-                return
-        elif isinstance(start, int) and start == 0 and step == 1:
-            trip = stop  # (a negative count runs no iteration)
-        else:
-            # trip = max(0, ceil((stop - start) / step)), in int64
-            span = self.binop(ast.Sub, stop, start, s)
-            adj = self.binop(ast.Add, span, step - 1 if step > 0 else step + 1, s)
-            trip = self.binop(ast.FloorDiv, adj, step, s)
-            trip = self.scalar_builtin(max, [trip, 0], s)
+            return len(range(start, stop, step))
+        if isinstance(start, int) and start == 0 and step == 1:
+            return stop  # (a negative count runs no iteration)
+        # trip = max(0, ceil((stop - start) / step)), in int64
+        span = self.binop(ast.Sub, stop, start, node)
+        adj = self.binop(ast.Add, span, step - 1 if step > 0 else step + 1, node)
+        trip = self.binop(ast.FloorDiv, adj, step, node)
+        return self.scalar_builtin(max, [trip, 0], node)
 
-        def target(i: Dyn):
-            if over is not None:
-                return self.select(over, i, 0, s.iter)
-            v = i
-            if step != 1:
-                v = self.binop(ast.Mult, v, step, s)
-            if not (isinstance(start, int) and start == 0):
-                v = self.binop(ast.Add, v, start, s)
-            return v
-
-        self.dyn_loop(s, trip, True, s.body, target, None)
+    def range_loop(self, s, args, over: Tensor | None = None) -> None:
+        trip = self.range_trip(args, s.iter)
+        if isinstance(trip, int) and trip == 0:
+            return
+        seq = over if over is not None else DynRange(list(args))
+        self.dyn_loop(s, trip, True, s.body, lambda i: self.seq_item(seq, i, s.iter), None)
 
     def while_stmt(self, s) -> None:
         if s.orelse:
@@ -315,10 +402,11 @@ class ControlFlowMixin:
         if "$ret" in assigned and "$ret" not in carried:
             carried.append("$ret")
         line = self.src.start + s.lineno - 1
-        for _attempt in range(3):
+        keys: set = set()  # the lists this loop grows
+        for _attempt in range(3 + len(before)):
             try:
                 new_carried = self._dyn_loop(s, trip, cond0, body, target, test, before,
-                                             carried, line)  # fmt: skip
+                                             carried, line, keys)  # fmt: skip
             except _Retry as r:
                 self.env = dict(before)
                 for k, v in r.extra.items():
@@ -326,10 +414,40 @@ class ControlFlowMixin:
                     self.env[k] = v
                     carried.append(k)
                 continue
+            except Grow as g:
+                self.env = dict(before)
+                acc = self.loop_list(g, trip, before, line)
+                keys.add(acc.key)
+                for k, v in list(before.items()):
+                    if v is g.lst:
+                        before[k] = acc
+                        self.env[k] = acc
+                        carried.append(k)
+                continue
             return new_carried
         raise self.err(s, "loop-carried values did not settle")  # pragma: no cover
 
-    def _dyn_loop(self, s, trip, cond0, body, target, test, before, carried, line) -> None:
+    def loop_list(self, g: Grow, trip, before: dict, line: int) -> LoopList:
+        """The buffer a loop grows a list in: one row per iteration, so the loop's trip
+        count must be known when compiling; it starts as zeros broadcast (nothing stored)."""
+        names = [k for k, v in before.items() if v is g.lst]
+        if len(names) != 1:
+            raise self.err(g.node, "only a list held by one local variable can grow in a loop"
+                           + (f" (it is bound to {', '.join(names)})" if names else ""),
+                           "one name per list")  # fmt: skip
+        if not isinstance(trip, int) or trip < 0:
+            raise self.err(g.node, f"the list grows in the loop at line {line}, whose number "
+                           "of iterations is known only at run time (a `while`, or a range "
+                           "with a run-time bound)", _GROW_HINT)  # fmt: skip
+        if g.lst:
+            raise self.err(g.node, "a list that grows in a loop must be empty before it",
+                           "start from [] and cat the items before it with the result")  # fmt: skip
+        v = g.value
+        zero = tensor(0, dtype=v.dtype, device=v.device)
+        return LoopList(zero.expand(trip, *v.shape), trip, object())
+
+    def _dyn_loop(self, s, trip, cond0, body, target, test, before, carried, line,
+                  keys) -> None:  # fmt: skip
         cc = self.cc
         # constants that the loop may change become run-time values first
         init = {}
@@ -369,11 +487,17 @@ class ControlFlowMixin:
             result["next"] = nxt
             result["env"] = dict(self.env)
 
+        loop = {"depth": self.dynamic + 1, "idx": idx, "keys": keys, "appends": {}}
+        self.loops.append(loop)
         try:
             nodes = self.compile_region(compile_body)
         finally:
             self.loop_depth -= 1
+            self.loops.pop()
         env_after = result["env"]
+        if keys and result["next"] is not True:
+            raise self.err(s, f"the loop at line {line} grows a list, so it must run every "
+                           "iteration: no `break` or `return` inside it", _GROW_HINT)  # fmt: skip
         # a return value first bound inside the loop must be carried: compile again with it
         extra = {}
         if "$retval" in env_after and "$retval" not in carried:

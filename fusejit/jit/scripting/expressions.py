@@ -15,15 +15,26 @@ import numpy as np
 from fusejit.base import dtypes as dt
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import TensorType
-from fusejit.jit.control import select
+from fusejit.jit.control import format_part, select
 from fusejit.jit.scripting.calls import (
     _is_fusejit_fn,
     _is_known_callable,
     _ListMethod,
+    _LoopAppend,
     _TensorMethod,
     _UserMethod,
 )
-from fusejit.jit.scripting.values import _IMMUTABLE, _SCALAR_DTYPE, Dyn, Undef, _kind_of
+from fusejit.jit.scripting.values import (
+    _IMMUTABLE,
+    _SCALAR_DTYPE,
+    Dyn,
+    Enumerate,
+    FStr,
+    LoopList,
+    Undef,
+    Zip,
+    _kind_of,
+)
 from fusejit.nn import Module
 
 _BUILTINS = {"range", "len", "print", "int", "float", "bool", "min", "max", "abs", "enumerate",
@@ -53,6 +64,10 @@ class ExpressionsMixin:
             v = self.env[name]
             if isinstance(v, Undef):
                 raise self.err(node, f"`{name}` {v.why}", "define it before the branch or loop")
+            if isinstance(v, LoopList) and any(v.key in lp["keys"] for lp in self.loops):
+                raise self.err(node, f"the list `{name}` grows in this loop: inside it, it can "
+                               "only be appended to (its items are read after the loop)",
+                               "keep the last item in a variable of its own")  # fmt: skip
             return v
         if name in self.closure:
             return self.check_global(name, self.closure[name], node)
@@ -69,6 +84,8 @@ class ExpressionsMixin:
     def check_global(self, name, v, node):
         """A global or closure value: usable when it is a constant, a tensor, a module or
         something callable that the compiler knows."""
+        if isinstance(v, Tensor):
+            self.external.append(v)
         if isinstance(v, (*_IMMUTABLE, Tensor, types.ModuleType)) or _is_known_callable(v):
             return v
         if isinstance(v, (tuple, list)) and all(isinstance(x, (*_IMMUTABLE, Tensor)) for x in v):
@@ -97,18 +114,84 @@ class ExpressionsMixin:
             return e.value
         raise self.err(e, f"constant {e.value!r} is not supported")
 
+    def e_JoinedStr(self, e):
+        """An f-string: a str when every field is known when compiling, else an ``FStr``
+        that ``print`` and ``assert`` format at run time."""
+        parts: list = []
+        for v in e.values:
+            if isinstance(v, ast.Constant):
+                parts.append(("const", str(v.value), ""))
+                continue
+            fmt = "" if v.conversion in (-1, None) else "!" + chr(v.conversion)
+            if v.format_spec is not None:
+                spec = self.expr(v.format_spec)
+                if not isinstance(spec, str):
+                    raise self.err(v, "an f-string format spec must be known when compiling",
+                                   "a literal spec: f'{x:.3f}'")  # fmt: skip
+                fmt += ":" + spec
+            x = self.expr(v.value)
+            if isinstance(x, Tensor):
+                parts.append(("tensor", x, fmt))
+            elif isinstance(x, Dyn):
+                parts.append((x.kind, x, fmt))
+            elif isinstance(x, FStr):
+                raise self.err(v, "an f-string inside an f-string field is not supported")
+            elif isinstance(x, (*_IMMUTABLE, tuple)):
+                parts.append(("const", format_part("const", x, fmt), ""))
+            else:
+                raise self.err(v, f"an f-string field of kind {_kind_of(x)} is not supported",
+                               "tensors, numbers and strings")  # fmt: skip
+        merged: list = []
+        for p in parts:
+            if p[0] == "const" and merged and merged[-1][0] == "const":
+                merged[-1] = ("const", merged[-1][1] + p[1], "")
+            else:
+                merged.append(p)
+        if all(p[0] == "const" for p in merged):
+            return "".join(p[1] for p in merged)
+        return FStr(merged)
+
     def e_Name(self, e):
         return self.load(e.id, e)
 
     def e_Tuple(self, e):
-        return tuple(self.expr(x) for x in e.elts)
+        return tuple(self.starred_items(e.elts))
 
     def e_List(self, e):
-        return self.mark_list([self.expr(x) for x in e.elts])
+        return self.mark_list(self.starred_items(e.elts))
+
+    def starred_items(self, elts) -> list:
+        """The values of ``elts`` (call arguments or a tuple / list display), ``*t`` spread
+        into its items: ``t`` must be a tuple or list (``x.shape[:-1]``, a list of tensors)."""
+        out = []
+        for x in elts:
+            if not isinstance(x, ast.Starred):
+                out.append(self.expr(x))
+                continue
+            v = self.expr(x.value)
+            if isinstance(v, LoopList):
+                v = self.plain(v)
+            elif isinstance(v, (Enumerate, Zip)):
+                v = self.static_items(v, x)
+            if isinstance(v, (tuple, list, range)):
+                out.extend(v)
+            else:
+                raise self.err(x, f"`*` unpacking of a {_kind_of(v)} is not supported in "
+                               "fusejit.script", "unpack a tuple or list (its length known "
+                               "when compiling), e.g. *x.shape[:-1]")  # fmt: skip
+        return out
 
     def e_Attribute(self, e):
-        obj = self.expr(e.value)
         name = e.attr
+        if name == "append" and isinstance(e.value, ast.Name):
+            ll = self.env.get(e.value.id)
+            loop = self.loops[-1] if self.loops else None
+            if (isinstance(ll, LoopList) and loop is not None and loop["depth"] == self.dynamic
+                    and ll.key in loop["keys"]):  # fmt: skip
+                return _LoopAppend(ll)  # the list this loop grows (not read: load refuses)
+        obj = self.expr(e.value)
+        if isinstance(obj, LoopList):
+            obj = self.unloop(obj)  # used otherwise: a plain list of its rows from here on
         if isinstance(obj, list) and name in ("append", "extend", "insert", "pop"):
             return _ListMethod(obj, name)  # so that growth inside a loop is caught
         if isinstance(obj, Dyn):
@@ -129,11 +212,18 @@ class ExpressionsMixin:
             return _UserMethod(obj, v.__func__)
         if isinstance(v, list):
             return tuple(v)
+        if isinstance(v, Tensor):
+            self.external.append(v)
         return v
 
     def e_Subscript(self, e):
         obj = self.expr(e.value)
         idx = self.index(e.slice)
+        if isinstance(obj, LoopList):  # item k of a list grown in a loop: row k of its buffer
+            if isinstance(idx, Dyn) or (isinstance(idx, int) and not isinstance(idx, bool)):
+                obj = obj.buf
+            else:
+                obj = self.plain(obj)
         if isinstance(obj, Tensor):
             if isinstance(idx, Dyn):
                 return self.select(obj, idx, 0, e)

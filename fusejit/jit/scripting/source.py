@@ -19,8 +19,6 @@ _UNSUPPORTED = {
                "manager, or outside the scripted function"),
     ast.Raise: ("`raise` is not supported in fusejit.script", "check inputs before calling the "
                 "scripted function"),
-    ast.Assert: ("`assert` is not supported in fusejit.script", "check inputs before calling "
-                 "the scripted function"),
     ast.Lambda: ("lambdas are not supported in fusejit.script", "a module-level function "
                  "decorated with @fusejit.script"),
     ast.FunctionDef: ("nested functions are not supported in fusejit.script", "a module-level "
@@ -50,9 +48,6 @@ _UNSUPPORTED = {
     ast.AsyncFor: ("`async for` is not supported in fusejit.script", "a for loop"),
     ast.AsyncWith: ("`async with` is not supported in fusejit.script", "plain code"),
     ast.NamedExpr: ("`:=` is not supported in fusejit.script", "a separate assignment"),
-    ast.Starred: ("`*` unpacking is not supported in fusejit.script", "index the tuple or list"),
-    ast.JoinedStr: ("f-strings are not supported in fusejit.script", "print the values as "
-                    "separate arguments: print('loss', x)"),
 }  # fmt: skip
 if hasattr(ast, "Match"):
     _UNSUPPORTED[ast.Match] = ("`match` is not supported in fusejit.script", "if / elif / else")
@@ -104,6 +99,12 @@ class _Source:
                 bad = _UNSUPPORTED.get(type(node))
                 if bad is not None:
                     raise self.error(node, *bad)
+                if isinstance(node, ast.Starred) and isinstance(node.ctx, ast.Store):
+                    raise self.error(
+                        node,
+                        "`*` in an assignment target is not supported in fusejit.script",
+                        "index the tuple: a, b = t[0], t[1:]",
+                    )
 
 
 def _params_of(tree: ast.FunctionDef) -> list[str]:
@@ -117,6 +118,12 @@ def _assigned_names(stmts) -> set:
         for node in ast.walk(s):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 out.add(node.id)
+            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+                base = node.value  # x[i] = v rebinds x (item assignment is functional)
+                while isinstance(base, ast.Subscript):
+                    base = base.value
+                if isinstance(base, ast.Name):
+                    out.add(base.id)
             elif isinstance(node, ast.Return):
                 out.update(("$ret", "$retval"))
     return out

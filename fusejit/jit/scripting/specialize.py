@@ -32,8 +32,15 @@ if TYPE_CHECKING:
     from fusejit.jit.scripting.decorator import ScriptFunction
 
 
+class AlwaysRaises(Exception):
+    """An inlined callee always fails an assert: the statement calling it ends the block."""
+
+
 class Compiled:
-    """One specialization: the graph as compiled, the optimized graph and its plan."""
+    """One specialization: the graph as compiled, the optimized graph and its plan
+    (``always_raises``: every call fails an assert known to fail when compiling)."""
+
+    always_raises = False
 
     def __init__(self, raw: Graph, in_spec, out_spec, name: str) -> None:
         verify(raw)
@@ -81,7 +88,9 @@ def compile_function(sf: ScriptFunction, self_obj, spec, flat, stack=()) -> Comp
     captured = [(v, t) for v, t in tracer.captured if v in used]
     params = tracer.params + [v for v, _ in captured]
     graph = Graph(Block(params, tracer.nodes, results), n_inputs, [t for _, t in captured])
-    return Compiled(graph, spec, out_spec, sf.__name__)
+    c = Compiled(graph, spec, out_spec, sf.__name__)
+    c.always_raises = getattr(cc, "always_raises", False)
+    return c
 
 
 def _used_values(nodes) -> set:
@@ -136,7 +145,9 @@ def _run_body(cc: Compiler, sf: ScriptFunction, self_obj, args):
             env[a.arg] = fc.annotated(env[a.arg], a.annotation, a)
         if a.arg in env:
             fc.declared[a.arg] = (_kind_of(env[a.arg]), sf.src.start)
-    return fc.run()
+    out = fc.run()
+    cc.always_raises = fc.env.get("$raise") is True
+    return out
 
 
 def _out_spec(v, out: list, sf):
@@ -186,6 +197,8 @@ def inline_script(cc: Compiler, sf, args, node, fc) -> object:
         if isinstance(v, (Tensor, Dyn)):
             vals.append(cc.ref(v))
     outs = splice(cc.tr, g, vals)
+    if compiled.always_raises:  # an assert that always fails: the caller's block ends here
+        raise AlwaysRaises
     return unflatten_sym(compiled.out_spec, iter(outs), fc)
 
 

@@ -27,6 +27,58 @@ class Dyn:
         self.t, self.kind = t, kind
 
 
+class FStr:
+    """An f-string with run-time fields: ``parts`` are ``(kind, value, fmt)``, kind ``const``
+    (a string, already formatted), ``tensor``, ``int``, ``float`` or ``bool`` (a tensor or a
+    ``Dyn``), and ``fmt`` the field's conversion and format spec. Only ``print`` and
+    ``assert`` take one: they format it at run time."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list) -> None:
+        self.parts = parts
+
+
+class LoopList:
+    """A list of tensors that a loop node appends to, one item per iteration: in the graph a
+    buffer ``buf`` of shape ``(n, *item shape)`` carried through the loop (item ``i`` written
+    with an ``update`` at the loop index). ``key`` names the list across the copies the
+    compiler makes of it (loop parameters, outputs). ``stack`` / ``cat`` / ``len`` / indexing
+    / ``for`` use the buffer as it is; anything else gets a plain list of its rows."""
+
+    __slots__ = ("buf", "n", "key")
+
+    def __init__(self, buf: Tensor, n: int, key: object) -> None:
+        self.buf, self.n, self.key = buf, n, key
+
+
+class DynRange:
+    """``range(...)`` with a bound known only at run time (a ``for`` loop's trip count)."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: list) -> None:
+        self.args = args
+
+
+class Enumerate:
+    """``enumerate(seq, start)``, iterated over by a ``for`` loop."""
+
+    __slots__ = ("seq", "start")
+
+    def __init__(self, seq, start: int) -> None:
+        self.seq, self.start = seq, start
+
+
+class Zip:
+    """``zip(*seqs)``, iterated over by a ``for`` loop (as long as the shortest)."""
+
+    __slots__ = ("seqs",)
+
+    def __init__(self, seqs: list) -> None:
+        self.seqs = seqs
+
+
 class Undef:
     """A name that is not defined on every path reaching this point."""
 
@@ -38,6 +90,8 @@ class Undef:
 
 def _kind_of(v) -> str:
     """The kind a variable keeps for its whole life."""
+    if isinstance(v, LoopList):
+        return "list"
     if isinstance(v, Tensor):
         return "Tensor"
     if isinstance(v, Dyn):
@@ -59,6 +113,9 @@ _MISSING = object()
 
 
 def _spec(v, leaves: list):
+    if isinstance(v, LoopList):
+        leaves.append(v.buf)
+        return ("looplist", v.n, v.key, ("leaf", _type_of(v.buf)))
     if isinstance(v, (tuple, list)):
         return (type(v).__name__, tuple(_spec(x, leaves) for x in v))
     if isinstance(v, (Tensor, Dyn)):
@@ -89,6 +146,8 @@ def _rebuild(spec, it):
         return next(it)
     if spec[0] == "const":
         raise AssertionError("constant leaves are not rebuilt")
+    if spec[0] == "looplist":
+        return LoopList(_rebuild(spec[3], it), spec[1], spec[2])
     if spec[0] in ("tuple", "list"):
         items = [_rebuild(s, it) for s in spec[1]]
         return tuple(items) if spec[0] == "tuple" else items
@@ -98,6 +157,8 @@ def _rebuild(spec, it):
 
 
 def _describe(v) -> str:
+    if isinstance(v, LoopList):
+        return f"list of {v.n} tensors grown in a loop"
     if isinstance(v, Tensor):
         return str(TensorType(v.dtype, tuple(v.shape), v.device))
     if isinstance(v, Dyn):
