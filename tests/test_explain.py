@@ -118,3 +118,52 @@ def test_max_specializations_reached_warns_at_the_call():
     assert out.tolist() == generate(model, fusejit.tensor([[1, 2]]), 4).tolist()
     r = fusejit.explain(opt, as_dict=True)
     assert r["guard_failures"] and r["fallbacks"]
+
+
+# ---- the trace check --------------------------------------------------------------------------
+def _big(x):
+    # 2 x 2048 x 1024 float32: its values hold more than check.FULL_CHECK_BYTES
+    return (x @ x.transpose(-2, -1)[:, :, :1024]).softmax(-1) * 2 + 1
+
+
+def test_large_trace_checks_regions_without_a_second_forward():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return _big(x)
+
+    x = fusejit.randn(2, 2048, 1024)
+    t = fusejit.trace(f, (x,))
+    assert len(calls) == 1 and t.check_kind == "regions"
+    assert set(t.timings) == {"trace", "passes", "compile", "check"}
+    assert all(v is not None and v >= 0 for v in t.timings.values())
+    ref = np.asarray(_big(x).numpy(), np.float64)
+    np.testing.assert_allclose(t(x).numpy(), ref, rtol=1e-5, atol=1e-5)
+    calls.clear()
+    assert fusejit.trace(f, (x,), check_trace=True).check_kind == "full" and len(calls) == 2
+    calls.clear()
+    t = fusejit.trace(f, (x,), check_trace=False)
+    assert t.check_kind is None and t.timings["check"] is None and len(calls) == 1
+    small = fusejit.trace(f, (fusejit.randn(2, 8, 1024),))
+    assert small.check_kind == "full"
+
+
+@pytest.mark.parametrize("size", [(2, 8, 1024), (2, 2048, 1024)], ids=["full", "regions"])
+def test_trace_check_catches_a_wrong_kernel(monkeypatch, size):
+    from fusejit.jit import runtime
+
+    real = runtime._kernel_for
+
+    def wrong(node, device):
+        k = real(node, device)
+
+        def off(*arrays):
+            return [r * 1.01 + 0.5 for r in k(*arrays)]
+
+        return off
+
+    monkeypatch.setattr(runtime, "_kernel_for", wrong)
+    with pytest.raises(fusejit.TraceError, match="trace check failed for _big") as e:
+        fusejit.trace(_big, (fusejit.randn(*size),))
+    assert ("fused region" in str(e.value)) == (size[1] == 2048)
