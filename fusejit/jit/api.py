@@ -22,6 +22,7 @@ from fusejit.jit.check import (
     recorded_values,
 )
 from fusejit.jit.control import optimize_blocks
+from fusejit.jit.graph_info import module_tensor_names, name_captured
 from fusejit.jit.interpret import interpret
 from fusejit.jit.passes.cleanup import cse, dce
 from fusejit.jit.passes.decompose import decompose
@@ -29,6 +30,7 @@ from fusejit.jit.passes.fuse import fuse_elementwise
 from fusejit.jit.passes.fuse_rows import fuse_rows
 from fusejit.jit.passes.simplify import simplify
 from fusejit.jit.runtime import GuardError, Plan, run_plan
+from fusejit.nn import Module, _Version
 
 # decompose runs inside the loop so cse merges what two composites share (softmax and
 # log_softmax of one tensor) and the cleanup passes see the primitives
@@ -168,10 +170,18 @@ def trace(fn, example_inputs, *, check_trace: bool | None = None) -> TracedFunct
     example_inputs = tuple(example_inputs)
     tr.check_example_inputs(example_inputs)
     t0 = time.perf_counter()
-    graph, in_spec, out_spec, eager_out, tracer = tr.capture(fn, example_inputs)
+    prev = _Version.seen
+    seen = _Version.seen = [] if prev is None else prev  # the modules it calls, to name
+    try:
+        graph, in_spec, out_spec, eager_out, tracer = tr.capture(fn, example_inputs)
+    finally:
+        _Version.seen = prev
     trace_s = time.perf_counter() - t0
     tr.check_outputs(out_spec)
     verify(graph)
+    owner = fn if isinstance(fn, Module) else getattr(fn, "__self__", None)
+    modules = ([owner] if isinstance(owner, Module) else []) + seen
+    name_captured(graph, module_tensor_names(modules))
     traced = TracedFunction(fn, graph, in_spec, out_spec, tracer)
     traced.timings["trace"] = trace_s
     t0 = time.perf_counter()

@@ -38,7 +38,7 @@ from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
 from fusejit.jit.api import TracedFunction
 from fusejit.jit.check import check_outputs
-from fusejit.jit.graph_info import graph_info
+from fusejit.jit.graph_info import graph_info, module_tensor_names, name_captured
 from fusejit.jit.runtime import GuardError
 from fusejit.nn import Module, _Version
 from fusejit.store import CACHE, debug_level
@@ -202,6 +202,7 @@ class Specialization:
     __slots__ = (
         "label", "status", "calls", "eager_calls", "traced", "reason", "why", "generic", "call",
         "kernels", "trace_seconds", "compile_seconds", "param_ids", "pkey", "info", "warmup_runs",
+        "timings",
     )  # fmt: skip
 
     def __init__(self, label: str, pkey) -> None:
@@ -221,6 +222,7 @@ class Specialization:
         self.compile_seconds = 0.0
         self.param_ids: frozenset = frozenset()
         self.info: dict | None = None  # explain's view of a dropped plan
+        self.timings: dict = {}  # trace, passes, compile, first run, check (seconds)
 
     def __repr__(self) -> str:
         return f"<Specialization {self.label}: {self.status}>"
@@ -413,6 +415,7 @@ class Executor:
                                  where=_user_line(e.__traceback__))  # fmt: skip
         trace_s = time.perf_counter() - t0
         self._watch(seen)
+        name_captured(graph, module_tensor_names(self._watched()))
         result = tr.unflatten_outputs(out_spec, eager_out)
         reason = None
         where = None
@@ -450,7 +453,9 @@ class Executor:
                 result=result,
             )
         _, flat = tr.flatten_inputs((out,))
+        t2 = time.perf_counter()
         problem = check_outputs(graph, tensors, flat, eager_out, 0)
+        check_s = time.perf_counter() - t2
         if problem is not None:
             return self._give_up(spec, args, names, target,
                                  f"compiled result differs from eager: {problem}",
@@ -461,7 +466,9 @@ class Executor:
         spec.generic = plan.shape_generic
         spec.kernels = kernels
         spec.trace_seconds = trace_s
-        spec.compile_seconds = trace_s + traced.compile_seconds + first_run
+        spec.compile_seconds = trace_s + traced.compile_seconds + first_run + check_s
+        spec.timings = {**traced.timings, "trace": trace_s, "first run": first_run,
+                        "check": check_s}  # fmt: skip
         current = self._module_tensor_ids()
         spec.param_ids = frozenset(id(t) for t in graph.captured if id(t) in current)
         gated = len(plan.kernels) < len(plan.steps)  # unfused ops run through dispatch
