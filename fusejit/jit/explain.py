@@ -178,8 +178,12 @@ def _grouped(reasons) -> list:
     """[{"reason": an example, "count": n}] for reasons grouped by ``_pattern``, most first."""
     groups: dict = {}
     for r in reasons:
-        g = groups.setdefault(_pattern(r), {"reason": r, "count": 0})
+        g = groups.setdefault(_pattern(r), {"reason": r, "count": 0, "all_same": r})
         g["count"] += 1
+        if r != g["all_same"]:
+            g["all_same"] = None
+    for g in groups.values():  # "all_same": whether every reason of the group is this one
+        g["all_same"] = g["all_same"] is not None
     return sorted(groups.values(), key=lambda g: -g["count"])
 
 
@@ -275,7 +279,8 @@ def _summary_lines(r: dict) -> list:
         groups = sm[key]
         lines.append(f"  {title}: {sum(g['count'] for g in groups) or 'none'}")
         for g in groups[:6]:
-            lines.append(f"    {g['count']:4d}  {g['reason']}")
+            eg = "" if g["all_same"] else "e.g. "
+            lines.append(f"    {g['count']:4d}  {eg}{g['reason']}")
         if len(groups) > 6:
             lines.append(f"    ... {len(groups) - 6} more kinds (details below)")
     t = sm["timings"]
