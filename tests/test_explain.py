@@ -312,6 +312,15 @@ def test_explain_bytes_moved():
     t = fusejit.trace(lambda x: (x @ x).relu(), (fusejit.randn(10, 10, dtype=fusejit.float64),))
     b = fusejit.explain(t, as_dict=True)["signatures"][0]["bytes_moved"]
     assert b == {"fused": 1600, "unfused": 2400, "exact": True}
+    # views move nothing; index_select reads the rows it gathers and the index
+    w = fusejit.randn(50, 8)
+
+    def emb(i):
+        return w.index_select(0, i.view(-1)).permute(1, 0) * 1.0
+
+    t = fusejit.trace(emb, (fusejit.tensor([[1, 2, 3]]),))
+    b = fusejit.explain(t, as_dict=True)["signatures"][0]["bytes_moved"]
+    assert b["unfused"] == 3 * 8 * 4 * 2 + 3 * 8  # rows read and written, int64 index
 
 
 def test_explain_rejects_other_objects():

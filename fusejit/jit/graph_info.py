@@ -34,6 +34,12 @@ def name_captured(graph, names: dict) -> int:
     return n
 
 
+# ops that return a view of their input: they move no bytes (reshape copies where its input is
+# not contiguous; counted as a view all the same)
+VIEWS = frozenset({"view", "reshape", "permute", "expand", "split", "diagonal", "getitem"})
+GATHERS = frozenset({"index_select", "gather", "embedding"})
+
+
 def _numel(shape) -> int | None:
     n = 1
     for s in shape:
@@ -106,7 +112,13 @@ def info_of(graph, plan, kernels=None) -> dict:
     for n in _walk(graph.block):
         if n.op == "fused" or not n.outputs:
             continue
-        r, e1 = _bytes(n.inputs)
+        tensor_inputs = [v for v in n.inputs if hasattr(v, "type")]
+        if n.op in VIEWS and len(tensor_inputs) == 1:
+            continue
+        if n.op in GATHERS or n.op in VIEWS:  # the rows it gathers and the index, not the table
+            r, e1 = _bytes([*n.outputs, *n.inputs[1:]])
+        else:
+            r, e1 = _bytes(n.inputs)
         w, e2 = _bytes(n.outputs)
         other += r + w
         other_exact &= e1 and e2
