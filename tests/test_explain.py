@@ -364,3 +364,26 @@ def test_explain_html_with_dot(traced_model):
     assert "<svg" in page
     assert page.count('class="cluster"') == len(regions)  # each fused region outlined
     assert "h.0.attn.c_attn.weight" in page
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not fusejit.is_cuda_available(), reason="needs an NVIDIA GPU with cupy")
+def test_trace_region_check_on_cuda(monkeypatch):
+    x = fusejit.randn(2, 2048, 1024, device="cuda:0")
+    t = fusejit.trace(_big, (x,))
+    assert t.check_kind == "regions"
+    ref = np.asarray(_big(x.cpu()).numpy(), np.float64)
+    np.testing.assert_allclose(t(x).cpu().numpy(), ref, rtol=1e-4, atol=1e-4)
+    r = fusejit.explain(t, as_dict=True)["signatures"][0]
+    assert r["fused_regions"] and r["bytes_moved"]["fused"] > 0
+    from fusejit.jit import runtime
+
+    real = runtime._kernel_for
+
+    def wrong(node, device):
+        k = real(node, device)
+        return lambda *arrays: [r * 1.01 + 0.5 for r in k(*arrays)]
+
+    monkeypatch.setattr(runtime, "_kernel_for", wrong)
+    with pytest.raises(fusejit.TraceError, match="fused region"):
+        fusejit.trace(_big, (x,))
