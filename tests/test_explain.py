@@ -238,8 +238,12 @@ def test_explain_of_a_traced_model_and_its_archive(tmp_path):
     _check_model_report(r, model, text)
     assert set(r["summary"]["timings"]) == {"trace", "passes", "compile", "check"}
     assert r["signatures"][0]["check"] == "full"
-    # the graph printout of the traced function names them too
+    # the graph printout and the code of the traced function name them too, and show the
+    # kernels by the keys of explain's region list
     assert "%h.0.mlp.c_fc.weight" in str(traced.graph)
+    keys = [g["kernel_key"] for g in r["signatures"][0]["fused_regions"]]
+    assert re.findall(r"kernel=(\w+)", str(traced.graph)) == keys
+    assert re.findall(r"# fused region (\w+)", traced.code) == keys
     path = tmp_path / "gpt.fjz"
     fusejit.save(traced, path)
     loaded = fusejit.load(path)

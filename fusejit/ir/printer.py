@@ -66,8 +66,9 @@ def _format_block(block: Block, name, indent: str, lines: list, keys=None) -> No
 
 def format_graph(g: Graph, kernel_keys: dict | None = None) -> str:
     """The graph, one node a line; captured tensors show their names (a module's parameters
-    by their path). ``kernel_keys`` (id(fused node) -> (kernel cache key, region number))
-    shows each fused node's kernel by the key ``explain`` lists it under."""
+    by their path). ``kernel_keys`` (id(fused node) -> (kernel cache key, region number);
+    by default what a ``Plan`` of the graph noted) shows each fused node's kernel by the key
+    ``explain`` lists it under."""
     name = _Names()
     params = []
     for i, p in enumerate(g.block.params):
@@ -78,6 +79,8 @@ def format_graph(g: Graph, kernel_keys: dict | None = None) -> str:
     else:  # a model's parameters: one a line
         lines = ["graph(" + params[0] + ","]
         lines += [f"      {p}," for p in params[1:-1]] + [f"      {params[-1]}):"]
+    if kernel_keys is None:  # a plan built for the graph left them in its notes
+        kernel_keys = g.notes.get("kernel_keys")
     _format_block(g.block, name, "  ", lines, kernel_keys)
     lines.append("  return (" + ", ".join(name(v) for v in g.block.results) + ")")
     return "\n".join(lines)
@@ -96,6 +99,7 @@ def format_code(g: Graph, fname: str = "forward") -> str:
         return names[v]
 
     params = [nm(p) for p in g.block.params[: g.n_inputs]]
+    keys = g.notes.get("kernel_keys") or {}
     lines = [f"def {fname}({', '.join(params)}):"]
     for i, p in enumerate(g.block.params[g.n_inputs :]):
         lines.append(f"    {nm(p)} = captured[{i}]  # {p.type}")
@@ -108,7 +112,8 @@ def format_code(g: Graph, fname: str = "forward") -> str:
     def emit(block: Block, indent: str):
         for n in block.nodes:
             if n.op == "fused":
-                lines.append(f"{indent}# fused region {n.attr('kernel_key', '')}")
+                key = keys.get(id(n), (n.attr("kernel_key", ""), None))[0]
+                lines.append(f"{indent}# fused region {key}")
                 emit(n.blocks[0], indent)
                 continue
             if n.op == "if":
