@@ -86,6 +86,15 @@ def test_untraceable_op_warns_at_the_line_that_calls_it():
     assert rec[0].filename == __file__ and rec[0].lineno == _line_of(f, "y.add_(1)")
 
 
+def test_unhashable_argument_warns_once():
+    opt = fusejit.optimize(lambda x, opts: x * opts["k"], warmup=0)
+    with pytest.warns(fusejit.OptimizeWarning, match="unhashable argument") as rec:
+        for _ in range(3):
+            assert opt(fusejit.ones(2), {"k": 3.0}).tolist() == [3.0, 3.0]
+    assert len([w for w in rec if issubclass(w.category, fusejit.OptimizeWarning)]) == 1
+    assert rec[0].filename == __file__
+
+
 def test_quiet_fallbacks_and_strict():
     fusejit.manual_seed(0)
     model = CheckedGPT(**SMALL).eval()

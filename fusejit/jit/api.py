@@ -74,7 +74,9 @@ class TracedFunction:
     """A function recorded into a graph, optimized and compiled for its traced signature.
 
     ``graph`` is the optimized IR, ``raw_graph`` the IR as recorded, ``code`` Python source
-    equivalent to the graph. Calls with tensors of other dtypes, devices or ranks (or other
+    equivalent to the graph. ``timings`` says where the compile time went (seconds for
+    "trace", "passes", "compile", "check"), ``check_kind`` how ``trace`` checked it ("full",
+    "regions" or None). Calls with tensors of other dtypes, devices or ranks (or other
     shapes, when the graph has shape-specific ops) raise ``GuardError``.
     """
 

@@ -338,8 +338,14 @@ class Executor:
         try:
             key = _key(args, prefix)
             pkey = _pattern_key(args, prefix)
+            hash(key), hash(pkey)  # a dict argument fails here, not in a lookup below
         except TypeError as e:
-            self._event("fallback", _describe(args, names), f"unhashable argument ({e})")
+            label = _describe(args, names)
+            self._event("fallback", label, f"unhashable argument ({e})")
+            if self.warn and "unhashable" not in self._warned:
+                self._warned.add("unhashable")
+                _warn(f"fusejit.optimize({self._name}): a call with {label} runs eager: an "
+                      f"unhashable argument ({e}) cannot key a signature", None)  # fmt: skip
             return "eager", None
         spec = self._fast.get(key)
         if spec is not None:
