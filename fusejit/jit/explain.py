@@ -28,7 +28,11 @@ __all__ = ["explain"]
 
 # the parts of compile time, in the order they happen
 TIMING_PARTS = ("trace", "passes", "compile", "first run", "check")
-_MAX_SIGNATURE_LINES = 8  # in the summary; the details list every signature
+_MAX_SIGNATURE_LINES = 8
+_CHECKS = {
+    "full": "full (a second eager run; the compiled result against the recorded one)",
+    "regions": "regions (each distinct fused kernel on the eager values the trace recorded)",
+}  # in the summary; the details list every signature
 
 
 def _label(graph) -> str:
@@ -283,6 +287,8 @@ def _summary_lines(r: dict) -> list:
             lines.append(f"    {g['count']:4d}  {eg}{g['reason']}")
         if len(groups) > 6:
             lines.append(f"    ... {len(groups) - 6} more kinds (details below)")
+    if r.get("kernel_note"):
+        lines.append(f"  archive kernels: {r['kernel_note']}")
     t = sm["timings"]
     if t:
         lines.append(f"  compile time: {sum(t.values()):.3f} s = {_fmt_timings(t)}")
@@ -320,7 +326,7 @@ def _text(r: dict) -> str:
             t = s["timings"]
             lines.append(f"  compile time: {sum(t.values()):.3f} s = {_fmt_timings(t)}")
         if s.get("check"):
-            lines.append(f"  checked: {s['check']}")
+            lines.append(f"  checked: {_CHECKS.get(s['check'], s['check'])}")
         lines.append(f"  {_moved(s)}")
         lines.append("  graph:")
         lines.extend("    " + line for line in s["graph"].splitlines())
