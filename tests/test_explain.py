@@ -146,7 +146,8 @@ def test_large_trace_checks_regions_without_a_second_forward():
 
     x = fusejit.randn(2, 2048, 1024)
     t = fusejit.trace(f, (x,))
-    assert len(calls) == 1 and t.check_kind == "regions"
+    assert len(calls) == 1
+    assert t.check_kind == "regions: 1 distinct kernels checked, 0 skipped"
     assert set(t.timings) == {"trace", "passes", "compile", "check"}
     assert all(v is not None and v >= 0 for v in t.timings.values())
     ref = np.asarray(_big(x).numpy(), np.float64)
@@ -158,6 +159,26 @@ def test_large_trace_checks_regions_without_a_second_forward():
     assert t.check_kind is None and t.timings["check"] is None and len(calls) == 1
     small = fusejit.trace(f, (fusejit.randn(2, 8, 1024),))
     assert small.check_kind == "full"
+
+
+def test_trace_of_a_large_model_checks_every_kernel_once():
+    # one layer of the default width and vocabulary: its weights alone hold 36 MiB
+    fusejit.manual_seed(0)
+    model = NanoGPT(n_layer=1).eval()
+    calls = []
+
+    def run(i):
+        calls.append(1)
+        return model(i)
+
+    idx = fusejit.randint(0, 8192, (1, 16))
+    t = fusejit.trace(run, (idx,))
+    assert len(calls) == 1
+    assert "%h.0.attn.c_attn.weight" in str(t.graph)  # named through the module it called
+    regions = fusejit.explain(t, as_dict=True)["signatures"][0]["fused_regions"]
+    n = len({g["kernel_key"] for g in regions})
+    assert t.check_kind == f"regions: {n} distinct kernels checked, 0 skipped"
+    np.testing.assert_allclose(t(idx).numpy(), model(idx).numpy(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("size", [(2, 8, 1024), (2, 2048, 1024)], ids=["full", "regions"])
@@ -384,7 +405,7 @@ def test_explain_html_with_dot(traced_model):
 def test_trace_region_check_on_cuda(monkeypatch):
     x = fusejit.randn(2, 2048, 1024, device="cuda:0")
     t = fusejit.trace(_big, (x,))
-    assert t.check_kind == "regions"
+    assert t.check_kind.startswith("regions: 1 distinct")
     ref = np.asarray(_big(x.cpu()).numpy(), np.float64)
     np.testing.assert_allclose(t(x).cpu().numpy(), ref, rtol=1e-4, atol=1e-4)
     r = fusejit.explain(t, as_dict=True)["signatures"][0]

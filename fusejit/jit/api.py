@@ -76,8 +76,9 @@ class TracedFunction:
     ``graph`` is the optimized IR, ``raw_graph`` the IR as recorded, ``code`` Python source
     equivalent to the graph. ``timings`` says where the compile time went (seconds for
     "trace", "passes", "compile", "check"), ``check_kind`` how ``trace`` checked it ("full",
-    "regions" or None). Calls with tensors of other dtypes, devices or ranks (or other
-    shapes, when the graph has shape-specific ops) raise ``GuardError``.
+    "regions: ..." with how many kernels were checked, or None). Calls with tensors of other
+    dtypes, devices or ranks (or other shapes, when the graph has shape-specific ops) raise
+    ``GuardError``.
     """
 
     def __init__(self, fn, raw: Graph, in_spec, out_spec, tracer) -> None:
@@ -188,8 +189,10 @@ def trace(fn, example_inputs, *, check_trace: bool | None = None) -> TracedFunct
     traced.timings["trace"] = trace_s
     t0 = time.perf_counter()
     if check_trace is None and graph_bytes(graph) > FULL_CHECK_BYTES:
-        traced.check_kind = "regions"
-        problem, _ = check_regions(traced.plan, recorded_values(tracer), graph_tolerance(graph))
+        problem, checked, skipped = check_regions(
+            traced.plan, recorded_values(tracer), graph_tolerance(graph)
+        )
+        traced.check_kind = f"regions: {checked} distinct kernels checked, {skipped} skipped"
         if problem is not None:
             raise TraceError(f"trace check failed for {traced.__name__}: {problem}")
     elif check_trace is not False:

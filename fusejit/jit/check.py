@@ -197,21 +197,23 @@ def _close_fast(a: Tensor, b: Tensor, graph_tol: float) -> bool:
     return diff <= max(TOL.get(a.dtype.name, 0), graph_tol) * max(1.0, mag)
 
 
-def check_regions(plan, values: dict, graph_tol: float) -> tuple[str | None, int]:
+def check_regions(plan, values: dict, graph_tol: float) -> tuple[str | None, int, int]:
     """Run each fused kernel of ``plan`` on the eager values the trace recorded for its
     inputs and compare its results with the recorded eager results (a difference that
     rounding explains passes, judged against the region evaluated in float64). Unfused ops
     run eagerly in the plan, so the kernels are what a check has to check; a region is
     checked without the matmuls around it. Returns (the first problem or None, the number of
-    regions checked); a region whose values were not all recorded is skipped, and a kernel
+    regions checked, the number skipped): a region whose values were not all recorded (made
+    by a pass, not by the trace) is skipped, and a kernel
     that repeats (the same kernel on inputs of the same shapes: a model's layers) is checked
     once."""
-    checked = 0
+    checked = skipped = 0
     seen: set = set()
     for j, (node, kernel) in enumerate(plan.kernels):
         ins = [values.get(v) for v in node.inputs]
         want = [values.get(o) for o in node.outputs]
         if any(t is None for t in ins + want):
+            skipped += 1
             continue
         which = (id(kernel), tuple((t.shape, t.dtype) for t in ins))
         if which in seen:
@@ -229,7 +231,7 @@ def check_regions(plan, values: dict, graph_tol: float) -> tuple[str | None, int
                 continue
             inexact = a.dtype.is_floating_point or a.dtype.is_complex
             if a.dtype is not b.dtype or a.shape != b.shape or not inexact:
-                return problem, checked
+                return problem, checked, skipped
             try:
                 env = {
                     v: t.double() if t.dtype.is_floating_point else t
@@ -237,10 +239,10 @@ def check_regions(plan, values: dict, graph_tol: float) -> tuple[str | None, int
                 }
                 exact = run_block(node.blocks[0], env)[k]
             except Exception:  # an op without float64: the plain comparison stands
-                return problem, checked
+                return problem, checked, skipped
             scale = _max_finite([t for t in ins if t.dtype.is_floating_point])
             tol = max(TOL[a.dtype.name], graph_tol)
             explained, how = rounding_explains(a, b, exact, tol, scale)
             if not explained:
-                return (f"{problem}; {how}" if how else problem), checked
-    return None, checked
+                return (f"{problem}; {how}" if how else problem), checked, skipped
+    return None, checked, skipped

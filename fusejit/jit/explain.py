@@ -326,7 +326,9 @@ def _text(r: dict) -> str:
             t = s["timings"]
             lines.append(f"  compile time: {sum(t.values()):.3f} s = {_fmt_timings(t)}")
         if s.get("check"):
-            lines.append(f"  checked: {_CHECKS.get(s['check'], s['check'])}")
+            kind, _, counts = s["check"].partition(": ")
+            lines.append(f"  checked: {_CHECKS.get(kind, kind)}" + (f"; {counts}" if counts
+                                                                   else ""))  # fmt: skip
         lines.append(f"  {_moved(s)}")
         lines.append("  graph:")
         lines.extend("    " + line for line in s["graph"].splitlines())
