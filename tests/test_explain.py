@@ -161,6 +161,18 @@ def test_large_trace_checks_regions_without_a_second_forward():
     assert small.check_kind == "full"
 
 
+def test_region_check_with_infinities_and_nans():
+    def f(x):
+        return (x * 100).exp() - (x * 100).exp() * 0.5  # inf - inf: nan where exp overflows
+
+    x = fusejit.randn(2, 2048, 1024)
+    t = fusejit.trace(f, (x,))
+    assert t.check_kind.startswith("regions: 1 distinct kernels checked")
+    got, want = t(x).numpy(), f(x).numpy()
+    assert np.isnan(want).any() and np.isfinite(want).any()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-30, equal_nan=True)  # subnormals
+
+
 def test_trace_of_a_large_model_checks_every_kernel_once():
     # one layer of the default width and vocabulary: its weights alone hold 36 MiB
     fusejit.manual_seed(0)
