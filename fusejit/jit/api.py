@@ -6,6 +6,7 @@ import time
 
 from fusejit.base.errors import TraceError
 from fusejit.base.shapes import describe
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.control import has_control
 from fusejit.ir.graph import Graph
@@ -82,6 +83,7 @@ class TracedFunction:
         self._n_in = raw.n_inputs
         self._flat_in = in_spec == ("tuple", ("T",) * raw.n_inputs)
         self._single_out = out_spec == "T"
+        self._joints: dict = {}  # grad mask -> CompiledJoint (fusejit/jit/joint.py)
         self.__name__ = getattr(fn, "__name__", type(fn).__name__)
         self.__doc__ = getattr(fn, "__doc__", None)
 
@@ -92,7 +94,52 @@ class TracedFunction:
     def kernel_count(self) -> int:
         return len(self.plan.kernels)
 
+    def _needs_grad(self, tensors) -> bool:
+        for t in tensors:
+            info = getattr(t, "_ag", None)
+            if info is not None and info.requires_grad:
+                return True
+        for t in self.raw_graph.captured:
+            info = getattr(t, "_ag", None)
+            if info is not None and info.requires_grad:
+                return True
+        return False
+
+    def joint(self, tensors):
+        """The compiled forward and backward for the grad mask of ``tensors`` (the flat user
+        inputs) and the captured tensors (built on first use: ``fusejit/jit/joint.py``)."""
+        from fusejit.jit import joint as jt  # (it imports this module)
+
+        mask = jt.grad_mask([*tensors, *self.raw_graph.captured])
+        cj = self._joints.get(mask)
+        if cj is None:
+            raw = self.raw_graph
+            cj = jt.compile_joint(raw, [*tensors, *raw.captured], mask, optimize_graph,
+                                  _target_of(raw))  # fmt: skip
+            self._joints[mask] = cj
+        return cj
+
+    def _call_joint(self, tensors) -> list:
+        from fusejit.jit import joint as jt  # (it imports this module)
+
+        reason = self.plan.check(tensors)
+        if reason is not None:
+            raise GuardError(f"traced function called with other inputs than traced: {reason}")
+        fn, spec = self.fn, self.in_spec
+
+        def eager(*flat):
+            _, outs = tr.flatten_inputs((fn(*tr.unflatten_outputs(spec, flat)),))
+            return outs
+
+        return jt.call_joint(self.joint(tensors), self.__name__, tensors,
+                             self.raw_graph.captured, eager)  # fmt: skip
+
     def __call__(self, *args):
+        if MODE.enabled:  # with grad: joint forward and backward graphs
+            spec, tensors = (self.in_spec, args) if self._flat_in else tr.flatten_inputs(args)
+            if spec == self.in_spec and len(tensors) == self._n_in and self._needs_grad(tensors):
+                outs = self._call_joint(tensors)
+                return outs[0] if self._single_out else tr.unflatten_outputs(self.out_spec, outs)
         if self._flat_in and len(args) == self._n_in:
             plan = self.plan
             reason = plan.check(args)
