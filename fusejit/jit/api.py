@@ -131,7 +131,7 @@ class TracedFunction:
             _, outs = tr.flatten_inputs((fn(*tr.unflatten_outputs(spec, flat)),))
             return outs
 
-        return jt.call_joint(self.joint(tensors), self.__name__, tensors,
+        return jt.call_joint(self.joint(tensors), tensors,
                              self.raw_graph.captured, eager)  # fmt: skip
 
     def __call__(self, *args):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fusejit.jit.api import TracedFunction
 from fusejit.jit.graph_info import graph_info
+from fusejit.jit.joint import joint_info, joint_text
 from fusejit.jit.optimize import Executor, OptimizedModule
 
 __all__ = ["explain"]
@@ -20,6 +21,7 @@ def _report_traced(traced: TracedFunction) -> dict:
         "trace_seconds": None,
         "compile_seconds": traced.compile_seconds,
         **graph_info(traced),
+        "training": joint_info(traced),
     }
     return {
         "name": traced.__name__, "kind": "traced function", "warmup": None, "strict": None,
@@ -60,6 +62,7 @@ def report(optimized) -> dict:
         }
         if s.traced is not None:
             d.update(graph_info(s.traced, s.kernels))
+            d["training"] = joint_info(s.traced)
         elif s.info is not None:
             d.update(s.info)
         sigs.append(d)
@@ -129,6 +132,8 @@ def _text(r: dict) -> str:
         lines.append(f"  unfused nodes: {len(s['unfused'])}")
         for u in s["unfused"]:
             lines.append(f"    {u['op']}: {u['reason']}")
+        if s.get("training"):  # forward and backward graphs of calls that required grad
+            lines.append(_indent(joint_text(s["training"]), "  "))
     if r["events"]:
         lines.append("\nevents:")
         for k, e in enumerate(r["events"], 1):

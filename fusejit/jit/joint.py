@@ -45,7 +45,10 @@ from fusejit.jit.passes.simplify import simplify
 from fusejit.jit.runtime import Plan
 from fusejit.ops.registry import OPS
 
-__all__ = ["CompiledJoint", "build_joint", "compile_joint", "grad_mask", "call_joint"]
+__all__ = [
+    "CompiledJoint", "build_joint", "compile_joint", "grad_mask", "call_joint", "joint_info",
+    "joint_text",
+]  # fmt: skip
 
 
 # ---- the joint graph ---------------------------------------------------------------------------
@@ -256,9 +259,12 @@ class CompiledJoint:
         return len(self.forward_plan.kernels), len(self.backward_plan.kernels)
 
 
-def _describe_value(v: Value, producer: dict) -> str:
+def _describe_value(v: Value, producer: dict, n_inputs: int, primal_index: dict) -> str:
     n = producer.get(v)
-    return f"{v.hint or 'input'}" if n is None else n.op
+    if n is not None:
+        return n.op
+    k = primal_index.get(v, n_inputs)
+    return (v.hint or f"input {k}") if k < n_inputs else "captured"
 
 
 def compile_joint(raw: Graph, tensors: list, mask: tuple, optimize_graph, target: str
@@ -326,11 +332,14 @@ def compile_joint(raw: Graph, tensors: list, mask: tuple, optimize_graph, target
         partition=part,
         joint=joint,
     )
+    n_in = len(raw.inputs)
     for v in saved:
         where = "input" if v in primal_index else "forward result"
-        cj.saved_info.append((_describe_value(v, producer), str(v.type), nbytes(v), where))
+        what = _describe_value(v, producer, n_in, primal_index)
+        cj.saved_info.append((what, str(v.type), nbytes(v), where))
     for v in part.recomputed:
-        cj.recomputed_info.append((_describe_value(v, producer), str(v.type), nbytes(v)))
+        what = _describe_value(v, producer, n_in, primal_index)
+        cj.recomputed_info.append((what, str(v.type), nbytes(v)))
     cj.compile_seconds = time.perf_counter() - t0
     return cj
 
@@ -389,7 +398,7 @@ def _edges(tensors: list, indices: list) -> tuple[list, list]:
     return edges, metas
 
 
-def call_joint(cj: CompiledJoint, name: str, tensors: list, captured: list, eager_fn=None
+def call_joint(cj: CompiledJoint, tensors: list, captured: list, eager_fn=None
                ) -> list:  # fmt: skip
     """Run the forward plan of ``cj`` on ``tensors`` (user inputs) and ``captured``; the outputs
     that take gradients get a node whose backward runs the backward plan. ``eager_fn`` (the
@@ -407,8 +416,7 @@ def call_joint(cj: CompiledJoint, name: str, tensors: list, captured: list, eage
     edges, metas = _edges(all_in, cj.grad_inputs)
     inputs_kept = list(tensors)
     tangent_pos = [i for i, t in enumerate(cj.tangent_of) if t is not None]
-    node_name = f"Compiled{name[:1].upper()}{name[1:]}Backward" if name.isidentifier() else (
-        "CompiledFunctionBackward")  # fmt: skip
+    node_name = "CompiledFunctionBackward"
 
     def backward(*grads):
         for t, v in versions:
@@ -449,3 +457,70 @@ def _eager_grads(eager_fn, inputs, all_in, cj, tangents, node_name):
         return (None,) * len(targets)
     return autograd.grad([r for r, _ in want], targets, [g for _, g in want],
                          create_graph=True, allow_unused=True)  # fmt: skip
+
+
+# ---- explain -----------------------------------------------------------------------------------
+def _kernels(plan: Plan) -> list:
+    out = []
+    for node, k in plan.kernels:
+        out.append({"ops": [n.op for n in node.blocks[0].nodes],
+                    "kernel_key": getattr(k, "key", None) or node.attr("kernel_key")})  # fmt: skip
+    return out
+
+
+def _unfused(plan: Plan) -> list:
+    return [n.op for n in plan.graph.block.nodes if n.op != "fused"]
+
+
+def joint_info(traced) -> list:
+    """Per grad mask a ``TracedFunction`` was called with: its forward and backward graphs,
+    their kernels (the ops of each) and unfused nodes, the values saved for the backward and
+    those it recomputes, with their bytes (what ``fusejit.explain`` shows as "training")."""
+    out = []
+    for cj in getattr(traced, "_joints", {}).values():
+        p = cj.partition
+        out.append({
+            "requires_grad": list(cj.mask),
+            "forward_graph": str(cj.forward),
+            "backward_graph": str(cj.backward),
+            "forward_kernels": _kernels(cj.forward_plan),
+            "backward_kernels": _kernels(cj.backward_plan),
+            "forward_unfused": _unfused(cj.forward_plan),
+            "backward_unfused": _unfused(cj.backward_plan),
+            "saved": [{"value": a, "type": b, "bytes": c, "from": d}
+                      for a, b, c, d in cj.saved_info],
+            "recomputed": [{"value": a, "type": b, "bytes": c} for a, b, c in cj.recomputed_info],
+            "saved_bytes": p.saved_bytes,
+            "save_all_bytes": p.naive_bytes,
+            "compile_seconds": cj.compile_seconds,
+        })  # fmt: skip
+    return out
+
+
+def joint_text(infos: list) -> str:
+    """``joint_info`` as the lines ``fusejit.explain`` prints."""
+    lines = []
+    for d in infos:
+        mask = "".join("1" if m else "0" for m in d["requires_grad"])
+        lines.append(f"training (inputs requiring grad: {mask}; compiled in "
+                     f"{d['compile_seconds']:.3f} s):")  # fmt: skip
+        for part in ("forward", "backward"):
+            ks = d[f"{part}_kernels"]
+            lines.append(f"  {part}: {len(ks)} kernel(s), unfused: "
+                         f"{', '.join(d[f'{part}_unfused']) or 'none'}")  # fmt: skip
+            for j, k in enumerate(ks):
+                lines.append(f"    [{j}] {len(k['ops'])} ops: {', '.join(k['ops'])}")
+        lines.append(f"  saved for backward: {len(d['saved'])} value(s), {d['saved_bytes']} "
+                     f"bytes (saving every value the backward reads: "
+                     f"{d['save_all_bytes']} bytes)")  # fmt: skip
+        for s in d["saved"]:
+            lines.append(f"    {s['value']} {s['type']}: {s['bytes']} bytes ({s['from']})")
+        rb = sum(r["bytes"] for r in d["recomputed"])
+        lines.append(f"  recomputed in backward: {len(d['recomputed'])} value(s), {rb} bytes")
+        for r in d["recomputed"]:
+            lines.append(f"    {r['value']} {r['type']}: {r['bytes']} bytes")
+        lines.append("  forward graph:")
+        lines.extend("    " + ln for ln in d["forward_graph"].splitlines())
+        lines.append("  backward graph:")
+        lines.extend("    " + ln for ln in d["backward_graph"].splitlines())
+    return "\n".join(lines)
