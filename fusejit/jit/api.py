@@ -84,6 +84,9 @@ class TracedFunction:
         self._flat_in = in_spec == ("tuple", ("T",) * raw.n_inputs)
         self._single_out = out_spec == "T"
         self._joints: dict = {}  # grad mask -> CompiledJoint (fusejit/jit/joint.py)
+        self.joint_errors: dict = {}  # grad mask -> why calls with it differentiate eagerly
+        # where gradients stop: values detach() was called on, values computed under no_grad
+        self._stops = (getattr(tracer, "detached", ()), getattr(tracer, "no_grad", ()))
         self.__name__ = getattr(fn, "__name__", type(fn).__name__)
         self.__doc__ = getattr(fn, "__doc__", None)
 
@@ -115,7 +118,7 @@ class TracedFunction:
         if cj is None:
             raw = self.raw_graph
             cj = jt.compile_joint(raw, [*tensors, *raw.captured], mask, optimize_graph,
-                                  _target_of(raw))  # fmt: skip
+                                  _target_of(raw), self._stops)  # fmt: skip
             self._joints[mask] = cj
         return cj
 
@@ -131,7 +134,16 @@ class TracedFunction:
             _, outs = tr.flatten_inputs((fn(*tr.unflatten_outputs(spec, flat)),))
             return outs
 
-        return jt.call_joint(self.joint(tensors), tensors,
+        mask = jt.grad_mask([*tensors, *self.raw_graph.captured])
+        if mask in self.joint_errors:
+            return eager(*tensors)
+        try:
+            cj = self.joint(tensors)
+        except TraceError as e:
+            self.joint_errors[mask] = str(e)
+            tr.warn(f"{self.__name__}: gradients are computed eagerly: {e}")
+            return eager(*tensors)
+        return jt.call_joint(cj, tensors,
                              self.raw_graph.captured, eager)  # fmt: skip
 
     def __call__(self, *args):

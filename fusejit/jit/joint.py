@@ -112,10 +112,14 @@ def grad_mask(tensors) -> tuple:
     return tuple(out)
 
 
-def build_joint(raw: Graph, tensors: list, mask: tuple) -> JointGraph:
+def build_joint(raw: Graph, tensors: list, mask: tuple, stops=((), ())) -> JointGraph:
     """The joint graph of ``raw`` (a straight-line graph of op-table ops), replayed on
     ``tensors`` (its params' tensors: user inputs, then captured) with ``mask`` telling which
-    require grad."""
+    require grad. ``stops``: (values ``detach()`` was called on, values computed with grad mode
+    off) while tracing; a detached value that would carry a gradient is a ``TraceError`` (the
+    traced graph uses one value for the tensor and its detached alias)."""
+    detached, no_grad = stops
+    no_grad = set(no_grad)
     params = raw.block.params
     for n in raw.block.nodes:
         op = OPS.get(n.op)
@@ -132,7 +136,13 @@ def build_joint(raw: Graph, tensors: list, mask: tuple) -> JointGraph:
         op = OPS[n.op]
         need = op.differentiable and any(rg.get(v, False) for v in n.tensor_inputs())
         for o in n.outputs:
-            rg[o] = need and o.type.dtype.kind in "fc"
+            rg[o] = need and o.type.dtype.kind in "fc" and o not in no_grad
+    for v in detached:
+        if rg.get(v, False):
+            raise TraceError(
+                "backward through a compiled graph: the function calls detach() on a tensor "
+                "that requires grad, which the traced graph cannot tell from the tensor itself"
+            )
     with tr._trace_lock:
         if recording.TRACER is not None:
             raise TraceError("backward through a compiled graph: a trace is being recorded")
@@ -267,12 +277,12 @@ def _describe_value(v: Value, producer: dict, n_inputs: int, primal_index: dict)
     return (v.hint or f"input {k}") if k < n_inputs else "captured"
 
 
-def compile_joint(raw: Graph, tensors: list, mask: tuple, optimize_graph, target: str
-                  ) -> CompiledJoint:  # fmt: skip
+def compile_joint(raw: Graph, tensors: list, mask: tuple, optimize_graph, target: str,
+                  stops=((), ())) -> CompiledJoint:  # fmt: skip
     """Build, partition, split and compile the joint graph of ``raw`` for grad ``mask``
     (``optimize_graph(graph, target)`` optimizes each part: ``fusejit.jit.api``'s)."""
     t0 = time.perf_counter()
-    jg = build_joint(raw, tensors, mask)
+    jg = build_joint(raw, tensors, mask, stops)
     verify(jg.graph)
     joint = _cleanup(jg.graph, target)
     params = joint.block.params
@@ -477,6 +487,8 @@ def joint_info(traced) -> list:
     their kernels (the ops of each) and unfused nodes, the values saved for the backward and
     those it recomputes, with their bytes (what ``fusejit.explain`` shows as "training")."""
     out = []
+    for mask, reason in getattr(traced, "joint_errors", {}).items():
+        out.append({"requires_grad": list(mask), "runs_eager": reason})
     for cj in getattr(traced, "_joints", {}).values():
         p = cj.partition
         out.append({
@@ -502,6 +514,10 @@ def joint_text(infos: list) -> str:
     lines = []
     for d in infos:
         mask = "".join("1" if m else "0" for m in d["requires_grad"])
+        if "runs_eager" in d:
+            lines.append(f"training (inputs requiring grad: {mask}): runs eager: "
+                         f"{d['runs_eager']}")  # fmt: skip
+            continue
         lines.append(f"training (inputs requiring grad: {mask}; compiled in "
                      f"{d['compile_seconds']:.3f} s):")  # fmt: skip
         for part in ("forward", "backward"):

@@ -151,7 +151,8 @@ def _plain(args):
     out = []
     for a in args:
         if isinstance(a, Tensor) and a.__class__ is not Tensor:
-            a = Tensor._wrap(a._data, a._dtype, a._device)
+            if getattr(a, "_ag", None) is None or not a._ag.requires_grad:
+                a = Tensor._wrap(a._data, a._dtype, a._device)  # (else kept: its grad edge)
         elif isinstance(a, (tuple, list)):
             a = type(a)(_plain(a))
         out.append(a)
