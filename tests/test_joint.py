@@ -1,0 +1,379 @@
+"""Joint forward/backward graphs: traced and optimized functions whose inputs (or captured
+parameters) require grad return outputs whose backward runs a compiled backward graph.
+
+Gradients are compared with eager autograd's: bit for bit where every op (forward and
+derivative rule) is exact and no reduction is reordered (a row kernel sums in another order
+than numpy: those, and the transcendental functions, are compared within a tolerance of a few
+ulps of the gradients' scale). The partition (saved vs recomputed) is checked on small graphs,
+and the peak memory of a training step against eager's with ``tracemalloc``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from jit_helpers import as_np, assert_bitwise, module_cache_fixture, programs
+
+import fusejit as F
+from fusejit.base.errors import AutogradError
+from fusejit.jit.partition import max_flow_min_cut
+
+_cache = module_cache_fixture()
+nnf = F.nn.functional
+
+
+def rand(*shape, dtype=np.float64, seed=0, grad=True, lo=-1.0, hi=1.0):
+    a = np.random.default_rng(seed).uniform(lo, hi, shape).astype(dtype)
+    t = F.tensor(a)
+    return t.requires_grad_() if grad else t
+
+
+def clone_leaves(ts):
+    return tuple(F.tensor(t.numpy().copy()).requires_grad_(t.requires_grad) for t in ts)
+
+
+def grads_of(fn, inputs, seed=1):
+    """(outputs, gradients of the inputs requiring grad) of ``fn(*inputs)`` for random
+    gradients of its outputs."""
+    out = fn(*inputs)
+    outs = out if isinstance(out, tuple) else (out,)
+    rng = np.random.default_rng(seed)
+    diff = [o for o in outs if o.requires_grad]
+    gos = [F.tensor(rng.uniform(-1, 1, o.shape).astype(o.dtype.np)) for o in diff]
+    targets = [t for t in inputs if isinstance(t, F.Tensor) and t.requires_grad]
+    gs = F.autograd.grad(diff, targets, gos, allow_unused=True) if diff else ()
+    return outs, gs
+
+
+def close(actual, expected, rtol, what=""):
+    """|actual - expected| <= rtol * (|expected| + max |expected|), NaN where NaN."""
+    a, b = as_np(actual).astype(np.float64), as_np(expected).astype(np.float64)
+    assert a.shape == b.shape, what
+    scale = np.nanmax(np.abs(b[np.isfinite(b)]), initial=0.0)
+    ok = (np.abs(a - b) <= rtol * (np.abs(b) + scale)) | (a == b) | (np.isnan(a) & np.isnan(b))
+    assert ok.all(), f"{what}: max diff {np.nanmax(np.abs(a - b))} (scale {scale})"
+
+
+# ---- gradients equal eager's -------------------------------------------------------------------
+def test_exact_ops_give_bitwise_gradients():
+    def f(x, y, w):
+        return ((x * y - x / y) @ w).relu(), x.maximum(y) * 3
+
+    for dtype in (np.float32, np.float64):
+        ins = (rand(4, 5, dtype=dtype, seed=1), rand(4, 5, dtype=dtype, seed=2, lo=0.5, hi=2),
+               rand(5, 3, dtype=dtype, seed=3))  # fmt: skip
+        tf = F.trace(f, ins)
+        outs_e, ge = grads_of(f, ins)
+        ins2 = clone_leaves(ins)
+        outs_j, gj = grads_of(tf, ins2)
+        assert all(o.grad_fn is not None for o in outs_j)
+        assert outs_j[0].grad_fn.name() == "CompiledFunctionBackward"
+        for a, b in zip(outs_j, outs_e, strict=True):
+            assert_bitwise(a.detach(), b.detach())
+        for k, (a, b) in enumerate(zip(gj, ge, strict=True)):
+            assert_bitwise(a, b, f"grad {k}")
+
+
+def test_gelu_of_matmul_saves_the_matmul_and_recomputes_gelu():
+    x, w = rand(16, 32, dtype=np.float32, seed=1), rand(32, 8, dtype=np.float32, seed=2)
+
+    def f(x, w):
+        return nnf.gelu(x @ w)
+
+    tf = F.trace(f, (x, w))
+    _, ge = grads_of(f, clone_leaves((x, w)))
+    _, gj = grads_of(tf, clone_leaves((x, w)))
+    for a, b in zip(gj, ge, strict=True):
+        close(a, b, 1e-6)
+    (cj,) = tf._joints.values()
+    saved_ops = {i[0] for i in cj.saved_info}
+    assert "matmul" in saved_ops
+    assert not saved_ops & {"gelu", "erf", "mul", "add", "exp"}
+    assert {"erf", "exp"} <= {i[0] for i in cj.recomputed_info}
+    part = cj.partition
+    # the inputs (needed by the matmul's gradient) and the matmul output, nothing else
+    assert part.saved_bytes == (16 * 32 + 32 * 8 + 16 * 8) * 4
+    assert part.saved_bytes <= part.naive_bytes
+    fwd_k, bwd_k = cj.kernel_counts()
+    assert fwd_k == 1 and bwd_k == 1  # gelu forward; gelu' times the gradient
+
+
+def test_broadcasting_and_reductions():
+    def f(x, b, s):
+        y = (x + b) * s  # (8, 5) + (5,), times a 0-d tensor
+        return y.sum(0), y.mean(), (y * y).amax(1, keepdim=True), y.var(1)
+
+    args = (rand(8, 5, seed=1), rand(5, seed=2), rand(seed=3))
+    tf = F.trace(f, args)
+    _, ge = grads_of(f, clone_leaves(args))
+    _, gj = grads_of(tf, clone_leaves(args))
+    for a, b in zip(gj, ge, strict=True):
+        assert a.shape == b.shape
+        close(a, b, 1e-13)
+
+
+def test_softmax_log_softmax_and_cross_entropy():
+    target = F.tensor(np.array([1, 0, 3, 2, 2, 4]))
+
+    def f(logits, t):
+        return (nnf.cross_entropy(logits, t), nnf.softmax(logits, -1) * 2,
+                nnf.log_softmax(logits * 3, 1).sum())  # fmt: skip
+
+    logits = rand(6, 5, seed=4, lo=-3, hi=3)
+    tf = F.trace(f, (logits, target))
+    _, ge = grads_of(f, (*clone_leaves((logits,)), target))
+    _, gj = grads_of(tf, (*clone_leaves((logits,)), target))
+    close(gj[0], ge[0], 1e-13)
+
+
+class MLP(F.nn.Module):
+    def __init__(self, d_in=8, hidden=16, d_out=4):
+        super().__init__()
+        self.fc1 = F.nn.Linear(d_in, hidden)
+        self.norm = F.nn.LayerNorm(hidden)
+        self.fc2 = F.nn.Linear(hidden, d_out)
+
+    def forward(self, x):
+        return self.fc2(self.norm(nnf.gelu(self.fc1(x))))
+
+
+def _param_grads(m):
+    return [p.grad.numpy().copy() for p in m.parameters()]
+
+
+@pytest.mark.parametrize("dtype", [F.float32, F.float64])
+def test_optimized_module_trains_as_eager(dtype):
+    F.manual_seed(0)
+    m = MLP().to(dtype)
+    om = F.optimize(m, warmup=1)
+    x = rand(6, 8, seed=5, grad=False).to(dtype)
+    y = rand(6, 4, seed=6, grad=False).to(dtype)
+    rtol = 1e-5 if dtype is F.float32 else 1e-12
+    for step in range(3):
+        m.zero_grad()
+        nnf.mse_loss(m(x), y).backward()
+        expected = _param_grads(m)
+        m.zero_grad()
+        out = om(x)
+        loss = nnf.mse_loss(out, y)
+        loss.backward()
+        got = _param_grads(m)
+        for k, (a, b) in enumerate(zip(got, expected, strict=True)):
+            close(a, b, rtol, f"step {step}, parameter {k}")
+        if step >= 1:  # compiled from the second call on
+            assert out.grad_fn.name() == "CompiledFunctionBackward"
+        with F.no_grad():
+            for p in m.parameters():
+                p -= 0.1 * p.grad
+    r = F.explain(om, as_dict=True)
+    (training,) = r["signatures"][0]["training"]
+    assert training["saved_bytes"] <= training["save_all_bytes"]
+    text = F.explain(om)
+    assert "saved for backward" in text and "recomputed in backward" in text
+    assert "backward graph" in text and "bytes" in text
+
+
+def test_gradients_accumulate_into_leaves_as_eager():
+    x, w = rand(3, 4, seed=1), rand(4, seed=2)
+    tf = F.trace(lambda x, w: (x * w).tanh().sum(), (x, w))
+    tf(x, w).backward()
+    tf(x, w).backward()
+    x2, w2 = clone_leaves((x, w))
+    (x2 * w2).tanh().sum().backward()
+    (x2 * w2).tanh().sum().backward()
+    close(x.grad, x2.grad, 1e-14)
+    close(w.grad, w2.grad, 1e-14)
+
+
+def test_inputs_with_history_and_partial_requires_grad():
+    a = rand(5, seed=1)
+    x = a * 2  # not a leaf: its gradient flows on to a
+    c = rand(5, seed=2, grad=False)
+    tf = F.trace(lambda x, c: (x * c).exp().sum(), (x, c))
+    tf(x, c).backward()
+    a2 = F.tensor(a.numpy()).requires_grad_()
+    ((a2 * 2) * c).exp().sum().backward()
+    close(a.grad, a2.grad, 1e-14)
+    assert c.grad is None
+
+
+def test_second_backward_and_in_place_writes_are_errors():
+    x, w = rand(3, 4, seed=1), rand(4, 2, seed=2)
+    tf = F.trace(lambda x, w: (x @ w).sum(), (x, w))
+    out = tf(x, w)
+    out.backward()
+    with pytest.raises(AutogradError, match="second time"):
+        out.backward()
+    out = tf(x, w)
+    with F.no_grad():
+        w.mul_(2)
+    with pytest.raises(AutogradError, match="modified by an in-place operation"):
+        out.backward()
+
+
+def test_no_grad_calls_run_the_inference_plan():
+    x = rand(3, 4, seed=1)
+    tf = F.trace(lambda x: x.exp() * 2, (x,))
+    with F.no_grad():
+        out = tf(x)
+    assert not out.requires_grad
+
+
+def test_no_grad_and_detach_inside_the_function():
+    x = rand(4, 5, seed=1)
+
+    def f(x):
+        with F.no_grad():
+            m = x.mean()
+        return ((x - m) * x).sum()
+
+    tf = F.trace(f, (x,))
+    _, gj = grads_of(tf, clone_leaves((x,)))
+    _, ge = grads_of(f, clone_leaves((x,)))
+    close(gj[0], ge[0], 1e-14)
+
+    def g(x):
+        return (x * x.detach()).sum()
+
+    with pytest.warns(F.TracerWarning, match="gradients are computed eagerly"):
+        tg = F.trace(g, (x,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, gj = grads_of(tg, clone_leaves((x,)))
+    _, ge = grads_of(g, clone_leaves((x,)))
+    assert_bitwise(gj[0], ge[0])
+
+
+def test_create_graph_through_a_compiled_function():
+    x = rand(6, seed=3)
+    tf = F.trace(lambda x: (x.sin() * x).sum(), (x,))
+    (gx,) = F.autograd.grad(tf(x), x, create_graph=True)
+    (ggx,) = F.autograd.grad(gx.sum(), x)
+    x2 = clone_leaves((x,))[0]
+    (ex,) = F.autograd.grad((x2.sin() * x2).sum(), x2, create_graph=True)
+    (egx,) = F.autograd.grad(ex.sum(), x2)
+    close(ggx, egx, 1e-14)
+
+
+def test_gradcheck_through_traced_and_optimized_functions():
+    def f(x, w, b):
+        h = nnf.gelu(x @ w + b)
+        return nnf.softmax(h, -1) * h.tanh() + nnf.layer_norm(h, (3,))
+
+    args = (rand(4, 5, seed=1), rand(5, 3, seed=2), rand(3, seed=3))
+    tf = F.trace(f, args)
+    assert F.autograd.gradcheck(tf, args)
+    of = F.optimize(f, warmup=0)
+    assert F.autograd.gradcheck(of, args)
+    assert F.explain(of, as_dict=True)["signatures"][0]["status"] == "compiled"
+
+
+# ---- random programs ---------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+@given(p=programs("float"))
+def test_random_programs_gradients_equal_eager(p):
+    arrays = p.arrays()
+
+    def leaves():
+        ts = p.inputs([np.array(a) for a in arrays])
+        return tuple(t.requires_grad_() if t.dtype.is_floating_point else t for t in ts)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        outs_e, ge = grads_of(p.fn, leaves())
+        assume(any(o.requires_grad for o in outs_e))
+        traced = F.trace(p.fn, leaves())
+        outs_j, gj = grads_of(traced, leaves())
+    assert [o.requires_grad for o in outs_j] == [o.requires_grad for o in outs_e]
+    assert len(gj) == len(ge)
+    exact = p.all_exact()
+    for k, (a, b) in enumerate(zip(gj, ge, strict=True)):
+        assert (a is None) == (b is None), f"grad {k}"
+        if a is None:
+            continue
+        if exact:
+            assert_bitwise(a, b, f"grad {k}")
+        else:
+            close(a, b, 1e-4 if a.dtype is F.float32 else 1e-10, f"grad {k}")
+
+
+# ---- the partition -----------------------------------------------------------------------------
+def _brute_min_cut(n, edges, s, t):
+    best = float("inf")
+    others = [v for v in range(n) if v not in (s, t)]
+    for k in range(len(others) + 1):
+        for side in itertools.combinations(others, k):
+            S = {s, *side}
+            best = min(best, sum(c for u, v, c in edges if u in S and v not in S))
+    return best
+
+
+def test_max_flow_equals_the_brute_force_min_cut():
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n = int(rng.integers(3, 8))
+        edges = []
+        for u in range(n):
+            for v in range(n):
+                if u != v and rng.random() < 0.4:
+                    edges.append((u, v, int(rng.integers(1, 10))))
+        flow, side = max_flow_min_cut(n, edges, 0, n - 1)
+        assert flow == _brute_min_cut(n, edges, 0, n - 1)
+        assert 0 in side and n - 1 not in side
+        assert sum(c for u, v, c in edges if u in side and v not in side) == flow
+
+
+def test_a_reduction_is_saved_and_an_elementwise_chain_recomputed():
+    x = rand(32, 64, dtype=np.float32, seed=1)
+
+    def f(x):
+        y = (x * 2).exp()  # elementwise: recomputed from x
+        s = y.sum(-1, keepdim=True)  # a reduction: saved (small)
+        return (y / s).tanh()
+
+    tf = F.trace(f, (x,))
+    _, gj = grads_of(tf, clone_leaves((x,)))
+    _, ge = grads_of(f, clone_leaves((x,)))
+    close(gj[0], ge[0], 1e-5)
+    (cj,) = tf._joints.values()
+    saved = {i[0]: i[2] for i in cj.saved_info}
+    assert "sum" in saved and "exp" not in saved
+    assert cj.partition.saved_bytes < cj.partition.naive_bytes
+
+
+def test_peak_memory_of_a_step_does_not_exceed_eager():
+    # tensors under 1 MiB: the host pool keeps larger dead buffers, which tracemalloc counts
+    F.manual_seed(0)
+    m = F.nn.Sequential(F.nn.Linear(128, 256), F.nn.GELU(), F.nn.LayerNorm(256),
+                        F.nn.Linear(256, 256), F.nn.Tanh(), F.nn.Linear(256, 16))  # fmt: skip
+    x = rand(256, 128, dtype=np.float32, grad=False)
+    y = rand(256, 16, dtype=np.float32, grad=False, seed=2)
+    om = F.optimize(m, warmup=0)
+
+    def step(model):
+        m.zero_grad()
+        nnf.mse_loss(model(x), y).backward()
+
+    def peak(model):
+        step(model)  # warm (compiles)
+        best = None
+        for _ in range(2):
+            m.zero_grad()
+            tracemalloc.start()
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            nnf.mse_loss(model(x), y).backward()
+            p = tracemalloc.get_traced_memory()[1] - base
+            tracemalloc.stop()
+            best = p if best is None else min(best, p)
+        return best
+
+    eager = peak(m)
+    compiled = peak(om)
+    assert compiled <= eager, (compiled, eager)
