@@ -274,7 +274,7 @@ def test_gradcheck_through_traced_and_optimized_functions():
 
 
 # ---- random programs ---------------------------------------------------------------------------
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=10, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
 @given(p=programs("float"))
 def test_random_programs_gradients_equal_eager(p):
