@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from fusejit.base.errors import TraceError
@@ -84,6 +85,7 @@ class TracedFunction:
         self._flat_in = in_spec == ("tuple", ("T",) * raw.n_inputs)
         self._single_out = out_spec == "T"
         self._joints: dict = {}  # grad mask -> CompiledJoint (fusejit/jit/joint.py)
+        self._joint_lock = threading.Lock()
         self.joint_errors: dict = {}  # grad mask -> why calls with it differentiate eagerly
         # where gradients stop: values detach() was called on, values computed under no_grad
         self._stops = (getattr(tracer, "detached", ()), getattr(tracer, "no_grad", ()))
@@ -116,11 +118,31 @@ class TracedFunction:
         mask = jt.grad_mask([*tensors, *self.raw_graph.captured])
         cj = self._joints.get(mask)
         if cj is None:
-            raw = self.raw_graph
-            cj = jt.compile_joint(raw, [*tensors, *raw.captured], mask, optimize_graph,
-                                  _target_of(raw), self._stops)  # fmt: skip
-            self._joints[mask] = cj
+            with self._joint_lock:
+                cj = self._joints.get(mask)
+                if cj is None:
+                    raw = self.raw_graph
+                    cj = jt.compile_joint(raw, [*tensors, *raw.captured], mask, optimize_graph,
+                                          _target_of(raw), self._stops)  # fmt: skip
+                    self._joints[mask] = cj
         return cj
+
+    def prepare_joint(self, tensors) -> None:
+        """Build the joint graphs for calls like ``tensors`` (flat user inputs) where grad
+        mode is on and a tensor requires grad; what cannot be built is noted, and such calls
+        differentiate eagerly (``fusejit.optimize`` calls this while no other thread runs
+        eager ops: the joint graph is recorded by a tracer)."""
+        from fusejit.jit import joint as jt  # (it imports this module)
+
+        if not (MODE.enabled and self._needs_grad(tensors)):
+            return
+        mask = jt.grad_mask([*tensors, *self.raw_graph.captured])
+        if mask in self.joint_errors:
+            return
+        try:
+            self.joint(tensors)
+        except TraceError as e:
+            self.joint_errors[mask] = str(e)
 
     def _call_joint(self, tensors) -> list:
         from fusejit.jit import joint as jt  # (it imports this module)

@@ -473,8 +473,12 @@ def _eager_grads(eager_fn, inputs, all_in, cj, tangents, node_name):
 def _kernels(plan: Plan) -> list:
     out = []
     for node, k in plan.kernels:
+        # a CPU kernel also builds, on first use, one kernel per way its inputs broadcast
+        entries = getattr(k, "entries", None)
+        extra = entries()[1:] if entries is not None else []
         out.append({"ops": [n.op for n in node.blocks[0].nodes],
-                    "kernel_key": getattr(k, "key", None) or node.attr("kernel_key")})  # fmt: skip
+                    "kernel_key": getattr(k, "key", None) or node.attr("kernel_key"),
+                    "broadcast_kernels": [e.key for e in extra]})  # fmt: skip
     return out
 
 

@@ -430,6 +430,12 @@ class Executor:
                     origin = "memory" if ck in before else CACHE.origin.get(ck, "compiled")
                     kernels.append(([n.op for n in node.blocks[0].nodes], ck, origin))
             t1 = time.perf_counter()
+            # joint forward/backward graphs are recorded by a tracer: exclusive, as a trace
+            _GATE.begin_write()
+            try:
+                traced.prepare_joint(tensors)
+            finally:
+                _GATE.end_write()
             out = _gated(traced, plain)  # numba compiles on the first call
             first_run = time.perf_counter() - t1
         except Exception as e:  # eager is always right: fall back rather than fail the call
