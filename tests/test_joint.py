@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from jit_helpers import as_np, assert_bitwise, module_cache_fixture, programs
+from parity_helpers import CUDA_OK, _why_no_gpu
 
 import fusejit as F
 from fusejit.base.errors import AutogradError
@@ -44,7 +45,7 @@ def grads_of(fn, inputs, seed=1):
     outs = out if isinstance(out, tuple) else (out,)
     rng = np.random.default_rng(seed)
     diff = [o for o in outs if o.requires_grad]
-    gos = [F.tensor(rng.uniform(-1, 1, o.shape).astype(o.dtype.np)) for o in diff]
+    gos = [F.tensor(rng.uniform(-1, 1, o.shape).astype(o.dtype.np)).to(o.device) for o in diff]
     targets = [t for t in inputs if isinstance(t, F.Tensor) and t.requires_grad]
     gs = F.autograd.grad(diff, targets, gos, allow_unused=True) if diff else ()
     return outs, gs
@@ -143,7 +144,7 @@ class MLP(F.nn.Module):
 
 
 def _param_grads(m):
-    return [p.grad.numpy().copy() for p in m.parameters()]
+    return [p.grad.cpu().numpy().copy() for p in m.parameters()]
 
 
 @pytest.mark.parametrize("dtype", [F.float32, F.float64])
@@ -377,3 +378,81 @@ def test_peak_memory_of_a_step_does_not_exceed_eager():
     eager = peak(m)
     compiled = peak(om)
     assert compiled <= eager, (compiled, eager)
+
+
+# ---- CUDA (bench/gpu_check.sh) -----------------------------------------------------------------
+needs_cuda = pytest.mark.skipif(not CUDA_OK, reason=f"no usable GPU: {_why_no_gpu()}")
+
+
+def to_cuda(ts):
+    return tuple(F.tensor(t.numpy().copy(), device="cuda").requires_grad_(t.requires_grad)
+                 for t in ts)  # fmt: skip
+
+
+@needs_cuda
+def test_joint_gradients_cuda():
+    def f(x, w, b):
+        h = nnf.gelu(x @ w + b)
+        return nnf.layer_norm(h, (h.shape[-1],)) * nnf.softmax(h, -1), (h * h).sum(0)
+
+    args = (rand(64, 32, dtype=np.float32, seed=1), rand(32, 48, dtype=np.float32, seed=2),
+            rand(48, dtype=np.float32, seed=3))  # fmt: skip
+    cpu_tf = F.trace(f, args)
+    ins = to_cuda(args)
+    tf = F.trace(f, ins)
+    _, gj = grads_of(tf, to_cuda(args))
+    _, ge = grads_of(f, to_cuda(args))
+    _, gc = grads_of(cpu_tf, clone_leaves(args))
+    for a, b, c in zip(gj, ge, gc, strict=True):
+        assert a.device.type == "cuda"
+        close(a.cpu(), b.cpu(), 1e-4)
+        close(a.cpu(), c, 1e-4)
+    (cj,) = tf._joints.values()
+    assert "matmul" in {i[0] for i in cj.saved_info}
+
+
+@needs_cuda
+def test_optimized_module_trains_as_eager_cuda():
+    F.manual_seed(0)
+    m = MLP(32, 64, 8).to("cuda")
+    om = F.optimize(m, warmup=1)
+    x = rand(16, 32, dtype=np.float32, seed=5, grad=False).to("cuda")
+    y = rand(16, 8, dtype=np.float32, seed=6, grad=False).to("cuda")
+    for _ in range(3):
+        m.zero_grad()
+        nnf.mse_loss(m(x), y).backward()
+        expected = _param_grads(m)
+        m.zero_grad()
+        nnf.mse_loss(om(x), y).backward()
+        for a, b in zip(_param_grads(m), expected, strict=True):
+            close(a, b, 1e-4)
+    assert F.explain(om, as_dict=True)["signatures"][0]["training"]
+
+
+@needs_cuda
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+@given(p=programs("float"))
+def test_random_programs_gradients_equal_eager_cuda(p):
+    arrays = p.arrays()
+
+    def leaves():
+        ts = tuple(F.tensor(np.array(a), device="cuda") for a in arrays)
+        return tuple(t.requires_grad_() if t.dtype.is_floating_point else t for t in ts)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        outs_e, ge = grads_of(p.fn, leaves())
+        assume(any(o.requires_grad for o in outs_e))
+        traced = F.trace(p.fn, leaves())
+        outs_j, gj = grads_of(traced, leaves())
+    assert [o.requires_grad for o in outs_j] == [o.requires_grad for o in outs_e]
+    exact = p.all_exact()
+    for k, (a, b) in enumerate(zip(gj, ge, strict=True)):
+        assert (a is None) == (b is None), f"grad {k}"
+        if a is None:
+            continue
+        if exact:
+            assert_bitwise(a.cpu(), b.cpu(), f"grad {k}")
+        else:
+            close(a.cpu(), b.cpu(), 1e-4 if a.dtype is F.float32 else 1e-10, f"grad {k}")
