@@ -215,6 +215,15 @@ def test_second_backward_and_in_place_writes_are_errors():
         w.mul_(2)
     with pytest.raises(AutogradError, match="modified by an in-place operation"):
         out.backward()
+    # an output the backward reads (softmax's), written in place: an error, as in eager
+    te = F.trace(lambda x: nnf.softmax(x, -1), (x,))
+    out = te(x)
+    (cj,) = te._joints.values()
+    assert ("out", 0) in cj.saved_sources  # the output itself, not a copy
+    with F.no_grad():
+        out.add_(1)
+    with pytest.raises(AutogradError, match="modified by an in-place operation"):
+        out.sum().backward()
 
 
 def test_no_grad_calls_run_the_inference_plan():

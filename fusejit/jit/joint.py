@@ -296,7 +296,8 @@ def compile_joint(raw: Graph, tensors: list, mask: tuple, optimize_graph, target
     producer = {o: n for n in joint.block.nodes for o in n.outputs}
     primal_index = {p: k for k, p in enumerate(primals)}
     # forward: what the outputs and the saved values need
-    saved_out = [v for v in saved if v not in primal_index]
+    # (a saved value that is an output is read from the output: no copy)
+    saved_out = [v for v in saved if v not in primal_index and v not in outputs]
     fwd_results = outputs + saved_out
     live = {v for v in fwd_results if isinstance(v, Value)}
     fwd_nodes = []
@@ -333,6 +334,8 @@ def compile_joint(raw: Graph, tensors: list, mask: tuple, optimize_graph, target
         saved_sources=[
             ("param", primal_index[v])
             if v in primal_index
+            else ("out", outputs.index(v))
+            if v in outputs
             else ("out", jg.n_outputs + saved_out.index(v))
             for v in saved
         ],  # fmt: skip
@@ -420,8 +423,7 @@ def call_joint(cj: CompiledJoint, tensors: list, captured: list, eager_fn=None
     env = [*tensors, *captured]
     saved = [env[k] if kind == "param" else res[k] for kind, k in cj.saved_sources]
     del res, env
-    versions = [(t, autograd.version_of(t)) for (kind, _), t in zip(cj.saved_sources, saved)
-                if kind == "param"]  # fmt: skip
+    versions = [(t, autograd.version_of(t)) for t in saved]
     all_in = [*tensors, *captured]
     edges, metas = _edges(all_in, cj.grad_inputs)
     inputs_kept = list(tensors)
@@ -432,7 +434,7 @@ def call_joint(cj: CompiledJoint, tensors: list, captured: list, eager_fn=None
         for t, v in versions:
             if autograd.version_of(t) != v:
                 raise AutogradError(
-                    f"backward: an input of {node_name} ({t._dtype.name} tensor of shape "
+                    f"backward: a tensor {node_name} saved ({t._dtype.name} tensor of shape "
                     f"{list(t.shape)}), needed for the gradient, was modified by an in-place "
                     f"operation after the forward (version {autograd.version_of(t)}, saved at "
                     f"{v}); clone() it before writing into it"
