@@ -465,3 +465,18 @@ def test_random_programs_gradients_equal_eager_cuda(p):
             assert_bitwise(a.cpu(), b.cpu(), f"grad {k}")
         else:
             close(a.cpu(), b.cpu(), 1e-4 if a.dtype is F.float32 else 1e-10, f"grad {k}")
+
+
+def test_a_shape_generic_function_differentiates_at_other_sizes():
+    def f(x, b):
+        return ((x * b).tanh() + x).sum(-1)
+
+    tf = F.trace(f, (rand(4, 6, seed=1), rand(6, seed=2)))
+    assert tf.plan.shape_generic
+    for shape in ((4, 6), (9, 3), (2, 5)):
+        args = (rand(*shape, seed=3), rand(shape[-1], seed=4))
+        _, gj = grads_of(tf, clone_leaves(args))
+        _, ge = grads_of(f, clone_leaves(args))
+        for a, b in zip(gj, ge, strict=True):
+            assert a.shape == b.shape
+            close(a, b, 1e-14)

@@ -84,7 +84,8 @@ class TracedFunction:
         self._n_in = raw.n_inputs
         self._flat_in = in_spec == ("tuple", ("T",) * raw.n_inputs)
         self._single_out = out_spec == "T"
-        self._joints: dict = {}  # grad mask -> CompiledJoint (fusejit/jit/joint.py)
+        # (grad mask, shapes) -> CompiledJoint (fusejit/jit/joint.py)
+        self._joints: dict = {}
         self._joint_lock = threading.Lock()
         self.joint_errors: dict = {}  # grad mask -> why calls with it differentiate eagerly
         # where gradients stop: values detach() was called on, values computed under no_grad
@@ -116,15 +117,17 @@ class TracedFunction:
         from fusejit.jit import joint as jt  # (it imports this module)
 
         mask = jt.grad_mask([*tensors, *self.raw_graph.captured])
-        cj = self._joints.get(mask)
+        # a shape-generic plan serves other sizes: the backward's shapes are those of the call
+        key = (mask, tuple(t._data.shape for t in tensors) if self.plan.shape_generic else None)
+        cj = self._joints.get(key)
         if cj is None:
             with self._joint_lock:
-                cj = self._joints.get(mask)
+                cj = self._joints.get(key)
                 if cj is None:
                     raw = self.raw_graph
                     cj = jt.compile_joint(raw, [*tensors, *raw.captured], mask, optimize_graph,
                                           _target_of(raw), self._stops)  # fmt: skip
-                    self._joints[mask] = cj
+                    self._joints[key] = cj
         return cj
 
     def prepare_joint(self, tensors) -> None:

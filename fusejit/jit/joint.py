@@ -69,22 +69,21 @@ class _Ctx:
         return self._metas[i]
 
 
-def _fit(F, g, v: Value):
-    """Gradient ``g`` for value ``v`` summed to its shape and cast to its dtype, as the eager
-    engine's ``_fit`` does (None where ``v``'s dtype takes no gradient)."""
-    ty = v.type
+def _fit(F, g, ty):
+    """Gradient ``g`` for a tensor ``ty`` summed to its shape and cast to its dtype, as the
+    eager engine's ``_fit`` does (None where the dtype takes no gradient)."""
     if not isinstance(g, Tensor):
         raise AutogradError(f"backward: a derivative rule gave a {type(g).__name__}, expected a "
                             "tensor")  # fmt: skip
-    if tuple(g._data.shape) != tuple(ty.shape):
-        g = autograd.sum_to_size(g, ty.shape)
-    if g._dtype is not ty.dtype:
-        if ty.dtype.kind not in "fc":
+    if tuple(g._data.shape) != tuple(ty._data.shape):
+        g = autograd.sum_to_size(g, ty._data.shape)
+    if g._dtype is not ty._dtype:
+        if ty._dtype.kind not in "fc":
             return None
-        if g._dtype.kind == "c" and ty.dtype.kind == "f":
+        if g._dtype.kind == "c" and ty._dtype.kind == "f":
             g = F.real(g)
-        if g._dtype is not ty.dtype:
-            g = F.cast(g, ty.dtype)
+        if g._dtype is not ty._dtype:
+            g = F.cast(g, ty._dtype)
     return g
 
 
@@ -194,14 +193,14 @@ def build_joint(raw: Graph, tensors: list, mask: tuple, stops=((), ())) -> Joint
                         )
                     for i, o in enumerate(n.outputs):
                         if gs[i] is None and o.type.dtype.kind in "fc":
-                            gs[i] = F.zeros(o.type.shape, dtype=o.type.dtype,
+                            gs[i] = F.zeros(outs[i].shape, dtype=o.type.dtype,
                                             device=o.type.device)  # fmt: skip
                     res = op.vjp(F, _Ctx(args, outs, n.attr_dict, needs), *gs)
                     if not isinstance(res, tuple):
                         res = (res,)
-                    for v, g, need in zip(n.inputs, res, needs, strict=True):
+                    for v, a, g, need in zip(n.inputs, args, res, needs, strict=True):
                         if need and g is not None:
-                            g = _fit(F, g, v)
+                            g = _fit(F, g, a)
                             if g is not None:
                                 old = grads.get(v)
                                 grads[v] = g if old is None else F.add(old, g)
