@@ -480,3 +480,28 @@ def test_a_shape_generic_function_differentiates_at_other_sizes():
         for a, b in zip(gj, ge, strict=True):
             assert a.shape == b.shape
             close(a, b, 1e-14)
+
+
+def test_scripted_functions_differentiate():
+    @F.script
+    def f(x, w):
+        h = (x @ w).tanh()
+        return (h * h).sum()
+
+    args = (rand(4, 5, seed=1), rand(5, 3, seed=2))
+    out = f(*args)
+    assert out.grad_fn.name() == "CompiledFunctionBackward"
+    _, gj = grads_of(f, clone_leaves(args))
+    _, ge = grads_of(f.fn, clone_leaves(args))
+    for a, b in zip(gj, ge, strict=True):
+        close(a, b, 1e-14)
+    assert F.autograd.gradcheck(f, args)
+
+    @F.script
+    def g(x, n: int):
+        for _ in range(n):
+            x = x * 2
+        return x.sum()
+
+    with pytest.warns(F.TracerWarning, match="control flow"):
+        assert not g(args[0], 3).requires_grad

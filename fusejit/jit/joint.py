@@ -38,6 +38,7 @@ from fusejit.eager.tensor import GradInfo, Tensor
 from fusejit.ir.graph import Block, Const, Graph, Value
 from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
+from fusejit.jit.api import _target_of, optimize_graph
 from fusejit.jit.partition import Partition, nbytes, partition
 from fusejit.jit.passes.cleanup import cse, dce
 from fusejit.jit.passes.decompose import decompose
@@ -47,7 +48,7 @@ from fusejit.ops.registry import OPS
 
 __all__ = [
     "CompiledJoint", "build_joint", "compile_joint", "grad_mask", "call_joint", "joint_info",
-    "joint_text",
+    "joint_text", "script_call",
 ]  # fmt: skip
 
 
@@ -468,6 +469,30 @@ def _eager_grads(eager_fn, inputs, all_in, cj, tangents, node_name):
         return (None,) * len(targets)
     return autograd.grad([r for r, _ in want], targets, [g for _, g in want],
                          create_graph=True, allow_unused=True)  # fmt: skip
+
+
+def script_call(c, tensors) -> list | None:
+    """A scripted function's specialization ``c`` (``scripting.specialize.Compiled``) called
+    on ``tensors`` with grad mode on: its outputs with a compiled backward, or None where no
+    tensor requires grad. A graph with control flow (``if`` / ``loop``) has no joint graph yet:
+    its outputs do not require grad, with one ``TracerWarning``."""
+    raw = c.raw_graph
+    mask = grad_mask([*tensors, *raw.captured])
+    if True not in mask:
+        return None
+    joints = c.__dict__.setdefault("_joints", {})
+    cj = joints.get(mask)
+    if cj is None:
+        if any(n.blocks for n in raw.block.nodes):
+            if not c.__dict__.get("_joint_warned"):
+                c._joint_warned = True
+                tr.warn(f"{c.name}: a scripted function with control flow (if / loop) "
+                        "returns outputs without gradients (no backward through its graph "
+                        "yet)")  # fmt: skip
+            return None
+        cj = joints[mask] = compile_joint(raw, [*tensors, *raw.captured], mask, optimize_graph,
+                                          _target_of(raw))  # fmt: skip
+    return call_joint(cj, list(tensors), raw.captured)
 
 
 # ---- explain -----------------------------------------------------------------------------------
