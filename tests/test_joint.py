@@ -302,7 +302,9 @@ def test_random_programs_gradients_equal_eager(p):
         outs_j, gj = grads_of(traced, leaves())
     assert [o.requires_grad for o in outs_j] == [o.requires_grad for o in outs_e]
     assert len(gj) == len(ge)
-    exact = p.all_exact()
+    # bitwise where every op is exact and nothing broadcasts (a broadcast operand's gradient
+    # is a sum, which a row kernel adds in another order than numpy)
+    exact = p.all_exact() and len(set(p.shapes)) == 1
     for k, (a, b) in enumerate(zip(gj, ge, strict=True)):
         assert (a is None) == (b is None), f"grad {k}"
         if a is None:
@@ -456,7 +458,7 @@ def test_random_programs_gradients_equal_eager_cuda(p):
         traced = F.trace(p.fn, leaves())
         outs_j, gj = grads_of(traced, leaves())
     assert [o.requires_grad for o in outs_j] == [o.requires_grad for o in outs_e]
-    exact = p.all_exact()
+    exact = p.all_exact() and len(set(p.shapes)) == 1
     for k, (a, b) in enumerate(zip(gj, ge, strict=True)):
         assert (a is None) == (b is None), f"grad {k}"
         if a is None:
@@ -505,3 +507,37 @@ def test_scripted_functions_differentiate():
 
     with pytest.warns(F.TracerWarning, match="control flow"):
         assert not g(args[0], 3).requires_grad
+
+
+def test_fallbacks_are_recorded():
+    # a detach() of a tensor carrying a gradient: gradients eager, explain says why
+    def g(x):
+        return (x * x.detach()).sum()
+
+    og = F.optimize(g, warmup=0)
+    x = rand(5, seed=1)
+    og(x).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), x.numpy())
+    r = F.explain(og, as_dict=True)
+    (training,) = r["signatures"][0]["training"]
+    assert "detach" in training["runs_eager"]
+    assert "runs eager" in F.explain(og)
+
+    # a whole training step (backward and optimizer inside) runs eager, with the reason
+    m = F.nn.Linear(3, 2)
+    opt = F.optim.SGD(m.parameters(), lr=0.1)
+
+    def train_step(x):
+        loss = m(x).square().sum()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    step = F.optimize(train_step, warmup=0)
+    xs = rand(4, 3, seed=2, grad=False)
+    w0 = m.weight.numpy().copy()
+    step(xs)
+    assert not np.array_equal(m.weight.numpy(), w0)  # the step ran
+    (sig,) = F.explain(step, as_dict=True)["signatures"]
+    assert sig["status"] == "eager" and "backward" in sig["reason"]
