@@ -960,6 +960,9 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                         else:
                             _add(nb, e[1], g)
                 i += 1
+            # the gradients live in the buffers now, each freed once its node has run (held
+            # here, the results of a node with many, a compiled backward's, stayed till the end)
+            res = g = buf = None
             if not retain_graph:
                 node.release()
     finally:
