@@ -544,3 +544,25 @@ def test_fallbacks_are_recorded():
     assert not np.array_equal(m.weight.numpy(), w0)  # the step ran
     (sig,) = F.explain(step, as_dict=True)["signatures"]
     assert sig["status"] == "eager" and "backward" in sig["reason"]
+
+
+def test_a_small_gpt_trains_through_optimize():
+    from fusejit.bench.models import NanoGPT
+
+    F.manual_seed(0)
+    m = NanoGPT(vocab=50, n_embd=32, n_head=4, n_layer=2, block_size=16)
+    om = F.optimize(m, warmup=1)
+    rng = np.random.default_rng(0)
+    idx, tgt = (F.tensor(rng.integers(0, 50, (2, 16))) for _ in range(2))
+    for step in range(3):
+        m.zero_grad()
+        nnf.cross_entropy(m(idx).reshape(-1, 50), tgt.reshape(-1)).backward()
+        expected = _param_grads(m)
+        m.zero_grad()
+        out = om(idx)
+        nnf.cross_entropy(out.reshape(-1, 50), tgt.reshape(-1)).backward()
+        for k, (a, b) in enumerate(zip(_param_grads(m), expected, strict=True)):
+            close(a, b, 1e-5, f"step {step}, parameter {k}")
+    assert out.grad_fn.name() == "CompiledFunctionBackward"
+    (training,) = F.explain(om, as_dict=True)["signatures"][0]["training"]
+    assert training["saved_bytes"] <= training["save_all_bytes"]
