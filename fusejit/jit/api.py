@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import nullcontext
 
 from fusejit.base.errors import TraceError
 from fusejit.base.shapes import describe
@@ -87,6 +88,9 @@ class TracedFunction:
         # (grad mask, shapes) -> CompiledJoint (fusejit/jit/joint.py)
         self._joints: dict = {}
         self._joint_lock = threading.Lock()
+        # a context manager factory held while a joint graph is recorded (optimize: the gate
+        # that keeps other threads' eager ops out of a trace), or None
+        self.exclusive = None
         self.joint_errors: dict = {}  # grad mask -> why calls with it differentiate eagerly
         # where gradients stop: values detach() was called on, values computed under no_grad
         self._stops = (getattr(tracer, "detached", ()), getattr(tracer, "no_grad", ()))
@@ -125,8 +129,10 @@ class TracedFunction:
                 cj = self._joints.get(key)
                 if cj is None:
                     raw = self.raw_graph
-                    cj = jt.compile_joint(raw, [*tensors, *raw.captured], mask, optimize_graph,
-                                          _target_of(raw), self._stops)  # fmt: skip
+                    with self.exclusive() if self.exclusive is not None else nullcontext():
+                        cj = jt.compile_joint(raw, [*tensors, *raw.captured], mask,
+                                              optimize_graph, _target_of(raw),
+                                              self._stops)  # fmt: skip
                     self._joints[key] = cj
         return cj
 

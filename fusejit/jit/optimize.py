@@ -20,6 +20,7 @@ a trace takes exclusively; plans of fused kernels only never touch dispatch and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -102,6 +103,20 @@ class _Gate:
 
 
 _GATE = _Gate()
+
+
+@contextlib.contextmanager
+def _exclusive():
+    """Hold the gate as a trace does; inside an optimized call (which cannot wait for the
+    others: see ``Executor._slow``) nothing is held."""
+    if _GATE.depth():
+        yield
+        return
+    _GATE.begin_write()
+    try:
+        yield
+    finally:
+        _GATE.end_write()
 
 
 def _gated(fn, args):
@@ -431,11 +446,8 @@ class Executor:
                     kernels.append(([n.op for n in node.blocks[0].nodes], ck, origin))
             t1 = time.perf_counter()
             # joint forward/backward graphs are recorded by a tracer: exclusive, as a trace
-            _GATE.begin_write()
-            try:
-                traced.prepare_joint(tensors)
-            finally:
-                _GATE.end_write()
+            traced.exclusive = _exclusive
+            traced.prepare_joint(tensors)
             out = _gated(traced, plain)  # numba compiles on the first call
             first_run = time.perf_counter() - t1
         except Exception as e:  # eager is always right: fall back rather than fail the call
