@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import nullcontext
 
 from fusejit.base.errors import TraceError
 from fusejit.base.shapes import describe
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.control import has_control
 from fusejit.ir.graph import Graph
@@ -102,6 +105,15 @@ class TracedFunction:
         self._n_in = raw.n_inputs
         self._flat_in = in_spec == ("tuple", ("T",) * raw.n_inputs)
         self._single_out = out_spec == "T"
+        # (grad mask, shapes) -> CompiledJoint (fusejit/jit/joint.py)
+        self._joints: dict = {}
+        self._joint_lock = threading.Lock()
+        # a context manager factory held while a joint graph is recorded (optimize: the gate
+        # that keeps other threads' eager ops out of a trace), or None
+        self.exclusive = None
+        self.joint_errors: dict = {}  # grad mask -> why calls with it differentiate eagerly
+        # where gradients stop: values detach() was called on, values computed under no_grad
+        self._stops = (getattr(tracer, "detached", ()), getattr(tracer, "no_grad", ()))
         self.__name__ = getattr(fn, "__name__", type(fn).__name__)
         self.__doc__ = getattr(fn, "__doc__", None)
 
@@ -112,7 +124,85 @@ class TracedFunction:
     def kernel_count(self) -> int:
         return len(self.plan.kernels)
 
+    def _needs_grad(self, tensors) -> bool:
+        for t in tensors:
+            info = getattr(t, "_ag", None)
+            if info is not None and info.requires_grad:
+                return True
+        for t in self.raw_graph.captured:
+            info = getattr(t, "_ag", None)
+            if info is not None and info.requires_grad:
+                return True
+        return False
+
+    def joint(self, tensors):
+        """The compiled forward and backward for the grad mask of ``tensors`` (the flat user
+        inputs) and the captured tensors (built on first use: ``fusejit/jit/joint.py``)."""
+        from fusejit.jit import joint as jt  # (it imports this module)
+
+        mask = jt.grad_mask([*tensors, *self.raw_graph.captured])
+        # a shape-generic plan serves other sizes: the backward's shapes are those of the call
+        key = (mask, tuple(t._data.shape for t in tensors) if self.plan.shape_generic else None)
+        cj = self._joints.get(key)
+        if cj is None:
+            with self._joint_lock:
+                cj = self._joints.get(key)
+                if cj is None:
+                    raw = self.raw_graph
+                    with self.exclusive() if self.exclusive is not None else nullcontext():
+                        cj = jt.compile_joint(raw, [*tensors, *raw.captured], mask,
+                                              optimize_graph, _target_of(raw),
+                                              self._stops)  # fmt: skip
+                    self._joints[key] = cj
+        return cj
+
+    def prepare_joint(self, tensors) -> None:
+        """Build the joint graphs for calls like ``tensors`` (flat user inputs) where grad
+        mode is on and a tensor requires grad; what cannot be built is noted, and such calls
+        differentiate eagerly (``fusejit.optimize`` calls this while no other thread runs
+        eager ops: the joint graph is recorded by a tracer)."""
+        from fusejit.jit import joint as jt  # (it imports this module)
+
+        if not (MODE.enabled and self._needs_grad(tensors)):
+            return
+        mask = jt.grad_mask([*tensors, *self.raw_graph.captured])
+        if mask in self.joint_errors:
+            return
+        try:
+            self.joint(tensors)
+        except TraceError as e:
+            self.joint_errors[mask] = str(e)
+
+    def _call_joint(self, tensors) -> list:
+        from fusejit.jit import joint as jt  # (it imports this module)
+
+        reason = self.plan.check(tensors)
+        if reason is not None:
+            raise GuardError(f"traced function called with other inputs than traced: {reason}")
+        fn, spec = self.fn, self.in_spec
+
+        def eager(*flat):
+            _, outs = tr.flatten_inputs((fn(*tr.unflatten_outputs(spec, flat)),))
+            return outs
+
+        mask = jt.grad_mask([*tensors, *self.raw_graph.captured])
+        if mask in self.joint_errors:
+            return eager(*tensors)
+        try:
+            cj = self.joint(tensors)
+        except TraceError as e:
+            self.joint_errors[mask] = str(e)
+            tr.warn(f"{self.__name__}: gradients are computed eagerly: {e}")
+            return eager(*tensors)
+        return jt.call_joint(cj, tensors,
+                             self.raw_graph.captured, eager)  # fmt: skip
+
     def __call__(self, *args):
+        if MODE.enabled:  # with grad: joint forward and backward graphs
+            spec, tensors = (self.in_spec, args) if self._flat_in else tr.flatten_inputs(args)
+            if spec == self.in_spec and len(tensors) == self._n_in and self._needs_grad(tensors):
+                outs = self._call_joint(tensors)
+                return outs[0] if self._single_out else tr.unflatten_outputs(self.out_spec, outs)
         if self._flat_in and len(args) == self._n_in:
             plan = self.plan
             reason = plan.check(args)

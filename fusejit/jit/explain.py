@@ -20,6 +20,7 @@ from collections import Counter
 from fusejit.jit.api import TracedFunction
 from fusejit.jit.archive import LoadedFunction
 from fusejit.jit.graph_info import graph_info, info_of, name_captured
+from fusejit.jit.joint import joint_info, joint_text
 from fusejit.jit.optimize import Executor, OptimizedModule
 from fusejit.jit.scripting.decorator import BoundScript, ScriptFunction
 from fusejit.nn import Module
@@ -74,6 +75,7 @@ def _report_traced(traced: TracedFunction) -> dict:
                trace_seconds=t.get("trace"), compile_seconds=sum(t.values()) or
                traced.compile_seconds, timings=t,
                check=getattr(traced, "check_kind", None))  # fmt: skip
+    sig["training"] = joint_info(traced)
     return _head(traced.__name__, "traced function", [sig])
 
 
@@ -122,6 +124,7 @@ def _report_executor(ex: Executor) -> dict:
             for g in (s.traced.raw_graph, s.traced.graph):
                 name_captured(g, names)
             d.update(graph_info(s.traced, s.kernels))
+            d["training"] = joint_info(s.traced)
         elif s.info is not None:
             d.update(s.info)
         sigs.append(d)
@@ -343,6 +346,8 @@ def _text(r: dict) -> str:
         lines.append(f"  unfused nodes: {len(s['unfused'])}")
         for g in group_unfused(s["unfused"]):
             lines.append(f"    {_ops_of(g)}: {g['reason']}")
+        if s.get("training"):  # forward and backward graphs of calls that required grad
+            lines.extend("  " + line for line in joint_text(s["training"]).splitlines())
     if r["events"]:
         lines.append("\nevents:")
         for k, e in enumerate(r["events"], 1):

@@ -20,6 +20,7 @@ a trace takes exclusively; plans of fused kernels only never touch dispatch and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import linecache
 import logging
@@ -109,6 +110,20 @@ class _Gate:
 _GATE = _Gate()
 
 
+@contextlib.contextmanager
+def _exclusive():
+    """Hold the gate as a trace does; inside an optimized call (which cannot wait for the
+    others: see ``Executor._slow``) nothing is held."""
+    if _GATE.depth():
+        yield
+        return
+    _GATE.begin_write()
+    try:
+        yield
+    finally:
+        _GATE.end_write()
+
+
 def _gated(fn, args):
     _GATE.enter()
     try:
@@ -156,7 +171,8 @@ def _plain(args):
     out = []
     for a in args:
         if isinstance(a, Tensor) and a.__class__ is not Tensor:
-            a = Tensor._wrap(a._data, a._dtype, a._device)
+            if getattr(a, "_ag", None) is None or not a._ag.requires_grad:
+                a = Tensor._wrap(a._data, a._dtype, a._device)  # (else kept: its grad edge)
         elif isinstance(a, (tuple, list)):
             a = type(a)(_plain(a))
         out.append(a)
@@ -447,6 +463,9 @@ class Executor:
                     origin = "memory" if ck in before else CACHE.origin.get(ck, "compiled")
                     kernels.append(([n.op for n in node.blocks[0].nodes], ck, origin))
             t1 = time.perf_counter()
+            # joint forward/backward graphs are recorded by a tracer: exclusive, as a trace
+            traced.exclusive = _exclusive
+            traced.prepare_joint(tensors)
             out = _gated(traced, plain)  # numba compiles on the first call
             first_run = time.perf_counter() - t1
         except Exception as e:  # eager is always right: fall back rather than fail the call
