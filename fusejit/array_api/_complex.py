@@ -29,22 +29,40 @@ def make(re: Tensor, im: Tensor) -> Tensor:
     return CF.view_as_complex(movement.stack([re, im], -1))
 
 
+_INF = float("inf")
+_NAN = float("nan")
+_PI = math.pi
+
+
+def _times(f: Tensor, g: Tensor) -> Tensor:
+    """``f * g`` where an exact zero factor gives a (signed) zero, never ``0 * inf`` = NaN:
+    the products of C99's formulas whose zero part is exact (``sinh(0)``, ``sin(0)``)."""
+    zero = E.logical_or(E.eq(f, 0), E.eq(g, 0))
+    fs = E.where(E.isfinite(f), f, E.copysign(1.0, f))
+    gs = E.where(E.isfinite(g), g, E.copysign(1.0, g))
+    return E.where(zero, fs * gs, f * g)
+
+
+def _unbounded(v: Tensor) -> Tensor:
+    return E.logical_not(E.isfinite(v))
+
+
 def exp(z: Tensor) -> Tensor:
-    a, b = parts(z)
-    ea = E.exp(a)
-    return make(_mul0(ea, E.cos(b), b), _mul0(ea, E.sin(b), b))
-
-
-def _mul0(r: Tensor, f: Tensor, b: Tensor) -> Tensor:
-    """``r * f`` where a zero ``b`` gives ``r`` times an exact 1 or 0 (no inf * 0)."""
-    return E.where(E.eq(b, 0), E.where(E.eq(f, 0), f, r * f), r * f)
+    x, y = parts(z)
+    ex = E.exp(x)
+    re = _times(ex, E.cos(y))
+    re = E.where(E.logical_and(E.eq(x, _INF), _unbounded(y)), _INF, re)
+    return make(re, _times(ex, E.sin(y)))
 
 
 def expm1(z: Tensor) -> Tensor:
-    a, b = parts(z)
-    s = E.sin(b * 0.5)
-    re = E.expm1(a) * E.cos(b) - 2.0 * s * s
-    return make(re, E.exp(a) * E.sin(b))
+    x, y = parts(z)
+    s = E.sin(y * 0.5)
+    re = E.where(E.eq(y, 0), E.expm1(x), E.expm1(x) * E.cos(y) - 2.0 * s * s)
+    wild = _unbounded(y)
+    re = E.where(E.logical_and(E.eq(x, _INF), wild), _INF, re)
+    re = E.where(E.logical_and(E.eq(x, -_INF), wild), -1.0, re)
+    return make(re, _times(E.exp(x), E.sin(y)))
 
 
 def log(z: Tensor) -> Tensor:
@@ -72,83 +90,168 @@ def sqrt(z: Tensor) -> Tensor:
     r = E.hypot(a, b)
     re = E.sqrt(E.maximum((r + a) * 0.5, 0.0))
     im = E.copysign(E.sqrt(E.maximum((r - a) * 0.5, 0.0)), b)
+    fin_b = E.isfinite(b)
+    pos_inf, neg_inf = E.eq(a, _INF), E.eq(a, -_INF)
+    re = E.where(E.logical_and(neg_inf, fin_b), 0.0, re)
+    im = E.where(E.logical_and(neg_inf, fin_b), E.copysign(_INF, b), im)
+    im = E.where(E.logical_and(pos_inf, fin_b), E.copysign(0.0, b), im)
+    re = E.where(E.logical_and(neg_inf, E.isnan(b)), _NAN, re)
+    im = E.where(E.logical_and(neg_inf, E.isnan(b)), _INF, im)
     inf_b = E.isinf(b)
-    re = E.where(inf_b, float("inf"), re)
-    im = E.where(inf_b, b, im)
-    return make(re, im)
-
-
-def sin(z: Tensor) -> Tensor:
-    a, b = parts(z)
-    return make(E.sin(a) * E.cosh(b), E.cos(a) * E.sinh(b))
-
-
-def cos(z: Tensor) -> Tensor:
-    a, b = parts(z)
-    return make(E.cos(a) * E.cosh(b), -(E.sin(a) * E.sinh(b)))
+    return make(E.where(inf_b, _INF, re), E.where(inf_b, b, im))
 
 
 def sinh(z: Tensor) -> Tensor:
-    a, b = parts(z)
-    return make(E.sinh(a) * E.cos(b), E.cosh(a) * E.sin(b))
+    x, y = parts(z)
+    re = _times(E.sinh(x), E.cos(y))
+    re = E.where(E.logical_and(E.isinf(x), _unbounded(y)), x, re)
+    return make(re, _times(E.cosh(x), E.sin(y)))
 
 
 def cosh(z: Tensor) -> Tensor:
-    a, b = parts(z)
-    return make(E.cosh(a) * E.cos(b), E.sinh(a) * E.sin(b))
+    x, y = parts(z)
+    re = E.cosh(x) * E.cos(y)
+    re = E.where(E.logical_and(E.isinf(x), _unbounded(y)), _INF, re)
+    return make(re, _times(E.sinh(x), E.sin(y)))
 
 
 def tanh(z: Tensor) -> Tensor:
-    a, b = parts(z)
-    d = E.cosh(2.0 * a) + E.cos(2.0 * b)
-    big = E.gt(E.abs(a), 20.0)  # cosh overflows first: the limits
-    re = E.where(big, E.copysign(1.0, a),
-                 E.sinh(2.0 * a) / d)  # fmt: skip
-    im = E.where(big, E.sin(2.0 * b) * 0.0, E.sin(2.0 * b) / d)
+    x, y = parts(z)
+    d = E.cosh(2.0 * x) + E.cos(2.0 * y)
+    big = E.gt(E.abs(x), 20.0)  # cosh overflows first: tanh is +-1 there, to the last bit
+    re = E.where(big, E.copysign(1.0, x), E.sinh(2.0 * x) / d)
+    im = E.where(E.eq(y, 0), y, E.sin(2.0 * y) / d)
+    im = E.where(big, E.where(E.isfinite(y), 0.0 * E.sin(2.0 * y), 0.0), im)
+    re = E.where(E.eq(x, 0), x, re)
     return make(re, im)
 
 
-def tan(z: Tensor) -> Tensor:
-    # tan(z) = -i tanh(i z)
-    a, b = parts(z)
-    ta, tb = parts(tanh(make(-b, a)))
-    return make(tb, -ta)
-
-
-def _mul_i(z: Tensor) -> Tensor:
+def _rot(z: Tensor) -> Tensor:  # i z
     a, b = parts(z)
     return make(-b, a)
 
 
-def _mul_minus_i(z: Tensor) -> Tensor:
+def _unrot(z: Tensor) -> Tensor:  # -i z
     a, b = parts(z)
     return make(b, -a)
 
 
+def sin(z: Tensor) -> Tensor:
+    return _unrot(sinh(_rot(z)))
+
+
+def cos(z: Tensor) -> Tensor:
+    return cosh(_rot(z))
+
+
+def tan(z: Tensor) -> Tensor:
+    return _unrot(tanh(_rot(z)))
+
+
+def _select(cases, re: Tensor, im: Tensor):
+    """``re``, ``im`` with each ``(mask, re_value, im_value)`` of ``cases`` put where its mask
+    holds (the later cases win)."""
+    for mask, r, i in cases:
+        re = E.where(mask, r, re)
+        im = E.where(mask, i, im)
+    return re, im
+
+
+def _and(*masks: Tensor) -> Tensor:
+    m = masks[0]
+    for k in masks[1:]:
+        m = E.logical_and(m, k)
+    return m
+
+
 def asinh(z: Tensor) -> Tensor:
-    return log(z + sqrt(z * z + 1.0))
+    x, y = parts(z)
+    ax, ay = E.abs(x), E.abs(y)
+    w = make(ax, ay)  # (odd in both parts: computed in the first quadrant, signs put back)
+    re, im = parts(log(w + sqrt(w * w + 1.0)))
+    nx, ny, fx, fy = E.isnan(x), E.isnan(y), E.isfinite(x), E.isfinite(y)
+    ix, iy = E.isinf(x), E.isinf(y)
+    re, im = _select([
+        (_and(fx, iy), _INF, _PI / 2),
+        (_and(ix, fy), _INF, 0.0),
+        (_and(ix, iy), _INF, _PI / 4),
+        (_and(ix, ny), _INF, _NAN),
+        (_and(nx, iy), _INF, _NAN),
+        (_and(nx, E.eq(y, 0)), _NAN, 0.0),
+    ], re, im)  # fmt: skip
+    return make(E.copysign(re, x), E.copysign(im, y))
 
 
 def asin(z: Tensor) -> Tensor:
-    return _mul_minus_i(asinh(_mul_i(z)))
-
-
-def acos(z: Tensor) -> Tensor:
-    a, b = parts(asin(z))
-    return make(math.pi / 2 - a, -b)
+    return _unrot(asinh(_rot(z)))
 
 
 def acosh(z: Tensor) -> Tensor:
-    return log(z + sqrt(z + 1.0) * sqrt(z - 1.0))
+    x, y = parts(z)
+    ay = E.abs(y)
+    w = make(x, ay)  # (conjugate-symmetric: computed for y >= 0, the sign put back)
+    re, im = parts(log(w + sqrt(w + 1.0) * sqrt(w - 1.0)))
+    nx, ny, fx, fy = E.isnan(x), E.isnan(y), E.isfinite(x), E.isfinite(y)
+    iy = E.isinf(y)
+    re, im = _select([
+        (_and(E.eq(x, 0), E.eq(y, 0)), 0.0, _PI / 2),
+        (_and(fx, iy), _INF, _PI / 2),
+        (_and(E.eq(x, 0), ny), _NAN, _PI / 2),
+        (_and(E.eq(x, -_INF), fy), _INF, _PI),
+        (_and(E.eq(x, _INF), fy), _INF, 0.0),
+        (_and(E.eq(x, -_INF), iy), _INF, 3 * _PI / 4),
+        (_and(E.eq(x, _INF), iy), _INF, _PI / 4),
+        (_and(E.isinf(x), ny), _INF, _NAN),
+        (_and(nx, iy), _INF, _NAN),
+    ], re, im)  # fmt: skip
+    return make(re, E.copysign(im, y))
+
+
+def acos(z: Tensor) -> Tensor:
+    x, y = parts(z)
+    ay = E.abs(y)
+    w = make(x, ay)  # (conjugate-symmetric: computed for y >= 0, the sign put back)
+    sa, sb = parts(asin(w))
+    re, im = _PI / 2 - sa, -sb
+    nx, ny, fx, fy = E.isnan(x), E.isnan(y), E.isfinite(x), E.isfinite(y)
+    iy = E.isinf(y)
+    re, im = _select([
+        (_and(E.eq(x, 0), E.eq(y, 0)), _PI / 2, -0.0),
+        (_and(E.eq(x, 0), ny), _PI / 2, _NAN),
+        (_and(fx, iy), _PI / 2, -_INF),
+        (_and(E.eq(x, -_INF), fy), _PI, -_INF),
+        (_and(E.eq(x, _INF), fy), 0.0, -_INF),
+        (_and(E.eq(x, -_INF), iy), 3 * _PI / 4, -_INF),
+        (_and(E.eq(x, _INF), iy), _PI / 4, -_INF),
+        (_and(E.isinf(x), ny), _NAN, _INF),
+        (_and(nx, iy), _NAN, -_INF),
+    ], re, im)  # fmt: skip
+    return make(re, E.where(E.lt(E.copysign(1.0, y), 0), -im, im))
 
 
 def atanh(z: Tensor) -> Tensor:
-    a, b = parts(log(1.0 + z) - log(1.0 - z))
-    return make(a * 0.5, b * 0.5)
+    x, y = parts(z)
+    ax, ay = E.abs(x), E.abs(y)
+    w = make(ax, ay)  # (odd in both parts: computed in the first quadrant, signs put back)
+    re, im = parts(log(1.0 + w) - log(1.0 - w))
+    re, im = re * 0.5, im * 0.5
+    nx, ny, fx, fy = E.isnan(x), E.isnan(y), E.isfinite(x), E.isfinite(y)
+    ix, iy = E.isinf(x), E.isinf(y)
+    re, im = _select([
+        (_and(E.eq(x, 0), E.eq(y, 0)), 0.0, 0.0),
+        (_and(E.eq(x, 0), ny), 0.0, _NAN),
+        (_and(E.eq(ax, 1), E.eq(y, 0)), _INF, 0.0),
+        (_and(fx, iy), 0.0, _PI / 2),
+        (_and(ix, fy), 0.0, _PI / 2),
+        (_and(ix, iy), 0.0, _PI / 2),
+        (_and(ix, ny), 0.0, _NAN),
+        (_and(nx, iy), 0.0, _PI / 2),
+    ], re, im)  # fmt: skip
+    return make(E.copysign(re, x), E.copysign(im, y))
 
 
 def atan(z: Tensor) -> Tensor:
-    return _mul_minus_i(atanh(_mul_i(z)))
+    return _unrot(atanh(_rot(z)))
 
 
 def isnan(z: Tensor) -> Tensor:

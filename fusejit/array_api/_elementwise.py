@@ -135,7 +135,33 @@ bitwise_xor = _binary("bitwise_xor", E.bitwise_xor, _INTB, "integer or bool")
 copysign = _binary("copysign", E.copysign, "f", "real float")
 divide = _binary("divide", E.div)
 equal = _binary("equal", E.eq, "biufc", "any")
-floor_divide = _binary("floor_divide", E.floor_divide, _REAL, "real")
+
+
+def _floor_divide(a, b):
+    r = E.floor_divide(a, b)
+    if r.dtype.kind != "f":
+        return r
+    a, b = (v if isinstance(v, Tensor) else creation.full((), v, dtype=r.dtype, device=r.device)
+            for v in (a, b))  # fmt: skip
+    # the standard's special cases numpy's rule misses: an infinite dividend over a finite
+    # nonzero divisor is infinite; a finite nonzero one over an infinite divisor of the other
+    # sign is -0 (numpy: -1)
+    inf_over_finite = E.logical_and(E.isinf(a), E.logical_and(E.isfinite(b), E.ne(b, 0)))
+    r = E.where(inf_over_finite, E.div(a, b), r)
+    finite_over_inf = E.logical_and(E.logical_and(E.isfinite(a), E.ne(a, 0)), E.isinf(b))
+    other_sign = E.ne(E.lt(a, 0), E.lt(b, 0))
+    return E.where(E.logical_and(finite_over_inf, other_sign), -0.0, r)
+
+
+def _remainder(a, b):
+    r = E.remainder(a, b)
+    if r.dtype.kind != "f":
+        return r
+    # a zero remainder takes the divisor's sign
+    return E.where(E.eq(r, 0), E.copysign(E.abs(r), b), r)
+
+
+floor_divide = _binary("floor_divide", _floor_divide, _REAL, "real")
 greater = _binary("greater", E.gt, "biuf", "real")
 greater_equal = _binary("greater_equal", E.ge, "biuf", "real")
 hypot = _binary("hypot", E.hypot, "f", "real float")
@@ -150,7 +176,7 @@ minimum = _binary("minimum", E.minimum, _REAL, "real")
 multiply = _binary("multiply", E.mul)
 not_equal = _binary("not_equal", E.ne, "biufc", "any")
 pow = _binary("pow", E.pow, cfn=C.pow)  # noqa: A001
-remainder = _binary("remainder", E.remainder, _REAL, "real")
+remainder = _binary("remainder", _remainder, _REAL, "real")
 subtract = _binary("subtract", E.sub)
 
 

@@ -9,10 +9,11 @@ import builtins
 import numbers
 
 import fusejit.eager.elementwise as E
+from fusejit.array_api._complex import make
 from fusejit.array_api._dtypes import promote
 from fusejit.base import dtypes as dt
 from fusejit.eager import creation, linalg, movement, reductions
-from fusejit.eager.complex_functions import conj
+from fusejit.eager.complex_functions import conj, imag, real
 from fusejit.eager.tensor import Tensor
 
 __all__ = [
@@ -34,7 +35,7 @@ def _axes(name: str, x: Tensor, axis) -> tuple:
     n = x.ndim
     out = []
     for a in axes:
-        if not -n <= a < max(n, 1) or (n == 0 and a not in (0, -1)):
+        if not -n <= a < builtins.max(n, 1) or (n == 0 and a not in (0, -1)):
             raise IndexError(f"{name}: axis {a} out of range for {n} dims")
         out.append(a % n if n else a)
     if len(set(out)) != len(out):
@@ -74,7 +75,12 @@ def sum(x: Tensor, /, *, axis=None, dtype=None, keepdims: bool = False) -> Tenso
     6
     """
     x = _array("sum", x)
-    return _reduce(reductions.sum, "sum", x, axis, keepdims, dtype=_acc_dtype("sum", x, dtype))
+    d = _acc_dtype("sum", x, dtype)
+    if d.kind == "c":  # (fusejit's sum takes real tensors: the parts are summed)
+        x = x if x.dtype is d else E.cast(x, d)
+        re, im = (_reduce(reductions.sum, "sum", p, axis, keepdims) for p in (real(x), imag(x)))
+        return make(re, im)
+    return _reduce(reductions.sum, "sum", x, axis, keepdims, dtype=d)
 
 
 def prod(x: Tensor, /, *, axis=None, dtype=None, keepdims: bool = False) -> Tensor:
@@ -290,4 +296,4 @@ def vecdot(x1: Tensor, x2: Tensor, /, *, axis: int = -1) -> Tensor:
         raise ValueError(f"vecdot: sizes along axis {axis} differ: {a.shape}, {b.shape}")
     if a.dtype.kind == "c":
         a = conj(a)
-    return reductions.sum(a * b, axis)
+    return sum(a * b, axis=axis, dtype=a.dtype)

@@ -106,7 +106,14 @@ def matrix_power(x: Tensor, n: int, /) -> Tensor:
 
 def matrix_rank(x: Tensor, /, *, rtol=None) -> Tensor:
     """The number of singular values above ``rtol`` times the largest."""
-    return L.matrix_rank(x, rtol=rtol)
+    return L.matrix_rank(x, rtol=_rtol(rtol))
+
+
+def _rtol(rtol):
+    # a one-element array is its number (fusejit.linalg takes numbers)
+    if isinstance(rtol, Tensor) and rtol.numel() == 1:
+        return float(rtol.item())
+    return rtol
 
 
 def outer(x1: Tensor, x2: Tensor, /) -> Tensor:
@@ -119,7 +126,7 @@ def outer(x1: Tensor, x2: Tensor, /) -> Tensor:
 
 def pinv(x: Tensor, /, *, rtol=None) -> Tensor:
     """The pseudo-inverse (singular values at most ``rtol`` times the largest count as 0)."""
-    return L.pinv(x, rtol=rtol)
+    return L.pinv(x, rtol=_rtol(rtol))
 
 
 def qr(x: Tensor, /, *, mode: str = "reduced"):
