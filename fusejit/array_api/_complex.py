@@ -47,22 +47,46 @@ def _unbounded(v: Tensor) -> Tensor:
     return E.logical_not(E.isfinite(v))
 
 
+def _select(cases, re: Tensor, im: Tensor):
+    """``re``, ``im`` with each ``(mask, re_value, im_value)`` of ``cases`` put where its mask
+    holds (the later cases win)."""
+    for mask, r, i in cases:
+        re = E.where(mask, r, re)
+        im = E.where(mask, i, im)
+    return re, im
+
+
+def _and(*masks: Tensor) -> Tensor:
+    m = masks[0]
+    for k in masks[1:]:
+        m = E.logical_and(m, k)
+    return m
+
+
+def _exp_cases(x: Tensor, y: Tensor, re: Tensor, im: Tensor, minus_inf: float):
+    """C99's special cases of cexp (``minus_inf``: the real part at x = -inf, 0 for exp, -1
+    for expm1): a zero imaginary part stays exact, an infinite x over an infinite or NaN y."""
+    wild = _unbounded(y)
+    return _select([
+        (E.eq(y, 0), re, y),
+        (_and(E.eq(x, -_INF), wild), minus_inf, 0.0),
+        (_and(E.eq(x, _INF), wild), _INF, _NAN),
+    ], re, im)  # fmt: skip
+
+
 def exp(z: Tensor) -> Tensor:
     x, y = parts(z)
     ex = E.exp(x)
-    re = _times(ex, E.cos(y))
-    re = E.where(E.logical_and(E.eq(x, _INF), _unbounded(y)), _INF, re)
-    return make(re, _times(ex, E.sin(y)))
+    re, im = _exp_cases(x, y, ex * E.cos(y), ex * E.sin(y), 0.0)
+    return make(re, im)
 
 
 def expm1(z: Tensor) -> Tensor:
     x, y = parts(z)
     s = E.sin(y * 0.5)
     re = E.where(E.eq(y, 0), E.expm1(x), E.expm1(x) * E.cos(y) - 2.0 * s * s)
-    wild = _unbounded(y)
-    re = E.where(E.logical_and(E.eq(x, _INF), wild), _INF, re)
-    re = E.where(E.logical_and(E.eq(x, -_INF), wild), -1.0, re)
-    return make(re, _times(E.exp(x), E.sin(y)))
+    re, im = _exp_cases(x, y, re, E.exp(x) * E.sin(y), -1.0)
+    return make(re, im)
 
 
 def log(z: Tensor) -> Tensor:
@@ -118,10 +142,11 @@ def cosh(z: Tensor) -> Tensor:
 def tanh(z: Tensor) -> Tensor:
     x, y = parts(z)
     d = E.cosh(2.0 * x) + E.cos(2.0 * y)
-    big = E.gt(E.abs(x), 20.0)  # cosh overflows first: tanh is +-1 there, to the last bit
+    # cosh overflows first: tanh is +-1 there, to the last bit (for a finite y, or x = +-inf)
+    big = E.logical_and(E.gt(E.abs(x), 20.0), E.logical_or(E.isfinite(y), E.isinf(x)))
     re = E.where(big, E.copysign(1.0, x), E.sinh(2.0 * x) / d)
     im = E.where(E.eq(y, 0), y, E.sin(2.0 * y) / d)
-    im = E.where(big, E.where(E.isfinite(y), 0.0 * E.sin(2.0 * y), 0.0), im)
+    im = E.where(big, E.copysign(0.0, y), im)
     re = E.where(E.eq(x, 0), x, re)
     return make(re, im)
 
@@ -146,22 +171,6 @@ def cos(z: Tensor) -> Tensor:
 
 def tan(z: Tensor) -> Tensor:
     return _unrot(tanh(_rot(z)))
-
-
-def _select(cases, re: Tensor, im: Tensor):
-    """``re``, ``im`` with each ``(mask, re_value, im_value)`` of ``cases`` put where its mask
-    holds (the later cases win)."""
-    for mask, r, i in cases:
-        re = E.where(mask, r, re)
-        im = E.where(mask, i, im)
-    return re, im
-
-
-def _and(*masks: Tensor) -> Tensor:
-    m = masks[0]
-    for k in masks[1:]:
-        m = E.logical_and(m, k)
-    return m
 
 
 def asinh(z: Tensor) -> Tensor:
