@@ -151,6 +151,20 @@ def test_complex_functions_against_numpy():
     np.testing.assert_allclose(xp.pow(x, 2.0).numpy(), z**2, rtol=1e-9)
 
 
+def test_complex_linear_algebra_runs_eagerly_on_the_device_module():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((2, 3, 3)) + 1j * rng.standard_normal((2, 3, 3))
+    x = xp.asarray(a)
+    np.testing.assert_allclose(xp.linalg.det(x).numpy(), np.linalg.det(a), rtol=1e-12)
+    np.testing.assert_allclose(xp.linalg.inv(x).numpy(), np.linalg.inv(a), rtol=1e-10)
+    np.testing.assert_allclose(xp.linalg.svdvals(x).numpy(), np.linalg.svdvals(a), rtol=1e-12)
+    np.testing.assert_allclose(xp.linalg.vector_norm(x).item(), np.linalg.norm(a.ravel()))
+    np.testing.assert_allclose(xp.prod(x, axis=1).numpy(), a.prod(axis=1), rtol=1e-12)
+    assert xp.linalg.matrix_rank(x).tolist() == [3, 3]
+    with pytest.raises(fusejit.TraceError, match="eagerly only"):
+        fusejit.trace(lambda t: xp.linalg.det(t), (x,))
+
+
 def test_reductions_follow_the_standard():
     x = xp.asarray([[1, 2], [3, 4]], dtype=xp.int8)
     assert xp.sum(x).dtype is xp.int64 and int(xp.sum(x)) == 10

@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 
 import fusejit.eager.elementwise as E
+from fusejit.base import dtypes as dt
 from fusejit.eager import complex_functions as CF
-from fusejit.eager import movement
+from fusejit.eager import creation, movement
 from fusejit.eager.tensor import Tensor
 
 __all__ = [
@@ -26,6 +27,9 @@ def parts(z: Tensor) -> tuple[Tensor, Tensor]:
 def make(re: Tensor, im: Tensor) -> Tensor:
     """The complex array ``re + i im`` (of the parts' broadcast shape)."""
     re, im = movement.broadcast_tensors(re, im)
+    if re.numel() == 0:  # (numpy gives an empty stack strides view_as_complex refuses)
+        d = dt.complex128 if re.dtype is dt.float64 else dt.complex64
+        return creation.empty(re.shape, dtype=d, device=re.device)
     return CF.view_as_complex(movement.stack([re, im], -1))
 
 
@@ -86,7 +90,7 @@ def expm1(z: Tensor) -> Tensor:
     s = E.sin(y * 0.5)
     re = E.where(E.eq(y, 0), E.expm1(x), E.expm1(x) * E.cos(y) - 2.0 * s * s)
     re, im = _exp_cases(x, y, re, E.exp(x) * E.sin(y), -1.0)
-    return make(re, im)
+    return make(E.where(E.logical_and(E.eq(x, 0), E.eq(y, 0)), 0.0, re), im)  # +-0 + 0j: +0
 
 
 def log(z: Tensor) -> Tensor:

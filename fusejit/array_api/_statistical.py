@@ -9,6 +9,7 @@ import builtins
 import numbers
 
 import fusejit.eager.elementwise as E
+from fusejit.array_api import _eager_complex as C
 from fusejit.array_api._complex import make
 from fusejit.array_api._dtypes import promote
 from fusejit.base import dtypes as dt
@@ -96,6 +97,8 @@ def prod(x: Tensor, /, *, axis=None, dtype=None, keepdims: bool = False) -> Tens
     axes = _axes("prod", x, axis)
     if not axes or x.ndim == 0:
         return _noop(None, x, {"dtype": d})
+    if d.kind == "c":
+        return C.run("prod", x, axis=axes, dtype=d, keepdims=keepdims)
     r = x if x.dtype is d else E.cast(x, d)
     for a in sorted(axes, reverse=True):  # (fusejit's prod takes one dim)
         r = reductions.prod(r, a, keepdims, dtype=d)
@@ -276,6 +279,8 @@ def tensordot(x1: Tensor, x2: Tensor, /, *, axes=2) -> Tensor:
     a, b = _pair("tensordot", x1, x2)
     if not isinstance(axes, numbers.Integral):
         axes = (list(axes[0]), list(axes[1]))
+    if C.is_complex(a):
+        return C.run("tensordot", a, b, axes=axes)
     return linalg.tensordot(a, b, axes)
 
 

@@ -8,6 +8,8 @@ entries: they trace and save). Operands of two dtypes are promoted by the standa
 
 from __future__ import annotations
 
+import fusejit.eager.elementwise as E
+from fusejit.array_api import _eager_complex as C
 from fusejit.array_api._manipulation import _Result
 from fusejit.array_api._statistical import _pair, matmul, matrix_transpose, tensordot, vecdot
 from fusejit.eager import creation, movement
@@ -40,6 +42,8 @@ class SVDResult(_Result):
 
 def cholesky(x: Tensor, /, *, upper: bool = False) -> Tensor:
     """The Cholesky factor of symmetric positive-definite ``x`` (lower, or upper)."""
+    if C.is_complex(x):
+        return C.run("cholesky", x, upper=upper)
     return L.cholesky(x, upper=upper)
 
 
@@ -55,6 +59,8 @@ def cross(x1: Tensor, x2: Tensor, /, *, axis: int = -1) -> Tensor:
 
 def det(x: Tensor, /) -> Tensor:
     """The determinant of each matrix."""
+    if C.is_complex(x):
+        return C.run("det", x)
     return L.det(x)
 
 
@@ -76,11 +82,17 @@ def eigvalsh(x: Tensor, /) -> Tensor:
 
 def inv(x: Tensor, /) -> Tensor:
     """The inverse of each matrix."""
+    if C.is_complex(x):
+        return C.run("inv", x)
     return L.inv(x)
 
 
 def matrix_norm(x: Tensor, /, *, keepdims: bool = False, ord="fro") -> Tensor:  # noqa: A002
     """The matrix norm ``ord`` of each matrix."""
+    if C.is_complex(x):
+        if ord == "fro":  # (of the absolute values: traces)
+            return L.matrix_norm(E.abs(x), ord, (-2, -1), keepdims)
+        return C.run("matrix_norm", x, ord=ord, keepdims=keepdims)
     return L.matrix_norm(x, ord, (-2, -1), keepdims)
 
 
@@ -106,6 +118,8 @@ def matrix_power(x: Tensor, n: int, /) -> Tensor:
 
 def matrix_rank(x: Tensor, /, *, rtol=None) -> Tensor:
     """The number of singular values above ``rtol`` times the largest."""
+    if C.is_complex(x):
+        return C.run("matrix_rank", x, rtol=rtol)
     return L.matrix_rank(x, rtol=_rtol(rtol))
 
 
@@ -126,18 +140,20 @@ def outer(x1: Tensor, x2: Tensor, /) -> Tensor:
 
 def pinv(x: Tensor, /, *, rtol=None) -> Tensor:
     """The pseudo-inverse (singular values at most ``rtol`` times the largest count as 0)."""
+    if C.is_complex(x):
+        return C.run("pinv", x, rtol=rtol)
     return L.pinv(x, rtol=_rtol(rtol))
 
 
 def qr(x: Tensor, /, *, mode: str = "reduced"):
     """The QR decomposition (``"reduced"`` or ``"complete"``)."""
-    r = L.qr(x, mode)
+    r = C.run("qr", x, mode=mode) if C.is_complex(x) else L.qr(x, mode)
     return QRResult(r[0], r[1])
 
 
 def slogdet(x: Tensor, /):
     """The sign and the log of the absolute value of the determinant."""
-    r = L.slogdet(x)
+    r = C.run("slogdet", x) if C.is_complex(x) else L.slogdet(x)
     return SlogdetResult(r[0], r[1])
 
 
@@ -149,17 +165,21 @@ def solve(x1: Tensor, x2: Tensor, /) -> Tensor:
 
 def svd(x: Tensor, /, *, full_matrices: bool = True):
     """The singular value decomposition ``U, S, Vh``."""
-    r = L.svd(x, full_matrices)
+    r = C.run("svd", x, full_matrices=full_matrices) if C.is_complex(x) else L.svd(x, full_matrices)
     return SVDResult(r[0], r[1], r[2])
 
 
 def svdvals(x: Tensor, /) -> Tensor:
     """The singular values of each matrix (descending)."""
+    if C.is_complex(x):
+        return C.run("svdvals", x)
     return L.svdvals(x)
 
 
 def trace(x: Tensor, /, *, offset: int = 0, dtype=None) -> Tensor:
     """The sum of the diagonal ``offset`` of each matrix."""
+    if C.is_complex(x):
+        return C.run("trace", x, offset=offset, dtype=dtype)
     return L.trace(x, offset, dtype=dtype)
 
 
@@ -167,4 +187,6 @@ def vector_norm(x: Tensor, /, *, axis=None, keepdims: bool = False, ord=2) -> Te
     """The vector norm ``ord`` along ``axis`` (all axes when None)."""
     if axis is not None and not isinstance(axis, int):
         axis = tuple(axis)
+    if C.is_complex(x):  # the norm of the absolute values (traces)
+        x = E.abs(x)
     return L.vector_norm(x, ord, axis, keepdims)
