@@ -49,6 +49,7 @@ def _cholesky(xp, a, upper):
 _FUNCTIONS = {
     "det": lambda xp, a: xp.linalg.det(a),
     "inv": lambda xp, a: xp.linalg.inv(a),
+    "solve": lambda xp, a, b: xp.linalg.solve(a, b),
     "cholesky": lambda xp, a, upper=False: _cholesky(xp, a, upper),
     "slogdet": lambda xp, a: tuple(xp.linalg.slogdet(a)),
     "qr": lambda xp, a, mode="reduced": tuple(xp.linalg.qr(a, mode=mode)),
