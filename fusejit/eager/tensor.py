@@ -23,6 +23,7 @@ from fusejit.base.errors import (
     fmt_shape,
 )
 from fusejit.base.shapes import describe, norm_dim
+from fusejit.eager import recording as _recording
 from fusejit.eager.recording import read_value_hook
 
 _POOL_IDS = _HOST_POOL.ids
@@ -94,6 +95,9 @@ class Tensor:
     # ---- metadata ---------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        tracer = _recording.TRACER
+        if tracer is not None and getattr(tracer, "symbolic", False):
+            return tracer.shape_of(self)  # sizes of dynamic dims as SymInt (base/symbolic.py)
         return self._data.shape
 
     @property
@@ -117,16 +121,22 @@ class Tensor:
 
     def size(self, dim: int | None = None):
         if dim is None:
-            return self._data.shape
-        return self._data.shape[norm_dim("size", dim, self.ndim)]
+            return self.shape
+        return self.shape[norm_dim("size", dim, self.ndim)]
 
     def numel(self) -> int:
+        tracer = _recording.TRACER
+        if tracer is not None and getattr(tracer, "symbolic", False):
+            n = 1
+            for s in tracer.shape_of(self):  # (dynamic dims: an expression over the sizes)
+                n = s * n
+            return n
         return int(self._data.size)
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self._data.shape[0]
+        return self.shape[0]
 
     def is_contiguous(self) -> bool:
         return bool(self._data.flags.c_contiguous)

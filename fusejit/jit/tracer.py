@@ -15,10 +15,12 @@ import warnings
 
 import numpy as np
 
+from fusejit.base import symbolic
 from fusejit.base.device import Device
 from fusejit.base.dtypes import DType
 from fusejit.base.errors import TraceError, TracerWarning
 from fusejit.base.shapes import describe
+from fusejit.base.symbolic import SymInt, resolve, symbols_of
 from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
@@ -26,11 +28,21 @@ from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freez
 _trace_lock = threading.RLock()  # the tracer hook is process-wide: one trace at a time
 
 
+class SymbolicShapeError(TraceError):
+    """A trace with dynamic dims met a size it cannot express over the symbols."""
+
+
 class Tracer:
     """Records ops into a graph. The hook is process-wide (``fusejit.eager.recording``) but a tracer
-    only acts on the thread that started it: other threads run eager, unrecorded."""
+    only acts on the thread that started it: other threads run eager, unrecorded.
 
-    def __init__(self) -> None:
+    ``dynamic`` maps the index of an input tensor to the dims whose sizes are symbolic: their
+    sizes are ``SymInt`` (``s0``, ``s1``, ...; equal sizes share a symbol, as torch's duck
+    sizing) in the values' types and in what ``Tensor.shape`` gives while recording, and the
+    result shapes of each op are expressions over them (``shape_rules`` fitted and checked at
+    other values of the symbols)."""
+
+    def __init__(self, dynamic: dict | None = None) -> None:
         self.owner = threading.get_ident()
         self.values: dict[int, Value] = {}
         self.keep: list = []  # tensors seen, kept alive so their ids stay unique
@@ -39,15 +51,39 @@ class Tracer:
         self.nodes: list[Node] = []
         self.value_reads: list[tuple[str, str]] = []
         self.unsupported_reason: str | None = None
+        self.dynamic = dynamic or {}
+        self.symbolic = bool(self.dynamic)
+        self.symbols: list = []  # (name, input index, dim)
+        self.guards: list = []  # symbolic.Guard
+        self.checks: list = []  # (op name, input shapes, attrs, result shapes) to re-check
+        self._by_hint: dict = {}
 
     def knows(self, t: Tensor) -> bool:
         return self.owner == threading.get_ident() and id(t) in self.values
 
     def _type(self, t: Tensor) -> TensorType:
-        return TensorType(t.dtype, tuple(t.shape), t.device)
+        return TensorType(t.dtype, tuple(t._data.shape), t.device)
+
+    def shape_of(self, t: Tensor) -> tuple:
+        v = self.values.get(id(t)) if self.owner == threading.get_ident() else None
+        return t._data.shape if v is None else v.type.shape
 
     def add_input(self, t: Tensor, hint: str) -> Value:
-        v = Value(self._type(t), hint)
+        ty = self._type(t)
+        dims = self.dynamic.get(len(self.params), ())
+        if dims:
+            shape = list(ty.shape)
+            for d in dims:
+                n = shape[d]
+                if n < 2:  # sizes 0 and 1 stay specialized (broadcasting), as torch's
+                    continue
+                sym = self._by_hint.get(n)
+                if sym is None:
+                    sym = self._by_hint[n] = SymInt.symbol(f"s{len(self._by_hint)}", n)
+                self.symbols.append((str(sym), len(self.params), d))
+                shape[d] = sym
+            ty = TensorType(ty.dtype, tuple(shape), ty.device)
+        v = Value(ty, hint)
         self.values[id(t)] = v
         self.keep.append(t)
         self.params.append(v)
@@ -66,13 +102,53 @@ class Tracer:
         if self.owner != threading.get_ident():
             return
         inputs = tuple(self.value_of(a) if isinstance(a, Tensor) else Const(a) for a in args)
+        types = [self._type(t) for t in outs]
+        if self.symbolic:
+            types = self._symbolic_types(op, inputs, attrs, types)
         outputs = []
-        for t in outs:
-            v = Value(self._type(t))
+        for t, ty in zip(outs, types):
+            v = Value(ty)
             self.values[id(t)] = v
             self.keep.append(t)
             outputs.append(v)
         self.nodes.append(Node(op.name, inputs, freeze_attrs(attrs), tuple(outputs)))
+
+    def record_factory(self, name: str, out: Tensor, attrs: dict) -> None:
+        """A tensor made by a factory from symbolic sizes (``arange(T)``): a node with no
+        inputs, evaluated at each call (``jit/runtime.py``)."""
+        if self.owner != threading.get_ident():
+            return
+        start, end, step = attrs["start"], attrs["end"], attrs["step"]
+        n = (end - start + step - 1) // step if isinstance(step, int) and step > 0 else None
+        if not isinstance(n, SymInt) or int(n) != out._data.shape[0]:
+            raise SymbolicShapeError(f"trace: {name} of symbolic sizes {start}, {end}, {step}")
+        v = Value(TensorType(out.dtype, (n,), out.device))
+        self.values[id(out)] = v
+        self.keep.append(out)
+        self.checks.append((name, (), attrs, ((n,),)))
+        self.nodes.append(Node(name, (), freeze_attrs(attrs), (v,)))
+
+    def _symbolic_types(self, op, inputs, attrs, types) -> list:
+        shapes = [v.type.shape for v in inputs if isinstance(v, Value)]
+        names = sorted(symbols_of((shapes, attrs)))
+        if not names:
+            return types
+        try:
+            shapes_out = _fit_shapes(op, shapes, attrs, [t.shape for t in types], names,
+                                     self._hints(names))  # fmt: skip
+        except SymbolicShapeError:
+            raise
+        except Exception as e:  # a rule that cannot take the other sizes
+            raise SymbolicShapeError(
+                f"trace: the result shape of {op.name} cannot be expressed over the dynamic "
+                f"sizes {', '.join(names)} ({type(e).__name__}: {e})"
+            ) from None
+        self.checks.append((op.name, tuple(shapes), attrs, tuple(shapes_out)))
+        return [TensorType(t.dtype, s, t.device) for t, s in zip(types, shapes_out)]
+
+    def _hints(self, names) -> dict:
+        hints = {str(s): int(s) for s in self._by_hint.values()}
+        return {n: hints[n] for n in names}
 
     def note_value_read(self, what: str, where: str) -> None:
         self.value_reads.append((what, where))
@@ -81,6 +157,96 @@ class Tracer:
         if self.owner != threading.get_ident():
             return
         raise TraceError(f"trace: {what} cannot be recorded into a graph")
+
+
+def _rule(op, shapes, attrs):
+    from fusejit.ops.shape_rules import out_shapes  # (numpy-heavy; only dynamic traces)
+
+    out = out_shapes(op, shapes, attrs)
+    if out is None:
+        raise SymbolicShapeError(f"trace: {op.name} has no shape rule for symbolic sizes")
+    return out
+
+
+def _sizes_in(obj, out: dict) -> None:
+    if isinstance(obj, SymInt):
+        out.setdefault(obj.poly, obj)
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            _sizes_in(o, out)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            _sizes_in(o, out)
+
+
+def _fit_shapes(op, shapes, attrs, actual, names, hints) -> list:
+    """The result shapes of ``op`` as expressions over the symbols ``names``: what the shape
+    rule gives with symbolic inputs where it keeps them, else an affine fit per symbol, each
+    checked against the rule at other values of the symbols."""
+    at = [tuple(s) for s in _rule(op, resolve(shapes, hints), resolve(attrs, hints))]
+    if at != [tuple(s) for s in actual]:
+        raise SymbolicShapeError(f"trace: the shape rule of {op.name} differs from its result")
+    try:
+        with symbolic.tracing([]):  # comparisons by the hints, as while recording
+            direct = _rule(op, shapes, attrs)
+    except Exception:
+        direct = None
+    # other values of the symbols: each alone moved, and all moved together
+    probes = []
+    for delta in (1, 3, 2, 4, 6, 8, 12):
+        env = {n: h + delta for n, h in hints.items()}
+        try:
+            probes.append((env, _rule(op, resolve(shapes, env), resolve(attrs, env))))
+        except Exception:
+            continue
+        if len(probes) == 2:
+            break
+    slopes = {}
+    for n in names:
+        for delta in (1, 2, 4, 8):
+            env = dict(hints)
+            env[n] += delta
+            try:
+                got = _rule(op, resolve(shapes, env), resolve(attrs, env))
+            except Exception:
+                continue
+            slopes[n] = (delta, got)
+            probes.append((env, got))
+            break
+    if len(probes) < 2:
+        raise SymbolicShapeError(f"trace: {op.name} takes no other value of {', '.join(names)}")
+    # the sizes of the inputs and attributes: a result dim is often one of them (broadcast,
+    # permute, matmul), which covers expressions no affine fit gives (``T // 2``)
+    seen: dict = {}
+    _sizes_in((shapes, attrs), seen)
+    out = []
+    for i, shape in enumerate(at):
+        dims = []
+        for j, h in enumerate(shape):
+            cands = [c for c in seen.values() if int(c) == h]
+            if direct is not None and len(direct) > i and len(direct[i]) == len(shape):
+                cands.insert(0, direct[i][j])
+            fit = h
+            for n, (delta, got) in slopes.items():
+                a, r = divmod(got[i][j] - h, delta)
+                if r:
+                    fit = None
+                    break
+                if a:
+                    fit = fit + a * (SymInt.symbol(n, hints[n]) - hints[n])
+            if fit is not None:
+                cands.append(fit)
+            for c in cands:
+                if int(c) == h and all(resolve(c, env) == got[i][j] for env, got in probes):
+                    dims.append(c)
+                    break
+            else:
+                raise SymbolicShapeError(
+                    f"trace: dim {j} of the result of {op.name} is no expression over "
+                    f"{', '.join(names)}"
+                )
+        out.append(tuple(dims))
+    return out
 
 
 def _flatten(obj, out: list, path: str):
@@ -131,20 +297,21 @@ def _unflatten(spec, it):
     return tuple(items)
 
 
-def capture(fn, example_inputs: tuple):
+def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
     """Run ``fn(*example_inputs)`` eagerly while recording. Returns (graph, input spec,
-    output spec, eager outputs, tracer)."""
+    output spec, eager outputs, tracer). ``dynamic`` maps input tensors (by index among the
+    flat tensor inputs) to their dims to record as symbolic sizes (``Tracer``)."""
     flat_in: list = []
     in_spec = _flatten(tuple(example_inputs), flat_in, "input")
     with _trace_lock:
-        tracer = Tracer()
+        tracer = Tracer(dynamic)
         for i, (_path, t) in enumerate(flat_in):
             if tracer.knows(t):
                 raise TraceError("trace: the same tensor is passed as two inputs")
             tracer.add_input(t, f"x{i}" if len(flat_in) > 1 else "x")
         if recording.TRACER is not None:
             raise TraceError("trace: a trace is already being recorded in this process")
-        with recording.recording(tracer):
+        with recording.recording(tracer), symbolic.tracing(tracer.guards):
             result = fn(*example_inputs)
     flat_out: list = []
     out_spec = _flatten(result, flat_out, "output")
@@ -157,6 +324,12 @@ def capture(fn, example_inputs: tuple):
     params = tracer.params + [v for v, _ in tracer.captured]
     block = Block(params, tracer.nodes, results)
     graph = Graph(block, n_inputs, [t for _, t in tracer.captured])
+    if tracer.symbols:
+        # what the runtime needs to bind the symbols and check the graph's assumptions
+        guards = {g.key(): g for g in tracer.guards}
+        graph.notes["symbols"] = tuple(tracer.symbols)
+        graph.notes["guards"] = tuple(guards.values())
+        graph.notes["shape_checks"] = tuple(tracer.checks)
     return graph, in_spec, out_spec, [t for _, t in flat_out], tracer
 
 
