@@ -207,7 +207,8 @@ def test_guard_failure_respecializes_shape_specific_graph():
 
 
 def test_recompile_limit_runs_eager_with_one_warning():
-    opt = fusejit.optimize(lambda x: (x @ x.T).relu(), warmup=0, max_specializations=2)
+    opt = fusejit.optimize(lambda x: (x @ x.T).relu(), warmup=0, max_specializations=2,
+                           dynamic=False)  # fmt: skip
     shapes = [(2, 4), (3, 4), (4, 4), (5, 4), (4, 4)]
     outs = []
     with pytest.warns(OptimizeWarning, match="max_specializations=2") as rec:

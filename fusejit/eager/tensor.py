@@ -96,7 +96,7 @@ class Tensor:
     @property
     def shape(self) -> tuple[int, ...]:
         tracer = _recording.TRACER
-        if tracer is not None and getattr(tracer, "symbolic", False):
+        if tracer is not None and hasattr(tracer, "shape_of"):
             return tracer.shape_of(self)  # sizes of dynamic dims as SymInt (base/symbolic.py)
         return self._data.shape
 
@@ -120,15 +120,18 @@ class Tensor:
         return self._device.type == "cuda"
 
     def size(self, dim: int | None = None):
-        if dim is None:
-            return self.shape
-        return self.shape[norm_dim("size", dim, self.ndim)]
+        tracer = _recording.TRACER
+        if tracer is not None and hasattr(tracer, "shape_of"):
+            shape = tracer.shape_of(self, 3)
+        else:
+            shape = self._data.shape
+        return shape if dim is None else shape[norm_dim("size", dim, self.ndim)]
 
     def numel(self) -> int:
         tracer = _recording.TRACER
-        if tracer is not None and getattr(tracer, "symbolic", False):
+        if tracer is not None and hasattr(tracer, "shape_of"):
             n = 1
-            for s in tracer.shape_of(self):  # (dynamic dims: an expression over the sizes)
+            for s in tracer.shape_of(self, 3):  # (dynamic dims: an expression over the sizes)
                 n = s * n
             return n
         return int(self._data.size)
@@ -136,7 +139,10 @@ class Tensor:
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.shape[0]
+        tracer = _recording.TRACER
+        if tracer is not None and hasattr(tracer, "shape_of"):
+            return tracer.shape_of(self, 3)[0]
+        return self._data.shape[0]
 
     def is_contiguous(self) -> bool:
         return bool(self._data.flags.c_contiguous)

@@ -80,8 +80,10 @@ class Plan:
             if s < self.n_params or s in seen:
                 self.copy_results.append(k)
             seen.add(s)
-        # a row region holding a reshape the user wrote is as shape-specific as the reshape
-        self.shape_generic = all(
+        # a row region holding a reshape the user wrote is as shape-specific as the reshape;
+        # a graph whose Python read a size may hold it (``x / x.shape[-1]``): only the traced
+        # sizes, or symbolic ones behind their guards (dynamic dims)
+        self.shape_generic = not graph.notes.get("reads_shapes") and all(
             n.attr("shape_generic", True) if n.op == "fused" else n.op in OPS and
             OPS[n.op].kind in SHAPE_GENERIC_KINDS for n in graph.block.nodes
         )  # fmt: skip

@@ -53,6 +53,7 @@ class Tracer:
         self.unsupported_reason: str | None = None
         self.dynamic = dynamic or {}
         self.symbolic = bool(self.dynamic)
+        self.shape_reads = False  # user code read a recorded tensor's shape
         self.symbols: list = []  # (name, input index, dim)
         self.guards: list = []  # symbolic.Guard
         self.checks: list = []  # (op name, input shapes, attrs, result shapes) to re-check
@@ -64,9 +65,16 @@ class Tracer:
     def _type(self, t: Tensor) -> TensorType:
         return TensorType(t.dtype, tuple(t._data.shape), t.device)
 
-    def shape_of(self, t: Tensor) -> tuple:
+    def shape_of(self, t: Tensor, depth: int = 3) -> tuple:
+        """``t.shape`` while recording: symbolic sizes where dims are dynamic. Notes a read of
+        a recorded tensor's shape by user code: a graph whose Python used a size is not
+        served to other sizes without guards (``Plan.shape_generic``)."""
         v = self.values.get(id(t)) if self.owner == threading.get_ident() else None
-        return t._data.shape if v is None else v.type.shape
+        if v is None:
+            return t._data.shape
+        if not self.shape_reads and symbolic._from_user(depth):
+            self.shape_reads = True
+        return v.type.shape
 
     def add_input(self, t: Tensor, hint: str) -> Value:
         ty = self._type(t)
@@ -324,6 +332,8 @@ def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
     params = tracer.params + [v for v, _ in tracer.captured]
     block = Block(params, tracer.nodes, results)
     graph = Graph(block, n_inputs, [t for _, t in tracer.captured])
+    if tracer.shape_reads:
+        graph.notes["reads_shapes"] = True
     if tracer.symbols:
         # what the runtime needs to bind the symbols and check the graph's assumptions
         guards = {g.key(): g for g in tracer.guards}
