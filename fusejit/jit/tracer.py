@@ -54,6 +54,8 @@ class Tracer:
         self.dynamic = dynamic or {}
         self.symbolic = bool(self.dynamic)
         self.shape_reads = False  # user code read a recorded tensor's shape
+        self._writable: set = set()  # values a write may replace (snapshots, their rebinds)
+        self._viewed: set = set()  # values an op returned a view of
         self.symbols: list = []  # (name, input index, dim)
         self.guards: list = []  # symbolic.Guard
         self.checks: list = []  # (op name, input shapes, attrs, result shapes) to re-check
@@ -119,6 +121,11 @@ class Tracer:
             self.values[id(t)] = v
             self.keep.append(t)
             outputs.append(v)
+            base = t._data.base
+            if base is not None:  # a view: its source may not be written in the graph
+                for a, iv in zip(args, inputs):
+                    if isinstance(a, Tensor) and (base is a._data or base is a._data.base):
+                        self._viewed.add(iv)
         self.nodes.append(Node(op.name, inputs, freeze_attrs(attrs), tuple(outputs)))
 
     def record_factory(self, name: str, out: Tensor, attrs: dict) -> None:
@@ -157,6 +164,29 @@ class Tracer:
     def _hints(self, names) -> dict:
         hints = {str(s): int(s) for s in self._by_hint.values()}
         return {n: hints[n] for n in names}
+
+    # ---- writes (x[i] = v): a new value of x, recorded with index_put (eager/indexing.py) ----
+    def snapshot(self, t: Tensor) -> None:
+        """A tensor first met as the target of a write: its values now, as a constant."""
+        copy = Tensor._wrap(t._data.copy(), t.dtype, t.device)
+        self.values[id(t)] = self.value_of(copy)
+        self.keep.append(t)
+        self._writable.add(self.values[id(t)])
+
+    def may_write(self, t: Tensor) -> bool:
+        v = self.values[id(t)]
+        return v in self._writable or v not in self._params_set()
+
+    def _params_set(self) -> set:
+        return set(self.params) | {v for v, _ in self.captured}
+
+    def viewed(self, t: Tensor) -> bool:
+        return self.values[id(t)] in self._viewed
+
+    def rebind(self, t: Tensor, new: Tensor) -> None:
+        v = self.values[id(new)]
+        self.values[id(t)] = v
+        self._writable.add(v)
 
     def note_value_read(self, what: str, where: str) -> None:
         self.value_reads.append((what, where))

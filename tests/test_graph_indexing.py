@@ -1,0 +1,130 @@
+"""Indexing in graphs (issue #21): tensor-indexed getitem, setitem and Embedding traced into
+one graph, equal to eager, with gradients through the recorded composition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fusejit
+from fusejit.base.errors import DimError, TraceError
+from fusejit.eager import indexing
+
+X = np.random.default_rng(0).standard_normal((5, 6, 7)).astype(np.float32)
+
+GETITEMS = {
+    "x[i]": lambda x, i, j: x[i],
+    "x[:, i]": lambda x, i, j: x[:, i],
+    "x[..., j]": lambda x, i, j: x[..., j],
+    "x[1, :, i]": lambda x, i, j: x[1, :, i],  # apart: the indexed dims first, as numpy
+    "x[j, 0]": lambda x, i, j: x[j, 0],
+    "x[i, i]": lambda x, i, j: x[i, i],
+    "x[j, :, j]": lambda x, i, j: x[j, :, j],
+    "x[None, 1:4, i]": lambda x, i, j: x[None, 1:4, i],
+    "x[[0, 3]]": lambda x, i, j: x[[0, 3]],
+}
+
+
+@pytest.mark.parametrize("name", list(GETITEMS))
+def test_tensor_indexed_getitem_traces_equal_to_eager(name):
+    f = GETITEMS[name]
+    x = fusejit.tensor(X)
+    i = fusejit.tensor([0, 4, -1, 2])
+    j = fusejit.tensor([[1, 2], [3, -4]])
+    traced = fusejit.trace(f, (x, i, j))
+    # other values of the indices and of x: the graph reads them
+    x2, i2 = fusejit.tensor(X * 3 + 1), fusejit.tensor([3, -2, 1, 1])
+    want = X * 3 + 1
+    got = traced(x2, i2, j).numpy()
+    ref = f(x2, i2, j).numpy()
+    np.testing.assert_array_equal(got, ref)
+    # and eager itself is numpy's indexing
+    key = {"x[i]": (i2.numpy(),), "x[:, i]": (slice(None), i2.numpy())}.get(name)
+    if key is not None:
+        np.testing.assert_array_equal(got, want[key])
+
+
+def test_traced_index_out_of_range_is_a_dim_error():
+    traced = fusejit.trace(lambda x, i: x[i, i], (fusejit.tensor(X), fusejit.tensor([0, 1])))
+    with pytest.raises(DimError):
+        traced(fusejit.tensor(X), fusejit.tensor([0, 5]))  # 5: out of dim 0 (size 5) only
+
+
+def test_bool_mask_in_a_trace_is_refused_with_the_reason():
+    with pytest.raises(TraceError, match="bool mask"):
+        fusejit.trace(lambda x: x[x > 0], (fusejit.tensor(X),))
+
+
+def test_traced_getitem_composition_has_gradients():
+    x = fusejit.tensor(X[:3, :4, :2].astype(np.float64), requires_grad=True)
+    i = fusejit.tensor([2, 0, -1, 2])
+
+    def f(x):
+        return indexing._traced_advanced_getitem(x, (slice(None), i))
+
+    assert fusejit.autograd.gradcheck(f, (x,))
+    f(x).sum().backward()
+    want = np.zeros_like(X[:3, :4, :2], dtype=np.float64)
+    np.add.at(want, (slice(None), i.numpy()), 1.0)
+    np.testing.assert_array_equal(x.grad.numpy(), want)
+
+
+def _set_scalar(x, i):
+    y = x * 2
+    y[i] = 0.0
+    return y + 1
+
+
+def _set_rows_in_a_loop(x, i):
+    ys = fusejit.zeros(4, 7)
+    for t in range(4):
+        ys[t] = x[t, 0] * t
+    return ys
+
+
+def _set_columns(x, i):
+    y = x.clone()
+    y[:, 1] = x[:, 0]
+    y[i, 2] = fusejit.tensor(7.0)
+    return y
+
+
+@pytest.mark.parametrize("f", [_set_scalar, _set_rows_in_a_loop, _set_columns])
+def test_setitem_traces_as_a_new_value(f):
+    x, i = fusejit.tensor(X), fusejit.tensor([0, 3])
+    traced = fusejit.trace(f, (x, i))
+    x2, i2 = fusejit.tensor(X - 2), fusejit.tensor([1, 4])
+    np.testing.assert_array_equal(traced(x2, i2).numpy(), f(x2, i2).numpy())
+    assert any(n.op == "index_put" for n in traced.raw_graph.nodes)
+
+
+def test_setitem_into_an_input_or_a_viewed_tensor_is_refused():
+    x = fusejit.tensor(X)
+
+    def into_input(x):
+        x[0] = 1.0
+        return x * 1
+
+    def into_viewed(x):
+        y = x * 1
+        v = y[0]
+        y[0] = 5.0
+        return v + 0
+
+    with pytest.raises(TraceError, match="input"):
+        fusejit.trace(into_input, (x,))
+    with pytest.raises(TraceError, match="view"):
+        fusejit.trace(into_viewed, (x,))
+
+
+def test_embedding_is_one_graph_under_optimize():
+    fusejit.manual_seed(0)
+    emb = fusejit.nn.Embedding(10, 4)
+    opt = fusejit.optimize(emb, warmup=0)
+    idx = fusejit.tensor([[1, 2, 9], [0, 0, 3]])
+    with fusejit.no_grad():
+        got = opt(idx)
+    np.testing.assert_array_equal(got.numpy(), emb.weight.numpy()[idx.numpy()])
+    ex = opt._fusejit_executor
+    assert ex._n_traces == 1 and ex._specs[0].status == "compiled"
+    assert any(n.op == "index_select" for n in ex._specs[0].traced.graph.nodes)
