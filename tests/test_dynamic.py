@@ -171,3 +171,22 @@ def test_nanogpt_generation_compiles_at_most_two_graphs_without_fallback():
     assert ex._n_traces <= 2
     text = str(fusejit.explain(opt))
     assert "runs eager" not in text
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not fusejit.is_cuda_available(), reason="needs an NVIDIA GPU with cupy")
+def test_dynamic_dims_on_cuda():
+    opt = fusejit.optimize(shape_math, warmup=0)
+    for T in (6, 8, 10, 24):
+        x = fusejit.rand(3, T, device="cuda:0")
+        got, want = opt(x), shape_math(x)
+        assert got.device.type == "cuda"
+        np.testing.assert_allclose(got.cpu().numpy(), want.cpu().numpy(), rtol=1e-6)
+    assert _executor(opt)._n_traces == 2
+    fusejit.manual_seed(0)
+    model = NanoGPT(vocab=64, block_size=32, n_layer=1, n_head=2, n_embd=32).eval().to("cuda:0")
+    opt = fusejit.optimize(model)
+    prompt = fusejit.tensor([[1, 2, 3]], device="cuda:0")
+    assert generate(opt, prompt, 10).tolist() == generate(model, prompt, 10).tolist()
+    ex = _executor(opt)
+    assert ex._n_traces <= 2 and all(s.status == "compiled" for s in ex._specs)

@@ -128,3 +128,17 @@ def test_embedding_is_one_graph_under_optimize():
     ex = opt._fusejit_executor
     assert ex._n_traces == 1 and ex._specs[0].status == "compiled"
     assert any(n.op == "index_select" for n in ex._specs[0].traced.graph.nodes)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not fusejit.is_cuda_available(), reason="needs an NVIDIA GPU with cupy")
+def test_traced_indexing_on_cuda():
+    x = fusejit.tensor(X, device="cuda:0")
+    i = fusejit.tensor([0, 4, -1, 2], device="cuda:0")
+    j = fusejit.tensor([[1, 2], [3, -4]], device="cuda:0")
+    for f in list(GETITEMS.values())[:-1]:
+        traced = fusejit.trace(f, (x, i, j))
+        np.testing.assert_array_equal(traced(x, i, j).cpu().numpy(), f(x, i, j).cpu().numpy())
+    for f in (_set_scalar, _set_columns):
+        traced = fusejit.trace(f, (x, i[:2]))
+        np.testing.assert_array_equal(traced(x, i[:2]).cpu().numpy(), f(x, i[:2]).cpu().numpy())

@@ -106,11 +106,11 @@ def _traced_advanced_getitem(x, parts: tuple):
         if isinstance(p, (list, np.ndarray)) or (
             isinstance(p, Tensor) is False and hasattr(p, "__len__") and not isinstance(p, str)
         ):
-            p = Tensor._wrap(np.asarray(p), dt.int64, x.device) if len(p) else None
-            if p is None or p._data.dtype.kind not in "iub":
+            a = np.asarray(p)
+            if not len(p) or a.dtype.kind not in "iub":
                 raise DimError(f"getitem: cannot index with {describe_index(parts)}")
-            if p._data.dtype.kind == "b":
-                p = Tensor._wrap(p._data, dt.bool_, x.device)
+            a = a.astype(np.bool_ if a.dtype.kind == "b" else np.int64)
+            p = _on(x, a, dt.bool_ if a.dtype.kind == "b" else dt.int64)
         if isinstance(p, Tensor):
             if p.device is not x.device:
                 raise DeviceError(f"getitem: index on {p.device} for a tensor on {x.device}")
@@ -125,7 +125,7 @@ def _traced_advanced_getitem(x, parts: tuple):
     # with tensor indices, ints are indices of the same kind (0-d), as numpy (and so eager)
     # places them: x[1, :, i] puts i's dims first
     conv = [
-        Tensor._wrap(np.asarray(p, np.int64), dt.int64, x.device)
+        _on(x, np.asarray(p, np.int64), dt.int64)
         if isinstance(p, (builtins.int, np.integer)) and not isinstance(p, builtins.bool)
         else p
         for p in conv
@@ -230,6 +230,11 @@ def _traced_setitem(tracer, x, index, value) -> None:
             ) from None
     new = reshape(index_put(reshape(x, -1), (reshape(pos, -1),), reshape(v, -1)), *shape)
     tracer.rebind(x, new)
+
+
+def _on(x, arr: np.ndarray, dtype) -> Tensor:
+    """A numpy array as a tensor on ``x``'s device (a constant of the trace)."""
+    return Tensor._wrap(x.device.backend.from_numpy(arr), dtype, x.device)
 
 
 def describe_index(parts) -> str:
