@@ -6,9 +6,10 @@ other argument its type and value, plus the training flags of the modules involv
 ``warmup`` calls of a signature run eager. Then the signature is traced and compiled, and later
 calls run the compiled plan. A plan whose graph is shape-generic (elementwise ops and
 reductions only) serves every size with the same rank and broadcast pattern (which dims are 1);
-other plans serve one exact shape, and a new shape fails their guards and re-specializes.
+other plans serve one exact shape, and a new shape fails their guards and re-specializes, once
+with the changed dims symbolic (``dynamic``): that graph then serves their later sizes.
 
-What a trace cannot capture (in-place ops, tensor indexing, Python branching on tensor values,
+What a trace cannot capture (in-place ops, bool-mask indexing, Python branching on tensor values,
 non-tensor results, dropout in training mode) runs eager for that signature, and the reason is
 kept for ``fusejit.explain``. ``strict=True`` raises ``TraceError`` instead.
 
