@@ -158,7 +158,8 @@ class Tracer:
                 f"trace: the result shape of {op.name} cannot be expressed over the dynamic "
                 f"sizes {', '.join(names)} ({type(e).__name__}: {e})"
             ) from None
-        self.checks.append((op.name, tuple(shapes), attrs, tuple(shapes_out)))
+        if not _holds_for_all(op, shapes, attrs, shapes_out):  # re-checked per new size
+            self.checks.append((op.name, tuple(shapes), attrs, tuple(shapes_out)))
         return [TensorType(t.dtype, s, t.device) for t, s in zip(types, shapes_out)]
 
     def _hints(self, names) -> dict:
@@ -204,6 +205,56 @@ def _rule(op, shapes, attrs):
     if out is None:
         raise SymbolicShapeError(f"trace: {op.name} has no shape rule for symbolic sizes")
     return out
+
+
+# ops whose result dims are their inputs' dims, selected or moved by attributes that hold no
+# size (a reduction's dims, a permutation): their fitted shapes hold for every value of the
+# symbols, with nothing to re-check at a call
+_SELECTING = frozenset({"permute", "contiguous", "clone", "softmax", "layer_norm", "index_select",
+                        "flip", "roll", "tril", "triu", "cumsum", "cumprod", "logcumsumexp",
+                        "cummax", "cummin", "sort"})  # fmt: skip
+
+
+def _same_size(a, b) -> bool:
+    """Whether two sizes are equal for every value of the symbols (structurally)."""
+    d = a - b
+    return not isinstance(d, SymInt) and d == 0
+
+
+def _broadcasts(shapes, out) -> bool:
+    """Whether ``shapes`` broadcast to ``out`` for every value of the symbols: in each dim,
+    the entries that are not a static 1 are one expression (symbols are never 1)."""
+    n = len(out)
+    for k in range(1, n + 1):
+        want = out[-k]
+        for s in shapes:
+            if len(s) >= k and not (type(s[-k]) is int and s[-k] == 1):
+                if not _same_size(s[-k], want):
+                    return False
+    return True
+
+
+def _holds_for_all(op, shapes, attrs, outs) -> bool:
+    if symbols_of(attrs) and op.name not in ("view", "reshape"):
+        return False
+    if op.kind == "elementwise":
+        return len(outs) == 1 and _broadcasts(shapes, outs[0])
+    if op.kind == "reduction" or op.name in _SELECTING:
+        return True
+    if op.name == "matmul" and len(shapes) == 2 and min(len(shapes[0]), len(shapes[1])) >= 2:
+        a, b = shapes
+        return _same_size(a[-1], b[-2]) and _broadcasts([a[:-2], b[:-2]], outs[0][:-2])
+    if op.name in ("view", "reshape"):
+        shape = tuple(attrs["shape"])
+        if any(type(k) is int and k < 0 for k in shape):
+            return False
+        n_in, n_out = 1, 1
+        for k in shapes[0]:
+            n_in = k * n_in
+        for k in shape:
+            n_out = k * n_out
+        return _same_size(n_in, n_out) and all(_same_size(a, b) for a, b in zip(shape, outs[0]))
+    return False
 
 
 def _sizes_in(obj, out: dict) -> None:
