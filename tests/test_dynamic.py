@@ -190,3 +190,16 @@ def test_dynamic_dims_on_cuda():
     assert generate(opt, prompt, 10).tolist() == generate(model, prompt, 10).tolist()
     ex = _executor(opt)
     assert ex._n_traces <= 2 and all(s.status == "compiled" for s in ex._specs)
+
+
+def test_floor_division_of_a_size_serves_odd_and_even_sizes():
+    def pairs(x):
+        T = x.shape[0]
+        return x[: (T // 2) * 2].view(-1, 2).sum(-1)
+
+    opt = fusejit.optimize(pairs, warmup=0)
+    for n in (6, 7, 9, 12, 15):
+        _eager_equal(pairs, opt, fusejit.rand(n))
+    ex = _executor(opt)
+    assert ex._n_traces == 2
+    assert "(s0)//2" in str(ex._specs[-1].traced.graph)
