@@ -50,9 +50,33 @@ def test_traced_index_out_of_range_is_a_dim_error():
         traced(fusejit.tensor(X), fusejit.tensor([0, 5]))  # 5: out of dim 0 (size 5) only
 
 
-def test_bool_mask_in_a_trace_is_refused_with_the_reason():
-    with pytest.raises(TraceError, match="bool mask"):
-        fusejit.trace(lambda x: x[x > 0], (fusejit.tensor(X),))
+def _masked(x, y):
+    sel = x[x > 0]
+    return sel * 2 + sel.sum(), y[y[:, 0] > 0]
+
+
+def test_bool_mask_getitem_traces_with_a_size_bound_at_run_time():
+    traced = fusejit.trace(_masked, (fusejit.tensor(X[0]), fusejit.tensor(X[1])))
+    sizes = [n.outputs[0].type.shape for n in traced.graph.nodes if n.op == "mask_positions"]
+    assert [str(s[0]) for s in sizes] == ["u0", "u1"]
+    rng = np.random.default_rng(1)
+    for _ in range(4):  # other values: other numbers of true entries, one graph
+        a, b = (rng.standard_normal((6, 7)).astype(np.float32) for _ in range(2))
+        got = traced(fusejit.tensor(a), fusejit.tensor(b))
+        sel = a[a > 0]
+        np.testing.assert_allclose(got[0].numpy(), sel * 2 + sel.sum(dtype=np.float32), rtol=1e-5)
+        np.testing.assert_array_equal(got[1].numpy(), b[b[:, 0] > 0])
+
+
+def test_bool_mask_limits_in_a_trace():
+    x = fusejit.tensor(X)
+    with pytest.raises(TraceError, match="among other indices"):
+        fusejit.trace(lambda x: x[x[:, 0, 0] > 0, 1], (x,))
+    with pytest.raises(TraceError, match="compares a size"):
+        fusejit.trace(lambda x: x[x > 0] * (2 if x[x > 0].shape[0] > 3 else 3), (x,))
+    traced = fusejit.trace(lambda x: x[x > 0] + 1, (x,))
+    with pytest.raises(fusejit.jit.runtime.GuardError, match="true entries"):
+        traced(-fusejit.abs(x))  # no true entry: a result that would broadcast
 
 
 def test_traced_getitem_composition_has_gradients():
@@ -139,6 +163,9 @@ def test_traced_indexing_on_cuda():
     for f in list(GETITEMS.values())[:-1]:
         traced = fusejit.trace(f, (x, i, j))
         np.testing.assert_array_equal(traced(x, i, j).cpu().numpy(), f(x, i, j).cpu().numpy())
+    traced = fusejit.trace(_masked, (x[0], x[1]))
+    for a, b in zip(traced(x[2], x[3]), _masked(x[2], x[3])):
+        np.testing.assert_allclose(a.cpu().numpy(), b.cpu().numpy(), rtol=1e-5)
     for f in (_set_scalar, _set_columns):
         traced = fusejit.trace(f, (x, i[:2]))
         np.testing.assert_array_equal(traced(x, i[:2]).cpu().numpy(), f(x, i[:2]).cpu().numpy())

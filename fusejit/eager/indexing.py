@@ -115,9 +115,11 @@ def _traced_advanced_getitem(x, parts: tuple):
             if p.device is not x.device:
                 raise DeviceError(f"getitem: index on {p.device} for a tensor on {x.device}")
             if p.dtype is dt.bool_:
-                recording.TRACER.unsupported(
-                    "indexing with a bool mask (its result's shape depends on the mask's values)"
-                )
+                if len(parts) != 1:
+                    recording.TRACER.unsupported(
+                        "indexing with a bool mask among other indices (only x[mask] traces)"
+                    )
+                return _traced_mask_getitem(x, p)
             if p.dtype.kind not in "iu":
                 raise DimError(f"getitem: tensors used as indices must be integers, got "
                                f"{p.dtype.name}")  # fmt: skip
@@ -230,6 +232,29 @@ def _traced_setitem(tracer, x, index, value) -> None:
             ) from None
     new = reshape(index_put(reshape(x, -1), (reshape(pos, -1),), reshape(v, -1)), *shape)
     tracer.rebind(x, new)
+
+
+def mask_positions(mask: Tensor) -> Tensor:
+    """The flat positions (int64, 1-d) of the true entries of a 1-d bool tensor."""
+    xp = mask.device.backend.xp
+    pos = xp.flatnonzero(mask._data).astype(xp.int64)
+    return Tensor._wrap(pos, dt.int64, mask.device)
+
+
+def _traced_mask_getitem(x, mask):
+    """``x[mask]`` in a trace: ``index_select`` of the mask's true positions (a
+    ``mask_positions`` node, whose length is a symbol bound when the graph runs) from ``x``
+    with the mask's dims flattened into one."""
+    k = mask.ndim
+    if tuple(mask._data.shape) != tuple(x._data.shape[:k]):
+        raise DimError(
+            f"getitem: a mask of shape {fmt_shape(mask.shape)} does not fit a tensor of shape "
+            f"{fmt_shape(x.shape)}"
+        )
+    flat = reshape(mask, -1)
+    pos = mask_positions(flat)
+    recording.TRACER.record_mask_positions(flat, pos)
+    return index_select(reshape(x, -1, *x.shape[k:]), 0, pos)
 
 
 def _on(x, arr: np.ndarray, dtype) -> Tensor:

@@ -8,8 +8,8 @@ from fusejit.ir.graph import Block, Const, Graph, TensorType, Value
 from fusejit.ops.registry import OPS
 
 # the ops a graph may name besides the op table's: fused regions, frozen tensors, control,
-# ``arange`` of symbolic sizes (dynamic dims)
-JIT_OPS = frozenset({"fused", "constant", "arange"}) | CONTROL_OPS
+# ``arange`` of symbolic sizes (dynamic dims), ``mask_positions`` (a bool mask's true entries)
+JIT_OPS = frozenset({"fused", "constant", "arange", "mask_positions"}) | CONTROL_OPS
 
 
 class VerifyError(AssertionError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fusejit.eager import dispatch
 from fusejit.eager.creation import arange
+from fusejit.eager.indexing import mask_positions
 from fusejit.ir.control import CONTROL_OPS
 from fusejit.ir.graph import Block, Const, Graph
 from fusejit.jit.control import interpret_node
@@ -16,6 +17,9 @@ def run_block(block: Block, env: dict) -> list:
     for n in block.nodes:
         if n.op == "constant":
             env[n.outputs[0]] = n.attr("value")
+            continue
+        if n.op == "mask_positions":
+            env[n.outputs[0]] = mask_positions(env[n.inputs[0]])
             continue
         if n.op == "arange":  # (sizes of dynamic dims: their traced values)
             a = n.attr_dict

@@ -13,6 +13,7 @@ from fusejit.base.errors import TraceError, fmt_shape
 from fusejit.base.symbolic import check_guards, is_symbolic, resolve
 from fusejit.codegen.rows import RowBody
 from fusejit.eager import creation, dispatch
+from fusejit.eager.indexing import mask_positions
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Const, Graph, Value
 from fusejit.jit.control import control_step
@@ -103,6 +104,9 @@ class Plan:
         self.sym_guards = graph.notes.get("guards", ())
         self.shape_checks = graph.notes.get("shape_checks", ())
         self.sym_dims = {(i, d) for _, i, d in self.symbols}
+        # the symbols' values of a call: in the slot list's last entry (a dict); the sizes of
+        # data symbols (mask_positions) are added there as their nodes run
+        self.symbolic_env = bool(self.symbols or graph.notes.get("data_symbols"))
         self._bound_ok: dict = {}  # symbol values seen -> None or why they fail
 
     def bind(self, tensors) -> dict:
@@ -156,6 +160,8 @@ class Plan:
     def _step(self, n, slots):
         if n.op == "arange":  # a range of symbolic sizes (dynamic dims)
             return self._arange_step(n, slots)
+        if n.op == "mask_positions":  # positions of a mask's true entries: binds their count
+            return self._mask_positions_step(n, slots)
         if n.op not in OPS and n.op != "fused":  # constants, control flow (script)
             return control_step(n, slots, self._step)
         outs = [slots[o] for o in n.outputs]
@@ -205,6 +211,22 @@ class Plan:
                                        device=a["device"])  # fmt: skip
 
         return run_arange
+
+    def _mask_positions_step(self, n, slots):
+        src, out, sym = slots[n.inputs[0]], slots[n.outputs[0]], self.sym_slot
+        name = str(n.attr("size"))
+
+        def run_mask_positions(env):
+            env[out] = mask_positions(env[src])
+            k = env[out]._data.shape[0]
+            if k < 2:
+                raise GuardError(
+                    f"a bool mask with {k} true entries, traced with {int(n.attr('size'))} "
+                    "(0 or 1 true entries broadcast otherwise: run it eagerly)"
+                )
+            env[sym][name] = k
+
+        return run_mask_positions
 
     def check(self, tensors) -> str | None:
         """None when ``tensors`` fit this plan's guards, else the first mismatch."""
@@ -288,7 +310,7 @@ class Plan:
     def _run_steps(self, tensors, captured) -> list:
         env = [*tensors, *captured]
         env.extend([None] * (self.n_slots - len(env)))
-        if self.symbols:
+        if self.symbolic_env:
             env.append(self.bind(tensors))
         for step in self.steps:
             step(env)

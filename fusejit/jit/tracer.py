@@ -60,6 +60,7 @@ class Tracer:
         self.guards: list = []  # symbolic.Guard
         self.checks: list = []  # (op name, input shapes, attrs, result shapes) to re-check
         self._by_hint: dict = {}
+        self.data_symbols: list = []  # sizes a node computes from values (mask_positions)
 
     def knows(self, t: Tensor) -> bool:
         return self.owner == threading.get_ident() and id(t) in self.values
@@ -164,7 +165,28 @@ class Tracer:
 
     def _hints(self, names) -> dict:
         hints = {str(s): int(s) for s in self._by_hint.values()}
+        hints.update((str(s), int(s)) for s in self.data_symbols)
         return {n: hints[n] for n in names}
+
+    def record_mask_positions(self, mask: Tensor, out: Tensor) -> None:
+        """``out``: the flat positions of the true entries of the 1-d bool ``mask``, a node
+        whose result's length is a symbol (``u0``) bound when the graph runs: the shapes that
+        depend on it are expressions over it, as over a dynamic dim."""
+        if self.owner != threading.get_ident():
+            return
+        u = SymInt.symbol(f"u{len(self.data_symbols)}", out._data.shape[0])
+        if int(u) < 2:  # (sizes 0 and 1 would broadcast: such a trace is refused)
+            self.unsupported(
+                f"indexing with a bool mask of {int(u)} true entries (a result of at most one "
+                "element broadcasts like no other)"
+            )
+        self.data_symbols.append(u)
+        self.symbolic = True
+        v = Value(TensorType(out.dtype, (u,), out.device))
+        inp = self.value_of(mask)
+        self.values[id(out)] = v
+        self.keep.append(out)
+        self.nodes.append(Node("mask_positions", (inp,), (("size", u),), (v,)))
 
     # ---- writes (x[i] = v): a new value of x, recorded with index_put (eager/indexing.py) ----
     def snapshot(self, t: Tensor) -> None:
@@ -415,12 +437,24 @@ def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
     graph = Graph(block, n_inputs, [t for _, t in tracer.captured])
     if tracer.shape_reads:
         graph.notes["reads_shapes"] = True
-    if tracer.symbols:
+    if tracer.symbols or tracer.data_symbols:
         # what the runtime needs to bind the symbols and check the graph's assumptions
         guards = {g.key(): g for g in tracer.guards}
+        data = {str(u) for u in tracer.data_symbols}
+        for g in guards.values():
+            if symbols_of(g.expr) & data:
+                raise TraceError(
+                    f"trace: Python compares a size that depends on the values ({g}): the "
+                    "graph cannot check it before running"
+                )
         graph.notes["symbols"] = tuple(tracer.symbols)
+        graph.notes["data_symbols"] = tuple(sorted(data))
         graph.notes["guards"] = tuple(guards.values())
-        graph.notes["shape_checks"] = tuple(tracer.checks)
+        # a shape that depends on the values is known only when the graph runs: such checks
+        # would wait for it; the ops that take such a size check it themselves
+        graph.notes["shape_checks"] = tuple(
+            c for c in tracer.checks if not (symbols_of((c[1], c[2], c[3])) & data)
+        )
     return graph, in_spec, out_spec, [t for _, t in flat_out], tracer
 
 
