@@ -203,3 +203,15 @@ def test_floor_division_of_a_size_serves_odd_and_even_sizes():
     ex = _executor(opt)
     assert ex._n_traces == 2
     assert "(s0)//2" in str(ex._specs[-1].traced.graph)
+
+
+def test_a_size_used_as_an_operand_specializes():
+    def shifted(x):
+        return x + x.shape[0]  # the size is an operand of add: compiled in as a constant
+
+    opt = fusejit.optimize(shifted, warmup=0)
+    for n in (4, 5, 6, 7):
+        _eager_equal(shifted, opt, fusejit.rand(n, 2))
+    ex = _executor(opt)
+    assert any(e["event"] == "static" for e in ex._events)
+    assert ex._n_traces == 4  # one dynamic try failed: each size its own graph, correct

@@ -246,6 +246,7 @@ class Executor:
         if dynamic not in (None, True, False):
             raise ValueError(f"optimize: dynamic must be True, False or None, got {dynamic!r}")
         self.dynamic = dynamic
+        self._static_only = False  # a trace with dynamic dims failed: specialize from then on
         self._lock = threading.RLock()  # held while deciding and specializing
         self._fast: dict = {}  # exact signature -> Specialization (compiled or eager)
         self._by_pattern: dict = {}  # pattern signature -> latest Specialization
@@ -416,6 +417,7 @@ class Executor:
                     except tr.SymbolicShapeError as e:  # specialize these sizes instead
                         self._event("static", spec.label, str(e))
                         spec.dynamic = {}
+                        self._static_only = True  # (later sizes: not tried again)
                         graph, in_spec, out_spec, eager_out, tracer = tr.capture(target, plain)
             finally:
                 _Version.seen = None
@@ -523,7 +525,7 @@ class Executor:
 
     def _dynamic_dims(self, spec, tensors) -> dict:
         """Input tensor index -> the dims to trace as symbolic sizes (``dynamic``)."""
-        if self.dynamic is False:
+        if self.dynamic is False or self._static_only:
             return {}
         if self.dynamic is True:
             dims = {i: set(range(t.ndim)) for i, t in enumerate(tensors)}

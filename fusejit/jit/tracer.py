@@ -20,7 +20,7 @@ from fusejit.base.device import Device
 from fusejit.base.dtypes import DType
 from fusejit.base.errors import TraceError, TracerWarning
 from fusejit.base.shapes import describe
-from fusejit.base.symbolic import SymInt, resolve, symbols_of
+from fusejit.base.symbolic import SymInt, is_symbolic, resolve, symbols_of
 from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
@@ -115,6 +115,13 @@ class Tracer:
         inputs = tuple(self.value_of(a) if isinstance(a, Tensor) else Const(a) for a in args)
         types = [self._type(t) for t in outs]
         if self.symbolic:
+            if any(isinstance(a, SymInt) for a in args) or (
+                op.kind == "elementwise" and is_symbolic(attrs)
+            ):
+                # a size as an operand would be compiled into a kernel as a constant
+                raise SymbolicShapeError(
+                    f"trace: {op.name} takes a dynamic size as an operand; it is specialized"
+                )
             types = self._symbolic_types(op, inputs, attrs, types)
         outputs = []
         for t, ty in zip(outs, types):
