@@ -215,3 +215,15 @@ def test_a_size_used_as_an_operand_specializes():
     ex = _executor(opt)
     assert any(e["event"] == "static" for e in ex._events)
     assert ex._n_traces == 4  # one dynamic try failed: each size its own graph, correct
+
+
+def test_a_size_read_by_python_is_not_frozen_into_a_shape_generic_plan():
+    def normalize(x):
+        return x / x.shape[-1]  # elementwise only, but the divisor is a size
+
+    opt = fusejit.optimize(normalize, warmup=0, dynamic=False)
+    for n in (4, 8, 16):
+        np.testing.assert_allclose(opt(fusejit.ones(3, n)).numpy(), np.full((3, n), 1 / n))
+    traced = fusejit.trace(normalize, fusejit.ones(2, 4))
+    with pytest.raises(fusejit.jit.runtime.GuardError):
+        traced(fusejit.ones(2, 8))
