@@ -106,6 +106,12 @@ timeout "$(budget 40)" "$PY" bench/bench_script_lstm.py --reps 3 >"$OUT/lstm.log
 echo "lstm exit status $?"
 tail -n 5 "$OUT/lstm.log"
 
+echo "== bench/bench_generate.py --small --device cuda:0 (dynamic dims, greedy generation) -> $OUT/generate.log"
+timeout "$(budget 60)" "$PY" bench/bench_generate.py --small --device cuda:0 --tokens 32 \
+    --rounds 3 >"$OUT/generate.log" 2>&1
+echo "generate exit status $?"
+tail -n 8 "$OUT/generate.log"
+
 ANCHORS=""
 for f in .anchors/gpu_anchors.py shared/anchors/gpu_anchors.py; do
     if [ -f "$f" ]; then ANCHORS="$ROOT/$f"; break; fi
