@@ -156,12 +156,8 @@ def _traced_advanced_getitem(x, parts: tuple):
             basic.append(p)
             if isinstance(p, slice):
                 out_dim += 1
-    y = (
-        x
-        if all(b == slice(None) for b in basic if isinstance(b, slice))
-        and len(basic) == len([b for b in basic if isinstance(b, slice)])
-        else getitem(x, tuple(basic))
-    )
+    plain = all(isinstance(b, slice) and b == slice(None) for b in basic)
+    y = x if plain else getitem(x, tuple(basic))  # the basic part: a view
     if where_at != list(range(where_at[0], where_at[0] + len(where_at))):
         # indexed dims apart: numpy puts the indexed result first
         rest = [d for d in range(y.ndim) if d not in where_at]
