@@ -227,3 +227,16 @@ def test_a_size_read_by_python_is_not_frozen_into_a_shape_generic_plan():
     traced = fusejit.trace(normalize, fusejit.ones(2, 4))
     with pytest.raises(fusejit.jit.runtime.GuardError):
         traced(fusejit.ones(2, 8))
+
+
+def test_nanogpt_with_batch_and_length_symbolic_is_one_graph():
+    fusejit.manual_seed(0)
+    model = NanoGPT(vocab=64, block_size=32, n_layer=1, n_head=2, n_embd=32).eval()
+    opt = fusejit.optimize(model, dynamic=True, warmup=0)
+    with fusejit.no_grad():
+        for B, T in ((2, 5), (3, 7), (4, 4), (2, 9), (5, 3)):
+            idx = fusejit.randint(0, 64, (B, T))
+            np.testing.assert_allclose(opt(idx).numpy(), model(idx).numpy(), rtol=1e-4, atol=1e-5)
+    ex = _executor(opt)
+    assert ex._n_traces == 1
+    assert str(ex._specs[0].traced.graph.inputs[0].type) == "int64[s0, s1]"
