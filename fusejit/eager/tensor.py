@@ -23,6 +23,7 @@ from fusejit.base.errors import (
     fmt_shape,
 )
 from fusejit.base.shapes import describe, norm_dim
+from fusejit.eager import recording as _recording
 from fusejit.eager.recording import read_value_hook
 
 _POOL_IDS = _HOST_POOL.ids
@@ -94,6 +95,9 @@ class Tensor:
     # ---- metadata ---------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        tracer = _recording.TRACER
+        if tracer is not None and hasattr(tracer, "shape_of"):
+            return tracer.shape_of(self)  # sizes of dynamic dims as SymInt (base/symbolic.py)
         return self._data.shape
 
     @property
@@ -116,16 +120,28 @@ class Tensor:
         return self._device.type == "cuda"
 
     def size(self, dim: int | None = None):
-        if dim is None:
-            return self._data.shape
-        return self._data.shape[norm_dim("size", dim, self.ndim)]
+        tracer = _recording.TRACER
+        if tracer is not None and hasattr(tracer, "shape_of"):
+            shape = tracer.shape_of(self, 3)
+        else:
+            shape = self._data.shape
+        return shape if dim is None else shape[norm_dim("size", dim, self.ndim)]
 
     def numel(self) -> int:
+        tracer = _recording.TRACER
+        if tracer is not None and hasattr(tracer, "shape_of"):
+            n = 1
+            for s in tracer.shape_of(self, 3):  # (dynamic dims: an expression over the sizes)
+                n = s * n
+            return n
         return int(self._data.size)
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
+        tracer = _recording.TRACER
+        if tracer is not None and hasattr(tracer, "shape_of"):
+            return tracer.shape_of(self, 3)[0]
         return self._data.shape[0]
 
     def is_contiguous(self) -> bool:
