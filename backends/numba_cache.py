@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from fusejit.backends import native
 from numba.core.caching import (
     CompileResultCacheImpl,
     FunctionCache,
@@ -91,6 +92,8 @@ class EntryCache(FunctionCache):
                 super().save_overload(sig, data)
                 for name in os.listdir(self._cache_path):  # (numba writes them 0666 less umask)
                     os.chmod(os.path.join(self._cache_path, name), 0o600)
+                # and its machine code, which a new process loads without numba (``native``)
+                native.save(self._folder, self._py_func.__name__, data)
         except OSError:
             pass  # (the kernel was compiled and runs; only its disk copy is missing)
 

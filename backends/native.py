@@ -1,0 +1,396 @@
+"""CPU kernels loaded from their cache entry as machine code, without numba.
+
+numba loads a kernel from its own disk cache only after setting up its whole compiler (the
+typing and lowering registries: 300-450 ms in a new process on the 2-core development machine,
+``bench/RESULTS.md``). So when numba compiles a specialization of a kernel function, the entry
+also gets that specialization's machine code as a plain object file, ``native/<fn>.<n>.o``,
+and its description, ``native/<fn>.<n>.json`` (both signed into the entry's manifest like any
+entry file: a damaged one makes the entry corrupt, rebuilt). The object holds numba's compiled
+function, made internal, and one C entry point that takes the kernel's arguments as Python
+objects, checks each against the specialization (an ``ndarray`` of the dtype, rank, layout,
+alignment and writability it was compiled for; an ``int``) and calls it. A later process
+loads it with llvmlite's MCJIT (tens of ms with llvmlite's import) and calls it through
+ctypes; numba is imported only when a call matches no stored specialization (then numba
+compiles or loads it as before) or a kernel raises (numba runs it again to raise its error).
+
+Only what numba's compiled code can do without numba's runtime is stored: arguments that are
+arrays or 64-bit integers, and code whose outside references all resolve in this process (the
+C math library; ``numba/_helperlib``'s math functions, loaded as a library without importing
+numba). The arrays passed carry no NRT meminfo (as numba's own ``cfunc`` arrays), so the
+kernel's reference counting on them does nothing; a kernel that allocates needs numba's
+runtime and is not stored. Anything else keeps numba's path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import json
+import logging
+import os
+import struct
+import threading
+from collections.abc import Callable
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+
+from fusejit.store import atomic_write
+
+log = logging.getLogger("fusejit")
+
+FOLDER = "native"  # inside a kernel's entry
+FORMAT = 1
+MISMATCH = 1000  # the entry point's status when an argument does not match the specialization
+_OK = (0, -2)  # numba's status codes of a normal return (a value; None)
+# numba's runtime function reached only through a meminfo's reference count falling to zero:
+# the arrays passed here have none, so it is never called (defined in the object as doing
+# nothing, never bound in the process: numba's own kernels there keep numba's)
+_UNREACHED = "NRT_MemInfo_call_dtor"
+# numpy's array struct (numpy/ndarraytypes.h, PyArrayObject_fields: the same in numpy 1 and 2)
+_DATA, _ND, _DIMS, _STRIDES, _DESCR, _FLAGS = 16, 24, 32, 40, 56, 64
+_C_CONTIGUOUS, _ALIGNED, _WRITEABLE = 0x1, 0x100, 0x400
+
+
+# ---- writing (in a process where numba compiled the kernel) -----------------------------------
+class Unsupported(Exception):
+    """A specialization this module does not store (numba's path serves it)."""
+
+
+def save(folder: Path, fname: str, cres) -> bool:
+    """Store numba's compile result ``cres`` of the kernel function ``fname`` in the entry
+    ``folder`` (under its lock: ``store.adding_files``); False when it cannot be stored."""
+    try:
+        obj, meta = _build(cres, f"{folder.name}.{fname}")
+    except Exception as e:  # (unsupported arguments or references, an llvmlite difference)
+        log.debug("fusejit: no native code for %s of %s: %s", fname, folder, e)
+        return False
+    d = folder / FOLDER
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        n = len(glob.glob(os.path.join(glob.escape(str(d)), f"{fname}.*.json")))
+        atomic_write(d / f"{fname}.{n}.o", obj)
+        atomic_write(d / f"{fname}.{n}.json", json.dumps(meta, sort_keys=True).encode())
+    except OSError:
+        return False
+    return True
+
+
+def _build(cres, name: str) -> tuple[bytes, dict]:
+    import llvmlite.binding as llvm
+    from numba.core import types
+    from numba.np.numpy_support import as_dtype
+
+    args = []
+    for t in cres.signature.args:
+        if isinstance(t, types.Array) and t.layout in ("C", "A") and t.aligned:
+            args.append(["array", as_dtype(t.dtype).str, t.ndim, t.layout, t.mutable])
+        elif t == types.int64:
+            args.append(["int64"])
+        else:
+            raise Unsupported(f"argument type {t}")
+    lib = cres.library
+    inner = cres.fndesc.llvm_func_name
+    mod = llvm.parse_assembly(lib.get_llvm_str())
+    fn = mod.get_function(inner)
+    params = [str(a.type) for a in fn.arguments]
+    want = ["ptr", "ptr"]  # (the return slot, the exception slot)
+    for a in args:
+        want += (
+            ["i64"]
+            if a[0] == "int64"
+            else ["ptr", "ptr", "i64", "i64", "ptr"] + ["i64"] * (2 * a[2])
+        )
+    if params != want:
+        raise Unsupported(f"parameters {params}")
+    entry = f"fusejit_{name}".replace(".", "_")
+    wrapper = llvm.parse_assembly(_entry_ir(entry, inner, args))
+    wrapper.triple, wrapper.data_layout = mod.triple, mod.data_layout
+    mod.link_in(wrapper)
+    keep = {entry, f"{entry}.expect"}
+    for g in [*mod.functions, *mod.global_variables]:
+        if not g.is_declaration and g.name not in keep:
+            g.linkage = "internal"
+    tm = lib.codegen._tm
+    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options())
+    mpm = llvm.create_new_module_pass_manager()
+    mpm.add_global_dead_code_eliminate_pass()
+    mpm.run(mod, pb)
+    mod.verify()
+    obj = tm.emit_object(mod)
+    needs = sorted(undefined_symbols(obj))
+    helpers = _helperlib()
+    for s in needs:
+        if llvm.address_of_symbol(s) is None and s not in helpers:
+            raise Unsupported(f"reference to {s}")
+    meta = {
+        "format": FORMAT,
+        "machine": list(lib.codegen.magic_tuple()),
+        "entry": entry,
+        "args": args,
+        "needs": needs,
+    }
+    return obj, meta
+
+
+def _entry_ir(entry: str, inner: str, args: list) -> str:
+    """LLVM IR of the C entry point: ``i32 entry(args...)``, arrays as ``PyObject*``."""
+    n_arr = sum(a[0] == "array" for a in args)
+    params, call, body = [], ["ptr %ret", "ptr %exc"], []
+    k = 0
+    for j, a in enumerate(args):
+        if a[0] == "int64":
+            params.append(f"i64 %a{j}")
+            call.append(f"i64 %a{j}")
+            continue
+        _, dtype, ndim, layout, mutable = a
+        o = f"%a{j}"
+        params.append(f"ptr {o}")
+        mask = _ALIGNED | (_C_CONTIGUOUS if layout == "C" else 0) | (_WRITEABLE if mutable else 0)
+        body += [
+            f"  %ty{j} = load ptr, ptr {o}.typ",
+            f"  %nd{j} = load i32, ptr {o}.nd",
+            f"  %de{j} = load ptr, ptr {o}.de",
+            f"  %fl{j} = load i32, ptr {o}.fl",
+            f'  %xd{j} = load ptr, ptr getelementptr ([{n_arr + 1} x ptr], ptr @"{entry}.expect"'
+            f", i64 0, i64 {k + 1})",
+            f'  %xt{j} = load ptr, ptr @"{entry}.expect"',
+            f"  %c1{j} = icmp eq ptr %ty{j}, %xt{j}",
+            f"  %c2{j} = icmp eq i32 %nd{j}, {ndim}",
+            f"  %c3{j} = icmp eq ptr %de{j}, %xd{j}",
+            f"  %m{j} = and i32 %fl{j}, {mask}",
+            f"  %c4{j} = icmp eq i32 %m{j}, {mask}",
+            f"  %d1{j} = and i1 %c1{j}, %c2{j}",
+            f"  %d2{j} = and i1 %c3{j}, %c4{j}",
+            f"  %ok{j} = and i1 %d1{j}, %d2{j}",
+            f"  br i1 %ok{j}, label %next{j}, label %bad",
+            f"next{j}:",
+            f"  %da{j} = load ptr, ptr {o}.da",
+            f"  %dp{j} = load ptr, ptr {o}.di",
+            f"  %sp{j} = load ptr, ptr {o}.st",
+        ]
+        # (the field addresses, computed before the checks: the type's is the object's own)
+        body = [
+            f"  {o}.typ = getelementptr i8, ptr {o}, i64 8",
+            f"  {o}.nd = getelementptr i8, ptr {o}, i64 {_ND}",
+            f"  {o}.de = getelementptr i8, ptr {o}, i64 {_DESCR}",
+            f"  {o}.fl = getelementptr i8, ptr {o}, i64 {_FLAGS}",
+            f"  {o}.da = getelementptr i8, ptr {o}, i64 {_DATA}",
+            f"  {o}.di = getelementptr i8, ptr {o}, i64 {_DIMS}",
+            f"  {o}.st = getelementptr i8, ptr {o}, i64 {_STRIDES}",
+            *body,
+        ]
+        shapes, strides = [], []
+        size = "1"
+        for d in range(ndim):
+            body += [
+                f"  %shp{j}.{d} = getelementptr i64, ptr %dp{j}, i64 {d}",
+                f"  %sh{j}.{d} = load i64, ptr %shp{j}.{d}",
+                f"  %stp{j}.{d} = getelementptr i64, ptr %sp{j}, i64 {d}",
+                f"  %st{j}.{d} = load i64, ptr %stp{j}.{d}",
+                f"  %n{j}.{d} = mul i64 {size if d else 1}, %sh{j}.{d}",
+            ]
+            size = f"%n{j}.{d}"
+            shapes.append(f"i64 %sh{j}.{d}")
+            strides.append(f"i64 %st{j}.{d}")
+        item = np.dtype(dtype).itemsize
+        call += [f"ptr null, ptr {o}", f"i64 {size}", f"i64 {item}", f"ptr %da{j}",
+                 *shapes, *strides]  # fmt: skip
+        k += 1
+    decl = ", ".join(c.split(" ")[0] for c in call)
+    return "\n".join([
+        f"@\"{entry}.expect\" = global [{n_arr + 1} x ptr] zeroinitializer",
+        f"declare i32 @\"{inner}\"({decl})",
+        f"define void @{_UNREACHED}(ptr %m) {{",
+        "  ret void",
+        "}",
+        f"define i32 @\"{entry}\"({', '.join(params)}) {{",
+        "entry:",
+        "  %ret = alloca [8 x i64], align 16",
+        "  %exc = alloca ptr, align 8",
+        "  store ptr null, ptr %exc",
+        *body,
+        f"  %s = call i32 @\"{inner}\"({', '.join(call)})",
+        "  ret i32 %s",
+        "bad:",
+        f"  ret i32 {MISMATCH}",
+        "}",
+    ])  # fmt: skip
+
+
+def undefined_symbols(obj: bytes) -> set[str]:
+    """The global symbols an ELF64 little-endian object file references but does not define
+    (raises ``Unsupported`` for another format: no native code is stored then)."""
+    if obj[:4] != b"\x7fELF" or obj[4] != 2 or obj[5] != 1:
+        raise Unsupported("not an ELF64 little-endian object")
+    (shoff,) = struct.unpack_from("<Q", obj, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", obj, 0x3A)
+    secs = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + i * shentsize) for i in range(shnum)]
+    out = set()
+    for s in secs:
+        if s[1] != 2:  # SHT_SYMTAB
+            continue
+        strtab = secs[s[6]]
+        off, size, entsize = s[4], s[5], s[9]
+        for i in range(1, size // entsize):
+            name, info, _, shndx, _, _ = struct.unpack_from("<IBBHQQ", obj, off + i * entsize)
+            if shndx == 0 and info >> 4 in (1, 2):  # undefined, global or weak
+                start = strtab[4] + name
+                out.add(obj[start : obj.index(b"\0", start)].decode())
+    return out
+
+
+# ---- loading (any process) ---------------------------------------------------------------------
+_LLVM: list = []  # [llvmlite.binding, its target machines by machine tuple]
+_LOCK = threading.Lock()
+
+
+def _helperlib() -> set[str]:
+    """The functions of numba's C helper library (math functions numba's code may call),
+    loaded as a plain shared library: no Python module is imported."""
+    if _LLVM and "helpers" in _LLVM[1]:
+        return _LLVM[1]["helpers"]
+    names: set[str] = set()
+    spec = find_spec("numba")
+    if spec is not None and spec.submodule_search_locations:
+        for path in glob.glob(os.path.join(spec.submodule_search_locations[0], "_helperlib*")):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            llvm = _llvm()
+            llvm.load_library_permanently(path)
+            names = {n for n in ("numba_gamma", "numba_gammaf", "numba_lgamma", "numba_lgammaf",
+                                 "numba_erf", "numba_erff", "numba_erfc", "numba_erfcf",
+                                 "numba_signbit", "numba_signbitf")
+                     if hasattr(lib, n)}  # fmt: skip
+            break
+    if _LLVM:
+        _LLVM[1]["helpers"] = names
+    return names
+
+
+def _llvm():
+    if not _LLVM:
+        with _LOCK:
+            if not _LLVM:
+                import llvmlite.binding as llvm
+
+                llvm.initialize_native_target()
+                llvm.initialize_native_asmprinter()
+                _LLVM[:] = [llvm, {}]
+    return _LLVM[0]
+
+
+def _machine(llvm, tup: tuple):
+    """A target machine for the stored object's (triple, CPU, features), when this process
+    runs on that machine; None otherwise (the object was built elsewhere)."""
+    tms = _LLVM[1]
+    if tup not in tms:
+        host = (llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                llvm.get_host_cpu_features().flatten())  # fmt: skip
+        if tup[0] != host[0] or tup[1] != host[1] or tup[2] != host[2]:
+            tms[tup] = None
+        else:
+            target = llvm.Target.from_triple(tup[0])
+            tms[tup] = target.create_target_machine(cpu=tup[1], features=tup[2],
+                                                    codemodel="jitdefault", jit=True)  # fmt: skip
+    return tms[tup]
+
+
+class _Spec:
+    """One stored specialization, loaded: ``call(*args)`` gives numba's status, or
+    ``MISMATCH`` when an argument is not what it was compiled for."""
+
+    def __init__(self, meta: dict, obj: bytes) -> None:
+        llvm = _llvm()
+        helpers = _helperlib()
+        for s in meta["needs"]:
+            if s not in helpers and llvm.address_of_symbol(s) is None:
+                raise Unsupported(f"{s} is not in this process")
+        tm = _machine(llvm, tuple(meta["machine"]))
+        if tm is None:
+            raise Unsupported("compiled for another machine")
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        self.engine.finalize_object()
+        entry = meta["entry"]
+        arrays = [a for a in meta["args"] if a[0] == "array"]
+        expect = (ctypes.c_void_p * (len(arrays) + 1)).from_address(
+            self.engine.get_global_value_address(f"{entry}.expect")
+        )
+        expect[0] = id(np.ndarray)
+        # (numpy's dtype objects of the built-in types are single: an array of float32 holds
+        # the one np.dtype(np.float32); any other descriptor is a mismatch, then numba's path)
+        self._dtypes = [np.dtype(a[1]) for a in arrays]  # (held: their addresses are used)
+        for k, d in enumerate(self._dtypes):
+            expect[k + 1] = id(d)
+        argtypes = [ctypes.py_object if a[0] == "array" else ctypes.c_int64 for a in meta["args"]]
+        addr = self.engine.get_function_address(entry)
+        self.call = ctypes.CFUNCTYPE(ctypes.c_int32, *argtypes)(addr)
+        self.signature = tuple(tuple(a) for a in meta["args"])
+
+
+def load(folder: Path, fname: str) -> list[_Spec]:
+    """The stored specializations of the kernel function ``fname`` in the entry ``folder``
+    (already verified against its manifest) that load in this process."""
+    d = folder / FOLDER
+    if not d.is_dir():
+        return []
+    specs = []
+    for meta_path in sorted(d.glob(f"{fname}.*.json")):
+        try:
+            meta = json.loads(meta_path.read_bytes())
+            if meta.get("format") != FORMAT:
+                continue
+            obj = meta_path.with_suffix(".o").read_bytes()
+            specs.append(_Spec(meta, obj))
+        except Unsupported as e:
+            log.debug("fusejit: native code %s not used: %s", meta_path, e)
+    # the most specific first: a C-contiguous specialization before a strided one
+    specs.sort(key=lambda s: sum(a[0] == "array" and a[3] == "A" for a in s.signature))
+    return specs
+
+
+class NativeFunction:
+    """A kernel function called through its stored machine code (``specs``), else through
+    numba's dispatcher made by ``make()`` on first need. ``overloads`` counts what is
+    compiled, as a numba dispatcher's does."""
+
+    def __init__(self, specs: list, make: Callable[[], object]) -> None:
+        self._calls = tuple(s.call for s in specs)
+        self._native = {s.signature: s for s in specs}
+        self._make = make
+        self._dispatcher = None
+        self._lock = threading.Lock()
+        self.native_calls = 0  # calls served by the stored code (for tests)
+
+    @property
+    def overloads(self):
+        d = self._dispatcher
+        return self._native if d is None else {**self._native, **d.overloads}
+
+    def dispatcher(self):
+        """numba's dispatcher of the function (numba imported and set up on first use)."""
+        if self._dispatcher is None:
+            with self._lock:
+                if self._dispatcher is None:
+                    self._dispatcher = self._make()
+        return self._dispatcher
+
+    def __call__(self, *args):
+        for call in self._calls:
+            try:
+                r = call(*args)
+            except (ctypes.ArgumentError, TypeError):
+                break
+            if r in _OK:
+                self.native_calls += 1
+                return None
+            if r != MISMATCH:
+                break  # the kernel raised: numba runs it again and raises its error
+        return self.dispatcher()(*args)
+
+
+__all__ = ["FOLDER", "NativeFunction", "load", "save", "undefined_symbols"]
