@@ -69,7 +69,12 @@ def save(folder: Path, fname: str, cres) -> bool:
     d = folder / FOLDER
     try:
         d.mkdir(mode=0o700, exist_ok=True)
-        n = len(glob.glob(os.path.join(glob.escape(str(d)), f"{fname}.*.json")))
+        stored = glob.glob(os.path.join(glob.escape(str(d)), f"{fname}.*.json"))
+        for path in stored:  # (another process stored this specialization first)
+            with open(path, "rb") as f:
+                if json.loads(f.read()).get("args") == meta["args"]:
+                    return True
+        n = len(stored)
         atomic_write(d / f"{fname}.{n}.o", obj)
         atomic_write(d / f"{fname}.{n}.json", json.dumps(meta, sort_keys=True).encode())
     except OSError:
@@ -284,19 +289,19 @@ def _llvm():
 
 
 def _machine(llvm, tup: tuple):
-    """A target machine for the stored object's (triple, CPU, features), when this process
-    runs on that machine; None otherwise (the object was built elsewhere)."""
-    tms = _LLVM[1]
-    if tup not in tms:
+    """A new target machine for the stored object's (triple, CPU, features), when this
+    process runs on that machine; None otherwise (the object was built elsewhere). (Each
+    engine owns its target machine: one is made for each.)"""
+    ok = _LLVM[1].get(tup)
+    if ok is None:
         host = (llvm.get_process_triple(), llvm.get_host_cpu_name(),
                 llvm.get_host_cpu_features().flatten())  # fmt: skip
-        if tup[0] != host[0] or tup[1] != host[1] or tup[2] != host[2]:
-            tms[tup] = None
-        else:
-            target = llvm.Target.from_triple(tup[0])
-            tms[tup] = target.create_target_machine(cpu=tup[1], features=tup[2],
-                                                    codemodel="jitdefault", jit=True)  # fmt: skip
-    return tms[tup]
+        ok = _LLVM[1][tup] = tuple(tup) == host
+    if not ok:
+        return None
+    target = llvm.Target.from_triple(tup[0])
+    return target.create_target_machine(cpu=tup[1], features=tup[2], codemodel="jitdefault",
+                                        jit=True)  # fmt: skip
 
 
 class _Spec:
@@ -313,7 +318,10 @@ class _Spec:
         if tm is None:
             raise Unsupported("compiled for another machine")
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        # (the object's bytes and llvmlite's object stay alive with the engine's code)
+        self._obj = obj
+        self._objref = llvm.ObjectFileRef.from_data(obj)
+        self.engine.add_object_file(self._objref)
         self.engine.finalize_object()
         entry = meta["entry"]
         arrays = [a for a in meta["args"] if a[0] == "array"]
@@ -359,8 +367,11 @@ class NativeFunction:
     compiled, as a numba dispatcher's does."""
 
     def __init__(self, specs: list, make: Callable[[], object]) -> None:
-        self._calls = tuple(s.call for s in specs)
-        self._native = {s.signature: s for s in specs}
+        self._native = {}  # (one per signature: two processes may have stored the same one)
+        for s in specs:
+            self._native.setdefault(s.signature, s)
+        # (the specs hold their engines, which hold the code the calls run)
+        self._calls = tuple(s.call for s in self._native.values())
         self._make = make
         self._dispatcher = None
         self._lock = threading.Lock()
