@@ -7,6 +7,7 @@ itself specializes the compiled code on each array argument's layout (contiguous
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -264,6 +265,11 @@ def _kernel(key: str, body, rank: int, inner: str | None = None):
         else:
             cls = CpuHalfKernel if _uses_half(body) else CpuKernel
             k = cls(key, body, rank, folder, module, origin)
+        if not module.native:
+            # no stored machine code (compiled, or from an entry of a process that did not
+            # store it): numba serves the kernel, and a module that fails to run makes the
+            # entry corrupt here, on loading, as always
+            module.run()
         # the module stays registered while its kernel lives (numba may load more of the
         # kernel's specializations from disk, which imports it by name), then leaves
         weakref.finalize(k, _unregister, module.module)
@@ -299,6 +305,7 @@ class _KernelModule:
         self.module.__file__ = str(path)
         self._ran = False
         self._lock = threading.Lock()
+        self.native = False  # whether some function of it has stored machine code here
         sys.modules[self.module.__name__] = self.module
 
     def run(self) -> types.ModuleType:
@@ -327,7 +334,10 @@ class _KernelModule:
                 fn = _numba().njit(**_JIT_OPTS)(fn)
             return attach(fn, self.folder, source_stamp(self.source), self.access)
 
-        specs = native.load(self.folder, name) if self.access != "none" else []
+        specs = []
+        if self.access != "none":
+            specs = native.load(self.folder, name, hashlib.sha256(self.source).hexdigest())
+            self.native = self.native or bool(specs)
         return native.NativeFunction(specs, dispatcher)
 
 

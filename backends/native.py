@@ -17,8 +17,9 @@ Only what numba's compiled code can do without numba's runtime is stored: argume
 arrays or 64-bit integers, and code whose outside references all resolve in this process (the
 C math library; ``numba/_helperlib``'s math functions, loaded as a library without importing
 numba). The arrays passed carry no NRT meminfo (as numba's own ``cfunc`` arrays), so the
-kernel's reference counting on them does nothing; a kernel that allocates needs numba's
-runtime and is not stored. Anything else keeps numba's path.
+kernel's reference counting on them does nothing; the two runtime functions a kernel that
+makes a scratch array calls are defined in the object (``_RUNTIME_IR``). Anything else keeps
+numba's path.
 """
 
 from __future__ import annotations
@@ -44,10 +45,53 @@ FOLDER = "native"  # inside a kernel's entry
 FORMAT = 1
 MISMATCH = 1000  # the entry point's status when an argument does not match the specialization
 _OK = (0, -2)  # numba's status codes of a normal return (a value; None)
-# numba's runtime function reached only through a meminfo's reference count falling to zero:
-# the arrays passed here have none, so it is never called (defined in the object as doing
-# nothing, never bound in the process: numba's own kernels there keep numba's)
-_UNREACHED = "NRT_MemInfo_call_dtor"
+# numba's runtime functions that compiled code calls to make an array (``np.empty`` of a scratch
+# row) and free it, defined in the object itself (internal: numba's own kernels in a process
+# keep numba's): a meminfo (numba's ``NRT_MemInfo`` layout: refct, dtor, dtor_info, data,
+# size) and its aligned data in one malloc'd block, freed whole when its count falls to zero.
+# The arrays passed in carry no meminfo, so only these blocks ever reach the free.
+_RUNTIME_IR = """
+declare ptr @malloc(i64)
+declare void @free(ptr)
+define ptr @NRT_MemInfo_alloc_aligned(i64 %size, i32 %align) {
+entry:
+  %a0 = zext i32 %align to i64
+  %small = icmp ult i64 %a0, 8
+  %a = select i1 %small, i64 8, i64 %a0
+  %t0 = add i64 %size, %a
+  %total = add i64 %t0, 48
+  %mi = call ptr @malloc(i64 %total)
+  %null = icmp eq ptr %mi, null
+  br i1 %null, label %fail, label %ok
+fail:
+  ret ptr null
+ok:
+  %b = getelementptr i8, ptr %mi, i64 48
+  %bi = ptrtoint ptr %b to i64
+  %am1 = sub i64 %a, 1
+  %up = add i64 %bi, %am1
+  %mask = xor i64 %am1, -1
+  %di = and i64 %up, %mask
+  %data = inttoptr i64 %di to ptr
+  store i64 1, ptr %mi
+  %f1 = getelementptr i8, ptr %mi, i64 8
+  store ptr null, ptr %f1
+  %f2 = getelementptr i8, ptr %mi, i64 16
+  store ptr null, ptr %f2
+  %f3 = getelementptr i8, ptr %mi, i64 24
+  store ptr %data, ptr %f3
+  %f4 = getelementptr i8, ptr %mi, i64 32
+  store i64 %size, ptr %f4
+  %f5 = getelementptr i8, ptr %mi, i64 40
+  store ptr null, ptr %f5
+  ret ptr %mi
+}
+define void @NRT_MemInfo_call_dtor(ptr %mi) {
+entry:
+  call void @free(ptr %mi)
+  ret void
+}
+"""
 # numpy's array struct (numpy/ndarraytypes.h, PyArrayObject_fields: the same in numpy 1 and 2)
 _DATA, _ND, _DIMS, _STRIDES, _DESCR, _FLAGS = 16, 24, 32, 40, 56, 64
 _C_CONTIGUOUS, _ALIGNED, _WRITEABLE = 0x1, 0x100, 0x400
@@ -58,14 +102,16 @@ class Unsupported(Exception):
     """A specialization this module does not store (numba's path serves it)."""
 
 
-def save(folder: Path, fname: str, cres) -> bool:
-    """Store numba's compile result ``cres`` of the kernel function ``fname`` in the entry
-    ``folder`` (under its lock: ``store.adding_files``); False when it cannot be stored."""
+def save(folder: Path, fname: str, cres, source: str) -> bool:
+    """Store numba's compile result ``cres`` of the kernel function ``fname``, compiled from
+    the module source of SHA-256 ``source`` (hex), in the entry ``folder`` (under its lock:
+    ``store.adding_files``); False when it cannot be stored."""
     try:
         obj, meta = _build(cres, f"{folder.name}.{fname}")
     except Exception as e:  # (unsupported arguments or references, an llvmlite difference)
         log.debug("fusejit: no native code for %s of %s: %s", fname, folder, e)
         return False
+    meta["source"] = source
     d = folder / FOLDER
     try:
         d.mkdir(mode=0o700, exist_ok=True)
@@ -113,6 +159,12 @@ def _build(cres, name: str) -> tuple[bytes, dict]:
     wrapper = llvm.parse_assembly(_entry_ir(entry, inner, args))
     wrapper.triple, wrapper.data_layout = mod.triple, mod.data_layout
     mod.link_in(wrapper)
+    for f in mod.functions:  # (numba's runtime functions it calls, made here: _RUNTIME_IR)
+        if f.is_declaration and f.name.startswith("NRT_"):
+            runtime = llvm.parse_assembly(_RUNTIME_IR)
+            runtime.triple, runtime.data_layout = mod.triple, mod.data_layout
+            mod.link_in(runtime)
+            break
     keep = {entry, f"{entry}.expect"}
     for g in [*mod.functions, *mod.global_variables]:
         if not g.is_declaration and g.name not in keep:
@@ -125,9 +177,8 @@ def _build(cres, name: str) -> tuple[bytes, dict]:
     mod.verify()
     obj = tm.emit_object(mod)
     needs = sorted(undefined_symbols(obj))
-    helpers = _helperlib()
     for s in needs:
-        if llvm.address_of_symbol(s) is None and s not in helpers:
+        if not _resolves(s):
             raise Unsupported(f"reference to {s}")
     meta = {
         "format": FORMAT,
@@ -207,9 +258,6 @@ def _entry_ir(entry: str, inner: str, args: list) -> str:
     return "\n".join([
         f"@\"{entry}.expect\" = global [{n_arr + 1} x ptr] zeroinitializer",
         f"declare i32 @\"{inner}\"({decl})",
-        f"define void @{_UNREACHED}(ptr %m) {{",
-        "  ret void",
-        "}",
         f"define i32 @\"{entry}\"({', '.join(params)}) {{",
         "entry:",
         "  %ret = alloca [8 x i64], align 16",
@@ -276,6 +324,25 @@ def _helperlib() -> set[str]:
     return names
 
 
+def _resolves(symbol: str) -> bool:
+    """Whether ``symbol`` is a function of this process's global namespace (the C library, the
+    math library, Python's) or of numba's helper library: what a process without numba has
+    (numba's own runtime, which numba binds in LLVM, does not count)."""
+    if symbol in _helperlib():
+        return True
+    try:
+        getattr(_PROCESS, symbol)
+    except (AttributeError, TypeError):  # (TypeError: no process namespace, see below)
+        return False
+    return True
+
+
+try:
+    _PROCESS = ctypes.CDLL(None)
+except (OSError, TypeError):  # (a platform without dlopen(NULL): nothing is stored)
+    _PROCESS = None
+
+
 def _llvm():
     if not _LLVM:
         with _LOCK:
@@ -310,9 +377,8 @@ class _Spec:
 
     def __init__(self, meta: dict, obj: bytes) -> None:
         llvm = _llvm()
-        helpers = _helperlib()
         for s in meta["needs"]:
-            if s not in helpers and llvm.address_of_symbol(s) is None:
+            if not _resolves(s):
                 raise Unsupported(f"{s} is not in this process")
         tm = _machine(llvm, tuple(meta["machine"]))
         if tm is None:
@@ -340,9 +406,10 @@ class _Spec:
         self.signature = tuple(tuple(a) for a in meta["args"])
 
 
-def load(folder: Path, fname: str) -> list[_Spec]:
+def load(folder: Path, fname: str, source: str) -> list[_Spec]:
     """The stored specializations of the kernel function ``fname`` in the entry ``folder``
-    (already verified against its manifest) that load in this process."""
+    (already verified against its manifest), compiled from the module source of SHA-256
+    ``source`` (hex), that load in this process."""
     d = folder / FOLDER
     if not d.is_dir():
         return []
@@ -350,8 +417,8 @@ def load(folder: Path, fname: str) -> list[_Spec]:
     for meta_path in sorted(d.glob(f"{fname}.*.json")):
         try:
             meta = json.loads(meta_path.read_bytes())
-            if meta.get("format") != FORMAT:
-                continue
+            if meta.get("format") != FORMAT or meta.get("source") != source:
+                continue  # (another format; code of another source than the entry's)
             obj = meta_path.with_suffix(".o").read_bytes()
             specs.append(_Spec(meta, obj))
         except Unsupported as e:

@@ -82,6 +82,7 @@ class EntryCache(FunctionCache):
                                               source_stamp=stamp)  # fmt: skip
         self.writable = writable
         self._folder = Path(folder)
+        self._stamp = stamp
         self.enable()
 
     def save_overload(self, sig, data) -> None:
@@ -93,7 +94,7 @@ class EntryCache(FunctionCache):
                 for name in os.listdir(self._cache_path):  # (numba writes them 0666 less umask)
                     os.chmod(os.path.join(self._cache_path, name), 0o600)
                 # and its machine code, which a new process loads without numba (``native``)
-                native.save(self._folder, self._py_func.__name__, data)
+                native.save(self._folder, self._py_func.__name__, data, self._stamp.hex())
         except OSError:
             pass  # (the kernel was compiled and runs; only its disk copy is missing)
 
