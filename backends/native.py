@@ -438,16 +438,19 @@ class NativeFunction:
         for s in specs:
             self._native.setdefault(s.signature, s)
         # (the specs hold their engines, which hold the code the calls run)
-        self._calls = tuple(s.call for s in self._native.values())
+        self._specs = tuple(self._native.values())
+        self._calls = tuple(s.call for s in self._specs)
         self._make = make
         self._dispatcher = None
         self._lock = threading.Lock()
         self.native_calls = 0  # calls served by the stored code (for tests)
 
     @property
-    def overloads(self):
+    def overloads(self) -> tuple:
+        """The compiled specializations (stored ones, then numba's), as a tuple: callers count
+        them before and after a call to see whether numba compiled one."""
         d = self._dispatcher
-        return self._native if d is None else {**self._native, **d.overloads}
+        return self._specs if d is None else (*self._specs, *d.overloads)
 
     def dispatcher(self):
         """numba's dispatcher of the function (numba imported and set up on first use)."""

@@ -160,6 +160,8 @@ def test_a_call_the_stored_code_does_not_cover_falls_back_to_numba(cache):
     k = _kernel()
     assert k.origin == "disk" and isinstance(k.flat, native.NativeFunction)
     assert len(k.flat.overloads) == 1 and k.flat._dispatcher is None
+    # (the only specialization stored: a 1-D C-contiguous float32 input and output)
+    assert k.flat.overloads[0].signature == (("array", "<f4", 1, "C", True),) * 2
     out = np.empty_like(a)
     k.flat(a, out)
     assert k.flat.native_calls == 1 and k.flat._dispatcher is None
