@@ -80,11 +80,12 @@ def main(argv=None) -> int:
             v = [x[k] for x in rs]
             row[k] = {"min": min(v), "median": statistics.median(v)}
         out[r] = row
-        print(f"{r}: import fusejit {1e3 * row['import_s']['min']:.0f} / "
-              f"{1e3 * row['import_s']['median']:.0f} ms (min / median), first fused call from "
-              f"disk {1e3 * row['first_s']['min']:.0f} / {1e3 * row['first_s']['median']:.0f} ms "
-              f"(steady {1e3 * row['steady_s']['min']:.1f} ms), imported by then: "
-              f"{', '.join(row['heavy']) or 'none of numba, scipy, llvmlite, fusejit.nn'}")  # fmt: skip
+        ms = {k: (1e3 * row[k]["min"], 1e3 * row[k]["median"]) for k in ("import_s", "first_s")}
+        heavy = ", ".join(row["heavy"]) or "none of numba, scipy, llvmlite, fusejit.nn"
+        print(f"{r}: import fusejit {ms['import_s'][0]:.0f} / {ms['import_s'][1]:.0f} ms "
+              f"(min / median), first fused call from disk {ms['first_s'][0]:.0f} / "
+              f"{ms['first_s'][1]:.0f} ms (steady {1e3 * row['steady_s']['min']:.1f} ms), "
+              f"imported by then: {heavy}")  # fmt: skip
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
