@@ -7,6 +7,7 @@ itself specializes the compiled code on each array argument's layout (contiguous
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import math
 import os
@@ -266,11 +267,6 @@ def _kernel(key: str, body, rank: int, inner: str | None = None):
         else:
             cls = CpuHalfKernel if _uses_half(body) else CpuKernel
             k = cls(key, body, rank, folder, module, origin)
-        if not module.native:
-            # no stored machine code (compiled, or from an entry of a process that did not
-            # store it): numba serves the kernel, and a module that fails to run makes the
-            # entry corrupt here, on loading, as always
-            module.run()
         # the module stays registered while its kernel lives (numba may load more of the
         # kernel's specializations from disk, which imports it by name), then leaves
         weakref.finalize(k, _unregister, module.module)
@@ -285,9 +281,24 @@ def _import(key: str, path: Path) -> _KernelModule:
     another process, while the kernel runs) and run only when numba is needed."""
     try:
         source = path.read_bytes()
-    except Exception as e:
+        defined = _functions(source, str(path))
+    except Exception as e:  # generated code that does not load is our bug: say which kernel
         raise CompileError(f"CPU kernel {key} failed to load from {path}: {e}") from e
-    return _KernelModule(key, path, source)
+    return _KernelModule(key, path, source, defined)
+
+
+def _functions(source: bytes, path: str) -> frozenset:
+    """The functions a generated kernel module defines, checked without running it (that
+    imports numba): only imports and function definitions at its top level, as the renderers
+    write them; anything else (a damaged or foreign file) raises."""
+    tree = compile(source, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+        elif not isinstance(node, (ast.Import, ast.ImportFrom)):
+            raise CompileError(f"line {node.lineno}: not a kernel module ({type(node).__name__})")
+    return frozenset(names)
 
 
 class _KernelModule:
@@ -296,8 +307,9 @@ class _KernelModule:
     on the first call that needs numba. It is registered by name (numba's cache rebuilds a
     kernel's environment by importing its module) while its kernel lives."""
 
-    def __init__(self, key: str, path: Path, source: bytes) -> None:
+    def __init__(self, key: str, path: Path, source: bytes, defined: frozenset) -> None:
         self.key = key
+        self.defined = defined
         self.path = path
         self.folder = path.parent
         self.source = source
@@ -306,7 +318,6 @@ class _KernelModule:
         self.module.__file__ = str(path)
         self._ran = False
         self._lock = threading.Lock()
-        self.native = False  # whether some function of it has stored machine code here
         sys.modules[self.module.__name__] = self.module
 
     def run(self) -> types.ModuleType:
@@ -327,6 +338,10 @@ class _KernelModule:
         """The kernel function ``name`` (``jit``: a plain function the module defines, which
         numba compiles with ``_JIT_OPTS``; else the module's own numba function)."""
 
+        if name not in self.defined:
+            raise CompileError(f"CPU kernel {self.key} failed to load from {self.path}: it "
+                               f"defines no {name}")  # fmt: skip
+
         def dispatcher():
             from fusejit.backends.numba_cache import attach, source_stamp
 
@@ -338,7 +353,6 @@ class _KernelModule:
         specs = []
         if self.access != "none":
             specs = native.load(self.folder, name, hashlib.sha256(self.source).hexdigest())
-            self.native = self.native or bool(specs)
         return native.NativeFunction(specs, dispatcher)
 
 
