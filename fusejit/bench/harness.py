@@ -808,7 +808,9 @@ def format_table(res: dict) -> str:
             f"compile probes (new processes, size {comp['size']}): first kernel of a process, "
             f"compiler start-up included: {_fmt_t(c['process_first_kernel_s'])} cold "
             f"({_fmt_t(c['process_first_kernel_cpu_s'])} CPU), "
-            f"{_fmt_t(w['process_first_kernel_s'])} warm; import fusejit {_fmt_t(c['import_s'])}"
+            f"{_fmt_t(w['process_first_kernel_s'])} warm "
+            f"({_fmt_t(w['process_first_kernel_cpu_s'])} CPU); import fusejit "
+            f"{_fmt_t(c['import_s'])} cold, {_fmt_t(w['import_s'])} warm"
         )
         built = [v for v in c["workloads"].values() if v["kernels_compiled"] > 0]
         if built:
