@@ -6,11 +6,12 @@ typing and lowering registries: 300-450 ms in a new process on the 2-core develo
 also gets that specialization's machine code as a plain object file, ``native/<fn>.<n>.o``,
 and its description, ``native/<fn>.<n>.json`` (both signed into the entry's manifest like any
 entry file: a damaged one makes the entry corrupt, rebuilt). The object holds numba's compiled
-function, made internal, and one C entry point that takes the kernel's arguments as Python
-objects, checks each against the specialization (an ``ndarray`` of the dtype, rank, layout,
-alignment and writability it was compiled for; an ``int``) and calls it. A later process
-loads it with llvmlite's MCJIT (tens of ms with llvmlite's import) and calls it through
-ctypes; numba is imported only when a call matches no stored specialization (then numba
+function, made internal, and one entry point, a Python builtin function (``METH_FASTCALL``)
+that checks each argument against the specialization (an ``ndarray`` of the dtype, rank,
+layout, alignment and writability it was compiled for; an ``int``) and calls it with the GIL
+released. A later process loads it with llvmlite's MCJIT (tens of ms with llvmlite's import)
+and makes the builtin with ``PyCFunction_NewEx``; a call costs what numba's dispatcher's does
+or less. numba is imported only when a call matches no stored specialization (then numba
 compiles or loads it as before) or a kernel raises (numba runs it again to raise its error).
 
 Only what numba's compiled code can do without numba's runtime is stored: arguments that are
@@ -44,7 +45,6 @@ log = logging.getLogger("fusejit")
 FOLDER = "native"  # inside a kernel's entry
 FORMAT = 1
 MISMATCH = 1000  # the entry point's status when an argument does not match the specialization
-_OK = (0, -2)  # numba's status codes of a normal return (a value; None)
 # numba's runtime functions that compiled code calls to make an array (``np.empty`` of a scratch
 # row) and free it, defined in the object itself (internal: numba's own kernels in a process
 # keep numba's): a meminfo (numba's ``NRT_MemInfo`` layout: refct, dtor, dtor_info, data,
@@ -191,51 +191,74 @@ def _build(cres, name: str) -> tuple[bytes, dict]:
 
 
 def _entry_ir(entry: str, inner: str, args: list) -> str:
-    """LLVM IR of the C entry point: ``i32 entry(args...)``, arrays as ``PyObject*``."""
+    """LLVM IR of the entry point, a Python builtin function of the METH_FASTCALL convention,
+    ``PyObject *entry(PyObject *self, PyObject *const *args, Py_ssize_t nargs)``: checks each
+    argument (``expect`` holds the addresses of ``ndarray``, ``int`` and each array argument's
+    dtype object, set when loaded), calls numba's function with the GIL released (the kernels
+    are ``nogil``: a split launch runs on several threads at once) and returns its status as a
+    Python int, ``MISMATCH`` when an argument is not what the code was compiled for."""
     n_arr = sum(a[0] == "array" for a in args)
-    params, call, body = [], ["ptr %ret", "ptr %exc"], []
+    slots = n_arr + 2
+    table = f'@"{entry}.expect"'
+
+    def expect(i: int, name: str) -> str:
+        return (f"  {name} = load ptr, ptr getelementptr ([{slots} x ptr], ptr {table}, i64 0, "
+                f"i64 {i})")  # fmt: skip
+
+    call, body = ["ptr %ret", "ptr %exc"], []
     k = 0
     for j, a in enumerate(args):
+        o = f"%o{j}"
+        body += [
+            f"  %op{j} = getelementptr ptr, ptr %args, i64 {j}",
+            f"  {o} = load ptr, ptr %op{j}",
+            f"  %typ{j} = getelementptr i8, ptr {o}, i64 8",
+            f"  %ty{j} = load ptr, ptr %typ{j}",
+        ]
         if a[0] == "int64":
-            params.append(f"i64 %a{j}")
-            call.append(f"i64 %a{j}")
+            body += [
+                expect(1, f"%xt{j}"),
+                f"  %c{j} = icmp eq ptr %ty{j}, %xt{j}",
+                f"  br i1 %c{j}, label %int{j}, label %bad",
+                f"int{j}:",
+                f"  %v{j} = call i64 @PyLong_AsLongLong(ptr {o})",
+                f"  %m{j} = icmp eq i64 %v{j}, -1",
+                f"  br i1 %m{j}, label %err{j}, label %ok{j}",
+                f"err{j}:",
+                f"  %e{j} = call ptr @PyErr_Occurred()",
+                f"  %ne{j} = icmp eq ptr %e{j}, null",
+                f"  br i1 %ne{j}, label %ok{j}, label %clear",
+                f"ok{j}:",
+            ]
+            call.append(f"i64 %v{j}")
             continue
         _, dtype, ndim, layout, mutable = a
-        o = f"%a{j}"
-        params.append(f"ptr {o}")
         mask = _ALIGNED | (_C_CONTIGUOUS if layout == "C" else 0) | (_WRITEABLE if mutable else 0)
         body += [
-            f"  %ty{j} = load ptr, ptr {o}.typ",
-            f"  %nd{j} = load i32, ptr {o}.nd",
-            f"  %de{j} = load ptr, ptr {o}.de",
-            f"  %fl{j} = load i32, ptr {o}.fl",
-            f'  %xd{j} = load ptr, ptr getelementptr ([{n_arr + 1} x ptr], ptr @"{entry}.expect"'
-            f", i64 0, i64 {k + 1})",
-            f'  %xt{j} = load ptr, ptr @"{entry}.expect"',
+            expect(0, f"%xt{j}"),
+            expect(k + 2, f"%xd{j}"),
+            f"  %ndp{j} = getelementptr i8, ptr {o}, i64 {_ND}",
+            f"  %nd{j} = load i32, ptr %ndp{j}",
+            f"  %dep{j} = getelementptr i8, ptr {o}, i64 {_DESCR}",
+            f"  %de{j} = load ptr, ptr %dep{j}",
+            f"  %flp{j} = getelementptr i8, ptr {o}, i64 {_FLAGS}",
+            f"  %fl{j} = load i32, ptr %flp{j}",
             f"  %c1{j} = icmp eq ptr %ty{j}, %xt{j}",
             f"  %c2{j} = icmp eq i32 %nd{j}, {ndim}",
             f"  %c3{j} = icmp eq ptr %de{j}, %xd{j}",
-            f"  %m{j} = and i32 %fl{j}, {mask}",
-            f"  %c4{j} = icmp eq i32 %m{j}, {mask}",
+            f"  %mk{j} = and i32 %fl{j}, {mask}",
+            f"  %c4{j} = icmp eq i32 %mk{j}, {mask}",
             f"  %d1{j} = and i1 %c1{j}, %c2{j}",
             f"  %d2{j} = and i1 %c3{j}, %c4{j}",
             f"  %ok{j} = and i1 %d1{j}, %d2{j}",
-            f"  br i1 %ok{j}, label %next{j}, label %bad",
-            f"next{j}:",
-            f"  %da{j} = load ptr, ptr {o}.da",
-            f"  %dp{j} = load ptr, ptr {o}.di",
-            f"  %sp{j} = load ptr, ptr {o}.st",
-        ]
-        # (the field addresses, computed before the checks: the type's is the object's own)
-        body = [
-            f"  {o}.typ = getelementptr i8, ptr {o}, i64 8",
-            f"  {o}.nd = getelementptr i8, ptr {o}, i64 {_ND}",
-            f"  {o}.de = getelementptr i8, ptr {o}, i64 {_DESCR}",
-            f"  {o}.fl = getelementptr i8, ptr {o}, i64 {_FLAGS}",
-            f"  {o}.da = getelementptr i8, ptr {o}, i64 {_DATA}",
-            f"  {o}.di = getelementptr i8, ptr {o}, i64 {_DIMS}",
-            f"  {o}.st = getelementptr i8, ptr {o}, i64 {_STRIDES}",
-            *body,
+            f"  br i1 %ok{j}, label %arr{j}, label %bad",
+            f"arr{j}:",
+            f"  %dap{j} = getelementptr i8, ptr {o}, i64 {_DATA}",
+            f"  %da{j} = load ptr, ptr %dap{j}",
+            f"  %dpp{j} = getelementptr i8, ptr {o}, i64 {_DIMS}",
+            f"  %dp{j} = load ptr, ptr %dpp{j}",
+            f"  %spp{j} = getelementptr i8, ptr {o}, i64 {_STRIDES}",
+            f"  %sp{j} = load ptr, ptr %spp{j}",
         ]
         shapes, strides = [], []
         size = "1"
@@ -256,18 +279,35 @@ def _entry_ir(entry: str, inner: str, args: list) -> str:
         k += 1
     decl = ", ".join(c.split(" ")[0] for c in call)
     return "\n".join([
-        f"@\"{entry}.expect\" = global [{n_arr + 1} x ptr] zeroinitializer",
-        f"declare i32 @\"{inner}\"({decl})",
-        f"define i32 @\"{entry}\"({', '.join(params)}) {{",
+        f"{table} = global [{slots} x ptr] zeroinitializer",
+        f'declare i32 @"{inner}"({decl})',
+        "declare ptr @PyEval_SaveThread()",
+        "declare void @PyEval_RestoreThread(ptr)",
+        "declare ptr @PyLong_FromLong(i64)",
+        "declare i64 @PyLong_AsLongLong(ptr)",
+        "declare ptr @PyErr_Occurred()",
+        "declare void @PyErr_Clear()",
+        f'define ptr @"{entry}"(ptr %self, ptr %args, i64 %nargs) {{',
         "entry:",
         "  %ret = alloca [8 x i64], align 16",
         "  %exc = alloca ptr, align 8",
         "  store ptr null, ptr %exc",
+        f"  %cn = icmp eq i64 %nargs, {len(args)}",
+        "  br i1 %cn, label %start, label %bad",
+        "start:",
         *body,
-        f"  %s = call i32 @\"{inner}\"({', '.join(call)})",
-        "  ret i32 %s",
+        "  %ts = call ptr @PyEval_SaveThread()",
+        f'  %s = call i32 @"{inner}"({", ".join(call)})',
+        "  call void @PyEval_RestoreThread(ptr %ts)",
+        "  %s64 = sext i32 %s to i64",
+        "  %r = call ptr @PyLong_FromLong(i64 %s64)",
+        "  ret ptr %r",
+        "clear:",
+        "  call void @PyErr_Clear()",
+        "  br label %bad",
         "bad:",
-        f"  ret i32 {MISMATCH}",
+        f"  %rb = call ptr @PyLong_FromLong(i64 {MISMATCH})",
+        "  ret ptr %rb",
         "}",
     ])  # fmt: skip
 
@@ -371,6 +411,17 @@ def _machine(llvm, tup: tuple):
                                         jit=True)  # fmt: skip
 
 
+class _MethodDef(ctypes.Structure):  # (CPython's PyMethodDef)
+    _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),
+                ("ml_flags", ctypes.c_int), ("ml_doc", ctypes.c_char_p)]  # fmt: skip
+
+
+_METH_FASTCALL = 0x80
+_new_builtin = ctypes.pythonapi.PyCFunction_NewEx
+_new_builtin.restype = ctypes.py_object
+_new_builtin.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
+
+
 class _Spec:
     """One stored specialization, loaded: ``call(*args)`` gives numba's status, or
     ``MISMATCH`` when an argument is not what it was compiled for."""
@@ -391,18 +442,19 @@ class _Spec:
         self.engine.finalize_object()
         entry = meta["entry"]
         arrays = [a for a in meta["args"] if a[0] == "array"]
-        expect = (ctypes.c_void_p * (len(arrays) + 1)).from_address(
+        expect = (ctypes.c_void_p * (len(arrays) + 2)).from_address(
             self.engine.get_global_value_address(f"{entry}.expect")
         )
-        expect[0] = id(np.ndarray)
+        expect[0], expect[1] = id(np.ndarray), id(int)
         # (numpy's dtype objects of the built-in types are single: an array of float32 holds
         # the one np.dtype(np.float32); any other descriptor is a mismatch, then numba's path)
         self._dtypes = [np.dtype(a[1]) for a in arrays]  # (held: their addresses are used)
         for k, d in enumerate(self._dtypes):
-            expect[k + 1] = id(d)
-        argtypes = [ctypes.py_object if a[0] == "array" else ctypes.c_int64 for a in meta["args"]]
-        addr = self.engine.get_function_address(entry)
-        self.call = ctypes.CFUNCTYPE(ctypes.c_int32, *argtypes)(addr)
+            expect[k + 2] = id(d)
+        # the entry point as a Python builtin function (its method definition held here)
+        self._def = _MethodDef(entry.encode(), self.engine.get_function_address(entry),
+                               _METH_FASTCALL, None)  # fmt: skip
+        self.call = _new_builtin(ctypes.addressof(self._def), None, None)
         self.signature = tuple(tuple(a) for a in meta["args"])
 
 
@@ -440,17 +492,18 @@ class NativeFunction:
         # (the specs hold their engines, which hold the code the calls run)
         self._specs = tuple(self._native.values())
         self._calls = tuple(s.call for s in self._specs)
+        self._first = self._calls[0] if self._calls else _none
         self._make = make
         self._dispatcher = None
         self._lock = threading.Lock()
-        self.native_calls = 0  # calls served by the stored code (for tests)
 
     @property
     def overloads(self) -> tuple:
-        """The compiled specializations (stored ones, then numba's), as a tuple: callers count
-        them before and after a call to see whether numba compiled one."""
+        """The compiled specializations, as a tuple: the stored ones, then None for each of
+        numba's (callers count them before and after a call to see whether numba compiled one;
+        iterating numba's ordered dict would hash its signatures on each call)."""
         d = self._dispatcher
-        return self._specs if d is None else (*self._specs, *d.overloads)
+        return self._specs if d is None else self._specs + (None,) * len(d.overloads)
 
     def dispatcher(self):
         """numba's dispatcher of the function (numba imported and set up on first use)."""
@@ -461,17 +514,27 @@ class NativeFunction:
         return self._dispatcher
 
     def __call__(self, *args):
-        for call in self._calls:
-            try:
+        r = self._first(*args)
+        if r == 0 or r == -2:  # (numba's status of a normal return: a value; None)
+            return None
+        return self._rest(r, args)
+
+    def _rest(self, r: int, args: tuple):
+        """After the first stored specialization: the others, then numba's dispatcher."""
+        if r == MISMATCH:
+            for call in self._calls[1:]:
                 r = call(*args)
-            except (ctypes.ArgumentError, TypeError):
-                break
-            if r in _OK:
-                self.native_calls += 1
-                return None
-            if r != MISMATCH:
-                break  # the kernel raised: numba runs it again and raises its error
+                if r == 0 or r == -2:
+                    return None
+                if r != MISMATCH:
+                    break
+        # no stored code takes these arguments, or the kernel raised: numba runs it (and
+        # raises its error)
         return self.dispatcher()(*args)
+
+
+def _none(*args) -> int:
+    return MISMATCH
 
 
 __all__ = ["FOLDER", "NativeFunction", "load", "save", "undefined_symbols"]

@@ -164,13 +164,13 @@ def test_a_call_the_stored_code_does_not_cover_falls_back_to_numba(cache):
     assert k.flat.overloads[0].signature == (("array", "<f4", 1, "C", True),) * 2
     out = np.empty_like(a)
     k.flat(a, out)
-    assert k.flat.native_calls == 1 and k.flat._dispatcher is None
+    assert k.flat._dispatcher is None  # (numba not needed)
     np.testing.assert_allclose(out, np.exp(a), rtol=1e-6)
     # a strided input: the C-contiguous code does not take it; numba does
     b = np.linspace(-2, 2, 2000, dtype=np.float32)[::2]
     out2 = np.empty(1000, np.float32)
     k.flat(b, out2)
-    assert k.flat.native_calls == 1 and k.flat._dispatcher is not None
+    assert k.flat._dispatcher is not None
     np.testing.assert_allclose(out2, np.exp(b), rtol=1e-6)
     # another dtype, and a read-only output (numba refuses to write it, as before)
     with pytest.raises(Exception):  # noqa: B017 (numba's typing error)
