@@ -4,7 +4,8 @@ the 2-core development machine).
 
 Per process: the time of ``import fusejit``; then ``fusejit.trace`` of ``x * 3 - 2`` on 2^16
 float32 elements (the kernel already in the cache folder, built by a first process) and its
-first call, together (``first``), and the same again once warm (``steady``: tracing and one
+first call, together (``first``; wall and CPU time: on a loaded machine the CPU time is the
+steadier), and the same again once warm (``steady``: tracing and one
 fused call when nothing is loaded: what a new process pays on top is ``first - steady``).
 Which heavy modules the process imported by then is printed too (numba: the kernel was not
 served by its stored machine code). Prints min and median over ``--runs`` processes; with
@@ -28,21 +29,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = """
 import json, sys, time
-t0 = time.perf_counter()
+c0, t0 = time.process_time(), time.perf_counter()
 import fusejit
-t1 = time.perf_counter()
+c1, t1 = time.process_time(), time.perf_counter()
 import numpy as np
 x = fusejit.from_numpy(np.linspace(-1, 1, 1 << 16, dtype=np.float32))
 f = lambda x: x * 3.0 - 2.0
-t2 = time.perf_counter()
+c2, t2 = time.process_time(), time.perf_counter()
 tf = fusejit.trace(f, (x,), check_trace=False)
 y = tf(x)
-t3 = time.perf_counter()
+c3, t3 = time.process_time(), time.perf_counter()
 tf = fusejit.trace(f, (x,), check_trace=False)
 y = tf(x)
 t4 = time.perf_counter()
 heavy = [m for m in ("numba", "scipy", "llvmlite", "fusejit.nn") if m in sys.modules]
 print(json.dumps({"import_s": t1 - t0, "first_s": t3 - t2, "steady_s": t4 - t3,
+                  "import_cpu_s": c1 - c0, "first_cpu_s": c3 - c2,
                   "disk_hits": fusejit.cache_info()["disk_hits"], "heavy": heavy}))
 """
 
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
         rs = runs[r]
         row = {"runs": len(rs), "heavy": sorted({m for x in rs for m in x["heavy"]}),
                "disk_hits": min(x["disk_hits"] for x in rs)}  # fmt: skip
-        for k in ("import_s", "first_s", "steady_s"):
+        for k in ("import_s", "first_s", "steady_s", "import_cpu_s", "first_cpu_s"):
             v = [x[k] for x in rs]
             row[k] = {"min": min(v), "median": statistics.median(v)}
         out[r] = row
@@ -84,8 +86,9 @@ def main(argv=None) -> int:
         heavy = ", ".join(row["heavy"]) or "none of numba, scipy, llvmlite, fusejit.nn"
         print(f"{r}: import fusejit {ms['import_s'][0]:.0f} / {ms['import_s'][1]:.0f} ms "
               f"(min / median), first fused call from disk {ms['first_s'][0]:.0f} / "
-              f"{ms['first_s'][1]:.0f} ms (steady {1e3 * row['steady_s']['min']:.1f} ms), "
-              f"imported by then: {heavy}")  # fmt: skip
+              f"{ms['first_s'][1]:.0f} ms (steady {1e3 * row['steady_s']['min']:.1f} ms); CPU "
+              f"time (min) {1e3 * row['import_cpu_s']['min']:.0f} ms and "
+              f"{1e3 * row['first_cpu_s']['min']:.0f} ms; imported by then: {heavy}")  # fmt: skip
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
