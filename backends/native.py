@@ -16,11 +16,10 @@ compiles or loads it as before) or a kernel raises (numba runs it again to raise
 
 Only what numba's compiled code can do without numba's runtime is stored: arguments that are
 arrays or 64-bit integers, and code whose outside references all resolve in this process (the
-C math library; ``numba/_helperlib``'s math functions, loaded as a library without importing
-numba). The arrays passed carry no NRT meminfo (as numba's own ``cfunc`` arrays), so the
-kernel's reference counting on them does nothing; the two runtime functions a kernel that
-makes a scratch array calls are defined in the object (``_RUNTIME_IR``). Anything else keeps
-numba's path.
+C and math libraries, Python's C API). The arrays passed carry no NRT meminfo (as numba's own
+``cfunc`` arrays), so the kernel's reference counting on them does nothing; the two runtime
+functions a kernel that makes a scratch array calls are defined in the object
+(``_RUNTIME_IR``). Anything else keeps numba's path.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ import os
 import struct
 import threading
 from collections.abc import Callable
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -339,37 +337,10 @@ _LLVM: list = []  # [llvmlite.binding, its target machines by machine tuple]
 _LOCK = threading.Lock()
 
 
-def _helperlib() -> set[str]:
-    """The functions of numba's C helper library (math functions numba's code may call),
-    loaded as a plain shared library: no Python module is imported."""
-    if _LLVM and "helpers" in _LLVM[1]:
-        return _LLVM[1]["helpers"]
-    names: set[str] = set()
-    spec = find_spec("numba")
-    if spec is not None and spec.submodule_search_locations:
-        for path in glob.glob(os.path.join(spec.submodule_search_locations[0], "_helperlib*")):
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            llvm = _llvm()
-            llvm.load_library_permanently(path)
-            names = {n for n in ("numba_gamma", "numba_gammaf", "numba_lgamma", "numba_lgammaf",
-                                 "numba_erf", "numba_erff", "numba_erfc", "numba_erfcf",
-                                 "numba_signbit", "numba_signbitf")
-                     if hasattr(lib, n)}  # fmt: skip
-            break
-    if _LLVM:
-        _LLVM[1]["helpers"] = names
-    return names
-
-
 def _resolves(symbol: str) -> bool:
     """Whether ``symbol`` is a function of this process's global namespace (the C library, the
-    math library, Python's) or of numba's helper library: what a process without numba has
-    (numba's own runtime, which numba binds in LLVM, does not count)."""
-    if symbol in _helperlib():
-        return True
+    math library, Python's): what a process without numba has. (numba's own runtime and C
+    helpers, which numba binds in LLVM, do not count: code calling them keeps numba's path.)"""
     try:
         getattr(_PROCESS, symbol)
     except (AttributeError, TypeError):  # (TypeError: no process namespace, see below)
