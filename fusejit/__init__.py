@@ -138,6 +138,9 @@ from fusejit.eager.autograd import sum_to_size  # noqa: E402
 # them all took about half of ``import fusejit``. ``fusejit.<name>`` and ``from fusejit import
 # <name>`` work as for any other name. name -> (module, attribute; None: the module itself)
 _LAZY = {
+    "jit": ("fusejit.jit", None),
+    "ir": ("fusejit.ir", None),
+    "checkpoint": ("fusejit.checkpoint", None),
     "TracedFunction": ("fusejit.jit.api", "TracedFunction"),
     "trace": ("fusejit.jit.api", "trace"),
     "cuda": ("fusejit.cuda", None),
