@@ -19,7 +19,8 @@ arrays or 64-bit integers, and code whose outside references all resolve in this
 C and math libraries, Python's C API). The arrays passed carry no NRT meminfo (as numba's own
 ``cfunc`` arrays), so the kernel's reference counting on them does nothing; the two runtime
 functions a kernel that makes a scratch array calls are defined in the object
-(``_RUNTIME_IR``). Anything else keeps numba's path.
+(``_RUNTIME_IR``). Anything else keeps numba's path, as does an llvmlite whose LLVM predates
+opaque pointers (the entry point's IR does not parse there: nothing is stored).
 """
 
 from __future__ import annotations
