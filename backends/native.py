@@ -26,11 +26,13 @@ opaque pointers (the entry point's IR does not parse there: nothing is stored).
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import json
 import logging
 import os
 import struct
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -96,6 +98,20 @@ _DATA, _ND, _DIMS, _STRIDES, _DESCR, _FLAGS = 16, 24, 32, 40, 56, 64
 _C_CONTIGUOUS, _ALIGNED, _WRITEABLE = 0x1, 0x100, 0x400
 
 
+# The entry point reads ``ob_type`` at offset 8 of an object: true of CPython's default builds,
+# not of a free-threaded or a debug (Py_TRACE_REFS) one, where nothing is stored or loaded.
+@functools.cache
+def abi_ok() -> bool:
+    import sysconfig
+
+    return (
+        sys.implementation.name == "cpython"
+        and not sysconfig.get_config_var("Py_GIL_DISABLED")
+        and not hasattr(sys, "gettotalrefcount")
+        and ctypes.sizeof(ctypes.c_void_p) == 8
+    )
+
+
 # ---- writing (in a process where numba compiled the kernel) -----------------------------------
 class Unsupported(Exception):
     """A specialization this module does not store (numba's path serves it)."""
@@ -105,6 +121,8 @@ def save(folder: Path, fname: str, cres, source: str) -> bool:
     """Store numba's compile result ``cres`` of the kernel function ``fname``, compiled from
     the module source of SHA-256 ``source`` (hex), in the entry ``folder`` (under its lock:
     ``store.adding_files``); False when it cannot be stored."""
+    if not abi_ok():
+        return False
     try:
         obj, meta = _build(cres, f"{folder.name}.{fname}")
     except Exception as e:  # (unsupported arguments or references, an llvmlite difference)
@@ -435,7 +453,7 @@ def load(folder: Path, fname: str, source: str) -> list[_Spec]:
     (already verified against its manifest), compiled from the module source of SHA-256
     ``source`` (hex), that load in this process."""
     d = folder / FOLDER
-    if not d.is_dir():
+    if not abi_ok() or not d.is_dir():
         return []
     specs = []
     for meta_path in sorted(d.glob(f"{fname}.*.json")):
