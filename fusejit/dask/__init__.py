@@ -48,6 +48,7 @@ from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Graph
 from fusejit.jit.api import TracedFunction, trace
 from fusejit.jit.archive import save
+from fusejit.jit.foreign import register
 from fusejit.ops.registry import OPS
 
 __all__ = ["map_blocks", "reduce", "worker_stats", "forget", "Archive", "MAX_SIGNATURES"]
@@ -95,7 +96,8 @@ def _check_arrays(where: str, arrays) -> tuple:
     for i, a in enumerate(arrays):
         if not isinstance(a, da.Array):
             hint = " (wrap it with dask.array.from_array)" if hasattr(a, "shape") else ""
-            raise TypeError(f"{where}: argument {i} is {describe(a)}, not a dask.array.Array"
+            kind = f"{type(a).__module__.split('.')[0]}.{type(a).__name__}"
+            raise TypeError(f"{where}: argument {i} is a {kind}, not a dask.array.Array"
                             f"{hint}")  # fmt: skip
     nd = arrays[0].ndim
     shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
@@ -216,7 +218,8 @@ class _Blocks:
             examples = tuple(_example(tuple(1 if a.shape[d] == 1 and out_shape[d] != 1
                                             else combo[d] for d in range(nd)), t, device, rng)
                              for a, t in zip(arrays, dtypes))  # fmt: skip
-            t = trace(self.fn, examples, check_trace=check_trace and ci == 0)
+            with np.errstate(all="ignore"):  # (log, sqrt of the made-up values: no warning)
+                t = trace(self.fn, examples, check_trace=check_trace and ci == 0)
             if ci == 0:
                 _check_axes(where, t.raw_graph, chunks, exempt_results)
                 self.name = t.__name__ if t.__name__.isidentifier() else "fn"
@@ -338,13 +341,7 @@ def reduce(fn, *arrays, op: str = "sum", dim=None, keepdim: bool = False,
         if not isinstance(y, Tensor) or y.ndim != nd:
             raise ShapeError(f"{where}: fn must return one tensor of the blocks' rank "
                              f"({nd}), got {describe(y)}")  # fmt: skip
-        if not dims:
-            return y + 0 if y.dtype is not dt.bool_ else y.clone()
-        if op == "prod" and len(dims) > 1:
-            for d in dims:
-                y = reductions.prod(y, d, True)
-            return y
-        return reduce_fn(y, dims, True)
+        return reduce_fn(y, dims, True) if dims else y
 
     partial.__name__ = f"{op}_of_{getattr(base, '__name__', 'fn')}"
     if not partial.__name__.isidentifier():
@@ -360,3 +357,27 @@ def reduce(fn, *arrays, op: str = "sum", dim=None, keepdim: bool = False,
 
 def _identity(x):
     return x
+
+
+def _is_dask_array(a) -> bool:
+    return isinstance(a, da.Array)
+
+
+def _over_blocks(fn, args):
+    """A traced or optimized function called with Dask arrays: ``fn`` mapped over their
+    blocks; other arguments (numbers, strings) are constants of the trace."""
+    pos = [i for i, a in enumerate(args) if isinstance(a, da.Array)]
+    if len(pos) == len(args):
+        return map_blocks(fn, *args)
+
+    def with_constants(*arrays):
+        full = list(args)
+        for i, a in zip(pos, arrays):
+            full[i] = a
+        return fn(*full)
+
+    with_constants.__name__ = getattr(fn, "__name__", "fn")
+    return map_blocks(with_constants, *[args[i] for i in pos])
+
+
+register(_is_dask_array, _over_blocks)

@@ -28,7 +28,8 @@ __all__ = ["Archive", "run_block", "worker_stats"]
 
 _LOCK = threading.Lock()
 _LOADED: dict = {}  # archive digest -> LoadedFunction
-_STATS = {"archives_loaded": 0, "blocks": 0}
+_STATS = {"archives_loaded": 0, "blocks": 0, "kernel_launches": 0, "eager_steps": 0}
+_STEPS: dict = {}  # archive digest -> (fused kernels, other steps) of a block's plan
 _BASE: dict = {}  # cache_info() counts when the statistics were last reset
 _THREADS_SET: list = []
 
@@ -79,6 +80,9 @@ def loaded(archive: Archive) -> LoadedFunction:
             if hashlib.sha256(archive.data).hexdigest() != archive.digest:
                 raise ArchiveError(f"fusejit.dask: archive of {archive.name} is damaged")
             fn = load(io.BytesIO(archive.data))
+            plans = [e.plan for e in fn.entries]
+            nk = max(len(p.kernels) for p in plans)
+            _STEPS[archive.digest] = (nk, max(len(p.steps) for p in plans) - nk)
             _LOADED[archive.digest] = fn
             _STATS["archives_loaded"] += 1
     return fn
@@ -116,8 +120,11 @@ def run_block(archive: Archive, n_out: int, *blocks):
         shapes = ", ".join(f"{t.dtype.name}{list(t.shape)}" for t in tensors)
         raise ShapeError(f"fusejit.dask: {archive.name} was not traced for blocks {shapes} "
                          f"({e})") from None  # fmt: skip
+    nk, ne = _STEPS[archive.digest]
     with _LOCK:
         _STATS["blocks"] += 1
+        _STATS["kernel_launches"] += nk
+        _STATS["eager_steps"] += ne
     if n_out == 0:
         return _as_array(out)
     return tuple(_as_array(t) for t in out)
@@ -125,7 +132,9 @@ def run_block(archive: Archive, n_out: int, *blocks):
 
 def worker_stats(reset: bool = False) -> dict:
     """This process's counts: ``archives_loaded`` (functions loaded from an archive),
-    ``blocks`` (blocks run), and from the kernel cache ``compiled`` (kernels compiled),
+    ``blocks`` (blocks run), ``kernel_launches`` and ``eager_steps`` (the fused kernels and
+    the unfused ops those blocks ran: one kernel per block is ``kernel_launches == blocks``
+    and no eager step), and from the kernel cache ``compiled`` (kernels compiled),
     ``disk_hits`` (kernels read from the disk cache), ``kernels_built`` (the two together:
     what one-kernel-per-chunk keeps at the number of distinct kernels, whatever the number
     of chunks) and ``memory_hits``, all since the last ``reset``. Run it on every worker
@@ -153,3 +162,4 @@ def forget() -> None:
     """Drop the loaded archives of this process (the next block loads its archive again)."""
     with _LOCK:
         _LOADED.clear()
+        _STEPS.clear()

@@ -14,6 +14,7 @@ from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
 from fusejit.jit.check import check_outputs, compare, graph_tolerance
 from fusejit.jit.control import optimize_blocks
+from fusejit.jit.foreign import runner_for
 from fusejit.jit.interpret import interpret
 from fusejit.jit.passes.cleanup import cse, dce
 from fusejit.jit.passes.decompose import decompose
@@ -97,9 +98,15 @@ class TracedFunction:
             plan = self.plan
             reason = plan.check(args)
             if reason is not None:
+                runner = runner_for(args)  # a Dask array: the function over its blocks
+                if runner is not None:
+                    return runner(self.fn, args)
                 raise GuardError(f"traced function called with other inputs than traced: {reason}")
             outs = plan.run(args, self.graph.captured)
             return outs[0] if self._single_out else tr.unflatten_outputs(self.out_spec, outs)
+        runner = runner_for(args)
+        if runner is not None:
+            return runner(self.fn, args)
         spec, tensors = tr.flatten_inputs(args)
         if spec != self.in_spec:
             raise TraceError(
