@@ -99,6 +99,28 @@ def test_ragged_chunks_in_two_dims_share_one_elementwise_kernel(client):
             assert s["kernels_built"] == 1 and s["kernel_launches"] == s["blocks"]
 
 
+def test_a_last_block_of_one_row_and_a_shape_specific_graph(client):
+    a = _rng(11).uniform(-1, 1, (13, 8))
+    x = da.from_array(a, chunks=(6, 8))  # 6, 6, 1: a one-row block broadcasts differently
+    got = client.compute(fd.map_blocks(lambda t: fusejit.softmax(t, dim=1) * 2, x)).result()
+    e = np.exp(a - a.max(1, keepdims=True))
+    np.testing.assert_allclose(got, 2 * e / e.sum(1, keepdims=True), rtol=1e-12)
+    b = fd._Blocks("t", lambda t: t.reshape(t.shape[0], 4, 2).sum(dim=2), (x,), (), True)
+    assert len(b.traced) == 2  # a reshape is shape-specific: one signature per block shape
+    r = fd.map_blocks(lambda t: t.reshape(t.shape[0], 4, 2).sum(dim=2) + 1, x)
+    assert r.chunks == ((6, 6, 1), (4,))
+    np.testing.assert_allclose(
+        client.compute(r).result(), a.reshape(13, 4, 2).sum(2) + 1, rtol=1e-12
+    )
+
+
+def test_shape_generic_functions_are_traced_once_on_small_blocks():
+    x = da.from_array(np.ones((1000, 300), np.float32), chunks=(300, 300))
+    b = fd._Blocks("t", lambda t: fusejit.softmax(t, dim=1).exp(), (x,), (), True)
+    assert len(b.traced) == 1 and b.traced[0].raw_graph.block.params[0].type.shape == (2, 3)
+    assert b.out_chunks == [x.chunks]
+
+
 def test_broadcast_operand_and_tuple_results(client):
     a = _rng(4).uniform(1, 2, (30, 8)).astype(np.float32)
     bias = _rng(5).uniform(0, 1, (1, 8)).astype(np.float32)

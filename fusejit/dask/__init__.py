@@ -1,9 +1,10 @@
 """``fusejit.dask``: fused functions over Dask arrays, on one machine or a cluster.
 
-``map_blocks(fn, *arrays)`` traces ``fn`` on the client, once per distinct block shape (a
-ragged last block is a second signature; an elementwise graph serves every shape with the same
-kernel), and ships it to the workers as the bytes of a fusejit archive (``fusejit.save``'s
-format: graphs, tensors and the compiled kernels, never a pickle of ``fn``'s code). The archive
+``map_blocks(fn, *arrays)`` traces ``fn`` on the client: once, on small blocks, when its graph
+is shape-generic (elementwise ops and reductions: one plan and kernel serve every block shape,
+ragged ones included), else once per distinct block shape; and ships it to the workers as
+the bytes of a fusejit archive (``fusejit.save``'s format: graphs, tensors and the compiled
+kernels, never a pickle of ``fn``'s code). The archive
 is one data key of the Dask graph, so each worker receives it once; each worker process loads
 it once (kept by its SHA-256) and builds its kernels once (from the archive's kernels when
 they are signed with its machine's archive key, else from its own disk cache or by compiling),
@@ -54,6 +55,7 @@ from fusejit.ops.registry import OPS
 __all__ = ["map_blocks", "reduce", "worker_stats", "forget", "Archive", "MAX_SIGNATURES"]
 
 MAX_SIGNATURES = 64  # distinct block shapes one call traces (a ragged grid has 2**ndim)
+_PROBES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)  # small traces' sizes, one per dim
 _REDUCE_OPS = {"sum": "sum", "mean": "sum", "prod": "prod", "amax": "max", "amin": "min"}
 # ops whose reading of other elements along an axis the check below can follow
 _ALONG_AXES = {"reduction", "composite", "scan", "sort"}
@@ -187,7 +189,8 @@ def _out_types(where: str, traced: TracedFunction) -> list:
 
 
 class _Blocks:
-    """``fn`` traced for every distinct block shape of the aligned ``arrays``."""
+    """``fn`` traced for the blocks of the aligned ``arrays``: once on small blocks where its
+    graph is shape-generic, else once per distinct block shape."""
 
     def __init__(self, where, fn, arrays, drop_axis, check_trace, exempt_results=False):
         arrays, chunks, out_shape, device = _check_arrays(where, arrays)
@@ -213,6 +216,9 @@ class _Blocks:
         rng = np.random.default_rng(0)
         self.fn = _python_fn(fn)
         self.traced: list[TracedFunction] = []  # the signatures the archive holds
+        if self._small(where, dtypes, kept, check_trace, exempt_results, rng):
+            self._save()
+            return
         maps: list = []  # per result, per kept dim: block size in -> block size out
         for ci, combo in enumerate(combos):
             examples = tuple(_example(tuple(1 if a.shape[d] == 1 and out_shape[d] != 1
@@ -243,6 +249,47 @@ class _Blocks:
         self.out_chunks = [
             tuple(tuple(m[j][c] for c in chunks[d]) for j, d in enumerate(kept)) for m in maps
         ]
+        self._save()
+
+    def _small(self, where, dtypes, kept, check_trace, exempt_results, rng) -> bool:
+        """Trace on small blocks, one distinct size per dim (1 where the blocks have 1), when
+        that serves: a shape-generic graph (elementwise ops and reductions) runs every block
+        shape of the same rank and broadcast pattern with its one plan, and each result
+        dim's size is then a dim's block size or 1, told apart by the distinct sizes. Tracing
+        so costs milliseconds, however large the chunks. False where it does not serve."""
+        chunks, shape, nd = self.chunks, self.shape, len(self.chunks)
+        if nd > len(_PROBES) or any(1 in chunks[d] and shape[d] != 1 for d in range(nd)):
+            return False  # (a block of size 1 along a longer dim broadcasts: its own plan)
+        probe = [1 if shape[d] == 1 else _PROBES[d] for d in range(nd)]
+        examples = tuple(_example(tuple(1 if a.shape[d] == 1 else probe[d] for d in range(nd)),
+                                  t, self.device, rng)
+                         for a, t in zip(self.arrays, dtypes))  # fmt: skip
+        with np.errstate(all="ignore"):  # (log, sqrt of the made-up values: no warning)
+            t = trace(self.fn, examples, check_trace=check_trace)
+        _check_axes(where, t.raw_graph, chunks, exempt_results)
+        self.name = t.__name__ if t.__name__.isidentifier() else "fn"
+        if not t.plan.shape_generic:
+            return False
+        out_chunks = []
+        for k, (s, _) in enumerate(_out_types(where, t)):
+            if len(s) != len(kept):
+                raise ShapeError(f"{where}: {self.name} returns a rank-{len(s)} result for "
+                                 f"rank-{nd} blocks (result {k}: {s}); pass drop_axis= for the "
+                                 "dims it removes")  # fmt: skip
+            per = []
+            for j, d in enumerate(kept):
+                if s[j] == probe[d]:
+                    per.append(chunks[d])
+                elif s[j] == 1:
+                    per.append((1,) * len(chunks[d]))
+                else:
+                    return False
+            out_chunks.append(tuple(per))
+        self.traced, self.out_chunks = [t], out_chunks
+        self.dtypes = [d for _, d in _out_types(where, t)]
+        return True
+
+    def _save(self) -> None:
         self.single = traced_single(self.traced[0])
         buf = io.BytesIO()
         save(self.traced if len(self.traced) > 1 else self.traced[0], buf)
@@ -282,8 +329,9 @@ def map_blocks(fn, *arrays, drop_axis=(), check_trace: bool = True):
     ``arrays`` as one fused kernel, returning a Dask array (a tuple of them for a tuple).
 
     The arrays are aligned as ``dask.array.map_blocks`` aligns them (same rank, size-1 dims
-    broadcast, chunks unified). ``fn`` is traced on the client once per distinct block shape
-    and shipped as a fusejit archive; it must compute each block from that block alone:
+    broadcast, chunks unified). ``fn`` is traced on the client (on small blocks where its
+    graph is shape-generic, else once per distinct block shape) and shipped as a fusejit
+    archive; it must compute each block from that block alone:
     reading along a dim that is split into chunks (a softmax or sum over it) is a
     ``ShapeError``; reduce across chunks with :func:`reduce`. ``drop_axis`` names the dims
     (each one chunk) that ``fn`` reduces away. ``fn`` may be a traced or optimized function.
