@@ -121,6 +121,30 @@ def test_shape_generic_functions_are_traced_once_on_small_blocks():
     assert b.out_chunks == [x.chunks]
 
 
+def test_functions_reading_the_block_size_are_traced_at_the_real_sizes(client):
+    a = _rng(12).uniform(-1, 1, (40, 8))
+    x = da.from_array(a, chunks=(6, 8))  # 6 x 6, 4
+    mean_rows = lambda t: t - t.sum(dim=1, keepdim=True) / t.shape[1]  # noqa: E731
+    b = fd._Blocks("t", mean_rows, (x,), (), True)
+    assert b.traced[0].raw_graph.block.params[0].type.shape == (6, 8)
+    got = client.compute(fd.map_blocks(mean_rows, x)).result()
+    np.testing.assert_allclose(got, a - a.mean(1, keepdims=True), rtol=1e-12, atol=1e-15)
+    by_rows = lambda t: t * t.shape[0]  # noqa: E731 - 6 for most blocks, 4 for the last
+    got = client.compute(fd.map_blocks(by_rows, x)).result()
+    np.testing.assert_allclose(got, a * np.repeat([6, 6, 6, 6, 6, 6, 4], [6] * 6 + [4])[:, None])
+    fixed = lambda t: t.reshape(t.shape[0], 4, 2).sum(dim=2)  # noqa: E731 - fails at (2, 3)
+    got = client.compute(fd.map_blocks(fixed, x)).result()
+    np.testing.assert_allclose(got, a.reshape(40, 4, 2).sum(2), rtol=1e-12)
+
+
+def test_the_archive_of_a_function_is_the_same_bytes_each_time():
+    x = da.from_array(np.ones((40, 8), np.float32), chunks=(6, 8))
+    f = lambda t: fusejit.softmax(t, dim=1) * 3  # noqa: E731
+    a = fd._Blocks("t", f, (x,), (), True).archive
+    b = fd._Blocks("t", f, (x,), (), True).archive
+    assert a.digest == b.digest  # so a worker keeps one loaded function for both graphs
+
+
 def test_broadcast_operand_and_tuple_results(client):
     a = _rng(4).uniform(1, 2, (30, 8)).astype(np.float32)
     bias = _rng(5).uniform(0, 1, (1, 8)).astype(np.float32)

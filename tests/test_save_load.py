@@ -430,3 +430,13 @@ def test_save_to_a_binary_file_and_several_traced_signatures_in_one_archive():
         np.testing.assert_allclose(loaded(x).numpy(), ref, rtol=1e-6)
     with pytest.raises(TypeError, match="path must be a file name"):
         fusejit.save(sigs[0], 3)
+
+
+def test_a_loaded_archive_runs_the_signature_traced_at_the_inputs_shapes_first():
+    f = lambda x: x * x.shape[0]  # noqa: E731 - shape-generic graphs that differ by a constant
+    buf = io.BytesIO()
+    fusejit.save([fusejit.trace(f, fusejit.ones(6, 2)), fusejit.trace(f, fusejit.ones(4, 2))], buf)
+    loaded = fusejit.load(io.BytesIO(buf.getvalue()))
+    for n in (6, 4):
+        assert loaded(fusejit.ones(n, 2)).tolist() == [[float(n)] * 2] * n
+    assert loaded(fusejit.ones(3, 2)).tolist() == [[6.0] * 2] * 3  # else the first that fits

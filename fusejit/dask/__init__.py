@@ -46,7 +46,7 @@ from fusejit.base.shapes import describe
 from fusejit.dask.worker import Archive, forget, run_block, worker_stats
 from fusejit.eager import reductions
 from fusejit.eager.tensor import Tensor
-from fusejit.ir.graph import Graph
+from fusejit.ir.graph import Graph, Value
 from fusejit.jit.api import TracedFunction, trace
 from fusejit.jit.archive import save
 from fusejit.jit.foreign import register
@@ -229,7 +229,10 @@ class _Blocks:
             if ci == 0:
                 _check_axes(where, t.raw_graph, chunks, exempt_results)
                 self.name = t.__name__ if t.__name__.isidentifier() else "fn"
-            if not any(p.plan.check(examples) is None for p in self.traced):
+            # a signature already held serves these blocks if its plan takes their shapes
+            # and its graph is this one (not when the function read the block size)
+            if not any(p.plan.check(examples) is None and _structure(p.raw_graph) ==
+                       _structure(t.raw_graph) for p in self.traced):  # fmt: skip
                 self.traced.append(t)
             types = _out_types(where, t)
             if ci == 0:
@@ -261,14 +264,24 @@ class _Blocks:
         if nd > len(_PROBES) or any(1 in chunks[d] and shape[d] != 1 for d in range(nd)):
             return False  # (a block of size 1 along a longer dim broadcasts: its own plan)
         probe = [1 if shape[d] == 1 else _PROBES[d] for d in range(nd)]
-        examples = tuple(_example(tuple(1 if a.shape[d] == 1 else probe[d] for d in range(nd)),
-                                  t, self.device, rng)
-                         for a, t in zip(self.arrays, dtypes))  # fmt: skip
-        with np.errstate(all="ignore"):  # (log, sqrt of the made-up values: no warning)
-            t = trace(self.fn, examples, check_trace=check_trace)
+        other = [1 if shape[d] == 1 else _PROBES[d] + 1 for d in range(nd)]
+
+        def small(sizes, check):
+            ex = tuple(_example(tuple(1 if a.shape[d] == 1 else sizes[d] for d in range(nd)),
+                                t, self.device, rng)
+                       for a, t in zip(self.arrays, dtypes))  # fmt: skip
+            with np.errstate(all="ignore"):  # (log, sqrt of the made-up values: no warning)
+                return trace(self.fn, ex, check_trace=check)
+
+        try:
+            t = small(probe, check_trace)
+            again = small(other, False)
+        except Exception:  # (code that only runs at the real sizes: traced at those below)
+            return False
         _check_axes(where, t.raw_graph, chunks, exempt_results)
         self.name = t.__name__ if t.__name__.isidentifier() else "fn"
-        if not t.plan.shape_generic:
+        # the same graph at two sizes, or the function reads the sizes (``x / x.shape[1]``)
+        if not t.plan.shape_generic or _structure(t.raw_graph) != _structure(again.raw_graph):
             return False
         out_chunks = []
         for k, (s, _) in enumerate(_out_types(where, t)):
@@ -318,6 +331,29 @@ class _Blocks:
         return [da.map_blocks(operator.getitem, both, k, chunks=c, dtype=np.dtype(d.np),
                               meta=self.meta(d, nd), token=f"{token}-{k}")
                 for k, (c, d) in enumerate(zip(self.out_chunks, self.dtypes))]  # fmt: skip
+
+
+def _structure(g: Graph) -> list:
+    """A graph's ops, attributes, constants and wiring, without its inputs' shapes: equal for
+    two traces of a function whose graph does not depend on the block size."""
+    index = {v: i for i, v in enumerate(g.block.params)}
+    out = []
+    for n in g.block.nodes:
+        ins = []
+        for a in n.inputs:
+            if isinstance(a, Value):
+                if a not in index:  # a captured tensor: its shape counts
+                    index[a] = len(index)
+                    ins.append(("captured", index[a], tuple(a.type.shape)))
+                else:
+                    ins.append(index[a])
+            else:
+                ins.append(("const", repr(getattr(a, "value", a))))
+        for o in n.outputs:
+            index.setdefault(o, len(index))
+        out.append((n.op, repr(n.attrs), tuple(ins)))
+    out.append(tuple(index.get(r) for r in g.block.results))
+    return out
 
 
 def traced_single(t: TracedFunction) -> bool:

@@ -12,6 +12,7 @@ import io
 import os
 import sys
 import threading
+import zipfile
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from fusejit.store import cache_info
 
 __all__ = ["Archive", "run_block", "worker_stats"]
 
+MAX_LOADED = 64  # archives a process keeps loaded
 _LOCK = threading.Lock()
 _LOADED: dict = {}  # archive digest -> LoadedFunction
 _STATS = {"archives_loaded": 0, "blocks": 0, "kernel_launches": 0, "eager_steps": 0}
@@ -35,15 +37,26 @@ _THREADS_SET: list = []
 
 
 class Archive:
-    """A traced function as the bytes of a fusejit archive, with their SHA-256: what a Dask
-    graph carries to the workers (a data key, so each worker receives it once)."""
+    """A traced function as the bytes of a fusejit archive, with the SHA-256 of its members
+    (names and contents, not the zip's timestamps: the same function saved twice has the same
+    digest): what a Dask graph carries to the workers (a data key, so each worker receives it
+    once), and what a worker keeps its loaded function by."""
 
     __slots__ = ("data", "digest", "name")
 
     def __init__(self, data: bytes, name: str = "fn") -> None:
         self.data = bytes(data)
-        self.digest = hashlib.sha256(self.data).hexdigest()
         self.name = name
+        h = hashlib.sha256()
+        try:
+            with zipfile.ZipFile(io.BytesIO(self.data)) as z:
+                for info in sorted(z.infolist(), key=lambda i: i.filename):
+                    h.update(info.filename.encode() + b"\0")
+                    h.update(hashlib.sha256(z.read(info)).digest())
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            raise ArchiveError(f"fusejit.dask: the archive of {name} is not readable ({e})") \
+                from None  # fmt: skip
+        self.digest = h.hexdigest()
 
     def __reduce__(self):  # plain bytes and a name: nothing of the function's Python code
         return (Archive, (self.data, self.name))
@@ -77,13 +90,14 @@ def loaded(archive: Archive) -> LoadedFunction:
                 # would oversubscribe them (as dask's nanny sets OMP_NUM_THREADS=1)
                 cpu_kernels.set_threads(1)
                 _THREADS_SET.append(True)
-            if hashlib.sha256(archive.data).hexdigest() != archive.digest:
-                raise ArchiveError(f"fusejit.dask: archive of {archive.name} is damaged")
             fn = load(io.BytesIO(archive.data))
             plans = [e.plan for e in fn.entries]
             nk = max(len(p.kernels) for p in plans)
             _STEPS[archive.digest] = (nk, max(len(p.steps) for p in plans) - nk)
             _LOADED[archive.digest] = fn
+            while len(_LOADED) > MAX_LOADED:  # the oldest loaded goes first
+                old = next(iter(_LOADED))
+                del _LOADED[old], _STEPS[old]
             _STATS["archives_loaded"] += 1
     return fn
 
@@ -120,7 +134,7 @@ def run_block(archive: Archive, n_out: int, *blocks):
         shapes = ", ".join(f"{t.dtype.name}{list(t.shape)}" for t in tensors)
         raise ShapeError(f"fusejit.dask: {archive.name} was not traced for blocks {shapes} "
                          f"({e})") from None  # fmt: skip
-    nk, ne = _STEPS[archive.digest]
+    nk, ne = _STEPS.get(archive.digest, (0, 0))
     with _LOCK:
         _STATS["blocks"] += 1
         _STATS["kernel_launches"] += nk

@@ -336,6 +336,7 @@ class _Entry:
         self.flavor, self.raw, self.in_spec, self.out_spec = flavor, raw, in_spec, out_spec
         self.graph = optimize_graph(raw, _target_of(raw))
         self.plan = Plan(self.graph)
+        self.shapes = tuple(tuple(p.type.shape) for p in raw.inputs)
 
 
 class LoadedFunction:
@@ -373,7 +374,12 @@ class LoadedFunction:
 
     def __call__(self, *args):
         problems = []
-        for e in self.entries:
+        entries = self.entries
+        if len(entries) > 1:  # a signature traced at exactly these shapes first
+            _, flat = tr.flatten_inputs(args)
+            shapes = tuple(tuple(t.shape) if isinstance(t, Tensor) else None for t in flat)
+            entries = sorted(entries, key=lambda e: e.shapes != shapes)
+        for e in entries:
             if e.flavor == "traced":
                 spec, tensors = tr.flatten_inputs(args)
                 if spec != e.in_spec:
