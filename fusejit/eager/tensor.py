@@ -203,8 +203,27 @@ class Tensor:
             return arr.astype(dtype)
         return arr.copy() if copy else arr
 
-    def __dlpack__(self, *args, **kwargs):
-        return self._data.__dlpack__(*args, **kwargs)
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """The DLPack capsule of the tensor's memory (numpy's or cupy's export does the work):
+        ``copy=True`` exports a copy, ``copy=False`` refuses one; ``dl_device=(1, 0)`` exports
+        a GPU tensor's copy in host memory; ``stream`` is the consumer's CUDA stream."""
+        data = self._data
+        kwargs = {}
+        if max_version is not None:
+            kwargs["max_version"] = max_version
+        if dl_device is not None and tuple(dl_device) != tuple(self.__dlpack_device__()):
+            if int(dl_device[0]) != 1:
+                raise BufferError(f"__dlpack__: cannot export a tensor on {self._device} to "
+                                  f"DLPack device {tuple(dl_device)}")  # fmt: skip
+            if copy is False:
+                raise BufferError(f"__dlpack__: exporting a tensor on {self._device} to the "
+                                  "host copies it (copy=False)")  # fmt: skip
+            data, copy = self._device.backend.to_numpy(data), None
+        elif stream is not None and self._device.type != "cpu":
+            kwargs["stream"] = stream
+        if copy is not None:
+            kwargs["copy"] = copy
+        return data.__dlpack__(**kwargs)
 
     def __dlpack_device__(self):
         return self._data.__dlpack_device__()
