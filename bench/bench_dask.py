@@ -16,6 +16,7 @@ results while they are compared.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -99,52 +100,57 @@ def fresh(arrays):
 def timed(client, build, arrays) -> float:
     outs = build(*fresh(arrays))
     t0 = time.perf_counter()
-    res = client.persist(list(outs))
-    wait(res)
+    with client.as_current():
+        res = client.persist(list(outs))
+        wait(res)
     dt = time.perf_counter() - t0
     del res
     return dt
 
 
-def run(n_workers: int, n: int, chunks: int, repeat: int, check: bool) -> dict:
-    with (
-        LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                     dashboard_address=None, memory_limit="8GiB") as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
-        s, k, t = client.persist(list(inputs(n, chunks)))
-        wait([s, k, t])
-        client.run(fd.worker_stats, reset=True)
+class Setup:
+    """A LocalCluster of ``n_workers`` one-thread worker processes with the inputs persisted."""
+
+    def __init__(self, stack, n_workers: int, n: int, chunks: int) -> None:
+        cluster = stack.enter_context(LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            memory_limit="8GiB"))  # fmt: skip
+        self.client = stack.enter_context(Client(cluster, set_as_default=False))
+        self.workers = n_workers
+        self.inputs = self.client.persist(list(inputs(n, chunks)))
+        with self.client.as_current():
+            wait(self.inputs)
+        self.client.run(fd.worker_stats, reset=True)
         t0 = time.perf_counter()
-        blocks = fd._Blocks("bench", bs_fusejit, (s, k, t), (), True)  # trace, archive
-        out: dict = {"workers": n_workers, "build_s": time.perf_counter() - t0}
-
-        def fused_graph(*arrays):
-            blocks.arrays = tuple(arrays)
-            return blocks.build()
-
+        fd.map_blocks(bs_fusejit, *self.inputs)  # trace and archive (as each run does again)
+        self.build_s = time.perf_counter() - t0
         # the first run: each worker loads the archive and builds (or reads) its kernel
-        out["first_fused_s"] = timed(client, fused_graph, (s, k, t))
-        out["fused"], out["numpy"] = [], []
-        for _ in range(repeat):  # alternating, so that load from others hits both alike
-            out["fused"].append(timed(client, fused_graph, (s, k, t)))
-            out["numpy"].append(timed(client, bs_dask_numpy, (s, k, t)))
-        out["stats"] = client.run(fd.worker_stats)
-        fused, plain = fused_graph(s, k, t), bs_dask_numpy(s, k, t)
-        if check:
-            fc, fp = fused
-            pc, pp = plain
-            diff = da.maximum(abs(fc - pc).max(), abs(fp - pp).max())
-            scale = da.maximum(abs(pc).max(), abs(pp).max())
-            out["max_abs_diff"], out["max_abs"] = (float(v) for v in dask.compute(diff, scale))
-            c0 = n // chunks
-            s0, k0, t0_ = (a[:c0].compute() for a in (s, k, t))
-            ref_c, ref_p = bs_numpy64(s0, k0, t0_)
-            f0 = [a[:c0].compute() for a in fused]
-            p0 = [a[:c0].compute() for a in plain]
-            out["err_fused_vs_f64"] = max(np.abs(f0[0] - ref_c).max(), np.abs(f0[1] - ref_p).max())
-            out["err_numpy_vs_f64"] = max(np.abs(p0[0] - ref_c).max(), np.abs(p0[1] - ref_p).max())
-        return out
+        self.first_fused_s = timed(self.client, fused_graph, self.inputs)
+        self.fused: list = []
+        self.numpy: list = []
+
+
+def fused_graph(*arrays):
+    return fd.map_blocks(bs_fusejit, *arrays)
+
+
+def check(setup: Setup, n: int, chunks: int) -> dict:
+    out = {}
+    client, (s, k, t) = setup.client, setup.inputs
+    fc, fp = fused_graph(s, k, t)
+    pc, pp = bs_dask_numpy(s, k, t)
+    diff = da.maximum(abs(fc - pc).max(), abs(fp - pp).max())
+    scale = da.maximum(abs(pc).max(), abs(pp).max())
+    out["max_abs_diff"], out["max_abs"] = (float(v) for v in client.compute([diff, scale],
+                                                                          sync=True))  # fmt: skip
+    c0 = n // chunks
+    s0, k0, t0 = client.compute([a[:c0] for a in (s, k, t)], sync=True)
+    ref_c, ref_p = bs_numpy64(s0, k0, t0)
+    f0 = client.compute([fc[:c0], fp[:c0]], sync=True)
+    p0 = client.compute([pc[:c0], pp[:c0]], sync=True)
+    out["err_fused_vs_f64"] = max(np.abs(f0[0] - ref_c).max(), np.abs(f0[1] - ref_p).max())
+    out["err_numpy_vs_f64"] = max(np.abs(p0[0] - ref_c).max(), np.abs(p0[1] - ref_p).max())
+    return out
 
 
 def main(argv=None) -> None:
@@ -157,38 +163,47 @@ def main(argv=None) -> None:
     print(f"# Black-Scholes, 2^{args.log2n} float32 in {args.chunks} chunks; python "
           f"{platform.python_version()}, dask {dask.__version__}, numpy {np.__version__}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
-    res = [run(2, n, args.chunks, args.repeat, True), run(1, n, args.chunks, args.repeat, False)]
+    with contextlib.ExitStack() as stack:
+        two = Setup(stack, 2, n, args.chunks)
+        one = Setup(stack, 1, n, args.chunks)
+        res = [two, one]
+        print(f"set up; load average {os.getloadavg()[0]:.1f}", flush=True)
+        for r in range(args.repeat):  # alternating, so that load from others hits all alike
+            for st in res:
+                st.fused.append(timed(st.client, fused_graph, st.inputs))
+                st.numpy.append(timed(st.client, bs_dask_numpy, st.inputs))
+            print(f"round {r}: " + ", ".join(f"{st.workers}w fused {st.fused[-1]:.2f} s numpy "
+                                              f"{st.numpy[-1]:.2f} s" for st in res)
+                  + f"; load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+        for st in res:
+            st.stats = st.client.run(fd.worker_stats)
+        ok = check(two, n, args.chunks)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-    two, one = res
     for r in res:
-        print(f"\n{r['workers']} worker(s): trace+archive on the client {r['build_s']:.2f} s, "
-              f"first fused run {r['first_fused_s']:.3f} s")  # fmt: skip
-        for w, s in sorted(r["stats"].items()):
+        print(f"\n{r.workers} worker(s): trace+archive on the client {r.build_s:.3f} s, "
+              f"first fused run {r.first_fused_s:.3f} s")  # fmt: skip
+        for w, s in sorted(r.stats.items()):
             print(f"  worker {w}: blocks {s['blocks']}, kernel launches {s['kernel_launches']}, "
                   f"eager steps {s['eager_steps']}, archives loaded {s['archives_loaded']}, "
                   f"kernels compiled {s['compiled']}, read from disk {s['disk_hits']}")  # fmt: skip
-    if "max_abs_diff" in two:
-        print(f"\nfused vs numpy chunks, all elements: max |diff| {two['max_abs_diff']:.3g} "
-              f"(values up to {two['max_abs']:.3g}); first chunk against float64: fused "
-              f"{two['err_fused_vs_f64']:.3g}, numpy float32 "
-              f"{two['err_numpy_vs_f64']:.3g}")  # fmt: skip
+    print(f"\nfused vs numpy chunks, all elements: max |diff| {ok['max_abs_diff']:.3g} "
+          f"(values up to {ok['max_abs']:.3g}); first chunk against float64: fused "
+          f"{ok['err_fused_vs_f64']:.3g}, numpy float32 {ok['err_numpy_vs_f64']:.3g}")  # fmt: skip
 
     def mm(xs):
         return f"{min(xs):.3f} / {statistics.median(xs):.3f}"
 
+    med = statistics.median
     print("\n| run | time (s, min / median) |\n|---|---|")
     for r in res:
-        print(f"| fused, {r['workers']} worker(s) | {mm(r['fused'])} |")
-        print(f"| numpy chunks, {r['workers']} worker(s) | {mm(r['numpy'])} |")
-    f2, n2, f1 = min(two["fused"]), min(two["numpy"]), min(one["fused"])
-    m2 = statistics.median
-    print(
-        f"\nfused vs numpy chunks (2 workers): {n2 / f2:.2f}x min, "
-        f"{m2(two['numpy']) / m2(two['fused']):.2f}x median (target >= 1.6x)"
-    )
-    print(f"fused 2 workers vs 1: {f1 / f2:.2f}x min, {m2(one['fused']) / m2(two['fused']):.2f}x "
-          "median (target >= 1.6x)")  # fmt: skip
-    print(f"numpy chunks 2 workers vs 1: {min(one['numpy']) / n2:.2f}x min")
+        print(f"| fused, {r.workers} worker(s) | {mm(r.fused)} |")
+        print(f"| numpy chunks, {r.workers} worker(s) | {mm(r.numpy)} |")
+    print(f"\nfused vs numpy chunks (2 workers): {min(two.numpy) / min(two.fused):.2f}x min, "
+          f"{med(two.numpy) / med(two.fused):.2f}x median (target >= 1.6x)")  # fmt: skip
+    print(f"fused 2 workers vs 1: {min(one.fused) / min(two.fused):.2f}x min, "
+          f"{med(one.fused) / med(two.fused):.2f}x median (target >= 1.6x)")  # fmt: skip
+    print(f"numpy chunks 2 workers vs 1: {min(one.numpy) / min(two.numpy):.2f}x min, "
+          f"{med(one.numpy) / med(two.numpy):.2f}x median")  # fmt: skip
     sys.stdout.flush()
 
 
