@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import sys
 import threading
@@ -21,7 +22,7 @@ from fusejit.base import dtypes as dt
 from fusejit.base.device import CPU
 from fusejit.base.errors import FusejitError, ShapeError
 from fusejit.eager.tensor import Tensor, from_dlpack
-from fusejit.jit.archive import ArchiveError, LoadedFunction, load
+from fusejit.jit.archive import MANIFEST, ArchiveError, LoadedFunction, load
 from fusejit.jit.runtime import GuardError
 from fusejit.store import cache_info
 
@@ -37,10 +38,11 @@ _THREADS_SET: list = []
 
 
 class Archive:
-    """A traced function as the bytes of a fusejit archive, with the SHA-256 of its members
-    (names and contents, not the zip's timestamps: the same function saved twice has the same
-    digest): what a Dask graph carries to the workers (a data key, so each worker receives it
-    once), and what a worker keeps its loaded function by."""
+    """A traced function as the bytes of a fusejit archive, with the SHA-256 of what it runs
+    (graphs, tensors and manifest; not the zip's timestamps nor the compiled kernels it ships,
+    which change how fast it loads, not what it computes: the same function saved twice has
+    the same digest): what a Dask graph carries to the workers (a data key, so each worker
+    receives it once), and what a worker keeps its loaded function by."""
 
     __slots__ = ("data", "digest", "name")
 
@@ -51,9 +53,16 @@ class Archive:
         try:
             with zipfile.ZipFile(io.BytesIO(self.data)) as z:
                 for info in sorted(z.infolist(), key=lambda i: i.filename):
+                    if info.filename.startswith("kernels/"):
+                        continue
+                    data = z.read(info)
+                    if info.filename == MANIFEST:  # less its listing of the kernels
+                        man = json.loads(data)
+                        man.pop("kernels", None)
+                        data = json.dumps(man, sort_keys=True).encode()
                     h.update(info.filename.encode() + b"\0")
-                    h.update(hashlib.sha256(z.read(info)).digest())
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+                    h.update(hashlib.sha256(data).digest())
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, AttributeError) as e:
             raise ArchiveError(f"fusejit.dask: the archive of {name} is not readable ({e})") \
                 from None  # fmt: skip
         self.digest = h.hexdigest()
