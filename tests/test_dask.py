@@ -212,6 +212,22 @@ def test_optimized_and_traced_functions_take_dask_arrays(client):
     assert t(fusejit.zeros(2, 2, dtype=fusejit.float64)).tolist() == [[0.0, 0.0], [0.0, 0.0]]
 
 
+def test_a_module_s_weights_travel_in_the_archive(client):
+    fusejit.manual_seed(0)
+    lin = fusejit.nn.Linear(8, 3).to(fusejit.float64)
+    a = _rng(13).normal(size=(50, 8))
+    x = da.from_array(a, chunks=(16, 8))  # 16, 16, 16, 2
+    y = fd.map_blocks(lambda t: fusejit.gelu(lin(t)), x)
+    assert y.chunks == ((16, 16, 16, 2), (3,))
+    w, b = lin.weight.numpy(), lin.bias.numpy()
+    z = a @ w.T + b
+    from scipy.special import erf  # (the reference gelu; only this test needs scipy)
+
+    np.testing.assert_allclose(
+        client.compute(y).result(), 0.5 * z * (1 + erf(z / np.sqrt(2))), rtol=1e-12, atol=1e-15
+    )
+
+
 def test_int_and_bool_blocks(client):
     a = np.arange(-20, 20, dtype=np.int32).reshape(8, 5)
     x = da.from_array(a, chunks=(3, 5))
