@@ -308,3 +308,14 @@ def test_readme_array_api_example(capsys):
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "README.md (Array API)", "exec"), {"__name__": "readme"})
     assert capsys.readouterr().out.strip() == "Tensor fusejit.float64 True"
+
+
+def test_docstring_examples():
+    import doctest
+    import importlib
+
+    for name in ("", "._creation", "._dtypes", "._elementwise", "._manipulation",
+                 "._statistical", "._info", "._methods", ".linalg", ".fft"):  # fmt: skip
+        mod = importlib.import_module("fusejit.array_api" + name)
+        res = doctest.testmod(mod)
+        assert res.failed == 0, mod.__name__

@@ -47,7 +47,9 @@ def is_known(test_id: str, known: dict[str, str]) -> bool:
 def run_suite(tmp_path) -> dict[str, str]:
     """Each test id of the suite and its outcome: passed, failed or skipped."""
     report = tmp_path / "conformance.xml"
+    # (hypothesis's example database in the test's folder: no example from another run replays)
     env = dict(os.environ, ARRAY_API_TESTS_MODULE="fusejit.array_api",
+               HYPOTHESIS_STORAGE_DIRECTORY=str(tmp_path / "hypothesis"),
                PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))  # fmt: skip
     cmd = [sys.executable, "-m", "pytest", "array_api_tests", "-q", "-p", "no:cacheprovider",
            "--max-examples", str(MAX_EXAMPLES), "--derandomize", "--disable-deadline",

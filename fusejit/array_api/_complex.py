@@ -177,11 +177,21 @@ def tan(z: Tensor) -> Tensor:
     return _unrot(tanh(_rot(z)))
 
 
+def _for_large(w: Tensor, re_im):
+    """asinh and acosh of ``w`` far from 0: log(2 w) (within 1 / |w|^2), where ``w * w``
+    would overflow."""
+    re, im = re_im
+    a, b = parts(w)
+    large = E.gt(E.hypot(a, b), 1e8)
+    lre, lim = parts(log(w))
+    return E.where(large, lre + math.log(2.0), re), E.where(large, lim, im)
+
+
 def asinh(z: Tensor) -> Tensor:
     x, y = parts(z)
     ax, ay = E.abs(x), E.abs(y)
     w = make(ax, ay)  # (odd in both parts: computed in the first quadrant, signs put back)
-    re, im = parts(log(w + sqrt(w * w + 1.0)))
+    re, im = _for_large(w, parts(log(w + sqrt(w * w + 1.0))))
     nx, ny, fx, fy = E.isnan(x), E.isnan(y), E.isfinite(x), E.isfinite(y)
     ix, iy = E.isinf(x), E.isinf(y)
     re, im = _select([
@@ -203,7 +213,7 @@ def acosh(z: Tensor) -> Tensor:
     x, y = parts(z)
     ay = E.abs(y)
     w = make(x, ay)  # (conjugate-symmetric: computed for y >= 0, the sign put back)
-    re, im = parts(log(w + sqrt(w + 1.0) * sqrt(w - 1.0)))
+    re, im = _for_large(w, parts(log(w + sqrt(w + 1.0) * sqrt(w - 1.0))))
     nx, ny, fx, fy = E.isnan(x), E.isnan(y), E.isfinite(x), E.isfinite(y)
     iy = E.isinf(y)
     re, im = _select([

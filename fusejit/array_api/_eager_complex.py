@@ -49,6 +49,7 @@ def _cholesky(xp, a, upper):
 _FUNCTIONS = {
     "det": lambda xp, a: xp.linalg.det(a),
     "inv": lambda xp, a: xp.linalg.inv(a),
+    "solve": lambda xp, a, b: xp.linalg.solve(a, b),
     "cholesky": lambda xp, a, upper=False: _cholesky(xp, a, upper),
     "slogdet": lambda xp, a: tuple(xp.linalg.slogdet(a)),
     "qr": lambda xp, a, mode="reduced": tuple(xp.linalg.qr(a, mode=mode)),
@@ -63,6 +64,9 @@ _FUNCTIONS = {
         a, offset, axis1=-2, axis2=-1, dtype=None if dtype is None else dtype.np
     ),
     "tensordot": lambda xp, a, b, axes=2: xp.tensordot(a, b, axes),
+    "matmul": lambda xp, a, b: xp.matmul(a, b),
+    "cumsum": lambda xp, a, axis: xp.cumsum(a, axis=axis),
+    "cumprod": lambda xp, a, axis: xp.cumprod(a, axis=axis),
     "prod": lambda xp, a, axis=None, dtype=None, keepdims=False: xp.prod(
         a, axis=axis, dtype=None if dtype is None else dtype.np, keepdims=keepdims
     ),

@@ -208,11 +208,15 @@ def _cumulative(fn, name, x, axis, dtype, include_initial, initial):
         raise ValueError(f"{name}: not defined for 0-d arrays")
     d = _acc_dtype(name, x, dtype)
     xc = x if x.dtype is d else E.cast(x, d)
-    r = fn(xc, axis, dtype=d)
+    if d.kind == "c":
+        r = C.run("cumsum" if fn is reductions.cumsum else "cumprod", xc, axis=axis)
+    else:
+        r = fn(xc, axis, dtype=d)
     if include_initial:
         shape = list(x.shape)
         shape[axis] = 1
-        r = movement.cat([creation.full(tuple(shape), initial, dtype=d, device=x.device), r],
+        first = creation.ones(tuple(shape), dtype=d, device=x.device) * initial
+        r = movement.cat([first, r],
                          axis)  # fmt: skip
     return r
 
@@ -253,6 +257,8 @@ def matmul(x1: Tensor, x2: Tensor, /) -> Tensor:
     a, b = _pair("matmul", x1, x2)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul: operands must have at least one dim")
+    if C.is_complex(a):
+        return C.run("matmul", a, b)
     return linalg.matmul(a, b)
 
 

@@ -101,15 +101,15 @@ def matrix_power(x: Tensor, n: int, /) -> Tensor:
     if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"matrix_power: expected square matrices, got shape {x.shape}")
     if n < 0:
-        x, n = L.inv(x), -n
+        x, n = inv(x), -n
     result = None
     base = x
     while n:
         if n & 1:
-            result = base if result is None else _products.matmul(result, base)
+            result = base if result is None else matmul(result, base)
         n >>= 1
         if n:
-            base = _products.matmul(base, base)
+            base = matmul(base, base)
     if result is None:  # n == 0: the identity, broadcast over the batch
         eye = creation.eye(x.shape[-1], dtype=x.dtype, device=x.device)
         return movement.broadcast_to(eye, x.shape).clone()
@@ -140,9 +140,10 @@ def outer(x1: Tensor, x2: Tensor, /) -> Tensor:
 
 def pinv(x: Tensor, /, *, rtol=None) -> Tensor:
     """The pseudo-inverse (singular values at most ``rtol`` times the largest count as 0)."""
-    if C.is_complex(x):
+    rtol = _rtol(rtol)
+    if C.is_complex(x) or isinstance(rtol, Tensor):  # (fusejit.linalg.pinv takes a number)
         return C.run("pinv", x, rtol=rtol)
-    return L.pinv(x, rtol=_rtol(rtol))
+    return L.pinv(x, rtol=rtol)
 
 
 def qr(x: Tensor, /, *, mode: str = "reduced"):
@@ -160,6 +161,8 @@ def slogdet(x: Tensor, /):
 def solve(x1: Tensor, x2: Tensor, /) -> Tensor:
     """The solution ``X`` of ``x1 @ X = x2`` (``x2`` a vector when 1-d)."""
     a, b = _pair("solve", x1, x2)
+    if C.is_complex(a):
+        return C.run("solve", a, b)
     return L.solve(a, b)
 
 
