@@ -41,7 +41,7 @@ except ImportError as _e:  # pragma: no cover - the optional extra is missing
 
 from fusejit.base import dtypes as dt
 from fusejit.base.device import CPU, Device
-from fusejit.base.errors import FusejitError, ShapeError, TraceError
+from fusejit.base.errors import DeviceError, FusejitError, ShapeError, TraceError
 from fusejit.base.shapes import describe
 from fusejit.dask.worker import Archive, forget, run_block, worker_stats
 from fusejit.eager import reductions
@@ -115,7 +115,7 @@ def _check_arrays(where: str, arrays) -> tuple:
             raise ShapeError(f"{where}: shapes {shapes} do not broadcast (dim {d})")
     devices = {_device_of(a) for a in arrays}
     if len(devices) > 1:
-        raise ShapeError(f"{where}: the arrays' blocks are on different devices "
+        raise DeviceError(f"{where}: the arrays' blocks are on different devices "
                          f"({', '.join(sorted(map(str, devices)))})")  # fmt: skip
     for a in arrays:
         try:
@@ -369,7 +369,8 @@ def map_blocks(fn, *arrays, drop_axis=(), check_trace: bool = True):
     graph is shape-generic, else once per distinct block shape) and shipped as a fusejit
     archive; it must compute each block from that block alone:
     reading along a dim that is split into chunks (a softmax or sum over it) is a
-    ``ShapeError``; reduce across chunks with :func:`reduce`. ``drop_axis`` names the dims
+    ``ShapeError`` (checked where the graph does not move dims: no reshape, permute or
+    matmul); reduce across chunks with :func:`reduce`. ``drop_axis`` names the dims
     (each one chunk) that ``fn`` reduces away. ``fn`` may be a traced or optimized function.
     Blocks that are cupy arrays run on their GPU.
 
