@@ -40,6 +40,7 @@ from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
 from fusejit.jit.api import TracedFunction
 from fusejit.jit.check import check_outputs
+from fusejit.jit.foreign import runner_for
 from fusejit.jit.graph_info import graph_info, module_tensor_names, name_captured
 from fusejit.jit.runtime import GuardError
 from fusejit.nn import Module, _Version
@@ -335,6 +336,9 @@ class Executor:
     def _slow(self, args, names):
         gate = _GATE
         target = self._target(names)
+        runner = runner_for(args)  # a Dask array: the function over its blocks
+        if runner is not None:
+            return runner(target, args)
         if recording.TRACER is not None and gate.writer in (None, threading.get_ident()):
             # inside a trace on this thread (ours or a direct fusejit.trace): run eagerly so
             # the ops are recorded into the enclosing trace
