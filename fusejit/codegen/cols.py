@@ -28,7 +28,10 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from fusejit.codegen.rows import is_reduction
+from fusejit.base import dtypes as dt
+from fusejit.codegen.body import half_as_float32
+from fusejit.codegen.expr import parse
+from fusejit.codegen.rows import is_reduction, reduce_facts
 
 VIEWS = ("full", "out", "inner", "scalar")
 
@@ -146,10 +149,22 @@ def kernel_shape(form: str, F: tuple, a: int, b: int) -> tuple:
     return (P, R, Q) if form == "full" else (P, Q)
 
 
+def acc_dtype(step) -> dt.DType:
+    """The dtype reduction ``step`` accumulates in inside a column kernel, on both targets:
+    float64 for float sums and means (float16, float32, float64), else the step's
+    accumulation dtype (int64 for integer sums; amax/amin exact in the compute dtype, float16
+    held as float32)."""
+    held = half_as_float32(dt.as_dtype(step.compute))
+    if held.is_floating_point and parse(reduce_facts(step.op).combine)[:2] == ("bin", "+"):
+        return dt.float64
+    return held
+
+
 def reductions(body: ColBody) -> list:
     """The indices of the reduction steps."""
     return [j for j, s in enumerate(body.steps) if is_reduction(s)]
 
 
 __all__ = ["ColBody", "view_of", "domain_of", "port_array", "out_shape", "kernel_shape", "sizes",
-           "keep_shape", "drop_shape", "aligned", "reductions", "ref_dtype"]  # fmt: skip
+           "keep_shape", "drop_shape", "aligned", "reductions", "ref_dtype",
+           "acc_dtype"]  # fmt: skip

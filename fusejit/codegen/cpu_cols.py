@@ -29,9 +29,8 @@ NaN (``llvm.maximum``: only the sign of a zero result may differ from numpy).
 
 from __future__ import annotations
 
-from fusejit.base import dtypes as dt
 from fusejit.codegen.body import round_half_consts
-from fusejit.codegen.cols import ColBody, reductions, ref_dtype
+from fusejit.codegen.cols import ColBody, acc_dtype, reductions, ref_dtype
 from fusejit.codegen.cpu import RENDERER, np_type
 from fusejit.codegen.cpu_rows import (
     _ELEMENTS,
@@ -48,16 +47,6 @@ from fusejit.codegen.expr import parse
 from fusejit.codegen.rows import reduce_facts
 
 CHUNK = 1024  # kept columns per accumulation chunk (8 KiB of float64 accumulators)
-
-
-def acc_dtype(step) -> dt.DType:
-    """The dtype reduction ``step`` accumulates in, inside a column kernel: float64 for float
-    sums and means, else the step's accumulation dtype (held float16 as float32)."""
-    held = _held(step.compute)
-    facts = reduce_facts(step.op)
-    if held.is_floating_point and parse(facts.combine)[:2] == ("bin", "+"):
-        return dt.float64
-    return held
 
 
 def work_dtypes(body: ColBody) -> list:
