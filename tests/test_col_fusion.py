@@ -286,3 +286,31 @@ def test_optimize_module_bias_gradient_is_fused():
     ref = (f64(h) > 0) * f64(dy)
     within(out, ref.sum(0), np.abs(ref).sum(0) + np.abs(ref.sum(0)))
     assert "unfused nodes: 0" in fusejit.explain(opt)
+
+
+# ---- on a GPU (bench/gpu_check.sh runs these) ------------------------------------------------------
+@pytest.mark.skipif(not fusejit.is_cuda_available(), reason="no usable GPU (cupy and a device)")
+@pytest.mark.parametrize(
+    "shape, dims", [((4096, 1024), (0,)), ((8, 512, 768), (0, 1)), ((64, 300, 40), (1,))]
+)
+def test_cuda_column_kernels_match_float64(shape, dims):
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal(shape).astype(np.float32)
+    b = rng.standard_normal(shape).astype(np.float32)
+    x, y = (fusejit.from_numpy(v).to("cuda") for v in (a, b))
+
+    def grads(dy, xhat):
+        return (dy * xhat).sum(dims), dy.sum(dims), (dy * 2).mean(dims, keepdim=True)
+
+    t = fusejit.trace(grads, (x, y))
+    assert t.kernel_count() == 1 and len(col_kernels(t)) == 1
+    dw, db, m = (o.cpu() for o in t(x, y))
+    p = a.astype(np.float64) * b
+    within(dw, p.sum(dims), np.abs(p).sum(dims) + np.abs(p.sum(dims)))
+    d64 = a.astype(np.float64)
+    within(db, d64.sum(dims), np.abs(d64).sum(dims) + np.abs(d64.sum(dims)))
+    n = int(np.prod([shape[d] for d in dims]))
+    ref = (2 * d64).sum(dims, keepdims=True) / n
+    within(m, ref, (2 * np.abs(d64).sum(dims, keepdims=True)) / n + np.abs(ref))
+    # again: the same bits (no atomics)
+    np.testing.assert_array_equal(t(x, y)[0].cpu().numpy(), dw.numpy())
