@@ -288,7 +288,7 @@ def test_optimize_module_bias_gradient_is_fused():
     assert "unfused nodes: 0" in fusejit.explain(opt)
 
 
-# ---- on a GPU (bench/gpu_check.sh runs these) ------------------------------------------------------
+# ---- on a GPU (bench/gpu_check.sh runs these) ---------------------------------------------
 @pytest.mark.skipif(not fusejit.is_cuda_available(), reason="no usable GPU (cupy and a device)")
 @pytest.mark.parametrize(
     "shape, dims", [((4096, 1024), (0,)), ((8, 512, 768), (0, 1)), ((64, 300, 40), (1,))]

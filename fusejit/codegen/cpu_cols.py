@@ -33,7 +33,6 @@ from fusejit.codegen.body import round_half_consts
 from fusejit.codegen.cols import ColBody, acc_dtype, reductions, ref_dtype
 from fusejit.codegen.cpu import RENDERER, np_type
 from fusejit.codegen.cpu_rows import (
-    _ELEMENTS,
     _OPTS,
     _PARTIALS,
     _combine,
@@ -47,6 +46,7 @@ from fusejit.codegen.expr import parse
 from fusejit.codegen.rows import reduce_facts
 
 CHUNK = 1024  # kept columns per accumulation chunk (8 KiB of float64 accumulators)
+UNROLL = 4  # reduced rows an iteration of the accumulation loop handles
 
 
 def work_dtypes(body: ColBody) -> list:
@@ -88,13 +88,18 @@ def _names(body: ColBody) -> tuple[list, list]:
     return io, [f"w{j}" for j in reductions(body)]
 
 
-def _getter(body: ColBody):
+def _getter(body: ColBody, suffix: str = ""):
+    """Names of refs in generated code; ``suffix`` names the full values of one of the rows
+    an unrolled loop handles at once (ports of other views are loaded once for all)."""
+
     def get(ref):
         if ref[0] == "in":
             view, d = body.ports[ref[1]][1:3]
-            return (f"v{ref[1]}" if view == "scalar" else f"x{ref[1]}"), _held(d)
+            if view == "scalar":
+                return f"v{ref[1]}", _held(d)
+            return f"x{ref[1]}{suffix if view == 'full' else ''}", _held(d)
         if ref[0] == "t":
-            return f"t{ref[1]}", _held(body.steps[ref[1]].out)
+            return f"t{ref[1]}{suffix}", _held(body.steps[ref[1]].out)
         d = _held(ref[2])
         return RENDERER.const(ref[1], d), d
 
@@ -119,7 +124,6 @@ def _full_needed(body: ColBody) -> list:
 def _acc_function(body: ColBody) -> list:
     io, ws = _names(body)
     steps = body.steps
-    get = _getter(body)
     L = [
         f"@numba.njit(**{_OPTS})",
         f"def k_acc(plo, phi, qlo, qhi, rlo, rhi, {', '.join(io + ws)}):",
@@ -147,33 +151,51 @@ def _acc_function(body: ColBody) -> list:
             L.append(f"{ind}a{i}c = a{i}[p, q0:q1]")
         elif view == "inner":
             L.append(f"{ind}a{i}c = a{i}[q0:q1]")
-    L.append(f"{ind}for r in range(rlo, rhi):")
-    ind2 = ind + "    "
-    for i in sorted(reads):
-        if body.ports[i][1] == "full":
-            L.append(f"{ind2}a{i}c = a{i}[p, r, q0:q1]")
-    for k in full_out:
-        L.append(f"{ind2}o{k}c = o{k}[p, r, q0:q1]")
-    L.append(f"{ind2}for q in range(nq):")
-    ind3 = ind2 + "    "
-    for i in sorted(reads):
-        view, d = body.ports[i][1:3]
-        if view != "scalar":
-            L.append(f"{ind3}x{i} = {_load(d, f'a{i}c[q]')}")
-    for j in needed:
-        L.append(f"{ind3}t{j} = {_step_code(body, j, get)}")
-    for j in reds:
-        s = steps[j]
-        acc = acc_dtype(s)
-        code, d = get(s.args[0])
-        v = RENDERER.cast(code, d, acc)
-        L.append(f"{ind3}w{j}c[q] = {_combine(s, f'w{j}c[q]', v, acc, _ELEMENTS)}")
-    for k in full_out:
-        ref = body.outputs[k][0]
-        code, _ = get(ref)
-        L.append(f"{ind3}o{k}c[q] = {_store(ref_dtype(body, ref), code)}")
-    if not reds and not full_out:
-        L.append(f"{ind3}pass")
+    full = [i for i in sorted(reads) if body.ports[i][1] == "full"]
+    # UNROLL rows at a time (their terms combined pairwise, then into the accumulator: a
+    # quarter of the accumulator traffic, and LLVM vectorizes this loop along the kept
+    # columns), then the remaining rows one at a time
+    L.append(f"{ind}r = rlo")
+    for n_rows, loop in ((UNROLL, f"while r + {UNROLL} <= rhi:"), (1, "while r < rhi:")):
+        sfx = [f"_{u}" for u in range(n_rows)] if n_rows > 1 else [""]
+        L.append(f"{ind}{loop}")
+        ind2 = ind + "    "
+        for u, sf in enumerate(sfx):
+            row = f"r + {u}" if u else "r"
+            for i in full:
+                L.append(f"{ind2}a{i}c{sf} = a{i}[p, {row}, q0:q1]")
+            for k in full_out:
+                L.append(f"{ind2}o{k}c{sf} = o{k}[p, {row}, q0:q1]")
+        L.append(f"{ind2}for q in range(nq):")
+        ind3 = ind2 + "    "
+        for i in sorted(reads):
+            view, d = body.ports[i][1:3]
+            if view in ("out", "inner"):
+                L.append(f"{ind3}x{i} = {_load(d, f'a{i}c[q]')}")
+        for sf in sfx:
+            get = _getter(body, sf)
+            for i in full:
+                L.append(f"{ind3}x{i}{sf} = {_load(body.ports[i][2], f'a{i}c{sf}[q]')}")
+            for j in needed:
+                L.append(f"{ind3}t{j}{sf} = {_step_code(body, j, get)}")
+            for k in full_out:
+                ref = body.outputs[k][0]
+                code, _ = get(ref)
+                L.append(f"{ind3}o{k}c{sf}[q] = {_store(ref_dtype(body, ref), code)}")
+        for j in reds:
+            s = steps[j]
+            acc = acc_dtype(s)
+            terms = []
+            for sf in sfx:
+                code, d = _getter(body, sf)(s.args[0])
+                terms.append(RENDERER.cast(code, d, acc))
+            while len(terms) > 1:  # pairwise: ((t0 . t1) . (t2 . t3))
+                terms = [_combine(s, terms[m], terms[m + 1], acc, _PARTIALS)
+                         for m in range(0, len(terms), 2)]  # fmt: skip
+            L.append(f"{ind3}w{j}c[q] = {_combine(s, f'w{j}c[q]', terms[0], acc, _PARTIALS)}")
+        if not reds and not full_out:
+            L.append(f"{ind3}pass")
+        L.append(f"{ind2}r += {n_rows}")
     return L
 
 
