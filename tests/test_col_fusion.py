@@ -314,3 +314,18 @@ def test_cuda_column_kernels_match_float64(shape, dims):
     within(m, ref, (2 * np.abs(d64).sum(dims, keepdims=True)) / n + np.abs(ref))
     # again: the same bits (no atomics)
     np.testing.assert_array_equal(t(x, y)[0].cpu().numpy(), dw.numpy())
+
+
+def test_float32_column_sum_is_the_float64_sum_rounded_once():
+    # (CONTRIBUTING, Decisions: column sums accumulate in float64); eager adds in float32
+    rng = np.random.default_rng(5)
+    a = (rng.standard_normal((3000, 64)) * 10 ** rng.uniform(-3, 3, (3000, 64))).astype(np.float32)
+    x = fusejit.from_numpy(a)
+    t = fusejit.trace(lambda x: x.sum(0), (x,))
+    assert len(col_kernels(t)) == 1
+    got = t(x).numpy().astype(np.float64)
+    want = a.astype(np.float64).sum(0)
+    bound = EPS / 2 * np.abs(want) + 3000 * 2.3e-16 * np.abs(a).astype(np.float64).sum(0)
+    assert np.all(np.abs(got - want) <= bound)
+    eager = x.sum(0).numpy().astype(np.float64)  # float32 additions: further from the exact sum
+    assert np.abs(eager - want).sum() >= np.abs(got - want).sum()
