@@ -3,7 +3,7 @@ gradients ``(dy * xhat).sum(0), dy.sum(0)`` on 4096 x 4096 float32, fused (one c
 against numpy and against the unfused path (the JIT before column fusion: the prologue as an
 elementwise kernel, then numpy's sum).
 
-    PYTHONPATH=. python bench/bench_cols.py [--size 4096] [--repeat 7]
+    PYTHONPATH=. python bench/bench_cols.py [--size 4096] [--repeat 7] [--threads N]
 
 Every workload runs in one process, the variants interleaved, each timed ``repeat`` times: min
 and median milliseconds per call. GB/s counts the bytes a single pass must move (inputs read
@@ -72,7 +72,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=0, help="kernel threads (0: the default)")
     args = ap.parse_args()
+    if args.threads:
+        fusejit.set_num_threads(args.threads)
     print(f"threads: {fusejit.get_num_threads()}, {args.size} x {args.size} float32")
     print(f"{'workload':34s} {'variant':8s} {'min ms':>8s} {'median ms':>10s} {'GB/s':>6s}")
     for name, fn, np_fn, arrays, nbytes in workloads(args.size):

@@ -329,3 +329,17 @@ def test_float32_column_sum_is_the_float64_sum_rounded_once():
     assert np.all(np.abs(got - want) <= bound)
     eager = x.sum(0).numpy().astype(np.float64)  # float32 additions: further from the exact sum
     assert np.abs(eager - want).sum() >= np.abs(got - want).sum()
+
+
+def test_interpreter_and_sum_dtype_argument():
+    x = R(33, 7, 5)
+
+    def f(x):
+        return (x * 2).sum(1, dtype=fusejit.float64), (x > 0).sum((0, 1)), (x - 1).mean(0)
+
+    t = fusejit.trace(f, (x,))
+    assert len(col_kernels(t)) >= 1 and t.graph.notes["unfused"] == []
+    for got in (t(x), t.interpret(x)):
+        for g, w in zip(got, f(x), strict=True):
+            assert g.dtype == w.dtype and g.shape == w.shape
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-5)
