@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fusejit.backends import cpu_kernels
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jit_helpers import module_cache_fixture
 
 import fusejit
@@ -343,3 +345,50 @@ def test_interpreter_and_sum_dtype_argument():
         for g, w in zip(got, f(x), strict=True):
             assert g.dtype == w.dtype and g.shape == w.shape
             np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-5)
+
+
+# ---- random column programs --------------------------------------------------------------
+_PROLOGUES = {
+    "mul": lambda x, y: x * y,
+    "add_exp": lambda x, y: (x + y * 0.5).exp(),
+    "abs_sub": lambda x, y: (x - y).abs(),
+    "where": lambda x, y: fusejit.where(x > y, x, y * 2),
+    "cast": lambda x, y: (x * 3).to(fusejit.float64) + y.to(fusejit.float64),
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 9), min_size=2, max_size=4),
+    block=st.tuples(st.integers(0, 3), st.integers(1, 3)),
+    prologue=st.sampled_from(sorted(_PROLOGUES)),
+    red=st.sampled_from(["sum", "mean", "amax", "amin"]),
+    keepdim=st.booleans(),
+    epilogue=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_column_programs_match_eager(shape, block, prologue, red, keepdim, epilogue, seed):
+    rank = len(shape)
+    a = min(block[0], rank - 2)
+    b = min(a + block[1], rank - 1)  # [a, b) ends before the last dim
+    dims = tuple(range(a, b))
+    if all(shape[d] == 1 for d in dims):
+        shape[a] = 3
+    rng = np.random.default_rng(seed)
+    x, y = (fusejit.from_numpy(rng.standard_normal(shape).astype(np.float32)) for _ in range(2))
+
+    def f(x, y):
+        r = getattr(_PROLOGUES[prologue](x, y), red)(dims, keepdim=keepdim)
+        return r * 2 - 1 if epilogue else r
+
+    t = fusejit.trace(f, (x, y))
+    assert len(col_kernels(t)) == 1 and t.graph.notes["unfused"] == []
+    got, want = t(x, y), f(x, y)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    # against float64: the terms' magnitudes bound the float32 eager's error and the kernel's
+    t64 = _PROLOGUES[prologue](*(fusejit.from_numpy(f64(v)) for v in (x, y))).numpy()
+    scale = np.abs(t64).sum(dims, keepdims=keepdim)  # (a mean's error is smaller still)
+    tol = 8 * EPS * (scale + 1) * (3 if epilogue else 1)
+    if red in ("amax", "amin"):
+        tol = 4 * EPS * (np.abs(want.numpy()).astype(np.float64) + 1)
+    np.testing.assert_array_less(np.abs(got.numpy() - want.numpy().astype(np.float64)), tol + 1e-30)
