@@ -4,6 +4,7 @@ against numpy and against the unfused path (the JIT before column fusion: the pr
 elementwise kernel, then numpy's sum).
 
     PYTHONPATH=. python bench/bench_cols.py [--size 4096] [--repeat 7] [--threads N]
+    PYTHONPATH=. python bench/bench_cols.py --device cuda      # cupy in numpy's place
 
 Every workload runs in one process, the variants interleaved, each timed ``repeat`` times: min
 and median milliseconds per call. GB/s counts the bytes a single pass must move (inputs read
@@ -22,10 +23,12 @@ import fusejit
 from fusejit.jit import api
 
 
-def _time(fn, number: int) -> float:
+def _time(fn, number: int, sync=lambda: None) -> float:
+    sync()
     t0 = time.perf_counter()
     for _ in range(number):
         fn()
+    sync()
     return (time.perf_counter() - t0) / number
 
 
@@ -39,11 +42,11 @@ def _unfused_trace(fn, args):
         api.FUSION = old
 
 
-def workloads(n: int):
+def workloads(n: int, xp=np):
     rng = np.random.default_rng(0)
-    dy = rng.standard_normal((n, n)).astype(np.float32)
-    xhat = rng.standard_normal((n, n)).astype(np.float32)
-    h = rng.standard_normal((n, n)).astype(np.float32)
+    dy = xp.asarray(rng.standard_normal((n, n)).astype(np.float32))
+    xhat = xp.asarray(rng.standard_normal((n, n)).astype(np.float32))
+    h = xp.asarray(rng.standard_normal((n, n)).astype(np.float32))
     out_bytes = n * 4
     yield (
         "bias-grad dy.sum(0)",
@@ -73,21 +76,31 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--threads", type=int, default=0, help="kernel threads (0: the default)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (numpy's place: cupy)")
     args = ap.parse_args()
     if args.threads:
         fusejit.set_num_threads(args.threads)
-    print(f"threads: {fusejit.get_num_threads()}, {args.size} x {args.size} float32")
+    xp, sync, lib = np, (lambda: None), "numpy"
+    if args.device.startswith("cuda"):
+        import cupy as xp  # (only on a GPU machine)
+
+        sync, lib = xp.cuda.Device().synchronize, "cupy"
+    print(f"{args.device}, threads: {fusejit.get_num_threads()}, {args.size} x {args.size} float32")
     print(f"{'workload':34s} {'variant':8s} {'min ms':>8s} {'median ms':>10s} {'GB/s':>6s}")
-    for name, fn, np_fn, arrays, nbytes in workloads(args.size):
-        ts = [fusejit.from_numpy(a) for a in arrays]
+    for name, fn, np_fn, arrays, nbytes in workloads(args.size, xp):
+        ts = [fusejit.from_numpy(xp.asnumpy(a) if xp is not np else a).to(args.device)
+              for a in arrays]  # fmt: skip
         fused = fusejit.trace(fn, ts)
         unfused = _unfused_trace(fn, ts)
         # same values (float64 accumulation against float32: close, not equal)
-        for g, w in zip(np.atleast_1d(fused(*ts)), np.atleast_1d(np_fn()), strict=False):
-            got = g.numpy() if hasattr(g, "numpy") else g
-            assert np.allclose(got, w, rtol=1e-3, atol=1e-2)
+        got = fused(*ts)
+        want = np_fn()
+        for g, w in zip(got if isinstance(got, tuple) else (got,),
+                        want if isinstance(want, tuple) else (want,), strict=True):  # fmt: skip
+            w = xp.asnumpy(w) if xp is not np else w
+            assert np.allclose(g.cpu().numpy(), w, rtol=1e-3, atol=1e-2)
         variants = {
-            "numpy": np_fn,
+            lib: np_fn,
             "eager": lambda fn=fn, ts=ts: fn(*ts),
             "unfused": lambda u=unfused, ts=ts: u(*ts),
             "fused": lambda f=fused, ts=ts: f(*ts),
@@ -97,11 +110,11 @@ def main() -> None:
         times: dict = {k: [] for k in variants}
         for _ in range(args.repeat):
             for k, v in variants.items():
-                times[k].append(_time(v, 3))
+                times[k].append(_time(v, 3, sync))
         for k, tt in times.items():
             lo, med = min(tt), statistics.median(tt)
             print(f"{name:34s} {k:8s} {lo * 1e3:8.2f} {med * 1e3:10.2f} {nbytes / lo / 1e9:6.1f}")
-        print(f"{'':34s} fused: {min(times['numpy']) / min(times['fused']):.2f}x numpy, "
+        print(f"{'':34s} fused: {min(times[lib]) / min(times['fused']):.2f}x {lib}, "
               f"{min(times['unfused']) / min(times['fused']):.2f}x unfused")  # fmt: skip
 
 

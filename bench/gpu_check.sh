@@ -94,6 +94,11 @@ timeout "$(budget 90)" "$PY" bench/bench_rows_cuda.py --json "$OUT/rows_cuda.jso
 echo "rows exit status $?"
 tail -n 34 "$OUT/rows_cuda.log"
 
+echo "== bench/bench_cols.py --device cuda (column reductions vs cupy and unfused) -> $OUT/cols_cuda.log"
+timeout "$(budget 40)" "$PY" bench/bench_cols.py --device cuda --repeat 5 >"$OUT/cols_cuda.log" 2>&1
+echo "cols exit status $?"
+tail -n 18 "$OUT/cols_cuda.log"
+
 echo "== python -m fusejit bench --device cuda (eager, traced, optimized, cupy) -> $OUT/harness.log"
 timeout "$(budget 150)" "$PY" -m fusejit bench --device cuda --quiet \
     --workloads chain-8op,gelu,bias-gelu,adam,lstm-cell,softmax,layernorm,softmax-1k,layernorm-1k,mse,mlp,adamw-step \
