@@ -392,3 +392,25 @@ def test_random_column_programs_match_eager(shape, block, prologue, red, keepdim
     if red in ("amax", "amin"):
         tol = 4 * EPS * (np.abs(want.numpy()).astype(np.float64) + 1)
     np.testing.assert_array_less(np.abs(got.numpy() - want.numpy().astype(np.float64)), tol + 1e-30)
+
+
+def test_layer_norm_weight_gradient_reads_per_row_statistics_once_a_row():
+    # the saved mean and rstd, shape (N, 1): a "row" port (read per row, not broadcast to F)
+    dy, x, mu, rs = R(203, 40), R(203, 40), R(203, 1), R(203, 1).abs() + 0.5
+
+    def dw(dy, x, mu, rs):
+        return (dy * ((x - mu) * rs)).sum(0), dy.sum(0)
+
+    t = fusejit.trace(dw, (dy, x, mu, rs))
+    (body,) = [n.attr("body") for n in col_kernels(t)]
+    assert t.kernel_count() == 1
+    assert sorted(p[1] for p in body.ports) == ["full", "full", "row", "row"]
+    w, b = t(dy, x, mu, rs)
+    p = f64(dy) * ((f64(x) - f64(mu)) * f64(rs))
+    within(w, p.sum(0), 3 * np.abs(p).sum(0) + np.abs(p.sum(0)))
+    within(b, f64(dy).sum(0), np.abs(f64(dy)).sum(0) + np.abs(f64(dy).sum(0)))
+    # 3-D activations, the statistics of shape (B, T, 1), reduced over (0, 1)
+    dy3, x3, mu3 = R(3, 50, 16), R(3, 50, 16), R(3, 50, 1)
+    t3 = fusejit.trace(lambda dy, x, mu: (dy * (x - mu)).sum((0, 1)), (dy3, x3, mu3))
+    p3 = f64(dy3) * (f64(x3) - f64(mu3))
+    within(t3(dy3, x3, mu3), p3.sum((0, 1)), 2 * np.abs(p3).sum((0, 1)) + np.abs(p3.sum((0, 1))))

@@ -42,6 +42,11 @@ def _fns():
         ("keep_epilogue", lambda x: x.sum(1, keepdim=True) * 2 + 1, (R_(3, 90, 11),)),
         ("mean_amax_amin", lambda x: (x.mean(0), x.amax(0), x.amin(0)), (R_(150, 13),)),
         ("bias_bcast", lambda x, b, o: ((x + b) * o).sum(1), (R_(4, 80, 6), R_(6), R_(4, 1, 6))),
+        (
+            "ln_row",
+            lambda dy, x, mu, rs: (dy * ((x - mu) * rs)).sum(0),
+            (R_(90, 12), R_(90, 12), R_(90, 1), R_(90, 1).abs()),
+        ),  # fmt: skip
         ("exported", lambda x: (x * 3, (x * 3).sum(0)), (R_(100, 8),)),
         ("half", lambda x: (x * x).sum(0), (f16(140, 10),)),
         ("f64", lambda x: (x * x).mean(0), (R_(140, 10).double(),)),
@@ -61,14 +66,17 @@ def _bodies() -> list:
             warnings.simplefilter("ignore")
             traced = fusejit.trace(fn, args, check_trace=False)
         g = optimize_graph(traced.raw_graph, "cuda")
-        bodies = [n.attr("body") for n in g.nodes if n.op == "fused"]
-        assert len(bodies) == 1 and isinstance(bodies[0], ColBody), name
-        out.append((name, fn, args, bodies[0]))
+        nodes = [n for n in g.nodes if n.op == "fused"]
+        assert len(nodes) == 1 and isinstance(nodes[0].attr("body"), ColBody), name
+        # the kernel takes the fused node's inputs, in their order
+        params = list(g.block.params)
+        order = [params.index(v) for v in nodes[0].inputs]
+        out.append((name, fn, args, nodes[0].attr("body"), order))
     return out
 
 
 def test_render_shapes_of_the_source():
-    src = cc.render_col_kernel(dict((n, b) for n, _, _, b in _bodies())["ln_grads"])
+    src = cc.render_col_kernel(dict((n, b) for n, _, _, b, _o in _bodies())["ln_grads"])
     assert "double s" in src and "phase_" in src and "blockIdx.y" in src
     assert "atomic" not in src
 
@@ -85,7 +93,7 @@ def test_parts_fill_the_gpu_and_keep_rows_per_part():
 def test_nvcc_compiles_every_col_kernel(tmp_path, arch):
     path = require_nvcc("the generated CUDA column kernels")
     parts = ["#define FJ_HAVE_CUDA_FP16 1\n" + cg.prelude()]
-    for name, _, _, body in _bodies():
+    for name, _, _, body, _o in _bodies():
         parts.append(cc.render_col_kernel(body, f"k_{name}"))
     src = tmp_path / "cols.cu"
     src.write_text("\n".join(parts))
@@ -125,7 +133,7 @@ def host_lib(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cols_host")
     bodies = _bodies()
     parts = [COL_SHIM, cg.prelude()]
-    for name, _, _, body in bodies:
+    for name, _, _, body, _o in bodies:
         parts.append(cc.render_col_kernel(body, f"k_{name}"))
         parts.append(_launcher(f"k_{name}", body))
     src = folder / "cols.cpp"
@@ -162,11 +170,11 @@ def _launch_fn(lib, name, body, grids=None):
 def test_emulated_col_kernels_match_eager(host_lib, sm_count):
     lib, bodies = host_lib
     grids: list = []
-    for name, fn, args, body in bodies:
+    for name, fn, args, body, order in bodies:
         launch = _launch_fn(lib, name, body, grids)
         b = host_cuda_backend(lambda body_, v, launch=launch: launch)
         b.sm_count = sm_count
-        got = CudaColKernel(b, body)(*[a.numpy() for a in args])
+        got = CudaColKernel(b, body)(*[args[i].numpy() for i in order])
         want = fn(*args)
         want = want if isinstance(want, tuple) else (want,)
         assert len(got) == len(want), name
@@ -187,7 +195,7 @@ def test_emulated_float32_sum_is_rounded_once(host_lib):
     # float32 column sums accumulate in double: the result is the float64 sum rounded once
     # (the terms x*y rounded to float32 first, as eager rounds them)
     lib, bodies = host_lib
-    name, fn, args, body = bodies[0]
+    name, fn, args, body, _o = bodies[0]
     for sm in (0, 64):
         b = host_cuda_backend(lambda body_, v: _launch_fn(lib, name, body))
         b.sm_count = sm
@@ -201,7 +209,7 @@ def test_emulated_float32_sum_is_rounded_once(host_lib):
 
 def test_emulated_non_contiguous_and_empty(host_lib):
     lib, bodies = host_lib
-    name, fn, args, body = bodies[0]
+    name, fn, args, body, _o = bodies[0]
     b = host_cuda_backend(lambda body_, v: _launch_fn(lib, name, body))
     k = CudaColKernel(b, body)
     base = np.random.default_rng(3).standard_normal((37, 300)).astype(np.float32)

@@ -17,9 +17,10 @@ column. A full value that reads an out value would need a second pass and stays 
 region.
 
 Ports (an input seen through one view): ``full`` read as (P, R, Q); ``out`` constant over the
-reduced dims, read as (P, Q); ``inner`` constant over the outer and reduced dims (a bias of
-shape F[b:]), read as (Q,); ``scalar`` read as (1,). A port of an out step in ``drop`` form
-(``dropped``) has no reduced dims in its shape.
+reduced dims, read as (P, Q); ``row`` constant over the kept dims (a layer norm's per-row mean
+and rstd of shape (N, 1) in its weight gradient), read as (P, R); ``inner`` constant over the
+outer and reduced dims (a bias of shape F[b:]), read as (Q,); ``scalar`` read as (1,). A port
+of an out step in ``drop`` form (``dropped``) has no reduced dims in its shape.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from fusejit.codegen.body import half_as_float32
 from fusejit.codegen.expr import parse
 from fusejit.codegen.rows import is_reduction, reduce_facts
 
-VIEWS = ("full", "out", "inner", "scalar")
+VIEWS = ("full", "out", "row", "inner", "scalar")
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ def view_of(shape: tuple, rank: int, a: int, b: int, dropped: bool = False) -> s
         return "inner"
     if all(d == 1 for d in s[a:b]):
         return "out"
+    if all(d == 1 for d in s[b:]):
+        return "row"
     return "full"
 
 
@@ -125,7 +128,7 @@ def domain_of(shapes, ports, rank: int, a: int, b: int) -> tuple:
 
 def port_array(xp, arr, port, F: tuple, a: int, b: int):
     """Input array ``arr`` of ``port`` in the form the kernel reads it: (P, R, Q), (P, Q),
-    (Q,) or (1,) (a view where the strides allow, else a copy)."""
+    (P, R), (Q,) or (1,) (a view where the strides allow, else a copy)."""
     _, view, _d, dropped = port
     P, R, Q = sizes(F, a, b)
     if view == "scalar":
@@ -135,6 +138,8 @@ def port_array(xp, arr, port, F: tuple, a: int, b: int):
         return xp.broadcast_to(x, F).reshape(P, R, Q)
     if view == "out":
         return xp.broadcast_to(x, keep_shape(F, a, b)).reshape(P, Q)
+    if view == "row":
+        return xp.broadcast_to(x, F[:b] + (1,) * (len(F) - b)).reshape(P, R)
     return xp.broadcast_to(x, (1,) * b + F[b:]).reshape(Q)
 
 

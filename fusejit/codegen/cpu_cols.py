@@ -97,7 +97,7 @@ def _getter(body: ColBody, suffix: str = ""):
             view, d = body.ports[ref[1]][1:3]
             if view == "scalar":
                 return f"v{ref[1]}", _held(d)
-            return f"x{ref[1]}{suffix if view == 'full' else ''}", _held(d)
+            return f"x{ref[1]}{suffix if view in ('full', 'row') else ''}", _held(d)
         if ref[0] == "t":
             return f"t{ref[1]}{suffix}", _held(body.steps[ref[1]].out)
         d = _held(ref[2])
@@ -152,6 +152,7 @@ def _acc_function(body: ColBody) -> list:
         elif view == "inner":
             L.append(f"{ind}a{i}c = a{i}[q0:q1]")
     full = [i for i in sorted(reads) if body.ports[i][1] == "full"]
+    per_row = [i for i in sorted(reads) if body.ports[i][1] == "row"]
     # UNROLL rows at a time (their terms combined pairwise, then into the accumulator: a
     # quarter of the accumulator traffic, and LLVM vectorizes this loop along the kept
     # columns), then the remaining rows one at a time
@@ -164,6 +165,8 @@ def _acc_function(body: ColBody) -> list:
             row = f"r + {u}" if u else "r"
             for i in full:
                 L.append(f"{ind2}a{i}c{sf} = a{i}[p, {row}, q0:q1]")
+            for i in per_row:  # (one value for the row's kept columns)
+                L.append(f"{ind2}x{i}{sf} = {_load(body.ports[i][2], f'a{i}[p, {row}]')}")
             for k in full_out:
                 L.append(f"{ind2}o{k}c{sf} = o{k}[p, {row}, q0:q1]")
         L.append(f"{ind2}for q in range(nq):")

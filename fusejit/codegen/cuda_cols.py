@@ -11,7 +11,8 @@ partials of each column in part order and finalizes. With one part, one launch d
 (``phase_`` 2). No atomics: results repeat exactly (they depend on the SM count through T_).
 
 Arguments: the port pointers ``a0..`` (contiguous: full ports (P, R, Q), out ports (P, Q),
-inner ports (Q,), scalar ports (1,)), the output pointers ``o0..`` (full (P, R, Q), out (P, Q)),
+row ports (P, R), inner ports (Q,), scalar ports (1,)), the output pointers ``o0..`` (full
+(P, R, Q), out (P, Q)),
 one work pointer ``w<j>`` per reduction (T_ * P * Q values of its accumulation dtype), then
 ``P_``, ``R_``, ``Q_``, ``T_`` and ``phase_`` (``long long``; phase 0: accumulate a part, 1:
 combine and finalize, 2: both).
@@ -133,7 +134,7 @@ def render_col_kernel(body: ColBody, name: str = "fj_kernel") -> str:
         "        for (long long r = rlo; r < rhi; ++r) {",
         "            const long long e = (p * R_ + r) * Q_ + q;",
     ]
-    port_loads(reads, "            ", {"full": "e"})
+    port_loads(reads, "            ", {"full": "e", "row": "p * R_ + r"})
     for j in needed:
         L.append(step_line(j, "            "))
     for j in reds:
