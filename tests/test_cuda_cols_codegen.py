@@ -165,6 +165,22 @@ def _launch_fn(lib, name, body, grids=None):
     return launch
 
 
+def host_col_kernel(gxx: str, folder, body: ColBody) -> CudaColKernel:
+    """``body``'s CUDA column kernel compiled as host C++ (one library per body, in
+    ``folder``), behind the backend's own launch path (for other tests' random graphs)."""
+    name = body.key()
+    lib = folder / f"cols_{name}.so"
+    if not lib.exists():
+        src = folder / f"cols_{name}.cpp"
+        parts = [COL_SHIM, cg.prelude(), cc.render_col_kernel(body, f"k_{name}")]
+        src.write_text("\n".join([*parts, _launcher(f"k_{name}", body)]))
+        cmd = [gxx, "-O1", "-shared", "-fPIC", "-w", "-std=c++17", "-o", str(lib), str(src)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 0, f"g++ failed:\n{res.stderr[-6000:]}"
+    launch = _launch_fn(ctypes.CDLL(str(lib)), name, body)
+    return CudaColKernel(host_cuda_backend(lambda body_, v: launch), body)
+
+
 # sm_count 0: one launch (no parts); 64: the rows in parts and a combining launch
 @pytest.mark.parametrize("sm_count", [0, 64])
 def test_emulated_col_kernels_match_eager(host_lib, sm_count):
