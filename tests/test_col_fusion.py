@@ -414,3 +414,17 @@ def test_layer_norm_weight_gradient_reads_per_row_statistics_once_a_row():
     t3 = fusejit.trace(lambda dy, x, mu: (dy * (x - mu)).sum((0, 1)), (dy3, x3, mu3))
     p3 = f64(dy3) * (f64(x3) - f64(mu3))
     within(t3(dy3, x3, mu3), p3.sum((0, 1)), 2 * np.abs(p3).sum((0, 1)) + np.abs(p3.sum((0, 1))))
+
+
+def test_a_sum_of_values_divided_by_a_column_sum_is_two_kernels():
+    # the prologues of the second sum and the amax read the first sum's result: a second
+    # pass, so that region (same domain) must not merge with the first (the two readers,
+    # with no path between them, do share a kernel)
+    x = R(6, 5).abs() + 0.1
+
+    def f(x):
+        return (x / x.sum(0, keepdim=True)).sum(0), (x * x.sum(0)).amax(0)
+
+    t = fusejit.trace(f, (x,))
+    assert t.kernel_count() == len(col_kernels(t)) == 2 and t.graph.notes["unfused"] == []
+    same_as_eager(t, f, x)

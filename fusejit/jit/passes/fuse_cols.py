@@ -195,8 +195,8 @@ def fuse_cols(g: Graph, target: str = "cpu") -> tuple[Graph, bool]:
 
 
 def _merge(G: _Graph, regions: list, domains: list) -> tuple[list, list, dict]:
-    """Join regions of one domain when no path leads from one to the other (the weight and
-    bias gradients of a layer norm whose product ``dy * xhat`` a row kernel computes): one
+    """Join regions of one domain when the union is still one pass and convex (the weight
+    and bias gradients of a layer norm whose product ``dy * xhat`` a row kernel computes): one
     kernel, one launch, instead of two."""
     regions = [set(r) for r in regions]
     domains = list(domains)
@@ -211,7 +211,10 @@ def _merge(G: _Graph, regions: list, domains: list) -> tuple[list, list, dict]:
                                                     if i not in (j, k))}  # fmt: skip
                 region_of = {m: index[i] for m, i in region_of.items()}
                 union = regions[k] | regions[j]
-                if _convex(union, G, region_of, rest):
+                # (every member keeps a role: a full value may not read a reduction's result
+                # that the other region computes, ``x / x.sum(0)`` summed again)
+                ok = _forms(union, G.nodes, domains[k]) is not None
+                if ok and _convex(union, G, region_of, rest):
                     regions[k] = union
                     del regions[j], domains[j]
                     continue
