@@ -629,7 +629,10 @@ class CpuColKernel:
             _run_split(run, tasks, min(tasks, threads), ())
         else:  # (the first call compiles, on this thread)
             run(0, tasks)
-        self.fin(0, P, T, R, *io, *w)
+        if threads > 1 and P >= threads and all(before):  # (few reduced rows: fin is work too)
+            _run_split(self.fin, P, threads, (T, R, *io, *w))
+        else:
+            self.fin(0, P, T, R, *io, *w)
         if self._compiled() != before:
             entry_updated(self.folder)
         return outs
