@@ -27,9 +27,10 @@ from fusejit.backends.host_pool import MIN_BYTES, host_empty
 from fusejit import codegen, kernels, ops
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import CompileError, ShapeError
-from fusejit.codegen import rows
+from fusejit.codegen import cols, rows
 from fusejit.codegen.body import KernelBody
 from fusejit.codegen.cpu import kernel_source, nd_kernel_source
+from fusejit.codegen.cpu_cols import col_kernel_source, identities, work_dtypes
 from fusejit.codegen.cpu_rows import (
     APART,
     BLOCK,
@@ -243,14 +244,22 @@ def cpu_row_kernel(body: rows.RowBody) -> CpuRowKernel:
     return _kernel(TARGET.key("rows", body.key()), body, body.rank)
 
 
+def cpu_col_kernel(body: cols.ColBody) -> CpuColKernel:
+    """The compiled column kernel for ``body`` (shape-generic: the key holds no sizes)."""
+    return _kernel(TARGET.key("cols", body.key()), body, body.rank)
+
+
 def _kernel(key: str, body, rank: int, inner: str | None = None):
     """The kernel of ``key`` through the store: an entry holds the generated ``kernel.py``,
     to which numba adds its compiled code on first use (per specialization)."""
     row = isinstance(body, rows.RowBody)
+    col = isinstance(body, cols.ColBody)
 
     def source() -> str:
         if row:
             return row_kernel_source(body)
+        if col:
+            return col_kernel_source(body)
         if inner is not None:
             return nd_kernel_source(body, "k_nd", rank, inner)
         return kernel_source(body, "k")
@@ -262,6 +271,8 @@ def _kernel(key: str, body, rank: int, inner: str | None = None):
         module = _import(key, folder / "kernel.py")
         if row:
             k = CpuRowKernel(key, body, folder, module, origin)
+        elif col:
+            k = CpuColKernel(key, body, folder, module, origin)
         elif inner is not None:
             k = CpuNdKernel(key, folder, module, origin)
         else:
@@ -272,7 +283,8 @@ def _kernel(key: str, body, rank: int, inner: str | None = None):
         weakref.finalize(k, _unregister, module.module)
         return k
 
-    what = f"CPU {'row ' if row else ''}kernel {key} ({len(body.steps)} ops, rank {rank})"
+    kind = "row " if row else "column " if col else ""
+    what = f"CPU {kind}kernel {key} ({len(body.steps)} ops, rank {rank})"
     return load_or_build(TARGET, key, Recipe(what, source, build, load))
 
 
@@ -636,3 +648,99 @@ class CpuRowKernel:
             run(0, len(tasks))
         for r in range(R):
             self.final(r, T, N, *io, *[a[r] for a in w])
+
+
+class CpuColKernel:
+    """A compiled column region: ``k(*arrays)`` takes the region's input arrays (any shapes
+    that broadcast as traced, any strides) and returns its outputs (see ``codegen/cols.py``
+    and ``codegen/cpu_cols.py``). Large launches split over threads: by outer columns when
+    there are enough, else by ranges of kept columns, else (few columns, many rows) by parts of
+    the reduced rows, each part accumulating its own work rows, combined in order. The split
+    follows the shape and the thread count, never the timing."""
+
+    def __init__(self, key: str, body: cols.ColBody, folder, module, origin: str) -> None:
+        self.key = key
+        self.body = body
+        self.folder = folder
+        self.origin = origin
+        self.acc = module.function("k_acc")
+        self.fin = module.function("k_fin")
+        self.work = list(zip(work_dtypes(body), identities(body)))
+        self.threaded = 0  # launches split across threads (for tests)
+        self.split = 0  # launches that split the reduced rows into parts (for tests)
+        self.port_in = tuple(p[0] for p in body.ports)
+        out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
+        self.half_out = tuple(d == _F16 for d in out_np)
+        self.out_np = tuple(_U16 if h else d for d, h in zip(out_np, self.half_out))
+        self.half = "float16" in {p[2] for p in body.ports} or any(self.half_out)
+        self.forms = tuple(form for _, form in body.outputs)
+
+    def __call__(self, *arrays):
+        if not self.half:
+            return self._launch(arrays)
+        views = [a.view(_U16) if a.dtype == _F16 else a for a in arrays]
+        outs = self._launch(views)
+        return [o.view(_F16) if h else o for o, h in zip(outs, self.half_out)]
+
+    def _launch(self, arrays):
+        b = self.body
+        srcs = [arrays[i] for i in self.port_in]
+        F = cols.domain_of([x.shape for x in srcs], b.ports, b.rank, b.a, b.b)
+        P, R, Q = cols.sizes(F, b.a, b.b)
+        outs = []
+        for d, form in zip(self.out_np, self.forms):
+            shape = cols.out_shape(form, F, b.a, b.b)
+            n = math.prod(shape)
+            outs.append(np.empty(shape, d) if n < _POOLED_FROM else host_empty(shape, d))
+        if P * Q == 0:
+            return outs
+        if R == 0 and b.strict_empty:
+            raise ShapeError(
+                f"cannot reduce over an empty dimension of a tensor of shape {list(F)} "
+                "(amax/amin have no identity)"
+            )
+        ports = [cols.port_array(np, x, p, F, b.a, b.b) for x, p in zip(srcs, b.ports)]
+        flat = [o.reshape(cols.kernel_shape(f, F, b.a, b.b)) for o, f in zip(outs, self.forms)]
+        threads = THREADS if P * R * Q >= ROW_PARALLEL_THRESHOLD else 1
+        T = 1  # parts of the reduced rows
+        if threads > 1 and P < threads and Q < threads * 64 and R >= threads:
+            T = threads
+        w = [np.full((T, P, Q), ident, d) for d, ident in self.work]
+        io = (*ports, *flat)
+        acc = self.acc
+        if T > 1:
+            bounds = [R * t // T for t in range(T + 1)]
+
+            def run(lo: int, hi: int) -> None:
+                for t in range(lo, hi):
+                    acc(0, P, 0, Q, bounds[t], bounds[t + 1], *io, *[x[t] for x in w])
+
+            tasks, self.split = T, self.split + 1
+        elif threads > 1 and P >= threads:
+
+            def run(lo: int, hi: int) -> None:
+                acc(lo, hi, 0, Q, 0, R, *io, *[x[0] for x in w])
+
+            tasks = P
+        else:
+
+            def run(lo: int, hi: int) -> None:
+                acc(0, P, lo, hi, 0, R, *io, *[x[0] for x in w])
+
+            tasks = Q
+        before = self._compiled()
+        if threads > 1 and all(before):
+            self.threaded += 1
+            _run_split(run, tasks, min(tasks, threads), ())
+        else:  # (the first call compiles, on this thread)
+            run(0, tasks)
+        if threads > 1 and P >= threads and all(before):  # (few reduced rows: fin is work too)
+            _run_split(self.fin, P, threads, (T, R, *io, *w))
+        else:
+            self.fin(0, P, T, R, *io, *w)
+        if self._compiled() != before:
+            entry_updated(self.folder)
+        return outs
+
+    def _compiled(self) -> tuple:
+        return tuple(len(f.overloads) for f in (self.acc, self.fin))

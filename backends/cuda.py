@@ -14,12 +14,12 @@ import threading
 
 import numpy as np
 from fusejit.backends import cuda_kernels as ck
-from fusejit.backends.cuda_kernels import CudaKernel, CudaRowKernel
+from fusejit.backends.cuda_kernels import CudaColKernel, CudaKernel, CudaRowKernel
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DeviceError
+from fusejit.codegen import cols, rows
 from fusejit.codegen import cuda as cg
-from fusejit.codegen import rows
 from fusejit.codegen.body import KernelBody, Step
 from fusejit.store import CACHE
 
@@ -261,6 +261,14 @@ class CudaBackend:
         k = self._fused.get(key)
         if k is None:
             k = self._fused[key] = CudaRowKernel(self, body)
+        return k
+
+    def col_kernel(self, body: cols.ColBody) -> CudaColKernel:
+        """The kernel of a fused column region (see ``CudaColKernel``)."""
+        key = body.key()
+        k = self._fused.get(key)
+        if k is None:
+            k = self._fused[key] = CudaColKernel(self, body)
         return k
 
     def split_scratch(self, slots: int, counters: int) -> tuple:

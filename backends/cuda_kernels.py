@@ -5,7 +5,7 @@ NVRTC straight to a cubin for the device's compute capability (PTX for the newes
 when the device is newer than NVRTC knows). They go through the kernel store: an entry holds
 the source, the binary and the manifest, so a new process loads the binary with
 ``cupy.RawModule(path=...)`` instead of compiling. ``CudaKernel`` and ``CudaRowKernel`` pick a
-variant per call and launch it.
+variant per call and launch it; ``CudaColKernel`` launches a column kernel (``cuda_cols``).
 
 Nothing here imports cupy: the backend (``fusejit.backends.cuda``) passes itself, holding
 cupy, the GPU and its toolchain (``arch``, ``binary``, ``nvrtc_version``, ``fp16_include``).
@@ -24,9 +24,10 @@ import numpy as np
 from fusejit import codegen, kernels, ops
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import CompileError, DeviceError, ShapeError
+from fusejit.codegen import cols, rows
 from fusejit.codegen import cuda as cg
+from fusejit.codegen import cuda_cols as cc
 from fusejit.codegen import cuda_rows as cr
-from fusejit.codegen import rows
 from fusejit.codegen.body import KernelBody
 from fusejit.store import Entry, Recipe, atomic_write, entry_folder, load_or_build, register_target
 
@@ -101,6 +102,9 @@ def kernel_key(b: CudaBackend, body, v) -> tuple[str, str]:
     if isinstance(body, rows.RowBody):
         src = cr.kernel_source(body, v, KERNEL_NAME, fp16_header=fp16)
         parts = ("rows", body.key(), v.tag)
+    elif isinstance(body, cols.ColBody):
+        src = cc.kernel_source(body, v, KERNEL_NAME, fp16_header=fp16)
+        parts = ("cols", body.key(), v.tag)
     else:
         src = cg.kernel_source(body, v, KERNEL_NAME, fp16_header=fp16)
         parts = ("flat", body.key(), v.tag, v.rank, body.in_dtypes)
@@ -388,4 +392,69 @@ class CudaRowKernel:
         return outs
 
 
-__all__ = ["CudaKernel", "CudaRowKernel", "function", "kernel_key", "entries", "nvrtc"]
+class CudaColKernel:
+    """A fused column region on one GPU: ``k(*arrays)`` takes the region's input arrays
+    (shapes that broadcast as traced, any strides: ports are made contiguous) and returns its
+    outputs. One launch when the kept columns fill the GPU; else the reduced rows in parts
+    (``cuda_cols.parts``) and a second launch that combines them."""
+
+    def __init__(self, backend: CudaBackend, body: cols.ColBody) -> None:
+        self.backend = backend
+        self.body = body
+        self.port_in = tuple(p[0] for p in body.ports)
+        self.out_np = tuple(dt.as_dtype(d).np for d in body.out_dtypes())
+        self.forms = tuple(form for _, form in body.outputs)
+        self.work = [cols.acc_dtype(body.steps[j]).np for j in cols.reductions(body)]
+        self.fn = None
+
+    def variants(self) -> list:
+        return [] if self.fn is None else [cc.COLS.tag]
+
+    def entries(self) -> list:
+        """The disk cache entry of the kernel, once compiled."""
+        return [] if self.fn is None else self.backend.entries(self.body, [cc.COLS])
+
+    def __call__(self, *arrays):
+        b, body = self.backend, self.body
+        xp = b.xp
+        srcs = [arrays[i] for i in self.port_in]
+        F = cols.domain_of([a.shape for a in srcs], body.ports, body.rank, body.a, body.b)
+        P, R, Q = cols.sizes(F, body.a, body.b)
+        with b._on():
+            outs = [xp.empty(cols.out_shape(f, F, body.a, body.b), d)
+                    for f, d in zip(self.forms, self.out_np)]  # fmt: skip
+            C = P * Q
+            if C == 0:
+                return outs
+            if R == 0 and body.strict_empty:
+                raise ShapeError(
+                    f"cannot reduce over an empty dimension of a tensor of shape {list(F)} "
+                    "(amax/amin have no identity)"
+                )
+            ports = []
+            for a, port in zip(srcs, body.ports):
+                arr = cols.port_array(xp, a, port, F, body.a, body.b)
+                ports.append(arr if arr.flags.c_contiguous else xp.ascontiguousarray(arr))
+            T = cc.parts(C, R, b.sm_count)
+            ws = [xp.empty((T * C if T > 1 else 1,), d) for d in self.work]
+            if self.fn is None:
+                self.fn = b.function(body, cc.COLS)
+            grid = -(-C // cc.BLOCK)
+            sizes = (_I64(P), _I64(R), _I64(Q), _I64(T))
+            if T == 1:
+                self.fn((grid, 1), (cc.BLOCK,), (*ports, *outs, *ws, *sizes, _I64(2)))
+            else:
+                self.fn((grid, T), (cc.BLOCK,), (*ports, *outs, *ws, *sizes, _I64(0)))
+                self.fn((grid, 1), (cc.BLOCK,), (*ports, *outs, *ws, *sizes, _I64(1)))
+        return outs
+
+
+__all__ = [
+    "CudaKernel",
+    "CudaRowKernel",
+    "CudaColKernel",
+    "function",
+    "kernel_key",
+    "entries",
+    "nvrtc",
+]

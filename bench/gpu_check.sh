@@ -55,6 +55,7 @@ timeout "$(budget 90)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test
     tests/test_losses.py tests/test_optim.py tests/test_checkpoints.py tests/test_explain.py \
     tests/test_script_constructs.py tests/test_joint.py tests/test_array_api.py \
     tests/test_dynamic.py tests/test_graph_indexing.py tests/test_dask.py tests/test_sklearn.py \
+    tests/test_col_fusion.py \
     >"$OUT/pytest_cuda_more.log" 2>&1
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda_more.log" | head -20
@@ -95,6 +96,11 @@ echo "== bench/bench_rows_cuda.py (row-kernel variants) -> $OUT/rows_cuda.json, 
 timeout "$(budget 90)" "$PY" bench/bench_rows_cuda.py --json "$OUT/rows_cuda.json" >"$OUT/rows_cuda.log" 2>&1
 echo "rows exit status $?"
 tail -n 34 "$OUT/rows_cuda.log"
+
+echo "== bench/bench_cols.py --device cuda (column reductions vs cupy and unfused) -> $OUT/cols_cuda.log"
+timeout "$(budget 40)" "$PY" bench/bench_cols.py --device cuda --repeat 5 >"$OUT/cols_cuda.log" 2>&1
+echo "cols exit status $?"
+tail -n 18 "$OUT/cols_cuda.log"
 
 echo "== python -m fusejit bench --device cuda (eager, traced, optimized, cupy) -> $OUT/harness.log"
 timeout "$(budget 150)" "$PY" -m fusejit bench --device cuda --quiet \

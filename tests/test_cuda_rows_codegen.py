@@ -21,6 +21,7 @@ from cuda_host import SHIM, find_gxx, host_cuda_backend, require_nvcc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cuda_codegen import _EmulatedKernels
+from test_cuda_cols_codegen import host_col_kernel
 from test_reduction_fusion import _run, programs
 
 import fusejit
@@ -28,6 +29,7 @@ from fusejit.base import dtypes as dt
 from fusejit.base.errors import CompileError
 from fusejit.codegen import cuda as cg
 from fusejit.codegen import cuda_rows as cr
+from fusejit.codegen.cols import ColBody
 from fusejit.codegen.rows import RowBody, schedule
 from fusejit.jit import runtime
 from fusejit.jit.api import optimize_graph
@@ -665,6 +667,8 @@ def test_emulated_random_graphs_match_eager(tmp_path_factory, prog, half):
 
     def kernel_for(node, dev):
         body = node.attr("body")
+        if isinstance(body, ColBody):  # (reductions over leading dims: column kernels)
+            return host_col_kernel(gxx, folder, body)
         return backend.row_kernel(body) if isinstance(body, RowBody) else ew(node, dev)
 
     mp = pytest.MonkeyPatch()

@@ -31,6 +31,7 @@ from fusejit.jit.interpret import interpret
 from fusejit.jit.passes.cleanup import cse, dce
 from fusejit.jit.passes.decompose import decompose
 from fusejit.jit.passes.fuse import fuse_elementwise
+from fusejit.jit.passes.fuse_cols import fuse_cols
 from fusejit.jit.passes.fuse_rows import fuse_rows
 from fusejit.jit.passes.simplify import simplify
 from fusejit.jit.runtime import GuardError, Plan, run_plan
@@ -39,12 +40,17 @@ from fusejit.nn import Module, _Version
 # decompose runs inside the loop so cse merges what two composites share (softmax and
 # log_softmax of one tensor) and the cleanup passes see the primitives
 PIPELINE = (("simplify", simplify), ("cse", cse), ("dce", dce), ("decompose", decompose))
-FUSION = (("fuse_rows", fuse_rows), ("fuse_elementwise", fuse_elementwise))
+FUSION = (
+    ("fuse_rows", fuse_rows),
+    ("fuse_cols", fuse_cols),
+    ("fuse_elementwise", fuse_elementwise),
+)
 
 
 def optimize_graph(g: Graph, target: str, *, check: bool = False, log: list | None = None):
     """Run the cleanup passes and decomposition to a fixed point, then row fusion (reductions
-    with their elementwise neighbours), then elementwise fusion. ``check`` verifies after
+    with their elementwise neighbours), column fusion (reductions over leading or middle
+    dims), then elementwise fusion. ``check`` verifies after
     each pass. The blocks of control-flow nodes (``if``, ``loop``) are optimized first, each
     as a graph of its own."""
     if has_control(g):

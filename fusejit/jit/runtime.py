@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 
-from fusejit.backends.cpu_kernels import cpu_kernel, cpu_row_kernel
+from fusejit.backends.cpu_kernels import cpu_col_kernel, cpu_kernel, cpu_row_kernel
 from fusejit.base.errors import TraceError, fmt_shape
 from fusejit.base.symbolic import check_guards, is_symbolic, resolve
+from fusejit.codegen.cols import ColBody
 from fusejit.codegen.rows import RowBody
 from fusejit.eager import creation, dispatch
 from fusejit.eager.indexing import mask_positions
@@ -28,6 +29,10 @@ def _kernel_for(node, device):
         if device.type == "cpu":
             return cpu_row_kernel(body)
         return device.backend.row_kernel(body)
+    if isinstance(body, ColBody):
+        if device.type == "cpu":
+            return cpu_col_kernel(body)
+        return device.backend.col_kernel(body)
     rank = len(node.outputs[0].type.shape)
     if device.type == "cpu":
         return cpu_kernel(body, rank)

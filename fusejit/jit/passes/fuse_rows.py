@@ -26,7 +26,8 @@ elementwise op that reads the reduction's result (``x - x.mean()``) does not joi
 and runs as a kernel of its own after it, with that reason in the notes.
 
 Not fused, with the reason in ``graph.notes["unfused"]``: reductions over leading or middle
-dims (a row kernel reads rows along the trailing dims), other reductions (prod, argmax, ...;
+dims (a row kernel reads rows along the trailing dims; column fusion, ``fuse_cols.py``, takes
+those over consecutive dims), other reductions (prod, argmax, ...;
 var and std are decomposed into sums first), a reduction with no fusible neighbour. float16
 is computed in float32 on both targets, read and written as float16.
 """
