@@ -339,6 +339,9 @@ class _KernelModule:
                 if not self._ran:
                     try:
                         exec(compile(self.source, str(self.path), "exec"), self.module.__dict__)
+                        rk = self.module.__dict__.get("_rk")
+                        if rk is not None:  # the row intrinsics, made before numba types a
+                            rk.intrinsics()  # kernel (not from inside its type inference)
                     except Exception as e:  # generated code that does not load is our bug
                         raise CompileError(
                             f"CPU kernel {self.key} failed to load from {self.path}: {e}"

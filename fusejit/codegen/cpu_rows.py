@@ -120,14 +120,19 @@ def _intrinsics() -> dict:
     return {"radd": radd, "fmaximum": minmax("maximum"), "fminimum": minmax("minimum")}
 
 
+def intrinsics() -> None:
+    """Make ``radd``, ``fmaximum`` and ``fminimum`` (imports numba), once."""
+    g = globals()
+    if "radd" not in g:
+        with _INTRINSICS_LOCK:
+            if "radd" not in g:
+                g.update(_intrinsics())
+
+
 def __getattr__(name: str):
     if name in ("radd", "fmaximum", "fminimum"):
-        g = globals()
-        if name not in g:
-            with _INTRINSICS_LOCK:
-                if name not in g:
-                    g.update(_intrinsics())
-        return g[name]
+        intrinsics()
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
