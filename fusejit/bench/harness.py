@@ -365,7 +365,8 @@ def run_workload(
     ref_out = w.ref(xp, *ref_in)
     fused_out = traced(*tensors)
     err = _check(w.name, "fused", fused_out, ref_out, w)
-    _check(w.name, "eager", w.fn(*tensors), ref_out, w)
+    eager = w.eager or w.fn
+    _check(w.name, "eager", eager(*tensors), ref_out, w)
     nbytes = sum(int(a.nbytes) for a in arrays) + sum(int(o.nbytes) for o in _as_tuple(ref_out))
     del fused_out, ref_out
 
@@ -377,7 +378,7 @@ def run_workload(
     _check(w.name, "optimized", opt_out, w.ref(xp, *ref_in), w)
     del opt_out
     calls = {
-        "eager": lambda: w.fn(*tensors),
+        "eager": lambda: eager(*tensors),
         "fused": lambda: traced(*tensors),
         "optimized": lambda: opt(*tensors),
         "ref": lambda: w.ref(xp, *ref_in),
