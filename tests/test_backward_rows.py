@@ -332,3 +332,54 @@ def test_emulated_cuda_backward_rows_match_cpu(tmp_path, monkeypatch, N):
         want = want if isinstance(want, tuple) else (want,)
         for k, (a, e) in enumerate(zip(got, want, strict=True)):
             _close(a, e.numpy().astype(np.float64), 3e-5, f"{name} output {k}")
+
+
+# ---- what the derivative rules of means and sums write: expand, same-shape reshapes, scalars
+def _mean_loss_bwd(t, lp, g):
+    # the backward of -(lp * t).sum() / R through log_softmax, as a joint graph records it: the
+    # incoming gradient scaled (one value), viewed as (1, 1), expanded over the logits
+    s = -(g / lp.shape[0])
+    e = s.reshape(1, 1).expand(*lp.shape)
+    m = e * t
+    return m - fj.exp(lp) * m.sum(-1, keepdim=True).reshape(lp.shape[0], 1)
+
+
+def _mean_loss_bwd_ref(t, lp, g):
+    m = -(g / lp.shape[0]) * t
+    return m - np.exp(lp) * m.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("target", ["cpu", "cuda"])
+def test_expanded_scalar_gradient_joins_the_row_kernel(target):
+    x, _, _, _, _ = _data(R=7, N=50)
+    t = np.random.default_rng(1).random(x.shape).astype(np.float32)
+    lp = np.log(_softmax64(x.astype(np.float64))).astype(np.float32)
+    args = _T(t, lp, np.array(1.5, np.float32))
+    tf = _trace(_mean_loss_bwd, args)
+    g = optimize_graph(tf.raw_graph, target)
+    assert [n.op for n in g.nodes] == ["fused"], g
+    assert isinstance(g.nodes[0].attr("body"), RowBody)
+    if target == "cpu":
+        want = _mean_loss_bwd_ref(t.astype(np.float64), lp.astype(np.float64), 1.5)
+        _close(tf(*args), want, 2e-6, "backward")
+
+
+def test_scalars_and_expands_needed_outside_stay_out():
+    def f(t, lp, g):
+        s = -(g / lp.shape[0])
+        e = s.reshape(1, 1).expand(*lp.shape)
+        m = e * t
+        return m - fj.exp(lp) * m.sum(-1, keepdim=True), s * 2, e
+
+    x, _, _, _, _ = _data(R=4, N=9)
+    t = np.random.default_rng(1).random(x.shape).astype(np.float32)
+    args = _T(t, x, np.array(3.0, np.float32))
+    tf = _trace(f, args)
+    rows = [n for n in tf.graph.nodes if n.op == "fused" and isinstance(n.attr("body"), RowBody)]
+    assert len(rows) == 1
+    # the per-element results: every output of the row kernel is a full or per-row value
+    assert all(f in ("full", "keep", "drop") for _, f in rows[0].attr("body").outputs)
+    got = tf(*args)
+    want = f(*args)
+    for k, (a, e) in enumerate(zip(got, want, strict=True)):
+        _close(a, e.numpy().astype(np.float64), 1e-6, f"output {k}")
