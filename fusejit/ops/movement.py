@@ -168,6 +168,16 @@ def _index_select_vjp(F, ctx, g):
 
 def _gather_vjp(F, ctx, g):
     x, index = gh.meta(ctx, 0), ctx.inputs[1]
+    shape, dim = tuple(x.shape), ctx.attrs["dim"] % max(1, len(x.shape))
+    ishape = tuple(index.shape)
+    same = all(a == b for d, (a, b) in enumerate(zip(ishape, shape)) if d != dim)
+    if len(ishape) == len(shape) and ishape[dim] == 1 and same:
+        # one index per slice (a loss picking each row's class): the gradient goes where the
+        # index points, elementwise (it fuses with the rest of a row's backward; scatter_add
+        # into zeros would give the same values)
+        ar = F.reshape(F.arange(shape[dim], device=g.device),
+                       tuple(shape[dim] if i == dim else 1 for i in range(len(shape))))  # fmt: skip
+        return (F.where(ar == index, g, 0.0), None)
     return (F.scatter_add(gh.zeros(F, x, x.shape), ctx.attrs["dim"], index, g), None)
 
 

@@ -118,7 +118,10 @@ def _role(n: Node, dom: _Domain, form_of: dict, target: str):
         # a per-row value (or a tensor from outside) broadcast over the rows: the ops reading
         # it broadcast it themselves (what a derivative rule of a mean or sum writes)
         src = form_of.get(n.inputs[0])
-        if out != dom.F or src not in (None, "keep", "scalar"):
+        one = src == "scalar" or (src is None and all(d == 1 for d in n.inputs[0].type.shape))
+        if out in (dom.keep, dom.drop) and one:  # one value for every row
+            return "view", "keep" if out == dom.keep else "drop"
+        if out != dom.F or not (one or src in (None, "keep")):
             return None
         return "view", "bcast"
     if n.op == "reshape":
@@ -129,6 +132,8 @@ def _role(n: Node, dom: _Domain, form_of: dict, target: str):
             src == "scalar" or (src is None and all(d == 1 for d in n.inputs[0].type.shape))
         ) and all(d == 1 for d in out):
             return "view", "scalar"
+        if src is None and n.inputs[0].type.shape in (dom.keep, dom.drop):
+            src = "keep" if n.inputs[0].type.shape == dom.keep else "drop"  # (from outside)
         if src not in ("keep", "drop") or dom.keep == dom.drop:
             return None
         want = "drop" if src == "keep" else "keep"
@@ -406,7 +411,13 @@ def make_row_node(members: list, exports: list, dom: _Domain, target: str, made)
         form_of[o] = form
         if role == "view":
             v = n.inputs[0]
-            refs[o] = refs[v] if v in refs else port(v, full_view(v.type.shape, dom.F, dom.k))
+            shape = v.type.shape
+            if v in refs:
+                refs[o] = refs[v]
+            elif n.op == "reshape" and shape in (dom.keep, dom.drop) and form in ("keep", "drop"):
+                refs[o] = port(v, row_view(shape, "keep" if shape == dom.keep else "drop"))
+            else:
+                refs[o] = port(v, full_view(shape, dom.F, dom.k))
             generic &= o in made
             continue
         compute, res = _step_dtypes(n)
