@@ -354,6 +354,10 @@ def run_workload(
         from fusejit.bench import optim_bench
 
         return optim_bench.run(w, device, size, repeat, budget_s=budget_s, seed=seed)
+    if w.kind == "train":
+        from fusejit.bench import train_bench  # (as optim_bench)
+
+        return train_bench.run(w, device, size, repeat, budget_s=budget_s, seed=seed)
     dev = _device(device)
     xp, sync = _xp(dev), _sync_fn(dev)
     size = size or w.size_for(dev.type)
@@ -502,6 +506,12 @@ def _probe(device: str, names: list[str], size: int) -> dict:
             from fusejit.bench import optim_bench  # (builds on this module: imported here)
 
             out["workloads"][name] = optim_bench.probe(w, s, dev, timed)
+            out["workloads"][name]["size"] = s
+            continue
+        if w.kind == "train":
+            from fusejit.bench import train_bench
+
+            out["workloads"][name] = train_bench.probe(w, s, dev, timed)
             out["workloads"][name]["size"] = s
             continue
         small = min(s, _PROBE_TRACE_SIZE)

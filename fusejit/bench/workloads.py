@@ -34,17 +34,18 @@ BC1, BC2 = 1.0 - B1**STEP, 1.0 - B2**STEP
 class Workload:
     """One benchmark workload.
 
-    ``fn(*tensors)`` is the fusejit function; ``ref(xp, *arrays)`` the reference; ``make(size,
-    device_type, seed)`` returns ``(float32 numpy arrays, shape text)``; ``default_size`` maps a
-    device type to the default ``size``; ``flops(arrays)`` counts floating-point work where that
-    (not memory traffic) bounds the workload. Results must match the reference within ``rtol`` /
-    ``atol`` (``|fused - ref| <= atol + rtol * |ref|``). ``probe_size`` caps the size at which
-    compile time is measured, where the eager part would otherwise drown it. ``kind``
-    "optimizer": an optimizer step (``fusejit/bench/optim_bench.py`` runs it; ``fn`` is None,
-    ``ref`` unused, ``make`` gives the parameters, gradients and both moments). ``eager``, when
-    given, is what the eager column runs instead of ``fn``: the backward workloads' ``fn`` is the
-    backward written with fusejit ops as the op table's derivative rules give it (what a joint
-    graph records), their ``eager`` the forward and backward through eager autograd.
+        ``fn(*tensors)`` is the fusejit function; ``ref(xp, *arrays)`` the reference; ``make(size,
+        device_type, seed)`` returns ``(float32 numpy arrays, shape text)``; ``default_size`` maps a
+        device type to the default ``size``; ``flops(arrays)`` counts floating-point work where that
+        (not memory traffic) bounds the workload. Results must match the reference within ``rtol`` /
+        ``atol`` (``|fused - ref| <= atol + rtol * |ref|``). ``probe_size`` caps the size at which
+        compile time is measured, where the eager part would otherwise drown it. ``kind``
+        "optimizer": an optimizer step (``fusejit/bench/optim_bench.py`` runs it; ``fn`` is None,
+    ``ref`` unused, ``make`` gives the parameters, gradients and both moments); "train": a
+    training step (``fusejit/bench/train_bench.py``; ``fn`` and ``ref`` None). ``eager``, when
+    given, is what the eager column runs instead of ``fn``: the backward workloads' ``fn`` is
+    the backward written with fusejit ops as the op table's derivative rules give it (what a
+    joint graph records), their ``eager`` the forward and backward through eager autograd.
     """
 
     name: str
@@ -57,7 +58,7 @@ class Workload:
     atol: float = 1e-5
     flops: Callable | None = None
     probe_size: int | None = None  # cap on the compile probe's size (matmul-bound workloads)
-    kind: str = "function"  # or "optimizer"
+    kind: str = "function"  # or "optimizer", "train"
     eager: Callable | None = None  # run eagerly instead of ``fn`` (a backward through autograd)
 
     def size_for(self, device_type: str) -> int:
@@ -340,6 +341,22 @@ def _make_cross_entropy(size, device_type, seed=0):
     return (x, rng.integers(0, c, r)), f"{r}x{c}"
 
 
+TRAIN_WIDTH = {"cpu": 1024, "cuda": 4096}
+
+
+def _make_mlp_train(size, device_type, seed=0):
+    """Batch x [B, W], target [B, W], the two Linear layers' weights and biases (the LayerNorm
+    starts at ones and zeros): ``size`` is the batch's element count."""
+    rng = _rng(seed)
+    w = TRAIN_WIDTH.get(device_type, TRAIN_WIDTH["cpu"])
+    b, _ = _rows_cols(size, w)
+    s = np.float32(1 / np.sqrt(w))
+    x, y = (rng.standard_normal((b, w), dtype=np.float32) for _ in range(2))
+    w1, w2 = (s * rng.standard_normal((w, w), dtype=np.float32) for _ in range(2))
+    b1, b2 = (s * rng.standard_normal(w, dtype=np.float32) for _ in range(2))
+    return (x, y, w1, b1, w2, b2), f"{b}x({w}>{w}>{w})"
+
+
 # ---- an optimizer step over a GPT-2-small-sized parameter set ---------------------------------
 GPT2_SMALL = dict(vocab=50257, ctx=1024, embd=768, layers=12)
 
@@ -463,6 +480,10 @@ _WL = [
              "indices)", cross_entropy_fb, _cross_entropy_ref, _make_cross_entropy,
              {"cpu": _B, "cuda": 4096 * 32768}, rtol=1e-4, atol=1e-9,
              eager=cross_entropy_fb_eager),
+    Workload("mlp-train", "training step: Linear > GELU (tanh) > LayerNorm > Linear, MSE, "
+             "backward, AdamW", None, None, _make_mlp_train,
+             {"cpu": 256 * 1024, "cuda": 8192 * 4096}, rtol=1e-3, atol=1e-5, kind="train",
+             probe_size=1 << 14),
 ]  # fmt: skip
 WORKLOADS: dict[str, Workload] = {w.name: w for w in _WL}
 
