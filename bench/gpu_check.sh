@@ -52,8 +52,8 @@ echo "== pytest, the GPU tests of the other files (-k cuda) -> $OUT/pytest_cuda_
 timeout "$(budget 90)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test_nn.py \
     tests/test_optimize.py tests/test_reduction_fusion.py tests/test_save_load.py \
     tests/test_errors.py tests/test_functional.py tests/test_nn_modules.py \
-    tests/test_losses.py tests/test_optim.py tests/test_checkpoints.py \
-    tests/test_script_constructs.py \
+    tests/test_losses.py tests/test_optim.py tests/test_checkpoints.py tests/test_explain.py \
+    tests/test_script_constructs.py tests/test_joint.py \
     >"$OUT/pytest_cuda_more.log" 2>&1
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda_more.log" | head -20

@@ -135,6 +135,7 @@ from fusejit.base.errors import TracerWarning  # noqa: E402
 from fusejit import cuda, linalg, nn  # noqa: E402
 from fusejit.jit.explain import explain  # noqa: E402
 from fusejit.jit.optimize import optimize  # noqa: E402
+from fusejit.jit.optimize import OptimizeWarning  # noqa: E402
 from fusejit.jit.scripting import ScriptError, script  # noqa: E402
 from fusejit.jit.archive import ArchiveError, load, save  # noqa: E402
 from fusejit import fft  # noqa: E402

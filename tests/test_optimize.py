@@ -367,6 +367,8 @@ def test_threads_compile_each_kernel_once(fresh_cache):
     # references first: eager ops in a thread while another traces would be recorded into
     # that trace (the tracer hook is process-wide)
     want = [[(A(chain8(x)), A(model(x))) for x in row] for row in xs]
+    # and the eager kernels of its derivative rules, which the joint graph's recording runs
+    model(xs[0][0]).sum().backward()
     before = fusejit.cache_info()["compiled"]  # eager gelu/sigmoid use cached kernels too
     got = [[None] * n_calls for _ in range(n_threads)]
     errors = []
@@ -401,6 +403,11 @@ def test_threads_compile_each_kernel_once(fresh_cache):
             keys.add(reg["kernel_key"])
             keys.update(reg["broadcast_kernels"])
             assert reg["origin"] == "compiled"
+        # the model's parameters require grad: its forward and backward kernels too
+        for tr in r["signatures"][0]["training"]:
+            for k in tr["forward_kernels"] + tr["backward_kernels"]:
+                keys.add(k["kernel_key"])
+                keys.update(k["broadcast_kernels"])
     assert report(opt_inplace)["signatures"][0]["status"] == "eager"
     info = fusejit.cache_info()
     assert info["compiled"] - before == len(keys) and info["disk_hits"] == 0

@@ -771,11 +771,7 @@ def _root_edge(t, what: str):
     if info is None or not info.requires_grad:
         hint = ""
         if recording.TRACER is None:
-            hint = (
-                " (was it computed under no_grad, from tensors none of which requires grad, or "
-                "by a function compiled by fusejit.trace / optimize, which record no autograd "
-                "yet?)"
-            )
+            hint = " (was it computed under no_grad, or from tensors none of which requires grad?)"
         raise AutogradError(
             f"{what}: {_describe(t)} does not require grad and has no grad_fn{hint}"
         )
@@ -964,6 +960,9 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                         else:
                             _add(nb, e[1], g)
                 i += 1
+            # the gradients live in the buffers now, each freed once its node has run (held
+            # here, the results of a node with many, a compiled backward's, stayed till the end)
+            res = g = buf = None
             if not retain_graph:
                 node.release()
     finally:
@@ -1087,6 +1086,9 @@ def _is_leaf(self) -> bool:
 def detach(self) -> Tensor:
     """A tensor sharing this one's storage, without history (does not require grad)."""
     if recording.TRACER is not None:
+        note = getattr(recording.TRACER, "note_detach", None)
+        if note is not None:  # (a joint graph must not differentiate through it)
+            note(self)
         return self  # (a traced graph records no autograd: the value itself)
     t = _new(Tensor)
     t._data, t._dtype, t._device = self._data, self._dtype, self._device

@@ -38,11 +38,16 @@ def _fmt_attr(k, v) -> str:
     return f"{k}={v!r}"
 
 
-def _format_block(block: Block, name, indent: str, lines: list) -> None:
+def _format_block(block: Block, name, indent: str, lines: list, keys=None) -> None:
     for n in block.nodes:
         outs = ", ".join(f"{name(o)} : {o.type}" for o in n.outputs)
         args = ", ".join(name(v) for v in n.inputs)
         attrs = [_fmt_attr(k, v) for k, v in n.attrs if k not in ("body",)]
+        if keys and id(n) in keys:  # the kernel's cache key, as explain's region list has it
+            key, region = keys[id(n)]
+            attrs = [f"region={region}", f"kernel={key}"] + [
+                a for a in attrs if not a.startswith("kernel_key=")
+            ]
         attr_s = f"[{', '.join(attrs)}]" if attrs else ""
         lines.append(f"{indent}{outs} = {n.op}{attr_s}({args})" if outs else
                      f"{indent}{n.op}{attr_s}({args})")  # fmt: skip
@@ -50,23 +55,33 @@ def _format_block(block: Block, name, indent: str, lines: list) -> None:
             for label, b in zip(BLOCK_LABELS[n.op], n.blocks):
                 ps = ", ".join(f"{name(p)} : {p.type}" for p in b.params)
                 lines.append(f"{indent}  {label}({ps}):")
-                _format_block(b, name, indent + "    ", lines)
+                _format_block(b, name, indent + "    ", lines, keys)
                 lines.append(f"{indent}    -> ({', '.join(name(v) for v in b.results)})")
             continue
         for b in n.blocks:
-            _format_block(b, name, indent + "    ", lines)
+            _format_block(b, name, indent + "    ", lines, keys)
             if n.op != "fused":
                 lines.append(f"{indent}    -> ({', '.join(name(v) for v in b.results)})")
 
 
-def format_graph(g: Graph) -> str:
+def format_graph(g: Graph, kernel_keys: dict | None = None) -> str:
+    """The graph, one node a line; captured tensors show their names (a module's parameters
+    by their path). ``kernel_keys`` (id(fused node) -> (kernel cache key, region number);
+    by default what a ``Plan`` of the graph noted) shows each fused node's kernel by the key
+    ``explain`` lists it under."""
     name = _Names()
     params = []
     for i, p in enumerate(g.block.params):
         kind = "" if i < g.n_inputs else " (captured)"
         params.append(f"{name(p)} : {p.type}{kind}")
-    lines = ["graph(" + ", ".join(params) + "):"]
-    _format_block(g.block, name, "  ", lines)
+    if len(params) <= 4:
+        lines = ["graph(" + ", ".join(params) + "):"]
+    else:  # a model's parameters: one a line
+        lines = ["graph(" + params[0] + ","]
+        lines += [f"      {p}," for p in params[1:-1]] + [f"      {params[-1]}):"]
+    if kernel_keys is None:  # a plan built for the graph left them in its notes
+        kernel_keys = g.notes.get("kernel_keys")
+    _format_block(g.block, name, "  ", lines, kernel_keys)
     lines.append("  return (" + ", ".join(name(v) for v in g.block.results) + ")")
     return "\n".join(lines)
 
@@ -84,6 +99,7 @@ def format_code(g: Graph, fname: str = "forward") -> str:
         return names[v]
 
     params = [nm(p) for p in g.block.params[: g.n_inputs]]
+    keys = g.notes.get("kernel_keys") or {}
     lines = [f"def {fname}({', '.join(params)}):"]
     for i, p in enumerate(g.block.params[g.n_inputs :]):
         lines.append(f"    {nm(p)} = captured[{i}]  # {p.type}")
@@ -96,7 +112,8 @@ def format_code(g: Graph, fname: str = "forward") -> str:
     def emit(block: Block, indent: str):
         for n in block.nodes:
             if n.op == "fused":
-                lines.append(f"{indent}# fused region {n.attr('kernel_key', '')}")
+                key = keys.get(id(n), (n.attr("kernel_key", ""), None))[0]
+                lines.append(f"{indent}# fused region {key}")
                 emit(n.blocks[0], indent)
                 continue
             if n.op == "if":

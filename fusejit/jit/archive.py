@@ -221,6 +221,10 @@ def save(obj, path, *, kernels: bool = True) -> None:
         raise ArchiveError(str(e)) from None
     tensor_meta = []
     names = _tensor_names(obj)
+    for _flavor, raw, *_ in entries:  # names a trace gave its captured tensors (module paths)
+        for v, t in zip(raw.block.params[raw.n_inputs :], raw.captured, strict=False):
+            if v.hint:
+                names.setdefault(id(t), v.hint)
     for j, t in enumerate(tensors):
         tensor_meta.append({"member": f"tensors/{j}.npy", "dtype": t.dtype.name,
                             "shape": list(t.shape), "device": str(t.device),

@@ -13,6 +13,8 @@ more than ``ROUNDING_FACTOR`` times as far from it as eager is (normwise) differ
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fusejit.eager.tensor import Tensor
@@ -83,8 +85,12 @@ def float64_reference(g: Graph, inputs) -> list:
 def input_scale(g: Graph, inputs) -> float:
     """The largest finite magnitude among the float tensors ``g`` reads (its inputs and the
     tensors it captured), 0 without any."""
+    return _max_finite([*inputs, *g.captured])
+
+
+def _max_finite(tensors) -> float:
     m = 0.0
-    for t in [*inputs, *g.captured]:
+    for t in tensors:
         if isinstance(t, Tensor) and t.dtype.is_floating_point and t.numel():
             v = _host(t)
             v = np.abs(v[np.isfinite(v)])
@@ -144,3 +150,100 @@ def check_outputs(g: Graph, inputs, compiled: list, eager: list, graph_tol: floa
         if not explained:
             return f"{problem}; {how}" if how else problem
     return None
+
+
+# A graph whose values (inputs, captured tensors, results of every node) hold more bytes than
+# this is "large": ``trace`` checks it region by region (``check_regions``) instead of running
+# it compiled and eagerly once more, which costs two more forwards of a model.
+FULL_CHECK_BYTES = 16 << 20
+
+
+def graph_bytes(g: Graph) -> int:
+    """The bytes of every value ``g`` reads or computes (as recorded: a rough size)."""
+    total = 0
+    for v in [*g.block.params, *(o for n in g.nodes for o in n.outputs)]:
+        t = v.type
+        n = 1
+        for s in t.shape:
+            n *= s if isinstance(s, int) else 1
+        total += n * t.dtype.itemsize
+    return total
+
+
+def recorded_values(tracer) -> dict:
+    """Value -> the eager tensor a trace recorded for it (inputs, captured tensors and every
+    op's results: the tracer keeps them alive until the trace is done)."""
+    out = {v: t for v, t in tracer.captured}
+    for t in tracer.keep:
+        v = tracer.values.get(id(t))
+        if v is not None:
+            out.setdefault(v, t)
+    return out
+
+
+def _close_fast(a: Tensor, b: Tensor, graph_tol: float) -> bool:
+    """True where ``compare`` would find no difference, told without float64 copies: the
+    largest difference within the tolerance of the largest magnitude (both finite). False
+    means "not sure": ``compare`` decides."""
+    if a.dtype is not b.dtype or a.shape != b.shape or not a.dtype.is_floating_point:
+        return False
+    if not a.numel():
+        return True
+    x, y = a._data, b._data
+    with np.errstate(all="ignore"):  # inf - inf: not sure, compare decides
+        diff = float(abs(x - y).max())
+        mag = float(abs(y).max())
+    if not (math.isfinite(diff) and math.isfinite(mag)):
+        return False
+    return diff <= max(TOL.get(a.dtype.name, 0), graph_tol) * max(1.0, mag)
+
+
+def check_regions(plan, values: dict, graph_tol: float) -> tuple[str | None, int, int]:
+    """Run each fused kernel of ``plan`` on the eager values the trace recorded for its
+    inputs and compare its results with the recorded eager results (a difference that
+    rounding explains passes, judged against the region evaluated in float64). Unfused ops
+    run eagerly in the plan, so the kernels are what a check has to check; a region is
+    checked without the matmuls around it. Returns (the first problem or None, the number of
+    regions checked, the number skipped): a region whose values were not all recorded (made
+    by a pass, not by the trace) is skipped, and a kernel
+    that repeats (the same kernel on inputs of the same shapes: a model's layers) is checked
+    once."""
+    checked = skipped = 0
+    seen: set = set()
+    for j, (node, kernel) in enumerate(plan.kernels):
+        ins = [values.get(v) for v in node.inputs]
+        want = [values.get(o) for o in node.outputs]
+        if any(t is None for t in ins + want):
+            skipped += 1
+            continue
+        which = (id(kernel), tuple((t.shape, t.dtype) for t in ins))
+        if which in seen:
+            continue
+        seen.add(which)
+        res = kernel(*[t._data for t in ins])
+        checked += 1
+        for k, (r, b) in enumerate(zip(res, want, strict=True)):
+            a = Tensor._wrap(r, node.outputs[k].type.dtype, b.device)
+            if _close_fast(a, b, graph_tol):
+                continue
+            name = f"fused region {j} ({node.attr('kernel_key', '')}) output {k}"
+            problem = compare(name, a, b, graph_tol)
+            if problem is None:
+                continue
+            inexact = a.dtype.is_floating_point or a.dtype.is_complex
+            if a.dtype is not b.dtype or a.shape != b.shape or not inexact:
+                return problem, checked, skipped
+            try:
+                env = {
+                    v: t.double() if t.dtype.is_floating_point else t
+                    for v, t in zip(node.inputs, ins, strict=True)
+                }
+                exact = run_block(node.blocks[0], env)[k]
+            except Exception:  # an op without float64: the plain comparison stands
+                return problem, checked, skipped
+            scale = _max_finite([t for t in ins if t.dtype.is_floating_point])
+            tol = max(TOL[a.dtype.name], graph_tol)
+            explained, how = rounding_explains(a, b, exact, tol, scale)
+            if not explained:
+                return (f"{problem}; {how}" if how else problem), checked, skipped
+    return None, checked, skipped

@@ -20,8 +20,12 @@ a trace takes exclusively; plans of fused kernels only never touch dispatch and 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import linecache
 import logging
+import os
+import re
 import sys
 import threading
 import time
@@ -35,7 +39,7 @@ from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
 from fusejit.jit.api import TracedFunction
 from fusejit.jit.check import check_outputs
-from fusejit.jit.graph_info import graph_info
+from fusejit.jit.graph_info import graph_info, module_tensor_names, name_captured
 from fusejit.jit.runtime import GuardError
 from fusejit.nn import Module, _Version
 from fusejit.store import CACHE, debug_level
@@ -48,7 +52,9 @@ _FAST_LIMIT = 4096  # exact-signature memo entries kept before the memo is reset
 
 
 class OptimizeWarning(UserWarning):
-    """An optimized function stopped compiling new signatures (``max_specializations``)."""
+    """An optimized function runs a signature eager for a reason other than warm-up: it cannot
+    be traced, its compiled result was wrong, or ``max_specializations`` was reached. Raised
+    once per reason, pointing at the user's source line that caused it."""
 
 
 # ---- the trace gate ----------------------------------------------------------------------------
@@ -104,6 +110,20 @@ class _Gate:
 _GATE = _Gate()
 
 
+@contextlib.contextmanager
+def _exclusive():
+    """Hold the gate as a trace does; inside an optimized call (which cannot wait for the
+    others: see ``Executor._slow``) nothing is held."""
+    if _GATE.depth():
+        yield
+        return
+    _GATE.begin_write()
+    try:
+        yield
+    finally:
+        _GATE.end_write()
+
+
 def _gated(fn, args):
     _GATE.enter()
     try:
@@ -151,7 +171,8 @@ def _plain(args):
     out = []
     for a in args:
         if isinstance(a, Tensor) and a.__class__ is not Tensor:
-            a = Tensor._wrap(a._data, a._dtype, a._device)
+            if getattr(a, "_ag", None) is None or not a._ag.requires_grad:
+                a = Tensor._wrap(a._data, a._dtype, a._device)  # (else kept: its grad edge)
         elif isinstance(a, (tuple, list)):
             a = type(a)(_plain(a))
         out.append(a)
@@ -197,6 +218,7 @@ class Specialization:
     __slots__ = (
         "label", "status", "calls", "eager_calls", "traced", "reason", "why", "generic", "call",
         "kernels", "trace_seconds", "compile_seconds", "param_ids", "pkey", "info", "warmup_runs",
+        "timings",
     )  # fmt: skip
 
     def __init__(self, label: str, pkey) -> None:
@@ -216,6 +238,7 @@ class Specialization:
         self.compile_seconds = 0.0
         self.param_ids: frozenset = frozenset()
         self.info: dict | None = None  # explain's view of a dropped plan
+        self.timings: dict = {}  # trace, passes, compile, first run, check (seconds)
 
     def __repr__(self) -> str:
         return f"<Specialization {self.label}: {self.status}>"
@@ -227,7 +250,8 @@ class Executor:
     exact signatures, what happened (for ``explain``). Calls come through ``_make_call``."""
 
     def __init__(self, fn, *, module: Module | None = None, warmup: int = 2,
-                 strict: bool = False, max_specializations: int = 8) -> None:  # fmt: skip
+                 strict: bool = False, max_specializations: int = 8,
+                 warn: bool = True) -> None:  # fmt: skip
         if warmup < 0 or max_specializations < 0:
             raise ValueError("optimize: warmup and max_specializations must be >= 0")
         self._fn = fn
@@ -239,6 +263,7 @@ class Executor:
         self.warmup = int(warmup)
         self.strict = bool(strict)
         self.max_specializations = int(max_specializations)
+        self.warn = bool(warn)
         self._lock = threading.RLock()  # held while deciding and specializing
         self._fast: dict = {}  # exact signature -> Specialization (compiled or eager)
         self._by_pattern: dict = {}  # pattern signature -> latest Specialization
@@ -246,7 +271,7 @@ class Executor:
         self._specs: list[Specialization] = []
         self._events: deque = deque(maxlen=1000)
         self._n_traces = 0
-        self._warned = False
+        self._warned: set = set()  # the reasons an OptimizeWarning was given for
         self._targets = {(): fn}
         self._prefixes: dict = {}  # (mode, keyword names) -> small int heading every key
         self._prefix_lock = threading.Lock()
@@ -329,8 +354,14 @@ class Executor:
         try:
             key = _key(args, prefix)
             pkey = _pattern_key(args, prefix)
+            hash(key), hash(pkey)  # a dict argument fails here, not in a lookup below
         except TypeError as e:
-            self._event("fallback", _describe(args, names), f"unhashable argument ({e})")
+            label = _describe(args, names)
+            self._event("fallback", label, f"unhashable argument ({e})")
+            if self.warn and "unhashable" not in self._warned:
+                self._warned.add("unhashable")
+                _warn(f"fusejit.optimize({self._name}): a call with {label} runs eager: an "
+                      f"unhashable argument ({e}) cannot key a signature", None)  # fmt: skip
             return "eager", None
         spec = self._fast.get(key)
         if spec is not None:
@@ -402,11 +433,14 @@ class Executor:
                 _Version.seen = None
                 _GATE.end_write()
         except TraceError as e:
-            return self._give_up(spec, args, names, target, f"cannot be traced: {e}")
+            return self._give_up(spec, args, names, target, f"cannot be traced: {e}",
+                                 where=_user_line(e.__traceback__))  # fmt: skip
         trace_s = time.perf_counter() - t0
         self._watch(seen)
+        name_captured(graph, module_tensor_names(self._watched()))
         result = tr.unflatten_outputs(out_spec, eager_out)
         reason = None
+        where = None
         if tracer.value_reads:
             what, where = tracer.value_reads[0]
             reason = (f"data-dependent Python control flow: reads a tensor's value ({what}) at "
@@ -414,7 +448,7 @@ class Executor:
         elif not _outputs_all_tensors(out_spec):
             reason = "returns a non-tensor value, which a trace would freeze as a constant"
         if reason is not None:
-            return self._give_up(spec, args, names, target, reason, result=result)
+            return self._give_up(spec, args, names, target, reason, result=result, where=where)
         try:
             verify(graph)
             # building the plan fetches or builds its kernels; holding the cache's lock makes
@@ -429,6 +463,9 @@ class Executor:
                     origin = "memory" if ck in before else CACHE.origin.get(ck, "compiled")
                     kernels.append(([n.op for n in node.blocks[0].nodes], ck, origin))
             t1 = time.perf_counter()
+            # joint forward/backward graphs are recorded by a tracer: exclusive, as a trace
+            traced.exclusive = _exclusive
+            traced.prepare_joint(tensors)
             out = _gated(traced, plain)  # numba compiles on the first call
             first_run = time.perf_counter() - t1
         except Exception as e:  # eager is always right: fall back rather than fail the call
@@ -441,7 +478,9 @@ class Executor:
                 result=result,
             )
         _, flat = tr.flatten_inputs((out,))
+        t2 = time.perf_counter()
         problem = check_outputs(graph, tensors, flat, eager_out, 0)
+        check_s = time.perf_counter() - t2
         if problem is not None:
             return self._give_up(spec, args, names, target,
                                  f"compiled result differs from eager: {problem}",
@@ -452,7 +491,9 @@ class Executor:
         spec.generic = plan.shape_generic
         spec.kernels = kernels
         spec.trace_seconds = trace_s
-        spec.compile_seconds = trace_s + traced.compile_seconds + first_run
+        spec.compile_seconds = trace_s + traced.compile_seconds + first_run + check_s
+        spec.timings = {**traced.timings, "trace": trace_s, "first run": first_run,
+                        "check": check_s}  # fmt: skip
         current = self._module_tensor_ids()
         spec.param_ids = frozenset(id(t) for t in graph.captured if id(t) in current)
         gated = len(plan.kernels) < len(plan.steps)  # unfused ops run through dispatch
@@ -465,8 +506,11 @@ class Executor:
                     seconds=round(spec.compile_seconds, 4))  # fmt: skip
         return "result", out
 
-    def _give_up(self, spec, args, names, target, reason, *, result=None, limit=False):
-        """This signature runs eager from now on (or raise, with ``strict``)."""
+    def _give_up(self, spec, args, names, target, reason, *, result=None, limit=False,
+                 where=None):  # fmt: skip
+        """This signature runs eager from now on (or raise, with ``strict``). Unless quiet,
+        an ``OptimizeWarning`` once per reason names ``where`` (``file:line: source``, the
+        user's line that caused it) or else the line that called the optimized function."""
         msg = f"fusejit.optimize({self._name}): signature {spec.label} runs eager: {reason}"
         if self.strict:
             # the signature stays hot: each later call tries again and raises again
@@ -482,10 +526,12 @@ class Executor:
         self._by_pattern[spec.pkey] = spec
         self._memo(_key(args, prefix), spec)
         self._event("limit" if limit else "fallback", spec.label, reason)
-        if limit and not self._warned:
-            self._warned = True
-            warnings.warn(msg + "; later new signatures run eager too", OptimizeWarning,
-                          stacklevel=_user_stacklevel())  # fmt: skip
+        key = "limit" if limit else reason
+        if self.warn and key not in self._warned:
+            self._warned.add(key)
+            if limit:
+                msg += "; later new signatures run eager too"
+            _warn(msg, where)
         if result is not None:
             spec.eager_calls += 1
             return "result", result
@@ -579,14 +625,62 @@ class Executor:
             self._invalidated[k] = why
 
 
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the caller of the optimized function."""
-    f = sys._getframe(2)
-    level = 2
-    while f is not None and f.f_code.co_filename == __file__:
+# frames in these folders are the library's own; a warning names the first frame outside them
+# (the models in fusejit/bench are written as user code)
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_USER_DIRS = (os.path.join(_PKG_DIR, "bench") + os.sep,)
+
+
+def _is_user(filename: str) -> bool:
+    return not filename.startswith(_PKG_DIR + os.sep) or filename.startswith(_USER_DIRS)
+
+
+def _fmt_where(filename: str, lineno: int) -> str:
+    return f"{filename}:{lineno}: {linecache.getline(filename, lineno).strip()}"
+
+
+def _user_line(tb) -> str | None:
+    """The innermost user frame of a traceback, as ``file:line: source``."""
+    where = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if _is_user(code.co_filename):
+            where = _fmt_where(code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return where
+
+
+_WHERE = re.compile(r"(.+?):(\d+): ")
+
+
+def _warn(msg: str, where: str | None) -> None:
+    """An ``OptimizeWarning`` attributed to ``where`` (``file:line: source``) or else to the
+    first user frame on the stack (the line that called the optimized function)."""
+    m = _WHERE.match(where or "")
+    if m is not None:
+        filename, lineno = m.group(1), int(m.group(2))
+        if where not in msg:
+            msg += f" (at {where})"
+        warnings.warn_explicit(msg, OptimizeWarning, filename, lineno,
+                               module=_module_name(filename))  # fmt: skip
+        return
+    f = sys._getframe(1)
+    while f is not None and not _is_user(f.f_code.co_filename):
         f = f.f_back
-        level += 1
-    return level
+    if f is None:
+        warnings.warn(msg, OptimizeWarning, stacklevel=2)
+        return
+    where = _fmt_where(f.f_code.co_filename, f.f_lineno)
+    warnings.warn_explicit(f"{msg} (called at {where})", OptimizeWarning, f.f_code.co_filename,
+                           f.f_lineno, module=f.f_globals.get("__name__"),
+                           module_globals=f.f_globals)  # fmt: skip
+
+
+def _module_name(filename: str) -> str:
+    for name, mod in list(sys.modules.items()):
+        if getattr(mod, "__file__", None) == filename:
+            return name
+    return os.path.splitext(os.path.basename(filename))[0]
 
 
 def _stale(spec, current_ids) -> str | None:
@@ -710,13 +804,15 @@ class OptimizedModule(Module):
 
 
 def optimize(model_or_fn=None, *, warmup: int = 2, strict: bool = False,
-             max_specializations: int = 8):  # fmt: skip
+             max_specializations: int = 8, warn: bool = True):  # fmt: skip
     """Wrap a function or ``nn.Module`` so that its hot input signatures run compiled.
 
     The first ``warmup`` calls of each signature run eager; the next one is traced and
     compiled, and later calls run the compiled plan. Up to ``max_specializations`` traces
-    are made per function; then new signatures run eager (with one ``OptimizeWarning``).
-    What cannot be traced runs eager, or raises ``TraceError`` with ``strict=True``.
+    are made per function; then new signatures run eager. What cannot be traced runs eager,
+    or raises ``TraceError`` with ``strict=True``. Running eager for a reason other than
+    warm-up gives an ``OptimizeWarning`` once per reason, naming the source line that caused
+    it (``warn=False``, or a warnings filter, keeps quiet).
     ``fusejit.explain`` reports what happened. Works as a decorator, with or without options.
 
     >>> import fusejit
@@ -728,8 +824,8 @@ def optimize(model_or_fn=None, *, warmup: int = 2, strict: bool = False,
     """
     if model_or_fn is None:
         return functools.partial(optimize, warmup=warmup, strict=strict,
-                                 max_specializations=max_specializations)  # fmt: skip
-    opts = dict(warmup=warmup, strict=strict, max_specializations=max_specializations)
+                                 max_specializations=max_specializations, warn=warn)  # fmt: skip
+    opts = dict(warmup=warmup, strict=strict, max_specializations=max_specializations, warn=warn)
     if isinstance(model_or_fn, OptimizedModule):
         model_or_fn = model_or_fn._orig_mod
     if isinstance(model_or_fn, Module):

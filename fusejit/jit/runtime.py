@@ -68,6 +68,11 @@ class Plan:
                 slots[o] = len(slots)
             self.steps.append(self._step(n, slots))
         self.n_slots = len(slots)
+        # the graph printout shows each fused node by its kernel's cache key, as explain does
+        graph.notes["kernel_keys"] = {
+            id(n): (getattr(k, "key", None) or n.attr("kernel_key"), i)
+            for i, (n, k) in enumerate(self.kernels)
+        }
         self.result_slots = [slots[v] for v in graph.block.results]
         # A result that is an input (``x * 1`` simplified to ``x``) or repeats another result
         # (CSE) is copied, so results never alias inputs or each other, as in eager mode.

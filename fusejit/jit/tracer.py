@@ -20,6 +20,7 @@ from fusejit.base.dtypes import DType
 from fusejit.base.errors import TraceError, TracerWarning
 from fusejit.base.shapes import describe
 from fusejit.eager import recording
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
 
@@ -39,6 +40,10 @@ class Tracer:
         self.nodes: list[Node] = []
         self.value_reads: list[tuple[str, str]] = []
         self.unsupported_reason: str | None = None
+        # where gradients stop (joint graphs, fusejit/jit/joint.py): values ``detach()`` was
+        # called on, and results of ops recorded with grad mode off
+        self.detached: list[Value] = []
+        self.no_grad: list[Value] = []
 
     def knows(self, t: Tensor) -> bool:
         return self.owner == threading.get_ident() and id(t) in self.values
@@ -73,6 +78,13 @@ class Tracer:
             self.keep.append(t)
             outputs.append(v)
         self.nodes.append(Node(op.name, inputs, freeze_attrs(attrs), tuple(outputs)))
+        if not MODE.enabled:
+            self.no_grad.extend(outputs)
+
+    def note_detach(self, t: Tensor) -> None:
+        v = self.values.get(id(t)) if self.owner == threading.get_ident() else None
+        if v is not None:
+            self.detached.append(v)
 
     def note_value_read(self, what: str, where: str) -> None:
         self.value_reads.append((what, where))

@@ -12,10 +12,12 @@ import types
 import weakref
 
 from fusejit.eager import recording
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.control import count_fused
 from fusejit.ir.graph import Graph
 from fusejit.ir.printer import format_code
+from fusejit.jit.joint import script_call
 from fusejit.jit.scripting.errors import ScriptError
 from fusejit.jit.scripting.source import _params_of, _Source
 from fusejit.jit.scripting.specialize import (
@@ -115,6 +117,10 @@ class ScriptFunction:
         tracer = recording.tracing()
         if tracer is not None:  # called while fusejit.trace records: keep the control flow
             return _record_into_trace(tracer, c, tensors)
+        if MODE.enabled:  # a tensor requiring grad: compiled forward and backward graphs
+            outs = script_call(c, tensors)
+            if outs is not None:
+                return unflatten_out(c.out_spec, iter(outs))
         outs = c.plan.run(tensors, c.graph.captured)
         return unflatten_out(c.out_spec, iter(outs))
 
