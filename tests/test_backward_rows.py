@@ -383,3 +383,52 @@ def test_scalars_and_expands_needed_outside_stay_out():
     want = f(*args)
     for k, (a, e) in enumerate(zip(got, want, strict=True)):
         _close(a, e.numpy().astype(np.float64), 1e-6, f"output {k}")
+
+
+# ---- through joint graphs: the backward fusejit.trace records from the derivative rules ---------
+def _joint_cases(R, N, rng):
+    x = rng.standard_normal((R, N)).astype(np.float32)
+    w, b = (rng.standard_normal(N).astype(np.float32) for _ in range(2))
+    t = rng.integers(0, N, R)
+    if R > 2:
+        t[1] = -100  # an ignored row
+    p = rng.random((R, N)).astype(np.float32)
+    F = fj.nn.functional
+    # name: (fn, arrays, which require grad, backward kernels)
+    return {
+        "softmax": (lambda a: a.softmax(-1), (x,), (0,), 1),
+        "log_softmax": (lambda a: a.log_softmax(-1), (x,), (0,), 1),
+        "layer_norm": (lambda a, w_, b_: fj.layer_norm(a, (N,), w_, b_), (x, w, b), (0, 1, 2), 1),
+        "rms_norm": (lambda a, w_: F.rms_norm(a, (N,), w_, EPS), (x, w), (0, 1), 1),
+        "gelu": (lambda a: F.gelu(a), (x,), (0,), 1),
+        "silu": (F.silu, (x,), (0,), 1),
+        "ce_index": (lambda a, t_: F.cross_entropy(a, t_), (x, t), (0,), 1),
+        "ce_sum": (lambda a, t_: F.cross_entropy(a, t_, reduction="sum"), (x, t), (0,), 1),
+        "ce_probs": (lambda a, t_: F.cross_entropy(a, t_), (x, p), (0,), 1),
+    }
+
+
+@pytest.mark.parametrize("shape", [(16, 128), (5, 37)])
+def test_joint_backward_is_one_row_kernel_and_equals_eager(shape):
+    from fusejit.jit import joint as jt
+
+    rng = np.random.default_rng(5)
+    for name, (fn, arrays, wrt, n_bwd) in _joint_cases(*shape, rng).items():
+        eager_in, traced_in = ([fj.from_numpy(a.copy()).requires_grad_(i in wrt)
+                                for i, a in enumerate(arrays)] for _ in range(2))  # fmt: skip
+        out = fn(*eager_in)
+        dy = fj.from_numpy(rng.standard_normal(out.shape).astype(np.float32))
+        out.backward(dy)
+        tf = _trace(fn, tuple(traced_in))
+        tf(*traced_in).backward(dy)
+        (info,) = jt.joint_info(tf)
+        assert "runs_eager" not in info, (name, info)
+        # one row kernel (the weight and bias gradients of the norms: column sums beside it)
+        assert len(info["backward_kernels"]) == n_bwd, (name, jt.joint_text([info]))
+        if name in ("softmax", "log_softmax", "gelu", "silu", "ce_probs"):
+            assert not info["backward_unfused"], (name, info["backward_unfused"])
+        if name == "ce_probs":  # forward: the row kernel and the mean
+            assert len(info["forward_kernels"]) == 2, jt.joint_text([info])
+        for i in wrt:
+            e, g = eager_in[i].grad.numpy(), traced_in[i].grad.numpy()
+            _close(g, e.astype(np.float64), 3e-6, f"{name} gradient {i}")

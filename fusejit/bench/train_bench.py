@@ -149,9 +149,11 @@ def run(w: Workload, device: str, size: int | None, repeat: int | None, *, budge
     err = _check(w, "optimized", [p._data for p in opt.params], ref.p)
     _check(w, "eager", [p._data for p in eager.params], ref.p)
     opt()  # (the first compiled call: warmup=1 ran the first eagerly)
-    kernels = 0
-    for cj in getattr(getattr(opt.model, "_jit", None), "_joints", {}).values():
-        kernels = sum(cj.kernel_counts())
+    kernels = 0  # the fused kernels of the compiled forward and backward
+    if opt.model is not opt.module:
+        for sig in fj.explain(opt.model, as_dict=True)["signatures"]:
+            for tr in sig.get("training", []):
+                kernels += len(tr.get("forward_kernels", [])) + len(tr.get("backward_kernels", []))
     calls = {"eager": eager, "optimized": opt, "ref": ref}
     timing = {"warmup": 1, "budget_s": budget_s, **h.device_timing(dev)}
     t = h.time_interleaved(calls, repeat=repeat, sync=sync, **timing)
