@@ -18,7 +18,6 @@ import threading
 import weakref
 from pathlib import Path
 
-import numba
 import numpy as np
 from fusejit.backends import cpu_kernels as cpk
 from fusejit.backends import cuda as cb
@@ -112,7 +111,7 @@ class CpuMultiTensor:
         self.spec = spec
         self.folder = folder
         self.origin = origin
-        self.fn = cpk._cached(numba.njit(**cpk._JIT_OPTS)(module.k_multi), folder, module)
+        self.fn = module.function("k_multi", jit=True)  # stored machine code, else numba
         self.np_c = np.dtype(mt.compute_dtype(spec.dtype))
         self.threaded = 0  # launches split across threads (for tests)
         self._work: dict = {}  # sizes -> work list
@@ -162,7 +161,7 @@ def cpu_kernel(spec: mt.UpdateSpec) -> CpuMultiTensor:
     def load(folder: Path, origin: str):
         module = cpk._import(key, folder / "kernel.py")
         k = CpuMultiTensor(key, spec, folder, module, origin)
-        weakref.finalize(k, cpk._unregister, module)
+        weakref.finalize(k, cpk._unregister, module.module)
         return k
 
     what = f"CPU multi-tensor update {key} ({spec.algo}, {spec.dtype})"

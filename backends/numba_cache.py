@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from fusejit.backends import native
 from numba.core.caching import (
     CompileResultCacheImpl,
     FunctionCache,
@@ -81,6 +82,7 @@ class EntryCache(FunctionCache):
                                               source_stamp=stamp)  # fmt: skip
         self.writable = writable
         self._folder = Path(folder)
+        self._stamp = stamp
         self.enable()
 
     def save_overload(self, sig, data) -> None:
@@ -91,6 +93,8 @@ class EntryCache(FunctionCache):
                 super().save_overload(sig, data)
                 for name in os.listdir(self._cache_path):  # (numba writes them 0666 less umask)
                     os.chmod(os.path.join(self._cache_path, name), 0o600)
+                # and its machine code, which a new process loads without numba (``native``)
+                native.save(self._folder, self._py_func.__name__, data, self._stamp.hex())
         except OSError:
             pass  # (the kernel was compiled and runs; only its disk copy is missing)
 

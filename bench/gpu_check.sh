@@ -53,7 +53,8 @@ timeout "$(budget 90)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test
     tests/test_optimize.py tests/test_reduction_fusion.py tests/test_save_load.py \
     tests/test_errors.py tests/test_functional.py tests/test_nn_modules.py \
     tests/test_losses.py tests/test_optim.py tests/test_checkpoints.py tests/test_explain.py \
-    tests/test_script_constructs.py tests/test_joint.py \
+    tests/test_script_constructs.py tests/test_joint.py tests/test_array_api.py \
+    tests/test_dynamic.py tests/test_graph_indexing.py tests/test_dask.py tests/test_sklearn.py \
     >"$OUT/pytest_cuda_more.log" 2>&1
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda_more.log" | head -20
@@ -119,6 +120,12 @@ echo "== bench/bench_script_lstm.py -> $OUT/lstm.log"
 timeout "$(budget 40)" "$PY" bench/bench_script_lstm.py --reps 3 >"$OUT/lstm.log" 2>&1
 echo "lstm exit status $?"
 tail -n 5 "$OUT/lstm.log"
+
+echo "== bench/bench_generate.py --small --device cuda:0 (dynamic dims, greedy generation) -> $OUT/generate.log"
+timeout "$(budget 60)" "$PY" bench/bench_generate.py --small --device cuda:0 --tokens 32 \
+    --rounds 3 >"$OUT/generate.log" 2>&1
+echo "generate exit status $?"
+tail -n 8 "$OUT/generate.log"
 
 ANCHORS=""
 for f in .anchors/gpu_anchors.py shared/anchors/gpu_anchors.py; do

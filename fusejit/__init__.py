@@ -129,17 +129,53 @@ def empty_cache() -> None:
                 b.xp.get_default_memory_pool().free_all_blocks()
 
 
-from fusejit.jit.api import TracedFunction, trace  # noqa: E402
 from fusejit.store import CacheError, cache_info, clear_cache  # noqa: E402
 from fusejit.base.errors import TracerWarning  # noqa: E402
-from fusejit import cuda, linalg, nn  # noqa: E402
-from fusejit.jit.explain import explain  # noqa: E402
-from fusejit.jit.optimize import optimize  # noqa: E402
-from fusejit.jit.optimize import OptimizeWarning  # noqa: E402
-from fusejit.jit.scripting import ScriptError, script  # noqa: E402
-from fusejit.jit.archive import ArchiveError, load, save  # noqa: E402
-from fusejit import fft  # noqa: E402
-from fusejit import autograd  # noqa: E402
 from fusejit.eager.autograd import sum_to_size  # noqa: E402
-from fusejit import optim  # noqa: E402
-from fusejit.checkpoint import CheckpointError, load_state_dict, save_state_dict  # noqa: E402
+
+# Names imported on first use (PEP 562): the JIT's front ends and the nn, optim, fft, linalg,
+# autograd and cuda modules are not needed to make tensors and run eager ops, and importing
+# them all took about half of ``import fusejit``. ``fusejit.<name>`` and ``from fusejit import
+# <name>`` work as for any other name. name -> (module, attribute; None: the module itself)
+_LAZY = {
+    "jit": ("fusejit.jit", None),
+    "ir": ("fusejit.ir", None),
+    "checkpoint": ("fusejit.checkpoint", None),
+    "TracedFunction": ("fusejit.jit.api", "TracedFunction"),
+    "trace": ("fusejit.jit.api", "trace"),
+    "cuda": ("fusejit.cuda", None),
+    "linalg": ("fusejit.linalg", None),
+    "nn": ("fusejit.nn", None),
+    "explain": ("fusejit.jit.explain", "explain"),
+    "optimize": ("fusejit.jit.optimize", "optimize"),
+    "OptimizeWarning": ("fusejit.jit.optimize", "OptimizeWarning"),
+    "mark_dynamic": ("fusejit.jit.optimize", "mark_dynamic"),
+    "ScriptError": ("fusejit.jit.scripting", "ScriptError"),
+    "script": ("fusejit.jit.scripting", "script"),
+    "ArchiveError": ("fusejit.jit.archive", "ArchiveError"),
+    "load": ("fusejit.jit.archive", "load"),
+    "save": ("fusejit.jit.archive", "save"),
+    "fft": ("fusejit.fft", None),
+    "autograd": ("fusejit.autograd", None),
+    "optim": ("fusejit.optim", None),
+    "CheckpointError": ("fusejit.checkpoint", "CheckpointError"),
+    "load_state_dict": ("fusejit.checkpoint", "load_state_dict"),
+    "save_state_dict": ("fusejit.checkpoint", "save_state_dict"),
+    "array_api": ("fusejit.array_api", None),
+}
+
+
+def __getattr__(name: str):
+    place = _LAZY.get(name)
+    if place is None:
+        raise AttributeError(f"module 'fusejit' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(place[0])
+    value = module if place[1] is None else getattr(module, place[1])
+    globals()[name] = value  # (the next access is a plain attribute)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -100,6 +100,7 @@ from types import SimpleNamespace
 import llvmlite.binding as llvm
 import numba
 import numpy as np
+from fusejit.kernels.cpu_math_table import _BOUNDS, GUARDED_NAMES
 from fusejit.kernels.llvm_ops import (
     bits,
     copysign,
@@ -790,28 +791,6 @@ round_h = round_h_hw if F16C else round_h_soft
 # ---------------------------------------------------------------------------------------------
 # registry
 
-# Max error in ulp per function, (float32, float64): the table in the module docstring.
-_BOUNDS = {
-    "exp": (1, 1),
-    "exp2": (1, 1),
-    "expm1": (1, 1),
-    "log": (1, 1),
-    "log2": (2, 2),
-    "log10": (2, 2),
-    "log1p": (1, 1),
-    "tanh": (1, 1),
-    "sigmoid": (2, 2),
-    "erf": (1, 1),
-    "sinh": (1, 1),
-    "cosh": (1, 1),
-    "atan": (1, 1),
-    "asin": (1, 1),
-    "acos": (1, 1),
-    "atan2": (1, 2),
-    "sin": (1, 1),
-    "cos": (1, 1),
-    "tan": (1, 3),
-}
 
 VECTOR_MATH: dict[tuple[str, str], object] = {
     (name, prec): getattr(ns, name) for name in _BOUNDS for prec, ns in (("f32", _32), ("f64", _64))
@@ -824,6 +803,6 @@ MAX_ULP: dict[tuple[str, str], int] = {
 # functions right only for arguments where ``trig_in_range_<prec>`` holds (see codegen/cpu.py)
 GUARDED: dict[tuple[str, str], object] = {
     (name, prec): ns.trig_in_range
-    for name in ("sin", "cos", "tan")
+    for name in GUARDED_NAMES
     for prec, ns in (("f32", _32), ("f64", _64))
 }

@@ -13,6 +13,10 @@ from hypothesis import HealthCheck, settings
 
 import fusejit
 
+# the vendored Array API conformance suite runs in its own pytest process
+# (tests/test_array_api_conformance.py), with its own conftest
+collect_ignore = ["array_api_conformance"]
+
 # Small example counts and no deadline: numba compiles kernels lazily on first use, so the first
 # example of a test can take a second; the whole eager suite must run in well under 2 minutes.
 settings.register_profile(

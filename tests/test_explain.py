@@ -30,7 +30,9 @@ def _cache_dir(tmp_path_factory):
 
 def small_model(seed: int = 0) -> NanoGPT:
     fusejit.manual_seed(seed)
-    return NanoGPT(**SMALL).eval()
+    # an inference model: with parameters that require grad, trace and optimize also build
+    # the backward (tests/test_joint.py), which explain then shows as well
+    return NanoGPT(**SMALL).eval().requires_grad_(False)
 
 
 class CheckedGPT(NanoGPT):

@@ -415,3 +415,28 @@ def test_hostile_archives(saved, tmp_path):
     _expect_error(_write(p, {**base, "graphs/0.json": b"{not json"}), "not valid JSON")
     p.write_bytes(b"PK\x03\x04 not really a zip")
     _expect_error(p, "not a fusejit archive")
+
+
+def test_save_to_a_binary_file_and_several_traced_signatures_in_one_archive():
+    f = lambda x: (x * x).sum(dim=1).reshape(-1, 1) + 1  # noqa: E731 - a shape-specific graph
+    sigs = [fusejit.trace(f, fusejit.ones(n, 3)) for n in (4, 2)]
+    buf = io.BytesIO()
+    fusejit.save(sigs, buf)
+    loaded = fusejit.load(io.BytesIO(buf.getvalue()))
+    assert len(loaded.signatures()) == 2
+    for n in (4, 2):
+        x = fusejit.arange(n * 3, dtype=fusejit.float32).reshape(n, 3)
+        ref = (x.numpy().astype(np.float64) ** 2).sum(1).reshape(-1, 1) + 1
+        np.testing.assert_allclose(loaded(x).numpy(), ref, rtol=1e-6)
+    with pytest.raises(TypeError, match="path must be a file name"):
+        fusejit.save(sigs[0], 3)
+
+
+def test_a_loaded_archive_runs_the_signature_traced_at_the_inputs_shapes_first():
+    f = lambda x: x * x.shape[0]  # noqa: E731 - shape-generic graphs that differ by a constant
+    buf = io.BytesIO()
+    fusejit.save([fusejit.trace(f, fusejit.ones(6, 2)), fusejit.trace(f, fusejit.ones(4, 2))], buf)
+    loaded = fusejit.load(io.BytesIO(buf.getvalue()))
+    for n in (6, 4):
+        assert loaded(fusejit.ones(n, 2)).tolist() == [[float(n)] * 2] * n
+    assert loaded(fusejit.ones(3, 2)).tolist() == [[6.0] * 2] * 3  # else the first that fits

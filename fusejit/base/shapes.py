@@ -8,6 +8,7 @@ import operator
 import numpy as np
 
 from fusejit.base.errors import DimError, DTypeError, ShapeError, fmt_shape
+from fusejit.base.symbolic import SymInt
 
 __all__ = [
     "norm_dim", "norm_dims", "shape_arg", "int_arg", "describe", "dims_arg", "broadcast_shapes",
@@ -56,7 +57,7 @@ def describe(value) -> str:
 def _as_int(v) -> int | None:
     """``v`` as a Python int (a Python or numpy int, a one-element int tensor: what has
     ``__index__``), or None for anything else (a bool, a float even 2.0, a string, None)."""
-    if type(v) is int:
+    if type(v) is int or type(v) is SymInt:  # (a symbolic size keeps its expression)
         return v
     if isinstance(v, (bool, np.bool_)):
         return None

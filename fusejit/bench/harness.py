@@ -28,8 +28,6 @@ import sys
 import tempfile
 import time
 
-import llvmlite.binding
-import numba
 import numpy as np
 
 import fusejit as fj
@@ -570,9 +568,11 @@ def _probe_main(argv: list[str]) -> int:
     return 0
 
 
+# (``import fusejit`` timed alone: the harness itself imports more, e.g. the workloads' models)
 _PROBE_CODE = (
-    "import sys, time; t0 = time.perf_counter(); import fusejit.bench.harness as h; "
-    "sys.exit(h._probe_main(sys.argv[1:] + ['--import-s', str(time.perf_counter() - t0)]))"
+    "import sys, time; t0 = time.perf_counter(); import fusejit; t1 = time.perf_counter(); "
+    "import fusejit.bench.harness as h; "
+    "sys.exit(h._probe_main(sys.argv[1:] + ['--import-s', str(t1 - t0)]))"
 )
 
 
@@ -674,8 +674,8 @@ def machine_info(device: str = "cpu") -> dict:
     except ImportError:
         feats = {}
     simd = "AVX-512" if feats.get("AVX512F") else "AVX2" if feats.get("AVX2") else "unknown"
-    try:
-        ll = llvmlite.binding
+    try:  # (imported here: the compile probes' processes must not have them imported early)
+        import llvmlite.binding as ll
 
         llvm_cpu = ll.get_host_cpu_name()
     except Exception:  # noqa: BLE001 - informational only
@@ -683,7 +683,7 @@ def machine_info(device: str = "cpu") -> dict:
     info = {
         "cpu": cpu, "cores": os.cpu_count(), "simd": simd, "llvm_cpu": llvm_cpu,
         "platform": platform.platform(), "python": platform.python_version(),
-        "numpy": np.__version__, "numba": numba.__version__, "fusejit": fj.__version__,
+        "numpy": np.__version__, "numba": cpu_kernels.NUMBA_VERSION, "fusejit": fj.__version__,
         "loadavg": _loadavg(),
     }  # fmt: skip
     if _as_device(device).type == "cuda":
@@ -833,7 +833,9 @@ def format_table(res: dict) -> str:
             f"compile probes (new processes, size {comp['size']}): first kernel of a process, "
             f"compiler start-up included: {_fmt_t(c['process_first_kernel_s'])} cold "
             f"({_fmt_t(c['process_first_kernel_cpu_s'])} CPU), "
-            f"{_fmt_t(w['process_first_kernel_s'])} warm; import fusejit {_fmt_t(c['import_s'])}"
+            f"{_fmt_t(w['process_first_kernel_s'])} warm "
+            f"({_fmt_t(w['process_first_kernel_cpu_s'])} CPU); import fusejit "
+            f"{_fmt_t(c['import_s'])} cold, {_fmt_t(w['import_s'])} warm"
         )
         built = [v for v in c["workloads"].values() if v["kernels_compiled"] > 0]
         if built:

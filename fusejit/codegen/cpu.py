@@ -26,8 +26,10 @@ from fusejit.codegen.body import (
     round_half_consts,
 )
 from fusejit.codegen.expr import Renderer
-from fusejit.kernels import cpu_math
-from fusejit.kernels.cpu_math import VECTOR_MATH  # (names it lacks fall back to libm)
+
+# (cpu_math's names, not cpu_math: it imports numba; names it lacks fall back to libm)
+from fusejit.kernels.cpu_math_table import GUARDED_NAMES
+from fusejit.kernels.cpu_math_table import VECTOR_MATH_NAMES as VECTOR_MATH
 
 # primitives spelled with numpy's function rather than math's: math has no rint, numba's
 # math.floor, ceil and trunc give ints, sqrt is the eager op's ufunc and numba has no math.fmod;
@@ -42,7 +44,7 @@ def np_type(d: dt.DType) -> str:
     return "np.bool_" if d is dt.bool_ else f"np.{d.np.name}"
 
 
-GUARDED = frozenset(name for name, _ in cpu_math.GUARDED)  # sin, cos, tan
+GUARDED = frozenset(GUARDED_NAMES)  # sin, cos, tan
 
 
 class NumbaRenderer(Renderer):

@@ -48,10 +48,9 @@ Numerics (documented bounds, checked by tests/test_reduction_fusion.py):
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
-from llvmlite import ir
-from numba.core import types
-from numba.extending import intrinsic
 
 from fusejit.base import dtypes as dt
 from fusejit.codegen.body import half_as_float32, render_step, round_half_consts
@@ -73,44 +72,66 @@ BLOCK = 4096  # elements per partial sum (see the module docstring)
 # step (up to a few hundred bytes): the loop then runs scalar and sums in another order, so a
 # row's results would depend on where malloc put small buffers (1 ulp, seen in tests).
 APART = 1024
-_FLOATS = (types.float32, types.float64)
 
 
-@intrinsic
-def radd(typingctx, a, b):
-    """``a + b`` marked ``reassoc`` (this instruction only): a loop summing with it vectorizes
-    into lane-wise partial sums. No other fast-math assumption is made."""
-    if a != b or a not in _FLOATS:
-        return None
+def _intrinsics() -> dict:
+    """``radd``, ``fmaximum`` and ``fminimum``: numba intrinsics the generated row kernels call
+    (as ``_rk.radd``), made on first use so that importing this module does not import numba
+    (a kernel loaded from its stored machine code runs without numba)."""
+    from llvmlite import ir
+    from numba.core import types
+    from numba.extending import intrinsic
 
-    def codegen(context, builder, sig, args):
-        return builder.fadd(args[0], args[1], flags=("reassoc",))
+    floats = (types.float32, types.float64)
 
-    return a(a, b), codegen
-
-
-def _minmax(name):
-    def typer(typingctx, a, b):
-        if a != b or a not in _FLOATS:
+    @intrinsic
+    def radd(typingctx, a, b):
+        """``a + b`` marked ``reassoc`` (this instruction only): a loop summing with it
+        vectorizes into lane-wise partial sums. No other fast-math assumption is made."""
+        if a != b or a not in floats:
             return None
 
         def codegen(context, builder, sig, args):
-            ty = args[0].type
-            fn = builder.module.declare_intrinsic(
-                f"llvm.{name}", [ty], ir.FunctionType(ty, [ty, ty])
-            )
-            return builder.call(fn, args)
+            return builder.fadd(args[0], args[1], flags=("reassoc",))
 
         return a(a, b), codegen
 
-    typer.__name__ = f"f{name}"
-    typer.__doc__ = (f"IEEE 754-2019 {name}imum of two floats (``llvm.{name}``): NaN if either "
-                     "is NaN, -0.0 below +0.0; a loop reducing with it vectorizes.")  # fmt: skip
-    return intrinsic(typer)
+    def minmax(name):
+        def typer(typingctx, a, b):
+            if a != b or a not in floats:
+                return None
+
+            def codegen(context, builder, sig, args):
+                ty = args[0].type
+                fn = builder.module.declare_intrinsic(
+                    f"llvm.{name}", [ty], ir.FunctionType(ty, [ty, ty])
+                )
+                return builder.call(fn, args)
+
+            return a(a, b), codegen
+
+        typer.__name__ = f"f{name}"
+        typer.__doc__ = (
+            f"IEEE 754-2019 {name}imum of two floats (``llvm.{name}``): NaN if either is NaN, "
+            "-0.0 below +0.0; a loop reducing with it vectorizes."
+        )
+        return intrinsic(typer)
+
+    return {"radd": radd, "fmaximum": minmax("maximum"), "fminimum": minmax("minimum")}
 
 
-fmaximum = _minmax("maximum")
-fminimum = _minmax("minimum")
+def __getattr__(name: str):
+    if name in ("radd", "fmaximum", "fminimum"):
+        g = globals()
+        if name not in g:
+            with _INTRINSICS_LOCK:
+                if name not in g:
+                    g.update(_intrinsics())
+        return g[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_INTRINSICS_LOCK = threading.Lock()
 
 # (no cache=True: the backend gives each function the disk cache of its entry)
 _OPTS = 'dict(error_model="numpy", nogil=True, boundscheck=False)'
@@ -407,4 +428,4 @@ def _needed(body: RowBody, ps, stored: set) -> list:
     return sorted(need)
 
 
-__all__ = ["row_kernel_source", "radd", "fmaximum", "fminimum", "BLOCK"]
+__all__ = ["row_kernel_source", "radd", "fmaximum", "fminimum", "BLOCK"]  # noqa: F822 (made lazily)

@@ -12,6 +12,8 @@ from fusejit.base import dtypes as dt
 from fusejit.base.device import as_device
 from fusejit.base.errors import DTypeError, ShapeError, fmt_shape
 from fusejit.base.shapes import describe, int_arg, shape_arg
+from fusejit.base.symbolic import is_symbolic
+from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
 
 
@@ -142,7 +144,13 @@ def arange(
     default = dt.int64 if ints else dt.float32
     d = _dtype(dtype, default)
     arr = np.arange(start, end, step, dtype=np.float64 if d.is_floating_point else np.int64)
-    return _requires_grad(_make(arr.astype(d.np), d, device), requires_grad)
+    out = _make(arr.astype(d.np), d, device)
+    tracer = recording.TRACER
+    if tracer is not None and is_symbolic((start, end, step)):
+        # a size of a dynamic dim: the graph computes the range for each call's size
+        attrs = {"start": start, "end": end, "step": step, "dtype": d, "device": out.device}
+        tracer.record_factory("arange", out, attrs)
+    return _requires_grad(out, requires_grad)
 
 
 def linspace(

@@ -19,7 +19,7 @@ from fusejit.base import dtypes as dt
 from fusejit.base.errors import DeviceError, DimError, DTypeError, ShapeError, fmt_shape
 from fusejit.base.shapes import broadcast_shapes, int_arg, norm_dim
 from fusejit.eager import autograd, dispatch, recording
-from fusejit.eager.creation import full
+from fusejit.eager.creation import arange, full
 from fusejit.eager.elementwise import cast, where
 from fusejit.eager.grad_mode import MODE
 from fusejit.eager.inplace import scalar_as, write_inplace
@@ -75,10 +75,9 @@ def getitem(x, index):
         _check_index(x, enc)
         return dispatch.apply(GETITEM, (x,), {"index": enc})
     # advanced indexing: tensors as indices
-    tracer = recording.TRACER
-    if tracer is not None:
-        tracer.unsupported("indexing with tensors or lists")
     parts = index if isinstance(index, tuple) else (index,)
+    if recording.TRACER is not None:
+        return _traced_advanced_getitem(x, parts)
     conv = []
     for p in parts:
         if isinstance(p, Tensor):
@@ -94,6 +93,173 @@ def getitem(x, index):
     except IndexError as e:
         raise DimError(f"getitem: {e}") from None
     return Tensor._wrap(r, x.dtype, x.device)
+
+
+def _traced_advanced_getitem(x, parts: tuple):
+    """``x[parts]`` with int tensor (or list) indices, written with recorded ops so that a trace
+    holds it: the basic part as a ``getitem`` view, then one ``index_select`` along the indexed
+    dims (flattened into one when there are several, moved to the front when they are not next
+    to each other, as numpy places them), and a reshape to the result's shape. Negative indices
+    count from the end; one out of range is a DimError where the graph runs."""
+    conv = []
+    for p in parts:
+        if isinstance(p, (list, np.ndarray)) or (
+            isinstance(p, Tensor) is False and hasattr(p, "__len__") and not isinstance(p, str)
+        ):
+            a = np.asarray(p)
+            if not len(p) or a.dtype.kind not in "iub":
+                raise DimError(f"getitem: cannot index with {describe_index(parts)}")
+            a = a.astype(np.bool_ if a.dtype.kind == "b" else np.int64)
+            p = _on(x, a, dt.bool_ if a.dtype.kind == "b" else dt.int64)
+        if isinstance(p, Tensor):
+            if p.device is not x.device:
+                raise DeviceError(f"getitem: index on {p.device} for a tensor on {x.device}")
+            if p.dtype is dt.bool_:
+                if len(parts) != 1:
+                    recording.TRACER.unsupported(
+                        "indexing with a bool mask among other indices (only x[mask] traces)"
+                    )
+                return _traced_mask_getitem(x, p)
+            if p.dtype.kind not in "iu":
+                raise DimError(f"getitem: tensors used as indices must be integers, got "
+                               f"{p.dtype.name}")  # fmt: skip
+        conv.append(p)
+    # with tensor indices, ints are indices of the same kind (0-d), as numpy (and so eager)
+    # places them: x[1, :, i] puts i's dims first
+    conv = [
+        _on(x, np.asarray(p, np.int64), dt.int64)
+        if isinstance(p, (builtins.int, np.integer)) and not isinstance(p, builtins.bool)
+        else p
+        for p in conv
+    ]
+    n_used = builtins.sum(1 for p in conv if p is not None and p is not Ellipsis)
+    if n_used > x.ndim:
+        raise DimError(f"getitem: too many indices for a tensor of {x.ndim} dims ({n_used} given)")
+    basic, where_at, tensors, out_dim, seen_ellipsis = [], [], [], 0, False
+    for p in conv:
+        if p is Ellipsis:
+            if seen_ellipsis:
+                raise DimError("getitem: an index can only have a single ellipsis")
+            seen_ellipsis = True
+            k = x.ndim - n_used
+            basic.append(Ellipsis)
+            out_dim += k
+        elif p is None:
+            basic.append(None)
+            out_dim += 1
+        elif isinstance(p, Tensor):
+            basic.append(slice(None))
+            where_at.append(out_dim)
+            tensors.append(p)
+            out_dim += 1
+        else:
+            basic.append(p)
+            if isinstance(p, slice):
+                out_dim += 1
+    plain = all(isinstance(b, slice) and b == slice(None) for b in basic)
+    y = x if plain else getitem(x, tuple(basic))  # the basic part: a view
+    if where_at != list(range(where_at[0], where_at[0] + len(where_at))):
+        # indexed dims apart: numpy puts the indexed result first
+        rest = [d for d in range(y.ndim) if d not in where_at]
+        y = y.permute(*where_at, *rest)
+        where_at = list(range(len(where_at)))
+    first = where_at[0]
+    sizes = [y.shape[d] for d in where_at]
+    bshape = broadcast_shapes(*[t.shape for t in tensors])
+    flat = None
+    total = 1
+    for n in sizes:
+        total = total * n
+    stride = total
+    bad = None
+    for t, n in zip(tensors, sizes):
+        stride = stride // n
+        t = cast(t, dt.int64) if t.dtype is not dt.int64 else t
+        t = where(t < 0, t + n, t)  # negative: from the end
+        if len(tensors) > 1:
+            out = (t < 0) | (t >= n)
+            bad = out if bad is None else bad | out
+        term = t * stride if stride != 1 else t
+        flat = term if flat is None else flat + term
+    if bad is not None:  # one index out of range: the whole position is (index_select raises)
+        flat = where(bad, total, flat)
+    pre, post = tuple(y.shape[:first]), tuple(y.shape[first + len(sizes) :])
+    if len(sizes) > 1:
+        y = reshape(y, *pre, total, *post)
+    flat = expand(flat, *bshape) if tuple(flat.shape) != tuple(bshape) else flat
+    rows = index_select(y, first, reshape(flat, -1))
+    return reshape(rows, *pre, *bshape, *post)
+
+
+def _traced_setitem(tracer, x, index, value) -> None:
+    """``x[index] = value`` in a trace, as a new value of ``x``: ``index_put`` of the written
+    positions (those of ``arange(numel).reshape(x.shape)[index]``) into ``x`` flattened. The
+    tracer then reads that value wherever ``x`` is used. Refused for what the graph cannot
+    write back: an input, a tensor read from outside that the graph already reads, a view, or
+    a tensor a view was taken of (the view would not see the write)."""
+    if not tracer.knows(x):
+        tracer.snapshot(x)  # made by the function (or a global it writes): its values now
+    elif not tracer.may_write(x):
+        tracer.unsupported(
+            "assignment into an input or a tensor the function reads from outside "
+            "(__setitem__: the graph would not write back into it)"
+        )
+    if x._data.base is not None or tracer.viewed(x):
+        tracer.unsupported(
+            "assignment into a view or into a tensor a view was taken of (__setitem__: the "
+            "other views would not see the write)"
+        )
+    if isinstance(value, Tensor):
+        if value.device is not x.device:
+            raise DeviceError(f"setitem: value on {value.device} for a tensor on {x.device}")
+        v = value if value.dtype is x.dtype else cast(value, x.dtype)
+    else:
+        v = full((), scalar_as("setitem", x.dtype, value), dtype=x.dtype, device=x.device)
+    shape = x.shape
+    n = x.numel()
+    pos = reshape(arange(n, device=x.device), *shape)[index]
+    if tuple(v.shape) != tuple(pos.shape):
+        try:
+            v = expand(v, *pos.shape)
+        except ShapeError:
+            raise ShapeError(
+                f"setitem: a value of shape {fmt_shape(v.shape)} does not fit the "
+                f"{fmt_shape(pos.shape)} places written in a tensor of shape {fmt_shape(shape)}"
+            ) from None
+    new = reshape(index_put(reshape(x, -1), (reshape(pos, -1),), reshape(v, -1)), *shape)
+    tracer.rebind(x, new)
+
+
+def mask_positions(mask: Tensor) -> Tensor:
+    """The flat positions (int64, 1-d) of the true entries of a 1-d bool tensor."""
+    xp = mask.device.backend.xp
+    pos = xp.flatnonzero(mask._data).astype(xp.int64)
+    return Tensor._wrap(pos, dt.int64, mask.device)
+
+
+def _traced_mask_getitem(x, mask):
+    """``x[mask]`` in a trace: ``index_select`` of the mask's true positions (a
+    ``mask_positions`` node, whose length is a symbol bound when the graph runs) from ``x``
+    with the mask's dims flattened into one."""
+    k = mask.ndim
+    if tuple(mask._data.shape) != tuple(x._data.shape[:k]):
+        raise DimError(
+            f"getitem: a mask of shape {fmt_shape(mask.shape)} does not fit a tensor of shape "
+            f"{fmt_shape(x.shape)}"
+        )
+    flat = reshape(mask, -1)
+    pos = mask_positions(flat)
+    recording.TRACER.record_mask_positions(flat, pos)
+    return index_select(reshape(x, -1, *x.shape[k:]), 0, pos)
+
+
+def _on(x, arr: np.ndarray, dtype) -> Tensor:
+    """A numpy array as a tensor on ``x``'s device (a constant of the trace)."""
+    return Tensor._wrap(x.device.backend.from_numpy(arr), dtype, x.device)
+
+
+def describe_index(parts) -> str:
+    return ", ".join(type(p).__name__ for p in parts)
 
 
 def _getitem_by_positions(x, index: tuple):
@@ -112,9 +278,12 @@ def _getitem_by_positions(x, index: tuple):
 def setitem(x, index, value) -> None:
     """``x[index] = value``, writing through to the storage ``x`` shares with its base."""
     tracer = recording.TRACER
-    if tracer is not None:
-        tracer.unsupported("assignment into a tensor (__setitem__)")
     parts = index if isinstance(index, tuple) else (index,)
+    if tracer is not None:
+        _traced_setitem(tracer, x, index, value)
+        with recording.recording(None):  # the write itself, as eager does, unrecorded
+            setitem(x, index, value)
+        return
     for p in parts:
         if isinstance(p, slice) and p.step is not None and p.step <= 0:
             # (as getitem and PyTorch: numpy would write the values reversed)

@@ -48,7 +48,10 @@ from fusejit.ops.movement import (
 
 
 def _infer_shape(name: str, x, shape: tuple) -> tuple:
-    n, p = x._data.size, math.prod(shape)  # the common cases first, as the general code says
+    # the common cases first, as the general code says; while a trace records, the size
+    # may be an expression over dynamic dims (numel)
+    n = x._data.size if recording.TRACER is None else x.numel()
+    p = math.prod(shape)
     if p == n and -1 not in shape and min(shape, default=0) >= 0:
         return shape
     if p < 0 and shape.count(-1) == 1 and min(shape) == -1 and not n % p:  # one -1

@@ -23,6 +23,7 @@ from fusejit.base.errors import (
     fmt_shape,
 )
 from fusejit.base.shapes import describe, norm_dim
+from fusejit.eager import recording as _recording
 from fusejit.eager.recording import read_value_hook
 
 _POOL_IDS = _HOST_POOL.ids
@@ -94,6 +95,9 @@ class Tensor:
     # ---- metadata ---------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        tracer = _recording.TRACER
+        if tracer is not None and hasattr(tracer, "shape_of"):
+            return tracer.shape_of(self)  # sizes of dynamic dims as SymInt (base/symbolic.py)
         return self._data.shape
 
     @property
@@ -116,16 +120,28 @@ class Tensor:
         return self._device.type == "cuda"
 
     def size(self, dim: int | None = None):
-        if dim is None:
-            return self._data.shape
-        return self._data.shape[norm_dim("size", dim, self.ndim)]
+        tracer = _recording.TRACER
+        if tracer is not None and hasattr(tracer, "shape_of"):
+            shape = tracer.shape_of(self, 3)
+        else:
+            shape = self._data.shape
+        return shape if dim is None else shape[norm_dim("size", dim, self.ndim)]
 
     def numel(self) -> int:
+        tracer = _recording.TRACER
+        if tracer is not None and hasattr(tracer, "shape_of"):
+            n = 1
+            for s in tracer.shape_of(self, 3):  # (dynamic dims: an expression over the sizes)
+                n = s * n
+            return n
         return int(self._data.size)
 
     def __len__(self) -> int:
         if self.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
+        tracer = _recording.TRACER
+        if tracer is not None and hasattr(tracer, "shape_of"):
+            return tracer.shape_of(self, 3)[0]
         return self._data.shape[0]
 
     def is_contiguous(self) -> bool:
@@ -203,8 +219,27 @@ class Tensor:
             return arr.astype(dtype)
         return arr.copy() if copy else arr
 
-    def __dlpack__(self, *args, **kwargs):
-        return self._data.__dlpack__(*args, **kwargs)
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """The DLPack capsule of the tensor's memory (numpy's or cupy's export does the work):
+        ``copy=True`` exports a copy, ``copy=False`` refuses one; ``dl_device=(1, 0)`` exports
+        a GPU tensor's copy in host memory; ``stream`` is the consumer's CUDA stream."""
+        data = self._data
+        kwargs = {}
+        if max_version is not None:
+            kwargs["max_version"] = max_version
+        if dl_device is not None and tuple(dl_device) != tuple(self.__dlpack_device__()):
+            if int(dl_device[0]) != 1:
+                raise BufferError(f"__dlpack__: cannot export a tensor on {self._device} to "
+                                  f"DLPack device {tuple(dl_device)}")  # fmt: skip
+            if copy is False:
+                raise BufferError(f"__dlpack__: exporting a tensor on {self._device} to the "
+                                  "host copies it (copy=False)")  # fmt: skip
+            data, copy = self._device.backend.to_numpy(data), None
+        elif stream is not None and self._device.type != "cpu":
+            kwargs["stream"] = stream
+        if copy is not None:
+            kwargs["copy"] = copy
+        return data.__dlpack__(**kwargs)
 
     def __dlpack_device__(self):
         return self._data.__dlpack_device__()

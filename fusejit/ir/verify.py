@@ -7,8 +7,9 @@ from fusejit.ir.control import CONTROL_OPS, verify_node
 from fusejit.ir.graph import Block, Const, Graph, TensorType, Value
 from fusejit.ops.registry import OPS
 
-# the ops a graph may name besides the op table's: fused regions, frozen tensors, control
-JIT_OPS = frozenset({"fused", "constant"}) | CONTROL_OPS
+# the ops a graph may name besides the op table's: fused regions, frozen tensors, control,
+# ``arange`` of symbolic sizes (dynamic dims), ``mask_positions`` (a bool mask's true entries)
+JIT_OPS = frozenset({"fused", "constant", "arange", "mask_positions"}) | CONTROL_OPS
 
 
 class VerifyError(AssertionError):

@@ -4,6 +4,15 @@ archives. ``fusejit.jit.trace`` and ``fusejit.jit.script`` are the functions, as
 """
 
 from fusejit.jit.api import TracedFunction, trace
-from fusejit.jit.scripting import ScriptError, script
+
+
+def __getattr__(name: str):
+    # the script front end is imported on first use (PEP 562): tracing does not need it
+    if name in ("script", "ScriptError"):
+        from fusejit.jit import scripting
+
+        return getattr(scripting, name)
+    raise AttributeError(f"module 'fusejit.jit' has no attribute {name!r}")
+
 
 __all__ = ["trace", "script", "TracedFunction", "ScriptError"]

@@ -25,6 +25,7 @@ from fusejit.jit.check import (
     recorded_values,
 )
 from fusejit.jit.control import optimize_blocks
+from fusejit.jit.foreign import runner_for
 from fusejit.jit.graph_info import module_tensor_names, name_captured
 from fusejit.jit.interpret import interpret
 from fusejit.jit.passes.cleanup import cse, dce
@@ -207,9 +208,15 @@ class TracedFunction:
             plan = self.plan
             reason = plan.check(args)
             if reason is not None:
+                runner = runner_for(args)  # a Dask array: the function over its blocks
+                if runner is not None:
+                    return runner(self.fn, args)
                 raise GuardError(f"traced function called with other inputs than traced: {reason}")
             outs = plan.run(args, self.graph.captured)
             return outs[0] if self._single_out else tr.unflatten_outputs(self.out_spec, outs)
+        runner = runner_for(args)
+        if runner is not None:
+            return runner(self.fn, args)
         spec, tensors = tr.flatten_inputs(args)
         if spec != self.in_spec:
             raise TraceError(

@@ -147,6 +147,10 @@ def _entries_of(obj) -> tuple[str, str, list]:
     if isinstance(obj, TracedFunction):
         return "traced", obj.__name__, [("traced", obj.raw_graph, obj.in_spec, obj.out_spec,
                                          obj.plan)]  # fmt: skip
+    if isinstance(obj, (list, tuple)) and obj and all(isinstance(f, TracedFunction) for f in obj):
+        # one function traced for several input signatures (the chunk shapes of a Dask array)
+        return "traced", obj[0].__name__, [("traced", f.raw_graph, f.in_spec, f.out_spec, f.plan)
+                                           for f in obj]  # fmt: skip
     if isinstance(obj, Module) and not isinstance(obj, type):
         fwd = obj.__dict__.get("forward") or getattr(obj, "forward", None)
         ex = getattr(obj, "_fusejit_executor", None)
@@ -187,7 +191,10 @@ def save(obj, path, *, kernels: bool = True) -> None:
 
     The archive holds every compiled input signature's graph (control flow included), the
     tensors they read (parameters, buffers, constants), the input / output structures and,
-    with ``kernels``, the compiled kernels built so far.
+    with ``kernels``, the compiled kernels built so far. A list of traced functions (one
+    function traced for several signatures) saves as one archive whose ``load`` runs each.
+    ``path`` is a file name or a binary file opened for writing (``io.BytesIO`` gives the
+    archive as bytes: ``fusejit.dask`` ships functions to Dask workers so).
 
     >>> import fusejit, os, tempfile
     >>> f = fusejit.trace(lambda x: (x * 2).exp(), fusejit.ones(3))
@@ -232,7 +239,14 @@ def save(obj, path, *, kernels: bool = True) -> None:
     manifest = {"format": FORMAT, "version": VERSION, "kind": kind, "name": name,
                 "entries": meta, "tensors": tensor_meta}  # fmt: skip
     kfiles = _kernel_files(entries) if kernels else []
-    _write_atomically(Path(path), lambda f: _write_zip(f, manifest, graphs, tensors, kfiles))
+    if hasattr(path, "write") and not isinstance(path, (str, bytes, os.PathLike)):
+        _write_zip(path, manifest, graphs, tensors, kfiles)
+        return
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"save: path must be a file name (str or os.PathLike) or a binary "
+                        f"file, not {type(path).__name__}")  # fmt: skip
+    _write_atomically(Path(os.fsdecode(path)), lambda f: _write_zip(f, manifest, graphs, tensors,
+                                                                    kfiles))  # fmt: skip
 
 
 def _write_zip(f, manifest: dict, graphs: list, tensors: list, kfiles: list) -> None:
@@ -326,6 +340,7 @@ class _Entry:
         self.flavor, self.raw, self.in_spec, self.out_spec = flavor, raw, in_spec, out_spec
         self.graph = optimize_graph(raw, _target_of(raw))
         self.plan = Plan(self.graph)
+        self.shapes = tuple(tuple(p.type.shape) for p in raw.inputs)
 
 
 class LoadedFunction:
@@ -363,7 +378,12 @@ class LoadedFunction:
 
     def __call__(self, *args):
         problems = []
-        for e in self.entries:
+        entries = self.entries
+        if len(entries) > 1:  # a signature traced at exactly these shapes first
+            _, flat = tr.flatten_inputs(args)
+            shapes = tuple(tuple(t.shape) if isinstance(t, Tensor) else None for t in flat)
+            entries = sorted(entries, key=lambda e: e.shapes != shapes)
+        for e in entries:
             if e.flavor == "traced":
                 spec, tensors = tr.flatten_inputs(args)
                 if spec != e.in_spec:

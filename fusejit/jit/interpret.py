@@ -6,6 +6,8 @@ It is the spec: every compiled result is tested against it.
 from __future__ import annotations
 
 from fusejit.eager import dispatch
+from fusejit.eager.creation import arange
+from fusejit.eager.indexing import mask_positions
 from fusejit.ir.control import CONTROL_OPS
 from fusejit.ir.graph import Block, Const, Graph
 from fusejit.jit.control import interpret_node
@@ -15,6 +17,14 @@ def run_block(block: Block, env: dict) -> list:
     for n in block.nodes:
         if n.op == "constant":
             env[n.outputs[0]] = n.attr("value")
+            continue
+        if n.op == "mask_positions":
+            env[n.outputs[0]] = mask_positions(env[n.inputs[0]])
+            continue
+        if n.op == "arange":  # (sizes of dynamic dims: their traced values)
+            a = n.attr_dict
+            env[n.outputs[0]] = arange(int(a["start"]), int(a["end"]), int(a["step"]),
+                                       dtype=a["dtype"], device=a["device"])  # fmt: skip
             continue
         if n.op in CONTROL_OPS:
             interpret_node(n, env, run_block)

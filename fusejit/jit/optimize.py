@@ -6,9 +6,10 @@ other argument its type and value, plus the training flags of the modules involv
 ``warmup`` calls of a signature run eager. Then the signature is traced and compiled, and later
 calls run the compiled plan. A plan whose graph is shape-generic (elementwise ops and
 reductions only) serves every size with the same rank and broadcast pattern (which dims are 1);
-other plans serve one exact shape, and a new shape fails their guards and re-specializes.
+other plans serve one exact shape, and a new shape fails their guards and re-specializes, once
+with the changed dims symbolic (``dynamic``): that graph then serves their later sizes.
 
-What a trace cannot capture (in-place ops, tensor indexing, Python branching on tensor values,
+What a trace cannot capture (in-place ops, bool-mask indexing, Python branching on tensor values,
 non-tensor results, dropout in training mode) runs eager for that signature, and the reason is
 kept for ``fusejit.explain``. ``strict=True`` raises ``TraceError`` instead.
 
@@ -39,6 +40,7 @@ from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
 from fusejit.jit.api import TracedFunction
 from fusejit.jit.check import check_outputs
+from fusejit.jit.foreign import runner_for
 from fusejit.jit.graph_info import graph_info, module_tensor_names, name_captured
 from fusejit.jit.runtime import GuardError
 from fusejit.nn import Module, _Version
@@ -46,7 +48,7 @@ from fusejit.store import CACHE, debug_level
 
 log = logging.getLogger("fusejit")
 
-__all__ = ["optimize", "Executor", "OptimizedModule", "OptimizeWarning"]
+__all__ = ["optimize", "mark_dynamic", "Executor", "OptimizedModule", "OptimizeWarning"]
 
 _FAST_LIMIT = 4096  # exact-signature memo entries kept before the memo is reset
 
@@ -219,6 +221,7 @@ class Specialization:
         "label", "status", "calls", "eager_calls", "traced", "reason", "why", "generic", "call",
         "kernels", "trace_seconds", "compile_seconds", "param_ids", "pkey", "info", "warmup_runs",
         "timings",
+        "dynamic",
     )  # fmt: skip
 
     def __init__(self, label: str, pkey) -> None:
@@ -239,6 +242,7 @@ class Specialization:
         self.param_ids: frozenset = frozenset()
         self.info: dict | None = None  # explain's view of a dropped plan
         self.timings: dict = {}  # trace, passes, compile, first run, check (seconds)
+        self.dynamic: dict = {}  # input tensor index -> dims traced as symbolic sizes
 
     def __repr__(self) -> str:
         return f"<Specialization {self.label}: {self.status}>"
@@ -251,7 +255,7 @@ class Executor:
 
     def __init__(self, fn, *, module: Module | None = None, warmup: int = 2,
                  strict: bool = False, max_specializations: int = 8,
-                 warn: bool = True) -> None:  # fmt: skip
+                 warn: bool = True, dynamic: bool | None = None) -> None:  # fmt: skip
         if warmup < 0 or max_specializations < 0:
             raise ValueError("optimize: warmup and max_specializations must be >= 0")
         self._fn = fn
@@ -264,6 +268,10 @@ class Executor:
         self.strict = bool(strict)
         self.max_specializations = int(max_specializations)
         self.warn = bool(warn)
+        if dynamic not in (None, True, False):
+            raise ValueError(f"optimize: dynamic must be True, False or None, got {dynamic!r}")
+        self.dynamic = dynamic
+        self._static_only = False  # a trace with dynamic dims failed: specialize from then on
         self._lock = threading.RLock()  # held while deciding and specializing
         self._fast: dict = {}  # exact signature -> Specialization (compiled or eager)
         self._by_pattern: dict = {}  # pattern signature -> latest Specialization
@@ -328,6 +336,9 @@ class Executor:
     def _slow(self, args, names):
         gate = _GATE
         target = self._target(names)
+        runner = runner_for(args)  # a Dask array: the function over its blocks
+        if runner is not None:
+            return runner(target, args)
         if recording.TRACER is not None and gate.writer in (None, threading.get_ident()):
             # inside a trace on this thread (ours or a direct fusejit.trace): run eagerly so
             # the ops are recorded into the enclosing trace
@@ -368,6 +379,7 @@ class Executor:
             return "call", spec
         spec = self._by_pattern.get(pkey)
         why = None
+        dynamic = None
         if spec is not None and spec.status == "compiled":
             _, tensors = tr.flatten_inputs(_plain(args))
             reason = spec.traced.plan.check(tensors)
@@ -376,12 +388,15 @@ class Executor:
                 return "call", spec
             why = f"guard failure: {reason}"
             self._event("guard_failure", spec.label, reason)
+            if self.dynamic is None:  # only sizes differ (same pattern): make them symbolic
+                dynamic = _changed_dims(spec, tensors)
             spec = None
         elif spec is not None and spec.status == "eager":
             self._memo(key, spec)
             return "call", spec
         if spec is None:
             spec = Specialization(_describe(args, names) + self._mode_label(), pkey)
+            spec.dynamic = dynamic or {}
             self._specs.append(spec)
             if why is None and pkey in self._invalidated:
                 why = self._invalidated.pop(pkey)
@@ -428,7 +443,16 @@ class Executor:
                 with warnings.catch_warnings():
                     # value reads are recorded by the tracer and become the fallback reason
                     warnings.simplefilter("ignore", tr.TracerWarning)
-                    graph, in_spec, out_spec, eager_out, tracer = tr.capture(target, plain)
+                    dims = self._dynamic_dims(spec, tensors)
+                    try:
+                        graph, in_spec, out_spec, eager_out, tracer = tr.capture(
+                            target, plain, dims or None
+                        )
+                    except tr.SymbolicShapeError as e:  # specialize these sizes instead
+                        self._event("static", spec.label, str(e))
+                        spec.dynamic = {}
+                        self._static_only = True  # (later sizes: not tried again)
+                        graph, in_spec, out_spec, eager_out, tracer = tr.capture(target, plain)
             finally:
                 _Version.seen = None
                 _GATE.end_write()
@@ -548,6 +572,21 @@ class Executor:
             self._lock.release()
         return self._slow(args, names)
 
+    def _dynamic_dims(self, spec, tensors) -> dict:
+        """Input tensor index -> the dims to trace as symbolic sizes (``dynamic``)."""
+        if self.dynamic is False or self._static_only:
+            return {}
+        if self.dynamic is True:
+            dims = {i: set(range(t.ndim)) for i, t in enumerate(tensors)}
+        else:
+            dims = {i: set(d) for i, d in spec.dynamic.items()}
+        for i, t in enumerate(tensors):
+            marked = _marked(t)
+            if marked:
+                dims.setdefault(i, set()).update(marked)
+        spec.dynamic = {i: tuple(sorted(d)) for i, d in dims.items() if d}
+        return spec.dynamic
+
     # ---- bookkeeping ------------------------------------------------------------------------
     def _memo(self, key, spec) -> None:
         if len(self._fast) >= _FAST_LIMIT:
@@ -623,6 +662,53 @@ class Executor:
         for k in [k for k, s in self._by_pattern.items() if s is spec]:
             del self._by_pattern[k]
             self._invalidated[k] = why
+
+
+def _changed_dims(spec, tensors) -> dict:
+    """The dims whose sizes differ from those ``spec`` was traced with, joined with those it
+    already traced as symbolic: what the next trace makes symbolic."""
+    dims = {i: set(d) for i, d in spec.dynamic.items()}
+    plan = spec.traced.plan
+    for i, (t, guard) in enumerate(zip(tensors, plan.guards)):
+        shape = guard[4]
+        if isinstance(t, Tensor) and t.ndim == len(shape):
+            for k, (a, b) in enumerate(zip(t._data.shape, shape)):
+                if a != int(b):
+                    dims.setdefault(i, set()).add(k)
+    return {i: tuple(sorted(d)) for i, d in dims.items() if d}
+
+
+# tensors given to mark_dynamic: id -> (weak reference, dims)
+_MARKED: dict = {}
+
+
+def _marked(t) -> set:
+    entry = _MARKED.get(id(t))
+    if entry is None or entry[0]() is not t:
+        return set()
+    return entry[1]
+
+
+def mark_dynamic(t: Tensor, dim) -> None:
+    """Make dim ``dim`` (an int or a sequence of ints) of ``t`` a symbolic size when a function
+    that ``fusejit.optimize`` wraps is traced with ``t`` as an input: the graph then serves every
+    size of that dim (``torch._dynamo.mark_dynamic``). Sizes 0 and 1 stay specialized.
+
+    >>> import fusejit
+    >>> x = fusejit.ones(2, 5)
+    >>> fusejit.mark_dynamic(x, 1)
+    """
+    import weakref
+
+    from fusejit.base.shapes import norm_dim
+
+    if not isinstance(t, Tensor):
+        raise TypeError(f"mark_dynamic: expected a tensor, got {type(t).__name__}")
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    dims = {norm_dim("mark_dynamic", d, t.ndim) for d in dims}
+    key = id(t)
+    ref = weakref.ref(t, lambda _r, k=key: _MARKED.pop(k, None))
+    _MARKED[key] = (ref, _marked(t) | dims)
 
 
 # frames in these folders are the library's own; a warning names the first frame outside them
@@ -804,7 +890,8 @@ class OptimizedModule(Module):
 
 
 def optimize(model_or_fn=None, *, warmup: int = 2, strict: bool = False,
-             max_specializations: int = 8, warn: bool = True):  # fmt: skip
+             max_specializations: int = 8, warn: bool = True,
+             dynamic: bool | None = None):  # fmt: skip
     """Wrap a function or ``nn.Module`` so that its hot input signatures run compiled.
 
     The first ``warmup`` calls of each signature run eager; the next one is traced and
@@ -815,6 +902,13 @@ def optimize(model_or_fn=None, *, warmup: int = 2, strict: bool = False,
     it (``warn=False``, or a warnings filter, keeps quiet).
     ``fusejit.explain`` reports what happened. Works as a decorator, with or without options.
 
+    ``dynamic`` (as ``torch.compile``'s): None (automatic) compiles the first hot signature for
+    its exact sizes and, when a later call fails the guards only because sizes changed, traces
+    once more with those dims as symbolic sizes (``s0``, ...), a graph that then serves every
+    size they take (within the guards on what it assumed, e.g. ``T <= 256`` from a slice);
+    True makes every dim of size 2 or more symbolic from the first trace; False always
+    specializes. ``fusejit.mark_dynamic(t, dim)`` makes one dim symbolic from the start.
+
     >>> import fusejit
     >>> @fusejit.optimize(warmup=1)
     ... def f(x):
@@ -824,8 +918,10 @@ def optimize(model_or_fn=None, *, warmup: int = 2, strict: bool = False,
     """
     if model_or_fn is None:
         return functools.partial(optimize, warmup=warmup, strict=strict,
-                                 max_specializations=max_specializations, warn=warn)  # fmt: skip
-    opts = dict(warmup=warmup, strict=strict, max_specializations=max_specializations, warn=warn)
+                                 max_specializations=max_specializations, warn=warn,
+                                 dynamic=dynamic)  # fmt: skip
+    opts = dict(warmup=warmup, strict=strict, max_specializations=max_specializations, warn=warn,
+                dynamic=dynamic)  # fmt: skip
     if isinstance(model_or_fn, OptimizedModule):
         model_or_fn = model_or_fn._orig_mod
     if isinstance(model_or_fn, Module):

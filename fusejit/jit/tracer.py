@@ -15,10 +15,12 @@ import warnings
 
 import numpy as np
 
+from fusejit.base import symbolic
 from fusejit.base.device import Device
 from fusejit.base.dtypes import DType
 from fusejit.base.errors import TraceError, TracerWarning
 from fusejit.base.shapes import describe
+from fusejit.base.symbolic import SymInt, is_symbolic, resolve, symbols_of
 from fusejit.eager import recording
 from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
@@ -27,11 +29,21 @@ from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freez
 _trace_lock = threading.RLock()  # the tracer hook is process-wide: one trace at a time
 
 
+class SymbolicShapeError(TraceError):
+    """A trace with dynamic dims met a size it cannot express over the symbols."""
+
+
 class Tracer:
     """Records ops into a graph. The hook is process-wide (``fusejit.eager.recording``) but a tracer
-    only acts on the thread that started it: other threads run eager, unrecorded."""
+    only acts on the thread that started it: other threads run eager, unrecorded.
 
-    def __init__(self) -> None:
+    ``dynamic`` maps the index of an input tensor to the dims whose sizes are symbolic: their
+    sizes are ``SymInt`` (``s0``, ``s1``, ...; equal sizes share a symbol, as torch's duck
+    sizing) in the values' types and in what ``Tensor.shape`` gives while recording, and the
+    result shapes of each op are expressions over them (``shape_rules`` fitted and checked at
+    other values of the symbols)."""
+
+    def __init__(self, dynamic: dict | None = None) -> None:
         self.owner = threading.get_ident()
         self.values: dict[int, Value] = {}
         self.keep: list = []  # tensors seen, kept alive so their ids stay unique
@@ -44,15 +56,50 @@ class Tracer:
         # called on, and results of ops recorded with grad mode off
         self.detached: list[Value] = []
         self.no_grad: list[Value] = []
+        self.dynamic = dynamic or {}
+        self.symbolic = bool(self.dynamic)
+        self.shape_reads = False  # user code read a recorded tensor's shape
+        self._writable: set = set()  # values a write may replace (snapshots, their rebinds)
+        self._viewed: set = set()  # values an op returned a view of
+        self.symbols: list = []  # (name, input index, dim)
+        self.guards: list = []  # symbolic.Guard
+        self.checks: list = []  # (op name, input shapes, attrs, result shapes) to re-check
+        self._by_hint: dict = {}
+        self.data_symbols: list = []  # sizes a node computes from values (mask_positions)
 
     def knows(self, t: Tensor) -> bool:
         return self.owner == threading.get_ident() and id(t) in self.values
 
     def _type(self, t: Tensor) -> TensorType:
-        return TensorType(t.dtype, tuple(t.shape), t.device)
+        return TensorType(t.dtype, tuple(t._data.shape), t.device)
+
+    def shape_of(self, t: Tensor, depth: int = 3) -> tuple:
+        """``t.shape`` while recording: symbolic sizes where dims are dynamic. Notes a read of
+        a recorded tensor's shape by user code: a graph whose Python used a size is not
+        served to other sizes without guards (``Plan.shape_generic``)."""
+        v = self.values.get(id(t)) if self.owner == threading.get_ident() else None
+        if v is None:
+            return t._data.shape
+        if not self.shape_reads and symbolic._from_user(depth):
+            self.shape_reads = True
+        return v.type.shape
 
     def add_input(self, t: Tensor, hint: str) -> Value:
-        v = Value(self._type(t), hint)
+        ty = self._type(t)
+        dims = self.dynamic.get(len(self.params), ())
+        if dims:
+            shape = list(ty.shape)
+            for d in dims:
+                n = shape[d]
+                if n < 2:  # sizes 0 and 1 stay specialized (broadcasting), as torch's
+                    continue
+                sym = self._by_hint.get(n)
+                if sym is None:
+                    sym = self._by_hint[n] = SymInt.symbol(f"s{len(self._by_hint)}", n)
+                self.symbols.append((str(sym), len(self.params), d))
+                shape[d] = sym
+            ty = TensorType(ty.dtype, tuple(shape), ty.device)
+        v = Value(ty, hint)
         self.values[id(t)] = v
         self.keep.append(t)
         self.params.append(v)
@@ -71,12 +118,27 @@ class Tracer:
         if self.owner != threading.get_ident():
             return
         inputs = tuple(self.value_of(a) if isinstance(a, Tensor) else Const(a) for a in args)
+        types = [self._type(t) for t in outs]
+        if self.symbolic:
+            if any(isinstance(a, SymInt) for a in args) or (
+                op.kind == "elementwise" and is_symbolic(attrs)
+            ):
+                # a size as an operand would be compiled into a kernel as a constant
+                raise SymbolicShapeError(
+                    f"trace: {op.name} takes a dynamic size as an operand; it is specialized"
+                )
+            types = self._symbolic_types(op, inputs, attrs, types)
         outputs = []
-        for t in outs:
-            v = Value(self._type(t))
+        for t, ty in zip(outs, types):
+            v = Value(ty)
             self.values[id(t)] = v
             self.keep.append(t)
             outputs.append(v)
+            base = t._data.base
+            if base is not None:  # a view: its source may not be written in the graph
+                for a, iv in zip(args, inputs):
+                    if isinstance(a, Tensor) and (base is a._data or base is a._data.base):
+                        self._viewed.add(iv)
         self.nodes.append(Node(op.name, inputs, freeze_attrs(attrs), tuple(outputs)))
         if not MODE.enabled:
             self.no_grad.extend(outputs)
@@ -86,6 +148,88 @@ class Tracer:
         if v is not None:
             self.detached.append(v)
 
+    def record_factory(self, name: str, out: Tensor, attrs: dict) -> None:
+        """A tensor made by a factory from symbolic sizes (``arange(T)``): a node with no
+        inputs, evaluated at each call (``jit/runtime.py``)."""
+        if self.owner != threading.get_ident():
+            return
+        start, end, step = attrs["start"], attrs["end"], attrs["step"]
+        n = (end - start + step - 1) // step if isinstance(step, int) and step > 0 else None
+        if not isinstance(n, SymInt) or int(n) != out._data.shape[0]:
+            raise SymbolicShapeError(f"trace: {name} of symbolic sizes {start}, {end}, {step}")
+        v = Value(TensorType(out.dtype, (n,), out.device))
+        self.values[id(out)] = v
+        self.keep.append(out)
+        self.checks.append((name, (), attrs, ((n,),)))
+        self.nodes.append(Node(name, (), freeze_attrs(attrs), (v,)))
+
+    def _symbolic_types(self, op, inputs, attrs, types) -> list:
+        shapes = [v.type.shape for v in inputs if isinstance(v, Value)]
+        names = sorted(symbols_of((shapes, attrs)))
+        if not names:
+            return types
+        try:
+            shapes_out = _fit_shapes(op, shapes, attrs, [t.shape for t in types], names,
+                                     self._hints(names))  # fmt: skip
+        except SymbolicShapeError:
+            raise
+        except Exception as e:  # a rule that cannot take the other sizes
+            raise SymbolicShapeError(
+                f"trace: the result shape of {op.name} cannot be expressed over the dynamic "
+                f"sizes {', '.join(names)} ({type(e).__name__}: {e})"
+            ) from None
+        if not _holds_for_all(op, shapes, attrs, shapes_out):  # re-checked per new size
+            self.checks.append((op.name, tuple(shapes), attrs, tuple(shapes_out)))
+        return [TensorType(t.dtype, s, t.device) for t, s in zip(types, shapes_out)]
+
+    def _hints(self, names) -> dict:
+        hints = {str(s): int(s) for s in self._by_hint.values()}
+        hints.update((str(s), int(s)) for s in self.data_symbols)
+        return {n: hints[n] for n in names}
+
+    def record_mask_positions(self, mask: Tensor, out: Tensor) -> None:
+        """``out``: the flat positions of the true entries of the 1-d bool ``mask``, a node
+        whose result's length is a symbol (``u0``) bound when the graph runs: the shapes that
+        depend on it are expressions over it, as over a dynamic dim."""
+        if self.owner != threading.get_ident():
+            return
+        u = SymInt.symbol(f"u{len(self.data_symbols)}", out._data.shape[0])
+        if int(u) < 2:  # (sizes 0 and 1 would broadcast: such a trace is refused)
+            self.unsupported(
+                f"indexing with a bool mask of {int(u)} true entries (a result of at most one "
+                "element broadcasts like no other)"
+            )
+        self.data_symbols.append(u)
+        self.symbolic = True
+        v = Value(TensorType(out.dtype, (u,), out.device))
+        inp = self.value_of(mask)
+        self.values[id(out)] = v
+        self.keep.append(out)
+        self.nodes.append(Node("mask_positions", (inp,), (("size", u),), (v,)))
+
+    # ---- writes (x[i] = v): a new value of x, recorded with index_put (eager/indexing.py) ----
+    def snapshot(self, t: Tensor) -> None:
+        """A tensor first met as the target of a write: its values now, as a constant."""
+        copy = Tensor._wrap(t._data.copy(), t.dtype, t.device)
+        self.values[id(t)] = self.value_of(copy)
+        self.keep.append(t)
+        self._writable.add(self.values[id(t)])
+
+    def may_write(self, t: Tensor) -> bool:
+        v = self.values[id(t)]
+        return v in self._writable or v not in self._params_set()
+
+    def _params_set(self) -> set:
+        return set(self.params) | {v for v, _ in self.captured}
+
+    def viewed(self, t: Tensor) -> bool:
+        return self.values[id(t)] in self._viewed
+
+    def rebind(self, t: Tensor, new: Tensor) -> None:
+        v = self.values[id(new)]
+        self.values[id(t)] = v
+        self._writable.add(v)
+
     def note_value_read(self, what: str, where: str) -> None:
         self.value_reads.append((what, where))
 
@@ -93,6 +237,146 @@ class Tracer:
         if self.owner != threading.get_ident():
             return
         raise TraceError(f"trace: {what} cannot be recorded into a graph")
+
+
+def _rule(op, shapes, attrs):
+    from fusejit.ops.shape_rules import out_shapes  # (numpy-heavy; only dynamic traces)
+
+    out = out_shapes(op, shapes, attrs)
+    if out is None:
+        raise SymbolicShapeError(f"trace: {op.name} has no shape rule for symbolic sizes")
+    return out
+
+
+# ops whose result dims are their inputs' dims, selected or moved by attributes that hold no
+# size (a reduction's dims, a permutation): their fitted shapes hold for every value of the
+# symbols, with nothing to re-check at a call
+_SELECTING = frozenset({"permute", "contiguous", "clone", "softmax", "layer_norm", "index_select",
+                        "flip", "roll", "tril", "triu", "cumsum", "cumprod", "logcumsumexp",
+                        "cummax", "cummin", "sort"})  # fmt: skip
+
+
+def _same_size(a, b) -> bool:
+    """Whether two sizes are equal for every value of the symbols (structurally)."""
+    d = a - b
+    return not isinstance(d, SymInt) and d == 0
+
+
+def _broadcasts(shapes, out) -> bool:
+    """Whether ``shapes`` broadcast to ``out`` for every value of the symbols: in each dim,
+    the entries that are not a static 1 are one expression (symbols are never 1)."""
+    n = len(out)
+    for k in range(1, n + 1):
+        want = out[-k]
+        for s in shapes:
+            if len(s) >= k and not (type(s[-k]) is int and s[-k] == 1):
+                if not _same_size(s[-k], want):
+                    return False
+    return True
+
+
+def _holds_for_all(op, shapes, attrs, outs) -> bool:
+    if symbols_of(attrs) and op.name not in ("view", "reshape"):
+        return False
+    if op.kind == "elementwise":
+        return len(outs) == 1 and _broadcasts(shapes, outs[0])
+    if op.kind == "reduction" or op.name in _SELECTING:
+        return True
+    if op.name == "matmul" and len(shapes) == 2 and min(len(shapes[0]), len(shapes[1])) >= 2:
+        a, b = shapes
+        return _same_size(a[-1], b[-2]) and _broadcasts([a[:-2], b[:-2]], outs[0][:-2])
+    if op.name in ("view", "reshape"):
+        shape = tuple(attrs["shape"])
+        if any(type(k) is int and k < 0 for k in shape):
+            return False
+        n_in, n_out = 1, 1
+        for k in shapes[0]:
+            n_in = k * n_in
+        for k in shape:
+            n_out = k * n_out
+        return _same_size(n_in, n_out) and all(_same_size(a, b) for a, b in zip(shape, outs[0]))
+    return False
+
+
+def _sizes_in(obj, out: dict) -> None:
+    if isinstance(obj, SymInt):
+        out.setdefault(obj.poly, obj)
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            _sizes_in(o, out)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            _sizes_in(o, out)
+
+
+def _fit_shapes(op, shapes, attrs, actual, names, hints) -> list:
+    """The result shapes of ``op`` as expressions over the symbols ``names``: what the shape
+    rule gives with symbolic inputs where it keeps them, else an affine fit per symbol, each
+    checked against the rule at other values of the symbols."""
+    at = [tuple(s) for s in _rule(op, resolve(shapes, hints), resolve(attrs, hints))]
+    if at != [tuple(s) for s in actual]:
+        raise SymbolicShapeError(f"trace: the shape rule of {op.name} differs from its result")
+    try:
+        with symbolic.tracing([]):  # comparisons by the hints, as while recording
+            direct = _rule(op, shapes, attrs)
+    except Exception:
+        direct = None
+    # other values of the symbols: each alone moved, and all moved together
+    probes = []
+    for delta in (1, 3, 2, 4, 6, 8, 12):
+        env = {n: h + delta for n, h in hints.items()}
+        try:
+            probes.append((env, _rule(op, resolve(shapes, env), resolve(attrs, env))))
+        except Exception:
+            continue
+        if len(probes) == 2:
+            break
+    slopes = {}
+    for n in names:
+        for delta in (1, 2, 4, 8):
+            env = dict(hints)
+            env[n] += delta
+            try:
+                got = _rule(op, resolve(shapes, env), resolve(attrs, env))
+            except Exception:
+                continue
+            slopes[n] = (delta, got)
+            probes.append((env, got))
+            break
+    if len(probes) < 2:
+        raise SymbolicShapeError(f"trace: {op.name} takes no other value of {', '.join(names)}")
+    # the sizes of the inputs and attributes: a result dim is often one of them (broadcast,
+    # permute, matmul), which covers expressions no affine fit gives (``T // 2``)
+    seen: dict = {}
+    _sizes_in((shapes, attrs), seen)
+    out = []
+    for i, shape in enumerate(at):
+        dims = []
+        for j, h in enumerate(shape):
+            cands = [c for c in seen.values() if int(c) == h]
+            if direct is not None and len(direct) > i and len(direct[i]) == len(shape):
+                cands.insert(0, direct[i][j])
+            fit = h
+            for n, (delta, got) in slopes.items():
+                a, r = divmod(got[i][j] - h, delta)
+                if r:
+                    fit = None
+                    break
+                if a:
+                    fit = fit + a * (SymInt.symbol(n, hints[n]) - hints[n])
+            if fit is not None:
+                cands.append(fit)
+            for c in cands:
+                if int(c) == h and all(resolve(c, env) == got[i][j] for env, got in probes):
+                    dims.append(c)
+                    break
+            else:
+                raise SymbolicShapeError(
+                    f"trace: dim {j} of the result of {op.name} is no expression over "
+                    f"{', '.join(names)}"
+                )
+        out.append(tuple(dims))
+    return out
 
 
 def _flatten(obj, out: list, path: str):
@@ -143,20 +427,21 @@ def _unflatten(spec, it):
     return tuple(items)
 
 
-def capture(fn, example_inputs: tuple):
+def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
     """Run ``fn(*example_inputs)`` eagerly while recording. Returns (graph, input spec,
-    output spec, eager outputs, tracer)."""
+    output spec, eager outputs, tracer). ``dynamic`` maps input tensors (by index among the
+    flat tensor inputs) to their dims to record as symbolic sizes (``Tracer``)."""
     flat_in: list = []
     in_spec = _flatten(tuple(example_inputs), flat_in, "input")
     with _trace_lock:
-        tracer = Tracer()
+        tracer = Tracer(dynamic)
         for i, (_path, t) in enumerate(flat_in):
             if tracer.knows(t):
                 raise TraceError("trace: the same tensor is passed as two inputs")
             tracer.add_input(t, f"x{i}" if len(flat_in) > 1 else "x")
         if recording.TRACER is not None:
             raise TraceError("trace: a trace is already being recorded in this process")
-        with recording.recording(tracer):
+        with recording.recording(tracer), symbolic.tracing(tracer.guards):
             result = fn(*example_inputs)
     flat_out: list = []
     out_spec = _flatten(result, flat_out, "output")
@@ -169,6 +454,26 @@ def capture(fn, example_inputs: tuple):
     params = tracer.params + [v for v, _ in tracer.captured]
     block = Block(params, tracer.nodes, results)
     graph = Graph(block, n_inputs, [t for _, t in tracer.captured])
+    if tracer.shape_reads:
+        graph.notes["reads_shapes"] = True
+    if tracer.symbols or tracer.data_symbols:
+        # what the runtime needs to bind the symbols and check the graph's assumptions
+        guards = {g.key(): g for g in tracer.guards}
+        data = {str(u) for u in tracer.data_symbols}
+        for g in guards.values():
+            if symbols_of(g.expr) & data:
+                raise TraceError(
+                    f"trace: Python compares a size that depends on the values ({g}): the "
+                    "graph cannot check it before running"
+                )
+        graph.notes["symbols"] = tuple(tracer.symbols)
+        graph.notes["data_symbols"] = tuple(sorted(data))
+        graph.notes["guards"] = tuple(guards.values())
+        # a shape that depends on the values is known only when the graph runs: such checks
+        # would wait for it; the ops that take such a size check it themselves
+        graph.notes["shape_checks"] = tuple(
+            c for c in tracer.checks if not (symbols_of((c[1], c[2], c[3])) & data)
+        )
     return graph, in_spec, out_spec, [t for _, t in flat_out], tracer
 
 
