@@ -175,8 +175,12 @@ def _gather_vjp(F, ctx, g):
         # one index per slice (a loss picking each row's class): the gradient goes where the
         # index points, elementwise (it fuses with the rest of a row's backward; scatter_add
         # into zeros would give the same values)
-        ar = F.reshape(F.arange(shape[dim], device=g.device),
-                       tuple(shape[dim] if i == dim else 1 for i in range(len(shape))))  # fmt: skip
+        n = shape[dim]
+        ar = F.arange(n, device=g.device)
+        if n <= 1 << 24:  # compared as float32 (exact up to 2**24; the CPU row kernels
+            # compare float32 lanes about twice as fast as int64 ones)
+            ar, index = F.cast(ar, F.float32), F.cast(index, F.float32)
+        ar = F.reshape(ar, tuple(n if i == dim else 1 for i in range(len(shape))))
         return (F.where(ar == index, g, 0.0), None)
     return (F.scatter_add(gh.zeros(F, x, x.shape), ctx.attrs["dim"], index, g), None)
 
