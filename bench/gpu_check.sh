@@ -109,6 +109,13 @@ timeout "$(budget 150)" "$PY" -m fusejit bench --device cuda --quiet \
 echo "harness exit status $?"
 tail -n 16 "$OUT/harness.log"
 
+echo "== python -m fusejit bench --device cuda, the training workloads -> $OUT/harness_train.log"
+timeout "$(budget 120)" "$PY" -m fusejit bench --device cuda --quiet \
+    --workloads softmax-bwd,layernorm-bwd,gelu-bwd,cross-entropy,mlp-train \
+    --json "$OUT/harness_train.json" >"$OUT/harness_train.log" 2>&1
+echo "harness (training) exit status $?"
+tail -n 10 "$OUT/harness_train.log"
+
 echo "== python -m fusejit bench --device cpu --workloads chain-8op (this host's CPU) -> $OUT/harness_cpu.log"
 timeout "$(budget 45)" "$PY" -m fusejit bench --device cpu --quiet --workloads chain-8op \
     --json "$OUT/harness_cpu.json" >"$OUT/harness_cpu.log" 2>&1

@@ -352,6 +352,10 @@ def run_workload(
         from fusejit.bench import optim_bench
 
         return optim_bench.run(w, device, size, repeat, budget_s=budget_s, seed=seed)
+    if w.kind == "train":
+        from fusejit.bench import train_bench  # (as optim_bench)
+
+        return train_bench.run(w, device, size, repeat, budget_s=budget_s, seed=seed)
     dev = _device(device)
     xp, sync = _xp(dev), _sync_fn(dev)
     size = size or w.size_for(dev.type)
@@ -363,7 +367,8 @@ def run_workload(
     ref_out = w.ref(xp, *ref_in)
     fused_out = traced(*tensors)
     err = _check(w.name, "fused", fused_out, ref_out, w)
-    _check(w.name, "eager", w.fn(*tensors), ref_out, w)
+    eager = w.eager or w.fn
+    _check(w.name, "eager", eager(*tensors), ref_out, w)
     nbytes = sum(int(a.nbytes) for a in arrays) + sum(int(o.nbytes) for o in _as_tuple(ref_out))
     del fused_out, ref_out
 
@@ -375,7 +380,7 @@ def run_workload(
     _check(w.name, "optimized", opt_out, w.ref(xp, *ref_in), w)
     del opt_out
     calls = {
-        "eager": lambda: w.fn(*tensors),
+        "eager": lambda: eager(*tensors),
         "fused": lambda: traced(*tensors),
         "optimized": lambda: opt(*tensors),
         "ref": lambda: w.ref(xp, *ref_in),
@@ -499,6 +504,12 @@ def _probe(device: str, names: list[str], size: int) -> dict:
             from fusejit.bench import optim_bench  # (builds on this module: imported here)
 
             out["workloads"][name] = optim_bench.probe(w, s, dev, timed)
+            out["workloads"][name]["size"] = s
+            continue
+        if w.kind == "train":
+            from fusejit.bench import train_bench
+
+            out["workloads"][name] = train_bench.probe(w, s, dev, timed)
             out["workloads"][name]["size"] = s
             continue
         small = min(s, _PROBE_TRACE_SIZE)

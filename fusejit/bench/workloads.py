@@ -34,14 +34,18 @@ BC1, BC2 = 1.0 - B1**STEP, 1.0 - B2**STEP
 class Workload:
     """One benchmark workload.
 
-    ``fn(*tensors)`` is the fusejit function; ``ref(xp, *arrays)`` the reference; ``make(size,
-    device_type, seed)`` returns ``(float32 numpy arrays, shape text)``; ``default_size`` maps a
-    device type to the default ``size``; ``flops(arrays)`` counts floating-point work where that
-    (not memory traffic) bounds the workload. Results must match the reference within ``rtol`` /
-    ``atol`` (``|fused - ref| <= atol + rtol * |ref|``). ``probe_size`` caps the size at which
-    compile time is measured, where the eager part would otherwise drown it. ``kind``
-    "optimizer": an optimizer step (``fusejit/bench/optim_bench.py`` runs it; ``fn`` is None,
-    ``ref`` unused, ``make`` gives the parameters, gradients and both moments).
+        ``fn(*tensors)`` is the fusejit function; ``ref(xp, *arrays)`` the reference; ``make(size,
+        device_type, seed)`` returns ``(float32 numpy arrays, shape text)``; ``default_size`` maps a
+        device type to the default ``size``; ``flops(arrays)`` counts floating-point work where that
+        (not memory traffic) bounds the workload. Results must match the reference within ``rtol`` /
+        ``atol`` (``|fused - ref| <= atol + rtol * |ref|``). ``probe_size`` caps the size at which
+        compile time is measured, where the eager part would otherwise drown it. ``kind``
+        "optimizer": an optimizer step (``fusejit/bench/optim_bench.py`` runs it; ``fn`` is None,
+    ``ref`` unused, ``make`` gives the parameters, gradients and both moments); "train": a
+    training step (``fusejit/bench/train_bench.py``; ``fn`` and ``ref`` None). ``eager``, when
+    given, is what the eager column runs instead of ``fn``: the backward workloads' ``fn`` is
+    the backward written with fusejit ops as the op table's derivative rules give it (what a
+    joint graph records), their ``eager`` the forward and backward through eager autograd.
     """
 
     name: str
@@ -54,7 +58,8 @@ class Workload:
     atol: float = 1e-5
     flops: Callable | None = None
     probe_size: int | None = None  # cap on the compile probe's size (matmul-bound workloads)
-    kind: str = "function"  # or "optimizer"
+    kind: str = "function"  # or "optimizer", "train"
+    eager: Callable | None = None  # run eagerly instead of ``fn`` (a backward through autograd)
 
     def size_for(self, device_type: str) -> int:
         return self.default_size.get(device_type, self.default_size["cpu"])
@@ -117,6 +122,74 @@ def mlp_block(x, w1, b1, w2, b2):
     return fj.linear(gelu_tanh(fj.linear(x, w1, b1)), w2, b2)
 
 
+# ---- backward workloads: fn is the backward as the derivative rules write it (traced and
+# fused), eager the same forward + backward through fusejit's eager autograd --------------------
+def _grad(fn, inputs, dy, wrt):
+    """Gradients of ``fn(*inputs)`` against ``dy`` for the inputs at positions ``wrt``, by
+    eager autograd (fresh leaves, so nothing accumulates between calls)."""
+    leaves = [t.detach().requires_grad_(i in wrt) if t.dtype.is_floating_point else t
+              for i, t in enumerate(inputs)]  # fmt: skip
+    out = fn(*leaves)
+    gs = fj.autograd.grad(out, [leaves[i] for i in wrt], dy)
+    return gs[0] if len(gs) == 1 else tuple(gs)
+
+
+def softmax_bwd(x, dy):
+    y = fj.softmax(x, dim=-1)
+    return y * (dy - (dy * y).sum(-1, keepdim=True))
+
+
+def softmax_bwd_eager(x, dy):
+    return _grad(lambda t: fj.softmax(t, dim=-1), (x,), dy, (0,))
+
+
+def layernorm_bwd(x, w, b, dy):
+    mu = x.mean(-1, keepdim=True)
+    xc = x - mu
+    rstd = fj.rsqrt((xc * xc).mean(-1, keepdim=True) + 1e-5)
+    xhat = xc * rstd
+    gy = dy * w
+    dx = rstd * (gy - gy.mean(-1, keepdim=True) - xhat * (gy * xhat).mean(-1, keepdim=True))
+    return dx, (dy * xhat).sum(0), dy.sum(0)
+
+
+def layernorm_bwd_eager(x, w, b, dy):
+    return _grad(layernorm, (x, w, b), dy, (0, 1, 2))
+
+
+def gelu_bwd(x, dy):
+    k = 0.7978845608028654
+    x2 = x * x
+    t = fj.tanh(k * (x + 0.044715 * x2 * x))
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x2))
+
+
+def gelu_bwd_eager(x, dy):
+    return _grad(lambda t: fj.gelu(t, approximate="tanh"), (x,), dy, (0,))
+
+
+def cross_entropy_fb(x, target):
+    """Mean cross entropy of logits ``x`` [R, C] for class indices ``target`` [R] and its
+    gradient over the logits (the gradient of the mean is 1), in one pass over each row."""
+    z = x - x.amax(-1, keepdim=True)
+    lse = fj.log(fj.exp(z).sum(-1, keepdim=True))
+    # (the classes compared as float32, exact below 2**24 classes: the CPU row kernels compare
+    # float32 lanes about twice as fast as int64 ones)
+    hot = fj.arange(x.shape[-1], device=x.device, dtype=fj.float32) == target.unsqueeze(-1).to(
+        fj.float32
+    )
+    loss = lse - fj.where(hot, z, 0.0).sum(-1, keepdim=True)
+    dx = (fj.exp(z - lse) - hot.to(x.dtype)) * (1.0 / x.shape[0])
+    return loss.mean(), dx
+
+
+def cross_entropy_fb_eager(x, target):
+    leaf = x.detach().requires_grad_(True)
+    loss = fj.nn.functional.cross_entropy(leaf, target)
+    (dx,) = fj.autograd.grad(loss, [leaf])
+    return loss.detach(), dx
+
+
 # ---- formulas: reference (xp is numpy or cupy) -------------------------------------------------
 def _sig(xp, x):
     return 1 / (1 + xp.exp(-x))
@@ -156,6 +229,38 @@ def _lstm_ref(xp, gates, c):
 
 def _mlp_ref(xp, x, w1, b1, w2, b2):
     return _gelu_ref(xp, x @ w1.T + b1) @ w2.T + b2
+
+
+def _softmax_bwd_ref(xp, x, dy):
+    y = _softmax_ref(xp, x)
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+def _layernorm_bwd_ref(xp, x, w, b, dy):
+    mu = x.mean(axis=-1, keepdims=True)
+    xc = x - mu
+    rstd = 1 / xp.sqrt((xc * xc).mean(axis=-1, keepdims=True) + 1e-5)
+    xhat = xc * rstd
+    gy = dy * w
+    dx = rstd * (gy - gy.mean(axis=-1, keepdims=True)
+                 - xhat * (gy * xhat).mean(axis=-1, keepdims=True))  # fmt: skip
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
+def _gelu_bwd_ref(xp, x, dy):
+    k = np.float32(0.7978845608028654)
+    t = xp.tanh(k * (x + np.float32(0.044715) * x * x * x))
+    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + np.float32(3 * 0.044715) * x * x))
+
+
+def _cross_entropy_ref(xp, x, target):
+    r = xp.arange(x.shape[0])
+    z = x - x.max(axis=-1, keepdims=True)
+    lse = xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
+    loss = (lse[:, 0] - z[r, target]).mean()
+    p = xp.exp(z - lse)
+    p[r, target] -= 1
+    return xp.asarray(loss, dtype=xp.float32), p * np.float32(1.0 / x.shape[0])
 
 
 # ---- inputs ------------------------------------------------------------------------------------
@@ -203,6 +308,57 @@ def _make_adam(size, device_type, seed=0):
     m = 0.1 * rng.standard_normal(size, dtype=np.float32)
     v = 0.01 * rng.random(size, dtype=np.float32)
     return (p, g, m, v), f"4 x {size}"
+
+
+def _make_rows_grad(cols):
+    def make(size, device_type, seed=0):
+        rng = _rng(seed)
+        r, c = _rows_cols(size, cols)
+        x, dy = (rng.standard_normal((r, c), dtype=np.float32) for _ in range(2))
+        return (x, dy), f"{r}x{c}"
+
+    return make
+
+
+def _make_vector_grad(size, device_type, seed=0):
+    rng = _rng(seed)
+    return tuple(rng.standard_normal(size, dtype=np.float32) for _ in range(2)), f"2 x {size}"
+
+
+def _make_layernorm_bwd(cols):
+    def make(size, device_type, seed=0):
+        (x, w, b), shape = _make_layernorm(cols)(size, device_type, seed)
+        dy = _rng(seed + 1).standard_normal(x.shape, dtype=np.float32)
+        return (x, w, b, dy), shape
+
+    return make
+
+
+def _ce_classes(device_type):
+    return 32768 if device_type == "cuda" else 8192
+
+
+def _make_cross_entropy(size, device_type, seed=0):
+    rng = _rng(seed)
+    r, c = _rows_cols(size, _ce_classes(device_type))
+    x = 2 * rng.standard_normal((r, c), dtype=np.float32)
+    return (x, rng.integers(0, c, r)), f"{r}x{c}"
+
+
+TRAIN_WIDTH = {"cpu": 1024, "cuda": 4096}
+
+
+def _make_mlp_train(size, device_type, seed=0):
+    """Batch x [B, W], target [B, W], the two Linear layers' weights and biases (the LayerNorm
+    starts at ones and zeros): ``size`` is the batch's element count."""
+    rng = _rng(seed)
+    w = TRAIN_WIDTH.get(device_type, TRAIN_WIDTH["cpu"])
+    b, _ = _rows_cols(size, w)
+    s = np.float32(1 / np.sqrt(w))
+    x, y = (rng.standard_normal((b, w), dtype=np.float32) for _ in range(2))
+    w1, w2 = (s * rng.standard_normal((w, w), dtype=np.float32) for _ in range(2))
+    b1, b2 = (s * rng.standard_normal(w, dtype=np.float32) for _ in range(2))
+    return (x, y, w1, b1, w2, b2), f"{b}x({w}>{w}>{w})"
 
 
 # ---- an optimizer step over a GPT-2-small-sized parameter set ---------------------------------
@@ -282,6 +438,7 @@ def _mlp_flops(arrays):
 
 
 _E = ELEMENTWISE_SIZE
+_B = 1 << 22  # backward workloads on the CPU: 4M elements (1024 rows of 4096)
 _WL = [
     Workload("arith-chain", "((x*2+1)*x-3)*x + x*0.5", arith_chain,
              lambda xp, x: ((x * 2 + 1) * x - 3) * x + x * 0.5, _make_vector, {"cpu": _E}),
@@ -313,6 +470,24 @@ _WL = [
              "(scaled to size)", None, None, _make_adamw_step,
              {"cpu": _E, "cuda": 124_439_808}, rtol=1e-5, atol=1e-6, kind="optimizer",
              probe_size=1 << 20),
+    Workload("softmax-bwd", "softmax backward: y*(dy - sum(dy*y)), y = softmax(x) over rows",
+             softmax_bwd, _softmax_bwd_ref, _make_rows_grad(4096),
+             {"cpu": _B, "cuda": 4096 * 4096}, rtol=1e-4, atol=1e-9, eager=softmax_bwd_eager),
+    Workload("layernorm-bwd", "layer_norm backward: dx (rows), dw and db (columns)",
+             layernorm_bwd, _layernorm_bwd_ref, _make_layernorm_bwd(4096),
+             {"cpu": _B, "cuda": 4096 * 4096}, rtol=1e-3, atol=1e-3,
+             eager=layernorm_bwd_eager),
+    Workload("gelu-bwd", "gelu (tanh) backward: dy * gelu'(x)", gelu_bwd, _gelu_bwd_ref,
+             _make_vector_grad, {"cpu": _B, "cuda": 4096 * 4096}, rtol=1e-4, atol=1e-5,
+             eager=gelu_bwd_eager),
+    Workload("cross-entropy", "mean cross entropy of logits [R, C] and its gradient (class "
+             "indices)", cross_entropy_fb, _cross_entropy_ref, _make_cross_entropy,
+             {"cpu": _B, "cuda": 4096 * 32768}, rtol=1e-4, atol=1e-9,
+             eager=cross_entropy_fb_eager),
+    Workload("mlp-train", "training step: Linear > GELU (tanh) > LayerNorm > Linear, MSE, "
+             "backward, AdamW", None, None, _make_mlp_train,
+             {"cpu": 256 * 1024, "cuda": 8192 * 4096}, rtol=1e-3, atol=1e-5, kind="train",
+             probe_size=1 << 14),
 ]  # fmt: skip
 WORKLOADS: dict[str, Workload] = {w.name: w for w in _WL}
 

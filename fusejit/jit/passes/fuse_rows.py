@@ -11,8 +11,13 @@ that domain:
   facts) of a full value over exactly the k trailing dims (dim=None counts as every dim: the
   whole tensor is one row), keepdim or not;
 - *row*: an elementwise op with output shape O + (1,)*k or O whose region inputs are per-row
-  values of that same shape;
-- *view*: a reshape of a per-row value between those two shapes.
+  values of that same shape; or whose output has one element (a *scalar*: the scaled
+  gradient of a mean loss) and whose inputs are such values or one-element tensors from outside
+  (computed again in each row, cheaper than a kernel of its own);
+- *view*: a reshape of a per-row value between those two shapes (or to its own shape); an
+  ``expand`` to F of a per-row value or of a tensor from outside, which the ops reading it
+  broadcast themselves (the derivative rules of sums and means write them); such a view whose
+  value is needed outside the region stays out of it.
 
 Growth is greedy over the neighbours of the region (producers, consumers, and the other readers
 of the tensors it reads, so that reductions of one input share a kernel), in graph order, and
@@ -110,8 +115,26 @@ def _role(n: Node, dom: _Domain, form_of: dict, target: str):
         if d != dom or form_of.get(n.inputs[0], "full") != "full":
             return None
         return "reduction", "keep" if n.attr("keepdim") else "drop"
+    if n.op == "expand":
+        # a per-row value (or a tensor from outside) broadcast over the rows: the ops reading
+        # it broadcast it themselves (what a derivative rule of a mean or sum writes)
+        src = form_of.get(n.inputs[0])
+        one = src == "scalar" or (src is None and all(d == 1 for d in n.inputs[0].type.shape))
+        if out in (dom.keep, dom.drop) and one:  # one value for every row
+            return "view", "keep" if out == dom.keep else "drop"
+        if out != dom.F or not (one or src in (None, "keep")):
+            return None
+        return "view", "bcast"
     if n.op == "reshape":
         src = form_of.get(n.inputs[0])
+        if src is not None and out == n.inputs[0].type.shape:
+            return "view", src  # (a reshape to the same shape, as the rules' keepdim does)
+        if (
+            src == "scalar" or (src is None and all(d == 1 for d in n.inputs[0].type.shape))
+        ) and all(d == 1 for d in out):
+            return "view", "scalar"
+        if src is None and n.inputs[0].type.shape in (dom.keep, dom.drop):
+            src = "keep" if n.inputs[0].type.shape == dom.keep else "drop"  # (from outside)
         if src not in ("keep", "drop") or dom.keep == dom.drop:
             return None
         want = "drop" if src == "keep" else "keep"
@@ -125,7 +148,7 @@ def _role(n: Node, dom: _Domain, form_of: dict, target: str):
                 continue
             if target == "cuda" and not dom.O:
                 return None  # a second pass over the whole tensor (see the module docstring)
-            if f == "keep":
+            if f in ("keep", "bcast", "scalar"):
                 continue
             if f == "drop" and not dom.O:  # per-row scalars of a single row
                 continue
@@ -134,10 +157,17 @@ def _role(n: Node, dom: _Domain, form_of: dict, target: str):
     for form, shape in (("keep", dom.keep), ("drop", dom.drop)):
         if out == shape:
             vals = [v for v in n.inputs if isinstance(v, Value)]
-            if any(f is not None and (f != form or v.type.shape != shape)
+            if any(f is not None and f != "scalar" and (f != form or v.type.shape != shape)
                    for v, f in zip(vals, ins)):  # fmt: skip
                 return None
             return "row", form
+    if all(d == 1 for d in out):
+        # one value for the whole tensor (a loss's incoming gradient scaled): computed in each
+        # row, from tensors from outside and other such values
+        vals = [v for v in n.inputs if isinstance(v, Value)]
+        if all(f == "scalar" or (f is None and all(d == 1 for d in v.type.shape))
+               for v, f in zip(vals, ins)):  # fmt: skip
+            return "row", "scalar"
     return None
 
 
@@ -219,7 +249,29 @@ def _grow(seed: int, dom: _Domain, G: _Graph, region_of: dict, regions: list, ta
                 continue
             S = cand
             changed = True
-    return S
+    return _drop_leaving_views(S, G, dom, target)
+
+
+def _drop_leaving_views(S: set, G: _Graph, dom: _Domain, target: str) -> set:
+    """``S`` without the broadcast views (``expand``) and values for the whole tensor whose
+    value is read outside ``S`` or is a result: a kernel writes full values and per-row values,
+    not those (removing them and what they are computed from keeps ``S`` convex)."""
+    while True:
+        forms = _forms(S, G.nodes, dom, target) or {}
+        out = {i for i in S
+               if forms.get(G.nodes[i].outputs[0]) in ("bcast", "scalar")
+               and (G.nodes[i].outputs[0] in G.results or G.consumers[i] - S)}  # fmt: skip
+        if not out:
+            return S
+        # with a value for the whole tensor, the ones it is computed from (all such values or
+        # views of them: nothing else of S reaches them)
+        stack = list(out)
+        while stack:
+            for p in G.preds(stack.pop()):
+                if p in S and p not in out:
+                    out.add(p)
+                    stack.append(p)
+        S = S - out
 
 
 def _second_pass(S: set, dom: _Domain, G: _Graph, target: str) -> dict:
@@ -359,7 +411,14 @@ def make_row_node(members: list, exports: list, dom: _Domain, target: str, made)
         o = n.outputs[0]
         form_of[o] = form
         if role == "view":
-            refs[o] = refs[n.inputs[0]]
+            v = n.inputs[0]
+            shape = v.type.shape
+            if v in refs:
+                refs[o] = refs[v]
+            elif n.op == "reshape" and shape in (dom.keep, dom.drop) and form in ("keep", "drop"):
+                refs[o] = port(v, row_view(shape, "keep" if shape == dom.keep else "drop"))
+            else:
+                refs[o] = port(v, full_view(shape, dom.F, dom.k))
             generic &= o in made
             continue
         compute, res = _step_dtypes(n)
