@@ -18,6 +18,7 @@ from fusejit.backends import cuda_kernels as cb
 from test_cuda_rows_codegen import RowHostLib, _host_backend
 
 import fusejit as fj
+from fusejit.base.device import as_device
 from fusejit.bench.workloads import (
     cross_entropy_fb,
     gelu_bwd,
@@ -311,15 +312,24 @@ def test_emulated_cuda_backward_rows_match_cpu(tmp_path, monkeypatch, N):
     runs, kernels = [], []
     for name, (fn, args) in cases.items():
         g = optimize_graph(_trace(fn, args).raw_graph, "cuda")
-        (node,) = [n for n in g.nodes if n.op == "fused"]
+        # (the norms' weight and bias gradients are a column kernel: run on the CPU here, its
+        # CUDA code is run on the host in tests/test_cuda_cols_codegen.py)
+        (node,) = [n for n in g.nodes if n.op == "fused" and isinstance(n.attr("body"), RowBody)]
         body = node.attr("body")
         for v in {cr.plan_rows(body, N), cr.plan_rows(body, N, aligned=True)}:
             kernels.append((f"k{len(kernels)}", body, v))
         runs.append((name, fn, args, g))
     lib = RowHostLib(find_gxx(), tmp_path, kernels)
     backend = _host_backend({(body, v): lib.function(k, body) for k, body, v in kernels})
-    monkeypatch.setattr(runtime, "_kernel_for", lambda node, dev: backend.row_kernel(
-        node.attr("body")))  # fmt: skip
+    real = runtime._kernel_for
+
+    def kernel_for(node, dev):
+        body = node.attr("body")
+        if isinstance(body, RowBody):
+            return backend.row_kernel(body)
+        return real(node, as_device("cpu"))
+
+    monkeypatch.setattr(runtime, "_kernel_for", kernel_for)
     for name, fn, args, g in runs:
         n_launched = len(backend.launched)
         got = Plan(g).run(list(args), g.captured)
@@ -327,8 +337,7 @@ def test_emulated_cuda_backward_rows_match_cpu(tmp_path, monkeypatch, N):
         monkeypatch.undo()
         want = _trace(fn, args)(*args)
         monkeypatch.setattr(cb, "_ptr", lambda a: a.ctypes.data)
-        monkeypatch.setattr(runtime, "_kernel_for", lambda node, dev: backend.row_kernel(
-            node.attr("body")))  # fmt: skip
+        monkeypatch.setattr(runtime, "_kernel_for", kernel_for)
         want = want if isinstance(want, tuple) else (want,)
         for k, (a, e) in enumerate(zip(got, want, strict=True)):
             _close(a, e.numpy().astype(np.float64), 3e-5, f"{name} output {k}")
@@ -398,8 +407,9 @@ def _joint_cases(R, N, rng):
     return {
         "softmax": (lambda a: a.softmax(-1), (x,), (0,), 1),
         "log_softmax": (lambda a: a.log_softmax(-1), (x,), (0,), 1),
-        "layer_norm": (lambda a, w_, b_: fj.layer_norm(a, (N,), w_, b_), (x, w, b), (0, 1, 2), 1),
-        "rms_norm": (lambda a, w_: F.rms_norm(a, (N,), w_, EPS), (x, w), (0, 1), 1),
+        # (the row kernel for dx, the column kernel for dw and db)
+        "layer_norm": (lambda a, w_, b_: fj.layer_norm(a, (N,), w_, b_), (x, w, b), (0, 1, 2), 2),
+        "rms_norm": (lambda a, w_: F.rms_norm(a, (N,), w_, EPS), (x, w), (0, 1), 2),
         "gelu": (lambda a: F.gelu(a), (x,), (0,), 1),
         "silu": (F.silu, (x,), (0,), 1),
         "ce_index": (lambda a, t_: F.cross_entropy(a, t_), (x, t), (0,), 1),
@@ -423,9 +433,9 @@ def test_joint_backward_is_one_row_kernel_and_equals_eager(shape):
         tf(*traced_in).backward(dy)
         (info,) = jt.joint_info(tf)
         assert "runs_eager" not in info, (name, info)
-        # one row kernel (the weight and bias gradients of the norms: column sums beside it)
+        # one row kernel (the norms: their weight (and bias) gradients in a column kernel beside it)
         assert len(info["backward_kernels"]) == n_bwd, (name, jt.joint_text([info]))
-        if name in ("softmax", "log_softmax", "gelu", "silu", "ce_probs"):
+        if name in ("softmax", "log_softmax", "layer_norm", "rms_norm", "gelu", "silu", "ce_probs"):
             assert not info["backward_unfused"], (name, info["backward_unfused"])
         if name == "ce_probs":  # forward: the row kernel and the mean
             assert len(info["forward_kernels"]) == 2, jt.joint_text([info])
