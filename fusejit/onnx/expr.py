@@ -22,6 +22,8 @@ _UNARY = {
     "tanh": "Tanh", "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh", "erf": "Erf",
     "sigmoid": "Sigmoid", "rint": "Round", "floor": "Floor", "ceil": "Ceil",
 }  # fmt: skip
+# functions decomposed in float64 (onnxruntime's CPU kernels of them are float32 only)
+_F64_DECOMPOSED = ("tan", "sinh", "cosh", "asinh", "acosh", "atanh")
 _COMPARE = {ast.Eq: "Equal", ast.Lt: "Less", ast.LtE: "LessOrEqual", ast.Gt: "Greater",
             ast.GtE: "GreaterOrEqual"}  # fmt: skip
 _ARITH = {ast.Add: "Add", ast.Sub: "Sub", ast.Mult: "Mul", ast.Div: "Div", ast.Pow: "Pow"}
@@ -82,6 +84,9 @@ class ExprTranslator:
 
     def where(self, cond, a, b) -> str:
         a, b = self.pair(a, b)
+        if self.d(a) is dt.bool_:  # (onnxruntime has no bool Where)
+            a, b = self.b.cast(a, dt.int32), self.b.cast(b, dt.int32)
+            return self.b.cast(self.b.node("Where", [cond, a, b], dt.int32), dt.bool_)
         return self.b.node("Where", [cond, a, b], self.d(a))
 
     def val(self, node):
@@ -111,6 +116,8 @@ class ExprTranslator:
                 raise ExportError("chained comparisons in an expr")
             a, b = self.pair(self.val(node.left), self.val(node.comparators[0]))
             kind = type(node.ops[0])
+            if self.d(a) is dt.bool_ and kind is not ast.Eq:  # (no bool Less in onnxruntime)
+                a, b = self.b.cast(a, dt.int32), self.b.cast(b, dt.int32)
             if kind is ast.NotEq:
                 return self.op("Not", self.b.node("Equal", [a, b], dt.bool_))
             return self.b.node(_COMPARE[kind], [a, b], dt.bool_)
@@ -231,6 +238,13 @@ class ExprTranslator:
         if fn == "trunc":
             neg = self.op("Less", x, 0, out=dt.bool_)
             return self.where(neg, self.op("Ceil", x), self.op("Floor", x))
+        if fn == "sigmoid":  # 1 / (1 + exp(-x)), float32 in float64 (as fusejit's kernels)
+            wide = self.d(x) is dt.float32
+            w = self.b.cast(x, dt.float64) if wide else x
+            r = self.op("Reciprocal", self.op("Add", self.op("Exp", self.op("Neg", w)), 1))
+            return self.b.cast(r, dt.float32) if wide else r
+        if fn in _F64_DECOMPOSED and self.d(x) is dt.float64:
+            return getattr(self, fn + "_f64")(x)
         if fn in _UNARY:
             return self.op(_UNARY[fn], x)
         if fn == "exp2":
@@ -251,6 +265,41 @@ class ExprTranslator:
             r = self.where(self.op("Equal", u, 0, out=dt.bool_), self.op("Log", u), r)
             return self.where(self.op("Equal", u, 1, out=dt.bool_), x, r)
         raise ExportError(f"primitive {fn!r} has no ONNX translation")
+
+    # float64 forms of the functions onnxruntime has float32 kernels of only
+    def tan_f64(self, x: str) -> str:
+        return self.op("Div", self.op("Sin", x), self.op("Cos", x))
+
+    def sinh_f64(self, x: str) -> str:  # e (e + 2) / (e + 1) / 2, e = expm1(|x|)
+        e = self.call("expm1", [self.op("Abs", x)])
+        r = self.op("Div", self.op("Mul", e, self.op("Add", e, 2)), self.op("Add", e, 1))
+        r = self.op("Mul", r, 0.5)
+        r = self.where(self.op("IsInf", e, out=dt.bool_), e, r)
+        return self.where(self.op("Less", x, 0, out=dt.bool_), self.op("Neg", r), r)
+
+    def cosh_f64(self, x: str) -> str:
+        u = self.op("Exp", self.op("Abs", x))
+        return self.op("Mul", self.op("Add", u, self.op("Reciprocal", u)), 0.5)
+
+    def asinh_f64(self, x: str) -> str:  # log1p(a + a^2 / (1 + sqrt(1 + a^2))), a = |x|
+        a = self.op("Abs", x)
+        a2 = self.op("Mul", a, a)
+        t = self.op("Div", a2, self.op("Add", self.op("Sqrt", self.op("Add", a2, 1)), 1))
+        r = self.call("log1p", [self.op("Add", a, t)])
+        big = self.op("Greater", a, 1e150, out=dt.bool_)  # (a^2 overflows)
+        r = self.where(big, self.op("Add", self.op("Log", a), math.log(2)), r)
+        return self.where(self.op("Less", x, 0, out=dt.bool_), self.op("Neg", r), r)
+
+    def acosh_f64(self, x: str) -> str:  # log1p(t + sqrt(2 t + t^2)), t = x - 1
+        t = self.op("Sub", x, 1)
+        r = self.call("log1p", [self.op("Add", t, self.op("Sqrt", self.op(
+            "Add", self.op("Mul", t, 2), self.op("Mul", t, t))))])  # fmt: skip
+        big = self.op("Greater", x, 1e150, out=dt.bool_)
+        return self.where(big, self.op("Add", self.op("Log", x), math.log(2)), r)
+
+    def atanh_f64(self, x: str) -> str:  # log1p(2 x / (1 - x)) / 2
+        r = self.call("log1p", [self.op("Div", self.op("Mul", x, 2), self.op("Sub", 1, x))])
+        return self.op("Mul", r, 0.5)
 
     def atan2(self, y: str, x: str) -> str:
         a = self.op("Atan", self.op("Div", y, x))
