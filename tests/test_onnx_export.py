@@ -279,3 +279,35 @@ def test_op_without_rule_is_named(tmp_path):
         fonnx.export(lambda x: x, tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="opset 12"):
         fonnx.export(traced, tmp_path / "m.onnx", opset=12)
+
+
+def test_scripted_optimized_and_loaded(tmp_path):
+    """Objects that hold their graph export it (the latest signature), without example
+    inputs; scripted control flow has no rule yet and is named."""
+    x = fusejit.randn(3, 4)
+
+    @fusejit.script
+    def scripted(x):
+        return (x * 2).relu().sum(1)
+
+    scripted(x)
+    optimized = fusejit.optimize(lambda x: (x * 3).exp().mean(0))
+    for _ in range(5):
+        optimized(x)
+    fusejit.save(fusejit.trace(lambda x: Fn.softmax(x, -1), (x,)), tmp_path / "s.fjz")
+    loaded = fusejit.load(tmp_path / "s.fjz")
+    for obj in (scripted, optimized, loaded):
+        fonnx.export(obj, tmp_path / "m.onnx")
+        sess = _session(tmp_path / "m.onnx")
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert_same(got, obj(x).numpy(), False, type(obj).__name__)
+
+    @fusejit.script
+    def branchy(x):
+        if x.sum() > 0:
+            return x * 2
+        return x - 1
+
+    branchy(x)
+    with pytest.raises(fonnx.ExportError, match="no ONNX export rule"):
+        fonnx.export(branchy, tmp_path / "m.onnx")

@@ -24,13 +24,20 @@ DEFAULT_OPSET = 21
 
 
 def _graph_of(obj, example_inputs) -> Graph:
-    raw = getattr(obj, "raw_graph", None)
-    if isinstance(raw, Graph):
-        return raw
+    """The recorded graph of a traced, scripted, optimized or loaded object (its latest
+    signature), or of ``obj`` traced on ``example_inputs``."""
+    from fusejit.jit.archive import ArchiveError, _entries_of
+
+    try:
+        entries = _entries_of(obj)[2]
+    except (ArchiveError, TypeError, AttributeError):
+        entries = []
+    if entries:
+        return entries[-1][1]
     if example_inputs is None:
         raise TypeError(
-            f"fusejit.onnx.export: {type(obj).__name__} is not a traced function; pass "
-            "example_inputs to trace it"
+            f"fusejit.onnx.export: {type(obj).__name__} is not a traced, scripted, optimized or "
+            "loaded function (called at least once); pass example_inputs to trace it"
         )
     from fusejit.jit.api import trace
 
@@ -86,8 +93,9 @@ def export(
 ):
     """Write ``obj`` as an ONNX model at ``path`` and return the ``onnx.ModelProto``.
 
-    ``obj`` is a traced function (``fusejit.trace``) or a module or function, traced here on
-    ``example_inputs`` (a tensor or a tuple). ``opset``: the ONNX opset (``MIN_OPSET`` to the
+    ``obj`` is a traced, scripted, optimized or loaded function (its latest signature; scripted
+    control flow has no rule yet), or a module or function, traced here on ``example_inputs``
+    (a tensor or a tuple). ``opset``: the ONNX opset (``MIN_OPSET`` to the
     installed onnx's; default ``DEFAULT_OPSET``). Shapes are the traced ones (``dynamic_axes``
     is not supported yet). An op with no rule raises ``ExportError`` naming it.
 
