@@ -144,3 +144,4 @@ from fusejit.eager.autograd import sum_to_size  # noqa: E402
 from fusejit import optim  # noqa: E402
 from fusejit.checkpoint import CheckpointError, load_state_dict, save_state_dict  # noqa: E402
 from fusejit import array_api  # noqa: E402
+from fusejit import onnx  # noqa: E402  (imports the onnx package only when export runs)

@@ -311,3 +311,10 @@ def test_scripted_optimized_and_loaded(tmp_path):
     branchy(x)
     with pytest.raises(fonnx.ExportError, match="no ONNX export rule"):
         fonnx.export(branchy, tmp_path / "m.onnx")
+
+
+def test_docstring_example():
+    import doctest
+
+    res = doctest.testmod(fonnx, optionflags=doctest.ELLIPSIS)
+    assert res.attempted and not res.failed
