@@ -312,6 +312,71 @@ def gather(b: Builder, node, args) -> list:
     return [b.node("GatherElements", [args[0], args[1]], b.dtypes[args[0]], axis=axis)]
 
 
+def cumsum(b: Builder, node, args) -> list:
+    out = _out(node).dtype
+    a = onnx_compute_dtype(accumulation_dtype(out))
+    x = b.cast(b.cast(args[0], dt.int64) if b.dtypes[args[0]] is dt.bool_ else args[0], a)
+    rank = len(_in(node).shape)
+    if rank == 0:
+        return [b.cast(x, out)]
+    axis = b.const(node.attr("dim") % rank, dt.int64)
+    return [b.cast(b.node("CumSum", [x, axis], a), out)]
+
+
+def _extreme_dim(value_op: str, index_op: str):
+    def rule(b: Builder, node, args) -> list:
+        d = _in(node).dtype
+        x = b.cast(args[0], dt.int32 if d is dt.bool_ else onnx_compute_dtype(d))
+        rank = len(_in(node).shape)
+        if rank == 0:
+            return [args[0], b.const(0, dt.int64)]
+        axis = node.attr("dim") % rank
+        v = _reduce(b, value_op, x, [axis])
+        i = b.node(index_op, [x], dt.int64, axis=axis, keepdims=1, select_last_index=0)
+        vt, it = node.outputs[0].type, node.outputs[1].type
+        v = b.cast(b.node("Reshape", [v, b.ints(vt.shape)], b.dtypes[v]), vt.dtype)
+        return [v, b.node("Reshape", [i, b.ints(it.shape)], dt.int64)]
+
+    return rule
+
+
+def roll(b: Builder, node, args) -> list:
+    shape = _in(node).shape
+    shifts, dims = tuple(node.attr("shifts")), tuple(node.attr("dims") or ())
+    x = args[0]
+    if not dims:
+        x = b.node("Reshape", [x, b.ints([-1])], b.dtypes[x])
+        shape, dims = (int(np.prod(shape)),), (0,)
+    for shift, dim in zip(shifts, dims):
+        dim %= len(shape)
+        n = shape[dim]
+        s = shift % n if n else 0
+        if s:
+            tail = _slice(b, x, [n - s], [n], [dim], [1])
+            head = _slice(b, x, [0], [n - s], [dim], [1])
+            x = b.node("Concat", [tail, head], b.dtypes[x], axis=dim)
+    return _finish(b, x, node)
+
+
+def split(b: Builder, node, args) -> list:
+    rank = len(_in(node).shape)
+    dim = node.attr("dim") % rank
+    outs, start = [], 0
+    for v in node.outputs:
+        n = v.type.shape[dim]
+        outs.append(b.node("Identity", [_slice(b, args[0], [start], [start + n], [dim], [1])],
+                           b.dtypes[args[0]]))  # fmt: skip
+        start += n
+    return outs
+
+
+def one_hot(b: Builder, node, args) -> list:
+    out = _out(node)
+    classes = b.const(np.arange(out.shape[-1]), dt.int64)
+    x = b.node("Unsqueeze", [b.cast(args[0], dt.int64), b.ints([-1])], dt.int64)
+    return [b.cast(b.node("Equal", [x, classes], dt.bool_), out.dtype)]
+
+
 # the table --------------------------------------------------------------------------------
 # elementwise ops exported through their ``expr`` (erfc and erfinv have no accurate ONNX form)
 _EXPR_OPS = """add sub mul div floor_divide remainder pow atan2 maximum minimum fmod hypot
@@ -354,4 +419,10 @@ RULES: dict = {
     "triu": _trilu(1),
     "index_select": index_select,
     "gather": gather,
+    "cumsum": cumsum,
+    "max_dim": _extreme_dim("ReduceMax", "ArgMax"),
+    "min_dim": _extreme_dim("ReduceMin", "ArgMin"),
+    "roll": roll,
+    "split": split,
+    "one_hot": one_hot,
 }
