@@ -212,8 +212,13 @@ def test_norm_softmax_block(d, tmp_path):
         assert_same(g, w_, False, f"block output {k} {d.name}")
 
 
-@pytest.mark.parametrize("d", [dt.float32, dt.float16, dt.int32, dt.int8, dt.bool_])
-def test_reductions(d, tmp_path):
+@pytest.mark.parametrize(
+    ("d", "opset"),
+    [(dt.float32, 17), (dt.float32, None), (dt.float16, None), (dt.int32, None),
+     (dt.int8, None), (dt.bool_, 17)],
+)  # fmt: skip
+def test_reductions(d, opset, tmp_path):
+    """Reductions (opset 17: axes as attributes but ReduceSum's; 18 on: axes as inputs)."""
     x = fusejit.tensor(sample(OPS["add"], d, (3, 4, 5)))
 
     def red(x):
@@ -226,7 +231,7 @@ def test_reductions(d, tmp_path):
                     fusejit.logsumexp(x, 1)]  # fmt: skip
         return tuple(out)
 
-    got, want = roundtrip(red, (x,), tmp_path)
+    got, want = roundtrip(red, (x,), tmp_path, opset=opset)
     for k, (g, w) in enumerate(zip(got, want)):
         assert_same(g, w, not d.is_floating_point or k in (3, 4, 7, 8), f"reduction {k} {d.name}")
 
@@ -277,6 +282,9 @@ def test_op_without_rule_is_named(tmp_path):
         fonnx.export(traced, tmp_path / "m.onnx")
     with pytest.raises(TypeError, match="example_inputs"):
         fonnx.export(lambda x: x, tmp_path / "m.onnx")
+    bits = fusejit.trace(lambda x: x & 3, (fusejit.tensor([5, 6]),))
+    with pytest.raises(fonnx.ExportError, match="opset 18.*bitwise_and"):
+        fonnx.export(bits, tmp_path / "m.onnx", opset=17)
     with pytest.raises(ValueError, match="opset 12"):
         fonnx.export(traced, tmp_path / "m.onnx", opset=12)
 

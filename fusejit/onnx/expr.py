@@ -142,14 +142,16 @@ class ExprTranslator:
         if isinstance(node.op, ast.Invert):
             if self.d(x) is dt.bool_:
                 return self.op("Not", x)
-            return self.op("BitwiseNot", x)
+            return self.op(self.bitwise("BitwiseNot"), x)
         raise ExportError(f"unary {type(node.op).__name__} in an expr")
 
     def binop(self, kind, a, b) -> str:
         a, b = self.pair(a, b)
         d = self.d(a)
         if kind in _BITS:
-            return self.op(_BITS[kind][1] if d is dt.bool_ else _BITS[kind][0], a, b)
+            if d is dt.bool_:
+                return self.op(_BITS[kind][1], a, b)
+            return self.op(self.bitwise(_BITS[kind][0]), a, b)
         if kind is ast.FloorDiv:
             return self.floor_divide(a, b)
         if kind is ast.Mod:
@@ -157,6 +159,11 @@ class ExprTranslator:
         if d is dt.bool_ and kind in (ast.Add, ast.Mult):  # (bool arithmetic: or / and)
             return self.op("Or" if kind is ast.Add else "And", a, b)
         return self.op(_ARITH[kind], a, b)
+
+    def bitwise(self, op_type: str) -> str:
+        if self.b.opset < 18:
+            raise ExportError(f"{op_type} of integers needs opset 18 or later")
+        return op_type
 
     def nonzero_divisor(self, b: str):
         zero = self.op("Equal", b, 0, out=dt.bool_)
