@@ -33,7 +33,7 @@ fft_fft fft_ifft fft_rfft fft_irfft fft_hfft fft_ihfft fft_fftn fft_ifftn fft_rf
 scatter index_put masked_scatter searchsorted histc
 linalg_solve linalg_inv linalg_det linalg_slogdet linalg_cholesky linalg_qr linalg_svd
 linalg_svdvals linalg_eigh linalg_eigvalsh linalg_pinv linalg_matrix_rank linalg_lstsq
-diag diagonal diag_embed
+diag_embed
 median kthvalue mode quantile
 cumprod cummax cummin logcumsumexp
 sort
@@ -246,7 +246,9 @@ def test_movement_and_matmul(d, tmp_path):
                 x[None, :, 2:3].expand(2, 4, 5), x[1], x[..., -1], fusejit.cat([x, x[:1]], 0),
                 fusejit.stack([x, x], 1), x.flip(0), x.tile((2, 1, 1)), fusejit.tril(x, 1),
                 fusejit.triu(x), x.index_select(0, idx), x.clone(), x.contiguous(),
-                fusejit.gather(x, 1, idx.reshape(3, 1).expand(3, 2)))  # fmt: skip
+                fusejit.gather(x, 1, idx.reshape(3, 1).expand(3, 2)),
+                fusejit.diagonal(x.reshape(2, 2, 6), 1, 0, 2), fusejit.diagonal(x, -2),
+                fusejit.diag(x, 3), fusejit.diag(x[1], -1), fusejit.diag(x[:, 0]))  # fmt: skip
 
     got, want = roundtrip(move, (x,), tmp_path)
     for k, (g, w) in enumerate(zip(got, want)):

@@ -377,6 +377,42 @@ def one_hot(b: Builder, node, args) -> list:
     return [b.cast(b.node("Equal", [x, classes], dt.bool_), out.dtype)]
 
 
+def _diagonal_of(b: Builder, x: str, shape, offset: int, d1: int, d2: int) -> str:
+    """The diagonal ``offset`` of dims ``d1``, ``d2`` of ``x`` as the last dim: the two dims
+    moved last and flattened, then a Gather of the diagonal's flat positions."""
+    rank = len(shape)
+    rest = [i for i in range(rank) if i not in (d1, d2)]
+    x = b.node("Transpose", [x], b.dtypes[x], perm=rest + [d1, d2])
+    n1, n2 = shape[d1], shape[d2]
+    x = b.node("Reshape", [x, b.ints([shape[i] for i in rest] + [n1 * n2])], b.dtypes[x])
+    r0, c0 = max(-offset, 0), max(offset, 0)
+    length = max(min(n1 - r0, n2 - c0), 0)
+    flat = [(k + r0) * n2 + k + c0 for k in range(length)]
+    return b.node("Gather", [x, b.ints(flat)], b.dtypes[x], axis=len(rest))
+
+
+def diagonal(b: Builder, node, args) -> list:
+    rank = len(_in(node).shape)
+    d1, d2 = (d % rank for d in node.attr("dims"))
+    r = _diagonal_of(b, args[0], _in(node).shape, node.attr("offset", 0), d1, d2)
+    return _finish(b, r, node)
+
+
+def diag(b: Builder, node, args) -> list:
+    shape, k = _in(node).shape, node.attr("diagonal", 0)
+    if len(shape) == 2:
+        return _finish(b, _diagonal_of(b, args[0], shape, k, 0, 1), node)
+    m = _out(node).shape[0]
+    i, j = np.indices((m, m))
+    src = np.clip(i if k >= 0 else j, 0, max(shape[0] - 1, 0))  # the element each place reads
+    out = _out(node).dtype
+    w = dt.int32 if out is dt.bool_ else out  # (onnxruntime has no bool Where)
+    x = b.cast(args[0], w)
+    vals = b.node("Gather", [x, b.const(src, dt.int64)], w, axis=0)
+    r = b.node("Where", [b.const(j - i == k, dt.bool_), vals, b.const(0, w)], w)
+    return [b.cast(r, out)]
+
+
 # the table --------------------------------------------------------------------------------
 # elementwise ops exported through their ``expr`` (erfc and erfinv have no accurate ONNX form)
 _EXPR_OPS = """add sub mul div floor_divide remainder pow atan2 maximum minimum fmod hypot
@@ -425,4 +461,6 @@ RULES: dict = {
     "roll": roll,
     "split": split,
     "one_hot": one_hot,
+    "diagonal": diagonal,
+    "diag": diag,
 }
