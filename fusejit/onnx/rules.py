@@ -413,6 +413,21 @@ def diag(b: Builder, node, args) -> list:
     return [b.cast(r, out)]
 
 
+def sort(b: Builder, node, args) -> list:
+    """TopK of the whole dim: ties keep their order (the lower index first), as a stable sort."""
+    shape = _in(node).shape
+    d = _in(node).dtype
+    if not shape:
+        return [args[0], b.const(0, dt.int64)]
+    x = b.cast(args[0], dt.int32 if d is dt.bool_ else onnx_compute_dtype(d))
+    axis = node.attr("dim") % len(shape)
+    k = b.ints([shape[axis]])
+    desc = int(bool(node.attr("descending", False)))
+    v, i = b.node("TopK", [x, k], b.dtypes[x], n_out=2, axis=axis, largest=desc, sorted=1)
+    b.dtypes[i] = dt.int64
+    return [b.cast(v, d), i]
+
+
 # the table --------------------------------------------------------------------------------
 # elementwise ops exported through their ``expr`` (erfc and erfinv have no accurate ONNX form)
 _EXPR_OPS = """add sub mul div floor_divide remainder pow atan2 maximum minimum fmod hypot
@@ -463,4 +478,5 @@ RULES: dict = {
     "one_hot": one_hot,
     "diagonal": diagonal,
     "diag": diag,
+    "sort": sort,
 }
