@@ -162,6 +162,7 @@ _LAZY = {
     "load_state_dict": ("fusejit.checkpoint", "load_state_dict"),
     "save_state_dict": ("fusejit.checkpoint", "save_state_dict"),
     "array_api": ("fusejit.array_api", None),
+    "onnx": ("fusejit.onnx", None),
 }
 
 

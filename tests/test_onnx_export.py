@@ -1,0 +1,352 @@
+"""fusejit.onnx.export: traced graphs written as ONNX, checked by onnx's checker and run by
+onnxruntime, whose results must equal fusejit's: bitwise for the table's exact ops, and within
+``ULPS`` ulps of max(|result|, 1) otherwise (the rounding of another runtime's libm; of
+max(|result|, |operands|, 1) for elementwise ops, of the sum of |products| for matmul)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="fusejit.onnx tests need the onnx package")
+ort = pytest.importorskip("onnxruntime", reason="fusejit.onnx tests need onnxruntime")
+
+import fusejit  # noqa: E402
+import fusejit.nn as nn  # noqa: E402
+import fusejit.nn.functional as Fn  # noqa: E402
+import fusejit.onnx as fonnx  # noqa: E402
+from fusejit.base import dtypes as dt  # noqa: E402
+from fusejit.eager import dispatch  # noqa: E402
+from fusejit.ops.registry import OPS  # noqa: E402
+
+ort.set_default_logger_severity(3)
+
+ULPS = 8
+
+# Ops of the table with no export rule yet: this list only shrinks. A new op added to the table
+# without a rule fails test_every_op_has_a_rule_or_is_listed.
+NO_RULE = frozenset(
+    """
+erfc erfinv
+real imag conj angle view_as_real view_as_complex
+fft_fft fft_ifft fft_rfft fft_irfft fft_hfft fft_ihfft fft_fftn fft_ifftn fft_rfftn fft_irfftn
+scatter index_put masked_scatter searchsorted histc
+linalg_solve linalg_inv linalg_det linalg_slogdet linalg_cholesky linalg_qr linalg_svd
+linalg_svdvals linalg_eigh linalg_eigvalsh linalg_pinv linalg_matrix_rank linalg_lstsq
+diag_embed
+median kthvalue mode quantile
+cumprod cummax cummin logcumsumexp
+""".split()
+)
+
+# valid ONNX that onnxruntime's CPU provider has no float64 kernel for (Asin, Acos, Atan, Erf)
+ORT_NO_FLOAT64 = frozenset("asin acos atan atan2 erf gelu".split())
+
+RNG = np.random.default_rng(0)
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def roundtrip(fn, inputs, tmp_path, **kw):
+    """Trace ``fn`` on ``inputs``, export it, run it in onnxruntime: (onnx outputs, fusejit's)."""
+    traced = fusejit.trace(fn, tuple(inputs))
+    path = tmp_path / "model.onnx"
+    fonnx.export(traced, path, **kw)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    sess = _session(path)
+    feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
+    got = sess.run(None, feeds)
+    want = traced(*inputs)
+    want = list(want) if isinstance(want, (tuple, list)) else [want]
+    return got, [w.numpy() for w in want]
+
+
+def assert_same(got, want, exact: bool, what="", scale=1.0):
+    assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
+    assert got.shape == want.shape, (what, got.shape, want.shape)
+    if want.dtype.kind != "f":
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        return
+    both_nan = np.isnan(got) & np.isnan(want)
+    if exact:
+        ok = (got == want) | both_nan
+        assert ok.all(), (what, got[~ok], want[~ok])
+        return
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    eps = float(np.finfo(want.dtype).eps)
+    with np.errstate(invalid="ignore"):
+        err = np.where(both_nan | (g == w), 0.0, np.abs(g - w))
+    ok = both_nan | (err <= ULPS * eps * (np.abs(w) + scale))
+    assert ok.all(), (what, got[~ok], want[~ok])
+
+
+def sample(op, d, shape):
+    lo, hi = op.domain
+    if d is dt.bool_:
+        return RNG.random(shape) < 0.5
+    if d.kind in "iu":
+        lo = 0 if d.kind == "u" else max(lo, -20)
+        a = RNG.integers(int(np.floor(lo)), int(np.ceil(min(hi, 20))) + 1, shape)
+        return a.astype(d.np)
+    return RNG.uniform(lo, hi, shape).astype(d.np)
+
+
+DTYPES = (dt.float32, dt.float64, dt.float16, dt.int32, dt.int64, dt.int8, dt.uint8, dt.bool_)
+ELEMENTWISE = [n for n, op in OPS.items() if op.kind == "elementwise" and n in fonnx.RULES]
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_elementwise_op(name, tmp_path):
+    """The op on every dtype it allows, in one exported graph (one output per dtype)."""
+    op = OPS[name]
+    dtypes = [d for d in DTYPES if d.kind in op.allowed]
+    dtypes = [d for d in dtypes if not (d is dt.float64 and name in ORT_NO_FLOAT64)]
+    inputs, calls = [], []
+    for d in dtypes:
+        attrs = {"dtype": dt.int32 if d.is_floating_point else dt.float32} if name == "cast" else {}
+        xs = [fusejit.tensor(sample(op, d, (3, 5))) for _ in range(op.arity)]
+        if name == "where":
+            xs[0] = fusejit.tensor(RNG.random((3, 5)) < 0.5)
+        if name in ("floor_divide", "remainder", "fmod") and d.kind in "iu":
+            xs[1] = fusejit.where(xs[1] == 0, 3, xs[1])  # (an int by zero is undefined in ONNX)
+        calls.append((len(inputs), len(xs), attrs))
+        inputs += xs
+
+    def fn(*a):
+        return tuple(dispatch.call(name, *a[i : i + n], **kw) for i, n, kw in calls)
+
+    with np.errstate(all="ignore"):
+        got, want = roundtrip(fn, inputs, tmp_path)
+    for k, (d, g, w) in enumerate(zip(dtypes, got, want)):
+        # ulps of max(|result|, |operands|, 1): an expr like gelu_tanh's 0.5 x (1 + tanh(..))
+        # cancels, and scales the rounding of its tanh by |x|
+        i, n, _ = calls[k]
+        scale = np.maximum.reduce([np.abs(t.numpy().astype(np.float64)) for t in inputs[i : i + n]
+                                   if t.dtype is not dt.bool_] + [np.ones((3, 5))])  # fmt: skip
+        assert_same(g, w, op.exact, f"{name} {d.name}", scale)
+
+
+def test_float64_functions_ort_lacks_are_still_valid_onnx(tmp_path):
+    x = fusejit.tensor(RNG.uniform(-0.9, 0.9, (4,)))
+    for name in sorted(ORT_NO_FLOAT64):
+        args = (x, x.clone()) if OPS[name].arity == 2 else (x,)
+        traced = fusejit.trace(lambda *a, name=name: dispatch.call(name, *a), args)
+        proto = fonnx.export(traced, tmp_path / "m.onnx")
+        onnx.checker.check_model(proto, full_check=True)
+
+
+def test_float_edges_and_int_semantics(tmp_path):
+    """Python's floored // and % (numpy's), NaN-propagating maximum, weak scalars, wrapping
+    int8 arithmetic and float16 opmath, all as fusejit computes them."""
+    a = fusejit.tensor([-7.5, 7.5, -0.0, 3.0, np.nan, np.inf, -2.0, 1e-30])
+    b = fusejit.tensor([2.0, -2.0, 1.0, np.nan, 1.0, 2.0, -np.inf, -3.0])
+    with np.errstate(all="ignore"):
+        for name in ("floor_divide", "remainder", "fmod", "maximum", "minimum", "copysign"):
+            fn = lambda x, y, name=name: dispatch.call(name, x, y)  # noqa: E731
+            got, want = roundtrip(fn, (a, b), tmp_path)
+            assert_same(got[0], want[0], True, name)
+    i = fusejit.tensor(np.array([-7, 7, -8, 9, 100, -128], np.int8))
+    j = fusejit.tensor(np.array([2, -2, 3, -4, 100, 3], np.int8))
+
+    def ints(x, y):
+        return x // y, x % y, x * y + 100, (x * 3).float() / 2, -x, x + 2.5, x > 3
+
+    got, want = roundtrip(ints, (i, j), tmp_path)
+    for g, w in zip(got, want):
+        assert_same(g, w, True, "int8")
+    h = fusejit.tensor(RNG.uniform(-4, 4, (16,)).astype(np.float16))
+    got, want = roundtrip(lambda x: (x * 0.1, x * 3 + 1e-3, x.exp()), (h,), tmp_path)
+    for g, w in zip(got[:2], want[:2]):
+        assert_same(g, w, True, "float16 opmath")  # one rounding of the float32 result
+    assert_same(got[2], want[2], False, "float16 exp")
+
+
+def _readme_mlp():
+    fusejit.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize("opset", [17, None])
+def test_readme_mlp(opset, tmp_path):
+    model = _readme_mlp()
+    x = fusejit.randn(8, 64)
+    proto = fonnx.export(model, tmp_path / "mlp.onnx", x, opset=opset, input_names=["pixels"],
+                         output_names=["logits"])  # fmt: skip
+    assert {i.name for i in proto.graph.initializer} >= {"0.weight", "0.bias", "2.weight"}
+    assert proto.opset_import[0].version == (opset or fonnx.DEFAULT_OPSET)
+    got = _session(tmp_path / "mlp.onnx").run(["logits"], {"pixels": x.numpy()})[0]
+    assert_same(got, model(x).numpy(), False, "mlp")
+    # the same model in float64 (its parameters cast), exported from a traced function
+    model64 = _readme_mlp().double()
+    got, want = roundtrip(model64, (x.double(),), tmp_path)
+    assert_same(got[0], want[0], False, "mlp float64")
+
+
+def _rmsnorm(x, w, eps=1e-6):
+    return x * fusejit.rsqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+
+@pytest.mark.parametrize("d", [dt.float32, dt.float64, dt.float16])
+def test_norm_softmax_block(d, tmp_path):
+    # (onnxruntime has no float64 Erf: gelu's tanh form in float64)
+    approximate = "tanh" if d is dt.float64 else "none"
+
+    def block(x, w, b):
+        h = Fn.layer_norm(x, (16,), w, b)
+        r = _rmsnorm(x, w)
+        g = Fn.gelu(h, approximate=approximate)
+        return Fn.softmax(h, -1), Fn.log_softmax(r, dim=-1), g, Fn.softmax(x, 0)
+
+    x = fusejit.tensor(RNG.standard_normal((2, 6, 16)).astype(d.np))
+    w = fusejit.tensor(RNG.standard_normal(16).astype(d.np))
+    b = fusejit.tensor(RNG.standard_normal(16).astype(d.np))
+    got, want = roundtrip(block, (x, w, b), tmp_path)
+    for k, (g, w_) in enumerate(zip(got, want)):
+        assert_same(g, w_, False, f"block output {k} {d.name}")
+
+
+@pytest.mark.parametrize(
+    ("d", "opset"),
+    [(dt.float32, 17), (dt.float32, None), (dt.float16, None), (dt.int32, None),
+     (dt.int8, None), (dt.bool_, 17)],
+)  # fmt: skip
+def test_reductions(d, opset, tmp_path):
+    """Reductions (opset 17: axes as attributes but ReduceSum's; 18 on: axes as inputs)."""
+    x = fusejit.tensor(sample(OPS["add"], d, (3, 4, 5)))
+
+    def red(x):
+        out = [x.sum(), x.sum(1), x.sum((0, 2), keepdim=True), x.amax(-1), x.amin((0, 1)),
+               x.any(1), x.all(), x.argmax(), x.argmin(2, keepdim=True)]  # fmt: skip
+        if d is not dt.bool_:
+            out.append(x.prod(2))
+        if d.is_floating_point:
+            out += [x.mean(), x.mean(-1, keepdim=True), x.var(1), x.std((0, 2), correction=0),
+                    fusejit.logsumexp(x, 1)]  # fmt: skip
+        return tuple(out)
+
+    got, want = roundtrip(red, (x,), tmp_path, opset=opset)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert_same(g, w, not d.is_floating_point or k in (3, 4, 7, 8), f"reduction {k} {d.name}")
+
+
+@pytest.mark.parametrize("d", [dt.float32, dt.int64, dt.bool_])
+def test_movement_and_matmul(d, tmp_path):
+    x = fusejit.tensor(sample(OPS["add"], d, (4, 6)))
+    idx = fusejit.tensor(np.array([2, 0, 3]))
+
+    def move(x):
+        return (x.T.reshape(3, 8).T, x.view(2, 12), x.permute(1, 0)[1:5:2, ::3],
+                x[None, :, 2:3].expand(2, 4, 5), x[1], x[..., -1], fusejit.cat([x, x[:1]], 0),
+                fusejit.stack([x, x], 1), x.flip(0), x.tile((2, 1, 1)), fusejit.tril(x, 1),
+                fusejit.triu(x), x.index_select(0, idx), x.clone(), x.contiguous(),
+                fusejit.gather(x, 1, idx.reshape(3, 1).expand(3, 2)),
+                fusejit.diagonal(x.reshape(2, 2, 6), 1, 0, 2), fusejit.diagonal(x, -2),
+                fusejit.diag(x, 3), fusejit.diag(x[1], -1), fusejit.diag(x[:, 0]))  # fmt: skip
+
+    got, want = roundtrip(move, (x,), tmp_path)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert_same(g, w, True, f"movement {k} {d.name}")
+    if d is dt.bool_:
+        return
+    y = fusejit.tensor(sample(OPS["add"], d, (6, 3)))
+    got, want = roundtrip(lambda a, b: (a @ b, fusejit.einsum("ij,jk->ik", a, b)), (x, y),
+                          tmp_path)  # fmt: skip
+    a, b = x.numpy().astype(np.float64), y.numpy().astype(np.float64)
+    for g, w in zip(got, want):
+        if d.kind != "f":
+            assert_same(g, w, True, "matmul")
+            continue
+        # a sum's rounding: within ULPS ulps of the sum of |products| (both against float64)
+        bound = ULPS * float(np.finfo(w.dtype).eps) * (np.abs(a) @ np.abs(b))
+        assert g.dtype == w.dtype
+        assert (np.abs(g - a @ b) <= bound).all() and (np.abs(w - a @ b) <= bound).all()
+
+
+def test_every_op_has_a_rule_or_is_listed():
+    """The op table against the rules: an op without a rule must be in NO_RULE (and leave it
+    when it gets one), so an op added to the table without an export rule fails here."""
+    missing = set(OPS) - set(fonnx.RULES)
+    assert missing - NO_RULE == set(), f"ops without an ONNX export rule: {missing - NO_RULE}"
+    assert NO_RULE - missing == set(), f"remove from NO_RULE (they have rules): {NO_RULE - missing}"
+    assert set(fonnx.RULES) <= set(OPS)
+
+
+def test_op_without_rule_is_named(tmp_path):
+    traced = fusejit.trace(lambda x: fusejit.cumprod(x, 0) + 1, (fusejit.randn(3),))
+    with pytest.raises(fonnx.ExportError, match=r"'cumprod'.*float32\[3\]"):
+        fonnx.export(traced, tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match="example_inputs"):
+        fonnx.export(lambda x: x, tmp_path / "m.onnx")
+    bits = fusejit.trace(lambda x: x & 3, (fusejit.tensor([5, 6]),))
+    with pytest.raises(fonnx.ExportError, match="opset 18.*bitwise_and"):
+        fonnx.export(bits, tmp_path / "m.onnx", opset=17)
+    with pytest.raises(ValueError, match="opset 12"):
+        fonnx.export(traced, tmp_path / "m.onnx", opset=12)
+
+
+def test_scripted_optimized_and_loaded(tmp_path):
+    """Objects that hold their graph export it (the latest signature), without example
+    inputs; scripted control flow has no rule yet and is named."""
+    x = fusejit.randn(3, 4)
+
+    @fusejit.script
+    def scripted(x):
+        return (x * 2).relu().sum(1)
+
+    scripted(x)
+    optimized = fusejit.optimize(lambda x: (x * 3).exp().mean(0))
+    for _ in range(5):
+        optimized(x)
+    fusejit.save(fusejit.trace(lambda x: Fn.softmax(x, -1), (x,)), tmp_path / "s.fjz")
+    loaded = fusejit.load(tmp_path / "s.fjz")
+    for obj in (scripted, optimized, loaded):
+        fonnx.export(obj, tmp_path / "m.onnx")
+        sess = _session(tmp_path / "m.onnx")
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert_same(got, obj(x).numpy(), False, type(obj).__name__)
+
+    @fusejit.script
+    def branchy(x):
+        if x.sum() > 0:
+            return x * 2
+        return x - 1
+
+    branchy(x)
+    with pytest.raises(fonnx.ExportError, match="no ONNX export rule"):
+        fonnx.export(branchy, tmp_path / "m.onnx")
+
+
+def test_docstring_example():
+    import doctest
+
+    res = doctest.testmod(fonnx, optionflags=doctest.ELLIPSIS)
+    assert res.attempted and not res.failed
+
+
+@pytest.mark.parametrize("d", [dt.float32, dt.int32, dt.bool_])
+def test_scans_splits_and_rolls(d, tmp_path):
+    x = fusejit.tensor(sample(OPS["add"], d, (4, 6)))
+    labels = fusejit.tensor(np.array([3, 0, 2, 2]))
+
+    def fn(x, labels):
+        values, indices = fusejit.max(x, 1)
+        low, where_low = fusejit.min(x, 0, keepdim=True)
+        parts = fusejit.split(x, [2, 3, 1], 1)
+        return (values, indices, low, where_low, *parts, fusejit.roll(x, 2, 1),
+                fusejit.roll(x, (1, -1), (0, 1)), fusejit.roll(x, 5), Fn.one_hot(labels, 5),
+                *fusejit.sort(x, 1), *fusejit.sort(x, 0, descending=True),
+                fusejit.cumsum(x, 1))  # fmt: skip
+
+    got, want = roundtrip(fn, (x, labels), tmp_path)
+    for k, (g, w) in enumerate(zip(got, want)):
+        if k == len(got) - 1 and d.is_floating_point:  # a running sum: within ULPS ulps of
+            bound = ULPS * float(np.finfo(np.float32).eps) * np.cumsum(np.abs(x.numpy()), 1)
+            assert g.dtype == w.dtype and (np.abs(g - w) <= bound).all()  # the sum of |x|
+            continue
+        assert_same(g, w, True, f"output {k} {d.name}")
