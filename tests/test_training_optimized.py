@@ -188,3 +188,12 @@ def test_written_buffer_read_later_in_the_trace():
     np.testing.assert_array_equal(buf.numpy(), [1.0, -2.0, 3.0])
     np.testing.assert_array_equal(t(x).numpy(), [4.0, 0.0, 12.0])
     np.testing.assert_array_equal(buf.numpy(), [2.0, -4.0, 6.0])
+
+
+def test_archive_of_a_function_writing_buffers_is_refused(tmp_path):
+    bn = nn.BatchNorm1d(3)
+    t = fusejit.trace(bn, fusejit.randn(4, 3))
+    with pytest.raises(fusejit.ArchiveError, match="writes buffers in place"):
+        fusejit.save(t, tmp_path / "bn.fjit")
+    bn.eval()
+    fusejit.save(fusejit.trace(bn, fusejit.randn(4, 3)), tmp_path / "bn.fjit")  # eval: saved
