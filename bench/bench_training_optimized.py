@@ -65,13 +65,22 @@ class Side:
         self.model = make()
         self.opt = optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=1e-4)
         self.model.train()
+        self.compiled = None
         if whole_loss:
-            fn = fusejit.optimize(lambda x, y: loss_fn(self.model(x), y))
-            self.loss = fn
+            self.compiled = fusejit.optimize(lambda x, y: loss_fn(self.model(x), y))
+            self.loss = self.compiled
         else:
             fwd = fusejit.optimize(self.model) if optimized else self.model
+            self.compiled = fwd if optimized else None
             self.loss = lambda x, y: loss_fn(fwd(x), y)
-        self.optimized = optimized
+
+    def status(self) -> str:
+        """How the optimized side's signatures run (compiled, or eager with the reason)."""
+        if self.compiled is None:
+            return ""
+        sigs = fusejit.explain(self.compiled, as_dict=True)["signatures"]
+        return "; ".join(f"{s['signature']}: {s['status']}" + (f" ({s['reason']})" if
+                         s["reason"] else "") for s in sigs)  # fmt: skip
 
     def step(self, x, y):
         loss = self.loss(x, y)
@@ -122,7 +131,9 @@ def digits_part(conv: bool, rounds: int, reps: int) -> None:
     make = SmallCNN if conv else (lambda: nn.Sequential(nn.Linear(64, 128), nn.ReLU(),
                                                         nn.Linear(128, 10)))  # fmt: skip
     sides = {"eager": Side(make, False, F.cross_entropy),
-             "optimize(model)": Side(make, True, F.cross_entropy)}  # fmt: skip
+             "optimize(model)": Side(make, True, F.cross_entropy),
+             "optimize(model + loss)": Side(make, True, F.cross_entropy,
+                                            whole_loss=True)}  # fmt: skip
     perm = fusejit.randperm(xtr.shape[0])
     x, y = xtr[perm[:64]], ytr[perm[:64]]
     t0 = time.perf_counter()
@@ -132,6 +143,9 @@ def digits_part(conv: bool, rounds: int, reps: int) -> None:
     warm = time.perf_counter() - t0
     name = "CNN (conv, BatchNorm2d, pool)" if conv else "MLP (64 -> 128 -> 10)"
     print(f"\n== digits {name}; warm-up (4 epochs each, compiles included) {warm:.1f} s")
+    for k, side in sides.items():
+        if side.status():
+            print(f"  {k}: {side.status()}")
     report("step, batch 64", compare(sides, lambda s: s.step(x, y), rounds, reps),
            DIGITS_TARGET)  # fmt: skip
     report("epoch, 1400 samples",
@@ -164,6 +178,9 @@ def mlp_train_part(rounds: int, reps: int, batch: int = 1024, width: int = 1024)
         for _ in range(4):
             s.step(x, y)
     warm = time.perf_counter() - t0
+    for k, side in sides.items():
+        if side.status():
+            print(f"  {k}: {side.status()}")
     print(f"\n== mlp-train: batch {batch}, {width} -> GELU -> LayerNorm -> {width}, MSE, AdamW; "
           f"warm-up {warm:.1f} s")  # fmt: skip
     report("step", compare(sides, lambda s: s.step(x, y), rounds, reps), MLP_TRAIN_TARGET)
