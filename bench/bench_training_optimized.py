@@ -183,6 +183,17 @@ def mlp_train_part(rounds: int, reps: int, batch: int = 1024, width: int = 1024)
             print(f"  {k}: {side.status()}")
     print(f"\n== mlp-train: batch {batch}, {width} -> GELU -> LayerNorm -> {width}, MSE, AdamW; "
           f"warm-up {warm:.1f} s")  # fmt: skip
+    # the floor: the step's six matmuls (two forward, four backward) alone, in numpy
+    a = rng.standard_normal((batch, width), dtype=np.float32)
+    w = rng.standard_normal((width, width), dtype=np.float32)
+
+    class Floor:
+        def step(self, *_):
+            for _ in range(3):
+                a @ w.T
+                a.T @ a
+
+    sides["numpy: the 6 matmuls only"] = Floor()
     report("step", compare(sides, lambda s: s.step(x, y), rounds, reps), MLP_TRAIN_TARGET)
 
 
