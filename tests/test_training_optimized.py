@@ -221,3 +221,31 @@ def test_backward_has_no_transpose_of_a_transpose():
     for ln in lines:
         arg = ln.rsplit("(", 1)[1].rstrip(")")
         assert arg not in produced, f"a permute of a permute: {ln}"
+
+
+def test_dropout_in_training_runs_eager_with_the_reason_and_trains():
+    """Dropout draws random numbers, which a trace would freeze: the train-mode signature runs
+    eagerly (the same random stream as eager from the same seed), eval mode compiles."""
+    xtr, ytr, xte, yte = (fusejit.tensor(a) for a in load_split())
+
+    def make():
+        return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 10))
+
+    fusejit.manual_seed(0)
+    ref = make()
+    ref_losses, _ = train(ref, list(ref.parameters()), xtr[:256], ytr[:256], epochs=1)
+    fusejit.manual_seed(0)
+    model = make()
+    opt_model = fusejit.optimize(model)
+    with pytest.warns(fusejit.OptimizeWarning, match="Dropout in training mode"):
+        losses, _ = train(opt_model, list(model.parameters()), xtr[:256], ytr[:256], epochs=1)
+    np.testing.assert_allclose(losses, ref_losses, rtol=RTOL, atol=ATOL)
+    sigs = training_signatures(opt_model)
+    assert sigs and all(s["status"] == "eager" for s in sigs), sigs
+    assert all("dropout" in (s["reason"] or "").lower() for s in sigs), sigs
+    accuracy(opt_model, xte, yte)
+    accuracy(opt_model, xte, yte)
+    accuracy(opt_model, xte, yte)
+    evals = [s for s in fusejit.explain(opt_model, as_dict=True)["signatures"]
+             if "eval" in s["signature"]]  # fmt: skip
+    assert evals and evals[0]["status"] == "compiled", evals

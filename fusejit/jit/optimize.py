@@ -10,7 +10,9 @@ other plans serve one exact shape, and a new shape fails their guards and re-spe
 
 What a trace cannot capture (in-place ops, tensor indexing, Python branching on tensor values,
 non-tensor results, dropout in training mode) runs eager for that signature, and the reason is
-kept for ``fusejit.explain``. ``strict=True`` raises ``TraceError`` instead.
+kept for ``fusejit.explain``. A whole-tensor ``copy_`` into a buffer (a train-mode BatchNorm's
+running statistics) is captured: the graph's extra results are written back after each call.
+``strict=True`` raises ``TraceError`` instead.
 
 Concurrency: the tracer hook ``recording.TRACER`` is process-wide, so while one thread records a
 trace an op that another thread runs eagerly would be recorded into it. Optimized calls that
