@@ -54,7 +54,7 @@ timeout "$(budget 90)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test
     tests/test_errors.py tests/test_functional.py tests/test_nn_modules.py \
     tests/test_losses.py tests/test_optim.py tests/test_checkpoints.py tests/test_explain.py \
     tests/test_script_constructs.py tests/test_joint.py tests/test_array_api.py \
-    >"$OUT/pytest_cuda_more.log" 2>&1
+    tests/test_training_optimized.py >"$OUT/pytest_cuda_more.log" 2>&1
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda_more.log" | head -20
 tail -n 2 "$OUT/pytest_cuda_more.log"

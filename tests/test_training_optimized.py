@@ -25,6 +25,7 @@ import fusejit
 import fusejit.nn as nn
 import fusejit.nn.functional as F
 from fusejit import optim
+from tests.parity_helpers import CUDA_OK, _why_no_gpu
 from tests.test_training import TARGET, SmallCNN, accuracy, load_split, make_mlp
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -111,24 +112,36 @@ def test_cnn_digits_optimized_batchnorm_state():
     assert not np.allclose(model.bn1.running_var.numpy(), 1.0)
 
 
-def test_batchnorm_state_under_optimize_equals_eager():
+CUDA = pytest.param(
+    "cuda",
+    marks=[
+        pytest.mark.cuda,
+        pytest.mark.skipif(not CUDA_OK, reason=f"no usable GPU: {_why_no_gpu()}"),
+    ],
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_batchnorm_state_under_optimize_equals_eager(device):
     """Step by step, the buffers a compiled train-mode call writes equal eager's, through the
     warmup calls, the trace, the compiled calls and a new batch size."""
     fusejit.manual_seed(1)
-    ref = SmallCNN().train()
+    ref = SmallCNN().train().to(device)
     fusejit.manual_seed(1)
-    model = SmallCNN().train()
+    model = SmallCNN().train().to(device)
     opt_model = fusejit.optimize(model, warmup=1)
     rng = np.random.default_rng(0)
     for n in (8, 8, 8, 8, 5, 5, 5, 8):
-        x = fusejit.tensor(rng.standard_normal((n, 1, 8, 8), dtype=np.float32))
+        x = fusejit.tensor(rng.standard_normal((n, 1, 8, 8), dtype=np.float32)).to(device)
         with fusejit.no_grad():
             want = ref(x)
             got = opt_model(x)
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got.cpu().numpy(), want.cpu().numpy(), rtol=1e-5, atol=1e-5)
         for name, buf in ref.named_buffers():
-            np.testing.assert_allclose(dict(model.named_buffers())[name].numpy(), buf.numpy(),
-                                       rtol=1e-6, atol=1e-7, err_msg=name)  # fmt: skip
+            got_buf = dict(model.named_buffers())[name]
+            assert got_buf.device.type == device
+            np.testing.assert_allclose(got_buf.cpu().numpy(), buf.cpu().numpy(), rtol=1e-6,
+                                       atol=1e-7, err_msg=name)  # fmt: skip
     assert model.bn2.num_batches_tracked.item() == 8
     sigs = training_signatures(opt_model)
     assert sigs and all(s["status"] == "compiled" for s in sigs), sigs
