@@ -112,7 +112,10 @@ def copy_(self, src):
     if not isinstance(src, Tensor):
         raise TypeError(f"copy_: expected a tensor, got {type(src).__name__}")
     if recording.TRACER is not None:
-        recording.TRACER.unsupported("in-place op copy_")
+        # a buffer's update (BatchNorm's running statistics) becomes a result of the graph
+        tracer = recording.tracing()
+        if tracer is not None:
+            tracer.write_state(self, src)
     if src.device is not self.device:
         src = src.to(self.device)
     check_writeable("copy_", self)

@@ -8,6 +8,7 @@ from contextlib import nullcontext
 
 from fusejit.base.errors import TraceError
 from fusejit.base.shapes import describe
+from fusejit.eager import autograd
 from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.control import has_control
@@ -111,7 +112,11 @@ class TracedFunction:
         # fast path: plain tensor arguments and one tensor result need no (un)flattening
         self._n_in = raw.n_inputs
         self._flat_in = in_spec == ("tuple", ("T",) * raw.n_inputs)
-        self._single_out = out_spec == "T"
+        # buffers the function writes in place (``tracer.write_state``): the graph's last
+        # results are their new values, copied into them after each run
+        self.state = tr.state_targets(tracer)
+        self._n_out = len(raw.block.results) - len(self.state)
+        self._single_out = out_spec == "T" and not self.state
         # (grad mask, shapes) -> CompiledJoint (fusejit/jit/joint.py)
         self._joints: dict = {}
         self._joint_lock = threading.Lock()
@@ -130,6 +135,16 @@ class TracedFunction:
 
     def kernel_count(self) -> int:
         return len(self.plan.kernels)
+
+    def _write_state(self, outs) -> list:
+        """Copy the written state's new values (the last results) into the buffers; the
+        function's own results."""
+        n = self._n_out
+        for t, new in zip(self.state, outs[n:], strict=True):
+            if new is not t:
+                t._data[...] = new._data
+                autograd.bump_version(t)
+        return outs[:n]
 
     def _needs_grad(self, tensors) -> bool:
         for t in tensors:
@@ -201,8 +216,8 @@ class TracedFunction:
             self.joint_errors[mask] = str(e)
             tr.warn(f"{self.__name__}: gradients are computed eagerly: {e}")
             return eager(*tensors)
-        return jt.call_joint(cj, tensors,
-                             self.raw_graph.captured, eager)  # fmt: skip
+        outs = jt.call_joint(cj, tensors, self.raw_graph.captured, eager)
+        return self._write_state(outs) if self.state else outs
 
     def __call__(self, *args):
         if MODE.enabled:  # with grad: joint forward and backward graphs
@@ -219,7 +234,11 @@ class TracedFunction:
                     return runner(self.fn, args)
                 raise GuardError(f"traced function called with other inputs than traced: {reason}")
             outs = plan.run(args, self.graph.captured)
-            return outs[0] if self._single_out else tr.unflatten_outputs(self.out_spec, outs)
+            if self._single_out:
+                return outs[0]
+            if self.state:
+                outs = self._write_state(outs)
+            return tr.unflatten_outputs(self.out_spec, outs)
         runner = runner_for(args)
         if runner is not None:
             return runner(self.fn, args)
@@ -230,6 +249,8 @@ class TracedFunction:
                 "than it was traced with"
             )
         outs = run_plan(self.plan, tensors, self.graph.captured)
+        if self.state:
+            outs = self._write_state(outs)
         return tr.unflatten_outputs(self.out_spec, outs)
 
     def interpret(self, *args):
@@ -290,6 +311,8 @@ def trace(fn, example_inputs, *, check_trace: bool | None = None) -> TracedFunct
     name_captured(graph, module_tensor_names(modules))
     traced = TracedFunction(fn, graph, in_spec, out_spec, tracer)
     traced.timings["trace"] = trace_s
+    # the checks below run the function again: the state the traced run wrote is put back
+    written = [(t, t._data.copy()) for t in traced.state]
     t0 = time.perf_counter()
     if check_trace is None and graph_bytes(graph) > FULL_CHECK_BYTES:
         problem, checked, skipped = check_regions(
@@ -300,16 +323,24 @@ def trace(fn, example_inputs, *, check_trace: bool | None = None) -> TracedFunct
             raise TraceError(f"trace check failed for {traced.__name__}: {problem}")
     elif check_trace is not False:
         traced.check_kind = "full"
-        _check_full(fn, traced, example_inputs, eager_out)
+        _check_full(fn, traced, example_inputs, eager_out, lambda t=tracer: tr.restore_state(t))
     del tracer
+    for t, data in written:
+        t._data[...] = data
     traced.timings["check"] = time.perf_counter() - t0 if traced.check_kind else None
     return traced
 
 
-def _check_full(fn, traced: TracedFunction, example_inputs: tuple, eager_out: list) -> None:
-    """``trace``'s full check: a second eager run, the compiled result against the first."""
+def _check_full(fn, traced: TracedFunction, example_inputs: tuple, eager_out: list,
+                reset=None) -> None:  # fmt: skip
+    """``trace``'s full check: a second eager run, the compiled result against the first.
+    ``reset`` puts written state back as the recorded run found it, before each run."""
     graph, out_spec = traced.raw_graph, traced.out_spec
+    if reset is not None:
+        reset()
     _, flat = tr.flatten_inputs((traced(*example_inputs),))
+    if reset is not None:
+        reset()
     # run the function eagerly once more: a result that depends on hidden state (a
     # counter, a random draw, a global flag) differs from what the trace recorded
     again_spec, again = tr.flatten_inputs((fn(*example_inputs),))

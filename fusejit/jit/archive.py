@@ -139,12 +139,20 @@ def _signed(files: list) -> bytes:
 
 
 # ---- what an object holds --------------------------------------------------------------------
+_WRITES_STATE = (
+    "save: {} writes buffers in place (a BatchNorm's running statistics in training mode), "
+    "which an archive does not keep; save it in eval mode"
+)
+
+
 def _entries_of(obj) -> tuple[str, str, list]:
     """(kind, name, [(flavor, raw graph, in_spec, out_spec, plan)]) of a saveable object."""
     if isinstance(obj, LoadedFunction):
         return obj.kind, obj.__name__, [(e.flavor, e.raw, e.in_spec, e.out_spec, e.plan)
                                         for e in obj.entries]  # fmt: skip
     if isinstance(obj, TracedFunction):
+        if obj.state:
+            raise ArchiveError(_WRITES_STATE.format(obj.__name__))
         return "traced", obj.__name__, [("traced", obj.raw_graph, obj.in_spec, obj.out_spec,
                                          obj.plan)]  # fmt: skip
     if isinstance(obj, (list, tuple)) and obj and all(isinstance(f, TracedFunction) for f in obj):
@@ -168,6 +176,9 @@ def _entries_of(obj) -> tuple[str, str, list]:
     ex = getattr(obj, "_fusejit_executor", None)
     if ex is not None:
         traced = [s.traced for s in ex._specs if s.traced is not None and s.status == "compiled"]
+        if traced and all(t.state for t in traced):
+            raise ArchiveError(_WRITES_STATE.format(ex._name))
+        traced = [t for t in traced if not t.state]  # (train-mode signatures are left out)
         if not traced:
             raise ArchiveError(
                 "save: this optimized function has no compiled signature yet "

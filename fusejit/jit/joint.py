@@ -417,7 +417,13 @@ def call_joint(cj: CompiledJoint, tensors: list, captured: list, eager_fn=None
     that take gradients get a node whose backward runs the backward plan. ``eager_fn`` (the
     function on the flat user inputs, giving flat outputs) serves ``create_graph=True``."""
     captured = list(captured) + list(cj.extra)
-    res = _run_freeing(cj.forward_plan, tensors, captured)
+    # the plan's unfused ops run through dispatch: with grad mode on they would record eager
+    # autograd nodes (on parameters that require grad) that nothing uses
+    prev, MODE.enabled = MODE.enabled, False
+    try:
+        res = _run_freeing(cj.forward_plan, tensors, captured)
+    finally:
+        MODE.enabled = prev
     n = cj.n_outputs
     outs = res[:n]
     env = [*tensors, *captured]

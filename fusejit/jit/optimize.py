@@ -11,7 +11,9 @@ with the changed dims symbolic (``dynamic``): that graph then serves their later
 
 What a trace cannot capture (in-place ops, bool-mask indexing, Python branching on tensor values,
 non-tensor results, dropout in training mode) runs eager for that signature, and the reason is
-kept for ``fusejit.explain``. ``strict=True`` raises ``TraceError`` instead.
+kept for ``fusejit.explain``. A whole-tensor ``copy_`` into a buffer (a train-mode BatchNorm's
+running statistics) is captured: the graph's extra results are written back after each call.
+``strict=True`` raises ``TraceError`` instead.
 
 Concurrency: the tracer hook ``recording.TRACER`` is process-wide, so while one thread records a
 trace an op that another thread runs eagerly would be recorded into it. Optimized calls that
@@ -32,6 +34,8 @@ import threading
 import time
 import warnings
 from collections import deque
+
+import numpy as np
 
 from fusejit.base.errors import TraceError, fmt_shape
 from fusejit.eager import recording
@@ -473,6 +477,15 @@ class Executor:
             reason = "returns a non-tensor value, which a trace would freeze as a constant"
         if reason is not None:
             return self._give_up(spec, args, names, target, reason, result=result, where=where)
+        # state the traced (eager) run wrote (a BatchNorm's running statistics): put back, so
+        # that the compiled run below writes it once; the eager values again if that fails
+        written = [(t, t._data.copy()) for t in tr.state_targets(tracer)]
+        tr.restore_state(tracer)
+
+        def eager_state():
+            for t, data in written:
+                t._data[...] = data
+
         try:
             verify(graph)
             # building the plan fetches or builds its kernels; holding the cache's lock makes
@@ -493,6 +506,7 @@ class Executor:
             out = _gated(traced, plain)  # numba compiles on the first call
             first_run = time.perf_counter() - t1
         except Exception as e:  # eager is always right: fall back rather than fail the call
+            eager_state()
             return self._give_up(
                 spec,
                 args,
@@ -505,7 +519,10 @@ class Executor:
         t2 = time.perf_counter()
         problem = check_outputs(graph, tensors, flat, eager_out, 0)
         check_s = time.perf_counter() - t2
+        if problem is None:
+            problem = _state_differs(written)
         if problem is not None:
+            eager_state()
             return self._give_up(spec, args, names, target,
                                  f"compiled result differs from eager: {problem}",
                                  result=result)  # fmt: skip
@@ -778,6 +795,22 @@ def _stale(spec, current_ids) -> str | None:
                     f"{fmt_shape(t.shape)} on {t._device}")  # fmt: skip
         if id(t) in spec.param_ids and id(t) not in current_ids:
             return "a parameter it read was replaced by another tensor object"
+    return None
+
+
+def _state_differs(written) -> str | None:
+    """Whether the state the compiled run wrote differs from what the eager run wrote (beyond
+    float32 rounding of a few ops), as a reason, or None."""
+    for t, want in written:
+        got = t._data
+        if hasattr(got, "get"):  # (cupy)
+            got, want = got.get(), want.get()
+        if want.dtype.kind in "fc":
+            ok = np.allclose(got, want, rtol=1e-4, atol=1e-6, equal_nan=True)
+        else:
+            ok = np.array_equal(got, want)
+        if not ok:
+            return f"the buffer of shape {list(want.shape)} written in place"
     return None
 
 

@@ -66,6 +66,12 @@ class Tracer:
         self.checks: list = []  # (op name, input shapes, attrs, result shapes) to re-check
         self._by_hint: dict = {}
         self.data_symbols: list = []  # sizes a node computes from values (mask_positions)
+        # state written in place (a module's buffers: BatchNorm's running statistics): per
+        # target tensor, the value it holds after the function (an extra graph result), and
+        # its contents before the trace wrote it (``restore_state``)
+        self.allow_writes = False  # (``capture`` handles them; other recorders do not)
+        self.writes: dict[int, tuple[Tensor, Value]] = {}
+        self.state_before: dict[int, tuple[Tensor, object]] = {}
 
     def knows(self, t: Tensor) -> bool:
         return self.owner == threading.get_ident() and id(t) in self.values
@@ -142,6 +148,38 @@ class Tracer:
         self.nodes.append(Node(op.name, inputs, freeze_attrs(attrs), tuple(outputs)))
         if not MODE.enabled:
             self.no_grad.extend(outputs)
+
+    def write_state(self, target: Tensor, src: Tensor) -> None:
+        """``target.copy_(src)`` while recording: allowed for a tensor from outside the inputs
+        (a buffer) written whole by a value of its shape, dtype and device that takes no
+        gradient. The graph gets the written value as an extra result, which each run of the
+        compiled function copies into ``target``; later reads in the trace see the new value."""
+        if self.owner != threading.get_ident():
+            return
+        if not self.allow_writes:
+            self.unsupported("in-place op copy_")
+        v = self.values.get(id(target))
+        if v is not None and not any(t is target for _, t in self.captured):
+            self.unsupported("in-place op copy_ into an input or a computed tensor")
+        if (tuple(src.shape) != tuple(target.shape) or src.dtype is not target.dtype
+                or src.device is not target.device):  # fmt: skip
+            self.unsupported(
+                f"in-place op copy_ of a {src.dtype.name}{list(src.shape)} tensor into a "
+                f"{target.dtype.name}{list(target.shape)} buffer (only a copy of the same shape, "
+                "dtype and device"
+            )
+        ag = getattr(target, "_ag", None)
+        sag = getattr(src, "_ag", None)
+        if (ag is not None and ag.requires_grad) or (
+            MODE.enabled and sag is not None and sag.requires_grad
+        ):
+            self.unsupported("in-place op copy_ of a tensor that requires grad")
+        new = self.value_of(src)
+        if id(target) not in self.state_before:
+            self.state_before[id(target)] = (target, target._data.copy())
+        self.writes[id(target)] = (target, new)
+        self.values[id(target)] = new
+        self.keep.append(target)
 
     def note_detach(self, t: Tensor) -> None:
         v = self.values.get(id(t)) if self.owner == threading.get_ident() else None
@@ -435,6 +473,7 @@ def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
     in_spec = _flatten(tuple(example_inputs), flat_in, "input")
     with _trace_lock:
         tracer = Tracer(dynamic)
+        tracer.allow_writes = True
         for i, (_path, t) in enumerate(flat_in):
             if tracer.knows(t):
                 raise TraceError("trace: the same tensor is passed as two inputs")
@@ -450,6 +489,8 @@ def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
         if not tracer.knows(t):
             raise TraceError(f"trace: {path} is not a tensor computed from the inputs")
         results.append(tracer.values[id(t)])
+    # written state: extra results after the function's own (``TracedFunction.write_state``)
+    results += [v for _, v in tracer.writes.values()]
     n_inputs = len(tracer.params)
     params = tracer.params + [v for v, _ in tracer.captured]
     block = Block(params, tracer.nodes, results)
@@ -475,6 +516,18 @@ def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
             c for c in tracer.checks if not (symbols_of((c[1], c[2], c[3])) & data)
         )
     return graph, in_spec, out_spec, [t for _, t in flat_out], tracer
+
+
+def state_targets(tracer) -> list:
+    """The tensors a trace wrote in place, in the order of the graph's extra results."""
+    return [t for t, _ in getattr(tracer, "writes", {}).values()]
+
+
+def restore_state(tracer) -> None:
+    """Put back what the traced (eager) run wrote into state, so that the compiled run of the
+    same call writes it once."""
+    for t, before in getattr(tracer, "state_before", {}).values():
+        t._data[...] = before
 
 
 # example inputs that are not tensors are frozen into the graph: these kinds of Python values

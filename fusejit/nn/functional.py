@@ -434,12 +434,7 @@ def batch_norm(
         m = mean(input, dims, keepdim=True)
         v = var(input, dims, correction=0, keepdim=True)
         if running_mean is not None or running_var is not None:
-            if recording.tracing() is not None:
-                raise TraceError(
-                    "batch_norm in training mode cannot be traced: it updates the running "
-                    "statistics in place (call .eval() on the module, or pass "
-                    "running_mean=running_var=None, to trace)"
-                )
+            # (traced: the updates become results of the graph, ``Tracer.write_state``)
             with no_grad():
                 mo = 0.0 if momentum is None else float(momentum)
                 if running_mean is not None:

@@ -1,7 +1,8 @@
 """Safe algebraic simplification: rewrites that never change a value, NaN, -0.0 or a dtype.
 
 Kept: ``x * 1``, ``1 * x``, ``x / 1``, ``x - 0``, ``x ** 1``, ``neg(neg(x))``, a cast to the
-dtype ``x`` already has. Not done (they change results): ``x + 0`` (-0.0 + 0 is +0.0),
+dtype ``x`` already has, a permute that keeps the order of the dims (``x.T.T``: a backward's
+transposed weight transposed back). Not done (they change results): ``x + 0`` (-0.0 + 0 is +0.0),
 ``x * 0`` (NaN and inf), ``x - x`` (NaN).
 """
 
@@ -46,6 +47,19 @@ def _identity_of(n):
     return None
 
 
+def _permute_identity(n, inner):
+    """The value a permute (of a permute) is, when the dims come back in order, or None."""
+    dims = tuple(n.attr_dict.get("dims") or ())
+    if dims == tuple(range(len(dims))):
+        return n.inputs[0]
+    if inner is None or inner.op != "permute" or not isinstance(inner.inputs[0], Value):
+        return None
+    first = tuple(inner.attr_dict.get("dims") or ())
+    if len(first) == len(dims) and tuple(first[d] for d in dims) == tuple(range(len(dims))):
+        return inner.inputs[0]
+    return None
+
+
 def simplify(g: Graph) -> tuple[Graph, bool]:
     rep: dict = {}
     producer: dict = {}
@@ -59,6 +73,8 @@ def simplify(g: Graph) -> tuple[Graph, bool]:
             inner = producer.get(n.inputs[0])
             if inner is not None and inner.op == "neg":
                 target = inner.inputs[0]
+        if target is None and n.op == "permute" and isinstance(n.inputs[0], Value):
+            target = _permute_identity(n, producer.get(n.inputs[0]))
         if target is not None:
             rep[n.outputs[0]] = target
             continue
