@@ -25,20 +25,19 @@ of an out step in ``drop`` form (``dropped``) has no reduced dims in its shape.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 from fusejit.base import dtypes as dt
 from fusejit.codegen.body import half_as_float32
 from fusejit.codegen.expr import parse
-from fusejit.codegen.rows import is_reduction, reduce_facts
+from fusejit.codegen.rows import PortBody, is_reduction, reduce_facts, ref_dtype
 
 VIEWS = ("full", "out", "row", "inner", "scalar")
 
 
 @dataclass(frozen=True)
-class ColBody:
+class ColBody(PortBody):
     """A fused column region.
 
     ``ports``: (input index, view, dtype name, dropped) per port; refs ("in", i) name ports.
@@ -56,24 +55,6 @@ class ColBody:
     spaces: tuple
     outputs: tuple
     strict_empty: bool = False
-
-    def key(self) -> str:
-        return hashlib.sha256(repr(self).encode()).hexdigest()[:24]
-
-    def out_dtypes(self) -> tuple:
-        return tuple(ref_dtype(self, ref) for ref, _ in self.outputs)
-
-    @property
-    def n_inputs(self) -> int:
-        return 1 + max((p[0] for p in self.ports), default=-1)
-
-
-def ref_dtype(body: ColBody, ref) -> str:
-    if ref[0] == "in":
-        return body.ports[ref[1]][2]
-    if ref[0] == "t":
-        return body.steps[ref[1]].out
-    return ref[2]
 
 
 def keep_shape(F: tuple, a: int, b: int) -> tuple:

@@ -39,8 +39,27 @@ from fusejit.ops.registry import OPS, Reduce, get_op
 VIEWS = ("full", "inner", "keep", "drop", "scalar")
 
 
+class PortBody:
+    """What row and column regions share: a program over ``ports`` (input index, view, dtype
+    name, ...) and ``steps``, with ``outputs`` (ref, form)."""
+
+    ports: tuple
+    steps: tuple
+    outputs: tuple
+
+    def key(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:24]
+
+    def out_dtypes(self) -> tuple:
+        return tuple(ref_dtype(self, ref) for ref, _ in self.outputs)
+
+    @property
+    def n_inputs(self) -> int:
+        return 1 + max((p[0] for p in self.ports), default=-1)
+
+
 @dataclass(frozen=True)
-class RowBody:
+class RowBody(PortBody):
     """A fused row region.
 
     ``ports``: (input index, view, dtype name) per port; refs ("in", i) name ports. ``steps``:
@@ -59,18 +78,8 @@ class RowBody:
     outputs: tuple
     strict_empty: bool = False
 
-    def key(self) -> str:
-        return hashlib.sha256(repr(self).encode()).hexdigest()[:24]
 
-    def out_dtypes(self) -> tuple:
-        return tuple(ref_dtype(self, ref) for ref, _ in self.outputs)
-
-    @property
-    def n_inputs(self) -> int:
-        return 1 + max((p[0] for p in self.ports), default=-1)
-
-
-def ref_dtype(body: RowBody, ref) -> str:
+def ref_dtype(body: PortBody, ref) -> str:
     if ref[0] == "in":
         return body.ports[ref[1]][2]
     if ref[0] == "t":

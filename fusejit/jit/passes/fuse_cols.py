@@ -32,8 +32,14 @@ from fusejit.codegen.body import Step
 from fusejit.codegen.cols import ColBody, drop_shape, keep_shape, view_of
 from fusejit.codegen.rows import reduce_facts
 from fusejit.ir.graph import Block, Const, Graph, Node, Value
-from fusejit.jit.passes.fuse import _toposort
-from fusejit.jit.passes.fuse_rows import _convex, _dims_of, _ew_ok, _exports, _Graph, _step_dtypes
+from fusejit.jit.passes.fuse_rows import (
+    _convex,
+    _dims_of,
+    _ew_ok,
+    _Graph,
+    _step_dtypes,
+    replace_regions,
+)
 
 
 class _Domain:
@@ -179,19 +185,8 @@ def fuse_cols(g: Graph, target: str = "cpu") -> tuple[Graph, bool]:
     out.notes["unfused_rows"] = notes
     if not regions:
         return out, False
-    exports = _exports(G, regions)
-    new_nodes = []
-    emitted = set()
-    for i, n in enumerate(G.nodes):
-        k = region_of.get(i)
-        if k is None:
-            new_nodes.append(n)
-        elif k not in emitted:
-            emitted.add(k)
-            members = [G.nodes[j] for j in regions[k]]
-            new_nodes.append(make_col_node(members, exports[k], domains[k], target, made))
-    out = out.copy_with(nodes=_toposort(new_nodes, g.block.params))
-    return out, True
+    return replace_regions(out, G, regions, region_of, lambda k, members, exports: make_col_node(
+        members, exports, domains[k], target, made)), True  # fmt: skip
 
 
 def _merge(G: _Graph, regions: list, domains: list) -> tuple[list, list, dict]:

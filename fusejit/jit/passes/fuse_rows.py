@@ -344,6 +344,13 @@ def fuse_rows(g: Graph, target: str = "cpu") -> tuple[Graph, bool]:
     out.notes["unfused_rows"] = {G.nodes[i]: r for i, r in why.items() if i not in region_of}
     if not regions:
         return out, False
+    return replace_regions(out, G, regions, region_of, lambda k, members, exports: make_row_node(
+        members, exports, domains[k], target, made)), True  # fmt: skip
+
+
+def replace_regions(out: Graph, G: _Graph, regions: list, region_of: dict, make) -> Graph:
+    """``out`` with the nodes of each region replaced by the one node ``make(k, members,
+    exports)`` builds for region ``k``, in an order that respects the data flow."""
     exports = _exports(G, regions)
     new_nodes = []
     emitted = set()
@@ -353,10 +360,8 @@ def fuse_rows(g: Graph, target: str = "cpu") -> tuple[Graph, bool]:
             new_nodes.append(n)
         elif k not in emitted:
             emitted.add(k)
-            members = [G.nodes[j] for j in regions[k]]
-            new_nodes.append(make_row_node(members, exports[k], domains[k], target, made))
-    out = out.copy_with(nodes=_toposort(new_nodes, g.block.params))
-    return out, True
+            new_nodes.append(make(k, [G.nodes[j] for j in regions[k]], exports[k]))
+    return out.copy_with(nodes=_toposort(new_nodes, out.block.params))
 
 
 def _exports(G: _Graph, regions: list) -> list:
