@@ -1,0 +1,10 @@
+"""ONNX import: ``fusejit.onnx.load`` turns an ONNX model into a fusejit graph.
+
+``registry.py`` holds the rule table (one rule per ONNX op type, written with fusejit ops);
+the rule modules fill it when this package is imported.
+"""
+
+from fusejit.onnx.importer import shape_rules  # noqa: F401  (registers the rules)
+from fusejit.onnx.importer.registry import IMPORT_RULES, ImportError_, NodeContext, onnx_op
+
+__all__ = ["IMPORT_RULES", "ImportError_", "NodeContext", "onnx_op"]
