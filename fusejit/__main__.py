@@ -1,9 +1,11 @@
-"""The ``fusejit`` command: ``bench``, ``info`` and ``cache``.
+"""The ``fusejit`` command: ``bench``, ``info``, ``cache`` and ``export``.
 
     python -m fusejit bench [--device cpu|cuda] [--workloads a,b] [--size N] [--repeat R]
                             [--json FILE] [--plot FILE.png] [--quiet]
     python -m fusejit info
     python -m fusejit cache info | clear
+    python -m fusejit export model.fjz model.onnx [--opset N] [--input-names a,b]
+                             [--output-names y] [--dynamic-axes JSON]
     python -m fusejit --version
 
 >>> from fusejit.__main__ import main
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -269,6 +272,81 @@ def cmd_cache(a) -> int:
     return 0
 
 
+# ---- export ------------------------------------------------------------------------------------
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",")] if text else None
+
+
+def _dynamic_axes(text: str) -> dict:
+    """``--dynamic-axes`` JSON: ``{"x": {"0": "batch"}}`` or ``{"x": [0]}``; axis keys given as
+    strings (JSON has no int keys) become ints."""
+    try:
+        spec = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"--dynamic-axes is not valid JSON ({e}): {text!r}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"--dynamic-axes must be a JSON object of input/output names, "
+                         f"got {text!r}")  # fmt: skip
+    out = {}
+    for name, axes in spec.items():
+        if isinstance(axes, dict):
+            try:
+                out[name] = {int(k): str(v) for k, v in axes.items()}
+            except ValueError:
+                raise ValueError(f"--dynamic-axes: the axes of {name!r} must be integers, "
+                                 f"got {list(axes)}") from None  # fmt: skip
+        elif isinstance(axes, list) and all(isinstance(a, int) for a in axes):
+            out[name] = list(axes)
+        else:
+            raise ValueError(f"--dynamic-axes: {name!r} must map to {{axis: name}} or a list "
+                             f"of axes, got {axes!r}")  # fmt: skip
+    return out
+
+
+def cmd_export(a) -> int:
+    """Export a saved archive (``fusejit.save``) as an ONNX model: exit 0, 2 for bad arguments
+    or a missing file or package, 1 when the archive cannot be read or exported."""
+
+    def fail(msg: str, code: int = 1) -> int:
+        print(f"fusejit export: {msg}", file=sys.stderr)
+        return code
+
+    src, dst = Path(a.archive), Path(a.output)
+    if not src.exists():
+        return fail(f"{src}: no such file", 2)
+    if src.is_dir():
+        return fail(f"{src} is a folder, not an archive", 2)
+    if not dst.parent.is_dir():
+        return fail(f"cannot write {dst}: the folder {dst.parent} does not exist", 2)
+    try:
+        dynamic = _dynamic_axes(a.dynamic_axes) if a.dynamic_axes else None
+    except ValueError as e:
+        return fail(str(e), 2)
+    if importlib.util.find_spec("onnx") is None:
+        return fail("the onnx package is not installed (pip install fusejit[onnx])", 2)
+    import fusejit.onnx as fonnx
+
+    try:
+        loaded = fj.load(src, device="cpu")
+    except fj.ArchiveError as e:
+        return fail(f"cannot read the archive: {e}")
+    kw = {"opset": a.opset, "input_names": _names(a.input_names),
+          "output_names": _names(a.output_names)}  # fmt: skip
+    if dynamic:
+        kw["dynamic_axes"] = dynamic
+    try:
+        proto = fonnx.export(loaded, dst, **kw)
+    except fonnx.ExportError as e:
+        return fail(str(e))
+    except (NotImplementedError, ValueError, TypeError) as e:
+        return fail(f"{type(e).__name__}: {e}", 2 if isinstance(e, NotImplementedError) else 1)
+    g = proto.graph
+    print(f"wrote {dst}: opset {proto.opset_import[0].version}, {len(g.node)} nodes, "
+          f"inputs {', '.join(i.name for i in g.input)}, "
+          f"outputs {', '.join(o.name for o in g.output)}")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusejit", description="fusejit: a kernel-fusing JIT.")
     p.add_argument("--version", action="version", version=f"fusejit {fj.__version__}")
@@ -291,6 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-bytes", type=int, default=None,
                    help="prune to this size (default $FUSEJIT_CACHE_MAX_BYTES, 4 GiB)")  # fmt: skip
     c.set_defaults(func=cmd_cache)
+    e = sub.add_parser("export", help="write a saved archive (fusejit.save) as an ONNX model")
+    e.add_argument("archive", help="the archive, e.g. model.fjz")
+    e.add_argument("output", help="the ONNX file to write, e.g. model.onnx")
+    e.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset (default: fusejit.onnx.DEFAULT_OPSET)")  # fmt: skip
+    e.add_argument("--input-names", metavar="A,B", help="names of the graph's inputs, in order")
+    e.add_argument("--output-names", metavar="Y", help="names of the graph's outputs, in order")
+    e.add_argument("--dynamic-axes", metavar="JSON",
+                   help='named dynamic axes, e.g. \'{"x": {"0": "batch"}}\'')  # fmt: skip
+    e.set_defaults(func=cmd_export)
     return p
 
 
