@@ -78,6 +78,7 @@ def onnx_run() -> Path:
         h.update((EXAMPLE / f).read_bytes())
     lib = (root / "lib" / "libonnxruntime.so").resolve()
     h.update(f"{root.resolve()}\0{lib}\0{lib.stat().st_size}".encode())
+    h.update((root / "include" / "onnxruntime" / "onnxruntime_c_api.h").read_bytes())
     cache = _build_dir()
     final = cache / h.hexdigest()[:20]
     exe = final / "onnx_run"
