@@ -17,7 +17,7 @@ from fusejit.eager.tensor import Tensor
 from fusejit.ir.control import count_fused
 from fusejit.ir.graph import Graph
 from fusejit.ir.printer import format_code
-from fusejit.jit.joint import script_call
+from fusejit.jit.control_grad import script_call
 from fusejit.jit.scripting.errors import ScriptError
 from fusejit.jit.scripting.source import _params_of, _Source
 from fusejit.jit.scripting.specialize import (
