@@ -362,3 +362,27 @@ def test_lstm_trains():
     close(np.array(ls), np.array(le), 1e-3)
     for a, b in zip(scripted.parameters(), eager.parameters(), strict=True):
         close(a, b, 1e-3)
+
+
+def test_readme_scripted_lstm_trains(capsys, tmp_path):
+    """The README's scripted LSTM and its training lines, run with smaller sizes (from a file:
+    scripting reads the source)."""
+    import os
+    import runpy
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme.split("A scripted LSTM over a sequence loop", 1)[1]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python\n")[1:3]]
+    assert "class LSTM" in blocks[0] and "loss.backward()" in blocks[1]
+    code = "\n".join(blocks)
+    for big, small in (("512", "12"), ("100", "6"), ("64", "5")):
+        code = code.replace(big, small)
+    path = tmp_path / "readme_lstm.py"
+    path.write_text(code, encoding="utf-8")
+    runpy.run_path(str(path), run_name="readme")
+    printed = capsys.readouterr().out
+    losses = [float(line.rsplit(" ", 1)[1]) for line in printed.splitlines()
+              if line.startswith("step ")]  # fmt: skip
+    assert len(losses) == 5 and losses[-1] < losses[0], printed
