@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import pytest
 from jit_helpers import as_np, assert_bitwise, module_cache_fixture
+from parity_helpers import DEVICES
 
 import fusejit as F
 from fusejit import nn
@@ -292,30 +293,32 @@ class LSTM(nn.Module):
         return F.stack(outs), h, c
 
 
-def _lstm_pair(n_in, n_hid, dtype):
+def _lstm_pair(n_in, n_hid, dtype, device="cpu"):
     F.manual_seed(0)
-    eager = LSTM(n_in, n_hid).to(dtype=dtype)
-    scripted = F.script(LSTM(n_in, n_hid).to(dtype=dtype))
-    scripted.load_state_dict(eager.state_dict())
-    return eager, scripted
+    eager = LSTM(n_in, n_hid).to(dtype=dtype).to(device)
+    plain = LSTM(n_in, n_hid).to(dtype=dtype).to(device)
+    plain.load_state_dict(eager.state_dict())
+    return eager, F.script(plain)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype,rtol", [(F.float64, 1e-12), (F.float32, 1e-5)])
-def test_lstm_gradients_equal_eager(dtype, rtol):
-    eager, scripted = _lstm_pair(6, 5, dtype)
+def test_lstm_gradients_equal_eager(dtype, rtol, device):
+    eager, scripted = _lstm_pair(6, 5, dtype, device)
     np_dt = dtype.np
-    x = rand(7, 3, 6, dtype=np_dt, seed=1)
-    h0 = rand(3, 5, dtype=np_dt, seed=2)
-    c0 = rand(3, 5, dtype=np_dt, seed=3, grad=False)
+    x = rand(7, 3, 6, dtype=np_dt, seed=1, grad=False)
+    h0 = rand(3, 5, dtype=np_dt, seed=2, grad=False)
+    c0 = rand(3, 5, dtype=np_dt, seed=3, grad=False).to(device)
     got, want = [], []
     for m, into in ((scripted, got), (eager, want)):
-        xs, hs = clone_leaves((x, h0))
+        xs, hs = (t.to(device).requires_grad_() for t in clone_leaves((x, h0)))
         ys, h, c = m(xs, hs, c0)
         loss = (ys * ys).mean() + (h * c).sum()
         loss.backward()
         into.extend([loss, xs.grad, hs.grad, *(p.grad for p in m.parameters())])
     for k, (a, b) in enumerate(zip(got, want, strict=True)):
-        close(a, b, rtol, f"value {k}")
+        assert a.device.type == device
+        close(a.cpu(), b.cpu(), rtol, f"value {k}")
 
 
 def test_lstm_gradcheck():

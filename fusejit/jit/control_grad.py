@@ -101,13 +101,6 @@ class _Segment:
         return joint.call_joint(cj, tensors, [], eager_fn=self._eager)
 
 
-def _block_uses(block: Block) -> set:
-    """Values a block's nodes (and their blocks, through the node's inputs) and results read."""
-    out = {v for n in block.nodes for v in n.inputs if isinstance(v, Value)}
-    out.update(v for v in block.results if isinstance(v, Value))
-    return out
-
-
 def _steps(block: Block, target: str) -> list:
     """The block as steps: ``_Segment`` objects and single (control or special) nodes."""
     steps: list = []
@@ -117,7 +110,9 @@ def _steps(block: Block, target: str) -> list:
         if run:
             later = {v for n in block.nodes[k:] for v in n.inputs if isinstance(v, Value)}
             later.update(v for v in block.results if isinstance(v, Value))
-            steps.append(_Segment(list(run), later, target))
+            seg = _Segment(list(run), later, target)
+            if seg.outputs:  # (op-table ops have no side effects: nothing read, nothing run)
+                steps.append(seg)
             run.clear()
 
     for k, n in enumerate(block.nodes):
