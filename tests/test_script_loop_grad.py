@@ -275,6 +275,28 @@ def test_no_grad_and_inputs_not_requiring_grad():
     np.testing.assert_array_equal(x.grad.numpy(), np.full(3, 4.0))
 
 
+def test_detach_stops_gradients():
+    """A graph has one value for a tensor and its ``detach()``: with inputs requiring grad the
+    function runs eagerly (one warning), so the gradient stops where eager's does."""
+
+    def f(x):
+        return (x * x.detach()).sum()
+
+    def g(x, n: int):
+        for _ in range(n):
+            x = x * x.detach() + 1.0
+        return x.sum()
+
+    for fn, extra in ((f, ()), (g, (3,))):
+        sf = F.script(fn)
+        with pytest.warns(F.TracerWarning, match="detach"):
+            _, gj = grads_of(sf, (rand(4, seed=1), *extra))
+        _, ge = grads_of(fn, (rand(4, seed=1), *extra))
+        assert_bitwise(gj[0], ge[0])
+        with F.no_grad():  # no gradients needed: the compiled graph (its sum in another order)
+            close(sf(rand(4, seed=1), *extra), fn(rand(4, seed=1), *extra), 1e-14)
+
+
 # ---- the README's scripted LSTM ------------------------------------------------------------------
 class LSTM(nn.Module):
     def __init__(self, n_in, n_hid):
