@@ -411,3 +411,60 @@ def test_readme_scripted_lstm_trains(capsys, tmp_path):
     losses = [float(line.rsplit(" ", 1)[1]) for line in printed.splitlines()
               if line.startswith("step ")]  # fmt: skip
     assert len(losses) == 5 and losses[-1] < losses[0], printed
+
+
+# ---- random loop programs ------------------------------------------------------------------------
+_UNARY = ("{}.sin()", "{}.tanh()", "{}.sigmoid()", "({} * 0.5)", "(-{})", "{}.cos()")
+_BINARY = ("({} + {})", "({} - {})", "({} * {})")
+
+
+def _random_expr(rng, names, depth):
+    if depth == 0:
+        return str(rng.choice(names))
+    if rng.random() < 0.4:
+        return str(rng.choice(_UNARY)).format(_random_expr(rng, names, depth - 1))
+    a, b = (_random_expr(rng, names, depth - 1) for _ in range(2))
+    return str(rng.choice(_BINARY)).format(a, b)
+
+
+def _random_program(seed: int) -> str:
+    """A function of (x, y, w) with a loop carrying x and y (an ``if`` or a ``break`` in
+    some), its body random elementwise expressions; a matmul with w in some."""
+    rng = np.random.default_rng(seed)
+    names = ["x", "y", "w"]
+    n = int(rng.integers(1, 5))
+    lines = ["def f(x, y, w):", "    a = x * 0.0", f"    for t in range({n}):"]
+    lines.append(f"        a = {_random_expr(rng, names, 2)}")
+    if rng.random() < 0.5:
+        lines.append("        a = a @ w")
+    kind = rng.integers(3)
+    if kind == 0:
+        lines += ["        if a.sum() > 0:",
+                  f"            x = {_random_expr(rng, [*names, 'a'], 2)}",
+                  "        else:",
+                  f"            x = {_random_expr(rng, [*names, 'a'], 2)}"]  # fmt: skip
+    else:
+        lines.append(f"        x = {_random_expr(rng, [*names, 'a'], 2)}")
+    lines.append(f"        y = ({_random_expr(rng, [*names, 'a'], 2)}) * 0.5")
+    if kind == 1:
+        lines += ["        if (x * x).sum() > 12:", "            break"]
+    lines.append("    return x, (y * a).sum()")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_loop_programs(seed, tmp_path):
+    import importlib.util
+
+    src = _random_program(seed)
+    path = tmp_path / f"prog_{seed}.py"
+    path.write_text(src, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"prog_{seed}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    args = (rand(3, 3, seed=seed), rand(3, 3, seed=seed + 100), rand(3, 3, seed=seed + 200))
+    sf = F.script(mod.f)
+    oj, gj = grads_of(sf, clone_leaves(args))
+    oe, ge = grads_of(mod.f, clone_leaves(args))
+    for a, b in zip([*oj, *gj], [*oe, *ge], strict=True):
+        close(a, b, 1e-12, src)
