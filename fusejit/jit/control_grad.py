@@ -197,8 +197,7 @@ def _functional_update(x: Tensor, i: int, v: Tensor, dim: int) -> Tensor:
     return out
 
 
-def _select(x: Tensor, index, dim: int) -> Tensor:
-    i = ctl.truth_int(index)
+def _select(x: Tensor, i: int, dim: int) -> Tensor:
     size = x.shape[dim]
     if not -size <= i < size:
         raise DimError(f"select: index {i} is out of bounds for dim {dim} with size {size}")
@@ -226,9 +225,18 @@ class _Runner:
         env = dict(zip(g.block.params, [*tensors, *g.captured], strict=True))
         return self.run_block(g.block, env)
 
-    def run_block(self, block: Block, env: dict, rows: dict | None = None) -> list:
+    def run_block(self, block: Block, env: dict, rows: dict | None = None, index=None) -> list:
+        """Run ``block`` on ``env``; ``rows``: the enclosing loop's row buffers by tensor id,
+        ``index``: (its iteration-number parameter, the number as a Python int), which ``x[t]``
+        and ``ys[t] = h`` read without copying a device tensor back."""
+
         def val(v):
             return v.value if isinstance(v, Const) else env[v]
+
+        def int_of(v) -> int:
+            if index is not None and v is index[0]:
+                return index[1]
+            return ctl.truth_int(val(v))
 
         for s in self.steps(block):
             if isinstance(s, _Segment):
@@ -243,10 +251,10 @@ class _Runner:
                 b = n.blocks[0] if ctl.truth(val(n.inputs[0])) else n.blocks[1]
                 res = self.run_block(b, dict(zip(b.params, [val(v) for v in n.inputs[1:]])))
             elif n.op == "select":
-                res = [_select(val(n.inputs[0]), val(n.inputs[1]), n.attr("dim"))]
+                res = [_select(val(n.inputs[0]), int_of(n.inputs[1]), n.attr("dim"))]
             elif n.op == "update":
-                x, i, v = (val(a) for a in n.inputs)
-                i, d = ctl.truth_int(i), n.attr("dim")
+                x, i, v = val(n.inputs[0]), int_of(n.inputs[1]), val(n.inputs[2])
+                d = n.attr("dim")
                 buf = rows.get(id(x)) if rows and n.attr("inplace", False) else None
                 if buf is not None:
                     buf.write(i, v, d)
@@ -295,7 +303,7 @@ class _Runner:
         i = 0
         while go and (trip < 0 or i < trip):
             env = dict(zip(body.params, [ctl.index_tensor(i, dev), *carried, *caps]))
-            res = self.run_block(body, env, rows)
+            res = self.run_block(body, env, rows, (body.params[0], i))
             go = ctl.truth(res[0])
             carried = res[1:]
             i += 1
