@@ -3,14 +3,19 @@ one is usable): input 512, hidden 512, batch 64, 100 steps, float32.
 
 Checks that the pointwise cell runs as one fused kernel per step, then prints a table of the
 time per step. Run: ``PYTHONPATH=. python bench/bench_script_lstm.py [--steps 100] [--reps 5]
-[--outputs]``; ``--outputs`` also returns every step's ``h``, appended to a list and stacked
-(one buffer the loop writes row by row), as ``nn.LSTM`` returns its output sequence.
+[--outputs] [--train]``; ``--outputs`` also returns every step's ``h``, appended to a list and
+stacked (one buffer the loop writes row by row), as ``nn.LSTM`` returns its output sequence.
+``--train`` times a training step instead (forward with stacked outputs, a loss, backward
+through the loop, an SGD step: eager vs scripted, min and median ms per step, after checking
+that both give the same gradients) and its peak memory (``tracemalloc``, CPU only).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -89,12 +94,87 @@ def run(device: str, steps: int, reps: int, cls=LSTM) -> tuple[float, float]:
     return eager / steps, fused / steps
 
 
+def train_run(device: str, steps: int, reps: int, n: int = 512, batch: int = 64) -> dict:
+    """A training step of the LSTM (``n`` inputs and hidden units) with stacked outputs, eager
+    vs scripted: ms per step (min, median over ``reps`` alternating runs), the first scripted
+    call's seconds (compiling the forward and backward graphs) and, on the CPU, the peak
+    memory of one step."""
+    fusejit.manual_seed(0)
+    model = LSTMOutputs(n, n).to(device)
+    scripted = fusejit.script(LSTMOutputs(n, n).to(device))
+    scripted.load_state_dict(model.state_dict())
+    x = fusejit.randn(steps, batch, n, device=device)
+    h = fusejit.zeros(batch, n, device=device)
+    c = fusejit.zeros(batch, n, device=device)
+    target = fusejit.randn(steps, batch, n, device=device)
+    opts = {id(m): fusejit.optim.SGD(m.parameters(), lr=1e-3) for m in (model, scripted)}
+
+    def step(m):
+        ys, _, _ = m(x, h, c)
+        loss = ((ys - target) ** 2).mean()
+        opts[id(m)].zero_grad()
+        loss.backward()
+        opts[id(m)].step()
+        return (loss,)
+
+    # same gradients (before any update): compile, then compare
+    grads = []
+    first = 0.0
+    for m in (model, scripted):
+        t0 = time.perf_counter()
+        ys, _, _ = m(x, h, c)
+        for p in m.parameters():
+            p.grad = None
+        ((ys - target) ** 2).mean().backward()
+        grads.append([p.grad.cpu().numpy() for p in m.parameters()])
+        first = time.perf_counter() - t0
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3 * float(np.abs(a).max()))
+    times: list = [[], []]
+    for _ in range(reps):
+        for k, m in enumerate((model, scripted)):
+            times[k].append(timed(lambda m=m: step(m)))
+    out = {"eager": times[0], "scripted": times[1], "first": first}
+    if device == "cpu":
+        for name, m in (("eager", model), ("scripted", scripted)):
+            tracemalloc.start()
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            step(m)
+            out[name + "_peak"] = tracemalloc.get_traced_memory()[1] - base
+            tracemalloc.stop()
+    return out
+
+
+def main_train(steps: int, reps: int, n: int, batch: int) -> None:
+    devices = ["cpu"] + (["cuda"] if fusejit.is_cuda_available() else [])
+    print(f"LSTM {n}->{n} training step (stacked outputs, MSE, backward, SGD), batch {batch}, "
+          f"{steps} steps, float32, {reps} runs, ms per time step:")  # fmt: skip
+    print(f"{'device':<8}{'eager min':>11}{'median':>9}{'scripted min':>14}{'median':>9}"
+          f"{'speedup (min)':>15}{'first call s':>14}{'peak MB eager':>15}"
+          f"{'scripted':>10}")  # fmt: skip
+    for d in devices:
+        r = train_run(d, steps, reps, n, batch)
+        e, s = r["eager"], r["scripted"]
+        peak = (f"{r['eager_peak'] / 2**20:>15.1f}{r['scripted_peak'] / 2**20:>10.1f}"
+                if "eager_peak" in r else "")  # fmt: skip
+        print(f"{d:<8}{min(e) / steps * 1e3:>11.3f}{statistics.median(e) / steps * 1e3:>9.3f}"
+              f"{min(s) / steps * 1e3:>14.3f}{statistics.median(s) / steps * 1e3:>9.3f}"
+              f"{min(e) / min(s):>14.2f}x{r['first']:>14.2f}{peak}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--outputs", action="store_true", help="also return the stacked outputs")
+    ap.add_argument("--train", action="store_true", help="time a training step instead")
+    ap.add_argument("--hidden", type=int, default=512, help="--train: inputs and hidden units")
+    ap.add_argument("--batch", type=int, default=64, help="--train: batch size")
     a = ap.parse_args()
+    if a.train:
+        main_train(a.steps, a.reps, a.hidden, a.batch)
+        return
     devices = ["cpu"] + (["cuda"] if fusejit.is_cuda_available() else [])
     cls = LSTMOutputs if a.outputs else LSTM
     rows = [(d, *run(d, a.steps, a.reps, cls)) for d in devices]

@@ -55,7 +55,7 @@ timeout "$(budget 90)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test
     tests/test_losses.py tests/test_optim.py tests/test_checkpoints.py tests/test_explain.py \
     tests/test_script_constructs.py tests/test_joint.py tests/test_array_api.py \
     tests/test_dynamic.py tests/test_graph_indexing.py tests/test_dask.py tests/test_sklearn.py \
-    tests/test_col_fusion.py tests/test_training_optimized.py \
+    tests/test_col_fusion.py tests/test_training_optimized.py tests/test_script_loop_grad.py \
     >"$OUT/pytest_cuda_more.log" 2>&1
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda_more.log" | head -20
@@ -126,6 +126,12 @@ echo "== bench/bench_script_lstm.py -> $OUT/lstm.log"
 timeout "$(budget 40)" "$PY" bench/bench_script_lstm.py --reps 3 >"$OUT/lstm.log" 2>&1
 echo "lstm exit status $?"
 tail -n 5 "$OUT/lstm.log"
+
+echo "== bench/bench_script_lstm.py --train (backward through the loop) -> $OUT/lstm_train.log"
+timeout "$(budget 45)" "$PY" bench/bench_script_lstm.py --train --steps 20 --reps 3 \
+    >"$OUT/lstm_train.log" 2>&1
+echo "lstm train exit status $?"
+tail -n 3 "$OUT/lstm_train.log"
 
 echo "== bench/bench_generate.py --small --device cuda:0 (dynamic dims, greedy generation) -> $OUT/generate.log"
 timeout "$(budget 60)" "$PY" bench/bench_generate.py --small --device cuda:0 --tokens 32 \
