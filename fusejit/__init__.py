@@ -180,3 +180,16 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
+
+
+# ``from fusejit import *``: the public names, the lazily imported ones among them (submodules
+# are left out, as ``import *`` of a package leaves them out); without this list it would miss
+# every name of ``_LAZY``.
+__all__ = sorted(
+    [
+        n
+        for n, v in globals().items()
+        if not n.startswith("_") and n != "annotations" and not isinstance(v, type(_os))
+    ]
+    + [n for n, (_, attr) in _LAZY.items() if attr is not None]
+)

@@ -65,6 +65,20 @@ print(json.dumps({"heavy": heavy, "missing": missing, "same": same,
         fusejit.not_a_name  # noqa: B018
 
 
+def test_star_import_gives_the_lazy_names_too(tmp_path):
+    code = """
+import json
+ns = {}
+exec("from fusejit import *", ns)
+print(json.dumps({"got": sorted(k for k in ns if not k.startswith("__"))}))
+"""
+    got = set(run(code, tmp_path)["got"])
+    # eager names, lazily imported functions and classes; submodules stay out as for packages
+    assert {"tensor", "float32", "no_grad", "trace", "script", "optimize", "explain", "save",
+            "load", "mark_dynamic", "save_state_dict", "ArchiveError"} <= got  # fmt: skip
+    assert not {"nn", "jit", "onnx", "annotations"} & got
+
+
 CHILD = """
 import json, sys
 import numpy as np
