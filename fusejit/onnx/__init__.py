@@ -13,6 +13,7 @@ import os
 from fusejit.base import dtypes as dt
 from fusejit.ir.graph import Const, Graph, Value
 from fusejit.onnx.builder import Builder, ExportError
+from fusejit.onnx.control import rule_of
 from fusejit.onnx.rules import RULES
 
 __all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET"]
@@ -65,7 +66,7 @@ def _emit(b: Builder, g: Graph, env: dict) -> None:
                 b.fresh("constant"), _numpy(node.attr("value")), node.outputs[0].type.dtype
             )
             continue
-        rule = RULES.get(node.op)
+        rule = rule_of(b, node)
         if rule is None:
             raise ExportError(
                 f"fusejit.onnx.export: op {node.op!r} has no ONNX export rule: {_node_text(node)}"
