@@ -200,3 +200,93 @@ def test_print_and_assert_are_left_out_with_a_warning(tmp_path):
         fonnx.export(checked, tmp_path / "p.onnx")
     sess = _session(tmp_path / "p.onnx")
     _same(_run(sess, x.numpy()), [x.numpy() * 3.0])
+
+
+# dynamic axes ---------------------------------------------------------------------------
+def _dims(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def test_dynamic_batch_mlp(tmp_path):
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4), nn.Softmax(-1))
+    proto = fonnx.export(mlp, tmp_path / "mlp.onnx", fusejit.randn(3, 8), input_names=["x"],
+                         dynamic_axes={"x": {0: "batch"}})  # fmt: skip
+    assert _dims(proto.graph.input[0]) == ["batch", 8]
+    assert _dims(proto.graph.output[0]) == ["batch", 4]
+    sess = _session(tmp_path / "mlp.onnx")
+    for n in (1, 3, 7):
+        x = fusejit.randn(n, 8)
+        _same(_run(sess, x.numpy()), _np(mlp(x)), exact=False)
+
+
+class NormBlock(nn.Module):
+    """softmax and layer norm over the last dim, a view that merges the dynamic dims."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(6)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        y = self.ln(x).softmax(-1) * x.var(-1, keepdim=True)
+        flat = y.reshape(b * t, c)
+        return y[:, 1:] - flat.mean(0), y[:, -1, :2]
+
+
+def test_dynamic_softmax_layer_norm_block_list_form(tmp_path):
+    block = NormBlock()
+    x = fusejit.randn(2, 5, 6)
+    proto = fonnx.export(block, tmp_path / "n.onnx", x, input_names=["x"],
+                         dynamic_axes={"x": [0, 1], "output_0": {1: "steps"}})  # fmt: skip
+    assert _dims(proto.graph.input[0]) == ["x_dim0", "x_dim1", 6]
+    assert _dims(proto.graph.output[0]) == ["x_dim0", "steps", 6]
+    assert _dims(proto.graph.output[1]) == ["x_dim0", 2]
+    sess = _session(tmp_path / "n.onnx")
+    for b, t in ((2, 5), (1, 3), (4, 9)):
+        x = fusejit.randn(b, t, 6)
+        _same(_run(sess, x.numpy()), _np(block(x)), exact=False)
+
+
+def test_dynamic_batch_and_sequence_nanogpt(tmp_path):
+    from fusejit.bench.models import NanoGPT
+
+    gpt = NanoGPT(vocab=64, block_size=16, n_layer=2, n_head=2, n_embd=16)
+    idx = fusejit.tensor(RNG.integers(0, 64, (2, 5)))
+    proto = fonnx.export(gpt, tmp_path / "gpt.onnx", idx, input_names=["idx"],
+                         output_names=["logits"],
+                         dynamic_axes={"idx": {0: "batch", 1: "seq"}})  # fmt: skip
+    assert _dims(proto.graph.output[0]) == ["batch", "seq", 64]
+    sess = _session(tmp_path / "gpt.onnx")
+    for b, t in ((1, 3), (2, 5), (3, 16)):
+        idx = fusejit.tensor(RNG.integers(0, 64, (b, t)))
+        _same(_run(sess, idx.numpy()), _np(gpt(idx)), exact=False, atol=1e-5)
+
+
+def test_optimize_symbolic_dims_export_unasked(tmp_path):
+    def f(x):
+        return (x * 2.0).sum(-1).reshape(-1, 1) + x[:, :1]
+
+    opt = fusejit.optimize(f, dynamic=True, warmup=0)
+    for n in (3, 5):
+        opt(fusejit.randn(n, 4))
+    proto = fonnx.export(opt, tmp_path / "o.onnx")
+    assert isinstance(_dims(proto.graph.input[0])[0], str)  # the symbol's name
+    sess = _session(tmp_path / "o.onnx")
+    for n in (2, 6):
+        x = fusejit.tensor(RNG.integers(-4, 4, (n, 4)).astype(np.float32))
+        _same(_run(sess, x.numpy()), _np(f(x)))
+
+
+def test_dynamic_axes_refusals(tmp_path):
+    x = fusejit.randn(3, 4)
+    with pytest.raises(fonnx.ExportError, match=r"roll .*dynamic dim s0"):
+        fonnx.export(lambda x: x.roll(1, 0), tmp_path / "r.onnx", x,
+                     dynamic_axes={"x": {0: "n"}})  # fmt: skip
+    with pytest.raises(ValueError, match="not inputs"):
+        fonnx.export(lambda x: x + 1, tmp_path / "r.onnx", x, dynamic_axes={"y": [0]})
+    with pytest.raises(fonnx.ExportError, match="same size"):
+        fonnx.export(lambda x: x + 1, tmp_path / "r.onnx", fusejit.randn(3, 3),
+                     dynamic_axes={"x": {0: "rows", 1: "cols"}})  # fmt: skip
+    with pytest.raises(fonnx.ExportError, match="scripted"):
+        clip(x, 1.0)
+        fonnx.export(clip, tmp_path / "r.onnx", dynamic_axes={"x": [0]})

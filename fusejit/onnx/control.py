@@ -43,8 +43,8 @@ def _emit_block(b: Builder, block, bound: list) -> list:
     return names
 
 
-def _shape_of(b: Builder, shape):
-    """A value-info shape: ints, and a dynamic dim's name where a size is symbolic."""
+def value_shape(b: Builder, shape) -> list:
+    """A value info's shape: ints, a dynamic dim's name, None for an expression of them."""
     names = getattr(b, "dim_names", None)
     return [names(s) if names is not None and is_symbolic(s) else int(s) for s in shape]
 
@@ -63,7 +63,7 @@ def _subgraph(b: Builder, block, name: str, bound: list, inputs: list, results_a
             out = b.fresh(f"{name}_out")
             b.nodes.append(h.make_node("Identity", [src], [out]))
             b.dtypes[out] = d
-            outputs.append(h.make_tensor_value_info(out, b.onnx_type(d), _shape_of(b, shape)))
+            outputs.append(h.make_tensor_value_info(out, b.onnx_type(d), value_shape(b, shape)))
         return h.make_graph(b.nodes, b.fresh(name), inputs, outputs)
     finally:
         b.nodes = saved
@@ -120,7 +120,7 @@ def loop_rule(b: Builder, node, args) -> list:
         name = b.fresh("carried")
         b.dtypes[name] = p.type.dtype
         inputs.append(h.make_tensor_value_info(name, b.onnx_type(p.type.dtype),
-                                               _shape_of(b, p.type.shape)))  # fmt: skip
+                                               value_shape(b, p.type.shape)))  # fmt: skip
         carried.append(name)
     saved, b.nodes = b.nodes, []
     try:  # the body's condition result, a bool scalar, then the carried values
@@ -145,7 +145,7 @@ def _loop_body(b: Builder, body, bound: list, inputs: list, node):
             d, shape = dt.bool_, []
         else:
             t = node.outputs[j - 1].type
-            d, shape = t.dtype, _shape_of(b, t.shape)
+            d, shape = t.dtype, value_shape(b, t.shape)
         out = b.fresh("loop_out")
         b.nodes.append(h.make_node("Identity", [src], [out]))
         b.dtypes[out] = d
@@ -220,4 +220,4 @@ def rule_of(b: Builder, node):
     return RULES.get(node.op)
 
 
-__all__ = ["CONTROL_RULES", "rule_of"]
+__all__ = ["CONTROL_RULES", "rule_of", "value_shape"]
