@@ -290,3 +290,18 @@ def test_dynamic_axes_refusals(tmp_path):
     with pytest.raises(fonnx.ExportError, match="scripted"):
         clip(x, 1.0)
         fonnx.export(clip, tmp_path / "r.onnx", dynamic_axes={"x": [0]})
+
+
+def test_control_flow_and_dynamic_axes_at_opset_17(tmp_path):
+    x = fusejit.tensor(np.array([1.0, 0.5, -0.25], np.float32))
+    bounce(x, 2)
+    fonnx.export(bounce, tmp_path / "b17.onnx", opset=17)
+    sess = _session(tmp_path / "b17.onnx")
+    for n in (0, 3):
+        _same(_run(sess, x.numpy(), np.int64(n)), _np(bounce(x, n)))
+    block = NormBlock()
+    fonnx.export(block, tmp_path / "n17.onnx", fusejit.randn(2, 5, 6), opset=17,
+                 dynamic_axes={"x": {0: "b", 1: "t"}})  # fmt: skip
+    sess = _session(tmp_path / "n17.onnx")
+    x = fusejit.randn(3, 4, 6)
+    _same(_run(sess, x.numpy()), _np(block(x)), exact=False)
