@@ -305,3 +305,21 @@ def test_control_flow_and_dynamic_axes_at_opset_17(tmp_path):
     sess = _session(tmp_path / "n17.onnx")
     x = fusejit.randn(3, 4, 6)
     _same(_run(sess, x.numpy()), _np(block(x)), exact=False)
+
+
+def test_traced_function_traced_again_for_dynamic_axes(tmp_path):
+    def f(x, y):
+        return (x * 2.0).sum(-1).reshape(-1, 1) + x[:, :1] * y
+
+    x, y = fusejit.randn(3, 4), fusejit.randn(1)
+    traced = fusejit.trace(f, (x, y))
+    fonnx.export(traced, tmp_path / "t.onnx", input_names=["x", "y"],
+                 dynamic_axes={"x": {0: "n"}})  # no example inputs: zeros  # fmt: skip
+    sess = _session(tmp_path / "t.onnx")
+    for n in (1, 6):
+        x = fusejit.tensor(RNG.integers(-4, 4, (n, 4)).astype(np.float32))
+        _same(_run(sess, x.numpy(), y.numpy()), _np(f(x, y)), exact=False)
+    fusejit.save(traced, tmp_path / "t.fjz")
+    with pytest.raises(fonnx.ExportError, match="no Python function"):
+        fonnx.export(fusejit.load(tmp_path / "t.fjz"), tmp_path / "l.onnx",
+                     dynamic_axes={"x0": [0]})  # fmt: skip

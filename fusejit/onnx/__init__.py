@@ -134,7 +134,7 @@ def export(
     out_names += [f"output_{i}" for i in range(len(out_names), len(g.outputs))]
     if dynamic_axes or g.notes.get("symbols"):
         check_keys(dynamic_axes, in_names, out_names)
-        axes = named_axes(dynamic_axes, in_names, "input")
+        axes = named_axes(dynamic_axes, in_names)
         g, dim_names = symbolic_graph(obj, example_inputs, g, axes)
         b = SymbolicBuilder(onnx, opset, dim_names)
     else:
@@ -153,7 +153,7 @@ def export(
         env[v] = b.initializer(name, _numpy(t), v.type.dtype)
     _emit(b, g, env)
     outputs = []
-    out_axes = named_axes(dynamic_axes, out_names, "output")
+    out_axes = named_axes(dynamic_axes, out_names)
     for i, r in enumerate(g.outputs):
         name = out_names[i]
         if isinstance(r, Const):

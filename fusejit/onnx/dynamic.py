@@ -209,7 +209,7 @@ def dynamic_rule_of(node, rule):
     return _DYNAMIC.get(node.op) or _refuse(node.op, dims)
 
 
-def named_axes(dynamic_axes, names: list[str], what: str) -> dict[int, dict[int, str]]:
+def named_axes(dynamic_axes, names: list[str]) -> dict[int, dict[int, str]]:
     """``dynamic_axes`` ({name: {axis: dim name}} or {name: [axis, ...]}, as PyTorch's) for the
     values ``names`` (inputs or outputs): value index -> {axis: dim name}; a list's axes are
     named ``<value>_dim<axis>``."""
@@ -268,8 +268,10 @@ def symbolic_graph(obj, example_inputs, g, wanted: dict[int, dict[int, str]]):
                 "fusejit.onnx.export: a scripted function is compiled for its input sizes; "
                 "dynamic_axes needs a traced, optimized function or a module"
             )
+        from fusejit.jit.archive import LoadedFunction
+
         fn = _function_of(obj)
-        if fn is None and callable(obj):
+        if fn is None and callable(obj) and not isinstance(obj, LoadedFunction):
             fn = obj
         if fn is None:
             raise ExportError(
