@@ -323,3 +323,18 @@ def test_traced_function_traced_again_for_dynamic_axes(tmp_path):
     with pytest.raises(fonnx.ExportError, match="no Python function"):
         fonnx.export(fusejit.load(tmp_path / "t.fjz"), tmp_path / "l.onnx",
                      dynamic_axes={"x0": [0]})  # fmt: skip
+
+
+def test_boolean_mask_sizes_known_at_run_time(tmp_path):
+    def f(x, y):
+        m = x > 0
+        return x[m] * 2.0 + y[m], (x * y)[m].sum()
+
+    x, y = fusejit.randn(3, 4), fusejit.randn(3, 4)
+    proto = fonnx.export(fusejit.trace(f, (x, y)), tmp_path / "m.onnx", input_names=["x", "y"])
+    assert "NonZero" in _op_types(proto.graph)
+    assert _dims(proto.graph.output[0]) == [0]  # (unknown: the mask's count)
+    sess = _session(tmp_path / "m.onnx")
+    for _ in range(3):
+        x, y = fusejit.randn(3, 4), fusejit.randn(3, 4)
+        _same(_run(sess, x.numpy(), y.numpy()), _np(f(x, y)), exact=False)

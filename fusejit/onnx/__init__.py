@@ -132,7 +132,7 @@ def export(
         in_names.append(f"input_{i}" if name in in_names else name)
     out_names = list(output_names or [])
     out_names += [f"output_{i}" for i in range(len(out_names), len(g.outputs))]
-    if dynamic_axes or g.notes.get("symbols"):
+    if dynamic_axes or g.notes.get("symbols") or g.notes.get("data_symbols"):
         check_keys(dynamic_axes, in_names, out_names)
         axes = named_axes(dynamic_axes, in_names)
         g, dim_names = symbolic_graph(obj, example_inputs, g, axes)

@@ -1,6 +1,7 @@
 """Export of the scripted IR's control nodes (``fusejit/ir/control.py``) and of the JIT's own
 nodes: ``if`` as ONNX ``If``, ``loop`` as ``Loop``, ``select`` as ``Gather``, ``update`` as
-``ScatterElements``, ``arange`` (a range of symbolic sizes) as ``Range``.
+``ScatterElements``, ``arange`` (a range of symbolic sizes) as ``Range``, ``mask_positions``
+(a bool mask's true entries, ``x[mask]``) as ``NonZero``.
 
 A fusejit block is closed (it reads the enclosing block only through its parameters); an ONNX
 subgraph reads the enclosing graph's values by name. So a block's capture parameters are bound
@@ -196,6 +197,18 @@ def arange_rule(b: Builder, node, args) -> list:
     return [b.cast(b.node("Range", ends, dt.int64), out)]
 
 
+def mask_positions_rule(b: Builder, node, args) -> list:
+    """The flat positions of a 1-d bool mask's true entries (``x[mask]`` in a trace): their
+    count, a size known only when the graph runs, is read from the result's ``Shape``."""
+    nz = b.node("NonZero", [b.cast(args[0], dt.bool_)], dt.int64)
+    pos = b.node("Reshape", [nz, b.ints([-1])], dt.int64)
+    u = node.attr("size")
+    symbols = getattr(b, "symbols", None)
+    if symbols is not None and is_symbolic(u) and len(u.poly) == 1 and len(u.poly[0][0]) == 1:
+        symbols[u.poly[0][0][0]] = b.node("Shape", [pos], dt.int64)
+    return [pos]
+
+
 CONTROL_RULES: dict = {
     "if": if_rule,
     "loop": loop_rule,
@@ -204,6 +217,7 @@ CONTROL_RULES: dict = {
     "print": effect_rule,
     "assert": effect_rule,
     "arange": arange_rule,
+    "mask_positions": mask_positions_rule,
 }
 
 
