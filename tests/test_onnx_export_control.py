@@ -338,3 +338,21 @@ def test_boolean_mask_sizes_known_at_run_time(tmp_path):
     for _ in range(3):
         x, y = fusejit.randn(3, 4), fusejit.randn(3, 4)
         _same(_run(sess, x.numpy(), y.numpy()), _np(f(x, y)), exact=False)
+
+
+def test_dynamic_batch_cross_entropy_and_rms_norm(tmp_path):
+    import fusejit.nn.functional as F
+
+    def fn(logits, labels, w):
+        x = logits * (logits * logits).mean(-1, keepdim=True).add(1e-6).rsqrt() * w
+        return F.cross_entropy(x, labels), F.one_hot(labels, 5).float().mean(0), x.roll(1, 1)
+
+    args = (fusejit.randn(4, 5), fusejit.tensor(RNG.integers(0, 5, 4)), fusejit.randn(5))
+    # the list form names both batch dims; the trace makes them one size: one name
+    proto = fonnx.export(fn, tmp_path / "ce.onnx", args, input_names=["logits", "labels", "w"],
+                         dynamic_axes={"logits": [0], "labels": [0]})  # fmt: skip
+    assert _dims(proto.graph.input[1]) == ["logits_dim0"]
+    sess = _session(tmp_path / "ce.onnx")
+    for n in (1, 4, 9):
+        args = (fusejit.randn(n, 5), fusejit.tensor(RNG.integers(0, 5, n)), args[2])
+        _same(_run(sess, *[a.numpy() for a in args]), _np(fn(*args)), exact=False)

@@ -199,6 +199,21 @@ def var(b: Builder, node, args) -> list:
 _DYNAMIC = {"getitem": getitem, "split": split, "var": var}
 
 
+def _static_dims(node, shape, dims) -> bool:
+    rank = len(shape)
+    return not any(is_symbolic(shape[d % rank]) for d in dims)
+
+
+# rules that compute with the sizes of some dims only: safe where those are static
+_SAFE_WHERE = {
+    "one_hot": lambda n: not is_symbolic(n.outputs[0].type.shape[-1]),
+    "roll": lambda n: (
+        bool(n.attr("dims")) and _static_dims(n, n.inputs[0].type.shape, n.attr("dims"))
+    ),
+    "diagonal": lambda n: _static_dims(n, n.inputs[0].type.shape, n.attr("dims")),
+}
+
+
 def dynamic_rule_of(node, rule):
     """The rule to export ``node`` with when the graph has dynamic dims."""
     if rule is None:
@@ -206,7 +221,14 @@ def dynamic_rule_of(node, rule):
     dims = _dims_of(node)
     if not dims or node.op in _SAFE:
         return rule
+    safe = _SAFE_WHERE.get(node.op)
+    if safe is not None and safe(node):
+        return rule
     return _DYNAMIC.get(node.op) or _refuse(node.op, dims)
+
+
+class _ListName(str):
+    """A dim name the list form of ``dynamic_axes`` made (``x_dim0``)."""
 
 
 def named_axes(dynamic_axes, names: list[str]) -> dict[int, dict[int, str]]:
@@ -221,7 +243,7 @@ def named_axes(dynamic_axes, names: list[str]) -> dict[int, dict[int, str]]:
         if isinstance(axes, dict):
             out[i] = {int(a): str(n) for a, n in axes.items()}
         elif isinstance(axes, (list, tuple)):
-            out[i] = {int(a): f"{key}_dim{int(a)}" for a in axes}
+            out[i] = {int(a): _ListName(f"{key}_dim{int(a)}") for a in axes}
         else:
             raise TypeError(
                 f"fusejit.onnx.export: dynamic_axes[{key!r}] must be a dict of axis -> name "
@@ -298,16 +320,20 @@ def symbolic_graph(obj, example_inputs, g, wanted: dict[int, dict[int, str]]):
             raise ExportError(f"fusejit.onnx.export: dynamic_axes: {e}") from None
         symbols = {(i, d): s for s, i, d in g.notes.get("symbols", ())}
     names: dict[str, str] = {}
-    for (i, d), s in symbols.items():
+    for (i, d), s in sorted(symbols.items()):
         name = wanted.get(i, {}).get(d)
         if name is None:
             continue
-        if names.get(s, name) != name:
-            raise ExportError(
-                f"fusejit.onnx.export: dynamic_axes {names[s]!r} and {name!r} have the same "
-                f"size ({g.inputs[i].type.shape[d]}) in the example inputs, so the trace made "
-                "them one size; trace with example inputs where they differ"
-            )
+        old = names.get(s, name)
+        if old != name:  # one size: a name the list form made gives way to the other
+            if isinstance(name, _ListName):
+                continue
+            if not isinstance(old, _ListName):
+                raise ExportError(
+                    f"fusejit.onnx.export: dynamic_axes {old!r} and {name!r} have the same "
+                    f"size ({int(g.inputs[i].type.shape[d])}) in the example inputs, so the "
+                    "trace made them one size; trace with example inputs where they differ"
+                )
         names[s] = name
     for s, _i, _d in g.notes.get("symbols", ()):
         names.setdefault(s, s)
