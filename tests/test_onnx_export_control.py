@@ -356,3 +356,19 @@ def test_dynamic_batch_cross_entropy_and_rms_norm(tmp_path):
     for n in (1, 4, 9):
         args = (fusejit.randn(n, 5), fusejit.tensor(RNG.integers(0, 5, n)), args[2])
         _same(_run(sess, *[a.numpy() for a in args]), _np(fn(*args)), exact=False)
+
+
+@fusejit.script
+def erfc_loop(x, n: int):
+    for _i in range(n):
+        if x.sum() > 0.0:
+            x = fusejit.erfc(x)
+    return x
+
+
+def test_an_op_with_no_rule_in_a_block_is_named(tmp_path):
+    x = fusejit.randn(3)
+    erfc_loop(x, 2)
+    with pytest.raises(fonnx.ExportError, match=r"^fusejit\.onnx\.export: op 'erfc' has no") as e:
+        fonnx.export(erfc_loop, tmp_path / "e.onnx")
+    assert str(e.value).count("fusejit.onnx.export") == 1

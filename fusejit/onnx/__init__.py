@@ -76,6 +76,8 @@ def _emit(b: Builder, g: Graph, env: dict) -> None:
         try:
             outs = rule(b, node, args)
         except ExportError as e:
+            if str(e).startswith("fusejit.onnx.export: "):  # (a node of a control block's)
+                raise
             raise ExportError(f"fusejit.onnx.export: {e}: {_node_text(node)}") from None
         for v, name in zip(node.outputs, outs):
             if b.dtypes[name] is not v.type.dtype:
