@@ -292,7 +292,7 @@ def test_op_without_rule_is_named(tmp_path):
 
 def test_scripted_optimized_and_loaded(tmp_path):
     """Objects that hold their graph export it (the latest signature), without example
-    inputs; scripted control flow has no rule yet and is named."""
+    inputs; scripted control flow as ONNX If (tests/test_onnx_export_control.py)."""
     x = fusejit.randn(3, 4)
 
     @fusejit.script
@@ -318,8 +318,12 @@ def test_scripted_optimized_and_loaded(tmp_path):
         return x - 1
 
     branchy(x)
-    with pytest.raises(fonnx.ExportError, match="no ONNX export rule"):
-        fonnx.export(branchy, tmp_path / "m.onnx")
+    proto = fonnx.export(branchy, tmp_path / "m.onnx")
+    assert "If" in [n.op_type for n in proto.graph.node]
+    sess = _session(tmp_path / "m.onnx")
+    for v in (x.abs(), -x.abs()):  # both branches
+        got = sess.run(None, {sess.get_inputs()[0].name: v.numpy()})[0]
+        assert_same(got, branchy(v).numpy(), True, "branchy")
 
 
 def test_docstring_example():

@@ -13,6 +13,8 @@ import os
 from fusejit.base import dtypes as dt
 from fusejit.ir.graph import Const, Graph, Value
 from fusejit.onnx.builder import Builder, ExportError
+from fusejit.onnx.control import rule_of, value_shape
+from fusejit.onnx.dynamic import SymbolicBuilder, check_keys, named_axes, symbolic_graph
 from fusejit.onnx.rules import RULES
 
 __all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET"]
@@ -65,7 +67,7 @@ def _emit(b: Builder, g: Graph, env: dict) -> None:
                 b.fresh("constant"), _numpy(node.attr("value")), node.outputs[0].type.dtype
             )
             continue
-        rule = RULES.get(node.op)
+        rule = rule_of(b, node)
         if rule is None:
             raise ExportError(
                 f"fusejit.onnx.export: op {node.op!r} has no ONNX export rule: {_node_text(node)}"
@@ -74,6 +76,8 @@ def _emit(b: Builder, g: Graph, env: dict) -> None:
         try:
             outs = rule(b, node, args)
         except ExportError as e:
+            if str(e).startswith("fusejit.onnx.export: "):  # (a node of a control block's)
+                raise
             raise ExportError(f"fusejit.onnx.export: {e}: {_node_text(node)}") from None
         for v, name in zip(node.outputs, outs):
             if b.dtypes[name] is not v.type.dtype:
@@ -93,11 +97,15 @@ def export(
 ):
     """Write ``obj`` as an ONNX model at ``path`` and return the ``onnx.ModelProto``.
 
-    ``obj`` is a traced, scripted, optimized or loaded function (its latest signature; scripted
-    control flow has no rule yet), or a module or function, traced here on ``example_inputs``
-    (a tensor or a tuple). ``opset``: the ONNX opset (``MIN_OPSET`` to the
-    installed onnx's; default ``DEFAULT_OPSET``). Shapes are the traced ones (``dynamic_axes``
-    is not supported yet). An op with no rule raises ``ExportError`` naming it.
+    ``obj`` is a traced, scripted, optimized or loaded function (its latest signature;
+    scripted ``if`` and loops become ONNX ``If`` and ``Loop``), or a module or function, traced
+    here on ``example_inputs`` (a tensor or a tuple). ``opset``: the ONNX opset (``MIN_OPSET``
+    to the installed onnx's; default ``DEFAULT_OPSET``). Shapes are the traced ones, but for
+    ``dynamic_axes`` (``{name: {axis: "dim name"}}`` or ``{name: [axis, ...]}``, inputs and
+    outputs by name, as PyTorch's): those dims are traced again as symbolic sizes and the
+    sizes computed from them are computed from the input shapes in the exported graph; a graph
+    that already has symbolic dims (``optimize``'s) exports them as dynamic axes unasked. An op
+    with no rule (or none for dynamic sizes) raises ``ExportError`` naming it.
 
     >>> import os, tempfile, fusejit, fusejit.nn as nn
     >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
@@ -110,8 +118,6 @@ def export(
         import onnx
     except ImportError as e:
         raise ImportError("fusejit.onnx.export needs the onnx package: pip install onnx") from e
-    if dynamic_axes:
-        raise NotImplementedError("fusejit.onnx.export: dynamic_axes is not supported yet")
     latest = onnx.defs.onnx_opset_version()
     opset = DEFAULT_OPSET if opset is None else int(opset)
     opset = min(opset, latest) if opset == DEFAULT_OPSET else opset
@@ -121,31 +127,45 @@ def export(
     for d in (v.type.dtype for v in g.block.params):
         if d.kind == "c":
             raise ExportError(f"fusejit.onnx.export: {d.name} tensors have no ONNX rule yet")
-    b = Builder(onnx, opset)
     h = onnx.helper
-    env: dict = {}
-    inputs = []
-    names = list(input_names or [])
+    in_names, names = [], list(input_names or [])
     for i, v in enumerate(g.inputs):
         name = names[i] if i < len(names) else (v.hint if v.hint.isidentifier() else f"input_{i}")
-        if name in b.dtypes:
-            name = f"input_{i}"
+        in_names.append(f"input_{i}" if name in in_names else name)
+    out_names = list(output_names or [])
+    out_names += [f"output_{i}" for i in range(len(out_names), len(g.outputs))]
+    if dynamic_axes or g.notes.get("symbols") or g.notes.get("data_symbols"):
+        check_keys(dynamic_axes, in_names, out_names)
+        axes = named_axes(dynamic_axes, in_names)
+        g, dim_names = symbolic_graph(obj, example_inputs, g, axes)
+        b = SymbolicBuilder(onnx, opset, dim_names)
+    else:
+        b = Builder(onnx, opset)
+    env: dict = {}
+    inputs = []
+    for name, v in zip(in_names, g.inputs):
         env[v] = name
         b.dtypes[name] = v.type.dtype
-        inputs.append(h.make_tensor_value_info(name, b.onnx_type(v.type.dtype), v.type.shape))
+        shape = value_shape(b, v.type.shape)
+        inputs.append(h.make_tensor_value_info(name, b.onnx_type(v.type.dtype), shape))
+    for symbol, i, dim in g.notes.get("symbols", ()):
+        b.bind(symbol, in_names[i], dim)
     for v, t in zip(g.block.params[g.n_inputs :], g.captured):
         name = v.hint if v.hint and v.hint not in b.dtypes else b.fresh("weight")
         env[v] = b.initializer(name, _numpy(t), v.type.dtype)
     _emit(b, g, env)
     outputs = []
-    names = list(output_names or [])
+    out_axes = named_axes(dynamic_axes, out_names)
     for i, r in enumerate(g.outputs):
-        name = names[i] if i < len(names) else f"output_{i}"
+        name = out_names[i]
         if isinstance(r, Const):
             d = dt.result_type(r.value)
-            src, shape = b.const(r.value, d), ()
+            src, shape = b.const(r.value, d), []
         else:
-            d, src, shape = r.type.dtype, env[r], r.type.shape
+            d, src, shape = r.type.dtype, env[r], value_shape(b, r.type.shape)
+        for axis, dim_name in out_axes.get(i, {}).items():
+            if 0 <= axis < len(shape):
+                shape[axis] = dim_name
         b.nodes.append(h.make_node("Identity", [src], [name]))
         outputs.append(h.make_tensor_value_info(name, b.onnx_type(d), shape))
     graph = h.make_graph(b.nodes, "fusejit", inputs, outputs, initializer=b.initializers)

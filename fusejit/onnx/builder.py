@@ -46,7 +46,8 @@ class Builder:
         return outs[0] if n_out == 1 else outs
 
     def initializer(self, name: str, array: np.ndarray, d: dt.DType) -> str:
-        arr = np.ascontiguousarray(np.asarray(array, dtype=d.np))
+        arr = np.asarray(array, dtype=d.np)
+        arr = np.ascontiguousarray(arr).reshape(arr.shape)  # (a 0-d array stays 0-d)
         self.initializers.append(self.onnx.numpy_helper.from_array(arr, name))
         self.dtypes[name] = d
         return name
