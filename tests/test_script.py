@@ -101,7 +101,7 @@ def range_loop(x, n: int):
 
 
 def test_for_range_constant_and_runtime_bounds():
-    for n in (0, 1, 5):
+    for n in (0, 1, 5, -2):  # (a negative run-time bound runs no iteration, as in Python)
         x = T(3)
         same(range_loop(x, n), range_loop.fn(x, n))
     assert sum(n.op == "loop" for n in range_loop.graph.nodes) == 2

@@ -362,7 +362,9 @@ class ControlFlowMixin:
         if not isinstance(start, Dyn) and not isinstance(stop, Dyn):
             return len(range(start, stop, step))
         if isinstance(start, int) and start == 0 and step == 1:
-            return stop  # (a negative count runs no iteration)
+            # a negative stop runs no iteration; clamped here, since a negative trip count of
+            # a loop node means "no bound" (a while loop)
+            return self.scalar_builtin(max, [stop, 0], node)
         # trip = max(0, ceil((stop - start) / step)), in int64
         span = self.binop(ast.Sub, stop, start, node)
         adj = self.binop(ast.Add, span, step - 1 if step > 0 else step + 1, node)
