@@ -92,19 +92,23 @@ def inputs(n: int, chunks: int):
     return s, k, t
 
 
-def placed_inputs(client, n: int, chunks: int) -> list:
+def placed_inputs(client, n: int, chunks: int, even: bool = True) -> list:
     """The inputs drawn on the workers and persisted, block ``i`` of all three on worker
     ``i % workers``: the same blocks on each worker (as many as can be), and no block's
     inputs split between two workers (which a task would wait for a transfer to gather),
-    whatever order the workers happened to draw them in."""
+    whatever order the workers happened to draw them in. ``even=False``: where Dask's
+    scheduler drew them (the placement of earlier versions of this bench)."""
     addrs = sorted(client.scheduler_info(n_workers=-1)["workers"])
 
     def where(key) -> list:
         return [addrs[key[1] % len(addrs)]]
 
-    with dask.annotate(workers=where, allow_other_workers=False):
+    if even:
+        with dask.annotate(workers=where, allow_other_workers=False):
+            arrays = list(inputs(n, chunks))
+    else:
         arrays = list(inputs(n, chunks))
-    out = client.persist(arrays, optimize_graph=False)
+    out = client.persist(arrays, optimize_graph=not even)
     with client.as_current():
         wait(out)
     return out
@@ -138,6 +142,10 @@ def settle(client, base: int, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def _transfers(dask_worker) -> int:
+    return dask_worker.state.transfer_incoming_count_total
+
+
 def timed(client, build, arrays, base: int) -> tuple:
     """Seconds for ``build``'s results to be persisted, and where the time went: each
     worker's ``fd.worker_stats`` for the run, and the CPU seconds of this process (the
@@ -145,6 +153,7 @@ def timed(client, build, arrays, base: int) -> tuple:
     outs = build(*fresh(arrays))
     settle(client, base)
     client.run(fd.worker_stats, reset=True)
+    moved = client.run(_transfers)
     c0 = time.process_time()
     t0 = time.perf_counter()
     with client.as_current():
@@ -153,6 +162,8 @@ def timed(client, build, arrays, base: int) -> tuple:
     dt = time.perf_counter() - t0
     cpu = time.process_time() - c0
     stats = client.run(fd.worker_stats)
+    for w, m in client.run(_transfers).items():
+        stats[w]["transfers"] = m - moved.get(w, 0)
     del res
     return dt, {"wall": dt, "client_cpu": cpu, "workers": stats}
 
@@ -160,13 +171,13 @@ def timed(client, build, arrays, base: int) -> tuple:
 class Setup:
     """A LocalCluster of ``n_workers`` one-thread worker processes with the inputs persisted."""
 
-    def __init__(self, stack, n_workers: int, n: int, chunks: int) -> None:
+    def __init__(self, stack, n_workers: int, n: int, chunks: int, even: bool = True) -> None:
         cluster = stack.enter_context(LocalCluster(
             n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
             memory_limit="8GiB"))  # fmt: skip
         self.client = stack.enter_context(Client(cluster, set_as_default=False))
         self.workers = n_workers
-        self.inputs = placed_inputs(self.client, n, chunks)
+        self.inputs = placed_inputs(self.client, n, chunks, even)
         self.base = self.client.run_on_scheduler(_n_tasks)  # tasks the scheduler holds
         self.client.run(fd.worker_stats, reset=True)
         t0 = time.perf_counter()
@@ -212,7 +223,8 @@ def breakdown(st: Setup) -> tuple:
             continue
         parts = [med(f(s, wall) / s["blocks"] * 1e3 for s, wall in runs) for _, f in _PARTS]
         blocks = med(s["blocks"] for s, _ in runs)
-        rows.append(f"| {st.workers}w, worker {i} | {blocks:g} | "
+        moved = med(s["transfers"] for s, _ in runs)
+        rows.append(f"| {st.workers}w, worker {i} | {blocks:g} | {moved:g} | "
                     + " | ".join(f"{p:.1f}" for p in parts) + " |")  # fmt: skip
     fc = med(info["client_cpu"] for info in st.fused_runs)
     nc = med(info["client_cpu"] for info in st.numpy_runs)
@@ -250,14 +262,19 @@ def main(argv=None) -> None:
     ap.add_argument("--log2n", type=int, default=27)
     ap.add_argument("--chunks", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--placement", choices=("even", "dask"), default="even",
+                    help="inputs: chunk i on worker i %% workers (even), or where Dask drew "
+                    "them (dask: as earlier versions of this bench)")  # fmt: skip
     args = ap.parse_args(argv)
     n = 1 << args.log2n
     print(f"# Black-Scholes, 2^{args.log2n} float32 in {args.chunks} chunks; python "
           f"{platform.python_version()}, dask {dask.__version__}, numpy {np.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+          f"{os.cpu_count()} CPUs, inputs placed {args.placement}, load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     with contextlib.ExitStack() as stack:
-        two = Setup(stack, 2, n, args.chunks)
-        one = Setup(stack, 1, n, args.chunks)
+        even = args.placement == "even"
+        two = Setup(stack, 2, n, args.chunks, even)
+        one = Setup(stack, 1, n, args.chunks, even)
         res = [two, one]
         print(f"set up; load average {os.getloadavg()[0]:.1f}", flush=True)
         for r in range(args.repeat):  # alternating, so that load from others hits all alike
@@ -301,8 +318,8 @@ def main(argv=None) -> None:
     print("\nWhere a fused block's time goes (ms a block, median over the runs; the kernel "
           "includes allocating its outputs; 'not in a block task' is the run's wall time less "
           "the worker's block tasks: waiting, Dask's own steps, the result tasks):")  # fmt: skip
-    print("\n| run, worker | blocks | " + " | ".join(h for h, _ in _PARTS) + " |")
-    print("|---" * (len(_PARTS) + 2) + "|")
+    print("\n| run, worker | blocks | transfers in | " + " | ".join(h for h, _ in _PARTS) + " |")
+    print("|---" * (len(_PARTS) + 3) + "|")
     notes = []
     for r in res:
         rows, note = breakdown(r)
