@@ -234,6 +234,31 @@ def breakdown(st: Setup) -> tuple:
     return rows, note
 
 
+def kernel_alone(n: int, repeat: int = 5) -> tuple:
+    """The fused kernel on one block of ``n`` elements in this process, on one thread (as on
+    a worker), each call writing new outputs (as on a worker, whose results are kept): the
+    min wall and thread-CPU ms over ``repeat`` calls, for comparison with the workers'."""
+    from fusejit.backends import cpu_kernels  # (the module the kernels read the count from)
+
+    rng = np.random.default_rng(0)
+    args = [fusejit.from_numpy(rng.uniform(lo, hi, n).astype(np.float32))
+            for lo, hi in ((10.0, 100.0), (10.0, 100.0), (0.1, 3.0))]  # fmt: skip
+    fn = fusejit.trace(bs_fusejit, tuple(args))
+    old = cpu_kernels.THREADS
+    cpu_kernels.set_threads(1)
+    walls, cpus, kept = [], [], []
+    try:
+        fn(*args)
+        for _ in range(repeat):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            kept.append(fn(*args))  # (kept: no output buffer is reused)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.thread_time() - c0)
+    finally:
+        cpu_kernels.set_threads(old)
+    return min(walls) * 1e3, min(cpus) * 1e3
+
+
 def fused_graph(*arrays):
     return fd.map_blocks(bs_fusejit, *arrays)
 
@@ -271,6 +296,7 @@ def main(argv=None) -> None:
           f"{platform.python_version()}, dask {dask.__version__}, numpy {np.__version__}, "
           f"{os.cpu_count()} CPUs, inputs placed {args.placement}, load average "
           f"{os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+    alone = kernel_alone(n // args.chunks)
     with contextlib.ExitStack() as stack:
         even = args.placement == "even"
         two = Setup(stack, 2, n, args.chunks, even)
@@ -317,7 +343,9 @@ def main(argv=None) -> None:
           f"{med(one.numpy) / med(two.numpy):.2f}x median")  # fmt: skip
     print("\nWhere a fused block's time goes (ms a block, median over the runs; the kernel "
           "includes allocating its outputs; 'not in a block task' is the run's wall time less "
-          "the worker's block tasks: waiting, Dask's own steps, the result tasks):")  # fmt: skip
+          "the worker's block tasks: waiting, Dask's own steps, the result tasks). The same "
+          f"kernel in this process, one thread, new outputs each call: {alone[0]:.1f} ms wall, "
+          f"{alone[1]:.1f} ms CPU a block (min of 5, before the clusters started):")  # fmt: skip
     print("\n| run, worker | blocks | transfers in | " + " | ".join(h for h, _ in _PARTS) + " |")
     print("|---" * (len(_PARTS) + 3) + "|")
     notes = []
