@@ -3,6 +3,7 @@ fused fusejit kernel per chunk (``fusejit.dask.map_blocks``) against the same Da
 numpy chunks (``dask.array`` ufuncs, scipy's ``erf``), on 2 workers and on 1.
 
     PYTHONPATH=. python bench/bench_dask.py [--log2n 27] [--chunks 16] [--repeat 3]
+        [--placement even|dask] [--clusters together|apart]
 
 The inputs are drawn on the workers and persisted, chunk ``i`` of all three on worker
 ``i % workers`` (the same number of chunks on each, none split between two); a timed run
@@ -290,19 +291,20 @@ def main(argv=None) -> None:
     ap.add_argument("--placement", choices=("even", "dask"), default="even",
                     help="inputs: chunk i on worker i %% workers (even), or where Dask drew "
                     "them (dask: as earlier versions of this bench)")  # fmt: skip
+    ap.add_argument("--clusters", choices=("together", "apart"), default="together",
+                    help="both clusters up at once, runs alternating (together: fair under "
+                    "load from others), or one after the other (apart: no idle cluster beside "
+                    "the timed one: for a quiet machine)")  # fmt: skip
     args = ap.parse_args(argv)
     n = 1 << args.log2n
     print(f"# Black-Scholes, 2^{args.log2n} float32 in {args.chunks} chunks; python "
           f"{platform.python_version()}, dask {dask.__version__}, numpy {np.__version__}, "
-          f"{os.cpu_count()} CPUs, inputs placed {args.placement}, load average "
-          f"{os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+          f"{os.cpu_count()} CPUs, inputs placed {args.placement}, clusters {args.clusters}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     alone = kernel_alone(n // args.chunks)
-    with contextlib.ExitStack() as stack:
-        even = args.placement == "even"
-        two = Setup(stack, 2, n, args.chunks, even)
-        one = Setup(stack, 1, n, args.chunks, even)
-        res = [two, one]
-        print(f"set up; load average {os.getloadavg()[0]:.1f}", flush=True)
+    even = args.placement == "even"
+
+    def rounds(res: list) -> None:
         for r in range(args.repeat):  # alternating, so that load from others hits all alike
             for st in res:
                 for kind, build in (("fused", fused_graph), ("numpy", bs_dask_numpy)):
@@ -314,7 +316,27 @@ def main(argv=None) -> None:
             print(f"round {r}: " + ", ".join(f"{st.workers}w fused {st.fused[-1]:.2f} s numpy "
                                               f"{st.numpy[-1]:.2f} s" for st in res)
                   + f"; load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
-        ok = check(two, n, args.chunks)
+
+    if args.clusters == "together":
+        with contextlib.ExitStack() as stack:
+            two = Setup(stack, 2, n, args.chunks, even)
+            one = Setup(stack, 1, n, args.chunks, even)
+            res = [two, one]
+            print(f"set up; load average {os.getloadavg()[0]:.1f}", flush=True)
+            rounds(res)
+            ok = check(two, n, args.chunks)
+    else:  # one cluster at a time: none idles beside the one timed (for a quiet machine)
+        res = []
+        for workers in (2, 1):
+            with contextlib.ExitStack() as stack:
+                st = Setup(stack, workers, n, args.chunks, even)
+                res.append(st)
+                print(f"set up {workers}w; load average {os.getloadavg()[0]:.1f}", flush=True)
+                rounds([st])
+                if workers == 2:
+                    ok = check(st, n, args.chunks)
+                st.client = None  # (closed with the cluster)
+        two, one = res
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     for r in res:
         print(f"\n{r.workers} worker(s): trace+archive on the client {r.build_s:.3f} s, "
