@@ -174,7 +174,8 @@ def worker_stats(reset: bool = False) -> dict:
     of chunks) and ``memory_hits``; where the blocks' time went, in seconds summed over
     blocks: ``task_s`` (this module's part of each block task, wall) and ``task_cpu_s`` (its
     thread's CPU), ``kernel_s`` and ``kernel_cpu_s`` (the same for the call of the traced
-    function: its fused kernel and the allocation of its outputs), and ``process_cpu_s``
+    function: its fused kernel and the allocation of its outputs; on a GPU, its launch,
+    which does not wait for the kernel), and ``process_cpu_s``
     (CPU of the whole worker process, all threads: the Dask worker's own messaging, storing
     and bookkeeping as well); all since the last ``reset``. Run it on every worker with
     ``client.run(fusejit.dask.worker_stats)``.
