@@ -195,6 +195,23 @@ def test_reduce_partial_is_one_kernel_per_block(client):
             assert s["kernel_launches"] == s["blocks"] and s["eager_steps"] == 0
 
 
+def test_worker_stats_time_the_blocks_and_reset(client):
+    a = _rng(12).uniform(1, 2, (64, 4096)).astype(np.float32)
+    x = da.from_array(a, chunks=(16, 4096))
+    _stats(client, reset=True)
+    got = client.compute(fd.map_blocks(lambda t: t.log().sqrt() * t, x)).result()
+    np.testing.assert_allclose(got, np.sqrt(np.log(a.astype(np.float64))) * a, rtol=2e-6)
+    stats = _stats(client, reset=True).values()
+    assert sum(s["blocks"] for s in stats) == 4
+    for s in stats:
+        if s["blocks"]:  # the kernel call is part of the block task, and runs on its thread
+            assert 0 < s["kernel_s"] <= s["task_s"]
+            assert 0 < s["kernel_cpu_s"] <= s["task_cpu_s"] <= s["process_cpu_s"]
+    for s in _stats(client).values():  # reset: nothing since
+        assert s["blocks"] == 0 and s["task_s"] == s["kernel_s"] == s["kernel_cpu_s"] == 0
+        assert 0 <= s["process_cpu_s"] < 5
+
+
 def test_optimized_and_traced_functions_take_dask_arrays(client):
     a = _rng(9).uniform(0, 1, (12, 5))
     x = da.from_array(a, chunks=(4, 5))

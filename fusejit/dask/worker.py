@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -32,6 +33,10 @@ MAX_LOADED = 64  # archives a process keeps loaded
 _LOCK = threading.Lock()
 _LOADED: dict = {}  # archive digest -> LoadedFunction
 _STATS = {"archives_loaded": 0, "blocks": 0, "kernel_launches": 0, "eager_steps": 0}
+# where a block's time goes, summed over blocks (seconds): the whole task (``task_s``, its
+# thread's CPU ``task_cpu_s``) and the traced function's call in it (``kernel_s``,
+# ``kernel_cpu_s``: the fused kernel and the allocation of its outputs)
+_TIMES = {"task_s": 0.0, "task_cpu_s": 0.0, "kernel_s": 0.0, "kernel_cpu_s": 0.0}
 _STEPS: dict = {}  # archive digest -> (fused kernels, other steps) of a block's plan
 _BASE: dict = {}  # cache_info() counts when the statistics were last reset
 _THREADS_SET: list = []
@@ -135,22 +140,28 @@ def _as_array(t):
 def run_block(archive: Archive, n_out: int, *blocks):
     """Run the archive's function on one block of each input: one result array, or a tuple
     of ``n_out`` of them (numpy on the CPU, cupy on a GPU)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
     fn = loaded(archive)
     tensors = [_as_tensor(b) for b in blocks]
     try:
+        k0, kc0 = time.perf_counter(), time.thread_time()
         out = fn(*tensors)
+        k1, kc1 = time.perf_counter(), time.thread_time()
     except GuardError as e:
         shapes = ", ".join(f"{t.dtype.name}{list(t.shape)}" for t in tensors)
         raise ShapeError(f"fusejit.dask: {archive.name} was not traced for blocks {shapes} "
                          f"({e})") from None  # fmt: skip
+    res = _as_array(out) if n_out == 0 else tuple(_as_array(t) for t in out)
     nk, ne = _STEPS.get(archive.digest, (0, 0))
     with _LOCK:
         _STATS["blocks"] += 1
         _STATS["kernel_launches"] += nk
         _STATS["eager_steps"] += ne
-    if n_out == 0:
-        return _as_array(out)
-    return tuple(_as_array(t) for t in out)
+        _TIMES["kernel_s"] += k1 - k0
+        _TIMES["kernel_cpu_s"] += kc1 - kc0
+        _TIMES["task_s"] += time.perf_counter() - t0
+        _TIMES["task_cpu_s"] += time.thread_time() - c0
+    return res
 
 
 def worker_stats(reset: bool = False) -> dict:
@@ -160,8 +171,14 @@ def worker_stats(reset: bool = False) -> dict:
     and no eager step), and from the kernel cache ``compiled`` (kernels compiled),
     ``disk_hits`` (kernels read from the disk cache), ``kernels_built`` (the two together:
     what one-kernel-per-chunk keeps at the number of distinct kernels, whatever the number
-    of chunks) and ``memory_hits``, all since the last ``reset``. Run it on every worker
-    with ``client.run(fusejit.dask.worker_stats)``.
+    of chunks) and ``memory_hits``; where the blocks' time went, in seconds summed over
+    blocks: ``task_s`` (this module's part of each block task, wall) and ``task_cpu_s`` (its
+    thread's CPU), ``kernel_s`` and ``kernel_cpu_s`` (the same for the call of the traced
+    function: its fused kernel and the allocation of its outputs; on a GPU, its launch,
+    which does not wait for the kernel), and ``process_cpu_s``
+    (CPU of the whole worker process, all threads: the Dask worker's own messaging, storing
+    and bookkeeping as well); all since the last ``reset``. Run it on every worker with
+    ``client.run(fusejit.dask.worker_stats)``.
 
     >>> import fusejit.dask
     >>> sorted(fusejit.dask.worker_stats())[:3]
@@ -170,6 +187,8 @@ def worker_stats(reset: bool = False) -> dict:
     info = cache_info()
     with _LOCK:
         out = dict(_STATS)
+        out.update(_TIMES)
+        out["process_cpu_s"] = time.process_time() - _BASE.get("process_cpu_s", 0.0)
         for k in ("compiled", "disk_hits", "memory_hits"):
             out[k] = info[k] - _BASE.get(k, 0)
         out["kernels_built"] = out["compiled"] + out["disk_hits"]
@@ -177,6 +196,9 @@ def worker_stats(reset: bool = False) -> dict:
         if reset:
             for k in _STATS:
                 _STATS[k] = 0
+            for k in _TIMES:
+                _TIMES[k] = 0.0
+            _BASE["process_cpu_s"] = time.process_time()
             _BASE.update({k: info[k] for k in ("compiled", "disk_hits", "memory_hits")})
     return out
 
