@@ -428,15 +428,461 @@ def sort(b: Builder, node, args) -> list:
     return [b.cast(v, d), i]
 
 
+# scans: a lower-triangular mask over a new axis, then a reduction (exact for max / min) -----
+def _safe(b: Builder, x: str) -> str:
+    """``x`` in a dtype every onnxruntime kernel here has (bool and narrow ints as int32,
+    float16 as float32): the values are kept exactly."""
+    d = b.dtypes[x]
+    return b.cast(x, dt.int32 if d is dt.bool_ else onnx_compute_dtype(d))
+
+
+def _where(b: Builder, cond: str, x: str, y: str) -> str:
+    """Where of any dtype (onnxruntime has no bool, float16 or narrow-int Where)."""
+    d = b.dtypes[x]
+    r = b.node("Where", [cond, _safe(b, x), b.cast(_safe(b, y), b.dtypes[_safe(b, x)])],
+               b.dtypes[_safe(b, x)])  # fmt: skip
+    return b.cast(r, d)
+
+
+def _lowest(d: dt.DType, largest: bool = False):
+    if d.is_floating_point:
+        return np.inf if largest else -np.inf
+    info = np.iinfo(d.np)
+    return info.max if largest else info.min
+
+
+def _running(b: Builder, x: str, shape, axis: int, op_type: str, fill, j_first=None) -> str:
+    """The running ``op_type`` reduction of ``x`` along ``axis``: for place j, the reduction
+    of entries i <= j, from a [..., n_j, n_i, ...] view masked by i <= j (``fill`` elsewhere).
+    ``j_first``: a function of the j-indexed view (shaped [..., n_j, 1, ...]) applied to the
+    masked entries first (logcumsumexp's shift)."""
+    d = b.dtypes[x]
+    n, rank = shape[axis], len(shape)
+    xi = b.node("Unsqueeze", [x, b.ints([axis])], d)  # [..., 1, n_i, ...]
+    if j_first is not None:
+        xi = j_first(xi)
+    mask = np.tril(np.ones((n, n), bool)).reshape((1,) * axis + (n, n) + (1,) * (rank - axis - 1))
+    w = b.node("Where", [b.const(mask, dt.bool_), xi, b.const(fill, d)], d)
+    r = _reduce(b, op_type, w, [axis + 1])
+    return b.node("Reshape", [r, b.ints(shape)], d)
+
+
+def _positions(b: Builder, shape, axis: int) -> str:
+    """0, 1, ... along ``axis`` (int64), shaped to broadcast against ``shape``."""
+    s = [1] * len(shape)
+    s[axis] = shape[axis]
+    return b.const(np.arange(shape[axis]).reshape(s), dt.int64)
+
+
+def cumprod(b: Builder, node, args) -> list:
+    out = _out(node).dtype
+    a = onnx_compute_dtype(wide_accumulation_dtype(out))
+    x = b.cast(b.cast(args[0], dt.int64) if b.dtypes[args[0]] is dt.bool_ else args[0], a)
+    shape = _in(node).shape
+    if not shape:
+        return [b.cast(x, out)]
+    return [b.cast(_running(b, x, shape, node.attr("dim") % len(shape), "ReduceProd", 1), out)]
+
+
+def _cumext(largest: bool):
+    def rule(b: Builder, node, args) -> list:
+        """The running extreme and, as fusejit's, the index of the last entry equal to it
+        (of the last NaN once one was met); the values are the entries at those indices."""
+        d, shape = _in(node).dtype, _in(node).shape
+        if not shape:
+            return [args[0], b.const(0, dt.int64)]
+        axis = node.attr("dim") % len(shape)
+        x = _safe(b, args[0])
+        c = b.dtypes[x]
+        op_type = "ReduceMax" if largest else "ReduceMin"
+        v = _running(b, x, shape, axis, op_type, _lowest(c, not largest))
+        hit = b.node("Equal", [x, v], dt.bool_)
+        if c.is_floating_point:
+            nan = b.node("IsNaN", [x], dt.bool_)
+            seen = _running(b, b.cast(nan, dt.int32), shape, axis, "ReduceMax", 0)
+            seen = b.node("Greater", [seen, b.const(0, dt.int32)], dt.bool_)
+            hit = b.node("Or", [b.node("And", [hit, b.node("Not", [seen], dt.bool_)], dt.bool_),
+                                nan], dt.bool_)  # fmt: skip
+        pos = b.node("Where", [hit, _positions(b, shape, axis), b.const(-1, dt.int64)], dt.int64)
+        idx = _running(b, pos, shape, axis, "ReduceMax", -1)
+        vals = b.node("GatherElements", [x, idx], c, axis=axis)
+        return [b.cast(vals, d), idx]
+
+    return rule
+
+
+def logcumsumexp(b: Builder, node, args) -> list:
+    """log(sum exp(x_i - m_j)) + m_j over i <= j, m_j the running maximum (0 where infinite)."""
+    out, shape = _out(node).dtype, _in(node).shape
+    a = onnx_compute_dtype(accumulation_dtype(out))
+    x = b.cast(args[0], a)
+    if not shape:
+        return [b.cast(x, out)]
+    axis = node.attr("dim") % len(shape)
+    m = _running(b, x, shape, axis, "ReduceMax", -np.inf)
+    m = b.node("Where", [b.node("IsInf", [m], dt.bool_), b.const(0, a), m], a)
+    mj = b.node("Unsqueeze", [m, b.ints([axis + 1])], a)  # [..., n_j, 1, ...]
+
+    def shifted(xi: str) -> str:
+        return b.node("Exp", [b.node("Sub", [xi, mj], a)], a)
+
+    s = _running(b, x, shape, axis, "ReduceSum", 0, j_first=shifted)
+    return [b.cast(b.node("Add", [b.node("Log", [s], a), m], a), out)]
+
+
+# order statistics: a stable sort (NaN last) of two TopK -------------------------------------
+def _argsort(b: Builder, x: str, axis: int, n: int) -> str:
+    """The indices of a stable ascending sort of ``x`` along ``axis``, NaN last (fusejit's
+    order): TopK keeps equal entries in index order, so sorting by value (NaN as inf) and then
+    by is-NaN is a stable sort by (is-NaN, value)."""
+    d, k = b.dtypes[x], b.ints([n])
+    key = x
+    if d.is_floating_point:
+        nan = b.node("IsNaN", [x], dt.bool_)
+        key = b.node("Where", [nan, b.const(np.inf, d), x], d)
+    _, p = b.node("TopK", [key, k], d, n_out=2, axis=axis, largest=0, sorted=1)
+    b.dtypes[p] = dt.int64
+    if d.is_floating_point:
+        late = b.node("GatherElements", [b.cast(nan, dt.int32), p], dt.int32, axis=axis)
+        _, q = b.node("TopK", [late, k], dt.int32, n_out=2, axis=axis, largest=0, sorted=1)
+        b.dtypes[q] = dt.int64
+        p = b.node("GatherElements", [p, q], dt.int64, axis=axis)
+    return p
+
+
+def _picked(b: Builder, node, x: str, pos: str) -> list:
+    """(values, indices) of a reduction that picks the entry at ``pos`` (dim kept)."""
+    axis = node.attr("dim") % len(_in(node).shape)
+    vals = b.node("GatherElements", [x, pos], b.dtypes[x], axis=axis)
+    vt, it = node.outputs[0].type, node.outputs[1].type
+    vals = b.cast(b.node("Reshape", [vals, b.ints(vt.shape)], b.dtypes[vals]), vt.dtype)
+    return [vals, b.node("Reshape", [pos, b.ints(it.shape)], dt.int64)]
+
+
+def _kth_position(b: Builder, p: str, axis: int, k) -> str:
+    return _slice(b, p, [k], [k + 1], [axis], [1])
+
+
+def median(b: Builder, node, args) -> list:
+    """The lower of the two middle values (of the non-NaN ones for nanmedian); a row holding
+    NaN: NaN and the index of its first NaN."""
+    shape = _in(node).shape
+    if not shape:
+        return [args[0], b.const(0, dt.int64)]
+    axis, n = node.attr("dim") % len(shape), shape[node.attr("dim") % len(shape)]
+    x = _safe(b, args[0])
+    p = _argsort(b, x, axis, n)
+    if not b.dtypes[x].is_floating_point:
+        return _picked(b, node, x, _kth_position(b, p, axis, (n - 1) // 2))
+    nan = b.node("IsNaN", [x], dt.bool_)
+    n_nan = _reduce(b, "ReduceSum", b.cast(nan, dt.int64), [axis])
+    if node.attr("ignore_nan", False):
+        k = b.node("Sub", [b.const(n - 1, dt.int64), n_nan], dt.int64)
+        k = b.node("Div", [b.node("Max", [k, b.const(0, dt.int64)], dt.int64),
+                           b.const(2, dt.int64)], dt.int64)  # fmt: skip
+        return _picked(b, node, x, b.node("GatherElements", [p, k], dt.int64, axis=axis))
+    pos = _kth_position(b, p, axis, (n - 1) // 2)
+    first = b.node("ArgMax", [b.cast(nan, dt.int32)], dt.int64, axis=axis, keepdims=1,
+                   select_last_index=0)  # fmt: skip
+    has = b.node("Greater", [n_nan, b.const(0, dt.int64)], dt.bool_)
+    return _picked(b, node, x, b.node("Where", [has, first, pos], dt.int64))
+
+
+def kthvalue(b: Builder, node, args) -> list:
+    shape = _in(node).shape
+    if not shape:
+        return [args[0], b.const(0, dt.int64)]
+    axis = node.attr("dim") % len(shape)
+    x = _safe(b, args[0])
+    p = _argsort(b, x, axis, shape[axis])
+    return _picked(b, node, x, _kth_position(b, p, axis, node.attr("k") - 1))
+
+
+def mode(b: Builder, node, args) -> list:
+    """Each entry's count of equal entries (NaN equal to NaN) from an [..., n, n, ...]
+    comparison; the smallest of the most frequent values (NaN the largest), and the index of
+    its last occurrence."""
+    shape = _in(node).shape
+    if not shape:
+        return [args[0], b.const(0, dt.int64)]
+    axis = node.attr("dim") % len(shape)
+    x = _safe(b, args[0])
+    c = b.dtypes[x]
+    fl = c.is_floating_point
+
+    def same(u: str, v: str) -> str:
+        eq = b.node("Equal", [u, v], dt.bool_)
+        if fl:
+            both = b.node("And", [b.node("IsNaN", [u], dt.bool_), b.node("IsNaN", [v], dt.bool_)],
+                          dt.bool_)  # fmt: skip
+            eq = b.node("Or", [eq, both], dt.bool_)
+        return eq
+
+    xa = b.node("Unsqueeze", [x, b.ints([axis + 1])], c)
+    xb = b.node("Unsqueeze", [x, b.ints([axis])], c)
+    count = _reduce(b, "ReduceSum", b.cast(same(xa, xb), dt.int64), [axis + 1])
+    count = b.node("Reshape", [count, b.ints(shape)], dt.int64)
+    best = b.node("Equal", [count, _reduce(b, "ReduceMax", count, [axis])], dt.bool_)
+    if fl:
+        nan = b.node("IsNaN", [x], dt.bool_)
+        real = b.node("And", [best, b.node("Not", [nan], dt.bool_)], dt.bool_)
+        v = _reduce(b, "ReduceMin", b.node("Where", [real, x, b.const(np.inf, c)], c), [axis])
+        any_real = _reduce(b, "ReduceMax", b.cast(real, dt.int32), [axis])
+        any_real = b.node("Greater", [any_real, b.const(0, dt.int32)], dt.bool_)
+        v = b.node("Where", [any_real, v, b.const(np.nan, c)], c)
+    else:
+        v = _reduce(b, "ReduceMin", b.node("Where", [best, x, b.const(_lowest(c, True), c)], c),
+                    [axis])  # fmt: skip
+    pos = b.node("Where", [same(x, v), _positions(b, shape, axis), b.const(-1, dt.int64)],
+                 dt.int64)  # fmt: skip
+    return _picked(b, node, x, _reduce(b, "ReduceMax", pos, [axis]))
+
+
+def quantile(b: Builder, node, args) -> list:
+    """fusejit's quantile step by step (float32 and float64): the sorted row (NaN last), the
+    rank in the input's dtype, the entries below and above, torch's lerp."""
+    c = _in(node).dtype
+    shape = _in(node).shape
+    dim, interp = node.attr("dim"), node.attr("interpolation", "linear")
+
+    def op(op_type: str, *ins) -> str:
+        return b.node(op_type, list(ins), c)
+
+    x = b.cast(args[0], c)
+    if dim is None:
+        x = b.node("Reshape", [x, b.ints([-1])], c)
+        n, batch = int(np.prod(shape)), ()
+    else:
+        axis = dim % len(shape)
+        perm = [i for i in range(len(shape)) if i != axis] + [axis]
+        x = b.node("Transpose", [x], c, perm=perm)
+        n, batch = shape[axis], tuple(shape[i] for i in perm[:-1])
+    last = len(batch)
+    s = b.node("GatherElements", [x, _argsort(b, x, last, n)], c, axis=last)
+    if len(args) > 1:
+        q, qshape = b.cast(args[1], c), node.inputs[1].type.shape
+    else:
+        q, qshape = b.const(node.attr("q"), c), ()
+    qb = b.node("Reshape", [q, b.ints(tuple(qshape) + (1,) * (last + 1))], c)
+    if node.attr("ignore_nan", False):
+        real = b.cast(b.node("Not", [b.node("IsNaN", [s], dt.bool_)], dt.bool_), c)
+        count = _reduce(b, "ReduceSum", real, [last])
+        ranks = op("Mul", qb, op("Sub", count, b.const(1, c)))
+        ranks = b.node("Max", [ranks, b.const(0, c)], c)
+    else:
+        ranks = op("Mul", qb, b.const(n - 1, c))
+        tail = b.node("IsNaN", [_slice(b, s, [n - 1], [n], [last], [1])], dt.bool_)
+        ranks = b.node("Where", [tail, b.const(n - 1, c), ranks], c)
+    if interp == "lower":
+        ranks = b.node("Floor", [ranks], c)
+    elif interp == "higher":
+        ranks = b.node("Ceil", [ranks], c)
+    elif interp == "nearest":
+        ranks = b.node("Round", [ranks], c)  # (half to even, as torch.round)
+    full = tuple(qshape) + batch + (n,)
+    sb = b.node("Expand", [s, b.ints(full)], c)
+    rank_shape = tuple(qshape) + batch + (1,)
+    ranks = b.node("Expand", [ranks, b.ints(rank_shape)], c)
+    below = b.cast(ranks, dt.int64)
+    lo = b.node("GatherElements", [sb, below], c, axis=len(full) - 1)
+    res = lo
+    if interp in ("linear", "midpoint"):
+        hi = b.node("GatherElements", [sb, b.cast(b.node("Ceil", [ranks], c), dt.int64)], c,
+                    axis=len(full) - 1)  # fmt: skip
+        if interp == "linear":
+            w = op("Sub", ranks, b.cast(below, c))
+        else:
+            w = b.node("Expand", [b.const(0.5, c), b.ints(rank_shape)], c)
+        diff = op("Sub", hi, lo)
+        up = op("Add", lo, op("Mul", w, diff))
+        down = op("Sub", hi, op("Mul", diff, op("Sub", b.const(1, c), w)))
+        res = b.node("Where", [b.node("Less", [w, b.const(0.5, c)], dt.bool_), up, down], c)
+    return _finish(b, res, node)
+
+
+# indexing ---------------------------------------------------------------------------------
+_SCATTER_REDUCTION = {"set": "none", "sum": "add", "mean": "add", "prod": "mul",
+                      "amax": "max", "amin": "min"}  # fmt: skip
+
+
+def scatter(b: Builder, node, args) -> list:
+    """ScatterElements (its reduction for sum / prod / amax / amin; mean as a sum and a count
+    of the entries written; without ``include_self`` the places written are first set to the
+    reduction's identity)."""
+    out = _out(node)
+    shape, axis = out.shape, node.attr("dim") % max(len(out.shape), 1)
+    how, keep = node.attr("reduce"), node.attr("include_self", True)
+    if how in ("amax", "amin") and b.opset < 18:
+        raise ExportError(f"scatter with reduce={how!r} needs opset 18 or later")
+    ishape = node.inputs[1].type.shape
+    x = _safe(b, args[0])
+    c = b.dtypes[x]
+    index = args[1]
+    if node.attr("value") is not None:
+        src = b.node("Expand", [b.const(node.attr("value"), c), b.ints(ishape)], c)
+    else:
+        src = b.cast(_safe(b, args[2]), c)
+        sshape = node.inputs[2].type.shape
+        if tuple(sshape) != tuple(ishape):
+            src = _slice(b, src, [0] * len(ishape), list(ishape), list(range(len(ishape))),
+                         [1] * len(ishape))  # fmt: skip
+    if how != "set" and not keep:
+        ident = {"sum": 0, "mean": 0, "prod": 1}.get(how)
+        if ident is None:
+            ident = _lowest(c, how == "amin")
+        fill = b.node("Expand", [b.const(ident, c), b.ints(ishape)], c)
+        x = b.node("ScatterElements", [x, index, fill], c, axis=axis, reduction="none")
+    r = b.node("ScatterElements", [x, index, src], c, axis=axis,
+               reduction=_SCATTER_REDUCTION[how])  # fmt: skip
+    if how == "mean":
+        ones = b.node("Expand", [b.const(1, dt.int64), b.ints(ishape)], dt.int64)
+        zeros = b.node("Expand", [b.const(0, dt.int64), b.ints(shape)], dt.int64)
+        count = b.node("ScatterElements", [zeros, index, ones], dt.int64, axis=axis,
+                       reduction="add")  # fmt: skip
+        if keep:
+            count = b.node("Add", [count, b.const(1, dt.int64)], dt.int64)
+        else:
+            count = b.node("Max", [count, b.const(1, dt.int64)], dt.int64)
+        count = b.cast(count, c)
+        if c.is_floating_point:
+            r = b.node("Div", [r, count], c)
+        else:  # (floored, as PyTorch's)
+            m = b.node("Mod", [r, count], c, fmod=0)
+            r = b.node("Div", [b.node("Sub", [r, m], c), count], c)
+    return [b.cast(r, out.dtype)]
+
+
+def index_put(b: Builder, node, args) -> list:
+    """ScatterND of the broadcast indices (negative ones wrapped) stacked on a last dim."""
+    out = _out(node)
+    x = _safe(b, args[0])
+    c = b.dtypes[x]
+    idx_types = [v.type for v in node.inputs[2:]]
+    k = len(idx_types)
+    common = tuple(np.broadcast_shapes(*[t.shape for t in idx_types]))
+    cols = []
+    for a, n in zip(args[2:], out.shape[:k]):
+        i = b.cast(a, dt.int64)
+        neg = b.node("Less", [i, b.const(0, dt.int64)], dt.bool_)
+        i = b.node("Where", [neg, b.node("Add", [i, b.const(n, dt.int64)], dt.int64), i],
+                   dt.int64)  # fmt: skip
+        i = b.node("Expand", [i, b.ints(common)], dt.int64)
+        cols.append(b.node("Unsqueeze", [i, b.ints([-1])], dt.int64))
+    idx = b.node("Concat", cols, dt.int64, axis=-1)
+    vals = b.node("Expand", [b.cast(_safe(b, args[1]), c), b.ints(common + tuple(out.shape[k:]))],
+                  c)  # fmt: skip
+    how = "add" if node.attr("accumulate", False) else "none"
+    return [b.cast(b.node("ScatterND", [x, idx, vals], c, reduction=how), out.dtype)]
+
+
+def masked_scatter(b: Builder, node, args) -> list:
+    """The k-th selected place (row-major) takes source's k-th entry: a Gather at the running
+    count of the mask."""
+    out = _out(node)
+    shape = b.ints(out.shape)
+    x = b.node("Expand", [args[0], shape], b.dtypes[args[0]])
+    m = b.node("Expand", [b.cast(args[1], dt.bool_), shape], dt.bool_)
+    flat = b.node("Reshape", [b.cast(m, dt.int64), b.ints([-1])], dt.int64)
+    pos = b.node("CumSum", [flat, b.const(0, dt.int64)], dt.int64)
+    pos = b.node("Max", [b.node("Sub", [pos, b.const(1, dt.int64)], dt.int64),
+                         b.const(0, dt.int64)], dt.int64)  # fmt: skip
+    src = b.node("Reshape", [b.cast(args[2], out.dtype), b.ints([-1])], out.dtype)
+    picked = b.node("Gather", [src, pos], out.dtype, axis=0)
+    picked = b.node("Reshape", [picked, shape], out.dtype)
+    return [_where(b, m, picked, x)]
+
+
+def searchsorted(b: Builder, node, args) -> list:
+    """The count of sequence entries below each value (at or below it for ``right``); NaN
+    values go after everything."""
+    seq_t, val_t = node.inputs[0].type, node.inputs[1].type
+    c = dt.promote_types(seq_t.dtype, val_t.dtype)
+    c = dt.int32 if c is dt.bool_ else onnx_compute_dtype(c)
+    seq, vals = b.cast(_safe(b, args[0]), c), b.cast(_safe(b, args[1]), c)
+    n = seq_t.shape[-1]
+    if len(args) > 2:
+        seq = b.node("GatherElements", [seq, b.cast(args[2], dt.int64)], c, axis=-1)
+    v = b.node("Unsqueeze", [vals, b.ints([-1])], c)  # [..., m, 1]
+    if len(seq_t.shape) > 1:
+        seq = b.node("Unsqueeze", [seq, b.ints([-2])], c)  # [..., 1, n]
+    cmp = b.node("LessOrEqual" if node.attr("right", False) else "Less", [seq, v], dt.bool_)
+    rank = max(len(seq_t.shape), len(val_t.shape) + 1)
+    r = _reduce(b, "ReduceSum", b.cast(cmp, dt.int64), [rank - 1])
+    r = b.node("Reshape", [r, b.ints(_out(node).shape)], dt.int64)
+    if c.is_floating_point:
+        r = b.node("Where", [b.node("IsNaN", [vals], dt.bool_), b.const(n, dt.int64), r],
+                   dt.int64)  # fmt: skip
+    return [b.cast(r, _out(node).dtype)]
+
+
+def histc(b: Builder, node, args) -> list:
+    """Counts of ``bins`` equal bins of [lo, hi] (the data's range where lo == hi), the bin
+    of an entry computed as fusejit's: (x - lo) * bins / (hi - lo), truncated."""
+    out = _out(node).dtype
+    d = _in(node).dtype
+    bins, lo, hi = node.attr("bins"), node.attr("lo"), node.attr("hi")
+    c = dt.float32 if d is dt.float16 else (dt.int64 if not d.is_floating_point else d)
+    x = b.node("Reshape", [b.cast(_safe(b, args[0]), c), b.ints([-1])], c)
+    if int(np.prod(_in(node).shape)) == 0:
+        return [b.const(np.zeros(bins), out)]
+    if lo == hi:  # the data's own range (widened by 1 either side when it is one value)
+        lo_, hi_ = _reduce(b, "ReduceMin", x, [0]), _reduce(b, "ReduceMax", x, [0])
+        same = b.node("Equal", [lo_, hi_], dt.bool_)
+        lo_ = b.node("Where", [same, b.node("Sub", [lo_, b.const(1, c)], c), lo_], c)
+        hi_ = b.node("Where", [same, b.node("Add", [hi_, b.const(1, c)], c), hi_], c)
+    else:
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ExportError(f"histc: range of [{lo}, {hi}] is not finite")
+        lo_, hi_ = b.const(np.asarray(lo).astype(c.np), c), b.const(np.asarray(hi).astype(c.np), c)
+    keep = b.node("And", [b.node("GreaterOrEqual", [x, lo_], dt.bool_),
+                          b.node("LessOrEqual", [x, hi_], dt.bool_)], dt.bool_)  # fmt: skip
+    num = b.node("Mul", [b.node("Sub", [x, lo_], c), b.const(bins, c)], c)
+    den = b.node("Sub", [hi_, lo_], c)
+    if not c.is_floating_point:  # (numpy's int / int is a float64 division)
+        num, den = b.cast(num, dt.float64), b.cast(den, dt.float64)
+    pos = b.cast(b.node("Div", [num, den], b.dtypes[num]), dt.int64)
+    pos = b.node("Min", [pos, b.const(bins - 1, dt.int64)], dt.int64)
+    pos = b.node("Where", [keep, pos, b.const(-1, dt.int64)], dt.int64)
+    hit = b.node("Equal", [b.node("Unsqueeze", [pos, b.ints([-1])], dt.int64),
+                           b.const(np.arange(bins), dt.int64)], dt.bool_)  # fmt: skip
+    counts = b.node("ReduceSum", [b.cast(hit, dt.int64), b.ints([0])], dt.int64, keepdims=0)
+    return [b.cast(counts, out)]
+
+
+def diag_embed(b: Builder, node, args) -> list:
+    """The last dim of the input on the ``offset``-th diagonal of new planes (zeros elsewhere),
+    built as [..., m, m] (a Gather and a Where) and moved to ``dims``."""
+    out = _out(node)
+    k = node.attr("offset", 0)
+    rank = len(out.shape)
+    d1, d2 = (d % rank for d in node.attr("dims"))
+    m = out.shape[d1]
+    n = _in(node).shape[-1]
+    i, j = np.indices((m, m))
+    src = np.clip(i if k >= 0 else j, 0, max(n - 1, 0))
+    x = _safe(b, args[0])
+    c = b.dtypes[x]
+    vals = b.node("Gather", [x, b.const(src, dt.int64)], c, axis=len(_in(node).shape) - 1)
+    r = b.node("Where", [b.const(j - i == k, dt.bool_), vals, b.const(0, c)], c)
+    batch = iter(range(rank - 2))
+    perm = [rank - 2 if a == d1 else rank - 1 if a == d2 else next(batch) for a in range(rank)]
+    return [b.cast(b.node("Transpose", [r], c, perm=perm), out.dtype)]
+
+
+def linalg_det(b: Builder, node, args) -> list:
+    a = onnx_compute_dtype(_out(node).dtype)
+    return _finish(b, b.node("Det", [b.cast(args[0], a)], a), node)
+
+
 # the table --------------------------------------------------------------------------------
-# elementwise ops exported through their ``expr`` (erfc and erfinv have no accurate ONNX form)
+# elementwise ops exported through their ``expr``
 _EXPR_OPS = """add sub mul div floor_divide remainder pow atan2 maximum minimum fmod hypot
 copysign logaddexp logaddexp2 xlogy heaviside eq ne lt le gt ge logical_and logical_or
 logical_xor logical_not bitwise_and bitwise_or bitwise_xor bitwise_not neg abs sign square floor
 ceil trunc round frac sqrt rsqrt reciprocal exp exp2 expm1 log log2 log10 log1p sin cos tan asin
-acos atan sinh cosh tanh asinh acosh atanh erf sigmoid relu gelu gelu_tanh silu softplus selu
-hardswish hardsigmoid relu6 mish logsigmoid softsign tanhshrink isnan isinf isfinite where
-cast""".split()
+acos atan sinh cosh tanh asinh acosh atanh erf erfc erfinv sigmoid relu gelu gelu_tanh silu
+softplus selu hardswish hardsigmoid relu6 mish logsigmoid softsign tanhshrink isnan isinf isfinite
+where cast""".split()
 
 RULES: dict = {
     **{name: elementwise for name in _EXPR_OPS},
@@ -479,4 +925,19 @@ RULES: dict = {
     "diagonal": diagonal,
     "diag": diag,
     "sort": sort,
+    "cumprod": cumprod,
+    "cummax": _cumext(True),
+    "cummin": _cumext(False),
+    "logcumsumexp": logcumsumexp,
+    "median": median,
+    "kthvalue": kthvalue,
+    "mode": mode,
+    "quantile": quantile,
+    "scatter": scatter,
+    "index_put": index_put,
+    "masked_scatter": masked_scatter,
+    "searchsorted": searchsorted,
+    "histc": histc,
+    "diag_embed": diag_embed,
+    "linalg_det": linalg_det,
 }
