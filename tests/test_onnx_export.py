@@ -488,3 +488,36 @@ def test_linalg_det(d, tmp_path):
     # an LU factorization's rounding: within n ulps of the product of the rows' norms
     bound = 4 * 4 * eps * np.prod(np.linalg.norm(a.numpy().astype(np.float64), axis=-1), -1)
     assert got.dtype == d.np and (np.abs(got - want) <= bound).all()
+
+
+def test_external_data(tmp_path, monkeypatch):
+    """Initializers in ``<path>.data`` on request, and automatically over EXTERNAL_DATA_BYTES
+    (lowered here; 2 GiB by default): onnxruntime loads the model and gives the outputs of
+    the model written as one file."""
+    model = _readme_mlp()
+    x = fusejit.randn(8, 64)
+
+    def run(path):
+        sess = _session(path)
+        return sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+
+    one = tmp_path / "one.onnx"
+    fonnx.export(model, one, x)
+    assert not (tmp_path / "one.onnx.data").exists()
+    want = run(one)
+    assert_same(want, model(x).numpy(), False, "mlp")
+    path = tmp_path / "mlp.onnx"
+    fonnx.export(model, path, x, external_data=True)
+    data = tmp_path / "mlp.onnx.data"
+    # (tensors over 1 KiB go to the data file: here the two weight matrices)
+    weights = sum(p.numpy().nbytes for p in model.parameters() if p.numpy().nbytes > 1024)
+    assert data.stat().st_size >= weights > path.stat().st_size
+    onnx.checker.check_model(str(path), full_check=True)
+    assert_same(run(path), want, True, "external data")
+    fonnx.export(model, path, x, external_data=True)  # (written again, not appended to)
+    assert data.stat().st_size < 2 * weights
+    monkeypatch.setattr(fonnx, "EXTERNAL_DATA_BYTES", weights // 2)
+    auto = tmp_path / "auto.onnx"
+    fonnx.export(model, auto, x)
+    assert (tmp_path / "auto.onnx.data").stat().st_size >= weights > auto.stat().st_size
+    assert_same(run(auto), want, True, "external data over the threshold")

@@ -15,12 +15,15 @@ from fusejit.ir.graph import Const, Graph, Value
 from fusejit.onnx.builder import Builder, ExportError
 from fusejit.onnx.rules import RULES
 
-__all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET"]
+__all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET", "EXTERNAL_DATA_BYTES"]
 
 # opsets the rules are written for: 17 (LayerNormalization's, kept as the older one) up to the
 # latest that onnxruntime 1.2x runs
 MIN_OPSET = 17
 DEFAULT_OPSET = 21
+# initializers of more bytes than this are written as ONNX external data (protobuf's limit on
+# one serialized message is 2 GiB)
+EXTERNAL_DATA_BYTES = 2**31 - 2**20
 
 
 def _graph_of(obj, example_inputs) -> Graph:
@@ -81,6 +84,22 @@ def _emit(b: Builder, g: Graph, env: dict) -> None:
             env[v] = name
 
 
+def _save(onnx, model, path: str, external_data: bool, nbytes: int) -> None:
+    """Check and write ``model``: as one file, or with its initializers in ``<path>.data``
+    beside it (asked for, or when they exceed ``EXTERNAL_DATA_BYTES``), checked from the files
+    (a model over 2 GiB cannot be checked in memory)."""
+    data = path + ".data"
+    if not (external_data or nbytes > EXTERNAL_DATA_BYTES):
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, path)
+        return
+    if os.path.exists(data):  # (onnx appends to an existing data file)
+        os.remove(data)
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=os.path.basename(data), size_threshold=1024)  # fmt: skip
+    onnx.checker.check_model(path, full_check=True)
+
+
 def export(
     obj,
     path: str | os.PathLike,
@@ -90,6 +109,7 @@ def export(
     input_names: list[str] | None = None,
     output_names: list[str] | None = None,
     dynamic_axes: dict | None = None,
+    external_data: bool = False,
 ):
     """Write ``obj`` as an ONNX model at ``path`` and return the ``onnx.ModelProto``.
 
@@ -98,6 +118,9 @@ def export(
     (a tensor or a tuple). ``opset``: the ONNX opset (``MIN_OPSET`` to the
     installed onnx's; default ``DEFAULT_OPSET``). Shapes are the traced ones (``dynamic_axes``
     is not supported yet). An op with no rule raises ``ExportError`` naming it.
+    ``external_data``: write the initializers (those over 1 KiB) to ``<path>.data`` beside the
+    model, as ONNX external data; done anyway when they exceed ``EXTERNAL_DATA_BYTES`` (2 GiB,
+    protobuf's limit). The returned model then refers to that file.
 
     >>> import os, tempfile, fusejit, fusejit.nn as nn
     >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
@@ -151,6 +174,5 @@ def export(
     graph = h.make_graph(b.nodes, "fusejit", inputs, outputs, initializer=b.initializers)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name="fusejit")
     model.ir_version = min(model.ir_version, 10)  # (what onnxruntime 1.2x reads)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, os.fspath(path))
+    _save(onnx, model, os.fspath(path), external_data, b.nbytes)
     return model

@@ -25,6 +25,7 @@ class Builder:
         self.opset = opset
         self.nodes: list = []
         self.initializers: list = []
+        self.nbytes = 0  # the initializers' data
         self.dtypes: dict[str, dt.DType] = {}  # ONNX value name -> its fusejit dtype
         self._n = 0
         self._consts: dict = {}
@@ -47,6 +48,7 @@ class Builder:
 
     def initializer(self, name: str, array: np.ndarray, d: dt.DType) -> str:
         arr = np.ascontiguousarray(np.asarray(array, dtype=d.np))
+        self.nbytes += arr.nbytes
         self.initializers.append(self.onnx.numpy_helper.from_array(arr, name))
         self.dtypes[name] = d
         return name
