@@ -5,6 +5,8 @@ max(|result|, |operands|, 1) for elementwise ops, of the sum of |products| for m
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -17,6 +19,7 @@ import fusejit.nn.functional as Fn  # noqa: E402
 import fusejit.onnx as fonnx  # noqa: E402
 from fusejit.base import dtypes as dt  # noqa: E402
 from fusejit.eager import dispatch  # noqa: E402
+from fusejit.onnx.rules import REFUSED  # noqa: E402
 from fusejit.ops.registry import OPS  # noqa: E402
 
 ort.set_default_logger_severity(3)
@@ -280,12 +283,29 @@ def test_every_op_has_a_rule_or_is_listed():
     has = NOT_EXPORTABLE - missing
     assert has == set(), f"remove from NOT_EXPORTABLE (they have rules): {has}"
     assert set(fonnx.RULES) <= set(OPS)
+    assert set(REFUSED) == NOT_EXPORTABLE  # (each with the reason its export error gives)
 
 
 def test_op_without_rule_is_named(tmp_path):
     traced = fusejit.trace(lambda x: fusejit.linalg.inv(x) + 1, (fusejit.randn(3, 3),))
-    with pytest.raises(fonnx.ExportError, match=r"'linalg_inv'.*float32\[3, 3\]"):
+    line = inspect.currentframe().f_lineno - 1
+    # the op, its operands and the line that called it
+    pattern = (rf"'linalg_inv' cannot be exported \(ONNX has no such operator.*float32\[3, 3\]"
+               rf".*test_onnx_export.py:{line}: traced = ")  # fmt: skip
+    with pytest.raises(fonnx.ExportError, match=pattern):
         fonnx.export(traced, tmp_path / "m.onnx")
+    line = inspect.currentframe().f_lineno + 5  # (the line of z = ... below)
+
+    @fusejit.script
+    def scripted(x):
+        y = x * 2
+        z = fusejit.linalg.inv(y)
+        return z.sum()
+
+    scripted(fusejit.randn(3, 3))
+    pattern = rf"'linalg_inv'.*test_onnx_export.py:{line}: z = fusejit.linalg.inv\(y\)"
+    with pytest.raises(fonnx.ExportError, match=pattern):
+        fonnx.export(scripted, tmp_path / "m.onnx")
     with pytest.raises(TypeError, match="example_inputs"):
         fonnx.export(lambda x: x, tmp_path / "m.onnx")
     bits = fusejit.trace(lambda x: x & 3, (fusejit.tensor([5, 6]),))

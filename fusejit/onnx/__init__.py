@@ -13,7 +13,7 @@ import os
 from fusejit.base import dtypes as dt
 from fusejit.ir.graph import Const, Graph, Value
 from fusejit.onnx.builder import Builder, ExportError
-from fusejit.onnx.rules import RULES
+from fusejit.onnx.rules import REFUSED, RULES
 
 __all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET", "EXTERNAL_DATA_BYTES"]
 
@@ -54,8 +54,12 @@ def _numpy(t):
 
 
 def _node_text(node) -> str:
+    from fusejit.jit.tracer import line_of
+
     line = node.attr("line")
     where = f" (line {line})" if line is not None else ""
+    if line is None and line_of(node) is not None:
+        where = f", at {line_of(node)}"
     attrs = ", ".join(f"{k}={v!r}" for k, v in node.attrs)
     ins = ", ".join(str(v.type) if isinstance(v, Value) else repr(v.value) for v in node.inputs)
     return f"{node.op}[{attrs}]({ins}){where}"
@@ -70,9 +74,9 @@ def _emit(b: Builder, g: Graph, env: dict) -> None:
             continue
         rule = RULES.get(node.op)
         if rule is None:
-            raise ExportError(
-                f"fusejit.onnx.export: op {node.op!r} has no ONNX export rule: {_node_text(node)}"
-            )
+            why = f"cannot be exported ({REFUSED[node.op]})" if node.op in REFUSED else (
+                "has no ONNX export rule")  # fmt: skip
+            raise ExportError(f"fusejit.onnx.export: op {node.op!r} {why}: {_node_text(node)}")
         args = [v if isinstance(v, Const) else env[v] for v in node.inputs]
         try:
             outs = rule(b, node, args)

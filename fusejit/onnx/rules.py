@@ -884,6 +884,28 @@ acos atan sinh cosh tanh asinh acosh atanh erf erfc erfinv sigmoid relu gelu gel
 softplus selu hardswish hardsigmoid relu6 mish logsigmoid softsign tanhshrink isnan isinf isfinite
 where cast""".split()
 
+# ops of the table that cannot be exported, and why (the export error gives the reason)
+_COMPLEX = ("ONNX has complex tensor types but no operator, onnxruntime's included, computes on "
+            "them")  # fmt: skip
+_FFT = ("its input or result is complex: ONNX's DFT writes a complex tensor as a real [..., 2] "
+        "one, which no graph input or output of a complex dtype can be")  # fmt: skip
+_SOLVER = ("ONNX has no such operator, and no fixed decomposition into ONNX operators "
+           "(pivoting, iteration to convergence) is as accurate as LAPACK's")  # fmt: skip
+REFUSED: dict = {
+    **dict.fromkeys("real imag conj angle view_as_real view_as_complex".split(), _COMPLEX),
+    **dict.fromkeys(
+        """fft_fft fft_ifft fft_rfft fft_irfft fft_hfft fft_ihfft fft_fftn fft_ifftn
+        fft_rfftn fft_irfftn""".split(),
+        _FFT,
+    ),
+    **dict.fromkeys(
+        """linalg_solve linalg_inv linalg_slogdet linalg_cholesky linalg_qr
+        linalg_svd linalg_svdvals linalg_eigh linalg_eigvalsh linalg_pinv linalg_matrix_rank
+        linalg_lstsq""".split(),
+        _SOLVER,
+    ),
+}
+
 RULES: dict = {
     **{name: elementwise for name in _EXPR_OPS},
     "sum": _simple_reduction("ReduceSum", lambda d: d),
