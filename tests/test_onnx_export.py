@@ -541,3 +541,54 @@ def test_external_data(tmp_path, monkeypatch):
     fonnx.export(model, auto, x)
     assert (tmp_path / "auto.onnx.data").stat().st_size >= weights > auto.stat().st_size
     assert_same(run(auto), want, True, "external data over the threshold")
+
+
+@pytest.mark.parametrize("d", dt.ALL_DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("family", ["elementwise", "reduction", "movement", "matmul"])
+def test_every_dtype(family, d, tmp_path):
+    """Representative ops of each family on every dtype of the table (it has no bfloat16):
+    bitwise for exact ops, within ULPS ulps for float sums and products. onnxruntime runs them
+    all (narrow ints and float16 go through int32 / float32 where it lacks a kernel); the
+    valid models it has no kernel for are float64 functions (``ORT_NO_FLOAT64``) and float64
+    ``linalg_det``, tested above."""
+    shape = (3, 4)
+    x = fusejit.tensor(sample(OPS["add"], d, shape))
+    y = fusejit.tensor(sample(OPS["add"], d, shape))
+    idx = fusejit.tensor(np.array([[2, 0, 1, 1], [0, 0, 3, 2], [1, 2, 2, 0]]))
+    exact = [True]
+
+    def elementwise(x, y, idx):
+        out = [x == y, x < y, fusejit.where(x > y, x, y), fusejit.maximum(x, y), x.abs() if
+               d is not dt.bool_ else x, x.to(fusejit.float32), x.to(fusejit.int64)]  # fmt: skip
+        if d is not dt.bool_:
+            out += [x + y, x * y, x - 3, -x if d.kind != "u" else x * 2, x * 2.5]
+        return tuple(out)
+
+    def reduction(x, y, idx):
+        out = [x.amax(1), x.amin(), x.argmax(0), x.any(1), x.sum(1), fusejit.cumsum(x, 1),
+               fusejit.sort(x, 1)[0], fusejit.cummax(x, 0)[1]]  # fmt: skip
+        exact[0] = not d.is_floating_point  # (float sums)
+        return tuple(out)
+
+    def movement(x, y, idx):
+        return (x.T, x.reshape(2, 6), x[1:, ::2], fusejit.cat([x, y], 0), fusejit.stack([x, y]),
+                x.flip(1), fusejit.gather(x, 1, idx), x.expand(2, 3, 4), fusejit.tril(x),
+                x.index_select(1, idx[0]), x.scatter(1, idx, y), fusejit.roll(x, 1, 1))  # fmt: skip
+
+    def matmul(x, y, idx):
+        exact[0] = not d.is_floating_point
+        return (x @ y.T, fusejit.einsum("ij,kj->ik", x, y))
+
+    fn = {"elementwise": elementwise, "reduction": reduction, "movement": movement,
+          "matmul": matmul}[family]  # fmt: skip
+    if family == "matmul" and d is dt.bool_:
+        pytest.skip("matmul of bool tensors is not in the table")
+    traced = fusejit.trace(fn, (x, y, idx))
+    path = tmp_path / "m.onnx"
+    fonnx.export(traced, path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    sess = _session(path)
+    feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), (x, y, idx))}
+    want = [w.numpy() for w in traced(x, y, idx)]
+    for k, (g, w) in enumerate(zip(sess.run(None, feeds), want)):
+        assert_same(g, w, exact[0] or w.dtype.kind != "f", f"{family} output {k} {d.name}")

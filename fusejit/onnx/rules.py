@@ -294,10 +294,11 @@ def tile(b: Builder, node, args) -> list:
 
 def _trilu(upper: int):
     def rule(b: Builder, node, args) -> list:
-        x = args[0]
+        d = b.dtypes[args[0]]
+        x = b.cast(args[0], dt.int32) if d.kind in "iu" and d.itemsize < 4 else args[0]
         k = b.ints([node.attr("diagonal", 0)])
-        k = b.node("Reshape", [k, b.ints([])], dt.int64)
-        return [b.node("Trilu", [x, k], b.dtypes[x], upper=upper)]
+        k = b.node("Reshape", [k, b.ints([])], dt.int64)  # (no narrow-int Trilu in onnxruntime)
+        return [b.cast(b.node("Trilu", [x, k], b.dtypes[x], upper=upper), d)]
 
     return rule
 
