@@ -29,13 +29,6 @@ ULPS = 8
 # Ops of the table that cannot be exported, and why. An op added to the table without an export
 # rule fails test_every_op_has_a_rule_or_is_listed; an op of this list that gets one must leave it.
 NOT_EXPORTABLE = frozenset(
-    # complex dtypes: ONNX has complex64/128 tensor types, but no operator (onnxruntime's
-    # included) computes on them; fft ops return or take complex tensors (ONNX's DFT writes a
-    # complex result as a real [..., 2] tensor, which a complex graph input or output can't be)
-    """
-real imag conj angle view_as_real view_as_complex
-fft_fft fft_ifft fft_rfft fft_irfft fft_hfft fft_ihfft fft_fftn fft_ifftn fft_rfftn fft_irfftn
-"""
     # factorizations and solvers: no ONNX operator, and no fixed-size decomposition into ONNX
     # operators (pivoting, iteration to convergence) that is as accurate as LAPACK's
     """
@@ -592,3 +585,53 @@ def test_every_dtype(family, d, tmp_path):
     want = [w.numpy() for w in traced(x, y, idx)]
     for k, (g, w) in enumerate(zip(sess.run(None, feeds), want)):
         assert_same(g, w, exact[0] or w.dtype.kind != "f", f"{family} output {k} {d.name}")
+
+
+def _pairs(a: np.ndarray) -> np.ndarray:
+    """A complex array as the exported graph holds it: view_as_real's [..., 2] floats."""
+    return np.stack([a.real, a.imag], -1) if a.dtype.kind == "c" else a
+
+
+@pytest.mark.parametrize("d", [dt.float32, dt.float64])
+@pytest.mark.parametrize("opset", [17, None])
+def test_fft_and_complex(d, opset, tmp_path):
+    """fft ops through ONNX's DFT (opset 17's axis attribute, 20's axis input), complex values
+    as [..., 2] pairs (graph inputs and outputs too): within ULPS ulps of the input's 1-norm
+    (a DFT's rounding)."""
+    x = fusejit.tensor(RNG.standard_normal((3, 8)).astype(d.np))
+    z = fusejit.tensor((RNG.standard_normal((3, 5)) + 1j * RNG.standard_normal((3, 5))).astype(
+        dt.complex_of(d).np))  # fmt: skip
+    F = fusejit.fft
+
+    def fn(x, z, angle=True):
+        c = F.fft(x)
+        return (c, F.rfft(x, n=6), F.irfft(c, dim=0), F.fft2(x), F.rfftn(x), F.irfftn(F.rfftn(x)),
+                F.hfft(z), F.ihfft(x), fusejit.real(c), fusejit.imag(z), fusejit.view_as_real(c),
+                fusejit.conj(z), F.ifft(x, norm="ortho"), F.fft(x, n=11, norm="forward"),
+                F.irfft(z, n=7), F.ifftn(z, norm="ortho"), F.ihfft(x, n=5, norm="forward"),
+                F.fft(z, dim=0), fusejit.view_as_complex(fusejit.view_as_real(z) * 2),
+                fusejit.angle(x)) + ((fusejit.angle(z),) if angle else ())  # fmt: skip
+
+    traced = fusejit.trace(fn, (x, z))
+    path = tmp_path / "m.onnx"
+    fonnx.export(traced, path, opset=opset)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    if d is dt.float64:  # (the angle of complex float64 values needs a float64 Atan)
+        traced = fusejit.trace(lambda x, z: fn(x, z, angle=False), (x, z))
+        fonnx.export(traced, path, opset=opset)
+    sess = _session(path)
+    feeds = [x.numpy(), _pairs(z.numpy())]
+    got = sess.run(None, {i.name: a for i, a in zip(sess.get_inputs(), feeds)})
+    norm = np.abs(x.numpy()).sum() + np.abs(z.numpy()).sum()
+    eps = float(np.finfo(d.np).eps)
+    for k, (g, w) in enumerate(zip(got, traced(x, z))):
+        w = _pairs(w.numpy())
+        assert g.dtype == w.dtype and g.shape == w.shape, (k, g.dtype, w.dtype, g.shape, w.shape)
+        assert np.abs(g - w).max() <= ULPS * eps * norm, (k, np.abs(g - w).max())
+
+
+def test_complex_elementwise_is_refused(tmp_path):
+    z = fusejit.tensor(np.array([1 + 2j, 3 - 1j], np.complex64))
+    traced = fusejit.trace(lambda z: z * 2, (z,))
+    with pytest.raises(fonnx.ExportError, match="mul of complex tensors has no ONNX rule"):
+        fonnx.export(traced, tmp_path / "m.onnx")

@@ -145,9 +145,6 @@ def export(
     if not MIN_OPSET <= opset <= latest:
         raise ValueError(f"fusejit.onnx.export: opset {opset} is outside {MIN_OPSET}..{latest}")
     g = _graph_of(obj, example_inputs)
-    for d in (v.type.dtype for v in g.block.params):
-        if d.kind == "c":
-            raise ExportError(f"fusejit.onnx.export: {d.name} tensors have no ONNX rule yet")
     b = Builder(onnx, opset)
     h = onnx.helper
     env: dict = {}
@@ -159,7 +156,8 @@ def export(
             name = f"input_{i}"
         env[v] = name
         b.dtypes[name] = v.type.dtype
-        inputs.append(h.make_tensor_value_info(name, b.onnx_type(v.type.dtype), v.type.shape))
+        d = v.type.dtype  # (complex: a real tensor with a last dim of 2, as view_as_real's)
+        inputs.append(h.make_tensor_value_info(name, b.onnx_type(d), b.shape(d, v.type.shape)))
     for v, t in zip(g.block.params[g.n_inputs :], g.captured):
         name = v.hint if v.hint and v.hint not in b.dtypes else b.fresh("weight")
         env[v] = b.initializer(name, _numpy(t), v.type.dtype)
@@ -174,7 +172,7 @@ def export(
         else:
             d, src, shape = r.type.dtype, env[r], r.type.shape
         b.nodes.append(h.make_node("Identity", [src], [name]))
-        outputs.append(h.make_tensor_value_info(name, b.onnx_type(d), shape))
+        outputs.append(h.make_tensor_value_info(name, b.onnx_type(d), b.shape(d, shape)))
     graph = h.make_graph(b.nodes, "fusejit", inputs, outputs, initializer=b.initializers)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name="fusejit")
     model.ir_version = min(model.ir_version, 10)  # (what onnxruntime 1.2x reads)

@@ -875,6 +875,178 @@ def linalg_det(b: Builder, node, args) -> list:
     return _finish(b, b.node("Det", [b.cast(args[0], a)], a), node)
 
 
+# complex values: an ONNX tensor of their real dtype with a last dim of 2 (real, imaginary
+# part), as ``view_as_real`` gives; the builder records the complex dtype -------------------
+def _pair(b: Builder, x: str, c: dt.DType, rank: int) -> str:
+    """``x`` (of ``rank`` dims) as a pair of dtype ``c``: a real tensor gets zero imaginary
+    parts."""
+    if b.dtypes[x].kind == "c":
+        return x
+    x = b.node("Unsqueeze", [b.cast(x, c), b.ints([-1])], c)
+    pads = [0] * (2 * (rank + 1))
+    pads[-1] = 1
+    return b.node("Pad", [x, b.ints(pads), b.const(0, c)], c)
+
+
+def _conj(b: Builder, z: str, c: dt.DType) -> str:
+    return b.node("Mul", [z, b.const(np.array([1, -1]), c)], c)
+
+
+def _part(b: Builder, z: str, c: dt.DType, k: int) -> str:
+    """The real (k = 0) or imaginary (k = 1) part of pair ``z``."""
+    return b.node("Gather", [z, b.const(k, dt.int64)], c, axis=-1)
+
+
+def _fit(b: Builder, z: str, shape: list, axis: int, n: int, c: dt.DType) -> str:
+    """Pair ``z`` truncated or zero-padded to ``n`` entries along ``axis`` (numpy's ``n``)."""
+    have = shape[axis]
+    if n < have:
+        z = _slice(b, z, [0], [n], [axis], [1])
+    elif n > have:
+        pads = [0] * (2 * (len(shape) + 1))
+        pads[len(shape) + 1 + axis] = n - have
+        z = b.node("Pad", [z, b.ints(pads), b.const(0, c)], c)
+    shape[axis] = n
+    return z
+
+
+def _dft(b: Builder, z: str, axis: int, c: dt.DType, inverse: bool) -> str:
+    """The unscaled DFT of pair ``z`` along ``axis``; the inverse one as conj(DFT(conj z))
+    (onnxruntime's float64 inverse DFT is accurate to 1e-8 only)."""
+    if inverse:
+        z = _conj(b, z, c)
+    z = b.node("Unsqueeze", [z, b.ints([0])], c)  # (a batch dim: DFT's axis is one after it)
+    if b.opset >= 20:
+        z = b.node("DFT", [z, "", b.const(axis + 1, dt.int64)], c, inverse=0, onesided=0)
+    else:
+        z = b.node("DFT", [z], c, axis=axis + 1, inverse=0, onesided=0)
+    z = b.node("Squeeze", [z, b.ints([0])], c)
+    return _conj(b, z, c) if inverse else z
+
+
+def _scale(b: Builder, z: str, c: dt.DType, n: int, norm: str, inverse: bool) -> str:
+    f = {"backward": 1 / n if inverse else 1, "ortho": 1 / np.sqrt(n),
+         "forward": 1 if inverse else 1 / n}[norm]  # fmt: skip
+    return z if f == 1 else b.node("Mul", [z, b.const(f, c)], c)
+
+
+def _c2c(b, z, shape, axis, n, c, norm, inverse) -> str:
+    z = _fit(b, z, shape, axis, n, c)
+    return _scale(b, _dft(b, z, axis, c, inverse), c, n, norm, inverse)
+
+
+def _r2c(b, z, shape, axis, n, c, norm) -> str:
+    """rfft: the full transform, its first n // 2 + 1 entries."""
+    z = _c2c(b, z, shape, axis, n, c, norm, False)
+    shape[axis] = n // 2 + 1
+    return _slice(b, z, [0], [n // 2 + 1], [axis], [1])
+
+
+def _c2r(b, z, shape, axis, n, c, norm) -> str:
+    """irfft: the first n // 2 + 1 entries extended to a Hermitian spectrum of n (numpy's: the
+    imaginary parts of the zero and Nyquist entries are dropped with the real part), its
+    inverse transform's real part."""
+    z = _fit(b, z, shape, axis, n // 2 + 1, c)
+    rest = [n - k for k in range(n // 2 + 1, n)]
+    if rest:
+        mirror = _conj(b, b.node("Gather", [z, b.ints(rest)], c, axis=axis), c)
+        z = b.node("Concat", [z, mirror], c, axis=axis)
+    shape[axis] = n
+    return _scale(b, _part(b, _dft(b, z, axis, c, True), c, 0), c, n, norm, True)
+
+
+_SWAP = {"backward": "forward", "forward": "backward", "ortho": "ortho"}
+
+
+def _fft_rule(kind: str):
+    def rule(b: Builder, node, args) -> list:
+        out = _out(node).dtype
+        c = dt.real_of(out) if out.kind == "c" else out
+        shape = list(_in(node).shape)
+        rank = len(shape)
+        norm = node.attr("norm", "backward")
+        x = args[0]
+        if kind in ("fftn", "ifftn", "rfftn", "irfftn"):
+            dims = [d % rank for d in node.attr("dim")]
+            sizes = list(node.attr("s"))
+        else:
+            dims = [node.attr("dim") % rank]
+            n = node.attr("n")
+            if n is None:
+                n = 2 * (shape[dims[0]] - 1) if kind in ("irfft", "hfft") else shape[dims[0]]
+            sizes = [n]
+        z = _pair(b, x, c, rank)
+        if kind in ("fft", "ifft", "fftn", "ifftn"):
+            inverse = kind.startswith("i")
+            for axis, n in reversed(list(zip(dims, sizes))):  # (numpy's order)
+                z = _c2c(b, z, shape, axis, n, c, norm, inverse)
+        elif kind in ("rfft", "rfftn"):
+            z = _r2c(b, z, shape, dims[-1], sizes[-1], c, norm)
+            for axis, n in zip(dims[:-1], sizes[:-1]):
+                z = _c2c(b, z, shape, axis, n, c, norm, False)
+        elif kind == "ihfft":
+            z = _conj(b, _r2c(b, z, shape, dims[0], sizes[0], c, _SWAP[norm]), c)
+        elif kind == "irfftn":
+            for axis, n in zip(dims[:-1], sizes[:-1]):
+                z = _c2c(b, z, shape, axis, n, c, norm, True)
+            z = _c2r(b, z, shape, dims[-1], sizes[-1], c, norm)
+        elif kind == "irfft":
+            z = _c2r(b, z, shape, dims[0], sizes[0], c, norm)
+        else:  # hfft
+            z = _c2r(b, _conj(b, z, c), shape, dims[0], sizes[0], c, _SWAP[norm])
+        if tuple(shape) != tuple(_out(node).shape):
+            raise AssertionError(f"{node.op}: shape {shape} against {_out(node).shape}")
+        b.dtypes[z] = out
+        return [z]
+
+    return rule
+
+
+def _real_part(k: int):
+    def rule(b: Builder, node, args) -> list:
+        c = _out(node).dtype
+        return [b.node("Identity", [_part(b, args[0], c, k)], c)]
+
+    return rule
+
+
+def conj(b: Builder, node, args) -> list:
+    d = _out(node).dtype
+    z = _conj(b, args[0], dt.real_of(d))
+    b.dtypes[z] = d
+    return [z]
+
+
+def view_as(b: Builder, node, args) -> list:
+    """view_as_real / view_as_complex: the pair itself, with the other dtype."""
+    return [b.node("Identity", [args[0]], _out(node).dtype)]
+
+
+def angle(b: Builder, node, args) -> list:
+    out = _out(node).dtype
+    if _in(node).dtype.kind != "c":  # pi for negative values, NaN for NaN, else 0
+        x = b.cast(args[0], out)
+        r = b.node("Where", [b.node("IsNaN", [x], dt.bool_), x, b.const(0, out)], out)
+        neg = b.node("Less", [x, b.const(0, out)], dt.bool_)
+        return [b.node("Where", [neg, b.const(np.pi, out), r], out)]
+    re, im = _part(b, args[0], out, 0), _part(b, args[0], out, 1)
+    return [ExprTranslator(b, out, {}, None).atan2(im, re)]
+
+
+def _real_only(rule):
+    """A rule for real tensors: complex operands or results raise an ``ExportError``."""
+
+    def checked(b: Builder, node, args) -> list:
+        types = [v.type for v in node.inputs if isinstance(v, Value)]
+        types += [v.type for v in node.outputs]
+        if any(t.dtype.kind == "c" for t in types):
+            raise ExportError(f"{node.op} of complex tensors has no ONNX rule (complex values "
+                              "export through the fft and complex ops only)")  # fmt: skip
+        return rule(b, node, args)
+
+    return checked
+
+
 # the table --------------------------------------------------------------------------------
 # elementwise ops exported through their ``expr``
 _EXPR_OPS = """add sub mul div floor_divide remainder pow atan2 maximum minimum fmod hypot
@@ -886,28 +1058,13 @@ softplus selu hardswish hardsigmoid relu6 mish logsigmoid softsign tanhshrink is
 where cast""".split()
 
 # ops of the table that cannot be exported, and why (the export error gives the reason)
-_COMPLEX = ("ONNX has complex tensor types but no operator, onnxruntime's included, computes on "
-            "them")  # fmt: skip
-_FFT = ("its input or result is complex: ONNX's DFT writes a complex tensor as a real [..., 2] "
-        "one, which no graph input or output of a complex dtype can be")  # fmt: skip
 _SOLVER = ("ONNX has no such operator, and no fixed decomposition into ONNX operators "
            "(pivoting, iteration to convergence) is as accurate as LAPACK's")  # fmt: skip
-REFUSED: dict = {
-    **dict.fromkeys("real imag conj angle view_as_real view_as_complex".split(), _COMPLEX),
-    **dict.fromkeys(
-        """fft_fft fft_ifft fft_rfft fft_irfft fft_hfft fft_ihfft fft_fftn fft_ifftn
-        fft_rfftn fft_irfftn""".split(),
-        _FFT,
-    ),
-    **dict.fromkeys(
-        """linalg_solve linalg_inv linalg_slogdet linalg_cholesky linalg_qr
-        linalg_svd linalg_svdvals linalg_eigh linalg_eigvalsh linalg_pinv linalg_matrix_rank
-        linalg_lstsq""".split(),
-        _SOLVER,
-    ),
-}
+REFUSED: dict = dict.fromkeys("""linalg_solve linalg_inv linalg_slogdet linalg_cholesky
+    linalg_qr linalg_svd linalg_svdvals linalg_eigh linalg_eigvalsh linalg_pinv linalg_matrix_rank
+    linalg_lstsq""".split(), _SOLVER)  # fmt: skip
 
-RULES: dict = {
+_REAL_RULES: dict = {
     **{name: elementwise for name in _EXPR_OPS},
     "sum": _simple_reduction("ReduceSum", lambda d: d),
     "prod": _simple_reduction("ReduceProd", wide_accumulation_dtype),
@@ -964,3 +1121,14 @@ RULES: dict = {
     "diag_embed": diag_embed,
     "linalg_det": linalg_det,
 }
+RULES: dict = {
+    **{name: _real_only(rule) for name, rule in _REAL_RULES.items()},
+    **{f"fft_{k}": _fft_rule(k) for k in
+       "fft ifft rfft irfft hfft ihfft fftn ifftn rfftn irfftn".split()},
+    "real": _real_part(0),
+    "imag": _real_part(1),
+    "conj": conj,
+    "angle": angle,
+    "view_as_real": view_as,
+    "view_as_complex": view_as,
+}  # fmt: skip
