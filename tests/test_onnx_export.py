@@ -635,3 +635,29 @@ def test_complex_elementwise_is_refused(tmp_path):
     traced = fusejit.trace(lambda z: z * 2, (z,))
     with pytest.raises(fonnx.ExportError, match="mul of complex tensors has no ONNX rule"):
         fonnx.export(traced, tmp_path / "m.onnx")
+
+
+def test_float64_erfinv_and_erfc_in_the_reference_evaluator(tmp_path):
+    """float64 erfinv and erfc (onnxruntime has no float64 Erf) run by onnx's reference
+    evaluator with a float64 Erf: erfinv within 2 ulps for |y| < 0.9 and 16 near +-0.999
+    (there erf's rounding is divided by its small slope), erfc within 8 ulps of 1."""
+    import math
+
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.ops._op import OpRunUnaryNum
+
+    class Erf(OpRunUnaryNum):
+        op_domain = ""
+
+        def _run(self, x):
+            return (np.vectorize(math.erf, otypes=[x.dtype])(x),)
+
+    y = np.linspace(-0.999, 0.999, 4001)
+    traced = fusejit.trace(lambda y: (fusejit.erfinv(y), fusejit.erfc(y * 4)), (fusejit.tensor(y),))
+    proto = fonnx.export(traced, tmp_path / "m.onnx")
+    with np.errstate(invalid="ignore"):
+        inv, c = ReferenceEvaluator(proto, new_ops=[Erf]).run(None, {proto.graph.input[0].name: y})
+    want, ulp = OPS["erfinv"].ref(y), np.spacing(np.abs(OPS["erfinv"].ref(y)))
+    err = np.abs(inv - want) / ulp
+    assert err[np.abs(y) < 0.9].max() <= 2 and err.max() <= 16
+    assert np.abs(c - OPS["erfc"].ref(y * 4)).max() <= ULPS * np.finfo(np.float64).eps
