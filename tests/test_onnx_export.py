@@ -661,3 +661,26 @@ def test_float64_erfinv_and_erfc_in_the_reference_evaluator(tmp_path):
     err = np.abs(inv - want) / ulp
     assert err[np.abs(y) < 0.9].max() <= 2 and err.max() <= 16
     assert np.abs(c - OPS["erfc"].ref(y * 4)).max() <= ULPS * np.finfo(np.float64).eps
+
+
+@pytest.mark.parametrize("d", [dt.float32, dt.float64, dt.int64])
+def test_long_running_scans(d, tmp_path):
+    """Scans over more than MASKED_SCAN_MAX entries: log2(n) passes, exact for max / min."""
+    n = 2 * fonnx.rules.MASKED_SCAN_MAX + 45
+    if d.is_floating_point:
+        x = RNG.uniform(0.97, 1.03, (2, n)).astype(d.np)
+        x[0, 7] = x[1, 100] = x[1, 250] = np.nan
+        y = RNG.uniform(-30, 30, (2, n)).astype(d.np)
+        y[0, 3], y[0, 200], y[1, 5] = -np.inf, np.inf, np.nan
+    else:
+        x = RNG.integers(-3, 4, (2, n)).astype(d.np)
+        y = RNG.integers(-100, 100, (2, n)).astype(d.np)
+    x, y = fusejit.tensor(x), fusejit.tensor(y)
+
+    def fn(x, y):
+        out = (*fusejit.cummax(y, 1), *fusejit.cummin(x, 1), fusejit.cumprod(x, 1))
+        return out + ((fusejit.logcumsumexp(y, 1),) if d.is_floating_point else ())
+
+    got, want = roundtrip(fn, (x, y), tmp_path)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert_same(g, w, k < 4 or not d.is_floating_point, f"scan {k} {d.name}")

@@ -452,20 +452,36 @@ def _lowest(d: dt.DType, largest: bool = False):
     return info.max if largest else info.min
 
 
-def _running(b: Builder, x: str, shape, axis: int, op_type: str, fill, j_first=None) -> str:
+# scans longer than this take log2(n) passes (Hillis and Steele's) instead of an n * n mask
+MASKED_SCAN_MAX = 128
+_COMBINE = {"ReduceMax": "Max", "ReduceMin": "Min", "ReduceProd": "Mul", "ReduceSum": "Add"}
+
+
+def _running(b: Builder, x: str, shape, axis: int, op_type: str, fill) -> str:
     """The running ``op_type`` reduction of ``x`` along ``axis``: for place j, the reduction
-    of entries i <= j, from a [..., n_j, n_i, ...] view masked by i <= j (``fill`` elsewhere).
-    ``j_first``: a function of the j-indexed view (shaped [..., n_j, 1, ...]) applied to the
-    masked entries first (logcumsumexp's shift)."""
+    of entries i <= j, from a [..., n_j, n_i, ...] view masked by i <= j (``fill`` elsewhere);
+    over ``MASKED_SCAN_MAX`` entries, from log2(n) passes."""
     d = b.dtypes[x]
     n, rank = shape[axis], len(shape)
+    if n > MASKED_SCAN_MAX:
+        return _steps(b, x, n, axis, lambda u, v: b.node(_COMBINE[op_type], [u, v], d))
     xi = b.node("Unsqueeze", [x, b.ints([axis])], d)  # [..., 1, n_i, ...]
-    if j_first is not None:
-        xi = j_first(xi)
     mask = np.tril(np.ones((n, n), bool)).reshape((1,) * axis + (n, n) + (1,) * (rank - axis - 1))
     w = b.node("Where", [b.const(mask, dt.bool_), xi, b.const(fill, d)], d)
     r = _reduce(b, op_type, w, [axis + 1])
     return b.node("Reshape", [r, b.ints(shape)], d)
+
+
+def _steps(b: Builder, x: str, n: int, axis: int, combine) -> str:
+    """The running ``combine`` (associative) of ``x`` along ``axis``: pass k combines each
+    entry with the one 2**k before it."""
+    s = 1
+    while s < n:
+        head = _slice(b, x, [0], [s], [axis], [1])
+        tail = combine(_slice(b, x, [s], [n], [axis], [1]), _slice(b, x, [0], [n - s], [axis], [1]))
+        x = b.node("Concat", [head, tail], b.dtypes[x], axis=axis)
+        s *= 2
+    return x
 
 
 def _positions(b: Builder, shape, axis: int) -> str:
@@ -513,22 +529,40 @@ def _cumext(largest: bool):
 
 
 def logcumsumexp(b: Builder, node, args) -> list:
-    """log(sum exp(x_i - m_j)) + m_j over i <= j, m_j the running maximum (0 where infinite)."""
+    """log(sum exp(x_i - m_j)) + m_j over i <= j, m_j the running maximum (0 where infinite);
+    over ``MASKED_SCAN_MAX`` entries, running logaddexps (numpy's: max + log1p(exp(-|a - b|)))."""
     out, shape = _out(node).dtype, _in(node).shape
     a = onnx_compute_dtype(accumulation_dtype(out))
     x = b.cast(args[0], a)
     if not shape:
         return [b.cast(x, out)]
     axis = node.attr("dim") % len(shape)
+    n = shape[axis]
+    if n > MASKED_SCAN_MAX:
+        return [b.cast(_steps(b, x, n, axis, lambda u, v: _logaddexp(b, u, v, a)), out)]
     m = _running(b, x, shape, axis, "ReduceMax", -np.inf)
     m = b.node("Where", [b.node("IsInf", [m], dt.bool_), b.const(0, a), m], a)
     mj = b.node("Unsqueeze", [m, b.ints([axis + 1])], a)  # [..., n_j, 1, ...]
-
-    def shifted(xi: str) -> str:
-        return b.node("Exp", [b.node("Sub", [xi, mj], a)], a)
-
-    s = _running(b, x, shape, axis, "ReduceSum", 0, j_first=shifted)
+    xi = b.node("Unsqueeze", [x, b.ints([axis])], a)  # [..., 1, n_i, ...]
+    e = b.node("Exp", [b.node("Sub", [xi, mj], a)], a)
+    rank = len(shape)
+    mask = np.tril(np.ones((n, n), bool)).reshape((1,) * axis + (n, n) + (1,) * (rank - axis - 1))
+    e = b.node("Where", [b.const(mask, dt.bool_), e, b.const(0, a)], a)
+    s = b.node("Reshape", [_reduce(b, "ReduceSum", e, [axis + 1]), b.ints(shape)], a)
     return [b.cast(b.node("Add", [b.node("Log", [s], a), m], a), out)]
+
+
+def _logaddexp(b: Builder, u: str, v: str, a: dt.DType) -> str:
+    """log(exp(u) + exp(v)): max + log1p(exp(-|u - v|)) (max + log 2 where u == v, so that two
+    infinities of one sign give it; NaN where either is)."""
+    m = b.node("Max", [u, v], a)
+    same = b.node("Equal", [u, v], dt.bool_)
+    gap = b.node("Neg", [b.node("Abs", [b.node("Sub", [u, v], a)], a)], a)
+    gap = b.node("Where", [same, b.const(0, a), gap], a)
+    t = ExprTranslator(b, a, {}, None).call("log1p", [b.node("Exp", [gap], a)])
+    r = b.node("Add", [m, t], a)
+    nan = b.node("Or", [b.node("IsNaN", [u], dt.bool_), b.node("IsNaN", [v], dt.bool_)], dt.bool_)
+    return b.node("Where", [nan, b.node("Add", [u, v], a), r], a)
 
 
 # order statistics: a stable sort (NaN last) of two TopK -------------------------------------
