@@ -856,8 +856,8 @@ def histc(b: Builder, node, args) -> list:
     out = _out(node).dtype
     d = _in(node).dtype
     bins, lo, hi = node.attr("bins"), node.attr("lo"), node.attr("hi")
-    c = dt.float32 if d is dt.float16 else (dt.int64 if not d.is_floating_point else d)
-    x = b.node("Reshape", [b.cast(_safe(b, args[0]), c), b.ints([-1])], c)
+    c = onnx_compute_dtype(d)  # (float tensors only: float16 in float32, as eager)
+    x = b.node("Reshape", [b.cast(args[0], c), b.ints([-1])], c)
     if int(np.prod(_in(node).shape)) == 0:
         return [b.const(np.zeros(bins), out)]
     if lo == hi:  # the data's own range (widened by 1 either side when it is one value)
@@ -873,9 +873,7 @@ def histc(b: Builder, node, args) -> list:
                           b.node("LessOrEqual", [x, hi_], dt.bool_)], dt.bool_)  # fmt: skip
     num = b.node("Mul", [b.node("Sub", [x, lo_], c), b.const(bins, c)], c)
     den = b.node("Sub", [hi_, lo_], c)
-    if not c.is_floating_point:  # (numpy's int / int is a float64 division)
-        num, den = b.cast(num, dt.float64), b.cast(den, dt.float64)
-    pos = b.cast(b.node("Div", [num, den], b.dtypes[num]), dt.int64)
+    pos = b.cast(b.node("Div", [num, den], c), dt.int64)
     pos = b.node("Min", [pos, b.const(bins - 1, dt.int64)], dt.int64)
     pos = b.node("Where", [keep, pos, b.const(-1, dt.int64)], dt.int64)
     hit = b.node("Equal", [b.node("Unsqueeze", [pos, b.ints([-1])], dt.int64),
