@@ -902,9 +902,139 @@ def diag_embed(b: Builder, node, args) -> list:
     return [b.cast(b.node("Transpose", [r], c, perm=perm), out.dtype)]
 
 
+# linear algebra: Gauss-Jordan elimination with partial pivoting (LAPACK's pivot choice),
+# unrolled over the n columns; Cholesky's columns in order -------------------------------
+def _gauss_jordan(b: Builder, m: str, n: int, batch: tuple, width: int, c: dt.DType):
+    """Reduce [A | B] (``m``: [*batch, n, width]) to [I | A^-1 B]: per column, the row with the
+    largest |entry| at or below the diagonal is swapped up, divided by its pivot and subtracted
+    from the other rows. Returns (the reduced matrix, the pivots [*batch, n], the number of
+    swaps [*batch] as int64)."""
+    rows = np.arange(n)
+    full = list(batch) + [n, width]
+    pivots, swaps = [], b.const(np.zeros(batch, np.int64), dt.int64)
+    for j in range(n):
+        col = b.node("Gather", [m, b.const(j, dt.int64)], c, axis=-1)  # [*batch, n]
+        cand = b.node("Where", [b.const(rows >= j, dt.bool_), b.node("Abs", [col], c),
+                                b.const(-1, c)], c)  # fmt: skip
+        p = b.node("ArgMax", [cand], dt.int64, axis=-1, keepdims=1, select_last_index=0)
+        at = b.const(rows, dt.int64)
+        idx = b.node("Where", [b.node("Equal", [at, b.const(j, dt.int64)], dt.bool_), p,
+                               b.node("Where", [b.node("Equal", [at, p], dt.bool_),
+                                                b.const(j, dt.int64), at], dt.int64)],
+                     dt.int64)  # fmt: skip
+        moved = b.node("Reshape", [b.node("Sub", [p, b.const(j, dt.int64)], dt.int64),
+                                   b.ints(batch)], dt.int64)  # fmt: skip
+        swaps = b.node("Add", [swaps, b.node("Min", [moved, b.const(1, dt.int64)], dt.int64)],
+                       dt.int64)  # fmt: skip
+        idx = b.node("Expand", [b.node("Unsqueeze", [idx, b.ints([-1])], dt.int64), b.ints(full)],
+                     dt.int64)  # fmt: skip
+        m = b.node("GatherElements", [m, idx], c, axis=len(full) - 2)
+        row = b.node("Gather", [m, b.const(j, dt.int64)], c, axis=-2)  # [*batch, width]
+        piv = b.node("Gather", [row, b.const(j, dt.int64)], c, axis=-1)  # [*batch]
+        pivots.append(piv)
+        row = b.node("Div", [row, b.node("Unsqueeze", [piv, b.ints([-1])], c)], c)
+        f = b.node("Unsqueeze", [b.node("Gather", [m, b.const(j, dt.int64)], c, axis=-1),
+                                 b.ints([-1])], c)  # fmt: skip
+        row2 = b.node("Unsqueeze", [row, b.ints([-2])], c)  # [*batch, 1, width]
+        m = b.node("Sub", [m, b.node("Mul", [f, row2], c)], c)
+        m = b.node("Where", [b.const((rows == j)[:, None], dt.bool_), row2, m], c)
+    piv = b.node("Concat", [b.node("Unsqueeze", [v, b.ints([-1])], c) for v in pivots], c,
+                 axis=-1)  # fmt: skip
+    return m, piv, swaps
+
+
+def _square(node) -> tuple:
+    shape = _in(node).shape
+    return shape[-1], tuple(shape[:-2])
+
+
+def linalg_solve(b: Builder, node, args) -> list:
+    a_t, r_t, out = node.inputs[0].type, node.inputs[1].type, _out(node)
+    c = onnx_compute_dtype(out.dtype)
+    n = a_t.shape[-1]
+    vector = len(r_t.shape) == 1 or tuple(r_t.shape) == tuple(a_t.shape[:-1])
+    r = b.cast(args[1], c)
+    rshape = tuple(r_t.shape) + (1,) if vector else tuple(r_t.shape)
+    if vector:
+        r = b.node("Unsqueeze", [r, b.ints([-1])], c)
+    batch = tuple(np.broadcast_shapes(tuple(a_t.shape[:-2]), rshape[:-2]))
+    k = rshape[-1]
+    a = b.node("Expand", [b.cast(args[0], c), b.ints(batch + (n, n))], c)
+    r = b.node("Expand", [r, b.ints(batch + (n, k))], c)
+    m = b.node("Concat", [a, r], c, axis=-1)
+    m, _, _ = _gauss_jordan(b, m, n, batch, n + k, c)
+    x = _slice(b, m, [n], [n + k], [len(batch) + 1], [1])
+    return _finish(b, x, node)
+
+
+def linalg_inv(b: Builder, node, args) -> list:
+    n, batch = _square(node)
+    c = onnx_compute_dtype(_out(node).dtype)
+    eye = b.node("Expand", [b.const(np.eye(n), c), b.ints(batch + (n, n))], c)
+    m = b.node("Concat", [b.cast(args[0], c), eye], c, axis=-1)
+    m, _, _ = _gauss_jordan(b, m, n, batch, 2 * n, c)
+    return _finish(b, _slice(b, m, [n], [2 * n], [len(batch) + 1], [1]), node)
+
+
+def _determinant(b: Builder, node, args, log: bool) -> list:
+    """From the pivots of the elimination (those of LAPACK's LU, whose product numpy's det
+    is): their product, or the sign of their product and the sum of log|pivot|, times
+    (-1)^swaps. (ONNX's Det has no float64 kernel in onnxruntime.)"""
+    n, batch = _square(node)
+    c = onnx_compute_dtype(_out(node).dtype)
+    d = _out(node).dtype
+    if n == 0:
+        ones = b.const(np.ones(batch), d)
+        return [ones, b.const(np.zeros(batch), d)] if log else [ones]
+    _, piv, swaps = _gauss_jordan(b, b.cast(args[0], c), n, batch, n, c)
+    odd = b.node("Equal", [b.node("Mod", [swaps, b.const(2, dt.int64)], dt.int64),
+                           b.const(1, dt.int64)], dt.bool_)  # fmt: skip
+
+    def signed(v: str) -> str:
+        return b.node("Where", [odd, b.node("Neg", [v], c), v], c)
+
+    def over_pivots(op_type: str, v: str) -> str:
+        return b.node("Reshape", [_reduce(b, op_type, v, [len(batch)]), b.ints(batch)], c)
+
+    if not log:
+        return [b.cast(signed(over_pivots("ReduceProd", piv)), d)]
+    sign = signed(over_pivots("ReduceProd", b.node("Sign", [piv], c)))
+    logabs = over_pivots("ReduceSum", b.node("Log", [b.node("Abs", [piv], c)], c))
+    return [b.cast(sign, d), b.cast(logabs, d)]
+
+
 def linalg_det(b: Builder, node, args) -> list:
-    a = onnx_compute_dtype(_out(node).dtype)
-    return _finish(b, b.node("Det", [b.cast(args[0], a)], a), node)
+    return _determinant(b, node, args, False)
+
+
+def linalg_slogdet(b: Builder, node, args) -> list:
+    return _determinant(b, node, args, True)
+
+
+def linalg_cholesky(b: Builder, node, args) -> list:
+    """Column j of L: (A[:, j] - L[:, :j] L[j, :j]) / sqrt(its j-th entry), zero above the
+    diagonal (the lower triangle of A is read, as LAPACK's)."""
+    n, batch = _square(node)
+    c = onnx_compute_dtype(_out(node).dtype)
+    a = b.cast(args[0], c)
+    rows = np.arange(n)
+    cols = []
+    for j in range(n):
+        col = b.node("Gather", [a, b.const(j, dt.int64)], c, axis=-1)  # [*batch, n]
+        if cols:
+            left = b.node("Concat", cols, c, axis=-1)  # L[:, :j]
+            lj = b.node("Gather", [left, b.const(j, dt.int64)], c, axis=-2)  # L[j, :j]
+            dot = b.node("MatMul", [left, b.node("Unsqueeze", [lj, b.ints([-1])], c)], c)
+            col = b.node("Sub", [col, b.node("Squeeze", [dot, b.ints([-1])], c)], c)
+        piv = b.node("Sqrt", [b.node("Gather", [col, b.const(j, dt.int64)], c, axis=-1)], c)
+        col = b.node("Div", [col, b.node("Unsqueeze", [piv, b.ints([-1])], c)], c)
+        col = b.node("Where", [b.const(rows >= j, dt.bool_), col, b.const(0, c)], c)
+        cols.append(b.node("Unsqueeze", [col, b.ints([-1])], c))
+    low = b.node("Concat", cols, c, axis=-1)
+    if node.attr("upper", False):
+        rank = len(batch) + 2
+        low = b.node("Transpose", [low], c, perm=list(range(rank - 2)) + [rank - 1, rank - 2])
+    return [b.cast(low, _out(node).dtype)]
 
 
 # complex values: an ONNX tensor of their real dtype with a last dim of 2 (real, imaginary
@@ -1090,11 +1220,11 @@ softplus selu hardswish hardsigmoid relu6 mish logsigmoid softsign tanhshrink is
 where cast""".split()
 
 # ops of the table that cannot be exported, and why (the export error gives the reason)
-_SOLVER = ("ONNX has no such operator, and no fixed decomposition into ONNX operators "
-           "(pivoting, iteration to convergence) is as accurate as LAPACK's")  # fmt: skip
-REFUSED: dict = dict.fromkeys("""linalg_solve linalg_inv linalg_slogdet linalg_cholesky
-    linalg_qr linalg_svd linalg_svdvals linalg_eigh linalg_eigvalsh linalg_pinv linalg_matrix_rank
-    linalg_lstsq""".split(), _SOLVER)  # fmt: skip
+_SOLVER = ("ONNX has no such operator, and LAPACK's algorithm for it iterates to convergence "
+           "(SVD, eigenvalues) or needs one (pinv, matrix_rank and lstsq are SVD-based, QR "
+           "is left for later): no fixed graph of ONNX operators computes it")  # fmt: skip
+REFUSED: dict = dict.fromkeys("""linalg_qr linalg_svd linalg_svdvals linalg_eigh
+    linalg_eigvalsh linalg_pinv linalg_matrix_rank linalg_lstsq""".split(), _SOLVER)  # fmt: skip
 
 _REAL_RULES: dict = {
     **{name: elementwise for name in _EXPR_OPS},
@@ -1152,6 +1282,10 @@ _REAL_RULES: dict = {
     "histc": histc,
     "diag_embed": diag_embed,
     "linalg_det": linalg_det,
+    "linalg_solve": linalg_solve,
+    "linalg_inv": linalg_inv,
+    "linalg_slogdet": linalg_slogdet,
+    "linalg_cholesky": linalg_cholesky,
 }
 RULES: dict = {
     **{name: _real_only(rule) for name, rule in _REAL_RULES.items()},
