@@ -30,9 +30,9 @@ ULPS = 8
 # rule fails test_every_op_has_a_rule_or_is_listed; an op of this list that gets one must leave it.
 NOT_EXPORTABLE = frozenset(
     # LAPACK's algorithms iterate to convergence (SVD, eigenvalues) or rest on one (pinv,
-    # matrix_rank, lstsq); QR (Householder: a fixed algorithm) is not done yet
+    # matrix_rank, lstsq)
     """
-linalg_qr linalg_svd linalg_svdvals linalg_eigh linalg_eigvalsh linalg_pinv linalg_matrix_rank
+linalg_svd linalg_svdvals linalg_eigh linalg_eigvalsh linalg_pinv linalg_matrix_rank
 linalg_lstsq
 """.split()
 )
@@ -668,8 +668,9 @@ def test_long_running_scans(d, tmp_path):
 
 
 @pytest.mark.parametrize("d", [dt.float32, dt.float64])
-def test_linalg_solve_inv_slogdet_cholesky(d, tmp_path):
-    """Gauss-Jordan elimination with partial pivoting and Cholesky's columns, unrolled: within
+def test_linalg_solve_inv_slogdet_cholesky_qr(d, tmp_path):
+    """Gauss-Jordan elimination with partial pivoting, Cholesky's columns and Householder's
+    QR (with LAPACK's signs), unrolled: within
     ULPS ulps of n * cond(A) * max|result| of LAPACK's results (well-conditioned matrices, a
     pivot swap forced)."""
     n = 5
@@ -683,7 +684,8 @@ def test_linalg_solve_inv_slogdet_cholesky(d, tmp_path):
 
     def fn(a, spd, rhs, vec):
         return (L.solve(a, rhs), L.solve(a, vec), L.inv(a), *L.slogdet(a), L.cholesky(spd),
-                L.cholesky(spd, upper=True), -a[0].det())  # fmt: skip
+                L.cholesky(spd, upper=True), -a[0].det(), *L.qr(a), *L.qr(a[:, :, :3]),
+                *L.qr(a[:, :3], mode="complete"), L.qr(a[0, :, :4], mode="r")[1])  # fmt: skip
 
     got, want = roundtrip(fn, (a, spd, rhs, vec), tmp_path)
     cond = max(np.linalg.cond(a.numpy().astype(np.float64)).max(),

@@ -1037,6 +1037,56 @@ def linalg_cholesky(b: Builder, node, args) -> list:
     return [b.cast(low, _out(node).dtype)]
 
 
+def linalg_qr(b: Builder, node, args) -> list:
+    """Householder QR as LAPACK's (geqrf's reflectors: R's diagonal is -sign(alpha) * the
+    column's norm, no reflection where the column below the diagonal is zero; orgqr's Q, the
+    reflectors applied last to first), unrolled over min(m, n) columns."""
+    shape = _in(node).shape
+    batch, (m, n) = tuple(shape[:-2]), shape[-2:]
+    k, mode = min(m, n), node.attr("mode")
+    d = _out(node).dtype
+    c = onnx_compute_dtype(d)
+    a = b.cast(args[0], c)
+    rows = np.arange(m)
+    one = batch + (1, 1)
+    reflectors = []
+    for j in range(k):
+        x = b.node("Gather", [a, b.const(j, dt.int64)], c, axis=-1)  # [*batch, m]
+        alpha = b.node("Gather", [x, b.const(j, dt.int64)], c, axis=-1)
+        below = b.node("Where", [b.const(rows > j, dt.bool_), x, b.const(0, c)], c)
+        rest = _reduce(b, "ReduceSum", b.node("Mul", [below, below], c), [len(batch)])
+        rest = b.node("Reshape", [rest, b.ints(batch)], c)
+        norm = b.node("Sqrt", [b.node("Add", [b.node("Mul", [alpha, alpha], c), rest], c)], c)
+        beta = b.node("Where", [b.node("GreaterOrEqual", [alpha, b.const(0, c)], dt.bool_),
+                                b.node("Neg", [norm], c), norm], c)  # fmt: skip
+        none = b.node("Equal", [rest, b.const(0, c)], dt.bool_)
+        tau = b.node("Div", [b.node("Sub", [beta, alpha], c), beta], c)
+        tau = b.node("Where", [none, b.const(0, c), tau], c)
+        gap = b.node("Where", [none, b.const(1, c), b.node("Sub", [alpha, beta], c)], c)
+        v = b.node("Div", [below, b.node("Unsqueeze", [gap, b.ints([-1])], c)], c)
+        v = b.node("Where", [b.const(rows == j, dt.bool_), b.const(1, c), v], c)  # [*batch, m]
+        tau = b.node("Reshape", [tau, b.ints(one)], c)
+        reflectors.append((v, tau))
+        a = _reflect(b, a, v, tau, c)
+    r = b.node("Trilu", [a, b.node("Reshape", [b.ints([0]), b.ints([])], dt.int64)], c, upper=1)
+    if mode != "complete":
+        r = _slice(b, r, [0], [k], [len(batch)], [1])
+    if mode == "r":
+        return [b.const(np.zeros(0), d), b.cast(r, d)]
+    width = m if mode == "complete" else k
+    q = b.node("Expand", [b.const(np.eye(m, width), c), b.ints(batch + (m, width))], c)
+    for v, tau in reversed(reflectors):
+        q = _reflect(b, q, v, tau, c)
+    return [b.cast(q, d), b.cast(r, d)]
+
+
+def _reflect(b: Builder, a: str, v: str, tau: str, c: dt.DType) -> str:
+    """(I - tau v v^T) a, ``v`` [*batch, m], ``tau`` [*batch, 1, 1]."""
+    va = b.node("MatMul", [b.node("Unsqueeze", [v, b.ints([-2])], c), a], c)  # [*batch, 1, n]
+    vva = b.node("MatMul", [b.node("Unsqueeze", [v, b.ints([-1])], c), va], c)
+    return b.node("Sub", [a, b.node("Mul", [tau, vva], c)], c)
+
+
 # complex values: an ONNX tensor of their real dtype with a last dim of 2 (real, imaginary
 # part), as ``view_as_real`` gives; the builder records the complex dtype -------------------
 def _pair(b: Builder, x: str, c: dt.DType, rank: int) -> str:
@@ -1221,9 +1271,9 @@ where cast""".split()
 
 # ops of the table that cannot be exported, and why (the export error gives the reason)
 _SOLVER = ("ONNX has no such operator, and LAPACK's algorithm for it iterates to convergence "
-           "(SVD, eigenvalues) or needs one (pinv, matrix_rank and lstsq are SVD-based, QR "
-           "is left for later): no fixed graph of ONNX operators computes it")  # fmt: skip
-REFUSED: dict = dict.fromkeys("""linalg_qr linalg_svd linalg_svdvals linalg_eigh
+           "(SVD, eigenvalues) or rests on one (pinv, matrix_rank and lstsq are SVD-based): "
+           "no fixed graph of ONNX operators computes it")  # fmt: skip
+REFUSED: dict = dict.fromkeys("""linalg_svd linalg_svdvals linalg_eigh
     linalg_eigvalsh linalg_pinv linalg_matrix_rank linalg_lstsq""".split(), _SOLVER)  # fmt: skip
 
 _REAL_RULES: dict = {
@@ -1286,6 +1336,7 @@ _REAL_RULES: dict = {
     "linalg_inv": linalg_inv,
     "linalg_slogdet": linalg_slogdet,
     "linalg_cholesky": linalg_cholesky,
+    "linalg_qr": linalg_qr,
 }
 RULES: dict = {
     **{name: _real_only(rule) for name, rule in _REAL_RULES.items()},
