@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from fusejit.base.errors import TracerWarning
 
-__all__ = ["TRACER", "tracing", "recording", "read_value_hook"]
+__all__ = ["TRACER", "tracing", "recording", "read_value_hook", "user_line", "describe_line"]
 
 TRACER = None
 
@@ -47,18 +47,28 @@ def recording(tracer) -> Iterator[None]:
 _PKG_DIR = __file__.rsplit("/", 2)[0]
 
 
+def user_line(depth: int = 1) -> tuple[str, int] | None:
+    """(file name, line number) of the innermost caller outside the package, ``depth`` frames
+    above this function's caller; None where there is none."""
+    frame = sys._getframe(depth + 1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
+        frame = frame.f_back
+    return None if frame is None else (frame.f_code.co_filename, frame.f_lineno)
+
+
+def describe_line(where: tuple[str, int] | None) -> str:
+    """``file:line: source text`` of a ``user_line`` result."""
+    if where is None:
+        return "<unknown>"
+    return f"{where[0]}:{where[1]}: {linecache.getline(where[0], where[1]).strip()}"
+
+
 def read_value_hook(t, what: str) -> None:
     """Warn when a trace reads a tensor's value into Python: the trace cannot generalize."""
     tracer = TRACER
     if tracer is None or not tracer.knows(t):
         return
-    frame = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
-        frame = frame.f_back
-    where = "<unknown>"
-    if frame is not None:
-        src = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
-        where = f"{frame.f_code.co_filename}:{frame.f_lineno}: {src}"
+    where = describe_line(user_line(1))
     warnings.warn(
         f"trace: converting a tensor to a Python value ({what}) at {where}; the traced graph "
         "treats the result as a constant and will not generalize to other inputs",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -31,6 +32,17 @@ _trace_lock = threading.RLock()  # the tracer hook is process-wide: one trace at
 
 class SymbolicShapeError(TraceError):
     """A trace with dynamic dims met a size it cannot express over the symbols."""
+
+
+# (file name, line number) of the user code each recorded node comes from, for messages that
+# name it (``line_of``); kept beside the nodes (weakly) so that the IR stays line-free
+NODE_LINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def line_of(node) -> str | None:
+    """``file:line: source text`` of the code that recorded ``node`` (None if unknown)."""
+    where = NODE_LINES.get(node)
+    return None if where is None else recording.describe_line(where)
 
 
 class Tracer:
@@ -72,6 +84,9 @@ class Tracer:
         self.allow_writes = False  # (``capture`` handles them; other recorders do not)
         self.writes: dict[int, tuple[Tensor, Value]] = {}
         self.state_before: dict[int, tuple[Tensor, object]] = {}
+        # the source line recorded ops come from (``NODE_LINES``): set by the script compiler
+        # to the statement it compiles; None: the innermost caller outside the package
+        self.line: tuple[str, int] | None = None
 
     def knows(self, t: Tensor) -> bool:
         return self.owner == threading.get_ident() and id(t) in self.values
@@ -145,7 +160,9 @@ class Tracer:
                 for a, iv in zip(args, inputs):
                     if isinstance(a, Tensor) and (base is a._data or base is a._data.base):
                         self._viewed.add(iv)
-        self.nodes.append(Node(op.name, inputs, freeze_attrs(attrs), tuple(outputs)))
+        node = Node(op.name, inputs, freeze_attrs(attrs), tuple(outputs))
+        self.nodes.append(node)
+        NODE_LINES[node] = self.line if self.line is not None else recording.user_line(1)
         if not MODE.enabled:
             self.no_grad.extend(outputs)
 
@@ -199,7 +216,9 @@ class Tracer:
         self.values[id(out)] = v
         self.keep.append(out)
         self.checks.append((name, (), attrs, ((n,),)))
-        self.nodes.append(Node(name, (), freeze_attrs(attrs), (v,)))
+        node = Node(name, (), freeze_attrs(attrs), (v,))
+        self.nodes.append(node)
+        NODE_LINES[node] = self.line if self.line is not None else recording.user_line(1)
 
     def _symbolic_types(self, op, inputs, attrs, types) -> list:
         shapes = [v.type.shape for v in inputs if isinstance(v, Value)]

@@ -15,14 +15,17 @@ from fusejit.ir.graph import Const, Graph, Value
 from fusejit.onnx.builder import Builder, ExportError
 from fusejit.onnx.control import rule_of, value_shape
 from fusejit.onnx.dynamic import SymbolicBuilder, check_keys, named_axes, symbolic_graph
-from fusejit.onnx.rules import RULES
+from fusejit.onnx.rules import REFUSED, RULES
 
-__all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET"]
+__all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET", "EXTERNAL_DATA_BYTES"]
 
 # opsets the rules are written for: 17 (LayerNormalization's, kept as the older one) up to the
 # latest that onnxruntime 1.2x runs
 MIN_OPSET = 17
 DEFAULT_OPSET = 21
+# initializers of more bytes than this are written as ONNX external data (protobuf's limit on
+# one serialized message is 2 GiB)
+EXTERNAL_DATA_BYTES = 2**31 - 2**20
 
 
 def _graph_of(obj, example_inputs) -> Graph:
@@ -53,8 +56,12 @@ def _numpy(t):
 
 
 def _node_text(node) -> str:
+    from fusejit.jit.tracer import line_of
+
     line = node.attr("line")
     where = f" (line {line})" if line is not None else ""
+    if line is None and line_of(node) is not None:
+        where = f", at {line_of(node)}"
     attrs = ", ".join(f"{k}={v!r}" for k, v in node.attrs)
     ins = ", ".join(str(v.type) if isinstance(v, Value) else repr(v.value) for v in node.inputs)
     return f"{node.op}[{attrs}]({ins}){where}"
@@ -69,9 +76,9 @@ def _emit(b: Builder, g: Graph, env: dict) -> None:
             continue
         rule = rule_of(b, node)
         if rule is None:
-            raise ExportError(
-                f"fusejit.onnx.export: op {node.op!r} has no ONNX export rule: {_node_text(node)}"
-            )
+            why = f"cannot be exported ({REFUSED[node.op]})" if node.op in REFUSED else (
+                "has no ONNX export rule")  # fmt: skip
+            raise ExportError(f"fusejit.onnx.export: op {node.op!r} {why}: {_node_text(node)}")
         args = [v if isinstance(v, Const) else env[v] for v in node.inputs]
         try:
             outs = rule(b, node, args)
@@ -85,6 +92,22 @@ def _emit(b: Builder, g: Graph, env: dict) -> None:
             env[v] = name
 
 
+def _save(onnx, model, path: str, external_data: bool, nbytes: int) -> None:
+    """Check and write ``model``: as one file, or with its initializers in ``<path>.data``
+    beside it (asked for, or when they exceed ``EXTERNAL_DATA_BYTES``), checked from the files
+    (a model over 2 GiB cannot be checked in memory)."""
+    data = path + ".data"
+    if not (external_data or nbytes > EXTERNAL_DATA_BYTES):
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, path)
+        return
+    if os.path.exists(data):  # (onnx appends to an existing data file)
+        os.remove(data)
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=os.path.basename(data), size_threshold=1024)  # fmt: skip
+    onnx.checker.check_model(path, full_check=True)
+
+
 def export(
     obj,
     path: str | os.PathLike,
@@ -94,6 +117,7 @@ def export(
     input_names: list[str] | None = None,
     output_names: list[str] | None = None,
     dynamic_axes: dict | None = None,
+    external_data: bool = False,
 ):
     """Write ``obj`` as an ONNX model at ``path`` and return the ``onnx.ModelProto``.
 
@@ -106,6 +130,9 @@ def export(
     sizes computed from them are computed from the input shapes in the exported graph; a graph
     that already has symbolic dims (``optimize``'s) exports them as dynamic axes unasked. An op
     with no rule (or none for dynamic sizes) raises ``ExportError`` naming it.
+    ``external_data``: write the initializers (those over 1 KiB) to ``<path>.data`` beside the
+    model, as ONNX external data; done anyway when they exceed ``EXTERNAL_DATA_BYTES`` (2 GiB,
+    protobuf's limit). The returned model then refers to that file.
 
     >>> import os, tempfile, fusejit, fusejit.nn as nn
     >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
@@ -124,9 +151,6 @@ def export(
     if not MIN_OPSET <= opset <= latest:
         raise ValueError(f"fusejit.onnx.export: opset {opset} is outside {MIN_OPSET}..{latest}")
     g = _graph_of(obj, example_inputs)
-    for d in (v.type.dtype for v in g.block.params):
-        if d.kind == "c":
-            raise ExportError(f"fusejit.onnx.export: {d.name} tensors have no ONNX rule yet")
     h = onnx.helper
     in_names, names = [], list(input_names or [])
     for i, v in enumerate(g.inputs):
@@ -146,8 +170,9 @@ def export(
     for name, v in zip(in_names, g.inputs):
         env[v] = name
         b.dtypes[name] = v.type.dtype
-        shape = value_shape(b, v.type.shape)
-        inputs.append(h.make_tensor_value_info(name, b.onnx_type(v.type.dtype), shape))
+        d = v.type.dtype  # (complex: a real tensor with a last dim of 2, as view_as_real's)
+        shape = b.shape(d, value_shape(b, v.type.shape))
+        inputs.append(h.make_tensor_value_info(name, b.onnx_type(d), shape))
     for symbol, i, dim in g.notes.get("symbols", ()):
         b.bind(symbol, in_names[i], dim)
     for v, t in zip(g.block.params[g.n_inputs :], g.captured):
@@ -167,10 +192,9 @@ def export(
             if 0 <= axis < len(shape):
                 shape[axis] = dim_name
         b.nodes.append(h.make_node("Identity", [src], [name]))
-        outputs.append(h.make_tensor_value_info(name, b.onnx_type(d), shape))
+        outputs.append(h.make_tensor_value_info(name, b.onnx_type(d), b.shape(d, shape)))
     graph = h.make_graph(b.nodes, "fusejit", inputs, outputs, initializer=b.initializers)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name="fusejit")
     model.ir_version = min(model.ir_version, 10)  # (what onnxruntime 1.2x reads)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, os.fspath(path))
+    _save(onnx, model, os.fspath(path), external_data, b.nbytes)
     return model

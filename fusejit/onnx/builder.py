@@ -25,6 +25,7 @@ class Builder:
         self.opset = opset
         self.nodes: list = []
         self.initializers: list = []
+        self.nbytes = 0  # the initializers' data
         self.dtypes: dict[str, dt.DType] = {}  # ONNX value name -> its fusejit dtype
         self._n = 0
         self._consts: dict = {}
@@ -34,7 +35,15 @@ class Builder:
         return f"{hint}_{self._n}"
 
     def onnx_type(self, d: dt.DType) -> int:
-        return self.helper.np_dtype_to_tensor_dtype(np.dtype(d.np))
+        """The ONNX element type of dtype ``d`` (of a complex dtype: its real one, complex
+        values being pairs: ``shape``)."""
+        return self.helper.np_dtype_to_tensor_dtype(np.dtype(dt.real_of(d).np))
+
+    @staticmethod
+    def shape(d: dt.DType, shape) -> list:
+        """The ONNX shape of a tensor of dtype ``d``: a complex one is a real tensor with a last
+        dim of 2 (real and imaginary parts, as ``view_as_real``)."""
+        return list(shape) + [2] if d.kind == "c" else list(shape)
 
     def node(self, op_type: str, inputs, out_dtype: dt.DType, n_out: int = 1, **attrs):
         """Emit one ONNX node; its outputs (all of ``out_dtype``): one name, or a list when
@@ -46,8 +55,10 @@ class Builder:
         return outs[0] if n_out == 1 else outs
 
     def initializer(self, name: str, array: np.ndarray, d: dt.DType) -> str:
-        arr = np.asarray(array, dtype=d.np)
-        arr = np.ascontiguousarray(arr).reshape(arr.shape)  # (a 0-d array stays 0-d)
+        arr = np.array(array, dtype=d.np, order="C")  # (0-d stays 0-d: a scalar)
+        if d.kind == "c":
+            arr = np.ascontiguousarray(np.stack([arr.real, arr.imag], -1))
+        self.nbytes += arr.nbytes
         self.initializers.append(self.onnx.numpy_helper.from_array(arr, name))
         self.dtypes[name] = d
         return name

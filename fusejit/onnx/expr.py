@@ -27,6 +27,20 @@ _F64_DECOMPOSED = ("tan", "sinh", "cosh", "asinh", "acosh", "atanh")
 _COMPARE = {ast.Eq: "Equal", ast.Lt: "Less", ast.LtE: "LessOrEqual", ast.Gt: "Greater",
             ast.GtE: "GreaterOrEqual"}  # fmt: skip
 _ARITH = {ast.Add: "Add", ast.Sub: "Sub", ast.Mult: "Mul", ast.Div: "Div", ast.Pow: "Pow"}
+# Giles' single-precision erfinv: p(w - 2.5) for w < 5, else p(sqrt(w) - 3), w = -log(1 - y^2)
+_GILES_CENTRAL = (
+    2.81022636e-08,
+    3.43273939e-07,
+    -3.5233877e-06,
+    -4.39150654e-06,
+    0.00021858087,
+    -0.00125372503,
+    -0.00417768164,
+    0.246640727,
+    1.50140941,
+)
+_GILES_TAIL = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+               -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)  # fmt: skip
 _BITS = {ast.BitAnd: ("BitwiseAnd", "And"), ast.BitOr: ("BitwiseOr", "Or"),
          ast.BitXor: ("BitwiseXor", "Xor")}  # fmt: skip
 
@@ -271,7 +285,40 @@ class ExprTranslator:
             r = self.where(self.op("IsInf", u, out=dt.bool_), u, r)
             r = self.where(self.op("Equal", u, 0, out=dt.bool_), self.op("Log", u), r)
             return self.where(self.op("Equal", u, 1, out=dt.bool_), x, r)
+        if fn == "erfc":  # (absolute, not relative, accuracy where erfc(x) is small)
+            return self.op("Sub", 1, self.op("Erf", x))
+        if fn == "erfinv":
+            return self.erfinv(x)
         raise ExportError(f"primitive {fn!r} has no ONNX translation")
+
+    def erfinv(self, y: str) -> str:
+        """Giles' polynomial approximation ("Approximating the erfinv function", GPU Computing
+        Gems, 2011), in float64: within 2.3 ulps of float32's erfinv on [-0.999, 0.999]; for
+        float64, two Halley steps on Erf follow: within 2 ulps for |y| < 0.9, 16 near +-0.999
+        (the rounding of erf near 1 divided by its slope there)."""
+        d = self.d(y)
+        w64 = self.b.cast(y, dt.float64)
+        t = self.b.node("Mul", [self.b.node("Sub", [self.lit(1, dt.float64), w64], dt.float64),
+                                self.b.node("Add", [w64, self.lit(1, dt.float64)], dt.float64)],
+                        dt.float64)  # fmt: skip
+        w = self.op("Neg", self.op("Log", t))
+        central = self.op("Sub", w, 2.5)
+        tail = self.op("Sub", self.op("Sqrt", w), 3.0)
+        p1, p2 = self.lit(_GILES_CENTRAL[0], dt.float64), self.lit(_GILES_TAIL[0], dt.float64)
+        for c1, c2 in zip(_GILES_CENTRAL[1:], _GILES_TAIL[1:], strict=True):
+            p1 = self.op("Add", self.op("Mul", p1, central), c1)
+            p2 = self.op("Add", self.op("Mul", p2, tail), c2)
+        p = self.where(self.op("Less", w, 5.0, out=dt.bool_), p1, p2)
+        x = self.op("Mul", p, w64)
+        if d is dt.float64:
+            k = 2 / math.sqrt(math.pi)
+            for _ in range(2):  # x - f / (f' + x f), f = erf(x) - y, f' = k exp(-x^2)
+                f = self.op("Sub", self.op("Erf", x), w64)
+                df = self.op("Mul", self.op("Exp", self.op("Neg", self.op("Mul", x, x))), k)
+                x = self.op("Sub", x, self.op("Div", f, self.op("Add", df, self.op("Mul", x, f))))
+        one = self.op("Equal", self.op("Abs", w64), 1.0, out=dt.bool_)
+        x = self.where(one, self.op("Mul", w64, math.inf), x)
+        return self.b.cast(x, d)
 
     # float64 forms of the functions onnxruntime has float32 kernels of only
     def tan_f64(self, x: str) -> str:

@@ -66,6 +66,8 @@ class StatementsMixin:
             return
 
     def stmt(self, s) -> None:
+        before = self.cc.tr.line  # (the line the nodes it records come from: error messages)
+        self.cc.tr.line = (self.src.filename, self.src.start + getattr(s, "lineno", 1) - 1)
         try:
             self._stmt(s)
         except ScriptError:
@@ -77,6 +79,8 @@ class StatementsMixin:
         except (TypeError, ValueError, IndexError, AttributeError, KeyError,
                 ZeroDivisionError, OverflowError) as e:  # fmt: skip
             raise self.err(s, f"{type(e).__name__}: {e}") from None
+        finally:
+            self.cc.tr.line = before
 
     def _stmt(self, s) -> None:
         if isinstance(s, ast.Expr):
