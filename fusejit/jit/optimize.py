@@ -469,6 +469,14 @@ class Executor:
         result = tr.unflatten_outputs(out_spec, eager_out)
         reason = None
         where = None
+        if tracer.not_yet is not None:
+            # a training step that creates its optimizer's state: this call (run eagerly by
+            # the trace) counts as a warm-up one, the next is traced
+            self._n_traces -= 1
+            spec.calls -= 1
+            spec.warmup_runs += 1
+            self._event("warmup", spec.label, tracer.not_yet)
+            return "result", result
         if tracer.value_reads:
             what, where = tracer.value_reads[0]
             reason = (f"data-dependent Python control flow: reads a tensor's value ({what}) at "
@@ -477,14 +485,19 @@ class Executor:
             reason = "returns a non-tensor value, which a trace would freeze as a constant"
         if reason is not None:
             return self._give_up(spec, args, names, target, reason, result=result, where=where)
-        # state the traced (eager) run wrote (a BatchNorm's running statistics): put back, so
-        # that the compiled run below writes it once; the eager values again if that fails
-        written = [(t, t._data.copy()) for t in tr.state_targets(tracer)]
+        # state the traced (eager) run wrote (a BatchNorm's running statistics, a training
+        # step's parameters, optimizer state and gradients): put back, so that the compiled
+        # run below writes it once; the eager values again if that fails
+        written = [(t, t._data.copy())
+                   for t in tr.state_targets(tracer) + tr.host_state_targets(tracer)]  # fmt: skip
+        grads = [(t, t.grad) for t, _ in tracer.grad_entry.values()]
         tr.restore_state(tracer)
 
         def eager_state():
             for t, data in written:
                 t._data[...] = data
+            for t, g in grads:
+                tr._set_grad(t, g)
 
         try:
             verify(graph)
@@ -521,6 +534,8 @@ class Executor:
         check_s = time.perf_counter() - t2
         if problem is None:
             problem = _state_differs(written)
+        if problem is None:
+            problem = _grads_differ(grads)
         if problem is not None:
             eager_state()
             return self._give_up(spec, args, names, target,
@@ -811,6 +826,18 @@ def _state_differs(written) -> str | None:
             ok = np.array_equal(got, want)
         if not ok:
             return f"the buffer of shape {list(want.shape)} written in place"
+    return None
+
+
+def _grads_differ(grads) -> str | None:
+    """Whether the ``.grad`` the compiled run of a training step left differs from the eager
+    run's, as a reason, or None."""
+    for t, want in grads:
+        got = t.grad
+        if (got is None) != (want is None):
+            return f"the .grad of a tensor of shape {fmt_shape(t.shape)} (None or not)"
+        if got is not None and _state_differs([(got, want._data)]) is not None:
+            return f"the .grad of a tensor of shape {fmt_shape(t.shape)}"
     return None
 
 
