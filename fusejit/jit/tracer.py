@@ -62,6 +62,9 @@ class Tracer:
         self.shape_reads = False  # user code read a recorded tensor's shape
         self._writable: set = set()  # values a write may replace (snapshots, their rebinds)
         self._viewed: set = set()  # values an op returned a view of
+        self._views_of: dict = {}  # value -> the views of it ops returned
+        self._view_values: set = set()  # values that are views of others
+        self._stale: set = set()  # views of a computed tensor written in place since
         self.symbols: list = []  # (name, input index, dim)
         self.guards: list = []  # symbolic.Guard
         self.checks: list = []  # (op name, input shapes, attrs, result shapes) to re-check
@@ -135,6 +138,8 @@ class Tracer:
         if self.owner != threading.get_ident():
             return
         inputs = tuple(self.value_of(a) if isinstance(a, Tensor) else Const(a) for a in args)
+        if self._stale and any(v in self._stale for v in inputs):
+            self.unsupported(f"{op.name} of a view of a tensor written in place since the view")
         types = [self._type(t) for t in outs]
         if self.symbolic:
             if any(isinstance(a, SymInt) for a in args) or (
@@ -156,6 +161,8 @@ class Tracer:
                 for a, iv in zip(args, inputs):
                     if isinstance(a, Tensor) and (base is a._data or base is a._data.base):
                         self._viewed.add(iv)
+                        self._views_of.setdefault(iv, []).append(v)
+                        self._view_values.add(v)
         self.nodes.append(Node(op.name, inputs, freeze_attrs(attrs), tuple(outputs)))
         if not MODE.enabled:
             self.no_grad.extend(outputs)
@@ -166,15 +173,24 @@ class Tracer:
         value of its shape, dtype and device that takes no gradient. The graph gets the
         written value as an extra result, which each run of the compiled function copies into
         ``target``; later reads in the trace see the new value. A tensor the function computed
-        (not a view) just takes the new value. ``op`` names the in-place op for errors."""
+        (not a view) written by another in-place op than ``copy_`` (a gradient clipped by
+        ``mul_``) just takes the new value. ``op`` names the in-place op for errors."""
         if self.owner != threading.get_ident():
             return
         if not self.allow_writes:
             self.unsupported(f"in-place op {op}")
         v = self.values.get(id(target))
-        if v is not None and not any(t is target for _, t in self.captured):
-            if v in self._params_set() or v in self._viewed or target._data.base is not None:
-                self.unsupported(f"in-place op {op} into an input or a view")
+        if v is None:  # first met as a write's target: a tensor from outside (captured)
+            v = self.value_of(target)
+        elif not any(t is target for _, t in self.captured):
+            if op == "copy_" or v in self._params_set() or v in self._view_values:
+                self.unsupported(f"in-place op {op} into an input, a view or a computed tensor")
+            todo = list(self._views_of.get(v, ()))  # their values are the old ones now
+            while todo:
+                w = todo.pop()
+                if w not in self._stale:
+                    self._stale.add(w)
+                    todo.extend(self._views_of.get(w, ()))
             # a tensor the function computed (a gradient clipped in place): its new value
             self.values[id(target)] = self.value_of(src)
             self._writable.add(self.values[id(target)])

@@ -150,12 +150,13 @@ def record_backward(tracer, outputs, grad_outputs) -> None:
             old = t._ag.grad
             if old is None:
                 gv = tracer.values.get(id(g))
-                if id(g) in assigned or gv in inputs or not g._data.flags.c_contiguous:
+                if (id(g) in assigned or gv in inputs or gv in tracer._view_values
+                        or not g._data.flags.c_contiguous):  # fmt: skip
                     g = g.clone()  # (the engine keeps a fresh contiguous copy)
                 assigned.add(id(g))
                 t._ag.grad = g
             else:
-                old.copy_(F.add(old, g))
+                old.add_(g)  # (in place, as the engine adds into a .grad)
     finally:
         MODE.enabled = prev
     tracer.backward_spans.append((start, len(tracer.nodes)))

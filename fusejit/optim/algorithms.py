@@ -270,7 +270,7 @@ class SGD(Optimizer):
         compiled) where the momentum buffers do not exist yet."""
         todo = list(self._params_with_grad(group))
         mom = group["momentum"]
-        if mom != 0 and any("momentum_buffer" not in self.state[p] for p, _ in todo):
+        if mom != 0 and any("momentum_buffer" not in self.state.get(p, ()) for p, _ in todo):
             tracer.not_yet = "SGD creates its momentum buffers in this step"
             return False
         lrs: dict = {}
@@ -278,7 +278,7 @@ class SGD(Optimizer):
             key = (p.dtype, p.device)
             if key not in lrs:
                 lrs[key] = tracer.live_scalars(lambda g=group: [g["lr"]], p.dtype, p.device)[0]
-            state = self.state[p]
+            state = self.state.get(p, {})  # (without momentum SGD keeps no state)
             new_p, buf = sgd_update(p, grad, state.get("momentum_buffer"), lr=lrs[key],
                                     momentum=mom, dampening=group["dampening"],
                                     weight_decay=group["weight_decay"],
