@@ -18,6 +18,7 @@ import pytest
 import fusejit
 import fusejit.nn as nn
 from fusejit import optim
+from tests.parity_helpers import DEVICES
 
 RTOL, ATOL = 1e-5, 1e-6
 STEPS = 6
@@ -39,10 +40,11 @@ OPTIMIZERS = {
 }
 
 
-def make_run(make_model, make_opt, loss_fn, *, set_to_none=True, clip=None, sched=None):
+def make_run(make_model, make_opt, loss_fn, *, set_to_none=True, clip=None, sched=None,
+             device="cpu"):  # fmt: skip
     """A fresh model and optimizer (seeded) and its step function."""
     fusejit.manual_seed(0)
-    model = make_model()
+    model = make_model().to(device)
     opt = make_opt(list(model.parameters()))
     scheduler = sched(opt) if sched is not None else None
 
@@ -59,10 +61,10 @@ def make_run(make_model, make_opt, loss_fn, *, set_to_none=True, clip=None, sche
 
 
 def snapshot(model, opt):
-    params = [p.numpy().copy() for p in model.parameters()]
-    grads = [None if p.grad is None else p.grad.numpy().copy() for p in model.parameters()]
+    params = [p.cpu().numpy().copy() for p in model.parameters()]
+    grads = [None if p.grad is None else p.grad.cpu().numpy().copy() for p in model.parameters()]
     state = [
-        {k: v.numpy().copy() for k, v in opt.state[p].items()}
+        {k: v.cpu().numpy().copy() for k, v in opt.state[p].items()}
         for p in model.parameters()
         if p in opt.state
     ]
@@ -97,9 +99,9 @@ def assert_same(got, want, rtol=RTOL, atol=ATOL):
             np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=atol, err_msg=k)
 
 
-def batches(n=3, b=32):
+def batches(n=3, b=32, device="cpu"):
     fusejit.manual_seed(1)
-    return [(fusejit.randn(b, 8), fusejit.randn(b, 4)) for _ in range(n)]
+    return [(fusejit.randn(b, 8).to(device), fusejit.randn(b, 4).to(device)) for _ in range(n)]
 
 
 @pytest.mark.parametrize(
@@ -121,8 +123,9 @@ def test_mlp_steps_equal_eager_one_compile(name, set_to_none):
     assert spec.eager_calls == 0
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", ["sgd-momentum-wd", "adam-wd", "adamw"])
-def test_update_is_bitwise_eager(name):
+def test_update_is_bitwise_eager(name, device):
     """A loss whose gradient is exact (``sum(w * c)``: the gradient is ``c``): parameters and
     state after the steps are bitwise eager's (the update rounds as eager's)."""
 
@@ -133,19 +136,21 @@ def test_update_is_bitwise_eager(name):
         return m
 
     fusejit.manual_seed(2)
-    data = [(fusejit.randn(257), fusejit.zeros(1)) for _ in range(3)]
+    data = [(fusejit.randn(257).to(device), fusejit.zeros(1)) for _ in range(3)]
     kw = dict(make_model=make_model, make_opt=OPTIMIZERS[name], loss_fn=lambda out, y: out.sum(),
-              sched=lambda o: optim.lr_scheduler.StepLR(o, 2))  # fmt: skip
+              sched=lambda o: optim.lr_scheduler.StepLR(o, 2), device=device)  # fmt: skip
     want = run(False, data, **kw)
     got = run(True, data, **kw)
     assert_same(got[:2], want[:2], rtol=0, atol=0)
     assert len(events(got[2], "specialize")) == 1
 
 
-def test_scheduler_lr_is_read_at_each_call():
-    data = batches()
+@pytest.mark.parametrize("device", DEVICES)
+def test_scheduler_lr_is_read_at_each_call(device):
+    data = batches(device=device)
     kw = dict(make_model=mlp, make_opt=OPTIMIZERS["adamw"], loss_fn=nn.MSELoss(),
-              sched=lambda o: optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5))  # fmt: skip
+              sched=lambda o: optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5),
+              device=device)  # fmt: skip
     want = run(False, data, steps=8, **kw)
     losses, snap, step, opt = run(True, data, steps=8, **kw)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5**8)
@@ -286,3 +291,22 @@ def test_explain_shows_forward_backward_update_and_saved_bytes():
     assert ts["phases"]["forward"] > 0 and ts["phases"]["backward"] > 0
     assert ts["phases"]["update"] > 0 and ts["saved_bytes"] > 0
     assert ts["written"] == 6 * 3  # 6 parameters, the exp_avg and exp_avg_sq of each
+
+
+def test_readme_training_step_example(capsys):
+    """The README's optimized training step (the second example of its Training section)."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        section = f.read().split("\n## Training\n", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n")[2].split("```", 1)[0]
+    assert "fusejit.optimize" in code and "loss.backward()" in code
+    scope = {"__name__": "readme_step"}
+    exec(compile(code, "README.md (Training, optimized step)", "exec"), scope)
+    out = capsys.readouterr().out
+    assert "compiled" in out, out
+    loss = float(out.split("loss", 1)[1].split()[0])
+    assert loss < 1.0
+    ex = scope["train_step"]._fusejit_executor
+    assert [e["event"] for e in ex._events] == ["specialize"]

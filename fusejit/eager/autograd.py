@@ -1118,6 +1118,10 @@ def zero_grads(params, set_to_none: bool = True) -> None:
             continue
         if set_to_none:
             p.grad = None
+            if recording.TRACER is not None:  # (a traced step need not check what it was)
+                note = getattr(recording.TRACER, "note_grad_cleared", None)
+                if note is not None:
+                    note(p)
         else:
             detach_(g)
             g.zero_()

@@ -350,7 +350,12 @@ def trace(fn, example_inputs, *, check_trace: bool | None = None) -> TracedFunct
     # the checks below run the function again: the state the traced run wrote is put back
     written = [(t, t._data.copy()) for t in traced.state]
     t0 = time.perf_counter()
-    if check_trace is None and graph_bytes(graph) > FULL_CHECK_BYTES:
+    if traced.step is not None:
+        # a whole training step: running it again would update the parameters twice, and the
+        # recorded values of what it wrote are the written ones (``fusejit.optimize`` checks
+        # its first compiled run against the traced one instead)
+        traced.check_kind = None
+    elif check_trace is None and graph_bytes(graph) > FULL_CHECK_BYTES:
         problem, checked, skipped = check_regions(
             traced.plan, recorded_values(tracer), graph_tolerance(graph)
         )

@@ -450,13 +450,15 @@ class Executor:
                     dims = self._dynamic_dims(spec, tensors)
                     try:
                         graph, in_spec, out_spec, eager_out, tracer = tr.capture(
-                            target, plain, dims or None
+                            target, plain, dims or None, train_steps=True
                         )
                     except tr.SymbolicShapeError as e:  # specialize these sizes instead
                         self._event("static", spec.label, str(e))
                         spec.dynamic = {}
                         self._static_only = True  # (later sizes: not tried again)
-                        graph, in_spec, out_spec, eager_out, tracer = tr.capture(target, plain)
+                        graph, in_spec, out_spec, eager_out, tracer = tr.capture(
+                            target, plain, train_steps=True
+                        )
             finally:
                 _Version.seen = None
                 _GATE.end_write()

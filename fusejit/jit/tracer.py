@@ -85,6 +85,10 @@ class Tracer:
         self.step_guards: list = []  # (check() -> reason or None)
         self.live: list = []  # (values() -> floats, the 0-d tensors they fill)
         self.host_state: dict[int, tuple[Tensor, object]] = {}  # host-written (step counts)
+        self.train_steps = False  # whether ``backward`` records (``fusejit.optimize``)
+        self.grad_touches: dict[int, int] = {}  # reads and writes of each tensor's .grad
+        self.grad_free: set = set()  # ids whose .grad the function cleared before using it
+        self.step_grads: set = set()  # ids of the gradients ``backward`` put into .grad
         self.not_yet: str | None = None  # why this call cannot be the one traced (state made)
 
     def knows(self, t: Tensor) -> bool:
@@ -172,9 +176,9 @@ class Tracer:
         (a buffer, a parameter or an optimizer's state under ``no_grad``) written whole by a
         value of its shape, dtype and device that takes no gradient. The graph gets the
         written value as an extra result, which each run of the compiled function copies into
-        ``target``; later reads in the trace see the new value. A tensor the function computed
-        (not a view) written by another in-place op than ``copy_`` (a gradient clipped by
-        ``mul_``) just takes the new value. ``op`` names the in-place op for errors."""
+        ``target``; later reads in the trace see the new value. A gradient a traced ``backward``
+        put into ``.grad`` (clipped by ``mul_``) just takes the new value; other tensors the
+        function computed are refused. ``op`` names the in-place op for errors."""
         if self.owner != threading.get_ident():
             return
         if not self.allow_writes:
@@ -183,8 +187,8 @@ class Tracer:
         if v is None:  # first met as a write's target: a tensor from outside (captured)
             v = self.value_of(target)
         elif not any(t is target for _, t in self.captured):
-            if op == "copy_" or v in self._params_set() or v in self._view_values:
-                self.unsupported(f"in-place op {op} into an input, a view or a computed tensor")
+            if id(target) not in self.step_grads or v in self._view_values:
+                self.unsupported(f"in-place op {op} into an input or a computed tensor")
             todo = list(self._views_of.get(v, ()))  # their values are the old ones now
             while todo:
                 w = todo.pop()
@@ -219,14 +223,29 @@ class Tracer:
     def note_grad(self, t: Tensor) -> None:
         """``t.grad`` read or set: its value before the first of these is what a call of the
         compiled step checks (``.grad`` None or a tensor)."""
-        if self.owner != threading.get_ident() or id(t) in self.grad_entry:
+        if self.owner != threading.get_ident():
+            return
+        self.grad_touches[id(t)] = self.grad_touches.get(id(t), 0) + 1
+        if id(t) in self.grad_entry:
             return
         info = getattr(t, "_ag", None)
         self.grad_entry[id(t)] = (t, None if info is None else info.grad)
 
+    def note_grad_cleared(self, t: Tensor) -> None:
+        """``zero_grad(set_to_none=True)`` set ``t.grad`` to None: where that was the first
+        use of its ``.grad`` (one read, one write), what it was before does not matter."""
+        if self.owner == threading.get_ident() and self.grad_touches.get(id(t)) == 2:
+            self.grad_free.add(id(t))
+
     def backward(self, outputs, grad_outputs) -> None:
         """``loss.backward()`` while recording: the gradients as graph values, from the op
         table's derivative rules, accumulated into ``.grad`` as the eager engine does."""
+        if not self.train_steps:
+            raise TraceError(
+                "backward: a backward pass inside a function traced by fusejit.trace is not "
+                "supported; fusejit.optimize captures a whole training step (forward, "
+                "backward, optimizer step) as one graph"
+            )
         from fusejit.jit import train_step  # (it reads this module's tracer)
 
         train_step.record_backward(self, outputs, grad_outputs)
@@ -540,15 +559,18 @@ def _unflatten(spec, it):
     return tuple(items)
 
 
-def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
+def capture(fn, example_inputs: tuple, dynamic: dict | None = None, train_steps: bool = False):
     """Run ``fn(*example_inputs)`` eagerly while recording. Returns (graph, input spec,
     output spec, eager outputs, tracer). ``dynamic`` maps input tensors (by index among the
-    flat tensor inputs) to their dims to record as symbolic sizes (``Tracer``)."""
+    flat tensor inputs) to their dims to record as symbolic sizes (``Tracer``);
+    ``train_steps``: a ``backward`` inside is recorded (a whole training step,
+    ``fusejit/jit/train_step.py``) rather than refused."""
     flat_in: list = []
     in_spec = _flatten(tuple(example_inputs), flat_in, "input")
     with _trace_lock:
         tracer = Tracer(dynamic)
         tracer.allow_writes = True
+        tracer.train_steps = train_steps
         for i, (_path, t) in enumerate(flat_in):
             if tracer.knows(t):
                 raise TraceError("trace: the same tensor is passed as two inputs")

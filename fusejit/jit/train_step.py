@@ -154,6 +154,7 @@ def record_backward(tracer, outputs, grad_outputs) -> None:
                         or not g._data.flags.c_contiguous):  # fmt: skip
                     g = g.clone()  # (the engine keeps a fresh contiguous copy)
                 assigned.add(id(g))
+                tracer.step_grads.add(id(g))
                 t._ag.grad = g
             else:
                 old.add_(g)  # (in place, as the engine adds into a .grad)
@@ -214,7 +215,8 @@ def finish(tracer, results: list) -> StepInfo:
     for t, entry in tracer.grad_entry.values():
         info = getattr(t, "_ag", None)
         final = None if info is None else info.grad
-        guards.append(_grad_guard(t, entry, entry is not None and id(entry) in captured))
+        if id(t) not in tracer.grad_free:  # (set to None before any use: not checked)
+            guards.append(_grad_guard(t, entry, entry is not None and id(entry) in captured))
         if final is None:
             if entry is not None:
                 actions.append((t, "none", None))
