@@ -39,6 +39,7 @@ import numpy as np
 
 from fusejit.base.errors import TraceError, fmt_shape
 from fusejit.eager import recording
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
@@ -521,15 +522,13 @@ class Executor:
             out = _gated(traced, plain)  # numba compiles on the first call
             first_run = time.perf_counter() - t1
         except Exception as e:  # eager is always right: fall back rather than fail the call
+            why = f"compilation failed: {type(e).__name__}: {e}"
+            if _wants_grad(graph, tensors):
+                # the traced run's outputs have no autograd history: this call runs eagerly
+                # again, from the state put back above
+                return self._give_up(spec, args, names, target, why)
             eager_state()
-            return self._give_up(
-                spec,
-                args,
-                names,
-                target,
-                f"compilation failed: {type(e).__name__}: {e}",
-                result=result,
-            )
+            return self._give_up(spec, args, names, target, why, result=result)
         _, flat = tr.flatten_inputs((out,))
         t2 = time.perf_counter()
         problem = check_outputs(graph, tensors, flat, eager_out, 0)
@@ -539,10 +538,12 @@ class Executor:
         if problem is None:
             problem = _grads_differ(grads)
         if problem is not None:
+            why = f"compiled result differs from eager: {problem}"
+            if _wants_grad(graph, tensors):  # (as above: run eagerly again)
+                tr.restore_state(tracer)
+                return self._give_up(spec, args, names, target, why)
             eager_state()
-            return self._give_up(spec, args, names, target,
-                                 f"compiled result differs from eager: {problem}",
-                                 result=result)  # fmt: skip
+            return self._give_up(spec, args, names, target, why, result=result)
         plan = traced.plan
         spec.traced = traced
         spec.status = "compiled"
@@ -829,6 +830,19 @@ def _state_differs(written) -> str | None:
         if not ok:
             return f"the buffer of shape {list(want.shape)} written in place"
     return None
+
+
+def _wants_grad(graph, tensors) -> bool:
+    """Whether a call's outputs take gradients (grad mode on, an input or captured tensor
+    requiring grad; not a whole training step, whose backward ran inside): the traced run's
+    outputs, recorded without autograd, cannot stand for them."""
+    if not MODE.enabled or graph.notes.get("train_step") is not None:
+        return False
+    for t in (*tensors, *graph.captured):
+        info = getattr(t, "_ag", None)
+        if info is not None and info.requires_grad:
+            return True
+    return False
 
 
 def _grads_differ(grads) -> str | None:
