@@ -310,3 +310,17 @@ def test_readme_training_step_example(capsys):
     assert loss < 1.0
     ex = scope["train_step"]._fusejit_executor
     assert [e["event"] for e in ex._events] == ["specialize"]
+
+
+def test_a_second_batch_size_traces_from_the_state_the_call_started_with():
+    """The last batch of an epoch is smaller: a guard failure on its shape, a trace with the
+    batch dim symbolic, which stops (the step reads a size) and traces again with it fixed.
+    A trace that stops puts back what it wrote (``zero_grad`` had set ``.grad`` to None), so
+    the steps equal eager's and no ``.grad`` guard fails."""
+    fusejit.manual_seed(1)
+    data = [(fusejit.randn(b, 8), fusejit.randn(b, 4)) for b in (32, 32, 24)]
+    kw = dict(make_model=mlp, make_opt=OPTIMIZERS["adamw"], loss_fn=nn.MSELoss())
+    want = run(False, data, steps=9, **kw)
+    losses, snap, step, _ = run(True, data, steps=9, **kw)
+    assert_same((losses, snap), want[:2])
+    assert not [e for e in events(step, "guard_failure") if ".grad" in str(e["detail"])]

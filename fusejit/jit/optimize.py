@@ -454,6 +454,7 @@ class Executor:
                             target, plain, dims or None, train_steps=True
                         )
                     except tr.SymbolicShapeError as e:  # specialize these sizes instead
+                        _undo(e)
                         self._event("static", spec.label, str(e))
                         spec.dynamic = {}
                         self._static_only = True  # (later sizes: not tried again)
@@ -464,6 +465,7 @@ class Executor:
                 _Version.seen = None
                 _GATE.end_write()
         except TraceError as e:
+            _undo(e)  # (the call runs eagerly from where it started)
             return self._give_up(spec, args, names, target, f"cannot be traced: {e}",
                                  where=_user_line(e.__traceback__))  # fmt: skip
         trace_s = time.perf_counter() - t0
@@ -830,6 +832,13 @@ def _state_differs(written) -> str | None:
         if not ok:
             return f"the buffer of shape {list(want.shape)} written in place"
     return None
+
+
+def _undo(err) -> None:
+    """Put back the state a trace that stopped with ``err`` wrote (``tracer.capture``)."""
+    tracer = getattr(err, "tracer", None)
+    if tracer is not None:
+        tr.restore_state(tracer)
 
 
 def _wants_grad(graph, tensors) -> bool:

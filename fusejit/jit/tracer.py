@@ -578,7 +578,13 @@ def capture(fn, example_inputs: tuple, dynamic: dict | None = None, train_steps:
         if recording.TRACER is not None:
             raise TraceError("trace: a trace is already being recorded in this process")
         with recording.recording(tracer), symbolic.tracing(tracer.guards):
-            result = fn(*example_inputs)
+            try:
+                result = fn(*example_inputs)
+            except TraceError as e:
+                # what the run wrote before it stopped (a training step's zero_grad, updates):
+                # ``restore_state(e.tracer)`` puts it back before the call runs again
+                e.tracer = tracer
+                raise
     flat_out: list = []
     out_spec = _flatten(result, flat_out, "output")
     results = []
