@@ -13,6 +13,10 @@ What a trace cannot capture (in-place ops, bool-mask indexing, Python branching 
 non-tensor results, dropout in training mode) runs eager for that signature, and the reason is
 kept for ``fusejit.explain``. A whole-tensor ``copy_`` into a buffer (a train-mode BatchNorm's
 running statistics) is captured: the graph's extra results are written back after each call.
+A whole training step (forward, ``loss.backward()``, ``opt.step()``, ``opt.zero_grad()``) is
+captured as one graph too, its parameter, optimizer-state and ``.grad`` writes done after each
+call (``fusejit/jit/train_step.py``); a trace that stops puts back what it wrote before the call
+runs eagerly.
 ``strict=True`` raises ``TraceError`` instead.
 
 Concurrency: the tracer hook ``recording.TRACER`` is process-wide, so while one thread records a
