@@ -8,6 +8,10 @@
 2. ``mlp-train`` at CPU scale: batch 1024, Linear(1024, 1024) -> GELU -> LayerNorm(1024) ->
    Linear(1024, 1024), MSE loss, AdamW; the step's time eager against the model optimized, and
    against the whole loss function (model and MSE) optimized. Target: at least 1.5x.
+3. Both also with the whole training step optimized (``fusejit.optimize(train_step)``: forward,
+   loss, ``zero_grad``, ``backward`` and the AdamW update as one graph,
+   ``fusejit/jit/train_step.py``), and the peak memory one step allocates (tracemalloc, which
+   numpy reports its buffers to), each side against eager's.
 
 The optimized side is warmed up first (its compiles are not timed; they are reported). Eager and
 optimized run in turn in one process, ``rounds`` times, each round ``reps`` steps; min and median
@@ -60,13 +64,25 @@ def one_blas_thread():
 class Side:
     """One model (eager or optimized) with its optimizer and a step function."""
 
-    def __init__(self, make, optimized: bool, loss_fn, whole_loss: bool = False):
+    def __init__(self, make, optimized: bool, loss_fn, whole_loss: bool = False,
+                 whole_step: bool = False):  # fmt: skip
         fusejit.manual_seed(0)
         self.model = make()
         self.opt = optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=1e-4)
         self.model.train()
         self.compiled = None
-        if whole_loss:
+        if whole_step:
+            model, opt = self.model, self.opt
+
+            def train_step(x, y):
+                loss = loss_fn(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                return loss
+
+            self.compiled = self.step = fusejit.optimize(train_step)
+        elif whole_loss:
             self.compiled = fusejit.optimize(lambda x, y: loss_fn(self.model(x), y))
             self.loss = self.compiled
         else:
@@ -94,6 +110,32 @@ class Side:
         for i in range(0, n, batch):
             idx = perm[i : i + batch]
             self.step(xtr[idx], ytr[idx])
+
+
+def peak_bytes(side, x, y) -> int:
+    """The peak of the memory one step allocates (tracemalloc), after warm-up."""
+    import tracemalloc
+
+    side.step(x, y)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        side.step(x, y)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def report_peaks(sides: dict, x, y) -> None:
+    peaks = {k: peak_bytes(s, x, y) for k, s in sides.items() if isinstance(s, Side)}
+    base = peaks["eager"]
+    print("  peak memory allocated by one step (tracemalloc):")
+    for k, b in peaks.items():
+        line = f"    {k:32s} {b / 2**20:8.2f} MiB"
+        if k != "eager":
+            line += f"   {b / base:.2f}x eager's; <= eager's {'met' if b <= base else 'NOT met'}"
+        print(line)
 
 
 def _stats(ts: list) -> str:
@@ -133,7 +175,9 @@ def digits_part(conv: bool, rounds: int, reps: int) -> None:
     sides = {"eager": Side(make, False, F.cross_entropy),
              "optimize(model)": Side(make, True, F.cross_entropy),
              "optimize(model + loss)": Side(make, True, F.cross_entropy,
-                                            whole_loss=True)}  # fmt: skip
+                                            whole_loss=True),
+             "optimize(train_step)": Side(make, True, F.cross_entropy,
+                                          whole_step=True)}  # fmt: skip
     perm = fusejit.randperm(xtr.shape[0])
     x, y = xtr[perm[:64]], ytr[perm[:64]]
     t0 = time.perf_counter()
@@ -151,6 +195,7 @@ def digits_part(conv: bool, rounds: int, reps: int) -> None:
     report("epoch, 1400 samples",
            compare(sides, lambda s: s.epoch(xtr, ytr, perm), max(3, rounds // 3), 1),
            DIGITS_TARGET)  # fmt: skip
+    report_peaks(sides, x, y)
 
 
 class MLPTrain(nn.Module):
@@ -172,7 +217,8 @@ def mlp_train_part(rounds: int, reps: int, batch: int = 1024, width: int = 1024)
     make = lambda: MLPTrain(width)  # noqa: E731
     sides = {"eager": Side(make, False, F.mse_loss),
              "optimize(model)": Side(make, True, F.mse_loss),
-             "optimize(model + mse)": Side(make, True, F.mse_loss, whole_loss=True)}  # fmt: skip
+             "optimize(model + mse)": Side(make, True, F.mse_loss, whole_loss=True),
+             "optimize(train_step)": Side(make, True, F.mse_loss, whole_step=True)}  # fmt: skip
     t0 = time.perf_counter()
     for s in sides.values():
         for _ in range(4):
@@ -195,6 +241,7 @@ def mlp_train_part(rounds: int, reps: int, batch: int = 1024, width: int = 1024)
 
     sides["numpy: the 6 matmuls only"] = Floor()
     report("step", compare(sides, lambda s: s.step(x, y), rounds, reps), MLP_TRAIN_TARGET)
+    report_peaks(sides, x, y)
 
 
 def main(quick: bool = False, only: str = "mlp,cnn,mlp-train") -> None:

@@ -806,10 +806,14 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
     """The backward pass from ``outputs`` (tensors) with ``grad_outputs``; into the leaves'
     ``.grad`` (``accumulate``, only those of ``inputs`` when given), or, without
     ``accumulate``, the gradients of ``inputs`` returned."""
-    if recording.TRACER is not None and recording.tracing() is not None:
+    tracer = recording.tracing() if recording.TRACER is not None else None
+    if tracer is not None:
+        hook = getattr(tracer, "backward", None)
+        if hook is not None and accumulate and inputs is None and not create_graph:
+            return hook(outputs, grad_outputs)  # a whole training step (fusejit/jit/train_step.py)
         raise TraceError(
-            f"{what}: a backward pass inside a function traced by fusejit.trace is not supported "
-            "yet (issue #20 builds joint forward and backward graphs); trace the forward only"
+            f"{what}: inside a traced function only loss.backward() (into .grad, no inputs=, no "
+            "create_graph) is recorded; autograd.grad and higher derivatives are not yet"
         )
     if retain_graph is None:
         retain_graph = create_graph
@@ -1114,6 +1118,10 @@ def zero_grads(params, set_to_none: bool = True) -> None:
             continue
         if set_to_none:
             p.grad = None
+            if recording.TRACER is not None:  # (a traced step need not check what it was)
+                note = getattr(recording.TRACER, "note_grad_cleared", None)
+                if note is not None:
+                    note(p)
         else:
             detach_(g)
             g.zero_()

@@ -10,6 +10,7 @@ import numpy as np
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DTypeError, ShapeError, fmt_shape
 from fusejit.eager import autograd, recording
+from fusejit.eager.creation import full_like
 from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
 
@@ -66,7 +67,7 @@ def write_inplace(name: str, self: Tensor, result: Tensor) -> Tensor:
     """``self`` with ``result`` written into it: in-place op ``name``. Under autograd ``self``
     takes ``result``'s history (``autograd.rebase``); the write bumps the storage's version."""
     if recording.TRACER is not None:
-        recording.TRACER.unsupported(f"in-place op {name}")
+        _traced_write(name, self, result)
     check_inplace_dtype(name, self.dtype, result.dtype)
     check_writeable(name, self)
     if result.shape != self.shape:
@@ -83,9 +84,28 @@ def write_inplace(name: str, self: Tensor, result: Tensor) -> Tensor:
     return self
 
 
+def _traced_write(name: str, self: Tensor, result: Tensor) -> None:
+    """An in-place op while a trace records: a whole write of a buffer, parameter or state
+    under ``no_grad`` (a training step's updates, gradients zeroed or clipped) becomes a
+    result of the graph (``Tracer.write_state``); what else a tracer cannot take it refuses."""
+    tracer = recording.TRACER
+    write = getattr(tracer, "write_state", None)
+    if write is None or recording.tracing() is None or result.shape != self.shape:
+        tracer.unsupported(f"in-place op {name}")
+        return
+    if result.dtype is not self.dtype:
+        from fusejit.eager.elementwise import cast  # (elementwise imports this module)
+
+        result = cast(result, self.dtype)
+    write(self, result, name)
+
+
 def fill_(self, value):
     if recording.TRACER is not None:
-        recording.TRACER.unsupported("in-place op fill_")
+        if recording.tracing() is None or isinstance(value, Tensor):
+            recording.TRACER.unsupported("in-place op fill_")
+        else:
+            _traced_write("fill_", self, full_like(self, value))
     if isinstance(value, Tensor) and value.ndim:
         raise ShapeError(
             f"fill_: value must be a Python number or a 0-d tensor, got a tensor of shape "

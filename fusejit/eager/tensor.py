@@ -312,11 +312,15 @@ class Tensor:
     @property
     def grad(self) -> Tensor | None:
         """The gradient accumulated into this tensor by ``backward`` (None before)."""
+        if _recording.TRACER is not None:
+            _note_grad(self)
         info = getattr(self, "_ag", None)
         return None if info is None else info.grad
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
+        if _recording.TRACER is not None:
+            _note_grad(self)
         if value is not None:
             if not isinstance(value, Tensor):
                 raise TypeError(f"grad: expected a tensor or None, got {type(value).__name__}")
@@ -459,3 +463,11 @@ def from_dlpack(obj) -> Tensor:
         arr = dev.backend.from_dlpack(obj)
         return Tensor._wrap(arr, dt.as_dtype(arr.dtype), dev)
     raise DeviceError(f"from_dlpack: unsupported DLPack device type {dev_type}")
+
+
+def _note_grad(t: Tensor) -> None:
+    """A trace (of a whole training step) keeps what ``.grad`` each tensor had when the
+    function first read or set it: the compiled step checks it."""
+    note = getattr(_recording.TRACER, "note_grad", None)
+    if note is not None:
+        note(t)

@@ -115,8 +115,18 @@ class TracedFunction:
         # buffers the function writes in place (``tracer.write_state``): the graph's last
         # results are their new values, copied into them after each run
         self.state = tr.state_targets(tracer)
-        self._n_out = len(raw.block.results) - len(self.state)
-        self._single_out = out_spec == "T" and not self.state
+        # a whole training step (``fusejit/jit/train_step.py``): guards and live scalars before
+        # each run, the gradients (the last results) into ``.grad`` after it
+        info = raw.notes.get("train_step")
+        self.step = None
+        n_grads = 0
+        if info is not None:
+            from fusejit.jit.train_step import StepRuntime  # (it imports joint, which imports us)
+
+            self.step = StepRuntime(info)
+            n_grads = self.step.n_grads
+        self._n_out = len(raw.block.results) - len(self.state) - n_grads
+        self._single_out = out_spec == "T" and not self.state and self.step is None
         # (grad mask, shapes) -> CompiledJoint (fusejit/jit/joint.py)
         self._joints: dict = {}
         self._joint_lock = threading.Lock()
@@ -140,13 +150,18 @@ class TracedFunction:
         """Copy the written state's new values (the last results) into the buffers; the
         function's own results."""
         n = self._n_out
-        for t, new in zip(self.state, outs[n:], strict=True):
+        k = n + len(self.state)
+        for t, new in zip(self.state, outs[n:k], strict=True):
             if new is not t:
                 t._data[...] = new._data
                 autograd.bump_version(t)
+        if self.step is not None:
+            self.step.after(outs[k:])
         return outs[:n]
 
     def _needs_grad(self, tensors) -> bool:
+        if self.step is not None:  # a training step ran its backward inside: no joint graph
+            return False
         for t in tensors:
             info = getattr(t, "_ag", None)
             if info is not None and info.requires_grad:
@@ -225,6 +240,8 @@ class TracedFunction:
             if spec == self.in_spec and len(tensors) == self._n_in and self._needs_grad(tensors):
                 outs = self._call_joint(tensors)
                 return outs[0] if self._single_out else tr.unflatten_outputs(self.out_spec, outs)
+        if self.step is not None:
+            return self._call_step(args)
         if self._flat_in and len(args) == self._n_in:
             plan = self.plan
             reason = plan.check(args)
@@ -252,6 +269,25 @@ class TracedFunction:
         if self.state:
             outs = self._write_state(outs)
         return tr.unflatten_outputs(self.out_spec, outs)
+
+    def _call_step(self, args):
+        """A whole training step: guards and live scalars, the plan (letting go of each
+        intermediate after its last use, as eager's backward does), then the writes."""
+        from fusejit.jit.joint import _run_freeing  # (joint imports this module)
+
+        spec, tensors = (self.in_spec, args) if self._flat_in else tr.flatten_inputs(args)
+        if spec != self.in_spec:
+            raise GuardError("traced step called with a different structure of arguments")
+        reason = self.plan.check(tensors)
+        if reason is not None:
+            raise GuardError(f"traced function called with other inputs than traced: {reason}")
+        self.step.before()
+        prev, MODE.enabled = MODE.enabled, False  # (its unfused ops record no autograd)
+        try:
+            outs = _run_freeing(self.plan, list(tensors), list(self.graph.captured))
+        finally:
+            MODE.enabled = prev
+        return tr.unflatten_outputs(self.out_spec, self._write_state(outs))
 
     def interpret(self, *args):
         """Run the optimized graph through the reference interpreter (for tests)."""
@@ -314,7 +350,12 @@ def trace(fn, example_inputs, *, check_trace: bool | None = None) -> TracedFunct
     # the checks below run the function again: the state the traced run wrote is put back
     written = [(t, t._data.copy()) for t in traced.state]
     t0 = time.perf_counter()
-    if check_trace is None and graph_bytes(graph) > FULL_CHECK_BYTES:
+    if traced.step is not None:
+        # a whole training step: running it again would update the parameters twice, and the
+        # recorded values of what it wrote are the written ones (``fusejit.optimize`` checks
+        # its first compiled run against the traced one instead)
+        traced.check_kind = None
+    elif check_trace is None and graph_bytes(graph) > FULL_CHECK_BYTES:
         problem, checked, skipped = check_regions(
             traced.plan, recorded_values(tracer), graph_tolerance(graph)
         )

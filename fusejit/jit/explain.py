@@ -23,6 +23,7 @@ from fusejit.jit.graph_info import graph_info, info_of, name_captured
 from fusejit.jit.joint import joint_info, joint_text
 from fusejit.jit.optimize import Executor, OptimizedModule
 from fusejit.jit.scripting.decorator import BoundScript, ScriptFunction
+from fusejit.jit.train_step import step_info, step_text
 from fusejit.nn import Module
 
 __all__ = ["explain"]
@@ -76,6 +77,9 @@ def _report_traced(traced: TracedFunction) -> dict:
                traced.compile_seconds, timings=t,
                check=getattr(traced, "check_kind", None))  # fmt: skip
     sig["training"] = joint_info(traced)
+    step = step_info(traced)
+    if step is not None:
+        sig["train_step"] = step
     return _head(traced.__name__, "traced function", [sig])
 
 
@@ -125,6 +129,9 @@ def _report_executor(ex: Executor) -> dict:
                 name_captured(g, names)
             d.update(graph_info(s.traced, s.kernels))
             d["training"] = joint_info(s.traced)
+            step = step_info(s.traced)
+            if step is not None:
+                d["train_step"] = step
         elif s.info is not None:
             d.update(s.info)
         sigs.append(d)
@@ -333,6 +340,8 @@ def _text(r: dict) -> str:
             lines.append(f"  checked: {_CHECKS.get(kind, kind)}" + (f"; {counts}" if counts
                                                                    else ""))  # fmt: skip
         lines.append(f"  {_moved(s)}")
+        if s.get("train_step"):  # forward, backward and update in one graph
+            lines.extend("  " + line for line in step_text(s["train_step"]))
         lines.append("  graph:")
         lines.extend("    " + line for line in s["graph"].splitlines())
         lines.append(f"  fused regions: {len(s['fused_regions'])}")

@@ -384,8 +384,10 @@ def _run_freeing(plan: Plan, tensors: list, captured: list) -> list:
                 free[i].append(s)
         plan._joint_free = free
     env = [*tensors, *captured]
-    del tensors
     env.extend([None] * (plan.n_slots - len(env)))
+    if plan.symbolic_env:  # the sizes of dynamic dims, as ``Plan._run_steps`` binds them
+        env.append(plan.bind(tensors))
+    del tensors
     for step, dead in zip(plan.steps, free, strict=True):
         step(env)
         for s in dead:

@@ -13,6 +13,10 @@ What a trace cannot capture (in-place ops, bool-mask indexing, Python branching 
 non-tensor results, dropout in training mode) runs eager for that signature, and the reason is
 kept for ``fusejit.explain``. A whole-tensor ``copy_`` into a buffer (a train-mode BatchNorm's
 running statistics) is captured: the graph's extra results are written back after each call.
+A whole training step (forward, ``loss.backward()``, ``opt.step()``, ``opt.zero_grad()``) is
+captured as one graph too, its parameter, optimizer-state and ``.grad`` writes done after each
+call (``fusejit/jit/train_step.py``); a trace that stops puts back what it wrote before the call
+runs eagerly.
 ``strict=True`` raises ``TraceError`` instead.
 
 Concurrency: the tracer hook ``recording.TRACER`` is process-wide, so while one thread records a
@@ -39,6 +43,7 @@ import numpy as np
 
 from fusejit.base.errors import TraceError, fmt_shape
 from fusejit.eager import recording
+from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
@@ -450,17 +455,21 @@ class Executor:
                     dims = self._dynamic_dims(spec, tensors)
                     try:
                         graph, in_spec, out_spec, eager_out, tracer = tr.capture(
-                            target, plain, dims or None
+                            target, plain, dims or None, train_steps=True
                         )
                     except tr.SymbolicShapeError as e:  # specialize these sizes instead
+                        _undo(e)
                         self._event("static", spec.label, str(e))
                         spec.dynamic = {}
                         self._static_only = True  # (later sizes: not tried again)
-                        graph, in_spec, out_spec, eager_out, tracer = tr.capture(target, plain)
+                        graph, in_spec, out_spec, eager_out, tracer = tr.capture(
+                            target, plain, train_steps=True
+                        )
             finally:
                 _Version.seen = None
                 _GATE.end_write()
         except TraceError as e:
+            _undo(e)  # (the call runs eagerly from where it started)
             return self._give_up(spec, args, names, target, f"cannot be traced: {e}",
                                  where=_user_line(e.__traceback__))  # fmt: skip
         trace_s = time.perf_counter() - t0
@@ -469,6 +478,14 @@ class Executor:
         result = tr.unflatten_outputs(out_spec, eager_out)
         reason = None
         where = None
+        if tracer.not_yet is not None:
+            # a training step that creates its optimizer's state: this call (run eagerly by
+            # the trace) counts as a warm-up one, the next is traced
+            self._n_traces -= 1
+            spec.calls -= 1
+            spec.warmup_runs += 1
+            self._event("warmup", spec.label, tracer.not_yet)
+            return "result", result
         if tracer.value_reads:
             what, where = tracer.value_reads[0]
             reason = (f"data-dependent Python control flow: reads a tensor's value ({what}) at "
@@ -477,14 +494,19 @@ class Executor:
             reason = "returns a non-tensor value, which a trace would freeze as a constant"
         if reason is not None:
             return self._give_up(spec, args, names, target, reason, result=result, where=where)
-        # state the traced (eager) run wrote (a BatchNorm's running statistics): put back, so
-        # that the compiled run below writes it once; the eager values again if that fails
-        written = [(t, t._data.copy()) for t in tr.state_targets(tracer)]
+        # state the traced (eager) run wrote (a BatchNorm's running statistics, a training
+        # step's parameters, optimizer state and gradients): put back, so that the compiled
+        # run below writes it once; the eager values again if that fails
+        written = [(t, t._data.copy())
+                   for t in tr.state_targets(tracer) + tr.host_state_targets(tracer)]  # fmt: skip
+        grads = [(t, t.grad) for t, _ in tracer.grad_entry.values()]
         tr.restore_state(tracer)
 
         def eager_state():
             for t, data in written:
                 t._data[...] = data
+            for t, g in grads:
+                tr._set_grad(t, g)
 
         try:
             verify(graph)
@@ -506,26 +528,28 @@ class Executor:
             out = _gated(traced, plain)  # numba compiles on the first call
             first_run = time.perf_counter() - t1
         except Exception as e:  # eager is always right: fall back rather than fail the call
+            why = f"compilation failed: {type(e).__name__}: {e}"
+            if _wants_grad(graph, tensors):
+                # the traced run's outputs have no autograd history: this call runs eagerly
+                # again, from the state put back above
+                return self._give_up(spec, args, names, target, why)
             eager_state()
-            return self._give_up(
-                spec,
-                args,
-                names,
-                target,
-                f"compilation failed: {type(e).__name__}: {e}",
-                result=result,
-            )
+            return self._give_up(spec, args, names, target, why, result=result)
         _, flat = tr.flatten_inputs((out,))
         t2 = time.perf_counter()
         problem = check_outputs(graph, tensors, flat, eager_out, 0)
         check_s = time.perf_counter() - t2
         if problem is None:
             problem = _state_differs(written)
+        if problem is None:
+            problem = _grads_differ(grads)
         if problem is not None:
+            why = f"compiled result differs from eager: {problem}"
+            if _wants_grad(graph, tensors):  # (as above: run eagerly again)
+                tr.restore_state(tracer)
+                return self._give_up(spec, args, names, target, why)
             eager_state()
-            return self._give_up(spec, args, names, target,
-                                 f"compiled result differs from eager: {problem}",
-                                 result=result)  # fmt: skip
+            return self._give_up(spec, args, names, target, why, result=result)
         plan = traced.plan
         spec.traced = traced
         spec.status = "compiled"
@@ -811,6 +835,38 @@ def _state_differs(written) -> str | None:
             ok = np.array_equal(got, want)
         if not ok:
             return f"the buffer of shape {list(want.shape)} written in place"
+    return None
+
+
+def _undo(err) -> None:
+    """Put back the state a trace that stopped with ``err`` wrote (``tracer.capture``)."""
+    tracer = getattr(err, "tracer", None)
+    if tracer is not None:
+        tr.restore_state(tracer)
+
+
+def _wants_grad(graph, tensors) -> bool:
+    """Whether a call's outputs take gradients (grad mode on, an input or captured tensor
+    requiring grad; not a whole training step, whose backward ran inside): the traced run's
+    outputs, recorded without autograd, cannot stand for them."""
+    if not MODE.enabled or graph.notes.get("train_step") is not None:
+        return False
+    for t in (*tensors, *graph.captured):
+        info = getattr(t, "_ag", None)
+        if info is not None and info.requires_grad:
+            return True
+    return False
+
+
+def _grads_differ(grads) -> str | None:
+    """Whether the ``.grad`` the compiled run of a training step left differs from the eager
+    run's, as a reason, or None."""
+    for t, want in grads:
+        got = t.grad
+        if (got is None) != (want is None):
+            return f"the .grad of a tensor of shape {fmt_shape(t.shape)} (None or not)"
+        if got is not None and _state_differs([(got, want._data)]) is not None:
+            return f"the .grad of a tensor of shape {fmt_shape(t.shape)}"
     return None
 
 

@@ -25,6 +25,7 @@ from fusejit.base.symbolic import SymInt, is_symbolic, resolve, symbols_of
 from fusejit.eager import recording
 from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
+from fusejit.eager.tensor import tensor as _tensor
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
 
 _trace_lock = threading.RLock()  # the tracer hook is process-wide: one trace at a time
@@ -73,6 +74,9 @@ class Tracer:
         self.shape_reads = False  # user code read a recorded tensor's shape
         self._writable: set = set()  # values a write may replace (snapshots, their rebinds)
         self._viewed: set = set()  # values an op returned a view of
+        self._views_of: dict = {}  # value -> the views of it ops returned
+        self._view_values: set = set()  # values that are views of others
+        self._stale: set = set()  # views of a computed tensor written in place since
         self.symbols: list = []  # (name, input index, dim)
         self.guards: list = []  # symbolic.Guard
         self.checks: list = []  # (op name, input shapes, attrs, result shapes) to re-check
@@ -87,6 +91,20 @@ class Tracer:
         # the source line recorded ops come from (``NODE_LINES``): set by the script compiler
         # to the statement it compiles; None: the innermost caller outside the package
         self.line: tuple[str, int] | None = None
+        # a whole training step (``fusejit/jit/train_step.py``): the ``.grad`` of each tensor
+        # the function read or set, as it was when first touched; ``backward`` calls recorded;
+        # the checks each call of the compiled step makes first (guards) and the host
+        # functions giving the values of its live scalars (a learning rate, a bias correction)
+        self.grad_entry: dict[int, tuple[Tensor, object]] = {}
+        self.backward_spans: list[tuple[int, int]] = []  # node ranges the backwards recorded
+        self.step_guards: list = []  # (check() -> reason or None)
+        self.live: list = []  # (values() -> floats, the 0-d tensors they fill)
+        self.host_state: dict[int, tuple[Tensor, object]] = {}  # host-written (step counts)
+        self.train_steps = False  # whether ``backward`` records (``fusejit.optimize``)
+        self.grad_touches: dict[int, int] = {}  # reads and writes of each tensor's .grad
+        self.grad_free: set = set()  # ids whose .grad the function cleared before using it
+        self.step_grads: set = set()  # ids of the gradients ``backward`` put into .grad
+        self.not_yet: str | None = None  # why this call cannot be the one traced (state made)
 
     def knows(self, t: Tensor) -> bool:
         return self.owner == threading.get_ident() and id(t) in self.values
@@ -139,6 +157,8 @@ class Tracer:
         if self.owner != threading.get_ident():
             return
         inputs = tuple(self.value_of(a) if isinstance(a, Tensor) else Const(a) for a in args)
+        if self._stale and any(v in self._stale for v in inputs):
+            self.unsupported(f"{op.name} of a view of a tensor written in place since the view")
         types = [self._type(t) for t in outs]
         if self.symbolic:
             if any(isinstance(a, SymInt) for a in args) or (
@@ -160,43 +180,117 @@ class Tracer:
                 for a, iv in zip(args, inputs):
                     if isinstance(a, Tensor) and (base is a._data or base is a._data.base):
                         self._viewed.add(iv)
+                        self._views_of.setdefault(iv, []).append(v)
+                        self._view_values.add(v)
         node = Node(op.name, inputs, freeze_attrs(attrs), tuple(outputs))
         self.nodes.append(node)
         NODE_LINES[node] = self.line if self.line is not None else recording.user_line(1)
         if not MODE.enabled:
             self.no_grad.extend(outputs)
 
-    def write_state(self, target: Tensor, src: Tensor) -> None:
+    def write_state(self, target: Tensor, src: Tensor, op: str = "copy_") -> None:
         """``target.copy_(src)`` while recording: allowed for a tensor from outside the inputs
-        (a buffer) written whole by a value of its shape, dtype and device that takes no
-        gradient. The graph gets the written value as an extra result, which each run of the
-        compiled function copies into ``target``; later reads in the trace see the new value."""
+        (a buffer, a parameter or an optimizer's state under ``no_grad``) written whole by a
+        value of its shape, dtype and device that takes no gradient. The graph gets the
+        written value as an extra result, which each run of the compiled function copies into
+        ``target``; later reads in the trace see the new value. A gradient a traced ``backward``
+        put into ``.grad`` (clipped by ``mul_``) just takes the new value; other tensors the
+        function computed are refused. ``op`` names the in-place op for errors."""
         if self.owner != threading.get_ident():
             return
         if not self.allow_writes:
-            self.unsupported("in-place op copy_")
+            self.unsupported(f"in-place op {op}")
         v = self.values.get(id(target))
-        if v is not None and not any(t is target for _, t in self.captured):
-            self.unsupported("in-place op copy_ into an input or a computed tensor")
+        if v is None:  # first met as a write's target: a tensor from outside (captured)
+            v = self.value_of(target)
+        elif not any(t is target for _, t in self.captured):
+            if id(target) not in self.step_grads or v in self._view_values:
+                self.unsupported(f"in-place op {op} into an input or a computed tensor")
+            todo = list(self._views_of.get(v, ()))  # their values are the old ones now
+            while todo:
+                w = todo.pop()
+                if w not in self._stale:
+                    self._stale.add(w)
+                    todo.extend(self._views_of.get(w, ()))
+            # a tensor the function computed (a gradient clipped in place): its new value
+            self.values[id(target)] = self.value_of(src)
+            self._writable.add(self.values[id(target)])
+            return
         if (tuple(src.shape) != tuple(target.shape) or src.dtype is not target.dtype
                 or src.device is not target.device):  # fmt: skip
             self.unsupported(
-                f"in-place op copy_ of a {src.dtype.name}{list(src.shape)} tensor into a "
+                f"in-place op {op} of a {src.dtype.name}{list(src.shape)} tensor into a "
                 f"{target.dtype.name}{list(target.shape)} buffer (only a copy of the same shape, "
                 "dtype and device"
             )
         ag = getattr(target, "_ag", None)
         sag = getattr(src, "_ag", None)
-        if (ag is not None and ag.requires_grad) or (
-            MODE.enabled and sag is not None and sag.requires_grad
+        if MODE.enabled and (
+            (ag is not None and ag.requires_grad) or (sag is not None and sag.requires_grad)
         ):
-            self.unsupported("in-place op copy_ of a tensor that requires grad")
+            self.unsupported(f"in-place op {op} of a tensor that requires grad")
         new = self.value_of(src)
         if id(target) not in self.state_before:
             self.state_before[id(target)] = (target, target._data.copy())
         self.writes[id(target)] = (target, new)
         self.values[id(target)] = new
         self.keep.append(target)
+
+    # ---- a whole training step (fusejit/jit/train_step.py) ---------------------------------
+    def note_grad(self, t: Tensor) -> None:
+        """``t.grad`` read or set: its value before the first of these is what a call of the
+        compiled step checks (``.grad`` None or a tensor)."""
+        if self.owner != threading.get_ident():
+            return
+        self.grad_touches[id(t)] = self.grad_touches.get(id(t), 0) + 1
+        if id(t) in self.grad_entry:
+            return
+        info = getattr(t, "_ag", None)
+        self.grad_entry[id(t)] = (t, None if info is None else info.grad)
+
+    def note_grad_cleared(self, t: Tensor) -> None:
+        """``zero_grad(set_to_none=True)`` set ``t.grad`` to None: where that was the first
+        use of its ``.grad`` (one read, one write), what it was before does not matter."""
+        if self.owner == threading.get_ident() and self.grad_touches.get(id(t)) == 2:
+            self.grad_free.add(id(t))
+
+    def backward(self, outputs, grad_outputs) -> None:
+        """``loss.backward()`` while recording: the gradients as graph values, from the op
+        table's derivative rules, accumulated into ``.grad`` as the eager engine does."""
+        if not self.train_steps:
+            raise TraceError(
+                "backward: a backward pass inside a function traced by fusejit.trace is not "
+                "supported; fusejit.optimize captures a whole training step (forward, "
+                "backward, optimizer step) as one graph"
+            )
+        from fusejit.jit import train_step  # (it reads this module's tracer)
+
+        train_step.record_backward(self, outputs, grad_outputs)
+
+    def guard(self, check) -> None:
+        """``check()`` (a reason, or None when it holds) runs before each call of the compiled
+        function; a reason is a guard failure (the signature is traced again)."""
+        if self.owner == threading.get_ident():
+            self.step_guards.append(check)
+
+    def live_scalars(self, values, dtype: DType, device: Device) -> list:
+        """0-d tensors of ``dtype`` on ``device`` holding the floats ``values()`` gives, a
+        function of host state that each call of the compiled function calls again before it
+        runs (a learning rate from a scheduler, a bias correction from a step count): graph
+        inputs, not constants. ``values`` may update host state (count a step) that it
+        registers with ``host_written``."""
+        with recording.recording(None):
+            ts = [_tensor(v, dtype=dtype, device=device) for v in values()]
+        for t in ts:
+            self.value_of(t)
+        self.live.append((values, ts))
+        return ts
+
+    def host_written(self, t: Tensor) -> None:
+        """``t`` is written by a ``live_scalars`` function (not by the graph): put back after
+        the traced run, as the state the graph writes is."""
+        if id(t) not in self.host_state:
+            self.host_state[id(t)] = (t, t._data.copy())
 
     def note_detach(self, t: Tensor) -> None:
         v = self.values.get(id(t)) if self.owner == threading.get_ident() else None
@@ -484,15 +578,18 @@ def _unflatten(spec, it):
     return tuple(items)
 
 
-def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
+def capture(fn, example_inputs: tuple, dynamic: dict | None = None, train_steps: bool = False):
     """Run ``fn(*example_inputs)`` eagerly while recording. Returns (graph, input spec,
     output spec, eager outputs, tracer). ``dynamic`` maps input tensors (by index among the
-    flat tensor inputs) to their dims to record as symbolic sizes (``Tracer``)."""
+    flat tensor inputs) to their dims to record as symbolic sizes (``Tracer``);
+    ``train_steps``: a ``backward`` inside is recorded (a whole training step,
+    ``fusejit/jit/train_step.py``) rather than refused."""
     flat_in: list = []
     in_spec = _flatten(tuple(example_inputs), flat_in, "input")
     with _trace_lock:
         tracer = Tracer(dynamic)
         tracer.allow_writes = True
+        tracer.train_steps = train_steps
         for i, (_path, t) in enumerate(flat_in):
             if tracer.knows(t):
                 raise TraceError("trace: the same tensor is passed as two inputs")
@@ -500,7 +597,13 @@ def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
         if recording.TRACER is not None:
             raise TraceError("trace: a trace is already being recorded in this process")
         with recording.recording(tracer), symbolic.tracing(tracer.guards):
-            result = fn(*example_inputs)
+            try:
+                result = fn(*example_inputs)
+            except TraceError as e:
+                # what the run wrote before it stopped (a training step's zero_grad, updates):
+                # ``restore_state(e.tracer)`` puts it back before the call runs again
+                e.tracer = tracer
+                raise
     flat_out: list = []
     out_spec = _flatten(result, flat_out, "output")
     results = []
@@ -510,12 +613,19 @@ def capture(fn, example_inputs: tuple, dynamic: dict | None = None):
         results.append(tracer.values[id(t)])
     # written state: extra results after the function's own (``TracedFunction.write_state``)
     results += [v for _, v in tracer.writes.values()]
+    step = None
+    if tracer.backward_spans or tracer.live or tracer.grad_entry:
+        from fusejit.jit import train_step  # (it reads this module's tracer)
+
+        step = train_step.finish(tracer, results)  # the gradients: results after those
     n_inputs = len(tracer.params)
     params = tracer.params + [v for v, _ in tracer.captured]
     block = Block(params, tracer.nodes, results)
     graph = Graph(block, n_inputs, [t for _, t in tracer.captured])
     if tracer.shape_reads:
         graph.notes["reads_shapes"] = True
+    if step is not None:
+        graph.notes["train_step"] = step
     if tracer.symbols or tracer.data_symbols:
         # what the runtime needs to bind the symbols and check the graph's assumptions
         guards = {g.key(): g for g in tracer.guards}
@@ -543,10 +653,27 @@ def state_targets(tracer) -> list:
 
 
 def restore_state(tracer) -> None:
-    """Put back what the traced (eager) run wrote into state, so that the compiled run of the
-    same call writes it once."""
+    """Put back what the traced (eager) run wrote into state (and the ``.grad`` it set), so
+    that the compiled run of the same call writes it once."""
     for t, before in getattr(tracer, "state_before", {}).values():
         t._data[...] = before
+    for t, before in getattr(tracer, "host_state", {}).values():
+        t._data[...] = before
+    for t, grad in getattr(tracer, "grad_entry", {}).values():
+        _set_grad(t, grad)
+
+
+def host_state_targets(tracer) -> list:
+    """The tensors host functions of a traced step write (its optimizer's step counts)."""
+    return [t for t, _ in getattr(tracer, "host_state", {}).values()]
+
+
+def _set_grad(t: Tensor, grad) -> None:
+    info = getattr(t, "_ag", None)
+    if info is not None:
+        info.grad = grad
+    elif grad is not None:
+        t.grad = grad
 
 
 # example inputs that are not tensors are frozen into the graph: these kinds of Python values

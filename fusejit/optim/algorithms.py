@@ -16,6 +16,7 @@ import math
 from fusejit.eager.composites import addcdiv, addcmul, lerp
 from fusejit.eager.elementwise import maximum, sqrt
 from fusejit.eager.grad_mode import no_grad
+from fusejit.eager.tensor import Tensor
 from fusejit.optim import fused as fused_step
 from fusejit.optim.optimizer import Optimizer, _new_state, _step_tensor, _write, required
 
@@ -93,13 +94,43 @@ def adam_update(
     bias_correction2 = 1 - beta2**step
     step_size = lr / bias_correction1
     bias_correction2_sqrt = math.sqrt(bias_correction2)
+    return _adam_tail(param, exp_avg, exp_avg_sq, max_exp_avg_sq, -step_size,
+                      bias_correction2_sqrt, eps, amsgrad)  # fmt: skip
+
+
+def _adam_tail(param, exp_avg, exp_avg_sq, max_exp_avg_sq, neg_step_size, bc2_sqrt, eps, amsgrad):
+    """The end of an Adam step, from ``-lr / bias_correction1`` and ``sqrt(bias_correction2)``
+    (Python floats, or 0-d tensors filled at each call of a traced training step)."""
     if amsgrad:
         max_exp_avg_sq = maximum(max_exp_avg_sq, exp_avg_sq)
-        denom = sqrt(max_exp_avg_sq) / bias_correction2_sqrt + eps
+        denom = sqrt(max_exp_avg_sq) / bc2_sqrt + eps
     else:
         max_exp_avg_sq = None
-        denom = sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
-    return addcdiv(param, exp_avg, denom, value=-step_size), exp_avg, exp_avg_sq, max_exp_avg_sq
+        denom = sqrt(exp_avg_sq) / bc2_sqrt + eps
+    if isinstance(neg_step_size, Tensor):  # (addcdiv's value is a number)
+        new = param + neg_step_size * exp_avg / denom
+    else:
+        new = addcdiv(param, exp_avg, denom, value=neg_step_size)
+    return new, exp_avg, exp_avg_sq, max_exp_avg_sq
+
+
+def _adam_traced(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, decay, neg_step_size,
+                 bc2_sqrt, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+                 decoupled):  # fmt: skip
+    """``adam_update`` with what changes between steps given as 0-d tensors (a traced training
+    step fills them at each call): ``decay`` = ``1 - lr * weight_decay``, ``neg_step_size`` =
+    ``-lr / bias_correction1``, ``bc2_sqrt``; the same arithmetic, rounded the same."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        if decoupled:
+            param = param * decay
+        else:
+            grad = grad + weight_decay * param
+    exp_avg = lerp(exp_avg, grad, 1 - beta1)
+    exp_avg_sq = addcmul(exp_avg_sq * beta2, grad, grad, value=1 - beta2)
+    return _adam_tail(param, exp_avg, exp_avg_sq, max_exp_avg_sq, neg_step_size, bc2_sqrt, eps,
+                      amsgrad)  # fmt: skip
 
 
 def rmsprop_update(
@@ -199,10 +230,13 @@ class SGD(Optimizer):
 
     def step(self, closure=None):
         loss = self._closure_loss(closure)
+        tracer = self._step_tracer()
         with no_grad():
             for group in self.param_groups:
                 lr, wd, mom = group["lr"], group["weight_decay"], group["momentum"]
                 damp, nesterov = group["dampening"], group["nesterov"]
+                if tracer is not None and self._traced_group(tracer, group):
+                    continue
                 if group.get("fused") is False:
                     todo = self._params_with_grad(group)
                 else:  # the parameters the multi-tensor kernels do not take
@@ -229,6 +263,31 @@ class SGD(Optimizer):
                         del self.state[p]
                     _write(p, new_p)
         return loss
+
+    def _traced_group(self, tracer, group) -> bool:
+        """The update of ``group`` recorded into a training step's graph, ``lr`` a live scalar
+        (read at each call); False (the update runs as eager's, this call is not the one
+        compiled) where the momentum buffers do not exist yet."""
+        todo = list(self._params_with_grad(group))
+        mom = group["momentum"]
+        if mom != 0 and any("momentum_buffer" not in self.state.get(p, ()) for p, _ in todo):
+            tracer.not_yet = "SGD creates its momentum buffers in this step"
+            return False
+        lrs: dict = {}
+        for p, grad in todo:
+            key = (p.dtype, p.device)
+            if key not in lrs:
+                lrs[key] = tracer.live_scalars(lambda g=group: [g["lr"]], p.dtype, p.device)[0]
+            state = self.state.get(p, {})  # (without momentum SGD keeps no state)
+            new_p, buf = sgd_update(p, grad, state.get("momentum_buffer"), lr=lrs[key],
+                                    momentum=mom, dampening=group["dampening"],
+                                    weight_decay=group["weight_decay"],
+                                    nesterov=group["nesterov"],
+                                    maximize=group["maximize"])  # fmt: skip
+            if buf is not None:
+                _write(state["momentum_buffer"], buf)
+            _write(p, new_p)
+        return True
 
 
 class Adam(Optimizer):
@@ -277,10 +336,13 @@ class Adam(Optimizer):
 
     def step(self, closure=None):
         loss = self._closure_loss(closure)
+        tracer = self._step_tracer()
         with no_grad():
             for group in self.param_groups:
                 lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
                 wd, amsgrad = group["weight_decay"], group["amsgrad"]
+                if tracer is not None and self._traced_group(tracer, group):
+                    continue
                 if group.get("fused") is False:
                     todo = self._params_with_grad(group)
                 else:  # the parameters the multi-tensor kernels do not take
@@ -316,6 +378,49 @@ class Adam(Optimizer):
                         _write(state["max_exp_avg_sq"], new[3])
                     _write(p, new[0])
         return loss
+
+    def _traced_group(self, tracer, group) -> bool:
+        """The update of ``group`` recorded into a training step's graph: the step counts are
+        counted up and the bias corrections and ``lr`` computed on the host at each call (as
+        eager computes them, in Python floats), given to the graph as live scalars; False (the
+        update runs as eager's, this call is not the one compiled) where the state does not
+        exist yet."""
+        todo = list(self._params_with_grad(group))
+        names = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
+        if any(not all(k in self.state[p] for k in ["step", *names]) for p, _ in todo):
+            tracer.not_yet = f"{type(self).__name__} creates its state in this step"
+            return False
+        beta1, beta2 = group["betas"]
+        wd, decoupled = group["weight_decay"], self._decoupled
+        state = self.state
+        for p, _ in todo:
+            tracer.host_written(state[p]["step"])
+
+        def values(p=None):
+            lr = group["lr"]
+            st = state[p]["step"]
+            step = st.item() + 1
+            st._data[...] = step  # (counted in place, as the fused step does)
+            return [-(lr / (1 - beta1**step)), math.sqrt(1 - beta2**step)]
+
+        decays: dict = {}
+        for p, grad in todo:
+            key = (p.dtype, p.device)
+            if key not in decays:
+                decays[key] = tracer.live_scalars(lambda: [1 - group["lr"] * wd], p.dtype,
+                                                  p.device)[0]  # fmt: skip
+            neg_step_size, bc2_sqrt = tracer.live_scalars(lambda p=p: values(p), p.dtype,
+                                                          p.device)  # fmt: skip
+            st = state[p]
+            new = _adam_traced(p, grad, st["exp_avg"], st["exp_avg_sq"], st.get("max_exp_avg_sq"),
+                               decay=decays[key], neg_step_size=neg_step_size,
+                               bc2_sqrt=bc2_sqrt, beta1=beta1, beta2=beta2, eps=group["eps"],
+                               weight_decay=wd, amsgrad=group["amsgrad"],
+                               maximize=group["maximize"], decoupled=decoupled)  # fmt: skip
+            for name, value in zip(names, new[1:]):
+                _write(st[name], value)
+            _write(p, new[0])
+        return True
 
 
 class AdamW(Adam):

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DTypeError
+from fusejit.eager import recording
 from fusejit.eager.autograd import zero_grads
 from fusejit.eager.creation import full_like, zeros_like
 from fusejit.eager.grad_mode import enable_grad, no_grad
@@ -205,6 +206,53 @@ class Optimizer:
         self.param_groups = new_groups
 
     # -- helpers for the algorithms -----------------------------------------------------------
+
+    def _step_tracer(self):
+        """The tracer recording this ``step`` into a whole training step's graph, or None.
+        Once per step it registers a guard on what the traced update assumes: the parameter
+        groups (the same dicts and parameters, hyper-parameters other than ``lr`` equal) and
+        each parameter's state (the same keys and tensors); a call that fails it traces
+        again (``fusejit/jit/train_step.py``)."""
+        tracer = recording.tracing()
+        if tracer is None or not hasattr(tracer, "live_scalars"):
+            return None
+        groups = [(g, list(g["params"]), {k: v for k, v in g.items() if k not in ("params", "lr")})
+                  for g in self.param_groups]  # fmt: skip
+        states = [(p, dict(st)) for p, st in self.state.items()]
+        name = type(self).__name__
+
+        def check():
+            if len(self.param_groups) != len(groups):
+                n = len(self.param_groups)
+                return f"{name} has {n} parameter groups, traced with {len(groups)}"
+            for i, (g, params, hyper) in enumerate(groups):
+                now = self.param_groups[i]
+                if (
+                    now is not g
+                    or len(now["params"]) != len(params)
+                    or any(a is not b for a, b in zip(now["params"], params))
+                ):
+                    return f"parameter group {i} of {name} was replaced or has other parameters"
+                for k, v in hyper.items():
+                    if k not in g or g[k] != v:
+                        return (f"{name} parameter group {i}: {k} is {g.get(k)!r}, traced with "
+                                f"{v!r} (only lr is read at each call)")  # fmt: skip
+            if len(self.state) != len(states):
+                return (
+                    f"the state of {name} has {len(self.state)} entries, traced with {len(states)}"
+                )
+            for p, st in states:
+                now = self.state.get(p) if p in self.state else None
+                if (
+                    now is None
+                    or now.keys() != st.keys()
+                    or any(now[k] is not v for k, v in st.items() if k != "step")
+                ):
+                    return f"the state of {name} for a parameter of shape {list(p.shape)} changed"
+            return None
+
+        tracer.guard(check)
+        return tracer
 
     def _params_with_grad(self, group: dict):
         for p in group["params"]:
