@@ -5,7 +5,7 @@
     python -m fusejit info
     python -m fusejit cache info | clear
     python -m fusejit export model.fjz model.onnx [--opset N] [--input-names a,b]
-                             [--output-names y] [--dynamic-axes JSON]
+                             [--output-names y]
     python -m fusejit --version
 
 >>> from fusejit.__main__ import main
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import shutil
@@ -277,32 +276,6 @@ def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",")] if text else None
 
 
-def _dynamic_axes(text: str) -> dict:
-    """``--dynamic-axes`` JSON: ``{"x": {"0": "batch"}}`` or ``{"x": [0]}``; axis keys given as
-    strings (JSON has no int keys) become ints."""
-    try:
-        spec = json.loads(text)
-    except ValueError as e:
-        raise ValueError(f"--dynamic-axes is not valid JSON ({e}): {text!r}") from None
-    if not isinstance(spec, dict):
-        raise ValueError(f"--dynamic-axes must be a JSON object of input/output names, "
-                         f"got {text!r}")  # fmt: skip
-    out = {}
-    for name, axes in spec.items():
-        if isinstance(axes, dict):
-            try:
-                out[name] = {int(k): str(v) for k, v in axes.items()}
-            except ValueError:
-                raise ValueError(f"--dynamic-axes: the axes of {name!r} must be integers, "
-                                 f"got {list(axes)}") from None  # fmt: skip
-        elif isinstance(axes, list) and all(isinstance(a, int) for a in axes):
-            out[name] = list(axes)
-        else:
-            raise ValueError(f"--dynamic-axes: {name!r} must map to {{axis: name}} or a list "
-                             f"of axes, got {axes!r}")  # fmt: skip
-    return out
-
-
 def cmd_export(a) -> int:
     """Export a saved archive (``fusejit.save``) as an ONNX model: exit 0, 2 for bad arguments
     or a missing file or package, 1 when the archive cannot be read or exported."""
@@ -318,10 +291,6 @@ def cmd_export(a) -> int:
         return fail(f"{src} is a folder, not an archive", 2)
     if not dst.parent.is_dir():
         return fail(f"cannot write {dst}: the folder {dst.parent} does not exist", 2)
-    try:
-        dynamic = _dynamic_axes(a.dynamic_axes) if a.dynamic_axes else None
-    except ValueError as e:
-        return fail(str(e), 2)
     if importlib.util.find_spec("onnx") is None:
         return fail("the onnx package is not installed (pip install fusejit[onnx])", 2)
     import fusejit.onnx as fonnx
@@ -332,8 +301,6 @@ def cmd_export(a) -> int:
         return fail(f"cannot read the archive: {e}")
     kw = {"opset": a.opset, "input_names": _names(a.input_names),
           "output_names": _names(a.output_names)}  # fmt: skip
-    if dynamic:
-        kw["dynamic_axes"] = dynamic
     try:
         proto = fonnx.export(loaded, dst, **kw)
     except fonnx.ExportError as e:
@@ -376,8 +343,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX opset (default: fusejit.onnx.DEFAULT_OPSET)")  # fmt: skip
     e.add_argument("--input-names", metavar="A,B", help="names of the graph's inputs, in order")
     e.add_argument("--output-names", metavar="Y", help="names of the graph's outputs, in order")
-    e.add_argument("--dynamic-axes", metavar="JSON",
-                   help='named dynamic axes, e.g. \'{"x": {"0": "batch"}}\'')  # fmt: skip
     e.set_defaults(func=cmd_export)
     return p
 
