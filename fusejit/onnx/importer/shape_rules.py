@@ -81,7 +81,7 @@ def _axis(ctx: NodeContext, axis: int, ndim: int, what: str = "axis") -> int:
 
 def _const(ctx: NodeContext, value: Any, d=None):
     """A tensor of a build-time value on the node's device (a constant of the graph)."""
-    arr = np.ascontiguousarray(np.asarray(value))
+    arr = np.array(value, order="C")  # (ascontiguousarray makes 0-d 1-d)
     if d is not None:
         arr = arr.astype(d.np)
     return fusejit.tensor(arr, device=ctx.device)
@@ -314,7 +314,11 @@ def _gather(ctx: NodeContext, x, indices):
 @onnx_op("GatherElements")
 def _gather_elements(ctx: NodeContext, x, indices):
     axis = _axis(ctx, ctx.attr("axis", 0), x.ndim)
-    return fusejit.gather(x, axis, _wrap_index(indices, x.shape[axis]))
+    idx = _wrap_index(indices, x.shape[axis])
+    for d, (n, m) in enumerate(zip(_shape(x), _shape(indices))):
+        if d != axis and m < n:  # (the output reads the data's leading corner there)
+            x = fusejit.narrow(x, d, 0, m)
+    return fusejit.gather(x, axis, idx)
 
 
 _SCATTER_REDUCE = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
@@ -606,7 +610,8 @@ def _einsum(ctx: NodeContext, *xs):
     equation = ctx.attr("equation")
     if isinstance(equation, bytes):
         equation = equation.decode()
-    return fusejit.einsum(equation.replace(" ", ""), *xs)
+    y = fusejit.einsum(equation.replace(" ", ""), *xs)
+    return y if y.dtype == xs[0].dtype else fusejit.cast(y, xs[0].dtype)  # (no int widening)
 
 
 @onnx_op("Identity")
