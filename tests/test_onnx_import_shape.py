@@ -409,6 +409,14 @@ def test_logic_and_bits():
     y = np.array([1, 2, 1, 0, 4, 9], np.uint8)
     for direction in ("LEFT", "RIGHT"):
         check("BitShift", [x, y], {"direction": direction})
+    # signed (opset 28): arithmetic right shifts, bits past the sign dropped, shifts that are
+    # negative or not under the width give 0 (-1 for a negative x shifted right)
+    for d in (np.int8, np.int16, np.int32, np.int64):
+        bits = 8 * np.dtype(d).itemsize
+        x = np.array([1, -3, 100, -128, 77, -1, 5, -7, 2], d)
+        y = np.array([1, 2, bits - 1, 3, bits, bits + 5, -1, -2, bits // 2], d)
+        for direction in ("LEFT", "RIGHT"):
+            check("BitShift", [x, y], {"direction": direction}, opset=28)
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: np.dtype(d).name)

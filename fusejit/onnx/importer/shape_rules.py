@@ -594,8 +594,11 @@ def _space_to_depth(ctx: NodeContext, x):
     b = int(ctx.attr("blocksize"))
     if h % b or w % b:
         raise ctx.unsupported(f"blocksize {b} for a {h}x{w} input")
+    mode = ctx.attr("mode", "DCR") if ctx.opset >= 28 else "DCR"
+    if mode not in ("DCR", "CRD"):
+        raise ctx.unsupported(f"mode {mode!r}")
     y = fusejit.reshape(x, (n, c, h // b, b, w // b, b))
-    y = fusejit.permute(y, (0, 3, 5, 1, 2, 4))
+    y = fusejit.permute(y, (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4))
     return fusejit.reshape(y.contiguous(), (n, c * b * b, h // b, w // b))
 
 
@@ -739,21 +742,22 @@ def _bitwise_not(ctx: NodeContext, x):
 @onnx_op("BitShift")
 def _bit_shift(ctx: NodeContext, x, y):
     direction = ctx.attr("direction")
-    if isinstance(direction, bytes):
-        direction = direction.decode()
-    if x.dtype != dt.uint8:  # (ONNX shifts only unsigned ints; fusejit has uint8 alone)
-        raise ctx.unsupported(f"BitShift of {x.dtype}")
-    bits = 8
-    xi = fusejit.cast(x, dt.int64)
-    # shifts by the width or more give 0, as shifting by exactly the width does
-    power = fusejit.pow(2, fusejit.clamp(fusejit.cast(y, dt.int64), 0, bits))
-    if direction == "LEFT":
-        r = fusejit.bitwise_and(xi * power, (1 << bits) - 1)
-    elif direction == "RIGHT":
-        r = fusejit.floor_divide(xi, power)
-    else:
+    if direction not in ("LEFT", "RIGHT"):
         raise ctx.unsupported(f"direction {direction!r}")
-    return fusejit.cast(r, x.dtype)
+    if not x.dtype.is_integer or x.dtype == dt.bool_:
+        raise ctx.unsupported(f"BitShift of {x.dtype}")
+    bits = 8 * np.dtype(x.dtype.np).itemsize
+    # shifts by a power of two in two halves (each factor fits the dtype); a shift that is
+    # negative or not under the width counts as one by the width: 0, or -1 for a negative x
+    # shifted right (ONNX's rule); products wrap as shifted bits fall off
+    yi = fusejit.cast(y, dt.int64)
+    ye = fusejit.where(fusejit.logical_and(yi >= 0, yi < bits), yi, bits)
+    h1 = fusejit.floor_divide(ye, 2)
+    p1 = fusejit.cast(fusejit.pow(2, h1), x.dtype)
+    p2 = fusejit.cast(fusejit.pow(2, ye - h1), x.dtype)
+    if direction == "LEFT":
+        return x * p1 * p2
+    return fusejit.floor_divide(fusejit.floor_divide(x, p1), p2)
 
 
 @onnx_op("IsNaN")
