@@ -530,31 +530,32 @@ def _pad(ctx: NodeContext, x, pads=None, constant_value=None, axes=None):
         if begin == 0 and end == 0:
             continue
         n = dims[a]
+        # negative pads crop first, then the positive ones pad what is left (onnxruntime's
+        # order: it matters for reflect and wrap)
+        lo, hi = builtins.max(-begin, 0), n - builtins.max(-end, 0)
+        if lo or hi != n:
+            x = fusejit.narrow(x, a, lo, builtins.max(hi - lo, 0))
+            n = builtins.max(hi - lo, 0)
+        begin, end = builtins.max(begin, 0), builtins.max(end, 0)
         if mode == "constant":
-            lo, hi = builtins.max(-begin, 0), n - builtins.max(-end, 0)
-            if lo or hi != n:
-                x = fusejit.narrow(x, a, lo, builtins.max(hi - lo, 0))
-            parts = []
-            for size in (builtins.max(begin, 0), None, builtins.max(end, 0)):
-                if size is None:
-                    parts.append(x)
-                elif size:
-                    parts.append(_fill(ctx, x, a, size, value))
+            parts = [_fill(ctx, x, a, begin, value)] if begin else []
+            parts.append(x)
+            if end:
+                parts.append(_fill(ctx, x, a, end, value))
             x = fusejit.cat(parts, a) if len(parts) > 1 else x
-        else:
-            pos = np.arange(-begin, n + end)
+        elif begin or end:
             if n == 0:
                 raise ctx.unsupported(f"{mode} padding of an empty dim")
+            pos = np.arange(-begin, n + end)
             if mode == "edge":
                 pos = np.clip(pos, 0, n - 1)
             elif mode == "wrap":
                 pos = np.mod(pos, n)
-            else:
-                if n == 1:
-                    pos = np.zeros_like(pos)
-                else:
-                    pos = np.abs(pos) % (2 * n - 2)
-                    pos = np.where(pos >= n, 2 * n - 2 - pos, pos)
+            elif n == 1:
+                pos = np.zeros_like(pos)
+            else:  # (pads longer than the dim reflect again, as numpy's)
+                pos = np.abs(pos) % (2 * n - 2)
+                pos = np.where(pos >= n, 2 * n - 2 - pos, pos)
             x = fusejit.index_select(x, a, _const(ctx, pos.astype(np.int64)))
         dims = _shape(x)
     return x
