@@ -433,6 +433,10 @@ def test_errors_name_the_node():
         IMPORT_RULES["Reshape"](ctx, fusejit.tensor(x), fusejit.tensor(_i(3, 2)))
     with pytest.raises(ImportError_, match="value_string"):
         run_rule("Constant", [], {"value_string": "a"})
+    for op, attr in (("Constant", "value"), ("ConstantOfShape", "value")):
+        with pytest.raises(ImportError_, match=f"ONNX {op}: a value of type uint64"):
+            v = numpy_helper.from_array(np.array([1], np.uint64))
+            run_rule(op, [] if op == "Constant" else [_i(2)], {attr: v}, static=(0,))
 
 
 def test_rules_trace_into_one_graph():

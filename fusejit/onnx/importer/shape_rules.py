@@ -84,7 +84,16 @@ def _const(ctx: NodeContext, value: Any, d=None):
     arr = np.array(value, order="C")  # (ascontiguousarray makes 0-d 1-d)
     if d is not None:
         arr = arr.astype(d.np)
-    return fusejit.tensor(arr, device=ctx.device)
+    return fusejit.tensor(arr, dtype=_np_dtype(ctx, arr.dtype), device=ctx.device)
+
+
+def _np_dtype(ctx: NodeContext, np_dtype: Any):
+    """The fusejit dtype of a numpy dtype (an error naming the node for one fusejit lacks, where
+    ``fusejit.tensor`` would convert: uint64 to int64)."""
+    try:
+        return dt.as_dtype(np.dtype(np_dtype))
+    except (TypeError, ValueError):
+        raise ctx.unsupported(f"a value of type {np.dtype(np_dtype).name}") from None
 
 
 def _shape(x) -> list[int]:
@@ -657,7 +666,7 @@ def _constant_of_shape(ctx: NodeContext, shape=None):
     if value is None:
         value = np.zeros(1, np.float32)
     value = np.asarray(value)
-    d = dt.as_dtype(value.dtype)
+    d = _np_dtype(ctx, value.dtype)
     return fusejit.full(dims, value.reshape(-1)[0].item(), dtype=d, device=ctx.device)
 
 
