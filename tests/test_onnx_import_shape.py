@@ -141,6 +141,8 @@ MOVEMENT = [
     ("Trilu", lambda d: [_data((2, 3, 4), d)], {}, (), 1, 21),
     ("Trilu", lambda d: [_data((3, 4), d), _i(-1)], {"upper": 0}, (1,), 1, 21),
     ("Trilu", lambda d: [_data((3, 4), d), np.array(2, np.int64)], {"upper": 1}, (1,), 1, 21),
+    ("Trilu", lambda d: [_data((2, 3, 4), d), np.array(-1, np.int64)], {"upper": 1}, (), 1, 21),
+    ("Trilu", lambda d: [_data((4, 3), d), np.array(1, np.int64)], {"upper": 0}, (), 1, 21),
     ("Shape", lambda d: [_data((2, 3, 4), d)], {}, (), 1, 21),
     ("Shape", lambda d: [_data((2, 3, 4), d)], {"start": 1}, (), 1, 21),
     ("Shape", lambda d: [_data((2, 3, 4), d)], {"start": -2, "end": -1}, (), 1, 21),

@@ -614,8 +614,16 @@ def _space_to_depth(ctx: NodeContext, x):
 
 @onnx_op("Trilu")
 def _trilu(ctx: NodeContext, x, k=None):
-    kk = _ints(ctx.static(1, "k"))[0] if ctx.has_input(1) else 0
-    return fusejit.triu(x, kk) if ctx.attr("upper", 1) else fusejit.tril(x, kk)
+    upper = bool(ctx.attr("upper", 1))
+    if not ctx.has_input(1) or ctx.is_static(1):
+        kk = _ints(ctx.static(1, "k"))[0] if ctx.has_input(1) else 0
+        return fusejit.triu(x, kk) if upper else fusejit.tril(x, kk)
+    # k known only at run time: a mask from the diagonal offsets
+    n, m = _shape(x)[-2:]
+    offset = _const(ctx, np.arange(m, dtype=np.int64)[None, :] - np.arange(n)[:, None])
+    kk = fusejit.reshape(fusejit.cast(k, dt.int64), ())
+    keep = offset >= kk if upper else offset <= kk
+    return fusejit.where(keep, x, fusejit.zeros((), dtype=x.dtype, device=ctx.device))
 
 
 @onnx_op("Einsum")
