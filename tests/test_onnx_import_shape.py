@@ -1,6 +1,9 @@
-"""ONNX import rules of the shape, movement, indexing, creation and logic ops: each rule, run on
-fusejit tensors, against onnx's reference evaluator on a one-node model with the same inputs
-and attributes (exact: these ops move, select or compare values, or count)."""
+"""ONNX import of the shape, movement, indexing, creation and logic ops: one-node models run by
+``fusejit.onnx.load`` (traced: the inputs given as initializers known when the model is loaded,
+the others at run time) against onnx's reference evaluator on the same model and inputs,
+exactly (these ops move, select, compare or count values), over the ops' attribute forms,
+opsets and dtypes. The forms that cannot be traced (a ``Compress`` or ``NonZero`` of values
+known only at run time) call the rule eagerly."""
 
 from __future__ import annotations
 
@@ -44,49 +47,77 @@ def _decode(attr):
     return v
 
 
-def _reference(op, inputs, attrs, n_outputs, opset):
+def _model(op, inputs, attrs, static, n_outputs, opset, outputs=None):
+    """A one-node model: the ``static`` inputs as initializers (known when it is loaded), the
+    others as graph inputs, the outputs typed as the arrays ``outputs`` (untyped: None); and
+    its feeds."""
     names = [f"x{i}" if a is not None else "" for i, a in enumerate(inputs)]
     outs = [f"y{i}" for i in range(n_outputs)]
     node = helper.make_node(op, names, outs, **attrs)
+    runtime = [(n, a) for i, (n, a) in enumerate(zip(names, inputs)) if a is not None]
     graph = helper.make_graph(
         [node],
         "g",
         [
             helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
-            for n, a in zip(names, inputs)
-            if a is not None
+            for i, (n, a) in enumerate(zip(names, inputs))
+            if a is not None and i not in static
         ],
-        [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs],
+        [
+            helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None)
+            if outputs is None
+            else helper.make_tensor_value_info(
+                o, helper.np_dtype_to_tensor_dtype(np.asarray(r).dtype), np.shape(r)
+            )
+            for o, r in zip(outs, outputs or outs)
+        ],
+        [
+            numpy_helper.from_array(np.asarray(inputs[i]), names[i])
+            for i in static
+            if i < len(inputs)
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    feeds = {n: a for n, a in zip(names, inputs) if a is not None}
-    return ReferenceEvaluator(model).run(None, feeds), node
+    feeds = {n: a for i, (n, a) in enumerate(runtime) if int(n[1:]) not in static}
+    return model, feeds, node
 
 
-def run_rule(op, inputs, attrs=None, static=(), n_outputs=1, opset=21, evaluate=True):
-    """The rule's outputs (numpy) and the reference evaluator's, for one node."""
-    attrs = attrs or {}
-    if evaluate:
-        ref, node = _reference(op, inputs, attrs, n_outputs, opset)
-    else:
-        ref, node = None, helper.make_node(op, [], [], **attrs)
+def run_rule(op, inputs, attrs=None, static=(), n_outputs=1, opset=21, ref=None):
+    """The node's outputs (numpy) run by ``fusejit.onnx.load`` on a one-node model, and the
+    reference evaluator's on the same model (unless ``ref`` gives them)."""
+    model, feeds, _ = _model(op, inputs, attrs or {}, static, n_outputs, opset)
+    if ref is None:
+        ref = ReferenceEvaluator(model).run(None, feeds)
+    model, feeds, _ = _model(op, inputs, attrs or {}, static, n_outputs, opset, ref)
+    got = fusejit.onnx.load(model)(*[fusejit.tensor(a) for a in feeds.values()])
+    got = got if isinstance(got, tuple) else (got,)
+    return [g.numpy() for g in got], ref
+
+
+def run_rule_directly(op, inputs, attrs=None, static=(), n_outputs=1, opset=21):
+    """The rule's outputs called on fusejit tensors, eagerly (no loader, no trace), and the
+    reference evaluator's."""
+    model, feeds, node = _model(op, inputs, attrs or {}, (), n_outputs, opset)
     statics = [
         NodeContext.ABSENT if a is None else (np.asarray(a) if i in static else None)
         for i, a in enumerate(inputs)
     ]
     ctx = NodeContext(op, {a.name: _decode(a) for a in node.attribute}, opset, statics, n_outputs)
-    tensors = [None if a is None else fusejit.tensor(a) for a in inputs]
-    got = IMPORT_RULES[op](ctx, *tensors)
+    got = IMPORT_RULES[op](ctx, *[None if a is None else fusejit.tensor(a) for a in inputs])
     got = got if isinstance(got, tuple) else (got,)
-    return [g.numpy() for g in got], ref
+    return [g.numpy() for g in got], ReferenceEvaluator(model).run(None, feeds)
 
 
-def check(op, inputs, attrs=None, static=(), n_outputs=1, opset=21, ref=None, rtol=0.0):
-    """The rule's outputs equal the reference evaluator's (or ``ref``, for forms the evaluator
-    does not run): dtype, shape and values (exactly, or within ``rtol`` for sums whose order
-    differs)."""
-    got, expect = run_rule(op, inputs, attrs, static, n_outputs, opset, evaluate=ref is None)
-    expect = expect if ref is None else ref
+def check(
+    op, inputs, attrs=None, static=(), n_outputs=1, opset=21, ref=None, rtol=0.0, direct=False
+):
+    """The node's outputs (run by ``fusejit.onnx.load``, or the rule called eagerly when
+    ``direct``) equal the reference evaluator's (or ``ref``, for forms the evaluator does not
+    run): dtype, shape and values (exactly, or within ``rtol`` for sums in another order)."""
+    if direct:
+        got, expect = run_rule_directly(op, inputs, attrs, static, n_outputs, opset)
+    else:
+        got, expect = run_rule(op, inputs, attrs, static, n_outputs, opset, ref)
     assert len(got) == len(expect)
     for g, r in zip(got, expect):
         r = np.asarray(r)
@@ -295,10 +326,10 @@ def test_where_compress_nonzero(dtype):
     check("Where", [_data((3, 1), np.bool_), x, y])
     cond = np.array([True, False, True])
     check("Compress", [x, cond], {"axis": 0}, static=(1,))
-    check("Compress", [x, cond], {"axis": 0})  # condition known at run time (eager)
+    check("Compress", [x, cond], {"axis": 0}, direct=True)  # condition known at run time: eager
     check("Compress", [x, np.array([False, True, True, False, True])], {}, static=(1,))
-    check("Compress", [x, np.array([False, True])], {"axis": -1})
-    check("NonZero", [x])
+    check("Compress", [x, np.array([False, True])], {"axis": -1}, static=(1,))
+    check("NonZero", [x], direct=True)
     check("NonZero", [x], static=(0,))
 
 
@@ -435,10 +466,14 @@ def test_errors_name_the_node():
         IMPORT_RULES["Reshape"](ctx, fusejit.tensor(x), fusejit.tensor(_i(3, 2)))
     with pytest.raises(ImportError_, match="value_string"):
         run_rule("Constant", [], {"value_string": "a"})
-    for op, attr in (("Constant", "value"), ("ConstantOfShape", "value")):
+    v = numpy_helper.from_array(np.array([1], np.uint64))
+    for op in ("Constant", "ConstantOfShape"):
+        with pytest.raises(ImportError_, match="(?i)value.*uint64"):
+            run_rule(op, [] if op == "Constant" else [_i(2)], {"value": v}, static=(0,))
+        # the rule itself (given the value decoded) refuses it too, not converting it
+        ctx = NodeContext(op, {"value": np.array([1], np.uint64)}, 21, [_i(2)], 1)
         with pytest.raises(ImportError_, match=f"ONNX {op}: a value of type uint64"):
-            v = numpy_helper.from_array(np.array([1], np.uint64))
-            run_rule(op, [] if op == "Constant" else [_i(2)], {attr: v}, static=(0,))
+            IMPORT_RULES[op](ctx, *([] if op == "Constant" else [fusejit.tensor(_i(2))]))
 
 
 def test_rules_trace_into_one_graph():
