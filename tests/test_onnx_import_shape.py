@@ -372,6 +372,8 @@ def test_creation():
         (1.0, 2.0, 0.3, np.float32),
         (-1.5, 1.5, 0.25, np.float64),
         (5, 1, 1, np.int64),
+        (0.1, 7.3, 0.7, np.float32),
+        (0.1, 7.3, 0.7, np.float16),
     ]:
         ins = [np.array(v, d) for v in (start, limit, delta)]
         check("Range", ins, static=(0, 1, 2))

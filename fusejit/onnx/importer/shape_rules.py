@@ -685,8 +685,14 @@ def _range(ctx: NodeContext, start, limit, delta):
     d = np.asarray(ctx.static(2, "delta")).reshape(())
     if d == 0:
         raise ctx.unsupported("delta 0")
-    n = builtins.max(math.ceil((e.item() - s.item()) / d.item()), 0)
-    values = s + np.arange(n, dtype=s.dtype) * d
+    # start + i * delta computed in float64 (or int64) and rounded once to start's type, as
+    # onnx's reference evaluator; float16 in stash_type's type where given
+    stash = ctx.attr("stash_type", None)
+    if stash is not None and s.dtype == np.float16:
+        work = _dtype(ctx, stash).np
+        values = np.arange(s.astype(work).item(), float(e), float(d), dtype=work)
+    else:
+        values = np.arange(s.item(), e.item(), d.item())
     return _const(ctx, values.astype(s.dtype))
 
 
