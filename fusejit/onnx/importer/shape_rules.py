@@ -302,9 +302,12 @@ def _slice(ctx: NodeContext, x, starts=None, ends=None, axes=None, steps=None):
             first, k = n - 1 - r.start, -k
         else:
             first = r.start
-        index[a] = slice(first, first + (len(r) - 1) * k + 1, k)
+        if not (first == 0 and k == 1 and len(r) == n):  # (the whole dim: no slice)
+            index[a] = slice(first, first + (len(r) - 1) * k + 1, k)
     if flips:
         x = fusejit.flip(x, tuple(flips))
+    if all(i == slice(None) for i in index):
+        return x
     return x[tuple(index)]
 
 
