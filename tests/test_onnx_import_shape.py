@@ -514,3 +514,43 @@ def test_value_dependent_shapes_trace_only_with_a_static_condition():
 
     with pytest.raises(fusejit.TraceError, match="nonzero"):
         fusejit.trace(nonzero, (fusejit.tensor(x),))(fusejit.tensor(x))
+
+
+def test_shape_arithmetic_of_an_exported_model_folds_into_constants():
+    """The Shape -> Gather -> Unsqueeze -> Concat -> Reshape pattern of exported models, and
+    ConstantOfShape / Range / Slice on the results: the values computed from shapes are known
+    when the model is loaded, so the traced graph keeps only the reshape, the flip and one fused
+    kernel."""
+    c = numpy_helper.from_array
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Constant", [], ["i0"], value=c(np.array(0, np.int64))),
+        helper.make_node("Gather", ["s", "i0"], ["b"]),
+        helper.make_node("Unsqueeze", ["b", "ax"], ["b1"]),
+        helper.make_node("Concat", ["b1", "m1"], ["shp"], axis=0),
+        helper.make_node("Reshape", ["x", "shp"], ["y"]),
+        helper.make_node("Shape", ["y"], ["s2"], start=-1),
+        helper.make_node("ConstantOfShape", ["s2"], ["ones"], value=c(np.array([2.0], np.float32))),
+        helper.make_node("Range", ["r0", "n", "r1"], ["r"]),
+        helper.make_node("Cast", ["r"], ["rf"], to=TensorProto.FLOAT),
+        helper.make_node("Slice", ["y", "st", "en", "ax", "st"], ["ys"]),
+        helper.make_node("Mul", ["ys", "ones"], ["z0"]),
+        helper.make_node("Add", ["z0", "rf"], ["z"]),
+    ]
+    named = {"ax": _i(0), "m1": _i(-1), "r0": np.array(0), "n": np.array(12), "r1": np.array(1)}
+    inits = [c(v, n) for n, v in {**named, "st": _i(-1), "en": _i(-100)}.items()]
+    x = _data((2, 3, 4))
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 12])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    onnx.checker.check_model(model, full_check=True)
+    module = fusejit.onnx.load(model)
+    got = module(fusejit.tensor(x)).numpy()
+    np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"x": x})[0])
+    ops = [n.op for n in module.graph.nodes]
+    assert ops == ["reshape", "flip", "fused"], ops
