@@ -3,15 +3,19 @@
 the others at run time) against onnx's reference evaluator on the same model and inputs,
 exactly (these ops move, select, compare or count values), over the ops' attribute forms,
 opsets and dtypes. The forms that cannot be traced (a ``Compress`` or ``NonZero`` of values
-known only at run time) call the rule eagerly."""
+known only at run time) call the rule eagerly. Then onnx's own node tests of these ops, run by
+``fusejit.onnx.backend``."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx", reason="fusejit.onnx import tests need the onnx package")
 
+import onnx_node_cases  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
@@ -554,3 +558,48 @@ def test_shape_arithmetic_of_an_exported_model_folds_into_constants():
     np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"x": x})[0])
     ops = [n.op for n in module.graph.nodes]
     assert ops == ["reshape", "flip", "fused"], ops
+
+
+def _node_cases() -> list:
+    """onnx's node tests of the ops whose rules live in ``shape_rules.py``."""
+    from fusejit.onnx.importer import shape_rules
+
+    mine = {k for k, v in IMPORT_RULES.items() if v.__module__ == shape_rules.__name__}
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(reason=_FLOAT_STATIC_WHY))
+        if name in _FLOAT_STATIC
+        else name
+        for name, case in sorted(onnx_node_cases.cases().items())
+        if onnx_node_cases.op_of(case) in mine
+    ]
+
+
+# a float input fixes the result's shape (OneHot's depth, Range's bounds): the loader reads the
+# values of integer inputs only, per call
+_FLOAT_STATIC = {
+    "test_onehot_negative_indices", "test_onehot_out_of_range_indices", "test_onehot_with_axis",
+    "test_onehot_with_negative_axis", "test_onehot_without_axis",
+    "test_range_float_type_positive_delta", "test_range_float16_type_positive_delta",
+}  # fmt: skip
+_FLOAT_STATIC_WHY = "a float input fixes the result's shape: the loader reads only integer ones"
+
+
+@pytest.mark.parametrize("name", _node_cases())
+def test_onnx_node_test(name):
+    """onnx's own node tests of these ops, run by ``fusejit.onnx.backend`` (the values the
+    data sets give as TensorProto read as numpy); those of element types fusejit has no dtype
+    of are skipped."""
+    case = onnx_node_cases.cases()[name]
+    read = [
+        ([_as_array(a) for a in ins], [_as_array(o) for o in outs]) for ins, outs in case.data_sets
+    ]
+    try:
+        onnx_node_cases.run_case(dataclasses.replace(case, data_sets=read))
+    except ImportError_ as e:
+        if "has no fusejit dtype" in str(e) or "ONNX type" in str(e):
+            pytest.skip(str(e).splitlines()[0][:120])
+        raise
+
+
+def _as_array(a):
+    return numpy_helper.to_array(a) if isinstance(a, onnx.TensorProto) else a
