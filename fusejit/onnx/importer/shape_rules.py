@@ -81,10 +81,19 @@ def _axis(ctx: NodeContext, axis: int, ndim: int, what: str = "axis") -> int:
 
 def _const(ctx: NodeContext, value: Any, d=None):
     """A tensor of a build-time value on the node's device (a constant of the graph)."""
-    arr = np.ascontiguousarray(np.asarray(value))
+    arr = np.array(value, order="C")  # (ascontiguousarray makes 0-d 1-d)
     if d is not None:
         arr = arr.astype(d.np)
-    return fusejit.tensor(arr, device=ctx.device)
+    return fusejit.tensor(arr, dtype=_np_dtype(ctx, arr.dtype), device=ctx.device)
+
+
+def _np_dtype(ctx: NodeContext, np_dtype: Any):
+    """The fusejit dtype of a numpy dtype (an error naming the node for one fusejit lacks, where
+    ``fusejit.tensor`` would convert: uint64 to int64)."""
+    try:
+        return dt.as_dtype(np.dtype(np_dtype))
+    except (TypeError, ValueError):
+        raise ctx.unsupported(f"a value of type {np.dtype(np_dtype).name}") from None
 
 
 def _shape(x) -> list[int]:
@@ -293,9 +302,12 @@ def _slice(ctx: NodeContext, x, starts=None, ends=None, axes=None, steps=None):
             first, k = n - 1 - r.start, -k
         else:
             first = r.start
-        index[a] = slice(first, first + (len(r) - 1) * k + 1, k)
+        if not (first == 0 and k == 1 and len(r) == n):  # (the whole dim: no slice)
+            index[a] = slice(first, first + (len(r) - 1) * k + 1, k)
     if flips:
         x = fusejit.flip(x, tuple(flips))
+    if all(i == slice(None) for i in index):
+        return x
     return x[tuple(index)]
 
 
@@ -314,7 +326,11 @@ def _gather(ctx: NodeContext, x, indices):
 @onnx_op("GatherElements")
 def _gather_elements(ctx: NodeContext, x, indices):
     axis = _axis(ctx, ctx.attr("axis", 0), x.ndim)
-    return fusejit.gather(x, axis, _wrap_index(indices, x.shape[axis]))
+    idx = _wrap_index(indices, x.shape[axis])
+    for d, (n, m) in enumerate(zip(_shape(x), _shape(indices))):
+        if d != axis and m < n:  # (the output reads the data's leading corner there)
+            x = fusejit.narrow(x, d, 0, m)
+    return fusejit.gather(x, axis, idx)
 
 
 _SCATTER_REDUCE = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
@@ -526,31 +542,32 @@ def _pad(ctx: NodeContext, x, pads=None, constant_value=None, axes=None):
         if begin == 0 and end == 0:
             continue
         n = dims[a]
+        # negative pads crop first, then the positive ones pad what is left (onnxruntime's
+        # order: it matters for reflect and wrap)
+        lo, hi = builtins.max(-begin, 0), n - builtins.max(-end, 0)
+        if lo or hi != n:
+            x = fusejit.narrow(x, a, lo, builtins.max(hi - lo, 0))
+            n = builtins.max(hi - lo, 0)
+        begin, end = builtins.max(begin, 0), builtins.max(end, 0)
         if mode == "constant":
-            lo, hi = builtins.max(-begin, 0), n - builtins.max(-end, 0)
-            if lo or hi != n:
-                x = fusejit.narrow(x, a, lo, builtins.max(hi - lo, 0))
-            parts = []
-            for size in (builtins.max(begin, 0), None, builtins.max(end, 0)):
-                if size is None:
-                    parts.append(x)
-                elif size:
-                    parts.append(_fill(ctx, x, a, size, value))
+            parts = [_fill(ctx, x, a, begin, value)] if begin else []
+            parts.append(x)
+            if end:
+                parts.append(_fill(ctx, x, a, end, value))
             x = fusejit.cat(parts, a) if len(parts) > 1 else x
-        else:
-            pos = np.arange(-begin, n + end)
+        elif begin or end:
             if n == 0:
                 raise ctx.unsupported(f"{mode} padding of an empty dim")
+            pos = np.arange(-begin, n + end)
             if mode == "edge":
                 pos = np.clip(pos, 0, n - 1)
             elif mode == "wrap":
                 pos = np.mod(pos, n)
-            else:
-                if n == 1:
-                    pos = np.zeros_like(pos)
-                else:
-                    pos = np.abs(pos) % (2 * n - 2)
-                    pos = np.where(pos >= n, 2 * n - 2 - pos, pos)
+            elif n == 1:
+                pos = np.zeros_like(pos)
+            else:  # (pads longer than the dim reflect again, as numpy's)
+                pos = np.abs(pos) % (2 * n - 2)
+                pos = np.where(pos >= n, 2 * n - 2 - pos, pos)
             x = fusejit.index_select(x, a, _const(ctx, pos.astype(np.int64)))
         dims = _shape(x)
     return x
@@ -590,15 +607,26 @@ def _space_to_depth(ctx: NodeContext, x):
     b = int(ctx.attr("blocksize"))
     if h % b or w % b:
         raise ctx.unsupported(f"blocksize {b} for a {h}x{w} input")
+    mode = ctx.attr("mode", "DCR") if ctx.opset >= 28 else "DCR"
+    if mode not in ("DCR", "CRD"):
+        raise ctx.unsupported(f"mode {mode!r}")
     y = fusejit.reshape(x, (n, c, h // b, b, w // b, b))
-    y = fusejit.permute(y, (0, 3, 5, 1, 2, 4))
+    y = fusejit.permute(y, (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4))
     return fusejit.reshape(y.contiguous(), (n, c * b * b, h // b, w // b))
 
 
 @onnx_op("Trilu")
 def _trilu(ctx: NodeContext, x, k=None):
-    kk = _ints(ctx.static(1, "k"))[0] if ctx.has_input(1) else 0
-    return fusejit.triu(x, kk) if ctx.attr("upper", 1) else fusejit.tril(x, kk)
+    upper = bool(ctx.attr("upper", 1))
+    if not ctx.has_input(1) or ctx.is_static(1):
+        kk = _ints(ctx.static(1, "k"))[0] if ctx.has_input(1) else 0
+        return fusejit.triu(x, kk) if upper else fusejit.tril(x, kk)
+    # k known only at run time: a mask from the diagonal offsets
+    n, m = _shape(x)[-2:]
+    offset = _const(ctx, np.arange(m, dtype=np.int64)[None, :] - np.arange(n)[:, None])
+    kk = fusejit.reshape(fusejit.cast(k, dt.int64), ())
+    keep = offset >= kk if upper else offset <= kk
+    return fusejit.where(keep, x, fusejit.zeros((), dtype=x.dtype, device=ctx.device))
 
 
 @onnx_op("Einsum")
@@ -606,7 +634,8 @@ def _einsum(ctx: NodeContext, *xs):
     equation = ctx.attr("equation")
     if isinstance(equation, bytes):
         equation = equation.decode()
-    return fusejit.einsum(equation.replace(" ", ""), *xs)
+    y = fusejit.einsum(equation.replace(" ", ""), *xs)
+    return y if y.dtype == xs[0].dtype else fusejit.cast(y, xs[0].dtype)  # (no int widening)
 
 
 @onnx_op("Identity")
@@ -648,7 +677,7 @@ def _constant_of_shape(ctx: NodeContext, shape=None):
     if value is None:
         value = np.zeros(1, np.float32)
     value = np.asarray(value)
-    d = dt.as_dtype(value.dtype)
+    d = _np_dtype(ctx, value.dtype)
     return fusejit.full(dims, value.reshape(-1)[0].item(), dtype=d, device=ctx.device)
 
 
@@ -659,8 +688,14 @@ def _range(ctx: NodeContext, start, limit, delta):
     d = np.asarray(ctx.static(2, "delta")).reshape(())
     if d == 0:
         raise ctx.unsupported("delta 0")
-    n = builtins.max(math.ceil((e.item() - s.item()) / d.item()), 0)
-    values = s + np.arange(n, dtype=s.dtype) * d
+    # start + i * delta computed in float64 (or int64) and rounded once to start's type, as
+    # onnx's reference evaluator; float16 in stash_type's type where given
+    stash = ctx.attr("stash_type", None)
+    if stash is not None and s.dtype == np.float16:
+        work = _dtype(ctx, stash).np
+        values = np.arange(s.astype(work).item(), float(e), float(d), dtype=work)
+    else:
+        values = np.arange(s.item(), e.item(), d.item())
     return _const(ctx, values.astype(s.dtype))
 
 
@@ -734,21 +769,22 @@ def _bitwise_not(ctx: NodeContext, x):
 @onnx_op("BitShift")
 def _bit_shift(ctx: NodeContext, x, y):
     direction = ctx.attr("direction")
-    if isinstance(direction, bytes):
-        direction = direction.decode()
-    if x.dtype != dt.uint8:  # (ONNX shifts only unsigned ints; fusejit has uint8 alone)
-        raise ctx.unsupported(f"BitShift of {x.dtype}")
-    bits = 8
-    xi = fusejit.cast(x, dt.int64)
-    # shifts by the width or more give 0, as shifting by exactly the width does
-    power = fusejit.pow(2, fusejit.clamp(fusejit.cast(y, dt.int64), 0, bits))
-    if direction == "LEFT":
-        r = fusejit.bitwise_and(xi * power, (1 << bits) - 1)
-    elif direction == "RIGHT":
-        r = fusejit.floor_divide(xi, power)
-    else:
+    if direction not in ("LEFT", "RIGHT"):
         raise ctx.unsupported(f"direction {direction!r}")
-    return fusejit.cast(r, x.dtype)
+    if not x.dtype.is_integer or x.dtype == dt.bool_:
+        raise ctx.unsupported(f"BitShift of {x.dtype}")
+    bits = 8 * np.dtype(x.dtype.np).itemsize
+    # shifts by a power of two in two halves (each factor fits the dtype); a shift that is
+    # negative or not under the width counts as one by the width: 0, or -1 for a negative x
+    # shifted right (ONNX's rule); products wrap as shifted bits fall off
+    yi = fusejit.cast(y, dt.int64)
+    ye = fusejit.where(fusejit.logical_and(yi >= 0, yi < bits), yi, bits)
+    h1 = fusejit.floor_divide(ye, 2)
+    p1 = fusejit.cast(fusejit.pow(2, h1), x.dtype)
+    p2 = fusejit.cast(fusejit.pow(2, ye - h1), x.dtype)
+    if direction == "LEFT":
+        return x * p1 * p2
+    return fusejit.floor_divide(fusejit.floor_divide(x, p1), p2)
 
 
 @onnx_op("IsNaN")
