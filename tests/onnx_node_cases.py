@@ -68,12 +68,22 @@ def op_of(case) -> str | None:
     )
 
 
-def run_case(case) -> None:
-    """Run one case through the backend; AssertionError when an output differs."""
+def _array(a):
+    """A data set's value as numpy (some cases give TensorProtos)."""
+    import onnx
+
+    return onnx.numpy_helper.to_array(a) if isinstance(a, onnx.TensorProto) else a
+
+
+def run_case(case, jit: bool = True) -> None:
+    """Run one case through the backend (traced, or eagerly with ``jit=False``);
+    AssertionError when an output differs."""
     from fusejit.onnx.backend import FusejitBackend
 
-    rep = FusejitBackend.prepare(case.model, "CPU", check_trace=False)
+    kw = {"check_trace": False} if jit else {"jit": False}
+    rep = FusejitBackend.prepare(case.model, "CPU", **kw)
     for inputs, outputs in case.data_sets:
+        inputs, outputs = [_array(a) for a in inputs], [_array(a) for a in outputs]
         with np.errstate(all="ignore"):
             got = rep.run(inputs)
         assert len(got) == len(outputs), (len(got), len(outputs))

@@ -136,8 +136,7 @@ def _unsupported(graph, found: dict) -> None:
             _unsupported(g, found)
 
 
-_INTEGER = (dt.int64, dt.int32, dt.int16, dt.int8, dt.uint8)
-# the largest integer input read at build time (shapes, axes, pads, repeats, K, ...)
+# the largest input read at build time (shapes, axes, pads, repeats, K, ...)
 _STATIC_INPUT_MAX = 64
 
 
@@ -249,11 +248,14 @@ class OnnxModule:
     Per input signature (shapes, dtypes) the graph is traced with ``fusejit.trace`` and the
     traced function kept, so the model is fused and compiled like a traced function, on the
     module's device. A model whose graph holds control flow (``If``, ``Loop``, ``Scan``) runs
-    its rules eagerly on each call instead (not traced). ``graph`` is the fusejit graph of the
+    its rules eagerly on each call instead (not traced), as does one loaded with ``jit=False``.
+    ``graph`` is the fusejit graph of the
     latest signature; ``save`` writes the traced functions as a fusejit archive.
     """
 
-    def __init__(self, model, device: str = "cpu", check_trace: bool | None = None) -> None:
+    def __init__(
+        self, model, device: str = "cpu", check_trace: bool | None = None, jit: bool = True
+    ) -> None:
         self.model = model
         self.device = str(device)
         self.check_trace = check_trace
@@ -277,7 +279,7 @@ class OnnxModule:
             for v in g.input
             if v.name not in self.initializers
         ]
-        self.eager = _has_control(g)
+        self.eager = _has_control(g) or not jit
         # inputs whose values the rules read at build time (the traces are per their values)
         self._static_inputs: set = set()
         self._device = self._tensor(np.zeros(0, np.float32)).device
@@ -333,18 +335,17 @@ class OnnxModule:
         outs, run = self._run(*tensors)
         # an output known at build time is not computed from the inputs: a copy is
         tracer = tracing()
-        return tuple(o if tracer is None or tracer.knows(o) else o.clone() for o in outs)
+        outs = tuple(o if tracer is None or tracer.knows(o) else o.clone() for o in outs)
+        return outs[0] if len(outs) == 1 else outs  # (a saved archive returns the same)
 
     def __call__(self, *args, **kwargs):
         tensors = self._inputs(args, kwargs)
         try:
             outs = self._call(tensors)
         except StaticValueError:
-            # a rule needs a value only an input gives: read the integer inputs on each call
-            small = {
-                i for i, t in enumerate(tensors)
-                if t.dtype in _INTEGER and t.numel() <= _STATIC_INPUT_MAX
-            }  # fmt: skip
+            # a rule needs a value only an input gives (a shape, axes, a count): read the small
+            # inputs on each call, and trace per their values
+            small = {i for i, t in enumerate(tensors) if t.numel() <= _STATIC_INPUT_MAX}
             if small <= self._static_inputs:
                 raise
             self._static_inputs |= small
@@ -372,7 +373,8 @@ class OnnxModule:
             self._traced[key] = fn
         if fn is not self.run_eager:
             self._last = fn
-        return tuple(fn(*tensors))
+        outs = fn(*tensors)
+        return outs if isinstance(outs, tuple) else (outs,)
 
     @property
     def graph(self):
@@ -402,12 +404,15 @@ class OnnxModule:
         return head if self._last is None else f"{head}\n{self._last.graph}"
 
 
-def load(model, device: str = "cpu", *, check_trace: bool | None = None) -> OnnxModule:
+def load(
+    model, device: str = "cpu", *, check_trace: bool | None = None, jit: bool = True
+) -> OnnxModule:
     """Read an ONNX model (a path, bytes or an ``onnx.ModelProto``) into an ``OnnxModule``
     that runs it through fusejit's JIT on ``device``.
 
     Unsupported op types raise one ``ImportError_`` listing them all. ``check_trace`` is
-    ``fusejit.trace``'s (None: its default check).
+    ``fusejit.trace``'s (None: its default check); ``jit=False`` runs the rules eagerly on each
+    call instead of tracing them (no compile time: for models run once).
 
     >>> import numpy as np, onnx, fusejit
     >>> from onnx import helper, TensorProto
@@ -434,4 +439,4 @@ def load(model, device: str = "cpu", *, check_trace: bool | None = None) -> Onnx
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         raise ImportError_(f"fusejit.onnx.load: the ONNX model is not valid: {e}") from None
-    return OnnxModule(model, device, check_trace)
+    return OnnxModule(model, device, check_trace, jit)
