@@ -8,8 +8,6 @@ known only at run time) call the rule eagerly. Then onnx's own node tests of the
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -566,40 +564,23 @@ def _node_cases() -> list:
 
     mine = {k for k, v in IMPORT_RULES.items() if v.__module__ == shape_rules.__name__}
     return [
-        pytest.param(name, marks=pytest.mark.xfail(reason=_FLOAT_STATIC_WHY))
-        if name in _FLOAT_STATIC
-        else name
+        name
         for name, case in sorted(onnx_node_cases.cases().items())
         if onnx_node_cases.op_of(case) in mine
     ]
 
 
-# a float input fixes the result's shape (OneHot's depth, Range's bounds): the loader reads the
-# values of integer inputs only, per call
-_FLOAT_STATIC = {
-    "test_onehot_negative_indices", "test_onehot_out_of_range_indices", "test_onehot_with_axis",
-    "test_onehot_with_negative_axis", "test_onehot_without_axis",
-    "test_range_float_type_positive_delta", "test_range_float16_type_positive_delta",
-}  # fmt: skip
-_FLOAT_STATIC_WHY = "a float input fixes the result's shape: the loader reads only integer ones"
+_NO_DTYPE = ("has no fusejit dtype", "ONNX type", "is not a fusejit dtype")
 
 
 @pytest.mark.parametrize("name", _node_cases())
 def test_onnx_node_test(name):
-    """onnx's own node tests of these ops, run by ``fusejit.onnx.backend`` (the values the
-    data sets give as TensorProto read as numpy); those of element types fusejit has no dtype
-    of are skipped."""
-    case = onnx_node_cases.cases()[name]
-    read = [
-        ([_as_array(a) for a in ins], [_as_array(o) for o in outs]) for ins, outs in case.data_sets
-    ]
+    """onnx's own node tests of these ops, run by ``fusejit.onnx.backend``; those of element
+    types fusejit has no dtype of (bfloat16, uint16/32/64, float8, 4- and 2-bit, string) are
+    skipped."""
     try:
-        onnx_node_cases.run_case(dataclasses.replace(case, data_sets=read))
+        onnx_node_cases.run_case(onnx_node_cases.cases()[name])
     except ImportError_ as e:
-        if "has no fusejit dtype" in str(e) or "ONNX type" in str(e):
+        if any(w in str(e) for w in _NO_DTYPE):
             pytest.skip(str(e).splitlines()[0][:120])
         raise
-
-
-def _as_array(a):
-    return numpy_helper.to_array(a) if isinstance(a, onnx.TensorProto) else a
