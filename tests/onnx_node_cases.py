@@ -68,6 +68,30 @@ def op_of(case) -> str | None:
     )
 
 
+# ONNX element types fusejit has tensors of
+_FUSEJIT_ELEM = frozenset((1, 2, 3, 5, 6, 7, 9, 10, 11, 14, 15))
+
+
+def missing_dtype(case) -> str | None:
+    """The name of an element type the case's model uses that fusejit has no dtype for
+    (bfloat16, uint16/32/64, float8, int4, ...), or None."""
+    import onnx
+
+    g = case.model.graph
+    types = [v.type.tensor_type.elem_type for v in [*g.input, *g.output, *g.value_info]]
+    types += [t.data_type for t in g.initializer]
+    for node in g.node:
+        for a in node.attribute:
+            if node.op_type in ("Cast", "EyeLike", "RandomNormal") and a.name in ("to", "dtype"):
+                types.append(a.i)
+            elif a.type == onnx.AttributeProto.TENSOR:
+                types.append(a.t.data_type)
+    for t in types:
+        if t and t not in _FUSEJIT_ELEM:
+            return onnx.TensorProto.DataType.Name(t)
+    return None
+
+
 def _array(a):
     """A data set's value as numpy (some cases give TensorProtos)."""
     import onnx
