@@ -3,8 +3,8 @@
 the others at run time) against onnx's reference evaluator on the same model and inputs,
 exactly (these ops move, select, compare or count values), over the ops' attribute forms,
 opsets and dtypes. The forms that cannot be traced (a ``Compress`` or ``NonZero`` of values
-known only at run time) call the rule eagerly. Then onnx's own node tests of these ops, run by
-``fusejit.onnx.backend``."""
+known only at run time) call the rule eagerly. onnx's own node tests of these ops run in
+``tests/test_onnx_import_node.py``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 
 onnx = pytest.importorskip("onnx", reason="fusejit.onnx import tests need the onnx package")
 
-import onnx_node_cases  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
@@ -566,31 +565,3 @@ def test_shape_arithmetic_of_an_exported_model_folds_into_constants():
     np.testing.assert_array_equal(got, ReferenceEvaluator(model).run(None, {"x": x})[0])
     ops = [n.op for n in module.graph.nodes]
     assert ops == ["reshape", "flip", "fused"], ops
-
-
-def _node_cases() -> list:
-    """onnx's node tests of the ops whose rules live in ``shape_rules.py``."""
-    from fusejit.onnx.importer import shape_rules
-
-    mine = {k for k, v in IMPORT_RULES.items() if v.__module__ == shape_rules.__name__}
-    return [
-        name
-        for name, case in sorted(onnx_node_cases.cases().items())
-        if onnx_node_cases.op_of(case) in mine
-    ]
-
-
-_NO_DTYPE = ("has no fusejit dtype", "ONNX type", "is not a fusejit dtype")
-
-
-@pytest.mark.parametrize("name", _node_cases())
-def test_onnx_node_test(name):
-    """onnx's own node tests of these ops, run by ``fusejit.onnx.backend``; those of element
-    types fusejit has no dtype of (bfloat16, uint16/32/64, float8, 4- and 2-bit, string) are
-    skipped."""
-    try:
-        onnx_node_cases.run_case(onnx_node_cases.cases()[name])
-    except ImportError_ as e:
-        if any(w in str(e) for w in _NO_DTYPE):
-            pytest.skip(str(e).splitlines()[0][:120])
-        raise
