@@ -15,9 +15,11 @@ from fusejit.ir.graph import Const, Graph, Value
 from fusejit.onnx.builder import Builder, ExportError
 from fusejit.onnx.control import rule_of, value_shape
 from fusejit.onnx.dynamic import SymbolicBuilder, check_keys, named_axes, symbolic_graph
+from fusejit.onnx.importer.loader import OnnxModule, load
 from fusejit.onnx.rules import REFUSED, RULES
 
-__all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET", "EXTERNAL_DATA_BYTES"]
+__all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET", "EXTERNAL_DATA_BYTES",
+           "load", "OnnxModule"]  # fmt: skip
 
 # opsets the rules are written for: 17 (LayerNormalization's, kept as the older one) up to the
 # latest that onnxruntime 1.2x runs
