@@ -13,9 +13,10 @@ import os
 from fusejit.base import dtypes as dt
 from fusejit.ir.graph import Const, Graph, Value
 from fusejit.onnx.builder import Builder, ExportError
+from fusejit.onnx.importer.loader import OnnxModule, load
 from fusejit.onnx.rules import RULES
 
-__all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET"]
+__all__ = ["export", "ExportError", "RULES", "DEFAULT_OPSET", "MIN_OPSET", "load", "OnnxModule"]
 
 # opsets the rules are written for: 17 (LayerNormalization's, kept as the older one) up to the
 # latest that onnxruntime 1.2x runs

@@ -4,7 +4,13 @@
 the rule modules fill it when this package is imported.
 """
 
-from fusejit.onnx.importer import shape_rules  # noqa: F401  (registers the rules)
+from fusejit.onnx.importer import (  # noqa: F401  (registers the rules)
+    control_rules,
+    math_rules,
+    nn_rules,
+    reduce_rules,
+    shape_rules,
+)  # fmt: skip
 from fusejit.onnx.importer.registry import IMPORT_RULES, ImportError_, NodeContext, onnx_op
 
 __all__ = ["IMPORT_RULES", "ImportError_", "NodeContext", "onnx_op"]

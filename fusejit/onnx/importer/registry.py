@@ -20,13 +20,19 @@ import numpy as np
 
 from fusejit.base.errors import FusejitError
 
-__all__ = ["IMPORT_RULES", "ImportError_", "NodeContext", "onnx_op"]
+__all__ = ["IMPORT_RULES", "ImportError_", "NodeContext", "StaticValueError", "onnx_op"]
 
 
 class ImportError_(FusejitError, ValueError):  # noqa: N801 (the builtin ImportError is taken)
     """An ONNX model fusejit cannot import: unsupported op types (all listed at once), an
     attribute or input a rule does not handle, or a value a rule needs at build time that is
     only known at run time; the message names the op type and the node."""
+
+
+class StaticValueError(ImportError_):
+    """An input a rule needs at build time (a shape, axes, pads, ...) is only known at run
+    time. ``OnnxModule`` then reads the model's integer inputs on each call and traces per
+    their values."""
 
 
 Rule = Callable[..., Any]
@@ -69,6 +75,7 @@ class NodeContext:
         n_outputs: int,
         device: str = "cpu",
         name: str = "",
+        run_graph: Callable[[Any, list], list] | None = None,
     ) -> None:
         self.op_type = op_type
         self.attrs = attrs
@@ -77,6 +84,7 @@ class NodeContext:
         self.n_outputs = n_outputs
         self.device = device
         self.name = name
+        self._run_graph = run_graph
 
     def where(self) -> str:
         return f"ONNX {self.op_type} node {self.name!r}" if self.name else f"ONNX {self.op_type}"
@@ -103,13 +111,20 @@ class NodeContext:
             raise ImportError_(f"{self.where()}: input {i} {what} is missing".replace("  ", " "))
         value = self._static[i]
         if value is None:
-            raise ImportError_(
+            raise StaticValueError(
                 f"{self.where()}: input {i} {what} must be known when the model is loaded "
-                "(an initializer, a Constant or computed from shapes), not computed at run time".replace(
-                    "  ", " "
-                )
+                "(an initializer, a Constant or computed from shapes), not computed at run "
+                "time".replace("  ", " ")
             )
         return value
+
+    def run_graph(self, graph: Any, inputs: list) -> list:
+        """Run subgraph ``graph`` (an ``onnx.GraphProto`` attribute: If / Loop bodies) on
+        ``inputs`` (tensors for its formal inputs); it sees the enclosing graph's values.
+        Returns its outputs as tensors."""
+        if self._run_graph is None:
+            raise ImportError_(f"{self.where()}: subgraphs cannot run here")
+        return self._run_graph(graph, inputs)
 
     def unsupported(self, what: str) -> ImportError_:
         """An error to raise for an attribute value or input form the rule does not handle."""
