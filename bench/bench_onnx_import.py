@@ -374,7 +374,8 @@ def main() -> None:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise SystemExit("this benchmark needs onnx and onnxruntime (pip install fusejit[test])") from None
+        msg = "this benchmark needs onnx and onnxruntime (pip install fusejit[test])"
+        raise SystemExit(msg) from None
     ort.set_default_logger_severity(3)
     print(platform_line())
     print("ms per call, min/median over rounds; ratios of medians (> 1: the imported model "
