@@ -4,7 +4,8 @@ onnxruntime's CPU session on the same ``.onnx`` file, all in one process.
 
 1. Models: an MLP (batch 256, 1024 -> 1024 -> 1024 -> 1024, GELU, LayerNorm) and the
    nanoGPT-style model (``fusejit.bench.models.NanoGPT``, a small config and the default one),
-   exported with ``fusejit.onnx.export`` and loaded back. Target: imported >= traced
+   exported with ``fusejit.onnx.export`` and loaded back, on fusejit's default threads and on
+   one (numpy's BLAS too) against onnxruntime on one intra-op thread. Target: imported >= traced
    (ratio traced / imported >= ~1.0 within noise); onnxruntime reported too.
 2. Blocks (softmax, layer norm, the tanh-GELU chain written out as exporters write it,
    ``F.gelu``, RMSNorm, bias + GELU) on one R x N float32 matrix, each as two ONNX models: one
@@ -182,6 +183,7 @@ def models(args, tmp: str, firsts: list) -> None:
     from fusejit.bench.models import NanoGPT
 
     fusejit.manual_seed(0)
+    default_threads = fusejit.get_num_threads()
     if args.quick:
         cases = [
             ("MLP 256 x 256>256>256", mlp(256), fusejit.randn(64, 256), 1e-4),
@@ -209,23 +211,27 @@ def models(args, tmp: str, firsts: list) -> None:
             traced(x)
             t_traced = (time.perf_counter() - t0) * 1e3
             firsts.append((name, t_load, t_first, t_traced))
-            sess = ort_session(path, None)
             xa = x.numpy()
             want = model(x)
             check(name + " (imported)", imported(x), want, tol, tol)
             check(name + " (traced)", traced(x), want, tol, tol)
-            check(name + " (onnxruntime)", sess.run(None, {sess.get_inputs()[0].name: xa}),
-                  want, tol, tol)  # fmt: skip
-            r = bench(
-                {
-                    "imported": lambda: imported(x),  # noqa: B023
-                    "traced": lambda: traced(x),  # noqa: B023
-                    "onnxruntime": ort_fn(sess, [xa]),
-                },
-                args.repeat,
-                args.number,
-            )
-        print_row(name, "x".join(map(str, x.shape)), "default", r)
+            for threads in (None, 1):
+                set_threads(threads or default_threads)
+                sess = ort_session(path, threads)
+                check(name + " (onnxruntime)", sess.run(None, {sess.get_inputs()[0].name: xa}),
+                      want, tol, tol)  # fmt: skip
+                r = bench(
+                    {
+                        "imported": lambda: imported(x),  # noqa: B023
+                        "traced": lambda: traced(x),  # noqa: B023
+                        "onnxruntime": ort_fn(sess, [xa]),
+                    },
+                    args.repeat,
+                    args.number,
+                )
+                shape = "x".join(map(str, x.shape))
+                print_row(name, shape, "default" if threads is None else "1", r)
+            set_threads(default_threads)
 
 
 # -- 2. blocks ------------------------------------------------------------------------------
