@@ -26,7 +26,7 @@ FAMILIES = {
         ReduceLogSum ReduceLogSumExp ReduceSumSquare ArgMax ArgMin CumSum TopK""",
     "nn": """Softmax LogSoftmax Hardmax MatMul Gemm Einsum LayerNormalization RMSNormalization
         BatchNormalization InstanceNormalization GroupNormalization Conv ConvTranspose MaxPool
-        AveragePool GlobalAveragePool GlobalMaxPool Dropout LpNormalization
+        AveragePool LpPool GlobalAveragePool GlobalMaxPool Dropout LpNormalization
         NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss""",
     "shape/movement": """Reshape Flatten Transpose Squeeze Unsqueeze Concat Split Slice Expand
         Tile Pad Shape Size DepthToSpace SpaceToDepth Trilu Identity ReverseSequence""",
