@@ -212,7 +212,8 @@ class _Run:
         if t is None:
             s = self.static.get(name)
             if s is None:
-                raise ImportError_(f"ONNX {node.op_type}: input {name!r} is not defined")
+                where = getattr(node, "op_type", "") or f"graph {getattr(node, 'name', '')!r}"
+                raise ImportError_(f"ONNX {where}: value {name!r} is not defined")
             t = self.m._tensor(s)
             self.tensors[name] = t
         return t
