@@ -155,6 +155,7 @@ class _Run:
         self.m = module
         self.tensors = tensors
         self.static = static
+        self.eager = tracing() is None  # (a run outside fusejit.trace: values are concrete)
 
     def graph(self, g) -> None:
         """Run the nodes of ``g`` (its inputs and initializers already set)."""
@@ -167,6 +168,11 @@ class _Run:
         names = list(node.input)
         ins = [None if n == "" else self._tensor(n, node) for n in names]
         static = [_ABSENT if n == "" else self.static.get(n) for n in names]
+        if self.eager:  # every value is concrete: small ones serve as build-time values too
+            static = [
+                _numpy_of(t) if v is None and t.numel() <= _STATIC_INPUT_MAX else v
+                for v, t in zip(static, ins)
+            ]
         outs_names = list(node.output)
         where = f"ONNX {node.op_type} node {node.name!r}" if node.name else f"ONNX {node.op_type}"
         if node.op_type in _SHAPE_OPS:
