@@ -334,7 +334,11 @@ class OnnxModule:
         g = self.model.graph
         run = _Run(self, dict(self._init_tensors), dict(self.initializers))
         for i, (name, t) in enumerate(zip(self.input_names, tensors)):
-            run._set(name, t, _numpy_of(t) if i in self._static_inputs else None)
+            value = None
+            if i in self._static_inputs:  # (the traces are per its value: no trace warning)
+                with recording(None):
+                    value = _numpy_of(t)
+            run._set(name, t, value)
         run.graph(g)
         return tuple(run._tensor(name, g) for name in self.output_names), run
 
