@@ -291,6 +291,8 @@ class OnnxModule:
         self._static_inputs: set = set()
         self._device = self._tensor(np.zeros(0, np.float32)).device
         self._traced: dict = {}
+        # (shape, dtype, device) per input -> traced function, for calls with tensors only
+        self._fast: dict = {}
         self._last = None
 
     def _tensor(self, a: np.ndarray) -> Tensor:
@@ -350,6 +352,14 @@ class OnnxModule:
         return outs[0] if len(outs) == 1 else outs  # (a saved archive returns the same)
 
     def __call__(self, *args, **kwargs):
+        if not kwargs:  # fast path: tensors of a signature traced before
+            try:
+                fn = self._fast[tuple([(a.shape, a.dtype, a.device) for a in args])]
+            except (KeyError, AttributeError, TypeError):
+                pass
+            else:
+                if all(isinstance(a, Tensor) for a in args):
+                    return fn(*args)
         tensors = self._inputs(args, kwargs)
         try:
             outs = self._call(tensors)
@@ -361,14 +371,15 @@ class OnnxModule:
                 raise
             self._static_inputs |= small
             self._traced.clear()
+            self._fast.clear()
             outs = self._call(tensors)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _call(self, tensors: list) -> tuple:
         if self.eager:
             return self.run_eager(*tensors)
-        key = tuple((tuple(t.shape), t.dtype.name, str(t.device)) for t in tensors)
-        key += tuple(_numpy_of(tensors[i]).tobytes() for i in sorted(self._static_inputs))
+        sig = tuple([(t.shape, t.dtype, t.device) for t in tensors])
+        key = sig + tuple(_numpy_of(tensors[i]).tobytes() for i in sorted(self._static_inputs))
         fn = self._traced.get(key)
         if fn is None:
             import fusejit  # (the package's namespace: this module sits below it)
@@ -384,6 +395,8 @@ class OnnxModule:
             self._traced[key] = fn
         if fn is not self.run_eager:
             self._last = fn
+            if not self._static_inputs and len(tensors) == len(self.input_names):
+                self._fast[sig] = fn
         outs = fn(*tensors)
         return outs if isinstance(outs, tuple) else (outs,)
 
