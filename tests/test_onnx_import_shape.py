@@ -3,7 +3,8 @@
 the others at run time) against onnx's reference evaluator on the same model and inputs,
 exactly (these ops move, select, compare or count values), over the ops' attribute forms,
 opsets and dtypes. The forms that cannot be traced (a ``Compress`` or ``NonZero`` of values
-known only at run time) call the rule eagerly."""
+known only at run time) call the rule eagerly. onnx's own node tests of these ops run in
+``tests/test_onnx_import_node.py``."""
 
 from __future__ import annotations
 
@@ -139,6 +140,13 @@ MOVEMENT = [
     ("Reshape", lambda d: [_data((2, 3, 4), d), _i(0, 0, -1, 2)], {}, (1,), 1, 21),
     ("Reshape", lambda d: [_data((0, 3), d), _i(3, 0)], {"allowzero": 1}, (1,), 1, 21),
     ("Reshape", lambda d: [_data((2, 3), d), _i(-1)], {}, (1,), 1, 13),
+    # no-ops (the rule returns its input: no graph node)
+    ("Reshape", lambda d: [_data((2, 3), d), _i(2, -1)], {}, (1,), 1, 21),
+    ("Transpose", lambda d: [_data((2, 3, 4), d)], {"perm": [0, 1, 2]}, (), 1, 21),
+    ("Expand", lambda d: [_data((3, 2), d), _i(1)], {}, (1,), 1, 21),
+    ("Tile", lambda d: [_data((2, 3), d), _i(1, 1)], {}, (1,), 1, 21),
+    ("Squeeze", lambda d: [_data((2, 3), d)], {}, (), 1, 21),
+    ("Flatten", lambda d: [_data((2, 3), d)], {}, (), 1, 21),
     ("Flatten", lambda d: [_data((2, 3, 4), d)], {}, (), 1, 21),
     ("Flatten", lambda d: [_data((2, 3, 4), d)], {"axis": 0}, (), 1, 21),
     ("Flatten", lambda d: [_data((2, 3, 4), d)], {"axis": -1}, (), 1, 21),
@@ -406,8 +414,11 @@ def test_cast(to, dtype):
     x = _data((3, 4), dtype)
     if dtype in FLOATS:
         x = (x * 50).astype(dtype)
-        if CAST_TO[to] in (np.uint8,):
-            x = np.abs(x)  # (negative floats to unsigned are undefined in C and in ONNX)
+        target = CAST_TO[to]
+        if np.issubdtype(target, np.integer):
+            # (floats outside the target's range convert to undefined values in C and ONNX)
+            info = np.iinfo(target)
+            x = np.clip(x, info.min, info.max).astype(dtype)
     check("Cast", [x], {"to": to})
     check("CastLike", [x, np.zeros(1, CAST_TO[to])])
 

@@ -155,6 +155,7 @@ class _Run:
         self.m = module
         self.tensors = tensors
         self.static = static
+        self.eager = tracing() is None  # (a run outside fusejit.trace: values are concrete)
 
     def graph(self, g) -> None:
         """Run the nodes of ``g`` (its inputs and initializers already set)."""
@@ -167,6 +168,11 @@ class _Run:
         names = list(node.input)
         ins = [None if n == "" else self._tensor(n, node) for n in names]
         static = [_ABSENT if n == "" else self.static.get(n) for n in names]
+        if self.eager:  # every value is concrete: small ones serve as build-time values too
+            static = [
+                _numpy_of(t) if v is None and t.numel() <= _STATIC_INPUT_MAX else v
+                for v, t in zip(static, ins)
+            ]
         outs_names = list(node.output)
         where = f"ONNX {node.op_type} node {node.name!r}" if node.name else f"ONNX {node.op_type}"
         if node.op_type in _SHAPE_OPS:
@@ -212,7 +218,8 @@ class _Run:
         if t is None:
             s = self.static.get(name)
             if s is None:
-                raise ImportError_(f"ONNX {node.op_type}: input {name!r} is not defined")
+                where = getattr(node, "op_type", "") or f"graph {getattr(node, 'name', '')!r}"
+                raise ImportError_(f"ONNX {where}: value {name!r} is not defined")
             t = self.m._tensor(s)
             self.tensors[name] = t
         return t
@@ -284,6 +291,8 @@ class OnnxModule:
         self._static_inputs: set = set()
         self._device = self._tensor(np.zeros(0, np.float32)).device
         self._traced: dict = {}
+        # (shape, dtype, device) per input -> traced function, for calls with tensors only
+        self._fast: dict = {}
         self._last = None
 
     def _tensor(self, a: np.ndarray) -> Tensor:
@@ -327,7 +336,11 @@ class OnnxModule:
         g = self.model.graph
         run = _Run(self, dict(self._init_tensors), dict(self.initializers))
         for i, (name, t) in enumerate(zip(self.input_names, tensors)):
-            run._set(name, t, _numpy_of(t) if i in self._static_inputs else None)
+            value = None
+            if i in self._static_inputs:  # (the traces are per its value: no trace warning)
+                with recording(None):
+                    value = _numpy_of(t)
+            run._set(name, t, value)
         run.graph(g)
         return tuple(run._tensor(name, g) for name in self.output_names), run
 
@@ -339,6 +352,14 @@ class OnnxModule:
         return outs[0] if len(outs) == 1 else outs  # (a saved archive returns the same)
 
     def __call__(self, *args, **kwargs):
+        if not kwargs:  # fast path: tensors of a signature traced before
+            try:
+                fn = self._fast[tuple([(a.shape, a.dtype, a.device) for a in args])]
+            except (KeyError, AttributeError, TypeError):
+                pass
+            else:
+                if all(isinstance(a, Tensor) for a in args):
+                    return fn(*args)
         tensors = self._inputs(args, kwargs)
         try:
             outs = self._call(tensors)
@@ -350,14 +371,15 @@ class OnnxModule:
                 raise
             self._static_inputs |= small
             self._traced.clear()
+            self._fast.clear()
             outs = self._call(tensors)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _call(self, tensors: list) -> tuple:
         if self.eager:
             return self.run_eager(*tensors)
-        key = tuple((tuple(t.shape), t.dtype.name, str(t.device)) for t in tensors)
-        key += tuple(_numpy_of(tensors[i]).tobytes() for i in sorted(self._static_inputs))
+        sig = tuple([(t.shape, t.dtype, t.device) for t in tensors])
+        key = sig + tuple(_numpy_of(tensors[i]).tobytes() for i in sorted(self._static_inputs))
         fn = self._traced.get(key)
         if fn is None:
             import fusejit  # (the package's namespace: this module sits below it)
@@ -373,6 +395,8 @@ class OnnxModule:
             self._traced[key] = fn
         if fn is not self.run_eager:
             self._last = fn
+            if not self._static_inputs and len(tensors) == len(self.input_names):
+                self._fast[sig] = fn
         outs = fn(*tensors)
         return outs if isinstance(outs, tuple) else (outs,)
 

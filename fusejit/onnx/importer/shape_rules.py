@@ -150,7 +150,13 @@ def _reshape(ctx: NodeContext, x, shape=None):
         out[out.index(-1)] = total // known
     if math.prod(out) != math.prod(dims):
         raise ctx.unsupported(f"shape {target} for an input of shape {tuple(dims)}")
-    return fusejit.reshape(x, tuple(out))
+    return _reshaped(x, out)
+
+
+def _reshaped(x, shape):
+    """``x`` in ``shape``; ``x`` itself when it has that shape already (no graph node)."""
+    shape = tuple(int(s) for s in shape)
+    return x if shape == tuple(_shape(x)) else fusejit.reshape(x, shape)
 
 
 @onnx_op("Flatten")
@@ -161,7 +167,7 @@ def _flatten(ctx: NodeContext, x):
         axis += len(dims)
     if not 0 <= axis <= len(dims):
         raise ctx.unsupported(f"axis {ctx.attr('axis', 1)} for a rank-{len(dims)} input")
-    return fusejit.reshape(x, (math.prod(dims[:axis]), math.prod(dims[axis:])))
+    return _reshaped(x, (math.prod(dims[:axis]), math.prod(dims[axis:])))
 
 
 @onnx_op("Transpose")
@@ -169,7 +175,7 @@ def _transpose(ctx: NodeContext, x):
     n = x.ndim
     perm = ctx.attr("perm", None)
     perm = list(range(n - 1, -1, -1)) if perm is None else [_axis(ctx, p, n, "perm") for p in perm]
-    return fusejit.permute(x, tuple(perm))
+    return x if perm == list(range(n)) else fusejit.permute(x, tuple(perm))
 
 
 def _axes_of(ctx: NodeContext, index: int, optional: bool) -> list[int] | None:
@@ -195,7 +201,7 @@ def _squeeze(ctx: NodeContext, x, axes=None):
             if dims[a] != 1:
                 raise ctx.unsupported(f"squeezing axis {a} of size {dims[a]}")
         keep = [s for i, s in enumerate(dims) if i not in drop]
-    return fusejit.reshape(x, tuple(keep))
+    return _reshaped(x, keep)
 
 
 @onnx_op("Unsqueeze")
@@ -215,8 +221,8 @@ def _unsqueeze(ctx: NodeContext, x, axes=None):
 @onnx_op("Expand")
 def _expand(ctx: NodeContext, x, shape=None):
     target = tuple(_ints(ctx.static(1, "shape")))
-    out = fusejit.broadcast_shapes(tuple(_shape(x)), target)
-    return fusejit.broadcast_to(x, tuple(out))
+    out = tuple(fusejit.broadcast_shapes(tuple(_shape(x)), target))
+    return x if out == tuple(_shape(x)) else fusejit.broadcast_to(x, out)
 
 
 @onnx_op("Tile")
@@ -226,7 +232,7 @@ def _tile(ctx: NodeContext, x, repeats=None, axis=None):
     reps = _ints(ctx.static(1, "repeats"))
     if len(reps) != x.ndim:
         raise ctx.unsupported(f"repeats {reps} for a rank-{x.ndim} input")
-    return fusejit.tile(x, tuple(reps))
+    return x if all(r == 1 for r in reps) else fusejit.tile(x, tuple(reps))
 
 
 @onnx_op("Concat")
