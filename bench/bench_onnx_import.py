@@ -17,10 +17,11 @@ onnxruntime's CPU session on the same ``.onnx`` file, all in one process.
 
 Outputs are compared (allclose) before anything is timed. Timing: after warm-up calls, each
 round calls every contender of a row ``--number`` times in turn (alternating, so load on a
-shared machine hits all of them alike); min and median of the per-call time over ``--repeat``
-rounds are printed, ratios from the medians (> 1: the imported model is faster). The first call
-of each imported model (load + trace + compile, with the kernel cache as found:
-``FUSEJIT_CACHE_DIR``) is printed as well.
+shared machine hits all of them alike; the order rotates each round and each batch starts after
+a short pause, as spinning threads of the one before slow the next); min and median of the
+per-call time over ``--repeat`` rounds are printed, ratios from the medians (> 1: the imported
+model is faster). The first call of each imported model (load + trace + compile, with the
+kernel cache as found: ``FUSEJIT_CACHE_DIR``) is printed as well.
 
     PYTHONPATH=. python bench/bench_onnx_import.py                 # everything, 2048 x 2048 blocks
     PYTHONPATH=. python bench/bench_onnx_import.py --quick         # small sizes, few rounds
@@ -90,14 +91,23 @@ def set_threads(n: int) -> None:
         cpu_kernels.set_threads(n)
 
 
-def bench(fns: dict, repeat: int, number: int, warmup: int = 2) -> dict:
-    """{name: (min ms, median ms)} per call, the contenders alternating round by round."""
+def bench(fns: dict, repeat: int, number: int, warmup: int = 2, settle: float = 0.01) -> dict:
+    """{name: (min ms, median ms)} per call, the contenders alternating round by round.
+
+    The order rotates each round and each batch starts after a ``settle`` s pause: threads of
+    the previous contender (onnxruntime's intra-op pool, OpenBLAS) spin for a while after
+    their work, and on a busy machine that slowed whatever ran next by up to 30x (the MLP of
+    ``--quick``: 12 ms right after onnxruntime's default session, 0.4 ms otherwise).
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
+    names = list(fns)
     ts: dict = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
+    for i in range(repeat):
+        for k in names[i % len(names) :] + names[: i % len(names)]:
+            fn = fns[k]
+            time.sleep(settle)
             t0 = time.perf_counter()
             for _ in range(number):
                 fn()
