@@ -94,10 +94,10 @@ def set_threads(n: int) -> None:
 def bench(fns: dict, repeat: int, number: int, warmup: int = 2, settle: float = 0.01) -> dict:
     """{name: (min ms, median ms)} per call, the contenders alternating round by round.
 
-    The order rotates each round and each batch starts after a ``settle`` s pause: threads of
-    the previous contender (onnxruntime's intra-op pool, OpenBLAS) spin for a while after
-    their work, and on a busy machine that slowed whatever ran next by up to 30x (the MLP of
-    ``--quick``: 12 ms right after onnxruntime's default session, 0.4 ms otherwise).
+    The order rotates each round and each batch starts after a ``settle`` s pause: on a busy
+    machine, threads of one contender (onnxruntime's intra-op pool, OpenBLAS) were seen to slow
+    whatever ran next by up to 30x (the MLP of ``--quick``: 12 ms right after onnxruntime's
+    default session, 0.4 ms otherwise).
     """
     for fn in fns.values():
         for _ in range(warmup):
