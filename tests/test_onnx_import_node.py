@@ -23,7 +23,6 @@ from onnx_node_cases import cases, missing_dtype, run_case, selected  # noqa: E4
 from fusejit.onnx.importer import ImportError_  # noqa: E402
 
 _3D = "3-D convolutions (fusejit's convolutions are 1-D and 2-D)"
-_INDICES = "MaxPool's Indices output (fusejit's max_pool2d indices are per plane)"
 _RANDOM = "Dropout in training mode draws a random mask (onnx's comes from numpy's generator)"
 
 # case -> why it is expected to fail
@@ -32,8 +31,6 @@ XFAIL: dict[str, str] = {
     # rounds after each numpy float16 op: two of 192 outputs differ by 1 ulp (1.2e-3 > rtol)
     "test_attention_4d_causal_fp16_expanded": "float16 opmath: 1 ulp from the reference",
     "test_convtranspose_3d": _3D,
-    "test_maxpool_with_argmax_2d_precomputed_pads": _INDICES,
-    "test_maxpool_with_argmax_2d_precomputed_strides": _INDICES,
     "test_training_dropout": _RANDOM,
     "test_training_dropout_default": _RANDOM,
     "test_training_dropout_default_mask": _RANDOM,

@@ -7,7 +7,9 @@ the graph's nodes in order, each through its rule (``registry.IMPORT_RULES``), u
 graph. While the graph runs, each value's build-time numpy value is tracked where it is known
 (initializers, ``Constant``, ``Shape`` / ``Size`` of a traced tensor, whose shape is concrete,
 and the outputs of a node all of whose inputs are known): rules read shapes, axes and pads from
-it, and such nodes are folded (computed once, their results captured as constants).
+it, and such nodes are folded (computed once, their results captured as constants). GELU in
+its erf form (``0.5 * x * (1 + erf(x / sqrt(2)))``, as exporters write it) becomes fusejit's
+``gelu`` when traced (one primitive of the fused kernel; the nodes it replaces are dead code).
 
 ``onnx`` is imported here only (``fusejit.onnx`` imports this module when ``load`` is called).
 """
@@ -156,6 +158,48 @@ class _Run:
         self.tensors = tensors
         self.static = static
         self.eager = tracing() is None  # (a run outside fusejit.trace: values are concrete)
+        self.producer: dict = {}  # value name -> the node computing it
+
+    def _scalar(self, name: str, want: float, tol: float = 1e-6) -> bool:
+        v = self.static.get(name)
+        return v is not None and v.size == 1 and abs(float(v.reshape(-1)[0]) - want) <= tol
+
+    def _pair(self, node, want: float, tol: float = 1e-6):
+        """The other input of binary ``node`` whose one input is the constant ``want``."""
+        a, b = node.input
+        if self._scalar(a, want, tol):
+            return b
+        if self._scalar(b, want, tol):
+            return a
+        return None
+
+    def _gelu_input(self, names: list):
+        """``x`` when Mul(names) is 0.5 * x * (1 + erf(x / sqrt(2))) (how GELU's erf form is
+        exported, by fusejit and others) over a float ``x``, else None."""
+        if len(names) != 2:
+            return None
+        for half_name, rest_name in (names, names[::-1]):
+            half, rest = self.producer.get(half_name), self.producer.get(rest_name)
+            if half is None or rest is None or half.op_type != "Mul" or rest.op_type != "Add":
+                continue
+            x = self._pair(half, 0.5)
+            erf_name = self._pair(rest, 1.0)
+            erf = self.producer.get(erf_name) if erf_name else None
+            if x is None or erf is None or erf.op_type != "Erf":
+                continue
+            scaled = self.producer.get(erf.input[0])
+            if scaled is None or scaled.op_type not in ("Mul", "Div"):
+                continue
+            if scaled.op_type == "Mul":
+                inner = self._pair(scaled, 0.7071067811865476, 1e-6)
+            else:
+                inner = (
+                    scaled.input[0] if self._scalar(scaled.input[1], 1.4142135623730951) else None
+                )
+            t = self.tensors.get(x)
+            if inner == x and t is not None and t.dtype.is_floating_point:
+                return t
+        return None
 
     def graph(self, g) -> None:
         """Run the nodes of ``g`` (its inputs and initializers already set)."""
@@ -184,6 +228,15 @@ class _Run:
                 value = np.array(int(np.prod(x.shape, dtype=np.int64)), np.int64)
             self._set(outs_names[0], None, value)
             return
+        for name in node.output:
+            self.producer[name] = node
+        if node.op_type == "Mul" and not self.eager:
+            x = self._gelu_input(names)
+            if x is not None:  # the erf form of GELU: fusejit's gelu, one primitive
+                import fusejit  # (the package's namespace: this module sits below it)
+
+                self._set(node.output[0], fusejit.gelu(x), None)
+                return
         rule = IMPORT_RULES[node.op_type]
         ctx = NodeContext(
             node.op_type, attrs, m.opset, static, len(outs_names), m.device, node.name,

@@ -322,14 +322,14 @@ def _pool_geometry(ctx: NodeContext, x: Tensor, n: int):
 
 @onnx_op("MaxPool")
 def _max_pool(ctx: NodeContext, x):
-    if ctx.n_outputs > 1:
-        raise ctx.unsupported("the Indices output")
-    if ctx.attr("storage_order", 0):
-        raise ctx.unsupported("storage_order=1")
     n = _spatial(ctx, x, 3)
     k, s, d, pads, extra = _pool_geometry(ctx, x, n)
     low = -math.inf if x.dtype.is_floating_point else int(fusejit.iinfo(x.dtype).min)
     xp = _pad_input(x, [(b, e + x_) for (b, e), x_ in zip(pads, extra)], low)
+    if ctx.n_outputs > 1:
+        return _max_pool_indices(ctx, x, xp, k, s, d, pads, extra)
+    if ctx.attr("storage_order", 0):
+        raise ctx.unsupported("storage_order=1 without the Indices output")
     if n == 3:
         y = _window_reduce(xp, k, s, d, fusejit.maximum)
     elif n == 1:
@@ -337,6 +337,35 @@ def _max_pool(ctx: NodeContext, x):
     else:
         y = F.max_pool2d(xp, tuple(k), tuple(s), 0, tuple(d))
     return y
+
+
+def _max_pool_indices(ctx, x, xp, k, s, d, pads, extra):
+    """MaxPool with its Indices output: each window's first maximum and its flat index into
+    ``x`` (row-major, or with ``storage_order=1`` column-major over the spatial dims)."""
+    shape = tuple(x.shape)
+    flat = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    if ctx.attr("storage_order", 0):  # (the spatial dims counted column-major)
+        n_c = shape[0] * shape[1]
+        plane = np.arange(int(np.prod(shape[2:])), dtype=np.int64)
+        plane = plane.reshape(shape[2:][::-1]).transpose()
+        flat = (np.arange(n_c, dtype=np.int64).reshape(shape[:2] + (1,) * (len(shape) - 2))
+                * plane.size + plane)  # fmt: skip
+    widths = [(0, 0), (0, 0)] + [(b, e + x_) for (b, e), x_ in zip(pads, extra)]
+    idx = fusejit.tensor(np.pad(flat, widths, constant_values=-1), device=x.device)
+    n = len(k)
+    outs = [(xp.shape[2 + i] - (k[i] - 1) * d[i] - 1) // s[i] + 1 for i in range(n)]
+    best = where = None
+    for offset in np.ndindex(*k):
+        sl = (slice(None), slice(None)) + tuple(
+            slice(j * d[i], j * d[i] + (outs[i] - 1) * s[i] + 1, s[i]) for i, j in enumerate(offset)
+        )
+        v, i_ = xp[sl], idx[sl]
+        if best is None:
+            best, where = v, i_
+        else:
+            better = v > best
+            best, where = fusejit.where(better, v, best), fusejit.where(better, i_, where)
+    return best, where
 
 
 def _window_counts(size: list, k, s, d, lo: list, hi: list, pads, extra) -> np.ndarray:
