@@ -26,7 +26,7 @@ FAMILIES = {
         ReduceLogSum ReduceLogSumExp ReduceSumSquare ArgMax ArgMin CumSum TopK""",
     "nn": """Softmax LogSoftmax Hardmax MatMul Gemm Einsum LayerNormalization RMSNormalization
         BatchNormalization InstanceNormalization GroupNormalization Conv ConvTranspose MaxPool
-        AveragePool GlobalAveragePool GlobalMaxPool Dropout LpNormalization
+        AveragePool LpPool GlobalAveragePool GlobalMaxPool Dropout LpNormalization
         NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss""",
     "shape/movement": """Reshape Flatten Transpose Squeeze Unsqueeze Concat Split Slice Expand
         Tile Pad Shape Size DepthToSpace SpaceToDepth Trilu Identity ReverseSequence""",
@@ -35,6 +35,7 @@ FAMILIES = {
     "logic": """Equal Less Greater LessOrEqual GreaterOrEqual And Or Xor Not BitwiseAnd
         BitwiseOr BitwiseXor BitwiseNot BitShift""",
     "creation": """Constant ConstantOfShape Range EyeLike Cast CastLike""",
+    "control flow": """If Loop""",
 }
 FAMILY = {op: fam for fam, ops in FAMILIES.items() for op in ops.split()}
 COVERED = frozenset(FAMILY)
@@ -51,6 +52,27 @@ def cases() -> dict:
     return {
         c.name: c for c in found if all(n.domain in ("", "ai.onnx") for n in c.model.graph.node)
     }
+
+
+def op_types(case) -> set:
+    """The op types of a case's model, its subgraphs' (If / Loop bodies) included."""
+    import onnx
+
+    found, graphs = set(), [case.model.graph]
+    while graphs:
+        g = graphs.pop()
+        for n in g.node:
+            found.add(n.op_type)
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    graphs.append(a.g)
+                graphs.extend(a.graphs)
+    return found
+
+
+def selected(case) -> bool:
+    """Whether a case counts: all its ops (subgraphs' included) lie in ``COVERED``."""
+    return op_types(case) <= COVERED
 
 
 def op_of(case) -> str | None:

@@ -18,13 +18,11 @@ import pytest
 
 pytest.importorskip("onnx", reason="the ONNX node tests need the onnx package")
 
-from onnx_node_cases import COVERED, cases, missing_dtype, run_case  # noqa: E402
+from onnx_node_cases import cases, missing_dtype, run_case, selected  # noqa: E402
 
 from fusejit.onnx.importer import ImportError_  # noqa: E402
 
 _3D = "3-D convolutions (fusejit's convolutions are 1-D and 2-D)"
-_POOL_3D = "3-D pools (fusejit's pools are 1-D and 2-D)"
-_INDICES = "MaxPool's Indices output (fusejit's max_pool2d indices are per plane)"
 _RANDOM = "Dropout in training mode draws a random mask (onnx's comes from numpy's generator)"
 
 # case -> why it is expected to fail
@@ -32,19 +30,7 @@ XFAIL: dict[str, str] = {
     # float16 ops compute in float32 and round once (fusejit's opmath); onnx's reference
     # rounds after each numpy float16 op: two of 192 outputs differ by 1 ulp (1.2e-3 > rtol)
     "test_attention_4d_causal_fp16_expanded": "float16 opmath: 1 ulp from the reference",
-    "test_averagepool_3d_default": _POOL_3D,
-    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False": _POOL_3D,
-    "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True": _POOL_3D,
-    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False": _POOL_3D,
-    "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True": _POOL_3D,
-    "test_averagepool_3d_dilations_small": _POOL_3D,
-    "test_maxpool_3d_default": _POOL_3D,
-    "test_maxpool_3d_dilations": _POOL_3D,
-    "test_maxpool_3d_dilations_use_ref_impl": _POOL_3D,
-    "test_maxpool_3d_dilations_use_ref_impl_large": _POOL_3D,
     "test_convtranspose_3d": _3D,
-    "test_maxpool_with_argmax_2d_precomputed_pads": _INDICES,
-    "test_maxpool_with_argmax_2d_precomputed_strides": _INDICES,
     "test_training_dropout": _RANDOM,
     "test_training_dropout_default": _RANDOM,
     "test_training_dropout_default_mask": _RANDOM,
@@ -53,11 +39,7 @@ XFAIL: dict[str, str] = {
 
 
 def _selected() -> list[str]:
-    return [
-        name
-        for name, case in sorted(cases().items())
-        if {n.op_type for n in case.model.graph.node} <= COVERED
-    ]
+    return [name for name, case in sorted(cases().items()) if selected(case)]
 
 
 NAMES = _selected()

@@ -7,7 +7,9 @@ the graph's nodes in order, each through its rule (``registry.IMPORT_RULES``), u
 graph. While the graph runs, each value's build-time numpy value is tracked where it is known
 (initializers, ``Constant``, ``Shape`` / ``Size`` of a traced tensor, whose shape is concrete,
 and the outputs of a node all of whose inputs are known): rules read shapes, axes and pads from
-it, and such nodes are folded (computed once, their results captured as constants).
+it, and such nodes are folded (computed once, their results captured as constants). GELU in
+its erf form (``0.5 * x * (1 + erf(x / sqrt(2)))``, as exporters write it) becomes fusejit's
+``gelu`` when traced (one primitive of the fused kernel; the nodes it replaces are dead code).
 
 ``onnx`` is imported here only (``fusejit.onnx`` imports this module when ``load`` is called).
 """
@@ -155,6 +157,49 @@ class _Run:
         self.m = module
         self.tensors = tensors
         self.static = static
+        self.eager = tracing() is None  # (a run outside fusejit.trace: values are concrete)
+        self.producer: dict = {}  # value name -> the node computing it
+
+    def _scalar(self, name: str, want: float, tol: float = 1e-6) -> bool:
+        v = self.static.get(name)
+        return v is not None and v.size == 1 and abs(float(v.reshape(-1)[0]) - want) <= tol
+
+    def _pair(self, node, want: float, tol: float = 1e-6):
+        """The other input of binary ``node`` whose one input is the constant ``want``."""
+        a, b = node.input
+        if self._scalar(a, want, tol):
+            return b
+        if self._scalar(b, want, tol):
+            return a
+        return None
+
+    def _gelu_input(self, names: list):
+        """``x`` when Mul(names) is 0.5 * x * (1 + erf(x / sqrt(2))) (how GELU's erf form is
+        exported, by fusejit and others) over a float ``x``, else None."""
+        if len(names) != 2:
+            return None
+        for half_name, rest_name in (names, names[::-1]):
+            half, rest = self.producer.get(half_name), self.producer.get(rest_name)
+            if half is None or rest is None or half.op_type != "Mul" or rest.op_type != "Add":
+                continue
+            x = self._pair(half, 0.5)
+            erf_name = self._pair(rest, 1.0)
+            erf = self.producer.get(erf_name) if erf_name else None
+            if x is None or erf is None or erf.op_type != "Erf":
+                continue
+            scaled = self.producer.get(erf.input[0])
+            if scaled is None or scaled.op_type not in ("Mul", "Div"):
+                continue
+            if scaled.op_type == "Mul":
+                inner = self._pair(scaled, 0.7071067811865476, 1e-6)
+            else:
+                inner = (
+                    scaled.input[0] if self._scalar(scaled.input[1], 1.4142135623730951) else None
+                )
+            t = self.tensors.get(x)
+            if inner == x and t is not None and t.dtype.is_floating_point:
+                return t
+        return None
 
     def graph(self, g) -> None:
         """Run the nodes of ``g`` (its inputs and initializers already set)."""
@@ -167,6 +212,11 @@ class _Run:
         names = list(node.input)
         ins = [None if n == "" else self._tensor(n, node) for n in names]
         static = [_ABSENT if n == "" else self.static.get(n) for n in names]
+        if self.eager:  # every value is concrete: small ones serve as build-time values too
+            static = [
+                _numpy_of(t) if v is None and t.numel() <= _STATIC_INPUT_MAX else v
+                for v, t in zip(static, ins)
+            ]
         outs_names = list(node.output)
         where = f"ONNX {node.op_type} node {node.name!r}" if node.name else f"ONNX {node.op_type}"
         if node.op_type in _SHAPE_OPS:
@@ -178,6 +228,15 @@ class _Run:
                 value = np.array(int(np.prod(x.shape, dtype=np.int64)), np.int64)
             self._set(outs_names[0], None, value)
             return
+        for name in node.output:
+            self.producer[name] = node
+        if node.op_type == "Mul" and not self.eager:
+            x = self._gelu_input(names)
+            if x is not None:  # the erf form of GELU: fusejit's gelu, one primitive
+                import fusejit  # (the package's namespace: this module sits below it)
+
+                self._set(node.output[0], fusejit.gelu(x), None)
+                return
         rule = IMPORT_RULES[node.op_type]
         ctx = NodeContext(
             node.op_type, attrs, m.opset, static, len(outs_names), m.device, node.name,
@@ -212,7 +271,8 @@ class _Run:
         if t is None:
             s = self.static.get(name)
             if s is None:
-                raise ImportError_(f"ONNX {node.op_type}: input {name!r} is not defined")
+                where = getattr(node, "op_type", "") or f"graph {getattr(node, 'name', '')!r}"
+                raise ImportError_(f"ONNX {where}: value {name!r} is not defined")
             t = self.m._tensor(s)
             self.tensors[name] = t
         return t
@@ -284,6 +344,8 @@ class OnnxModule:
         self._static_inputs: set = set()
         self._device = self._tensor(np.zeros(0, np.float32)).device
         self._traced: dict = {}
+        # (shape, dtype, device) per input -> traced function, for calls with tensors only
+        self._fast: dict = {}
         self._last = None
 
     def _tensor(self, a: np.ndarray) -> Tensor:
@@ -327,7 +389,11 @@ class OnnxModule:
         g = self.model.graph
         run = _Run(self, dict(self._init_tensors), dict(self.initializers))
         for i, (name, t) in enumerate(zip(self.input_names, tensors)):
-            run._set(name, t, _numpy_of(t) if i in self._static_inputs else None)
+            value = None
+            if i in self._static_inputs:  # (the traces are per its value: no trace warning)
+                with recording(None):
+                    value = _numpy_of(t)
+            run._set(name, t, value)
         run.graph(g)
         return tuple(run._tensor(name, g) for name in self.output_names), run
 
@@ -339,6 +405,14 @@ class OnnxModule:
         return outs[0] if len(outs) == 1 else outs  # (a saved archive returns the same)
 
     def __call__(self, *args, **kwargs):
+        if not kwargs:  # fast path: tensors of a signature traced before
+            try:
+                fn = self._fast[tuple([(a.shape, a.dtype, a.device) for a in args])]
+            except (KeyError, AttributeError, TypeError):
+                pass
+            else:
+                if all(isinstance(a, Tensor) for a in args):
+                    return fn(*args)
         tensors = self._inputs(args, kwargs)
         try:
             outs = self._call(tensors)
@@ -350,14 +424,15 @@ class OnnxModule:
                 raise
             self._static_inputs |= small
             self._traced.clear()
+            self._fast.clear()
             outs = self._call(tensors)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _call(self, tensors: list) -> tuple:
         if self.eager:
             return self.run_eager(*tensors)
-        key = tuple((tuple(t.shape), t.dtype.name, str(t.device)) for t in tensors)
-        key += tuple(_numpy_of(tensors[i]).tobytes() for i in sorted(self._static_inputs))
+        sig = tuple([(t.shape, t.dtype, t.device) for t in tensors])
+        key = sig + tuple(_numpy_of(tensors[i]).tobytes() for i in sorted(self._static_inputs))
         fn = self._traced.get(key)
         if fn is None:
             import fusejit  # (the package's namespace: this module sits below it)
@@ -373,6 +448,8 @@ class OnnxModule:
             self._traced[key] = fn
         if fn is not self.run_eager:
             self._last = fn
+            if not self._static_inputs and len(tensors) == len(self.input_names):
+                self._fast[sig] = fn
         outs = fn(*tensors)
         return outs if isinstance(outs, tuple) else (outs,)
 

@@ -215,11 +215,26 @@ def _as_2d(x: Tensor, n: int) -> Tensor:
     return x.unsqueeze(2) if n == 1 else x
 
 
-def _spatial(ctx: NodeContext, x: Tensor) -> int:
+def _spatial(ctx: NodeContext, x: Tensor, most: int = 2) -> int:
     n = len(x.shape) - 2
-    if n not in (1, 2):
-        raise ctx.unsupported(f"{n}-D input (1-D and 2-D are)")
+    if not 1 <= n <= most:
+        raise ctx.unsupported(f"{n}-D input (1-D to {most}-D are)")
     return n
+
+
+def _window_reduce(xp: Tensor, k: list, s: list, d: list, combine) -> Tensor:
+    """``combine`` over each window of padded ``xp`` [N, C, *spatial] (any spatial rank): one
+    strided slice per kernel offset, combined elementwise (3-D pools)."""
+    n = len(k)
+    outs = [(xp.shape[2 + i] - (k[i] - 1) * d[i] - 1) // s[i] + 1 for i in range(n)]
+    acc = None
+    for offset in np.ndindex(*k):
+        idx = tuple(
+            slice(j * d[i], j * d[i] + (outs[i] - 1) * s[i] + 1, s[i]) for i, j in enumerate(offset)
+        )
+        part = xp[(slice(None), slice(None), *idx)]
+        acc = part if acc is None else combine(acc, part)
+    return acc
 
 
 @onnx_op("Conv")
@@ -307,19 +322,50 @@ def _pool_geometry(ctx: NodeContext, x: Tensor, n: int):
 
 @onnx_op("MaxPool")
 def _max_pool(ctx: NodeContext, x):
-    if ctx.n_outputs > 1:
-        raise ctx.unsupported("the Indices output")
-    if ctx.attr("storage_order", 0):
-        raise ctx.unsupported("storage_order=1")
-    n = _spatial(ctx, x)
+    n = _spatial(ctx, x, 3)
     k, s, d, pads, extra = _pool_geometry(ctx, x, n)
     low = -math.inf if x.dtype.is_floating_point else int(fusejit.iinfo(x.dtype).min)
     xp = _pad_input(x, [(b, e + x_) for (b, e), x_ in zip(pads, extra)], low)
-    if n == 1:
+    if ctx.n_outputs > 1:
+        return _max_pool_indices(ctx, x, xp, k, s, d, pads, extra)
+    if ctx.attr("storage_order", 0):
+        raise ctx.unsupported("storage_order=1 without the Indices output")
+    if n == 3:
+        y = _window_reduce(xp, k, s, d, fusejit.maximum)
+    elif n == 1:
         y = F.max_pool2d(xp.unsqueeze(2), (1, k[0]), (1, s[0]), 0, (1, d[0])).squeeze(2)
     else:
         y = F.max_pool2d(xp, tuple(k), tuple(s), 0, tuple(d))
     return y
+
+
+def _max_pool_indices(ctx, x, xp, k, s, d, pads, extra):
+    """MaxPool with its Indices output: each window's first maximum and its flat index into
+    ``x`` (row-major, or with ``storage_order=1`` column-major over the spatial dims)."""
+    shape = tuple(x.shape)
+    flat = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    if ctx.attr("storage_order", 0):  # (the spatial dims counted column-major)
+        n_c = shape[0] * shape[1]
+        plane = np.arange(int(np.prod(shape[2:])), dtype=np.int64)
+        plane = plane.reshape(shape[2:][::-1]).transpose()
+        flat = (np.arange(n_c, dtype=np.int64).reshape(shape[:2] + (1,) * (len(shape) - 2))
+                * plane.size + plane)  # fmt: skip
+    widths = [(0, 0), (0, 0)] + [(b, e + x_) for (b, e), x_ in zip(pads, extra)]
+    idx = fusejit.tensor(np.pad(flat, widths, constant_values=-1), device=x.device)
+    n = len(k)
+    outs = [(xp.shape[2 + i] - (k[i] - 1) * d[i] - 1) // s[i] + 1 for i in range(n)]
+    best = where = None
+    for offset in np.ndindex(*k):
+        sl = (slice(None), slice(None)) + tuple(
+            slice(j * d[i], j * d[i] + (outs[i] - 1) * s[i] + 1, s[i]) for i, j in enumerate(offset)
+        )
+        v, i_ = xp[sl], idx[sl]
+        if best is None:
+            best, where = v, i_
+        else:
+            better = v > best
+            best, where = fusejit.where(better, v, best), fusejit.where(better, i_, where)
+    return best, where
 
 
 def _window_counts(size: list, k, s, d, lo: list, hi: list, pads, extra) -> np.ndarray:
@@ -339,10 +385,18 @@ def _window_counts(size: list, k, s, d, lo: list, hi: list, pads, extra) -> np.n
 
 @onnx_op("AveragePool")
 def _avg_pool(ctx: NodeContext, x):
-    n = _spatial(ctx, x)
+    n = _spatial(ctx, x, 3)
     k, s, d, pads, extra = _pool_geometry(ctx, x, n)
     size = list(x.shape[2:])
     xp = _pad_input(x, [(b, e + x_) for (b, e), x_ in zip(pads, extra)], 0.0)
+    total = _window_sum(xp, n, k, s, d)
+    return _divide_counts(ctx, x, total, n, k, s, d, size, pads, extra)
+
+
+def _window_sum(xp: Tensor, n: int, k: list, s: list, d: list) -> Tensor:
+    """The sum over each window of padded ``xp`` (fusejit's pools where they apply)."""
+    if n == 3:
+        return _window_reduce(xp, k, s, d, fusejit.add)
     x2 = _as_2d(xp, n)
     k2 = (1, k[0]) if n == 1 else tuple(k)
     s2 = (1, s[0]) if n == 1 else tuple(s)
@@ -356,8 +410,11 @@ def _avg_pool(ctx: NodeContext, x):
         total = fusejit.sum(cols.reshape(nb, c, kk, -1), dim=2)
         oh = (x2.shape[2] - (k2[0] - 1) * d2[0] - 1) // s2[0] + 1
         total = total.reshape(nb, c, oh, -1)
-    if n == 1:
-        total = total.squeeze(2)
+    return total.squeeze(2) if n == 1 else total
+
+
+def _divide_counts(ctx, x, total, n, k, s, d, size, pads, extra) -> Tensor:
+    """Window sums ``total`` divided by the elements each window counts."""
     if ctx.attr("count_include_pad", 0):
         lo = [0] * n
         hi = [size[i] + pads[i][0] + pads[i][1] for i in range(n)]
@@ -367,6 +424,16 @@ def _avg_pool(ctx: NodeContext, x):
     counts = _window_counts(size, k, s, d, lo, hi, pads, extra)
     div = fusejit.tensor(counts.astype(np.float64), device=x.device)
     return _keep(total / fusejit.cast(div, x.dtype), x)
+
+
+@onnx_op("LpPool")
+def _lp_pool(ctx: NodeContext, x):
+    n = _spatial(ctx, x, 3)
+    p = ctx.attr("p", 2)
+    k, s, d, pads, extra = _pool_geometry(ctx, x, n)
+    xp = _pad_input(fusejit.abs(x), [(b, e + x_) for (b, e), x_ in zip(pads, extra)], 0.0)
+    total = _window_sum(xp**p if p != 1 else xp, n, k, s, d)
+    return _keep(total ** (1.0 / p) if p != 1 else total, x)
 
 
 @onnx_op("GlobalAveragePool")
