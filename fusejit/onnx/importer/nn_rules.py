@@ -223,17 +223,21 @@ def _spatial(ctx: NodeContext, x: Tensor, most: int = 2) -> int:
 
 
 def _window_reduce(xp: Tensor, k: list, s: list, d: list, combine) -> Tensor:
-    """``combine`` over each window of padded ``xp`` [N, C, *spatial] (any spatial rank): one
-    strided slice per kernel offset, combined elementwise (3-D pools)."""
-    n = len(k)
-    outs = [(xp.shape[2 + i] - (k[i] - 1) * d[i] - 1) // s[i] + 1 for i in range(n)]
-    acc = None
-    for offset in np.ndindex(*k):
-        idx = tuple(
-            slice(j * d[i], j * d[i] + (outs[i] - 1) * s[i] + 1, s[i]) for i, j in enumerate(offset)
-        )
-        part = xp[(slice(None), slice(None), *idx)]
-        acc = part if acc is None else combine(acc, part)
+    """``combine`` (max or add) over each window of padded ``xp`` [N, C, *spatial] (any
+    spatial rank): a window is a box, so one spatial dim at a time, one strided slice per
+    kernel offset along it, combined elementwise (3-D pools)."""
+    acc = xp
+    for i in range(len(k)):
+        dim = 2 + i
+        out = (acc.shape[dim] - (k[i] - 1) * d[i] - 1) // s[i] + 1
+        red = None
+        for j in range(k[i]):
+            part = acc.narrow(dim, j * d[i], (out - 1) * s[i] + 1)
+            if s[i] > 1:
+                idx = (slice(None),) * dim + (slice(None, None, s[i]),)
+                part = part[idx]
+            red = part if red is None else combine(red, part)
+        acc = red
     return acc
 
 
