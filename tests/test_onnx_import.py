@@ -295,3 +295,24 @@ def test_docstring_examples():
     for mod in (loader, backend):
         res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert res.attempted and not res.failed, mod.__name__
+
+
+@pytest.mark.parametrize("exponent", [1.0, 2.0, 3.0, -1.0, 0.5])
+def test_one_element_constants_become_literals(exponent):
+    """``(x * c1 + c2) ** e`` with one-element float initializers: the fused kernel reads only
+    ``x`` (the constants are literals, the constant exponent multiplies) and the result is
+    onnxruntime's and float64 numpy's."""
+    init = onnx.numpy_helper.from_array
+    inits = [init(np.array([0.5], np.float32), "c1"), init(np.array([1.25], np.float32), "c2"),
+             init(np.array(exponent, np.float32), "e")]  # fmt: skip
+    nodes = [oh.make_node("Mul", ["x", "c1"], ["a"]), oh.make_node("Add", ["c2", "a"], ["b"]),
+             oh.make_node("Pow", ["b", "e"], ["y"])]  # fmt: skip
+    io = [oh.make_tensor_value_info(n, TP.FLOAT, [64, 32]) for n in ("x", "y")]
+    model = _model(nodes, io[:1], io[1:], inits)
+    x = (RNG.standard_normal((64, 32)) * 3).astype(np.float32)
+    m = fonnx.load(model)
+    got = m(x).numpy()
+    assert m.graph.captured == [], m.graph  # no constant is read as a tensor
+    want = (x.astype(np.float64) * 0.5 + 1.25) ** exponent
+    np.testing.assert_allclose(got, want, rtol=4e-7 * 3, atol=0)
+    np.testing.assert_allclose(got, _ort(model, {"x": x})[0], rtol=4e-7 * 3, atol=0)
