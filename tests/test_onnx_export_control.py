@@ -14,6 +14,8 @@ import pytest
 onnx = pytest.importorskip("onnx", reason="fusejit.onnx tests need the onnx package")
 ort = pytest.importorskip("onnxruntime", reason="fusejit.onnx tests need onnxruntime")
 
+from readme_models import scripted_lstm  # noqa: E402
+
 import fusejit  # noqa: E402
 import fusejit.nn as nn  # noqa: E402
 import fusejit.onnx as fonnx  # noqa: E402
@@ -58,24 +60,7 @@ def _op_types(graph) -> set:
 
 
 # control flow ---------------------------------------------------------------------------
-@fusejit.script
-class LSTM(nn.Module):
-    """The README's scripted LSTM (a loop over time, a buffer written row by row)."""
-
-    def __init__(self, n_in, n_hid):
-        super().__init__()
-        self.ih = nn.Linear(n_in, 4 * n_hid)
-        self.hh = nn.Linear(n_hid, 4 * n_hid)
-
-    def forward(self, x, h, c):
-        assert x.shape[-1] == self.ih.in_features, f"expected {self.ih.in_features} features"
-        outs = []
-        for t in range(x.shape[0]):
-            i, f, g, o = (self.ih(x[t]) + self.hh(h)).chunk(4, 1)
-            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-            h = o.sigmoid() * c.tanh()
-            outs.append(h)
-        return fusejit.stack(outs), h, c
+LSTM = scripted_lstm()  # the README's scripted LSTM (a loop over time, a buffer written by row)
 
 
 def test_scripted_lstm_time_loop(tmp_path):

@@ -15,9 +15,9 @@ from math import sqrt
 
 import numpy as np
 import pytest
+from readme_models import scripted_lstm
 
 import fusejit
-from fusejit import nn
 from fusejit.ir.verify import verify
 from fusejit.jit.interpret import interpret
 
@@ -308,21 +308,7 @@ def test_star_unpacking_errors():
 
 
 # ---- lists that grow in loops ------------------------------------------------------------------
-@fusejit.script
-class LSTM(nn.Module):
-    def __init__(self, n_in: int, n_hid: int) -> None:
-        super().__init__()
-        self.ih = nn.Linear(n_in, 4 * n_hid)
-        self.hh = nn.Linear(n_hid, 4 * n_hid)
-
-    def forward(self, x, h, c):
-        outs = []
-        for t in range(x.shape[0]):
-            i, f, g, o = (self.ih(x[t]) + self.hh(h)).chunk(4, 1)
-            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-            h = o.sigmoid() * c.tanh()
-            outs.append(h)
-        return fusejit.stack(outs), h, c
+LSTM = scripted_lstm()
 
 
 def test_lstm_with_append_and_stack(tmp_path):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from jit_helpers import as_np, assert_bitwise, module_cache_fixture
 from parity_helpers import DEVICES
+from readme_models import LSTM
 
 import fusejit as F
 from fusejit import nn
@@ -298,21 +299,6 @@ def test_detach_stops_gradients():
 
 
 # ---- the README's scripted LSTM ------------------------------------------------------------------
-class LSTM(nn.Module):
-    def __init__(self, n_in, n_hid):
-        super().__init__()
-        self.ih = nn.Linear(n_in, 4 * n_hid)
-        self.hh = nn.Linear(n_hid, 4 * n_hid)
-
-    def forward(self, x, h, c):
-        assert x.shape[-1] == self.ih.in_features, f"expected {self.ih.in_features} features"
-        outs = []
-        for t in range(x.shape[0]):
-            i, f, g, o = (self.ih(x[t]) + self.hh(h)).chunk(4, 1)
-            c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-            h = o.sigmoid() * c.tanh()
-            outs.append(h)
-        return F.stack(outs), h, c
 
 
 def _lstm_pair(n_in, n_hid, dtype, device="cpu"):
