@@ -83,7 +83,8 @@ def saved(tmp_path_factory):
         fusejit.manual_seed(0)
         m = netmodel.Net(6)
         x, h, c = fusejit.randn(5, 2, 6), fusejit.randn(2, 6), fusejit.randn(2, 6)
-        ho, co = m(x, h, c, 1.5)
+        with fusejit.no_grad():  # (the inference path, whose kernels the loader runs: in
+            ho, co = m(x, h, c, 1.5)  # grad mode the loop runs its joint graphs instead)
         fusejit.save(m, {str(d / "net.fjz")!r})
         np.savez({str(d / "io.npz")!r}, x=x.numpy(), h=h.numpy(), c=c.numpy(), gain=1.5,
                  h_out=ho.numpy(), c_out=co.numpy())
