@@ -88,6 +88,24 @@ def _fit(F, g, ty):
     return g
 
 
+def apply_rule(F, n, op, args, outs, gs: list, needs, grads: dict) -> None:
+    """Run node ``n``'s derivative rule (``op.vjp``) on its outputs' gradients ``gs`` (a float
+    output without one gets zeros) and add each operand's gradient, summed to its shape and
+    dtype, into ``grads`` (value -> gradient), as the eager engine does."""
+    for i, o in enumerate(n.outputs):
+        if gs[i] is None and o.type.dtype.kind in "fc":
+            gs[i] = F.zeros(outs[i].shape, dtype=o.type.dtype, device=o.type.device)
+    res = op.vjp(F, _Ctx(args, outs, n.attr_dict, needs), *gs)
+    if not isinstance(res, tuple):
+        res = (res,)
+    for v, a, g, need in zip(n.inputs, args, res, needs, strict=True):
+        if need and g is not None:
+            g = _fit(F, g, a)
+            if g is not None:
+                old = grads.get(v)
+                grads[v] = g if old is None else F.add(old, g)
+
+
 @dataclass
 class JointGraph:
     """A joint graph: params are the primals (the forward graph's params, then tensors the
@@ -192,19 +210,7 @@ def build_joint(raw: Graph, tensors: list, mask: tuple, stops=((), ())) -> Joint
                             f"backward through a compiled graph: the op {n.op} has no "
                             "derivative rule in the op table yet"
                         )
-                    for i, o in enumerate(n.outputs):
-                        if gs[i] is None and o.type.dtype.kind in "fc":
-                            gs[i] = F.zeros(outs[i].shape, dtype=o.type.dtype,
-                                            device=o.type.device)  # fmt: skip
-                    res = op.vjp(F, _Ctx(args, outs, n.attr_dict, needs), *gs)
-                    if not isinstance(res, tuple):
-                        res = (res,)
-                    for v, a, g, need in zip(n.inputs, args, res, needs, strict=True):
-                        if need and g is not None:
-                            g = _fit(F, g, a)
-                            if g is not None:
-                                old = grads.get(v)
-                                grads[v] = g if old is None else F.add(old, g)
+                    apply_rule(F, n, op, args, outs, gs, needs, grads)
                 grad_inputs = [k for k, p in enumerate(params) if mask[k] and p in grads]
                 out_vals = [tracer.value_of(env[r]) if isinstance(r, Value) else r for r in results]
                 grad_vals = [tracer.value_of(grads[params[k]]) for k in grad_inputs]

@@ -33,7 +33,7 @@ from fusejit.eager import autograd
 from fusejit.eager.grad_mode import MODE
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.graph import Const, Value
-from fusejit.jit.joint import _Ctx, _fit
+from fusejit.jit.joint import apply_rule
 from fusejit.jit.partition import nbytes, recomputable
 from fusejit.jit.runtime import GuardError
 from fusejit.ops.registry import OPS
@@ -127,18 +127,7 @@ def record_backward(tracer, outputs, grad_outputs) -> None:
                         "before the backward"
                     )
             outs = tuple(tensor_of[o] for o in n.outputs)
-            for i, o in enumerate(n.outputs):
-                if gs[i] is None and o.type.dtype.kind in "fc":
-                    gs[i] = F.zeros(outs[i].shape, dtype=o.type.dtype, device=o.type.device)
-            res = op.vjp(F, _Ctx(args, outs, n.attr_dict, needs), *gs)
-            if not isinstance(res, tuple):
-                res = (res,)
-            for v, a, g, need in zip(n.inputs, args, res, needs, strict=True):
-                if need and g is not None:
-                    g = _fit(F, g, a)
-                    if g is not None:
-                        old = grads.get(v)
-                        grads[v] = g if old is None else F.add(old, g)
+            apply_rule(F, n, op, args, outs, gs, needs, grads)
         # into the leaves' .grad, as the engine's AccumulateGrad
         assigned: set = set()
         inputs = set(tracer.params) | {v for v, _ in tracer.captured}
