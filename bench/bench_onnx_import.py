@@ -13,7 +13,9 @@ onnxruntime's CPU session on the same ``.onnx`` file, all in one process.
    (Softmax, LayerNormalization, Gelu, RMSNormalization, opset 23) where they exist. Each model
    runs through ``fusejit.onnx.load`` and through onnxruntime, with its default session options
    (its default threads) and with ``intra_op_num_threads=1`` against fusejit on one thread
-   (``fusejit.set_num_threads(1)``). Target: fusejit faster than onnxruntime.
+   (``fusejit.set_num_threads(1)``). Target: fusejit faster than onnxruntime. onnxruntime's
+   threads do not spin between runs (``ORT_SPIN``: spinning took fusejit's second core and
+   did not make onnxruntime faster); ``--ort-spin`` keeps its default.
 
 Outputs are compared (allclose) before anything is timed. Timing: after warm-up calls, each
 round calls every contender of a row ``--number`` times in turn (alternating, so load on a
@@ -137,12 +139,23 @@ def check(name: str, got, want, rtol: float = 1e-4, atol: float = 1e-4) -> None:
             raise SystemExit(f"{name}: outputs differ ({g.shape} vs {w.shape}, max err {err})")
 
 
+# onnxruntime's intra-op threads spin after each run by default. In one process with fusejit
+# they were measured taking the second core from fusejit's next call (F.gelu on 2048 x 2048,
+# two threads: fusejit 2.60 ms median alone, 4.98 beside a spinning session, 2.56 beside one
+# that does not spin), while onnxruntime's own time did not gain from spinning (2.71 / 3.18 ms
+# min / median spinning, 2.66 / 2.96 not). Sessions are made without spinning, as onnxruntime
+# advises for a process that runs other threaded work; --ort-spin keeps its default.
+ORT_SPIN = False
+
+
 def ort_session(path: str, threads: int | None):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     if threads is not None:
         so.intra_op_num_threads = threads
+    if not ORT_SPIN:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
@@ -383,7 +396,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, nargs=2, default=None, metavar=("R", "N"),
                     help="the blocks' matrix (default 2048 2048, quick 512 1024)")  # fmt: skip
     ap.add_argument("--only", choices=("models", "blocks"), default=None)
+    ap.add_argument("--ort-spin", action="store_true",
+                    help="leave onnxruntime's intra-op threads spinning after each run (its "
+                         "default; see ORT_SPIN)")  # fmt: skip
     args = ap.parse_args()
+    global ORT_SPIN
+    ORT_SPIN = args.ort_spin
     args.repeat = args.repeat or (3 if args.quick else 10)
     args.number = args.number or (2 if args.quick else 3)
     args.size = args.size or ([512, 1024] if args.quick else [2048, 2048])

@@ -179,6 +179,14 @@ def _exp_family(K) -> SimpleNamespace:
         return scale(ONE + p, k)
 
     @_JIT
+    def exp_normal(x):
+        """e**x for x whose result is a normal number, as callers with a bounded argument
+        know (tanh, erf): the same value as ``exp_core``, scaled by one exact product instead
+        of two (both are exact for a normal result), a fifth fewer instructions."""
+        p, k = exp_parts(x)
+        return (ONE + p) * from_bits((k + BIAS) << MANT)
+
+    @_JIT
     def exp(x):
         x = FT(x)
         xc = sel(x < EXP_HI, x, EXP_HI)
@@ -233,8 +241,8 @@ def _exp_family(K) -> SimpleNamespace:
         y = sel(fabs(x) < EXPM1_TINY, x, y)
         return sel(x == x, y, x)
 
-    return SimpleNamespace(exp_parts=exp_parts, scale=scale, exp_core=exp_core, exp=exp,
-                           exp2=exp2, expm1=expm1)  # fmt: skip
+    return SimpleNamespace(exp_parts=exp_parts, scale=scale, exp_core=exp_core,
+                           exp_normal=exp_normal, exp=exp, exp2=exp2, expm1=expm1)  # fmt: skip
 
 
 def _log_family(K) -> SimpleNamespace:
@@ -312,7 +320,7 @@ def _hyperbolic_family(K, ex: SimpleNamespace) -> SimpleNamespace:
     FT, ZERO, HALF, ONE, TWO, ONE_HALF = K.FT, K.ZERO, K.HALF, K.ONE, K.TWO, K.ONE_HALF
     TANH_P, TANH_SMALL, TANH_BIG, EXP_LO = K.TANH_P, K.TANH_SMALL, K.TANH_BIG, K.EXP_LO
     ERF_P, ERF_HI, SINH_P, COSH_HI, CAP = K.ERF_P, K.ERF_HI, K.SINH_P, K.COSH_HI, K.PM_HALF_CAP
-    exp_core, exp_parts, scale = ex.exp_core, ex.exp_parts, ex.scale
+    exp_core, exp_parts, scale, exp_normal = ex.exp_core, ex.exp_parts, ex.scale, ex.exp_normal
 
     @_JIT
     def tanh(x):
@@ -324,7 +332,7 @@ def _hyperbolic_family(K, ex: SimpleNamespace) -> SimpleNamespace:
         # otherwise 1 - 2 / (e**(2|x|) + 1); from TANH_SMALL on the subtraction loses at most
         # a bit.
         ac = sel(a < TANH_BIG, a, TANH_BIG)
-        big = ONE - div(TWO, exp_core(ac + ac) + ONE)
+        big = ONE - div(TWO, exp_normal(ac + ac) + ONE)  # (e**(2 * TANH_BIG) is normal)
         y = copysign(sel(a < TANH_SMALL, small, big), x)  # copysign also keeps -0.0
         return sel(x == x, y, x)
 
@@ -348,7 +356,7 @@ def _hyperbolic_family(K, ex: SimpleNamespace) -> SimpleNamespace:
         @_JIT
         def erf_tail(ac):
             """erf(ac) for 1 <= ac <= ERF_HI: 1 - e**(-ac*ac) * R(ac - MID)."""
-            return ONE - exp_core(-(ac * ac)) * poly(ac - MID, R)
+            return ONE - exp_normal(-(ac * ac)) * poly(ac - MID, R)  # (e**-(ERF_HI**2): normal)
 
     else:
         RA, RB, SPLIT, CA, CB = K.ERFC_RA, K.ERFC_RB, K.ERFC_SPLIT, K.ERFC_CA, K.ERFC_CB
@@ -362,7 +370,7 @@ def _hyperbolic_family(K, ex: SimpleNamespace) -> SimpleNamespace:
             r = poly_sel(ac - sel(lo, CA, CB), lo, RA, RB)
             sq = ac * ac
             sq_lo = fma(ac, ac, -sq)
-            er = exp_core(-sq) * r
+            er = exp_normal(-sq) * r  # (e**-(ERF_HI**2) is normal)
             return ONE - fma(-er, sq_lo, er)
 
     @_JIT

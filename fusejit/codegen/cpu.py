@@ -245,6 +245,11 @@ def nd_kernel_source(body: KernelBody, fname: str, rank: int, inner: str) -> str
     ins = [f"f{k}" for k in range(n_in)]
     outs = [f"o{m}" for m in range(n_out)]
     header = f"def {fname}(lo, hi, {', '.join(ins + outs)}, shape, st):"
+    # From rank 2 the innermost loop is a function of its own (``<fname>_row<i>``, called once
+    # per row with the row's slices): nested in the row loops, LLVM kept the body's constants
+    # out of registers and rematerialized them in every iteration, 1.22x slower than the same
+    # loop alone (bias + tanh-GELU on 2048 x 2048 float32: 4.70 ms against 3.86 ms).
+    helpers: list = []
 
     def nest(renderer, ind):
         L = [f"{ind}n = shape[{rank - 1}]"]
@@ -279,15 +284,31 @@ def nd_kernel_source(body: KernelBody, fname: str, rank: int, inner: str) -> str
                 loads.append(_load(d, f"r{k}[j]"))
         for m in range(n_out):
             L.append(f"{ind}w{m} = o{m}[ob:ob + n]")
-        L.append(f"{ind}for j in {loop}:")
-        ind += "    "
         steps, out_codes = _render(body, renderer, loads)
-        L += [f"{ind}{name} = {code}" for name, code in steps]
-        L += _guard_lines(renderer, ind)
-        L += [f"{ind}w{m}[j] = {code}" for m, code in enumerate(out_codes)]
+        inner_lines = [f"{name} = {code}" for name, code in steps]
+        inner_lines += _guard_lines(renderer, "")
+        inner_lines += [f"w{m}[j] = {code}" for m, code in enumerate(out_codes)]
+        if rank == 1:
+            L.append(f"{ind}for j in {loop}:")
+            return L + [f"{ind}    {line}" for line in inner_lines]
+        args = [f"v{k}" if kind == BROADCAST else f"r{k}" for k, kind in enumerate(inner)]
+        args = ", ".join(args + [f"w{m}" for m in range(n_out)] + ["n"])
+        name = f"{fname}_row{len(helpers)}"
+        guarded = bool(renderer.guards)
+        H = [f"@numba.njit(**{_ROW_OPTS})", f"def {name}({args}):"]
+        H += ["    ok = True"] if guarded else []
+        H += ["    for j in range(n):", *[f"        {line}" for line in inner_lines]]
+        H += ["    return ok"] if guarded else []
+        helpers.append("\n".join(H))
+        L.append(f"{ind}ok = ok & {name}({args})" if guarded else f"{ind}{name}({args})")
         return L
 
-    return module_source("\n".join(_guarded(header, nest)) + "\n")
+    main = "\n".join(_guarded(header, nest))
+    return module_source("\n\n\n".join([*helpers, main]) + "\n")
+
+
+# the options of the N-D kernels' row functions: those numba compiles the kernels with
+_ROW_OPTS = 'dict(error_model="numpy", nogil=True, boundscheck=False)'
 
 
 def module_source(functions: str) -> str:

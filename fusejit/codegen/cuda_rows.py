@@ -62,7 +62,15 @@ from fusejit.base.errors import CompileError
 from fusejit.codegen import cuda as cg
 from fusejit.codegen.body import render_step, round_half_consts
 from fusejit.codegen.expr import parse
-from fusejit.codegen.rows import RowBody, deps, expensive, reduce_facts, ref_dtype, schedule
+from fusejit.codegen.rows import (
+    RowBody,
+    deps,
+    expensive,
+    reduce_facts,
+    ref_dtype,
+    row_divisor,
+    schedule,
+)
 
 CUDA_ROWS_VERSION = "1"
 WARP = 32
@@ -294,7 +302,7 @@ def render_row_kernel(body: RowBody, v: RowVariant, name: str = "fj_kernel") -> 
         reads |= {r[1] for r in roots if r[0] == "in"}
         reads = {i for i in reads if ports[i][1] in ("full", "inner")}
         for j in pass_steps:
-            if _row_divisor(body, j) and j not in recips:
+            if row_divisor(body, j) and j not in recips:
                 _reciprocal(L, j, get(steps[j].args[1]), cdt(steps[j].compute))
                 recips[j] = f"rcp{j}"
 
@@ -460,19 +468,6 @@ def _reciprocal(L: list, j: int, divisor, ty: dt.DType) -> None:
     L.append(f"    const {c} sc{j} = {ab} < ({c})0x1p-{k} ? ({c})0x1p{k} : "
              f"({ab} > ({c})0x1p{k} ? ({c})0x1p-{k} : ({c})1);")  # fmt: skip
     L.append(f"    const {c} rcp{j} = ({c})1 / (d{j} * sc{j});")
-
-
-def _row_divisor(body: RowBody, j: int) -> bool:
-    """Whether step ``j`` divides floats by a value that is the same along the row."""
-    s = body.steps[j]
-    if s.op != "div" or s.compute not in ("float32", "float64", "float16"):
-        return False
-    ref = s.args[1]
-    if ref[0] == "t":
-        return body.spaces[ref[1]] == "row"
-    if ref[0] == "in":
-        return body.ports[ref[1]][1] in ("keep", "drop", "scalar")
-    return False  # a constant: the compiler divides as it sees fit (exactly)
 
 
 def _pass_steps(body: RowBody, ps, kept: set) -> tuple[list, set]:

@@ -334,8 +334,22 @@ def _has_call(tree) -> bool:
     return any(_has_call(t) for t in tree[1:] if isinstance(t, tuple))
 
 
+def row_divisor(body: RowBody, j: int) -> bool:
+    """Whether step ``j`` divides floats by a value that is the same along the row (the
+    targets multiply by its reciprocal, made once per row)."""
+    s = body.steps[j]
+    if s.op != "div" or s.compute not in ("float32", "float64", "float16"):
+        return False
+    ref = s.args[1]
+    if ref[0] == "t":
+        return body.spaces[ref[1]] == "row"
+    if ref[0] == "in":
+        return body.ports[ref[1]][1] in ("keep", "drop", "scalar")
+    return False  # a constant: the compiler divides as it sees fit (exactly)
+
+
 deps = _deps  # the steps a step reads (public name for the row targets)
 
 __all__ = ["RowBody", "Schedule", "schedule", "deps", "full_view", "row_view", "port_array",
            "domain_of", "out_shape", "expensive", "reduce_facts", "row_reductions",
-           "is_reduction"]  # fmt: skip
+           "is_reduction", "row_divisor"]  # fmt: skip
