@@ -141,6 +141,21 @@ def test_where_comparisons_and_casts_fuse():
         assert_bitwise(g, w)
 
 
+@pytest.mark.parametrize("src", ["float32", "float64"])
+@pytest.mark.parametrize("dst", ["int8", "uint8", "int16"])
+def test_out_of_range_float_to_narrow_int_casts_wrap_as_eager(src, dst):
+    # numpy (eager) converts through int32 on x86, so 150.0 -> int8 wraps to -106; the fused
+    # cast saturated (127) and failed the trace check
+    x = np.array([128.2, 150, 1e5, -129.5, -1e5, 3e9, -3e9, 255.9, 256.0, -1.0, 0.5, -0.5,
+                  np.nan, np.inf, -np.inf], src)  # fmt: skip
+    d = getattr(fusejit, dst)
+    t = fusejit.trace(lambda v: (v * 1.0).to(d), (fusejit.tensor(x),))
+    assert t.kernel_count() == 1
+    want = x.astype(dst)
+    np.testing.assert_array_equal(fusejit.tensor(x).to(d).numpy(), want)
+    np.testing.assert_array_equal(t(fusejit.tensor(x)).numpy(), want)
+
+
 def test_diamond_through_a_non_fusible_op_verifies_and_is_correct():
     def f(x):
         a = x * 2

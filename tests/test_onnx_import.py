@@ -222,6 +222,25 @@ def test_unsupported_ops_in_one_error():
         fonnx.load(oh.make_model(g))
 
 
+def test_path_bytes_and_proto_load_alike_and_bad_files_are_named(tmp_path):
+    g = oh.make_graph([oh.make_node("Relu", ["x"], ["y"])], "g",
+                      [oh.make_tensor_value_info("x", TP.FLOAT, [3])],
+                      [oh.make_tensor_value_info("y", TP.FLOAT, [3])])  # fmt: skip
+    model = oh.make_model(g)
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, path)
+    x = np.array([-1.0, 0.5, 2.0], np.float32)
+    for given in (model, model.SerializeToString(), path, str(path)):
+        np.testing.assert_array_equal(fonnx.load(given)(x).numpy(), np.maximum(x, 0))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        fonnx.load(tmp_path / "missing.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ImportError_, match="not valid"):
+        fonnx.load(tmp_path / "bad.onnx")
+    with pytest.raises(ImportError_, match="not valid"):
+        fonnx.load(b"not a protobuf")
+
+
 def test_missing_static_value_and_unknown_dtype_are_named():
     # Reshape's shape from a float computation: only known at run time
     nodes = [oh.make_node("Reshape", ["x", "s"], ["y"])]

@@ -85,6 +85,10 @@ class NumbaRenderer(Renderer):
             return a
         if dst is dt.bool_:
             return f"({a} != 0)"
+        if src.is_floating_point and dst.is_integer and dst.itemsize < 4:
+            # through int32 as numpy does on x86 (and the CUDA target), so out-of-range values
+            # wrap as eager's do; straight to int8 LLVM's conversion saturated them
+            return f"{np_type(dst)}(np.int32({a}))"
         return f"{np_type(dst)}({a})"
 
     def func(self, name, args, d):

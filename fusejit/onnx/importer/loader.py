@@ -504,16 +504,30 @@ def load(
         import onnx
     except ImportError as e:
         raise ImportError("fusejit.onnx.load needs the onnx package: pip install onnx") from e
+    # the checker is given what the caller gave: a ModelProto it serializes again first (an
+    # 86 MB model: 0.089 s to check its proto, 0.024 s its file, of 0.128 s for the whole load)
     if isinstance(model, (bytes, bytearray)):
-        model = onnx.load_model_from_string(bytes(model))
+        given = bytes(model)
+        _check(onnx, given)
+        model = onnx.load_model_from_string(given)
     elif isinstance(model, (str, os.PathLike)):
-        model = onnx.load(os.fspath(model))
-    elif not isinstance(model, onnx.ModelProto):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"fusejit.onnx.load: no such file: {path!r}")
+        _check(onnx, path)
+        model = onnx.load(path)
+    elif isinstance(model, onnx.ModelProto):
+        _check(onnx, model)
+    else:
         raise TypeError(
             f"fusejit.onnx.load: expected a path, bytes or onnx.ModelProto, got {type(model)}"
         )
+    return OnnxModule(model, device, check_trace, jit)
+
+
+def _check(onnx, model) -> None:
+    """``onnx.checker.check_model``, its complaint as an ``ImportError_``."""
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as e:
+    except (onnx.checker.ValidationError, ValueError) as e:  # (ValueError: not a protobuf)
         raise ImportError_(f"fusejit.onnx.load: the ONNX model is not valid: {e}") from None
-    return OnnxModule(model, device, check_trace, jit)
