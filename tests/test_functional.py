@@ -576,6 +576,44 @@ def test_scaled_dot_product_attention(device):
         F.scaled_dot_product_attention(d(q).long(), d(k), d(v))
 
 
+@pytest.mark.parametrize("block", [1 << 10, 3000])
+def test_sdpa_by_blocks_of_queries_matches_the_whole_matrix(block, monkeypatch):
+    # eager CPU inference over long keys runs by blocks of queries (ATTENTION_BLOCK scores a
+    # head); shrunk here so that small inputs take that path, blocks not dividing L included
+    monkeypatch.setattr(F, "ATTENTION_BLOCK", block)
+    q, k, v = rnd(2, 3, 70, 8), rnd(2, 3, 50, 8), rnd(2, 3, 50, 5)
+    close(F.scaled_dot_product_attention(on(q), on(k), on(v)), ref_sdpa(q, k, v))
+    for qq in (q, rnd(2, 3, 40, 8)):  # causal with L > S and L < S (top-left aligned)
+        close(F.scaled_dot_product_attention(on(qq), on(k), on(v), is_causal=True),
+              ref_sdpa(qq, k, v, causal=True))  # fmt: skip
+    mb = RNG.random((70, 50)) > 0.3
+    mb[:, 0] = True
+    close(F.scaled_dot_product_attention(on(q), on(k), on(v), on(mb)), ref_sdpa(q, k, v, mb))
+    for mf in (rnd(1, 3, 70, 50), rnd(50), rnd(3, 1, 50)):  # rows of the mask: per query or one
+        close(F.scaled_dot_product_attention(on(q), on(k), on(v), on(mf), scale=0.3),
+              ref_sdpa(q, k, v, mf, scale=0.3))  # fmt: skip
+    with pytest.raises(ShapeError, match="attn_mask of shape"):
+        F.scaled_dot_product_attention(on(q), on(k), on(v), on(rnd(69, 50)))
+
+
+def test_sdpa_by_blocks_never_holds_the_whole_score_matrix(monkeypatch):
+    import tracemalloc
+
+    q, k, v = (on(rnd(1, 2, 1024, 16).astype(np.float32)) for _ in range(3))
+    whole = 2 * 1024 * 1024 * 4  # the float32 scores of both heads
+    peaks = {}
+    for block in (1 << 30, 1 << 14):  # (one block: the whole matrix; 16 queries a block)
+        monkeypatch.setattr(F, "ATTENTION_BLOCK", block)
+        tracemalloc.start()
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        peaks[block] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        close(out, ref_sdpa(*(t.numpy().astype(np.float64) for t in (q, k, v)), causal=True),
+              1e-5)  # fmt: skip
+    assert peaks[1 << 30] >= whole
+    assert peaks[1 << 14] < whole / 4
+
+
 def test_sdpa_traced_fused_softmax():
     q, k, v = (on(rnd(2, 4, 8).astype(np.float32)) for _ in range(3))
     assert_traced(

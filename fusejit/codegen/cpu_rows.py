@@ -25,10 +25,10 @@ Numerics (documented bounds, checked by tests/test_reduction_fusion.py):
 
 - Elementwise steps are exactly the elementwise kernels' code: each step rounded to its dtype,
   IEEE semantics, no fast-math. Transcendentals carry cpu_math's error (<= 2 ulp). One
-  exception: a division by a value that is the same along the row (softmax's sum, layer
-  norm's deviation, a per-row input) is a multiplication by its reciprocal, made once per row,
-  as the CUDA row kernels do (about 1 ulp more than the division; infinities, zeros and NaNs
-  as the division gives them; see ``_reciprocal``).
+  exception: a division by a value computed along the row (softmax's sum, layer norm's
+  deviation) is a multiplication by its reciprocal, made once per row, as the CUDA row kernels
+  do (about 1 ulp more than the division; infinities, zeros and NaNs as the division gives
+  them; see ``_reciprocal``). A division by an input stays a division.
 - float16 is read and written as its bits and held in float32: each float16 step computed in
   float32 and rounded to float16, as eager float16 ops are; float16 sums and means accumulate
   in float32 (as eager), amax/amin are exact.

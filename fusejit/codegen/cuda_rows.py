@@ -47,10 +47,12 @@ float16 after each float16 step (as the elementwise kernels do); float16 sums an
 accumulate in float32. A thread adds its elements in order, then the partials are combined
 pairwise: the error of a float32 sum of n terms is at most about (n / T + log2 T) * eps32 *
 sum(|x|). The online softmax sum carries one extra rounding per rescale (about log n of them per
-thread for random data). A division by a value that is the same along the row (softmax's sum,
-a per-row input) is a multiplication by its reciprocal, computed once per row (about 1 ulp
+thread for random data). A division by a value computed along the row (softmax's sum, layer
+norm's deviation) is a multiplication by its reciprocal, computed once per row (about 1 ulp
 more than the division; infinities, zeros and NaNs as the division gives them; see
-``_reciprocal``). amax/amin propagate NaN; the sign of a zero max/min is unspecified.
+``_reciprocal``); a division by an input stays one (an optimizer's bias correction, read as a
+scalar, then updates bitwise as eager's, as on the CPU). amax/amin propagate NaN; the sign of
+a zero max/min is unspecified.
 """
 
 from __future__ import annotations

@@ -335,17 +335,15 @@ def _has_call(tree) -> bool:
 
 
 def row_divisor(body: RowBody, j: int) -> bool:
-    """Whether step ``j`` divides floats by a value that is the same along the row (the
-    targets multiply by its reciprocal, made once per row)."""
+    """Whether step ``j`` divides floats by a value computed along the row (a reduction's
+    result: softmax's sum, layer norm's deviation): the targets multiply by its reciprocal,
+    made once per row. A division by an input (a per-row or scalar tensor: an optimizer's bias
+    correction) stays one, so such steps round as eager's."""
     s = body.steps[j]
     if s.op != "div" or s.compute not in ("float32", "float64", "float16"):
         return False
     ref = s.args[1]
-    if ref[0] == "t":
-        return body.spaces[ref[1]] == "row"
-    if ref[0] == "in":
-        return body.ports[ref[1]][1] in ("keep", "drop", "scalar")
-    return False  # a constant: the compiler divides as it sees fit (exactly)
+    return ref[0] == "t" and body.spaces[ref[1]] == "row"
 
 
 deps = _deps  # the steps a step reads (public name for the row targets)

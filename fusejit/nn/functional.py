@@ -1271,13 +1271,28 @@ def scaled_dot_product_attention(
         raise ValueError(f"{name}: give attn_mask or is_causal, not both")
     e = query.shape[-1]
     sc = (1.0 / math.sqrt(e) if e else 1.0) if scale is None else float(scale)
-    scores = matmul(query, key.transpose(-2, -1)) * sc
     length, s = query.shape[-2], key.shape[-2]
-    if is_causal:
-        attn_mask = tril(full((length, s), True, dtype=dt.bool_, device=query.device))
     if attn_mask is not None:
         _want_tensor(name, attn_mask, "attn_mask")
         _same_device(name, query, attn_mask, "attn_mask")
+        try:
+            whole = (*np.broadcast_shapes(query.shape[:-2], key.shape[:-2]), length, s)
+        except ValueError:  # (query and key do not fit: matmul below says so)
+            whole = None
+        try:
+            if whole is not None:
+                np.broadcast_shapes(tuple(attn_mask.shape), whole)
+        except ValueError:
+            raise ShapeError(
+                f"{name}: attn_mask of shape {fmt_shape(attn_mask.shape)} does not broadcast to "
+                f"the scores' shape {fmt_shape(whole)}"
+            ) from None
+    if _attention_in_blocks(query, key, value, attn_mask, dropout_p):
+        return _blocked_attention(query, key, value, attn_mask, is_causal, sc)
+    scores = matmul(query, key.transpose(-2, -1)) * sc
+    if is_causal:
+        attn_mask = tril(full((length, s), True, dtype=dt.bool_, device=query.device))
+    if attn_mask is not None:
         if attn_mask.dtype is dt.bool_:
             scores = where(attn_mask, scores, -math.inf)
         else:
@@ -1286,6 +1301,60 @@ def scaled_dot_product_attention(
     if dropout_p > 0.0:
         w = dropout(w, dropout_p, training=True)
     return matmul(w, value)
+
+
+# Eager CPU attention over long keys runs by blocks of queries whose scores take at most this
+# many elements a (batch, head): the whole L x S score matrix (float32, 4096 x 4096: 64 MB a
+# head) is never made.
+ATTENTION_BLOCK = 1 << 20
+
+
+def _attention_in_blocks(query, key, value, attn_mask, dropout_p) -> bool:
+    """Whether this call runs by blocks of queries: eager (a traced graph fuses the mask and
+    softmax of the whole matrix, and its loop would depend on the sizes), on the CPU, for
+    inference (with gradients each block's weights would be saved anyway), without dropout,
+    and where the whole score matrix would pass ``ATTENTION_BLOCK``."""
+    return (
+        query.shape[-2] * key.shape[-2] > ATTENTION_BLOCK
+        and dropout_p == 0.0
+        and query.device.type == "cpu"
+        and recording.tracing() is None
+        and not (is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (query, key, value, attn_mask)))
+    )  # fmt: skip
+
+
+def _blocked_attention(query, key, value, attn_mask, is_causal: bool, sc: float):
+    """``scaled_dot_product_attention`` by blocks of queries (see ``ATTENTION_BLOCK``): each
+    block's scores, mask, softmax and product with ``value``, the blocks' results joined. With
+    ``is_causal`` a block reads only the keys up to its last query (half the work in all). The
+    result equals the whole-matrix one up to the rounding of the sums (a causal row adds only
+    its unmasked terms)."""
+    length, s = query.shape[-2], key.shape[-2]
+    rows = max(1, ATTENTION_BLOCK // max(s, 1))
+    kt = key.transpose(-2, -1)
+    outs = []
+    for i0 in range(0, length, rows):
+        i1 = min(length, i0 + rows)
+        q = query[..., i0:i1, :]
+        if is_causal:  # query i sees keys j <= i (top-left aligned, as the whole-matrix form)
+            n = min(i1, s)
+            scores = matmul(q, kt[..., :n]) * sc
+            keep = tril(full((i1 - i0, n), True, dtype=dt.bool_, device=query.device), i0)
+            scores = where(keep, scores, -math.inf)
+            v = value[..., :n, :]
+        else:
+            scores = matmul(q, kt) * sc
+            v = value
+            if attn_mask is not None:
+                m = attn_mask[..., i0:i1, :] if attn_mask.ndim >= 2 and attn_mask.shape[-2] == \
+                    length else attn_mask  # fmt: skip
+                if m.dtype is dt.bool_:
+                    scores = where(m, scores, -math.inf)
+                else:
+                    scores = scores + m
+        outs.append(matmul(_softmax(scores, -1), v))
+    return outs[0] if len(outs) == 1 else cat(outs, query.ndim - 2)
 
 
 # torch names that differ or alias
