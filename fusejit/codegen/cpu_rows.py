@@ -381,11 +381,12 @@ def _reciprocal(L: list, j: int, divisor, step, ind: str) -> tuple:
     """Per row, the reciprocal ``rcp<j>`` of div step ``j``'s divisor and a power-of-two scale
     ``sc<j>``; returns their names and the compute dtype. The step then multiplies,
     ``(x * rcp) * sc``: one division per row instead of one per element (a vector division
-    costs several multiplies' time; softmax's normalize was measured 0.7 ms of 4.2 on a
-    2048 x 2048 float32 input). The divisor is scaled by ``sc`` first when it is so small or
-    so large that its reciprocal would overflow or be subnormal, so the result is x / d within
-    about 1 ulp, with the same infinities, zeros and NaNs as the division (d = 0: rcp = inf;
-    d = inf: rcp = 0; NaN stays NaN). The CUDA row kernels do the same (``cuda_rows``)."""
+    costs several multiplies' time: softmax on 2048 x 2048 float32, its exp kept in the output
+    row, 4.16 ms dividing, 3.77 multiplying). The divisor is scaled by ``sc`` first when it is
+    so small or so large that its reciprocal would overflow or be subnormal, so the result is
+    x / d within about 1 ulp, with the same infinities, zeros and NaNs as the division (d = 0:
+    rcp = inf; d = inf: rcp = 0; NaN stays NaN). The CUDA row kernels do the same
+    (``cuda_rows``)."""
     code, d = divisor
     ty = _held(step.compute)
     t = np_type(ty)
@@ -403,7 +404,7 @@ def _kept_in_output(body: RowBody, sch, cached: dict) -> dict:
     the kept value (it reads an element before overwriting it). Outputs are fresh buffers,
     never an input's. Writing the kept value where the result goes saves a scratch row's
     traffic: softmax's exp lands in the output row, which the normalize pass then scales in
-    cache (measured 4.2 -> 3.5 ms on a 2048 x 2048 float32 input)."""
+    cache (2048 x 2048 float32, dividing: 4.59 ms with a scratch row, 4.16 in the output's)."""
     out_pass = {i: p for p, ps in enumerate(sch.passes) for i in ps.outputs}
     taken: set = set()
     found = {}
