@@ -83,6 +83,7 @@ class Plan:
             for i, (n, k) in enumerate(self.kernels)
         }
         self.result_slots = [slots[v] for v in graph.block.results]
+        self.frees = self._last_uses(graph, slots)
         # A result that is an input (``x * 1`` simplified to ``x``) or repeats another result
         # (CSE) is copied, so results never alias inputs or each other, as in eager mode.
         seen: set = set()
@@ -106,6 +107,25 @@ class Plan:
             ones = tuple(int(s) == 1 for s in t.shape)
             self.guards.append((t.dtype, t.device, len(t.shape), ones, tuple(t.shape)))
         self.compile_seconds = time.perf_counter() - t0
+
+    def _last_uses(self, graph: Graph, slots: dict) -> list:
+        """Per step, the slots whose value no later step reads and that are not results: a
+        run drops them after that step, so an intermediate's buffer goes back to the host pool
+        (and is reused by a later step of the same call) instead of living to the end of the
+        call. Control nodes name every outer value their blocks read among their inputs."""
+        last: dict = {}
+        for i, n in enumerate(graph.block.nodes):
+            for v in n.inputs:
+                if isinstance(v, Value):
+                    last[slots[v]] = i
+            for o in n.outputs:
+                last.setdefault(slots[o], i)  # (never read: dropped right away)
+        keep = set(self.result_slots)
+        frees: list = [[] for _ in graph.block.nodes]
+        for s, i in last.items():
+            if s >= self.n_params and s not in keep:
+                frees[i].append(s)
+        return [tuple(f) for f in frees]
 
     def _symbolic_setup(self, graph: Graph) -> None:
         """Dynamic dims (``base/symbolic.py``): where each symbol is bound from, the guards on
@@ -322,8 +342,10 @@ class Plan:
         env.extend([None] * (self.n_slots - len(env)))
         if self.symbolic_env:
             env.append(self.bind(tensors))
-        for step in self.steps:
+        for step, free in zip(self.steps, self.frees):
             step(env)
+            for s in free:
+                env[s] = None
         out = [env[i] for i in self.result_slots]
         for k in self.copy_results:
             out[k] = out[k].clone()
