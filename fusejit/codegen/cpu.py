@@ -75,6 +75,13 @@ class NumbaRenderer(Renderer):
             return {"+": f"({a} | {b})", "*": f"({a} & {b})"}[op]
         if op == "%" and d.is_floating_point:  # (a zero takes a's sign, as PyTorch's)
             return f"{np_type(d)}(_vm.remainder({a}, {b}))"
+        if op == "**" and d is dt.float32 and b == self.const(3, d):
+            # float32 x ** 3 (tanh-GELU's) in float64: x * x is exact there and x * x * x
+            # rounds once before the float32 rounding, as accurate as powf, and it vectorizes
+            # where the powf call does not (2^19 floats: 0.1 ms against 5.2). x ** 2 and
+            # x ** 0.5 need nothing: LLVM turns those pow calls into a product and a sqrt.
+            w = f"np.float64({a})"
+            return f"np.float32({w} * {w} * {w})"
         return f"{np_type(d)}({a} {op} {b})"
 
     def unop(self, op, a, d):
