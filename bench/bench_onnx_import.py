@@ -36,7 +36,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,19 +50,9 @@ except ImportError:  # run from a source checkout without installing
 
 import fusejit.nn as nn
 import fusejit.nn.functional as F
+from fusejit.bench.harness import cpu_name
 
 OPSET_NATIVE = 23  # RMSNormalization is opset 23; Gelu 20; LayerNormalization 17
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "?"
 
 
 def platform_line() -> str:
@@ -77,7 +66,7 @@ def platform_line() -> str:
         ort_v = "not installed"
     la = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return (
-        f"{cpu_model()}, {os.cpu_count()} CPUs, load average {la}; Python "
+        f"{cpu_name()}, {os.cpu_count()} CPUs, load average {la}; Python "
         f"{platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
         f"onnxruntime {ort_v}; fusejit threads {fusejit.get_num_threads()}"
     )

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
-import subprocess
 import sys
 import time
 
@@ -40,6 +38,7 @@ except ImportError:  # run from a source checkout without installing
 import fusejit.nn as nn
 import fusejit.nn.functional as F
 from fusejit import optim
+from fusejit.bench.harness import cpu_name
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_autograd  # noqa: E402
@@ -48,17 +47,6 @@ STEP_TARGET = 1.3
 BOOKKEEPING_TARGET = 2.0
 WALL_TARGET_S = 60.0
 LR, BETAS, EPS, WD = 1e-2, (0.9, 0.999), 1e-8, 1e-2
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "?"
 
 
 @contextlib.contextmanager
@@ -231,7 +219,7 @@ def run_to_target(conv: bool, max_epochs: int = 40, target: float = 0.97) -> dic
 
 
 def main(quick: bool = False) -> None:
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs, load average "
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f}, numpy {np.__version__}")  # fmt: skip
     rounds, reps = (5, 20) if quick else (15, 40)
     for threads in (None, 1):

@@ -44,7 +44,9 @@ import fusejit.nn.functional as F
 from fusejit import optim
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_training import SmallCNN, cpu_model, digits  # noqa: E402
+from bench_training import SmallCNN, digits  # noqa: E402
+
+from fusejit.bench.harness import cpu_name  # noqa: E402
 
 DIGITS_TARGET = 1.3
 MLP_TRAIN_TARGET = 1.5
@@ -245,7 +247,7 @@ def mlp_train_part(rounds: int, reps: int, batch: int = 1024, width: int = 1024)
 
 
 def main(quick: bool = False, only: str = "mlp,cnn,mlp-train") -> None:
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs, load average "
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f}, numpy {np.__version__}")  # fmt: skip
     parts = set(only.split(","))
     rounds, reps = (4, 5) if quick else (10, 10)

@@ -658,17 +658,21 @@ def _loadavg() -> float | None:
         return None
 
 
-def machine_info(device: str = "cpu") -> dict:
-    """The machine and versions a result was measured with."""
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else what ``platform`` knows)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: str = "cpu") -> dict:
+    """The machine and versions a result was measured with."""
+    cpu = cpu_name()
     try:  # what numpy's SIMD dispatch (and so the machine, as this process sees it) offers
         from numpy._core._multiarray_umath import __cpu_features__ as feats
     except ImportError:

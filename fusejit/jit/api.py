@@ -273,8 +273,6 @@ class TracedFunction:
     def _call_step(self, args):
         """A whole training step: guards and live scalars, the plan (letting go of each
         intermediate after its last use, as eager's backward does), then the writes."""
-        from fusejit.jit.joint import _run_freeing  # (joint imports this module)
-
         spec, tensors = (self.in_spec, args) if self._flat_in else tr.flatten_inputs(args)
         if spec != self.in_spec:
             raise GuardError("traced step called with a different structure of arguments")
@@ -284,7 +282,7 @@ class TracedFunction:
         self.step.before()
         prev, MODE.enabled = MODE.enabled, False  # (its unfused ops record no autograd)
         try:
-            outs = _run_freeing(self.plan, list(tensors), list(self.graph.captured))
+            outs = self.plan.run(list(tensors), list(self.graph.captured))
         finally:
             MODE.enabled = prev
         return tr.unflatten_outputs(self.out_spec, self._write_state(outs))

@@ -364,46 +364,6 @@ def compile_joint(raw: Graph, tensors: list, mask: tuple, optimize_graph, target
 
 
 # ---- running -----------------------------------------------------------------------------------
-def _run_freeing(plan: Plan, tensors: list, captured: list) -> list:
-    """``plan.run``, letting go of each intermediate after its last use (a plan keeps them all
-    until it returns: the backward's peak memory would exceed eager's)."""
-    free = getattr(plan, "_joint_free", None)
-    if free is None:
-        if plan.run != plan._run_steps:
-            return plan.run(tensors, captured)
-        g = plan.graph
-        slots = {p: k for k, p in enumerate(g.block.params)}
-        for n in g.block.nodes:
-            for o in n.outputs:
-                slots.setdefault(o, len(slots))
-        last: dict = {}
-        for i, n in enumerate(g.block.nodes):
-            for v in n.inputs:
-                if isinstance(v, Value):
-                    last[slots[v]] = i
-            for o in n.outputs:
-                last.setdefault(slots[o], i)
-        keep = set(plan.result_slots)
-        free = [[] for _ in g.block.nodes]
-        for s, i in last.items():
-            if s not in keep:
-                free[i].append(s)
-        plan._joint_free = free
-    env = [*tensors, *captured]
-    env.extend([None] * (plan.n_slots - len(env)))
-    if plan.symbolic_env:  # the sizes of dynamic dims, as ``Plan._run_steps`` binds them
-        env.append(plan.bind(tensors))
-    del tensors
-    for step, dead in zip(plan.steps, free, strict=True):
-        step(env)
-        for s in dead:
-            env[s] = None
-    out = [env[i] for i in plan.result_slots]
-    for k in plan.copy_results:
-        out[k] = out[k].clone()
-    return out
-
-
 def _edges(tensors: list, indices: list) -> tuple[list, list]:
     edges, metas = [], []
     for k in indices:
@@ -429,7 +389,7 @@ def call_joint(cj: CompiledJoint, tensors: list, captured: list, eager_fn=None
     # autograd nodes (on parameters that require grad) that nothing uses
     prev, MODE.enabled = MODE.enabled, False
     try:
-        res = _run_freeing(cj.forward_plan, tensors, captured)
+        res = cj.forward_plan.run(tensors, captured)  # (each intermediate freed after its last use)
     finally:
         MODE.enabled = prev
     n = cj.n_outputs
@@ -456,7 +416,7 @@ def call_joint(cj: CompiledJoint, tensors: list, captured: list, eager_fn=None
         tg = [grads[i] for i in tangent_pos]
         if MODE.enabled:  # create_graph: differentiate an eager run of the function
             return _eager_grads(eager_fn, inputs_kept, all_in, cj, tg, node_name)
-        gs = _run_freeing(cj.backward_plan, list(saved) + tg, [])
+        gs = cj.backward_plan.run(list(saved) + tg, [])
         return tuple(gs)
 
     diff_outs = [o for i, o in enumerate(outs) if cj.tangent_of[i] is not None]

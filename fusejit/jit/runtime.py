@@ -112,7 +112,9 @@ class Plan:
         """Per step, the slots whose value no later step reads and that are not results: a
         run drops them after that step, so an intermediate's buffer goes back to the host pool
         (and is reused by a later step of the same call) instead of living to the end of the
-        call. Control nodes name every outer value their blocks read among their inputs."""
+        call, and an input the caller let go of (a backward's saved tensors) is freed as soon
+        as it is read for the last time. Control nodes name every outer value their blocks
+        read among their inputs."""
         last: dict = {}
         for i, n in enumerate(graph.block.nodes):
             for v in n.inputs:
@@ -123,7 +125,7 @@ class Plan:
         keep = set(self.result_slots)
         frees: list = [[] for _ in graph.block.nodes]
         for s, i in last.items():
-            if s >= self.n_params and s not in keep:
+            if s not in keep:
                 frees[i].append(s)
         return [tuple(f) for f in frees]
 
@@ -342,6 +344,7 @@ class Plan:
         env.extend([None] * (self.n_slots - len(env)))
         if self.symbolic_env:
             env.append(self.bind(tensors))
+        del tensors  # (the env holds the inputs, each until its last reader)
         for step, free in zip(self.steps, self.frees):
             step(env)
             for s in free:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from fusejit.base import dtypes as dt
 from fusejit.base.symbolic import _ATOMS, SymInt, is_symbolic, symbols_of
 from fusejit.onnx.builder import Builder, ExportError
+from fusejit.onnx.rules import index_entries
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -120,11 +121,7 @@ def getitem(b: Builder, node, args) -> list:
     """``x[...]`` with the slice bounds given to ONNX ``Slice`` as Python gives them (ONNX clamps
     and wraps negative bounds as Python does), so a bound on a dynamic dim is not baked in."""
     shape = node.inputs[0].type.shape
-    entries = list(node.attr("index"))
-    used = sum(1 for e in entries if e[0] in ("slice", "int"))
-    if any(e[0] == "ellipsis" for e in entries):
-        i = next(k for k, e in enumerate(entries) if e[0] == "ellipsis")
-        entries[i : i + 1] = [("slice", None, None, None)] * (len(shape) - used)
+    entries = index_entries(node, len(shape))
     starts, ends, axes, steps = [], [], [], []
     dim = 0
     for e in entries:

@@ -265,13 +265,20 @@ def _slice(b: Builder, x: str, starts, ends, axes, steps) -> str:
     return b.node("Slice", ins, b.dtypes[x])
 
 
-def getitem(b: Builder, node, args) -> list:
-    shape = _in(node).shape
+def index_entries(node, rank: int) -> list:
+    """A getitem node's index entries with its ellipsis (if any) written out as full slices of
+    the dims it stands for."""
     entries = list(node.attr("index"))
     used = sum(1 for e in entries if e[0] in ("slice", "int"))
     if any(e[0] == "ellipsis" for e in entries):
         i = next(k for k, e in enumerate(entries) if e[0] == "ellipsis")
-        entries[i : i + 1] = [("slice", None, None, None)] * (len(shape) - used)
+        entries[i : i + 1] = [("slice", None, None, None)] * (rank - used)
+    return entries
+
+
+def getitem(b: Builder, node, args) -> list:
+    shape = _in(node).shape
+    entries = index_entries(node, len(shape))
     starts, ends, axes, steps = [], [], [], []
     dim = 0
     for e in entries:
