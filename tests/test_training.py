@@ -343,3 +343,53 @@ def test_large_where_runs_as_a_kernel(dtype):
     got = fusejit.where(m.view(64, -1)[:, ::2], x.view(64, -1)[:, ::2], y[: n // 128])
     want = np.where(c.reshape(64, -1)[:, ::2], a.reshape(64, -1)[:, ::2], b[: n // 128])
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+@pytest.mark.parametrize("n", [640, 1 << 14])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_where_with_a_scalar_records_its_gradient(n, dtype):
+    """``where(mask, x, 0.0)`` (relu's backward, the losses) takes a short path on the CPU;
+    it gives numpy's values and records for autograd as the general path does."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal(n).astype(dtype)
+    c = a > 0
+    x = fusejit.tensor(a, requires_grad=True)
+    m = fusejit.tensor(c)
+    for got, want in ((fusejit.where(m, x, 0.0), np.where(c, a, 0)),
+                      (fusejit.where(m, 2, x), np.where(c, 2, a))):  # fmt: skip
+        assert got.dtype.name == dtype
+        np.testing.assert_array_equal(got.numpy(), want)
+        assert got.requires_grad
+    g = rng.standard_normal(n).astype(dtype)
+    fusejit.where(m, x, 0.0).backward(fusejit.tensor(g))
+    np.testing.assert_array_equal(x.grad.numpy(), np.where(c, g, 0))
+    with fusejit.no_grad():
+        assert not fusejit.where(m, x, 0.0).requires_grad
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_without_ignored_targets(reduction):
+    """With no target equal to ``ignore_index`` the loss takes fewer ops; its values and
+    gradients are the reference's (float64), and a batch with an ignored target still gives
+    the weighted mean over the others."""
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((32, 7))
+    y = rng.integers(0, 7, 32)
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    per = -logp[np.arange(32), y]
+    want = {"mean": per.mean(), "sum": per.sum(), "none": per}[reduction]
+    x = fusejit.tensor(z, requires_grad=True)
+    loss = F.cross_entropy(x, fusejit.tensor(y), reduction=reduction)
+    np.testing.assert_allclose(loss.numpy(), want, rtol=1e-12)
+    loss.sum().backward()
+    p = np.exp(logp)
+    p[np.arange(32), y] -= 1
+    np.testing.assert_allclose(x.grad.numpy(), p / (32 if reduction == "mean" else 1), rtol=1e-10,
+                               atol=1e-15)  # fmt: skip
+    y2 = y.copy()
+    y2[:5] = -100
+    got = F.cross_entropy(fusejit.tensor(z), fusejit.tensor(y2), reduction=reduction).numpy()
+    keep = y2 != -100
+    want2 = {"mean": per[keep].mean(), "sum": per[keep].sum(), "none": np.where(keep, per, 0)}
+    np.testing.assert_allclose(got, want2[reduction], rtol=1e-12)

@@ -173,27 +173,59 @@ _CAST = OPS["cast"]
 
 def where(condition, x, y):
     """``x`` where ``condition`` is true, else ``y`` (dtypes of x and y promote)."""
-    tensors = type(condition) is Tensor and type(x) is Tensor and type(y) is Tensor
-    if (
-        tensors
-        and condition._dtype is dt.bool_
-        and x._dtype is y._dtype
-        and condition._device is x._device is y._device is _CPU
-        and recording.TRACER is None
-        and getattr(x, "_ag", None) is None
-        and getattr(y, "_ag", None) is None
-        and condition._data.size < WHERE_KERNEL_MIN
-    ):  # fast path: what the general path computes here, np.where on the arrays as they are
-        # (larger: the backend's branch-free kernel, faster than np.where)
-        try:
-            r = np.where(condition._data, x._data, y._data)
-        except Exception:
-            return _elementwise(_WHERE, (condition, x, y))
-        if type(r) is _ndarray and r.dtype is x._dtype.np:
-            t = _new(Tensor)
-            t._data, t._dtype, t._device, t._ag = r, x._dtype, _CPU, None
-            return t
+    if type(condition) is Tensor and condition._dtype is dt.bool_ and recording.TRACER is None:
+        r = _where_fast(condition, x, y)
+        if r is not None:
+            return r
     return _elementwise(_WHERE, (condition, x, y))
+
+
+_WHERE_SCALARS = (float, int)
+_WHERE_FLOATS = (dt.float32, dt.float64)
+
+
+def _where_fast(condition, x, y):
+    """``where`` on CPU tensors of one dtype, or a float32 / float64 tensor and a Python float
+    or int (a gradient masked with 0.0: relu's backward, the losses), computed as the general
+    path computes it (numpy's where below ``WHERE_KERNEL_MIN`` elements, the backend's
+    branch-free kernel from there), without its promotion and checks; None where that does
+    not apply."""
+    tx, ty = type(x), type(y)
+    if tx is Tensor and ty is Tensor:
+        d = x._dtype
+        if y._dtype is not d or x._device is not _CPU or y._device is not _CPU:
+            return None
+        vals = [condition._data, x._data, y._data]
+    elif tx is Tensor and ty in _WHERE_SCALARS:
+        d = x._dtype
+        if d not in _WHERE_FLOATS or x._device is not _CPU:
+            return None
+        vals = [condition._data, x._data, y]
+    elif ty is Tensor and tx in _WHERE_SCALARS:
+        d = y._dtype
+        if d not in _WHERE_FLOATS or y._device is not _CPU:
+            return None
+        vals = [condition._data, x, y._data]
+    else:
+        return None
+    if condition._device is not _CPU:
+        return None
+    try:
+        if vals[0].size < WHERE_KERNEL_MIN:
+            r = np.where(*vals)
+        else:  # (None: shapes the kernel does not take)
+            r = _CPU.backend._where_kernel(vals, d, d)
+    except Exception:
+        return None  # (the general path raises the proper error)
+    if type(r) is not _ndarray or r.dtype is not d.np:
+        return None
+    t = _new(Tensor)
+    t._data, t._dtype, t._device, t._ag = r, d, _CPU, None
+    if MODE.enabled and (
+        getattr(x, "_ag", None) is not None or getattr(y, "_ag", None) is not None
+    ):
+        _record(_WHERE, (condition, x, y), t)
+    return t
 
 
 def cast(x, dtype):

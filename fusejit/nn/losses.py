@@ -20,6 +20,7 @@ from fusejit.eager.elementwise import abs as _abs
 from fusejit.eager.elementwise import exp, log, log1p, maximum, minimum, sqrt, where
 from fusejit.eager.indexing import gather, take
 from fusejit.eager.reductions import log_softmax, mean, sum
+from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
 from fusejit.nn.modules import Module
 
@@ -112,10 +113,30 @@ def _check_index_target(name: str, input: Tensor, target: Tensor) -> int:
     return class_dim
 
 
+def _none_ignored(target: Tensor, ignore_index: int) -> bool:
+    """Whether ``target``, a non-empty CPU tensor outside a trace, holds no ``ignore_index``
+    (a check of its values: on a GPU it would wait for the device, and a trace must record the
+    general form, which serves every target)."""
+    return (
+        target.device.type == "cpu"
+        and recording.TRACER is None
+        and target._data.size > 0
+        and not (target._data == ignore_index).any()
+    )
+
+
 def _nll(name, logp, target, weight, ignore_index, reduction, class_dim):
     """``nll_loss`` of log-probabilities ``logp``: the loss per element, or the reduction with
     PyTorch's weighted mean (the sum divided by the summed weights of the targets not
     ignored)."""
+    if weight is None and _none_ignored(target, ignore_index):
+        # no target is ignored: each loss is its picked log-probability, and the mean divides
+        # by the count; the same values as below (the same sum, divided by the same count) in
+        # a third of the ops, each a node for backward to walk
+        picked = gather(logp, class_dim, target.unsqueeze(class_dim))
+        if reduction == "none":
+            return -picked.squeeze(class_dim)
+        return -(sum(picked) if reduction == "sum" else mean(picked))
     keep = target != ignore_index
     safe = where(keep, target, 0)
     picked = gather(logp, class_dim, safe.unsqueeze(class_dim)).squeeze(class_dim)
