@@ -15,12 +15,12 @@ traces, fuses and differentiates like the ops it is made of.
 from __future__ import annotations
 
 from fusejit.base.errors import DeviceError, DTypeError, ShapeError, fmt_shape
+from fusejit.eager import recording
 from fusejit.eager.composites import clamp_min
 from fusejit.eager.elementwise import abs as _abs
 from fusejit.eager.elementwise import exp, log, log1p, maximum, minimum, sqrt, where
 from fusejit.eager.indexing import gather, take
 from fusejit.eager.reductions import log_softmax, mean, sum
-from fusejit.eager import recording
 from fusejit.eager.tensor import Tensor
 from fusejit.nn.modules import Module
 
