@@ -20,6 +20,9 @@ threadpoolctl is installed), as in the training tests: on the loaded 2-core mach
 waiting for a core made the small matmuls 10x slower.
 
     PYTHONPATH=. python bench/bench_training_optimized.py [--quick] [--only mlp,cnn,mlp-train]
+
+``--only mlp-dropout``: the digits MLP with ``Dropout(0.1)`` after the ReLU (its masks are
+graph nodes: the optimized sides compile, drawing a fresh mask at each call).
 """
 
 from __future__ import annotations
@@ -170,9 +173,10 @@ def report(title: str, times: dict, target: float) -> None:
         print(line)
 
 
-def digits_part(conv: bool, rounds: int, reps: int) -> None:
+def digits_part(conv: bool, rounds: int, reps: int, dropout: float = 0.0) -> None:
     xtr, ytr, _, _ = digits(conv)
-    make = SmallCNN if conv else (lambda: nn.Sequential(nn.Linear(64, 128), nn.ReLU(),
+    drop = [nn.Dropout(dropout)] if dropout else []
+    make = SmallCNN if conv else (lambda: nn.Sequential(nn.Linear(64, 128), nn.ReLU(), *drop,
                                                         nn.Linear(128, 10)))  # fmt: skip
     sides = {"eager": Side(make, False, F.cross_entropy),
              "optimize(model)": Side(make, True, F.cross_entropy),
@@ -188,6 +192,8 @@ def digits_part(conv: bool, rounds: int, reps: int) -> None:
             s.epoch(xtr, ytr, perm)
     warm = time.perf_counter() - t0
     name = "CNN (conv, BatchNorm2d, pool)" if conv else "MLP (64 -> 128 -> 10)"
+    if dropout:
+        name = f"MLP (64 -> 128 -> Dropout({dropout}) -> 10)"
     print(f"\n== digits {name}; warm-up (4 epochs each, compiles included) {warm:.1f} s")
     for k, side in sides.items():
         if side.status():
@@ -255,6 +261,8 @@ def main(quick: bool = False, only: str = "mlp,cnn,mlp-train") -> None:
         print(f"BLAS threads: {label}")
         if "mlp" in parts:
             digits_part(False, rounds, reps)
+        if "mlp-dropout" in parts:
+            digits_part(False, rounds, reps, dropout=0.1)
         if "cnn" in parts:
             digits_part(True, rounds, reps)
         if "mlp-train" in parts:
@@ -264,5 +272,6 @@ def main(quick: bool = False, only: str = "mlp,cnn,mlp-train") -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
-    ap.add_argument("--only", default="mlp,cnn,mlp-train", help="comma-separated parts")
+    ap.add_argument("--only", default="mlp,cnn,mlp-train",
+                    help="comma-separated parts: mlp, mlp-dropout, cnn, mlp-train")  # fmt: skip
     main(**vars(ap.parse_args()))

@@ -57,7 +57,7 @@ timeout "$(budget 90)" "$PY" -m pytest -q -p no:cacheprovider -k cuda tests/test
     tests/test_dynamic.py tests/test_graph_indexing.py tests/test_dask.py tests/test_sklearn.py \
     tests/test_col_fusion.py tests/test_training_optimized.py tests/test_script_loop_grad.py \
     tests/test_train_step_optimized.py tests/test_onnx_import.py \
-    tests/test_onnx_import_shape_cuda.py \
+    tests/test_onnx_import_shape_cuda.py tests/test_random_graphs.py \
     >"$OUT/pytest_cuda_more.log" 2>&1
 echo "pytest exit status $?"
 grep -E "^(FAILED|ERROR)" "$OUT/pytest_cuda_more.log" | head -20

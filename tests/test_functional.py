@@ -10,7 +10,7 @@ import pytest
 
 import fusejit
 import fusejit.nn.functional as F
-from fusejit import DTypeError, ShapeError, TraceError
+from fusejit import DTypeError, ShapeError
 from tests.parity_helpers import DEVICES, assert_close, assert_traced, host, on
 
 RNG = np.random.default_rng(19)
@@ -646,9 +646,16 @@ def test_dropout():
     assert F.dropout(x, 0.25, training=False) is x
     with pytest.raises(ValueError):
         F.dropout(x, 1.5)
-    with pytest.raises(TraceError, match="dropout"):
-        fusejit.trace(lambda t: F.dropout(t, 0.5), (x,))
     assert_traced(lambda t: F.dropout(t, 0.5, training=False) * 2, x)
+    # traced in training mode: a fresh mask at each call, the one eager code draws from the
+    # same generator state
+    f = fusejit.trace(lambda t: F.dropout(t * 2, 0.5) + 1, (x,))
+    fusejit.manual_seed(4)
+    got = [host(f(x)) for _ in range(2)]
+    fusejit.manual_seed(4)
+    want = [host(F.dropout(x * 2, 0.5) + 1) for _ in range(2)]
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got[0], got[1])
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -850,7 +857,8 @@ def test_sdpa_dropout():
     b = F.scaled_dot_product_attention(q, q, q, dropout_p=0.5)
     close(a, host(b))
     assert not np.allclose(host(a), host(F.scaled_dot_product_attention(q, q, q)))
-    with pytest.raises(TraceError, match="dropout"):
-        fusejit.trace(lambda t: F.scaled_dot_product_attention(t, t, t, dropout_p=0.1), (q,))
+    f = fusejit.trace(lambda t: F.scaled_dot_product_attention(t, t, t, dropout_p=0.5), (q,))
+    fusejit.manual_seed(0)
+    close(f(q), host(a))  # (the mask eager drew from the same seed)
     with pytest.raises(ValueError, match="not both"):
         F.scaled_dot_product_attention(q, q, q, on(np.ones((4, 4), bool)), is_causal=True)

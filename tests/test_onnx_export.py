@@ -266,6 +266,26 @@ def test_movement_and_matmul(d, tmp_path):
         assert (np.abs(g - a @ b) <= bound).all() and (np.abs(w - a @ b) <= bound).all()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dropout_in_training_mode_exports_a_random_mask(tmp_path, dtype):
+    """``rand_like`` (dropout's mask) exports as RandomUniformLike: onnxruntime draws its own
+    values, so the check is the distribution: each element either 0 or twice the input (p =
+    0.5), about half of each, a fresh mask at each run."""
+    x = fusejit.ones(200, 50, dtype=dtype)
+    traced = fusejit.trace(lambda t: fusejit.nn.functional.dropout(t * 3, 0.5), (x,))
+    path = tmp_path / "dropout.onnx"
+    fonnx.export(traced, path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    assert "RandomUniformLike" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    sess = _session(path)
+    runs = [sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0] for _ in range(2)]
+    for r in runs:
+        assert r.dtype == np.dtype(dtype) and r.shape == (200, 50)
+        assert set(np.unique(r).tolist()) <= {0.0, 6.0}
+        assert 0.45 < (r == 0).mean() < 0.55  # (10^4 draws: 10 standard deviations apart)
+    assert not np.array_equal(runs[0], runs[1])
+
+
 def test_every_op_has_a_rule_or_is_listed():
     """The op table against the rules: an op without a rule must be in NOT_EXPORTABLE (and leave it
     when it gets one), so an op added to the table without an export rule fails here."""

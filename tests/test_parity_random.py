@@ -402,7 +402,9 @@ CALLS = {
     "randn": lambda x: x + fusejit.randn(3),
     "randint": lambda x: x + fusejit.randint(0, 3, (3,)),
     "randperm": lambda x: x + fusejit.randperm(3),
-    "rand_like": lambda x: x + fusejit.rand_like(x),
+    # (with x's dtype and device and the default generator, rand_like is a graph node:
+    # tests/test_random_graphs.py)
+    "rand_like": lambda x: x + fusejit.rand_like(x, dtype=fusejit.float64),
     "randn_like": lambda x: x + fusejit.randn_like(x),
     "randint_like": lambda x: x + fusejit.randint_like(x, 5),
     "bernoulli": lambda x: fusejit.bernoulli(x * 0 + 0.5),

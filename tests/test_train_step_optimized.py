@@ -250,9 +250,9 @@ def test_fallback_reasons_are_clear():
     model = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.2), nn.Linear(16, 4))
     opt = optim.SGD(model.parameters(), lr=0.1)
 
-    def with_dropout(x, y):
+    def with_noise(x, y):
         opt.zero_grad()
-        loss = nn.functional.mse_loss(model(x), y)
+        loss = nn.functional.mse_loss(model(x + 0.01 * fusejit.randn(*x.shape)), y)
         loss.backward()
         opt.step()
         return loss
@@ -267,12 +267,43 @@ def test_fallback_reasons_are_clear():
         return loss
 
     x, y = batches(1)[0]
-    for fn, want in ((with_dropout, "random"), (with_item, "reads a tensor's value (item)")):
+    for fn, want in ((with_noise, "random"), (with_item, "reads a tensor's value (item)")):
         step = fusejit.optimize(fn, warn=False)
         for _ in range(4):
             step(x, y)
         assert want in _reason(step)
         assert want in fusejit.explain(step)
+
+
+def test_a_step_with_dropout_is_one_graph_and_trains_as_eager():
+    """Dropout in the model: the whole step compiles (its masks drawn by ``rand_like`` nodes
+    of the graph) and follows eager training from the same seed, step by step."""
+
+    def run(optimized: bool):
+        fusejit.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Dropout(0.3), nn.Linear(16, 4))
+        opt = optim.AdamW(model.parameters(), lr=0.01)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = fusejit.optimize(step) if optimized else step
+        data = batches(6)
+        fusejit.manual_seed(11)
+        losses = [fn(x, y).item() for x, y in data]
+        return losses, [p.detach().numpy().copy() for p in model.parameters()], fn
+
+    want, wparams, _ = run(False)
+    got, gparams, fn = run(True)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for g, w in zip(gparams, wparams):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+    sigs = fusejit.explain(fn, as_dict=True)["signatures"]
+    assert sigs[0]["status"] == "compiled" and "rand_like" in sigs[0]["graph"], sigs
 
 
 def test_explain_shows_forward_backward_update_and_saved_bytes():

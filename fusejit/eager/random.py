@@ -6,8 +6,10 @@ generator, as in PyTorch: ``fusejit.manual_seed`` seeds all of them (those made 
 ``fusejit.cuda.manual_seed`` the GPU's; a ``fusejit.Generator(device=...)`` passed as
 ``generator=`` draws for results on a device of its type.
 
-Random values cannot be graph nodes: under ``fusejit.trace`` every function here raises a
-``TraceError`` (a traced graph would replay this call's values as a constant forever).
+``rand_like(x)`` (with x's dtype and device, the default generator) is an op of the table
+(``fusejit/ops/random.py``): a traced or optimized graph draws fresh values at each call, and
+dropout is written with it. Every other function here raises a ``TraceError`` under
+``fusejit.trace`` (a traced graph would replay this call's values as a constant forever).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from fusejit.base import dtypes as dt
 from fusejit.base.device import Device, as_device
 from fusejit.base.errors import DeviceError, DTypeError, ShapeError, TraceError, fmt_shape
 from fusejit.base.shapes import describe, int_arg, shape_arg
-from fusejit.eager import recording
+from fusejit.eager import dispatch, recording
 from fusejit.eager.autograd import bump_version
 from fusejit.eager.inplace import check_writeable
 from fusejit.eager.tensor import Tensor
+from fusejit.ops.random import RAND_LIKE, set_source
 
 __all__ = [
     "Generator", "default_generator", "manual_seed", "seed", "initial_seed", "get_rng_state",
@@ -179,6 +182,21 @@ def seed() -> int:
 def initial_seed() -> int:
     """The seed of the CPU's default generator."""
     return default_generator.initial_seed()
+
+
+def generator_states(devices=()) -> dict:
+    """The state of every default generator (those of ``devices`` made first), for
+    ``set_generator_states``: the JIT puts them back to run a graph's draws again as the run it
+    recorded drew them (its check against eager, its first compiled run)."""
+    for dev in devices:
+        default_for(dev)
+    return {dev: g._rng.bit_generator.state for dev, g in _DEFAULTS.items()}
+
+
+def set_generator_states(states: dict) -> None:
+    """Put the default generators back in the ``states`` ``generator_states`` gave."""
+    for dev, st in states.items():
+        _DEFAULTS[dev]._rng.bit_generator.state = st
 
 
 def get_rng_state() -> Tensor:
@@ -362,11 +380,31 @@ def _like(x: Tensor, dtype, device):
             x.device if device is None else as_device(device))  # fmt: skip
 
 
+def _draw_like(b, shape: tuple, np_dtype) -> object:
+    """The values of the table's ``rand_like`` on backend ``b``: ``rand``'s draw from the
+    default generator of its device."""
+    dev = as_device("cpu" if b.name == "cpu" else f"{b.name}:{b.index}")
+    d = dt.as_dtype(np_dtype)
+    return b.from_numpy(_c_array(_uniform(default_for(dev)._rng, shape, d), d))
+
+
+set_source(_draw_like)
+
+
 def rand_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False,  # noqa: A002
               generator=None) -> Tensor:  # fmt: skip
-    """``rand`` with ``input``'s shape, dtype and device."""
-    _not_traced("rand_like")
+    """``rand`` with ``input``'s shape, dtype and device. With those and the default
+    generator it is a graph node: a traced function draws fresh values at each call.
+
+    >>> import fusejit
+    >>> f = fusejit.trace(lambda x: fusejit.rand_like(x) * x, (fusejit.ones(3),))
+    >>> bool((f(fusejit.ones(3)) != f(fusejit.ones(3))).any())
+    True
+    """
     d, dev = _like(input, dtype, device)
+    if generator is None and d is input.dtype and dev == input.device and d.is_floating_point:
+        return _requires_grad(dispatch.apply(RAND_LIKE, (input,), {}), requires_grad)
+    _not_traced("rand_like")
     t = rand(input.shape, generator=generator, dtype=_float_dtype("rand_like", d), device=dev)
     return _requires_grad(t, requires_grad)
 

@@ -50,6 +50,7 @@ import numpy as np
 
 from fusejit.base import dtypes as dt
 from fusejit.ir.values import Const, TensorType, Value
+from fusejit.ops.registry import OPS
 
 if TYPE_CHECKING:
     from fusejit.ir.graph import Block, Graph, Node
@@ -157,8 +158,15 @@ def _check_cond(c, fail: Fail, what: str) -> None:
 
 
 def has_effect(n: Node) -> bool:
-    """Whether ``n`` (or a node in its blocks) has a side effect the passes must keep."""
-    return n.op in ("print", "assert") or any(has_effect(m) for b in n.blocks for m in b.nodes)
+    """Whether ``n`` (or a node in its blocks) has a side effect the passes must keep: printing,
+    an assertion, a random draw (it advances a generator, and two draws differ: never merged,
+    folded or dropped, so a graph draws what eager code draws)."""
+    if n.op in ("print", "assert"):
+        return True
+    op = OPS.get(n.op)
+    if op is not None and op.kind == "random":
+        return True
+    return any(has_effect(m) for b in n.blocks for m in b.nodes)
 
 
 def has_control(g: Graph) -> bool:

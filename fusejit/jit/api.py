@@ -10,6 +10,7 @@ from fusejit.base.errors import TraceError
 from fusejit.base.shapes import describe
 from fusejit.eager import autograd
 from fusejit.eager.grad_mode import MODE
+from fusejit.eager.random import generator_states, set_generator_states
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.control import has_control
 from fusejit.ir.graph import Graph
@@ -333,10 +334,13 @@ def trace(fn, example_inputs, *, check_trace: bool | None = None) -> TracedFunct
     t0 = time.perf_counter()
     prev = _Version.seen
     seen = _Version.seen = [] if prev is None else prev  # the modules it calls, to name
+    # the default generators as the recorded run finds them: the checks below draw again
+    rng_before = generator_states({t.device for t in tr.flatten_inputs(example_inputs)[1]})
     try:
         graph, in_spec, out_spec, eager_out, tracer = tr.capture(fn, example_inputs)
     finally:
         _Version.seen = prev
+    rng_after = generator_states()
     trace_s = time.perf_counter() - t0
     tr.check_outputs(out_spec)
     verify(graph)
@@ -362,7 +366,15 @@ def trace(fn, example_inputs, *, check_trace: bool | None = None) -> TracedFunct
             raise TraceError(f"trace check failed for {traced.__name__}: {problem}")
     elif check_trace is not False:
         traced.check_kind = "full"
-        _check_full(fn, traced, example_inputs, eager_out, lambda t=tracer: tr.restore_state(t))
+
+        def reset(t=tracer):
+            tr.restore_state(t)
+            set_generator_states(rng_before)  # (random ops draw what the recorded run drew)
+
+        try:
+            _check_full(fn, traced, example_inputs, eager_out, reset)
+        finally:
+            set_generator_states(rng_after)  # (as after one eager call)
     del tracer
     for t, data in written:
         t._data[...] = data

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from fusejit.base.errors import AutogradError, TraceError
 from fusejit.eager import autograd, dispatch, recording
 from fusejit.eager.grad_mode import MODE
+from fusejit.eager.random import generator_states, set_generator_states
 from fusejit.eager.tensor import GradInfo, Tensor
 from fusejit.ir.graph import Block, Const, Graph, Value
 from fusejit.ir.verify import verify
@@ -173,6 +174,9 @@ def build_joint(raw: Graph, tensors: list, mask: tuple, stops=((), ())) -> Joint
         n_fwd_params = len(params)
         prev = MODE.enabled
         MODE.enabled = False  # (the rules run under no_grad in the eager engine too)
+        # running the graph draws what its random ops draw: put back after, so the call that
+        # compiles draws what eager code would
+        rng = generator_states()
         try:
             with recording.recording(tracer):
                 records = []
@@ -216,6 +220,7 @@ def build_joint(raw: Graph, tensors: list, mask: tuple, stops=((), ())) -> Joint
                 grad_vals = [tracer.value_of(grads[params[k]]) for k in grad_inputs]
         finally:
             MODE.enabled = prev
+            set_generator_states(rng)
     if tracer.value_reads:
         what, where = tracer.value_reads[0]
         raise TraceError(f"backward through a compiled graph: a derivative rule reads a "

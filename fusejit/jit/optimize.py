@@ -10,9 +10,11 @@ other plans serve one exact shape, and a new shape fails their guards and re-spe
 with the changed dims symbolic (``dynamic``): that graph then serves their later sizes.
 
 What a trace cannot capture (in-place ops, bool-mask indexing, Python branching on tensor values,
-non-tensor results, dropout in training mode) runs eager for that signature, and the reason is
-kept for ``fusejit.explain``. A whole-tensor ``copy_`` into a buffer (a train-mode BatchNorm's
-running statistics) is captured: the graph's extra results are written back after each call.
+non-tensor results, random draws other than ``rand_like`` and dropout) runs eager for that
+signature, and the reason is kept for ``fusejit.explain``. Dropout's masks are graph nodes: a
+compiled call draws what an eager one would from the same generator state. A whole-tensor
+``copy_`` into a buffer (a train-mode BatchNorm's running statistics) is captured: the graph's
+extra results are written back after each call.
 A whole training step (forward, ``loss.backward()``, ``opt.step()``, ``opt.zero_grad()``) is
 captured as one graph too, its parameter, optimizer-state and ``.grad`` writes done after each
 call (``fusejit/jit/train_step.py``); a trace that stops puts back what it wrote before the call
@@ -44,6 +46,7 @@ import numpy as np
 from fusejit.base.errors import TraceError, fmt_shape
 from fusejit.eager import recording
 from fusejit.eager.grad_mode import MODE
+from fusejit.eager.random import generator_states, set_generator_states
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
@@ -444,6 +447,9 @@ class Executor:
             return "eager", None
         self._n_traces += 1
         seen: list = []
+        # the default generators as the traced run finds them: the first compiled run draws
+        # again what it drew (and an eager rerun of the call too)
+        rng_before = generator_states({t.device for t in tensors})
         t0 = time.perf_counter()
         try:
             _GATE.begin_write()
@@ -470,9 +476,11 @@ class Executor:
                 _GATE.end_write()
         except TraceError as e:
             _undo(e)  # (the call runs eagerly from where it started)
+            set_generator_states(rng_before)
             return self._give_up(spec, args, names, target, f"cannot be traced: {e}",
                                  where=_user_line(e.__traceback__))  # fmt: skip
         trace_s = time.perf_counter() - t0
+        rng_after = generator_states()
         self._watch(seen)
         name_captured(graph, module_tensor_names(self._watched()))
         result = tr.unflatten_outputs(out_spec, eager_out)
@@ -507,6 +515,7 @@ class Executor:
                 t._data[...] = data
             for t, g in grads:
                 tr._set_grad(t, g)
+            set_generator_states(rng_after)
 
         try:
             verify(graph)
@@ -525,6 +534,7 @@ class Executor:
             # joint forward/backward graphs are recorded by a tracer: exclusive, as a trace
             traced.exclusive = _exclusive
             traced.prepare_joint(tensors)
+            set_generator_states(rng_before)
             out = _gated(traced, plain)  # numba compiles on the first call
             first_run = time.perf_counter() - t1
         except Exception as e:  # eager is always right: fall back rather than fail the call
@@ -532,6 +542,7 @@ class Executor:
             if _wants_grad(graph, tensors):
                 # the traced run's outputs have no autograd history: this call runs eagerly
                 # again, from the state put back above
+                set_generator_states(rng_before)
                 return self._give_up(spec, args, names, target, why)
             eager_state()
             return self._give_up(spec, args, names, target, why, result=result)
@@ -547,6 +558,7 @@ class Executor:
             why = f"compiled result differs from eager: {problem}"
             if _wants_grad(graph, tensors):  # (as above: run eagerly again)
                 tr.restore_state(tracer)
+                set_generator_states(rng_before)
                 return self._give_up(spec, args, names, target, why)
             eager_state()
             return self._give_up(spec, args, names, target, why, result=result)

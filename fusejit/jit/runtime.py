@@ -20,7 +20,7 @@ from fusejit.ir.graph import Const, Graph, Value
 from fusejit.jit.control import control_step
 from fusejit.ops.registry import OPS
 
-SHAPE_GENERIC_KINDS = {"elementwise", "reduction"}
+SHAPE_GENERIC_KINDS = {"elementwise", "reduction", "random"}
 
 
 def _kernel_for(node, device):

@@ -431,7 +431,7 @@ def _holds_for_all(op, shapes, attrs, outs) -> bool:
         return False
     if op.kind == "elementwise":
         return len(outs) == 1 and _broadcasts(shapes, outs[0])
-    if op.kind == "reduction" or op.name in _SELECTING:
+    if op.kind in ("reduction", "random") or op.name in _SELECTING:
         return True
     if op.name == "matmul" and len(shapes) == 2 and min(len(shapes[0]), len(shapes[1])) >= 2:
         a, b = shapes

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from fusejit.base import dtypes as dt
-from fusejit.base.errors import DeviceError, DTypeError, ShapeError, TraceError, fmt_shape
+from fusejit.base.errors import DeviceError, DTypeError, ShapeError, fmt_shape
 from fusejit.base.finfo import finfo, iinfo
 from fusejit.eager import elementwise as _ew
 from fusejit.eager import recording
@@ -66,7 +66,7 @@ from fusejit.eager.grad_mode import is_grad_enabled, no_grad
 from fusejit.eager.indexing import gather, index_add, index_select, one_hot
 from fusejit.eager.linalg import linear, matmul
 from fusejit.eager.movement import cat, expand, repeat_interleave, reshape, tril
-from fusejit.eager.random import rand
+from fusejit.eager.random import rand_like
 from fusejit.eager.reductions import amax, argmax, layer_norm, mean, var
 from fusejit.eager.reductions import log_softmax as _log_softmax
 from fusejit.eager.reductions import max as _max
@@ -213,8 +213,9 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
 # ---- dropout, embedding, linear -----------------------------------------------------------------
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)`` when
-    ``training``; else return ``input``. The mask comes from ``fusejit.rand`` (seeded by
-    ``fusejit.manual_seed``), so a call cannot be traced in training mode.
+    ``training``; else return ``input``. The mask comes from ``fusejit.rand_like`` (seeded by
+    ``fusejit.manual_seed``), a graph node: a traced or optimized function draws a fresh mask
+    at each call, the one eager code would draw from the same generator state.
 
     >>> import fusejit
     >>> import fusejit.nn.functional as F
@@ -226,16 +227,10 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if not training or p == 0.0:
         return input
     _want_float("dropout", input)
-    if recording.tracing() is not None:
-        # a traced graph would capture this call's random mask and apply it forever
-        raise TraceError(
-            "dropout in training mode cannot be traced: its random mask would be frozen into "
-            "the graph (pass training=False, or call .eval() on the module, to trace)"
-        )
     if p == 1.0:
         out = input * 0.0
     else:
-        keep = rand(*input.shape, dtype=input.dtype, device=input.device) >= p
+        keep = rand_like(input) >= p
         out = where(keep, input * (1.0 / (1.0 - p)), 0.0)
     return input.copy_(out) if inplace else out
 

@@ -21,11 +21,10 @@ from collections import OrderedDict, namedtuple
 
 from fusejit.base import dtypes as dt
 from fusejit.base.device import as_device
-from fusejit.base.errors import FusejitError, TraceError, fmt_shape
-from fusejit.eager import recording
+from fusejit.base.errors import FusejitError, fmt_shape
 from fusejit.eager.autograd import zero_grads
 from fusejit.eager.creation import ones, zeros
-from fusejit.eager.elementwise import gelu, relu, sigmoid, silu, tanh, where
+from fusejit.eager.elementwise import gelu, relu, sigmoid, silu, tanh
 from fusejit.eager.grad_mode import no_grad
 from fusejit.eager.linalg import linear
 from fusejit.eager.random import rand, randn
@@ -620,8 +619,8 @@ class Embedding(Module):
 
 class Dropout(Module):
     """Zero each element with probability ``p`` in training mode and scale the rest by
-    ``1/(1-p)``; the identity in eval mode. Masks come from ``fusejit.rand`` (seeded by
-    ``fusejit.manual_seed``) on the input's device.
+    ``1/(1-p)``; the identity in eval mode: ``F.dropout`` (masks from ``fusejit.rand_like``,
+    seeded by ``fusejit.manual_seed``, fresh at each call of a traced or optimized function).
 
     >>> import fusejit
     >>> d = fusejit.nn.Dropout(0.5).eval()
@@ -639,19 +638,10 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if recording.tracing() is not None:
-            # a traced graph would capture this call's random mask as a constant and apply
-            # the same mask forever
-            raise TraceError(
-                "Dropout in training mode cannot be traced: its random mask would be frozen "
-                "into the graph (call .eval() to trace an inference graph)"
-            )
-        if not x.dtype.is_floating_point:
-            raise TypeError(f"Dropout: expected a floating-point tensor, got {x.dtype.name}")
-        if self.p == 1.0:
-            return x * 0.0
-        keep = rand(*x.shape, dtype=x.dtype, device=x.device) >= self.p
-        return where(keep, x * (1.0 / (1.0 - self.p)), 0.0)
+        if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+            what = x.dtype.name if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(f"Dropout: expected a floating-point tensor, got {what}")
+        return F.dropout(x, self.p, training=True)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -232,6 +232,12 @@ def identity(b: Builder, node, args) -> list:
     return [b.node("Identity", [args[0]], b.dtypes[args[0]])]
 
 
+def rand_like(b: Builder, node, args) -> list:
+    # (the runtime's own generator: the values differ from fusejit's, the distribution not)
+    d = _out(node).dtype
+    return [b.node("RandomUniformLike", [args[0]], d, dtype=b.onnx_type(d), low=0.0, high=1.0)]
+
+
 def permute(b: Builder, node, args) -> list:
     rank = len(_in(node).shape)
     perm = [d % rank for d in node.attr("dims")]
@@ -1321,6 +1327,7 @@ _REAL_RULES: dict = {
     "view": reshape,
     "contiguous": identity,
     "clone": identity,
+    "rand_like": rand_like,
     "permute": permute,
     "expand": expand,
     "cat": cat,

@@ -4,7 +4,7 @@ An entry holds what every part of the system needs to know about an op, so that 
 tracing, the interpreter, code generation for each target and the tests are all driven from it:
 
 - ``name``, ``kind`` (elementwise, reduction, scan, sort, movement, matmul, composite,
-  creation), ``arity``
+  random), ``arity``
 - ``rule``: how the result dtype follows from the inputs (see ``dtype_rule``)
 - ``allowed``: the input dtype kinds the op accepts
 - ``ref``: a numpy reference (the spec tests compare against)

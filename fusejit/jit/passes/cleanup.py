@@ -85,7 +85,7 @@ def constant_fold(g: Graph, frozen: set | None = None) -> tuple[Graph, bool]:
     changed = False
     for n in g.block.nodes:
         tins = [v for v in n.inputs if isinstance(v, Value)]
-        if tins and not n.blocks and all(v in known for v in tins):
+        if tins and not n.blocks and not has_effect(n) and all(v in known for v in tins):
             vals = run_block(Block(list(tins), [n], list(n.outputs)), {v: env[v] for v in tins})
             for o, t in zip(n.outputs, vals):
                 env[o] = t

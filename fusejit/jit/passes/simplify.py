@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from fusejit.ir.graph import Const, Graph, Value
+from fusejit.ops.registry import OPS
 
 
 def _is(c, value) -> bool:
@@ -60,14 +61,35 @@ def _permute_identity(n, inner):
     return None
 
 
+def _shape_source(v: Value, producer: dict) -> Value:
+    """The earliest value of ``v``'s type on its chain of elementwise producers. A random op
+    (``rand_like``) reads only its operand's type: reading that one instead frees the ops
+    between to fuse with their consumers (dropout's mask with its scaled input, one kernel)."""
+    while True:
+        p = producer.get(v)
+        op = OPS.get(p.op) if p is not None else None
+        if op is None or op.kind != "elementwise":
+            return v
+        same = [u for u in p.inputs if isinstance(u, Value) and u.type == v.type]
+        if not same:
+            return v
+        v = same[0]
+
+
 def simplify(g: Graph) -> tuple[Graph, bool]:
     rep: dict = {}
     producer: dict = {}
     nodes = []
+    moved = False
     for n in g.block.nodes:
         if rep:
             n = type(n)(n.op, tuple(rep.get(v, v) if isinstance(v, Value) else v
                                     for v in n.inputs), n.attrs, n.outputs, n.blocks)  # fmt: skip
+        if n.op in OPS and OPS[n.op].kind == "random" and isinstance(n.inputs[0], Value):
+            src = _shape_source(n.inputs[0], producer)
+            if src is not n.inputs[0]:
+                n = type(n)(n.op, (src,), n.attrs, n.outputs, n.blocks)
+                moved = True
         target = _identity_of(n) if len(n.outputs) == 1 and not n.blocks else None
         if target is None and n.op == "neg":
             inner = producer.get(n.inputs[0])
@@ -81,6 +103,6 @@ def simplify(g: Graph) -> tuple[Graph, bool]:
         for o in n.outputs:
             producer[o] = n
         nodes.append(n)
-    if not rep:
+    if not rep and not moved:
         return g, False
     return g.copy_with(nodes=nodes, results=[rep.get(v, v) for v in g.block.results]), True

@@ -13,6 +13,7 @@ import weakref
 
 from fusejit.eager import recording
 from fusejit.eager.grad_mode import MODE
+from fusejit.eager.random import generator_states, set_generator_states
 from fusejit.eager.tensor import Tensor
 from fusejit.ir.control import count_fused
 from fusejit.ir.graph import Graph
@@ -97,7 +98,13 @@ class ScriptFunction:
             with self._lock:
                 c = table.get(key)
                 if c is None:
-                    c = compile_function(self, obj, spec, flat, stack)
+                    # compiling runs the library calls it records (dropout draws its mask):
+                    # the generators are put back, so a call draws what eager code draws
+                    rng = generator_states()
+                    try:
+                        c = compile_function(self, obj, spec, flat, stack)
+                    finally:
+                        set_generator_states(rng)
                     table[key] = c
         self._last = c
         if obj is not None:
