@@ -294,3 +294,37 @@ def test_compiled_forward_records_no_eager_autograd_nodes(monkeypatch):
     ref(x).sum().backward()
     for p, q in zip(model.parameters(), ref.parameters(), strict=True):
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_loss_function_with_dynamic_batch_sizes_compiles_its_backward():
+    """``optimize(lambda x, y: cross_entropy(model(x), y))`` over batches of several sizes: the
+    second size re-specializes with the batch dim symbolic, and its backward is recorded for
+    each call's sizes (its graph's reshapes hold the symbol: it once failed to compile, and the
+    signature ran eagerly). The losses and weights follow eager training."""
+
+    def run(optimized: bool):
+        fusejit.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 10))
+        opt = optim.AdamW(model.parameters(), lr=1e-2)
+        fn = lambda x, y: F.cross_entropy(model(x), y)  # noqa: E731
+        if optimized:
+            fn = fusejit.optimize(fn, strict=True)  # (a fallback raises)
+        rng = np.random.default_rng(0)
+        fusejit.manual_seed(3)
+        losses = []
+        for n in (64, 64, 64, 56, 56, 40, 64, 40):
+            x = fusejit.tensor(rng.standard_normal((n, 64), dtype=np.float32))
+            y = fusejit.tensor(rng.integers(0, 10, n))
+            loss = fn(x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses, model[0].weight.detach().numpy().copy(), fn
+
+    want, w_want, _ = run(False)
+    got, w_got, fn = run(True)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w_got, w_want, rtol=1e-4, atol=1e-6)
+    sigs = fusejit.explain(fn, as_dict=True)["signatures"]
+    assert len(sigs) == 2 and all(s["status"] == "compiled" for s in sigs), sigs

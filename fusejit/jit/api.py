@@ -179,8 +179,10 @@ class TracedFunction:
         from fusejit.jit import joint as jt  # (it imports this module)
 
         mask = jt.grad_mask([*tensors, *self.raw_graph.captured])
-        # a shape-generic plan serves other sizes: the backward's shapes are those of the call
-        key = (mask, tuple(t._data.shape for t in tensors) if self.plan.shape_generic else None)
+        # a shape-generic plan, or one with dynamic dims, serves other sizes: the joint graph
+        # is recorded for the call's shapes
+        sized = self.plan.shape_generic or self.plan.symbolic_env
+        key = (mask, tuple(t._data.shape for t in tensors) if sized else None)
         cj = self._joints.get(key)
         if cj is None:
             with self._joint_lock:

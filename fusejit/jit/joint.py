@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 
 from fusejit.base.errors import AutogradError, TraceError
+from fusejit.base.symbolic import is_symbolic, resolve
 from fusejit.eager import autograd, dispatch, recording
 from fusejit.eager.grad_mode import MODE
 from fusejit.eager.random import generator_states, set_generator_states
@@ -89,14 +90,15 @@ def _fit(F, g, ty):
     return g
 
 
-def apply_rule(F, n, op, args, outs, gs: list, needs, grads: dict) -> None:
+def apply_rule(F, n, op, args, outs, gs: list, needs, grads: dict, attrs=None) -> None:
     """Run node ``n``'s derivative rule (``op.vjp``) on its outputs' gradients ``gs`` (a float
     output without one gets zeros) and add each operand's gradient, summed to its shape and
-    dtype, into ``grads`` (value -> gradient), as the eager engine does."""
+    dtype, into ``grads`` (value -> gradient), as the eager engine does. ``attrs``: the node's
+    attributes with its dynamic sizes resolved (default: its own)."""
     for i, o in enumerate(n.outputs):
         if gs[i] is None and o.type.dtype.kind in "fc":
             gs[i] = F.zeros(outs[i].shape, dtype=o.type.dtype, device=o.type.device)
-    res = op.vjp(F, _Ctx(args, outs, n.attr_dict, needs), *gs)
+    res = op.vjp(F, _Ctx(args, outs, n.attr_dict if attrs is None else attrs, needs), *gs)
     if not isinstance(res, tuple):
         res = (res,)
     for v, a, g, need in zip(n.inputs, args, res, needs, strict=True):
@@ -180,13 +182,19 @@ def build_joint(raw: Graph, tensors: list, mask: tuple, stops=((), ())) -> Joint
         try:
             with recording.recording(tracer):
                 records = []
+                # a graph with dynamic dims: its sizes, for these tensors (the joint graph is
+                # recorded for their shapes; ``TracedFunction.joint`` keys it by them)
+                sizes = {s: tensors[i]._data.shape[d] for s, i, d in raw.notes.get("symbols", ())}
                 for n in raw.block.nodes:
                     args = [v.value if isinstance(v, Const) else env[v] for v in n.inputs]
-                    res = dispatch.call(n.op, *args, **n.attr_dict)
+                    attrs = n.attr_dict
+                    if sizes and is_symbolic(attrs):
+                        attrs = resolve(attrs, sizes)
+                    res = dispatch.call(n.op, *args, **attrs)
                     outs = tuple(res) if len(n.outputs) > 1 else (res,)
                     for o, t in zip(n.outputs, outs, strict=True):
                         env[o] = t
-                    records.append((n, args, outs))
+                    records.append((n, args, outs, attrs))
                 results = raw.block.results
                 tangent_of: list = []
                 tangents: list = []
@@ -201,7 +209,7 @@ def build_joint(raw: Graph, tensors: list, mask: tuple, stops=((), ())) -> Joint
                         grads[r] = g if r not in grads else F.add(grads[r], g)
                     else:
                         tangent_of.append(None)
-                for n, args, outs in reversed(records):
+                for n, args, outs, attrs in reversed(records):
                     gs = [grads.get(o) for o in n.outputs]
                     if all(g is None for g in gs):
                         continue
@@ -214,7 +222,7 @@ def build_joint(raw: Graph, tensors: list, mask: tuple, stops=((), ())) -> Joint
                             f"backward through a compiled graph: the op {n.op} has no "
                             "derivative rule in the op table yet"
                         )
-                    apply_rule(F, n, op, args, outs, gs, needs, grads)
+                    apply_rule(F, n, op, args, outs, gs, needs, grads, attrs)
                 grad_inputs = [k for k, p in enumerate(params) if mask[k] and p in grads]
                 out_vals = [tracer.value_of(env[r]) if isinstance(r, Value) else r for r in results]
                 grad_vals = [tracer.value_of(grads[params[k]]) for k in grad_inputs]

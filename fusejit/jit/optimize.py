@@ -468,6 +468,7 @@ class Executor:
                         self._event("static", spec.label, str(e))
                         spec.dynamic = {}
                         self._static_only = True  # (later sizes: not tried again)
+                        set_generator_states(rng_before)  # (the same draws again)
                         graph, in_spec, out_spec, eager_out, tracer = tr.capture(
                             target, plain, train_steps=True
                         )
