@@ -7,7 +7,9 @@ A graph is ``{"n_inputs": k, "values": [{"dtype", "shape", "device", "hint"}],
 lacks: ``{"tuple": [...]}``, ``{"float": "nan" | "inf" | "-inf"}``, ``{"complex": [re, im]}``
 (a Python complex, its parts floats in these forms), ``{"dtype": name}``,
 ``{"device": "cpu" | "cuda:N"}``, ``{"tensor": j}`` (a tensor in the caller's table, e.g. a
-constant node's value).
+constant node's value), ``{"sym": ...}`` (a symbolic size). A graph with dynamic dims also
+holds ``"atoms"`` and ``"notes"`` (``fusejit/ir/sizes_codec.py``): stored, it serves every
+size it served.
 
 Tensors belong to the caller (the archive keeps them as ``.npy`` members): encoding asks
 ``tensor_index`` for a tensor's place in the caller's table, decoding is given the table.
@@ -26,6 +28,7 @@ import numpy as np
 from fusejit.base import dtypes as dt
 from fusejit.base.device import Device, as_device
 from fusejit.base.errors import FusejitError
+from fusejit.ir import sizes_codec as sz
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
 from fusejit.ir.typecheck import check_types
 from fusejit.ir.verify import JIT_OPS, VerifyError, verify
@@ -50,6 +53,8 @@ def encode_value(x, tensor_index: TensorIndex | None = None):
     """The JSON form of an attribute or spec value ``x``; tensors only with ``tensor_index``."""
     if x is None or isinstance(x, (bool, str)):
         return x
+    if sz.is_sym(x):
+        return sz.encode_sym(x)
     if isinstance(x, (int, np.integer)):
         return int(x)
     if isinstance(x, (float, np.floating)):
@@ -85,18 +90,24 @@ def device_here(name: str, ctx: str) -> Device:
 
 
 def decode_value(x, ctx: str, tensors: Sequence | None = None, depth: int = 0,
-                 device: DeviceOf = device_here):  # fmt: skip
-    """The value whose JSON form is ``x``; ``{"tensor": j}`` only with ``tensors``."""
+                 device: DeviceOf = device_here, known: set | None = None):  # fmt: skip
+    """The value whose JSON form is ``x``; ``{"tensor": j}`` only with ``tensors``, a
+    symbolic size only with ``known`` (the names its polynomial may read)."""
     if depth > 64:
         raise CodecError(f"{ctx}: values nested too deeply")
     if x is None or isinstance(x, (bool, int, float, str)):
         return x
     if isinstance(x, list):
-        return [decode_value(v, ctx, tensors, depth + 1, device) for v in x]
+        return [decode_value(v, ctx, tensors, depth + 1, device, known) for v in x]
     if isinstance(x, dict) and len(x) == 1:
         ((k, v),) = x.items()
         if k == "tuple" and isinstance(v, list):
-            return tuple(decode_value(i, ctx, tensors, depth + 1, device) for i in v)
+            return tuple(decode_value(i, ctx, tensors, depth + 1, device, known) for i in v)
+        if k == "sym" and known is not None:
+            try:
+                return sz.decode_sym(v, known)
+            except sz.SizeError as e:
+                raise CodecError(f"{ctx}: {e}") from None
         if k == "float" and v in ("nan", "inf", "-inf"):
             return float(v)
         if k == "complex" and isinstance(v, list) and len(v) == 2:
@@ -126,8 +137,8 @@ def encode_graph(g: Graph, tensor_index: TensorIndex) -> dict:
         if v not in ids:
             ids[v] = len(values)
             t = v.type
-            values.append({"dtype": t.dtype.name, "shape": list(t.shape), "device": str(t.device),
-                           "hint": v.hint})  # fmt: skip
+            values.append({"dtype": t.dtype.name, "shape": [encode_value(s) for s in t.shape],
+                           "device": str(t.device), "hint": v.hint})  # fmt: skip
         return ids[v]
 
     def operand(v):
@@ -147,7 +158,40 @@ def encode_graph(g: Graph, tensor_index: TensorIndex) -> dict:
         }  # fmt: skip
 
     body = block(g.block)
-    return {"n_inputs": g.n_inputs, "values": values, "captured": captured, "block": body}
+    out = {"n_inputs": g.n_inputs, "values": values, "captured": captured, "block": body}
+    try:
+        notes = sz.encode_notes(g.notes, encode_value)
+    except sz.SizeError as e:
+        raise CodecError(f"save: cannot store this graph: {e}") from None
+    if notes is not None or any(_syms(v.type.shape) for v in ids):
+        if notes is None:  # (symbolic sizes without the notes that bind them)
+            raise CodecError("save: cannot store a graph with symbolic sizes but no symbols")
+        sizes = [s for v in ids for s in v.type.shape] + sz.sizes_of(g.notes)
+        for n in _all_nodes(g.block):
+            sizes.extend(_syms(dict(n.attrs)))
+        out["atoms"] = sz.encode_atoms(sizes)
+        out["notes"] = notes
+    return out
+
+
+def _syms(x) -> list:
+    """The symbolic sizes in ``x`` (a size, or tuples, lists and dicts holding some)."""
+    if sz.is_sym(x):
+        return [x]
+    if isinstance(x, (tuple, list)):
+        return [s for v in x for s in _syms(v)]
+    if isinstance(x, dict):
+        return [s for v in x.values() for s in _syms(v)]
+    if isinstance(x, slice):
+        return _syms((x.start, x.stop, x.step))
+    return []
+
+
+def _all_nodes(b: Block):
+    for n in b.nodes:
+        yield n
+        for sb in n.blocks:
+            yield from _all_nodes(sb)
 
 
 def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here,
@@ -158,15 +202,34 @@ def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here,
     _need(isinstance(d, dict), ctx, "graph is not an object")
     vals = d.get("values")
     _need(isinstance(vals, list) and len(vals) < 10_000_000, ctx, "bad value table")
+    # dynamic dims: the names a size may read (the notes' symbols and the stored atoms)
+    known = None
+    notes = d.get("notes")
+    if notes is not None:
+        syms = notes.get("symbols") if isinstance(notes, dict) else None
+        _need(isinstance(syms, list) and all(
+            isinstance(s, list) and s and isinstance(s[0], str) and sz.SYMBOL.fullmatch(s[0])
+            for s in syms), ctx, "bad symbols")  # fmt: skip
+        try:
+            known = sz.decode_atoms(d.get("atoms", []), {s[0] for s in syms})
+        except sz.SizeError as e:
+            raise CodecError(f"{ctx}: {e}") from None
+
+    def size(s, i):
+        if isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 1 << 48:
+            return s
+        _need(known is not None and isinstance(s, dict) and set(s) == {"sym"}, ctx,
+              f"value {i}: bad shape")  # fmt: skip
+        return decode_value(s, ctx, known=known)
+
     values = []
     for i, v in enumerate(vals):
         _need(isinstance(v, dict), ctx, f"value {i} is not an object")
         name = v.get("dtype")
         shape = v.get("shape")
         _need(isinstance(name, str) and name in dt._BY_NAME, ctx, f"value {i}: unknown dtype")
-        _need(isinstance(shape, list) and len(shape) <= 32 and all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 1 << 48 for s in shape),
-            ctx, f"value {i}: bad shape")  # fmt: skip
+        _need(isinstance(shape, list) and len(shape) <= 32, ctx, f"value {i}: bad shape")
+        shape = [size(s, i) for s in shape]
         dev = v.get("device")
         _need(isinstance(dev, str), ctx, f"value {i}: bad device")
         hint = v.get("hint", "")
@@ -202,7 +265,8 @@ def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here,
             _need(op != "fused", ctx, "fused nodes are not stored (fusion runs on load)")
             attrs = nd.get("attrs", {})
             _need(isinstance(attrs, dict), ctx, "attrs is not an object")
-            a = {str(k): decode_value(v, ctx, tensors, device=device) for k, v in attrs.items()}
+            a = {str(k): decode_value(v, ctx, tensors, device=device, known=known)
+                 for k, v in attrs.items()}  # fmt: skip
             for v in a.values():
                 _hashable(v, ctx)
             outs = [val(i) for i in _list(nd.get("outputs"), ctx)]
@@ -238,6 +302,15 @@ def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here,
         _need(p.type.dtype is t.dtype and p.type.shape == tuple(t.shape), ctx,
               "a captured tensor does not match its parameter's type")  # fmt: skip
     g = Graph(top, n_inputs, cap)
+    if notes is not None:
+        try:
+            g.notes.update(sz.decode_notes(
+                notes, lambda x: decode_value(x, ctx, device=device, known=known), n_inputs,
+                [p.type.shape for p in top.params[:n_inputs]]))  # fmt: skip
+        except sz.SizeError as e:
+            raise CodecError(f"{ctx}: {e}") from None
+        _need(not any(n.blocks for n in top.nodes), ctx, "dynamic dims with control flow")
+        g.notes["shape_checks"] = sz.derive_checks(top.nodes, lambda x: bool(_syms(x)))
     try:
         verify(g)
         check_types(g, max_bytes)

@@ -54,7 +54,9 @@ def _check_block(block: Block, max_bytes: int | None) -> None:
             if len(want) != len(n.outputs):
                 raise VerifyError(f"{where}: {len(n.outputs)} outputs, the op gives {len(want)}")
             for o, (d, s) in zip(n.outputs, want):
-                if o.type.dtype is not d or o.type.shape != s:
+                # (compared as ints: a symbolic size at its hint, the size the graph was
+                # traced at; the runtime re-checks such nodes for each new size)
+                if o.type.dtype is not d or tuple(map(int, o.type.shape)) != tuple(map(int, s)):
                     raise VerifyError(f"{where}: output declared {o.type}, the op gives "
                                       f"{TensorType(d, s, o.type.device)}")  # fmt: skip
         for b in n.blocks:
