@@ -255,10 +255,9 @@ def test_no_grad_and_detach_inside_the_function():
     def g(x):
         return (x * x.detach()).sum()
 
-    with pytest.warns(F.TracerWarning, match="gradients are computed eagerly"):
-        tg = F.trace(g, (x,))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("error")  # (a compiled backward: nothing runs eagerly)
+        tg = F.trace(g, (x,))
         _, gj = grads_of(tg, clone_leaves((x,)))
     _, ge = grads_of(g, clone_leaves((x,)))
     assert_bitwise(gj[0], ge[0])
@@ -518,18 +517,19 @@ def test_scripted_functions_differentiate():
 
 
 def test_fallbacks_are_recorded():
-    # a detach() of a tensor carrying a gradient: gradients eager, explain says why
+    # a detach() of a tensor carrying a gradient is a node (``detach``) that passes none: the
+    # backward compiles, and the gradient stops where eager's does (d/dx of x * c is c)
     def g(x):
         return (x * x.detach()).sum()
 
     og = F.optimize(g, warmup=0)
     x = rand(5, seed=1)
     og(x).backward()
-    np.testing.assert_array_equal(x.grad.numpy(), x.numpy())
+    np.testing.assert_array_equal(x.grad.numpy(), x.detach().numpy())
     r = F.explain(og, as_dict=True)
     (training,) = r["signatures"][0]["training"]
-    assert "detach" in training["runs_eager"]
-    assert "runs eager" in F.explain(og)
+    assert "runs_eager" not in training and "runs eager" not in F.explain(og)
+    assert "detach" not in r["signatures"][0]["graph"]  # (dropped once the backward is built)
 
     # a whole training step (backward and optimizer inside) is one graph now
     # (tests/test_train_step_optimized.py compares it with eager)
@@ -572,3 +572,31 @@ def test_a_small_gpt_trains_through_optimize():
     assert out.grad_fn.name() == "CompiledFunctionBackward"
     (training,) = F.explain(om, as_dict=True)["signatures"][0]["training"]
     assert training["saved_bytes"] <= training["save_all_bytes"]
+
+
+def test_embedding_with_padding_idx_trains_compiled():
+    """The padding row takes no gradient (``F.embedding`` detaches it): a scripted or optimized
+    model with one compiles its backward, with eager's gradients."""
+
+    class Bag(F.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = F.nn.Embedding(10, 4, padding_idx=0)
+            self.out = F.nn.Linear(4, 2)
+
+        def forward(self, i):
+            return self.out(self.emb(i)).square().sum()
+
+    F.manual_seed(0)
+    model = Bag()
+    idx = F.tensor(np.array([[0, 1, 2], [3, 0, 4]]))
+    model(idx).backward()
+    want = model.emb.weight.grad.numpy().copy()
+    assert not want[0].any()  # (the padding row)
+    for wrap in (F.script, lambda m: F.optimize(m, warmup=0)):
+        model.zero_grad()
+        compiled = wrap(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # (nothing runs eagerly)
+            compiled(idx).backward()
+        close(model.emb.weight.grad.numpy(), want, 1e-6)

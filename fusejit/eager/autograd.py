@@ -1090,10 +1090,9 @@ def _is_leaf(self) -> bool:
 def detach(self) -> Tensor:
     """A tensor sharing this one's storage, without history (does not require grad)."""
     if recording.TRACER is not None:
-        note = getattr(recording.TRACER, "note_detach", None)
-        if note is not None:  # (a joint graph must not differentiate through it)
-            note(self)
-        return self  # (a traced graph records no autograd: the value itself)
+        # a node of the graph (a view: writes through it reach this tensor's value, as the
+        # tracer's view tracking sees), through which a joint graph passes no gradient
+        return _F().eager.call("detach", self)
     t = _new(Tensor)
     t._data, t._dtype, t._device = self._data, self._dtype, self._device
     t._ag = None

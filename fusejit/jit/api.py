@@ -136,7 +136,7 @@ class TracedFunction:
         self.exclusive = None
         self.joint_errors: dict = {}  # grad mask -> why calls with it differentiate eagerly
         # where gradients stop: values detach() was called on, values computed under no_grad
-        self._stops = (getattr(tracer, "detached", ()), getattr(tracer, "no_grad", ()))
+        self._stops = tuple(getattr(tracer, "no_grad", ()))
         self.__name__ = getattr(fn, "__name__", type(fn).__name__)
         self.__doc__ = getattr(fn, "__doc__", None)
 

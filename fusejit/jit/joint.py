@@ -133,14 +133,12 @@ def grad_mask(tensors) -> tuple:
     return tuple(out)
 
 
-def build_joint(raw: Graph, tensors: list, mask: tuple, stops=((), ())) -> JointGraph:
+def build_joint(raw: Graph, tensors: list, mask: tuple, stops=()) -> JointGraph:
     """The joint graph of ``raw`` (a straight-line graph of op-table ops), replayed on
     ``tensors`` (its params' tensors: user inputs, then captured) with ``mask`` telling which
-    require grad. ``stops``: (values ``detach()`` was called on, values computed with grad mode
-    off) while tracing; a detached value that would carry a gradient is a ``TraceError`` (the
-    traced graph uses one value for the tensor and its detached alias)."""
-    detached, no_grad = stops
-    no_grad = set(no_grad)
+    require grad. ``stops``: the values computed with grad mode off while tracing (a
+    ``detach()`` is a node of its own, ``detach``, with no gradient)."""
+    no_grad = set(stops)
     params = raw.block.params
     for n in raw.block.nodes:
         op = OPS.get(n.op)
@@ -158,12 +156,6 @@ def build_joint(raw: Graph, tensors: list, mask: tuple, stops=((), ())) -> Joint
         need = op.differentiable and any(rg.get(v, False) for v in n.tensor_inputs())
         for o in n.outputs:
             rg[o] = need and o.type.dtype.kind in "fc" and o not in no_grad
-    for v in detached:
-        if rg.get(v, False):
-            raise TraceError(
-                "backward through a compiled graph: the function calls detach() on a tensor "
-                "that requires grad, which the traced graph cannot tell from the tensor itself"
-            )
     with tr._trace_lock:
         if recording.TRACER is not None:
             raise TraceError("backward through a compiled graph: a trace is being recorded")
@@ -297,7 +289,7 @@ def _describe_value(v: Value, producer: dict, n_inputs: int, primal_index: dict)
 
 
 def compile_joint(raw: Graph, tensors: list, mask: tuple, optimize_graph, target: str,
-                  stops=((), ())) -> CompiledJoint:  # fmt: skip
+                  stops=()) -> CompiledJoint:  # fmt: skip
     """Build, partition, split and compile the joint graph of ``raw`` for grad ``mask``
     (``optimize_graph(graph, target)`` optimizes each part: ``fusejit.jit.api``'s)."""
     t0 = time.perf_counter()

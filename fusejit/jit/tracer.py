@@ -65,9 +65,8 @@ class Tracer:
         self.nodes: list[Node] = []
         self.value_reads: list[tuple[str, str]] = []
         self.unsupported_reason: str | None = None
-        # where gradients stop (joint graphs, fusejit/jit/joint.py): values ``detach()`` was
-        # called on, and results of ops recorded with grad mode off
-        self.detached: list[Value] = []
+        # where gradients stop (joint graphs, fusejit/jit/joint.py): results of ops recorded
+        # with grad mode off (``detach()`` is a node: ``detach``, which has no gradient)
         self.no_grad: list[Value] = []
         self.dynamic = dynamic or {}
         self.symbolic = bool(self.dynamic)
@@ -291,11 +290,6 @@ class Tracer:
         the traced run, as the state the graph writes is."""
         if id(t) not in self.host_state:
             self.host_state[id(t)] = (t, t._data.copy())
-
-    def note_detach(self, t: Tensor) -> None:
-        v = self.values.get(id(t)) if self.owner == threading.get_ident() else None
-        if v is not None:
-            self.detached.append(v)
 
     def record_factory(self, name: str, out: Tensor, attrs: dict) -> None:
         """A tensor made by a factory from symbolic sizes (``arange(T)``): a node with no

@@ -76,12 +76,6 @@ def record_backward(tracer, outputs, grad_outputs) -> None:
                 and any(rg.get(v, False) for v in n.tensor_inputs()))  # fmt: skip
         for o in n.outputs:
             rg[o] = need and o.type.dtype.kind in "fc" and o not in no_grad
-    for v in tracer.detached:
-        if rg.get(v, False):
-            raise TraceError(
-                "backward in a traced step: the function calls detach() on a tensor that "
-                "requires grad, which the traced graph cannot tell from the tensor itself"
-            )
     tracer.rg_leaves = [(t, rg[v]) for v, t in leaves]
     prev = MODE.enabled
     MODE.enabled = False  # (the rules run under no_grad in the eager engine too)

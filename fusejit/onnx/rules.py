@@ -1327,6 +1327,7 @@ _REAL_RULES: dict = {
     "view": reshape,
     "contiguous": identity,
     "clone": identity,
+    "detach": identity,
     "rand_like": rand_like,
     "permute": permute,
     "expand": expand,

@@ -220,6 +220,11 @@ def _getitem_impl(b, a, index):
 GETITEM = _mv("getitem", _getitem_impl, methods=("__getitem__", "narrow"), vjp=_getitem_vjp)
 CONTIGUOUS = _mv("contiguous", lambda b, a: b.xp.ascontiguousarray(a), vjp=_same_vjp)
 CLONE = _mv("clone", lambda b, a: a.copy(), vjp=_same_vjp)
+# ``Tensor.detach()`` in a traced graph: a view of its operand through which no gradient flows
+# (eagerly, detach is the autograd engine's own: ``fusejit/eager/autograd.py``); the passes
+# drop it once the backward is built (``simplify``)
+DETACH = register(OpDef(name="detach", kind="movement", arity=1, impl=lambda b, a: a.view(),
+                        allowed=ANY_C, out_dtype=lambda d: d, differentiable=False))  # fmt: skip
 CAT = _mv("cat", lambda b, *arrs, dim, dtype: b.xp.concatenate(
     [x.astype(dtype.np, copy=False) for x in arrs], axis=dim),
     out_dtype=lambda *ds, dim, dtype: dtype, arity=-1, methods=(), vjp=_cat_vjp)  # fmt: skip

@@ -381,7 +381,7 @@ def _pair(rule: Callable) -> Callable:
 _REDUCTIONS = ("sum", "prod", "mean", "var", "amax", "amin", "argmax", "argmin", "logsumexp",
                "all", "any")  # fmt: skip
 _SAME = ("softmax", "layer_norm", "cumsum", "cumprod", "contiguous", "clone", "flip", "roll",
-         "logcumsumexp", "real", "imag", "conj", "angle", "rand_like")  # fmt: skip
+         "logcumsumexp", "real", "imag", "conj", "angle", "rand_like", "detach")  # fmt: skip
 _FFTS = {"c2c": ("fft", "ifft", "fftn", "ifftn"), "r2c": ("rfft", "ihfft", "rfftn"),
          "c2r": ("irfft", "hfft", "irfftn")}  # fmt: skip
 RULES: dict[str, Callable] = {

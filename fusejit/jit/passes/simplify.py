@@ -45,6 +45,8 @@ def _identity_of(n):
         return ins[0]
     if n.op == "cast" and same(ins[0]):
         return ins[0]
+    if n.op == "detach":  # (it only stops gradients: the backward is built before the passes)
+        return ins[0]
     return None
 
 

@@ -19,7 +19,6 @@ from fusejit.ir.control import count_fused
 from fusejit.ir.graph import Graph
 from fusejit.ir.printer import format_code
 from fusejit.jit.control_grad import script_call
-from fusejit.jit.joint import grad_mask
 from fusejit.jit.scripting.errors import ScriptError
 from fusejit.jit.scripting.source import _params_of, _Source
 from fusejit.jit.scripting.specialize import (
@@ -32,7 +31,6 @@ from fusejit.jit.scripting.specialize import (
     unflatten_out,
 )
 from fusejit.jit.scripting.values import _IMMUTABLE, _kind_of
-from fusejit.jit.tracer import warn
 from fusejit.nn import Module, _Version
 
 
@@ -127,22 +125,11 @@ class ScriptFunction:
         if tracer is not None:  # called while fusejit.trace records: keep the control flow
             return _record_into_trace(tracer, c, tensors)
         if MODE.enabled:  # a tensor requiring grad: compiled forward and backward graphs
-            if c.grad_stops and True in grad_mask([*tensors, *c.raw_graph.captured]):
-                return self._eager_call(c, obj, args)
             outs = script_call(c, tensors)
             if outs is not None:
                 return unflatten_out(c.out_spec, iter(outs))
         outs = c.plan.run(tensors, c.graph.captured)
         return unflatten_out(c.out_spec, iter(outs))
-
-    def _eager_call(self, c: Compiled, obj, args):
-        """The Python function run eagerly (gradients through a ``detach()``, which the graph
-        cannot tell from the tensor itself), with one ``TracerWarning``."""
-        if not c.__dict__.get("_eager_warned"):
-            c._eager_warned = True
-            warn(f"{self.__name__}: calls detach(), which its graph cannot tell from the tensor "
-                 "itself: called with tensors requiring grad, it runs eagerly")  # fmt: skip
-        return self.fn(*((obj,) if self.is_method else ()), *args)
 
     def __call__(self, *args, **kwargs):
         return self._call(None, args, kwargs)

@@ -41,7 +41,6 @@ class Compiled:
     (``always_raises``: every call fails an assert known to fail when compiling)."""
 
     always_raises = False
-    grad_stops = False  # the function calls detach()
 
     def __init__(self, raw: Graph, in_spec, out_spec, name: str) -> None:
         verify(raw)
@@ -91,9 +90,6 @@ def compile_function(sf: ScriptFunction, self_obj, spec, flat, stack=()) -> Comp
     graph = Graph(Block(params, tracer.nodes, results), n_inputs, [t for _, t in captured])
     c = Compiled(graph, spec, out_spec, sf.__name__)
     c.always_raises = getattr(cc, "always_raises", False)
-    # where gradients stop: the graph has one value for a tensor and its detach(), so calls
-    # that need gradients run the Python function eagerly (``with no_grad()`` is refused syntax)
-    c.grad_stops = bool(tracer.detached)
     return c
 
 
