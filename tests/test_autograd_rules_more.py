@@ -137,7 +137,8 @@ def check_rule_traced(fn, *args, op: str, device: str = "cpu"):
 
 MY_MODULES = (movement, indexing, sorting, statistics, fft, complex_ops)
 NOT_DIFFERENTIABLE = {"one_hot", "searchsorted", "histc", "linalg_matrix_rank", "real", "imag",
-                      "conj", "view_as_real", "view_as_complex"}  # fmt: skip
+                      "conj", "view_as_real", "view_as_complex",
+                      "detach"}  # (a traced detach(): it stops gradients)  # fmt: skip
 
 
 def _entries():

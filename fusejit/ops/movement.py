@@ -31,7 +31,11 @@ def _reshape_vjp(F, ctx, g):
 
 
 def _permute_vjp(F, ctx, g):
-    return (F.permute(g, tuple(int(i) for i in np.argsort(ctx.attrs["dims"]))),)
+    dims = ctx.attrs["dims"]
+    inverse = [0] * len(dims)
+    for i, d in enumerate(dims):
+        inverse[d % len(dims)] = i
+    return (F.permute(g, tuple(inverse)),)
 
 
 def _expand_vjp(F, ctx, g):
@@ -176,11 +180,14 @@ def _gather_vjp(F, ctx, g):
         # index points, elementwise (it fuses with the rest of a row's backward; scatter_add
         # into zeros would give the same values)
         n = shape[dim]
-        ar = F.arange(n, device=g.device)
         if n <= 1 << 24:  # compared as float32 (exact up to 2**24; the CPU row kernels
             # compare float32 lanes about twice as fast as int64 ones)
-            ar, index = F.cast(ar, F.float32), F.cast(index, F.float32)
-        ar = F.reshape(ar, tuple(n if i == dim else 1 for i in range(len(shape))))
+            ar = F.arange(n, dtype=F.float32, device=g.device)
+            index = F.cast(index, F.float32)
+        else:
+            ar = F.arange(n, device=g.device)
+        if dim != len(shape) - 1:  # (along the last dim it broadcasts as it is)
+            ar = F.reshape(ar, tuple(n if i == dim else 1 for i in range(len(shape))))
         return (F.where(ar == index, g, 0.0), None)
     return (F.scatter_add(gh.zeros(F, x, x.shape), ctx.attrs["dim"], index, g), None)
 

@@ -197,8 +197,9 @@ def _rdims(ctx):
 
 
 def _keep(F, t, shape, dims, keepdim):
-    """``t`` (a reduction's result or its gradient) with the reduced dims kept as size 1."""
-    if keepdim or not shape:
+    """``t`` (a reduction's result or its gradient) with the reduced dims kept as size 1 (a
+    0-d ``t``, every dim reduced, broadcasts as it is: one op less in each backward)."""
+    if keepdim or not shape or not t.shape:
         return t
     return F.reshape(t, tuple(1 if i in dims else s for i, s in enumerate(shape)))
 
