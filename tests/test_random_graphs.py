@@ -18,6 +18,16 @@ def _ops(traced) -> list:
     return [n.op for n in traced.graph.block.nodes]
 
 
+def _draws_as_eager(f, fn, x, seed: int, calls: int) -> None:
+    """Calls of traced ``f`` from ``seed`` give eager ``fn``'s values, fresh at each call."""
+    fusejit.manual_seed(seed)
+    got = [host(f(x)) for _ in range(calls)]
+    fusejit.manual_seed(seed)
+    want = [host(fn(x)) for _ in range(calls)]
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got[0], got[1])
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
 def test_rand_like_eager_is_rand(device, dtype):
@@ -43,12 +53,7 @@ def test_traced_draws_fresh_values_as_eager_does(device):
 
     f = fusejit.trace(fn, (x,))
     assert _ops(f).count("rand_like") == 2  # (not merged: two draws)
-    fusejit.manual_seed(1)
-    got = [host(f(x)) for _ in range(3)]
-    fusejit.manual_seed(1)
-    want = [host(fn(x)) for _ in range(3)]
-    np.testing.assert_array_equal(got, want)
-    assert not np.array_equal(got[0], got[1])
+    _draws_as_eager(f, fn, x, seed=1, calls=3)
 
 
 def test_trace_leaves_the_generator_as_one_eager_call_does():
@@ -72,12 +77,7 @@ def test_an_unused_draw_is_kept_and_no_draw_is_folded():
 
     x = fusejit.zeros(3)
     f = fusejit.trace(fn, (x,))
-    fusejit.manual_seed(3)
-    got = [host(f(x)) for _ in range(2)]
-    fusejit.manual_seed(3)
-    want = [host(fn(x)) for _ in range(2)]
-    np.testing.assert_array_equal(got, want)
-    assert not np.array_equal(got[0], got[1])
+    _draws_as_eager(f, fn, x, seed=3, calls=2)
 
 
 def test_dropout_fuses_with_its_input():
