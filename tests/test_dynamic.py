@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fusejit
+from fusejit import nn
 from fusejit.base.symbolic import SymInt, resolve, symbols_of, tracing
 from fusejit.bench.models import NanoGPT, generate
 
@@ -240,3 +241,20 @@ def test_nanogpt_with_batch_and_length_symbolic_is_one_graph():
     ex = _executor(opt)
     assert ex._n_traces == 1
     assert str(ex._specs[0].traced.graph.inputs[0].type) == "int64[s0, s1]"
+
+
+def test_dynamic_true_fixes_only_the_sizes_an_op_refuses():
+    """``dynamic=True`` makes every dim symbolic; a Linear's matmul takes no other feature size
+    than its weight's, so that dim is traced fixed and the batch dim stays dynamic (the whole
+    signature was traced static before: every new batch size a new graph)."""
+    fusejit.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 4)).eval()
+    opt = fusejit.optimize(model, dynamic=True, warmup=0)
+    with fusejit.no_grad():
+        for n in (3, 5, 2, 33):
+            x = fusejit.randn(n, 8)
+            np.testing.assert_allclose(opt(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+    ex = _executor(opt)
+    assert ex._n_traces == 1
+    assert [e["event"] for e in ex._events][:2] == ["fixed", "specialize"]
+    assert str(ex._specs[0].traced.graph.inputs[0].type) == "float32[s0, 8]"

@@ -459,19 +459,30 @@ class Executor:
                     # value reads are recorded by the tracer and become the fallback reason
                     warnings.simplefilter("ignore", tr.TracerWarning)
                     dims = self._dynamic_dims(spec, tensors)
-                    try:
-                        graph, in_spec, out_spec, eager_out, tracer = tr.capture(
-                            target, plain, dims or None, train_steps=True
-                        )
-                    except tr.SymbolicShapeError as e:  # specialize these sizes instead
-                        _undo(e)
-                        self._event("static", spec.label, str(e))
-                        spec.dynamic = {}
-                        self._static_only = True  # (later sizes: not tried again)
-                        set_generator_states(rng_before)  # (the same draws again)
-                        graph, in_spec, out_spec, eager_out, tracer = tr.capture(
-                            target, plain, train_steps=True
-                        )
+                    for attempt in range(_DYNAMIC_TRIES + 1):  # (each ends in a break but the
+                        # retries with fewer dynamic dims)
+                        try:
+                            graph, in_spec, out_spec, eager_out, tracer = tr.capture(
+                                target, plain, dims or None, train_steps=True
+                            )
+                            break
+                        except tr.SymbolicShapeError as e:
+                            _undo(e)
+                            set_generator_states(rng_before)  # (the same draws again)
+                            dims = _without(dims, e.rigid_dims)
+                            if e.rigid_dims and dims and attempt < _DYNAMIC_TRIES:
+                                # fix the sizes the op takes no other value of (a feature dim
+                                # a weight fixes), keep the others dynamic (a batch dim)
+                                self._event("fixed", spec.label, str(e))
+                                spec.dynamic = dims
+                                continue
+                            self._event("static", spec.label, str(e))
+                            spec.dynamic = {}
+                            self._static_only = True  # (later sizes: not tried again)
+                            graph, in_spec, out_spec, eager_out, tracer = tr.capture(
+                                target, plain, train_steps=True
+                            )
+                            break
             finally:
                 _Version.seen = None
                 _GATE.end_write()
@@ -883,6 +894,20 @@ def _grads_differ(grads) -> str | None:
     return None
 
 
+# retraces with dynamic dims, each fixing the sizes an op refused, before a static trace
+_DYNAMIC_TRIES = 4
+
+
+def _without(dims: dict, fixed) -> dict:
+    """``dims`` (input index -> dynamic dims) less the (input, dim) pairs of ``fixed``."""
+    out = {}
+    for i, ds in dims.items():
+        keep = tuple(d for d in ds if (i, d) not in fixed)
+        if keep:
+            out[i] = keep
+    return out
+
+
 def _compiled_caller(traced: TracedFunction, gated: bool, convert: bool):
     if not gated and not convert:
         return traced
@@ -1008,7 +1033,8 @@ def optimize(model_or_fn=None, *, warmup: int = 2, strict: bool = False,
     its exact sizes and, when a later call fails the guards only because sizes changed, traces
     once more with those dims as symbolic sizes (``s0``, ...), a graph that then serves every
     size they take (within the guards on what it assumed, e.g. ``T <= 256`` from a slice);
-    True makes every dim of size 2 or more symbolic from the first trace; False always
+    True makes every dim of size 2 or more symbolic from the first trace (a dim an op fixes,
+    as a weight fixes a Linear's features, is then traced at its size); False always
     specializes. ``fusejit.mark_dynamic(t, dim)`` makes one dim symbolic from the start.
 
     >>> import fusejit

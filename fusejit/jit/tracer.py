@@ -32,7 +32,11 @@ _trace_lock = threading.RLock()  # the tracer hook is process-wide: one trace at
 
 
 class SymbolicShapeError(TraceError):
-    """A trace with dynamic dims met a size it cannot express over the symbols."""
+    """A trace with dynamic dims met a size it cannot express over the symbols. ``rigid_dims``:
+    the (input, dim) pairs of the symbols the op takes no other value of (a feature dim a
+    weight fixes); traced as fixed sizes, the others can stay dynamic."""
+
+    rigid_dims: tuple = ()
 
 
 # (file name, line number) of the user code each recorded node comes from, for messages that
@@ -316,7 +320,9 @@ class Tracer:
         try:
             shapes_out = _fit_shapes(op, shapes, attrs, [t.shape for t in types], names,
                                      self._hints(names))  # fmt: skip
-        except SymbolicShapeError:
+        except SymbolicShapeError as e:
+            rigid = getattr(e, "rigid", ())
+            e.rigid_dims = tuple((i, d) for n, i, d in self.symbols if n in rigid)
             raise
         except Exception as e:  # a rule that cannot take the other sizes
             raise SymbolicShapeError(
@@ -489,7 +495,9 @@ def _fit_shapes(op, shapes, attrs, actual, names, hints) -> list:
             probes.append((env, got))
             break
     if len(probes) < 2:
-        raise SymbolicShapeError(f"trace: {op.name} takes no other value of {', '.join(names)}")
+        e = SymbolicShapeError(f"trace: {op.name} takes no other value of {', '.join(names)}")
+        e.rigid = tuple(n for n in names if n not in slopes)
+        raise e
     # the sizes of the inputs and attributes: a result dim is often one of them (broadcast,
     # permute, matmul), which covers expressions no affine fit gives (``T // 2``)
     seen: dict = {}
