@@ -169,3 +169,22 @@ def test_saved_dropout_draws_fresh_masks(tmp_path):
         fusejit.manual_seed(4)
         np.testing.assert_allclose(got, host(model(x)), rtol=1e-6, atol=1e-7)
         assert not np.array_equal(host(g(x)), host(g(x)))
+
+
+def test_an_unused_draw_is_kept_in_a_compiled_backward():
+    """With gradients, the compiled forward keeps a draw nothing reads, so later draws are
+    eager's."""
+
+    def fn(t):
+        fusejit.nn.functional.dropout(t, 0.5)  # (drawn, unused)
+        return (fusejit.nn.functional.dropout(t * 3, 0.5) * t).sum()
+
+    x = fusejit.rand(64).requires_grad_()
+    opt = fusejit.optimize(fn, warmup=0, strict=True)
+    fusejit.manual_seed(6)
+    got = [opt(x) for _ in range(3)]
+    fusejit.manual_seed(6)
+    want = [fn(x) for _ in range(3)]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(host(g.detach()), host(w.detach()), rtol=1e-6)
+    assert got[0].grad_fn.name() == "CompiledFunctionBackward"

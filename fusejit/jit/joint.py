@@ -37,6 +37,7 @@ from fusejit.eager import autograd, dispatch, recording
 from fusejit.eager.grad_mode import MODE
 from fusejit.eager.random import generator_states, set_generator_states
 from fusejit.eager.tensor import GradInfo, Tensor
+from fusejit.ir.control import has_effect
 from fusejit.ir.graph import Block, Const, Graph, Value
 from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
@@ -313,7 +314,8 @@ def compile_joint(raw: Graph, tensors: list, mask: tuple, optimize_graph, target
     live = {v for v in fwd_results if isinstance(v, Value)}
     fwd_nodes = []
     for n in reversed(joint.block.nodes):
-        if any(o in live for o in n.outputs):
+        # (a random draw nothing reads still runs: it advances the generator, as eagerly)
+        if any(o in live for o in n.outputs) or has_effect(n):
             fwd_nodes.append(n)
             live.update(v for v in n.inputs if isinstance(v, Value))
     fwd_nodes.reverse()
