@@ -28,6 +28,7 @@ import numpy as np
 from fusejit.base import dtypes as dt
 from fusejit.base.device import Device, as_device
 from fusejit.base.errors import FusejitError
+from fusejit.base.symbolic import is_symbolic
 from fusejit.ir import sizes_codec as sz
 from fusejit.ir.graph import Block, Const, Graph, Node, TensorType, Value, freeze_attrs
 from fusejit.ir.typecheck import check_types
@@ -163,35 +164,14 @@ def encode_graph(g: Graph, tensor_index: TensorIndex) -> dict:
         notes = sz.encode_notes(g.notes, encode_value)
     except sz.SizeError as e:
         raise CodecError(f"save: cannot store this graph: {e}") from None
-    if notes is not None or any(_syms(v.type.shape) for v in ids):
+    if notes is not None or any(is_symbolic(v.type.shape) for v in ids):
         if notes is None:  # (symbolic sizes without the notes that bind them)
             raise CodecError("save: cannot store a graph with symbolic sizes but no symbols")
-        sizes = [s for v in ids for s in v.type.shape] + sz.sizes_of(g.notes)
-        for n in _all_nodes(g.block):
-            sizes.extend(_syms(dict(n.attrs)))
-        out["atoms"] = sz.encode_atoms(sizes)
+        # (graphs with dynamic dims are straight-line: scripted ones are never symbolic)
+        sizes = [v.type.shape for v in ids] + [n.attrs for n in g.block.nodes]
+        out["atoms"] = sz.encode_atoms(sizes + sz.sizes_of(g.notes))
         out["notes"] = notes
     return out
-
-
-def _syms(x) -> list:
-    """The symbolic sizes in ``x`` (a size, or tuples, lists and dicts holding some)."""
-    if sz.is_sym(x):
-        return [x]
-    if isinstance(x, (tuple, list)):
-        return [s for v in x for s in _syms(v)]
-    if isinstance(x, dict):
-        return [s for v in x.values() for s in _syms(v)]
-    if isinstance(x, slice):
-        return _syms((x.start, x.stop, x.step))
-    return []
-
-
-def _all_nodes(b: Block):
-    for n in b.nodes:
-        yield n
-        for sb in n.blocks:
-            yield from _all_nodes(sb)
 
 
 def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here,
@@ -310,7 +290,7 @@ def decode_graph(d, ctx: str, tensors: Sequence, device: DeviceOf = device_here,
         except sz.SizeError as e:
             raise CodecError(f"{ctx}: {e}") from None
         _need(not any(n.blocks for n in top.nodes), ctx, "dynamic dims with control flow")
-        g.notes["shape_checks"] = sz.derive_checks(top.nodes, lambda x: bool(_syms(x)))
+        g.notes["shape_checks"] = sz.derive_checks(top.nodes)
     try:
         verify(g)
         check_types(g, max_bytes)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import re
 
-from fusejit.base.symbolic import _ATOMS, _OPS, Guard, SymInt, _mk
+from fusejit.base.symbolic import _ATOMS, _OPS, Guard, SymInt, _mk, is_symbolic
+from fusejit.ir.values import Value
 
 SYMBOL = re.compile(r"s[0-9]{1,4}")
 _MAX_TERMS = 64
@@ -44,12 +45,22 @@ def _atom_names(poly, out: dict) -> None:
                 out[name] = (operand, k)
 
 
+def _walk(x, found: dict) -> None:
+    if isinstance(x, SymInt):
+        _atom_names(x.poly, found)
+    elif isinstance(x, (tuple, list)):
+        for v in x:
+            _walk(v, found)
+    elif isinstance(x, dict):
+        for v in x.values():
+            _walk(v, found)
+
+
 def encode_atoms(sizes) -> list:
-    """The atoms the symbolic sizes among ``sizes`` read, each after those its operand reads."""
+    """The atoms the symbolic sizes in ``sizes`` (nested in tuples, lists and dicts) read, each
+    after those its operand reads."""
     found: dict = {}
-    for s in sizes:
-        if isinstance(s, SymInt):
-            _atom_names(s.poly, found)
+    _walk(sizes, found)
     return [[name, [[list(m), int(c)] for m, c in operand], k] for name, (operand, k) in
             found.items()]  # fmt: skip
 
@@ -117,15 +128,15 @@ def sizes_of(notes: dict) -> list:
     return [g.expr for g in notes.get("guards", ())]
 
 
-def derive_checks(nodes, symbolic) -> tuple:
+def derive_checks(nodes) -> tuple:
     """The shape checks of a loaded graph: (op, input shapes, attrs, output shapes) for each
-    node whose types or attributes hold a symbol (``symbolic(x)``), in the runtime's form."""
+    node whose types or attributes hold a symbol, in the runtime's form."""
     checks = []
     for n in nodes:
-        shapes = tuple(v.type.shape for v in n.inputs if hasattr(v, "type"))
+        shapes = tuple(v.type.shape for v in n.inputs if isinstance(v, Value))
         outs = tuple(o.type.shape for o in n.outputs)
         attrs = dict(n.attrs)
-        if symbolic((shapes, outs, attrs)):
+        if is_symbolic((shapes, outs, attrs)):
             checks.append((n.op, shapes, attrs, outs))
     return tuple(checks)
 

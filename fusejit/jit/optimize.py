@@ -459,8 +459,8 @@ class Executor:
                     # value reads are recorded by the tracer and become the fallback reason
                     warnings.simplefilter("ignore", tr.TracerWarning)
                     dims = self._dynamic_dims(spec, tensors)
-                    for attempt in range(_DYNAMIC_TRIES + 1):  # (each ends in a break but the
-                        # retries with fewer dynamic dims)
+                    # a trace that succeeds, or one with fewer dynamic dims, or a static one
+                    for attempt in range(_DYNAMIC_TRIES + 1):
                         try:
                             graph, in_spec, out_spec, eager_out, tracer = tr.capture(
                                 target, plain, dims or None, train_steps=True
