@@ -181,6 +181,37 @@ def test_version_counter_errors_name_the_op():
     assert v._version == 1
 
 
+def test_a_leaf_reached_by_several_paths_sums_into_its_grad():
+    # each path's gradient is added into .grad as its rule gives it (no turn for the leaf)
+    x = leaf([1.0, 2.0, 3.0])
+    x.grad = F.tensor(np.array([10.0, 20.0, 30.0]))
+    (x * x * 2.0 + x.exp() + x).sum().backward()
+    a = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(x.grad.numpy(), [10.0, 20.0, 30.0] + 4 * a + np.exp(a) + 1,
+                               rtol=1e-15)  # fmt: skip
+    hooked = leaf([1.0, 2.0])
+    seen = []
+    hooked.register_hook(lambda g: seen.append(g.numpy().copy()))
+    (hooked * 3.0 + hooked).sum().backward()  # a hook on the leaf sees the sum, once
+    assert len(seen) == 1 and seen[0].tolist() == [4.0, 4.0]
+
+
+def test_saved_tensors_are_checked_after_any_write_in_place():
+    a = leaf([1.0, 2.0])
+    b = a * 1
+    c = b * a  # saves b
+    other = F.tensor(np.zeros(2))
+    other.add_(1)  # an unrelated write: the saved tensors are read with their checks
+    c.sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [2.0, 4.0])
+    b2 = a * 1
+    c2 = b2 * a
+    other.add_(1)
+    b2.mul_(3)
+    with pytest.raises(AutogradError, match="MulBackward0"):
+        c2.sum().backward()
+
+
 def test_inplace_ops_record():
     x = leaf([1.0, 2.0])
     y = x * 3

@@ -228,7 +228,7 @@ class OpNode(Node):
     ``needs_input_grad``."""
 
     __slots__ = ("op", "attrs", "_inputs", "_outputs", "_in_versions", "_out_versions",
-                 "needs_input_grad")  # fmt: skip
+                 "needs_input_grad", "epoch")  # fmt: skip
 
     def __init__(self, op, args, attrs, outs, edges, needs) -> None:
         # (Node.__init__ written out, and the storage keys inline: this runs on every op that
@@ -239,6 +239,7 @@ class OpNode(Node):
         self.hooks = self.retained = None
         self.released = False
         self.needs_input_grad = needs
+        self.epoch = EPOCH
         self.op = op
         self.attrs = attrs
         self._inputs = list(args)
@@ -274,8 +275,13 @@ class OpNode(Node):
         return _camel(self.op.name) + "Backward0"
 
     @property
-    def inputs(self) -> _Saved:
-        return _Saved(self, self._inputs, self._in_versions, "input", False)
+    def inputs(self):
+        ins = self._inputs
+        if self.epoch == EPOCH and ins is not None:
+            # nothing was written in place since this node was made (every write bumps the
+            # epoch): its operands are at their saved versions, read them without the checks
+            return ins
+        return _Saved(self, ins, self._in_versions, "input", False)
 
     @property
     def outputs(self) -> _Saved:
@@ -874,6 +880,10 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             if node in tnodes or any(e is not None and e[0] in needed for e in node.edges):
                 needed.add(node)
     captured: dict | None = None if targets is None else {}
+    # a gradient for a leaf goes straight into its ``.grad`` as its rule gives it, without a
+    # turn of the walk for the leaf's accumulator (the usual case: no hooks on the leaf, no
+    # inputs=, no create_graph); two gradients of one leaf are then added into it in turn
+    direct = targets is None and accumulate and not create_graph
     prev = MODE.enabled
     MODE.enabled = True if create_graph else False
     F = _F()
@@ -956,6 +966,10 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                         g = _fit(node, i, g, create_graph)
                     if g is not None:
                         nxt = e[0]
+                        if direct and nxt.is_acc and not nxt.leaf_hooks:
+                            nxt.accumulate(g, False)
+                            i += 1
+                            continue
                         nb = buffers.get(nxt)
                         if nb is None:
                             nb = buffers[nxt] = [None] * nxt.n_out
@@ -1017,8 +1031,7 @@ def backward(self: Tensor, gradient=None, retain_graph=None, create_graph: bool 
     """
     if inputs is not None:
         inputs = _as_tuple(inputs)
-    run_backward((self,), (gradient,), retain_graph, create_graph, inputs, accumulate=True,
-                 allow_unused=True)  # fmt: skip
+    run_backward((self,), (gradient,), retain_graph, create_graph, inputs, True, True)
 
 
 def backward_all(tensors, grad_tensors=None, retain_graph=None, create_graph: bool = False,
