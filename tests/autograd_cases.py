@@ -109,6 +109,11 @@ case("matmul", F.matmul, (4,), (4,))
 case("matmul", F.matmul, (2, 3, 4), (4, 2))  # batch broadcast
 case("matmul", F.matmul, (2, 1, 3, 4), (3, 4, 2))
 case("matmul", F.matmul, (2, 3), (3, 2), noncontig=True)
+case("linear", F.linear, (3, 4), (2, 4), (2,))
+case("linear", F.linear, (3, 4), (2, 4))
+case("linear", F.linear, (4,), (2, 4), (2,))
+case("linear", F.linear, (2, 3, 4), (5, 4), (1,))  # leading dims; a bias of one element
+case("linear", F.linear, (3, 4), (2, 4), (2,), noncontig=True)
 case("einsum", lambda a, b: F.einsum("ij,jk->ik", a, b), (3, 4), (4, 2))
 case("einsum", lambda a, b: F.einsum("bij,bjk->bik", a, b), (2, 3, 4), (2, 4, 2))
 case("einsum", lambda a, b: F.einsum("ij,j", a, b), (3, 4), (4,))

@@ -363,6 +363,29 @@ def test_a_reduction_is_saved_and_an_elementwise_chain_recomputed():
     assert cj.partition.saved_bytes < cj.partition.naive_bytes
 
 
+def test_compiled_gradients_go_into_grad_without_aliasing():
+    # a compiled backward's gradients are new arrays: .grad takes them without a copy where
+    # nothing else holds them (the weights' contiguous now: b.T @ a.T, not (a @ b).T); the
+    # values are eager's and accumulate over backward passes into separate memory
+    F.manual_seed(0)
+    m = F.nn.Sequential(F.nn.Linear(6, 5), F.nn.Tanh(), F.nn.Linear(5, 3))
+    x, y = rand(4, 6, grad=False), rand(4, 3, grad=False, seed=1)
+    m = m.to(F.float64)
+    om = F.optimize(m, warmup=0)
+    for model in (m, om):  # (the second: against the eager gradients kept from the first)
+        m.zero_grad()
+        for _ in range(2):
+            nnf.mse_loss(model(x), y).backward()
+        if model is m:
+            want = [p.grad.numpy().copy() for p in m.parameters()]
+    grads = [p.grad for p in m.parameters()]
+    for g, w in zip(grads, want, strict=True):
+        assert g._data.flags.c_contiguous and g.grad_fn is None
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-12, atol=1e-15)
+    for g, h in itertools.combinations(grads, 2):
+        assert not np.shares_memory(g._data, h._data)
+
+
 @pytest.mark.parametrize("batch, width", [(256, 256), (8, 384)])  # activations / weights
 def test_peak_memory_of_a_step_does_not_exceed_eager(batch, width):
     # tensors under 1 MiB: the host pool keeps larger dead buffers, which tracemalloc counts

@@ -10,6 +10,7 @@ import pytest
 
 import fusejit
 from fusejit import nn
+from fusejit.nn import functional as F
 from fusejit.nn import modules as nn_modules
 
 erf = np.vectorize(math.erf)
@@ -76,6 +77,27 @@ def test_linear_matches_numpy():
     xb = fusejit.randn(2, 3, 5, dtype=fusejit.float64)
     np.testing.assert_allclose(A(lin2(xb)), A(xb) @ A(lin2.weight).T, rtol=1e-12)
     assert [n for n, _ in lin2.named_parameters()] == ["weight"]
+
+
+def test_linear_records_one_node_and_traces_its_composition():
+    x = fusejit.randn(4, 5)
+    lin = nn.Linear(5, 3)
+    y = lin(x)
+    assert y.grad_fn.name() == "LinearBackward0"  # (one node: three gradients from one rule)
+    y.sum().backward()
+    np.testing.assert_allclose(A(lin.weight.grad), np.ones((3, 4)) @ A(x), rtol=1e-6)
+    np.testing.assert_allclose(A(lin.bias.grad), [4.0, 4.0, 4.0])
+    # a trace records matmul and add (fused as the product's epilogue), not the eager op
+    t = fusejit.trace(lambda x: F.linear(x, lin.weight.detach(), lin.bias.detach()), (x,))
+    assert "linear" not in [n.op for n in t.raw_graph.nodes]
+    np.testing.assert_allclose(A(t(x)), A(x) @ A(lin.weight).T + A(lin.bias), rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    # mixed dtypes and a bias of another shape take the composition (its promotion and
+    # broadcasting)
+    w16 = fusejit.tensor(A(lin.weight).astype(np.float16))
+    assert F.linear(x, w16).dtype is fusejit.float32
+    wide = F.linear(x, lin.weight, fusejit.ones(2, 1, 3))
+    assert wide.shape == (2, 4, 3)
 
 
 def test_linear_init_statistics():

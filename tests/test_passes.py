@@ -276,6 +276,30 @@ def test_simplify_chains_and_rewires_later_uses():
     same_results(g, out, x)
 
 
+def test_the_transpose_of_a_product_becomes_the_product_of_transposes():
+    rng = np.random.default_rng(0)
+    a = fusejit.tensor(rng.standard_normal((5, 3)))
+    b = fusejit.tensor(rng.standard_normal((3, 4)))
+    g = raw(lambda a, b: (a @ b).T, a, b)
+    out, changed = run_pass(simplify, g)
+    assert changed
+    out, _ = run_pass(dce, out)
+    assert ops(out) == ["permute", "permute", "matmul"]
+    (r,) = interpret(out, a, b)
+    assert r.shape == (4, 5) and r._data.flags.c_contiguous  # (a view of the product before)
+    np.testing.assert_allclose(r.numpy(), (a.numpy() @ b.numpy()).T, rtol=1e-14)
+
+    # the product read elsewhere, a batched product: kept as written
+    def shared(a, b):
+        p = a @ b
+        return p.T, p.exp()
+
+    for f in (shared, lambda a, b: (a.unsqueeze(0) @ b).mT):
+        g2 = raw(f, a, b)
+        _, changed = run_pass(simplify, g2)
+        assert not changed
+
+
 # ---- the pipeline ----------------------------------------------------------------------------
 
 

@@ -51,6 +51,15 @@ CASES = [
         [(2, 3, 4), (3, 4), (3, 4)],
         {"normalized_ndim": 2, "eps": 1e-5, "has_weight": True, "has_bias": True},
     ),
+    *[
+        ("linear", s, {"dtype": F32})
+        for s in (
+            [(2, 3), (4, 3)],
+            [(3,), (4, 3), (4,)],
+            [(5, 2, 3), (4, 3), (1,)],
+            [(0, 3), (4, 3), ()],
+        )
+    ],  # fmt: skip
     ("cumsum", [(2, 3)], {"dim": 1, "dtype": F32}),
     ("cumprod", [(4,)], {"dim": 0, "dtype": F32}),
     ("sort", [(3, 4)], {"dim": 0, "descending": True}),
@@ -140,6 +149,8 @@ BAD = [
     ("sum", [(2, 3)], {"dim": 2, "keepdim": False}),
     ("matmul", [(2, 3), (4, 5)], {"dtype": F32}),
     ("matmul", [(), (3,)], {"dtype": F32}),
+    ("linear", [(2, 3), (4, 5)], {"dtype": F32}),
+    ("linear", [(2, 3), (4, 3), (3,)], {"dtype": F32}),
     ("einsum", [(2, 3), (4, 5)], {"equation": "ij,jk->ik", "dtype": F32}),
     ("einsum", [(2, 3)], {"equation": "ijk->i", "dtype": F32}),
     ("einsum", [(2, 3)], {"equation": "ij->iz", "dtype": F32}),

@@ -332,10 +332,14 @@ class FunctionNode(Node):
     """A node whose backward is a Python function of the result gradients (``Function``,
     assignment into a tensor)."""
 
-    __slots__ = ("_name", "_backward", "_metas", "_in_metas")
+    __slots__ = ("_name", "_backward", "_metas", "_in_metas", "fresh")
 
-    def __init__(self, name, edges, outs, backward, in_metas) -> None:
+    def __init__(self, name, edges, outs, backward, in_metas, fresh: bool = False) -> None:
         Node.__init__(self, edges, len(outs))
+        # ``fresh``: the backward returns tensors made for the call, none of them an argument
+        # or another of its results (a compiled backward's, fusejit/jit/joint.py): a leaf may
+        # take one as its .grad without a copy, where nothing else holds its memory
+        self.fresh = fresh
         self._name = name
         self._backward = backward
         self._metas = [(o._data.shape, o._dtype, o._device) for o in outs]
@@ -389,7 +393,9 @@ class AccumulateGrad(Node):
     def out_meta(self, i: int):
         return self._meta
 
-    def accumulate(self, g: Tensor, create_graph: bool) -> None:
+    def accumulate(self, g: Tensor, create_graph: bool, owned: bool = False) -> None:
+        """Add ``g`` into the leaf's ``.grad`` (``owned``: ``g`` is a tensor nothing else refers
+        to, which ``.grad`` may take as it is where its array is its own, contiguous memory)."""
         t = self.leaf()
         if t is None:
             return
@@ -398,7 +404,17 @@ class AccumulateGrad(Node):
         if create_graph:
             info.grad = g if old is None else _F().add(old, g)
         elif old is None:
-            info.grad = _fresh(g)
+            d = g._data
+            if (
+                owned
+                and d.base is None
+                and d.flags.c_contiguous
+                and sys.getrefcount(g._data) == _ONE_OWNER
+                and g._ag is None
+            ):
+                info.grad = g  # (PyTorch's AccumulateGrad steals such a gradient too)
+            else:
+                info.grad = _fresh(g)
         elif getattr(old, "_ag", None) is not None and old._ag.requires_grad:
             info.grad = _F().add(old.detach(), g)
         elif old._device.type == "cpu":
@@ -409,6 +425,25 @@ class AccumulateGrad(Node):
 
     def release(self) -> None:
         pass  # (a leaf's accumulator serves every graph it takes part in)
+
+
+class _Holder:
+    __slots__ = ("_data",)
+
+
+def _one_owner() -> int:
+    """What ``AccumulateGrad.accumulate``'s ``sys.getrefcount(g._data)`` gives for an array
+    that ``g`` alone refers to, measured the same way (the count includes the call's and the
+    local's own references, which differ between Python versions)."""
+    h = _Holder()
+    h._data = np.empty(1)
+    d = h._data  # (as accumulate holds it)
+    n = sys.getrefcount(h._data)
+    del d
+    return n
+
+
+_ONE_OWNER = _one_owner()
 
 
 def _fresh(g: Tensor) -> Tensor:
@@ -933,6 +968,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                         shape, dtype, device = node.out_meta(i)
                         if _differentiable_dtype(dtype):
                             buf[i] = F.zeros(shape, dtype=dtype, device=device)
+            owned = False  # (a rule's gradient may be its incoming one, or shared)
             if type(node) is OpNode:
                 # (``OpNode.run`` written out: the walk runs it for nearly every node, and a
                 # method call, ``_F()`` and ``isinstance`` are a good part of the time it adds
@@ -949,6 +985,13 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             else:
                 res = node.run(buf)
                 ins = None
+                owned = getattr(node, "fresh", False)
+                if not retain_graph:
+                    # (what it saved, a compiled backward's activations, is freed before the
+                    # leaves below take copies of their gradients)
+                    node.release()
+            if direct and len(res) > 1:
+                res = list(res)  # (emptied as the leaves take their gradients, below)
             i = 0
             for e, g in zip(node.edges, res):
                 if e is not None and g is not None:
@@ -967,7 +1010,11 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                     if g is not None:
                         nxt = e[0]
                         if direct and nxt.is_acc and not nxt.leaf_hooks:
-                            nxt.accumulate(g, False)
+                            if len(res) > 1:
+                                # (without this reference the result is freed once .grad has
+                                # it, not with all of the node's at the end)
+                                res[i] = None
+                            nxt.accumulate(g, False, owned)
                             i += 1
                             continue
                         nb = buffers.get(nxt)

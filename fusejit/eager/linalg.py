@@ -12,12 +12,12 @@ import numpy as np
 from fusejit.base import dtypes as dt
 from fusejit.base.errors import DimError, DTypeError, ShapeError, fmt_shape
 from fusejit.base.shapes import int_arg, norm_dim
-from fusejit.eager import dispatch
+from fusejit.eager import dispatch, recording
 from fusejit.eager.elementwise import add
 from fusejit.eager.indexing import narrow
 from fusejit.eager.movement import broadcast_to, cat, reversed_dims, unsqueeze
 from fusejit.eager.tensor import Tensor
-from fusejit.ops.linalg import EINSUM, MATMUL
+from fusejit.ops.linalg import EINSUM, LINEAR, MATMUL
 from fusejit.ops.registry import check_allowed
 
 
@@ -187,6 +187,18 @@ def linear(x, weight, bias=None):
             f"{fmt_shape(weight.shape)} do not fit (expected a weight [out_features, "
             f"{x.shape[-1] if x.ndim else '?'}])"
         )
+    d = x._dtype
+    if (
+        recording.TRACER is None
+        and weight.ndim == 2
+        and weight._dtype is d
+        and (bias is None or (isinstance(bias, Tensor) and bias._dtype is d
+                              and bias.shape in ((), (1,), weight.shape[:1])))
+    ):  # fmt: skip
+        # one op (one autograd node); a trace records the composition below instead
+        check_allowed(LINEAR, (d,))
+        args = (x, weight) if bias is None else (x, weight, bias)
+        return dispatch.apply(LINEAR, args, {"dtype": d})
     out = matmul(x, reversed_dims(weight))
     return out if bias is None else add(out, bias)
 

@@ -429,7 +429,8 @@ def call_joint(cj: CompiledJoint, tensors: list, captured: list, eager_fn=None
     diff_outs = [o for i, o in enumerate(outs) if cj.tangent_of[i] is not None]
     if not any(e is not None for e in edges) or not diff_outs:
         return outs
-    node = autograd.FunctionNode(node_name, edges, outs, backward, metas)
+    # (the backward plan's results are new tensors, never an input or one another: runtime.py)
+    node = autograd.FunctionNode(node_name, edges, outs, backward, metas, fresh=True)
     for i, o in enumerate(outs):
         if cj.tangent_of[i] is not None:
             o._ag = GradInfo(True, node, i)

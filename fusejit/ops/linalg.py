@@ -5,6 +5,7 @@ decompositions and solvers of ``fusejit.linalg`` (``fusejit/eager/linalg_functio
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 
@@ -94,6 +95,42 @@ MATMUL = register(
           out_dtype=lambda a, b, dtype: dtype,
           methods=("matmul", "__matmul__", "dot", "mv", "bmm"), rmethods=("__rmatmul__",),
           vjp=_vjp_matmul)
+)  # fmt: skip
+
+
+def _linear_impl(b, x, w, *bias, dtype):
+    r = b.xp.matmul(x.astype(dtype.np, copy=False), w.astype(dtype.np, copy=False).T)
+    if bias:
+        r += bias[0].astype(dtype.np, copy=False)  # (r is new: the bias added in place)
+    return r
+
+
+def _vjp_linear(F, ctx, g):
+    # x [..., in], w [out, in], bias broadcasting to [out]: the three gradients directly (the
+    # weight's over the leading dims flattened into one), not through matmul, a transpose and
+    # an add, each recorded and differentiated on its own
+    need = ctx.needs_input_grad
+    x, w = ctx.inputs[0], ctx.inputs[1]
+    gx = F.matmul(g, w) if need[0] else None
+    gw = gb = None
+    has_bias = len(need) > 2
+    if need[1] or (has_bias and need[2]):
+        g2 = g if g.ndim == 2 else F.reshape(g, (math.prod(g.shape[:-1]), g.shape[-1]))
+        if need[1]:
+            x2 = x if x.ndim == 2 else F.reshape(x, (math.prod(x.shape[:-1]), x.shape[-1]))
+            gw = F.matmul(F.swapaxes(g2, 0, 1), x2)
+        if has_bias and need[2]:
+            gb = F.sum(g2, 0)  # (the engine sums it further to a bias of one element)
+    return (gx, gw, gb) if has_bias else (gx, gw)
+
+
+# ``x @ w.T (+ bias)`` with a weight of two dims (``torch.nn.functional.linear``): one op in
+# eager calls, so that a layer records one autograd node and its backward three products. Eager
+# only: a trace records its decomposition (permute, matmul, add; ``fusejit/eager/linalg.py``),
+# which the JIT's matmul epilogue fusion and every exporter take.
+LINEAR = register(
+    OpDef(name="linear", kind="matmul", arity=3, allowed=NUM, impl=_linear_impl,
+          out_dtype=lambda *ds, dtype: dtype, vjp=_vjp_linear)
 )  # fmt: skip
 
 

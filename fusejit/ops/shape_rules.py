@@ -90,6 +90,22 @@ def _matmul(shapes, attrs) -> Shape:
     return out
 
 
+def _linear(shapes, attrs) -> Shape:
+    x, w, *bias = shapes
+    if not x or len(w) != 2:
+        raise ShapeRuleError("linear takes an input of one or more dims and a 2-d weight")
+    if x[-1] != w[1]:
+        raise ShapeRuleError(f"inner sizes {x[-1]} and {w[1]} differ")
+    out = x[:-1] + (w[0],)
+    try:
+        fits = not bias or np.broadcast_shapes(out, bias[0]) == out
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeRuleError(f"a bias of shape {list(bias[0])} does not fit {list(out)}")
+    return out
+
+
 _EINSUM_TERM = re.compile(r"[A-Za-z]*(\.\.\.)?[A-Za-z]*")
 
 
@@ -399,6 +415,7 @@ RULES: dict[str, Callable] = {
     "reshape": _one(_reshape),
     "view": _one(_reshape),
     "matmul": _one(_matmul),
+    "linear": _one(_linear),
     "einsum": _one(_einsum),
     "cat": _one(_join(stack=False)),
     "stack": _one(_join(stack=True)),

@@ -4,13 +4,19 @@ Kept: ``x * 1``, ``1 * x``, ``x / 1``, ``x - 0``, ``x ** 1``, ``neg(neg(x))``, a
 dtype ``x`` already has, a permute that keeps the order of the dims (``x.T.T``: a backward's
 transposed weight transposed back). Not done (they change results): ``x + 0`` (-0.0 + 0 is +0.0),
 ``x * 0`` (NaN and inf), ``x - x`` (NaN).
+
+One rewrite makes new nodes: the transpose of a product of two matrices that nothing else reads,
+``(a @ b).T``, becomes ``b.T @ a.T`` (the gradient of a ``Linear`` weight: ``x.T @ g``
+transposed back). The same sums of the same products, written straight into a contiguous result
+where the transpose was a strided view of one (which ``.grad`` would have copied); the matrix
+library may add them in another order, as it may for any product.
 """
 
 from __future__ import annotations
 
 import math
 
-from fusejit.ir.graph import Const, Graph, Value
+from fusejit.ir.graph import Const, Graph, Node, TensorType, Value, uses
 from fusejit.ops.registry import OPS
 
 
@@ -78,11 +84,36 @@ def _shape_source(v: Value, producer: dict) -> Value:
         v = same[0]
 
 
+def _transposed_product(n, producer: dict, users: dict, results: set) -> list | None:
+    """``permute(matmul(a, b), (1, 0))`` of matrices ``a`` and ``b`` where the permute is the
+    product's one reader: the nodes of ``matmul(permute(b), permute(a))`` giving the permute's
+    output, or None."""
+    if n.op != "permute" or tuple(n.attr("dims") or ()) != (1, 0):
+        return None
+    prod = n.inputs[0]
+    p = producer.get(prod)
+    if p is None or p.op != "matmul" or prod in results or len(users.get(prod, ())) != 1:
+        return None
+    a, b = p.inputs
+    if not (isinstance(a, Value) and isinstance(b, Value)):
+        return None
+    if len(a.type.shape) != 2 or len(b.type.shape) != 2:
+        return None
+    out = []
+    for v in (b, a):
+        t = Value(TensorType(v.type.dtype, v.type.shape[::-1], v.type.device))
+        out.append(Node("permute", (v,), (("dims", (1, 0)),), (t,)))
+    out.append(Node("matmul", (out[0].outputs[0], out[1].outputs[0]), p.attrs, n.outputs))
+    return out
+
+
 def simplify(g: Graph) -> tuple[Graph, bool]:
     rep: dict = {}
     producer: dict = {}
     nodes = []
     moved = False
+    users = uses(g.block)
+    results = set(g.block.results)
     for n in g.block.nodes:
         if rep:
             n = type(n)(n.op, tuple(rep.get(v, v) if isinstance(v, Value) else v
@@ -101,6 +132,13 @@ def simplify(g: Graph) -> tuple[Graph, bool]:
             target = _permute_identity(n, producer.get(n.inputs[0]))
         if target is not None:
             rep[n.outputs[0]] = target
+            continue
+        swapped = _transposed_product(n, producer, users, results) if not rep else None
+        if swapped is not None:  # (the product's node is left to dce)
+            for m in swapped:
+                producer[m.outputs[0]] = m
+            nodes += swapped
+            moved = True
             continue
         for o in n.outputs:
             producer[o] = n
