@@ -171,6 +171,12 @@ case("diag_embed", lambda x: F.diag_embed(x, -1, 0, 2), (2, 3), noncontig=True)
 case("index_select", lambda x: F.index_select(x, 1, _ix(x, [0, 3, 0])), (3, 4))
 case("index_select", lambda x: x[_ix(x, [1, 1, 0])], (2, 3), noncontig=True)  # advanced index
 case("gather", lambda x: F.gather(x, 1, _ix(x, [[0, 0, 3], [1, 2, 1]])), (3, 4))
+for _r in ("mean", "sum", "none"):  # (the eager op: no weight, no ignored target)
+    case("cross_entropy", lambda z, r=_r: F.nn.functional.cross_entropy(
+        z, _ix(z, [2, 0, 3]), reduction=r), (3, 4))  # fmt: skip
+case("cross_entropy", lambda z: F.nn.functional.cross_entropy(z, _ix(z, 1)), (4,))
+case("cross_entropy", lambda z: F.nn.functional.cross_entropy(z, _ix(z, [1, 1])), (2, 3),
+     noncontig=True)  # fmt: skip
 case("gather", lambda x: F.gather(x, 0, _ix(x, [[1, 1, 0]])), (2, 3), noncontig=True)
 
 # ---- indexing ------------------------------------------------------------------------------

@@ -147,6 +147,39 @@ def test_cross_entropy_special_cases():
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_cross_entropy_of_class_indices_is_one_node_with_the_compositions_values(dtype):
+    # logits of one or two dims, no weight, no ignored target: one op of the table
+    x = (RNG.standard_normal((7, 5)) * 3).astype(dtype)
+    t = RNG.integers(0, 5, 7)
+    for reduction in ("mean", "sum", "none"):
+        z = fusejit.tensor(x).requires_grad_()
+        loss = nn.cross_entropy(z, fusejit.tensor(t), reduction=reduction)
+        assert loss.grad_fn.name() == "CrossEntropyBackward0" and loss.dtype == z.dtype
+        # the composition's values, bit for bit
+        picked = fusejit.log_softmax(z, 1).gather(1, fusejit.tensor(t).unsqueeze(1))
+        if reduction == "none":
+            comp = -picked.squeeze(1)
+        else:
+            comp = -(picked.mean() if reduction == "mean" else picked.sum())
+        np.testing.assert_array_equal(host(loss), host(comp))
+        g = np.linspace(0.5, 1.5, 7).astype(dtype) if reduction == "none" else None
+        loss.backward(None if g is None else fusejit.tensor(g))
+        # softmax(x) - onehot, scaled, in float64
+        x64 = x.astype(np.float64)
+        p = np.exp(x64 - x64.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        p[np.arange(7), t] -= 1
+        scale = {"mean": 1 / 7, "sum": 1.0, "none": None}[reduction]
+        want = p * (g.astype(np.float64)[:, None] if scale is None else scale)
+        tol = {np.float16: 2e-3, np.float32: 1e-6, np.float64: 1e-14}[dtype]
+        np.testing.assert_allclose(host(z.grad), want, rtol=tol, atol=tol)
+    # a trace records the composition (the JIT fuses it)
+    t32 = fusejit.tensor(t)
+    tr = fusejit.trace(lambda a, b: nn.cross_entropy(a, b), (fusejit.tensor(x), t32))
+    assert "cross_entropy" not in [n.op for n in tr.raw_graph.nodes]
+
+
 def test_cross_entropy_errors():
     x = fusejit.zeros(2, 3)
     with pytest.raises(fusejit.DTypeError, match="cross_entropy: input must be a float"):

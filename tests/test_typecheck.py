@@ -60,6 +60,11 @@ CASES = [
             [(0, 3), (4, 3), ()],
         )
     ],  # fmt: skip
+    *[
+        ("cross_entropy", s, {"reduce": r})
+        for s in ([(4, 3), (4,)], [(3,), ()])
+        for r in ("mean", "sum", "none")
+    ],
     ("cumsum", [(2, 3)], {"dim": 1, "dtype": F32}),
     ("cumprod", [(4,)], {"dim": 0, "dtype": F32}),
     ("sort", [(3, 4)], {"dim": 0, "descending": True}),
@@ -126,8 +131,9 @@ CASES = [
 
 
 def _arrays(op: str, shapes) -> list:
-    """Operands of ``shapes``; the index operand of index_select and gather holds zeros."""
-    return [np.zeros(s, np.int64) if k and op in ("index_select", "gather") else
+    """Operands of ``shapes``; the index operand of index_select, gather and cross_entropy
+    holds zeros."""
+    return [np.zeros(s, np.int64) if k and op in ("index_select", "gather", "cross_entropy") else
             np.ones(s, np.float32) for k, s in enumerate(shapes)]  # fmt: skip
 
 
@@ -150,6 +156,7 @@ BAD = [
     ("matmul", [(2, 3), (4, 5)], {"dtype": F32}),
     ("matmul", [(), (3,)], {"dtype": F32}),
     ("linear", [(2, 3), (4, 5)], {"dtype": F32}),
+    ("cross_entropy", [(4, 3), (3,)], {"reduce": "mean"}),
     ("linear", [(2, 3), (4, 3), (3,)], {"dtype": F32}),
     ("einsum", [(2, 3), (4, 5)], {"equation": "ij,jk->ik", "dtype": F32}),
     ("einsum", [(2, 3)], {"equation": "ijk->i", "dtype": F32}),

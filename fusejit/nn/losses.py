@@ -15,7 +15,7 @@ traces, fuses and differentiates like the ops it is made of.
 from __future__ import annotations
 
 from fusejit.base.errors import DeviceError, DTypeError, ShapeError, fmt_shape
-from fusejit.eager import recording
+from fusejit.eager import dispatch, recording
 from fusejit.eager.composites import clamp_min
 from fusejit.eager.elementwise import abs as _abs
 from fusejit.eager.elementwise import exp, log, log1p, maximum, minimum, sqrt, where
@@ -23,6 +23,7 @@ from fusejit.eager.indexing import gather, take
 from fusejit.eager.reductions import log_softmax, mean, sum
 from fusejit.eager.tensor import Tensor
 from fusejit.nn.modules import Module
+from fusejit.ops.losses import CROSS_ENTROPY
 
 __all__ = [
     "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
@@ -214,6 +215,14 @@ def cross_entropy(
     if target.dtype.is_floating_point and target.shape == input.shape:
         return _cross_entropy_probs(name, input, target, weight, reduction, label_smoothing)
     class_dim = _check_index_target(name, input, target)
+    if (
+        weight is None
+        and label_smoothing == 0.0
+        and input.ndim <= 2
+        and _none_ignored(target, ignore_index)
+    ):
+        # one op (one autograd node, one rule for the backward), the composition's values
+        return dispatch.apply(CROSS_ENTROPY, (input, target), {"reduce": reduction})
     logp = log_softmax(input, class_dim)
     w = _class_weight(name, weight, input, class_dim)
     nll = _nll(name, logp, target, weight, ignore_index, reduction, class_dim)

@@ -1303,6 +1303,12 @@ _SOLVER = ("ONNX has no such operator, and LAPACK's algorithm for it iterates to
            "no fixed graph of ONNX operators computes it")  # fmt: skip
 REFUSED: dict = dict.fromkeys("""linalg_svd linalg_svdvals linalg_eigh
     linalg_eigvalsh linalg_pinv linalg_matrix_rank linalg_lstsq""".split(), _SOLVER)  # fmt: skip
+# ops only eager calls make (one autograd node each): a trace records their compositions, which
+# export as any graph does; a graph holding one was not recorded by fusejit
+_EAGER_ONLY = ("an op only eager calls make; a trace records its composition ({}), which "
+               "exports")  # fmt: skip
+REFUSED["linear"] = _EAGER_ONLY.format("permute, matmul, add")
+REFUSED["cross_entropy"] = _EAGER_ONLY.format("log_softmax, gather, mean")
 
 _REAL_RULES: dict = {
     **{name: elementwise for name in _EXPR_OPS},

@@ -5,8 +5,8 @@ What runs an op eagerly (``fusejit.eager.call``) and the public functions are in
 """
 
 from fusejit.ops import (  # noqa: F401, I001 - registration
-    complex_ops, elementwise, fft, indexing, linalg, movement, random, reductions, sorting,
-    statistics,
+    complex_ops, elementwise, fft, indexing, linalg, losses, movement, random, reductions,
+    sorting, statistics,
 )  # fmt: skip
 from fusejit.ops.registry import OPS, OpDef, get_op
 

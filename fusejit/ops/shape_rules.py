@@ -106,6 +106,13 @@ def _linear(shapes, attrs) -> Shape:
     return out
 
 
+def _cross_entropy(shapes, attrs) -> Shape:
+    z, target = shapes
+    if len(z) not in (1, 2) or target != z[:-1]:
+        raise ShapeRuleError(f"logits of shape {list(z)} and targets of shape {list(target)}")
+    return target if attrs["reduce"] == "none" else ()
+
+
 _EINSUM_TERM = re.compile(r"[A-Za-z]*(\.\.\.)?[A-Za-z]*")
 
 
@@ -416,6 +423,7 @@ RULES: dict[str, Callable] = {
     "view": _one(_reshape),
     "matmul": _one(_matmul),
     "linear": _one(_linear),
+    "cross_entropy": _one(_cross_entropy),
     "einsum": _one(_einsum),
     "cat": _one(_join(stack=False)),
     "stack": _one(_join(stack=True)),
