@@ -871,8 +871,8 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             and g._device is t._device
             and g._data.shape == t._data.shape
         ):  # (a result of a node and a gradient that fits it: what the checks below accept)
-            roots = ((info.node, info.index),)
-            grads = (g,)
+            roots = None
+            node, root_index = info.node, info.index
         else:
             roots = (_root_edge(t, what),)
             grads = (_root_grad(t, g, what, 0),)
@@ -891,12 +891,17 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
             if info is None or not info.requires_grad:
                 raise AutogradError(f"{what}: input {k}, {_describe(t)}, does not require grad")
             targets.setdefault(_edge(t, info), []).append(k)
-    if len(roots) == 1:  # (the usual case, without the loop's lookups)
+    if roots is None:  # (the usual case: one result of a node, its gradient as given)
+        buf = [None] * node.n_out
+        buf[root_index] = g
+        buffers: dict = {node: buf}
+        heap: list = [(-node.seq, node)]  # (-seq, node): the node of the highest seq first
+    elif len(roots) == 1:
         node, i = roots[0]
         buf = [None] * node.n_out
         buf[i] = grads[0]
-        buffers: dict = {node: buf}
-        heap: list = [(-node.seq, node)]  # (-seq, node): the node of the highest seq first
+        buffers = {node: buf}
+        heap = [(-node.seq, node)]
     else:
         buffers = {}
         heap = []
@@ -921,7 +926,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
     direct = targets is None and accumulate and not create_graph
     prev = MODE.enabled
     MODE.enabled = True if create_graph else False
-    F = _F()
+    F = _FUSEJIT[0] if _FUSEJIT else _F()
     try:
         while heap:
             node = _heappop(heap)[1]
@@ -990,7 +995,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                     # (what it saved, a compiled backward's activations, is freed before the
                     # leaves below take copies of their gradients)
                     node.release()
-            if direct and len(res) > 1:
+            if owned and direct:
                 res = list(res)  # (emptied as the leaves take their gradients, below)
             i = 0
             for e, g in zip(node.edges, res):
@@ -1010,7 +1015,7 @@ def run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None,
                     if g is not None:
                         nxt = e[0]
                         if direct and nxt.is_acc and not nxt.leaf_hooks:
-                            if len(res) > 1:
+                            if owned:
                                 # (without this reference the result is freed once .grad has
                                 # it, not with all of the node's at the end)
                                 res[i] = None
