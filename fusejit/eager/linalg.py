@@ -36,7 +36,7 @@ def matmul(x, y):
     k2 = y.shape[-2] if y.ndim > 1 else y.shape[0]
     bx, by = x.shape[:-2], y.shape[:-2]
     ok = k1 == k2
-    if ok:
+    if ok and (bx or by):  # (batch dims to broadcast)
         try:
             np.broadcast_shapes(bx, by)
         except ValueError:
