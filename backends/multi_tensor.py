@@ -134,7 +134,7 @@ class CpuMultiTensor:
             return
         c = self.np_c.type
         args = (work, addrs, np.ascontiguousarray(tscal, self.np_c), flags,
-                *[c(s) for s in scalars])  # fmt: skip
+                np.array([c(s) for s in scalars], self.np_c))  # fmt: skip
         fn = self.fn
         before = len(fn.overloads)
         total = sum(sizes)

@@ -157,10 +157,13 @@ _SHORT = {"param": "p", "grad": "g", "exp_avg": "m", "exp_avg_sq": "v",
 
 # ---- CPU (numba) -----------------------------------------------------------------------------
 def cpu_source(spec: UpdateSpec) -> str:
-    """A module with ``k_multi(lo, hi, work, addrs, tscal, flags, *scalars)``: updates chunks
+    """A module with ``k_multi(lo, hi, work, addrs, tscal, flags, svals)``: updates chunks
     ``lo..hi`` of the work list (rows ``(tensor, start, stop)``); ``addrs[l, i]`` is the address
     of list ``l``'s array of tensor ``i`` (float16 as uint16 bits), ``tscal[i]`` its two
-    scalars and ``flags[i]`` its flag, in the compute dtype / int64."""
+    scalars and ``flags[i]`` its flag, in the compute dtype / int64; ``svals`` the update's
+    scalars (``spec.scalars``, in the compute dtype). Every argument an array or an int, so its
+    machine code is stored with the entry and a new process calls it without setting up numba
+    (``backends/native.py``)."""
     half = spec.dtype == "float16"
     C = f"np.{compute_dtype(spec.dtype)}"
     store = "np.uint16(0)" if half else f"{C}(0)"
@@ -173,7 +176,8 @@ def cpu_source(spec: UpdateSpec) -> str:
         *(["from fusejit.kernels import cpu_math as _vm"] if half else []),
         "",
         "",
-        f"def k_multi(lo, hi, work, addrs, tscal, flags, {', '.join(scal)}):",
+        "def k_multi(lo, hi, work, addrs, tscal, flags, svals):",
+        *[f"    {name} = svals[{k}]" for k, name in enumerate(scal)],
         "    for c in range(lo, hi):",
         "        i = work[c, 0]",
     ]
