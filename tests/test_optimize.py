@@ -563,3 +563,27 @@ def test_optimized_module_on_cuda():
         assert y.device.type == "cuda"
         assert_same(y, model(x), atol=1e-5)
     assert report(opt)["signatures"][0]["status"] == "compiled"
+
+
+def test_a_buffer_written_wrong_is_refused_even_where_rounding_is_asked(monkeypatch):
+    # the state check asks float64 only whether rounding explains a difference: a compiled
+    # run whose running mean is off by 0.1 (eager's and float64's agree to 1e-7) still runs
+    # eagerly, with the reason
+    from fusejit.jit import optimize as opt_mod
+
+    real = opt_mod._gated
+    bn = nn.BatchNorm1d(4)
+
+    def wrong(fn, args):
+        out = real(fn, args)
+        bn.running_mean._data += 0.1  # (after the compiled run's own write)
+        return out
+
+    monkeypatch.setattr(opt_mod, "_gated", wrong)
+    fusejit.manual_seed(0)
+    x = fusejit.randn(8, 4)
+    ob = fusejit.optimize(bn, warmup=0)
+    with pytest.warns(OptimizeWarning, match="buffer of shape \\[4\\] written in place.*float64"):
+        ob(x)
+    (sig,) = fusejit.explain(ob, as_dict=True)["signatures"]
+    assert sig["status"] == "eager"

@@ -43,6 +43,7 @@ from collections import deque
 
 import numpy as np
 
+from fusejit.base.device import CPU
 from fusejit.base.errors import TraceError, fmt_shape
 from fusejit.eager import recording
 from fusejit.eager.grad_mode import MODE
@@ -51,7 +52,13 @@ from fusejit.eager.tensor import Tensor
 from fusejit.ir.verify import verify
 from fusejit.jit import tracer as tr
 from fusejit.jit.api import TracedFunction
-from fusejit.jit.check import check_outputs
+from fusejit.jit.check import (
+    TOL,
+    check_outputs,
+    float64_reference,
+    input_scale,
+    rounding_explains,
+)
 from fusejit.jit.foreign import runner_for
 from fusejit.jit.graph_info import graph_info, module_tensor_names, name_captured
 from fusejit.jit.runtime import GuardError
@@ -564,6 +571,8 @@ class Executor:
         check_s = time.perf_counter() - t2
         if problem is None:
             problem = _state_differs(written)
+            if problem is not None:  # (perhaps rounding an update amplified: float64 judges)
+                problem = _state_not_rounding(graph, tensors, traced, tracer, written, problem)
         if problem is None:
             problem = _grads_differ(grads)
         if problem is not None:
@@ -859,6 +868,48 @@ def _state_differs(written) -> str | None:
             ok = np.array_equal(got, want)
         if not ok:
             return f"the buffer of shape {list(want.shape)} written in place"
+    return None
+
+
+def _state_not_rounding(graph, tensors, traced, tracer, written, problem: str) -> str | None:
+    """``problem`` (the state a compiled run wrote differs from eager's), or None where every
+    buffer that differs is explained by rounding: at most ``ROUNDING_FACTOR`` times as far from
+    the float64 evaluation of the graph as eager's (``check.rounding_explains``). An update can
+    amplify rounding without bound: AdamW's first step moves a parameter whose gradient is zero
+    up to rounding (a convolution's bias before a BatchNorm) by up to its learning rate, in a
+    direction the rounding decides, in eager and compiled runs alike."""
+    n_state = len(traced.state)
+    if not n_state:
+        return problem
+    # the graph reads the state as the call found it: put it back for the float64 run (the
+    # compiled run's values are what is judged, kept aside meanwhile)
+    saved = [(t, t._data.copy(), before) for t, before in tracer.state_before.values()]
+    try:
+        for t, _, before in saved:
+            t._data[...] = before
+        reference = float64_reference(graph, tensors)
+    except Exception:  # an op without float64: the plain comparison stands
+        return problem
+    finally:
+        for t, now, _ in saved:
+            t._data[...] = now
+    scale = input_scale(graph, tensors)
+    for j, (t, want) in enumerate(written[:n_state]):
+        got = t._data
+        if hasattr(got, "get"):  # (cupy)
+            got, want = got.get(), want.get()
+        if want.dtype.kind not in "fc":
+            if not np.array_equal(got, want):
+                return problem
+            continue
+        if np.allclose(got, want, rtol=1e-4, atol=1e-6, equal_nan=True):
+            continue
+        exact = reference[traced._n_out + j]
+        eager = Tensor._wrap(want, t._dtype, CPU)
+        compiled = Tensor._wrap(got, t._dtype, CPU)
+        ok, how = rounding_explains(compiled, eager, exact, TOL[t._dtype.name], scale)
+        if not ok:
+            return f"{problem}; {how}" if how else problem
     return None
 
 
