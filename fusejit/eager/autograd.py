@@ -410,7 +410,7 @@ class AccumulateGrad(Node):
                 and d.base is None
                 and d.flags.c_contiguous
                 and sys.getrefcount(g._data) == _ONE_OWNER
-                and g._ag is None
+                and getattr(g, "_ag", None) is None
             ):
                 info.grad = g  # (PyTorch's AccumulateGrad steals such a gradient too)
             else:
