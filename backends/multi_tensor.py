@@ -25,7 +25,7 @@ from fusejit.backends import cuda_kernels as ck
 
 from fusejit.codegen import cuda as cg
 from fusejit.codegen import multi_tensor as mt
-from fusejit.store import Recipe, atomic_write, entry_updated, load_or_build
+from fusejit.store import CACHE, Recipe, atomic_write, entry_updated, load_or_build
 
 # Elements of a chunk of the CPU work list: the unit the threads share out.
 CPU_CHUNK = 1 << 16
@@ -47,20 +47,26 @@ class Addresses:
 
     def __init__(self) -> None:
         self._rows: dict = {}  # row -> (the arrays, their addresses)
+        self._table: np.ndarray | None = None  # (rewritten in place where a row changed)
 
     def table(self, lists: list, addr_of, keep) -> np.ndarray:
-        rows = []
+        shape = (len(lists), len(lists[0]))
+        t = self._table
+        new = t is None or t.shape != shape
+        if new:
+            t = self._table = np.empty(shape, np.int64)
         for r, arrays in enumerate(lists):
             old = self._rows.get(r)
             if old is not None and len(old[0]) == len(arrays):
                 if all(map(operator.is_, old[0], arrays)):
-                    rows.append(old[1])
+                    if new:
+                        t[r] = old[1]
                     continue
             row = np.fromiter(map(addr_of, arrays), np.int64, len(arrays))
             if keep[r]:
                 self._rows[r] = (tuple(arrays), row)
-            rows.append(row)
-        return np.stack(rows)
+            t[r] = row
+        return t
 
 
 def _cpu_addr(a) -> int:
@@ -148,8 +154,21 @@ class CpuMultiTensor:
             entry_updated(self.folder)
 
 
+# spec -> its CPU kernel: a step looks it up without making its key (a hash of the spec and
+# the target) and asking the cache; emptied with the memory cache
+_CPU_KERNELS: dict = {}
+CACHE.hold(_CPU_KERNELS)
+
+
 def cpu_kernel(spec: mt.UpdateSpec) -> CpuMultiTensor:
     """The compiled CPU kernel of ``spec``, from memory, disk or a fresh compile."""
+    k = _CPU_KERNELS.get(spec)
+    if k is None:
+        k = _CPU_KERNELS[spec] = _load_cpu_kernel(spec)
+    return k
+
+
+def _load_cpu_kernel(spec: mt.UpdateSpec) -> CpuMultiTensor:
     key = cpk.TARGET.key("multi", spec.key())
 
     def source() -> str:
