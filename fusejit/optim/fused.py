@@ -47,8 +47,8 @@ def _numbers(*values) -> bool:
 def _state_ok(t, p) -> bool:
     return (
         t is not None
-        and t.dtype is p.dtype
-        and t.device is p.device
+        and t._dtype is p._dtype
+        and t._device is p._device
         and t._data.shape == p._data.shape
         and t._data.flags.c_contiguous
     )
@@ -94,9 +94,9 @@ def _partition(opt, group, fused):
         d = p._data
         if (
             tracing
-            or not enabled(fused, p.device)
-            or grad.dtype is not p.dtype
-            or grad.device is not p.device
+            or not enabled(fused, p._device)
+            or grad._dtype is not p._dtype
+            or grad._device is not p._device
             or grad._data.shape != d.shape
             or not d.flags.c_contiguous
             or not getattr(d.flags, "writeable", True)
@@ -106,7 +106,7 @@ def _partition(opt, group, fused):
         g = grad._data
         if not g.flags.c_contiguous:  # (read only: a contiguous copy will do)
             g = p.device.backend.xp.ascontiguousarray(g)
-        parts.setdefault((p.device, p.dtype), []).append((p, g))
+        parts.setdefault((p._device, p._dtype), []).append((p, g))
     return parts, rest
 
 
@@ -184,7 +184,8 @@ def adam_step(opt, group, decoupled: bool) -> list:
                     state[name] = _new_state(p)
             ts = [state.get(name) for name in names]
             st = state.get("step")
-            if st is None or not all(_state_ok(t, p) for t in ts):
+            if st is None or not (_state_ok(ts[0], p) and _state_ok(ts[1], p)
+                                  and (len(ts) == 2 or _state_ok(ts[2], p))):  # fmt: skip
                 rest.append((p, p.grad))
                 continue
             steps.append(_next_step(state, st))
