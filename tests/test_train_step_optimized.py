@@ -314,18 +314,12 @@ def test_a_conv_bias_before_batchnorm_compiles_as_a_rounding_difference():
     shape [8] written in place")."""
 
     def run(optimized: bool):
-        fusejit.manual_seed(0)
-        model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                              nn.Flatten(), nn.Linear(8 * 6 * 6, 4))  # fmt: skip
-        opt = optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-
-        def step(x, y):
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return loss
-
+        model, _, _, step = make_run(
+            lambda: nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.Flatten(), nn.Linear(8 * 6 * 6, 4)),
+            lambda ps: optim.AdamW(ps, lr=1e-3, weight_decay=1e-4),
+            nn.functional.cross_entropy,
+        )  # fmt: skip
         fn = fusejit.optimize(step) if optimized else step
         fusejit.manual_seed(3)
         x = fusejit.randn(16, 1, 6, 6)
