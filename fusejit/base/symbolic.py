@@ -26,7 +26,10 @@ from __future__ import annotations
 import operator
 import sys
 
-__all__ = ["SymInt", "is_symbolic", "resolve", "symbols_of", "tracing", "Guard", "check_guards"]
+__all__ = [
+    "SymInt", "is_symbolic", "resolve", "sym_ints", "symbols_of", "tracing", "Guard",
+    "check_guards",
+]  # fmt: skip
 
 # package folders: a comparison made by fusejit's own code records no guard (the node shape
 # checks validate what internal code computed); one made by user code does
@@ -301,33 +304,33 @@ class SymInt(int):
         return int(self) != 0
 
 
+def sym_ints(obj):
+    """Each ``SymInt`` in ``obj`` (a size, or a nested tuple, list or dict of them)."""
+    if isinstance(obj, SymInt):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            yield from sym_ints(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from sym_ints(o)
+
+
 def is_symbolic(obj) -> bool:
     """Whether ``obj`` (a size, or a nested tuple, list or dict of them) holds a ``SymInt``."""
-    if isinstance(obj, SymInt):
-        return True
-    if isinstance(obj, (tuple, list)):
-        return any(is_symbolic(o) for o in obj)
-    if isinstance(obj, dict):
-        return any(is_symbolic(o) for o in obj.values())
-    return False
+    return next(sym_ints(obj), None) is not None
 
 
 def symbols_of(obj, out: set | None = None) -> set:
     """The names of the symbols ``obj`` reads."""
     out = set() if out is None else out
-    if isinstance(obj, SymInt):
-        for m, _ in obj.poly:
+    for s in sym_ints(obj):
+        for m, _ in s.poly:
             for name in m:
                 if name in _ATOMS:
                     symbols_of(SymInt(0, _ATOMS[name][0]), out)
                 else:
                     out.add(name)
-    elif isinstance(obj, (tuple, list)):
-        for o in obj:
-            symbols_of(o, out)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            symbols_of(o, out)
     return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from fusejit.base.symbolic import _ATOMS, _OPS, Guard, SymInt, _mk, is_symbolic
+from fusejit.base.symbolic import _ATOMS, _OPS, Guard, SymInt, _mk, is_symbolic, sym_ints
 from fusejit.ir.values import Value
 
 SYMBOL = re.compile(r"s[0-9]{1,4}")
@@ -45,22 +45,12 @@ def _atom_names(poly, out: dict) -> None:
                 out[name] = (operand, k)
 
 
-def _walk(x, found: dict) -> None:
-    if isinstance(x, SymInt):
-        _atom_names(x.poly, found)
-    elif isinstance(x, (tuple, list)):
-        for v in x:
-            _walk(v, found)
-    elif isinstance(x, dict):
-        for v in x.values():
-            _walk(v, found)
-
-
 def encode_atoms(sizes) -> list:
     """The atoms the symbolic sizes in ``sizes`` (nested in tuples, lists and dicts) read, each
     after those its operand reads."""
     found: dict = {}
-    _walk(sizes, found)
+    for s in sym_ints(sizes):
+        _atom_names(s.poly, found)
     return [[name, [[list(m), int(c)] for m, c in operand], k] for name, (operand, k) in
             found.items()]  # fmt: skip
 

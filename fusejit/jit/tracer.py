@@ -450,14 +450,8 @@ def _holds_for_all(op, shapes, attrs, outs) -> bool:
 
 
 def _sizes_in(obj, out: dict) -> None:
-    if isinstance(obj, SymInt):
-        out.setdefault(obj.poly, obj)
-    elif isinstance(obj, (tuple, list)):
-        for o in obj:
-            _sizes_in(o, out)
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            _sizes_in(o, out)
+    for s in symbolic.sym_ints(obj):
+        out.setdefault(s.poly, s)
 
 
 def _fit_shapes(op, shapes, attrs, actual, names, hints) -> list:
